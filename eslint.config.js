@@ -1,0 +1,30 @@
+// The one lint/format tool: ESLint with typescript-eslint (lint) and @stylistic (format rules).
+// `npm run lint` checks, `npm run format` fixes. (Biome was tried first; its platform binaries are
+// not all served by every npm registry mirror, which breaks `npm ci` on a fresh machine.)
+import js from '@eslint/js';
+import stylistic from '@stylistic/eslint-plugin';
+import tseslint from 'typescript-eslint';
+
+export default tseslint.config(
+  {
+    ignores: ['**/dist/**', '**/dist-bundle/**', '**/node_modules/**', '**/coverage/**', '**/.tmp/**', 'protocol/schema/**'],
+  },
+  js.configs.recommended,
+  ...tseslint.configs.recommended,
+  stylistic.configs.customize({ indent: 2, quotes: 'single', semi: true, braceStyle: '1tbs', arrowParens: true }),
+  {
+    languageOptions: {
+      globals: { console: 'readonly', process: 'readonly', Buffer: 'readonly', URL: 'readonly', setTimeout: 'readonly', clearTimeout: 'readonly', setInterval: 'readonly', clearInterval: 'readonly', setImmediate: 'readonly', performance: 'readonly', TextDecoder: 'readonly', TextEncoder: 'readonly', AbortController: 'readonly', AbortSignal: 'readonly', queueMicrotask: 'readonly', structuredClone: 'readonly', fetch: 'readonly' },
+    },
+    rules: {
+      '@typescript-eslint/no-explicit-any': 'error',
+      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_', caughtErrors: 'none' }],
+      '@typescript-eslint/no-non-null-assertion': 'off',
+      '@stylistic/max-len': ['error', { code: 160, ignoreStrings: true, ignoreTemplateLiterals: true, ignoreRegExpLiterals: true, ignoreComments: false, ignoreUrls: true }],
+      '@stylistic/operator-linebreak': ['error', 'before', { overrides: { '=': 'after' } }],
+      '@stylistic/multiline-ternary': 'off',
+      '@stylistic/quote-props': ['error', 'as-needed'],
+      'no-restricted-imports': ['error', { patterns: ['../../*/src/*'] }],
+    },
+  },
+);
