@@ -1,0 +1,122 @@
+/** The per-device connection profile: shared by the server (which produces it) and the agent (which applies it). */
+import forge from 'node-forge';
+
+/** The `format` value of connection profiles this agent understands. */
+export const CONNECTION_PROFILE_FORMAT = 'router-fleet.connection-profile/1';
+
+/** Name of the packet section (FILETYPE=ConnectionProfile) that carries the profile, by convention. */
+export const CONNECTION_PROFILE_FILENAME = 'connection-profile.json';
+
+/**
+ * The per-device connection profile: the JSON content of a `FILETYPE=ConnectionProfile` section
+ * (UTF-8, one object). The server produces it at registration; `fleet-agent provision` applies it.
+ * It holds the device credential: it is stored with mode 0600 and never logged.
+ */
+export interface ConnectionProfile {
+  /** Always {@link CONNECTION_PROFILE_FORMAT}. */
+  format: typeof CONNECTION_PROFILE_FORMAT;
+  /** Control-channel URL, `wss://host[:port]/path` (`ws://` only when the agent allows insecure transport). */
+  serverUrl: string;
+  /** PEM of the CA certificate(s) that verify the server's TLS certificate (channel and downloads). */
+  caCertPem: string;
+  /** PEM certificates the device trusts to sign update packets (at least one; several allow rotation). */
+  trustAnchorsPem: string[];
+  /** Device id assigned by the server at registration (1–64 of `[A-Za-z0-9._:-]`). */
+  deviceId: string;
+  /** Serial number the device was registered under (1–64 of `[A-Za-z0-9._-]`). */
+  serialNumber: string;
+  /** Device secret sent in `hello` (16–256 characters). */
+  credential: string;
+  /** Keep-alive parameters used until the server's `welcome.session` replaces them (seconds). */
+  keepAlive?: { pingIntervalSec: number; pongTimeoutSec: number; sessionTimeoutSec: number };
+}
+
+export type ProfileValidation = { ok: true; profile: ConnectionProfile } | { ok: false; errors: string[] };
+
+function pemCertificates(pem: string): forge.pki.Certificate[] | undefined {
+  const blocks = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g);
+  if (!blocks) return undefined;
+  try {
+    return blocks.map((b) => forge.pki.certificateFromPem(b));
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Checks a parsed profile. Never throws. `allowInsecure` admits `ws://` URLs (tests, development).
+ * Unknown fields are ignored (forward compatibility) and dropped from the result.
+ */
+export function validateConnectionProfile(value: unknown, options: { allowInsecure?: boolean } = {}): ProfileValidation {
+  const errors: string[] = [];
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return { ok: false, errors: ['not a JSON object'] };
+  const v = value as Record<string, unknown>;
+  if (v.format !== CONNECTION_PROFILE_FORMAT) errors.push(`format must be "${CONNECTION_PROFILE_FORMAT}"`);
+  const url = typeof v.serverUrl === 'string' ? v.serverUrl : '';
+  try {
+    const parsed = new URL(url);
+    const ok = parsed.protocol === 'wss:' || (options.allowInsecure === true && parsed.protocol === 'ws:');
+    if (!ok) errors.push('serverUrl must be a wss:// URL');
+  } catch {
+    errors.push('serverUrl must be a URL');
+  }
+  if (typeof v.caCertPem !== 'string' || !pemCertificates(v.caCertPem)) errors.push('caCertPem must hold PEM certificates');
+  if (
+    !Array.isArray(v.trustAnchorsPem)
+    || v.trustAnchorsPem.length === 0
+    || v.trustAnchorsPem.length > 16
+    || !v.trustAnchorsPem.every((p) => typeof p === 'string' && pemCertificates(p))
+  ) {
+    errors.push('trustAnchorsPem must be 1–16 PEM certificates');
+  }
+  if (typeof v.deviceId !== 'string' || !/^[A-Za-z0-9._:-]{1,64}$/.test(v.deviceId)) errors.push('deviceId is invalid');
+  if (typeof v.serialNumber !== 'string' || !/^[A-Za-z0-9._-]{1,64}$/.test(v.serialNumber)) errors.push('serialNumber is invalid');
+  if (typeof v.credential !== 'string' || v.credential.length < 16 || v.credential.length > 256) {
+    errors.push('credential must be 16–256 characters');
+  }
+  let keepAlive: ConnectionProfile['keepAlive'];
+  if (v.keepAlive !== undefined) {
+    const k = v.keepAlive as Record<string, unknown>;
+    const int = (x: unknown, min: number, max: number) => Number.isInteger(x) && (x as number) >= min && (x as number) <= max;
+    if (
+      typeof k !== 'object'
+      || k === null
+      || !int(k.pingIntervalSec, 5, 3600)
+      || !int(k.pongTimeoutSec, 1, 3600)
+      || !int(k.sessionTimeoutSec, 1, 3600)
+    ) {
+      errors.push('keepAlive needs integer pingIntervalSec (5–3600), pongTimeoutSec and sessionTimeoutSec (1–3600)');
+    } else {
+      keepAlive = {
+        pingIntervalSec: k.pingIntervalSec as number,
+        pongTimeoutSec: k.pongTimeoutSec as number,
+        sessionTimeoutSec: k.sessionTimeoutSec as number,
+      };
+    }
+  }
+  if (errors.length > 0) return { ok: false, errors };
+  return {
+    ok: true,
+    profile: {
+      format: CONNECTION_PROFILE_FORMAT,
+      serverUrl: url,
+      caCertPem: v.caCertPem as string,
+      trustAnchorsPem: [...(v.trustAnchorsPem as string[])],
+      deviceId: v.deviceId as string,
+      serialNumber: v.serialNumber as string,
+      credential: v.credential as string,
+      ...(keepAlive ? { keepAlive } : {}),
+    },
+  };
+}
+
+/** Parses profile bytes (UTF-8 JSON). Never throws. */
+export function parseConnectionProfile(bytes: Uint8Array, options: { allowInsecure?: boolean } = {}): ProfileValidation {
+  let value: unknown;
+  try {
+    value = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
+  } catch {
+    return { ok: false, errors: ['not UTF-8 JSON'] };
+  }
+  return validateConnectionProfile(value, options);
+}

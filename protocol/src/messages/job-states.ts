@@ -1,0 +1,84 @@
+import { Type } from '@sinclair/typebox';
+
+/**
+ * The states of one job execution (one job on one device), shared by agent and server.
+ *
+ * - `queued`: created on the server, not yet sent to the device.
+ * - `offered`: the server sent a `job-offer`; the device has not started.
+ * - `downloading`: the device is fetching the packet (repeat the state to report progress).
+ * - `downloaded`: the packet is on the device and fully verified (signature, hashes, compatibility).
+ * - `installing`: sections are being installed. **The commit point**: from here on a cancel cannot stop it.
+ * - `rebooting`: the device reboots into new firmware.
+ * - `verifying`: the health check after install or reboot.
+ * - `succeeded`, `failed`, `rejected` (device refused: incompatible, downgrade, bad signature),
+ *   `cancelled`, `timed-out`: terminal. A retry is a new execution.
+ */
+export const JOB_EXECUTION_STATES = [
+  'queued',
+  'offered',
+  'downloading',
+  'downloaded',
+  'installing',
+  'rebooting',
+  'verifying',
+  'succeeded',
+  'failed',
+  'rejected',
+  'cancelled',
+  'timed-out',
+] as const;
+
+export type JobExecutionState = (typeof JOB_EXECUTION_STATES)[number];
+
+export const JobExecutionStateSchema = Type.Union(
+  JOB_EXECUTION_STATES.map((s) => Type.Literal(s)),
+  { description: 'Job execution state (see the job lifecycle)' },
+);
+
+/** States after which nothing changes. */
+export const TERMINAL_JOB_STATES: readonly JobExecutionState[] = [
+  'succeeded',
+  'failed',
+  'rejected',
+  'cancelled',
+  'timed-out',
+];
+
+/** States in which a cancel still aborts cleanly (before the commit point). */
+export const CANCELLABLE_JOB_STATES: readonly JobExecutionState[] = [
+  'queued',
+  'offered',
+  'downloading',
+  'downloaded',
+];
+
+/**
+ * Legal transitions `from → to[]`. Reporting the current state again is a progress update and is
+ * legal in every non-terminal state (it is not listed here). Forward jumps that happen after a
+ * restart (for example `offered → downloaded` when the packet was already on the device, or
+ * `offered → succeeded` when it was already installed) are listed explicitly.
+ */
+export const JOB_TRANSITIONS: Readonly<Record<JobExecutionState, readonly JobExecutionState[]>> = {
+  queued: ['offered', 'cancelled', 'timed-out', 'failed'],
+  offered: ['downloading', 'downloaded', 'succeeded', 'rejected', 'failed', 'cancelled', 'timed-out'],
+  downloading: ['downloaded', 'rejected', 'failed', 'cancelled', 'timed-out'],
+  downloaded: ['installing', 'rejected', 'failed', 'cancelled', 'timed-out'],
+  installing: ['rebooting', 'verifying', 'succeeded', 'failed', 'timed-out'],
+  rebooting: ['verifying', 'failed', 'timed-out'],
+  verifying: ['succeeded', 'failed', 'timed-out'],
+  succeeded: [],
+  failed: [],
+  rejected: [],
+  cancelled: [],
+  'timed-out': [],
+};
+
+export function isTerminalJobState(state: JobExecutionState): boolean {
+  return TERMINAL_JOB_STATES.includes(state);
+}
+
+/** True when `to` may follow `from` (same non-terminal state = progress update). */
+export function isLegalJobTransition(from: JobExecutionState, to: JobExecutionState): boolean {
+  if (from === to) return !isTerminalJobState(from);
+  return JOB_TRANSITIONS[from].includes(to);
+}

@@ -1,0 +1,142 @@
+import { describe, expect, it } from 'vitest';
+import {
+  CloseCodes,
+  createMessage,
+  decode,
+  encode,
+  isMessage,
+  MAX_FRAME_BYTES,
+  MESSAGE_TYPES,
+  mqttTopics,
+  ProtocolError,
+  WS_SUBPROTOCOL,
+} from '../src/index.js';
+import { frameBytes, loadFixtures } from './helpers/fixtures.js';
+
+const fixtures = loadFixtures();
+
+describe('golden fixtures', () => {
+  for (const [type, file] of fixtures) {
+    describe(type, () => {
+      for (const c of file.valid ?? []) {
+        it(`accepts: ${c.name}`, () => {
+          const bytes = frameBytes(c);
+          for (const input of [bytes, bytes.toString('utf8'), new Uint8Array(bytes)]) {
+            const result = decode(input);
+            if (result instanceof ProtocolError) throw result;
+            expect(result.type).toBe(type);
+            expect(result).toEqual(c.frame);
+          }
+        });
+      }
+      for (const c of file.invalid) {
+        it(`rejects with ${c.expect}: ${c.name}`, () => {
+          const result = decode(frameBytes(c));
+          expect(result).toBeInstanceOf(ProtocolError);
+          const err = result as ProtocolError;
+          expect(err.code).toBe(c.expect);
+          if (c.pointer !== undefined) expect(err.pointer).toBe(c.pointer);
+        });
+      }
+    });
+  }
+});
+
+describe('decode', () => {
+  const hello = fixtures.get('hello')!.valid![0]!.frame as { body: unknown };
+
+  it('keeps unknown fields (forward compatibility)', () => {
+    const frame = JSON.stringify({
+      ...(hello as object),
+      future: 1,
+      body: { ...(hello.body as object), later: 'x' },
+    });
+    const result = decode(frame);
+    expect(isMessage(result)).toBe(true);
+    expect((result as unknown as { future: number }).future).toBe(1);
+  });
+
+  it('accepts every minor version of the same major', () => {
+    const result = decode(JSON.stringify({ ...(hello as object), v: '1.7' }));
+    expect(isMessage(result)).toBe(true);
+  });
+
+  it('filters by direction', () => {
+    const welcome = frameBytes(fixtures.get('welcome')!.valid![0]!);
+    expect((decode(welcome, { accept: 'up' }) as ProtocolError).code).toBe('PROTO_UNKNOWN_TYPE');
+    expect(isMessage(decode(welcome, { accept: 'down' }))).toBe(true);
+    const ping = frameBytes(fixtures.get('ping')!.valid![0]!);
+    expect(isMessage(decode(ping, { accept: 'up' }))).toBe(true);
+    expect(isMessage(decode(ping, { accept: 'down' }))).toBe(true);
+  });
+
+  it('measures the frame limit in UTF-8 bytes, not characters', () => {
+    const text = JSON.stringify({ ...(hello as object), pad: 'é'.repeat(40_000) });
+    expect(text.length).toBeLessThan(MAX_FRAME_BYTES);
+    expect((decode(text) as ProtocolError).code).toBe('PROTO_TOO_LARGE');
+    expect(isMessage(decode(text, { maxBytes: 200_000 }))).toBe(true);
+  });
+
+  it('rejects strings with lone surrogates as invalid UTF-8', () => {
+    expect((decode('{"v":"1.0","x":"\ud800"}') as ProtocolError).code).toBe('PROTO_INVALID_UTF8');
+  });
+
+  it('reports the pointer of the first violation', () => {
+    const result = decode(
+      JSON.stringify({ ...(hello as object), body: { ...(hello.body as object), model: 5 } }),
+    );
+    expect(result).toMatchObject({ code: 'PROTO_SCHEMA_VIOLATION', pointer: '/body/model' });
+    expect((result as ProtocolError).toJSON()).toMatchObject({
+      code: 'PROTO_SCHEMA_VIOLATION',
+      pointer: '/body/model',
+    });
+  });
+});
+
+describe('encode and createMessage', () => {
+  it('round-trips every valid fixture', () => {
+    for (const type of MESSAGE_TYPES) {
+      const frame = fixtures.get(type)!.valid![0]!.frame as Parameters<typeof encode>[0];
+      expect(decode(encode(frame))).toEqual(frame);
+    }
+  });
+
+  it('fills the envelope', () => {
+    const msg = createMessage('ping', {}, { sentAt: 5, correlationId: 'abc' });
+    expect(msg).toMatchObject({ v: '1.0', type: 'ping', sentAt: 5, correlationId: 'abc', body: {} });
+    expect(msg.id).toMatch(/^[0-9a-f-]{36}$/);
+  });
+
+  it('refuses to encode an invalid message, unless validation is off', () => {
+    const bad = createMessage('event', { seq: 0, kind: 'boot', severity: 'info', at: 1 });
+    expect(() => encode(bad)).toThrow(ProtocolError);
+    try {
+      encode(bad);
+    } catch (err) {
+      expect((err as ProtocolError).code).toBe('PROTO_ENCODE_INVALID');
+      expect((err as ProtocolError).pointer).toBe('/body/seq');
+    }
+    expect(encode(bad, { validate: false })).toContain('"seq":0');
+  });
+});
+
+describe('transport bindings', () => {
+  it('carries the major version in the subprotocol', () => {
+    expect(WS_SUBPROTOCOL).toBe('router-fleet.v1');
+  });
+  it('uses private close codes in 4000–4999 and RFC codes below', () => {
+    for (const code of Object.values(CloseCodes)) {
+      expect(code >= 4000 ? code < 5000 : code >= 1000 && code <= 1015).toBe(true);
+    }
+    expect(new Set(Object.values(CloseCodes)).size).toBe(Object.values(CloseCodes).length);
+  });
+  it('lays out MQTT topics per account and device and refuses wildcards', () => {
+    expect(mqttTopics('acc-1', 'dev-2')).toEqual({
+      up: 'rf/v1/acc-1/dev-2/up',
+      down: 'rf/v1/acc-1/dev-2/down',
+      presence: 'rf/v1/acc-1/dev-2/presence',
+    });
+    expect(() => mqttTopics('acc/1', 'dev')).toThrow(TypeError);
+    expect(() => mqttTopics('acc', '#')).toThrow(TypeError);
+  });
+});

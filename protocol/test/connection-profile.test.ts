@@ -1,0 +1,43 @@
+import { beforeAll, describe, expect, it } from 'vitest';
+import { CONNECTION_PROFILE_FORMAT, parseConnectionProfile, sharedTestPki, validateConnectionProfile } from '../src/index.js';
+
+describe('connection profile', () => {
+  let good: Record<string, unknown>;
+  beforeAll(async () => {
+    const pki = await sharedTestPki();
+    good = {
+      format: CONNECTION_PROFILE_FORMAT,
+      serverUrl: 'wss://fleet.example.net/api/channel',
+      caCertPem: pki.root.certPem,
+      trustAnchorsPem: [pki.root.certPem],
+      deviceId: '2f1c7e5a-3b7d-4c1e-9a55-0d3c5e7b9a10',
+      serialNumber: 'M5L240000001',
+      credential: 'c2VjcmV0LWRldmljZS1jcmVkZW50aWFs',
+      keepAlive: { pingIntervalSec: 120, pongTimeoutSec: 104, sessionTimeoutSec: 16 },
+      future: 'ignored',
+    };
+  });
+
+  it('accepts a complete profile and drops unknown fields', () => {
+    const result = parseConnectionProfile(Buffer.from(JSON.stringify(good)));
+    expect(result.ok).toBe(true);
+    if (result.ok) expect(result.profile).not.toHaveProperty('future');
+  });
+
+  it.each([
+    ['plain ws:// without allowInsecure', { serverUrl: 'ws://fleet.example.net/api/channel' }, 'serverUrl must be a wss:// URL'],
+    ['no trust anchor', { trustAnchorsPem: [] }, 'trustAnchorsPem must be 1–16 PEM certificates'],
+    ['garbage CA', { caCertPem: 'not a certificate' }, 'caCertPem must hold PEM certificates'],
+    ['short credential', { credential: 'short' }, 'credential must be 16–256 characters'],
+    ['bad keep-alive', { keepAlive: { pingIntervalSec: 1, pongTimeoutSec: 1, sessionTimeoutSec: 1 } }, 'keepAlive'],
+  ])('rejects %s', (_name, patch, message) => {
+    const result = validateConnectionProfile({ ...good, ...patch });
+    expect(result.ok).toBe(false);
+    if (!result.ok) expect(result.errors.join('; ')).toContain(message);
+  });
+
+  it('admits ws:// only when asked, and never throws on bad bytes', () => {
+    expect(validateConnectionProfile({ ...good, serverUrl: 'ws://127.0.0.1:8080/api/channel' }, { allowInsecure: true }).ok).toBe(true);
+    expect(parseConnectionProfile(Buffer.from([0xff, 0xfe]))).toEqual({ ok: false, errors: ['not UTF-8 JSON'] });
+  });
+});

@@ -1,0 +1,131 @@
+import { describe, expect, it } from 'vitest';
+import { decode, isMessage, ProtocolError, ProtocolErrorCodes } from '../src/index.js';
+import { frameBytes, loadFixtures } from './helpers/fixtures.js';
+
+/** Small deterministic PRNG (mulberry32) so a failing input can be reproduced from its seed. */
+function rng(seed: number) {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const WEIRD: unknown[] = [
+  null,
+  true,
+  0,
+  -1,
+  1e308,
+  -0,
+  1.5,
+  '',
+  '\u0000',
+  'x'.repeat(300),
+  [],
+  {},
+  [[[]]],
+  { __proto__: 1 },
+  { constructor: { prototype: {} } },
+  Number.MAX_SAFE_INTEGER + 2,
+];
+
+function mutateValue(value: unknown, rand: () => number, depth = 0): unknown {
+  if (depth > 6 || rand() < 0.15) return WEIRD[Math.floor(rand() * WEIRD.length)];
+  if (Array.isArray(value)) {
+    const copy = value.map((v) => (rand() < 0.3 ? mutateValue(v, rand, depth + 1) : v));
+    if (rand() < 0.2) copy.push(WEIRD[Math.floor(rand() * WEIRD.length)]);
+    return copy;
+  }
+  if (value && typeof value === 'object') {
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(value)) {
+      const r = rand();
+      if (r < 0.08) continue; // drop a field
+      out[rand() < 0.03 ? `${k}_` : k] = r < 0.35 ? mutateValue(v, rand, depth + 1) : v;
+    }
+    if (rand() < 0.1)
+      out[['__proto__', 'extra', 'type', 'v'][Math.floor(rand() * 4)]!] =
+        WEIRD[Math.floor(rand() * WEIRD.length)];
+    return out;
+  }
+  return WEIRD[Math.floor(rand() * WEIRD.length)];
+}
+
+function mutateBytes(bytes: Buffer, rand: () => number): Buffer {
+  const b = Buffer.from(bytes);
+  const op = Math.floor(rand() * 5);
+  if (op === 0) {
+    for (let i = 0; i < 1 + rand() * 4; i++) b[Math.floor(rand() * b.length)] = Math.floor(rand() * 256);
+    return b;
+  }
+  if (op === 1) return b.subarray(0, Math.floor(rand() * b.length));
+  if (op === 2) {
+    const at = Math.floor(rand() * b.length);
+    return Buffer.concat([
+      b.subarray(0, at),
+      Buffer.from([0xc0 + Math.floor(rand() * 64), 0x80]),
+      b.subarray(at),
+    ]);
+  }
+  if (op === 3) {
+    const at = Math.floor(rand() * b.length);
+    return Buffer.concat([b.subarray(0, at), b.subarray(at + 1 + Math.floor(rand() * 8))]);
+  }
+  const random = Buffer.alloc(Math.floor(rand() * 200));
+  for (let i = 0; i < random.length; i++) random[i] = Math.floor(rand() * 256);
+  return random;
+}
+
+describe('decode never throws', () => {
+  const fixtures = loadFixtures();
+  const seeds = [...fixtures.values()].flatMap((f) => (f.valid ?? []).map((c) => c.frame));
+  const codes = new Set(Object.keys(ProtocolErrorCodes));
+
+  it('survives 12,000 random and mutated inputs with a known code or a valid message', () => {
+    const rand = rng(0x5eed);
+    const seen = new Map<string, number>();
+    for (let i = 0; i < 12_000; i++) {
+      const seed = seeds[i % seeds.length];
+      const input =
+        i % 2 === 0
+          ? Buffer.from(JSON.stringify(mutateValue(seed, rand)))
+          : mutateBytes(Buffer.from(JSON.stringify(seed)), rand);
+      let result: ReturnType<typeof decode>;
+      try {
+        result = decode(i % 3 === 0 ? input.toString('latin1') : input);
+      } catch (err) {
+        throw new Error(`decode threw on case ${i}: ${String(err)}\ninput: ${input.toString('base64')}`);
+      }
+      const key = isMessage(result) ? 'ok' : (result as ProtocolError).code;
+      if (!isMessage(result)) expect(codes.has(key), key).toBe(true);
+      seen.set(key, (seen.get(key) ?? 0) + 1);
+    }
+    // The mutator must actually reach the deep checks, or this test proves little.
+    for (const code of [
+      'PROTO_INVALID_JSON',
+      'PROTO_INVALID_UTF8',
+      'PROTO_INVALID_ENVELOPE',
+      'PROTO_SCHEMA_VIOLATION',
+      'ok',
+    ]) {
+      expect(seen.get(code) ?? 0, code).toBeGreaterThan(50);
+    }
+  });
+
+  it('handles deep nesting and huge numbers inside the size limit', () => {
+    for (const frame of [
+      '['.repeat(30_000),
+      `${'['.repeat(20_000)}${']'.repeat(20_000)}`,
+      '{"v":"1.0","type":"ping","id":"a","sentAt":1e400,"body":{}}',
+    ]) {
+      const result = decode(frame);
+      expect(result).toBeInstanceOf(ProtocolError);
+    }
+    const tooLarge = frameBytes({ name: 'big', frameText: '{{x*65537}}' });
+    expect((decode(tooLarge) as ProtocolError).code).toBe('PROTO_TOO_LARGE');
+  });
+});
