@@ -1,0 +1,291 @@
+import { createHash, type Hash } from 'node:crypto';
+import pRetry, { AbortError } from 'p-retry';
+import { Agent as UndiciAgent, type Dispatcher, request } from 'undici';
+import { AgentError, toAgentError } from '../errors.js';
+import { Backoff } from '../connection/backoff.js';
+import { sleep } from '../platform/clock.js';
+import type { FaultInjector } from '../platform/faults.js';
+import type { Clock, RandomSource, Staging } from '../platform/platform.js';
+
+export interface DownloadRequest {
+  url: string;
+  /** Bearer credential from the offer. Sent in the Authorization header only; never logged. */
+  token: string;
+  /** Declared size (from the offer): the packet must be exactly this long. */
+  size: number;
+  /** Declared SHA-256 (from the offer). */
+  sha256: string;
+  staging: Staging;
+  /** Staging file name of the packet. */
+  name: string;
+  /** PEM CA(s) verifying the download server (the connection profile's). */
+  caPem: string;
+  allowInsecure: boolean;
+  /** Durable offset to resume from (bytes already fsynced to `name`). */
+  offset: number;
+  /** Records a new durable offset (called after fsync). */
+  persistOffset: (offset: number) => Promise<void>;
+  clock: Clock;
+  random: RandomSource;
+  faults: FaultInjector;
+  /** Retries after the first attempt. */
+  retries: number;
+  retryBaseMs: number;
+  /** Stall watchdog window and least throughput. */
+  stallWindowMs: number;
+  minBytesPerSec: number;
+  /** fsync + persist the offset every this many bytes. */
+  syncBytes: number;
+  /** Cancel or stop: aborts at once, keeps what was written (resumable). */
+  signal: AbortSignal;
+  onProgress?: (bytesDone: number) => void;
+  /** Every chunk written, with the packet offset it starts at (lets MANIFEST be checked early). */
+  onChunk?: ((chunk: Uint8Array, offset: number) => void) | undefined;
+  /** Called before every attempt after the first (logging). */
+  onRetry?: (error: AgentError, attempt: number, delayMs: number) => void;
+}
+
+const dispatchers = new Map<string, Dispatcher>();
+
+/** One undici Agent per CA, shared (simulated fleets download through the same pool). */
+function dispatcherFor(caPem: string): Dispatcher {
+  let d = dispatchers.get(caPem);
+  if (!d) {
+    d = new UndiciAgent({ connect: { ca: caPem }, connections: 64 });
+    dispatchers.set(caPem, d);
+  }
+  return d;
+}
+
+/** Drops a response body without an unhandled 'error' (undici reports a destroyed body as aborted). */
+function discard(body: NodeJS.ReadableStream & { destroy(): void; on(event: 'error', fn: () => void): unknown }): void {
+  body.on('error', () => {});
+  body.destroy();
+}
+
+const CONTENT_RANGE = /^bytes (\d+)-(\d+)\/(\d+|\*)$/;
+
+/**
+ * Downloads a packet into staging: streaming, SHA-256 while writing, resume with `Range` from the
+ * durable offset, a stall/throughput watchdog, bounded retries (p-retry; full-jitter delays on the
+ * injected clock) and the declared size as a hard limit. Mismatched bytes are never spliced: a
+ * wrong answer to a resume restarts from zero. Resolves when the file is complete and its SHA-256
+ * matches; rejects with an AgentError (non-retryable ones at once).
+ */
+export async function downloadPacket(req: DownloadRequest): Promise<void> {
+  let offset = req.offset;
+  let hash: Hash | undefined;
+  let hashedTo = -1;
+  const backoff = new Backoff(Math.max(1, req.retryBaseMs), 300_000, req.random);
+  /** Retry-After of the last refused attempt (ms), 0 when none. */
+  let serverRetryAfterMs = 0;
+  const faults = req.faults.faults.download ?? {};
+  let url: URL;
+  try {
+    url = new URL(req.url);
+  } catch {
+    throw new AgentError('AGENT_DOWNLOAD_HTTP_STATUS', 'the packet URL is not a URL');
+  }
+  if (url.protocol !== 'https:' && !(req.allowInsecure && url.protocol === 'http:')) {
+    throw new AgentError('AGENT_DOWNLOAD_HTTP_STATUS', `refusing ${url.protocol} download (TLS required)`);
+  }
+
+  const restartFromZero = async () => {
+    offset = 0;
+    hash = undefined;
+    hashedTo = -1;
+    await req.persistOffset(0);
+  };
+
+  const attempt = async (): Promise<void> => {
+    if (faults.failAttempts && req.faults.take('download.failAttempts', faults.failAttempts)) {
+      throw new AgentError('AGENT_DOWNLOAD_FAILED', 'fault: network unreachable');
+    }
+    // What is durably on disk decides where we resume; data beyond the recorded offset is dropped.
+    const onDisk = (await req.staging.size(req.name)) ?? 0;
+    if (onDisk < offset) await restartFromZero();
+    if (!hash || hashedTo !== offset) {
+      hash = createHash('sha256');
+      if (offset > 0) {
+        let seen = 0;
+        for await (const chunk of req.staging.read(req.name)) {
+          const take = Math.min(chunk.length, offset - seen);
+          hash.update(chunk.subarray(0, take));
+          seen += take;
+          if (seen >= offset) break;
+        }
+        if (seen < offset) {
+          await restartFromZero();
+          hash = createHash('sha256');
+        }
+      }
+      hashedTo = offset;
+    }
+    let writer = await req.staging.openWriter(req.name, offset);
+    const attemptAbort = new AbortController();
+    const onOuterAbort = () => attemptAbort.abort(req.signal.reason);
+    req.signal.addEventListener('abort', onOuterAbort, { once: true });
+    let windowBytes = 0;
+    const minWindowBytes = (req.minBytesPerSec * req.stallWindowMs) / 1000;
+    const check = (): void => {
+      if (windowBytes < minWindowBytes) {
+        attemptAbort.abort(new AgentError('AGENT_DOWNLOAD_STALLED', `less than ${req.minBytesPerSec} B/s over ${req.stallWindowMs} ms`));
+        return;
+      }
+      windowBytes = 0;
+      watchdog = req.clock.setTimer(req.stallWindowMs, check);
+    };
+    let watchdog = req.clock.setTimer(req.stallWindowMs, check);
+    let sinceSync = 0;
+    let attemptBytes = 0;
+    let streaming = false;
+    const cutAfter = faults.cutAfterBytes;
+    const cutThisAttempt = cutAfter !== undefined && req.faults.take('download.cut', faults.cutTimes ?? 1);
+    try {
+      const { statusCode, headers, body } = await request(req.url, {
+        method: 'GET',
+        headers: { authorization: `Bearer ${req.token}`, ...(offset > 0 ? { range: `bytes=${offset}-` } : {}) },
+        ...(url.protocol === 'https:' ? { dispatcher: dispatcherFor(req.caPem) } : {}),
+        signal: attemptAbort.signal,
+        headersTimeout: req.stallWindowMs,
+        bodyTimeout: req.stallWindowMs,
+      });
+      const header = (name: string) => {
+        const v = headers[name];
+        return Array.isArray(v) ? v[0] : v;
+      };
+      const length = header('content-length') === undefined ? undefined : Number(header('content-length'));
+      if (statusCode === 206) {
+        const m = CONTENT_RANGE.exec(header('content-range') ?? '');
+        if (!m) {
+          discard(body);
+          await restartFromZero();
+          throw new AgentError('AGENT_DOWNLOAD_BAD_RANGE', 'a 206 without a valid Content-Range');
+        }
+        if (m[3] !== '*' && Number(m[3]) !== req.size) {
+          discard(body);
+          throw new AgentError('AGENT_DOWNLOAD_SIZE_MISMATCH', `the server's packet is ${m[3]} bytes, the offer said ${req.size}`);
+        }
+        if (Number(m[1]) !== offset || Number(m[2]) !== req.size - 1) {
+          discard(body);
+          await restartFromZero();
+          throw new AgentError('AGENT_DOWNLOAD_BAD_RANGE', `asked for bytes ${offset}-, got ${m[1]}-${m[2]}`);
+        }
+      } else if (statusCode === 200) {
+        if (length !== undefined && length !== req.size) {
+          discard(body);
+          throw new AgentError('AGENT_DOWNLOAD_SIZE_MISMATCH', `the server's packet is ${length} bytes, the offer said ${req.size}`);
+        }
+        if (offset > 0) {
+          // The server ignored Range: take the full body, from zero.
+          await writer.close();
+          await restartFromZero();
+          hash = createHash('sha256');
+          hashedTo = 0;
+          writer = await req.staging.openWriter(req.name, 0);
+        }
+      } else {
+        discard(body);
+        const retryable = statusCode === 408 || statusCode === 429 || statusCode >= 500;
+        if (!retryable) throw new AgentError('AGENT_DOWNLOAD_HTTP_STATUS', `HTTP ${statusCode}`);
+        // A busy server (503/429 with Retry-After, e.g. its download cap) says when to come back.
+        const retryAfterSec = Number(headers['retry-after']);
+        serverRetryAfterMs = Number.isFinite(retryAfterSec) && retryAfterSec >= 0 ? Math.min(retryAfterSec, 3600) * 1000 : 0;
+        throw new AgentError('AGENT_DOWNLOAD_FAILED', `HTTP ${statusCode}`);
+      }
+      streaming = true;
+      for await (const raw of body) {
+        let chunk = raw as Buffer;
+        const remaining = req.size - offset;
+        const tooLong = chunk.length > remaining;
+        if (tooLong) chunk = chunk.subarray(0, remaining);
+        if (cutThisAttempt && attemptBytes + chunk.length > cutAfter) {
+          chunk = chunk.subarray(0, Math.max(0, cutAfter - attemptBytes));
+        }
+        if (chunk.length > 0) {
+          await writer.write(chunk);
+          req.onChunk?.(chunk, offset);
+          hash.update(chunk);
+          offset += chunk.length;
+          hashedTo = offset;
+          attemptBytes += chunk.length;
+          windowBytes += chunk.length;
+          sinceSync += chunk.length;
+          req.onProgress?.(offset);
+        }
+        if (tooLong) {
+          discard(body);
+          throw new AgentError('AGENT_DOWNLOAD_TOO_LONG', `the server sent more than the declared ${req.size} bytes`);
+        }
+        if (cutThisAttempt && attemptBytes >= cutAfter) {
+          discard(body);
+          throw new AgentError('AGENT_DOWNLOAD_INTERRUPTED', `fault: link cut after ${cutAfter} bytes`);
+        }
+        if (faults.bytesPerSec) await sleep(req.clock, (chunk.length / faults.bytesPerSec) * 1000, attemptAbort.signal);
+        if (sinceSync >= req.syncBytes) {
+          await writer.sync();
+          await req.persistOffset(offset);
+          sinceSync = 0;
+        }
+      }
+    } catch (error) {
+      if (attemptAbort.signal.aborted) {
+        const reason = attemptAbort.signal.reason;
+        if (req.signal.aborted) throw new AbortError(toAgentError(req.signal.reason));
+        if (reason instanceof AgentError) throw reason;
+      }
+      const agentError = toAgentError(error, streaming ? 'AGENT_DOWNLOAD_INTERRUPTED' : 'AGENT_DOWNLOAD_FAILED');
+      if (!(error instanceof AgentError)) (agentError as { retryable: boolean }).retryable = true;
+      throw agentError;
+    } finally {
+      watchdog.cancel();
+      req.signal.removeEventListener('abort', onOuterAbort);
+      try {
+        await writer.sync();
+        await writer.close();
+      } catch {
+        // the file may already be closed
+      }
+      if (offset > 0 && offset <= req.size) await req.persistOffset(offset).catch(() => {});
+    }
+    if (offset < req.size) throw new AgentError('AGENT_DOWNLOAD_INTERRUPTED', `the response ended at ${offset} of ${req.size} bytes`);
+    const digest = hash.digest('hex');
+    hash = undefined;
+    if (digest !== req.sha256.toLowerCase()) {
+      await req.staging.remove(req.name);
+      await restartFromZero();
+      throw new AgentError('AGENT_DOWNLOAD_HASH_MISMATCH', 'the packet SHA-256 differs from the offer');
+    }
+  };
+
+  await pRetry(
+    async () => {
+      try {
+        await attempt();
+      } catch (error) {
+        const e = toAgentError(error);
+        if (error instanceof AbortError) throw error;
+        if (!e.retryable) throw new AbortError(e);
+        throw e;
+      }
+    },
+    {
+      retries: req.retries,
+      minTimeout: 0,
+      factor: 1,
+      signal: req.signal,
+      onFailedAttempt: async ({ error, attemptNumber, retriesLeft }) => {
+        if (retriesLeft <= 0) return;
+        // Honour the server's Retry-After (plus up to 50 % jitter so refused devices do not return
+        // together), never less than our own backoff.
+        const delay = Math.max(backoff.next(), serverRetryAfterMs * (1 + 0.5 * req.random.next()));
+        serverRetryAfterMs = 0;
+        req.onRetry?.(toAgentError(error), attemptNumber, delay);
+        await sleep(req.clock, delay, req.signal);
+      },
+    },
+  ).catch((error: unknown) => {
+    if (req.signal.aborted) throw req.signal.reason;
+    throw toAgentError(error, 'AGENT_DOWNLOAD_FAILED');
+  });
+}

@@ -1,0 +1,98 @@
+import type { JobExecutionState, JobOfferBody } from '@router-fleet/protocol';
+import type { Storage, Slot } from '../platform/platform.js';
+import type { UpdateState } from './update-table.js';
+
+/** Version of the journal record format. A record of another version is not trusted. */
+export const JOURNAL_VERSION = 1;
+const FILE = 'journal.json';
+
+export type SectionPhase = 'pending' | 'installing' | 'installed' | 'committed' | 'rolled-back';
+
+/** One MANIFEST section of the job, and how far it got. */
+export interface SectionRecord {
+  index: number;
+  fileName: string;
+  fileType: string;
+  sha256: string;
+  size: number;
+  version?: string;
+  extra: { key: string; value: string }[];
+  phase: SectionPhase;
+  needsReboot?: boolean;
+  /** The installer's own durable notes (backup ids, previous versions, target slot). */
+  data: Record<string, unknown>;
+}
+
+export type TerminalJobState = 'succeeded' | 'failed' | 'rejected' | 'cancelled' | 'timed-out';
+
+/** Where one job execution stands. Written before every side effect and every transition. */
+export interface JobRecord {
+  v: typeof JOURNAL_VERSION;
+  executionId: string;
+  jobId: string;
+  offer: JobOfferBody;
+  state: UpdateState;
+  /** Transitions so far (loop breaker). */
+  transitions: number;
+  /** Agent starts that found this job unfinished (loop breaker for crash/reboot loops). */
+  resumes: number;
+  enteredAt: number;
+  /** Durable download offset (bytes fsynced to staging). */
+  downloadOffset?: number;
+  /** After verification: packet id and sections in MANIFEST order. */
+  packet?: { packetId?: string; sections: SectionRecord[] };
+  /** Set before rebooting into new firmware: the boot id that must change. */
+  reboot?: { fromBootId: string };
+  /** Set before a reboot during rollback. */
+  rollbackReboot?: { fromBootId: string };
+  /** Session epoch when installing began: the health check may require a newer session. */
+  installEpoch?: number;
+  /** Health check bookkeeping (absolute deadline on the device clock, session epoch at the start). */
+  health?: { deadline: number; epoch: number; newSession: boolean };
+  /** A cancel arrived after the commit point. */
+  cancelRefused?: boolean;
+  lastReported?: JobExecutionState;
+  result?: { state: TerminalJobState; errorCode?: string; errorMessage?: string };
+  /** Id of the terminal job-progress message (stable across resends and restarts). */
+  terminalMessageId?: string;
+  /** Firmware slot the job installs into, if any. */
+  targetSlot?: Slot;
+}
+
+export type JournalLoad = { kind: 'empty' } | { kind: 'record'; record: JobRecord } | { kind: 'corrupt'; executionId?: string; reason: string };
+
+/** The journal of the active job: one durable file, replaced atomically. */
+export class Journal {
+  readonly #storage: Storage;
+  constructor(storage: Storage) {
+    this.#storage = storage;
+  }
+
+  async load(): Promise<JournalLoad> {
+    const bytes = await this.#storage.read(FILE);
+    if (!bytes) return { kind: 'empty' };
+    let value: unknown;
+    try {
+      value = JSON.parse(Buffer.from(bytes).toString('utf8'));
+    } catch {
+      return { kind: 'corrupt', reason: 'not JSON' };
+    }
+    const record = value as Partial<JobRecord>;
+    const executionId = typeof record.executionId === 'string' ? record.executionId : undefined;
+    if (record.v !== JOURNAL_VERSION) {
+      return { kind: 'corrupt', reason: `journal version ${String(record.v)}`, ...(executionId ? { executionId } : {}) };
+    }
+    if (!executionId || typeof record.state !== 'string' || typeof record.offer !== 'object') {
+      return { kind: 'corrupt', reason: 'incomplete record', ...(executionId ? { executionId } : {}) };
+    }
+    return { kind: 'record', record: record as JobRecord };
+  }
+
+  async save(record: JobRecord): Promise<void> {
+    await this.#storage.write(FILE, Buffer.from(JSON.stringify(record)));
+  }
+
+  async remove(): Promise<void> {
+    await this.#storage.remove(FILE);
+  }
+}
