@@ -1,0 +1,298 @@
+/**
+ * Control-channel scale benchmark (loopback only, bounded in time, stops by itself).
+ *
+ *   npx tsx server-stub/bench/channel-scale.ts [--devices 30000] [--workers 2] [--clients 3] [--concurrency 200]
+ *
+ * 1. Prepares a data directory with N registered devices and enough Pro licences (CSV import).
+ * 2. Runs a raw `ws` server (accept, answer the first message with a canned welcome) and connects
+ *    the same fake devices to it: the floor.
+ * 3. Runs `fleet-server serve --workers W` (built dist/) and connects N devices (hello → welcome,
+ *    pongs answered): connections per second end to end, admissions per second, server RSS.
+ * Clients are C child processes (each well under the 20,000 open-file limit), each on its own
+ * 127.0.0.x source address so ephemeral ports never run out; each keeps a bounded number of
+ * handshakes in flight. Prints one JSON line per measurement.
+ */
+import { type ChildProcess, execFileSync, fork, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import WebSocket, { WebSocketServer } from 'ws';
+
+const SELF = fileURLToPath(import.meta.url);
+const CLI = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
+const SUBPROTOCOL = 'router-fleet.v1';
+
+interface Dev {
+  u: string;
+  s: string;
+  c: string;
+}
+
+function rssKb(pid: number): number {
+  try {
+    const m = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) : 0;
+  } catch {
+    return 0;
+  }
+}
+
+/** RSS of a process and all its children (cluster workers). */
+function treeRssKb(pid: number): number {
+  let total = rssKb(pid);
+  try {
+    const kids = execFileSync('pgrep', ['-P', String(pid)]).toString().trim().split('\n').filter(Boolean).map(Number);
+    for (const k of kids) total += treeRssKb(k);
+  } catch {
+    // no children
+  }
+  return total;
+}
+
+// ── client child: connect a slice of devices, report, then idle until told to stop ──────────
+async function client(): Promise<void> {
+  const { url, file, from, to, local, concurrency } = JSON.parse(process.env['BENCH_CLIENT']!) as {
+    url: string;
+    file: string;
+    from: number;
+    to: number;
+    local: string;
+    concurrency: number;
+  };
+  const devices = (JSON.parse(readFileSync(file, 'utf8')) as Dev[]).slice(from, to);
+  const sockets: WebSocket[] = [];
+  let next = 0;
+  let ok = 0;
+  let failed = 0;
+  const start = performance.now();
+  const one = (d: Dev) =>
+    new Promise<void>((resolve) => {
+      const ws = new WebSocket(url, [SUBPROTOCOL], { localAddress: local, perMessageDeflate: false });
+      sockets.push(ws);
+      let done = false;
+      const finish = (good: boolean) => {
+        if (done) return;
+        done = true;
+        if (good) ok++;
+        else failed++;
+        resolve();
+      };
+      ws.on('open', () => {
+        ws.send(
+          JSON.stringify({
+            v: '1.0',
+            type: 'hello',
+            id: `h-${d.s}`,
+            sentAt: Date.now(),
+            body: {
+              serialNumber: d.s,
+              deviceId: d.u,
+              credential: d.c,
+              model: 'MRX5',
+              firmwareVersion: '10.3.2',
+              agentVersion: '0.1.0',
+              capabilities: [],
+              bootId: `b-${d.s}`,
+              inventory: { certificates: 0, containers: 0 },
+            },
+          }),
+        );
+      });
+      ws.on('message', (data) => {
+        const text = data.toString();
+        if (text.includes('"type":"welcome"')) finish(true);
+        else if (text.includes('"type":"ping"')) {
+          const id = /"id":"([^"]+)"/.exec(text)?.[1];
+          ws.send(JSON.stringify({ v: '1.0', type: 'pong', id: `p-${id}`, correlationId: id, sentAt: Date.now(), body: {} }));
+        }
+      });
+      ws.on('error', () => finish(false));
+      ws.on('close', () => finish(false));
+    });
+  const worker = async () => {
+    while (next < devices.length) await one(devices[next++]!);
+  };
+  await Promise.all(Array.from({ length: concurrency }, worker));
+  const seconds = (performance.now() - start) / 1000;
+  process.send!({ ok, failed, seconds });
+  process.on('message', () => {
+    for (const ws of sockets) ws.terminate();
+    process.exit(0);
+  });
+}
+
+// ── raw ws floor server ─────────────────────────────────────────────────────────────────────
+function rawServer(): void {
+  const wss = new WebSocketServer({ port: 0, host: '127.0.0.1', perMessageDeflate: false, clientTracking: false, maxPayload: 65536 });
+  const welcome = JSON.stringify({ v: '1.0', type: 'welcome', id: 'w', sentAt: 0, body: { admission: 'managed' } });
+  wss.on('connection', (ws) => {
+    ws.once('message', () => ws.send(welcome));
+    ws.on('error', () => undefined);
+  });
+  wss.on('listening', () => process.send!({ port: (wss.address() as { port: number }).port }));
+}
+
+// ── orchestrator ────────────────────────────────────────────────────────────────────────────
+async function prepare(dir: string, n: number): Promise<string> {
+  const { createServices } = await import('../src/services.js');
+  const { loadConfig } = await import('../src/config.js');
+  const services = createServices(loadConfig({ flags: { dataDir: dir, logLevel: 'silent', scryptCost: 1024 }, env: {} }));
+  try {
+    const created = await services.auth.createAccount({ name: 'Bench', username: 'bench', password: 'bench password 1' });
+    const scope = services.auth.scope(created.accountId);
+    const now = services.clock.now();
+    for (const code of services.licensing.issue('pro', Math.ceil(n / 100), now)) {
+      const l = services.licensing.redeem(scope, code, now);
+      services.licensing.activate(scope, l.uuid, undefined, now);
+    }
+    const csv = ['serialNumber', ...Array.from({ length: n }, (_, i) => `BENCH-${String(i).padStart(6, '0')}`)].join('\n');
+    services.devices.importCsv(scope, csv, false, n);
+    const rows = scope.devices.profileRows({ afterId: 0, limit: n });
+    const devices: Dev[] = rows.map((r) => ({ u: r.uuid, s: r.serial_number, c: services.devices.credential(scope, r.uuid) }));
+    const file = join(dir, 'devices.json');
+    writeFileSync(file, JSON.stringify(devices));
+    return file;
+  } finally {
+    services.close();
+  }
+}
+
+async function runClients(url: string, file: string, n: number, clients: number, concurrency: number) {
+  const per = Math.ceil(n / clients);
+  const children: ChildProcess[] = [];
+  const results = await Promise.all(
+    Array.from({ length: clients }, (_, i) => {
+      const child = fork(SELF, [], {
+        env: {
+          ...process.env,
+          BENCH_CLIENT: JSON.stringify({
+            url,
+            file,
+            from: i * per,
+            to: Math.min(n, (i + 1) * per),
+            local: `127.0.0.${2 + i}`,
+            concurrency: Math.ceil(concurrency / clients),
+          }),
+        },
+        execArgv: process.execArgv,
+      });
+      children.push(child);
+      return new Promise<{ ok: number; failed: number; seconds: number }>((resolve) => child.once('message', resolve as never));
+    }),
+  );
+  const ok = results.reduce((a, r) => a + r.ok, 0);
+  const failed = results.reduce((a, r) => a + r.failed, 0);
+  const seconds = Math.max(...results.map((r) => r.seconds));
+  return {
+    ok,
+    failed,
+    seconds,
+    stop: async () => {
+      await Promise.all(
+        children.map(
+          (c) =>
+            new Promise<void>((resolve) => {
+              c.once('exit', () => resolve());
+              c.send('stop');
+            }),
+        ),
+      );
+    },
+  };
+}
+
+async function orchestrate(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      devices: { type: 'string', default: '30000' },
+      workers: { type: 'string', default: '2' },
+      clients: { type: 'string', default: '3' },
+      concurrency: { type: 'string', default: '300' },
+      'skip-raw': { type: 'boolean', default: false },
+    },
+  });
+  const n = Number(values.devices);
+  const workers = Number(values.workers);
+  const clients = Number(values.clients);
+  const concurrency = Number(values.concurrency);
+  const dir = mkdtempSync(join(tmpdir(), 'fleet-bench-'));
+  const deadline = setTimeout(() => {
+    process.stdout.write(`${JSON.stringify({ error: 'benchmark timed out' })}\n`);
+    process.exit(2);
+  }, 15 * 60_000);
+  try {
+    const t0 = performance.now();
+    const file = await prepare(dir, n);
+    process.stdout.write(`${JSON.stringify({ step: 'prepare', devices: n, seconds: (performance.now() - t0) / 1000 })}\n`);
+
+    if (!values['skip-raw']) {
+      const raw = fork(SELF, [], { env: { ...process.env, BENCH_RAW: '1' }, execArgv: process.execArgv });
+      const { port } = await new Promise<{ port: number }>((resolve) => raw.once('message', resolve as never));
+      const idle = rssKb(raw.pid!);
+      const r = await runClients(`ws://127.0.0.1:${port}/`, file, n, clients, concurrency);
+      await new Promise((res) => setTimeout(res, 500));
+      const rss = rssKb(raw.pid!);
+      process.stdout.write(
+        `${JSON.stringify({
+          server: 'raw ws',
+          connected: r.ok,
+          failed: r.failed,
+          seconds: +r.seconds.toFixed(2),
+          connectsPerSec: Math.round(r.ok / r.seconds),
+          rssIdleMb: +(idle / 1024).toFixed(1),
+          rssMb: +(rss / 1024).toFixed(1),
+          rssPerConnKb: +((rss - idle) / Math.max(1, r.ok)).toFixed(2),
+        })}\n`,
+      );
+      await r.stop();
+      raw.kill('SIGKILL');
+    }
+
+    const server = spawn(
+      process.execPath,
+      [CLI, 'serve', '--data', dir, '--port', '0', '--host', '127.0.0.1', '--workers', String(workers)],
+      { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, FLEET_SERVER_LOG_LEVEL: 'info' } },
+    );
+    let url = '';
+    let buffered = '';
+    await new Promise<void>((resolve) => {
+      server.stdout!.on('data', (c: Buffer) => {
+        buffered += c.toString();
+        const m = /"url":"(http:\/\/[^"]+)"/.exec(buffered);
+        if (m && !url) {
+          url = m[1]!;
+          resolve();
+        }
+      });
+    });
+    await new Promise((res) => setTimeout(res, 1000));
+    const idle = treeRssKb(server.pid!);
+    const r = await runClients(`${url.replace('http', 'ws')}/api/channel`, file, n, clients, concurrency);
+    await new Promise((res) => setTimeout(res, 1500));
+    const rss = treeRssKb(server.pid!);
+    process.stdout.write(
+      `${JSON.stringify({
+        server: `fleet-server --workers ${workers}`,
+        connected: r.ok,
+        failed: r.failed,
+        seconds: +r.seconds.toFixed(2),
+        admissionsPerSec: Math.round(r.ok / r.seconds),
+        rssIdleMb: +(idle / 1024).toFixed(1),
+        rssMb: +(rss / 1024).toFixed(1),
+        rssPerConnKb: +((rss - idle) / Math.max(1, r.ok)).toFixed(2),
+      })}\n`,
+    );
+    await r.stop();
+    server.kill('SIGTERM');
+    await new Promise((res) => server.once('exit', res));
+  } finally {
+    clearTimeout(deadline);
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+if (process.env['BENCH_CLIENT']) void client();
+else if (process.env['BENCH_RAW']) rawServer();
+else void orchestrate();

@@ -1,0 +1,265 @@
+import { EventEmitter } from 'node:events';
+import type { Clock } from '../clock.js';
+import { credentialMatches } from '../devices/credentials.js';
+import { dueLicenceEvents, entitlement } from '../licensing/rules.js';
+import type { Metrics } from '../metrics.js';
+import type { Store } from '../store/database.js';
+import { deviceUuids, findDeviceIdentity, setDeviceAdmission } from '../store/devices.js';
+import { AccountEvents } from '../store/events.js';
+import { AccountLeases } from '../store/leases.js';
+import { AccountLicences, accountsWithLicencesOrLeases } from '../store/licences.js';
+import { decideAdmission, needsRebalance, rebalance } from './decide.js';
+import { PresenceTracker } from './presence.js';
+import type { AdmissionChange, AdmissionEventMap, AdmitRequest, AdmitResult, SweepReport } from './types.js';
+
+export interface AdmissionOptions {
+  /** How long a disconnected device keeps its seat for reclaim (s). */
+  readonly leaseGraceSec: number;
+  /** Retry-after for a device rejected for want of a licence, when no lease ends sooner (s). */
+  readonly admissionRetryAfterSec: number;
+  /** Retry-after for a device whose credential is unknown or wrong (s). */
+  readonly deniedRetryAfterSec?: number;
+}
+
+interface Balance {
+  seats: number;
+  dropped: number[];
+  toManaged: number[];
+  toUnmanaged: number[];
+}
+
+type Cause = AdmissionChange['cause'];
+
+/**
+ * Admits devices to licences, first come first served. Each admission, release and sweep is one
+ * `BEGIN IMMEDIATE` transaction over the account's licences and leases: SQLite's write lock is the
+ * queue, so the order holds across every process that shares the store file.
+ */
+export class AdmissionService {
+  readonly events = new EventEmitter<AdmissionEventMap>();
+  readonly presence: PresenceTracker;
+  readonly #accountUuids = new Map<number, string>();
+
+  constructor(
+    private readonly store: Store,
+    private readonly clock: Clock,
+    private readonly options: AdmissionOptions,
+    private readonly metrics?: Metrics,
+  ) {
+    this.presence = new PresenceTracker(store);
+  }
+
+  admit(req: AdmitRequest): AdmitResult {
+    const now = req.connectedAt ?? this.clock.now();
+    const identity = findDeviceIdentity(this.store, req);
+    const deniedRetry = this.options.deniedRetryAfterSec ?? 3600;
+    if (!identity) return this.#count({ outcome: 'denied', reason: 'unknown-device', retryAfterSec: deniedRetry });
+    if (typeof req.credential !== 'string' || !credentialMatches(req.credential, identity.credential_hash)) {
+      return this.#count({ outcome: 'denied', reason: 'bad-credential', retryAfterSec: deniedRetry });
+    }
+    const accountId = identity.account_uuid;
+    const deviceUuid = identity.uuid;
+    const deviceKey = identity.id;
+    const { result, balance } = this.store.write(() => {
+      const balance = this.#balance(identity.account_id, now);
+      const leases = new AccountLeases(this.store, identity.account_id);
+      const decision = decideAdmission({
+        seats: balance.seats,
+        managedCount: leases.managedCount(),
+        own: leases.own(identity.id),
+        nextGraceEnd: leases.nextGraceEnd(),
+        now,
+        defaultRetryAfterSec: this.options.admissionRetryAfterSec,
+      });
+      let result: AdmitResult;
+      switch (decision.outcome) {
+        case 'managed':
+          if (decision.lease !== 'kept') leases.upsert(identity.id, 'managed', now);
+          setDeviceAdmission(this.store, identity.id, 'managed', null, now);
+          result = { outcome: 'managed', deviceUuid, deviceKey, accountId, lease: decision.lease };
+          break;
+        case 'unmanaged':
+          setDeviceAdmission(this.store, identity.id, 'unmanaged', 'licence-limit', now);
+          result = { outcome: 'unmanaged', deviceUuid, deviceKey, accountId, reason: 'licence-limit' };
+          break;
+        case 'rejected':
+          setDeviceAdmission(this.store, identity.id, 'rejected', decision.reason, now);
+          result = {
+            outcome: 'rejected',
+            deviceUuid,
+            deviceKey,
+            accountId,
+            reason: decision.reason,
+            retryAfterSec: decision.retryAfterSec,
+          };
+          break;
+      }
+      return { result, balance };
+    });
+    this.#emit(identity.account_id, balance, now, 'seat-freed');
+    if (result.outcome === 'rejected') this.presence.disconnected(identity.id, now);
+    else this.presence.connected(identity.id, now);
+    return this.#count(result);
+  }
+
+  /**
+   * Admits several hellos in arrival order in ONE write transaction (group commit): one fsync for
+   * the batch instead of one per device, while first come, first served still holds, because the
+   * requests are decided in order inside the transaction and the transaction takes the store's
+   * write lock (`BEGIN IMMEDIATE`) for the whole batch. Results are durable when this returns.
+   */
+  admitMany(requests: readonly AdmitRequest[]): AdmitResult[] {
+    if (requests.length === 1) return [this.admit(requests[0]!)];
+    return this.store.write(() => requests.map((r) => this.admit(r)));
+  }
+
+  /** The device's connection closed at `at`: a managed device keeps its seat for the grace period. */
+  release(deviceUuid: string, at: number = this.clock.now()): void {
+    this.releaseMany([deviceUuid], at);
+  }
+
+  /**
+   * Many connections closed at `at` (a server shutting down, a crashed worker, a burst of
+   * disconnects): one transaction instead of one per device, each account rebalanced once.
+   */
+  releaseMany(deviceUuidList: readonly string[], at: number = this.clock.now()): void {
+    const grace = this.options.leaseGraceSec * 1000;
+    const identities = deviceUuidList
+      .map((deviceUuid) => findDeviceIdentity(this.store, { deviceUuid }))
+      .filter((i): i is NonNullable<typeof i> => i !== undefined);
+    if (identities.length === 0) return;
+    const balances = this.store.write(() => {
+      const accounts = new Set<number>();
+      for (const identity of identities) {
+        const leases = new AccountLeases(this.store, identity.account_id);
+        const own = leases.own(identity.id);
+        if (own?.state === 'managed' && own.releasedAt === null && grace > 0) leases.release(identity.id, at, at + grace);
+        else if (own && (own.state === 'unmanaged' || grace === 0)) leases.delete(identity.id);
+        accounts.add(identity.account_id);
+      }
+      return [...accounts].map((accountId) => ({ accountId, balance: this.#balance(accountId, at) }));
+    });
+    for (const identity of identities) this.presence.disconnected(identity.id, at);
+    for (const { accountId, balance } of balances) this.#emit(accountId, balance, at, 'seat-freed');
+  }
+
+  /** Re-evaluates one account now (after an activation, a device deletion, ...). */
+  reconcile(accountId: number, now: number = this.clock.now()): void {
+    const balance = this.store.write(() => this.#balance(accountId, now));
+    this.#emit(accountId, balance, now, 'licences-changed');
+  }
+
+  /**
+   * The periodic licence sweep: reclaims expired grace leases, takes seats from the devices that
+   * connected most recently beyond the (possibly reduced) limit, gives freed seats to waiting
+   * devices and records due licence events (activation, expiry notices, expiry, Free invalidation).
+   */
+  sweep(now: number = this.clock.now()): SweepReport {
+    const total = { accounts: 0, dropped: 0, managed: 0, unmanaged: 0, events: 0 };
+    for (const accountId of accountsWithLicencesOrLeases(this.store)) {
+      const r = this.sweepAccount(accountId, now);
+      total.accounts++;
+      total.dropped += r.dropped;
+      total.managed += r.managed;
+      total.unmanaged += r.unmanaged;
+      total.events += r.events;
+    }
+    return total;
+  }
+
+  /** The sweep for one account (also run right after one of its licences is activated). */
+  sweepAccount(accountId: number, now: number = this.clock.now()): SweepReport {
+    const { balance, events } = this.store.write(() => {
+      const balance = this.#balance(accountId, now);
+      const licences = new AccountLicences(this.store, accountId).all();
+      const log = new AccountEvents(this.store, accountId);
+      let events = 0;
+      for (const l of licences) {
+        for (const e of dueLicenceEvents(l, licences, now)) {
+          if (log.record({ type: e.type, subject: l.uuid, data: e.data, at: e.at, dedupeKey: e.dedupeKey })) events++;
+        }
+      }
+      return { balance, events };
+    });
+    this.#emit(accountId, balance, now, 'licences-changed');
+    return {
+      accounts: 1,
+      dropped: balance.dropped.length,
+      managed: balance.toManaged.length,
+      unmanaged: balance.toUnmanaged.length,
+      events,
+    };
+  }
+
+  /** Must run inside a write transaction. */
+  #balance(accountId: number, now: number): Balance {
+    const seats = entitlement(new AccountLicences(this.store, accountId).all(), now).seats;
+    const leases = new AccountLeases(this.store, accountId);
+    const dropped = leases.dropExpiredGrace(now);
+    const out: Balance = { seats, dropped, toManaged: [], toUnmanaged: [] };
+    if (!needsRebalance(seats, leases.managedCount(), leases.unmanagedWaiting())) return out;
+    const r = rebalance(seats, leases.all(), now);
+    for (const id of r.drop) leases.delete(id);
+    for (const id of r.toManaged) {
+      leases.setState(id, 'managed');
+      setDeviceAdmission(this.store, id, 'managed', null, now);
+    }
+    for (const id of r.toUnmanaged) {
+      leases.setState(id, 'unmanaged');
+      setDeviceAdmission(this.store, id, 'unmanaged', 'licence-limit', now);
+    }
+    out.dropped.push(...r.drop);
+    out.toManaged = r.toManaged;
+    out.toUnmanaged = r.toUnmanaged;
+    if (r.toManaged.length + r.toUnmanaged.length > 0) {
+      const log = new AccountEvents(this.store, accountId);
+      const sample = (ids: number[]) => deviceUuids(this.store, ids.slice(0, 100));
+      if (r.toUnmanaged.length) {
+        log.record({
+          type: 'devices.unmanaged',
+          data: { count: r.toUnmanaged.length, devices: sample(r.toUnmanaged) },
+          at: now,
+        });
+      }
+      if (r.toManaged.length) {
+        log.record({ type: 'devices.managed', data: { count: r.toManaged.length, devices: sample(r.toManaged) }, at: now });
+      }
+    }
+    return out;
+  }
+
+  #emit(accountId: number, balance: Balance, at: number, cause: Cause): void {
+    if (balance.toUnmanaged.length === 0 && balance.toManaged.length === 0) return;
+    const account = this.#accountUuid(accountId);
+    if (balance.toUnmanaged.length) {
+      this.events.emit('unmanaged', {
+        accountId: account,
+        deviceUuids: deviceUuids(this.store, balance.toUnmanaged),
+        at,
+        cause: 'licences-changed',
+      });
+    }
+    if (balance.toManaged.length) {
+      this.events.emit('managed', {
+        accountId: account,
+        deviceUuids: deviceUuids(this.store, balance.toManaged),
+        at,
+        cause,
+      });
+    }
+  }
+
+  #accountUuid(accountId: number): string {
+    let uuid = this.#accountUuids.get(accountId);
+    if (!uuid) {
+      uuid = this.store.stmt<{ uuid: string }>('SELECT uuid FROM accounts WHERE id = ?').get(accountId)?.uuid ?? '';
+      this.#accountUuids.set(accountId, uuid);
+    }
+    return uuid;
+  }
+
+  #count(result: AdmitResult): AdmitResult {
+    this.metrics?.inc('fleet_admissions_total', { outcome: result.outcome });
+    return result;
+  }
+}

@@ -1,0 +1,291 @@
+import { readFileSync } from 'node:fs';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import type { TSchema } from '@sinclair/typebox';
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import type { Logger } from 'pino';
+import { installAudit } from './audit/hooks.js';
+import { ROLE_RANK, type RequestContext } from './auth/service.js';
+import { type ChannelDeps, ControlChannel } from './channel/channel.js';
+import { isTestClock } from './clock.js';
+import type { ServerConfig } from './config.js';
+import { AppError, isAppError, type ServerErrorCode } from './errors.js';
+import { installJobs } from './jobs/timers.js';
+import { jobChannelPort } from './channel/job-port.js';
+import { allRoutes } from './routes/index.js';
+import { installSmartUpdates } from './smart-updates/timers.js';
+import type { Call, RouteSpec } from './routes/route.js';
+import { ErrorBody } from './routes/schemas.js';
+import { admissionCounts } from './store/leases.js';
+import { type AppDeps, createServices, type Services } from './services.js';
+import { typeboxValidatorCompiler } from './validation.js';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    services: Services;
+    channel: ControlChannel;
+  }
+  interface FastifyRequest {
+    fleetCtx: RequestContext | null;
+  }
+}
+
+export interface BuildAppDeps extends AppDeps {
+  /** A pino logger to use instead of one built from the config. */
+  readonly logger?: Logger;
+  /** Control-channel options (tests move its monotonic clock; cluster workers add a registry). */
+  readonly channel?: Pick<ChannelDeps, 'monotonic' | 'registry' | 'workerTag'>;
+  /**
+   * Run the periodic licence sweep in this process (default true). In cluster mode only the
+   * primary sweeps; workers pass false.
+   */
+  readonly runSweeps?: boolean;
+}
+
+const OPENAPI_INFO = {
+  title: 'router-fleet reference server',
+  description:
+    'Management API of the router-fleet reference server. Errors are `{code, message}`; the codes are listed in docs/errors.md.',
+  version: '0.1.0',
+};
+
+/** Builds the server (routes, hooks, timers) without listening: tests call `inject()` on it. */
+export async function buildApp(config: ServerConfig, deps: BuildAppDeps = {}): Promise<FastifyInstance> {
+  const services = createServices(config, deps);
+  await services.profiles.init();
+  const https =
+    config.tlsCert && config.tlsKey
+      ? { https: { cert: readFileSync(config.tlsCert), key: readFileSync(config.tlsKey) } }
+      : {};
+  const app = Fastify({
+    ...(deps.logger
+      ? { loggerInstance: deps.logger }
+      : { logger: { level: config.logLevel, redact: ['req.headers.authorization', 'req.headers.cookie'] } }),
+    bodyLimit: config.bodyLimitBytes,
+    return503OnClosing: true,
+    ...https,
+  }) as unknown as FastifyInstance;
+
+  app.decorate('services', services);
+  const channel = new ControlChannel({ services, log: app.log as unknown as Logger, ...deps.channel });
+  channel.attach(app.server);
+  app.decorate('channel', channel);
+  // Sessions end before the listener closes: upgraded sockets would otherwise keep it open.
+  app.addHook('preClose', async () => {
+    await channel.close();
+  });
+  app.decorateRequest('fleetCtx', null);
+  app.setValidatorCompiler(typeboxValidatorCompiler);
+  app.addSchema(ErrorBody);
+  app.addContentTypeParser('text/csv', { parseAs: 'buffer', bodyLimit: config.csvBodyLimitBytes }, (_req, body, done) =>
+    done(null, body),
+  );
+  installJobs(app, services);
+  installSmartUpdates(app, services);
+  services.jobs.attach(jobChannelPort(channel));
+  // Analytics batches: the privacy rule is applied again on the server; nothing is kept without consent.
+  channel.onMessage('analytics', (message, session) => {
+    services.analytics.ingest(session.deviceUuid, session.accountId, message.body);
+  });
+  app.setErrorHandler((error: FastifyError, request, reply) => sendError(app, error, request, reply));
+  const methodsOf = routeMethods(allRoutes.filter((r) => !r.testOnly || config.testClock));
+  app.setNotFoundHandler((request, reply) => {
+    // A path that exists with other methods: 405 with Allow, not 404.
+    const allowed = methodsOf(request.url.split('?', 1)[0] ?? '');
+    if (allowed.length > 0 && !allowed.includes(request.method)) {
+      reply.header('allow', allowed.join(', '));
+      return sendError(app, new AppError('SERVER_METHOD_NOT_ALLOWED'), request, reply);
+    }
+    return sendError(app, new AppError('SERVER_NOT_FOUND'), request, reply);
+  });
+
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.0.3',
+      info: OPENAPI_INFO,
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+    },
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs' });
+
+  for (const spec of allRoutes) {
+    if (spec.testOnly && !config.testClock) continue;
+    registerRoute(app, services, spec);
+  }
+
+  app.addHook('onResponse', async () => {
+    services.metrics.inc('fleet_http_requests_total');
+  });
+  // One audit record per mutating call, written before the answer leaves (audit/hooks.ts).
+  installAudit(app, services, allRoutes);
+
+  registerGauges(services, channel);
+  startTimers(app, services, channel, deps.runSweeps !== false);
+  app.addHook('onClose', async () => {
+    try {
+      services.admission.presence.flush();
+      channel.flush();
+    } finally {
+      services.close();
+    }
+  });
+  return app;
+}
+
+function registerGauges(services: Services, channel: ControlChannel): void {
+  const { metrics, store } = services;
+  metrics.gauge('fleet_devices_connected', 'Devices with an open control channel (all workers).', () => channel.size);
+  // Store-wide figures: the same in every worker, so cluster aggregation takes them once.
+  const once = { aggregate: 'max' } as const;
+  metrics.gauge('fleet_devices_managed', 'Devices holding a licence seat.', () => admissionCounts(store).managed, once);
+  metrics.gauge(
+    'fleet_devices_unmanaged',
+    'Connected devices beyond the licence limit.',
+    () => admissionCounts(store).unmanaged,
+    once,
+  );
+  metrics.gauge(
+    'fleet_devices_rejected',
+    'Devices whose last hello was rejected for want of a licence.',
+    () => admissionCounts(store).rejected,
+    once,
+  );
+}
+
+/** For a concrete path, the methods of the routes whose pattern matches it. */
+function routeMethods(routes: readonly RouteSpec[]): (path: string) => string[] {
+  const escape = (text: string) => text.replace(/[.*+?^$()|[\]\\]/g, '\\$&');
+  const patterns = routes.map((r) => ({
+    method: r.method,
+    re: new RegExp(`^${r.url.split(/\{\w+\}/).map(escape).join('[^/]+')}/?$`),
+  }));
+  return (path) => [...new Set(patterns.filter((p) => p.re.test(path)).map((p) => p.method))];
+}
+
+function startTimers(app: FastifyInstance, services: Services, channel: ControlChannel, runSweeps: boolean): void {
+  const { config, admission, clock, auth } = services;
+  const timers: NodeJS.Timeout[] = [];
+  let offClock: (() => void) | undefined;
+  const sweep = () => {
+    try {
+      admission.sweep();
+    } catch (err) {
+      app.log.error({ err }, 'licence sweep failed');
+    }
+  };
+  app.addHook('onReady', async () => {
+    if (runSweeps) timers.push(setInterval(sweep, config.sweepIntervalSec * 1000));
+    timers.push(
+      setInterval(() => {
+        try {
+          admission.presence.flush();
+          channel.flush();
+        } catch (err) {
+          app.log.error({ err }, 'presence flush failed');
+        }
+      }, config.presenceFlushMs),
+    );
+    timers.push(setInterval(() => auth.purgeExpiredSessions(), 3_600_000));
+    for (const t of timers) t.unref();
+    if (runSweeps) sweep();
+  });
+  // In test mode moving the clock is an event: expire, activate and notify at once.
+  if (isTestClock(clock) && runSweeps) offClock = clock.onChange(() => sweep());
+  app.addHook('onClose', async () => {
+    for (const t of timers) clearInterval(t);
+    offClock?.();
+  });
+}
+
+function registerRoute(app: FastifyInstance, services: Services, spec: RouteSpec): void {
+  const url = spec.url.replace(/\{(\w+)\}/g, ':$1');
+  const status = spec.status ?? 200;
+  const response: Record<string, TSchema | { $ref: string }> = { '4xx': { $ref: 'ErrorBody#' } };
+  if (spec.response && status !== 204) response[String(status)] = spec.response;
+  const schema: Record<string, unknown> = {
+    summary: spec.summary,
+    tags: [...spec.tags],
+    response,
+  };
+  if (spec.params) schema['params'] = spec.params;
+  if (spec.querystring) schema['querystring'] = spec.querystring;
+  if (spec.body) schema['body'] = spec.body;
+  if (spec.bodyType === 'csv') schema['consumes'] = ['text/csv'];
+  if (spec.access !== 'public') schema['security'] = [{ bearer: [] }];
+
+  app.route({
+    method: spec.method,
+    url,
+    schema,
+    ...(spec.bodyLimit ? { bodyLimit: spec.bodyLimit } : {}),
+    // Authentication, role and plan gates run before the body is parsed or validated: an anonymous
+    // caller learns nothing about a route's schema and cannot make the server parse large bodies.
+    onRequest: async (request) => {
+      if (spec.access === 'public') return;
+      const ctx = services.auth.authenticate(request.headers.authorization);
+      request.fleetCtx = ctx;
+      if (ROLE_RANK[ctx.role] < ROLE_RANK[spec.access]) throw new AppError('SERVER_FORBIDDEN');
+      if (spec.feature) services.licensing.requireFeature(ctx.scope, spec.feature);
+      else if (spec.activePlan) services.licensing.requireActivePlan(ctx.scope);
+    },
+    preValidation: async (request) => {
+      if (spec.bodyType === 'csv' && !Buffer.isBuffer(request.body)) {
+        throw new AppError('SERVER_UNSUPPORTED_MEDIA_TYPE', 'This route takes a text/csv body.');
+      }
+    },
+    handler: async (request: FastifyRequest, reply: FastifyReply) => {
+      const call: Call<unknown, unknown, unknown> = {
+        params: request.params,
+        query: request.query,
+        body: request.body,
+        get ctx(): RequestContext {
+          if (!request.fleetCtx) throw new AppError('SERVER_UNAUTHORIZED');
+          return request.fleetCtx;
+        },
+        services,
+        request,
+        reply,
+      };
+      const result = await spec.handler(call);
+      if (reply.sent) return reply;
+      reply.code(status);
+      if (status === 204) return reply.send();
+      return result;
+    },
+  });
+}
+
+function sendError(app: FastifyInstance, error: unknown, request: FastifyRequest, reply: FastifyReply): FastifyReply {
+  const appError = toAppError(error);
+  if (appError.statusCode >= 500) request.log.error({ err: error }, 'request failed');
+  app.services.metrics.inc('fleet_errors_total', { code: appError.code });
+  if (appError.retryAfterSec !== undefined) reply.header('retry-after', String(appError.retryAfterSec));
+  if (appError.code === 'SERVER_UNAUTHORIZED') reply.header('www-authenticate', 'Bearer');
+  return reply.code(appError.statusCode).type('application/json').send(appError.toBody());
+}
+
+const FASTIFY_CODES: Readonly<Record<string, ServerErrorCode>> = {
+  FST_ERR_CTP_INVALID_JSON_BODY: 'SERVER_BAD_JSON',
+  FST_ERR_CTP_EMPTY_JSON_BODY: 'SERVER_BAD_JSON',
+  FST_ERR_CTP_BODY_TOO_LARGE: 'SERVER_BODY_TOO_LARGE',
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: 'SERVER_UNSUPPORTED_MEDIA_TYPE',
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: 'SERVER_VALIDATION',
+  FST_ERR_VALIDATION: 'SERVER_VALIDATION',
+};
+
+/** Maps anything thrown to a catalogue error; unknown errors become SERVER_INTERNAL (never details). */
+export function toAppError(error: unknown): AppError {
+  if (isAppError(error)) return error;
+  const e = error as Partial<FastifyError> & { validation?: unknown };
+  const mapped = e.code ? FASTIFY_CODES[e.code] : undefined;
+  if (mapped) return new AppError(mapped, mapped === 'SERVER_VALIDATION' ? e.message : undefined);
+  if (e.validation) return new AppError('SERVER_VALIDATION', e.message);
+  const status = e.statusCode ?? 500;
+  if (status === 404) return new AppError('SERVER_NOT_FOUND');
+  if (status === 405) return new AppError('SERVER_METHOD_NOT_ALLOWED');
+  if (status === 413) return new AppError('SERVER_BODY_TOO_LARGE');
+  if (status === 415) return new AppError('SERVER_UNSUPPORTED_MEDIA_TYPE');
+  if (status === 503) return new AppError('SERVER_UNAVAILABLE');
+  if (status >= 400 && status < 500) return new AppError('SERVER_VALIDATION', e.message);
+  return new AppError('SERVER_INTERNAL');
+}

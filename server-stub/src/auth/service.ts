@@ -1,0 +1,196 @@
+import { randomUUID } from 'node:crypto';
+import type { Clock } from '../clock.js';
+import { AppError } from '../errors.js';
+import { entitlement } from '../licensing/rules.js';
+import { Accounts, Identities, type Language, type Role, type UserRow } from '../store/accounts.js';
+import type { Store } from '../store/database.js';
+import { AccountLicences } from '../store/licences.js';
+import { AccountScope } from '../store/scope.js';
+import { LoginLimiter } from './login-limiter.js';
+import { decoyHash, hashPassword, verifyPassword } from './password.js';
+import { hashToken, newToken, tokenKind } from './tokens.js';
+
+/** Who is calling: established once per request, then the only way handlers reach account data. */
+export interface RequestContext {
+  readonly accountId: number;
+  readonly accountUuid: string;
+  readonly userId: number;
+  readonly userUuid: string;
+  readonly username: string;
+  readonly role: Role;
+  readonly via: 'session' | 'api';
+  readonly scope: AccountScope;
+}
+
+export const ROLE_RANK: Readonly<Record<Role, number>> = { viewer: 0, operator: 1, admin: 2 };
+
+export interface AuthOptions {
+  readonly sessionTtlSec: number;
+  readonly loginMaxFailures: number;
+  readonly loginLockoutSec: number;
+  readonly loginRateLimitPerMinute: number;
+  readonly scryptCost: number;
+}
+
+export interface UserProfile {
+  firstName?: string;
+  lastName?: string;
+  email?: string;
+  phone?: string;
+}
+
+export class AuthService {
+  readonly #ids: Identities;
+  readonly #accounts: Accounts;
+  readonly #limiter: LoginLimiter;
+  #decoy: Promise<string> | undefined;
+
+  constructor(
+    private readonly store: Store,
+    private readonly clock: Clock,
+    private readonly options: AuthOptions,
+  ) {
+    this.#ids = new Identities(store);
+    this.#accounts = new Accounts(store);
+    this.#limiter = new LoginLimiter(options.loginRateLimitPerMinute);
+  }
+
+  scope(accountId: number): AccountScope {
+    return new AccountScope(this.store, accountId);
+  }
+
+  /** Creates an account (tenant) with its first user, an admin. */
+  async createAccount(input: {
+    name: string;
+    username: string;
+    password: string;
+    settings?: Record<string, unknown>;
+    profile?: UserProfile;
+    language?: Language;
+  }): Promise<{ accountId: number; accountUuid: string; userUuid: string }> {
+    const passwordHash = await hashPassword(input.password, this.options.scryptCost);
+    const now = this.clock.now();
+    const accountUuid = randomUUID();
+    const userUuid = randomUUID();
+    const accountId = this.store.write(() => {
+      if (this.#ids.userByUsername(input.username)) throw new AppError('SERVER_USERNAME_TAKEN');
+      const id = this.#accounts.insert({ uuid: accountUuid, name: input.name, settings: input.settings ?? {} }, now);
+      new AccountScope(this.store, id).users.insert(
+        {
+          uuid: userUuid,
+          username: input.username,
+          passwordHash,
+          role: 'admin',
+          profile: { ...input.profile },
+          language: input.language ?? 'en',
+        },
+        now,
+      );
+      return id;
+    });
+    return { accountId, accountUuid, userUuid };
+  }
+
+  usernameTaken(username: string): boolean {
+    return this.#ids.userByUsername(username) !== undefined;
+  }
+
+  async hash(password: string): Promise<string> {
+    return hashPassword(password, this.options.scryptCost);
+  }
+
+  async checkPassword(user: UserRow, password: string): Promise<boolean> {
+    return verifyPassword(password, user.password_hash);
+  }
+
+  /** Password login; returns a session token. Failed logins lock the user; clients are rate-limited. */
+  async login(username: string, password: string, client: string): Promise<{ token: string; expiresAt: number }> {
+    const now = this.clock.now();
+    const wait = this.#limiter.attempt(client, now);
+    if (wait > 0) throw new AppError('SERVER_RATE_LIMITED', undefined, { retryAfterSec: wait });
+    const user = this.#ids.userByUsername(username);
+    if (!user) {
+      // Spend the same time as for a real user, so timing does not tell which names exist.
+      this.#decoy ??= decoyHash(this.options.scryptCost);
+      await verifyPassword(password, await this.#decoy);
+      throw new AppError('SERVER_UNAUTHORIZED');
+    }
+    if (user.locked_until !== null && user.locked_until > now) {
+      throw new AppError('SERVER_LOGIN_LOCKED', undefined, {
+        retryAfterSec: Math.ceil((user.locked_until - now) / 1000),
+      });
+    }
+    if (!(await verifyPassword(password, user.password_hash))) {
+      const lockUntil = now + this.options.loginLockoutSec * 1000;
+      this.store.write(() => {
+        // A lock that ran out starts a fresh count.
+        if (user.locked_until !== null && user.locked_until <= now) this.#ids.unlock(user.id);
+        this.#ids.recordLoginFailure(user.id, this.options.loginMaxFailures, lockUntil);
+      });
+      throw new AppError('SERVER_UNAUTHORIZED');
+    }
+    const token = newToken('session');
+    const expiresAt = now + this.options.sessionTtlSec * 1000;
+    this.store.write(() => {
+      this.#ids.recordLoginSuccess(user.id);
+      this.#ids.insertSession(hashToken(token), user.id, expiresAt, now);
+    });
+    return { token, expiresAt };
+  }
+
+  logout(token: string): void {
+    this.store.write(() => this.#ids.deleteSession(hashToken(token)));
+  }
+
+  /** Resolves a bearer token to a request context, or throws SERVER_UNAUTHORIZED (no detail). */
+  authenticate(authorization: string | undefined): RequestContext {
+    const match = /^Bearer ([A-Za-z0-9_-]{10,200})$/.exec(authorization ?? '');
+    const token = match?.[1];
+    const kind = token ? tokenKind(token) : undefined;
+    if (!token || !kind) throw new AppError('SERVER_UNAUTHORIZED');
+    const now = this.clock.now();
+    const hash = hashToken(token);
+    let user: UserRow | undefined;
+    if (kind === 'session') {
+      user = this.#ids.sessionUser(hash, now);
+    } else {
+      const found = this.#ids.apiTokenUser(hash);
+      if (found) {
+        // Use of the API is licensed: a token only works while an API licence is active.
+        if (!entitlement(new AccountLicences(this.store, found.user.account_id).all(), now).api) {
+          throw new AppError('SERVER_API_LICENCE_REQUIRED');
+        }
+        this.#ids.touchApiToken(found.tokenId, now);
+        user = found.user;
+      }
+    }
+    if (!user) throw new AppError('SERVER_UNAUTHORIZED');
+    const account = this.#accounts.byId(user.account_id);
+    if (!account) throw new AppError('SERVER_UNAUTHORIZED');
+    return {
+      accountId: user.account_id,
+      accountUuid: account.uuid,
+      userId: user.id,
+      userUuid: user.uuid,
+      username: user.username,
+      role: user.role,
+      via: kind,
+      scope: new AccountScope(this.store, user.account_id),
+    };
+  }
+
+  /** Creates an API token for the calling user (needs an active API licence); shown once. */
+  createApiToken(ctx: RequestContext, name: string): { uuid: string; name: string; token: string; createdAt: number } {
+    const now = this.clock.now();
+    if (!entitlement(ctx.scope.licences.all(), now).api) throw new AppError('SERVER_API_LICENCE_REQUIRED');
+    const token = newToken('api');
+    const uuid = randomUUID();
+    const tokenHash = hashToken(token);
+    ctx.scope.write(() => ctx.scope.apiTokens.insert({ uuid, userId: ctx.userId, name, tokenHash }, now));
+    return { uuid, name, token, createdAt: now };
+  }
+
+  purgeExpiredSessions(): number {
+    return this.store.write(() => this.#ids.deleteExpiredSessions(this.clock.now()));
+  }
+}

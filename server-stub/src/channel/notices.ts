@@ -1,0 +1,45 @@
+/**
+ * Changes that must reach open control-channel sessions, wherever they are held. In one process
+ * the bus delivers at once; in cluster mode (cluster/) every notice travels through the primary,
+ * which hands it to every worker, and each worker tells the sessions it holds.
+ */
+export type Notice =
+  | {
+    readonly kind: 'admission';
+    readonly state: 'managed' | 'unmanaged';
+    /** Account uuid. */
+    readonly accountId: string;
+    readonly deviceUuids: readonly string[];
+    readonly cause: 'licences-changed' | 'seat-freed';
+  }
+  | {
+    readonly kind: 'settings';
+    /** Account uuid. */
+    readonly accountId: string;
+    readonly analyticsConsent: boolean;
+  };
+
+export type NoticeListener = (notice: Notice) => void;
+
+export interface NoticeBus {
+  publish(notice: Notice): void;
+  subscribe(listener: NoticeListener): () => void;
+}
+
+/** Delivery to listeners in this process; the cluster buses build on it. */
+export class LocalNoticeBus implements NoticeBus {
+  readonly #listeners = new Set<NoticeListener>();
+
+  publish(notice: Notice): void {
+    this.deliver(notice);
+  }
+
+  deliver(notice: Notice): void {
+    for (const l of this.#listeners) l(notice);
+  }
+
+  subscribe(listener: NoticeListener): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+}

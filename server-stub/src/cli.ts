@@ -1,0 +1,153 @@
+#!/usr/bin/env node
+import { realpathSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import yargs from 'yargs';
+import { hideBin } from 'yargs/helpers';
+import { firmwareCommand } from './cli-firmware.js';
+import { configTable, type ConfigInput, loadConfig } from './config.js';
+import { isAppError } from './errors.js';
+import { LICENCE_KINDS, type LicenceKind } from './licensing/plans.js';
+import { createServices } from './services.js';
+
+/**
+ * `fleet-server`: serve, issue licence codes (vendor side, into the data directory's code table),
+ * create accounts. Options of `serve` are the configuration table (config.ts); flags win over
+ * `FLEET_SERVER_*` environment variables, which win over `--config FILE`, which wins over defaults.
+ */
+function offlineConfig(dataDir: string) {
+  return loadConfig({ flags: { dataDir, logLevel: 'silent' }, env: {} });
+}
+
+export async function runCli(argv: string[], out: (line: string) => void = (l) => process.stdout.write(`${l}\n`)) {
+  const serveOptions = Object.fromEntries(
+    configTable.map((s) => [
+      s.name,
+      {
+        type: s.type === 'integer' ? ('number' as const) : s.type === 'boolean' ? ('boolean' as const) : ('string' as const),
+        describe: `${s.description} [${s.unit}]`,
+      },
+    ]),
+  );
+  await firmwareCommand(yargs(argv), out)
+    .scriptName('fleet-server')
+    .strict()
+    .demandCommand(1)
+    .command(
+      'serve',
+      'Run the server',
+      (y) =>
+        y
+          .options(serveOptions)
+          .option('data', { type: 'string', describe: 'Alias of --dataDir' })
+          .option('config', { type: 'string', describe: 'JSON file with configuration options' }),
+      async (args) => {
+        const flags: ConfigInput = {};
+        for (const s of configTable) {
+          const v = (args as Record<string, unknown>)[s.name];
+          if (v !== undefined) flags[s.name] = v;
+        }
+        if (args.data !== undefined && flags.dataDir === undefined) flags.dataDir = args.data;
+        const config = loadConfig({ flags, env: process.env, file: args.config ?? null });
+        // Loaded here so the offline commands do not pay for the HTTP stack.
+        if (config.workers > 1) {
+          const cluster = (await import('node:cluster')).default;
+          if (cluster.isPrimary) await (await import('./cluster/primary.js')).runPrimary(config);
+          else await (await import('./cluster/worker.js')).runWorker(config);
+          return;
+        }
+        const { main } = await import('./main.js');
+        await main(config);
+      },
+    )
+    .command('tls', 'Local TLS certificates (demos and tests)', (y) =>
+      y.demandCommand(1).command(
+        'generate',
+        'Make a CA and a server certificate in DATA/tls/ (serve with --tls-cert DATA/tls/server.pem --tls-key DATA/tls/server.key)',
+        (z) =>
+          z
+            .option('data', { type: 'string', demandOption: true, describe: 'Data directory' })
+            .option('host', { type: 'string', array: true, default: ['localhost'], describe: 'DNS names of the server' })
+            .option('ip', { type: 'string', array: true, default: ['127.0.0.1', '::1'], describe: 'IP addresses of the server' }),
+        async (args) => {
+          const { generateLocalTls } = await import('./pki/local-tls.js');
+          const files = await generateLocalTls(args.data, { hosts: args.host, ips: args.ip });
+          out(JSON.stringify({ ca: files.caCert, cert: files.cert, key: files.key }));
+        },
+      ),
+    )
+    .command('licences', 'Vendor tools for licence codes', (y) =>
+      y.demandCommand(1).command(
+        'issue',
+        'Issue new activation codes into the data directory (prints one code per line)',
+        (z) =>
+          z
+            .option('data', { type: 'string', demandOption: true, describe: 'Data directory' })
+            .option('plan', { choices: LICENCE_KINDS, demandOption: true, describe: 'Article' })
+            .option('count', { type: 'number', default: 1, describe: 'How many codes' })
+            .option('csv', { type: 'boolean', default: false, describe: 'Print the bulk-import CSV file instead' }),
+        (args) => {
+          if (!Number.isSafeInteger(args.count) || args.count < 1 || args.count > 100_000) {
+            throw new Error('--count must be an integer from 1 to 100000');
+          }
+          const services = createServices(offlineConfig(args.data));
+          try {
+            const now = services.clock.now();
+            const codes = services.licensing.issue(args.plan as LicenceKind, args.count, now);
+            if (args.csv) {
+              out('code,plan,issuedAt');
+              for (const c of codes) out(`${c},${args.plan},${new Date(now).toISOString()}`);
+            } else {
+              for (const c of codes) out(c);
+            }
+          } finally {
+            services.close();
+          }
+        },
+      ),
+    )
+    .command('account', 'Accounts', (y) =>
+      y.demandCommand(1).command(
+        'create',
+        'Create an account with its first (admin) user',
+        (z) =>
+          z
+            .option('data', { type: 'string', demandOption: true, describe: 'Data directory' })
+            .option('name', { type: 'string', demandOption: true, describe: 'Company name' })
+            .option('user', { type: 'string', demandOption: true, describe: 'User name of the admin' })
+            .option('password', { type: 'string', demandOption: true, describe: 'Password of the admin' }),
+        async (args) => {
+          const services = createServices(offlineConfig(args.data));
+          try {
+            const created = await services.auth.createAccount({
+              name: args.name,
+              username: args.user,
+              password: args.password,
+            });
+            out(JSON.stringify({ account: created.accountUuid, user: created.userUuid }));
+          } finally {
+            services.close();
+          }
+        },
+      ),
+    )
+    .fail((msg, err) => {
+      throw err ?? new Error(msg);
+    })
+    .parseAsync();
+}
+
+function isEntryPoint(): boolean {
+  try {
+    return process.argv[1] !== undefined && realpathSync(process.argv[1]) === fileURLToPath(import.meta.url);
+  } catch {
+    return false;
+  }
+}
+
+if (isEntryPoint()) {
+  runCli(hideBin(process.argv)).catch((err: unknown) => {
+    const message = isAppError(err) ? `${err.code}: ${err.message}` : (err as Error).message;
+    process.stderr.write(`fleet-server: ${message}\n`);
+    process.exit(1);
+  });
+}

@@ -1,0 +1,26 @@
+import type { Notice } from '../channel/notices.js';
+import type { MetricsSnapshot } from '../metrics.js';
+
+/**
+ * IPC between the cluster primary and its workers (node:cluster's channel, JSON-serialised).
+ *
+ * worker → primary: `opened`/`closed` (which devices this worker holds, so the primary can release
+ * them if the worker dies), `notice` (an admission or settings change to fan out), `metrics-req`
+ * (a /metrics scrape) and `metrics-snap` (this worker's figures for someone's scrape).
+ * primary → worker: `notice` (deliver to your sessions), `metrics-snap-req`, `metrics-res`.
+ */
+export type WorkerToPrimary =
+  | { t: 'opened'; uuid: string }
+  | { t: 'closed'; uuid: string }
+  | { t: 'notice'; notice: Notice }
+  | { t: 'metrics-req'; id: number }
+  | { t: 'metrics-snap'; id: number; snap: MetricsSnapshot };
+
+export type PrimaryToWorker =
+  | { t: 'notice'; notice: Notice }
+  | { t: 'metrics-snap-req'; id: number }
+  | { t: 'metrics-res'; id: number; text: string };
+
+export function isMessage<T extends { t: string }>(value: unknown): value is T {
+  return typeof value === 'object' && value !== null && typeof (value as { t?: unknown }).t === 'string';
+}

@@ -1,0 +1,177 @@
+import cluster, { type Worker } from 'node:cluster';
+import { LocalNoticeBus, type Notice } from '../channel/notices.js';
+import type { ServerConfig } from '../config.js';
+import { mergeSnapshots, type MetricsSnapshot, renderSnapshot } from '../metrics.js';
+import { loadOrCreateSigningPki } from '../pki/signing.js';
+import { createServices } from '../services.js';
+import { isMessage, type PrimaryToWorker, type WorkerToPrimary } from './messages.js';
+import { pino } from 'pino';
+
+/** A worker that dies sooner than this after it started counts as a crash loop (respawn backs off). */
+const HEALTHY_AFTER_MS = 5_000;
+
+/**
+ * The cluster primary of `serve --workers N` (issue item 8). It does not serve: it forks the
+ * workers (which share the port through node:cluster), runs the periodic licence sweep (only
+ * one process must), fans notices out to every worker, aggregates /metrics, and when a worker
+ * dies releases the leases of the devices that worker held (grace-period rule) and forks a
+ * replacement.
+ *
+ * Why IPC through the primary rather than an outbox table: notices reach the other workers in
+ * well under a millisecond without polling, the primary already has to watch its workers, and a
+ * notice lost with a dying worker concerns only sessions that died with it (their devices
+ * reconnect and get the current state in `welcome`). The store stays the single source of truth
+ * for admission: every decision is a `BEGIN IMMEDIATE` transaction on the shared SQLite file.
+ */
+export async function runPrimary(config: ServerConfig): Promise<{ close(): Promise<void> }> {
+  const log = pino({ level: config.logLevel, base: { pid: process.pid, role: 'primary' } });
+  // Created once here, so the workers do not race to create the signing PKI and the schema.
+  await loadOrCreateSigningPki(config.dataDir);
+  const notices = new LocalNoticeBus();
+  const services = createServices(config, { notices });
+  services.metrics.gauge('fleet_workers', 'Worker processes alive.', () => Object.keys(cluster.workers ?? {}).length, {
+    aggregate: 'max',
+  });
+
+  const held = new Map<number, Set<string>>(); // worker id → device uuids it holds
+  const startedAt = new Map<number, number>();
+  let crashes = 0;
+  let shuttingDown = false;
+
+  const broadcast = (message: PrimaryToWorker) => {
+    for (const w of Object.values(cluster.workers ?? {})) if (w?.isConnected()) w.send(message);
+  };
+  notices.subscribe((n: Notice) => broadcast({ t: 'notice', notice: n }));
+
+  // /metrics: ask every worker for its figures, merge, answer the one that was scraped.
+  let metricsSeq = 0;
+  const scrapes = new Map<number, { snaps: MetricsSnapshot[]; waiting: number; done: (text: string) => void }>();
+  const scrape = (reply: (text: string) => void) => {
+    const id = ++metricsSeq;
+    const workers = Object.values(cluster.workers ?? {}).filter((w): w is Worker => !!w && w.isConnected());
+    const finish = () => {
+      const s = scrapes.get(id);
+      if (!s) return;
+      scrapes.delete(id);
+      clearTimeout(timer);
+      reply(renderSnapshot(mergeSnapshots([services.metrics.snapshot(), ...s.snaps])));
+    };
+    const timer = setTimeout(finish, config.metricsTimeoutMs);
+    scrapes.set(id, { snaps: [], waiting: workers.length, done: finish });
+    for (const w of workers) w.send({ t: 'metrics-snap-req', id } satisfies PrimaryToWorker);
+    if (workers.length === 0) finish();
+  };
+
+  const onMessage = (worker: Worker, m: unknown) => {
+    if (!isMessage<WorkerToPrimary>(m)) return;
+    switch (m.t) {
+      case 'opened':
+        held.get(worker.id)?.add(m.uuid);
+        break;
+      case 'closed':
+        held.get(worker.id)?.delete(m.uuid);
+        break;
+      case 'notice':
+        notices.publish(m.notice);
+        break;
+      case 'metrics-req':
+        scrape((text) => {
+          if (worker.isConnected()) worker.send({ t: 'metrics-res', id: m.id, text } satisfies PrimaryToWorker);
+        });
+        break;
+      case 'metrics-snap': {
+        const s = scrapes.get(m.id);
+        if (!s) break;
+        s.snaps.push(m.snap);
+        if (--s.waiting <= 0) s.done('');
+        break;
+      }
+    }
+  };
+
+  const fork = () => {
+    const w = cluster.fork({ FLEET_SERVER_WORKER: '1' });
+    held.set(w.id, new Set());
+    startedAt.set(w.id, Date.now());
+    w.on('message', (m: unknown) => onMessage(w, m));
+    w.on('online', () => log.info({ workerId: w.id, workerPid: w.process.pid }, 'worker online'));
+    return w;
+  };
+
+  cluster.on('exit', (w, code, signal) => {
+    const devices = [...(held.get(w.id) ?? [])];
+    held.delete(w.id);
+    // A device that already reconnected to another worker keeps its lease.
+    const elsewhere = new Set<string>();
+    for (const set of held.values()) for (const u of set) elsewhere.add(u);
+    const orphans = devices.filter((u) => !elsewhere.has(u));
+    try {
+      if (orphans.length) services.admission.releaseMany(orphans, services.clock.now());
+      services.admission.presence.flush();
+    } catch (err) {
+      log.error({ err }, 'releasing a dead worker\'s devices failed');
+    }
+    if (shuttingDown) return;
+    log.warn({ workerId: w.id, workerPid: w.process.pid, code, signal, released: orphans.length }, 'worker exited; replacing it');
+    const lived = Date.now() - (startedAt.get(w.id) ?? 0);
+    startedAt.delete(w.id);
+    crashes = lived < HEALTHY_AFTER_MS ? crashes + 1 : 0;
+    const delay = crashes === 0 ? 0 : Math.min(30_000, 250 * 2 ** Math.min(crashes, 7));
+    setTimeout(() => {
+      if (!shuttingDown) fork();
+    }, delay).unref();
+  });
+
+  for (let i = 0; i < config.workers; i++) fork();
+
+  const timers = [
+    setInterval(() => {
+      try {
+        services.admission.sweep();
+      } catch (err) {
+        log.error({ err }, 'licence sweep failed');
+      }
+    }, config.sweepIntervalSec * 1000),
+    setInterval(() => {
+      try {
+        services.admission.presence.flush();
+      } catch (err) {
+        log.error({ err }, 'presence flush failed');
+      }
+    }, config.presenceFlushMs),
+  ];
+  log.info({ workers: config.workers, dataDir: config.dataDir }, 'fleet-server cluster primary started');
+
+  const close = async () => {
+    if (shuttingDown) return;
+    shuttingDown = true;
+    for (const t of timers) clearInterval(t);
+    const workers = Object.values(cluster.workers ?? {}).filter((w): w is Worker => !!w);
+    await Promise.race([
+      Promise.all(
+        workers.map(
+          (w) =>
+            new Promise<void>((resolve) => {
+              if (w.isDead()) return resolve();
+              w.once('exit', () => resolve());
+              w.process.kill('SIGTERM');
+            }),
+        ),
+      ),
+      new Promise<void>((resolve) => setTimeout(resolve, config.shutdownTimeoutMs).unref()),
+    ]);
+    for (const w of workers) if (!w.isDead()) w.process.kill('SIGKILL');
+    services.admission.presence.flush();
+    services.close();
+  };
+  const onSignal = (signal: NodeJS.Signals) => {
+    log.info({ signal }, 'shutting down the cluster');
+    close().then(
+      () => process.exit(0),
+      () => process.exit(1),
+    );
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  return { close };
+}

@@ -1,0 +1,73 @@
+import cluster from 'node:cluster';
+import { LocalNoticeBus, type Notice, type NoticeBus } from '../channel/notices.js';
+import type { ServerConfig } from '../config.js';
+import { main, type RunningServer } from '../main.js';
+import type { Metrics } from '../metrics.js';
+import { isMessage, type PrimaryToWorker, type WorkerToPrimary } from './messages.js';
+
+function send(message: WorkerToPrimary): void {
+  // A worker whose primary is gone cannot do anything useful; it is about to be killed anyway.
+  if (process.connected) process.send?.(message);
+}
+
+/** Notices go to the primary, which hands them to every worker (this one included). */
+class WorkerNoticeBus extends LocalNoticeBus implements NoticeBus {
+  override publish(notice: Notice): void {
+    send({ t: 'notice', notice });
+  }
+}
+
+/** One worker of `serve --workers N`: the normal server, minus the sweeps, plus IPC to the primary. */
+export async function runWorker(config: ServerConfig): Promise<RunningServer> {
+  const notices = new WorkerNoticeBus();
+  let local: Metrics | undefined;
+  let nextId = 1;
+  const pending = new Map<number, (text: string) => void>();
+  process.on('message', (m: unknown) => {
+    if (!isMessage<PrimaryToWorker>(m)) return;
+    switch (m.t) {
+      case 'notice':
+        notices.deliver(m.notice);
+        break;
+      case 'metrics-snap-req':
+        send({ t: 'metrics-snap', id: m.id, snap: local?.snapshot() ?? {} });
+        break;
+      case 'metrics-res':
+        pending.get(m.id)?.(m.text);
+        pending.delete(m.id);
+        break;
+    }
+  });
+  const renderMetrics = (metrics: Metrics) => {
+    local = metrics;
+    const id = nextId++;
+    return new Promise<string>((resolve) => {
+      // Without an answer in time, this worker's own figures are better than nothing.
+      const timer = setTimeout(() => {
+        pending.delete(id);
+        resolve(metrics.render());
+      }, config.metricsTimeoutMs + 500);
+      pending.set(id, (text) => {
+        clearTimeout(timer);
+        resolve(text);
+      });
+      send({ t: 'metrics-req', id });
+    });
+  };
+  const workerId = cluster.worker?.id ?? 0;
+  const server = await main(config, {
+    notices,
+    renderMetrics,
+    runSweeps: false,
+    channel: {
+      registry: { opened: (uuid) => send({ t: 'opened', uuid }), closed: (uuid) => send({ t: 'closed', uuid }) },
+      workerTag: `${workerId}/${process.pid}`,
+    },
+  });
+  local = server.app.services.metrics;
+  // The primary going away (crash) must not leave orphan workers holding the port.
+  process.on('disconnect', () => {
+    void server.close().finally(() => process.exit(0));
+  });
+  return server;
+}

@@ -1,0 +1,201 @@
+import { readFileSync } from 'node:fs';
+import { AppError } from './errors.js';
+
+/**
+ * The server's one configuration table. Each option is read from, in order of precedence, command
+ * line flags, the environment (`FLEET_SERVER_<NAME>`), a JSON file (`--config FILE`) and the
+ * default. The result is validated once and frozen; nothing reads configuration at import time.
+ */
+export interface ServerConfig {
+  readonly dataDir: string;
+  readonly host: string;
+  readonly port: number;
+  readonly tlsCert: string | null;
+  readonly tlsKey: string | null;
+  readonly workers: number;
+  readonly testClock: boolean;
+  readonly logLevel: string;
+  readonly bodyLimitBytes: number;
+  readonly csvBodyLimitBytes: number;
+  readonly csvMaxRows: number;
+  readonly pageSizeDefault: number;
+  readonly pageSizeMax: number;
+  readonly sessionTtlSec: number;
+  readonly leaseGraceSec: number;
+  readonly admissionRetryAfterSec: number;
+  readonly sweepIntervalSec: number;
+  readonly presenceFlushMs: number;
+  readonly loginMaxFailures: number;
+  readonly loginLockoutSec: number;
+  readonly loginRateLimitPerMinute: number;
+  readonly scryptCost: number;
+  readonly shutdownTimeoutMs: number;
+  readonly storeBusyTimeoutMs: number;
+  readonly publicUrl: string | null;
+  readonly tlsCa: string | null;
+  readonly helloTimeoutMs: number;
+  readonly channelSweepMs: number;
+  readonly channelMaxBadMessages: number;
+  readonly channelMaxBufferedBytes: number;
+  readonly metricsTimeoutMs: number;
+}
+
+type OptionType = 'string' | 'integer' | 'boolean';
+
+export interface OptionSpec {
+  readonly name: keyof ServerConfig;
+  readonly type: OptionType;
+  /** `null` means "not set"; `undefined` would mean required, which only `dataDir` is. */
+  readonly default: string | number | boolean | null | undefined;
+  readonly unit: string;
+  readonly description: string;
+  readonly min?: number;
+  readonly max?: number;
+  readonly choices?: readonly string[];
+}
+
+export const configTable: readonly OptionSpec[] = [
+  { name: 'dataDir', type: 'string', default: undefined, unit: 'path', description: 'Data directory (SQLite store, server key).' },
+  { name: 'host', type: 'string', default: '0.0.0.0', unit: 'address', description: 'Address to listen on.' },
+  { name: 'port', type: 'integer', default: 8080, unit: 'port', min: 0, max: 65535, description: 'TCP port (0 = any free port).' },
+  { name: 'tlsCert', type: 'string', default: null, unit: 'path', description: 'PEM certificate chain; enables HTTPS together with tlsKey.' },
+  { name: 'tlsKey', type: 'string', default: null, unit: 'path', description: 'PEM private key for tlsCert.' },
+  { name: 'workers', type: 'integer', default: 1, unit: 'processes', min: 1, max: 64, description: 'Worker processes (node:cluster) sharing the port and the store; 1 = no cluster.' },
+  { name: 'testClock', type: 'boolean', default: false, unit: 'flag', description: 'Start with a movable clock and expose POST /api/test/clock (admins only). Never in production.' },
+  { name: 'logLevel', type: 'string', default: 'info', unit: 'level', choices: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], description: 'pino log level.' },
+  { name: 'bodyLimitBytes', type: 'integer', default: 1_048_576, unit: 'bytes', min: 1024, description: 'Largest JSON request body.' },
+  { name: 'csvBodyLimitBytes', type: 'integer', default: 33_554_432, unit: 'bytes', min: 1024, description: 'Largest CSV import body.' },
+  { name: 'csvMaxRows', type: 'integer', default: 100_000, unit: 'rows', min: 1, description: 'Most data rows accepted in one CSV import.' },
+  { name: 'pageSizeDefault', type: 'integer', default: 50, unit: 'items', min: 1, description: 'Page size of lists when `limit` is not given.' },
+  { name: 'pageSizeMax', type: 'integer', default: 500, unit: 'items', min: 1, description: 'Largest page size; larger `limit` values are capped.' },
+  { name: 'sessionTtlSec', type: 'integer', default: 43_200, unit: 's', min: 60, description: 'Lifetime of a login token.' },
+  { name: 'leaseGraceSec', type: 'integer', default: 300, unit: 's', min: 0, description: 'How long a disconnected device keeps its licence lease for reclaim.' },
+  { name: 'admissionRetryAfterSec', type: 'integer', default: 300, unit: 's', min: 1, description: 'Retry-after told to a device rejected for want of a licence (when no lease ends sooner).' },
+  { name: 'sweepIntervalSec', type: 'integer', default: 60, unit: 's', min: 1, description: 'Period of the licence sweep (grace reclaim, expiry, notices).' },
+  { name: 'presenceFlushMs', type: 'integer', default: 1000, unit: 'ms', min: 10, description: 'Period at which device presence (online, last seen) is written in one batch.' },
+  { name: 'loginMaxFailures', type: 'integer', default: 5, unit: 'attempts', min: 1, description: 'Failed logins in a row that lock a user.' },
+  { name: 'loginLockoutSec', type: 'integer', default: 900, unit: 's', min: 1, description: 'How long a locked user stays locked.' },
+  { name: 'loginRateLimitPerMinute', type: 'integer', default: 30, unit: 'requests/min', min: 1, description: 'Login attempts allowed per client address and minute.' },
+  { name: 'scryptCost', type: 'integer', default: 16_384, unit: 'N', min: 1024, description: 'scrypt cost parameter for new password hashes (power of two).' },
+  { name: 'shutdownTimeoutMs', type: 'integer', default: 10_000, unit: 'ms', min: 0, description: 'Longest graceful shutdown before the process exits anyway.' },
+  { name: 'storeBusyTimeoutMs', type: 'integer', default: 5_000, unit: 'ms', min: 0, description: 'How long a store write waits for another process holding the write lock.' },
+  { name: 'publicUrl', type: 'string', default: null, unit: 'URL', description: 'Base URL devices reach the server at (`https://host:port`), written into connection profiles; default from host, port and TLS.' },
+  { name: 'tlsCa', type: 'string', default: null, unit: 'path', description: 'PEM of the CA that verifies the TLS certificate, for connection profiles; default `DATA/tls/ca.pem` when present, else the last certificate of tlsCert.' },
+  { name: 'helloTimeoutMs', type: 'integer', default: 10_000, unit: 'ms', min: 10, description: 'How long a new control-channel connection may take to send its hello.' },
+  { name: 'channelSweepMs', type: 'integer', default: 1_000, unit: 'ms', min: 10, description: 'Period of the one keep-alive sweep over all sessions (pings, pong and hello timeouts).' },
+  { name: 'channelMaxBadMessages', type: 'integer', default: 10, unit: 'messages', min: 1, description: 'Bad messages in a row after which a device is disconnected (close 1008).' },
+  { name: 'channelMaxBufferedBytes', type: 'integer', default: 1_048_576, unit: 'bytes', min: 65_536, description: 'Unsent bytes queued for one device before it is dropped as a slow consumer.' },
+  { name: 'metricsTimeoutMs', type: 'integer', default: 2_000, unit: 'ms', min: 10, description: 'How long /metrics waits for the other workers\' figures in cluster mode.' },
+];
+
+export type ConfigInput = Partial<Record<keyof ServerConfig, unknown>>;
+
+export function envName(name: string): string {
+  return `FLEET_SERVER_${name.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}`;
+}
+
+function parseValue(spec: OptionSpec, raw: unknown, source: string): string | number | boolean | null {
+  if (raw === null) return null;
+  const fail = (why: string): never => {
+    throw new AppError('SERVER_CONFIG_INVALID', `${spec.name} (${source}): ${why}`);
+  };
+  switch (spec.type) {
+    case 'string': {
+      if (typeof raw !== 'string') return fail('expected a string');
+      if (spec.choices && !spec.choices.includes(raw)) return fail(`expected one of ${spec.choices.join(', ')}`);
+      return raw;
+    }
+    case 'integer': {
+      const n = typeof raw === 'string' && /^-?\d+$/.test(raw.trim()) ? Number(raw) : raw;
+      if (typeof n !== 'number' || !Number.isSafeInteger(n)) return fail('expected an integer');
+      if (spec.min !== undefined && n < spec.min) return fail(`must be at least ${spec.min}`);
+      if (spec.max !== undefined && n > spec.max) return fail(`must be at most ${spec.max}`);
+      return n;
+    }
+    case 'boolean': {
+      if (typeof raw === 'boolean') return raw;
+      if (raw === 'true' || raw === '1') return true;
+      if (raw === 'false' || raw === '0') return false;
+      return fail('expected true or false');
+    }
+  }
+}
+
+export interface ConfigSources {
+  flags?: ConfigInput;
+  env?: NodeJS.ProcessEnv | Record<string, string | undefined>;
+  /** Path of a JSON file with option names as keys. */
+  file?: string | null;
+  /** Already-parsed file content (instead of `file`). */
+  fileContent?: ConfigInput;
+}
+
+/** Merges flags > env > file > defaults, validates and freezes. Throws SERVER_CONFIG_INVALID. */
+export function loadConfig(sources: ConfigSources = {}): ServerConfig {
+  let fileValues: ConfigInput = sources.fileContent ?? {};
+  if (sources.file) {
+    try {
+      fileValues = JSON.parse(readFileSync(sources.file, 'utf8')) as ConfigInput;
+    } catch (err) {
+      throw new AppError('SERVER_CONFIG_INVALID', `config file ${sources.file}: ${(err as Error).message}`);
+    }
+    if (typeof fileValues !== 'object' || fileValues === null || Array.isArray(fileValues)) {
+      throw new AppError('SERVER_CONFIG_INVALID', `config file ${sources.file}: expected a JSON object`);
+    }
+  }
+  const known = new Set(configTable.map((s) => s.name as string));
+  for (const key of Object.keys(fileValues)) {
+    if (!known.has(key)) throw new AppError('SERVER_CONFIG_INVALID', `unknown option in config file: ${key}`);
+  }
+  const flags = sources.flags ?? {};
+  const env = sources.env ?? {};
+  const out: Record<string, unknown> = {};
+  for (const spec of configTable) {
+    const fromFlag = flags[spec.name];
+    const fromEnv = env[envName(spec.name)];
+    const fromFile = fileValues[spec.name];
+    let value: string | number | boolean | null | undefined;
+    if (fromFlag !== undefined) value = parseValue(spec, fromFlag, 'flag');
+    else if (fromEnv !== undefined && fromEnv !== '') value = parseValue(spec, fromEnv, envName(spec.name));
+    else if (fromFile !== undefined) value = parseValue(spec, fromFile, 'file');
+    else value = spec.default;
+    if (value === undefined) throw new AppError('SERVER_CONFIG_INVALID', `${spec.name} is required`);
+    out[spec.name] = value;
+  }
+  const config = out as unknown as ServerConfig;
+  if ((config.tlsCert === null) !== (config.tlsKey === null)) {
+    throw new AppError('SERVER_CONFIG_INVALID', 'tlsCert and tlsKey must be given together');
+  }
+  if (config.pageSizeDefault > config.pageSizeMax) {
+    throw new AppError('SERVER_CONFIG_INVALID', 'pageSizeDefault must not exceed pageSizeMax');
+  }
+  if (config.testClock && config.workers > 1) {
+    throw new AppError('SERVER_CONFIG_INVALID', 'testClock needs a single process (workers = 1): each worker would have its own clock');
+  }
+  if (config.publicUrl !== null) {
+    let protocol = '';
+    try {
+      protocol = new URL(config.publicUrl).protocol;
+    } catch {
+      // reported below
+    }
+    if (!['http:', 'https:', 'ws:', 'wss:'].includes(protocol)) {
+      throw new AppError('SERVER_CONFIG_INVALID', 'publicUrl must be an http(s):// or ws(s):// URL');
+    }
+  }
+  if ((config.scryptCost & (config.scryptCost - 1)) !== 0) {
+    throw new AppError('SERVER_CONFIG_INVALID', 'scryptCost must be a power of two');
+  }
+  return Object.freeze(config);
+}
+
+/** The table as Markdown (name, type, default, unit, env, description), for docs and `--help`. */
+export function configTableMarkdown(): string {
+  const rows = configTable.map(
+    (s) =>
+      `| \`${s.name}\` | ${s.type} | ${s.default === undefined ? '(required)' : `\`${String(s.default)}\``} | ${s.unit} | \`${envName(s.name)}\` | ${s.description} |`,
+  );
+  return ['| name | type | default | unit | environment | description |', '| --- | --- | --- | --- | --- | --- |', ...rows].join(
+    '\n',
+  );
+}

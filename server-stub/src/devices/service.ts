@@ -1,0 +1,320 @@
+import { randomUUID } from 'node:crypto';
+import type { AdmissionService } from '../admission/service.js';
+import type { Clock } from '../clock.js';
+import { type ImportReport, parseCsv, type RowError, rowObject } from '../csv.js';
+import { AppError, isAppError } from '../errors.js';
+import type { LicensingService } from '../licensing/service.js';
+import type { Store } from '../store/database.js';
+import { type DevicePatch, type DeviceRow, type GroupRow, type NewDevice, serialNumberTaken } from '../store/devices.js';
+import type { AccountScope } from '../store/scope.js';
+import type { CredentialVault } from './credentials.js';
+
+/** Keep-alive defaults of the real product's API; we define the unit as seconds (docs/licensing.md). */
+export const DEVICE_DEFAULTS = {
+  connectionPingInterval: 120,
+  connectionPongTimeout: 104,
+  connectionSessionTimeout: 16,
+} as const;
+
+export const SERIAL_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+export const CUSTOM_FIELD_KEY = /^[A-Za-z][A-Za-z0-9_]{0,63}$/;
+export const KEEPALIVE_LIMITS = {
+  connectionPingInterval: { min: 5, max: 86_400 },
+  connectionPongTimeout: { min: 1, max: 86_400 },
+  connectionSessionTimeout: { min: 1, max: 86_400 },
+} as const;
+
+export interface DeviceInput {
+  serialNumber: string;
+  name?: string;
+  location?: string;
+  groupUuid?: string | null;
+  model?: string | null;
+  firmware?: string | null;
+  connectionPingInterval?: number;
+  connectionPongTimeout?: number;
+  connectionSessionTimeout?: number;
+  customFields?: Record<string, string>;
+  /** WGS 84 degrees (-90..90); given together with longitude; null clears both. */
+  latitude?: number | null;
+  /** WGS 84 degrees (-180..180). */
+  longitude?: number | null;
+}
+
+/** Checks a coordinate pair: both given or neither, both numbers in range or both null. */
+export function coordinates(input: {
+  latitude?: number | null | undefined;
+  longitude?: number | null | undefined;
+}): { latitude: number | null; longitude: number | null } | undefined {
+  const { latitude: lat, longitude: lon } = input;
+  if (lat === undefined && lon === undefined) return undefined;
+  if (lat === null && lon === null) return { latitude: null, longitude: null };
+  if (typeof lat !== 'number' || typeof lon !== 'number') {
+    throw new AppError('SERVER_VALIDATION', 'latitude and longitude are set together (both numbers, or both null).');
+  }
+  if (!Number.isFinite(lat) || lat < -90 || lat > 90) {
+    throw new AppError('SERVER_VALIDATION', 'latitude must be a number from -90 to 90 (degrees).');
+  }
+  if (!Number.isFinite(lon) || lon < -180 || lon > 180) {
+    throw new AppError('SERVER_VALIDATION', 'longitude must be a number from -180 to 180 (degrees).');
+  }
+  return { latitude: lat, longitude: lon };
+}
+
+export type DeviceUpdate = Omit<Partial<DeviceInput>, 'serialNumber'>;
+
+const CSV_COLUMNS = new Set([
+  'serialNumber',
+  'name',
+  'location',
+  'group',
+  'groupUuid',
+  'model',
+  'firmware',
+  'connectionPingInterval',
+  'connectionPongTimeout',
+  'connectionSessionTimeout',
+  'latitude',
+  'longitude',
+]);
+const CUSTOM_PREFIX = 'customFields.';
+/** Row errors listed in one import report; the count of all errors is always given. */
+const MAX_REPORTED_ERRORS = 1000;
+
+/** Registration, metadata and CSV mass registration of devices. */
+export class DeviceService {
+  constructor(
+    private readonly store: Store,
+    private readonly clock: Clock,
+    private readonly vault: CredentialVault,
+    private readonly licensing: LicensingService,
+    private readonly admission: AdmissionService,
+  ) {}
+
+  create(scope: AccountScope, input: DeviceInput): DeviceRow {
+    const now = this.clock.now();
+    const uuid = scope.write(() => {
+      const ent = this.licensing.requireActivePlan(scope, now);
+      if (input.customFields && Object.keys(input.customFields).length > 0) {
+        this.licensing.requireFeature(scope, 'customFields', now);
+      }
+      if (ent.registrationLimit !== null && scope.devices.count() >= ent.registrationLimit) {
+        throw new AppError('SERVER_PLAN_DEVICE_LIMIT');
+      }
+      const device = this.#newDevice(input, this.#groupId(scope, input.groupUuid));
+      if (serialNumberTaken(this.store, device.serialNumber)) throw new AppError('SERVER_DEVICE_SERIAL_TAKEN');
+      scope.devices.insert(device, now);
+      return device.uuid;
+    });
+    return scope.devices.byUuid(uuid)!;
+  }
+
+  update(scope: AccountScope, uuid: string, input: DeviceUpdate): DeviceRow {
+    const now = this.clock.now();
+    scope.write(() => {
+      this.licensing.requireActivePlan(scope, now);
+      const cur = scope.devices.byUuid(uuid);
+      if (!cur) throw new AppError('SERVER_NOT_FOUND');
+      if (input.customFields !== undefined) this.licensing.requireFeature(scope, 'customFields', now);
+      const patch: DevicePatch = {};
+      if (input.name !== undefined) patch.name = input.name;
+      if (input.location !== undefined) patch.location = input.location;
+      if (input.model !== undefined) patch.model = input.model;
+      if (input.firmware !== undefined) patch.firmware = input.firmware;
+      if (input.connectionPingInterval !== undefined) patch.pingInterval = input.connectionPingInterval;
+      if (input.connectionPongTimeout !== undefined) patch.pongTimeout = input.connectionPongTimeout;
+      if (input.connectionSessionTimeout !== undefined) patch.sessionTimeout = input.connectionSessionTimeout;
+      if (input.customFields !== undefined) patch.customFields = input.customFields;
+      if (input.groupUuid !== undefined) patch.groupId = this.#groupId(scope, input.groupUuid);
+      const coords = coordinates(input);
+      if (coords) Object.assign(patch, coords);
+      scope.devices.update(cur.id, patch, now);
+    });
+    return scope.devices.byUuid(uuid)!;
+  }
+
+  delete(scope: AccountScope, uuid: string): void {
+    const now = this.clock.now();
+    scope.write(() => {
+      this.licensing.requireActivePlan(scope, now);
+      const cur = scope.devices.byUuid(uuid);
+      if (!cur) throw new AppError('SERVER_NOT_FOUND');
+      scope.devices.delete(cur.id);
+    });
+    // A deleted device may have held a seat that a waiting device can now have.
+    this.admission.reconcile(scope.accountId, now);
+  }
+
+  /** The device secret, for the connection profile (delivered later by the profile route). */
+  credential(scope: AccountScope, uuid: string): string {
+    const device = scope.devices.byUuid(uuid);
+    const sealed = device && scope.devices.sealedCredential(device.id);
+    if (!sealed) throw new AppError('SERVER_NOT_FOUND');
+    return this.vault.reveal(sealed);
+  }
+
+  /**
+   * CSV mass registration: the header names the columns (see CSV_COLUMNS, plus `customFields.<key>`).
+   * One transaction with prepared statements; all or nothing unless `partial` is asked for.
+   */
+  importCsv(scope: AccountScope, body: Buffer | string, partial: boolean, maxRows: number): ImportReport {
+    const now = this.clock.now();
+    const table = parseCsv(body, maxRows);
+    if (!table.header.includes('serialNumber')) {
+      throw new AppError('SERVER_CSV_INVALID', 'The CSV header has no "serialNumber" column.');
+    }
+    const unknown = table.header.filter(
+      (h) => !CSV_COLUMNS.has(h)
+        && !(h.startsWith(CUSTOM_PREFIX) && CUSTOM_FIELD_KEY.test(h.slice(CUSTOM_PREFIX.length))),
+    );
+    if (unknown.length > 0) throw new AppError('SERVER_CSV_INVALID', `Unknown CSV columns: ${unknown.join(', ')}.`);
+    const customColumns = table.header.filter((h) => h.startsWith(CUSTOM_PREFIX));
+    const errors: RowError[] = [];
+    let errorCount = 0;
+    const fail = (line: number, err: AppError | { code: string; message: string }) => {
+      errorCount++;
+      if (errors.length < MAX_REPORTED_ERRORS) errors.push({ line, code: err.code, message: err.message });
+    };
+    let imported = 0;
+    let outcome: 'ok' | 'rolled-back' = 'ok';
+    try {
+      scope.write(() => {
+        const ent = this.licensing.requireActivePlan(scope, now);
+        if (customColumns.length > 0) this.licensing.requireFeature(scope, 'customFields', now);
+        let count = scope.devices.count();
+        const seenSerials = new Set<string>();
+        const groups = new Map<string, number | null>();
+        const groupOf = (key: string, find: () => GroupRow | undefined): number => {
+          let id = groups.get(key);
+          if (id === undefined) {
+            id = find()?.id ?? null;
+            groups.set(key, id);
+          }
+          if (id === null) throw new AppError('SERVER_VALIDATION', `Unknown device group "${key.slice(2)}".`);
+          return id;
+        };
+        for (const row of table.rows) {
+          const obj = rowObject(table.header, row);
+          if (!obj) {
+            fail(row.line, { code: 'SERVER_CSV_INVALID', message: 'Wrong number of cells.' });
+            continue;
+          }
+          try {
+            const input = this.#csvInput(obj, customColumns);
+            if (seenSerials.has(input.serialNumber)) {
+              throw new AppError('SERVER_DEVICE_SERIAL_TAKEN', 'The serial number occurs twice in this file.');
+            }
+            seenSerials.add(input.serialNumber);
+            const byUuid = obj['groupUuid'];
+            const byName = obj['group'];
+            let groupId: number | null = null;
+            if (byUuid) groupId = groupOf(`u:${byUuid}`, () => scope.groups.byUuid(byUuid));
+            else if (byName) groupId = groupOf(`n:${byName}`, () => scope.groups.byName(byName));
+            if (ent.registrationLimit !== null && count >= ent.registrationLimit) {
+              throw new AppError('SERVER_PLAN_DEVICE_LIMIT');
+            }
+            const device = this.#newDevice(input, groupId);
+            if (serialNumberTaken(this.store, device.serialNumber)) throw new AppError('SERVER_DEVICE_SERIAL_TAKEN');
+            if (partial) scope.savepoint(() => scope.devices.insert(device, now));
+            else scope.devices.insert(device, now);
+            imported++;
+            count++;
+          } catch (err) {
+            if (!isAppError(err)) throw err;
+            fail(row.line, err);
+          }
+        }
+        if (errorCount > 0 && !partial) throw new RollBack();
+      });
+    } catch (err) {
+      if (!(err instanceof RollBack)) throw err;
+      outcome = 'rolled-back';
+    }
+    const report: ImportReport = {
+      rows: table.rows.length,
+      imported: outcome === 'ok' ? imported : 0,
+      failed: errorCount,
+      partial,
+      errors,
+    };
+    if (outcome !== 'ok') throw new AppError('SERVER_CSV_ROWS_INVALID', undefined, { details: report });
+    return report;
+  }
+
+  #groupId(scope: AccountScope, groupUuid: string | null | undefined): number | null {
+    if (groupUuid === undefined || groupUuid === null || groupUuid === '') return null;
+    const g = scope.groups.byUuid(groupUuid);
+    // A group of another account is indistinguishable from a missing one.
+    if (!g) throw new AppError('SERVER_VALIDATION', `Unknown device group ${groupUuid}.`);
+    return g.id;
+  }
+
+  #newDevice(input: DeviceInput, groupId: number | null): NewDevice {
+    if (!SERIAL_PATTERN.test(input.serialNumber)) {
+      throw new AppError('SERVER_VALIDATION', 'serialNumber must be 1-64 letters, digits, ".", "_" or "-".');
+    }
+    for (const key of Object.keys(input.customFields ?? {})) {
+      if (!CUSTOM_FIELD_KEY.test(key)) throw new AppError('SERVER_VALIDATION', `Invalid custom field name "${key}".`);
+    }
+    const coords = coordinates(input);
+    const cred = this.vault.issue();
+    return {
+      ...coords,
+      uuid: randomUUID(),
+      serialNumber: input.serialNumber,
+      name: input.name ?? '',
+      location: input.location ?? '',
+      groupId,
+      model: input.model ?? null,
+      firmware: input.firmware ?? null,
+      pingInterval: input.connectionPingInterval ?? DEVICE_DEFAULTS.connectionPingInterval,
+      pongTimeout: input.connectionPongTimeout ?? DEVICE_DEFAULTS.connectionPongTimeout,
+      sessionTimeout: input.connectionSessionTimeout ?? DEVICE_DEFAULTS.connectionSessionTimeout,
+      customFields: input.customFields ?? {},
+      credentialHash: cred.hash,
+      credentialSealed: cred.sealed,
+    };
+  }
+
+  #csvInput(obj: Record<string, string>, customColumns: readonly string[]): DeviceInput {
+    const input: DeviceInput = { serialNumber: obj['serialNumber'] ?? '' };
+    if (obj['name']) input.name = obj['name'];
+    if (obj['location']) input.location = obj['location'];
+    if (obj['model']) input.model = obj['model'];
+    if (obj['firmware']) input.firmware = obj['firmware'];
+    for (const key of ['connectionPingInterval', 'connectionPongTimeout', 'connectionSessionTimeout'] as const) {
+      const raw = obj[key];
+      if (!raw) continue;
+      const n = /^\d+$/.test(raw) ? Number(raw) : Number.NaN;
+      const { min, max } = KEEPALIVE_LIMITS[key];
+      if (!Number.isSafeInteger(n) || n < min || n > max) {
+        throw new AppError('SERVER_VALIDATION', `${key} must be an integer from ${min} to ${max} (seconds).`);
+      }
+      input[key] = n;
+    }
+    for (const key of ['latitude', 'longitude'] as const) {
+      const raw = obj[key]?.trim();
+      if (!raw) continue;
+      const n = /^[+-]?(\d+(\.\d*)?|\.\d+)$/.test(raw) ? Number(raw) : Number.NaN;
+      if (!Number.isFinite(n)) throw new AppError('SERVER_VALIDATION', `${key} must be a decimal number (degrees).`);
+      input[key] = n;
+    }
+    if ((input.latitude === undefined) !== (input.longitude === undefined)) {
+      throw new AppError('SERVER_VALIDATION', 'latitude and longitude are given together.');
+    }
+    for (const name of ['name', 'location', 'model', 'firmware'] as const) {
+      if ((obj[name]?.length ?? 0) > 200) throw new AppError('SERVER_VALIDATION', `${name} is longer than 200 characters.`);
+    }
+    if (customColumns.length > 0) {
+      const custom: Record<string, string> = {};
+      for (const col of customColumns) {
+        const v = obj[col];
+        if (v) custom[col.slice(CUSTOM_PREFIX.length)] = v;
+      }
+      input.customFields = custom;
+    }
+    return input;
+  }
+}
+
+class RollBack extends Error {}

@@ -1,0 +1,749 @@
+import { randomUUID } from 'node:crypto';
+import {
+  CANCELLABLE_JOB_STATES,
+  createMessage,
+  isLegalJobTransition,
+  isTerminalJobState,
+  type JobExecutionState,
+  type MessageOf,
+} from '@router-fleet/protocol';
+import type { Clock } from '../clock.js';
+import { MINUTE } from '../clock.js';
+import { AppError } from '../errors.js';
+import type { LicensingService } from '../licensing/service.js';
+import type { Metrics } from '../metrics.js';
+import type { PacketService } from '../packets/service.js';
+import type { Store } from '../store/database.js';
+import { AccountEvents } from '../store/events.js';
+import { AccountJobs, type ExecutionRow, jobById, type JobRow, type JobState } from '../store/jobs.js';
+import { packetById, type PacketRow } from '../store/packets.js';
+import type { AccountScope } from '../store/scope.js';
+import type { JobTemplateHook } from '../templates/service.js';
+import type { JobChannelPort } from './channel-port.js';
+import type { DownloadTokens } from './download-token.js';
+import { type JobOptions, type JobOptionsInput, type JobTarget, normalizeOptions, waveCapacity } from './options.js';
+import { nextWindow } from './window.js';
+
+export interface CreateJobInput {
+  name?: string;
+  packetUuid?: string;
+  firmwareVersion?: string;
+  /** A configuration template: every device gets its own rendered, signed packet (templates/). */
+  templateUuid?: string;
+  target: { deviceUuids?: string[]; groupUuids?: string[]; all?: boolean };
+  options?: JobOptionsInput;
+}
+
+/** Terminal results that count as failures (for retries and the abort threshold). */
+const FAILURES: readonly JobExecutionState[] = ['failed', 'rejected', 'timed-out'];
+const RETRYABLE: readonly JobExecutionState[] = ['failed', 'timed-out'];
+/** A queued execution not offered within this time belongs to a worker that died: it is undone. */
+const ORPHAN_QUEUED_MS = MINUTE;
+/** The window over which `rate` (devices with a result per minute) is measured. */
+const RATE_WINDOW_MS = 10 * MINUTE;
+
+const CANCELLABLE_SQL = `('${CANCELLABLE_JOB_STATES.join('\', \'')}')`;
+const FAILURES_SQL = `('${FAILURES.join('\', \'')}')`;
+
+interface Claim {
+  exec: ExecutionRow;
+  job: JobRow;
+  deviceUuid: string;
+  packet: PacketRow;
+}
+
+/** Counts of progress messages that were not applied (kept in memory; also in metrics). */
+export interface IgnoredProgress {
+  duplicate: number;
+  illegal: number;
+  unknown: number;
+}
+
+/**
+ * Update jobs and their dispatch. All dispatch state is in the store (jobs, job_devices,
+ * job_executions), so several worker processes can each dispatch to their own connected devices:
+ * executions are claimed in `BEGIN IMMEDIATE` transactions that re-check the rollout limits, and
+ * the only in-memory state is which devices are connected to this process (a per-connection
+ * TEMP table, so the claim query can join it).
+ */
+export class JobService {
+  #port: JobChannelPort | undefined;
+  #templates: JobTemplateHook | undefined;
+  readonly ignored: IgnoredProgress = { duplicate: 0, illegal: 0, unknown: 0 };
+  /** Base URL of packet downloads in offers (`https://host:port`); set after listen when port 0. */
+  publicBaseUrl: string;
+
+  constructor(
+    private readonly store: Store,
+    private readonly clock: Clock,
+    private readonly licensing: LicensingService,
+    private readonly packets: PacketService,
+    readonly tokens: DownloadTokens,
+    private readonly metrics: Metrics,
+    publicBaseUrl: string,
+  ) {
+    this.publicBaseUrl = publicBaseUrl;
+    store.db.exec('CREATE TEMP TABLE IF NOT EXISTS job_local_ready (device_id INTEGER PRIMARY KEY)');
+    metrics.counter('fleet_job_progress_ignored_total', 'job-progress messages ignored (duplicate, illegal, unknown).');
+    metrics.counter('fleet_job_offers_total', 'Job offers sent to devices.');
+    metrics.counter('fleet_job_executions_finished_total', 'Executions that reached a terminal state, by state.');
+  }
+
+  /** Connects configuration templates (jobs with `templateUuid`); set once by createServices. */
+  setTemplateHook(hook: JobTemplateHook): void {
+    this.#templates = hook;
+  }
+
+  repo(scope: AccountScope): AccountJobs {
+    return new AccountJobs(this.store, scope.accountId);
+  }
+
+  // ── the channel port ─────────────────────────────────────────────────────────────────────
+
+  /** Connects the dispatcher to a control channel (once). */
+  attach(port: JobChannelPort): void {
+    if (this.#port) throw new Error('a channel port is already attached');
+    this.#port = port;
+    port.onDeviceReady((deviceUuid) => this.#guard(() => this.deviceReady(deviceUuid)));
+    port.onJobProgress((deviceUuid, message) => this.#guard(() => this.progress(deviceUuid, message)));
+  }
+
+  #guard(fn: () => void): void {
+    try {
+      fn();
+    } catch {
+      // A dispatch problem must never take the channel down; the next tick retries from the store.
+      this.metrics.inc('fleet_errors_total', { code: 'SERVER_INTERNAL' });
+    }
+  }
+
+  /** A device is connected here and managed: resend what it may have missed, then dispatch. */
+  deviceReady(deviceUuid: string): void {
+    const device = this.store.stmt<{ id: number }>('SELECT id FROM devices WHERE uuid = ?').get(deviceUuid);
+    if (!device) return;
+    this.store.stmt('INSERT OR IGNORE INTO job_local_ready (device_id) VALUES (?)').run(device.id);
+    this.#refreshDynamicFor(device.id);
+    const open = this.store
+      .stmt<ExecutionRow>(
+        `SELECT * FROM job_executions WHERE device_id = ? AND finished_at IS NULL AND state != 'queued' ORDER BY id`,
+      )
+      .all(device.id);
+    for (const exec of open) {
+      const job = jobById(this.store, exec.job_id)!;
+      if (exec.cancel_requested === 1) {
+        if (CANCELLABLE_JOB_STATES.includes(exec.state)) this.#sendCancel(deviceUuid, exec);
+        continue;
+      }
+      const packet = exec.packet_id === null ? undefined : packetById(this.store, exec.packet_id);
+      if (packet && !this.#send(deviceUuid, this.#offer(exec, job, deviceUuid, packet))) return;
+    }
+    this.dispatch();
+  }
+
+  // ── API operations ───────────────────────────────────────────────────────────────────────
+
+  create(scope: AccountScope, input: CreateJobInput, createdBy: string | null, system = false): JobRow {
+    const now = this.clock.now();
+    const options = normalizeOptions(input.options, now);
+    const t = input.target;
+    const targetCount = (t.all ? 1 : 0) + (t.deviceUuids?.length ? 1 : 0) + (t.groupUuids?.length ? 1 : 0);
+    if (targetCount === 0) throw new AppError('SERVER_VALIDATION', 'target: give deviceUuids, groupUuids or all: true.');
+    const sources = [input.packetUuid, input.firmwareVersion, input.templateUuid].filter((x) => x !== undefined);
+    if (sources.length !== 1) {
+      throw new AppError('SERVER_VALIDATION', 'Give exactly one of packetUuid, firmwareVersion and templateUuid.');
+    }
+    const uuid = randomUUID();
+    scope.write(() => {
+      this.licensing.requireActivePlan(scope, now);
+      let packet: PacketRow | undefined;
+      const template =
+        input.templateUuid === undefined ? undefined : this.#requireTemplates().lookup(scope, input.templateUuid);
+      if (template) {
+        // rendered per device at dispatch
+      } else if (input.packetUuid !== undefined) {
+        packet = this.packets.repo(scope).byUuid(input.packetUuid);
+        if (!packet) throw new AppError('SERVER_VALIDATION', `Unknown packet ${input.packetUuid}.`);
+      } else if (!this.packets.catalogue.hasVersion(input.firmwareVersion!)) {
+        throw new AppError('SERVER_FIRMWARE_UNKNOWN');
+      }
+      const target: JobTarget = { all: t.all === true, deviceIds: [], groupIds: [], deviceUuids: [], groupUuids: [] };
+      for (const u of new Set(t.deviceUuids ?? [])) {
+        const d = scope.devices.byUuid(u);
+        if (!d) throw new AppError('SERVER_VALIDATION', `Unknown device ${u}.`);
+        target.deviceIds.push(d.id);
+        target.deviceUuids.push(u);
+      }
+      for (const u of new Set(t.groupUuids ?? [])) {
+        const g = scope.groups.byUuid(u);
+        if (!g) throw new AppError('SERVER_VALIDATION', `Unknown device group ${u}.`);
+        target.groupIds.push(g.id);
+        target.groupUuids.push(u);
+      }
+      const id = Number(
+        this.store
+          .stmt(
+            `INSERT INTO jobs (uuid, account_id, name, packet_id, firmware_version, target, options, state, created_by, system, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?)`,
+          )
+          .run(
+            uuid,
+            scope.accountId,
+            input.name ?? (packet ? packet.name : template ? template.name : `firmware ${input.firmwareVersion}`),
+            packet?.id ?? null,
+            input.firmwareVersion ?? null,
+            JSON.stringify(target),
+            JSON.stringify(options),
+            createdBy,
+            system ? 1 : 0,
+            now,
+          ).lastInsertRowid,
+      );
+      const job = jobById(this.store, id)!;
+      if (template) this.#templates!.attach(id, template);
+      const n = this.#addTargets(job, target, now);
+      new AccountEvents(this.store, scope.accountId).record({
+        type: 'job.started',
+        subject: uuid,
+        data: { name: job.name, devices: n, system },
+        at: now,
+      });
+      this.#maybeFinish(job, now);
+    });
+    this.dispatch();
+    return this.repo(scope).byUuid(uuid)!;
+  }
+
+  /** Cancel: no new executions; before the commit point executions end `cancelled`, after it they finish. */
+  cancel(scope: AccountScope, uuid: string): JobRow {
+    const now = this.clock.now();
+    const job = scope.write(() => {
+      const job = this.repo(scope).byUuid(uuid);
+      if (!job) throw new AppError('SERVER_NOT_FOUND');
+      if (job.state !== 'running' && job.state !== 'paused') throw new AppError('SERVER_JOB_STATE');
+      this.store.stmt(`UPDATE jobs SET state = 'cancelled', finished_at = ? WHERE id = ?`).run(now, job.id);
+      this.store
+        .stmt(`UPDATE job_devices SET status = 'done', result = 'cancelled' WHERE job_id = ? AND status = 'pending'`)
+        .run(job.id);
+      // Not yet offered: cancelled here and now.
+      for (const e of this.store
+        .stmt<ExecutionRow>(`SELECT * FROM job_executions WHERE job_id = ? AND state = 'queued' AND finished_at IS NULL`)
+        .all(job.id)) {
+        this.#finish(e, job, 'cancelled', now, null, null);
+      }
+      this.store
+        .stmt('UPDATE job_executions SET cancel_requested = 1 WHERE job_id = ? AND finished_at IS NULL')
+        .run(job.id);
+      new AccountEvents(this.store, scope.accountId).record({ type: 'job.cancelled', subject: uuid, at: now });
+      return job;
+    });
+    this.#sendPendingCancels(job.id);
+    return this.repo(scope).byUuid(uuid)!;
+  }
+
+  pause(scope: AccountScope, uuid: string): JobRow {
+    return this.#setState(scope, uuid, 'running', 'paused');
+  }
+
+  resume(scope: AccountScope, uuid: string): JobRow {
+    const job = this.#setState(scope, uuid, 'paused', 'running');
+    this.dispatch();
+    return job;
+  }
+
+  #setState(scope: AccountScope, uuid: string, from: JobState, to: JobState): JobRow {
+    scope.write(() => {
+      const job = this.repo(scope).byUuid(uuid);
+      if (!job) throw new AppError('SERVER_NOT_FOUND');
+      if (job.state !== from) throw new AppError('SERVER_JOB_STATE', `Only a ${from} job can be made ${to}.`);
+      this.store.stmt('UPDATE jobs SET state = ? WHERE id = ?').run(to, job.id);
+    });
+    return this.repo(scope).byUuid(uuid)!;
+  }
+
+  /** What a download of `executionUuid` may serve: its device and packet, while it is not terminal. */
+  downloadTarget(executionUuid: string): { deviceUuid: string; packet: PacketRow } | undefined {
+    const row = this.store
+      .stmt<{ device_uuid: string; packet_id: number | null; finished_at: number | null }>(
+        `SELECT d.uuid AS device_uuid, e.packet_id, e.finished_at FROM job_executions e
+         JOIN devices d ON d.id = e.device_id WHERE e.uuid = ?`,
+      )
+      .get(executionUuid);
+    if (!row || row.finished_at !== null || row.packet_id === null) return undefined;
+    const packet = packetById(this.store, row.packet_id);
+    return packet ? { deviceUuid: row.device_uuid, packet } : undefined;
+  }
+
+  // ── dispatch ─────────────────────────────────────────────────────────────────────────────
+
+  /** Periodic work (timer and test-clock changes): timeouts, orphans, dynamic targets, dispatch. */
+  tick(): void {
+    const now = this.clock.now();
+    this.store.write(() => {
+      for (const e of this.store
+        .stmt<ExecutionRow>(`SELECT * FROM job_executions WHERE finished_at IS NULL AND deadline <= ? AND state != 'queued'`)
+        .all(now)) {
+        this.#finish(e, jobById(this.store, e.job_id)!, 'timed-out', now, 'SERVER_EXECUTION_TIMEOUT', 'No result before the deadline.');
+      }
+      for (const e of this.store
+        .stmt<ExecutionRow>(`SELECT * FROM job_executions WHERE state = 'queued' AND finished_at IS NULL AND claimed_at < ?`)
+        .all(now - ORPHAN_QUEUED_MS)) {
+        this.#unclaim(e);
+      }
+      for (const job of this.store.stmt<JobRow>(`SELECT * FROM jobs WHERE state = 'running'`).all()) {
+        const options = JSON.parse(job.options) as JobOptions;
+        if (options.dynamic) this.#addTargets(job, JSON.parse(job.target) as JobTarget, now);
+        this.#maybeFinish(job, now);
+      }
+    });
+    for (const { job_id } of this.store
+      .stmt<{ job_id: number }>(
+        `SELECT DISTINCT e.job_id FROM job_executions e JOIN job_local_ready r ON r.device_id = e.device_id
+         WHERE e.cancel_requested = 1 AND e.cancel_sent_at IS NULL AND e.finished_at IS NULL`,
+      )
+      .all()) {
+      this.#sendPendingCancels(job_id);
+    }
+    this.dispatch();
+  }
+
+  /**
+   * Claims executions for devices connected here, within each job's limits, and offers them. The
+   * claim is one BEGIN IMMEDIATE transaction (limits are counted inside it, so several processes
+   * never exceed them together); sending happens after commit, and an offer that cannot be sent
+   * (device gone) is undone.
+   */
+  dispatch(): void {
+    if (!this.#port) return;
+    // Template jobs: render the packets of ready devices first (async); dispatch runs again after.
+    this.#templates?.prepare(() => this.dispatch());
+    const now = this.clock.now();
+    const claims = this.store.write(() => this.#claim(now));
+    if (claims.length === 0) return;
+    const sent: Claim[] = [];
+    const failed: Claim[] = [];
+    for (const c of claims) {
+      if (this.#send(c.deviceUuid, this.#offer(c.exec, c.job, c.deviceUuid, c.packet))) sent.push(c);
+      else failed.push(c);
+    }
+    this.store.write(() => {
+      const offered = this.store.stmt(
+        `UPDATE job_executions SET state = 'offered', offered_at = ?, updated_at = ? WHERE id = ? AND state = 'queued'`,
+      );
+      for (const c of sent) offered.run(now, now, c.exec.id);
+      for (const c of failed) this.#unclaim(c.exec);
+    });
+    this.metrics.inc('fleet_job_offers_total', undefined, sent.length);
+    // Capacity freed by failed sends may go to other connected devices.
+    if (failed.length > 0) this.dispatch();
+  }
+
+  #claim(now: number): Claim[] {
+    const rows = this.store
+      .stmt<{ job_id: number; device_id: number; uuid: string; model: string | null }>(
+        `SELECT jd.job_id, jd.device_id, d.uuid, d.model
+         FROM job_devices jd
+         JOIN job_local_ready r ON r.device_id = jd.device_id
+         JOIN jobs j ON j.id = jd.job_id
+         JOIN devices d ON d.id = jd.device_id
+         WHERE j.state = 'running' AND jd.status = 'pending' AND jd.next_attempt_at <= ?
+           AND d.admission = 'managed'
+           AND NOT EXISTS (SELECT 1 FROM job_executions e WHERE e.device_id = jd.device_id AND e.finished_at IS NULL)
+         ORDER BY jd.job_id, jd.added_at, jd.device_id`,
+      )
+      .all(now);
+    const claims: Claim[] = [];
+    const busy = new Set<number>();
+    let i = 0;
+    while (i < rows.length) {
+      const jobId = rows[i]!.job_id;
+      let end = i;
+      while (end < rows.length && rows[end]!.job_id === jobId) end++;
+      const job = jobById(this.store, jobId)!;
+      const options = JSON.parse(job.options) as JobOptions;
+      let capacity = this.#capacity(job, options, now);
+      const window = options.window ? nextWindow(options.window, now) : undefined;
+      if (options.window && !window) capacity = 0;
+      for (let k = i; k < end && capacity > 0; k++) {
+        const row = rows[k]!;
+        if (busy.has(row.device_id)) continue;
+        const rendered = this.#templates?.packetFor(jobId, row.device_id) ?? { kind: 'none' as const };
+        if (rendered.kind === 'pending') continue;
+        const packet = rendered.kind === 'none' ? this.#packetFor(job, row.model) : rendered.kind === 'packet' ? rendered.packet : undefined;
+        busy.add(row.device_id);
+        capacity--;
+        const attempt =
+          (this.store
+            .stmt<{ attempts: number }>('SELECT attempts FROM job_devices WHERE job_id = ? AND device_id = ?')
+            .get(jobId, row.device_id)?.attempts ?? 0) + 1;
+        this.store
+          .stmt(`UPDATE job_devices SET status = 'active', attempts = ? WHERE job_id = ? AND device_id = ?`)
+          .run(attempt, jobId, row.device_id);
+        const deadline = Math.max(now + options.timeoutSec * 1000, window ? window.notAfter : 0);
+        const id = Number(
+          this.store
+            .stmt(
+              `INSERT INTO job_executions (uuid, job_id, device_id, packet_id, attempt, state, claimed_at, updated_at,
+                 deadline, window_start, window_end)
+               VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?)`,
+            )
+            .run(randomUUID(), jobId, row.device_id, packet?.id ?? null, attempt, now, now, deadline,
+              window?.notBefore ?? null, window?.notAfter ?? null).lastInsertRowid,
+        );
+        const exec = this.store.stmt<ExecutionRow>('SELECT * FROM job_executions WHERE id = ?').get(id)!;
+        if (rendered.kind === 'error') {
+          // The template could not be rendered for this device (a missing value): fails before anything is sent.
+          this.#templates!.forget(jobId, row.device_id);
+          this.#finish(exec, job, 'failed', now, rendered.code, rendered.message);
+          continue;
+        }
+        if (!packet) {
+          // Firmware job and no catalogue firmware of that version for this model: rejected here.
+          this.#finish(exec, job, 'rejected', now, 'SERVER_FIRMWARE_UNKNOWN',
+            `No firmware ${job.firmware_version} for model ${row.model ?? '(unknown)'} in the catalogue.`);
+          continue;
+        }
+        claims.push({ exec, job, deviceUuid: row.uuid, packet });
+      }
+      i = end;
+    }
+    return claims;
+  }
+
+  #capacity(job: JobRow, options: JobOptions, now: number): number {
+    let capacity = Number.POSITIVE_INFINITY;
+    if (options.maxConcurrent !== null) {
+      const inFlight = this.store
+        .stmt<{ n: number }>('SELECT COUNT(*) AS n FROM job_executions WHERE job_id = ? AND finished_at IS NULL')
+        .get(job.id)!.n;
+      capacity = Math.min(capacity, options.maxConcurrent - inFlight);
+    }
+    if (options.maxPerMinute !== null) {
+      const recent = this.store
+        .stmt<{ n: number }>('SELECT COUNT(*) AS n FROM job_executions WHERE job_id = ? AND claimed_at > ?')
+        .get(job.id, now - MINUTE)!.n;
+      capacity = Math.min(capacity, options.maxPerMinute - recent);
+    }
+    if (options.waves.length > 0) {
+      const c = this.store
+        .stmt<{ total: number; started: number; unfinished: number }>(
+          `SELECT COUNT(*) AS total, COALESCE(SUM(attempts > 0), 0) AS started,
+             COALESCE(SUM(attempts > 0 AND status != 'done'), 0) AS unfinished
+           FROM job_devices WHERE job_id = ?`,
+        )
+        .get(job.id)!;
+      capacity = Math.min(capacity, waveCapacity(options.waves, c.total, c.started, c.unfinished));
+    }
+    return Math.max(0, capacity);
+  }
+
+  #requireTemplates(): JobTemplateHook {
+    if (!this.#templates) throw new AppError('SERVER_VALIDATION', 'Configuration templates are not available.');
+    return this.#templates;
+  }
+
+  #packetFor(job: JobRow, model: string | null): PacketRow | undefined {
+    if (job.packet_id !== null) return packetById(this.store, job.packet_id);
+    if (job.firmware_version === null || model === null) return undefined;
+    return this.packets.catalogue.byModelVersion(model, job.firmware_version);
+  }
+
+  #unclaim(e: ExecutionRow): void {
+    this.store.stmt('DELETE FROM job_executions WHERE id = ?').run(e.id);
+    this.store
+      .stmt(
+        `UPDATE job_devices SET status = 'pending', attempts = MAX(attempts - 1, 0) WHERE job_id = ? AND device_id = ? AND status = 'active'`,
+      )
+      .run(e.job_id, e.device_id);
+  }
+
+  #addTargets(job: JobRow, target: JobTarget, now: number): number {
+    const insert = `INSERT OR IGNORE INTO job_devices (job_id, device_id, status, added_at) `;
+    let n = 0;
+    if (target.all) {
+      n += this.store
+        .stmt(`${insert} SELECT ?, id, 'pending', ? FROM devices WHERE account_id = ?`)
+        .run(job.id, now, job.account_id).changes;
+    }
+    if (target.groupIds.length > 0) {
+      n += this.store
+        .stmt(
+          `${insert} SELECT ?, id, 'pending', ? FROM devices
+           WHERE account_id = ? AND group_id IN (SELECT value FROM json_each(?))`,
+        )
+        .run(job.id, now, job.account_id, JSON.stringify(target.groupIds)).changes;
+    }
+    if (target.deviceIds.length > 0) {
+      n += this.store
+        .stmt(
+          `${insert} SELECT ?, id, 'pending', ? FROM devices
+           WHERE account_id = ? AND id IN (SELECT value FROM json_each(?))`,
+        )
+        .run(job.id, now, job.account_id, JSON.stringify(target.deviceIds)).changes;
+    }
+    return n;
+  }
+
+  /** A device that became ready may have joined a targeted group of a dynamic job. */
+  #refreshDynamicFor(deviceId: number): void {
+    const now = this.clock.now();
+    const jobs = this.store
+      .stmt<JobRow>(
+        `SELECT j.* FROM jobs j JOIN devices d ON d.account_id = j.account_id
+         WHERE d.id = ? AND j.state = 'running' AND json_extract(j.options, '$.dynamic') = 1`,
+      )
+      .all(deviceId);
+    if (jobs.length === 0) return;
+    this.store.write(() => {
+      for (const job of jobs) this.#addTargets(job, JSON.parse(job.target) as JobTarget, now);
+    });
+  }
+
+  #offer(exec: ExecutionRow, job: JobRow, deviceUuid: string, packet: PacketRow): MessageOf<'job-offer'> {
+    const now = this.clock.now();
+    const options = JSON.parse(job.options) as JobOptions;
+    const expiresAt = Math.min(exec.deadline, now + this.packets.options.downloadTokenTtlSec * 1000);
+    const token = this.tokens.issue({ executionId: exec.uuid, deviceUuid, expiresAt });
+    return createMessage(
+      'job-offer',
+      {
+        executionId: exec.uuid,
+        jobId: job.uuid,
+        packet: {
+          url: `${this.publicBaseUrl}/api/packets/download/${exec.uuid}`,
+          size: packet.size,
+          sha256: packet.sha256,
+          description: packet.name.slice(0, 256),
+        },
+        download: { token, expiresAt },
+        deadline: exec.deadline,
+        ...(exec.window_start !== null && exec.window_end !== null
+          ? { installWindow: { notBefore: exec.window_start, notAfter: exec.window_end } }
+          : {}),
+        allowDowngrade: options.allowDowngrade,
+      },
+      { sentAt: now },
+    );
+  }
+
+  #send(deviceUuid: string, message: Parameters<JobChannelPort['send']>[1]): boolean {
+    const ok = this.#port?.send(deviceUuid, message) ?? false;
+    if (!ok) {
+      this.store
+        .stmt('DELETE FROM job_local_ready WHERE device_id = (SELECT id FROM devices WHERE uuid = ?)')
+        .run(deviceUuid);
+    }
+    return ok;
+  }
+
+  #sendCancel(deviceUuid: string, exec: ExecutionRow): void {
+    const now = this.clock.now();
+    const sent = this.#send(
+      deviceUuid,
+      createMessage('job-cancel', { executionId: exec.uuid, reason: 'The job was cancelled.' }, { sentAt: now }),
+    );
+    if (sent) this.store.stmt('UPDATE job_executions SET cancel_sent_at = ? WHERE id = ?').run(now, exec.id);
+  }
+
+  #sendPendingCancels(jobId: number): void {
+    const rows = this.store
+      .stmt<ExecutionRow & { device_uuid: string }>(
+        `SELECT e.*, d.uuid AS device_uuid FROM job_executions e
+         JOIN job_local_ready r ON r.device_id = e.device_id JOIN devices d ON d.id = e.device_id
+         WHERE e.job_id = ? AND e.cancel_requested = 1 AND e.cancel_sent_at IS NULL AND e.finished_at IS NULL
+           AND e.state IN ${CANCELLABLE_SQL}`,
+      )
+      .all(jobId);
+    for (const e of rows) this.#sendCancel(e.device_uuid, e);
+  }
+
+  // ── progress from devices ──────────────────────────────────────────────────────────────────
+
+  /**
+   * Applies a job-progress: legal transitions (isLegalJobTransition) update the execution; a
+   * repeated terminal state or an illegal one is ignored and counted. Every terminal report of a
+   * known execution is acknowledged (again, for duplicates), so the device stops repeating it.
+   */
+  progress(deviceUuid: string, message: MessageOf<'job-progress'>): void {
+    const now = this.clock.now();
+    const body = message.body;
+    const outcome = this.store.write(() => {
+      const exec = this.store
+        .stmt<ExecutionRow & { device_uuid: string }>(
+          `SELECT e.*, d.uuid AS device_uuid FROM job_executions e JOIN devices d ON d.id = e.device_id WHERE e.uuid = ?`,
+        )
+        .get(body.executionId);
+      if (!exec || exec.device_uuid !== deviceUuid) return 'unknown' as const;
+      const from = exec.state;
+      const to = body.state;
+      if (isTerminalJobState(from)) return 'duplicate' as const;
+      if (!isLegalJobTransition(from, to)) {
+        this.store.stmt('UPDATE job_executions SET ignored_progress = ignored_progress + 1 WHERE id = ?').run(exec.id);
+        return 'illegal' as const;
+      }
+      const job = jobById(this.store, exec.job_id)!;
+      if (isTerminalJobState(to)) {
+        this.#finish(exec, job, to, now, body.errorCode ?? null, body.errorMessage ?? null);
+      } else {
+        this.store
+          .stmt('UPDATE job_executions SET state = ?, percent = ?, updated_at = ? WHERE id = ?')
+          .run(to, body.percent ?? null, now, exec.id);
+      }
+      return 'applied' as const;
+    });
+    if (outcome !== 'applied') {
+      this.ignored[outcome]++;
+      this.metrics.inc('fleet_job_progress_ignored_total', { reason: outcome });
+    }
+    if (outcome !== 'unknown' && isTerminalJobState(body.state)) {
+      this.#send(deviceUuid, createMessage('ack', { seqs: [] }, { correlationId: message.id, sentAt: now }));
+    }
+    if (outcome === 'applied' && isTerminalJobState(body.state)) this.dispatch();
+  }
+
+  #finish(
+    exec: ExecutionRow,
+    job: JobRow,
+    state: JobExecutionState,
+    now: number,
+    errorCode: string | null,
+    errorMessage: string | null,
+  ): void {
+    this.store
+      .stmt(
+        `UPDATE job_executions SET state = ?, finished_at = ?, updated_at = ?, error_code = ?, error_message = ? WHERE id = ?`,
+      )
+      .run(state, now, now, errorCode, errorMessage?.slice(0, 1024) ?? null, exec.id);
+    this.metrics.inc('fleet_job_executions_finished_total', { state });
+    const options = JSON.parse(job.options) as JobOptions;
+    const retry = RETRYABLE.includes(state) && exec.attempt <= options.retries && job.state === 'running';
+    this.store
+      .stmt(
+        `UPDATE job_devices SET status = ?, result = ?, next_attempt_at = ? WHERE job_id = ? AND device_id = ?`,
+      )
+      .run(retry ? 'pending' : 'done', state, now + options.retryDelaySec * 1000, job.id, exec.device_id);
+    if (FAILURES.includes(state)) this.#maybeAbort(job, options, now);
+    this.#maybeFinish(job, now);
+  }
+
+  #maybeAbort(job: JobRow, options: JobOptions, now: number): void {
+    if (!options.abort || job.state !== 'running') return;
+    const c = this.store
+      .stmt<{ failed: number; finished: number }>(
+        `SELECT COALESCE(SUM(result IN ${FAILURES_SQL}), 0) AS failed, COUNT(result) AS finished
+         FROM job_devices WHERE job_id = ?`,
+      )
+      .get(job.id)!;
+    const percent = c.finished === 0 ? 0 : (c.failed / c.finished) * 100;
+    if (c.failed < options.abort.minFailures || percent <= options.abort.failurePercent) return;
+    const reason = `${c.failed} of ${c.finished} devices failed (${percent.toFixed(1)} %)`;
+    const changed = this.store
+      .stmt(`UPDATE jobs SET state = 'aborted', finished_at = ?, abort_reason = ? WHERE id = ? AND state = 'running'`)
+      .run(now, reason, job.id).changes;
+    if (changed > 0) {
+      new AccountEvents(this.store, job.account_id).record({
+        type: 'job.aborted',
+        subject: job.uuid,
+        data: { reason, failed: c.failed, finished: c.finished },
+        at: now,
+      });
+    }
+  }
+
+  #maybeFinish(job: JobRow, now: number): void {
+    const options = JSON.parse(job.options) as JobOptions;
+    if (options.dynamic) return; // runs until cancelled: devices may still join
+    const changed = this.store
+      .stmt(
+        `UPDATE jobs SET state = 'finished', finished_at = ? WHERE id = ? AND state = 'running'
+         AND NOT EXISTS (SELECT 1 FROM job_devices WHERE job_id = ? AND status != 'done')`,
+      )
+      .run(now, job.id, job.id).changes;
+    if (changed > 0) {
+      const c = this.counts(job.id);
+      new AccountEvents(this.store, job.account_id).record({
+        type: 'job.finished',
+        subject: job.uuid,
+        data: { results: c.results },
+        at: now,
+      });
+    }
+  }
+
+  // ── progress views ───────────────────────────────────────────────────────────────────────
+
+  counts(jobId: number) {
+    const devices = this.store
+      .stmt<{ total: number; pending: number; skipped: number; active: number; done: number }>(
+        `SELECT COUNT(*) AS total,
+           COALESCE(SUM(jd.status = 'pending' AND COALESCE(d.admission, '') != 'unmanaged'), 0) AS pending,
+           COALESCE(SUM(jd.status = 'pending' AND d.admission = 'unmanaged'), 0) AS skipped,
+           COALESCE(SUM(jd.status = 'active'), 0) AS active,
+           COALESCE(SUM(jd.status = 'done'), 0) AS done
+         FROM job_devices jd JOIN devices d ON d.id = jd.device_id WHERE jd.job_id = ?`,
+      )
+      .get(jobId)!;
+    const results: Record<string, number> = { succeeded: 0, failed: 0, rejected: 0, cancelled: 0, 'timed-out': 0 };
+    for (const r of this.store
+      .stmt<{ result: string; n: number }>(
+        `SELECT result, COUNT(*) AS n FROM job_devices WHERE job_id = ? AND status = 'done' GROUP BY result`,
+      )
+      .all(jobId)) {
+      results[r.result] = r.n;
+    }
+    const states: Record<string, number> = {};
+    for (const r of this.store
+      .stmt<{ state: string; n: number }>(
+        `SELECT state, COUNT(*) AS n FROM job_executions WHERE job_id = ? AND finished_at IS NULL GROUP BY state`,
+      )
+      .all(jobId)) {
+      states[r.state] = r.n;
+    }
+    return { devices, results, inFlight: states };
+  }
+
+  progressView(job: JobRow) {
+    const now = this.clock.now();
+    const c = this.counts(job.id);
+    const recent = this.store
+      .stmt<{ n: number }>('SELECT COUNT(*) AS n FROM job_executions WHERE job_id = ? AND finished_at > ?')
+      .get(job.id, now - RATE_WINDOW_MS)!.n;
+    const ignored = this.store
+      .stmt<{ n: number }>('SELECT COALESCE(SUM(ignored_progress), 0) AS n FROM job_executions WHERE job_id = ?')
+      .get(job.id)!.n;
+    return {
+      ...c,
+      percentComplete: c.devices.total === 0 ? 100 : Math.round((c.devices.done / c.devices.total) * 1000) / 10,
+      ratePerMinute: Math.round((recent / (RATE_WINDOW_MS / MINUTE)) * 100) / 100,
+      ignoredProgress: ignored,
+    };
+  }
+
+  /** Per-device results of a job, cursor-paged by device id. */
+  deviceResults(job: JobRow, afterId: number, limit: number) {
+    return this.store
+      .stmt<{
+      id: number;
+      uuid: string;
+      serial_number: string;
+      admission: string | null;
+      status: string;
+      result: string | null;
+      attempts: number;
+      exec_uuid: string | null;
+      state: string | null;
+      percent: number | null;
+      error_code: string | null;
+      error_message: string | null;
+      cancel_requested: number | null;
+      updated_at: number | null;
+    }>(
+        `SELECT d.id, d.uuid, d.serial_number, d.admission, jd.status, jd.result, jd.attempts,
+           e.uuid AS exec_uuid, e.state, e.percent, e.error_code, e.error_message, e.cancel_requested, e.updated_at
+         FROM job_devices jd JOIN devices d ON d.id = jd.device_id
+         LEFT JOIN job_executions e ON e.id = (
+           SELECT MAX(id) FROM job_executions WHERE job_id = jd.job_id AND device_id = jd.device_id)
+         WHERE jd.job_id = ? AND jd.device_id > ? ORDER BY jd.device_id LIMIT ?`,
+      )
+      .all(job.id, afterId, limit);
+  }
+}

@@ -1,0 +1,191 @@
+import { existsSync } from 'node:fs';
+import {
+  CONNECTION_PROFILE_FILENAME,
+  CONNECTION_PROFILE_FORMAT,
+  type ConnectionProfile,
+  writePacket,
+} from '@router-fleet/protocol';
+import type { Clock } from '../clock.js';
+import type { ServerConfig } from '../config.js';
+import type { CredentialVault } from '../devices/credentials.js';
+import { sessionParams } from '../devices/keep-alive.js';
+import { AppError } from '../errors.js';
+import { pemBlocks, readText } from '../pki/files.js';
+import { localTlsFiles } from '../pki/local-tls.js';
+import { loadOrCreateSigningPki, type SigningPki } from '../pki/signing.js';
+import type { ProfileRow } from '../store/devices.js';
+import type { AccountScope } from '../store/scope.js';
+
+/** Path of the control channel on the server. */
+export const CHANNEL_PATH = '/api/channel';
+
+export type ProfileFormat = 'json' | 'update-packet';
+
+/** Devices read from the store per page while streaming a bulk download. */
+const BULK_PAGE = 500;
+
+/**
+ * Connection profiles (issue item 6): the per-device `ConnectionProfile` of the protocol package,
+ * delivered as JSON or as a signed update packet (one section `FILETYPE=ConnectionProfile`). The
+ * signing PKI lives in the data directory (created on first start, see pki/signing.ts).
+ */
+export class ProfileService {
+  #pki: SigningPki | undefined;
+  #caCertPem: string | undefined;
+  #listenPort: number;
+
+  constructor(
+    private readonly config: ServerConfig,
+    private readonly vault: CredentialVault,
+    private readonly clock: Clock,
+  ) {
+    this.#listenPort = config.port;
+  }
+
+  /** Loads (creating on first start) the signing PKI and the TLS CA that goes into profiles. */
+  async init(): Promise<void> {
+    this.#pki ??= await loadOrCreateSigningPki(this.config.dataDir, new Date(this.clock.now()));
+    this.#caCertPem ??= this.#findTlsCa(this.#pki);
+  }
+
+  get trustAnchorsPem(): readonly string[] {
+    return this.#ready().pki.trustAnchorsPem;
+  }
+
+  get caCertPem(): string {
+    return this.#ready().ca;
+  }
+
+  /** Called once the server listens (port 0 resolves to the real port). */
+  setListenPort(port: number): void {
+    this.#listenPort = port;
+  }
+
+  /** The control-channel URL devices dial: `--public-url`, or derived from host, port and TLS. */
+  channelUrl(): string {
+    const tls = this.config.tlsCert !== null;
+    if (this.config.publicUrl) {
+      const u = new URL(this.config.publicUrl);
+      const scheme = u.protocol === 'https:' || u.protocol === 'wss:' ? 'wss:' : 'ws:';
+      const path = u.pathname.endsWith(CHANNEL_PATH) ? u.pathname : `${u.pathname.replace(/\/$/, '')}${CHANNEL_PATH}`;
+      return `${scheme}//${u.host}${path}`;
+    }
+    const wildcard = ['0.0.0.0', '::', ''].includes(this.config.host);
+    let host = wildcard ? 'localhost' : this.config.host;
+    if (host.includes(':')) host = `[${host}]`;
+    return `${tls ? 'wss' : 'ws'}://${host}:${this.#listenPort}${CHANNEL_PATH}`;
+  }
+
+  /** Base URL of the HTTP API as devices reach it (`https://host:port`), for packet download URLs. */
+  httpBaseUrl(): string {
+    const u = new URL(this.channelUrl());
+    const path = u.pathname.slice(0, -CHANNEL_PATH.length);
+    return `${u.protocol === 'wss:' ? 'https:' : 'http:'}//${u.host}${path}`;
+  }
+
+  /** The device's profile; 404 when the uuid is not a device of this account. */
+  profile(scope: AccountScope, deviceUuid: string): ConnectionProfile {
+    const row = scope.devices.profileRows({ afterId: 0, limit: 1, uuids: [deviceUuid] })[0];
+    if (!row) throw new AppError('SERVER_NOT_FOUND');
+    return this.profileOf(row);
+  }
+
+  profileOf(row: ProfileRow): ConnectionProfile {
+    const { pki, ca } = this.#ready();
+    return {
+      format: CONNECTION_PROFILE_FORMAT,
+      serverUrl: this.channelUrl(),
+      caCertPem: ca,
+      trustAnchorsPem: [...pki.trustAnchorsPem],
+      deviceId: row.uuid,
+      serialNumber: row.serial_number,
+      credential: this.vault.reveal(row.credential_enc),
+      keepAlive: sessionParams(row),
+    };
+  }
+
+  /** The profile as a signed update packet (uncompressed tar). */
+  async packet(profile: ConnectionProfile): Promise<Buffer> {
+    const { pki } = this.#ready();
+    return writePacket({
+      files: [
+        {
+          name: CONNECTION_PROFILE_FILENAME,
+          fileType: 'ConnectionProfile',
+          source: { data: Buffer.from(JSON.stringify(profile), 'utf8') },
+          description: `Connection profile of ${profile.serialNumber}`,
+        },
+      ],
+      description: `router-fleet connection profile for ${profile.serialNumber}`,
+      createdAt: new Date(this.clock.now()),
+      signer: pki.signer,
+    });
+  }
+
+  /**
+   * NDJSON lines for many devices, streamed page by page from the store: with `json` one
+   * ConnectionProfile per line; with `update-packet` `{deviceId, serialNumber, packet}` where
+   * `packet` is the signed packet in base64. Unknown uuids are refused before anything is sent.
+   */
+  bulk(scope: AccountScope, select: { deviceUuids?: readonly string[] }, format: ProfileFormat): AsyncIterable<string> {
+    this.#ready();
+    let listed: ProfileRow[] | undefined;
+    if (select.deviceUuids) {
+      const unique = [...new Set(select.deviceUuids)];
+      listed = scope.devices.profileRows({ afterId: 0, limit: unique.length, uuids: unique });
+      if (listed.length !== unique.length) {
+        throw new AppError('SERVER_NOT_FOUND', `${unique.length - listed.length} of the devices are not in your account.`);
+      }
+    }
+    const profileOf = (r: ProfileRow) => this.profileOf(r);
+    const packetOf = (r: ProfileRow) => this.packet(this.profileOf(r));
+    async function* pages(): AsyncGenerator<ProfileRow[]> {
+      if (listed) {
+        for (let i = 0; i < listed.length; i += BULK_PAGE) yield listed.slice(i, i + BULK_PAGE);
+        return;
+      }
+      let afterId = 0;
+      for (;;) {
+        const rows = scope.devices.profileRows({ afterId, limit: BULK_PAGE });
+        if (rows.length === 0) return;
+        afterId = rows[rows.length - 1]!.id;
+        yield rows;
+      }
+    }
+    async function* lines(): AsyncGenerator<string> {
+      for await (const rows of pages()) {
+        if (format === 'json') {
+          yield rows.map((r) => `${JSON.stringify(profileOf(r))}\n`).join('');
+          continue;
+        }
+        for (const r of rows) {
+          const packet = await packetOf(r);
+          yield `${JSON.stringify({ deviceId: r.uuid, serialNumber: r.serial_number, packet: packet.toString('base64') })}\n`;
+        }
+      }
+    }
+    return lines();
+  }
+
+  #ready(): { pki: SigningPki; ca: string } {
+    if (!this.#pki || this.#caCertPem === undefined) throw new Error('ProfileService.init() has not run');
+    return { pki: this.#pki, ca: this.#caCertPem };
+  }
+
+  /**
+   * The CA that verifies the server's TLS certificate: `tlsCa`, else `DATA/tls/ca.pem` (from
+   * `fleet-server tls generate`), else the last certificate of the `tlsCert` chain (a self-signed
+   * certificate is its own CA). Without TLS (`ws://`, local use only) no CA is needed; the profile
+   * format still requires a certificate, so it carries the signing root.
+   */
+  #findTlsCa(pki: SigningPki): string {
+    if (this.config.tlsCa) return readText(this.config.tlsCa);
+    const local = localTlsFiles(this.config.dataDir).caCert;
+    if (existsSync(local)) return readText(local);
+    if (this.config.tlsCert) {
+      const chain = pemBlocks(readText(this.config.tlsCert));
+      if (chain.length > 0) return chain[chain.length - 1]!;
+    }
+    return pki.trustAnchorsPem[0]!;
+  }
+}

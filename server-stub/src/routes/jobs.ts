@@ -1,0 +1,231 @@
+import { Type } from '@sinclair/typebox';
+import { WEEKDAYS } from '../jobs/window.js';
+import type { JobRow } from '../store/jobs.js';
+import { packetById } from '../store/packets.js';
+import { defineRoute, notFound } from './route.js';
+import { decodeCursor, idPage, iso, NullableTimestamp, Page, PageQuery, pageLimit, toPage, Timestamp, UUID_PATTERN, UuidParam } from './schemas.js';
+import type { Services } from '../services.js';
+
+const Uuid = Type.String({ pattern: UUID_PATTERN });
+const PositiveInt = (description: string) => Type.Integer({ minimum: 1, maximum: 1_000_000, description });
+
+const Window = Type.Union([
+  Type.Object(
+    {
+      start: Type.String({ format: 'date-time', description: 'Window start (ISO 8601).' }),
+      end: Type.String({ format: 'date-time', description: 'Window end (ISO 8601).' }),
+    },
+    { additionalProperties: false },
+  ),
+  Type.Object(
+    {
+      days: Type.Array(Type.Union(WEEKDAYS.map((d) => Type.Literal(d))), { minItems: 1, maxItems: 7 }),
+      startTime: Type.String({ pattern: '^([01]\\d|2[0-3]):[0-5]\\d$', description: 'HH:MM' }),
+      endTime: Type.String({ pattern: '^([01]\\d|2[0-3]):[0-5]\\d$', description: 'HH:MM (before startTime: over midnight)' }),
+      timeZone: Type.Literal('UTC'),
+    },
+    { additionalProperties: false },
+  ),
+]);
+
+const Options = Type.Object(
+  {
+    rollout: Type.Optional(
+      Type.Object(
+        {
+          maxConcurrent: Type.Optional(PositiveInt('Most executions in flight at once.')),
+          maxPerMinute: Type.Optional(PositiveInt('Most new executions (retries included) in any 60 s.')),
+          waves: Type.Optional(
+            Type.Array(Type.Number({ exclusiveMinimum: 0, maximum: 100 }), {
+              maxItems: 20,
+              description: 'Cumulative percentages, ascending (e.g. [10, 50, 100]).',
+            }),
+          ),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    abort: Type.Optional(
+      Type.Object(
+        {
+          failurePercent: Type.Number({ minimum: 0, maximum: 100 }),
+          minFailures: Type.Integer({ minimum: 1 }),
+        },
+        { additionalProperties: false, description: 'Stop new executions when failures exceed the percentage AND the count.' },
+      ),
+    ),
+    timeoutSec: Type.Optional(Type.Integer({ minimum: 1, maximum: 30 * 86_400, description: 'Per-execution timeout (s), default 3600.' })),
+    retries: Type.Optional(
+      Type.Object(
+        {
+          max: Type.Integer({ minimum: 0, maximum: 100 }),
+          delaySec: Type.Optional(Type.Integer({ minimum: 0, maximum: 86_400 })),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    window: Type.Optional(Window),
+    allowDowngrade: Type.Optional(Type.Boolean()),
+    dynamic: Type.Optional(Type.Boolean({ description: 'Include devices that join a targeted group while the job runs.' })),
+  },
+  { additionalProperties: false },
+);
+
+const Job = Type.Object({
+  uuid: Type.String(),
+  name: Type.String(),
+  state: Type.String(),
+  packetUuid: Type.Union([Type.String(), Type.Null()]),
+  firmwareVersion: Type.Union([Type.String(), Type.Null()]),
+  templateUuid: Type.Union([Type.String(), Type.Null()]),
+  target: Type.Object({ all: Type.Boolean(), deviceUuids: Type.Array(Type.String()), groupUuids: Type.Array(Type.String()) }),
+  options: Type.Unknown(),
+  system: Type.Boolean(),
+  abortReason: Type.Union([Type.String(), Type.Null()]),
+  createdAt: Timestamp,
+  finishedAt: NullableTimestamp,
+  progress: Type.Unknown(),
+});
+
+function jobView(services: Services, j: JobRow) {
+  const target = JSON.parse(j.target) as { all: boolean; deviceUuids: string[]; groupUuids: string[] };
+  return {
+    uuid: j.uuid,
+    name: j.name,
+    state: j.state,
+    packetUuid: j.packet_id === null ? null : (packetById(services.store, j.packet_id)?.uuid ?? null),
+    firmwareVersion: j.firmware_version,
+    templateUuid: services.templates.jobTemplate(j.id)?.template_uuid ?? null,
+    target: { all: target.all, deviceUuids: target.deviceUuids, groupUuids: target.groupUuids },
+    options: JSON.parse(j.options) as unknown,
+    system: j.system === 1,
+    abortReason: j.abort_reason,
+    createdAt: iso(j.created_at),
+    finishedAt: iso(j.finished_at),
+    progress: services.jobs.progressView(j),
+  };
+}
+
+const JobStateQuery = Type.Union(
+  (['running', 'paused', 'finished', 'cancelled', 'aborted'] as const).map((s) => Type.Literal(s)),
+);
+
+function isIdCursor(v: unknown): v is { id: number } {
+  return typeof v === 'object' && v !== null && Number.isSafeInteger((v as { id: unknown }).id);
+}
+
+const action = (verb: 'cancel' | 'pause' | 'resume', summary: string) =>
+  defineRoute({
+    method: 'POST',
+    url: `/api/jobs/{uuid}/${verb}`,
+    summary,
+    tags: ['jobs'],
+    access: 'operator',
+    params: UuidParam,
+    resources: { uuid: 'job' },
+    response: Job,
+    handler: ({ ctx, params, services }) => jobView(services, services.jobs[verb](ctx.scope, params.uuid)),
+  });
+
+export const jobRoutes = [
+  defineRoute({
+    method: 'POST',
+    url: '/api/jobs',
+    summary: 'Create an update job (devices, groups or all; a packet or a vendor firmware version)',
+    tags: ['jobs'],
+    access: 'operator',
+    activePlan: true,
+    status: 201,
+    body: Type.Object(
+      {
+        name: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
+        packetUuid: Type.Optional(Uuid),
+        firmwareVersion: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
+        templateUuid: Type.Optional(
+          Type.String({
+            pattern: UUID_PATTERN,
+            description: 'A configuration template (Basic and Pro): each device gets its own rendered, signed packet.',
+          }),
+        ),
+        target: Type.Object(
+          {
+            deviceUuids: Type.Optional(Type.Array(Uuid, { maxItems: 50_000 })),
+            groupUuids: Type.Optional(Type.Array(Uuid, { maxItems: 1000 })),
+            all: Type.Optional(Type.Boolean()),
+          },
+          { additionalProperties: false },
+        ),
+        options: Type.Optional(Options),
+      },
+      { additionalProperties: false },
+    ),
+    response: Job,
+    handler: ({ ctx, body, services }) => jobView(services, services.jobs.create(ctx.scope, body, ctx.userUuid)),
+  }),
+  defineRoute({
+    method: 'GET',
+    url: '/api/jobs',
+    summary: 'Update jobs of the account',
+    tags: ['jobs'],
+    access: 'viewer',
+    querystring: Type.Object({ ...PageQuery, state: Type.Optional(JobStateQuery) }, { additionalProperties: false }),
+    response: Page(Job),
+    handler: ({ ctx, query, services }) =>
+      idPage(
+        (afterId, limit) =>
+          services.jobs.repo(ctx.scope).list({ afterId, limit, ...(query.state ? { state: query.state } : {}) }),
+        query,
+        services.config,
+        (j) => jobView(services, j),
+      ),
+  }),
+  defineRoute({
+    method: 'GET',
+    url: '/api/jobs/{uuid}',
+    summary: 'One job with its progress (counts by state, percent complete, rate)',
+    tags: ['jobs'],
+    access: 'viewer',
+    params: UuidParam,
+    resources: { uuid: 'job' },
+    response: Job,
+    handler: ({ ctx, params, services }) => jobView(services, services.jobs.repo(ctx.scope).byUuid(params.uuid) ?? notFound()),
+  }),
+  defineRoute({
+    method: 'GET',
+    url: '/api/jobs/{uuid}/devices',
+    summary: 'Per-device results of a job (cursor-paged): status, result, latest execution state, error code',
+    tags: ['jobs'],
+    access: 'viewer',
+    params: UuidParam,
+    resources: { uuid: 'job' },
+    querystring: Type.Object(PageQuery, { additionalProperties: false }),
+    handler: ({ ctx, params, query, services }) => {
+      const job = services.jobs.repo(ctx.scope).byUuid(params.uuid) ?? notFound();
+      const limit = pageLimit(query, services.config);
+      const after = decodeCursor(query.cursor, isIdCursor)?.id ?? 0;
+      return toPage(
+        services.jobs.deviceResults(job, after, limit + 1),
+        limit,
+        (r) => ({
+          deviceUuid: r.uuid,
+          serialNumber: r.serial_number,
+          // `skipped`: waiting, but the device is unmanaged (beyond the licence limit): never dispatched to.
+          status: r.status === 'pending' && r.admission === 'unmanaged' ? 'skipped' : r.status,
+          result: r.result,
+          attempts: r.attempts,
+          executionId: r.exec_uuid,
+          state: r.state,
+          percent: r.percent,
+          errorCode: r.error_code,
+          errorMessage: r.error_message,
+          cancelRequested: r.cancel_requested === 1,
+          updatedAt: iso(r.updated_at),
+        }),
+        (last) => ({ id: last.id }),
+      );
+    },
+  }),
+  action('cancel', 'Cancel a job: before a device\'s commit point its execution ends cancelled; after it, it finishes'),
+  action('pause', 'Pause a job: no new executions; running ones continue'),
+  action('resume', 'Resume a paused job'),
+];

@@ -1,0 +1,220 @@
+import { satisfiesRange } from '@router-fleet/protocol';
+import semver from 'semver';
+import type { AuditService } from '../audit/service.js';
+import type { Clock } from '../clock.js';
+import { isAppError } from '../errors.js';
+import type { JobOptionsInput } from '../jobs/options.js';
+import type { JobService } from '../jobs/service.js';
+import type { LicensingService } from '../licensing/service.js';
+import type { PacketService, StoredManifest } from '../packets/service.js';
+import { Accounts } from '../store/accounts.js';
+import type { Store } from '../store/database.js';
+import type { PacketRow } from '../store/packets.js';
+import { AccountScope } from '../store/scope.js';
+
+/**
+ * Rollout limits of Smart Update jobs: the same machinery (and limits) as any job, with
+ * conservative defaults because nobody watches a system job start.
+ */
+export const SMART_UPDATE_OPTIONS: JobOptionsInput = {
+  rollout: { maxConcurrent: 20, maxPerMinute: 60 },
+  abort: { failurePercent: 20, minFailures: 3 },
+  retries: { max: 1, delaySec: 600 },
+};
+
+/** Period of the Smart Updates check (also run whenever the test clock moves), ms. */
+export const SMART_UPDATE_CHECK_MS = 15 * 60_000;
+
+export interface SmartUpdateSetting {
+  enabled: boolean;
+  changedAt: number | null;
+}
+
+export interface SmartUpdateCheck {
+  created: { model: string; version: string; jobUuid: string; devices: number }[];
+  extended: { model: string; version: string; jobUuid: string; devices: number }[];
+}
+
+function settingsOf(store: Store, accountId: number): Record<string, unknown> {
+  const row = new Accounts(store).byId(accountId);
+  return row ? (JSON.parse(row.settings) as Record<string, unknown>) : {};
+}
+
+function requiredSwOf(p: PacketRow): string | undefined {
+  const m = JSON.parse(p.manifest) as StoredManifest;
+  return m.sections.find((s) => s.fileType === 'FirmwareFull' || s.fileType === 'FirmwareIncremental')?.requiredSw;
+}
+
+/**
+ * Smart Updates (every plan): while enabled, every device of the account with a known model and a
+ * semver firmware older than the newest catalogue firmware for its model (whose REQUIRED_SW its
+ * firmware satisfies) is updated by a system job. One system job per (account, model, version):
+ * a running one is extended with devices that became outdated later; a finished one is followed by
+ * a new job only for devices it never targeted; a cancelled or aborted one is left alone (someone
+ * stopped it, or it failed too often).
+ */
+export class SmartUpdateService {
+  constructor(
+    private readonly store: Store,
+    private readonly clock: Clock,
+    private readonly licensing: LicensingService,
+    private readonly packets: PacketService,
+    private readonly jobs: JobService,
+    private readonly audit: AuditService,
+  ) {}
+
+  setting(scope: AccountScope): SmartUpdateSetting {
+    const s = settingsOf(this.store, scope.accountId)['smartUpdates'] as { enabled?: unknown; changedAt?: unknown } | undefined;
+    return {
+      enabled: s?.enabled === true,
+      changedAt: typeof s?.changedAt === 'number' ? s.changedAt : null,
+    };
+  }
+
+  set(scope: AccountScope, enabled: boolean): SmartUpdateSetting {
+    const now = this.clock.now();
+    scope.write(() => {
+      const s = settingsOf(this.store, scope.accountId);
+      scope.updateAccount({ settings: { ...s, smartUpdates: { enabled, changedAt: now } } });
+    });
+    if (enabled) this.checkAccount(scope.accountId);
+    return this.setting(scope);
+  }
+
+  /** Periodic: every account with Smart Updates on. Errors of one account do not stop the others. */
+  checkAll(): void {
+    const ids = this.store
+      .stmt<{ id: number }>(`SELECT id FROM accounts WHERE json_extract(settings, '$.smartUpdates.enabled') = 1`)
+      .all();
+    for (const { id } of ids) {
+      try {
+        this.checkAccount(id);
+      } catch {
+        // e.g. no active plan: the next check tries again
+      }
+    }
+  }
+
+  /** The newest catalogue firmware for `model` that a device running `firmware` may install. */
+  target(model: string, firmware: string): PacketRow | undefined {
+    let best: PacketRow | undefined;
+    for (const row of this.packets.catalogue.list({ model, afterId: 0, limit: 10_000 })) {
+      if (!row.version || !semver.valid(row.version) || !semver.gt(row.version, firmware)) continue;
+      const required = requiredSwOf(row);
+      if (required !== undefined && !satisfiesRange(firmware, required)) continue;
+      if (!best || semver.gt(row.version, best.version!)) best = row;
+    }
+    return best;
+  }
+
+  checkAccount(accountId: number): SmartUpdateCheck {
+    const result: SmartUpdateCheck = { created: [], extended: [] };
+    const scope = new AccountScope(this.store, accountId);
+    if (!this.setting(scope).enabled) return result;
+    if (this.licensing.entitlement(scope).plan === null) return result;
+    const now = this.clock.now();
+    const devices = this.store
+      .stmt<{ id: number; uuid: string; model: string; firmware: string }>(
+        `SELECT id, uuid, model, firmware FROM devices WHERE account_id = ? AND model IS NOT NULL AND firmware IS NOT NULL`,
+      )
+      .all(accountId);
+    // (model, version) → outdated devices that should get it
+    const wanted = new Map<string, { model: string; version: string; devices: typeof devices }>();
+    const targets = new Map<string, PacketRow | undefined>();
+    for (const d of devices) {
+      const fw = semver.valid(d.firmware);
+      if (!fw) continue; // unknown firmware: cannot tell whether it is outdated
+      const key = `${d.model}\u0000${fw}`;
+      if (!targets.has(key)) targets.set(key, this.target(d.model, fw));
+      const t = targets.get(key);
+      if (!t) continue;
+      const k = `${d.model}\u0000${t.version!}`;
+      let w = wanted.get(k);
+      if (!w) wanted.set(k, (w = { model: d.model, version: t.version!, devices: [] }));
+      w.devices.push(d);
+    }
+    for (const w of wanted.values()) {
+      // Reserve (account, model, version) in one write: several processes never both create the job.
+      const plan = this.store.write(() => {
+        const row = this.store
+          .stmt<{ job_id: number | null; state: string | null; uuid: string | null }>(
+            `SELECT s.job_id, j.state, j.uuid FROM smart_update_jobs s LEFT JOIN jobs j ON j.id = s.job_id
+             WHERE s.account_id = ? AND s.model = ? AND s.version = ?`,
+          )
+          .get(accountId, w.model, w.version);
+        const inJob = (jobId: number | null) =>
+          new Set(
+            jobId === null
+              ? []
+              : this.store
+                  .stmt<{ device_id: number }>('SELECT device_id FROM job_devices WHERE job_id = ?')
+                  .all(jobId)
+                  .map((r) => r.device_id),
+          );
+        if (!row) {
+          this.store
+            .stmt('INSERT INTO smart_update_jobs (account_id, model, version, job_id, created_at) VALUES (?, ?, ?, NULL, ?)')
+            .run(accountId, w.model, w.version, now);
+          return { action: 'create' as const, devices: w.devices };
+        }
+        if (row.job_id === null) return { action: 'none' as const }; // being created by another process
+        const missing = w.devices.filter((d) => !inJob(row.job_id).has(d.id));
+        if (missing.length === 0) return { action: 'none' as const };
+        if (row.state === 'running' || row.state === 'paused') {
+          const add = this.store.stmt(
+            `INSERT OR IGNORE INTO job_devices (job_id, device_id, status, added_at) VALUES (?, ?, 'pending', ?)`,
+          );
+          for (const d of missing) add.run(row.job_id, d.id, now);
+          return { action: 'extended' as const, jobUuid: row.uuid!, devices: missing };
+        }
+        if (row.state === 'finished') {
+          this.store
+            .stmt('UPDATE smart_update_jobs SET job_id = NULL WHERE account_id = ? AND model = ? AND version = ?')
+            .run(accountId, w.model, w.version);
+          return { action: 'create' as const, devices: missing };
+        }
+        return { action: 'none' as const }; // cancelled or aborted: left alone
+      });
+      if (plan.action === 'extended') {
+        result.extended.push({ model: w.model, version: w.version, jobUuid: plan.jobUuid, devices: plan.devices.length });
+        this.audit.recordSystem(accountId, 'SMART-UPDATE extend job', {
+          resourceKind: 'job',
+          resourceUuid: plan.jobUuid,
+          after: { model: w.model, version: w.version, addedDevices: plan.devices.map((d) => d.uuid) },
+        });
+        this.jobs.dispatch();
+        continue;
+      }
+      if (plan.action !== 'create') continue;
+      try {
+        const job = this.jobs.create(
+          scope,
+          {
+            name: `Smart Update ${w.model} → ${w.version}`,
+            firmwareVersion: w.version,
+            target: { deviceUuids: plan.devices.map((d) => d.uuid) },
+            options: SMART_UPDATE_OPTIONS,
+          },
+          null,
+          true,
+        );
+        this.store
+          .stmt('UPDATE smart_update_jobs SET job_id = ? WHERE account_id = ? AND model = ? AND version = ?')
+          .run(job.id, accountId, w.model, w.version);
+        result.created.push({ model: w.model, version: w.version, jobUuid: job.uuid, devices: plan.devices.length });
+        this.audit.recordSystem(accountId, 'SMART-UPDATE create job', {
+          resourceKind: 'job',
+          resourceUuid: job.uuid,
+          after: { model: w.model, version: w.version, devices: plan.devices.length },
+        });
+      } catch (err) {
+        // Undo the reservation so the next check tries again.
+        this.store
+          .stmt('DELETE FROM smart_update_jobs WHERE account_id = ? AND model = ? AND version = ? AND job_id IS NULL')
+          .run(accountId, w.model, w.version);
+        if (!isAppError(err)) throw err;
+      }
+    }
+    return result;
+  }
+}

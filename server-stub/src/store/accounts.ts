@@ -1,0 +1,253 @@
+import type { Store } from './database.js';
+
+export type Role = 'admin' | 'operator' | 'viewer';
+export type Language = 'en' | 'de';
+
+export interface AccountRow {
+  id: number;
+  uuid: string;
+  name: string;
+  settings: string;
+  created_at: number;
+}
+
+export interface UserRow {
+  id: number;
+  uuid: string;
+  account_id: number;
+  username: string;
+  password_hash: string;
+  role: Role;
+  profile: string;
+  language: Language;
+  failed_logins: number;
+  locked_until: number | null;
+  created_at: number;
+}
+
+export interface ApiTokenRow {
+  id: number;
+  uuid: string;
+  account_id: number;
+  user_id: number;
+  name: string;
+  created_at: number;
+  last_used_at: number | null;
+  revoked_at: number | null;
+}
+
+/** Accounts (tenants). Not scoped: used by the CLI, authentication and the account routes. */
+export class Accounts {
+  constructor(private readonly store: Store) {}
+
+  insert(a: { uuid: string; name: string; settings: Record<string, unknown> }, now: number): number {
+    return Number(
+      this.store
+        .stmt('INSERT INTO accounts (uuid, name, settings, created_at) VALUES (?, ?, ?, ?)')
+        .run(a.uuid, a.name, JSON.stringify(a.settings), now).lastInsertRowid,
+    );
+  }
+
+  byId(id: number): AccountRow | undefined {
+    return this.store.stmt<AccountRow>('SELECT * FROM accounts WHERE id = ?').get(id);
+  }
+
+  update(id: number, patch: { name?: string; settings?: Record<string, unknown> }): void {
+    this.store
+      .stmt('UPDATE accounts SET name = COALESCE(?, name), settings = COALESCE(?, settings) WHERE id = ?')
+      .run(patch.name ?? null, patch.settings ? JSON.stringify(patch.settings) : null, id);
+  }
+}
+
+/** Lookups that establish who is calling; they necessarily cross accounts. */
+export class Identities {
+  constructor(private readonly store: Store) {}
+
+  userByUsername(username: string): UserRow | undefined {
+    return this.store.stmt<UserRow>('SELECT * FROM users WHERE username = ?').get(username);
+  }
+
+  userById(id: number): UserRow | undefined {
+    return this.store.stmt<UserRow>('SELECT * FROM users WHERE id = ?').get(id);
+  }
+
+  recordLoginFailure(userId: number, maxFailures: number, lockUntil: number): void {
+    this.store
+      .stmt(
+        `UPDATE users SET failed_logins = failed_logins + 1,
+           locked_until = CASE WHEN failed_logins + 1 >= ? THEN ? ELSE locked_until END WHERE id = ?`,
+      )
+      .run(maxFailures, lockUntil, userId);
+  }
+
+  recordLoginSuccess(userId: number): void {
+    this.store.stmt('UPDATE users SET failed_logins = 0, locked_until = NULL WHERE id = ?').run(userId);
+  }
+
+  unlock(userId: number): void {
+    this.store.stmt('UPDATE users SET failed_logins = 0, locked_until = NULL WHERE id = ?').run(userId);
+  }
+
+  insertSession(tokenHash: string, userId: number, expiresAt: number, now: number): void {
+    this.store
+      .stmt('INSERT INTO sessions (token_hash, user_id, expires_at, created_at) VALUES (?, ?, ?, ?)')
+      .run(tokenHash, userId, expiresAt, now);
+  }
+
+  sessionUser(tokenHash: string, now: number): UserRow | undefined {
+    return this.store
+      .stmt<UserRow>(
+        'SELECT u.* FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = ? AND s.expires_at > ?',
+      )
+      .get(tokenHash, now);
+  }
+
+  deleteSession(tokenHash: string): void {
+    this.store.stmt('DELETE FROM sessions WHERE token_hash = ?').run(tokenHash);
+  }
+
+  deleteExpiredSessions(now: number): number {
+    return this.store.stmt('DELETE FROM sessions WHERE expires_at <= ?').run(now).changes;
+  }
+
+  apiTokenUser(tokenHash: string): { user: UserRow; tokenId: number } | undefined {
+    const row = this.store
+      .stmt<UserRow & { token_id: number }>(
+        `SELECT u.*, t.id AS token_id FROM api_tokens t JOIN users u ON u.id = t.user_id
+         WHERE t.token_hash = ? AND t.revoked_at IS NULL`,
+      )
+      .get(tokenHash);
+    if (!row) return undefined;
+    const { token_id, ...user } = row;
+    return { user, tokenId: token_id };
+  }
+
+  touchApiToken(tokenId: number, now: number): void {
+    // At most one write a minute per token: every write is an fsync with synchronous=FULL.
+    this.store
+      .stmt('UPDATE api_tokens SET last_used_at = ? WHERE id = ? AND (last_used_at IS NULL OR last_used_at < ?)')
+      .run(now, tokenId, now - 60_000);
+  }
+}
+
+/** Users of one account. */
+export class AccountUsers {
+  constructor(
+    private readonly store: Store,
+    readonly accountId: number,
+  ) {}
+
+  list(opts: { afterId: number; limit: number }): UserRow[] {
+    return this.store
+      .stmt<UserRow>('SELECT * FROM users WHERE account_id = ? AND id > ? ORDER BY id LIMIT ?')
+      .all(this.accountId, opts.afterId, opts.limit);
+  }
+
+  byUuid(uuid: string): UserRow | undefined {
+    return this.store.stmt<UserRow>('SELECT * FROM users WHERE account_id = ? AND uuid = ?').get(this.accountId, uuid);
+  }
+
+  byId(id: number): UserRow | undefined {
+    return this.store.stmt<UserRow>('SELECT * FROM users WHERE account_id = ? AND id = ?').get(this.accountId, id);
+  }
+
+  count(): number {
+    return this.store.stmt<{ n: number }>('SELECT COUNT(*) AS n FROM users WHERE account_id = ?').get(this.accountId)?.n ?? 0;
+  }
+
+  adminCount(): number {
+    return (
+      this.store
+        .stmt<{ n: number }>('SELECT COUNT(*) AS n FROM users WHERE account_id = ? AND role = \'admin\'')
+        .get(this.accountId)?.n ?? 0
+    );
+  }
+
+  insert(
+    u: {
+      uuid: string;
+      username: string;
+      passwordHash: string;
+      role: Role;
+      profile: Record<string, unknown>;
+      language: Language;
+    },
+    now: number,
+  ): number {
+    return Number(
+      this.store
+        .stmt(
+          `INSERT INTO users (uuid, account_id, username, password_hash, role, profile, language, created_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+        )
+        .run(u.uuid, this.accountId, u.username, u.passwordHash, u.role, JSON.stringify(u.profile), u.language, now)
+        .lastInsertRowid,
+    );
+  }
+
+  update(
+    id: number,
+    patch: { role?: Role; profile?: Record<string, unknown>; language?: Language; passwordHash?: string },
+  ): void {
+    this.store
+      .stmt(
+        `UPDATE users SET role = COALESCE(?, role), profile = COALESCE(?, profile), language = COALESCE(?, language),
+           password_hash = COALESCE(?, password_hash) WHERE id = ? AND account_id = ?`,
+      )
+      .run(
+        patch.role ?? null,
+        patch.profile ? JSON.stringify(patch.profile) : null,
+        patch.language ?? null,
+        patch.passwordHash ?? null,
+        id,
+        this.accountId,
+      );
+  }
+
+  delete(id: number): boolean {
+    return this.store.stmt('DELETE FROM users WHERE id = ? AND account_id = ?').run(id, this.accountId).changes > 0;
+  }
+
+  /** Ends the user's login sessions (after a password change or deletion). */
+  endSessions(id: number): void {
+    this.store.stmt('DELETE FROM sessions WHERE user_id IN (SELECT id FROM users WHERE id = ? AND account_id = ?)').run(id, this.accountId);
+  }
+}
+
+/** API tokens of one account. Only hashes are stored; the token itself is shown once. */
+export class AccountApiTokens {
+  constructor(
+    private readonly store: Store,
+    readonly accountId: number,
+  ) {}
+
+  list(opts: { afterId: number; limit: number }): ApiTokenRow[] {
+    return this.store
+      .stmt<ApiTokenRow>(
+        `SELECT id, uuid, account_id, user_id, name, created_at, last_used_at, revoked_at FROM api_tokens
+         WHERE account_id = ? AND id > ? ORDER BY id LIMIT ?`,
+      )
+      .all(this.accountId, opts.afterId, opts.limit);
+  }
+
+  byUuid(uuid: string): ApiTokenRow | undefined {
+    return this.store
+      .stmt<ApiTokenRow>(
+        `SELECT id, uuid, account_id, user_id, name, created_at, last_used_at, revoked_at FROM api_tokens
+         WHERE account_id = ? AND uuid = ?`,
+      )
+      .get(this.accountId, uuid);
+  }
+
+  insert(t: { uuid: string; userId: number; name: string; tokenHash: string }, now: number): void {
+    this.store
+      .stmt('INSERT INTO api_tokens (uuid, account_id, user_id, name, token_hash, created_at) VALUES (?, ?, ?, ?, ?, ?)')
+      .run(t.uuid, this.accountId, t.userId, t.name, t.tokenHash, now);
+  }
+
+  revoke(id: number, now: number): void {
+    this.store
+      .stmt('UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ? AND account_id = ?')
+      .run(now, id, this.accountId);
+  }
+}

@@ -1,0 +1,87 @@
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Database, Statement } from 'better-sqlite3';
+import { migrate } from './migrations.js';
+import { SqliteDatabase } from './sqlite.js';
+
+export const STORE_FILE = 'fleet.sqlite';
+
+export interface OpenStoreOptions {
+  /** How long a write waits for another connection (or process) holding the write lock. */
+  busyTimeoutMs?: number;
+  /** Clock reading recorded with applied migrations. */
+  now?: number;
+}
+
+/**
+ * Opens (creating if needed) the SQLite store in a data directory and brings its schema up to date.
+ *
+ * Pragmas: WAL so readers never block the writer; `synchronous=FULL` because licence, lease and
+ * (later) job state must survive power loss once a commit is acknowledged (WAL with NORMAL may lose
+ * the last commits); foreign keys on; a busy timeout so that several processes sharing the file
+ * queue for the write lock instead of failing.
+ */
+export function openDatabase(dataDir: string, options: OpenStoreOptions = {}): Database {
+  mkdirSync(dataDir, { recursive: true });
+  const db = new SqliteDatabase(join(dataDir, STORE_FILE), { timeout: options.busyTimeoutMs ?? 5000 });
+  db.pragma('journal_mode = WAL');
+  db.pragma('synchronous = FULL');
+  db.pragma('foreign_keys = ON');
+  migrate(db, options.now ?? Date.now());
+  return db;
+}
+
+/**
+ * A connection plus a cache of prepared statements. Every query in the server goes through
+ * `stmt()` with bound parameters; SQL is never built from values.
+ */
+export class Store {
+  readonly db: Database;
+  readonly #statements = new Map<string, Statement>();
+
+  constructor(db: Database) {
+    this.db = db;
+  }
+
+  static open(dataDir: string, options: OpenStoreOptions = {}): Store {
+    return new Store(openDatabase(dataDir, options));
+  }
+
+  stmt<R = unknown>(sql: string): Statement<unknown[], R> {
+    let s = this.#statements.get(sql);
+    if (!s) {
+      s = this.db.prepare(sql);
+      this.#statements.set(sql, s);
+    }
+    return s as Statement<unknown[], R>;
+  }
+
+  /** Runs `fn` in one `BEGIN IMMEDIATE` transaction (the write lock is taken at the start). */
+  write<T>(fn: () => T): T {
+    if (this.db.inTransaction) return fn();
+    return this.db.transaction(fn).immediate();
+  }
+
+  /** Runs `fn` in a deferred (read) transaction, giving it one consistent snapshot. */
+  read<T>(fn: () => T): T {
+    if (this.db.inTransaction) return fn();
+    return this.db.transaction(fn).deferred();
+  }
+
+  /**
+   * Runs `fn` so that its writes can be undone alone: a savepoint inside an open transaction (used
+   * for per-row imports), otherwise an immediate transaction of its own.
+   */
+  savepoint<T>(fn: () => T): T {
+    return this.db.inTransaction ? this.db.transaction(fn)() : this.db.transaction(fn).immediate();
+  }
+
+  /** A trivial query: the store is open and answers. */
+  ping(): void {
+    this.stmt('SELECT 1').get();
+  }
+
+  close(): void {
+    if (this.db.open) this.db.close();
+  }
+}

@@ -1,0 +1,362 @@
+import type { Store } from './database.js';
+
+export type AdmissionState = 'managed' | 'unmanaged' | 'rejected';
+export type DeviceStatus = 'online' | 'unmanaged' | 'offline';
+
+export interface DeviceRow {
+  id: number;
+  uuid: string;
+  account_id: number;
+  serial_number: string;
+  name: string;
+  location: string;
+  group_id: number | null;
+  group_uuid: string | null;
+  model: string | null;
+  firmware: string | null;
+  ping_interval: number;
+  pong_timeout: number;
+  session_timeout: number;
+  custom_fields: string;
+  latitude: number | null;
+  longitude: number | null;
+  admission: AdmissionState | null;
+  admission_reason: string | null;
+  admission_at: number | null;
+  online: number;
+  connected_at: number | null;
+  last_seen_at: number | null;
+  created_at: number;
+  updated_at: number;
+}
+
+export interface ProfileRow {
+  id: number;
+  uuid: string;
+  serial_number: string;
+  ping_interval: number;
+  pong_timeout: number;
+  session_timeout: number;
+  credential_enc: Buffer;
+}
+
+export interface NewDevice {
+  uuid: string;
+  serialNumber: string;
+  name: string;
+  location: string;
+  groupId: number | null;
+  model: string | null;
+  firmware: string | null;
+  pingInterval: number;
+  pongTimeout: number;
+  sessionTimeout: number;
+  customFields: Record<string, string>;
+  /** WGS 84 degrees; both set or both null. */
+  latitude?: number | null;
+  longitude?: number | null;
+  credentialHash: Buffer;
+  credentialSealed: Buffer;
+}
+
+export type DevicePatch = Partial<
+  Pick<NewDevice, 'name' | 'location' | 'groupId' | 'model' | 'firmware' | 'pingInterval' | 'pongTimeout' | 'sessionTimeout' | 'customFields' | 'latitude' | 'longitude'>
+>;
+
+export const DEVICE_SORTS = {
+  name: { expr: 'd.name', kind: 'text' },
+  serialNumber: { expr: 'd.serial_number', kind: 'text' },
+  createdAt: { expr: 'd.created_at', kind: 'number' },
+  lastSeenAt: { expr: 'COALESCE(d.last_seen_at, 0)', kind: 'number' },
+} as const;
+export type DeviceSort = keyof typeof DEVICE_SORTS;
+
+export interface DeviceFilter {
+  status?: DeviceStatus;
+  groupId?: number;
+  model?: string;
+  firmware?: string;
+  text?: string;
+  serialNumber?: string;
+}
+
+export interface Keyset {
+  value: string | number;
+  id: number;
+}
+
+const SELECT_DEVICE = `SELECT d.*, g.uuid AS group_uuid FROM devices d LEFT JOIN device_groups g ON g.id = d.group_id`;
+
+const STATUS_SQL: Record<DeviceStatus, string> = {
+  online: 'd.online = 1 AND d.admission = \'managed\'',
+  unmanaged: 'd.online = 1 AND d.admission = \'unmanaged\'',
+  offline: 'NOT (d.online = 1 AND d.admission IN (\'managed\', \'unmanaged\'))',
+};
+
+function likeEscape(text: string): string {
+  return `%${text.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+}
+
+/** Devices of one account. Every statement carries `account_id = ?`. */
+export class AccountDevices {
+  constructor(
+    private readonly store: Store,
+    readonly accountId: number,
+  ) {}
+
+  byUuid(uuid: string): DeviceRow | undefined {
+    return this.store.stmt<DeviceRow>(`${SELECT_DEVICE} WHERE d.account_id = ? AND d.uuid = ?`).get(this.accountId, uuid);
+  }
+
+  count(): number {
+    return this.store.stmt<{ n: number }>('SELECT COUNT(*) AS n FROM devices WHERE account_id = ?').get(this.accountId)?.n ?? 0;
+  }
+
+  insert(d: NewDevice, now: number): void {
+    this.store
+      .stmt(
+        `INSERT INTO devices (uuid, account_id, serial_number, name, location, group_id, model, firmware,
+           ping_interval, pong_timeout, session_timeout, custom_fields, credential_hash, credential_enc,
+           created_at, updated_at, latitude, longitude)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      )
+      .run(
+        d.uuid,
+        this.accountId,
+        d.serialNumber,
+        d.name,
+        d.location,
+        d.groupId,
+        d.model,
+        d.firmware,
+        d.pingInterval,
+        d.pongTimeout,
+        d.sessionTimeout,
+        JSON.stringify(d.customFields),
+        d.credentialHash,
+        d.credentialSealed,
+        now,
+        now,
+        d.latitude ?? null,
+        d.longitude ?? null,
+      );
+  }
+
+  update(id: number, patch: DevicePatch, now: number): void {
+    const cur = this.store.stmt<DeviceRow>('SELECT * FROM devices WHERE id = ? AND account_id = ?').get(id, this.accountId);
+    if (!cur) return;
+    this.store
+      .stmt(
+        `UPDATE devices SET name = ?, location = ?, group_id = ?, model = ?, firmware = ?, ping_interval = ?,
+           pong_timeout = ?, session_timeout = ?, custom_fields = ?, latitude = ?, longitude = ?, updated_at = ?
+         WHERE id = ? AND account_id = ?`,
+      )
+      .run(
+        patch.name ?? cur.name,
+        patch.location ?? cur.location,
+        patch.groupId === undefined ? cur.group_id : patch.groupId,
+        patch.model === undefined ? cur.model : patch.model,
+        patch.firmware === undefined ? cur.firmware : patch.firmware,
+        patch.pingInterval ?? cur.ping_interval,
+        patch.pongTimeout ?? cur.pong_timeout,
+        patch.sessionTimeout ?? cur.session_timeout,
+        patch.customFields === undefined ? cur.custom_fields : JSON.stringify(patch.customFields),
+        patch.latitude === undefined ? cur.latitude : patch.latitude,
+        patch.longitude === undefined ? cur.longitude : patch.longitude,
+        now,
+        id,
+        this.accountId,
+      );
+  }
+
+  delete(id: number): boolean {
+    return this.store.stmt('DELETE FROM devices WHERE id = ? AND account_id = ?').run(id, this.accountId).changes > 0;
+  }
+
+  sealedCredential(id: number): Buffer | undefined {
+    return this.store
+      .stmt<{ credential_enc: Buffer }>('SELECT credential_enc FROM devices WHERE id = ? AND account_id = ?')
+      .get(id, this.accountId)?.credential_enc;
+  }
+
+  /** What a connection profile needs, `limit` devices after id `afterId` (all, or only `uuids`). */
+  profileRows(opts: { afterId: number; limit: number; uuids?: readonly string[] }): ProfileRow[] {
+    const cols = `SELECT id, uuid, serial_number, ping_interval, pong_timeout, session_timeout, credential_enc
+      FROM devices WHERE account_id = ?`;
+    if (!opts.uuids) {
+      return this.store
+        .stmt<ProfileRow>(`${cols} AND id > ? ORDER BY id LIMIT ?`)
+        .all(this.accountId, opts.afterId, opts.limit);
+    }
+    const one = this.store.stmt<ProfileRow>(`${cols} AND uuid = ?`);
+    return opts.uuids.map((u) => one.get(this.accountId, u)).filter((r): r is ProfileRow => r !== undefined);
+  }
+
+  /** Keyset-paginated list: rows after `after` in (sort, id) order. */
+  list(opts: { filter: DeviceFilter; sort: DeviceSort; desc: boolean; after?: Keyset; limit: number }): DeviceRow[] {
+    const { filter } = opts;
+    const where: string[] = ['d.account_id = ?'];
+    const params: unknown[] = [this.accountId];
+    if (filter.status) where.push(STATUS_SQL[filter.status]);
+    if (filter.groupId !== undefined) {
+      where.push('d.group_id = ?');
+      params.push(filter.groupId);
+    }
+    if (filter.model !== undefined) {
+      where.push('d.model = ?');
+      params.push(filter.model);
+    }
+    if (filter.firmware !== undefined) {
+      where.push('d.firmware = ?');
+      params.push(filter.firmware);
+    }
+    if (filter.serialNumber !== undefined) {
+      where.push('d.serial_number = ?');
+      params.push(filter.serialNumber);
+    }
+    if (filter.text !== undefined) {
+      where.push(
+        '(d.name LIKE ? ESCAPE \'\\\' OR d.serial_number LIKE ? ESCAPE \'\\\' OR d.location LIKE ? ESCAPE \'\\\')',
+      );
+      const like = likeEscape(filter.text);
+      params.push(like, like, like);
+    }
+    const sort = DEVICE_SORTS[opts.sort].expr;
+    const cmp = opts.desc ? '<' : '>';
+    if (opts.after) {
+      where.push(`(${sort} ${cmp} ? OR (${sort} = ? AND d.id ${cmp} ?))`);
+      params.push(opts.after.value, opts.after.value, opts.after.id);
+    }
+    const dir = opts.desc ? 'DESC' : 'ASC';
+    params.push(opts.limit);
+    // Only whitelisted column expressions are spliced in; every value is a bound parameter.
+    return this.store
+      .stmt<DeviceRow>(`${SELECT_DEVICE} WHERE ${where.join(' AND ')} ORDER BY ${sort} ${dir}, d.id ${dir} LIMIT ?`)
+      .all(...params);
+  }
+
+  sortValue(row: DeviceRow, sort: DeviceSort): string | number {
+    switch (sort) {
+      case 'name':
+        return row.name;
+      case 'serialNumber':
+        return row.serial_number;
+      case 'createdAt':
+        return row.created_at;
+      case 'lastSeenAt':
+        return row.last_seen_at ?? 0;
+    }
+  }
+}
+
+export interface GroupRow {
+  id: number;
+  uuid: string;
+  name: string;
+  description: string;
+  created_at: number;
+  device_count: number;
+}
+
+const SELECT_GROUP = `SELECT g.id, g.uuid, g.name, g.description, g.created_at,
+  (SELECT COUNT(*) FROM devices d WHERE d.group_id = g.id) AS device_count FROM device_groups g`;
+
+/** Device groups of one account. */
+export class AccountGroups {
+  constructor(
+    private readonly store: Store,
+    readonly accountId: number,
+  ) {}
+
+  byUuid(uuid: string): GroupRow | undefined {
+    return this.store.stmt<GroupRow>(`${SELECT_GROUP} WHERE g.account_id = ? AND g.uuid = ?`).get(this.accountId, uuid);
+  }
+
+  byName(name: string): GroupRow | undefined {
+    return this.store.stmt<GroupRow>(`${SELECT_GROUP} WHERE g.account_id = ? AND g.name = ?`).get(this.accountId, name);
+  }
+
+  list(opts: { afterId: number; limit: number }): GroupRow[] {
+    return this.store
+      .stmt<GroupRow>(`${SELECT_GROUP} WHERE g.account_id = ? AND g.id > ? ORDER BY g.id LIMIT ?`)
+      .all(this.accountId, opts.afterId, opts.limit);
+  }
+
+  insert(g: { uuid: string; name: string; description: string }, now: number): void {
+    this.store
+      .stmt('INSERT INTO device_groups (uuid, account_id, name, description, created_at) VALUES (?, ?, ?, ?, ?)')
+      .run(g.uuid, this.accountId, g.name, g.description, now);
+  }
+
+  update(id: number, patch: { name?: string; description?: string }): void {
+    this.store
+      .stmt(
+        'UPDATE device_groups SET name = COALESCE(?, name), description = COALESCE(?, description) WHERE id = ? AND account_id = ?',
+      )
+      .run(patch.name ?? null, patch.description ?? null, id, this.accountId);
+  }
+
+  delete(id: number): boolean {
+    return this.store.stmt('DELETE FROM device_groups WHERE id = ? AND account_id = ?').run(id, this.accountId).changes > 0;
+  }
+
+  /** Puts devices (of this account only) into the group; returns how many were moved. */
+  addMembers(groupId: number, deviceIds: readonly number[], now: number): number {
+    const s = this.store.stmt('UPDATE devices SET group_id = ?, updated_at = ? WHERE id = ? AND account_id = ?');
+    let n = 0;
+    for (const id of deviceIds) n += s.run(groupId, now, id, this.accountId).changes;
+    return n;
+  }
+
+  removeMember(groupId: number, deviceId: number, now: number): boolean {
+    return (
+      this.store
+        .stmt('UPDATE devices SET group_id = NULL, updated_at = ? WHERE id = ? AND group_id = ? AND account_id = ?')
+        .run(now, deviceId, groupId, this.accountId).changes > 0
+    );
+  }
+}
+
+/** What a device hello needs, looked up across accounts (the device is not logged into one). */
+export interface DeviceIdentity {
+  id: number;
+  uuid: string;
+  account_id: number;
+  account_uuid: string;
+  credential_hash: Buffer;
+}
+
+export function findDeviceIdentity(
+  store: Store,
+  by: { serialNumber?: string; deviceUuid?: string },
+): DeviceIdentity | undefined {
+  const base = `SELECT d.id, d.uuid, d.account_id, a.uuid AS account_uuid, d.credential_hash
+    FROM devices d JOIN accounts a ON a.id = d.account_id`;
+  if (by.deviceUuid !== undefined) return store.stmt<DeviceIdentity>(`${base} WHERE d.uuid = ?`).get(by.deviceUuid);
+  if (by.serialNumber !== undefined) {
+    return store.stmt<DeviceIdentity>(`${base} WHERE d.serial_number = ?`).get(by.serialNumber);
+  }
+  return undefined;
+}
+
+export function setDeviceAdmission(
+  store: Store,
+  deviceId: number,
+  state: AdmissionState,
+  reason: string | null,
+  at: number,
+): void {
+  store
+    .stmt('UPDATE devices SET admission = ?, admission_reason = ?, admission_at = ? WHERE id = ?')
+    .run(state, reason, at, deviceId);
+}
+
+export function deviceUuids(store: Store, ids: readonly number[]): string[] {
+  const s = store.stmt<{ uuid: string }>('SELECT uuid FROM devices WHERE id = ?');
+  return ids.map((id) => s.get(id)?.uuid).filter((u): u is string => u !== undefined);
+}
+
+/** Serial numbers are unique across the server: a hello names its serial number, not its account. */
+export function serialNumberTaken(store: Store, serialNumber: string): boolean {
+  return store.stmt('SELECT 1 FROM devices WHERE serial_number = ?').get(serialNumber) !== undefined;
+}

@@ -1,0 +1,416 @@
+import type { Database } from 'better-sqlite3';
+import { AppError } from '../errors.js';
+
+/**
+ * Forward-only, numbered migrations. A migration is never edited once released: changes go into a
+ * new, higher number. All pending migrations run in one `BEGIN IMMEDIATE` transaction, so several
+ * processes opening the same file at once apply each migration exactly once.
+ */
+export interface Migration {
+  readonly version: number;
+  readonly name: string;
+  readonly sql: string;
+}
+
+export const migrations: readonly Migration[] = [
+  {
+    version: 1,
+    name: 'accounts, users, tokens, licences, devices, groups, leases, events',
+    sql: `
+CREATE TABLE accounts (
+  id INTEGER PRIMARY KEY,
+  uuid TEXT NOT NULL UNIQUE,
+  name TEXT NOT NULL,
+  settings TEXT NOT NULL DEFAULT '{}',
+  created_at INTEGER NOT NULL
+);
+CREATE TABLE users (
+  id INTEGER PRIMARY KEY,
+  uuid TEXT NOT NULL UNIQUE,
+  account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+  username TEXT NOT NULL UNIQUE COLLATE NOCASE,
+  password_hash TEXT NOT NULL,
+  role TEXT NOT NULL CHECK (role IN ('admin', 'operator', 'viewer')),
+  profile TEXT NOT NULL DEFAULT '{}',
+  language TEXT NOT NULL DEFAULT 'en' CHECK (language IN ('en', 'de')),
+  failed_logins INTEGER NOT NULL DEFAULT 0,
+  locked_until INTEGER,
+  created_at INTEGER NOT NULL
+);
+CREATE INDEX users_account ON users(account_id);
+CREATE TABLE sessions (
+  token_hash TEXT PRIMARY KEY,
+  user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+  expires_at INTEGER NOT NULL,
+  created_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX sessions_user ON sessions(user_id);
+CREATE TABLE api_tokens (
+  id INTEGER PRIMARY KEY,
+  uuid TEXT NOT NULL UNIQUE,
+  account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+  user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+  name TEXT NOT NULL,
+  token_hash TEXT NOT NULL UNIQUE,
+  created_at INTEGER NOT NULL,
+  last_used_at INTEGER,
+  revoked_at INTEGER
+);
+CREATE INDEX api_tokens_account ON api_tokens(account_id);
+CREATE TABLE vendor_codes (
+  code TEXT PRIMARY KEY,
+  plan TEXT NOT NULL,
+  issued_at INTEGER NOT NULL,
+  redeemed_at INTEGER,
+  redeemed_by INTEGER REFERENCES accounts(id) ON DELETE SET NULL
+) WITHOUT ROWID;
+CREATE TABLE licences (
+  id INTEGER PRIMARY KEY,
+  uuid TEXT NOT NULL UNIQUE,
+  account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+  code TEXT NOT NULL UNIQUE REFERENCES vendor_codes(code),
+  plan TEXT NOT NULL,
+  seats INTEGER NOT NULL,
+  issued_at INTEGER NOT NULL,
+  redeemed_at INTEGER NOT NULL,
+  activation_at INTEGER,
+  expires_at INTEGER
+);
+CREATE INDEX licences_account ON licences(account_id);
+CREATE TABLE device_groups (
+  id INTEGER PRIMARY KEY,
+  uuid TEXT NOT NULL UNIQUE,
+  account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+  name TEXT NOT NULL,
+  description TEXT NOT NULL DEFAULT '',
+  created_at INTEGER NOT NULL,
+  UNIQUE (account_id, name)
+);
+CREATE TABLE devices (
+  id INTEGER PRIMARY KEY,
+  uuid TEXT NOT NULL UNIQUE,
+  account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+  serial_number TEXT NOT NULL UNIQUE,
+  name TEXT NOT NULL DEFAULT '',
+  location TEXT NOT NULL DEFAULT '',
+  group_id INTEGER REFERENCES device_groups(id) ON DELETE SET NULL,
+  model TEXT,
+  firmware TEXT,
+  ping_interval INTEGER NOT NULL,
+  pong_timeout INTEGER NOT NULL,
+  session_timeout INTEGER NOT NULL,
+  custom_fields TEXT NOT NULL DEFAULT '{}',
+  credential_hash BLOB NOT NULL,
+  credential_enc BLOB NOT NULL,
+  admission TEXT CHECK (admission IN ('managed', 'unmanaged', 'rejected')),
+  admission_reason TEXT,
+  admission_at INTEGER,
+  online INTEGER NOT NULL DEFAULT 0,
+  connected_at INTEGER,
+  last_seen_at INTEGER,
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL
+);
+CREATE INDEX devices_account ON devices(account_id, id);
+CREATE INDEX devices_account_name ON devices(account_id, name, id);
+CREATE INDEX devices_group ON devices(group_id);
+CREATE TABLE leases (
+  device_id INTEGER PRIMARY KEY REFERENCES devices(id) ON DELETE CASCADE,
+  account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+  state TEXT NOT NULL CHECK (state IN ('managed', 'unmanaged')),
+  leased_at INTEGER NOT NULL,
+  released_at INTEGER,
+  grace_until INTEGER
+);
+CREATE INDEX leases_account_state ON leases(account_id, state, leased_at);
+CREATE INDEX leases_grace ON leases(account_id, grace_until) WHERE grace_until IS NOT NULL;
+CREATE TABLE account_events (
+  id INTEGER PRIMARY KEY,
+  account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+  type TEXT NOT NULL,
+  subject TEXT,
+  dedupe_key TEXT,
+  data TEXT NOT NULL DEFAULT '{}',
+  at INTEGER NOT NULL,
+  UNIQUE (account_id, dedupe_key)
+);
+CREATE INDEX account_events_account ON account_events(account_id, id);
+CREATE TABLE audit_log (
+  id INTEGER PRIMARY KEY,
+  account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+  user_uuid TEXT,
+  action TEXT NOT NULL,
+  status INTEGER NOT NULL,
+  at INTEGER NOT NULL
+);
+CREATE INDEX audit_log_account ON audit_log(account_id, id);
+CREATE TABLE configuration_templates (
+  id INTEGER PRIMARY KEY,
+  uuid TEXT NOT NULL UNIQUE,
+  account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+  name TEXT NOT NULL,
+  body TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  UNIQUE (account_id, name)
+);
+CREATE TABLE certificates (
+  id INTEGER PRIMARY KEY,
+  uuid TEXT NOT NULL UNIQUE,
+  account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+  name TEXT NOT NULL,
+  kind TEXT NOT NULL CHECK (kind IN ('certificate', 'ca')),
+  pem TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  UNIQUE (account_id, name)
+);
+`,
+  },
+  {
+    version: 2,
+    name: 'device status reported over the control channel',
+    sql: `
+CREATE TABLE device_status (
+  device_id INTEGER PRIMARY KEY REFERENCES devices(id) ON DELETE CASCADE,
+  hello TEXT,
+  hello_at INTEGER,
+  status TEXT,
+  status_at INTEGER
+);
+`,
+  },
+  // ── packets and update jobs (versions 10+; 2–9 belong to the control channel) ──────────
+  {
+    version: 10,
+    name: 'update packets, vendor firmware catalogue, update jobs and executions',
+    sql: `
+CREATE TABLE packets (
+  id INTEGER PRIMARY KEY,
+  uuid TEXT NOT NULL UNIQUE,
+  account_id INTEGER REFERENCES accounts(id) ON DELETE CASCADE,
+  origin TEXT NOT NULL CHECK (origin IN ('upload', 'build', 'vendor')),
+  name TEXT NOT NULL,
+  sha256 TEXT NOT NULL,
+  size INTEGER NOT NULL,
+  signed INTEGER NOT NULL,
+  signer TEXT,
+  manifest TEXT NOT NULL,
+  model TEXT,
+  version TEXT,
+  created_at INTEGER NOT NULL
+);
+CREATE INDEX packets_account ON packets(account_id, id);
+CREATE INDEX packets_sha256 ON packets(sha256);
+CREATE UNIQUE INDEX packets_vendor_firmware ON packets(model, version) WHERE origin = 'vendor';
+CREATE TABLE packet_policies (
+  account_id INTEGER PRIMARY KEY REFERENCES accounts(id) ON DELETE CASCADE,
+  allow_unsigned INTEGER NOT NULL DEFAULT 0,
+  trust_anchors TEXT NOT NULL DEFAULT '[]'
+);
+CREATE TABLE jobs (
+  id INTEGER PRIMARY KEY,
+  uuid TEXT NOT NULL UNIQUE,
+  account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+  name TEXT NOT NULL,
+  packet_id INTEGER REFERENCES packets(id),
+  firmware_version TEXT,
+  target TEXT NOT NULL,
+  options TEXT NOT NULL,
+  state TEXT NOT NULL CHECK (state IN ('running', 'paused', 'finished', 'cancelled', 'aborted')),
+  created_by TEXT,
+  system INTEGER NOT NULL DEFAULT 0,
+  created_at INTEGER NOT NULL,
+  finished_at INTEGER,
+  abort_reason TEXT
+);
+CREATE INDEX jobs_account ON jobs(account_id, id);
+CREATE INDEX jobs_state ON jobs(state, id);
+CREATE INDEX jobs_packet ON jobs(packet_id, state);
+CREATE TABLE job_devices (
+  job_id INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+  device_id INTEGER NOT NULL REFERENCES devices(id) ON DELETE CASCADE,
+  status TEXT NOT NULL CHECK (status IN ('pending', 'active', 'done')),
+  result TEXT,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  next_attempt_at INTEGER NOT NULL DEFAULT 0,
+  added_at INTEGER NOT NULL,
+  PRIMARY KEY (job_id, device_id)
+) WITHOUT ROWID;
+CREATE INDEX job_devices_device ON job_devices(device_id, status);
+CREATE INDEX job_devices_status ON job_devices(job_id, status, result);
+CREATE TABLE job_executions (
+  id INTEGER PRIMARY KEY,
+  uuid TEXT NOT NULL UNIQUE,
+  job_id INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+  device_id INTEGER NOT NULL REFERENCES devices(id) ON DELETE CASCADE,
+  packet_id INTEGER REFERENCES packets(id),
+  attempt INTEGER NOT NULL,
+  state TEXT NOT NULL,
+  percent REAL,
+  error_code TEXT,
+  error_message TEXT,
+  claimed_at INTEGER NOT NULL,
+  offered_at INTEGER,
+  updated_at INTEGER NOT NULL,
+  finished_at INTEGER,
+  deadline INTEGER NOT NULL,
+  window_start INTEGER,
+  window_end INTEGER,
+  cancel_requested INTEGER NOT NULL DEFAULT 0,
+  cancel_sent_at INTEGER,
+  ignored_progress INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX job_executions_job ON job_executions(job_id, state);
+CREATE INDEX job_executions_job_offered ON job_executions(job_id, offered_at);
+CREATE INDEX job_executions_device ON job_executions(device_id, state);
+CREATE INDEX job_executions_open ON job_executions(deadline) WHERE finished_at IS NULL;
+`,
+  },
+  {
+    version: 11,
+    name: 'device coordinates and dashboard indexes',
+    sql: `
+ALTER TABLE devices ADD COLUMN latitude REAL;
+ALTER TABLE devices ADD COLUMN longitude REAL;
+CREATE INDEX devices_account_firmware ON devices(account_id, firmware);
+CREATE INDEX devices_account_model ON devices(account_id, model);
+CREATE INDEX devices_account_status ON devices(account_id, online, admission);
+CREATE INDEX devices_account_geo ON devices(account_id, id) WHERE latitude IS NOT NULL AND longitude IS NOT NULL;
+`,
+  },
+  // ── audit, certificates, templates, analytics, smart updates (versions 20+) ───────────────
+  {
+    version: 20,
+    name: 'append-only, hash-chained audit records',
+    sql: `
+CREATE TABLE audit_records (
+  id INTEGER PRIMARY KEY,
+  account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+  seq INTEGER NOT NULL,
+  at INTEGER NOT NULL,
+  actor TEXT NOT NULL,
+  action TEXT NOT NULL,
+  resource_kind TEXT,
+  resource_uuid TEXT,
+  status INTEGER NOT NULL,
+  request TEXT,
+  before TEXT,
+  after TEXT,
+  prev_hash TEXT NOT NULL,
+  hash TEXT NOT NULL,
+  UNIQUE (account_id, seq)
+);
+CREATE INDEX audit_records_account ON audit_records(account_id, id);
+CREATE INDEX audit_records_resource ON audit_records(account_id, resource_uuid, id);
+-- No statement may change or remove a record while its account exists (the cascade of an account
+-- deletion is the only way out). The hash chain makes edits behind SQLite's back detectable.
+CREATE TRIGGER audit_records_no_update BEFORE UPDATE ON audit_records
+BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;
+CREATE TRIGGER audit_records_no_delete BEFORE DELETE ON audit_records
+WHEN EXISTS (SELECT 1 FROM accounts WHERE id = OLD.account_id)
+BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;
+CREATE INDEX account_events_account_at ON account_events(account_id, at, id);
+CREATE INDEX account_events_subject ON account_events(account_id, subject, id);
+`,
+  },
+  {
+    version: 21,
+    name: 'certificate store metadata, template kinds, group template values, template jobs',
+    sql: `
+ALTER TABLE certificates ADD COLUMN subject TEXT;
+ALTER TABLE certificates ADD COLUMN issuer TEXT;
+ALTER TABLE certificates ADD COLUMN serial TEXT;
+ALTER TABLE certificates ADD COLUMN not_before INTEGER;
+ALTER TABLE certificates ADD COLUMN not_after INTEGER;
+ALTER TABLE certificates ADD COLUMN fingerprint_sha256 TEXT;
+ALTER TABLE certificates ADD COLUMN self_signed INTEGER;
+CREATE INDEX certificates_expiry ON certificates(account_id, not_after);
+ALTER TABLE configuration_templates ADD COLUMN kind TEXT NOT NULL DEFAULT 'ascii-configuration';
+ALTER TABLE configuration_templates ADD COLUMN file_name TEXT NOT NULL DEFAULT 'config.txt';
+ALTER TABLE configuration_templates ADD COLUMN description TEXT NOT NULL DEFAULT '';
+ALTER TABLE configuration_templates ADD COLUMN updated_at INTEGER;
+CREATE TABLE group_template_values (
+  group_id INTEGER PRIMARY KEY REFERENCES device_groups(id) ON DELETE CASCADE,
+  account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+  vals TEXT NOT NULL DEFAULT '{}',
+  updated_at INTEGER NOT NULL
+);
+CREATE TABLE template_jobs (
+  job_id INTEGER PRIMARY KEY REFERENCES jobs(id) ON DELETE CASCADE,
+  template_uuid TEXT NOT NULL,
+  name TEXT NOT NULL,
+  kind TEXT NOT NULL,
+  file_name TEXT NOT NULL,
+  body TEXT NOT NULL
+);
+CREATE TABLE template_renders (
+  job_id INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+  device_id INTEGER NOT NULL REFERENCES devices(id) ON DELETE CASCADE,
+  packet_id INTEGER REFERENCES packets(id) ON DELETE SET NULL,
+  error_code TEXT,
+  error_message TEXT,
+  rendered_at INTEGER NOT NULL,
+  PRIMARY KEY (job_id, device_id)
+) WITHOUT ROWID;
+`,
+  },
+  {
+    version: 22,
+    name: 'device analytics samples and smart updates',
+    sql: `
+CREATE TABLE analytics_samples (
+  id INTEGER PRIMARY KEY,
+  account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+  device_id INTEGER NOT NULL REFERENCES devices(id) ON DELETE CASCADE,
+  model TEXT,
+  firmware TEXT,
+  at INTEGER NOT NULL,
+  period_sec INTEGER NOT NULL,
+  metrics TEXT NOT NULL,
+  received_at INTEGER NOT NULL
+);
+CREATE INDEX analytics_samples_account ON analytics_samples(account_id, model, firmware);
+CREATE INDEX analytics_samples_device ON analytics_samples(device_id, at);
+CREATE TABLE smart_update_jobs (
+  account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+  model TEXT NOT NULL,
+  version TEXT NOT NULL,
+  job_id INTEGER REFERENCES jobs(id) ON DELETE SET NULL,
+  created_at INTEGER NOT NULL,
+  PRIMARY KEY (account_id, model, version)
+) WITHOUT ROWID;
+`,
+  },
+];
+
+export function latestVersion(): number {
+  return Math.max(0, ...migrations.map((m) => m.version));
+}
+
+/** Applies pending migrations; returns the versions applied. Refuses a store from a newer server. */
+export function migrate(db: Database, now: number, list: readonly Migration[] = migrations): number[] {
+  db.exec(`CREATE TABLE IF NOT EXISTS schema_migrations (
+    version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)`);
+  const run = db.transaction(() => {
+    const current =
+      (db.prepare('SELECT MAX(version) AS v FROM schema_migrations').get() as { v: number | null }).v ?? 0;
+    // Sorted: migrations of parallel work may be listed out of order in the array.
+    list = [...list].sort((x, y) => x.version - y.version);
+    const known = list.at(-1)?.version ?? 0;
+    if (current > known) {
+      throw new AppError(
+        'SERVER_STORE_VERSION',
+        `store schema version ${current} is newer than this server knows (${known})`,
+      );
+    }
+    const applied: number[] = [];
+    const record = db.prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)');
+    for (const m of list) {
+      if (m.version <= current) continue;
+      db.exec(m.sql);
+      record.run(m.version, m.name, now);
+      applied.push(m.version);
+    }
+    return applied;
+  });
+  return run.immediate();
+}

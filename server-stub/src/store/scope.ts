@@ -1,0 +1,66 @@
+import { AccountApiTokens, type AccountRow, Accounts, AccountUsers } from './accounts.js';
+import type { Store } from './database.js';
+import { AccountDevices, AccountGroups } from './devices.js';
+import { AccountEvents } from './events.js';
+import { AccountLeases } from './leases.js';
+import { AccountLicences } from './licences.js';
+import { AccountAudit, AccountCertificates, AccountTemplates } from './resources.js';
+
+/**
+ * Every repository of one account, bound to its id. Request handlers only ever receive this scope
+ * (from the request context), never the raw store: ownership is checked here, in the SQL of each
+ * repository (`account_id = ?`), and nowhere ad hoc. An id from another account is simply not
+ * found, which the routes answer with 404.
+ */
+export class AccountScope {
+  readonly users: AccountUsers;
+  readonly apiTokens: AccountApiTokens;
+  readonly licences: AccountLicences;
+  readonly devices: AccountDevices;
+  readonly groups: AccountGroups;
+  readonly events: AccountEvents;
+  readonly leases: AccountLeases;
+  readonly templates: AccountTemplates;
+  readonly certificates: AccountCertificates;
+  readonly audit: AccountAudit;
+
+  constructor(
+    private readonly store: Store,
+    readonly accountId: number,
+  ) {
+    this.users = new AccountUsers(store, accountId);
+    this.apiTokens = new AccountApiTokens(store, accountId);
+    this.licences = new AccountLicences(store, accountId);
+    this.devices = new AccountDevices(store, accountId);
+    this.groups = new AccountGroups(store, accountId);
+    this.events = new AccountEvents(store, accountId);
+    this.leases = new AccountLeases(store, accountId);
+    this.templates = new AccountTemplates(store, accountId);
+    this.certificates = new AccountCertificates(store, accountId);
+    this.audit = new AccountAudit(store, accountId);
+  }
+
+  /** The account row itself. */
+  account(): AccountRow {
+    const row = new Accounts(this.store).byId(this.accountId);
+    if (!row) throw new Error(`account ${this.accountId} vanished`);
+    return row;
+  }
+
+  updateAccount(patch: { name?: string; settings?: Record<string, unknown> }): void {
+    new Accounts(this.store).update(this.accountId, patch);
+  }
+
+  /** One `BEGIN IMMEDIATE` transaction over this account's repositories. */
+  write<T>(fn: () => T): T {
+    return this.store.write(fn);
+  }
+
+  read<T>(fn: () => T): T {
+    return this.store.read(fn);
+  }
+
+  savepoint<T>(fn: () => T): T {
+    return this.store.savepoint(fn);
+  }
+}

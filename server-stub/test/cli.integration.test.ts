@@ -1,0 +1,122 @@
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { issueCertificate } from '@router-fleet/protocol';
+import { Agent, request } from 'undici';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { buildApp } from '../src/app.js';
+import { CODE_PATTERN } from '../src/licensing/codes.js';
+import { removeTempDirs, TS_REGISTER, tempDir, testConfig } from './helpers/setup.js';
+
+const CLI = fileURLToPath(new URL('../src/cli.ts', import.meta.url));
+const run = promisify(execFile);
+const cli = (...args: string[]) => run(process.execPath, ['--import', TS_REGISTER, CLI, ...args], { timeout: 20_000 });
+
+const children: ChildProcess[] = [];
+afterEach(() => {
+  for (const c of children.splice(0)) if (c.exitCode === null) c.kill('SIGKILL');
+  removeTempDirs();
+});
+
+beforeAll(async () => {
+  // Loads (and caches the transpiled) modules once, so the tests below measure the CLI, not that.
+  await cli('--help').catch(() => undefined);
+});
+
+/** A self-signed 2048-bit certificate (OpenSSL 3 on Node 24 refuses keys below 2048 bits). */
+async function selfSigned(): Promise<{ cert: string; key: string }> {
+  const { certPem, keyPem } = await issueCertificate({ commonName: 'localhost', subjectAltNames: { ip: ['127.0.0.1'] } });
+  return { cert: certPem, key: keyPem };
+}
+
+describe('fleet-server CLI', () => {
+  it('issues codes into the data directory (plain and CSV) and creates accounts that can use them', async () => {
+    const data = tempDir();
+    const plain = await cli('licences', 'issue', '--data', data, '--plan', 'basic-1', '--count', '3');
+    const codes = plain.stdout.trim().split('\n');
+    expect(codes).toHaveLength(3);
+    for (const c of codes) expect(c).toMatch(CODE_PATTERN);
+    const csv = await cli('licences', 'issue', '--data', data, '--plan', 'basic-1', '--count', '2', '--csv');
+    expect(csv.stdout.split('\n')[0]).toBe('code,plan,issuedAt');
+    const created = JSON.parse(
+      (await cli('account', 'create', '--data', data, '--name', 'ACME', '--user', 'admin', '--password', 'a long secret'))
+        .stdout,
+    );
+    expect(created.account).toMatch(/^[0-9a-f-]{36}$/);
+    const bad = await cli('licences', 'issue', '--data', data, '--plan', 'gold').catch((e: { code: number; stderr: string }) => e);
+    expect((bad as { code: number }).code).not.toBe(0);
+
+    const app = await buildApp(testConfig(data));
+    try {
+      const login = await app.inject({ method: 'POST', url: '/api/auth/login', payload: { username: 'admin', password: 'a long secret' } });
+      const token = login.json().token;
+      const auth = { authorization: `Bearer ${token}` };
+      const redeem = await app.inject({ method: 'POST', url: '/api/licences/redeem', headers: auth, payload: { code: codes[0] } });
+      expect(redeem.statusCode).toBe(201);
+      const imp = await app.inject({
+        method: 'POST',
+        url: '/api/licences/import',
+        headers: { ...auth, 'content-type': 'text/csv' },
+        payload: csv.stdout,
+      });
+      expect(imp.json()).toMatchObject({ rows: 2, imported: 2 });
+    } finally {
+      await app.close();
+    }
+  });
+
+  it('serves HTTPS with the given certificate, answers /healthz and shuts down gracefully on SIGTERM', async () => {
+    const data = tempDir();
+    const { cert, key } = await selfSigned();
+    writeFileSync(join(data, 'cert.pem'), cert);
+    writeFileSync(join(data, 'key.pem'), key);
+    const child = spawn(
+      process.execPath,
+      [
+        '--import',
+        TS_REGISTER,
+        CLI,
+        'serve',
+        '--data',
+        data,
+        '--port',
+        '0',
+        '--host',
+        '127.0.0.1',
+        '--tls-cert',
+        join(data, 'cert.pem'),
+        '--tls-key',
+        join(data, 'key.pem'),
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    children.push(child);
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    let stderr = '';
+    child.stderr!.on('data', (b: Buffer) => {
+      stderr += b.toString();
+    });
+    const url = await new Promise<string>((resolve, reject) => {
+      createInterface({ input: child.stdout! }).on('line', (line) => {
+        try {
+          const entry = JSON.parse(line);
+          if (entry.msg === 'fleet-server listening') resolve(entry.url);
+        } catch {
+          // not a log line
+        }
+      });
+      void exited.then((code) => reject(new Error(`exited ${code}: ${stderr}`)));
+    });
+    expect(url).toMatch(/^https:\/\/127\.0\.0\.1:\d+$/);
+    const dispatcher = new Agent({ connect: { ca: cert } });
+    const res = await request(`${url}/healthz`, { dispatcher });
+    expect(res.statusCode).toBe(200);
+    expect(await res.body.json()).toMatchObject({ status: 'ok' });
+    await dispatcher.close();
+    child.kill('SIGTERM');
+    expect(await exited).toBe(0);
+  });
+});

@@ -1,0 +1,145 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { createMessage } from '@router-fleet/protocol';
+import { SqliteDatabase as Database } from '../src/store/sqlite.js';
+import { request } from 'undici';
+import { afterAll, describe, expect, it } from 'vitest';
+import { seedSigningPki } from './helpers/channel-world.js';
+import { FakeDevice } from './helpers/fake-device.js';
+import { removeTempDirs, TS_REGISTER, tempDir, world } from './helpers/setup.js';
+
+const CLI = fileURLToPath(new URL('../src/cli.ts', import.meta.url));
+const children: ChildProcess[] = [];
+afterAll(() => {
+  for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
+  removeTempDirs();
+});
+
+interface Logs {
+  lines: Record<string, unknown>[];
+  waitFor(pred: (l: Record<string, unknown>) => boolean, timeoutMs?: number): Promise<Record<string, unknown>>;
+}
+
+function follow(child: ChildProcess): Logs {
+  const lines: Record<string, unknown>[] = [];
+  const rl = createInterface({ input: child.stdout! });
+  rl.on('line', (l) => {
+    try {
+      lines.push(JSON.parse(l) as Record<string, unknown>);
+    } catch {
+      // not a log line
+    }
+  });
+  return {
+    lines,
+    async waitFor(pred, timeoutMs = 20_000) {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const hit = lines.find(pred);
+        if (hit) return hit;
+        if (Date.now() > deadline) throw new Error(`log line not seen; got ${JSON.stringify(lines.slice(-5))}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    },
+  };
+}
+
+describe('serve --workers 2 (real CLI, node:cluster)', () => {
+  it('admits first come first served across workers; a SIGKILLed worker\'s devices go offline, the others stay, it is replaced', async () => {
+    const dataDir = tempDir();
+    await seedSigningPki(dataDir);
+    const w = world({}, dataDir);
+    w.clock.set(Date.now());
+    const t = await w.newTenant();
+    w.licences(t, 'basic-1', 6);
+    const ids = w.devices(t, 10);
+    w.close();
+
+    const child = spawn(
+      process.execPath,
+      [
+        '--import', TS_REGISTER, CLI, 'serve', '--data', dataDir, '--workers', '2', '--port', '0', '--host', '127.0.0.1',
+        '--presenceFlushMs', '100', '--scryptCost', '1024',
+      ],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    children.push(child);
+    const logs = follow(child);
+    await logs.waitFor((l) => l['msg'] === 'fleet-server listening');
+    // Both workers listen on the same port (node:cluster shares it).
+    const url = (await logs.waitFor((l) => l['msg'] === 'fleet-server listening')).url as string;
+    await new Promise((r) => setTimeout(r, 300));
+    const channelUrl = `${url.replace('http', 'ws')}/api/channel`;
+
+    const devices: FakeDevice[] = [];
+    const outcomes: string[] = [];
+    for (const id of ids) {
+      const d = await FakeDevice.connect(channelUrl, id);
+      outcomes.push((await d.admit()).body.admission);
+      devices.push(d);
+    }
+    expect(outcomes).toEqual([...Array(6).fill('managed'), ...Array(4).fill('rejected')]);
+    const workerOf = devices.map((d) => String(d.headers['x-fleet-worker']));
+    const managedWorkers = new Set(workerOf.slice(0, 6));
+    expect(managedWorkers.size).toBe(2);
+
+    const login = await request(`${url}/api/auth/login`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ username: t.username, password: t.password }),
+    });
+    const token = ((await login.body.json()) as { token: string }).token;
+    const statuses = async () => {
+      const res = await request(`${url}/api/inventory/managed-devices?limit=100&sort=serialNumber`, {
+        headers: { authorization: `Bearer ${token}` },
+      });
+      const items = ((await res.body.json()) as { items: { serialNumber: string; status: string }[] }).items;
+      return Object.fromEntries(items.map((i) => [i.serialNumber, i.status]));
+    };
+    const metric = async (name: string) => {
+      const text = await (await request(`${url}/metrics`)).body.text();
+      return Number(new RegExp(`^${name} (\\d+)$`, 'm').exec(text)?.[1]);
+    };
+    await expect.poll(() => metric('fleet_devices_connected'), { timeout: 5000 }).toBe(6);
+    expect(await metric('fleet_workers')).toBe(2);
+
+    // Kill the worker of the first device.
+    const victimTag = workerOf[0]!;
+    const victimPid = Number(victimTag.split('/')[1]);
+    process.kill(victimPid, 'SIGKILL');
+    const onVictim = ids.slice(0, 6).filter((_, i) => workerOf[i] === victimTag);
+    const survivors = devices.slice(0, 6).filter((_, i) => workerOf[i] !== victimTag);
+    for (const d of devices.slice(0, 6)) if (workerOf[devices.indexOf(d)] === victimTag) await d.waitClosed();
+    await expect
+      .poll(async () => {
+        const s = await statuses();
+        return onVictim.every((id) => s[id.serialNumber] === 'offline');
+      }, { timeout: 10_000 })
+      .toBe(true);
+    const s = await statuses();
+    for (const [i, id] of ids.slice(0, 6).entries()) {
+      if (workerOf[i] !== victimTag) expect(s[id.serialNumber], id.serialNumber).toBe('online');
+    }
+    for (const d of survivors) {
+      const ping = createMessage('ping', {});
+      d.send(ping);
+      await d.next('pong', (m) => m.correlationId === ping.id);
+      expect(d.closed).toBeUndefined();
+    }
+    // The dead worker's devices keep their seats for the grace period (they may come back).
+    const db = new Database(`${dataDir}/fleet.sqlite`, { readonly: true });
+    try {
+      const graced = db.prepare('SELECT COUNT(*) AS n FROM leases WHERE released_at IS NOT NULL').get() as { n: number };
+      expect(graced.n).toBe(onVictim.length);
+    } finally {
+      db.close();
+    }
+    // A replacement is forked.
+    await logs.waitFor((l) => l['msg'] === 'worker online' && l['workerId'] === 3);
+    await expect.poll(() => metric('fleet_workers'), { timeout: 10_000 }).toBe(2);
+    for (const d of devices) d.terminate();
+    child.kill('SIGTERM');
+    await new Promise((r) => child.once('exit', r));
+  });
+});

@@ -1,0 +1,117 @@
+import type { AddressInfo } from 'node:net';
+import type { FastifyInstance } from 'fastify';
+import { buildApp } from '../../src/app.js';
+import { TestClock } from '../../src/clock.js';
+import type { ConfigInput } from '../../src/config.js';
+import type { PacketOptions } from '../../src/packets/service.js';
+import { loadOrCreateSigningPki } from '../../src/pki/signing.js';
+import type { PacketRow } from '../../src/store/packets.js';
+import { FakeDevice } from './job-channel.js';
+import { T0, type Tenant, tempDir, testConfig, type World, worldOf } from './setup.js';
+
+export interface JobsWorld extends World {
+  app: FastifyInstance;
+  /** The server's port: fake devices dial its control channel. */
+  channel: { port: number; close(): Promise<void> };
+  baseUrl: string;
+  tenant: Tenant;
+  token: string;
+  /** Registers `n` devices (optionally into a group) and returns connected-or-not fake devices. */
+  fakeDevices(n: number, opts?: { prefix?: string; groupUuid?: string; model?: string }): FakeDevice[];
+  /** A small signed packet built by the server. */
+  packet(bytes?: number): Promise<PacketRow>;
+  api(
+    method: 'GET' | 'POST' | 'PUT' | 'DELETE' | 'PATCH',
+    url: string,
+    body?: unknown,
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any -- test answers are checked field by field
+  ): Promise<{ status: number; json: any }>;
+  /** Logs in again (after moving the clock beyond the session lifetime). */
+  relogin(): Promise<void>;
+  shutdown(): Promise<void>;
+}
+
+let seq = 0;
+
+/** A listening server (real sockets on port 0, test clock); fake devices use its real control channel. */
+export async function jobsWorld(
+  opts: { flags?: ConfigInput; packetOptions?: Partial<PacketOptions>; plan?: 'basic-25' | 'basic-1' | 'free' } = {},
+): Promise<JobsWorld> {
+  const dataDir = tempDir();
+  const clock = new TestClock(T0);
+  // The signing PKI must be valid at the test clock's time (the profile service, which shares the
+  // directory, would otherwise create it at wall-clock time, after T0).
+  await loadOrCreateSigningPki(dataDir, new Date(T0 - 86_400_000));
+  const app = await buildApp(testConfig(dataDir, opts.flags ?? {}), {
+    clock,
+    ...(opts.packetOptions ? { packetOptions: opts.packetOptions } : {}),
+  });
+  await app.listen({ port: 0, host: '127.0.0.1' });
+  const port = (app.server.address() as AddressInfo).port;
+  const baseUrl = `http://127.0.0.1:${port}`;
+  app.services.jobs.publicBaseUrl = baseUrl;
+  // Fake devices speak to the server's real control channel (/api/channel) on the same port.
+  const channel = { port, close: async () => {} };
+  const base = worldOf(app.services, clock, dataDir);
+  const tenant = await base.newTenant();
+  base.licences(tenant, opts.plan ?? 'basic-25', 1);
+  const login = await app.inject({
+    method: 'POST',
+    url: '/api/auth/login',
+    payload: { username: tenant.username, password: tenant.password },
+  });
+  const token = login.json().token as string;
+  const w: JobsWorld = {
+    ...base,
+    app,
+    channel,
+    baseUrl,
+    tenant,
+    token,
+    fakeDevices(n, o = {}) {
+      const prefix = o.prefix ?? `D${++seq}`;
+      const out: FakeDevice[] = [];
+      for (let i = 0; i < n; i++) {
+        const serialNumber = `${prefix}-${i}`;
+        const row = app.services.devices.create(tenant.scope, {
+          serialNumber,
+          name: serialNumber,
+          model: o.model ?? 'RT-100',
+          ...(o.groupUuid ? { groupUuid: o.groupUuid } : {}),
+        });
+        out.push(new FakeDevice(row.uuid, serialNumber, app.services.devices.credential(tenant.scope, row.uuid)));
+      }
+      return out;
+    },
+    async packet(bytes = 4096) {
+      const data = Buffer.alloc(bytes);
+      for (let i = 0; i < bytes; i++) data[i] = (i * 31 + 7) & 0xff;
+      return app.services.packets.build(tenant.scope, {
+        name: `fw-${++seq}`,
+        components: [{ kind: 'firmware', fileName: 'autoupdate-2.0.0-full.arm64.tar', data: data.toString('base64'), version: '2.0.0' }],
+      });
+    },
+    async api(method, url, body) {
+      const res = await app.inject({
+        method,
+        url,
+        headers: { authorization: `Bearer ${w.token}` },
+        ...(body === undefined ? {} : { payload: body as object }),
+      });
+      return { status: res.statusCode, json: res.body ? JSON.parse(res.body) : undefined };
+    },
+    async relogin() {
+      const res = await app.inject({
+        method: 'POST',
+        url: '/api/auth/login',
+        payload: { username: tenant.username, password: tenant.password },
+      });
+      w.token = res.json().token as string;
+    },
+    async shutdown() {
+      await channel.close();
+      await app.close();
+    },
+  };
+  return w;
+}
