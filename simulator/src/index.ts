@@ -1,0 +1,11 @@
+export * from './fleet-generator.js';
+export { type Behaviour, type BehaviourRule, BUILT_IN_BEHAVIOURS, type DeviceDraw, drawDevice, loadBehaviour, validateBehaviour } from './behaviour.js';
+export { Histogram, type HistogramSummary, type SerializedHistogram } from './histogram.js';
+export { type FleetHandle, startFleet, type StartFleetOptions, defaultSourceAddresses, MAX_ROUTERS_PER_PROCESS } from './fleet.js';
+export type { DeviceDetail, FleetStats, WorkerStats } from './stats.js';
+export { provisionFleet, type ProvisionOptions, type ProvisionResult, type ProvisionedDevice, PROFILES_FILE } from './provision.js';
+export { buildFirmwarePacket, createJob, getJob, jobDeviceResults, type JobDeviceResult, type JobSpec, type JobView, waitJob } from './jobs.js';
+export { RestClient, RestError, type RestOptions } from './rest.js';
+export { loadScenario, runScenario, type Scenario, type ScenarioStep, validateScenario } from './scenario.js';
+export { buildReport, type FleetReport, LivePrinter, prometheusText, servePrometheus, statusLine } from './metrics.js';
+export { createSimTransport, type SimTransport } from './transport.js';

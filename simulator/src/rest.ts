@@ -1,0 +1,92 @@
+import { Agent as HttpAgent, type Dispatcher, request } from 'undici';
+
+/** Options of the management REST client. */
+export interface RestOptions {
+  /** Base URL of the server (`https://host:port`). */
+  server: string;
+  /** Bearer token (login or API token). Never logged. */
+  token?: string;
+  /** PEM CA that verifies an HTTPS server (default: the system's). */
+  caPem?: string;
+}
+
+/** A REST error with the server's stable code (`SERVER_…`) when it sent one. */
+export class RestError extends Error {
+  override readonly name = 'RestError';
+  constructor(
+    readonly status: number,
+    readonly code: string | undefined,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** A small client for the management API: JSON in, JSON out, one keep-alive pool. */
+export class RestClient {
+  readonly server: string;
+  token: string | undefined;
+  readonly #dispatcher: Dispatcher;
+
+  constructor(options: RestOptions) {
+    this.server = options.server.replace(/\/+$/, '');
+    this.token = options.token;
+    this.#dispatcher = new HttpAgent({
+      connections: 8,
+      ...(options.caPem ? { connect: { ca: options.caPem } } : {}),
+      headersTimeout: 600_000,
+      bodyTimeout: 600_000,
+    });
+  }
+
+  #headers(contentType?: string): Record<string, string> {
+    return {
+      ...(this.token ? { authorization: `Bearer ${this.token}` } : {}),
+      ...(contentType ? { 'content-type': contentType } : {}),
+    };
+  }
+
+  /** Sends a request and returns the raw response (the caller reads the body). */
+  async raw(method: Dispatcher.HttpMethod, path: string, body?: string | Buffer, contentType?: string) {
+    const res = await request(`${this.server}${path}`, {
+      method,
+      headers: this.#headers(body === undefined ? undefined : contentType ?? 'application/json'),
+      ...(body === undefined ? {} : { body }),
+      dispatcher: this.#dispatcher,
+    });
+    if (res.statusCode >= 400) {
+      const text = await res.body.text();
+      let code: string | undefined;
+      let message = text.slice(0, 500);
+      try {
+        const parsed = JSON.parse(text) as { code?: string; message?: string };
+        code = parsed.code;
+        message = parsed.message ?? message;
+      } catch {
+        // not JSON
+      }
+      throw new RestError(res.statusCode, code, `${method} ${path}: HTTP ${res.statusCode} ${code ?? ''} ${message}`.trim());
+    }
+    return res;
+  }
+
+  async json<T>(method: Dispatcher.HttpMethod, path: string, body?: unknown): Promise<T> {
+    const res = await this.raw(method, path, body === undefined ? undefined : JSON.stringify(body));
+    if (res.statusCode === 204) {
+      await res.body.dump();
+      return undefined as T;
+    }
+    return (await res.body.json()) as T;
+  }
+
+  /** Logs in and keeps the token. */
+  async login(username: string, password: string): Promise<string> {
+    const { token } = await this.json<{ token: string }>('POST', '/api/auth/login', { username, password });
+    this.token = token;
+    return token;
+  }
+
+  async close(): Promise<void> {
+    await this.#dispatcher.close();
+  }
+}

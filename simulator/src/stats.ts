@@ -1,0 +1,133 @@
+import { Histogram, type SerializedHistogram } from './histogram.js';
+
+/** Histograms every process keeps (all in ms). */
+export const HISTOGRAMS = ['connect', 'admission', 'reconnect', 'jobOffer', 'jobComplete'] as const;
+export type HistogramName = (typeof HISTOGRAMS)[number];
+
+/** What one process reports (cumulative since its start), merged by the coordinator. */
+export interface WorkerStats {
+  process: number;
+  pid: number;
+  at: number;
+  /** Routers of this process (assigned) and started so far. */
+  devices: number;
+  started: number;
+  /** Session state → routers. */
+  states: Record<string, number>;
+  /** Last admission decision → routers (managed, unmanaged, rejected). */
+  admission: { managed: number; unmanaged: number; rejected: number; authFailed: number };
+  counters: {
+    connects: number;
+    disconnects: number;
+    reconnects: number;
+    dialFailures: number;
+    restarts: number;
+    jobsOffered: number;
+    jobsActive: number;
+    jobsDone: number;
+    jobsRolledBack: number;
+  };
+  /** Error and close codes → occurrences. */
+  errors: Record<string, number>;
+  /** Reconnect times (time from losing the channel to managed again) in 1-s bins. */
+  reconnectBins: Record<string, number>;
+  histograms: Record<HistogramName, SerializedHistogram>;
+  openSockets: number;
+  memory: { rss: number; heapUsed: number; external: number };
+  cpu: { userMs: number; systemMs: number };
+}
+
+/** Per-router detail (on request; for tests and reports). */
+export interface DeviceDetail {
+  index: number;
+  serialNumber: string;
+  deviceId: string;
+  state: string;
+  updateState: string | undefined;
+  admission: 'managed' | 'unmanaged' | 'rejected' | 'auth-failed' | null;
+  /** First hello sent and first admission decision (epoch ms, sub-ms resolution). */
+  firstHelloAt: number;
+  firstAdmissionAt: number;
+  reconnects: number;
+  /** Last reconnect time (ms from losing the channel to admitted again), 0 if none. */
+  lastReconnectMs: number;
+  /**
+   * For the last reconnect: ms from losing the channel to starting the connection attempt that got
+   * through (the agent's backoff alone decides it; the server's handshake time is not in it), 0 if none.
+   */
+  lastRedialMs: number;
+  expect: 'failed' | 'succeeded';
+  labels: string[];
+}
+
+/** The merged view over all processes. */
+export interface FleetStats {
+  at: number;
+  processes: number;
+  devices: number;
+  started: number;
+  states: Record<string, number>;
+  connected: number;
+  managed: number;
+  unmanaged: number;
+  rejected: number;
+  backingOff: number;
+  counters: WorkerStats['counters'];
+  errors: Record<string, number>;
+  reconnectBins: Record<string, number>;
+  histograms: Record<HistogramName, Histogram>;
+  openSockets: number;
+  memory: { processes: Array<{ pid: number; rss: number; heapUsed: number }>; rss: number; heapUsed: number };
+  cpu: { processes: Array<{ pid: number; userMs: number; systemMs: number }>; userMs: number; systemMs: number };
+}
+
+const add = (into: Record<string, number>, from: Record<string, number>) => {
+  for (const [k, v] of Object.entries(from)) into[k] = (into[k] ?? 0) + v;
+};
+
+/** Merges the latest stats of every process. */
+export function mergeStats(parts: readonly WorkerStats[]): FleetStats {
+  const states: Record<string, number> = {};
+  const errors: Record<string, number> = {};
+  const reconnectBins: Record<string, number> = {};
+  const counters = { connects: 0, disconnects: 0, reconnects: 0, dialFailures: 0, restarts: 0, jobsOffered: 0, jobsActive: 0, jobsDone: 0, jobsRolledBack: 0 };
+  const histograms = Object.fromEntries(HISTOGRAMS.map((h) => [h, new Histogram()])) as Record<HistogramName, Histogram>;
+  let devices = 0;
+  let started = 0;
+  let openSockets = 0;
+  let managed = 0;
+  let unmanaged = 0;
+  for (const p of parts) {
+    devices += p.devices;
+    started += p.started;
+    openSockets += p.openSockets;
+    add(states, p.states);
+    add(errors, p.errors);
+    add(reconnectBins, p.reconnectBins);
+    add(counters, p.counters);
+    for (const h of HISTOGRAMS) histograms[h].merge(p.histograms[h]);
+    managed += p.states['managed'] ?? 0;
+    unmanaged += p.states['unmanaged'] ?? 0;
+  }
+  const processes = parts.map((p) => ({ pid: p.pid, rss: p.memory.rss, heapUsed: p.memory.heapUsed }));
+  const cpu = parts.map((p) => ({ pid: p.pid, userMs: p.cpu.userMs, systemMs: p.cpu.systemMs }));
+  return {
+    at: Math.max(0, ...parts.map((p) => p.at)),
+    processes: parts.length,
+    devices,
+    started,
+    states,
+    connected: managed + unmanaged,
+    managed,
+    unmanaged,
+    rejected: states['rejected-waiting'] ?? 0,
+    backingOff: states['backing-off'] ?? 0,
+    counters,
+    errors,
+    reconnectBins,
+    histograms,
+    openSockets,
+    memory: { processes, rss: processes.reduce((n, p) => n + p.rss, 0), heapUsed: processes.reduce((n, p) => n + p.heapUsed, 0) },
+    cpu: { processes: cpu, userMs: cpu.reduce((n, p) => n + p.userMs, 0), systemMs: cpu.reduce((n, p) => n + p.systemMs, 0) },
+  };
+}

@@ -1,0 +1,4 @@
+import { runWorkerProcess } from './worker.js';
+
+/** A child process of the fleet (forked by `startFleet` with IPC). */
+runWorkerProcess();

@@ -1,0 +1,533 @@
+import { createReadStream } from 'node:fs';
+import { performance } from 'node:perf_hooks';
+import { createInterface } from 'node:readline';
+import {
+  type Agent,
+  type AgentConfig,
+  type AgentExit,
+  type ConfigInput,
+  type ConnectionProfile,
+  createAgent,
+  createLogger,
+  createMemoryPlatform,
+  createSharedClock,
+  type Logger,
+  type MemoryPlatform,
+  resolveConfig,
+  seededRandom,
+  silentLogger,
+  type Transport,
+} from '@router-fleet/agent';
+import { type Behaviour, drawDevice, type DeviceDraw } from './behaviour.js';
+import { Histogram } from './histogram.js';
+import type { ProvisionedDevice } from './provision.js';
+import { type DeviceDetail, HISTOGRAMS, type HistogramName, type WorkerStats } from './stats.js';
+import { routerLink, routerMetrics, setTelemetryPeriod } from './telemetry.js';
+import { createSimTransport, type SimTransport } from './transport.js';
+
+/** What one process of the fleet runs (plain data: it crosses the IPC boundary). */
+export interface WorkerOptions {
+  /** NDJSON written by `fleet-sim provision`. */
+  profilesFile: string;
+  /** This process's number and the number of processes: it runs the routers i with i % processes === process. */
+  process: number;
+  processes: number;
+  /** Routers of the whole fleet (the first `devices` lines of the profiles file). */
+  devices: number;
+  /** Connects per second over the whole fleet (the ramp). */
+  rate: number;
+  behaviour: Behaviour;
+  seed: number;
+  /** Replaces the origin (scheme, host, port) of the profiles' control-channel URL. */
+  channelOrigin?: string;
+  /** Source addresses to dial from (round robin). */
+  localAddresses: string[];
+  /** Agent configuration on top of the simulator's defaults (no boot delay). */
+  agent: ConfigInput;
+  /** Reports stats this often (ms). */
+  statsIntervalMs: number;
+  /** pino level of the shared logger (`silent` by default). */
+  logLevel?: string;
+  /** Collect garbage before each stats report (needs --expose-gc; benchmarks). */
+  gcBeforeStats?: boolean;
+}
+
+/** Messages to a worker. */
+export type ToWorker =
+  | { type: 'start'; t0: number }
+  | { type: 'cut'; fraction: number; seed: number }
+  | { type: 'restart'; fraction: number; seed: number; powerCut?: boolean }
+  | { type: 'job'; createdAt: number }
+  | { type: 'detail'; id: number }
+  | { type: 'stop' };
+
+/** Messages from a worker. */
+export type FromWorker =
+  | { type: 'ready'; process: number; devices: number; memory: { pid: number; rss: number; heapUsed: number } }
+  | { type: 'stats'; stats: WorkerStats }
+  | { type: 'detail'; id: number; devices: DeviceDetail[] }
+  | { type: 'stopped'; stats: WorkerStats }
+  | { type: 'error'; message: string };
+
+const STATES = ['starting', 'connecting', 'hello-sent', 'managed', 'unmanaged', 'rejected-waiting', 'backing-off', 'stopped'] as const;
+const S = Object.fromEntries(STATES.map((s, i) => [s, i])) as Record<(typeof STATES)[number], number>;
+const ADMISSION = [null, 'managed', 'unmanaged', 'rejected', 'auth-failed'] as const;
+
+/** Wall-clock time with sub-millisecond resolution, comparable across processes on one machine. */
+const now = () => performance.timeOrigin + performance.now();
+
+/**
+ * One process's share of the fleet: N real agent cores (`createAgent`) on memory platforms with a
+ * WebSocket transport. Everything that can be shared is: one clock (one Node timer for all agents),
+ * one logger, one transport (TLS contexts per CA), one metrics function, one configuration. Per
+ * router state for metrics lives in typed arrays indexed by the router's local number.
+ */
+export class FleetWorker {
+  readonly #options: WorkerOptions;
+  readonly #send: (message: FromWorker) => void;
+  readonly #clock = createSharedClock();
+  readonly #log: Logger;
+  readonly #transport: SimTransport;
+  readonly #config: AgentConfig;
+  readonly #errors: Record<string, number> = {};
+  readonly #reconnectBins: Record<string, number> = {};
+  readonly #hist = Object.fromEntries(HISTOGRAMS.map((h) => [h, new Histogram()])) as Record<HistogramName, Histogram>;
+  readonly #counters: WorkerStats['counters'] = {
+    connects: 0,
+    disconnects: 0,
+    reconnects: 0,
+    dialFailures: 0,
+    restarts: 0,
+    jobsOffered: 0,
+    jobsActive: 0,
+    jobsDone: 0,
+    jobsRolledBack: 0,
+  };
+
+  // Per router (local index j; global index = process + j × processes).
+  #profiles: ConnectionProfile[] = [];
+  #sim: Array<ProvisionedDevice['sim']> = [];
+  #draws: DeviceDraw[] = [];
+  #platforms: Array<MemoryPlatform | undefined> = [];
+  #agents: Array<Agent | undefined> = [];
+  #state = new Uint8Array(0);
+  #admission = new Uint8Array(0);
+  #flags = new Uint8Array(0); // 1 update active, 2 rolled back, 4 restart pending
+  #dialAt = new Float64Array(0);
+  #helloAt = new Float64Array(0);
+  #firstHelloAt = new Float64Array(0);
+  #firstAdmissionAt = new Float64Array(0);
+  #downAt = new Float64Array(0);
+  #lastReconnectMs = new Float64Array(0);
+  #lastRedialMs = new Float64Array(0);
+  /** Start of each router's latest dial attempt (the agent retries failed dials inside 'connecting'). */
+  #attemptAt = new Float64Array(0);
+  #reconnects = new Uint32Array(0);
+  #started = 0;
+  #jobCreatedAt = 0;
+  #stopping = false;
+  #ramp: NodeJS.Timeout | undefined;
+  #statsTimer: NodeJS.Timeout | undefined;
+  #cpu0 = process.cpuUsage();
+  #onExit: (j: number, exit: AgentExit) => void;
+
+  constructor(options: WorkerOptions, send: (message: FromWorker) => void, transport?: Transport) {
+    this.#options = options;
+    this.#send = send;
+    this.#log = options.logLevel && options.logLevel !== 'silent' ? createLogger(options.logLevel) : silentLogger();
+    const observer = {
+      dialFailed: (code: string) => {
+        this.#counters.dialFailures++;
+        this.#errors[`dial:${code}`] = (this.#errors[`dial:${code}`] ?? 0) + 1;
+      },
+      closed: (code: number) => {
+        this.#errors[`close:${code}`] = (this.#errors[`close:${code}`] ?? 0) + 1;
+      },
+    };
+    this.#transport = (transport as SimTransport | undefined) ?? createSimTransport({ localAddresses: options.localAddresses, observer });
+    this.#config = resolveConfig({ bootDelayMaxSec: 0, ...options.agent, dataDir: '' });
+    setTelemetryPeriod(this.#config.analyticsSampleSec);
+    this.#onExit = (j, exit) => this.#exited(j, exit);
+  }
+
+  /** Reads this process's routers from the profiles file. */
+  async load(): Promise<number> {
+    const { process: k, processes: p, devices: n } = this.#options;
+    const interned = new Map<string, string>();
+    const intern = (s: string) => {
+      const have = interned.get(s);
+      if (have !== undefined) return have;
+      interned.set(s, s);
+      return s;
+    };
+    const anchors = new Map<string, string[]>();
+    const origin = this.#options.channelOrigin;
+    let i = 0;
+    const lines = createInterface({ input: createReadStream(this.#options.profilesFile), crlfDelay: Infinity });
+    for await (const line of lines) {
+      if (line.trim() === '') continue;
+      if (i >= n) break;
+      if (i % p === k) {
+        const d = JSON.parse(line) as ProvisionedDevice;
+        const raw = d.profile;
+        let serverUrl = raw.serverUrl;
+        if (origin) {
+          const u = new URL(serverUrl);
+          serverUrl = `${origin.replace(/\/+$/, '').replace(/^http/, 'ws')}${u.pathname}${u.search}`;
+        }
+        const anchorList = (raw['trustAnchorsPem'] as string[]).map(intern);
+        const anchorKey = anchorList.join('\n');
+        let sharedAnchors = anchors.get(anchorKey);
+        if (!sharedAnchors) anchors.set(anchorKey, (sharedAnchors = anchorList));
+        const profile: ConnectionProfile = {
+          format: intern(raw['format'] as string) as ConnectionProfile['format'],
+          serverUrl: intern(serverUrl),
+          caCertPem: intern(raw.caCertPem),
+          trustAnchorsPem: sharedAnchors,
+          deviceId: raw.deviceId,
+          serialNumber: raw.serialNumber,
+          credential: raw['credential'] as string,
+          ...(raw['keepAlive'] ? { keepAlive: raw['keepAlive'] as ConnectionProfile['keepAlive'] } : {}),
+        };
+        this.#profiles.push(profile);
+        this.#sim.push({ ...d.sim, model: intern(d.sim.model), firmware: intern(d.sim.firmware) });
+        this.#draws.push(drawDevice(this.#options.behaviour, this.#options.seed, profile.serialNumber));
+      }
+      i++;
+    }
+    lines.close();
+    const m = this.#profiles.length;
+    this.#state = new Uint8Array(m);
+    this.#admission = new Uint8Array(m);
+    this.#flags = new Uint8Array(m);
+    this.#dialAt = new Float64Array(m);
+    this.#helloAt = new Float64Array(m);
+    this.#firstHelloAt = new Float64Array(m);
+    this.#firstAdmissionAt = new Float64Array(m);
+    this.#downAt = new Float64Array(m);
+    this.#lastReconnectMs = new Float64Array(m);
+    this.#lastRedialMs = new Float64Array(m);
+    this.#attemptAt = new Float64Array(m);
+    this.#reconnects = new Uint32Array(m);
+    this.#platforms = new Array<MemoryPlatform | undefined>(m);
+    this.#agents = new Array<Agent | undefined>(m);
+    this.#gc();
+    const mem = process.memoryUsage();
+    this.#send({ type: 'ready', process: k, devices: m, memory: { pid: process.pid, rss: mem.rss, heapUsed: mem.heapUsed } });
+    return m;
+  }
+
+  /** Starts the ramp: router i (global) dials at t0 + i / rate. */
+  start(t0: number): void {
+    const { process: k, processes: p, rate } = this.#options;
+    const m = this.#profiles.length;
+    const tick = () => {
+      if (this.#stopping) return;
+      const t = Date.now();
+      while (this.#started < m) {
+        const global = k + this.#started * p;
+        if (t0 + (global * 1000) / rate > t) break;
+        void this.#boot(this.#started++);
+      }
+      if (this.#started < m) this.#ramp = setTimeout(tick, 5);
+    };
+    tick();
+    this.#statsTimer = setInterval(() => this.#send({ type: 'stats', stats: this.stats() }), this.#options.statsIntervalMs);
+    this.#statsTimer.unref?.();
+  }
+
+  async #boot(j: number): Promise<void> {
+    try {
+      let platform = this.#platforms[j];
+      if (!platform) {
+        const profile = this.#profiles[j]!;
+        const sim = this.#sim[j]!;
+        const seed = hashSeed(this.#options.seed, profile.serialNumber);
+        const options = {
+          clock: this.#clock,
+          random: seededRandom(seed),
+          faults: this.#draws[j]!.faults,
+          model: sim.model,
+          serialNumber: profile.serialNumber,
+          firmwareVersion: sim.firmware,
+          link: routerLink(seed, sim.model),
+          metrics: routerMetrics,
+          telemetrySeed: seed,
+          stagingQuotaBytes: 16 * 1024 * 1024,
+          ...(sim.lat !== undefined && sim.lon !== undefined ? { location: { lat: sim.lat, lon: sim.lon, accuracyM: 50 } } : {}),
+        };
+        platform = await createMemoryPlatform(options);
+        this.#platforms[j] = platform;
+      }
+      if (this.#stopping) return;
+      const agent = createAgent(this.#config, platform, {
+        transport: {
+          dial: (dial) => {
+            this.#attemptAt[j] = now();
+            return this.#transport.dial(dial);
+          },
+        },
+        logger: this.#log,
+        profile: this.#profiles[j]!,
+        onTransition: (machine, state) => this.#transition(j, machine, state),
+      });
+      this.#agents[j] = agent;
+      void agent.done.then((exit) => this.#onExit(j, exit));
+      await agent.start();
+    } catch (err) {
+      this.#error(`start:${(err as { code?: string }).code ?? 'FAILED'}`);
+    }
+  }
+
+  #error(code: string): void {
+    this.#errors[code] = (this.#errors[code] ?? 0) + 1;
+  }
+
+  #transition(j: number, machine: 'session' | 'update', state: string): void {
+    const t = now();
+    if (machine === 'update') {
+      const flags = this.#flags[j]!;
+      if (!(flags & 1) && state !== 'done') {
+        this.#flags[j] = (flags | 1) & ~2;
+        this.#counters.jobsOffered++;
+        this.#counters.jobsActive++;
+        if (this.#jobCreatedAt > 0) this.#hist.jobOffer.record(Date.now() - this.#jobCreatedAt);
+      } else if (state === 'rolling-back') this.#flags[j] = flags | 2;
+      else if (state === 'done' && flags & 1) {
+        this.#flags[j] = flags & ~1;
+        this.#counters.jobsActive--;
+        this.#counters.jobsDone++;
+        if (flags & 2) this.#counters.jobsRolledBack++;
+        if (this.#jobCreatedAt > 0) this.#hist.jobComplete.record(Date.now() - this.#jobCreatedAt);
+      }
+      return;
+    }
+    const before = this.#state[j]!;
+    const code = S[state as keyof typeof S];
+    if (code === undefined) return;
+    this.#state[j] = code;
+    switch (code) {
+      case S.connecting:
+        if (before !== S.connecting) this.#dialAt[j] = t;
+        break;
+      case S['hello-sent']:
+        this.#counters.connects++;
+        this.#hist.connect.record(t - this.#dialAt[j]!);
+        this.#helloAt[j] = t;
+        if (this.#firstHelloAt[j] === 0) this.#firstHelloAt[j] = t;
+        break;
+      case S.managed:
+      case S.unmanaged:
+      case S['rejected-waiting']: {
+        if (before === S['hello-sent']) {
+          this.#hist.admission.record(t - this.#helloAt[j]!);
+          if (this.#firstAdmissionAt[j] === 0) this.#firstAdmissionAt[j] = t;
+        }
+        this.#admission[j] = code === S.managed ? 1 : code === S.unmanaged ? 2 : before === S.connecting ? 4 : 3;
+        if (code !== S['rejected-waiting'] && this.#downAt[j]! > 0) {
+          const ms = t - this.#downAt[j]!;
+          this.#lastReconnectMs[j] = ms;
+          this.#lastRedialMs[j] = Math.max(0, this.#attemptAt[j]! - this.#downAt[j]!);
+          this.#downAt[j] = 0;
+          this.#reconnects[j]!++;
+          this.#counters.reconnects++;
+          this.#hist.reconnect.record(ms);
+          const bin = String(Math.floor(ms / 1000));
+          this.#reconnectBins[bin] = (this.#reconnectBins[bin] ?? 0) + 1;
+        }
+        break;
+      }
+      case S.stopped:
+        // A reboot, power cut or restart: the channel is gone until the router is back.
+        if (!this.#stopping && (before === S.managed || before === S.unmanaged)) {
+          this.#counters.disconnects++;
+          this.#downAt[j] = t;
+        }
+        break;
+      case S['backing-off']:
+        if (before === S.managed || before === S.unmanaged) {
+          this.#counters.disconnects++;
+          this.#downAt[j] = t;
+        } else if (before === S['hello-sent'] && this.#downAt[j] === 0 && this.#firstAdmissionAt[j]! > 0) this.#downAt[j] = t;
+        break;
+      default:
+        break;
+    }
+  }
+
+  #exited(j: number, exit: AgentExit): void {
+    this.#agents[j] = undefined;
+    if (this.#stopping) return;
+    const restart = (this.#flags[j]! & 4) !== 0;
+    this.#flags[j] = this.#flags[j]! & ~4;
+    if (exit.reason === 'stopped' && !restart) return;
+    if (exit.reason === 'error') this.#error(`exit:${(exit.error as { code?: string } | undefined)?.code ?? 'ERROR'}`);
+    if (exit.reason === 'power-cut') this.#error('exit:power-cut');
+    // The router goes down now (if the session did not say so): the channel is gone until it is back.
+    if (this.#downAt[j] === 0 && (this.#state[j] === S.managed || this.#state[j] === S.unmanaged)) this.#downAt[j] = now();
+    this.#state[j] = S.stopped;
+    this.#counters.restarts++;
+    const delay = exit.reason === 'error' ? 5000 : (this.#draws[j]!.faults.reboot?.durationMs ?? 0);
+    this.#clock.setTimer(delay, () => {
+      if (this.#stopping) return;
+      const platform = this.#platforms[j];
+      if (!platform) return;
+      platform
+        .powerOn()
+        .then(() => this.#boot(j))
+        .catch(() => this.#error('power-on'));
+    });
+  }
+
+  /** Drops a fraction of the open channels abruptly. */
+  cut(fraction: number, seed: number): number {
+    const random = seededRandom(seed);
+    return this.#transport.cut(fraction, () => random.next());
+  }
+
+  /** Restarts a fraction of the routers (graceful reboot, or a power cut). */
+  restart(fraction: number, seed: number, powerCut = false): number {
+    const random = seededRandom(seed);
+    let n = 0;
+    for (let j = 0; j < this.#agents.length; j++) {
+      const agent = this.#agents[j];
+      if (!agent || random.next() >= fraction) continue;
+      n++;
+      this.#flags[j] = this.#flags[j]! | 4;
+      if (powerCut) {
+        // Nothing is flushed: the agent stops where it is, the channel is cut.
+        this.#flags[j] = this.#flags[j]! & ~4;
+        void agent.stop().then(() => this.#exited(j, { reason: 'power-cut' }));
+      } else void agent.stop();
+    }
+    return n;
+  }
+
+  jobCreated(at: number): void {
+    this.#jobCreatedAt = at;
+  }
+
+  details(): DeviceDetail[] {
+    const { process: k, processes: p } = this.#options;
+    return this.#profiles.map((profile, j) => ({
+      index: k + j * p,
+      serialNumber: profile.serialNumber,
+      deviceId: profile.deviceId,
+      state: STATES[this.#state[j]!]!,
+      updateState: this.#agents[j]?.updateState(),
+      admission: ADMISSION[this.#admission[j]!] ?? null,
+      firstHelloAt: this.#firstHelloAt[j]!,
+      firstAdmissionAt: this.#firstAdmissionAt[j]!,
+      reconnects: this.#reconnects[j]!,
+      lastReconnectMs: this.#lastReconnectMs[j]!,
+      lastRedialMs: this.#lastRedialMs[j]!,
+      expect: this.#draws[j]!.expect,
+      labels: this.#draws[j]!.labels,
+    }));
+  }
+
+  #gc(): void {
+    const gc = (globalThis as { gc?: () => void }).gc;
+    if (this.#options.gcBeforeStats && gc) {
+      gc();
+      gc();
+    }
+  }
+
+  stats(): WorkerStats {
+    this.#gc();
+    const states: Record<string, number> = {};
+    const admission = { managed: 0, unmanaged: 0, rejected: 0, authFailed: 0 };
+    for (let j = 0; j < this.#started; j++) {
+      const s = STATES[this.#state[j]!]!;
+      states[s] = (states[s] ?? 0) + 1;
+      const a = this.#admission[j]!;
+      if (a === 1) admission.managed++;
+      else if (a === 2) admission.unmanaged++;
+      else if (a === 3) admission.rejected++;
+      else if (a === 4) admission.authFailed++;
+    }
+    const mem = process.memoryUsage();
+    const cpu = process.cpuUsage(this.#cpu0);
+    return {
+      process: this.#options.process,
+      pid: process.pid,
+      at: Date.now(),
+      devices: this.#profiles.length,
+      started: this.#started,
+      states,
+      admission,
+      counters: { ...this.#counters },
+      errors: { ...this.#errors },
+      reconnectBins: { ...this.#reconnectBins },
+      histograms: Object.fromEntries(HISTOGRAMS.map((h) => [h, this.#hist[h].toJSON()])) as WorkerStats['histograms'],
+      openSockets: this.#transport.open(),
+      memory: { rss: mem.rss, heapUsed: mem.heapUsed, external: mem.external },
+      cpu: { userMs: cpu.user / 1000, systemMs: cpu.system / 1000 },
+    };
+  }
+
+  /** Stops every agent (graceful close) and the timers. */
+  async stop(): Promise<WorkerStats> {
+    if (this.#ramp) clearTimeout(this.#ramp);
+    if (this.#statsTimer) clearInterval(this.#statsTimer);
+    const stats = this.stats();
+    this.#stopping = true;
+    await Promise.all(this.#agents.map((a) => a?.stop().catch(() => undefined)));
+    return stats;
+  }
+}
+
+/** 32-bit FNV-1a of (seed, serial number): the router's own seed. */
+export function hashSeed(seed: number, serial: string): number {
+  let h = 0x811c9dc5 ^ seed;
+  for (let i = 0; i < serial.length; i++) {
+    h ^= serial.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  return h >>> 0 || 1;
+}
+
+/** Entry point of a child process: talks to the coordinator over IPC. */
+export function runWorkerProcess(): void {
+  let worker: FleetWorker | undefined;
+  const send = (message: FromWorker) => process.send?.(message);
+  process.on('message', (raw: { type: 'init'; options: WorkerOptions } | ToWorker) => {
+    void (async () => {
+      try {
+        if (raw.type === 'init') {
+          worker = new FleetWorker(raw.options, send);
+          await worker.load();
+          return;
+        }
+        if (!worker) return;
+        switch (raw.type) {
+          case 'start':
+            worker.start(raw.t0);
+            break;
+          case 'cut':
+            worker.cut(raw.fraction, raw.seed);
+            break;
+          case 'restart':
+            worker.restart(raw.fraction, raw.seed, raw.powerCut);
+            break;
+          case 'job':
+            worker.jobCreated(raw.createdAt);
+            break;
+          case 'detail':
+            send({ type: 'detail', id: raw.id, devices: worker.details() });
+            break;
+          case 'stop': {
+            const stats = await worker.stop();
+            send({ type: 'stopped', stats });
+            setTimeout(() => process.exit(0), 50);
+            break;
+          }
+        }
+      } catch (err) {
+        send({ type: 'error', message: (err as Error).message });
+      }
+    })();
+  });
+  process.on('disconnect', () => process.exit(0));
+}

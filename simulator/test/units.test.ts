@@ -1,0 +1,98 @@
+import { describe, expect, it } from 'vitest';
+import { parseDuration } from '../src/cli.js';
+import { csvObjects, parseCsv } from '../src/csv.js';
+import { defaultSourceAddresses } from '../src/fleet.js';
+import { fleetToCsv, generateFleet } from '../src/fleet-generator.js';
+import { Histogram } from '../src/histogram.js';
+import { firmwareImage } from '../src/jobs.js';
+import { prometheusText, statusLine } from '../src/metrics.js';
+import { validateScenario } from '../src/scenario.js';
+import { mergeStats, type WorkerStats } from '../src/stats.js';
+import { routerMetrics, setTelemetryPeriod } from '../src/telemetry.js';
+
+function part(process: number, managed: number, samples: number[]): WorkerStats {
+  const h = new Histogram();
+  for (const s of samples) h.record(s);
+  const empty = new Histogram().toJSON();
+  return {
+    process,
+    pid: 100 + process,
+    at: 1000,
+    devices: managed + 1,
+    started: managed + 1,
+    states: { managed, 'backing-off': 1 },
+    admission: { managed, unmanaged: 0, rejected: 0, authFailed: 0 },
+    counters: { connects: managed, disconnects: 1, reconnects: 0, dialFailures: 2, restarts: 0, jobsOffered: 0, jobsActive: 0, jobsDone: 0, jobsRolledBack: 0 },
+    errors: { 'dial:ECONNREFUSED': 2 },
+    reconnectBins: { 0: 1 },
+    histograms: { connect: h.toJSON(), admission: empty, reconnect: empty, jobOffer: empty, jobComplete: empty },
+    openSockets: managed,
+    memory: { rss: 1e8, heapUsed: 5e7, external: 0 },
+    cpu: { userMs: 100, systemMs: 50 },
+  };
+}
+
+describe('simulator units', () => {
+  it('parses the fleet CSV it generates (quotes, commas) back into the same cells', () => {
+    const fleet = generateFleet({ devices: 50, seed: 3 });
+    const rows = csvObjects(fleetToCsv(fleet));
+    expect(rows).toHaveLength(50);
+    expect(rows.map((r) => r['serialNumber'])).toEqual(fleet.map((d) => d.serialNumber));
+    expect(rows.map((r) => r['customFields.installer'])).toEqual(fleet.map((d) => d.customFields['installer']));
+    expect(parseCsv('a,"b ""x"", y"\r\n1,2\n')).toEqual([['a', 'b "x", y'], ['1', '2']]);
+  });
+
+  it('merges the stats of several processes, histograms included', () => {
+    const s = mergeStats([part(0, 10, [5, 10]), part(1, 20, [20, 40])]);
+    expect(s.managed).toBe(30);
+    expect(s.backingOff).toBe(2);
+    expect(s.errors['dial:ECONNREFUSED']).toBe(4);
+    expect(s.histograms.connect.count).toBe(4);
+    expect(s.histograms.connect.max).toBe(40);
+    expect(s.memory.processes).toHaveLength(2);
+    expect(statusLine(s)).toContain('managed 30');
+    const text = prometheusText(s);
+    expect(text).toContain('fleetsim_routers_by_state{state="managed"} 30');
+    expect(text).toContain('fleetsim_connect_ms_count 4');
+    expect(text).toContain('fleetsim_errors_total{code="dial:ECONNREFUSED"} 4');
+  });
+
+  it('validates scenarios and durations', () => {
+    const ok = validateScenario({ server: 'https://x', profiles: 'p', steps: [{ step: 'ramp' }, { step: 'wait', sec: 1 }, { step: 'stop' }] });
+    expect(ok.steps).toHaveLength(3);
+    expect(() => validateScenario({ server: 'https://x', profiles: 'p', steps: [{ step: 'wait', sec: 1 }] })).toThrow(/first step/);
+    expect(() => validateScenario({ server: 'https://x', profiles: 'p', steps: [{ step: 'ramp' }, { step: 'dance' }] })).toThrow(/unknown step/);
+    expect(() => validateScenario({ server: 'https://x', profiles: 'p', steps: [{ step: 'ramp' }, { step: 'cut-connections', fraction: 2 }] })).toThrow(/fraction/);
+    expect(parseDuration('90')).toBe(90);
+    expect(parseDuration('5m')).toBe(300);
+    expect(parseDuration('1h')).toBe(3600);
+    expect(() => parseDuration('soon')).toThrow(TypeError);
+  });
+
+  it('spreads loopback dials over several source addresses, and only on loopback', () => {
+    expect(defaultSourceAddresses('wss://127.0.0.1:8443/api/channel', 2000)).toEqual(['127.0.0.1', '127.0.0.2']);
+    expect(defaultSourceAddresses('wss://127.0.0.1:8443/api/channel', 50_000)).toHaveLength(4);
+    expect(defaultSourceAddresses('wss://fleet.example:8443/api/channel', 50_000)).toEqual([]);
+  });
+
+  it('makes telemetry that evolves over time, deterministic per router and within the protocol ranges', () => {
+    setTelemetryPeriod(3600);
+    let t = Date.UTC(2025, 0, 1);
+    const host = { telemetrySeed: 42, clock: { now: () => t } };
+    const a = routerMetrics.call(host);
+    expect(routerMetrics.call(host)).toEqual(a);
+    const seen = new Set<number>();
+    for (let h = 0; h < 48; h++) {
+      t += 3_600_000;
+      const m = routerMetrics.call(host) as Record<string, number>;
+      for (const k of ['cpuLoadPercent', 'memoryUsagePercent', 'networkQuality']) {
+        expect(m[k]).toBeGreaterThanOrEqual(0);
+        expect(m[k]).toBeLessThanOrEqual(100);
+      }
+      expect(m['throughputBytesIn']).toBeGreaterThan(0);
+      seen.add(m['cpuLoadPercent']!);
+    }
+    expect(seen.size).toBeGreaterThan(20);
+    expect(firmwareImage(1000, '1.0.0').equals(firmwareImage(1000, '1.0.0'))).toBe(true);
+  });
+});
