@@ -1,0 +1,29 @@
+/**
+ * Child process: a bare `ws` server (no protocol, no TLS, no compression) — the floor our server's
+ * per-connection cost is compared with. IPC: sends {type:'ready', port}; answers {type:'measure'}
+ * with {type:'measured', rss, heapUsed, connections} after a GC.
+ */
+import { WebSocketServer } from 'ws';
+
+const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: false, maxPayload: 64 * 1024 });
+let connections = 0;
+wss.on('connection', (ws) => {
+  connections++;
+  ws.on('message', (data) => ws.send(data));
+  ws.on('close', () => connections--);
+});
+wss.on('listening', () => {
+  const address = wss.address();
+  process.send!({ type: 'ready', port: address && typeof address === 'object' ? address.port : 0 });
+});
+process.on('message', (m: { type: string }) => {
+  if (m.type === 'measure') {
+    globalThis.gc?.();
+    const mem = process.memoryUsage();
+    process.send!({ type: 'measured', rss: mem.rss, heapUsed: mem.heapUsed, connections });
+  } else if (m.type === 'stop') {
+    for (const c of wss.clients) c.terminate();
+    wss.close(() => process.exit(0));
+  }
+});
+process.on('disconnect', () => process.exit(0));

@@ -1,0 +1,147 @@
+#!/usr/bin/env node
+import yargs from 'yargs';
+import { hideBin } from 'yargs/helpers';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { type ApiResult, runApi } from './api.js';
+import { runBaseline } from './baseline.js';
+import { activateLicences, login, prepareTenant, startServer } from './local-server.js';
+import { API_SCENARIOS } from './scenarios/api.js';
+import { runScale } from './scale.js';
+import { seedAccount } from './seed.js';
+
+/** `fleet-loadtest`: baseline, API scenarios and end-to-end scale runs (loopback only; every run stops by itself). */
+export async function runCli(argv: string[]): Promise<void> {
+  await yargs(argv)
+    .scriptName('fleet-loadtest')
+    .command(
+      'baseline',
+      'Measure a bare ws server and bare ws clients: the floor our costs are reported against',
+      (y) =>
+        y
+          .option('connections', { type: 'number', default: 10_000, describe: 'Connections (≤ 18,000: one server process)' })
+          .option('processes', { type: 'number', default: 2, describe: 'Client processes' })
+          .option('sources', { type: 'number', default: 4, describe: 'Source addresses 127.0.0.1…n' })
+          .option('json', { type: 'boolean', default: false, describe: 'Print one JSON line' }),
+      async (args) => {
+        if (args.connections > 18_000) {
+          throw new Error('--connections above 18,000 would exceed one process’s 20,000 open files');
+        }
+        const { connections, processes, sources } = args;
+        const result = await runBaseline({ connections, processes, sourceAddresses: sources });
+        if (args.json) console.log(JSON.stringify({ name: 'baseline raw ws', ...result }));
+        else {
+          console.log(`raw ws baseline: ${result.connections} connections (${result.failed} failed)`);
+          console.log(`  connects/s ${result.connectsPerSec}; connect p50 ${result.connectMs.p50} ms, p99 ${result.connectMs.p99} ms`);
+          console.log(`  server ${(result.serverBytesPerConnection / 1024).toFixed(1)} KB/connection, client ${(result.clientBytesPerConnection / 1024).toFixed(1)} KB/connection`);
+        }
+      },
+    )
+    .command(
+      'seed',
+      'Seed an account through the REST API: a deterministic fleet and one update job to all of it',
+      (y) =>
+        y
+          .option('url', { type: 'string', demandOption: true, describe: 'Server base URL (http://127.0.0.1:PORT)' })
+          .option('token', { type: 'string', demandOption: true, describe: 'Bearer token (login or API token)' })
+          .option('devices', { type: 'number', default: 50_000, describe: 'Devices to register' })
+          .option('seed', { type: 'number', default: 7, describe: 'Fleet generator seed' }),
+      async (args) => {
+        console.log(JSON.stringify(await seedAccount(args.url, args.token, { devices: args.devices, seed: args.seed })));
+      },
+    )
+    .command(
+      'api',
+      'autocannon scenarios against the REST API; prints req/s, p50/p99 and errors; exit code = verdict',
+      (y) =>
+        y
+          .option('url', { type: 'string', describe: 'Server base URL (omit with --local)' })
+          .option('token', { type: 'string', describe: 'Bearer token (omit with --local)' })
+          .option('scenario', { type: 'string', array: true, describe: `Scenario(s): ${API_SCENARIOS.map((s) => s.name).join(', ')} (default all)` })
+          .option('local', { type: 'boolean', default: false, describe: 'Start a server with its own data directory and seed it first' })
+          .option('devices', { type: 'number', default: 50_000, describe: 'With --local: devices to seed' })
+          .option('duration', { type: 'number', describe: 'Override every scenario’s duration (s)' })
+          .option('json', { type: 'boolean', default: false, describe: 'Print JSON lines instead of a table' }),
+      async (args) => {
+        let url = args.url;
+        let token = args.token;
+        let cleanup = async () => {};
+        if (args.local) {
+          const dataDir = mkdtempSync(join(tmpdir(), 'fleet-loadtest-api-'));
+          const tenant = await prepareTenant(dataDir, { plan: 'pro', licences: Math.max(1, Math.ceil(args.devices / 100)) });
+          const server = await startServer({ dataDir });
+          cleanup = async () => {
+            await server.stop();
+            rmSync(dataDir, { recursive: true, force: true });
+          };
+          try {
+            url = server.url;
+            token = await login(url, tenant);
+            await activateLicences(url, token, tenant.codes);
+            const seeded = await seedAccount(url, token, { devices: args.devices });
+            console.error(`seeded ${seeded.devices} devices in ${seeded.importSec} s (CSV import)`);
+          } catch (err) {
+            await cleanup();
+            throw err;
+          }
+        }
+        if (!url || !token) throw new Error('give --url and --token, or --local');
+        try {
+          const { pass, results } = await runApi(url, token, args.scenario, args.duration ? { durationSec: args.duration } : {});
+          for (const r of results) console.log(args.json ? JSON.stringify(r) : formatApiResult(r));
+          console.log(pass ? 'PASS' : 'FAIL');
+          process.exitCode = pass ? 0 : 1;
+        } finally {
+          await cleanup();
+        }
+      },
+    )
+    .command(
+      'scale',
+      'End-to-end scale run: server, licences, fleet, admission, one job to all, a restart; checks and a report',
+      (y) =>
+        y
+          .option('devices', { type: 'number', demandOption: true, describe: 'Virtual routers' })
+          .option('licences', { type: 'number', demandOption: true, describe: 'Devices the account may manage at once' })
+          .option('workers', { type: 'number', default: 1, describe: 'Server worker processes' })
+          .option('processes', { type: 'number', describe: 'Simulator processes (default: one per 15,000 routers)' })
+          .option('rate', { type: 'number', default: 500, describe: 'Connects per second asked of the simulator' })
+          .option('report', { type: 'string', default: 'reports/scale.json', describe: 'JSON report path (.md and SVG charts beside it)' })
+          .option('tls', { type: 'boolean', default: true, describe: 'Run over TLS (the only mode so far; the report says so)' })
+          .option('baseline', { type: 'boolean', default: true, describe: 'Measure the raw-ws baseline in the same run' }),
+      async (args) => {
+        if (!args.tls) throw new Error('--no-tls is not supported yet: scale runs use wss with a local CA');
+        const result = await runScale({
+          devices: args.devices,
+          licences: args.licences,
+          workers: args.workers,
+          ...(args.processes ? { processes: args.processes } : {}),
+          rate: args.rate,
+          report: args.report,
+          baseline: args.baseline,
+          log: (t) => console.error(t),
+        });
+        for (const c of result.checks) console.log(`${c.pass ? 'pass' : 'FAIL'}  ${c.name}: ${c.detail}`);
+        console.log(`${result.pass ? 'PASS' : 'FAIL'} in ${result.durationSec} s; report ${args.report}`);
+        process.exitCode = result.pass ? 0 : 1;
+      },
+    )
+    .demandCommand(1)
+    .strict()
+    .help()
+    .parseAsync();
+}
+
+function formatApiResult(r: ApiResult): string {
+  if (r.skipped) return `${r.scenario.padEnd(16)} skipped: ${r.skipped}`;
+  const verdict = r.pass ? 'pass' : `FAIL (${r.failures!.join('; ')})`;
+  return `${r.scenario.padEnd(16)} ${String(r.rps).padStart(6)} req/s  p50 ${String(r.p50Ms).padStart(5)} ms  p99 ${String(r.p99Ms).padStart(5)} ms  errors ${r.errors! + r.non2xx!}/${r.requests}  ${verdict}`;
+}
+
+if (import.meta.url === `file://${process.argv[1]}` || process.argv[1]?.endsWith('/fleet-loadtest')) {
+  runCli(hideBin(process.argv)).catch((err: unknown) => {
+    console.error(err instanceof Error ? err.message : err);
+    process.exit(1);
+  });
+}

@@ -1,0 +1,155 @@
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { request } from 'undici';
+
+/** The reference server's CLI in this checkout (built by `npm run build`). */
+export const SERVER_CLI = fileURLToPath(new URL('../../server-stub/dist/cli.js', import.meta.url));
+
+export interface Tenant {
+  username: string;
+  password: string;
+  /** Account uuid. */
+  accountId: string;
+  /** Licence codes issued for it (redeem and activate them with `activateLicences` once the server runs). */
+  codes: string[];
+}
+
+export interface TenantOptions {
+  name?: string;
+  /** Plan of the licences issued (default `pro`: 100 devices each). */
+  plan?: 'free' | 'basic-1' | 'basic-25' | 'pro';
+  /** Number of licence codes (default 1). */
+  licences?: number;
+  /** Also issue an API licence (API tokens need one). */
+  apiLicence?: boolean;
+  /** More codes of other articles of the same plan (e.g. basic-1 next to basic-25). */
+  more?: { plan: 'basic-1' | 'basic-25' | 'pro'; count: number }[];
+}
+
+function serverCli(args: string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile(process.execPath, [SERVER_CLI, ...args], { maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
+      if (err) reject(new Error(`fleet-server ${args[0]} failed: ${stderr || err.message}`));
+      else resolve(stdout);
+    });
+  });
+}
+
+/**
+ * Prepares a data directory before the server starts, as an operator would: `fleet-server account
+ * create` and `fleet-server licences issue` (the vendor's side). Redeem and activate the codes
+ * through the API with `activateLicences` once the server runs.
+ */
+export async function prepareTenant(dataDir: string, options: TenantOptions = {}): Promise<Tenant> {
+  const username = 'admin';
+  const password = 'load test password 1';
+  const created = JSON.parse(
+    await serverCli(['account', 'create', '--data', dataDir, '--name', options.name ?? 'Load test', '--user', username, '--password', password]),
+  ) as { account: string };
+  const issue = async (plan: string, count: number) =>
+    (await serverCli(['licences', 'issue', '--data', dataDir, '--plan', plan, '--count', String(count)])).trim().split('\n').filter(Boolean);
+  const codes = await issue(options.plan ?? 'pro', options.licences ?? 1);
+  for (const m of options.more ?? []) if (m.count > 0) codes.push(...(await issue(m.plan, m.count)));
+  if (options.apiLicence) codes.push(...(await issue('api', 1)));
+  return { username, password, accountId: created.account, codes };
+}
+
+/** Redeems and activates licence codes now, through the REST API. */
+export async function activateLicences(url: string, token: string, codes: readonly string[]): Promise<void> {
+  for (const code of codes) {
+    const licence = await api<{ uuid: string }>(url, token, 'POST', '/api/licences/redeem', { code });
+    await api(url, token, 'POST', `/api/licences/${licence.uuid}/activate`, {});
+  }
+}
+
+export interface ServerProcess {
+  /** `http://127.0.0.1:PORT` */
+  url: string;
+  port: number;
+  child: ChildProcess;
+  /** SIGTERM, wait for a graceful exit (SIGKILL after `graceMs`). */
+  stop(graceMs?: number): Promise<number | null>;
+}
+
+export interface StartOptions {
+  dataDir: string;
+  /** Port to listen on; 0 = any (the default). Restart on the same port to keep clients' URL. */
+  port?: number;
+  workers?: number;
+  /** Extra `serve` flags. */
+  args?: string[];
+  /** Called with each log line (pino JSON) the server prints. */
+  onLog?: (line: string) => void;
+}
+
+/** Starts `fleet-server serve` as a child process on 127.0.0.1 and resolves when it listens. */
+export function startServer(options: StartOptions): Promise<ServerProcess> {
+  const args = [SERVER_CLI, 'serve', '--data', options.dataDir, '--host', '127.0.0.1', '--port', String(options.port ?? 0)];
+  if (options.workers && options.workers > 1) args.push('--workers', String(options.workers));
+  args.push(...(options.args ?? []));
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, FLEET_SERVER_LOG_LEVEL: 'info' } });
+  const stderr: string[] = [];
+  child.stderr!.on('data', (d: Buffer) => stderr.push(d.toString()));
+  return new Promise((resolve, reject) => {
+    const lines = createInterface({ input: child.stdout! });
+    let done = false;
+    const timer = setTimeout(() => fail(new Error('fleet-server did not start within 60 s')), 60_000);
+    const fail = (err: Error) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      child.kill('SIGKILL');
+      reject(new Error(`${err.message}\n${stderr.join('').slice(-2000)}`));
+    };
+    child.once('exit', (code) => fail(new Error(`fleet-server exited (${code}) before listening`)));
+    lines.on('line', (line) => {
+      options.onLog?.(line);
+      if (done || !line.includes('listening')) return;
+      const url = /"url":"(https?:\/\/[^"]+)"/.exec(line)?.[1] ?? /(https?:\/\/127\.0\.0\.1:\d+)/.exec(line)?.[1];
+      if (!url) return;
+      done = true;
+      clearTimeout(timer);
+      const port = Number(new URL(url).port);
+      resolve({
+        url: url.replace('0.0.0.0', '127.0.0.1'),
+        port,
+        child,
+        stop: (graceMs = 15_000) =>
+          new Promise((res) => {
+            if (child.exitCode !== null) return res(child.exitCode);
+            const kill = setTimeout(() => child.kill('SIGKILL'), graceMs);
+            child.once('exit', (code) => {
+              clearTimeout(kill);
+              res(code);
+            });
+            child.kill('SIGTERM');
+          }),
+      });
+    });
+  });
+}
+
+/** Logs in and returns a bearer token. */
+export async function login(url: string, tenant: Pick<Tenant, 'username' | 'password'>): Promise<string> {
+  const res = await request(`${url}/api/auth/login`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ username: tenant.username, password: tenant.password }),
+  });
+  const body = (await res.body.json()) as { token?: string };
+  if (res.statusCode !== 200 || !body.token) throw new Error(`login failed: ${res.statusCode} ${JSON.stringify(body)}`);
+  return body.token;
+}
+
+/** A JSON API call; throws on a non-2xx answer with the server's `{code, message}`. */
+export async function api<T = unknown>(url: string, token: string, method: string, path: string, body?: unknown): Promise<T> {
+  const res = await request(`${url}${path}`, {
+    method: method as 'GET',
+    headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+  });
+  const text = await res.body.text();
+  if (res.statusCode >= 300) throw new Error(`${method} ${path} → ${res.statusCode} ${text.slice(0, 500)}`);
+  return (text ? JSON.parse(text) : undefined) as T;
+}

@@ -1,0 +1,214 @@
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import { createJob, type FleetHandle, getJob, startFleet } from '@router-fleet/simulator';
+import { type BaselineResult, runBaseline } from './baseline.js';
+import { barChartSvg, histogramSvg } from './report.js';
+import { type Stage, stage } from './stage.js';
+
+/** Resolution of the first-come-first-served check (ms): see runScale. */
+export const FCFS_SLACK_MS = 250;
+
+export interface ScaleOptions {
+  devices: number;
+  licences: number;
+  workers?: number;
+  processes?: number;
+  /** Connects per second asked of the simulator. Default 500. */
+  rate?: number;
+  /** Report path (`.json`; a `.md` and SVG charts go next to it). */
+  report: string;
+  /** Also measure the raw-ws baseline (up to 18,000 connections) for the ratios. Default true. */
+  baseline?: boolean;
+  log?: (text: string) => void;
+  /** Overall time limit (ms). Default 15 min. */
+  timeoutMs?: number;
+}
+
+export interface ScaleCheck {
+  name: string;
+  pass: boolean;
+  detail: string;
+}
+
+/**
+ * The end-to-end scale run: stage a server (own data directory, licences, fleet), start N virtual
+ * routers, wait for admission, one update job to every managed router, a server restart, and the
+ * checks: exactly min(N, L) managed, first come first served, every managed router updated, every
+ * router back after the restart, no protocol errors. Writes a JSON and a Markdown report with SVG
+ * charts. Always over TLS (the report says so).
+ */
+export async function runScale(options: ScaleOptions) {
+  const log = options.log ?? (() => {});
+  const started = Date.now();
+  const expectedManaged = Math.min(options.devices, options.licences);
+  const deadline = started + (options.timeoutMs ?? 15 * 60_000);
+  const left = () => Math.max(1000, deadline - Date.now());
+  const checks: ScaleCheck[] = [];
+  const phases: Record<string, number> = {};
+  const phase = (name: string, since: number) => (phases[name] = Math.round((Date.now() - since) / 100) / 10);
+  let st: Stage | undefined;
+  let fleet: FleetHandle | undefined;
+  let baseline: BaselineResult | undefined;
+  try {
+    if (options.baseline !== false) {
+      const n = Math.min(options.devices, 18_000);
+      log(`raw ws baseline: ${n} connections`);
+      baseline = await runBaseline({ connections: n, processes: Math.max(1, Math.ceil(n / 15_000)), sourceAddresses: 4 });
+    }
+    let t = Date.now();
+    st = await stage({
+      devices: options.devices,
+      plan: 'basic-25',
+      licences: Math.floor(options.licences / 25),
+      more: [{ plan: 'basic-1', count: options.licences % 25 }],
+      workers: options.workers ?? 1,
+      log,
+    });
+    phase('stageSec', t);
+
+    t = Date.now();
+    fleet = await startFleet({
+      profiles: st.profilesDir,
+      devices: options.devices,
+      rate: options.rate ?? 500,
+      ...(options.processes ? { processes: options.processes } : {}),
+      behaviour: 'ideal',
+      seed: 2026,
+    });
+    const unadmitted = options.devices - expectedManaged;
+    const admitted = await fleet.waitFor((s) => s.managed === expectedManaged && s.rejected + s.backingOff >= unadmitted, left());
+    phase('admissionSec', t);
+    log(`${admitted.managed} managed, ${options.devices - admitted.managed} without a licence`);
+    checks.push({ name: 'exactly min(N, L) managed', pass: admitted.managed === expectedManaged, detail: `${admitted.managed} of ${expectedManaged}` });
+
+    // First come, first served: no router that said hello clearly after the first router left
+    // without a licence may hold one. "Clearly": hellos sent within FCFS_SLACK_MS of each other by
+    // different sockets and processes can reach the server in either order under load, so the
+    // check works at that resolution (the server itself decides in arrival order, in one transaction).
+    const details = await fleet.details();
+    const managedIds = details.filter((d) => d.admission === 'managed').map((d) => d.deviceId);
+    const refused = details.filter((d) => d.admission !== 'managed');
+    const firstRefusedHello = Math.min(...refused.map((d) => d.firstHelloAt));
+    const inversions = refused.length
+      ? details.filter((d) => d.admission === 'managed' && d.firstHelloAt > firstRefusedHello + FCFS_SLACK_MS).length
+      : 0;
+    checks.push({
+      name: 'first come, first served',
+      pass: inversions === 0,
+      detail: `${inversions} managed routers said hello more than ${FCFS_SLACK_MS} ms after the first refused one`,
+    });
+
+    t = Date.now();
+    fleet.jobCreated();
+    const job = await createJob(st.rest, { packet: { firmwareVersion: '99.0.0', sizeBytes: 16 * 1024 } }, async () => managedIds);
+    let j = await getJob(st.rest, job.uuid);
+    while (j.progress.percentComplete < 100 && !['finished', 'cancelled', 'aborted'].includes(j.state) && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 2000));
+      j = await getJob(st.rest, job.uuid);
+      log(`job ${j.progress.percentComplete.toFixed(0)} %`);
+    }
+    phase('jobSec', t);
+    const succeeded = (j.progress.results as Record<string, number>)['succeeded'] ?? 0;
+    checks.push({ name: 'every managed router updated', pass: succeeded === expectedManaged, detail: `${succeeded} of ${expectedManaged} succeeded` });
+
+    t = Date.now();
+    const before = fleet.stats().counters.reconnects;
+    await st.restart();
+    const back = await fleet
+      .waitFor((s) => s.managed === expectedManaged && s.counters.reconnects - before >= expectedManaged, left())
+      .catch(() => fleet!.stats());
+    phase('restartSec', t);
+    checks.push({ name: 'every router back after a server restart', pass: back.managed === expectedManaged, detail: `${back.managed} of ${expectedManaged} managed again` });
+    const protocolErrors = Object.entries(back.errors).filter(([code]) => code.startsWith('PROTO_'));
+    checks.push({ name: 'no protocol errors', pass: protocolErrors.length === 0, detail: protocolErrors.length ? JSON.stringify(Object.fromEntries(protocolErrors)) : 'none' });
+
+    const final = await fleet.stop();
+    fleet = undefined;
+    const h = Object.fromEntries(Object.entries(final.histograms).map(([k, v]) => [k, v.summary()]));
+    const simRss = final.memory.rss;
+    const result = {
+      devices: options.devices,
+      licences: options.licences,
+      workers: st.workers,
+      processes: final.processes,
+      transport: 'wss (TLS, server certificate from a local CA)',
+      pass: checks.every((c) => c.pass),
+      checks,
+      phases,
+      connectsPerSec: Math.round(options.devices / (phases['admissionSec'] ?? 1)),
+      histograms: h,
+      reconnectBins: final.reconnectBins,
+      errors: final.errors,
+      simulator: { rssBytes: simRss, bytesPerRouter: Math.round(simRss / options.devices), cpuSec: (final.cpu.userMs + final.cpu.systemMs) / 1000 },
+      baseline: baseline ?? null,
+      ratios: baseline
+        ? {
+            connectsPerSec: +(options.devices / (phases['admissionSec'] ?? 1) / baseline.connectsPerSec).toFixed(2),
+            simulatorBytesPerRouterToRawClient: +(simRss / options.devices / Math.max(1, baseline.clientBytesPerConnection)).toFixed(2),
+          }
+        : null,
+      durationSec: Math.round((Date.now() - started) / 1000),
+    };
+    writeReports(options.report, result);
+    return result;
+  } finally {
+    await fleet?.stop().catch(() => undefined);
+    await st?.server.stop().catch(() => undefined);
+    if (st) rmSync(st.dataDir, { recursive: true, force: true });
+  }
+}
+
+type ScaleResult = {
+  devices: number;
+  licences: number;
+  workers: number;
+  transport: string;
+  pass: boolean;
+  checks: ScaleCheck[];
+  phases: Record<string, number>;
+  histograms: Record<string, { p50: number; p90: number; p99: number; max: number; count: number }>;
+  reconnectBins: Record<string, number>;
+  durationSec: number;
+  [k: string]: unknown;
+};
+
+function writeReports(jsonPath: string, r: ScaleResult): void {
+  const dir = dirname(jsonPath);
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(jsonPath, `${JSON.stringify(r, null, 2)}\n`);
+  const base = basename(jsonPath).replace(/\.json$/, '');
+  const charts: string[] = [];
+  for (const [name, h] of Object.entries(r.histograms)) {
+    if (!h.count) continue;
+    const file = `${base}-${name}.svg`;
+    writeFileSync(join(dir, file), histogramSvg(`${name} (${h.count.toLocaleString('en')} samples)`, h as never));
+    charts.push(`![${name}](${file})`);
+  }
+  const bins = Object.entries(r.reconnectBins).sort((a, b) => Number(a[0]) - Number(b[0]));
+  if (bins.length) {
+    const file = `${base}-reconnects.svg`;
+    writeFileSync(join(dir, file), barChartSvg('Reconnect times (firmware reboots and the server restart), per second', bins.map(([s, n]) => ({ label: `${s} s`, value: n })), 'routers'));
+    charts.push(`![reconnects](${file})`);
+  }
+  const md = `# Scale run: ${r.devices.toLocaleString('en')} routers, ${r.licences.toLocaleString('en')} licences — ${r.pass ? 'PASS' : 'FAIL'}
+
+Transport: ${r.transport}. Server workers: ${r.workers}. Duration: ${r.durationSec} s.
+
+| check | result | detail |
+| --- | --- | --- |
+${r.checks.map((c) => `| ${c.name} | ${c.pass ? 'pass' : '**FAIL**'} | ${c.detail} |`).join('\n')}
+
+| phase | seconds |
+| --- | --- |
+${Object.entries(r.phases).map(([k, v]) => `| ${k.replace(/Sec$/, '')} | ${v} |`).join('\n')}
+
+| histogram | count | p50 ms | p90 ms | p99 ms | max ms |
+| --- | --- | --- | --- | --- | --- |
+${Object.entries(r.histograms).map(([k, h]) => `| ${k} | ${h.count} | ${h.p50} | ${h.p90} | ${h.p99} | ${h.max} |`).join('\n')}
+
+Full figures (memory, CPU, baseline and ratios): \`${basename(jsonPath)}\`.
+
+${charts.join('\n\n')}
+`;
+  writeFileSync(join(dir, `${base}.md`), md);
+}

@@ -1,0 +1,85 @@
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { fleetToCsv, generateFleet, provisionFleet, RestClient } from '@router-fleet/simulator';
+import { prepareTenant, SERVER_CLI, type ServerProcess, startServer, type Tenant, type TenantOptions } from './local-server.js';
+
+const run = promisify(execFile);
+
+/** A server with its own data directory, an account with active licences, and a provisioned fleet. */
+export interface Stage {
+  dataDir: string;
+  server: ServerProcess;
+  rest: RestClient;
+  tenant: Tenant;
+  caPath: string;
+  caPem: string;
+  certPath: string;
+  keyPath: string;
+  /** Directory of the provisioned connection profiles (for `startFleet`). */
+  profilesDir: string;
+  workers: number;
+  /** Restarts the server on the same port and data directory. */
+  restart(): Promise<ServerProcess>;
+}
+
+export interface StageOptions extends TenantOptions {
+  devices: number;
+  seed?: number;
+  workers?: number;
+  log?: (text: string) => void;
+}
+
+/**
+ * Stages a run on this machine: TLS from a local CA (`fleet-server tls generate`), an account with
+ * licences issued by the CLI and redeemed + activated through the API, the server started on
+ * 127.0.0.1, and a deterministic fleet registered by CSV with its connection profiles fetched.
+ */
+export async function stage(options: StageOptions): Promise<Stage> {
+  const log = options.log ?? (() => {});
+  const dataDir = mkdtempSync(join(tmpdir(), 'router-fleet-run-'));
+  const tls = JSON.parse((await run(process.execPath, [SERVER_CLI, 'tls', 'generate', '--data', dataDir, '--ip', '127.0.0.1'])).stdout) as {
+    ca: string;
+    cert: string;
+    key: string;
+  };
+  const tenant = await prepareTenant(dataDir, options);
+  const workers = options.workers ?? 1;
+  const serverArgs = ['--tls-cert', tls.cert, '--tls-key', tls.key];
+  let server = await startServer({ dataDir, workers, args: serverArgs });
+  const caPem = readFileSync(tls.ca, 'utf8');
+  const rest = new RestClient({ server: server.url, caPem });
+  const { token } = await rest.json<{ token: string }>('POST', '/api/auth/login', { username: tenant.username, password: tenant.password });
+  rest.token = token;
+  for (const code of tenant.codes) {
+    const licence = await rest.json<{ uuid: string }>('POST', '/api/licences/redeem', { code });
+    await rest.json('POST', `/api/licences/${licence.uuid}/activate`, {});
+  }
+  log(`fleet-server on ${server.url} (${workers} worker${workers > 1 ? 's' : ''}); ${tenant.codes.length} licence code(s) active`);
+  const csvPath = join(dataDir, 'fleet.csv');
+  writeFileSync(csvPath, fleetToCsv(generateFleet({ devices: options.devices, seed: options.seed ?? 2026, customFields: false })));
+  const profilesDir = join(dataDir, 'fleet');
+  const provisioned = await provisionFleet({ server: server.url, token, fleetCsv: csvPath, outDir: profilesDir, caPem });
+  log(`registered ${provisioned.imported} routers (CSV mass registration) and fetched their connection profiles`);
+  const result: Stage = {
+    dataDir,
+    server,
+    rest,
+    tenant,
+    caPath: tls.ca,
+    caPem,
+    certPath: tls.cert,
+    keyPath: tls.key,
+    profilesDir,
+    workers,
+    async restart() {
+      await server.stop();
+      server = await startServer({ dataDir, workers, port: server.port, args: serverArgs });
+      result.server = server;
+      return server;
+    },
+  };
+  return result;
+}
