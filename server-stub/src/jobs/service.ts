@@ -45,6 +45,16 @@ const RATE_WINDOW_MS = 10 * MINUTE;
 const CANCELLABLE_SQL = `('${CANCELLABLE_JOB_STATES.join('\', \'')}')`;
 const FAILURES_SQL = `('${FAILURES.join('\', \'')}')`;
 
+/** Most channel inputs applied in one transaction; more in one tick flush early. */
+const INBOX_BATCH_MAX = 2000;
+
+type ProgressOutcome = 'applied' | 'duplicate' | 'illegal' | 'unknown';
+
+/** What the control channel hands the dispatcher, in arrival order. */
+type ChannelInput =
+  | { kind: 'ready'; deviceUuid: string }
+  | { kind: 'progress'; deviceUuid: string; message: MessageOf<'job-progress'> };
+
 interface Claim {
   exec: ExecutionRow;
   job: JobRow;
@@ -70,6 +80,8 @@ export class JobService {
   #port: JobChannelPort | undefined;
   #templates: JobTemplateHook | undefined;
   readonly ignored: IgnoredProgress = { duplicate: 0, illegal: 0, unknown: 0 };
+  #inbox: ChannelInput[] = [];
+  #flushScheduled = false;
   /** Base URL of packet downloads in offers (`https://host:port`); set after listen when port 0. */
   publicBaseUrl: string;
 
@@ -104,21 +116,75 @@ export class JobService {
   attach(port: JobChannelPort): void {
     if (this.#port) throw new Error('a channel port is already attached');
     this.#port = port;
-    port.onDeviceReady((deviceUuid) => this.#guard(() => this.deviceReady(deviceUuid)));
-    port.onJobProgress((deviceUuid, message) => this.#guard(() => this.progress(deviceUuid, message)));
+    port.onDeviceReady((deviceUuid) => this.#enqueue({ kind: 'ready', deviceUuid }));
+    port.onJobProgress((deviceUuid, message) => this.#enqueue({ kind: 'progress', deviceUuid, message }));
   }
 
-  #guard(fn: () => void): void {
-    try {
-      fn();
-    } catch {
-      // A dispatch problem must never take the channel down; the next tick retries from the store.
-      this.metrics.inc('fleet_errors_total', { code: 'SERVER_INTERNAL' });
+  #enqueue(item: ChannelInput): void {
+    this.#inbox.push(item);
+    if (this.#inbox.length >= INBOX_BATCH_MAX) this.flush();
+    else if (!this.#flushScheduled) {
+      this.#flushScheduled = true;
+      setImmediate(() => this.flush());
     }
   }
 
-  /** A device is connected here and managed: resend what it may have missed, then dispatch. */
-  deviceReady(deviceUuid: string): void {
+  /**
+   * Applies what the channel delivered since the last flush, in arrival order, in one transaction
+   * (group commit: one fsync for a whole tick of progress reports and reconnects instead of one
+   * each), then acknowledges the terminal reports and dispatches once. Each item runs in its own
+   * savepoint, so a bad one is undone alone and counted; if the commit itself fails nothing is
+   * acknowledged and the devices repeat their terminal reports.
+   */
+  flush(): void {
+    this.#flushScheduled = false;
+    const batch = this.#inbox;
+    if (batch.length === 0) return;
+    this.#inbox = [];
+    const now = this.clock.now();
+    const acks: Array<{ deviceUuid: string; correlationId: string }> = [];
+    const outcomes: Array<Exclude<ProgressOutcome, 'applied'>> = [];
+    let finished = false;
+    try {
+      this.store.write(() => {
+        for (const item of batch) {
+          try {
+            if (item.kind === 'ready') {
+              this.store.savepoint(() => this.#deviceReady(item.deviceUuid));
+              continue;
+            }
+            const outcome = this.store.savepoint(() => this.#applyProgress(item.deviceUuid, item.message, now));
+            const terminal = isTerminalJobState(item.message.body.state);
+            if (outcome !== 'applied') outcomes.push(outcome);
+            if (outcome !== 'unknown' && terminal) acks.push({ deviceUuid: item.deviceUuid, correlationId: item.message.id });
+            if (outcome === 'applied' && terminal) finished = true;
+          } catch {
+            this.metrics.inc('fleet_errors_total', { code: 'SERVER_INTERNAL' });
+          }
+        }
+      });
+    } catch {
+      // Nothing was stored: nothing is acknowledged; the devices resend, the next tick retries dispatch.
+      this.metrics.inc('fleet_errors_total', { code: 'SERVER_INTERNAL' });
+      return;
+    }
+    for (const outcome of outcomes) {
+      this.ignored[outcome]++;
+      this.metrics.inc('fleet_job_progress_ignored_total', { reason: outcome });
+    }
+    for (const a of acks) this.#send(a.deviceUuid, createMessage('ack', { seqs: [] }, { correlationId: a.correlationId, sentAt: now }));
+    if (finished || batch.some((item) => item.kind === 'ready')) {
+      try {
+        this.dispatch();
+      } catch {
+        // A dispatch problem must never take the channel down; the next tick retries from the store.
+        this.metrics.inc('fleet_errors_total', { code: 'SERVER_INTERNAL' });
+      }
+    }
+  }
+
+  /** A device is connected here and managed: resend what it may have missed (flush dispatches after). */
+  #deviceReady(deviceUuid: string): void {
     const device = this.store.stmt<{ id: number }>('SELECT id FROM devices WHERE uuid = ?').get(deviceUuid);
     if (!device) return;
     this.store.stmt('INSERT OR IGNORE INTO job_local_ready (device_id) VALUES (?)').run(device.id);
@@ -137,7 +203,6 @@ export class JobService {
       const packet = exec.packet_id === null ? undefined : packetById(this.store, exec.packet_id);
       if (packet && !this.#send(deviceUuid, this.#offer(exec, job, deviceUuid, packet))) return;
     }
-    this.dispatch();
   }
 
   // ── API operations ───────────────────────────────────────────────────────────────────────
@@ -563,41 +628,30 @@ export class JobService {
    * repeated terminal state or an illegal one is ignored and counted. Every terminal report of a
    * known execution is acknowledged (again, for duplicates), so the device stops repeating it.
    */
-  progress(deviceUuid: string, message: MessageOf<'job-progress'>): void {
-    const now = this.clock.now();
+  #applyProgress(deviceUuid: string, message: MessageOf<'job-progress'>, now: number): ProgressOutcome {
     const body = message.body;
-    const outcome = this.store.write(() => {
-      const exec = this.store
-        .stmt<ExecutionRow & { device_uuid: string }>(
-          `SELECT e.*, d.uuid AS device_uuid FROM job_executions e JOIN devices d ON d.id = e.device_id WHERE e.uuid = ?`,
-        )
-        .get(body.executionId);
-      if (!exec || exec.device_uuid !== deviceUuid) return 'unknown' as const;
-      const from = exec.state;
-      const to = body.state;
-      if (isTerminalJobState(from)) return 'duplicate' as const;
-      if (!isLegalJobTransition(from, to)) {
-        this.store.stmt('UPDATE job_executions SET ignored_progress = ignored_progress + 1 WHERE id = ?').run(exec.id);
-        return 'illegal' as const;
-      }
-      const job = jobById(this.store, exec.job_id)!;
-      if (isTerminalJobState(to)) {
-        this.#finish(exec, job, to, now, body.errorCode ?? null, body.errorMessage ?? null);
-      } else {
-        this.store
-          .stmt('UPDATE job_executions SET state = ?, percent = ?, updated_at = ? WHERE id = ?')
-          .run(to, body.percent ?? null, now, exec.id);
-      }
-      return 'applied' as const;
-    });
-    if (outcome !== 'applied') {
-      this.ignored[outcome]++;
-      this.metrics.inc('fleet_job_progress_ignored_total', { reason: outcome });
+    const exec = this.store
+      .stmt<ExecutionRow & { device_uuid: string }>(
+        `SELECT e.*, d.uuid AS device_uuid FROM job_executions e JOIN devices d ON d.id = e.device_id WHERE e.uuid = ?`,
+      )
+      .get(body.executionId);
+    if (!exec || exec.device_uuid !== deviceUuid) return 'unknown';
+    const from = exec.state;
+    const to = body.state;
+    if (isTerminalJobState(from)) return 'duplicate';
+    if (!isLegalJobTransition(from, to)) {
+      this.store.stmt('UPDATE job_executions SET ignored_progress = ignored_progress + 1 WHERE id = ?').run(exec.id);
+      return 'illegal';
     }
-    if (outcome !== 'unknown' && isTerminalJobState(body.state)) {
-      this.#send(deviceUuid, createMessage('ack', { seqs: [] }, { correlationId: message.id, sentAt: now }));
+    const job = jobById(this.store, exec.job_id)!;
+    if (isTerminalJobState(to)) {
+      this.#finish(exec, job, to, now, body.errorCode ?? null, body.errorMessage ?? null);
+    } else {
+      this.store
+        .stmt('UPDATE job_executions SET state = ?, percent = ?, updated_at = ? WHERE id = ?')
+        .run(to, body.percent ?? null, now, exec.id);
     }
-    if (outcome === 'applied' && isTerminalJobState(body.state)) this.dispatch();
+    return 'applied';
   }
 
   #finish(
