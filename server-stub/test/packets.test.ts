@@ -134,9 +134,9 @@ function get(url: string, headers: Record<string, string>): Promise<HttpAnswer> 
 }
 
 describe('packet downloads (real HTTP)', () => {
-  async function offered(w: JobsWorld, bytes = 20_000) {
+  async function offered(w: JobsWorld, bytes = 20_000, count = 2) {
     const packet = await w.packet(bytes);
-    const devices = w.fakeDevices(2);
+    const devices = w.fakeDevices(count);
     for (const d of devices) await d.connect(w.channel.port);
     await w.api('POST', '/api/jobs', { packetUuid: packet.uuid, target: { all: true } });
     const offers = (await Promise.all(devices.map((d) => d.next((m) => m.type === 'job-offer')))) as MessageOf<'job-offer'>[];
@@ -191,8 +191,8 @@ describe('packet downloads (real HTTP)', () => {
     expect(JSON.parse(expired.body.toString()).code).toBe('SERVER_DOWNLOAD_EXPIRED');
   });
 
-  it('caps concurrent downloads: 503 with Retry-After beyond the cap', async () => {
-    const w = await open({ packetOptions: { maxConcurrentDownloads: 1, downloadRetryAfterSec: 7 } });
+  it('caps concurrent downloads: 503 with Retry-After beyond the cap (no queue)', async () => {
+    const w = await open({ packetOptions: { maxConcurrentDownloads: 1, maxQueuedDownloads: 0, downloadRetryAfterSec: 7 } });
     const { offers } = await offered(w, 8 * 1024 * 1024);
     const [a, b] = offers.map((o) => o.body);
     // A reader that does not read: the first download stays open.
@@ -211,6 +211,56 @@ describe('packet downloads (real HTTP)', () => {
     await new Promise((r) => slow.on('end', r));
     await new Promise((r) => setTimeout(r, 50));
     expect((await get(b!.packet.url, { authorization: `Bearer ${b!.download.token}`, range: 'bytes=0-9' })).status).toBe(206);
+  });
+
+  it('queues downloads beyond the cap (first in, first out) up to the queue length and wait, then 503', async () => {
+    const w = await open({ packetOptions: { maxConcurrentDownloads: 1, maxQueuedDownloads: 1, downloadQueueWaitSec: 30, downloadRetryAfterSec: 7 } });
+    const { offers } = await offered(w, 8 * 1024 * 1024, 4);
+    const [a, b, c, d] = offers.map((o) => o.body);
+    const open1 = (o: typeof a) =>
+      new Promise<import('node:http').IncomingMessage>((resolve, reject) => {
+        const req = httpRequest(o!.packet.url, { headers: { authorization: `Bearer ${o!.download.token}` } }, resolve);
+        req.on('error', reject);
+        req.end();
+      });
+    const slow = await open1(a);
+    slow.pause();
+    expect(slow.statusCode).toBe(200);
+    // b waits in the queue (no answer yet); c finds the queue full.
+    let bAnswered = false;
+    const queued = open1(b).then((res) => ((bAnswered = true), res));
+    await new Promise((r) => setTimeout(r, 200));
+    expect(w.services.packets.downloads.queued).toBe(1);
+    const full = await get(c!.packet.url, { authorization: `Bearer ${c!.download.token}` });
+    expect(full.status).toBe(503);
+    expect(full.headers['retry-after']).toBe('7');
+    expect(bAnswered).toBe(false);
+    // The slot frees: b is served in full.
+    slow.resume();
+    await new Promise((r) => slow.on('end', r));
+    const res = await queued;
+    expect(res.statusCode).toBe(200);
+    let bytes = 0;
+    for await (const chunk of res) bytes += (chunk as Buffer).length;
+    expect(bytes).toBe(Number(res.headers['content-length']));
+    // A client that gives up while queued leaves the queue.
+    const hold = await open1(c);
+    hold.pause();
+    const ctl = new AbortController();
+    const gaveUp = new Promise<void>((resolve) => {
+      const req = httpRequest(d!.packet.url, { headers: { authorization: `Bearer ${d!.download.token}` }, signal: ctl.signal }, () => resolve());
+      req.on('error', () => resolve());
+      req.end();
+    });
+    await new Promise((r) => setTimeout(r, 200));
+    expect(w.services.packets.downloads.queued).toBe(1);
+    ctl.abort();
+    await gaveUp;
+    await new Promise((r) => setTimeout(r, 200));
+    expect(w.services.packets.downloads.queued).toBe(0);
+    hold.destroy();
+    await new Promise((r) => setTimeout(r, 200));
+    expect(w.services.packets.downloads.active).toBe(0);
   });
 });
 

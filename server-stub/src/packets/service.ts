@@ -1,3 +1,4 @@
+import { DownloadSlots } from './download-slots.js';
 import { randomUUID, X509Certificate } from 'node:crypto';
 import { copyFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -24,8 +25,16 @@ export interface PacketOptions {
   readonly maxPacketBytes: number;
   /** Largest JSON body of `POST /api/packets/build` (components inline, base64), bytes. Default 64 MiB. */
   readonly maxBuildBodyBytes: number;
-  /** Packet downloads served at once by this process; more get 503 + Retry-After. Default 256. */
+  /** Packet downloads served at once by this process; more wait in a queue. Default 256. */
   readonly maxConcurrentDownloads: number;
+  /**
+   * Downloads that may wait for a free slot (first in, first out) instead of being refused: a
+   * fleet offered one job at once downloads at the server's pace, not in waves of retries. Beyond
+   * it, or after `downloadQueueWaitSec` in the queue, 503 + Retry-After. Default 4,096.
+   */
+  readonly maxQueuedDownloads: number;
+  /** Longest wait in the download queue, seconds. Default 30. */
+  readonly downloadQueueWaitSec: number;
   /** Retry-After sent with a refused download, seconds. Default 5. */
   readonly downloadRetryAfterSec: number;
   /** Lifetime of a download credential (capped by the execution's deadline), seconds. Default 3600. */
@@ -36,6 +45,8 @@ export const DEFAULT_PACKET_OPTIONS: PacketOptions = Object.freeze({
   maxPacketBytes: 512 * 1024 * 1024,
   maxBuildBodyBytes: 64 * 1024 * 1024,
   maxConcurrentDownloads: 256,
+  maxQueuedDownloads: 4096,
+  downloadQueueWaitSec: 30,
   downloadRetryAfterSec: 5,
   downloadTokenTtlSec: 3600,
 });
@@ -140,8 +151,8 @@ export function firmwareVersionOf(manifest: StoredManifest): string | undefined 
 export class PacketService {
   readonly storage: PacketStorage;
   readonly catalogue: FirmwareCatalogue;
-  /** Packet downloads being served by this process (the concurrency cap is per process). */
-  activeDownloads = 0;
+  /** Packet download slots of this process (the concurrency cap is per process). */
+  readonly downloads: DownloadSlots;
   #pki: Promise<SigningPki> | undefined;
 
   constructor(
@@ -152,6 +163,7 @@ export class PacketService {
   ) {
     this.storage = new PacketStorage(dataDir);
     this.catalogue = new FirmwareCatalogue(store);
+    this.downloads = new DownloadSlots(options.maxConcurrentDownloads, options.maxQueuedDownloads, options.downloadQueueWaitSec * 1000);
   }
 
   /** The account's packets (bound to its id, like every repository of AccountScope). */

@@ -277,10 +277,6 @@ export const packetRoutes = [
       if (check.claims.executionId !== params.executionId || !target || target.deviceUuid !== check.claims.deviceUuid) {
         throw new AppError('SERVER_DOWNLOAD_FORBIDDEN');
       }
-      const { maxConcurrentDownloads, downloadRetryAfterSec } = services.packets.options;
-      if (services.packets.activeDownloads >= maxConcurrentDownloads) {
-        throw new AppError('SERVER_DOWNLOADS_BUSY', undefined, { retryAfterSec: downloadRetryAfterSec });
-      }
       const { packet } = target;
       const etag = `"${packet.sha256}"`;
       const headers: Record<string, string | number> = {
@@ -306,8 +302,17 @@ export const packetRoutes = [
       headers['content-length'] = end - start + 1;
       // Streamed from disk (a read stream per request, nothing buffered beyond its chunks); the
       // reply is hijacked so the status and headers are exactly these.
+      // A free slot, or a place in the queue for one; otherwise come back later.
+      const gone = new AbortController();
+      const onClose = () => gone.abort();
+      reply.raw.once('close', onClose);
+      const slot = services.packets.downloads.acquire(gone.signal);
+      const granted = slot === true || (slot !== false && (await slot));
+      reply.raw.off('close', onClose);
+      if (!granted) {
+        throw new AppError('SERVER_DOWNLOADS_BUSY', undefined, { retryAfterSec: services.packets.options.downloadRetryAfterSec });
+      }
       const file = createReadStream(services.packets.storage.path(packet.sha256), { start, end });
-      services.packets.activeDownloads++;
       reply.hijack();
       const res = reply.raw;
       res.writeHead(status, headers);
@@ -318,7 +323,7 @@ export const packetRoutes = [
         res.destroy();
       } finally {
         file.destroy();
-        services.packets.activeDownloads--;
+        services.packets.downloads.release();
       }
       return reply;
     },
