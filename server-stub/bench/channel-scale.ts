@@ -1,18 +1,28 @@
 /**
  * Control-channel scale benchmark (loopback only, bounded in time, stops by itself).
  *
- *   npx tsx server-stub/bench/channel-scale.ts [--devices 30000] [--workers 2] [--clients 3] [--concurrency 200]
+ *   npx tsx server-stub/bench/channel-scale.ts [--devices 30000] [--workers 2] [--clients 3] [--concurrency 300]
+ *     [--skip-raw] [--job] [--packet-kb 16]
  *
  * 1. Prepares a data directory with N registered devices and enough Pro licences (CSV import).
  * 2. Runs a raw `ws` server (accept, answer the first message with a canned welcome) and connects
  *    the same fake devices to it: the floor.
+ *    Above 15,000 connections the raw server runs as a node:cluster of processes (the 20,000 open
+ *    files of one process), like `--workers`.
  * 3. Runs `fleet-server serve --workers W` (built dist/) and connects N devices (hello → welcome,
  *    pongs answered): connections per second end to end, admissions per second, server RSS.
+ * 4. With `--job`: one update job (a small signed packet, `--packet-kb`) to every connected device.
+ *    The fake devices answer like a router: download the packet with the offer's credential
+ *    (honouring 503 + Retry-After), check its SHA-256, then report downloading → downloaded →
+ *    installing → verifying → succeeded. Prints the time from creating the job until every device
+ *    was offered and until every device's success was acknowledged.
  * Clients are C child processes (each well under the 20,000 open-file limit), each on its own
  * 127.0.0.x source address so ephemeral ports never run out; each keeps a bounded number of
  * handshakes in flight. Prints one JSON line per measurement.
  */
 import { type ChildProcess, execFileSync, fork, spawn } from 'node:child_process';
+import cluster from 'node:cluster';
+import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -66,6 +76,40 @@ async function client(): Promise<void> {
   let next = 0;
   let ok = 0;
   let failed = 0;
+  const job = { offers: 0, lastOfferAt: 0, succeeded: 0, lastSuccessAt: 0, downloadRetries: 0, errors: 0 };
+  const progress = (ws: WebSocket, executionId: string, state: string, extra: object = {}) => {
+    const id = `g-${executionId}-${state}`;
+    ws.send(JSON.stringify({ v: '1.0', type: 'job-progress', id, sentAt: Date.now(), body: { executionId, state, ...extra } }));
+    return id;
+  };
+  /** What a router does with an offer, minus the install: fetch, verify, report. */
+  type Offer = { executionId: string; packet: { url: string; size: number; sha256: string }; download: { token: string } };
+  const runOffer = async (ws: WebSocket, offer: Offer) => {
+    const { executionId, packet, download } = offer;
+    progress(ws, executionId, 'downloading', { percent: 0, bytesDone: 0, bytesTotal: packet.size });
+    for (;;) {
+      const res = await fetch(packet.url, { headers: { authorization: `Bearer ${download.token}` } });
+      if (res.status === 503) {
+        await res.arrayBuffer();
+        job.downloadRetries++;
+        const wait = Number(res.headers.get('retry-after') ?? '1') * 1000;
+        await new Promise((r) => setTimeout(r, wait * (0.5 + Math.random())));
+        continue;
+      }
+      const body = Buffer.from(await res.arrayBuffer());
+      if (!res.ok || createHash('sha256').update(body).digest('hex') !== packet.sha256) {
+        job.errors++;
+        progress(ws, executionId, 'failed', { errorCode: 'AGENT_DOWNLOAD_FAILED', errorMessage: `HTTP ${res.status}` });
+        return;
+      }
+      break;
+    }
+    progress(ws, executionId, 'downloaded', { percent: 100, bytesDone: packet.size, bytesTotal: packet.size });
+    progress(ws, executionId, 'installing');
+    progress(ws, executionId, 'verifying');
+    pendingAcks.set(progress(ws, executionId, 'succeeded', { percent: 100 }), true);
+  };
+  const pendingAcks = new Map<string, boolean>();
   const start = performance.now();
   const one = (d: Dev) =>
     new Promise<void>((resolve) => {
@@ -103,7 +147,17 @@ async function client(): Promise<void> {
       ws.on('message', (data) => {
         const text = data.toString();
         if (text.includes('"type":"welcome"')) finish(true);
-        else if (text.includes('"type":"ping"')) {
+        else if (text.includes('"type":"job-offer"')) {
+          job.offers++;
+          job.lastOfferAt = Date.now();
+          runOffer(ws, (JSON.parse(text) as { body: Offer }).body).catch(() => job.errors++);
+        } else if (text.includes('"type":"ack"')) {
+          const correlationId = (JSON.parse(text) as { correlationId?: string }).correlationId;
+          if (correlationId && pendingAcks.delete(correlationId)) {
+            job.succeeded++;
+            job.lastSuccessAt = Date.now();
+          }
+        } else if (text.includes('"type":"ping"')) {
           const id = /"id":"([^"]+)"/.exec(text)?.[1];
           ws.send(JSON.stringify({ v: '1.0', type: 'pong', id: `p-${id}`, correlationId: id, sentAt: Date.now(), body: {} }));
         }
@@ -117,7 +171,8 @@ async function client(): Promise<void> {
   await Promise.all(Array.from({ length: concurrency }, worker));
   const seconds = (performance.now() - start) / 1000;
   process.send!({ ok, failed, seconds });
-  process.on('message', () => {
+  process.on('message', (m) => {
+    if (m === 'job') return void process.send!({ job });
     for (const ws of sockets) ws.terminate();
     process.exit(0);
   });
@@ -125,13 +180,28 @@ async function client(): Promise<void> {
 
 // ── raw ws floor server ─────────────────────────────────────────────────────────────────────
 function rawServer(): void {
-  const wss = new WebSocketServer({ port: 0, host: '127.0.0.1', perMessageDeflate: false, clientTracking: false, maxPayload: 65536 });
+  const processes = Number(process.env['BENCH_RAW_PROCESSES'] ?? '1');
+  if (cluster.isPrimary && processes > 1) {
+    // Round-robin: the primary accepts and hands each socket to a worker (and closes its copy).
+    cluster.schedulingPolicy = cluster.SCHED_RR;
+    cluster.setupPrimary({ execArgv: process.execArgv });
+    let listening = 0;
+    cluster.on('listening', (_worker, address) => {
+      if (++listening === processes) process.send!({ port: address.port });
+    });
+    const first = cluster.fork();
+    first.once('listening', (address) => {
+      for (let i = 1; i < processes; i++) cluster.fork({ BENCH_RAW_PORT: String(address.port) });
+    });
+    return;
+  }
+  const wss = new WebSocketServer({ port: Number(process.env['BENCH_RAW_PORT'] ?? '0'), host: '127.0.0.1', perMessageDeflate: false, clientTracking: false, maxPayload: 65536 });
   const welcome = JSON.stringify({ v: '1.0', type: 'welcome', id: 'w', sentAt: 0, body: { admission: 'managed' } });
   wss.on('connection', (ws) => {
     ws.once('message', () => ws.send(welcome));
     ws.on('error', () => undefined);
   });
-  wss.on('listening', () => process.send!({ port: (wss.address() as { port: number }).port }));
+  if (!cluster.isWorker) wss.on('listening', () => process.send!({ port: (wss.address() as { port: number }).port }));
 }
 
 // ── orchestrator ────────────────────────────────────────────────────────────────────────────
@@ -189,6 +259,7 @@ async function runClients(url: string, file: string, n: number, clients: number,
     ok,
     failed,
     seconds,
+    children,
     stop: async () => {
       await Promise.all(
         children.map(
@@ -203,6 +274,79 @@ async function runClients(url: string, file: string, n: number, clients: number,
   };
 }
 
+interface JobCounts {
+  offers: number;
+  lastOfferAt: number;
+  succeeded: number;
+  lastSuccessAt: number;
+  downloadRetries: number;
+  errors: number;
+}
+
+/** One job to every connected fake device; prints time to all offered and to all succeeded. */
+async function jobFanOut(baseUrl: string, children: ChildProcess[], connected: number, packetBytes: number): Promise<void> {
+  const call = async <T>(method: string, path: string, token: string | undefined, body: unknown): Promise<T> => {
+    const res = await fetch(`${baseUrl}${path}`, {
+      method,
+      headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
+      body: JSON.stringify(body),
+    });
+    if (!res.ok) throw new Error(`${method} ${path}: HTTP ${res.status} ${await res.text()}`);
+    return (await res.json()) as T;
+  };
+  const { token } = await call<{ token: string }>('POST', '/api/auth/login', undefined, { username: 'bench', password: 'bench password 1' });
+  const image = Buffer.alloc(packetBytes, 0x5a);
+  const packet = await call<{ uuid: string; sizeBytes?: number }>('POST', '/api/packets/build', token, {
+    name: 'bench firmware',
+    components: [{ kind: 'firmware', fileName: 'firmware-99.0.0.bin', data: image.toString('base64'), version: '99.0.0' }],
+  });
+  const created = Date.now();
+  const job = await call<{ uuid: string }>('POST', '/api/jobs', token, { name: 'bench job', packetUuid: packet.uuid, target: { all: true } });
+  const createMs = Date.now() - created;
+  const counts = async (): Promise<JobCounts> => {
+    const all = await Promise.all(
+      children.map(
+        (c) =>
+          new Promise<JobCounts>((resolve) => {
+            c.once('message', (m: { job: JobCounts }) => resolve(m.job));
+            c.send('job');
+          }),
+      ),
+    );
+    return {
+      offers: all.reduce((a, x) => a + x.offers, 0),
+      lastOfferAt: Math.max(...all.map((x) => x.lastOfferAt)),
+      succeeded: all.reduce((a, x) => a + x.succeeded, 0),
+      lastSuccessAt: Math.max(...all.map((x) => x.lastSuccessAt)),
+      downloadRetries: all.reduce((a, x) => a + x.downloadRetries, 0),
+      errors: all.reduce((a, x) => a + x.errors, 0),
+    };
+  };
+  const limit = created + 10 * 60_000;
+  let c = await counts();
+  while ((c.succeeded < connected || c.offers < connected) && c.errors === 0 && Date.now() < limit) {
+    await new Promise((res) => setTimeout(res, 1000));
+    c = await counts();
+  }
+  const view = await fetch(`${baseUrl}/api/jobs/${job.uuid}`, { headers: { authorization: `Bearer ${token}` } }).then(
+    (r) => r.json() as Promise<{ state: string; progress: { percentComplete: number; results: Record<string, number> } }>,
+  );
+  process.stdout.write(
+    `${JSON.stringify({
+      job: `one job to ${connected} devices, ${packetBytes / 1024} KiB packet`,
+      createRequestMs: createMs,
+      offered: c.offers,
+      allOfferedSec: +((c.lastOfferAt - created) / 1000).toFixed(2),
+      succeeded: c.succeeded,
+      allSucceededSec: +((c.lastSuccessAt - created) / 1000).toFixed(2),
+      executionsPerSec: Math.round(c.succeeded / ((c.lastSuccessAt - created) / 1000)),
+      downloadRetries: c.downloadRetries,
+      errors: c.errors,
+      server: { state: view.state, percentComplete: view.progress.percentComplete, results: view.progress.results },
+    })}\n`,
+  );
+}
+
 async function orchestrate(): Promise<void> {
   const { values } = parseArgs({
     options: {
@@ -211,6 +355,8 @@ async function orchestrate(): Promise<void> {
       clients: { type: 'string', default: '3' },
       concurrency: { type: 'string', default: '300' },
       'skip-raw': { type: 'boolean', default: false },
+      job: { type: 'boolean', default: false },
+      'packet-kb': { type: 'string', default: '16' },
     },
   });
   const n = Number(values.devices);
@@ -228,15 +374,17 @@ async function orchestrate(): Promise<void> {
     process.stdout.write(`${JSON.stringify({ step: 'prepare', devices: n, seconds: (performance.now() - t0) / 1000 })}\n`);
 
     if (!values['skip-raw']) {
-      const raw = fork(SELF, [], { env: { ...process.env, BENCH_RAW: '1' }, execArgv: process.execArgv });
+      const rawProcesses = Math.ceil(n / 15_000);
+      const raw = fork(SELF, [], { env: { ...process.env, BENCH_RAW: '1', BENCH_RAW_PROCESSES: String(rawProcesses) }, execArgv: process.execArgv });
       const { port } = await new Promise<{ port: number }>((resolve) => raw.once('message', resolve as never));
-      const idle = rssKb(raw.pid!);
+      await new Promise((res) => setTimeout(res, 500));
+      const idle = treeRssKb(raw.pid!);
       const r = await runClients(`ws://127.0.0.1:${port}/`, file, n, clients, concurrency);
       await new Promise((res) => setTimeout(res, 500));
-      const rss = rssKb(raw.pid!);
+      const rss = treeRssKb(raw.pid!);
       process.stdout.write(
         `${JSON.stringify({
-          server: 'raw ws',
+          server: `raw ws (${rawProcesses} process${rawProcesses > 1 ? 'es' : ''})`,
           connected: r.ok,
           failed: r.failed,
           seconds: +r.seconds.toFixed(2),
@@ -247,7 +395,8 @@ async function orchestrate(): Promise<void> {
         })}\n`,
       );
       await r.stop();
-      raw.kill('SIGKILL');
+      raw.kill('SIGTERM');
+      await new Promise((res) => raw.once('exit', res));
     }
 
     const server = spawn(
@@ -284,6 +433,7 @@ async function orchestrate(): Promise<void> {
         rssPerConnKb: +((rss - idle) / Math.max(1, r.ok)).toFixed(2),
       })}\n`,
     );
+    if (values.job) await jobFanOut(url, r.children, r.ok, Number(values['packet-kb']) * 1024);
     await r.stop();
     server.kill('SIGTERM');
     await new Promise((res) => server.once('exit', res));
