@@ -90,19 +90,30 @@ describe('serve --workers 2 (real CLI, node:cluster)', () => {
       body: JSON.stringify({ username: t.username, password: t.password }),
     });
     const token = ((await login.body.json()) as { token: string }).token;
+    // Requests time out and are retried by the polls: node:cluster's primary may hand a new
+    // connection to the worker just killed (before it has seen the exit), and that one never answers.
     const statuses = async () => {
       const res = await request(`${url}/api/inventory/managed-devices?limit=100&sort=serialNumber`, {
         headers: { authorization: `Bearer ${token}` },
+        signal: AbortSignal.timeout(3000),
       });
       const items = ((await res.body.json()) as { items: { serialNumber: string; status: string }[] }).items;
       return Object.fromEntries(items.map((i) => [i.serialNumber, i.status]));
     };
     const metric = async (name: string) => {
-      const text = await (await request(`${url}/metrics`)).body.text();
+      const text = await (await request(`${url}/metrics`, { signal: AbortSignal.timeout(3000) })).body.text();
       return Number(new RegExp(`^${name} (\\d+)$`, 'm').exec(text)?.[1]);
     };
     await expect.poll(() => metric('fleet_devices_connected'), { timeout: 5000 }).toBe(6);
     expect(await metric('fleet_workers')).toBe(2);
+
+    // Presence is written in batches (--presenceFlushMs): wait until the store shows all six online.
+    await expect
+      .poll(async () => {
+        const now = await statuses();
+        return ids.slice(0, 6).every((id) => now[id.serialNumber] === 'online');
+      }, { timeout: 10_000 })
+      .toBe(true);
 
     // Kill the worker of the first device.
     const victimTag = workerOf[0]!;
@@ -111,13 +122,13 @@ describe('serve --workers 2 (real CLI, node:cluster)', () => {
     const onVictim = ids.slice(0, 6).filter((_, i) => workerOf[i] === victimTag);
     const survivors = devices.slice(0, 6).filter((_, i) => workerOf[i] !== victimTag);
     for (const d of devices.slice(0, 6)) if (workerOf[devices.indexOf(d)] === victimTag) await d.waitClosed();
+    let s: Record<string, string> = {};
     await expect
       .poll(async () => {
-        const s = await statuses();
+        s = await statuses();
         return onVictim.every((id) => s[id.serialNumber] === 'offline');
       }, { timeout: 10_000 })
       .toBe(true);
-    const s = await statuses();
     for (const [i, id] of ids.slice(0, 6).entries()) {
       if (workerOf[i] !== victimTag) expect(s[id.serialNumber], id.serialNumber).toBe('online');
     }
