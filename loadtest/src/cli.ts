@@ -104,20 +104,20 @@ export async function runCli(argv: string[]): Promise<void> {
         y
           .option('devices', { type: 'number', demandOption: true, describe: 'Virtual routers' })
           .option('licences', { type: 'number', demandOption: true, describe: 'Devices the account may manage at once' })
-          .option('workers', { type: 'number', default: 1, describe: 'Server worker processes' })
+          .option('workers', { type: 'number', describe: 'Server worker processes (default: one per 15,000 routers)' })
           .option('processes', { type: 'number', describe: 'Simulator processes (default: one per 15,000 routers)' })
           .option('rate', { type: 'number', default: 500, describe: 'Connects per second asked of the simulator' })
           .option('report', { type: 'string', default: 'reports/scale.json', describe: 'JSON report path (.md and SVG charts beside it)' })
-          .option('tls', { type: 'boolean', default: true, describe: 'Run over TLS (the only mode so far; the report says so)' })
+          .option('tls', { type: 'boolean', default: true, describe: 'Run over TLS with a local CA; --no-tls runs plain ws/http (the report says which)' })
           .option('baseline', { type: 'boolean', default: true, describe: 'Measure the raw-ws baseline in the same run' }),
       async (args) => {
-        if (!args.tls) throw new Error('--no-tls is not supported yet: scale runs use wss with a local CA');
         const result = await runScale({
           devices: args.devices,
           licences: args.licences,
-          workers: args.workers,
+          ...(args.workers ? { workers: args.workers } : {}),
           ...(args.processes ? { processes: args.processes } : {}),
           rate: args.rate,
+          tls: args.tls,
           report: args.report,
           baseline: args.baseline,
           log: (t) => console.error(t),

@@ -3,7 +3,11 @@ import { basename, dirname, join } from 'node:path';
 import { createJob, type FleetHandle, getJob, startFleet } from '@router-fleet/simulator';
 import { type BaselineResult, runBaseline } from './baseline.js';
 import { barChartSvg, histogramSvg } from './report.js';
+import { processTreeRss } from './stats.js';
 import { type Stage, stage } from './stage.js';
+
+/** Routers per server worker when `workers` is not given (one process's open files: 20,000). */
+export const ROUTERS_PER_SERVER_WORKER = 15_000;
 
 /** Resolution of the first-come-first-served check (ms): see runScale. */
 export const FCFS_SLACK_MS = 250;
@@ -11,6 +15,7 @@ export const FCFS_SLACK_MS = 250;
 export interface ScaleOptions {
   devices: number;
   licences: number;
+  /** Server worker processes. Default: one per 15,000 routers (a process holds at most ~19,000 sockets). */
   workers?: number;
   processes?: number;
   /** Connects per second asked of the simulator. Default 500. */
@@ -20,6 +25,8 @@ export interface ScaleOptions {
   /** Also measure the raw-ws baseline (up to 18,000 connections) for the ratios. Default true. */
   baseline?: boolean;
   log?: (text: string) => void;
+  /** HTTPS/WSS with a local CA (default) or plain HTTP/WS. The report says which. */
+  tls?: boolean;
   /** Overall time limit (ms). Default 15 min. */
   timeoutMs?: number;
 }
@@ -35,7 +42,7 @@ export interface ScaleCheck {
  * routers, wait for admission, one update job to every managed router, a server restart, and the
  * checks: exactly min(N, L) managed, first come first served, every managed router updated, every
  * router back after the restart, no protocol errors. Writes a JSON and a Markdown report with SVG
- * charts. Always over TLS (the report says so).
+ * charts. Over TLS unless `tls: false` (the report says which).
  */
 export async function runScale(options: ScaleOptions) {
   const log = options.log ?? (() => {});
@@ -61,10 +68,12 @@ export async function runScale(options: ScaleOptions) {
       plan: 'basic-25',
       licences: Math.floor(options.licences / 25),
       more: [{ plan: 'basic-1', count: options.licences % 25 }],
-      workers: options.workers ?? 1,
+      workers: options.workers ?? Math.max(1, Math.ceil(options.devices / ROUTERS_PER_SERVER_WORKER)),
+      tls: options.tls ?? true,
       log,
     });
     phase('stageSec', t);
+    const serverIdleRss = processTreeRss(st.server.child.pid!);
 
     t = Date.now();
     fleet = await startFleet({
@@ -78,6 +87,8 @@ export async function runScale(options: ScaleOptions) {
     const unadmitted = options.devices - expectedManaged;
     const admitted = await fleet.waitFor((s) => s.managed === expectedManaged && s.rejected + s.backingOff >= unadmitted, left());
     phase('admissionSec', t);
+    // Server memory with every router connected (all server processes), before the job.
+    const serverRss = processTreeRss(st.server.child.pid!);
     log(`${admitted.managed} managed, ${options.devices - admitted.managed} without a licence`);
     checks.push({ name: 'exactly min(N, L) managed', pass: admitted.managed === expectedManaged, detail: `${admitted.managed} of ${expectedManaged}` });
 
@@ -131,7 +142,7 @@ export async function runScale(options: ScaleOptions) {
       licences: options.licences,
       workers: st.workers,
       processes: final.processes,
-      transport: 'wss (TLS, server certificate from a local CA)',
+      transport: st.tls ? 'wss (TLS, server certificate from a local CA)' : 'ws (plain, no TLS: loopback measurement only)',
       pass: checks.every((c) => c.pass),
       checks,
       phases,
@@ -139,11 +150,17 @@ export async function runScale(options: ScaleOptions) {
       histograms: h,
       reconnectBins: final.reconnectBins,
       errors: final.errors,
+      server: {
+        idleRssBytes: serverIdleRss,
+        connectedRssBytes: serverRss,
+        bytesPerDevice: Math.round((serverRss - serverIdleRss) / options.devices),
+      },
       simulator: { rssBytes: simRss, bytesPerRouter: Math.round(simRss / options.devices), cpuSec: (final.cpu.userMs + final.cpu.systemMs) / 1000 },
       baseline: baseline ?? null,
       ratios: baseline
         ? {
             connectsPerSec: +(options.devices / (phases['admissionSec'] ?? 1) / baseline.connectsPerSec).toFixed(2),
+            serverBytesPerDeviceToRawServer: +((serverRss - serverIdleRss) / options.devices / Math.max(1, baseline.serverBytesPerConnection)).toFixed(2),
             simulatorBytesPerRouterToRawClient: +(simRss / options.devices / Math.max(1, baseline.clientBytesPerConnection)).toFixed(2),
           }
         : null,
@@ -169,8 +186,15 @@ type ScaleResult = {
   histograms: Record<string, { p50: number; p90: number; p99: number; max: number; count: number }>;
   reconnectBins: Record<string, number>;
   durationSec: number;
+  connectsPerSec: number;
+  server: { bytesPerDevice: number };
+  simulator: { bytesPerRouter: number };
+  baseline: BaselineResult | null;
+  ratios: Record<string, number> | null;
   [k: string]: unknown;
 };
+
+const kb = (bytes: number) => `${(bytes / 1024).toFixed(1)} KiB`;
 
 function writeReports(jsonPath: string, r: ScaleResult): void {
   const dir = dirname(jsonPath);
@@ -205,6 +229,12 @@ ${Object.entries(r.phases).map(([k, v]) => `| ${k.replace(/Sec$/, '')} | ${v} |`
 | histogram | count | p50 ms | p90 ms | p99 ms | max ms |
 | --- | --- | --- | --- | --- | --- |
 ${Object.entries(r.histograms).map(([k, h]) => `| ${k} | ${h.count} | ${h.p50} | ${h.p90} | ${h.p99} | ${h.max} |`).join('\n')}
+
+| figure | this run | raw \`ws\` baseline (same run) | ratio |
+| --- | --- | --- | --- |
+| connects + admissions / s | ${r.connectsPerSec} | ${r.baseline ? `${r.baseline.connectsPerSec} connects/s (${r.baseline.connections} conns)` : '—'} | ${r.ratios?.['connectsPerSec'] ?? '—'} |
+| server memory per device | ${kb(r.server.bytesPerDevice)} | ${r.baseline ? kb(r.baseline.serverBytesPerConnection) : '—'} | ${r.ratios?.['serverBytesPerDeviceToRawServer'] ?? '—'} |
+| simulator memory per router | ${kb(r.simulator.bytesPerRouter)} | ${r.baseline ? kb(r.baseline.clientBytesPerConnection) : '—'} | ${r.ratios?.['simulatorBytesPerRouterToRawClient'] ?? '—'} |
 
 Full figures (memory, CPU, baseline and ratios): \`${basename(jsonPath)}\`.
 

@@ -14,6 +14,9 @@ export interface Stage {
   server: ServerProcess;
   rest: RestClient;
   tenant: Tenant;
+  /** Whether the server runs HTTPS/WSS (local CA) or plain HTTP/WS. */
+  tls: boolean;
+  /** CA files of the TLS mode ('' when plain). */
   caPath: string;
   caPem: string;
   certPath: string;
@@ -29,28 +32,34 @@ export interface StageOptions extends TenantOptions {
   devices: number;
   seed?: number;
   workers?: number;
+  /** HTTPS/WSS with a local CA (default) or plain HTTP/WS (`false`: loopback measurements only). */
+  tls?: boolean;
   log?: (text: string) => void;
 }
 
 /**
- * Stages a run on this machine: TLS from a local CA (`fleet-server tls generate`), an account with
+ * Stages a run on this machine: TLS from a local CA (`fleet-server tls generate`; or plain HTTP
+ * with `tls: false`), an account with
  * licences issued by the CLI and redeemed + activated through the API, the server started on
  * 127.0.0.1, and a deterministic fleet registered by CSV with its connection profiles fetched.
  */
 export async function stage(options: StageOptions): Promise<Stage> {
   const log = options.log ?? (() => {});
   const dataDir = mkdtempSync(join(tmpdir(), 'router-fleet-run-'));
-  const tls = JSON.parse((await run(process.execPath, [SERVER_CLI, 'tls', 'generate', '--data', dataDir, '--ip', '127.0.0.1'])).stdout) as {
-    ca: string;
-    cert: string;
-    key: string;
-  };
+  const useTls = options.tls ?? true;
+  const tls = useTls
+    ? (JSON.parse((await run(process.execPath, [SERVER_CLI, 'tls', 'generate', '--data', dataDir, '--ip', '127.0.0.1'])).stdout) as {
+        ca: string;
+        cert: string;
+        key: string;
+      })
+    : { ca: '', cert: '', key: '' };
   const tenant = await prepareTenant(dataDir, options);
   const workers = options.workers ?? 1;
-  const serverArgs = ['--tls-cert', tls.cert, '--tls-key', tls.key];
+  const serverArgs = useTls ? ['--tls-cert', tls.cert, '--tls-key', tls.key] : [];
   let server = await startServer({ dataDir, workers, args: serverArgs });
-  const caPem = readFileSync(tls.ca, 'utf8');
-  const rest = new RestClient({ server: server.url, caPem });
+  const caPem = useTls ? readFileSync(tls.ca, 'utf8') : '';
+  const rest = new RestClient({ server: server.url, ...(useTls ? { caPem } : {}) });
   const { token } = await rest.json<{ token: string }>('POST', '/api/auth/login', { username: tenant.username, password: tenant.password });
   rest.token = token;
   for (const code of tenant.codes) {
@@ -61,13 +70,14 @@ export async function stage(options: StageOptions): Promise<Stage> {
   const csvPath = join(dataDir, 'fleet.csv');
   writeFileSync(csvPath, fleetToCsv(generateFleet({ devices: options.devices, seed: options.seed ?? 2026, customFields: false })));
   const profilesDir = join(dataDir, 'fleet');
-  const provisioned = await provisionFleet({ server: server.url, token, fleetCsv: csvPath, outDir: profilesDir, caPem });
+  const provisioned = await provisionFleet({ server: server.url, token, fleetCsv: csvPath, outDir: profilesDir, ...(useTls ? { caPem } : {}) });
   log(`registered ${provisioned.imported} routers (CSV mass registration) and fetched their connection profiles`);
   const result: Stage = {
     dataDir,
     server,
     rest,
     tenant,
+    tls: useTls,
     caPath: tls.ca,
     caPem,
     certPath: tls.cert,

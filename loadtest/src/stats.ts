@@ -1,3 +1,5 @@
+import { readdirSync, readFileSync } from 'node:fs';
+
 /** Percentiles of a sample (nearest rank), rounded to 0.1. */
 export interface Percentiles {
   count: number;
@@ -18,4 +20,22 @@ export function percentiles(samples: readonly number[]): Percentiles {
 export function loopbackSources(n: number): string[] {
   if (!Number.isInteger(n) || n < 1 || n > 250) throw new RangeError('source address count must be 1–250');
   return Array.from({ length: n }, (_, i) => `127.0.0.${i + 1}`);
+}
+
+/**
+ * Resident memory of a process and all its descendants (cluster workers), bytes, from /proc
+ * (Linux); 0 where /proc is not available.
+ */
+export function processTreeRss(pid: number): number {
+  let total = 0;
+  try {
+    total = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) * 1024;
+    for (const task of readdirSync(`/proc/${pid}/task`)) {
+      const children = readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8').trim();
+      for (const child of children ? children.split(/\s+/) : []) total += processTreeRss(Number(child));
+    }
+  } catch {
+    // the process is gone or /proc is not there
+  }
+  return total;
 }

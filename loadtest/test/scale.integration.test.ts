@@ -17,9 +17,26 @@ describe('fleet-loadtest scale (small run in CI)', () => {
       expect(md).toContain('PASS');
       expect(md).toContain('wss (TLS');
       expect(existsSync(join(dir, 'scale-admission.svg'))).toBe(true);
-      expect(JSON.parse(readFileSync(join(dir, 'scale.json'), 'utf8')).devices).toBe(devices);
+      const json = JSON.parse(readFileSync(join(dir, 'scale.json'), 'utf8'));
+      expect(json.devices).toBe(devices);
+      // Memory of every server process (primary and workers) with the fleet connected.
+      expect(json.server.connectedRssBytes).toBeGreaterThan(json.server.idleRssBytes);
+      expect(json.server.bytesPerDevice).toBeGreaterThan(0);
+      expect(md).toContain('server memory per device');
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
   }, 400_000);
+
+  it('runs the same scenario over plain ws (--no-tls) and says so', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'scale-report-'));
+    try {
+      const result = await runScale({ devices: 300, licences: 250, rate: 300, tls: false, report: join(dir, 'plain.json'), baseline: false, log: () => {} });
+      expect(result.checks.filter((c) => !c.pass)).toEqual([]);
+      expect(result.transport).toMatch(/^ws \(plain/);
+      expect(readFileSync(join(dir, 'plain.md'), 'utf8')).toContain('Transport: ws (plain');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 300_000);
 });
