@@ -1,12 +1,14 @@
 /**
  * Child process: opens N bare ws connections to a URL as fast as a bounded window allows, spread over
  * several 127.0.0.x source addresses (so ephemeral ports never run out), then holds them.
- * argv: url count window sourceAddresses(comma-separated). IPC: {type:'connected', count, failed,
+ * argv: url count window sourceAddresses(comma-separated) [caPath] (for wss://). IPC: {type:'connected', count, failed,
  * elapsedMs, connectMs:number[] (sampled)}; answers {type:'measure'} and {type:'stop'}.
  */
+import { readFileSync } from 'node:fs';
 import WebSocket from 'ws';
 
-const [url, countText, windowText, sourcesText] = process.argv.slice(2);
+const [url, countText, windowText, sourcesText, caPath] = process.argv.slice(2);
+const ca = caPath ? readFileSync(caPath, 'utf8') : undefined;
 const count = Number(countText);
 const window = Number(windowText ?? 200);
 const sources = (sourcesText ?? '127.0.0.1').split(',');
@@ -23,7 +25,7 @@ async function main(): Promise<void> {
     new Promise<void>((resolve) => {
       const t0 = performance.now();
       const localAddress = sources[i % sources.length];
-      const ws = new WebSocket(url!, { localAddress, perMessageDeflate: false, handshakeTimeout: 30_000 });
+      const ws = new WebSocket(url!, { localAddress, perMessageDeflate: false, handshakeTimeout: 30_000, ...(ca ? { ca } : {}) });
       ws.on('open', () => {
         if (samples.length < 5000 || i % 10 === 0) samples.push(performance.now() - t0);
         sockets.push(ws);

@@ -1,19 +1,26 @@
 /**
- * Child process: a bare `ws` server (no protocol, no TLS, no compression) — the floor our server's
- * per-connection cost is compared with. IPC: sends {type:'ready', port}; answers {type:'measure'}
- * with {type:'measured', rss, heapUsed, connections} after a GC.
+ * Child process: a bare `ws` server (no protocol, no compression; TLS when given a certificate and
+ * key) — the floor our server's per-connection cost is compared with. argv: [certPath keyPath].
+ * IPC: sends {type:'ready', port}; answers {type:'measure'} with {type:'measured', rss, heapUsed,
+ * connections} after a GC.
  */
+import { readFileSync } from 'node:fs';
+import { createServer } from 'node:https';
 import { WebSocketServer } from 'ws';
 
-const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: false, maxPayload: 64 * 1024 });
+const [certPath, keyPath] = process.argv.slice(2);
+const options = { perMessageDeflate: false, maxPayload: 64 * 1024 };
+const tls = certPath && keyPath ? createServer({ cert: readFileSync(certPath), key: readFileSync(keyPath) }) : undefined;
+const wss = tls ? new WebSocketServer({ server: tls, ...options }) : new WebSocketServer({ host: '127.0.0.1', port: 0, ...options });
+tls?.listen(0, '127.0.0.1');
 let connections = 0;
 wss.on('connection', (ws) => {
   connections++;
   ws.on('message', (data) => ws.send(data));
   ws.on('close', () => connections--);
 });
-wss.on('listening', () => {
-  const address = wss.address();
+(tls ?? wss).on('listening', () => {
+  const address = (tls ?? wss).address();
   process.send!({ type: 'ready', port: address && typeof address === 'object' ? address.port : 0 });
 });
 process.on('message', (m: { type: string }) => {

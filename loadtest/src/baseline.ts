@@ -16,9 +16,13 @@ export interface BaselineOptions {
   window?: number;
   /** Source addresses 127.0.0.1…n the clients bind to. Default 4. */
   sourceAddresses?: number;
+  /** Measure over TLS (wss) with this certificate, key and CA (PEM files); plain ws without. */
+  tls?: { certPath: string; keyPath: string; caPath: string };
 }
 
 export interface BaselineResult {
+  /** `wss` or `ws`. */
+  transport: 'wss' | 'ws';
   connections: number;
   failed: number;
   connectsPerSec: number;
@@ -49,7 +53,8 @@ export async function runBaseline(options: BaselineOptions): Promise<BaselineRes
   const sources = loopbackSources(options.sourceAddresses ?? 4).join(',');
   const children: ChildProcess[] = [];
   try {
-    const server = forkChild('baseline-server', [], GC);
+    const tls = options.tls;
+    const server = forkChild('baseline-server', tls ? [tls.certPath, tls.keyPath] : [], GC);
     children.push(server);
     const { port } = await nextMessage<{ type: 'ready'; port: number }>(server, 'ready');
     server.send({ type: 'measure' });
@@ -58,7 +63,8 @@ export async function runBaseline(options: BaselineOptions): Promise<BaselineRes
     const per = Math.ceil(options.connections / processes);
     const clients = Array.from({ length: processes }, (_, i) => {
       const count = Math.min(per, options.connections - i * per);
-      const child = forkChild('baseline-clients', [`ws://127.0.0.1:${port}`, String(count), String(options.window ?? 200), sources], GC);
+      const url = `${tls ? 'wss' : 'ws'}://127.0.0.1:${port}`;
+      const child = forkChild('baseline-clients', [url, String(count), String(options.window ?? 200), sources, ...(tls ? [tls.caPath] : [])], GC);
       children.push(child);
       return child;
     });
@@ -77,6 +83,7 @@ export async function runBaseline(options: BaselineOptions): Promise<BaselineRes
     const total = connected.reduce((n, c) => n + c.count, 0);
     const clientGrowth = clientMeasures.reduce((n, m, i) => n + (m.rss - connected[i]!.rssBefore), 0);
     return {
+      transport: tls ? 'wss' : 'ws',
       connections: total,
       failed: connected.reduce((n, c) => n + c.failed, 0),
       connectsPerSec: Math.round(total / (rampMs / 1000)),

@@ -8,7 +8,7 @@ import { type ApiResult, runApi } from './api.js';
 import { runBaseline } from './baseline.js';
 import { activateLicences, login, prepareTenant, startServer } from './local-server.js';
 import { API_SCENARIOS } from './scenarios/api.js';
-import { runScale } from './scale.js';
+import { DEFAULT_SCALE_RATE, runScale } from './scale.js';
 import { seedAccount } from './seed.js';
 
 /** `fleet-loadtest`: baseline, API scenarios and end-to-end scale runs (loopback only; every run stops by itself). */
@@ -106,7 +106,7 @@ export async function runCli(argv: string[]): Promise<void> {
           .option('licences', { type: 'number', demandOption: true, describe: 'Devices the account may manage at once' })
           .option('workers', { type: 'number', describe: 'Server worker processes (default: one per 15,000 routers)' })
           .option('processes', { type: 'number', describe: 'Simulator processes (default: one per 15,000 routers)' })
-          .option('rate', { type: 'number', default: 500, describe: 'Connects per second asked of the simulator' })
+          .option('rate', { type: 'number', default: DEFAULT_SCALE_RATE, describe: 'Connects per second asked of the simulator' })
           .option('report', { type: 'string', default: 'reports/scale.json', describe: 'JSON report path (.md and SVG charts beside it)' })
           .option('tls', { type: 'boolean', default: true, describe: 'Run over TLS with a local CA; --no-tls runs plain ws/http (the report says which)' })
           .option('baseline', { type: 'boolean', default: true, describe: 'Measure the raw-ws baseline in the same run' }),

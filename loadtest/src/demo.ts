@@ -7,7 +7,7 @@
  * and where to look. Ctrl-C stops it cleanly; `--once` ends by itself.
  */
 import { rmSync } from 'node:fs';
-import { createJob, type FleetHandle, getJob, startFleet } from '@router-fleet/simulator';
+import { createJob, type FleetHandle, getJob, reached, startFleet } from '@router-fleet/simulator';
 import type { ServerProcess } from './local-server.js';
 import { stage } from './stage.js';
 const once = process.argv.includes('--once');
@@ -69,7 +69,7 @@ async function main(): Promise<void> {
       const j = await getJob(rest, job.uuid);
       const r = j.progress.results as Record<string, number>;
       line(`job ${j.progress.percentComplete.toFixed(0).padStart(3)} %  succeeded ${r['succeeded'] ?? 0}  failed ${r['failed'] ?? 0}  state ${j.state}`);
-      if (j.progress.percentComplete >= 100 || ['finished', 'cancelled', 'aborted'].includes(j.state)) break;
+      if (reached(j, 100) || ['finished', 'cancelled', 'aborted'].includes(j.state)) break;
       await new Promise((res) => setTimeout(res, 1000));
     }
     if (tty) process.stdout.write('\n');

@@ -4,7 +4,7 @@ export { Histogram, type HistogramSummary, type SerializedHistogram } from './hi
 export { type FleetHandle, startFleet, type StartFleetOptions, defaultSourceAddresses, MAX_ROUTERS_PER_PROCESS } from './fleet.js';
 export type { DeviceDetail, FleetStats, WorkerStats } from './stats.js';
 export { provisionFleet, type ProvisionOptions, type ProvisionResult, type ProvisionedDevice, PROFILES_FILE } from './provision.js';
-export { buildFirmwarePacket, createJob, getJob, jobDeviceResults, type JobDeviceResult, type JobSpec, type JobView, waitJob } from './jobs.js';
+export { buildFirmwarePacket, createJob, getJob, jobDeviceResults, type JobDeviceResult, type JobSpec, type JobView, reached, waitJob } from './jobs.js';
 export { RestClient, RestError, type RestOptions } from './rest.js';
 export { loadScenario, runScenario, type Scenario, type ScenarioStep, validateScenario } from './scenario.js';
 export { buildReport, type FleetReport, LivePrinter, prometheusText, servePrometheus, statusLine } from './metrics.js';

@@ -84,11 +84,20 @@ export function getJob(rest: RestClient, uuid: string): Promise<JobView> {
 }
 
 /** Polls a job until its percent complete reaches `percent` (or it ends). */
+/**
+ * Whether a job is at least `percent` complete. 100 % means every device is done: the API's
+ * percentage is rounded to 0.1, so 14,994 of 15,000 already reads 100.0.
+ */
+export function reached(job: JobView, percent: number): boolean {
+  const { done, total } = job.progress.devices;
+  return percent >= 100 ? done >= total : job.progress.percentComplete >= percent;
+}
+
 export async function waitJob(rest: RestClient, uuid: string, percent = 100, timeoutMs = 600_000, pollMs = 1000): Promise<JobView> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const job = await getJob(rest, uuid);
-    if (job.progress.percentComplete >= percent || ['finished', 'cancelled', 'aborted'].includes(job.state)) return job;
+    if (reached(job, percent) || ['finished', 'cancelled', 'aborted'].includes(job.state)) return job;
     if (Date.now() > deadline) throw new Error(`job ${uuid}: ${job.progress.percentComplete} % after ${timeoutMs} ms (waiting for ${percent} %)`);
     await new Promise((r) => setTimeout(r, pollMs));
   }

@@ -48,6 +48,12 @@ export interface DeviceDetail {
   /** First hello sent and first admission decision (epoch ms, sub-ms resolution). */
   firstHelloAt: number;
   firstAdmissionAt: number;
+  /**
+   * When the hello that got the first admission decision was sent (epoch ms). It differs from
+   * `firstHelloAt` when an earlier connection closed before its hello was decided (a hello
+   * timeout on an overloaded server): the server orders by the hellos it decides.
+   */
+  decidedHelloAt: number;
   reconnects: number;
   /** Last reconnect time (ms from losing the channel to admitted again), 0 if none. */
   lastReconnectMs: number;

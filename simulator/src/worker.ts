@@ -122,6 +122,8 @@ export class FleetWorker {
   #lastRedialMs = new Float64Array(0);
   /** Start of each router's latest dial attempt (the agent retries failed dials inside 'connecting'). */
   #attemptAt = new Float64Array(0);
+  /** When the hello that got the first admission decision was sent. */
+  #decidedHelloAt = new Float64Array(0);
   #reconnects = new Uint32Array(0);
   #started = 0;
   #jobCreatedAt = 0;
@@ -208,6 +210,7 @@ export class FleetWorker {
     this.#lastReconnectMs = new Float64Array(m);
     this.#lastRedialMs = new Float64Array(m);
     this.#attemptAt = new Float64Array(m);
+    this.#decidedHelloAt = new Float64Array(m);
     this.#reconnects = new Uint32Array(m);
     this.#platforms = new Array<MemoryPlatform | undefined>(m);
     this.#agents = new Array<Agent | undefined>(m);
@@ -321,7 +324,10 @@ export class FleetWorker {
       case S['rejected-waiting']: {
         if (before === S['hello-sent']) {
           this.#hist.admission.record(t - this.#helloAt[j]!);
-          if (this.#firstAdmissionAt[j] === 0) this.#firstAdmissionAt[j] = t;
+          if (this.#firstAdmissionAt[j] === 0) {
+            this.#firstAdmissionAt[j] = t;
+            this.#decidedHelloAt[j] = this.#helloAt[j]!;
+          }
         }
         this.#admission[j] = code === S.managed ? 1 : code === S.unmanaged ? 2 : before === S.connecting ? 4 : 3;
         if (code !== S['rejected-waiting'] && this.#downAt[j]! > 0) {
@@ -420,6 +426,7 @@ export class FleetWorker {
       firstAdmissionAt: this.#firstAdmissionAt[j]!,
       reconnects: this.#reconnects[j]!,
       lastReconnectMs: this.#lastReconnectMs[j]!,
+      decidedHelloAt: this.#decidedHelloAt[j]!,
       lastRedialMs: this.#lastRedialMs[j]!,
       expect: this.#draws[j]!.expect,
       labels: this.#draws[j]!.labels,

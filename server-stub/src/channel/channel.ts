@@ -259,21 +259,35 @@ export class ControlChannel implements ChannelHub {
   sweep(): void {
     const t = this.#mono();
     const helloTimeout = this.#services.config.helloTimeoutMs;
+    // Overdue sessions are closed only after the next I/O poll: timers run before pending socket
+    // reads, so on a busy server a hello or pong already in the socket buffer would otherwise be
+    // taken for silence. setImmediate runs after the poll phase, when those bytes have been read.
+    const noHello: Session[] = [];
+    const noPong: Session[] = [];
     for (const s of this.#pending) {
-      if (t - s.openedAt >= helloTimeout) {
-        this.#error(s, 'SERVER_HELLO_REQUIRED', 'no hello within the hello timeout');
-        this.#closeSession(s, CloseCodes.HELLO_REQUIRED, 'hello timeout');
-      }
+      if (t - s.openedAt >= helloTimeout && !s.admitting) noHello.push(s);
     }
     for (const s of this.#sessions.values()) {
       if (s.pingId !== null) {
-        if (t - s.pingSentAt >= s.pongTimeoutMs) this.#closeSession(s, CloseCodes.PONG_TIMEOUT, 'pong timeout');
+        if (t - s.pingSentAt >= s.pongTimeoutMs) noPong.push(s);
       } else if (t - s.lastHeardAt >= s.pingIntervalMs) {
         const ping = createMessage('ping', {}, { sentAt: this.#services.clock.now() });
         s.pingId = ping.id;
         s.pingSentAt = t;
         this.#send(s, encode(ping, { validate: false }));
       }
+    }
+    if (noHello.length + noPong.length > 0) {
+      setImmediate(() => {
+        for (const s of noHello) {
+          if (!this.#pending.has(s) || s.admitting || s.closeBy !== 0) continue;
+          this.#error(s, 'SERVER_HELLO_REQUIRED', 'no hello within the hello timeout');
+          this.#closeSession(s, CloseCodes.HELLO_REQUIRED, 'hello timeout');
+        }
+        for (const s of noPong) {
+          if (s.pingId !== null && this.#sessions.get(s.deviceUuid) === s) this.#closeSession(s, CloseCodes.PONG_TIMEOUT, 'pong timeout');
+        }
+      });
     }
     for (const s of this.#closing) {
       if (s.ws.readyState === WebSocket.CLOSED) this.#closing.delete(s);
