@@ -109,7 +109,8 @@ export async function runCli(argv: string[]): Promise<void> {
           .option('rate', { type: 'number', default: DEFAULT_SCALE_RATE, describe: 'Connects per second asked of the simulator' })
           .option('report', { type: 'string', default: 'reports/scale.json', describe: 'JSON report path (.md and SVG charts beside it)' })
           .option('tls', { type: 'boolean', default: true, describe: 'Run over TLS with a local CA; --no-tls runs plain ws/http (the report says which)' })
-          .option('baseline', { type: 'boolean', default: true, describe: 'Measure the raw-ws baseline in the same run' }),
+          .option('baseline', { type: 'boolean', default: true, describe: 'Measure the raw-ws baseline in the same run' })
+          .option('timeout', { type: 'number', default: 15, describe: 'Overall time limit, minutes (the run stops by itself)' }),
       async (args) => {
         const result = await runScale({
           devices: args.devices,
@@ -118,6 +119,7 @@ export async function runCli(argv: string[]): Promise<void> {
           ...(args.processes ? { processes: args.processes } : {}),
           rate: args.rate,
           tls: args.tls,
+          timeoutMs: args.timeout * 60_000,
           report: args.report,
           baseline: args.baseline,
           log: (t) => console.error(t),
