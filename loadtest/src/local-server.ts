@@ -1,4 +1,5 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { createWriteStream } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { request } from 'undici';
@@ -81,6 +82,8 @@ export interface StartOptions {
   args?: string[];
   /** Called with each log line (pino JSON) the server prints. */
   onLog?: (line: string) => void;
+  /** Appends everything the server prints (stdout and stderr) to this file. */
+  logFile?: string;
 }
 
 /** Starts `fleet-server serve` as a child process on 127.0.0.1 and resolves when it listens. */
@@ -91,6 +94,12 @@ export function startServer(options: StartOptions): Promise<ServerProcess> {
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, FLEET_SERVER_LOG_LEVEL: 'info' } });
   const stderr: string[] = [];
   child.stderr!.on('data', (d: Buffer) => stderr.push(d.toString()));
+  if (options.logFile) {
+    const file = createWriteStream(options.logFile, { flags: 'a' });
+    child.stdout!.pipe(file, { end: false });
+    child.stderr!.pipe(file, { end: false });
+    child.once('exit', (code, signal) => file.end(`fleet-server exited: code ${code}, signal ${signal}\n`));
+  }
   return new Promise((resolve, reject) => {
     const lines = createInterface({ input: child.stdout! });
     let done = false;

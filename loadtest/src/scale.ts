@@ -64,6 +64,7 @@ export async function runScale(options: ScaleOptions) {
   let st: Stage | undefined;
   let fleet: FleetHandle | undefined;
   let baseline: BaselineResult | undefined;
+  mkdirSync(dirname(options.report), { recursive: true });
   try {
     let t = Date.now();
     st = await stage({
@@ -73,6 +74,8 @@ export async function runScale(options: ScaleOptions) {
       more: [{ plan: 'basic-1', count: options.licences % 25 }],
       workers: options.workers ?? Math.max(1, Math.ceil(options.devices / ROUTERS_PER_SERVER_WORKER)),
       tls: options.tls ?? true,
+      // The server's log beside the report: where to look when a run falls short.
+      serverLog: options.report.replace(/\.json$/, '') + '-server.log',
       log,
     });
     phase('stageSec', t);

@@ -34,6 +34,8 @@ export interface StageOptions extends TenantOptions {
   workers?: number;
   /** HTTPS/WSS with a local CA (default) or plain HTTP/WS (`false`: loopback measurements only). */
   tls?: boolean;
+  /** Where the server's output goes (appended, across restarts). Default: not kept. */
+  serverLog?: string;
   log?: (text: string) => void;
 }
 
@@ -57,7 +59,8 @@ export async function stage(options: StageOptions): Promise<Stage> {
   const tenant = await prepareTenant(dataDir, options);
   const workers = options.workers ?? 1;
   const serverArgs = useTls ? ['--tls-cert', tls.cert, '--tls-key', tls.key] : [];
-  let server = await startServer({ dataDir, workers, args: serverArgs });
+  const logFile = options.serverLog ? { logFile: options.serverLog } : {};
+  let server = await startServer({ dataDir, workers, args: serverArgs, ...logFile });
   const caPem = useTls ? readFileSync(tls.ca, 'utf8') : '';
   const rest = new RestClient({ server: server.url, ...(useTls ? { caPem } : {}) });
   const { token } = await rest.json<{ token: string }>('POST', '/api/auth/login', { username: tenant.username, password: tenant.password });
@@ -86,7 +89,7 @@ export async function stage(options: StageOptions): Promise<Stage> {
     workers,
     async restart() {
       await server.stop();
-      server = await startServer({ dataDir, workers, port: server.port, args: serverArgs });
+      server = await startServer({ dataDir, workers, port: server.port, args: serverArgs, ...logFile });
       result.server = server;
       return server;
     },

@@ -1,5 +1,7 @@
 import { CloseCodes, createMessage, MAX_FRAME_BYTES, type MessageOf, WS_SUBPROTOCOL } from '@router-fleet/protocol';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { SqliteDatabase } from '../src/store/sqlite.js';
 import { addMonthsUtc, SECOND } from '../src/clock.js';
 import { type ChannelWorld, channelWorld } from './helpers/channel-world.js';
 import { FakeDevice } from './helpers/fake-device.js';
@@ -65,6 +67,27 @@ describe('control channel: hello and admission over real sockets', () => {
     expect(JSON.stringify(st.json())).not.toContain(r!.credential);
     const dev = await w.req('GET', `/api/inventory/managed-devices/${r!.uuid}`, { token });
     expect(dev.json()).toMatchObject({ status: 'online', firmware: '10.4.0' });
+  });
+
+  it('a store locked past the busy timeout: the hello is answered with close 1013 (try again), the server keeps serving', async () => {
+    const w = await open({ storeBusyTimeoutMs: 50 });
+    const t = await w.newTenant();
+    w.licences(t, 'basic-1', 1);
+    const [r] = w.devices(t, 1);
+    // Another process holds the write lock (a long transaction in another worker).
+    const other = new SqliteDatabase(join(w.dataDir, 'fleet.sqlite'), { timeout: 0 });
+    other.exec('BEGIN IMMEDIATE');
+    try {
+      const d = await w.connect(r!);
+      d.hello();
+      expect((await d.waitClosed()).code).toBe(CloseCodes.TRY_AGAIN_LATER);
+    } finally {
+      other.exec('ROLLBACK');
+      other.close();
+    }
+    // Nothing was leased by the failed attempt; the retry is admitted.
+    const again = await w.connect(r!);
+    expect((await again.admit()).body).toMatchObject({ admission: 'managed' });
   });
 
   it('reference example: 10 Basic-1 licences, 2 expire → the last 2 of 10 connected get licence-change unmanaged', async () => {

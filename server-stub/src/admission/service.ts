@@ -7,7 +7,7 @@ import type { Store } from '../store/database.js';
 import { deviceUuids, findDeviceIdentity, setDeviceAdmission } from '../store/devices.js';
 import { AccountEvents } from '../store/events.js';
 import { AccountLeases } from '../store/leases.js';
-import { AccountLicences, accountsWithLicencesOrLeases } from '../store/licences.js';
+import { AccountLicences, accountsWithLicencesOrLeases, type LicenceRecord } from '../store/licences.js';
 import { decideAdmission, needsRebalance, rebalance } from './decide.js';
 import { PresenceTracker } from './presence.js';
 import type { AdmissionChange, AdmissionEventMap, AdmitRequest, AdmitResult, SweepReport } from './types.js';
@@ -39,6 +39,8 @@ export class AdmissionService {
   readonly events = new EventEmitter<AdmissionEventMap>();
   readonly presence: PresenceTracker;
   readonly #accountUuids = new Map<number, string>();
+  /** Licences per account while admitMany runs (see there). */
+  #licenceCache: Map<number, LicenceRecord[]> | undefined;
 
   constructor(
     private readonly store: Store,
@@ -110,7 +112,23 @@ export class AdmissionService {
    */
   admitMany(requests: readonly AdmitRequest[]): AdmitResult[] {
     if (requests.length === 1) return [this.admit(requests[0]!)];
-    return this.store.write(() => requests.map((r) => this.admit(r)));
+    // Inside the batch's transaction no licence can change (admission writes leases only, and
+    // the write lock is held): each account's licences are read once per batch, not per hello.
+    this.#licenceCache = new Map();
+    try {
+      return this.store.write(() => requests.map((r) => this.admit(r)));
+    } finally {
+      this.#licenceCache = undefined;
+    }
+  }
+
+  /** An account's licences (from the batch cache while admitMany runs). */
+  #licences(accountId: number): LicenceRecord[] {
+    const cached = this.#licenceCache?.get(accountId);
+    if (cached) return cached;
+    const all = new AccountLicences(this.store, accountId).all();
+    this.#licenceCache?.set(accountId, all);
+    return all;
   }
 
   /** The device's connection closed at `at`: a managed device keeps its seat for the grace period. */
@@ -193,7 +211,7 @@ export class AdmissionService {
 
   /** Must run inside a write transaction. */
   #balance(accountId: number, now: number): Balance {
-    const seats = entitlement(new AccountLicences(this.store, accountId).all(), now).seats;
+    const seats = entitlement(this.#licences(accountId), now).seats;
     const leases = new AccountLeases(this.store, accountId);
     const dropped = leases.dropExpiredGrace(now);
     const out: Balance = { seats, dropped, toManaged: [], toUnmanaged: [] };

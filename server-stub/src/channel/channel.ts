@@ -466,9 +466,23 @@ export class ControlChannel implements ChannelHub {
     const batch = this.#helloQueue;
     this.#helloQueue = [];
     if (batch.length === 0) return;
-    const results = this.#services.admission.admitMany(
-      batch.map(({ msg, now }) => ({ deviceUuid: msg.body.deviceId, credential: msg.body.credential, connectedAt: now })),
-    );
+    let results: AdmitResult[];
+    try {
+      results = this.#services.admission.admitMany(
+        batch.map(({ msg, now }) => ({ deviceUuid: msg.body.deviceId, credential: msg.body.credential, connectedAt: now })),
+      );
+    } catch (err) {
+      // The store could not decide (e.g. SQLITE_BUSY: other processes held the write lock past
+      // the busy timeout). Nothing was leased: the devices are asked to come back later and
+      // reconnect with their backoff. Never a crash.
+      this.#log.warn({ err, hellos: batch.length }, 'admission batch failed; devices asked to retry');
+      this.#services.metrics.inc('fleet_errors_total', { code: 'SERVER_ADMISSION_BUSY' });
+      for (const { s } of batch) {
+        s.admitting = false;
+        if (s.state !== 'closed') this.#closeSession(s, CloseCodes.TRY_AGAIN_LATER, 'server busy, try again later');
+      }
+      return;
+    }
     const orphans: string[] = [];
     batch.forEach(({ s, msg, facts, now }, i) => {
       const result = results[i]!;

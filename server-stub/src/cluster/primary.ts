@@ -95,6 +95,17 @@ export async function runPrimary(config: ServerConfig): Promise<{ close(): Promi
     startedAt.set(w.id, Date.now());
     w.on('message', (m: unknown) => onMessage(w, m));
     w.on('online', () => log.info({ workerId: w.id, workerPid: w.process.pid }, 'worker online'));
+    // A fork that fails (EMFILE: the primary itself out of files) must not take the primary down:
+    // without a process there is no 'exit', so the replacement is retried here.
+    w.on('error', (err) => {
+      log.error({ err, workerId: w.id }, 'worker process error');
+      if (w.process.pid !== undefined || shuttingDown) return;
+      held.delete(w.id);
+      startedAt.delete(w.id);
+      setTimeout(() => {
+        if (!shuttingDown) fork();
+      }, 1000).unref();
+    });
     return w;
   };
 
