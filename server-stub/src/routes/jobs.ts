@@ -136,6 +136,8 @@ export const jobRoutes = [
     access: 'operator',
     activePlan: true,
     status: 201,
+    // Up to 50,000 device UUIDs (about 2 MB of JSON): more than the default JSON body limit.
+    bodyLimit: 4 * 1024 * 1024,
     body: Type.Object(
       {
         name: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
