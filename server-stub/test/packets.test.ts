@@ -229,8 +229,8 @@ describe('packet downloads (real HTTP)', () => {
     // b waits in the queue (no answer yet); c finds the queue full.
     let bAnswered = false;
     const queued = open1(b).then((res) => ((bAnswered = true), res));
-    await new Promise((r) => setTimeout(r, 200));
-    expect(w.services.packets.downloads.queued).toBe(1);
+    // Polled, not slept: on a loaded machine the request may take a while to reach the queue.
+    await expect.poll(() => w.services.packets.downloads.queued, { timeout: 20_000 }).toBe(1);
     const full = await get(c!.packet.url, { authorization: `Bearer ${c!.download.token}` });
     expect(full.status).toBe(503);
     expect(full.headers['retry-after']).toBe('7');
@@ -252,15 +252,12 @@ describe('packet downloads (real HTTP)', () => {
       req.on('error', () => resolve());
       req.end();
     });
-    await new Promise((r) => setTimeout(r, 200));
-    expect(w.services.packets.downloads.queued).toBe(1);
+    await expect.poll(() => w.services.packets.downloads.queued, { timeout: 20_000 }).toBe(1);
     ctl.abort();
     await gaveUp;
-    await new Promise((r) => setTimeout(r, 200));
-    expect(w.services.packets.downloads.queued).toBe(0);
+    await expect.poll(() => w.services.packets.downloads.queued, { timeout: 20_000 }).toBe(0);
     hold.destroy();
-    await new Promise((r) => setTimeout(r, 200));
-    expect(w.services.packets.downloads.active).toBe(0);
+    await expect.poll(() => w.services.packets.downloads.active, { timeout: 20_000 }).toBe(0);
   });
 });
 
