@@ -1,3 +1,4 @@
+import { TickBatch } from '../tick-batch.js';
 import type { IncomingMessage, Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import {
@@ -111,8 +112,11 @@ export class ControlChannel implements ChannelHub {
   readonly #mono: () => number;
   readonly #registry: SessionRegistry | undefined;
   readonly #pending = new Set<Session>();
-  #helloQueue: { s: Session; msg: MessageOf<'hello'>; facts: DeviceFacts; now: number }[] = [];
-  #helloFlushScheduled = false;
+  readonly #hellos = new TickBatch<{ s: Session; msg: MessageOf<'hello'>; facts: DeviceFacts; now: number }>(
+    (batch) => this.#flushHellos(batch),
+    HELLO_BATCH_MAX,
+  );
+
   readonly #sessions = new Map<string, Session>();
   readonly #byAccount = new Map<string, Set<Session>>();
   /** Sessions the server closed, awaiting the end of the close handshake. */
@@ -120,10 +124,8 @@ export class ControlChannel implements ChannelHub {
   readonly #handlers = new Map<string, Set<MessageHandler<MessageType>>>();
   readonly #sessionListeners = new Set<(event: SessionEvent, session: SessionInfo) => void>();
   readonly #status: DeviceStatusBuffer;
-  #eventQueue: { s: Session; msg: MessageOf<'event'> }[] = [];
-  #eventFlushScheduled = false;
-  #releaseQueue: string[] = [];
-  #releaseScheduled = false;
+  readonly #events = new TickBatch<{ s: Session; msg: MessageOf<'event'> }>((batch) => this.#flushEvents(batch));
+  readonly #releases = new TickBatch<string>((uuids) => this.#flushReleases(uuids));
   #timer: NodeJS.Timeout | undefined;
   #shuttingDown = false;
   readonly #offNotices: () => void;
@@ -229,8 +231,8 @@ export class ControlChannel implements ChannelHub {
     try {
       if (open.length) this.#services.admission.releaseMany(open.map((s) => s.deviceUuid), this.#services.clock.now());
       for (const s of open) this.#registry?.closed(s.deviceUuid);
-      this.#flushReleases();
-      this.#flushEvents();
+      this.#releases.drain();
+      this.#events.drain();
       this.flush();
     } catch (err) {
       this.#log.error({ err }, 'channel shutdown: store write failed');
@@ -376,11 +378,7 @@ export class ControlChannel implements ChannelHub {
         this.#status.status(s.deviceKey, msg.body, now);
         break;
       case 'event':
-        this.#eventQueue.push({ s, msg });
-        if (!this.#eventFlushScheduled) {
-          this.#eventFlushScheduled = true;
-          setImmediate(() => this.#flushEvents());
-        }
+        this.#events.push({ s, msg });
         break;
       case 'error':
         this.#log.debug({ device: s.deviceUuid, code: msg.body.code }, 'device reported an error');
@@ -453,19 +451,10 @@ export class ControlChannel implements ChannelHub {
     // Group commit: hellos arriving in the same tick are admitted in one transaction (one fsync),
     // in arrival order, so a reconnect storm is not bound by one fsync per device.
     s.admitting = true;
-    this.#helloQueue.push({ s, msg, facts, now });
-    if (this.#helloQueue.length >= HELLO_BATCH_MAX) this.#flushHellos();
-    else if (!this.#helloFlushScheduled) {
-      this.#helloFlushScheduled = true;
-      setImmediate(() => this.#flushHellos());
-    }
+    this.#hellos.push({ s, msg, facts, now });
   }
 
-  #flushHellos(): void {
-    this.#helloFlushScheduled = false;
-    const batch = this.#helloQueue;
-    this.#helloQueue = [];
-    if (batch.length === 0) return;
+  #flushHellos(batch: { s: Session; msg: MessageOf<'hello'>; facts: DeviceFacts; now: number }[]): void {
     let results: AdmitResult[];
     try {
       results = this.#services.admission.admitMany(
@@ -602,11 +591,7 @@ export class ControlChannel implements ChannelHub {
    * Stores the events of this tick in one transaction (durable before the ack), then acks each
    * by its seq. A seq seen before is ignored by the event log's dedupe key and acked again.
    */
-  #flushEvents(): void {
-    this.#eventFlushScheduled = false;
-    const batch = this.#eventQueue;
-    if (batch.length === 0) return;
-    this.#eventQueue = [];
+  #flushEvents(batch: { s: Session; msg: MessageOf<'event'> }[]): void {
     const { store, clock } = this.#services;
     const now = clock.now();
     try {
@@ -679,18 +664,12 @@ export class ControlChannel implements ChannelHub {
     this.#registry?.closed(s.deviceUuid);
     for (const l of this.#sessionListeners) l('closed', s);
     // Releases of one tick go to the store in one transaction.
-    this.#releaseQueue.push(s.deviceUuid);
-    if (!this.#releaseScheduled) {
-      this.#releaseScheduled = true;
-      setImmediate(() => this.#flushReleases());
-    }
+    this.#releases.push(s.deviceUuid);
   }
 
-  #flushReleases(): void {
-    this.#releaseScheduled = false;
+  #flushReleases(queued: string[]): void {
     // A device that reconnected meanwhile keeps its lease.
-    const uuids = this.#releaseQueue.filter((u) => !this.#sessions.has(u));
-    this.#releaseQueue = [];
+    const uuids = queued.filter((u) => !this.#sessions.has(u));
     if (uuids.length === 0) return;
     try {
       this.#services.admission.releaseMany(uuids, this.#services.clock.now());

@@ -1,3 +1,4 @@
+import { TickBatch } from '../tick-batch.js';
 import { randomUUID } from 'node:crypto';
 import {
   CANCELLABLE_JOB_STATES,
@@ -80,8 +81,7 @@ export class JobService {
   #port: JobChannelPort | undefined;
   #templates: JobTemplateHook | undefined;
   readonly ignored: IgnoredProgress = { duplicate: 0, illegal: 0, unknown: 0 };
-  #inbox: ChannelInput[] = [];
-  #flushScheduled = false;
+  readonly #inbox = new TickBatch<ChannelInput>((batch) => this.#apply(batch), INBOX_BATCH_MAX);
   /** Base URL of packet downloads in offers (`https://host:port`); set after listen when port 0. */
   publicBaseUrl: string;
 
@@ -116,17 +116,8 @@ export class JobService {
   attach(port: JobChannelPort): void {
     if (this.#port) throw new Error('a channel port is already attached');
     this.#port = port;
-    port.onDeviceReady((deviceUuid) => this.#enqueue({ kind: 'ready', deviceUuid }));
-    port.onJobProgress((deviceUuid, message) => this.#enqueue({ kind: 'progress', deviceUuid, message }));
-  }
-
-  #enqueue(item: ChannelInput): void {
-    this.#inbox.push(item);
-    if (this.#inbox.length >= INBOX_BATCH_MAX) this.flush();
-    else if (!this.#flushScheduled) {
-      this.#flushScheduled = true;
-      setImmediate(() => this.flush());
-    }
+    port.onDeviceReady((deviceUuid) => this.#inbox.push({ kind: 'ready', deviceUuid }));
+    port.onJobProgress((deviceUuid, message) => this.#inbox.push({ kind: 'progress', deviceUuid, message }));
   }
 
   /**
@@ -136,11 +127,7 @@ export class JobService {
    * savepoint, so a bad one is undone alone and counted; if the commit itself fails nothing is
    * acknowledged and the devices repeat their terminal reports.
    */
-  flush(): void {
-    this.#flushScheduled = false;
-    const batch = this.#inbox;
-    if (batch.length === 0) return;
-    this.#inbox = [];
+  #apply(batch: ChannelInput[]): void {
     const now = this.clock.now();
     const acks: Array<{ deviceUuid: string; correlationId: string }> = [];
     const outcomes: Array<Exclude<ProgressOutcome, 'applied'>> = [];

@@ -4,7 +4,6 @@ import { AccountDevices, AccountGroups } from './devices.js';
 import { AccountEvents } from './events.js';
 import { AccountLeases } from './leases.js';
 import { AccountLicences } from './licences.js';
-import { AccountAudit, AccountCertificates, AccountTemplates } from './resources.js';
 
 /**
  * Every repository of one account, bound to its id. Request handlers only ever receive this scope
@@ -20,9 +19,6 @@ export class AccountScope {
   readonly groups: AccountGroups;
   readonly events: AccountEvents;
   readonly leases: AccountLeases;
-  readonly templates: AccountTemplates;
-  readonly certificates: AccountCertificates;
-  readonly audit: AccountAudit;
 
   constructor(
     private readonly store: Store,
@@ -35,9 +31,6 @@ export class AccountScope {
     this.groups = new AccountGroups(store, accountId);
     this.events = new AccountEvents(store, accountId);
     this.leases = new AccountLeases(store, accountId);
-    this.templates = new AccountTemplates(store, accountId);
-    this.certificates = new AccountCertificates(store, accountId);
-    this.audit = new AccountAudit(store, accountId);
   }
 
   /** The account row itself. */
