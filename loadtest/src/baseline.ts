@@ -26,7 +26,10 @@ export interface BaselineResult {
   connections: number;
   failed: number;
   connectsPerSec: number;
+  /** Server RSS growth ÷ connections. Noisy below a few thousand connections (the allocator returns pages at will). */
   serverBytesPerConnection: number;
+  /** Server JS heap growth ÷ connections after a full GC: small, but stable even for a few hundred connections. */
+  serverHeapBytesPerConnection: number;
   clientBytesPerConnection: number;
   connectMs: Percentiles;
 }
@@ -88,6 +91,7 @@ export async function runBaseline(options: BaselineOptions): Promise<BaselineRes
       failed: connected.reduce((n, c) => n + c.failed, 0),
       connectsPerSec: Math.round(total / (rampMs / 1000)),
       serverBytesPerConnection: total ? Math.round((loaded.rss - idle.rss) / total) : 0,
+      serverHeapBytesPerConnection: total ? Math.round((loaded.heapUsed - idle.heapUsed) / total) : 0,
       clientBytesPerConnection: total ? Math.round(clientGrowth / total) : 0,
       connectMs: percentiles(connected.flatMap((c) => c.connectMs)),
     };

@@ -34,7 +34,7 @@ export async function runCli(argv: string[]): Promise<void> {
         else {
           console.log(`raw ws baseline: ${result.connections} connections (${result.failed} failed)`);
           console.log(`  connects/s ${result.connectsPerSec}; connect p50 ${result.connectMs.p50} ms, p99 ${result.connectMs.p99} ms`);
-          console.log(`  server ${(result.serverBytesPerConnection / 1024).toFixed(1)} KB/connection, client ${(result.clientBytesPerConnection / 1024).toFixed(1)} KB/connection`);
+          console.log(`  server ${(result.serverBytesPerConnection / 1024).toFixed(1)} KB/connection (heap ${(result.serverHeapBytesPerConnection / 1024).toFixed(1)} KB), client ${(result.clientBytesPerConnection / 1024).toFixed(1)} KB/connection`);
         }
       },
     )

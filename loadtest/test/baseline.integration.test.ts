@@ -8,7 +8,10 @@ describe('raw ws baseline', () => {
     expect(result.connections).toBe(300);
     expect(result.failed).toBe(0);
     expect(result.connectsPerSec).toBeGreaterThan(0);
-    expect(result.serverBytesPerConnection).toBeGreaterThan(0);
+    // 300 connections are ~1–10 MB of RSS, inside the allocator's noise (CI once measured −3.9 KB/connection);
+    // the heap after a full GC is what reliably grows with every open socket.
+    expect(result.serverHeapBytesPerConnection).toBeGreaterThan(500);
+    expect(Number.isFinite(result.serverBytesPerConnection)).toBe(true);
     expect(result.connectMs.count).toBe(300);
   });
 });
