@@ -26,6 +26,9 @@ describe('store', () => {
     const db = openDatabase(dir);
     const rows = db.prepare('SELECT version FROM schema_migrations ORDER BY version').all() as { version: number }[];
     expect(rows.map((r) => r.version)).toEqual(migrations.map((m) => m.version));
+    const tables = (db.prepare('SELECT name FROM sqlite_master WHERE type = \'table\'').all() as { name: string }[]).map((t) => t.name);
+    expect(tables).toContain('audit_records');
+    expect(tables).not.toContain('audit_log'); // version 1's table, dropped by version 23
     const next = [...migrations, { version: latestVersion() + 1, name: 'test', sql: 'CREATE TABLE t2 (x INTEGER)' }];
     expect(migrate(db, 0, next)).toEqual([latestVersion() + 1]);
     expect(migrate(db, 0, next)).toEqual([]);
@@ -37,6 +40,51 @@ describe('store', () => {
     } catch (err) {
       expect(isAppError(err) && err.code).toBe('SERVER_STORE_VERSION');
     }
+  });
+
+  it('keeps lease counts equal to the leases (insert, upsert, state change, delete, cascades) and backfills them on upgrade', () => {
+    const dir = tempDir();
+    const db = new SqliteDatabase(join(dir, STORE_FILE));
+    db.pragma('foreign_keys = ON');
+    // A store from before version 24, already holding leases.
+    migrate(db, 0, migrations.filter((m) => m.version < 24));
+    const account = (id: number) => db.prepare('INSERT INTO accounts (id, uuid, name, created_at) VALUES (?, ?, ?, 0)').run(id, `a${id}`, `account ${id}`);
+    const device = (id: number, accountId: number) =>
+      db
+        .prepare(
+          `INSERT INTO devices (id, uuid, account_id, serial_number, ping_interval, pong_timeout, session_timeout, credential_hash, credential_enc, created_at, updated_at)
+           VALUES (?, ?, ?, ?, 60, 30, 300, x'00', x'00', 0, 0)`,
+        )
+        .run(id, `d${id}`, accountId, `SN${id}`);
+    const lease = db.prepare(
+      `INSERT INTO leases (device_id, account_id, state, leased_at) VALUES (?, ?, ?, 0)
+       ON CONFLICT (device_id) DO UPDATE SET state = excluded.state, released_at = NULL, grace_until = NULL`,
+    );
+    account(1);
+    account(2);
+    for (let id = 1; id <= 10; id++) device(id, id <= 6 ? 1 : 2);
+    for (let id = 1; id <= 4; id++) lease.run(id, 1, 'managed');
+    lease.run(5, 1, 'unmanaged');
+    lease.run(7, 2, 'managed');
+    migrate(db, 0, migrations);
+    const counted = () =>
+      db.prepare('SELECT account_id, state, n FROM lease_counts WHERE n > 0 ORDER BY account_id, state').all();
+    const truth = () =>
+      db.prepare('SELECT account_id, state, COUNT(*) AS n FROM leases GROUP BY account_id, state ORDER BY account_id, state').all();
+    expect(counted()).toEqual(truth()); // backfilled
+    lease.run(6, 1, 'managed'); // insert
+    lease.run(5, 1, 'managed'); // upsert: unmanaged → managed
+    lease.run(1, 1, 'managed'); // upsert, same state: no change
+    db.prepare('UPDATE leases SET state = \'unmanaged\' WHERE device_id = 2').run();
+    db.prepare('UPDATE leases SET released_at = 5, grace_until = 9 WHERE device_id = 3').run(); // not a count change
+    db.prepare('DELETE FROM leases WHERE device_id = 4').run();
+    db.prepare('DELETE FROM devices WHERE id = 7').run(); // cascades to its lease
+    expect(counted()).toEqual(truth());
+    expect(db.prepare('SELECT n FROM lease_counts WHERE account_id = 1 AND state = \'managed\'').get()).toEqual({ n: 4 });
+    db.prepare('DELETE FROM accounts WHERE id = 1').run();
+    expect(counted()).toEqual(truth());
+    expect(db.prepare('SELECT COUNT(*) AS n FROM lease_counts WHERE account_id = 1').get()).toEqual({ n: 0 });
+    db.close();
   });
 
   it('migration numbers are strictly increasing', () => {

@@ -50,10 +50,11 @@ export class AccountLeases {
       .map((r) => r.device_id);
   }
 
+  /** Managed leases of the account: one row of `lease_counts` (kept by triggers), not a scan of every lease. */
   managedCount(): number {
     return (
       this.store
-        .stmt<{ n: number }>('SELECT COUNT(*) AS n FROM leases WHERE account_id = ? AND state = \'managed\'')
+        .stmt<{ n: number }>('SELECT n FROM lease_counts WHERE account_id = ? AND state = \'managed\'')
         .get(this.accountId)?.n ?? 0
     );
   }

@@ -380,6 +380,43 @@ CREATE TABLE smart_update_jobs (
 ) WITHOUT ROWID;
 `,
   },
+  {
+    version: 23,
+    name: 'drop the audit_log table of version 1 (never written since the hash-chained audit_records of version 20)',
+    sql: `
+DROP INDEX IF EXISTS audit_log_account;
+DROP TABLE IF EXISTS audit_log;
+`,
+  },
+  {
+    version: 24,
+    name: 'lease counts per account and state, kept by triggers (admission read COUNT(*) over every lease per hello: O(n) at 40,000 leases)',
+    sql: `
+CREATE TABLE lease_counts (
+  account_id INTEGER NOT NULL,
+  state TEXT NOT NULL,
+  n INTEGER NOT NULL,
+  PRIMARY KEY (account_id, state)
+) WITHOUT ROWID;
+INSERT INTO lease_counts (account_id, state, n) SELECT account_id, state, COUNT(*) FROM leases GROUP BY account_id, state;
+CREATE TRIGGER leases_count_insert AFTER INSERT ON leases BEGIN
+  INSERT INTO lease_counts (account_id, state, n) VALUES (NEW.account_id, NEW.state, 1)
+    ON CONFLICT (account_id, state) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER leases_count_delete AFTER DELETE ON leases BEGIN
+  UPDATE lease_counts SET n = n - 1 WHERE account_id = OLD.account_id AND state = OLD.state;
+END;
+CREATE TRIGGER leases_count_update AFTER UPDATE OF account_id, state ON leases
+  WHEN OLD.account_id IS NOT NEW.account_id OR OLD.state IS NOT NEW.state BEGIN
+  UPDATE lease_counts SET n = n - 1 WHERE account_id = OLD.account_id AND state = OLD.state;
+  INSERT INTO lease_counts (account_id, state, n) VALUES (NEW.account_id, NEW.state, 1)
+    ON CONFLICT (account_id, state) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER lease_counts_account_delete AFTER DELETE ON accounts BEGIN
+  DELETE FROM lease_counts WHERE account_id = OLD.id;
+END;
+`,
+  },
 ];
 
 export function latestVersion(): number {
