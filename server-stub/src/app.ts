@@ -7,10 +7,10 @@ import type { Logger } from 'pino';
 import { installAudit } from './audit/hooks.js';
 import { ROLE_RANK, type RequestContext } from './auth/service.js';
 import { type ChannelDeps, ControlChannel } from './channel/channel.js';
-import { isTestClock } from './clock.js';
 import type { ServerConfig } from './config.js';
 import { AppError, isAppError, type ServerErrorCode } from './errors.js';
 import { installJobs } from './jobs/timers.js';
+import { installPeriodic } from './periodic.js';
 import { jobChannelPort } from './channel/job-port.js';
 import { allRoutes } from './routes/index.js';
 import { installSmartUpdates } from './smart-updates/timers.js';
@@ -164,37 +164,19 @@ function routeMethods(routes: readonly RouteSpec[]): (path: string) => string[] 
 
 function startTimers(app: FastifyInstance, services: Services, channel: ControlChannel, runSweeps: boolean): void {
   const { config, admission, clock, auth } = services;
-  const timers: NodeJS.Timeout[] = [];
-  let offClock: (() => void) | undefined;
-  const sweep = () => {
-    try {
-      admission.sweep();
-    } catch (err) {
-      app.log.error({ err }, 'licence sweep failed');
-    }
-  };
-  app.addHook('onReady', async () => {
-    if (runSweeps) timers.push(setInterval(sweep, config.sweepIntervalSec * 1000));
-    timers.push(
-      setInterval(() => {
-        try {
-          admission.presence.flush();
-          channel.flush();
-        } catch (err) {
-          app.log.error({ err }, 'presence flush failed');
-        }
-      }, config.presenceFlushMs),
-    );
-    timers.push(setInterval(() => auth.purgeExpiredSessions(), 3_600_000));
-    for (const t of timers) t.unref();
-    if (runSweeps) sweep();
-  });
   // In test mode moving the clock is an event: expire, activate and notify at once.
-  if (isTestClock(clock) && runSweeps) offClock = clock.onChange(() => sweep());
-  app.addHook('onClose', async () => {
-    for (const t of timers) clearInterval(t);
-    offClock?.();
+  if (runSweeps) {
+    installPeriodic(app, { name: 'licence sweep', periodMs: config.sweepIntervalSec * 1000, run: () => admission.sweep(), onClockChange: clock, runAtStart: true });
+  }
+  installPeriodic(app, {
+    name: 'presence flush',
+    periodMs: config.presenceFlushMs,
+    run: () => {
+      admission.presence.flush();
+      channel.flush();
+    },
   });
+  installPeriodic(app, { name: 'session purge', periodMs: 3_600_000, run: () => auth.purgeExpiredSessions() });
 }
 
 function registerRoute(app: FastifyInstance, services: Services, spec: RouteSpec): void {

@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify';
-import { isTestClock } from '../clock.js';
+import { installPeriodic } from '../periodic.js';
 import type { Services } from '../services.js';
 
 /** Period of the dispatcher tick (timeouts, dynamic targets, rollout limits that freed up), ms. */
@@ -12,22 +12,5 @@ export const JOB_TICK_MS = 1000;
  */
 export function installJobs(app: FastifyInstance, services: Services): void {
   app.addContentTypeParser('application/x-tar', (_request, payload, done) => done(null, payload));
-  const tick = () => {
-    try {
-      services.jobs.tick();
-    } catch (err) {
-      app.log.error({ err }, 'job tick failed');
-    }
-  };
-  let timer: NodeJS.Timeout | undefined;
-  let offClock: (() => void) | undefined;
-  app.addHook('onReady', async () => {
-    timer = setInterval(tick, JOB_TICK_MS);
-    timer.unref();
-  });
-  if (isTestClock(services.clock)) offClock = services.clock.onChange(() => tick());
-  app.addHook('onClose', async () => {
-    if (timer) clearInterval(timer);
-    offClock?.();
-  });
+  installPeriodic(app, { name: 'job tick', periodMs: JOB_TICK_MS, run: () => services.jobs.tick(), onClockChange: services.clock });
 }

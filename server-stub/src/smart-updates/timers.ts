@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify';
-import { isTestClock } from '../clock.js';
+import { installPeriodic } from '../periodic.js';
 import type { Services } from '../services.js';
 import { SMART_UPDATE_CHECK_MS } from './service.js';
 
@@ -9,22 +9,10 @@ import { SMART_UPDATE_CHECK_MS } from './service.js';
  * store (one reservation per account, model and version), so every process may run it.
  */
 export function installSmartUpdates(app: FastifyInstance, services: Services): void {
-  const check = () => {
-    try {
-      services.smartUpdates.checkAll();
-    } catch (err) {
-      app.log.error({ err }, 'smart updates check failed');
-    }
-  };
-  let timer: NodeJS.Timeout | undefined;
-  let offClock: (() => void) | undefined;
-  app.addHook('onReady', async () => {
-    timer = setInterval(check, SMART_UPDATE_CHECK_MS);
-    timer.unref();
-  });
-  if (isTestClock(services.clock)) offClock = services.clock.onChange(() => check());
-  app.addHook('onClose', async () => {
-    if (timer) clearInterval(timer);
-    offClock?.();
+  installPeriodic(app, {
+    name: 'smart updates check',
+    periodMs: SMART_UPDATE_CHECK_MS,
+    run: () => services.smartUpdates.checkAll(),
+    onClockChange: services.clock,
   });
 }
