@@ -13,7 +13,7 @@ export { MemoryNetwork, type MemoryServerConnection } from './connection/memory-
 export { loadProfile, saveProfile } from './connection/profile-store.js';
 export { DEFAULT_SESSION } from './connection/session.js';
 export { type ChannelConnection, DialError, type DialOptions, type Transport } from './connection/transport.js';
-export { createWsTransport } from './connection/ws-transport.js';
+export { createWsTransport, type WsTransportObserver, type WsTransportOptions } from './connection/ws-transport.js';
 export { AgentError, type AgentErrorCode, AgentErrorCodes, errorTableMarkdown, isAgentError } from './errors.js';
 export type { InstallContext, Installer, ProfileStore } from './installers/installer.js';
 export { defaultInstallers } from './installers/registry.js';

@@ -3,13 +3,31 @@ import { CloseCodes, MAX_FRAME_BYTES, WS_SUBPROTOCOL } from '@router-fleet/proto
 import WebSocket from 'ws';
 import { type ChannelConnection, DialError, type DialOptions, type Transport } from './transport.js';
 
+/** Told of what the transport does (one observer per transport, not per connection). */
+export interface WsTransportObserver {
+  /** A dial failed: the socket's error code, `HTTP_<status>`, `CLOSE_<code>`, `SUBPROTOCOL` or `ABORTED`. */
+  dialFailed?(code: string): void;
+  /** A channel opened (handshake and subprotocol accepted). */
+  opened?(socket: WebSocket): void;
+  /** An open channel closed, with its WebSocket close code. */
+  closed?(socket: WebSocket, code: number): void;
+}
+
+export interface WsTransportOptions {
+  /** Source addresses dialled from, round robin (e.g. 127.0.0.1–127.0.0.4 in the simulator, so ephemeral ports last). */
+  localAddresses?: readonly string[];
+  observer?: WsTransportObserver;
+}
+
+type TrackedSocket = WebSocket & { connection?: ChannelConnection };
+
 /**
  * The WebSocket binding (ws): TLS with the connection profile's CA (the server certificate is
  * verified; no `rejectUnauthorized: false` anywhere), subprotocol WS_SUBPROTOCOL, frames capped at
- * MAX_FRAME_BYTES, no compression. TLS contexts are shared per CA so thousands of simulated agents
- * do not each build one.
+ * MAX_FRAME_BYTES, no compression. TLS contexts are shared per CA and the message listener is shared
+ * by every socket, so thousands of simulated agents in one process stay light.
  */
-export function createWsTransport(): Transport {
+export function createWsTransport(options: WsTransportOptions = {}): Transport {
   const contexts = new Map<string, SecureContext>();
   const contextFor = (caPem: string) => {
     let context = contexts.get(caPem);
@@ -19,43 +37,80 @@ export function createWsTransport(): Transport {
     }
     return context;
   };
+  const addresses = options.localAddresses ?? [];
+  const observer = options.observer;
+  let next = 0;
+
+  const wrap = (ws: TrackedSocket): ChannelConnection => {
+    let closed = false;
+    const connection: ChannelConnection = {
+      onMessage: undefined,
+      onClose: undefined,
+      send(text) {
+        if (ws.readyState !== WebSocket.OPEN) return false;
+        ws.send(text);
+        return true;
+      },
+      close(code, reason) {
+        if (ws.readyState === WebSocket.CLOSED) return;
+        ws.close(code, reason?.slice(0, 120));
+        // Do not wait for a peer that may be gone (half-open): terminate if the close handshake stalls.
+        setTimeout(() => ws.terminate(), 2000).unref();
+      },
+    };
+    ws.connection = connection;
+    ws.on('message', onMessage);
+    ws.on('error', noop);
+    ws.on('close', (code: number, reason: Buffer) => {
+      if (closed) return;
+      closed = true;
+      observer?.closed?.(ws, code);
+      connection.onClose?.(code, reason.toString());
+    });
+    observer?.opened?.(ws);
+    return connection;
+  };
+
   return {
-    dial(options: DialOptions): Promise<ChannelConnection> {
+    dial(dial: DialOptions): Promise<ChannelConnection> {
       return new Promise((resolve, reject) => {
         let url: URL;
         try {
-          url = new URL(options.url);
+          url = new URL(dial.url);
         } catch {
-          reject(new DialError('protocol', `invalid server URL`));
+          reject(new DialError('protocol', 'invalid server URL'));
           return;
         }
-        if (url.protocol !== 'wss:' && !(options.allowInsecure && url.protocol === 'ws:')) {
+        if (url.protocol !== 'wss:' && !(dial.allowInsecure && url.protocol === 'ws:')) {
           reject(new DialError('protocol', `refusing ${url.protocol} (TLS required)`));
           return;
         }
-        if (options.signal?.aborted) {
-          reject(options.signal.reason);
+        if (dial.signal?.aborted) {
+          reject(dial.signal.reason);
           return;
         }
-        const ws = new WebSocket(options.url, WS_SUBPROTOCOL, {
-          ...(url.protocol === 'wss:' ? { secureContext: contextFor(options.caPem) } : {}),
+        const localAddress = addresses.length > 0 ? addresses[next++ % addresses.length] : undefined;
+        const ws: TrackedSocket = new WebSocket(dial.url, WS_SUBPROTOCOL, {
+          ...(url.protocol === 'wss:' ? { secureContext: contextFor(dial.caPem) } : {}),
+          ...(localAddress ? { localAddress } : {}),
           maxPayload: MAX_FRAME_BYTES,
-          handshakeTimeout: options.timeoutMs,
+          handshakeTimeout: dial.timeoutMs,
           perMessageDeflate: false,
           followRedirects: false,
         });
         let settled = false;
         const onAbort = () => {
-          fail(new DialError('network', 'dial aborted'));
+          fail(new DialError('network', 'dial aborted'), 'ABORTED');
           ws.terminate();
         };
-        const fail = (error: Error) => {
+        const fail = (error: Error, code: string) => {
           if (settled) return;
           settled = true;
-          options.signal?.removeEventListener('abort', onAbort);
+          dial.signal?.removeEventListener('abort', onAbort);
+          observer?.dialFailed?.(code);
           reject(error);
         };
-        options.signal?.addEventListener('abort', onAbort, { once: true });
+        dial.signal?.addEventListener('abort', onAbort, { once: true });
         ws.once('unexpected-response', (_req, res) => {
           const status = res.statusCode ?? 0;
           res.resume();
@@ -63,19 +118,20 @@ export function createWsTransport(): Transport {
             status === 401 || status === 403
               ? new DialError('auth', `handshake refused with HTTP ${status}`)
               : new DialError('network', `handshake answered with HTTP ${status}`),
+            `HTTP_${status}`,
           );
           ws.terminate();
         });
-        ws.once('error', (error) => fail(new DialError('network', error.message, { cause: error })));
-        ws.once('close', (code) => fail(new DialError('network', `closed during the handshake (${code})`)));
+        ws.once('error', (error: Error & { code?: string }) => fail(new DialError('network', error.message, { cause: error }), error.code ?? 'NETWORK'));
+        ws.once('close', (code) => fail(new DialError('network', `closed during the handshake (${code})`), `CLOSE_${code}`));
         ws.once('open', () => {
           if (ws.protocol !== WS_SUBPROTOCOL) {
             ws.close(CloseCodes.PROTOCOL_ERROR, 'subprotocol not accepted');
-            fail(new DialError('protocol', 'the server did not accept the subprotocol'));
+            fail(new DialError('protocol', 'the server did not accept the subprotocol'), 'SUBPROTOCOL');
             return;
           }
           settled = true;
-          options.signal?.removeEventListener('abort', onAbort);
+          dial.signal?.removeEventListener('abort', onAbort);
           ws.removeAllListeners('error');
           ws.removeAllListeners('close');
           resolve(wrap(ws));
@@ -85,37 +141,15 @@ export function createWsTransport(): Transport {
   };
 }
 
-function wrap(ws: WebSocket): ChannelConnection {
-  let closed = false;
-  const connection: ChannelConnection = {
-    onMessage: undefined,
-    onClose: undefined,
-    send(text) {
-      if (ws.readyState !== WebSocket.OPEN) return false;
-      ws.send(text);
-      return true;
-    },
-    close(code, reason) {
-      if (ws.readyState === WebSocket.CLOSED) return;
-      ws.close(code, reason?.slice(0, 120));
-      // Do not wait for a peer that may be gone (half-open): terminate if the close handshake stalls.
-      setTimeout(() => ws.terminate(), 2000).unref();
-    },
-  };
-  ws.on('message', (data, isBinary) => {
-    if (isBinary) {
-      ws.close(CloseCodes.PROTOCOL_ERROR, 'binary frames are not allowed');
-      return;
-    }
-    connection.onMessage?.(data.toString());
-  });
-  ws.on('error', () => {
-    // 'close' follows every 'error'.
-  });
-  ws.on('close', (code, reason) => {
-    if (closed) return;
-    closed = true;
-    connection.onClose?.(code, reason.toString());
-  });
-  return connection;
+function noop(): void {
+  // 'close' follows every 'error'.
+}
+
+/** Shared message listener: `this` is the socket (no closure per connection). */
+function onMessage(this: TrackedSocket, data: WebSocket.RawData, isBinary: boolean): void {
+  if (isBinary) {
+    this.close(CloseCodes.PROTOCOL_ERROR, 'binary frames are not allowed');
+    return;
+  }
+  this.connection?.onMessage?.(data.toString());
 }
