@@ -122,6 +122,7 @@ export async function runCli(argv: string[]): Promise<void> {
           timeoutMs: args.timeout * 60_000,
           report: args.report,
           baseline: args.baseline,
+          exitOnSignal: true,
           log: (t) => console.error(t),
         });
         for (const c of result.checks) console.log(`${c.pass ? 'pass' : 'FAIL'}  ${c.name}: ${c.detail}`);

@@ -37,6 +37,11 @@ export interface ScaleOptions {
   tls?: boolean;
   /** Overall time limit (ms). Default 15 min. */
   timeoutMs?: number;
+  /**
+   * On SIGINT/SIGTERM stop the fleet and the server, remove the data directory and exit 130 (the
+   * CLI sets this: an interrupted run must not leave a server holding 50,000 sockets behind).
+   */
+  exitOnSignal?: boolean;
 }
 
 export interface ScaleCheck {
@@ -65,6 +70,19 @@ export async function runScale(options: ScaleOptions) {
   let fleet: FleetHandle | undefined;
   let baseline: BaselineResult | undefined;
   mkdirSync(dirname(options.report), { recursive: true });
+  const cleanUp = async () => {
+    await fleet?.stop().catch(() => undefined);
+    await st?.server.stop().catch(() => undefined);
+    if (st) rmSync(st.dataDir, { recursive: true, force: true });
+  };
+  const onSignal = (signal: NodeJS.Signals) => {
+    log(`${signal}: stopping the fleet and the server`);
+    void cleanUp().finally(() => process.exit(130));
+  };
+  if (options.exitOnSignal) {
+    process.once('SIGINT', onSignal);
+    process.once('SIGTERM', onSignal);
+  }
   try {
     let t = Date.now();
     st = await stage({
@@ -213,9 +231,9 @@ export async function runScale(options: ScaleOptions) {
     writeReports(options.report, result);
     return result;
   } finally {
-    await fleet?.stop().catch(() => undefined);
-    await st?.server.stop().catch(() => undefined);
-    if (st) rmSync(st.dataDir, { recursive: true, force: true });
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    await cleanUp();
   }
 }
 

@@ -498,7 +498,11 @@ export function hashSeed(seed: number, serial: string): number {
 /** Entry point of a child process: talks to the coordinator over IPC. */
 export function runWorkerProcess(): void {
   let worker: FleetWorker | undefined;
-  const send = (message: FromWorker) => process.send?.(message);
+  // A coordinator that died leaves a broken IPC channel: the callback takes the EPIPE (an 'error'
+  // event on `process` would crash us) and 'disconnect' below ends the process.
+  const send = (message: FromWorker) => {
+    if (process.connected) process.send?.(message, undefined, undefined, ignoreSendError);
+  };
   process.on('message', (raw: { type: 'init'; options: WorkerOptions } | ToWorker) => {
     void (async () => {
       try {
@@ -537,4 +541,8 @@ export function runWorkerProcess(): void {
     })();
   });
   process.on('disconnect', () => process.exit(0));
+}
+
+function ignoreSendError(): void {
+  // The coordinator is gone; 'disconnect' exits.
 }
