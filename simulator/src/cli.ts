@@ -3,6 +3,7 @@ import { readFileSync, realpathSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
+import { DEFAULT_CONNECT_WINDOW } from './fleet.js';
 import { fleetToCsv, generateFleet } from './fleet-generator.js';
 import { LivePrinter } from './metrics.js';
 import { provisionFleet } from './provision.js';
@@ -77,6 +78,7 @@ export async function runCli(argv: string[]): Promise<void> {
           .option('profiles', { type: 'string', demandOption: true, describe: 'Directory written by provision' })
           .option('devices', { type: 'number', describe: 'Routers (default: every profile)' })
           .option('rate', { type: 'number', default: 200, describe: 'Connects per second (ramp)' })
+          .option('window', { type: 'number', default: DEFAULT_CONNECT_WINDOW, describe: 'First connects in flight per process (0: open loop, the rate alone)' })
           .option('processes', { type: 'number', describe: 'Child processes (0: this process; default one per 15,000 routers)' })
           .option('behaviour', { type: 'string', default: 'ideal', describe: 'ideal | realistic | hostile | FILE.json' })
           .option('duration', { type: 'string', default: '60s', describe: 'How long to run (90, 90s, 5m, 1h)' })
@@ -102,7 +104,7 @@ export async function runCli(argv: string[]): Promise<void> {
           },
           ...(args.report ? { report: args.report } : {}),
           ...(args.prometheus !== undefined ? { prometheus: args.prometheus } : {}),
-          steps: [{ step: 'ramp', rate: args.rate }, { step: 'wait', sec: parseDuration(args.duration) }, { step: 'stop' }],
+          steps: [{ step: 'ramp', rate: args.rate, window: args.window }, { step: 'wait', sec: parseDuration(args.duration) }, { step: 'stop' }],
         };
         await runAndPrint(scenario, log);
       },

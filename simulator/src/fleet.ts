@@ -15,6 +15,9 @@ export const DEFAULT_ROUTERS_PER_PROCESS = 15_000;
 /** Routers per source address (each address has about 28,000 ephemeral ports towards one server port). */
 export const ROUTERS_PER_SOURCE_ADDRESS = 16_000;
 
+/** First connects in flight per simulator process (see StartFleetOptions.window). */
+export const DEFAULT_CONNECT_WINDOW = 200;
+
 export interface StartFleetOptions {
   /** Directory written by `fleet-sim provision` (or its profiles.ndjson file). */
   profiles: string;
@@ -22,6 +25,13 @@ export interface StartFleetOptions {
   devices?: number;
   /** Connects per second over the whole fleet. Default 200. */
   rate?: number;
+  /**
+   * First connects in flight per process: a router starts only while fewer than this many of the
+   * process's routers wait for their first answer (welcome) or failure. Keeps an overloaded server
+   * measurable: an open-loop ramp above its capacity queues TLS handshakes until hellos time out,
+   * and the retries collapse the goodput. 0 = open loop (the rate alone). Default 200.
+   */
+  window?: number;
   /** Child processes; 0 runs every router in this process. Default: one per 15,000 routers. */
   processes?: number;
   /** Built-in behaviour name, a JSON file, or a behaviour object. Default `ideal`. */
@@ -124,6 +134,8 @@ export async function startFleet(options: StartFleetOptions): Promise<FleetHandl
   }
   const rate = options.rate ?? 200;
   if (!(rate > 0)) throw new RangeError('rate must be > 0');
+  const window = options.window ?? DEFAULT_CONNECT_WINDOW;
+  if (!Number.isInteger(window) || window < 0) throw new RangeError('window must be an integer ≥ 0');
   const behaviour = typeof options.behaviour === 'object' ? options.behaviour : loadBehaviour(options.behaviour ?? 'ideal');
   const firstUrl = await firstChannelUrl(file);
   const channelUrl = options.channelOrigin ?? firstUrl;
@@ -131,6 +143,7 @@ export async function startFleet(options: StartFleetOptions): Promise<FleetHandl
     profilesFile: file,
     devices,
     rate,
+    window,
     behaviour,
     seed: options.seed ?? 1,
     ...(options.channelOrigin ? { channelOrigin: options.channelOrigin } : {}),

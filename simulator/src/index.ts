@@ -1,7 +1,7 @@
 export * from './fleet-generator.js';
 export { type Behaviour, type BehaviourRule, BUILT_IN_BEHAVIOURS, type DeviceDraw, drawDevice, loadBehaviour, validateBehaviour } from './behaviour.js';
 export { Histogram, type HistogramSummary, type SerializedHistogram } from './histogram.js';
-export { type FleetHandle, startFleet, type StartFleetOptions, defaultSourceAddresses, MAX_ROUTERS_PER_PROCESS } from './fleet.js';
+export { DEFAULT_CONNECT_WINDOW, defaultSourceAddresses, type FleetHandle, MAX_ROUTERS_PER_PROCESS, startFleet, type StartFleetOptions } from './fleet.js';
 export type { DeviceDetail, FleetStats, WorkerStats } from './stats.js';
 export { provisionFleet, type ProvisionOptions, type ProvisionResult, type ProvisionedDevice, PROFILES_FILE } from './provision.js';
 export { buildFirmwarePacket, createJob, getJob, jobDeviceResults, type JobDeviceResult, type JobSpec, type JobView, reached, waitJob } from './jobs.js';

@@ -8,7 +8,7 @@ import type { FleetStats } from './stats.js';
 
 /** One step of a scripted timeline. */
 export type ScenarioStep =
-  | { step: 'ramp'; devices?: number; rate?: number }
+  | { step: 'ramp'; devices?: number; rate?: number; window?: number }
   | { step: 'wait-until-admitted'; count: number; timeoutSec?: number; includeRejected?: boolean }
   | ({ step: 'create-job'; id?: string } & JobSpec)
   | { step: 'wait-job'; id?: string; percent?: number; timeoutSec?: number }
@@ -56,6 +56,9 @@ export function validateScenario(value: unknown): Scenario {
       throw new TypeError(`step ${i}: fraction must be in 0..1`);
     }
     if (step.step === 'wait-until-admitted' && !(step.count >= 0)) throw new TypeError(`step ${i}: count must be ≥ 0`);
+    if (step.step === 'ramp' && step.window !== undefined && !(Number.isInteger(step.window) && step.window >= 0)) {
+      throw new TypeError(`step ${i}: window must be an integer ≥ 0`);
+    }
   }
   if (s.steps[0]!.step !== 'ramp') throw new TypeError('the first step must be ramp');
   return s as Scenario;
@@ -111,6 +114,7 @@ export async function runScenario(scenario: Scenario, io: ScenarioIo = {}): Prom
             profiles: scenario.profiles,
             ...(step.devices ?? scenario.devices ? { devices: step.devices ?? scenario.devices } : {}),
             ...(step.rate ? { rate: step.rate } : {}),
+            ...(step.window !== undefined ? { window: step.window } : {}),
             ...(scenario.processes !== undefined ? { processes: scenario.processes } : {}),
             ...(scenario.behaviour ? { behaviour: scenario.behaviour } : {}),
             ...(scenario.seed !== undefined ? { seed: scenario.seed } : {}),

@@ -36,6 +36,8 @@ export interface WorkerOptions {
   devices: number;
   /** Connects per second over the whole fleet (the ramp). */
   rate: number;
+  /** First connects in flight in this process (started, not yet answered or backing off); 0 = no limit. */
+  window: number;
   behaviour: Behaviour;
   seed: number;
   /** Replaces the origin (scheme, host, port) of the profiles' control-channel URL. */
@@ -112,7 +114,7 @@ export class FleetWorker {
   #agents: Array<Agent | undefined> = [];
   #state = new Uint8Array(0);
   #admission = new Uint8Array(0);
-  #flags = new Uint8Array(0); // 1 update active, 2 rolled back, 4 restart pending
+  #flags = new Uint8Array(0); // 1 update active, 2 rolled back, 4 restart pending, 8 first connect in flight
   #dialAt = new Float64Array(0);
   #helloAt = new Float64Array(0);
   #firstHelloAt = new Float64Array(0);
@@ -126,6 +128,8 @@ export class FleetWorker {
   #decidedHelloAt = new Float64Array(0);
   #reconnects = new Uint32Array(0);
   #started = 0;
+  /** Routers whose first connect is in flight (the ramp's window). */
+  #inFlight = 0;
   #jobCreatedAt = 0;
   #stopping = false;
   #ramp: NodeJS.Timeout | undefined;
@@ -222,14 +226,16 @@ export class FleetWorker {
 
   /** Starts the ramp: router i (global) dials at t0 + i / rate. */
   start(t0: number): void {
-    const { process: k, processes: p, rate } = this.#options;
+    const { process: k, processes: p, rate, window } = this.#options;
     const m = this.#profiles.length;
     const tick = () => {
       if (this.#stopping) return;
       const t = Date.now();
-      while (this.#started < m) {
+      while (this.#started < m && (window === 0 || this.#inFlight < window)) {
         const global = k + this.#started * p;
         if (t0 + (global * 1000) / rate > t) break;
+        this.#inFlight++;
+        this.#flags[this.#started] = this.#flags[this.#started]! | IN_FLIGHT;
         void this.#boot(this.#started++);
       }
       if (this.#started < m) this.#ramp = setTimeout(tick, 5);
@@ -278,8 +284,17 @@ export class FleetWorker {
       void agent.done.then((exit) => this.#onExit(j, exit));
       await agent.start();
     } catch (err) {
+      this.#landed(j);
       this.#error(`start:${(err as { code?: string }).code ?? 'FAILED'}`);
     }
+  }
+
+  /** The router's first connect got an answer or gave up: its slot in the ramp's window is free. */
+  #landed(j: number): void {
+    const flags = this.#flags[j]!;
+    if (!(flags & IN_FLIGHT)) return;
+    this.#flags[j] = flags & ~IN_FLIGHT;
+    this.#inFlight--;
   }
 
   #error(code: string): void {
@@ -309,6 +324,9 @@ export class FleetWorker {
     const code = S[state as keyof typeof S];
     if (code === undefined) return;
     this.#state[j] = code;
+    if (code === S.managed || code === S.unmanaged || code === S['rejected-waiting'] || code === S['backing-off'] || code === S.stopped) {
+      this.#landed(j);
+    }
     switch (code) {
       case S.connecting:
         if (before !== S.connecting) this.#dialAt[j] = t;
@@ -494,6 +512,9 @@ export function hashSeed(seed: number, serial: string): number {
   }
   return h >>> 0 || 1;
 }
+
+/** Router flag: its first connect is in flight (counted in the ramp's window). */
+const IN_FLIGHT = 8;
 
 /** Entry point of a child process: talks to the coordinator over IPC. */
 export function runWorkerProcess(): void {
