@@ -4,6 +4,7 @@ import { isAppError } from '../src/errors.js';
 import { openDatabase, Store, STORE_FILE } from '../src/store/database.js';
 import { latestVersion, migrate, migrations } from '../src/store/migrations.js';
 import { removeTempDirs, tempDir } from './helpers/setup.js';
+import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 
 afterEach(() => removeTempDirs());
@@ -85,6 +86,38 @@ describe('store', () => {
     expect(counted()).toEqual(truth());
     expect(db.prepare('SELECT COUNT(*) AS n FROM lease_counts WHERE account_id = 1').get()).toEqual({ n: 0 });
     db.close();
+  });
+
+  it('a write waits for another process holding the write lock, and gives up with SQLITE_BUSY after the busy timeout without running', async () => {
+    const dir = tempDir();
+    const impatient = Store.open(dir, { busyTimeoutMs: 20 });
+    const patient = Store.open(dir, { busyTimeoutMs: 5000 });
+    // Another process takes the write lock and holds it until told to commit.
+    const script = `
+      const { SqliteDatabase } = await import(${JSON.stringify(new URL('../dist/store/sqlite.js', import.meta.url).href)});
+      const db = new SqliteDatabase(process.argv[1], { timeout: 0 });
+      db.exec('BEGIN IMMEDIATE');
+      db.prepare("INSERT INTO accounts (uuid, name, created_at) VALUES ('other', 'other', 0)").run();
+      console.log('locked');
+      process.stdin.once('data', () => { db.exec('COMMIT'); db.close(); process.exit(0); });
+    `;
+    const holder = spawn(process.execPath, ['--input-type=module', '-e', script, join(dir, STORE_FILE)], { stdio: ['pipe', 'pipe', 'inherit'] });
+    const exited = new Promise((r) => holder.once('exit', r));
+    await new Promise<void>((resolve) => holder.stdout.on('data', (b: Buffer) => b.toString().includes('locked') && resolve()));
+
+    let ran = false;
+    expect(() => impatient.write(() => (ran = true))).toThrow(expect.objectContaining({ code: 'SQLITE_BUSY' }));
+    expect(ran).toBe(false);
+    impatient.close();
+
+    holder.stdin.write('commit\n'); // the other process commits while this write polls for the lock
+    patient.write(() => patient.stmt('INSERT INTO accounts (uuid, name, created_at) VALUES (\'mine\', \'mine\', 0)').run());
+    const names = patient.stmt<{ uuid: string }>('SELECT uuid FROM accounts ORDER BY id').all().map((r) => r.uuid);
+    expect(names).toEqual(['other', 'mine']); // it waited for the other commit, then wrote
+    // The busy timeout is the one configured.
+    expect(patient.db.pragma('busy_timeout', { simple: true })).toBe(5000);
+    patient.close();
+    await exited;
   });
 
   it('migration numbers are strictly increasing', () => {
