@@ -6,6 +6,9 @@ import { SqliteDatabase } from './sqlite.js';
 
 export const STORE_FILE = 'fleet.sqlite';
 
+/** What `Atomics.wait` sleeps on between tries for the write lock (never notified). */
+const SLEEPER = new Int32Array(new SharedArrayBuffer(4));
+
 export interface OpenStoreOptions {
   /** How long a write waits for another connection (or process) holding the write lock. */
   busyTimeoutMs?: number;
@@ -38,13 +41,19 @@ export function openDatabase(dataDir: string, options: OpenStoreOptions = {}): D
 export class Store {
   readonly db: Database;
   readonly #statements = new Map<string, Statement>();
+  readonly #busyTimeoutMs: number;
+  readonly #noBusyWait: Statement;
+  readonly #busyWait: Statement;
 
-  constructor(db: Database) {
+  constructor(db: Database, busyTimeoutMs = 5000) {
     this.db = db;
+    this.#busyTimeoutMs = busyTimeoutMs;
+    this.#noBusyWait = db.prepare('PRAGMA busy_timeout = 0');
+    this.#busyWait = db.prepare(`PRAGMA busy_timeout = ${Math.max(0, Math.floor(busyTimeoutMs))}`);
   }
 
   static open(dataDir: string, options: OpenStoreOptions = {}): Store {
-    return new Store(openDatabase(dataDir, options));
+    return new Store(openDatabase(dataDir, options), options.busyTimeoutMs ?? 5000);
   }
 
   stmt<R = unknown>(sql: string): Statement<unknown[], R> {
@@ -59,7 +68,37 @@ export class Store {
   /** Runs `fn` in one `BEGIN IMMEDIATE` transaction (the write lock is taken at the start). */
   write<T>(fn: () => T): T {
     if (this.db.inTransaction) return fn();
-    return this.db.transaction(fn).immediate();
+    return this.#immediate(fn);
+  }
+
+  /**
+   * `BEGIN IMMEDIATE` that waits for another process's write lock by trying again every
+   * millisecond until the busy timeout, instead of SQLite's busy handler, which sleeps 1, 2, 5, …
+   * 25, 50, 100 ms between tries. Measured on a 3-worker server holding 7,000 routers: the workers
+   * slept 3.0 s of every 5 s in that handler (238 sleeps, 12.8 ms each) while the commits they
+   * waited for took 1 ms (fsync); their event loops turned 9 times a second and connections
+   * queued in the cluster primary. Only the BEGIN is retried: once `fn` runs, an error is the
+   * caller's, as before.
+   */
+  #immediate<T>(fn: () => T): T {
+    let began = false;
+    const tx = this.db.transaction(() => {
+      began = true;
+      this.#busyWait.get();
+      return fn();
+    });
+    const deadline = performance.now() + this.#busyTimeoutMs;
+    for (;;) {
+      this.#noBusyWait.get();
+      try {
+        return tx.immediate();
+      } catch (err) {
+        if (began || (err as { code?: string }).code !== 'SQLITE_BUSY' || performance.now() >= deadline) throw err;
+        Atomics.wait(SLEEPER, 0, 0, 1);
+      } finally {
+        if (!began) this.#busyWait.get();
+      }
+    }
   }
 
   /** Runs `fn` in a deferred (read) transaction, giving it one consistent snapshot. */
@@ -73,7 +112,7 @@ export class Store {
    * for per-row imports), otherwise an immediate transaction of its own.
    */
   savepoint<T>(fn: () => T): T {
-    return this.db.inTransaction ? this.db.transaction(fn)() : this.db.transaction(fn).immediate();
+    return this.db.inTransaction ? this.db.transaction(fn)() : this.#immediate(fn);
   }
 
   /** A trivial query: the store is open and answers. */
