@@ -2,6 +2,7 @@ import { SqliteDatabase } from '../src/store/sqlite.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { isAppError } from '../src/errors.js';
 import { openDatabase, Store, STORE_FILE } from '../src/store/database.js';
+import { AccountLicences } from '../src/store/licences.js';
 import { latestVersion, migrate, migrations } from '../src/store/migrations.js';
 import { removeTempDirs, tempDir } from './helpers/setup.js';
 import { spawn } from 'node:child_process';
@@ -118,6 +119,47 @@ describe('store', () => {
     expect(patient.db.pragma('busy_timeout', { simple: true })).toBe(5000);
     patient.close();
     await exited;
+  });
+
+  it('gives an account a new licence version on every licence change, seen by other connections, never repeated after a rollback', () => {
+    const dir = tempDir();
+    const a = Store.open(dir);
+    const b = Store.open(dir);
+    try {
+      a.stmt('INSERT INTO accounts (id, uuid, name, created_at) VALUES (1, \'a1\', \'a\', 0)').run();
+      const code = (c: string) => a.stmt('INSERT INTO vendor_codes (code, plan, issued_at) VALUES (?, \'basic-1\', 0)').run(c);
+      const licence = (store: Store, c: string) =>
+        store.stmt('INSERT INTO licences (uuid, account_id, code, plan, seats, issued_at, redeemed_at) VALUES (?, 1, ?, \'basic-1\', 1, 0, 0)').run(`l-${c}`, c);
+      const versionIn = (store: Store) => new AccountLicences(store, 1).version();
+      expect(versionIn(a)).toBe(0);
+      code('C1');
+      code('C2');
+      code('C3');
+      licence(b, 'C1');
+      const v1 = versionIn(a);
+      expect(v1).not.toBe(0);
+      b.stmt('UPDATE licences SET activation_at = 5, expires_at = 9 WHERE code = \'C1\'').run();
+      const v2 = versionIn(a);
+      expect(v2).not.toBe(v1);
+      // A change that rolls back leaves the version as it was; the next change gets a new one.
+      let seenInside = 0;
+      expect(() =>
+        b.write(() => {
+          licence(b, 'C2');
+          seenInside = versionIn(b);
+          throw new Error('rolled back');
+        }),
+      ).toThrow('rolled back');
+      expect(versionIn(a)).toBe(v2);
+      licence(b, 'C3');
+      const v3 = versionIn(a);
+      expect([v1, v2, seenInside]).not.toContain(v3);
+      b.stmt('DELETE FROM licences WHERE code = \'C3\'').run();
+      expect(versionIn(a)).not.toBe(v3);
+    } finally {
+      a.close();
+      b.close();
+    }
   });
 
   it('migration numbers are strictly increasing', () => {

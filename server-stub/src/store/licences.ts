@@ -68,6 +68,11 @@ export class AccountLicences {
     readonly accountId: number,
   ) {}
 
+  /** A new random value whenever one of the account's licences is added, changed or removed (by any process); 0 before any. */
+  version(): number {
+    return this.store.stmt<{ version: number }>('SELECT version FROM licence_versions WHERE account_id = ?').get(this.accountId)?.version ?? 0;
+  }
+
   all(): LicenceRecord[] {
     return this.store
       .stmt<LicenceRow>('SELECT * FROM licences WHERE account_id = ? ORDER BY id')

@@ -417,6 +417,30 @@ CREATE TRIGGER lease_counts_account_delete AFTER DELETE ON accounts BEGIN
 END;
 `,
   },
+  {
+    version: 25,
+    name: 'licence versions per account: a new random value on every licence change (admission caches licences per version; random, so a rolled-back change cannot be repeated by a later one)',
+    sql: `
+CREATE TABLE licence_versions (
+  account_id INTEGER PRIMARY KEY,
+  version INTEGER NOT NULL
+);
+CREATE TRIGGER licences_version_insert AFTER INSERT ON licences BEGIN
+  INSERT INTO licence_versions (account_id, version) VALUES (NEW.account_id, random() >> 11)
+    ON CONFLICT (account_id) DO UPDATE SET version = excluded.version;
+END;
+CREATE TRIGGER licences_version_update AFTER UPDATE ON licences BEGIN
+  INSERT INTO licence_versions (account_id, version) VALUES (OLD.account_id, random() >> 11)
+    ON CONFLICT (account_id) DO UPDATE SET version = excluded.version;
+  INSERT INTO licence_versions (account_id, version) VALUES (NEW.account_id, random() >> 11)
+    ON CONFLICT (account_id) DO UPDATE SET version = excluded.version;
+END;
+CREATE TRIGGER licences_version_delete AFTER DELETE ON licences BEGIN
+  INSERT INTO licence_versions (account_id, version) VALUES (OLD.account_id, random() >> 11)
+    ON CONFLICT (account_id) DO UPDATE SET version = excluded.version;
+END;
+`,
+  },
 ];
 
 export function latestVersion(): number {
