@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { MessageOf } from '@router-fleet/protocol';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DAY, MINUTE } from '../src/clock.js';
+import { CLAIMS_PER_TRANSACTION } from '../src/jobs/service.js';
 import type { FakeDevice } from './helpers/job-channel.js';
 import { until } from './helpers/job-channel.js';
 import { type JobsWorld, jobsWorld } from './helpers/jobs-world.js';
@@ -90,6 +91,19 @@ describe('update jobs over the control channel (protocol-level fake devices, rea
     // Past the body limit: the UUIDs name no device of this account, which the job reports, not a 413.
     expect(res.status, JSON.stringify(res.json).slice(0, 300)).not.toBe(413);
     expect(res.status).toBeLessThan(500);
+  });
+
+  it('offers a job to more connected devices than one claim transaction takes, each exactly once', async () => {
+    const n = 2 * CLAIMS_PER_TRANSACTION + 37;
+    const w = await open({ licences: Math.ceil(n / 25) });
+    const packet = await w.packet();
+    const devices = w.fakeDevices(n);
+    await connectAll(w, devices);
+    await createJob(w, { packetUuid: packet.uuid, target: { all: true } });
+    await until(() => devices.every((d) => d.offers().length > 0), 20_000, 'every device offered');
+    await settle();
+    expect(devices.map((d) => d.offers().length)).toEqual(devices.map(() => 1));
+    expect(new Set(devices.map((d) => d.offers()[0]!.body.executionId)).size).toBe(devices.length);
   });
 
   it('never has more than maxConcurrent executions in flight', async () => {

@@ -48,6 +48,12 @@ const FAILURES_SQL = `('${FAILURES.join('\', \'')}')`;
 
 /** Most channel inputs applied in one transaction; more in one tick flush early. */
 const INBOX_BATCH_MAX = 2000;
+/**
+ * Executions claimed per write transaction; more are claimed in the next turn of the event loop.
+ * One claim for 13,000 connected devices held the write lock past the other workers' busy timeout
+ * (the 50,000-router run: job creation answered 500 with SQLITE_BUSY).
+ */
+export const CLAIMS_PER_TRANSACTION = 500;
 
 type ProgressOutcome = 'applied' | 'duplicate' | 'illegal' | 'unknown';
 
@@ -79,6 +85,7 @@ export interface IgnoredProgress {
  */
 export class JobService {
   #port: JobChannelPort | undefined;
+  #dispatchPending = false;
   #templates: JobTemplateHook | undefined;
   readonly ignored: IgnoredProgress = { duplicate: 0, illegal: 0, unknown: 0 };
   readonly #inbox = new TickBatch<ChannelInput>((batch) => this.#apply(batch), INBOX_BATCH_MAX);
@@ -369,7 +376,8 @@ export class JobService {
     // Template jobs: render the packets of ready devices first (async); dispatch runs again after.
     this.#templates?.prepare(() => this.dispatch());
     const now = this.clock.now();
-    const claims = this.store.write(() => this.#claim(now));
+    const { claims, more } = this.store.write(() => this.#claim(now));
+    if (more) this.#dispatchSoon();
     if (claims.length === 0) return;
     const sent: Claim[] = [];
     const failed: Claim[] = [];
@@ -389,7 +397,21 @@ export class JobService {
     if (failed.length > 0) this.dispatch();
   }
 
-  #claim(now: number): Claim[] {
+  /** Dispatches again in the next turn of the event loop (once, however often asked). */
+  #dispatchSoon(): void {
+    if (this.#dispatchPending) return;
+    this.#dispatchPending = true;
+    setImmediate(() => {
+      this.#dispatchPending = false;
+      try {
+        this.dispatch();
+      } catch {
+        // The next tick retries from the store.
+      }
+    });
+  }
+
+  #claim(now: number): { claims: Claim[]; more: boolean } {
     const rows = this.store
       .stmt<{ job_id: number; device_id: number; uuid: string; model: string | null }>(
         `SELECT jd.job_id, jd.device_id, d.uuid, d.model
@@ -405,8 +427,9 @@ export class JobService {
       .all(now);
     const claims: Claim[] = [];
     const busy = new Set<number>();
+    let taken = 0;
     let i = 0;
-    while (i < rows.length) {
+    while (i < rows.length && taken < CLAIMS_PER_TRANSACTION) {
       const jobId = rows[i]!.job_id;
       let end = i;
       while (end < rows.length && rows[end]!.job_id === jobId) end++;
@@ -415,7 +438,7 @@ export class JobService {
       let capacity = this.#capacity(job, options, now);
       const window = options.window ? nextWindow(options.window, now) : undefined;
       if (options.window && !window) capacity = 0;
-      for (let k = i; k < end && capacity > 0; k++) {
+      for (let k = i; k < end && capacity > 0 && taken < CLAIMS_PER_TRANSACTION; k++) {
         const row = rows[k]!;
         if (busy.has(row.device_id)) continue;
         const rendered = this.#templates?.packetFor(jobId, row.device_id) ?? { kind: 'none' as const };
@@ -423,6 +446,7 @@ export class JobService {
         const packet = rendered.kind === 'none' ? this.#packetFor(job, row.model) : rendered.kind === 'packet' ? rendered.packet : undefined;
         busy.add(row.device_id);
         capacity--;
+        taken++;
         const attempt =
           (this.store
             .stmt<{ attempts: number }>('SELECT attempts FROM job_devices WHERE job_id = ? AND device_id = ?')
@@ -458,7 +482,7 @@ export class JobService {
       }
       i = end;
     }
-    return claims;
+    return { claims, more: taken >= CLAIMS_PER_TRANSACTION };
   }
 
   #capacity(job: JobRow, options: JobOptions, now: number): number {

@@ -35,7 +35,7 @@ let seq = 0;
 
 /** A listening server (real sockets on port 0, test clock); fake devices use its real control channel. */
 export async function jobsWorld(
-  opts: { flags?: ConfigInput; packetOptions?: Partial<PacketOptions>; plan?: 'basic-25' | 'basic-1' | 'free' } = {},
+  opts: { flags?: ConfigInput; packetOptions?: Partial<PacketOptions>; plan?: 'basic-25' | 'basic-1' | 'free'; licences?: number } = {},
 ): Promise<JobsWorld> {
   const dataDir = tempDir();
   const clock = new TestClock(T0);
@@ -54,7 +54,7 @@ export async function jobsWorld(
   const channel = { port, close: async () => {} };
   const base = worldOf(app.services, clock, dataDir);
   const tenant = await base.newTenant();
-  base.licences(tenant, opts.plan ?? 'basic-25', 1);
+  base.licences(tenant, opts.plan ?? 'basic-25', opts.licences ?? 1);
   const login = await app.inject({
     method: 'POST',
     url: '/api/auth/login',
