@@ -189,13 +189,12 @@ function rawServer(): void {
     cluster.on('listening', (_worker, address) => {
       if (++listening === processes) process.send!({ port: address.port });
     });
-    const first = cluster.fork();
-    first.once('listening', (address) => {
-      for (let i = 1; i < processes; i++) cluster.fork({ BENCH_RAW_PORT: String(address.port) });
-    });
+    // Every worker listens on port 0: the primary keys the shared handle by (address, port 0), so
+    // all get the same random port (a worker naming that port explicitly would ask for a new bind).
+    for (let i = 0; i < processes; i++) cluster.fork();
     return;
   }
-  const wss = new WebSocketServer({ port: Number(process.env['BENCH_RAW_PORT'] ?? '0'), host: '127.0.0.1', perMessageDeflate: false, clientTracking: false, maxPayload: 65536 });
+  const wss = new WebSocketServer({ port: 0, host: '127.0.0.1', perMessageDeflate: false, clientTracking: false, maxPayload: 65536 });
   const welcome = JSON.stringify({ v: '1.0', type: 'welcome', id: 'w', sentAt: 0, body: { admission: 'managed' } });
   wss.on('connection', (ws) => {
     ws.once('message', () => ws.send(welcome));
