@@ -39,7 +39,6 @@ export class AdmissionService {
   readonly events = new EventEmitter<AdmissionEventMap>();
   readonly presence: PresenceTracker;
   readonly #accountUuids = new Map<number, string>();
-  /** Licences per account while admitMany runs (see there). */
   /** Each account's licences as of a licence version (see `#licences`). */
   readonly #licenceCache = new Map<number, { version: number; licences: LicenceRecord[] }>();
 

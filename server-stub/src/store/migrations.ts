@@ -12,6 +12,20 @@ export interface Migration {
   readonly sql: string;
 }
 
+/** Trigger step of version 24: count the NEW lease in (+) or the OLD lease out (-). */
+function countLease(sign: '+' | '-'): string {
+  return sign === '+'
+    ? `  INSERT INTO lease_counts (account_id, state, n) VALUES (NEW.account_id, NEW.state, 1)
+    ON CONFLICT (account_id, state) DO UPDATE SET n = n + 1;`
+    : '  UPDATE lease_counts SET n = n - 1 WHERE account_id = OLD.account_id AND state = OLD.state;';
+}
+
+/** Trigger step of version 25: a new random licence version for the account of the NEW or OLD row. */
+function bumpLicenceVersion(row: 'NEW' | 'OLD'): string {
+  return `  INSERT INTO licence_versions (account_id, version) VALUES (${row}.account_id, random() >> 11)
+    ON CONFLICT (account_id) DO UPDATE SET version = excluded.version;`;
+}
+
 export const migrations: readonly Migration[] = [
   {
     version: 1,
@@ -400,17 +414,15 @@ CREATE TABLE lease_counts (
 ) WITHOUT ROWID;
 INSERT INTO lease_counts (account_id, state, n) SELECT account_id, state, COUNT(*) FROM leases GROUP BY account_id, state;
 CREATE TRIGGER leases_count_insert AFTER INSERT ON leases BEGIN
-  INSERT INTO lease_counts (account_id, state, n) VALUES (NEW.account_id, NEW.state, 1)
-    ON CONFLICT (account_id, state) DO UPDATE SET n = n + 1;
+${countLease('+')}
 END;
 CREATE TRIGGER leases_count_delete AFTER DELETE ON leases BEGIN
-  UPDATE lease_counts SET n = n - 1 WHERE account_id = OLD.account_id AND state = OLD.state;
+${countLease('-')}
 END;
 CREATE TRIGGER leases_count_update AFTER UPDATE OF account_id, state ON leases
   WHEN OLD.account_id IS NOT NEW.account_id OR OLD.state IS NOT NEW.state BEGIN
-  UPDATE lease_counts SET n = n - 1 WHERE account_id = OLD.account_id AND state = OLD.state;
-  INSERT INTO lease_counts (account_id, state, n) VALUES (NEW.account_id, NEW.state, 1)
-    ON CONFLICT (account_id, state) DO UPDATE SET n = n + 1;
+${countLease('-')}
+${countLease('+')}
 END;
 CREATE TRIGGER lease_counts_account_delete AFTER DELETE ON accounts BEGIN
   DELETE FROM lease_counts WHERE account_id = OLD.id;
@@ -426,18 +438,14 @@ CREATE TABLE licence_versions (
   version INTEGER NOT NULL
 );
 CREATE TRIGGER licences_version_insert AFTER INSERT ON licences BEGIN
-  INSERT INTO licence_versions (account_id, version) VALUES (NEW.account_id, random() >> 11)
-    ON CONFLICT (account_id) DO UPDATE SET version = excluded.version;
+${bumpLicenceVersion('NEW')}
 END;
 CREATE TRIGGER licences_version_update AFTER UPDATE ON licences BEGIN
-  INSERT INTO licence_versions (account_id, version) VALUES (OLD.account_id, random() >> 11)
-    ON CONFLICT (account_id) DO UPDATE SET version = excluded.version;
-  INSERT INTO licence_versions (account_id, version) VALUES (NEW.account_id, random() >> 11)
-    ON CONFLICT (account_id) DO UPDATE SET version = excluded.version;
+${bumpLicenceVersion('OLD')}
+${bumpLicenceVersion('NEW')}
 END;
 CREATE TRIGGER licences_version_delete AFTER DELETE ON licences BEGIN
-  INSERT INTO licence_versions (account_id, version) VALUES (OLD.account_id, random() >> 11)
-    ON CONFLICT (account_id) DO UPDATE SET version = excluded.version;
+${bumpLicenceVersion('OLD')}
 END;
 `,
   },
