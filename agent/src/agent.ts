@@ -131,7 +131,8 @@ class AgentImpl implements Agent {
         this.#options.onTransition?.('session', state);
       },
     };
-    const session = new Session(config, platform, this.#options.transport ?? createWsTransport(), log, hooks);
+    const transport = this.#options.transport ?? createWsTransport();
+    const session = new Session(config, platform, transport, log, hooks);
     this.#session = session;
     const installers = installerMap(this.#options.installers ?? defaultInstallers({ allowInsecure: config.allowInsecureTransport }));
     this.#jobs = new JobManager({
@@ -142,6 +143,7 @@ class AgentImpl implements Agent {
       profile: () => profiles.current(),
       profiles,
       installers,
+      downloadDispatcher: (caPem) => transport.downloadDispatcher?.(caPem),
       send: (message) => session.send(message),
       event: (kind, severity, details) => void this.event(kind, severity, details).catch(() => {}),
       changed: () => this.#statusChanged(),

@@ -1,7 +1,9 @@
 import { rm } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AgentError } from '../src/errors.js';
-import { downloadPacket } from '../src/jobs/download.js';
+import type { Dispatcher } from 'undici';
+import { createWsTransport } from '../src/connection/ws-transport.js';
+import { downloadDispatcher, downloadPacket } from '../src/jobs/download.js';
 import { systemClock, systemRandom } from '../src/platform/clock.js';
 import { createEmulatedPlatform } from '../src/platform/emulated.js';
 import { FaultInjector, type Faults } from '../src/platform/faults.js';
@@ -45,7 +47,7 @@ interface Outcome {
 
 async function fetchPacket(
   fault: PacketFault | undefined,
-  options: { retries?: number; stage?: Staging; offset?: number; name?: string; signal?: AbortSignal; faults?: Faults } = {},
+  options: { retries?: number; stage?: Staging; offset?: number; name?: string; signal?: AbortSignal; faults?: Faults; dispatcher?: Dispatcher } = {},
 ): Promise<Outcome> {
   const name = options.name ?? `p${++n}.tar`;
   if (!server.packets.has(name)) server.addPacket(name, data, fault);
@@ -63,6 +65,7 @@ async function fetchPacket(
       name: `job/${name}`,
       caPem: certs.tlsCa.certPem,
       allowInsecure: false,
+      dispatcher: options.dispatcher,
       offset: options.offset ?? 0,
       persistOffset: async (o) => {
         offsets.push(o);
@@ -223,5 +226,25 @@ describe('packet download (undici, Range, SHA-256, watchdog)', () => {
     const r = await fetchPacket({ cutAfterBytes: 20_000 }, { stage: memory.staging });
     expect(r.error).toBeUndefined();
     expect(r.content!.equals(data)).toBe(true);
+  });
+
+  it('downloads through a bounded pool: many at once share its few sockets (no port per download)', async () => {
+    const pool = downloadDispatcher({ caPem: certs.tlsCa.certPem, connections: 2 });
+    const before = server.downloads.length;
+    const results = await Promise.all(Array.from({ length: 12 }, () => fetchPacket(undefined, { dispatcher: pool })));
+    for (const r of results) expect(r.content!.equals(data)).toBe(true);
+    const ports = new Set(server.downloads.slice(before).map((d) => d.port));
+    expect(server.downloads.length - before).toBe(12);
+    expect(ports.size).toBeLessThanOrEqual(2);
+  });
+
+  it('the ws transport\'s pools download from its source addresses, in turn', async () => {
+    const transport = createWsTransport({ localAddresses: ['127.0.0.2', '127.0.0.3'] });
+    const before = server.downloads.length;
+    for (let i = 0; i < 4; i++) {
+      const r = await fetchPacket(undefined, { dispatcher: transport.downloadDispatcher(certs.tlsCa.certPem) });
+      expect(r.error).toBeUndefined();
+    }
+    expect(server.downloads.slice(before).map((d) => d.from)).toEqual(['127.0.0.2', '127.0.0.3', '127.0.0.2', '127.0.0.3']);
   });
 });

@@ -6,7 +6,7 @@ import type { ConfigInput } from '@router-fleet/agent';
 import { type Behaviour, loadBehaviour } from './behaviour.js';
 import { PROFILES_FILE } from './provision.js';
 import { type DeviceDetail, type FleetStats, mergeStats, type WorkerStats } from './stats.js';
-import { FleetWorker, type FromWorker, type ToWorker, type WorkerOptions } from './worker.js';
+import { FleetWorker, type FromWorker, STOP_GRACE_MS, type ToWorker, type WorkerOptions } from './worker.js';
 
 /** Most routers (sockets) per process: the machine allows 20,000 open files per process. */
 export const MAX_ROUTERS_PER_PROCESS = 18_000;
@@ -67,8 +67,12 @@ export interface FleetHandle {
   restartDevices(fraction: number, options?: { seed?: number; powerCut?: boolean }): void;
   /** Tells the routers' metrics when a job was created (time-to-offer, time-to-complete). */
   jobCreated(at?: number): void;
-  /** Stops every router and process; resolves with the final figures. */
-  stop(): Promise<FleetStats>;
+  /**
+   * Stops every router and process; resolves with the final figures. Graceful (GOING_AWAY close,
+   * jobs halt at a safe point) for `graceMs` (default STOP_GRACE_MS, 15 s); routers still running
+   * then have their sockets cut, so a stop of a large fleet against a saturated server is bounded.
+   */
+  stop(options?: { graceMs?: number }): Promise<FleetStats>;
   readonly processes: number;
   readonly devices: number;
   /** Memory of each process after loading its profiles, before any router started. */
@@ -194,7 +198,7 @@ export async function startFleet(options: StartFleetOptions): Promise<FleetHandl
             onDetail(message.id, worker.details());
             break;
           case 'stop':
-            part.stopped = worker.stop();
+            part.stopped = worker.stop(message.graceMs);
             break;
         }
       },
@@ -292,10 +296,14 @@ export async function startFleet(options: StartFleetOptions): Promise<FleetHandl
     jobCreated(at = Date.now()) {
       for (const p of parts) p.send({ type: 'job', createdAt: at });
     },
-    stop() {
+    stop(o = {}) {
+      const graceMs = o.graceMs ?? STOP_GRACE_MS;
       stopped ??= (async () => {
-        for (const p of parts) p.send({ type: 'stop' });
-        const finals = await Promise.allSettled(parts.map((p) => p.stopped));
+        for (const p of parts) p.send({ type: 'stop', graceMs });
+        // Each part bounds its own stop (STOP_GRACE_MS, then its sockets are cut); a process that
+        // still has not answered by then is killed below and reports its latest figures.
+        const bound = new Promise<never>((_, reject) => setTimeout(() => reject(new Error('stop timed out')), graceMs + 10_000).unref());
+        const finals = await Promise.allSettled(parts.map((p) => Promise.race([p.stopped, bound])));
         for (const c of children) {
           if (c.exitCode === null) {
             await Promise.race([new Promise((r) => c.once('exit', r)), new Promise((r) => setTimeout(r, 3000))]);

@@ -26,6 +26,8 @@ export class RestError extends Error {
 export class RestClient {
   readonly server: string;
   token: string | undefined;
+  /** When set, every request aborts when it does (a caller's deadline over several calls). */
+  signal: AbortSignal | undefined;
   readonly #dispatcher: Dispatcher;
 
   constructor(options: RestOptions) {
@@ -53,6 +55,7 @@ export class RestClient {
       headers: this.#headers(body === undefined ? undefined : contentType ?? 'application/json'),
       ...(body === undefined ? {} : { body }),
       dispatcher: this.#dispatcher,
+      ...(this.signal ? { signal: this.signal } : {}),
     });
     if (res.statusCode >= 400) {
       const text = await res.body.text();

@@ -1,4 +1,5 @@
 import { createWsTransport, type Transport } from '@router-fleet/agent';
+import type { Dispatcher } from 'undici';
 import type WebSocket from 'ws';
 
 /** What the simulator's transport counts (one object per process, not per router). */
@@ -17,6 +18,8 @@ export interface SimTransportOptions {
 
 /** The transport and the open sockets it holds (for `cut-connections`). */
 export interface SimTransport extends Transport {
+  /** Bounded download pools on the same source addresses, in turn. */
+  downloadDispatcher(caPem: string): Dispatcher;
   /** Open channels now. */
   open(): number;
   /** Drops a fraction of the open channels abruptly (TCP reset, as a NAT timeout or a cut cable). */
@@ -42,6 +45,7 @@ export function createSimTransport(options: SimTransportOptions = {}): SimTransp
   });
   return {
     dial: (dial) => transport.dial(dial),
+    downloadDispatcher: (caPem) => transport.downloadDispatcher(caPem),
     open: () => sockets.size,
     cut(fraction, random) {
       let n = 0;

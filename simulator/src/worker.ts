@@ -61,7 +61,7 @@ export type ToWorker =
   | { type: 'restart'; fraction: number; seed: number; powerCut?: boolean }
   | { type: 'job'; createdAt: number }
   | { type: 'detail'; id: number }
-  | { type: 'stop' };
+  | { type: 'stop'; graceMs?: number };
 
 /** Messages from a worker. */
 export type FromWorker =
@@ -275,6 +275,8 @@ export class FleetWorker {
             this.#attemptAt[j] = now();
             return this.#transport.dial(dial);
           },
+          // Downloads share bounded pools on the fleet's source addresses (not a socket each).
+          downloadDispatcher: (caPem) => this.#transport.downloadDispatcher(caPem),
         },
         logger: this.#log,
         profile: this.#profiles[j]!,
@@ -492,13 +494,22 @@ export class FleetWorker {
     };
   }
 
-  /** Stops every agent (graceful close) and the timers. */
-  async stop(): Promise<WorkerStats> {
+  /**
+   * Stops every agent (graceful close) and the timers. Bounded: agents not stopped within
+   * `graceMs` (a saturated server answering close handshakes slowly, downloads waiting for their
+   * safe point) have their sockets cut, and the stop returns at most STOP_AFTER_CUT_MS later.
+   */
+  async stop(graceMs = STOP_GRACE_MS): Promise<WorkerStats> {
     if (this.#ramp) clearTimeout(this.#ramp);
     if (this.#statsTimer) clearInterval(this.#statsTimer);
     const stats = this.stats();
     this.#stopping = true;
-    await Promise.all(this.#agents.map((a) => a?.stop().catch(() => undefined)));
+    const all = Promise.all(this.#agents.map((a) => a?.stop().catch(() => undefined))).then(() => true);
+    const within = (ms: number) => Promise.race([all, new Promise<false>((r) => setTimeout(() => r(false), ms).unref())]);
+    if (!(await within(graceMs))) {
+      this.#transport.cut(1, () => 0);
+      await within(STOP_AFTER_CUT_MS);
+    }
     return stats;
   }
 }
@@ -512,6 +523,11 @@ export function hashSeed(seed: number, serial: string): number {
   }
   return h >>> 0 || 1;
 }
+
+/** How long a graceful fleet stop waits for its agents before cutting their sockets. */
+export const STOP_GRACE_MS = 15_000;
+/** How long a stop waits after cutting the sockets. */
+const STOP_AFTER_CUT_MS = 5_000;
 
 /** Router flag: its first connect is in flight (counted in the ramp's window). */
 const IN_FLIGHT = 8;
@@ -550,7 +566,7 @@ export function runWorkerProcess(): void {
             send({ type: 'detail', id: raw.id, devices: worker.details() });
             break;
           case 'stop': {
-            const stats = await worker.stop();
+            const stats = await worker.stop(raw.graceMs);
             send({ type: 'stopped', stats });
             setTimeout(() => process.exit(0), 50);
             break;

@@ -4,7 +4,10 @@ import { join } from 'node:path';
 import { CONNECTION_PROFILE_FORMAT, WS_SUBPROTOCOL } from '@router-fleet/protocol';
 import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocketServer } from 'ws';
+import { loadBehaviour } from '../src/behaviour.js';
 import { startFleet } from '../src/fleet.js';
+import type { SimTransport } from '../src/transport.js';
+import { FleetWorker } from '../src/worker.js';
 import { PROFILES_FILE } from '../src/provision.js';
 
 // A server that accepts the channel and never answers a hello: every router's first connect stays
@@ -71,4 +74,51 @@ describe('ramp window (first connects in flight per process)', () => {
     const dir = profiles(server.port, 1);
     await expect(startFleet({ profiles: dir, window: -1, processes: 0 })).rejects.toThrow(RangeError);
   });
+
+  it('bounds a stop: routers that have not stopped within the grace period are cut and left behind', async () => {
+    // A transport whose dial never settles and ignores the abort: an agent's stop waits forever.
+    let cuts = 0;
+    let dials = 0;
+    const hanging: SimTransport = {
+      dial: () => {
+        dials++;
+        return new Promise(() => {});
+      },
+      downloadDispatcher: () => {
+        throw new Error('no downloads here');
+      },
+      open: () => 0,
+      cut: () => {
+        cuts++;
+        return 0;
+      },
+    };
+    const dir = profiles(1, 3);
+    const worker = new FleetWorker(
+      {
+        profilesFile: join(dir, PROFILES_FILE),
+        devices: 3,
+        rate: 1000,
+        window: 0,
+        behaviour: loadBehaviour('ideal'),
+        seed: 1,
+        localAddresses: [],
+        agent: { allowInsecureTransport: true },
+        statsIntervalMs: 60_000,
+        process: 0,
+        processes: 1,
+      },
+      () => {},
+      hanging,
+    );
+    await worker.load();
+    worker.start(Date.now());
+    await expect.poll(() => dials, { timeout: 5000 }).toBe(3);
+    const t = Date.now();
+    const stats = await worker.stop(200);
+    expect(cuts).toBe(1);
+    expect(Date.now() - t).toBeGreaterThanOrEqual(200);
+    expect(Date.now() - t).toBeLessThan(200 + 5000 + 1000);
+    expect(stats.started).toBe(3);
+  }, 15_000);
 });

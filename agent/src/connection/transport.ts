@@ -1,3 +1,5 @@
+import type { Dispatcher } from 'undici';
+
 /**
  * The control-channel transport, behind an interface so that an MQTT binding can come later and
  * tests and the simulator can use an in-memory transport. A connection carries text frames, one
@@ -28,6 +30,11 @@ export interface DialOptions {
 export interface Transport {
   /** Opens a connection. Rejects with a DialError. */
   dial(options: DialOptions): Promise<ChannelConnection>;
+  /**
+   * The HTTP connection pool for packet downloads to a server verified by `caPem` (same source
+   * addresses as the channel). Optional: without it the agent uses a process-wide pool per CA.
+   */
+  downloadDispatcher?(caPem: string): Dispatcher;
 }
 
 /** Why a dial failed: `auth` (the server refused the device in the handshake) or `network`. */

@@ -1,6 +1,7 @@
 import { createSecureContext, type SecureContext } from 'node:tls';
 import { CloseCodes, MAX_FRAME_BYTES, WS_SUBPROTOCOL } from '@router-fleet/protocol';
 import WebSocket from 'ws';
+import { downloadDispatcher } from '../jobs/download.js';
 import { type ChannelConnection, DialError, type DialOptions, type Transport } from './transport.js';
 
 /** Told of what the transport does (one observer per transport, not per connection). */
@@ -27,7 +28,7 @@ type TrackedSocket = WebSocket & { connection?: ChannelConnection };
  * MAX_FRAME_BYTES, no compression. TLS contexts are shared per CA and the message listener is shared
  * by every socket, so thousands of simulated agents in one process stay light.
  */
-export function createWsTransport(options: WsTransportOptions = {}): Transport {
+export function createWsTransport(options: WsTransportOptions = {}): Transport & Required<Pick<Transport, 'downloadDispatcher'>> {
   const contexts = new Map<string, SecureContext>();
   const contextFor = (caPem: string) => {
     let context = contexts.get(caPem);
@@ -40,6 +41,7 @@ export function createWsTransport(options: WsTransportOptions = {}): Transport {
   const addresses = options.localAddresses ?? [];
   const observer = options.observer;
   let next = 0;
+  let nextDownload = 0;
 
   const wrap = (ws: TrackedSocket): ChannelConnection => {
     let closed = false;
@@ -72,6 +74,11 @@ export function createWsTransport(options: WsTransportOptions = {}): Transport {
   };
 
   return {
+    downloadDispatcher(caPem: string) {
+      // One bounded pool per source address, used in turn: downloads share the channel's addresses.
+      const localAddress = addresses.length > 0 ? addresses[nextDownload++ % addresses.length] : undefined;
+      return downloadDispatcher({ caPem, localAddress });
+    },
     dial(dial: DialOptions): Promise<ChannelConnection> {
       return new Promise((resolve, reject) => {
         let url: URL;

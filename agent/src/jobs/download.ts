@@ -21,6 +21,11 @@ export interface DownloadRequest {
   /** PEM CA(s) verifying the download server (the connection profile's). */
   caPem: string;
   allowInsecure: boolean;
+  /**
+   * The connection pool to download through (e.g. the transport's, bound to its source address).
+   * Default: one pool per CA shared by the process (`downloadDispatcher`).
+   */
+  dispatcher?: Dispatcher | undefined;
   /** Durable offset to resume from (bytes already fsynced to `name`). */
   offset: number;
   /** Records a new durable offset (called after fsync). */
@@ -45,14 +50,26 @@ export interface DownloadRequest {
   onRetry?: (error: AgentError, attempt: number, delayMs: number) => void;
 }
 
+/** Most connections a download pool opens per origin (downloads beyond it queue in the pool). */
+export const DOWNLOAD_CONNECTIONS = 64;
+
 const dispatchers = new Map<string, Dispatcher>();
 
-/** One undici Agent per CA, shared (simulated fleets download through the same pool). */
-function dispatcherFor(caPem: string): Dispatcher {
-  let d = dispatchers.get(caPem);
+/**
+ * A shared, bounded connection pool for packet downloads: one per CA and source address in the
+ * process (http and https alike, so thousands of simulated agents downloading at once reuse at most
+ * `connections` sockets per origin instead of opening one each and exhausting ephemeral ports).
+ */
+export function downloadDispatcher(options: { caPem: string; localAddress?: string | undefined; connections?: number }): Dispatcher {
+  const key = `${options.localAddress ?? ''}\0${options.connections ?? DOWNLOAD_CONNECTIONS}\0${options.caPem}`;
+  let d = dispatchers.get(key);
   if (!d) {
-    d = new UndiciAgent({ connect: { ca: caPem }, connections: 64 });
-    dispatchers.set(caPem, d);
+    d = new UndiciAgent({
+      connect: { ca: options.caPem },
+      connections: options.connections ?? DOWNLOAD_CONNECTIONS,
+      ...(options.localAddress ? { localAddress: options.localAddress } : {}),
+    });
+    dispatchers.set(key, d);
   }
   return d;
 }
@@ -145,7 +162,7 @@ export async function downloadPacket(req: DownloadRequest): Promise<void> {
       const { statusCode, headers, body } = await request(req.url, {
         method: 'GET',
         headers: { authorization: `Bearer ${req.token}`, ...(offset > 0 ? { range: `bytes=${offset}-` } : {}) },
-        ...(url.protocol === 'https:' ? { dispatcher: dispatcherFor(req.caPem) } : {}),
+        dispatcher: req.dispatcher ?? downloadDispatcher({ caPem: req.caPem }),
         signal: attemptAbort.signal,
         headersTimeout: req.stallWindowMs,
         bodyTimeout: req.stallWindowMs,

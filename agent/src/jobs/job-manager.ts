@@ -17,6 +17,7 @@ import { REPORTED_JOB_STATE } from '../lifecycle/update-table.js';
 import type { Logger } from '../logger.js';
 import { PowerCut } from '../platform/faults.js';
 import type { Platform } from '../platform/platform.js';
+import type { Dispatcher } from 'undici';
 import { JsonDocument } from '../reporting/json-store.js';
 
 /** A finished execution, remembered so a redelivered offer is answered, not re-applied. */
@@ -51,6 +52,8 @@ export interface JobManagerDeps {
   profile(): ConnectionProfile;
   profiles: ProfileStore;
   installers: Map<string, Installer>;
+  /** The connection pool for packet downloads (the transport's); default: the process-wide one. */
+  downloadDispatcher?(caPem: string): Dispatcher | undefined;
   /** Sends a message now if the session is welcomed. */
   send(message: Message): boolean;
   event(kind: string, severity: 'info' | 'warning' | 'error' | 'critical', details?: Record<string, string | number | boolean | null>): void;
@@ -294,6 +297,7 @@ export class JobManager {
         profile: deps.profile,
         profiles: deps.profiles,
         installers: deps.installers,
+        downloadDispatcher: (caPem) => deps.downloadDispatcher?.(caPem),
         alreadyInstalled: (p) =>
           this.#historyCache.some(
             (h) =>

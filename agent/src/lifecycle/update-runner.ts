@@ -8,6 +8,7 @@ import { downloadPacket } from '../jobs/download.js';
 import { collect, tarMember, verifiedStream } from '../jobs/payload.js';
 import type { Logger } from '../logger.js';
 import { sleep } from '../platform/clock.js';
+import type { Dispatcher } from 'undici';
 import { PowerCut, sectionMatches } from '../platform/faults.js';
 import type { Platform } from '../platform/platform.js';
 import { runningFirmwareVersion } from '../reporting/status.js';
@@ -33,6 +34,8 @@ export interface UpdateDeps {
   profile(): ConnectionProfile;
   profiles: ProfileStore;
   installers: Map<string, Installer>;
+  /** The connection pool for packet downloads (the transport's); default: the process-wide one. */
+  downloadDispatcher?(caPem: string): Dispatcher | undefined;
   /** Whether a packet (by SHA-256 of the file, or PACKET_ID) was installed by an earlier job. */
   alreadyInstalled(packet: { sha256?: string; packetId?: string }): boolean;
   /** Reports the record's current state (progress); `percent`/bytes while downloading. */
@@ -323,6 +326,7 @@ export class UpdateRunner {
         name: this.#packetName,
         caPem: profile.caCertPem,
         allowInsecure: config.allowInsecureTransport,
+        dispatcher: this.#deps.downloadDispatcher?.(profile.caCertPem),
         offset: r.downloadOffset ?? 0,
         persistOffset: async (offset) => {
           if (r.downloadOffset === offset) return;

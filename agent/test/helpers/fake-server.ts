@@ -76,7 +76,7 @@ export interface TestServer {
   readonly url: string;
   readonly frames: Frame[];
   readonly closes: { deviceId: string | undefined; code: number }[];
-  readonly downloads: { name: string; range: string | undefined; status: number }[];
+  readonly downloads: { name: string; range: string | undefined; status: number; from: string; port: number }[];
   addPacket(name: string, data: Buffer, fault?: PacketFault): void;
   packetUrl(name: string): string;
   offer(deviceId: string, executionId: string, packetName: string, extra?: Partial<BodyOf<'job-offer'>>): string;
@@ -96,7 +96,7 @@ export class FakeServer implements TestServer {
   /** Handshakes seen (device connections attempted, including refused ones). */
   handshakes = 0;
   readonly closes: { deviceId: string | undefined; code: number }[] = [];
-  readonly downloads: { name: string; range: string | undefined; status: number }[] = [];
+  readonly downloads: { name: string; range: string | undefined; status: number; from: string; port: number }[] = [];
   readonly packets = new Map<string, { data: Buffer; fault?: PacketFault; requests: number }>();
   options: FakeServerOptions;
   #server: Server;
@@ -324,7 +324,8 @@ export class FakeServer implements TestServer {
     const m = /^\/packets\/([A-Za-z0-9._-]+)$/.exec(req.url ?? '');
     const packet = m ? this.packets.get(m[1]!) : undefined;
     const range = req.headers.range;
-    const log = (status: number) => this.downloads.push({ name: m?.[1] ?? '?', range, status });
+    const log = (status: number) =>
+      this.downloads.push({ name: m?.[1] ?? '?', range, status, from: req.socket.remoteAddress ?? '', port: req.socket.remotePort ?? 0 });
     if (!packet) {
       log(404);
       res.writeHead(404).end();
