@@ -1,6 +1,6 @@
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { createJob, type FleetHandle, getJob, jobDeviceResults, reached, startFleet } from '@router-fleet/simulator';
+import { createJob, type FleetHandle, getJob, jobDeviceResults, type JobView, reached, startFleet } from '@router-fleet/simulator';
 import { type BaselineResult, runBaseline } from './baseline.js';
 import { barChartSvg, histogramSvg } from './report.js';
 import { processTreeRss } from './stats.js';
@@ -161,36 +161,62 @@ export async function runScale(options: ScaleOptions) {
 
     t = Date.now();
     fleet.jobCreated();
-    const job = await createJob(st.rest, { packet: { firmwareVersion: '99.0.0', sizeBytes: 16 * 1024 } }, async () => managedIds);
-    let j = await getJob(st.rest, job.uuid);
-    while (!reached(j, 100) && !['finished', 'cancelled', 'aborted'].includes(j.state) && Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, 2000));
-      j = await getJob(st.rest, job.uuid);
-      log(`job ${j.progress.percentComplete.toFixed(0)} %`);
+    // The time limit holds inside the job phase too: every REST call aborts when it passes (a
+    // saturated server can take minutes to answer one poll).
+    const jobPhase = AbortSignal.timeout(Math.max(1000, deadline - Date.now()));
+    st.rest.signal = jobPhase;
+    let j: JobView | undefined;
+    let jobUuid: string | undefined;
+    try {
+      jobUuid = (await createJob(st.rest, { packet: { firmwareVersion: '99.0.0', sizeBytes: 16 * 1024 } }, async () => managedIds)).uuid;
+      j = await getJob(st.rest, jobUuid);
+      while (!reached(j, 100) && !['finished', 'cancelled', 'aborted'].includes(j.state)) {
+        await new Promise((r) => setTimeout(r, 2000));
+        j = await getJob(st.rest, jobUuid);
+        log(`job ${j.progress.percentComplete.toFixed(0)} %`);
+      }
+    } catch (error) {
+      if (!jobPhase.aborted) throw error;
+      log(`time limit reached in the job phase${j ? ` at ${j.progress.percentComplete.toFixed(1)} %` : ''}`);
+    } finally {
+      st.rest.signal = undefined;
     }
     phase('jobSec', t);
-    const succeeded = (j.progress.results as Record<string, number>)['succeeded'] ?? 0;
+    const outOfTime = jobPhase.aborted;
+    const succeeded = j ? ((j.progress.results as Record<string, number>)['succeeded'] ?? 0) : 0;
     let others = '';
-    if (succeeded !== expectedManaged) {
+    if (succeeded !== expectedManaged && jobUuid) {
       // Name what happened to the rest: result and error code, counted, with a few serial numbers.
-      const rest = (await jobDeviceResults(st.rest, job.uuid)).filter((r) => r.result !== 'succeeded');
+      st.rest.signal = AbortSignal.timeout(60_000);
+      const rest = (await jobDeviceResults(st.rest, jobUuid).catch(() => [])).filter((r) => r.result !== 'succeeded');
+      st.rest.signal = undefined;
       const byOutcome = new Map<string, string[]>();
       for (const r of rest) {
         const key = `${r.result ?? r.status}${r.errorCode ? ` ${r.errorCode}` : ''}`;
         byOutcome.set(key, [...(byOutcome.get(key) ?? []), r.serialNumber]);
       }
-      others = `; the others: ${[...byOutcome].map(([k, serials]) => `${serials.length} × ${k} (${serials.slice(0, 5).join(', ')})`).join('; ')}`;
+      if (byOutcome.size) others = `; the others: ${[...byOutcome].map(([k, serials]) => `${serials.length} × ${k} (${serials.slice(0, 5).join(', ')})`).join('; ')}`;
     }
-    checks.push({ name: 'every managed router updated', pass: succeeded === expectedManaged, detail: `${succeeded} of ${expectedManaged} succeeded${others}` });
+    const limit = outOfTime ? ` when the time limit (${Math.round((deadline - started) / 60_000)} min) was reached` : '';
+    checks.push({
+      name: 'every managed router updated',
+      pass: succeeded === expectedManaged,
+      detail: `${succeeded} of ${expectedManaged} succeeded${limit}${jobUuid ? '' : ' (the job was not created)'}${others}`,
+    });
 
-    t = Date.now();
-    const before = fleet.stats().counters.reconnects;
-    await st.restart();
-    const back = await fleet
-      .waitFor((s) => s.managed === expectedManaged && s.counters.reconnects - before >= expectedManaged, left())
-      .catch(() => fleet!.stats());
-    phase('restartSec', t);
-    checks.push({ name: 'every router back after a server restart', pass: back.managed === expectedManaged, detail: `${back.managed} of ${expectedManaged} managed again` });
+    let back = fleet.stats();
+    if (outOfTime) {
+      checks.push({ name: 'every router back after a server restart', pass: false, detail: 'not run: the time limit was reached' });
+    } else {
+      t = Date.now();
+      const before = fleet.stats().counters.reconnects;
+      await st.restart();
+      back = await fleet
+        .waitFor((s) => s.managed === expectedManaged && s.counters.reconnects - before >= expectedManaged, left())
+        .catch(() => fleet!.stats());
+      phase('restartSec', t);
+      checks.push({ name: 'every router back after a server restart', pass: back.managed === expectedManaged, detail: `${back.managed} of ${expectedManaged} managed again` });
+    }
     const protocolErrors = Object.entries(back.errors).filter(([code]) => code.startsWith('PROTO_'));
     checks.push({ name: 'no protocol errors', pass: protocolErrors.length === 0, detail: protocolErrors.length ? JSON.stringify(Object.fromEntries(protocolErrors)) : 'none' });
 
