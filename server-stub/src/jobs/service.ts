@@ -16,7 +16,7 @@ import type { Metrics } from '../metrics.js';
 import type { PacketService } from '../packets/service.js';
 import type { Store } from '../store/database.js';
 import { AccountEvents } from '../store/events.js';
-import { AccountJobs, type ExecutionRow, jobById, type JobRow, type JobState } from '../store/jobs.js';
+import { AccountJobs, type ExecutionRow, JOB_HEAD_COLUMNS, jobById, type JobHead, type JobRow, type JobState, jobTarget } from '../store/jobs.js';
 import { packetById, type PacketRow } from '../store/packets.js';
 import type { AccountScope } from '../store/scope.js';
 import type { JobTemplateHook } from '../templates/service.js';
@@ -64,7 +64,7 @@ type ChannelInput =
 
 interface Claim {
   exec: ExecutionRow;
-  job: JobRow;
+  job: JobHead;
   deviceUuid: string;
   packet: PacketRow;
 }
@@ -348,9 +348,9 @@ export class JobService {
         .all(now - ORPHAN_QUEUED_MS)) {
         this.#unclaim(e);
       }
-      for (const job of this.store.stmt<JobRow>(`SELECT * FROM jobs WHERE state = 'running'`).all()) {
+      for (const job of this.store.stmt<JobHead>(`SELECT ${JOB_HEAD_COLUMNS} FROM jobs WHERE state = 'running'`).all()) {
         const options = JSON.parse(job.options) as JobOptions;
-        if (options.dynamic) this.#addTargets(job, JSON.parse(job.target) as JobTarget, now);
+        if (options.dynamic) this.#addTargets(job, JSON.parse(jobTarget(this.store, job.id)!) as JobTarget, now);
         this.#maybeFinish(job, now);
       }
     });
@@ -485,7 +485,7 @@ export class JobService {
     return { claims, more: taken >= CLAIMS_PER_TRANSACTION };
   }
 
-  #capacity(job: JobRow, options: JobOptions, now: number): number {
+  #capacity(job: JobHead, options: JobOptions, now: number): number {
     let capacity = Number.POSITIVE_INFINITY;
     if (options.maxConcurrent !== null) {
       const inFlight = this.store
@@ -517,7 +517,7 @@ export class JobService {
     return this.#templates;
   }
 
-  #packetFor(job: JobRow, model: string | null): PacketRow | undefined {
+  #packetFor(job: JobHead, model: string | null): PacketRow | undefined {
     if (job.packet_id !== null) return packetById(this.store, job.packet_id);
     if (job.firmware_version === null || model === null) return undefined;
     return this.packets.catalogue.byModelVersion(model, job.firmware_version);
@@ -532,7 +532,7 @@ export class JobService {
       .run(e.job_id, e.device_id);
   }
 
-  #addTargets(job: JobRow, target: JobTarget, now: number): number {
+  #addTargets(job: JobHead, target: JobTarget, now: number): number {
     const insert = `INSERT OR IGNORE INTO job_devices (job_id, device_id, status, added_at) `;
     let n = 0;
     if (target.all) {
@@ -574,7 +574,7 @@ export class JobService {
     });
   }
 
-  #offer(exec: ExecutionRow, job: JobRow, deviceUuid: string, packet: PacketRow): MessageOf<'job-offer'> {
+  #offer(exec: ExecutionRow, job: JobHead, deviceUuid: string, packet: PacketRow): MessageOf<'job-offer'> {
     const now = this.clock.now();
     const options = JSON.parse(job.options) as JobOptions;
     const expiresAt = Math.min(exec.deadline, now + this.packets.options.downloadTokenTtlSec * 1000);
@@ -654,9 +654,8 @@ export class JobService {
       this.store.stmt('UPDATE job_executions SET ignored_progress = ignored_progress + 1 WHERE id = ?').run(exec.id);
       return 'illegal';
     }
-    const job = jobById(this.store, exec.job_id)!;
     if (isTerminalJobState(to)) {
-      this.#finish(exec, job, to, now, body.errorCode ?? null, body.errorMessage ?? null);
+      this.#finish(exec, jobById(this.store, exec.job_id)!, to, now, body.errorCode ?? null, body.errorMessage ?? null);
     } else {
       this.store
         .stmt('UPDATE job_executions SET state = ?, percent = ?, updated_at = ? WHERE id = ?')
@@ -667,7 +666,7 @@ export class JobService {
 
   #finish(
     exec: ExecutionRow,
-    job: JobRow,
+    job: JobHead,
     state: JobExecutionState,
     now: number,
     errorCode: string | null,
@@ -690,7 +689,7 @@ export class JobService {
     this.#maybeFinish(job, now);
   }
 
-  #maybeAbort(job: JobRow, options: JobOptions, now: number): void {
+  #maybeAbort(job: JobHead, options: JobOptions, now: number): void {
     if (!options.abort || job.state !== 'running') return;
     const c = this.store
       .stmt<{ failed: number; finished: number }>(
@@ -714,7 +713,7 @@ export class JobService {
     }
   }
 
-  #maybeFinish(job: JobRow, now: number): void {
+  #maybeFinish(job: JobHead, now: number): void {
     const options = JSON.parse(job.options) as JobOptions;
     if (options.dynamic) return; // runs until cancelled: devices may still join
     const changed = this.store
@@ -766,7 +765,7 @@ export class JobService {
     return { devices, results, inFlight: states };
   }
 
-  progressView(job: JobRow) {
+  progressView(job: JobHead) {
     const now = this.clock.now();
     const c = this.counts(job.id);
     const recent = this.store
@@ -784,7 +783,7 @@ export class JobService {
   }
 
   /** Per-device results of a job, cursor-paged by device id. */
-  deviceResults(job: JobRow, afterId: number, limit: number) {
+  deviceResults(job: JobHead, afterId: number, limit: number) {
     return this.store
       .stmt<{
       id: number;
