@@ -78,7 +78,7 @@ export async function runCli(argv: string[]): Promise<void> {
           .option('profiles', { type: 'string', demandOption: true, describe: 'Directory written by provision' })
           .option('devices', { type: 'number', describe: 'Routers (default: every profile)' })
           .option('rate', { type: 'number', default: 200, describe: 'Connects per second (ramp)' })
-          .option('window', { type: 'number', default: DEFAULT_CONNECT_WINDOW, describe: 'First connects in flight per process (0: open loop, the rate alone)' })
+          .option('window', { type: 'number', default: DEFAULT_CONNECT_WINDOW, describe: 'Connects in flight per process: first connects of the ramp and every later dial (0: no limit)' })
           .option('processes', { type: 'number', describe: 'Child processes (0: this process; default one per 15,000 routers)' })
           .option('behaviour', { type: 'string', default: 'ideal', describe: 'ideal | realistic | hostile | FILE.json' })
           .option('duration', { type: 'string', default: '60s', describe: 'How long to run (90, 90s, 5m, 1h)' })

@@ -15,7 +15,7 @@ export const DEFAULT_ROUTERS_PER_PROCESS = 15_000;
 /** Routers per source address (each address has about 28,000 ephemeral ports towards one server port). */
 export const ROUTERS_PER_SOURCE_ADDRESS = 16_000;
 
-/** First connects in flight per simulator process (see StartFleetOptions.window). */
+/** Connects in flight per simulator process (see StartFleetOptions.window). */
 export const DEFAULT_CONNECT_WINDOW = 200;
 
 export interface StartFleetOptions {
@@ -29,7 +29,9 @@ export interface StartFleetOptions {
    * First connects in flight per process: a router starts only while fewer than this many of the
    * process's routers wait for their first answer (welcome) or failure. Keeps an overloaded server
    * measurable: an open-loop ramp above its capacity queues TLS handshakes until hellos time out,
-   * and the retries collapse the goodput. 0 = open loop (the rate alone). Default 200.
+   * and the retries collapse the goodput. The same number bounds every later dial of a process
+   * (reconnects), so routers sharing one event loop cannot make their own hellos late.
+   * 0 = open loop (the rate alone, dials unbounded). Default 200.
    */
   window?: number;
   /** Child processes; 0 runs every router in this process. Default: one per 15,000 routers. */

@@ -84,6 +84,7 @@ export function prometheusText(s: FleetStats): string {
   counter('fleetsim_disconnects_total', 'Admitted channels lost.', s.counters.disconnects);
   counter('fleetsim_reconnects_total', 'Routers admitted again after losing the channel.', s.counters.reconnects);
   counter('fleetsim_dial_failures_total', 'Failed dials.', s.counters.dialFailures);
+  counter('fleetsim_dials_queued_total', 'Dials that waited for a slot in the connect window.', s.counters.dialsQueued);
   counter('fleetsim_router_restarts_total', 'Router reboots and power cycles.', s.counters.restarts);
   gauge('fleetsim_jobs_in_progress', 'Routers working on a job.', s.counters.jobsActive);
   counter('fleetsim_jobs_done_total', 'Job executions finished on the routers.', s.counters.jobsDone);

@@ -21,6 +21,8 @@ export interface WorkerStats {
     disconnects: number;
     reconnects: number;
     dialFailures: number;
+    /** Dials that waited for a slot in the process's connect window (the simulator's own limit). */
+    dialsQueued: number;
     restarts: number;
     jobsOffered: number;
     jobsActive: number;
@@ -96,7 +98,10 @@ export function mergeStats(parts: readonly WorkerStats[]): FleetStats {
   const states: Record<string, number> = {};
   const errors: Record<string, number> = {};
   const reconnectBins: Record<string, number> = {};
-  const counters = { connects: 0, disconnects: 0, reconnects: 0, dialFailures: 0, restarts: 0, jobsOffered: 0, jobsActive: 0, jobsDone: 0, jobsRolledBack: 0 };
+  const counters = {
+    connects: 0, disconnects: 0, reconnects: 0, dialFailures: 0, dialsQueued: 0,
+    restarts: 0, jobsOffered: 0, jobsActive: 0, jobsDone: 0, jobsRolledBack: 0,
+  };
   const histograms = Object.fromEntries(HISTOGRAMS.map((h) => [h, new Histogram()])) as Record<HistogramName, Histogram>;
   let devices = 0;
   let started = 0;

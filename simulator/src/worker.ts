@@ -19,6 +19,7 @@ import {
   type Transport,
 } from '@router-fleet/agent';
 import { type Behaviour, drawDevice, type DeviceDraw } from './behaviour.js';
+import { Gate } from './gate.js';
 import { Histogram } from './histogram.js';
 import type { ProvisionedDevice } from './provision.js';
 import { type DeviceDetail, HISTOGRAMS, type HistogramName, type WorkerStats } from './stats.js';
@@ -36,7 +37,11 @@ export interface WorkerOptions {
   devices: number;
   /** Connects per second over the whole fleet (the ramp). */
   rate: number;
-  /** First connects in flight in this process (started, not yet answered or backing off); 0 = no limit. */
+  /**
+   * Connects in flight in this process; 0 = no limit. Bounds the ramp (routers started and not yet
+   * answered) and every dial (TCP + TLS + upgrade), so a reconnect storm of thousands of routers
+   * sharing this process's event loop cannot delay their own hellos past the server's timeout.
+   */
   window: number;
   behaviour: Behaviour;
   seed: number;
@@ -99,6 +104,7 @@ export class FleetWorker {
     disconnects: 0,
     reconnects: 0,
     dialFailures: 0,
+    dialsQueued: 0,
     restarts: 0,
     jobsOffered: 0,
     jobsActive: 0,
@@ -130,6 +136,8 @@ export class FleetWorker {
   #started = 0;
   /** Routers whose first connect is in flight (the ramp's window). */
   #inFlight = 0;
+  /** Dials in flight (the same window, for every dial: reconnects too). */
+  readonly #dials: Gate;
   #jobCreatedAt = 0;
   #stopping = false;
   #ramp: NodeJS.Timeout | undefined;
@@ -139,6 +147,7 @@ export class FleetWorker {
 
   constructor(options: WorkerOptions, send: (message: FromWorker) => void, transport?: Transport) {
     this.#options = options;
+    this.#dials = new Gate(options.window);
     this.#send = send;
     this.#log = options.logLevel && options.logLevel !== 'silent' ? createLogger(options.logLevel) : silentLogger();
     const observer = {
@@ -271,9 +280,15 @@ export class FleetWorker {
       if (this.#stopping) return;
       const agent = createAgent(this.#config, platform, {
         transport: {
-          dial: (dial) => {
+          dial: async (dial) => {
+            // A slot in the window first; the handshake (and its timeout) starts once granted.
+            if ((await this.#dials.acquire(dial.signal)) === false) this.#counters.dialsQueued++;
             this.#attemptAt[j] = now();
-            return this.#transport.dial(dial);
+            try {
+              return await this.#transport.dial(dial);
+            } finally {
+              this.#dials.release();
+            }
           },
           // Downloads share bounded pools on the fleet's source addresses (not a socket each).
           downloadDispatcher: (caPem) => this.#transport.downloadDispatcher(caPem),

@@ -1,12 +1,12 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CONNECTION_PROFILE_FORMAT, WS_SUBPROTOCOL } from '@router-fleet/protocol';
+import { CONNECTION_PROFILE_FORMAT, createMessage, decode, encode, ProtocolError, WS_SUBPROTOCOL } from '@router-fleet/protocol';
 import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocketServer } from 'ws';
 import { loadBehaviour } from '../src/behaviour.js';
 import { startFleet } from '../src/fleet.js';
-import type { SimTransport } from '../src/transport.js';
+import { createSimTransport, type SimTransport } from '../src/transport.js';
 import { FleetWorker } from '../src/worker.js';
 import { PROFILES_FILE } from '../src/provision.js';
 
@@ -30,6 +30,38 @@ async function silentServer(): Promise<{ port: number; hellos: () => number }> {
       }),
   );
   return { port: (wss.address() as { port: number }).port, hellos: () => hellos };
+}
+
+/** A server that admits every hello at once (managed). */
+async function welcomingServer(): Promise<{ port: number }> {
+  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, handleProtocols: () => WS_SUBPROTOCOL });
+  await new Promise((r) => wss.once('listening', r));
+  wss.on('connection', (ws) => {
+    ws.on('message', (data) => {
+      const m = decode(data.toString());
+      if (m instanceof ProtocolError || m.type !== 'hello') return;
+      const welcome = createMessage(
+        'welcome',
+        {
+          admission: 'managed',
+          deviceId: m.body.deviceId,
+          session: { pingIntervalSec: 60, pongTimeoutSec: 30, sessionTimeoutSec: 30 },
+          analyticsConsent: false,
+          serverTime: Date.now(),
+        },
+        { correlationId: m.id },
+      );
+      ws.send(encode(welcome));
+    });
+  });
+  cleanups.push(
+    () =>
+      new Promise<void>((r) => {
+        for (const c of wss.clients) c.terminate();
+        wss.close(() => r());
+      }),
+  );
+  return { port: (wss.address() as { port: number }).port };
 }
 
 function profiles(port: number, n: number): string {
@@ -68,6 +100,61 @@ describe('ramp window (first connects in flight per process)', () => {
     cleanups.push(async () => void (await open.stop()));
     await expect.poll(() => server.hellos() - before, { timeout: 10_000 }).toBe(40);
   });
+
+  it('bounds every dial by the window: a reconnect storm after a cut queues in the process, not in the handshakes', async () => {
+    const server = await welcomingServer();
+    const dir = profiles(server.port, 12);
+    // The simulator's real transport, each dial held 30 ms longer, counting dials in flight.
+    const real = createSimTransport();
+    let inFlight = 0;
+    let most = 0;
+    let dials = 0;
+    const counted: SimTransport = {
+      ...real,
+      dial: async (options) => {
+        dials++;
+        most = Math.max(most, ++inFlight);
+        try {
+          await new Promise((r) => setTimeout(r, 30));
+          return await real.dial(options);
+        } finally {
+          inFlight--;
+        }
+      },
+    };
+    const worker = new FleetWorker(
+      {
+        profilesFile: join(dir, PROFILES_FILE),
+        devices: 12,
+        rate: 1000,
+        window: 3,
+        behaviour: loadBehaviour('ideal'),
+        seed: 1,
+        localAddresses: [],
+        // Redial at once after the cut: every router's backoff ceiling is 1 ms.
+        agent: { allowInsecureTransport: true, backoffBaseMs: 1, backoffMaxMs: 1 },
+        statsIntervalMs: 60_000,
+        process: 0,
+        processes: 1,
+      },
+      () => {},
+      counted,
+    );
+    cleanups.push(async () => void (await worker.stop(500)));
+    await worker.load();
+    worker.start(Date.now());
+    await expect.poll(() => worker.stats().states['managed'] ?? 0, { timeout: 10_000 }).toBe(12);
+    expect(most).toBeLessThanOrEqual(3);
+
+    most = 0;
+    const before = dials;
+    expect(worker.cut(1, 1)).toBe(12);
+    await expect.poll(() => dials - before, { timeout: 10_000 }).toBe(12);
+    await expect.poll(() => worker.stats().states['managed'] ?? 0, { timeout: 10_000 }).toBe(12);
+    // All 12 wanted to redial at once; the window let 3 handshake at a time, the rest waited.
+    expect(most).toBe(3);
+    expect(worker.stats().counters.dialsQueued).toBeGreaterThan(0);
+  }, 20_000);
 
   it('refuses a window that is not an integer ≥ 0', async () => {
     const server = await silentServer();

@@ -3,6 +3,7 @@ import { parseDuration } from '../src/cli.js';
 import { csvObjects, parseCsv } from '../src/csv.js';
 import { defaultSourceAddresses } from '../src/fleet.js';
 import { fleetToCsv, generateFleet } from '../src/fleet-generator.js';
+import { Gate } from '../src/gate.js';
 import { Histogram } from '../src/histogram.js';
 import { firmwareImage } from '../src/jobs.js';
 import { prometheusText, statusLine } from '../src/metrics.js';
@@ -22,7 +23,10 @@ function part(process: number, managed: number, samples: number[]): WorkerStats 
     started: managed + 1,
     states: { managed, 'backing-off': 1 },
     admission: { managed, unmanaged: 0, rejected: 0, authFailed: 0 },
-    counters: { connects: managed, disconnects: 1, reconnects: 0, dialFailures: 2, restarts: 0, jobsOffered: 0, jobsActive: 0, jobsDone: 0, jobsRolledBack: 0 },
+    counters: {
+      connects: managed, disconnects: 1, reconnects: 0, dialFailures: 2, dialsQueued: 0,
+      restarts: 0, jobsOffered: 0, jobsActive: 0, jobsDone: 0, jobsRolledBack: 0,
+    },
     errors: { 'dial:ECONNREFUSED': 2 },
     reconnectBins: { 0: 1 },
     histograms: { connect: h.toJSON(), admission: empty, reconnect: empty, jobOffer: empty, jobComplete: empty },
@@ -94,5 +98,29 @@ describe('simulator units', () => {
     }
     expect(seen.size).toBeGreaterThan(20);
     expect(firmwareImage(1000, '1.0.0').equals(firmwareImage(1000, '1.0.0'))).toBe(true);
+  });
+});
+
+describe('Gate', () => {
+  it('holds at most its limit, grants in arrival order, and drops an aborted waiter', async () => {
+    const gate = new Gate(2);
+    expect(gate.acquire()).toBe(true);
+    expect(gate.acquire()).toBe(true);
+    const order: string[] = [];
+    const a = Promise.resolve(gate.acquire()).then((v) => order.push(`a:${v}`));
+    const gone = new AbortController();
+    const b = Promise.resolve(gate.acquire(gone.signal)).catch((e: Error) => order.push(`b:${e.message}`));
+    const c = Promise.resolve(gate.acquire()).then((v) => order.push(`c:${v}`));
+    expect(gate.waiting).toBe(3);
+    gone.abort(new Error('stopped'));
+    await b;
+    expect(gate.waiting).toBe(2);
+    gate.release();
+    gate.release();
+    await Promise.all([a, c]);
+    // false: the slot was waited for (the simulator counts those dials as queued).
+    expect(order).toEqual(['b:stopped', 'a:false', 'c:false']);
+    expect(gate.held).toBe(2);
+    expect(new Gate(0).acquire()).toBe(true);
   });
 });
