@@ -66,9 +66,10 @@ describe('serve --workers 2 (real CLI, node:cluster)', () => {
     );
     children.push(child);
     const logs = follow(child);
-    await logs.waitFor((l) => l['msg'] === 'fleet-server listening');
-    // Both workers listen on the same port (node:cluster shares it).
+    // Both workers listen on the same port (node:cluster shares it); wait for both, or the primary
+    // hands every connection to the first one (seen on Node 24, whose workers start slower).
     const url = (await logs.waitFor((l) => l['msg'] === 'fleet-server listening')).url as string;
+    await logs.waitFor(() => new Set(logs.lines.filter((l) => l['msg'] === 'fleet-server listening').map((l) => l['pid'])).size === 2);
     await new Promise((r) => setTimeout(r, 300));
     const channelUrl = `${url.replace('http', 'ws')}/api/channel`;
 
