@@ -28,6 +28,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { Agent, fetch as undiciFetch } from 'undici';
 import WebSocket, { WebSocketServer } from 'ws';
 
 const SELF = fileURLToPath(import.meta.url);
@@ -76,7 +77,14 @@ async function client(): Promise<void> {
   let next = 0;
   let ok = 0;
   let failed = 0;
-  const job = { offers: 0, lastOfferAt: 0, succeeded: 0, lastSuccessAt: 0, downloadRetries: 0, errors: 0 };
+  const job = { offers: 0, lastOfferAt: 0, succeeded: 0, lastSuccessAt: 0, downloadRetries: 0, errors: 0, firstError: '' };
+  // Downloads as the simulator's agents make them: one bounded keep-alive pool per client process,
+  // from the client's source address (a socket per download runs out of ephemeral ports).
+  const pool = new Agent({ connections: 64, localAddress: local });
+  const failedWith = (message: string) => {
+    job.errors++;
+    job.firstError ||= message;
+  };
   const progress = (ws: WebSocket, executionId: string, state: string, extra: object = {}) => {
     const id = `g-${executionId}-${state}`;
     ws.send(JSON.stringify({ v: '1.0', type: 'job-progress', id, sentAt: Date.now(), body: { executionId, state, ...extra } }));
@@ -88,7 +96,7 @@ async function client(): Promise<void> {
     const { executionId, packet, download } = offer;
     progress(ws, executionId, 'downloading', { percent: 0, bytesDone: 0, bytesTotal: packet.size });
     for (;;) {
-      const res = await fetch(packet.url, { headers: { authorization: `Bearer ${download.token}` } });
+      const res = await undiciFetch(packet.url, { headers: { authorization: `Bearer ${download.token}` }, dispatcher: pool });
       if (res.status === 503) {
         await res.arrayBuffer();
         job.downloadRetries++;
@@ -98,7 +106,7 @@ async function client(): Promise<void> {
       }
       const body = Buffer.from(await res.arrayBuffer());
       if (!res.ok || createHash('sha256').update(body).digest('hex') !== packet.sha256) {
-        job.errors++;
+        failedWith(`HTTP ${res.status}`);
         progress(ws, executionId, 'failed', { errorCode: 'AGENT_DOWNLOAD_FAILED', errorMessage: `HTTP ${res.status}` });
         return;
       }
@@ -150,7 +158,7 @@ async function client(): Promise<void> {
         else if (text.includes('"type":"job-offer"')) {
           job.offers++;
           job.lastOfferAt = Date.now();
-          runOffer(ws, (JSON.parse(text) as { body: Offer }).body).catch(() => job.errors++);
+          runOffer(ws, (JSON.parse(text) as { body: Offer }).body).catch((e: Error) => failedWith(`${e.message} ${(e.cause as Error | undefined)?.message ?? ''}`));
         } else if (text.includes('"type":"ack"')) {
           const correlationId = (JSON.parse(text) as { correlationId?: string }).correlationId;
           if (correlationId && pendingAcks.delete(correlationId)) {
@@ -280,6 +288,8 @@ interface JobCounts {
   lastSuccessAt: number;
   downloadRetries: number;
   errors: number;
+  /** The first failure's message (download status or network error), for the report. */
+  firstError: string;
 }
 
 /** One job to every connected fake device; prints time to all offered and to all succeeded. */
@@ -319,11 +329,13 @@ async function jobFanOut(baseUrl: string, children: ChildProcess[], connected: n
       lastSuccessAt: Math.max(...all.map((x) => x.lastSuccessAt)),
       downloadRetries: all.reduce((a, x) => a + x.downloadRetries, 0),
       errors: all.reduce((a, x) => a + x.errors, 0),
+      firstError: all.map((x) => x.firstError).find(Boolean) ?? '',
     };
   };
   const limit = created + 10 * 60_000;
   let c = await counts();
-  while ((c.succeeded < connected || c.offers < connected) && c.errors === 0 && Date.now() < limit) {
+  // Until every device has succeeded or failed (a failure does not end the wait: the figures say how many).
+  while ((c.succeeded + c.errors < connected || c.offers < connected) && Date.now() < limit) {
     await new Promise((res) => setTimeout(res, 1000));
     c = await counts();
   }
@@ -341,6 +353,7 @@ async function jobFanOut(baseUrl: string, children: ChildProcess[], connected: n
       executionsPerSec: Math.round(c.succeeded / ((c.lastSuccessAt - created) / 1000)),
       downloadRetries: c.downloadRetries,
       errors: c.errors,
+      ...(c.firstError ? { firstError: c.firstError } : {}),
       server: { state: view.state, percentComplete: view.progress.percentComplete, results: view.progress.results },
     })}\n`,
   );
