@@ -77,6 +77,25 @@ export interface IgnoredProgress {
 }
 
 /**
+ * The devices connected here that a running job may be offered to now, in claim order. Runs in
+ * the write transaction of every dispatch (each reconnect and each finished execution), so it
+ * reads only the pending devices, through the partial index `job_devices_pending` (migration 26),
+ * not every device of the job: a test checks the plan.
+ */
+export const CLAIM_CANDIDATES_SQL = `SELECT jd.job_id, jd.device_id, d.uuid, d.model
+  FROM job_devices jd
+  JOIN job_local_ready r ON r.device_id = jd.device_id
+  JOIN jobs j ON j.id = jd.job_id
+  JOIN devices d ON d.id = jd.device_id
+  WHERE j.state = 'running' AND jd.status = 'pending' AND jd.next_attempt_at <= ?
+    AND d.admission = 'managed'
+    AND NOT EXISTS (SELECT 1 FROM job_executions e WHERE e.device_id = jd.device_id AND e.finished_at IS NULL)
+  ORDER BY jd.job_id, jd.added_at, jd.device_id`;
+
+/** Executions claimed but never offered (the claiming process died): the job tick reclaims them (index `job_executions_queued`). */
+export const ORPHAN_QUEUED_SQL = `SELECT * FROM job_executions WHERE state = 'queued' AND finished_at IS NULL AND claimed_at < ?`;
+
+/**
  * Update jobs and their dispatch. All dispatch state is in the store (jobs, job_devices,
  * job_executions), so several worker processes can each dispatch to their own connected devices:
  * executions are claimed in `BEGIN IMMEDIATE` transactions that re-check the rollout limits, and
@@ -344,7 +363,7 @@ export class JobService {
         this.#finish(e, jobById(this.store, e.job_id)!, 'timed-out', now, 'SERVER_EXECUTION_TIMEOUT', 'No result before the deadline.');
       }
       for (const e of this.store
-        .stmt<ExecutionRow>(`SELECT * FROM job_executions WHERE state = 'queued' AND finished_at IS NULL AND claimed_at < ?`)
+        .stmt<ExecutionRow>(ORPHAN_QUEUED_SQL)
         .all(now - ORPHAN_QUEUED_MS)) {
         this.#unclaim(e);
       }
@@ -413,17 +432,7 @@ export class JobService {
 
   #claim(now: number): { claims: Claim[]; more: boolean } {
     const rows = this.store
-      .stmt<{ job_id: number; device_id: number; uuid: string; model: string | null }>(
-        `SELECT jd.job_id, jd.device_id, d.uuid, d.model
-         FROM job_devices jd
-         JOIN job_local_ready r ON r.device_id = jd.device_id
-         JOIN jobs j ON j.id = jd.job_id
-         JOIN devices d ON d.id = jd.device_id
-         WHERE j.state = 'running' AND jd.status = 'pending' AND jd.next_attempt_at <= ?
-           AND d.admission = 'managed'
-           AND NOT EXISTS (SELECT 1 FROM job_executions e WHERE e.device_id = jd.device_id AND e.finished_at IS NULL)
-         ORDER BY jd.job_id, jd.added_at, jd.device_id`,
-      )
+      .stmt<{ job_id: number; device_id: number; uuid: string; model: string | null }>(CLAIM_CANDIDATES_SQL)
       .all(now);
     const claims: Claim[] = [];
     const busy = new Set<number>();

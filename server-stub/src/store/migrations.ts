@@ -449,6 +449,14 @@ ${bumpLicenceVersion('OLD')}
 END;
 `,
   },
+  {
+    version: 26,
+    name: 'pending job devices and queued executions indexed apart (the dispatch claim scanned every device of a running job, 22 ms at 40,000 per dispatch, and the job tick every open execution, 9 ms a second, both under the write lock)',
+    sql: `
+CREATE INDEX job_devices_pending ON job_devices(job_id, next_attempt_at) WHERE status = 'pending';
+CREATE INDEX job_executions_queued ON job_executions(claimed_at) WHERE state = 'queued' AND finished_at IS NULL;
+`,
+  },
 ];
 
 export function latestVersion(): number {
