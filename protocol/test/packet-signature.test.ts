@@ -8,6 +8,7 @@ import {
   createSigner,
   issueCertificate,
   type PacketSigner,
+  parseCertificateDer,
   readPacket,
   sharedTestPki,
   signManifest,
@@ -16,6 +17,7 @@ import {
   verifyManifestSignature,
   writePacket,
 } from '../src/packet/index.js';
+import { certificatesFromPem } from '../src/packet/certificate.js';
 import { bytes, expectCode, flip, meteredStream, tempDir } from './helpers/packet-fixtures.js';
 import { listMembers, rebuild } from './helpers/ustar.js';
 
@@ -266,6 +268,29 @@ describe('MANIFEST.sig', () => {
     expect(reason(pki.expiredSigner.certPem)).toBe('expired');
     expect(reason(pki.notYetValidSigner.certPem)).toBe('not-yet-valid');
     expect(reason(pki.signer.certPem, { ...opts, intermediates: [] })).toBe('untrusted');
+  });
+
+  it('shares parsed certificates read-only, and the shared checks never confuse two certificates', async () => {
+    const der = certificatesFromPem(pki.signer.certPem)[0]!;
+    const a = parseCertificateDer(der);
+    expect(parseCertificateDer(Buffer.from(der))).toBe(a); // equal bytes, another buffer: the same object
+    expect(Object.isFrozen(a)).toBe(true);
+    const changed = Buffer.from(der);
+    changed[changed.length - 1]! ^= 0xff; // the signature's last byte
+    der[der.length - 1]! ^= 0xff; // the caller's buffer changes after parsing: the shared copy does not
+    expect(a.der.equals(changed)).toBe(false);
+    der[der.length - 1]! ^= 0xff;
+    expect(parseCertificateDer(changed)).not.toBe(a);
+    // The genuine chain is checked (and its signature checks remembered) first; then a signer whose
+    // issuer has the very same name but another key must still be untrusted, and the genuine again ok.
+    const at = new Date();
+    const opts = { trustAnchors: [pki.root.certPem], intermediates: [pki.intermediate.certPem], at };
+    expect(verifyCertificateChain(pki.signer.certPem, opts).ok).toBe(true);
+    const impostorCa = await createCa({ commonName: 'Test Packet Signing CA' });
+    const impostor = await createSigner({ issuer: impostorCa, commonName: 'Test Signer' });
+    const viaImpostor = verifyCertificateChain(impostor.certPem, { ...opts, intermediates: [pki.intermediate.certPem, impostorCa.certPem] });
+    expect(viaImpostor.ok ? 'ok' : viaImpostor.reason).toBe('untrusted');
+    expect(verifyCertificateChain(pki.signer.certPem, opts).ok).toBe(true);
   });
 
   it('issues TLS server certificates that node:tls accepts for localhost and 127.0.0.1', async () => {

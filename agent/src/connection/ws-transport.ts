@@ -1,7 +1,7 @@
-import { createSecureContext, type SecureContext } from 'node:tls';
 import { CloseCodes, MAX_FRAME_BYTES, WS_SUBPROTOCOL } from '@router-fleet/protocol';
 import WebSocket from 'ws';
 import { downloadDispatcher } from '../jobs/download.js';
+import { clientContext } from './tls-context.js';
 import { type ChannelConnection, DialError, type DialOptions, type Transport } from './transport.js';
 
 /** Told of what the transport does (one observer per transport, not per connection). */
@@ -29,15 +29,6 @@ type TrackedSocket = WebSocket & { connection?: ChannelConnection };
  * by every socket, so thousands of simulated agents in one process stay light.
  */
 export function createWsTransport(options: WsTransportOptions = {}): Transport & Required<Pick<Transport, 'downloadDispatcher'>> {
-  const contexts = new Map<string, SecureContext>();
-  const contextFor = (caPem: string) => {
-    let context = contexts.get(caPem);
-    if (!context) {
-      context = createSecureContext({ ca: caPem });
-      contexts.set(caPem, context);
-    }
-    return context;
-  };
   const addresses = options.localAddresses ?? [];
   const observer = options.observer;
   let next = 0;
@@ -98,7 +89,7 @@ export function createWsTransport(options: WsTransportOptions = {}): Transport &
         }
         const localAddress = addresses.length > 0 ? addresses[next++ % addresses.length] : undefined;
         const ws: TrackedSocket = new WebSocket(dial.url, WS_SUBPROTOCOL, {
-          ...(url.protocol === 'wss:' ? { secureContext: contextFor(dial.caPem) } : {}),
+          ...(url.protocol === 'wss:' ? { secureContext: clientContext(dial.caPem) } : {}),
           ...(localAddress ? { localAddress } : {}),
           maxPayload: MAX_FRAME_BYTES,
           handshakeTimeout: dial.timeoutMs,

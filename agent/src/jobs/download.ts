@@ -3,6 +3,7 @@ import pRetry, { AbortError } from 'p-retry';
 import { Agent as UndiciAgent, type Dispatcher, request } from 'undici';
 import { AgentError, toAgentError } from '../errors.js';
 import { Backoff } from '../connection/backoff.js';
+import { clientContext } from '../connection/tls-context.js';
 import { sleep } from '../platform/clock.js';
 import type { FaultInjector } from '../platform/faults.js';
 import type { Clock, RandomSource, Staging } from '../platform/platform.js';
@@ -53,6 +54,9 @@ export interface DownloadRequest {
 /** Most connections a download pool opens per origin (downloads beyond it queue in the pool). */
 export const DOWNLOAD_CONNECTIONS = 64;
 
+/** How long an idle download socket stays open for the next download (the server's hint may shorten it). */
+export const DOWNLOAD_KEEP_ALIVE_MS = 30_000;
+
 const dispatchers = new Map<string, Dispatcher>();
 
 /**
@@ -65,7 +69,10 @@ export function downloadDispatcher(options: { caPem: string; localAddress?: stri
   let d = dispatchers.get(key);
   if (!d) {
     d = new UndiciAgent({
-      connect: { ca: options.caPem },
+      // One TLS context per CA (not one per connection); idle sockets kept long enough to be
+      // reused by the next download instead of a new handshake each.
+      connect: { secureContext: clientContext(options.caPem) },
+      keepAliveTimeout: DOWNLOAD_KEEP_ALIVE_MS,
       connections: options.connections ?? DOWNLOAD_CONNECTIONS,
       ...(options.localAddress ? { localAddress: options.localAddress } : {}),
     });

@@ -95,8 +95,30 @@ export function parseDer(binary: string): forge.asn1.Asn1 {
   return asn1.fromDer(forge.util.createBuffer(binary), options as unknown as boolean);
 }
 
-/** Parses one DER certificate. Throws on anything malformed. */
+/** Most parsed certificates kept for reuse (trust anchors and signers repeat across packets). */
+const PARSED_CACHE_MAX = 256;
+const parsedCache = new Map<string, ParsedCertificate>();
+
+/**
+ * Parses one DER certificate. Throws on anything malformed. The result is shared with later calls
+ * for the same bytes (a small LRU cache: every packet of a fleet names the same signer and anchors,
+ * and parsing was most of the cost of verifying a small packet); treat it as read-only.
+ */
 export function parseCertificateDer(der: Buffer): ParsedCertificate {
+  const key = der.toString('latin1');
+  const hit = parsedCache.get(key);
+  if (hit) {
+    parsedCache.delete(key);
+    parsedCache.set(key, hit);
+    return hit;
+  }
+  const cert = Object.freeze(parseUncached(Buffer.from(der)));
+  parsedCache.set(key, cert);
+  if (parsedCache.size > PARSED_CACHE_MAX) parsedCache.delete(parsedCache.keys().next().value!);
+  return cert;
+}
+
+function parseUncached(der: Buffer): ParsedCertificate {
   const x509 = new X509Certificate(der);
   const root = parseDer(der.toString('binary'));
   const tbs = children(root)[0];
@@ -203,12 +225,22 @@ function canIssue(issuer: ParsedCertificate, intermediatesBelow: number): boolea
   return true;
 }
 
+/** Signature checks already made, per child and issuer (parsed certificates are shared, see above). */
+const issuedCache = new WeakMap<ParsedCertificate, WeakMap<ParsedCertificate, boolean>>();
+
 function issued(issuer: ParsedCertificate, child: ParsedCertificate): boolean {
+  let byIssuer = issuedCache.get(child);
+  const known = byIssuer?.get(issuer);
+  if (known !== undefined) return known;
+  let ok: boolean;
   try {
-    return child.x509.checkIssued(issuer.x509) && child.x509.verify(issuer.x509.publicKey);
+    ok = child.x509.checkIssued(issuer.x509) && child.x509.verify(issuer.x509.publicKey);
   } catch {
-    return false;
+    ok = false;
   }
+  if (!byIssuer) issuedCache.set(child, (byIssuer = new WeakMap()));
+  byIssuer.set(issuer, ok);
+  return ok;
 }
 
 function toParsed(input: string | ParsedCertificate): ParsedCertificate[] {
