@@ -110,7 +110,8 @@ export async function runCli(argv: string[]): Promise<void> {
           .option('report', { type: 'string', default: 'reports/scale.json', describe: 'JSON report path (.md and SVG charts beside it)' })
           .option('tls', { type: 'boolean', default: true, describe: 'Run over TLS with a local CA; --no-tls runs plain ws/http (the report says which)' })
           .option('baseline', { type: 'boolean', default: true, describe: 'Measure the raw-ws baseline in the same run' })
-          .option('timeout', { type: 'number', default: 15, describe: 'Overall time limit, minutes (the run stops by itself)' }),
+          .option('timeout', { type: 'number', default: 15, describe: 'Overall time limit, minutes (the run stops by itself)' })
+          .option('job-concurrency', { type: 'number', describe: 'The update job\'s rollout limit: most executions in flight at once (default: none)' }),
       async (args) => {
         const result = await runScale({
           devices: args.devices,
@@ -120,6 +121,7 @@ export async function runCli(argv: string[]): Promise<void> {
           rate: args.rate,
           tls: args.tls,
           timeoutMs: args.timeout * 60_000,
+          ...(args.jobConcurrency ? { jobConcurrency: args.jobConcurrency } : {}),
           report: args.report,
           baseline: args.baseline,
           exitOnSignal: true,

@@ -2,7 +2,7 @@ import { SqliteDatabase } from '../src/store/sqlite.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { isAppError } from '../src/errors.js';
 import { openDatabase, Store, STORE_FILE } from '../src/store/database.js';
-import { CLAIM_CANDIDATES_SQL, ORPHAN_QUEUED_SQL } from '../src/jobs/service.js';
+import { CLAIM_CANDIDATES_SQL, IN_FLIGHT_SQL, ORPHAN_QUEUED_SQL } from '../src/jobs/service.js';
 import { AccountLicences } from '../src/store/licences.js';
 import { latestVersion, migrate, migrations } from '../src/store/migrations.js';
 import { removeTempDirs, tempDir } from './helpers/setup.js';
@@ -45,7 +45,7 @@ describe('store', () => {
     }
   });
 
-  it('finds claimable devices and orphaned claims through their partial indexes, not by scanning every device or execution of a job', () => {
+  it('finds claimable devices, orphaned claims and executions in flight through partial indexes, not by scanning a whole job', () => {
     const store = Store.open(tempDir());
     try {
       store.db.exec('CREATE TEMP TABLE IF NOT EXISTS job_local_ready (device_id INTEGER PRIMARY KEY)');
@@ -54,6 +54,8 @@ describe('store', () => {
       expect(jobDevices).toEqual([expect.stringMatching(/^SEARCH jd USING INDEX job_devices_pending \(job_id=\? AND next_attempt_at<\?\)$/)]);
       const orphans = (store.db.prepare(`EXPLAIN QUERY PLAN ${ORPHAN_QUEUED_SQL}`).all(0) as { detail: string }[]).map((r) => r.detail);
       expect(orphans).toEqual(['SEARCH job_executions USING INDEX job_executions_queued (claimed_at<?)']);
+      const inFlight = (store.db.prepare(`EXPLAIN QUERY PLAN ${IN_FLIGHT_SQL}`).all(1) as { detail: string }[]).map((r) => r.detail);
+      expect(inFlight).toEqual(['SEARCH job_executions USING COVERING INDEX job_executions_unfinished (job_id=? AND finished_at=?)']);
     } finally {
       store.close();
     }

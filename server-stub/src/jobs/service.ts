@@ -95,6 +95,9 @@ export const CLAIM_CANDIDATES_SQL = `SELECT jd.job_id, jd.device_id, d.uuid, d.m
 /** Executions claimed but never offered (the claiming process died): the job tick reclaims them (index `job_executions_queued`). */
 export const ORPHAN_QUEUED_SQL = `SELECT * FROM job_executions WHERE state = 'queued' AND finished_at IS NULL AND claimed_at < ?`;
 
+/** A job's executions in flight, for its maxConcurrent limit (counted in index `job_executions_unfinished`). */
+export const IN_FLIGHT_SQL = 'SELECT COUNT(*) AS n FROM job_executions WHERE job_id = ? AND finished_at IS NULL';
+
 /**
  * Update jobs and their dispatch. All dispatch state is in the store (jobs, job_devices,
  * job_executions), so several worker processes can each dispatch to their own connected devices:
@@ -498,7 +501,7 @@ export class JobService {
     let capacity = Number.POSITIVE_INFINITY;
     if (options.maxConcurrent !== null) {
       const inFlight = this.store
-        .stmt<{ n: number }>('SELECT COUNT(*) AS n FROM job_executions WHERE job_id = ? AND finished_at IS NULL')
+        .stmt<{ n: number }>(IN_FLIGHT_SQL)
         .get(job.id)!.n;
       capacity = Math.min(capacity, options.maxConcurrent - inFlight);
     }
