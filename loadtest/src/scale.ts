@@ -175,7 +175,7 @@ export async function runScale(options: ScaleOptions) {
     let j: JobView | undefined;
     let jobUuid: string | undefined;
     try {
-      const jobOptions = options.jobConcurrency ? { options: { maxConcurrent: options.jobConcurrency } } : {};
+      const jobOptions = options.jobConcurrency ? { options: { rollout: { maxConcurrent: options.jobConcurrency } } } : {};
       jobUuid = (await createJob(st.rest, { packet: { firmwareVersion: '99.0.0', sizeBytes: 16 * 1024 }, ...jobOptions }, async () => managedIds)).uuid;
       j = await getJob(st.rest, jobUuid);
       while (!reached(j, 100) && !['finished', 'cancelled', 'aborted'].includes(j.state)) {

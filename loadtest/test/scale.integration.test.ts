@@ -31,10 +31,14 @@ describe('fleet-loadtest scale (small run in CI)', () => {
   it('runs the same scenario over plain ws (--no-tls) and says so', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'scale-report-'));
     try {
-      const result = await runScale({ devices: 300, licences: 250, rate: 300, tls: false, report: join(dir, 'plain.json'), baseline: false, log: () => {} });
+      // With a rollout limit on the job (--job-concurrency): the server takes it and the job still completes.
+      const result = await runScale({ devices: 300, licences: 250, rate: 300, tls: false, jobConcurrency: 40, report: join(dir, 'plain.json'), baseline: false, log: () => {} });
       expect(result.checks.filter((c) => !c.pass)).toEqual([]);
       expect(result.transport).toMatch(/^ws \(plain/);
-      expect(readFileSync(join(dir, 'plain.md'), 'utf8')).toContain('Transport: ws (plain');
+      expect(result.jobConcurrency).toBe(40);
+      const md = readFileSync(join(dir, 'plain.md'), 'utf8');
+      expect(md).toContain('Transport: ws (plain');
+      expect(md).toContain('Job rollout limit: 40 executions in flight');
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
