@@ -77,20 +77,21 @@ export interface IgnoredProgress {
 }
 
 /**
- * The devices connected here that a running job may be offered to now, in claim order. Runs in
- * the write transaction of every dispatch (each reconnect and each finished execution), so it
- * reads only the pending devices, through the partial index `job_devices_pending` (migration 26),
- * not every device of the job: a test checks the plan.
+ * The devices connected here that one running job may be offered to now, in claim order, at most
+ * `limit` (parameters: job id, now, limit). Runs in the write transaction of every dispatch (each
+ * reconnect and each finished execution), so it walks the job's pending devices in claim order
+ * through the partial index `job_devices_pending` (migration 26) and stops at the limit, instead of
+ * reading and sorting every device of the job: a test checks the plan.
  */
-export const CLAIM_CANDIDATES_SQL = `SELECT jd.job_id, jd.device_id, d.uuid, d.model
+export const CLAIM_CANDIDATES_SQL = `SELECT jd.device_id, d.uuid, d.model
   FROM job_devices jd
   JOIN job_local_ready r ON r.device_id = jd.device_id
-  JOIN jobs j ON j.id = jd.job_id
   JOIN devices d ON d.id = jd.device_id
-  WHERE j.state = 'running' AND jd.status = 'pending' AND jd.next_attempt_at <= ?
+  WHERE jd.job_id = ? AND jd.status = 'pending' AND jd.next_attempt_at <= ?
     AND d.admission = 'managed'
     AND NOT EXISTS (SELECT 1 FROM job_executions e WHERE e.device_id = jd.device_id AND e.finished_at IS NULL)
-  ORDER BY jd.job_id, jd.added_at, jd.device_id`;
+  ORDER BY jd.added_at, jd.device_id
+  LIMIT ?`;
 
 /** Executions claimed but never offered (the claiming process died): the job tick reclaims them (index `job_executions_queued`). */
 export const ORPHAN_QUEUED_SQL = `SELECT * FROM job_executions WHERE state = 'queued' AND finished_at IS NULL AND claimed_at < ?`;
@@ -434,24 +435,31 @@ export class JobService {
   }
 
   #claim(now: number): { claims: Claim[]; more: boolean } {
-    const rows = this.store
-      .stmt<{ job_id: number; device_id: number; uuid: string; model: string | null }>(CLAIM_CANDIDATES_SQL)
-      .all(now);
     const claims: Claim[] = [];
     const busy = new Set<number>();
     let taken = 0;
-    let i = 0;
-    while (i < rows.length && taken < CLAIMS_PER_TRANSACTION) {
-      const jobId = rows[i]!.job_id;
-      let end = i;
-      while (end < rows.length && rows[end]!.job_id === jobId) end++;
+    let more = false;
+    // Job by job, oldest first: the limits first, then at most that many candidates (a job with
+    // no room left costs one count, not a read of its pending devices).
+    for (const { id: jobId } of this.store.stmt<{ id: number }>(`SELECT id FROM jobs WHERE state = 'running' ORDER BY id`).all()) {
+      if (taken >= CLAIMS_PER_TRANSACTION) {
+        more = true;
+        break;
+      }
       const job = jobById(this.store, jobId)!;
       const options = JSON.parse(job.options) as JobOptions;
       let capacity = this.#capacity(job, options, now);
       const window = options.window ? nextWindow(options.window, now) : undefined;
       if (options.window && !window) capacity = 0;
-      for (let k = i; k < end && capacity > 0 && taken < CLAIMS_PER_TRANSACTION; k++) {
-        const row = rows[k]!;
+      if (capacity <= 0) continue;
+      const limit = Math.min(capacity, CLAIMS_PER_TRANSACTION - taken);
+      const rows = this.store
+        .stmt<{ device_id: number; uuid: string; model: string | null }>(CLAIM_CANDIDATES_SQL)
+        .all(jobId, now, limit);
+      // A full page may leave more behind (rows skipped below count against it too).
+      if (rows.length === limit) more = true;
+      for (let k = 0; k < rows.length && capacity > 0 && taken < CLAIMS_PER_TRANSACTION; k++) {
+        const row = { ...rows[k]!, job_id: jobId };
         if (busy.has(row.device_id)) continue;
         const rendered = this.#templates?.packetFor(jobId, row.device_id) ?? { kind: 'none' as const };
         if (rendered.kind === 'pending') continue;
@@ -492,9 +500,8 @@ export class JobService {
         }
         claims.push({ exec, job, deviceUuid: row.uuid, packet });
       }
-      i = end;
     }
-    return { claims, more: taken >= CLAIMS_PER_TRANSACTION };
+    return { claims, more };
   }
 
   #capacity(job: JobHead, options: JobOptions, now: number): number {
