@@ -459,7 +459,7 @@ export class JobService {
       // A full page may leave more behind (rows skipped below count against it too).
       if (rows.length === limit) more = true;
       for (let k = 0; k < rows.length && capacity > 0 && taken < CLAIMS_PER_TRANSACTION; k++) {
-        const row = { ...rows[k]!, job_id: jobId };
+        const row = rows[k]!;
         if (busy.has(row.device_id)) continue;
         const rendered = this.#templates?.packetFor(jobId, row.device_id) ?? { kind: 'none' as const };
         if (rendered.kind === 'pending') continue;
