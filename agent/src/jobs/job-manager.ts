@@ -447,7 +447,11 @@ export class JobManager {
 
   /** Reports the record's current job state, filling in skipped legal states. */
   #report(record: JobRecord, extra?: { bytesDone?: number }, force = false): void {
-    const target = record.state === 'done' ? undefined : REPORTED_JOB_STATE[record.state];
+    // A finished record's states and result go out through #finalize (path from lastReported, then the
+    // terminal report from the outbox). Re-reporting its last state here could land after the terminal
+    // one (a welcome between #finalize and the runner being cleared) and break the state sequence.
+    if (record.state === 'done') return;
+    const target = REPORTED_JOB_STATE[record.state];
     const last = record.lastReported ?? 'offered';
     if (target === undefined) {
       if (force) this.#sendProgress({ executionId: record.executionId, state: last });

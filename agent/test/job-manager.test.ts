@@ -1,0 +1,99 @@
+import { type JobExecutionState, JOB_TRANSITIONS, type Message } from '@router-fleet/protocol';
+import { describe, expect, it } from 'vitest';
+import { resolveConfig } from '../src/config.js';
+import { JobManager } from '../src/jobs/job-manager.js';
+import { JOURNAL_VERSION, Journal, type JobRecord } from '../src/lifecycle/journal.js';
+import { silentLogger } from '../src/logger.js';
+import { createMemoryPlatform } from '../src/platform/memory.js';
+
+/** Consecutive states a device sent for one execution must follow JOB_TRANSITIONS (repeats allowed). */
+function illegalStep(states: JobExecutionState[]): string | undefined {
+  let prev = states[0];
+  for (const s of states.slice(1)) {
+    if (prev === undefined) break;
+    if (s !== prev && !JOB_TRANSITIONS[prev].includes(s)) return `${prev} → ${s}`;
+    prev = s;
+  }
+  return undefined;
+}
+
+describe('JobManager', () => {
+  it('a welcome while a journaled result is being finished never re-reports a state after the terminal one', async () => {
+    // Power cut after the result was journaled (state done), then restart. The welcome arrives
+    // just as #finalize has sent the terminal report but before the runner is cleared: the old
+    // code then re-sent the last reported state (verifying) after `succeeded`.
+    const platform = await createMemoryPlatform();
+    const record: JobRecord = {
+      v: JOURNAL_VERSION,
+      executionId: 'exe-1',
+      jobId: 'job-1',
+      offer: {
+        executionId: 'exe-1',
+        jobId: 'job-1',
+        packet: { url: 'https://127.0.0.1:1/p.tar', size: 10, sha256: 'a'.repeat(64) },
+        download: { token: 't', expiresAt: Date.now() + 60_000 },
+        deadline: Date.now() + 60_000,
+        allowDowngrade: false,
+      },
+      state: 'done',
+      transitions: 7,
+      resumes: 0,
+      enteredAt: Date.now(),
+      lastReported: 'verifying',
+      result: { state: 'succeeded' },
+      terminalMessageId: 'terminal-1',
+    };
+    await new Journal(platform.storage).save(record);
+
+    const sent: Message[] = [];
+    const welcomes: Promise<void>[] = [];
+    const manager: JobManager = new JobManager({
+      config: resolveConfig({ dataDir: '/unused' }),
+      platform,
+      log: silentLogger(),
+      session: {
+        connected: true,
+        state: 'managed',
+        epoch: 1,
+        roundTrip: () => Promise.resolve(true),
+        changed: () => new Promise(() => {}),
+        reconnect: () => {},
+      },
+      profile: () => {
+        throw new Error('not used by a finished record');
+      },
+      profiles: undefined as never,
+      installers: new Map(),
+      send: (message) => {
+        sent.push(message);
+        // The welcome lands right after the terminal report went out.
+        if (message.type === 'job-progress' && message.id === 'terminal-1' && welcomes.length === 0) {
+          welcomes.push(manager.welcomed());
+        }
+        return true;
+      },
+      event: () => {},
+      changed: () => {},
+      reboot: () => {},
+      powerCut: (e) => {
+        throw e;
+      },
+      fatal: (e) => {
+        throw e;
+      },
+    });
+    await manager.start();
+    for (let i = 0; i < 50 && (welcomes.length === 0 || manager.active); i++) await new Promise((r) => setTimeout(r, 5));
+    await Promise.all(welcomes);
+    await manager.welcomed();
+
+    expect(welcomes).toHaveLength(1);
+    const states = sent
+      .filter((m): m is Message & { type: 'job-progress' } => m.type === 'job-progress')
+      .map((m) => (m.body as { state: JobExecutionState }).state);
+    expect(states.filter((s) => s === 'succeeded').length).toBeGreaterThanOrEqual(1);
+    const lastTerminal = states.lastIndexOf('succeeded');
+    expect(states.slice(lastTerminal + 1)).toEqual([]);
+    expect(illegalStep(states)).toBeUndefined();
+  });
+});
