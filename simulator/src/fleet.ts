@@ -70,6 +70,11 @@ export interface FleetHandle {
   /** Tells the routers' metrics when a job was created (time-to-offer, time-to-complete). */
   jobCreated(at?: number): void;
   /**
+   * Sets a mark (default now): `stats().managedSinceMark` then counts the routers that are managed
+   * by an admission decided at or after it ("back after the server restart").
+   */
+  mark(at?: number): void;
+  /**
    * Stops every router and process; resolves with the final figures. Graceful (GOING_AWAY close,
    * jobs halt at a safe point) for `graceMs` (default STOP_GRACE_MS, 15 s); routers still running
    * then have their sockets cut, so a stop of a large fleet against a saturated server is bounded.
@@ -196,6 +201,9 @@ export async function startFleet(options: StartFleetOptions): Promise<FleetHandl
           case 'job':
             worker.jobCreated(message.createdAt);
             break;
+          case 'mark':
+            worker.mark(message.at);
+            break;
           case 'detail':
             onDetail(message.id, worker.details());
             break;
@@ -297,6 +305,9 @@ export async function startFleet(options: StartFleetOptions): Promise<FleetHandl
     },
     jobCreated(at = Date.now()) {
       for (const p of parts) p.send({ type: 'job', createdAt: at });
+    },
+    mark(at = Date.now()) {
+      for (const p of parts) p.send({ type: 'mark', at });
     },
     stop(o = {}) {
       const graceMs = o.graceMs ?? STOP_GRACE_MS;

@@ -16,6 +16,8 @@ export interface WorkerStats {
   states: Record<string, number>;
   /** Last admission decision → routers (managed, unmanaged, rejected). */
   admission: { managed: number; unmanaged: number; rejected: number; authFailed: number };
+  /** Routers managed now by an admission decided at or after the fleet's mark (0 without a mark). */
+  managedSinceMark: number;
   counters: {
     connects: number;
     disconnects: number;
@@ -80,6 +82,8 @@ export interface FleetStats {
   unmanaged: number;
   rejected: number;
   backingOff: number;
+  /** Routers managed now by an admission decided at or after the fleet's mark (0 without a mark). */
+  managedSinceMark: number;
   counters: WorkerStats['counters'];
   errors: Record<string, number>;
   reconnectBins: Record<string, number>;
@@ -108,7 +112,9 @@ export function mergeStats(parts: readonly WorkerStats[]): FleetStats {
   let openSockets = 0;
   let managed = 0;
   let unmanaged = 0;
+  let managedSinceMark = 0;
   for (const p of parts) {
+    managedSinceMark += p.managedSinceMark;
     devices += p.devices;
     started += p.started;
     openSockets += p.openSockets;
@@ -133,6 +139,7 @@ export function mergeStats(parts: readonly WorkerStats[]): FleetStats {
     unmanaged,
     rejected: states['rejected-waiting'] ?? 0,
     backingOff: states['backing-off'] ?? 0,
+    managedSinceMark,
     counters,
     errors,
     reconnectBins,

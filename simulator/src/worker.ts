@@ -65,6 +65,7 @@ export type ToWorker =
   | { type: 'cut'; fraction: number; seed: number }
   | { type: 'restart'; fraction: number; seed: number; powerCut?: boolean }
   | { type: 'job'; createdAt: number }
+  | { type: 'mark'; at: number }
   | { type: 'detail'; id: number }
   | { type: 'stop'; graceMs?: number };
 
@@ -139,6 +140,10 @@ export class FleetWorker {
   /** Dials in flight (the same window, for every dial: reconnects too). */
   readonly #dials: Gate;
   #jobCreatedAt = 0;
+  /** See `mark`: 0 = none. */
+  #markAt = 0;
+  /** When each router's current admission as managed was decided (epoch ms), 0 if not managed. */
+  #managedAt = new Float64Array(0);
   #stopping = false;
   #ramp: NodeJS.Timeout | undefined;
   #statsTimer: NodeJS.Timeout | undefined;
@@ -225,6 +230,7 @@ export class FleetWorker {
     this.#attemptAt = new Float64Array(m);
     this.#decidedHelloAt = new Float64Array(m);
     this.#reconnects = new Uint32Array(m);
+    this.#managedAt = new Float64Array(m);
     this.#platforms = new Array<MemoryPlatform | undefined>(m);
     this.#agents = new Array<Agent | undefined>(m);
     this.#gc();
@@ -365,6 +371,7 @@ export class FleetWorker {
           }
         }
         this.#admission[j] = code === S.managed ? 1 : code === S.unmanaged ? 2 : before === S.connecting ? 4 : 3;
+        if (code === S.managed && before !== S.managed) this.#managedAt[j] = t;
         if (code !== S['rejected-waiting'] && this.#downAt[j]! > 0) {
           const ms = t - this.#downAt[j]!;
           this.#lastReconnectMs[j] = ms;
@@ -448,6 +455,11 @@ export class FleetWorker {
     this.#jobCreatedAt = at;
   }
 
+  /** From now on `stats().managedSinceMark` counts the routers managed by an admission decided at or after `at`. */
+  mark(at: number): void {
+    this.#markAt = at;
+  }
+
   details(): DeviceDetail[] {
     const { process: k, processes: p } = this.#options;
     return this.#profiles.map((profile, j) => ({
@@ -480,9 +492,11 @@ export class FleetWorker {
     this.#gc();
     const states: Record<string, number> = {};
     const admission = { managed: 0, unmanaged: 0, rejected: 0, authFailed: 0 };
+    let managedSinceMark = 0;
     for (let j = 0; j < this.#started; j++) {
       const s = STATES[this.#state[j]!]!;
       states[s] = (states[s] ?? 0) + 1;
+      if (this.#markAt > 0 && this.#state[j] === S.managed && this.#managedAt[j]! >= this.#markAt) managedSinceMark++;
       const a = this.#admission[j]!;
       if (a === 1) admission.managed++;
       else if (a === 2) admission.unmanaged++;
@@ -499,6 +513,7 @@ export class FleetWorker {
       started: this.#started,
       states,
       admission,
+      managedSinceMark,
       counters: { ...this.#counters },
       errors: { ...this.#errors },
       reconnectBins: { ...this.#reconnectBins },
@@ -576,6 +591,9 @@ export function runWorkerProcess(): void {
             break;
           case 'job':
             worker.jobCreated(raw.createdAt);
+            break;
+          case 'mark':
+            worker.mark(raw.at);
             break;
           case 'detail':
             send({ type: 'detail', id: raw.id, devices: worker.details() });

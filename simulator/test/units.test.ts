@@ -23,6 +23,7 @@ function part(process: number, managed: number, samples: number[]): WorkerStats 
     started: managed + 1,
     states: { managed, 'backing-off': 1 },
     admission: { managed, unmanaged: 0, rejected: 0, authFailed: 0 },
+    managedSinceMark: managed - 1,
     counters: {
       connects: managed, disconnects: 1, reconnects: 0, dialFailures: 2, dialsQueued: 0,
       restarts: 0, jobsOffered: 0, jobsActive: 0, jobsDone: 0, jobsRolledBack: 0,
@@ -49,6 +50,7 @@ describe('simulator units', () => {
   it('merges the stats of several processes, histograms included', () => {
     const s = mergeStats([part(0, 10, [5, 10]), part(1, 20, [20, 40])]);
     expect(s.managed).toBe(30);
+    expect(s.managedSinceMark).toBe(28);
     expect(s.backingOff).toBe(2);
     expect(s.errors['dial:ECONNREFUSED']).toBe(4);
     expect(s.histograms.connect.count).toBe(4);
