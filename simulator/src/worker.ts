@@ -142,7 +142,7 @@ export class FleetWorker {
   #jobCreatedAt = 0;
   /** See `mark`: 0 = none. */
   #markAt = 0;
-  /** When each router's current admission as managed was decided (epoch ms), 0 if not managed. */
+  /** When each router was last admitted as managed (epoch ms); read only with its current state. */
   #managedAt = new Float64Array(0);
   #stopping = false;
   #ramp: NodeJS.Timeout | undefined;
