@@ -71,7 +71,7 @@ export interface FleetHandle {
   jobCreated(at?: number): void;
   /**
    * Sets a mark (default now): `stats().managedSinceMark` then counts the routers that are managed
-   * by an admission decided at or after it ("back after the server restart").
+   * on a session that said hello at or after it, so admitted after it ("back after the server restart").
    */
   mark(at?: number): void;
   /**
@@ -188,22 +188,8 @@ export async function startFleet(options: StartFleetOptions): Promise<FleetHandl
       latest: undefined,
       stopped: undefined as unknown as Promise<WorkerStats>,
       send: (message) => {
+        if (worker.command(message)) return;
         switch (message.type) {
-          case 'start':
-            worker.start(message.t0);
-            break;
-          case 'cut':
-            worker.cut(message.fraction, message.seed);
-            break;
-          case 'restart':
-            worker.restart(message.fraction, message.seed, message.powerCut);
-            break;
-          case 'job':
-            worker.jobCreated(message.createdAt);
-            break;
-          case 'mark':
-            worker.mark(message.at);
-            break;
           case 'detail':
             onDetail(message.id, worker.details());
             break;

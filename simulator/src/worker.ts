@@ -142,8 +142,6 @@ export class FleetWorker {
   #jobCreatedAt = 0;
   /** See `mark`: 0 = none. */
   #markAt = 0;
-  /** When each router was last admitted as managed (epoch ms); read only with its current state. */
-  #managedAt = new Float64Array(0);
   #stopping = false;
   #ramp: NodeJS.Timeout | undefined;
   #statsTimer: NodeJS.Timeout | undefined;
@@ -230,7 +228,6 @@ export class FleetWorker {
     this.#attemptAt = new Float64Array(m);
     this.#decidedHelloAt = new Float64Array(m);
     this.#reconnects = new Uint32Array(m);
-    this.#managedAt = new Float64Array(m);
     this.#platforms = new Array<MemoryPlatform | undefined>(m);
     this.#agents = new Array<Agent | undefined>(m);
     this.#gc();
@@ -371,7 +368,6 @@ export class FleetWorker {
           }
         }
         this.#admission[j] = code === S.managed ? 1 : code === S.unmanaged ? 2 : before === S.connecting ? 4 : 3;
-        if (code === S.managed && before !== S.managed) this.#managedAt[j] = t;
         if (code !== S['rejected-waiting'] && this.#downAt[j]! > 0) {
           const ms = t - this.#downAt[j]!;
           this.#lastReconnectMs[j] = ms;
@@ -451,11 +447,34 @@ export class FleetWorker {
     return n;
   }
 
+  /** Applies a command that needs no answer; false for `detail` and `stop` (the caller answers those). */
+  command(message: ToWorker): boolean {
+    switch (message.type) {
+      case 'start':
+        this.start(message.t0);
+        return true;
+      case 'cut':
+        this.cut(message.fraction, message.seed);
+        return true;
+      case 'restart':
+        this.restart(message.fraction, message.seed, message.powerCut);
+        return true;
+      case 'job':
+        this.jobCreated(message.createdAt);
+        return true;
+      case 'mark':
+        this.mark(message.at);
+        return true;
+      default:
+        return false;
+    }
+  }
+
   jobCreated(at: number): void {
     this.#jobCreatedAt = at;
   }
 
-  /** From now on `stats().managedSinceMark` counts the routers managed by an admission decided at or after `at`. */
+  /** From now on `stats().managedSinceMark` counts the routers managed on a session that said hello at or after `at`. */
   mark(at: number): void {
     this.#markAt = at;
   }
@@ -496,7 +515,8 @@ export class FleetWorker {
     for (let j = 0; j < this.#started; j++) {
       const s = STATES[this.#state[j]!]!;
       states[s] = (states[s] ?? 0) + 1;
-      if (this.#markAt > 0 && this.#state[j] === S.managed && this.#managedAt[j]! >= this.#markAt) managedSinceMark++;
+      // Managed now on a session whose hello was sent after the mark: its admission was decided after it.
+      if (this.#markAt > 0 && this.#state[j] === S.managed && this.#helloAt[j]! >= this.#markAt) managedSinceMark++;
       const a = this.#admission[j]!;
       if (a === 1) admission.managed++;
       else if (a === 2) admission.unmanaged++;
@@ -578,23 +598,8 @@ export function runWorkerProcess(): void {
           await worker.load();
           return;
         }
-        if (!worker) return;
+        if (!worker || worker.command(raw)) return;
         switch (raw.type) {
-          case 'start':
-            worker.start(raw.t0);
-            break;
-          case 'cut':
-            worker.cut(raw.fraction, raw.seed);
-            break;
-          case 'restart':
-            worker.restart(raw.fraction, raw.seed, raw.powerCut);
-            break;
-          case 'job':
-            worker.jobCreated(raw.createdAt);
-            break;
-          case 'mark':
-            worker.mark(raw.at);
-            break;
           case 'detail':
             send({ type: 'detail', id: raw.id, devices: worker.details() });
             break;
