@@ -1,10 +1,10 @@
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { isLegalJobTransition, type JobExecutionState } from '@router-fleet/protocol';
 import { afterAll, beforeAll, describe, it } from 'vitest';
 import { readLocalStatus } from '../src/local-status.js';
 import { FakeServer } from './helpers/fake-server.js';
 import { tempDir } from './helpers/device.js';
+import { illegalStep } from './helpers/job-states.js';
 import { firmwareImage, makePacket, testProfile } from './helpers/packets.js';
 import { type TestCerts, testCerts } from './helpers/pki.js';
 import { buildBundle, Supervisor } from './helpers/process.js';
@@ -84,16 +84,6 @@ const SCENARIOS: Scenario[] = [
   { name: 'config: health-check', kind: 'config', cut: 'update:health-check', expect: 'succeeded' },
 ];
 
-function legal(states: string[]): string | undefined {
-  let last: JobExecutionState = 'offered';
-  for (const s of states as JobExecutionState[]) {
-    if (s === last) continue;
-    if (!isLegalJobTransition(last, s)) return `${last} → ${s} in ${states.join(', ')}`;
-    last = s;
-  }
-  return undefined;
-}
-
 describe.concurrent('power cut (SIGKILL of the agent process) in each update state', () => {
   it.for(SCENARIOS.map((s, i) => [s.name, s, i] as const))('%s', async ([, scenario, i], { expect }) => {
     const deviceId = `kill-${i}`;
@@ -130,7 +120,7 @@ describe.concurrent('power cut (SIGKILL of the agent process) in each update sta
       expect(server.terminals(executionId)).toHaveLength(1);
       expect(terminal.body.state).toBe(scenario.expect);
       if (scenario.code) expect(terminal.body.errorCode).toBe(scenario.code);
-      expect(legal(server.progress(executionId))).toBeUndefined();
+      expect(illegalStep(server.progress(executionId))).toBeUndefined();
       if (scenario.cut === 'download:partial') {
         expect(server.downloads.some((d) => d.name === packetName && d.range !== undefined && d.status === 206)).toBe(true);
       }
