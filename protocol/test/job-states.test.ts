@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import {
   CANCELLABLE_JOB_STATES,
   isLegalJobTransition,
+  isReachableJobState,
   isTerminalJobState,
   JOB_EXECUTION_STATES,
   JOB_TRANSITIONS,
@@ -46,5 +47,28 @@ describe('job execution states', () => {
     expect(isLegalJobTransition('succeeded', 'succeeded')).toBe(false);
     expect(isLegalJobTransition('succeeded', 'failed')).toBe(false);
     expect(isLegalJobTransition('installing', 'downloading')).toBe(false);
+  });
+
+  it('reaches a state through skipped intermediate states, never backwards or out of a terminal state', () => {
+    expect(isReachableJobState('downloading', 'succeeded')).toBe(true);
+    expect(isReachableJobState('downloading', 'rebooting')).toBe(true);
+    expect(isReachableJobState('queued', 'downloading')).toBe(true);
+    expect(isReachableJobState('downloading', 'downloading')).toBe(true);
+    expect(isReachableJobState('installing', 'downloading')).toBe(false);
+    expect(isReachableJobState('verifying', 'installing')).toBe(false);
+    expect(isReachableJobState('installing', 'cancelled')).toBe(false); // past the commit point
+    expect(isReachableJobState('timed-out', 'succeeded')).toBe(false);
+    expect(isReachableJobState('succeeded', 'succeeded')).toBe(false);
+    // Every legal transition is reachable, and reachability is transitive.
+    for (const a of JOB_EXECUTION_STATES) {
+      for (const b of JOB_EXECUTION_STATES) {
+        if (isLegalJobTransition(a, b)) expect(isReachableJobState(a, b), `${a} → ${b}`).toBe(true);
+        for (const c of JOB_EXECUTION_STATES) {
+          if (a !== b && b !== c && isReachableJobState(a, b) && isReachableJobState(b, c)) {
+            expect(isReachableJobState(a, c), `${a} → ${b} → ${c}`).toBe(true);
+          }
+        }
+      }
+    }
   });
 });

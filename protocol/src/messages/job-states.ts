@@ -82,3 +82,29 @@ export function isLegalJobTransition(from: JobExecutionState, to: JobExecutionSt
   if (from === to) return !isTerminalJobState(from);
   return JOB_TRANSITIONS[from].includes(to);
 }
+
+/** Every state reachable from each state in one or more legal transitions (derived from JOB_TRANSITIONS). */
+const REACHABLE = new Map<JobExecutionState, ReadonlySet<JobExecutionState>>(
+  JOB_EXECUTION_STATES.map((from) => {
+    const seen = new Set<JobExecutionState>();
+    const queue: JobExecutionState[] = [...JOB_TRANSITIONS[from]];
+    while (queue.length > 0) {
+      const s = queue.shift()!;
+      if (seen.has(s)) continue;
+      seen.add(s);
+      queue.push(...JOB_TRANSITIONS[s]);
+    }
+    return [from, seen];
+  }),
+);
+
+/**
+ * True when `to` can follow `from` through any number of legal transitions (or is the same
+ * non-terminal state: a progress update). A receiver that missed reports (a restart lost them, or
+ * the sender was offline while it went on) judges the next one with this instead of
+ * `isLegalJobTransition`: `downloading → succeeded` is reachable, `installing → downloading` is not.
+ */
+export function isReachableJobState(from: JobExecutionState, to: JobExecutionState): boolean {
+  if (from === to) return !isTerminalJobState(from);
+  return REACHABLE.get(from)?.has(to) ?? false;
+}
