@@ -47,6 +47,8 @@ export interface Agent {
   readonly done: Promise<AgentExit>;
   sessionState(): SessionState;
   updateState(): UpdateState | undefined;
+  /** The results of the executions this device finished (the most recent `historyMax`), oldest first. */
+  jobResults(): ReadonlyArray<{ executionId: string; state: string }>;
   /** Records a device event (kept in the outbox until acknowledged). */
   event(kind: string, severity: EventBody['severity'], details?: EventBody['details']): Promise<void>;
 }
@@ -102,6 +104,10 @@ class AgentImpl implements Agent {
 
   updateState(): UpdateState | undefined {
     return this.#jobs?.active?.state;
+  }
+
+  jobResults(): ReadonlyArray<{ executionId: string; state: string }> {
+    return (this.#jobs?.history() ?? []).map((h) => ({ executionId: h.executionId, state: h.state }));
   }
 
   async start(): Promise<void> {

@@ -86,4 +86,94 @@ describe('JobManager', () => {
     expect(states.slice(lastTerminal + 1)).toEqual([]);
     expect(illegalStep(states, 'verifying')).toBeUndefined();
   });
+
+  it('counts a state as reported only once it was sent, and reports the states reached offline after the welcome', async () => {
+    // The server last heard `downloading`; the device went on offline (the server had died) and
+    // restarted in the health check. Nothing it reached offline may count as reported: after the
+    // welcome the server must hear every state from `downloading` on, in a legal order.
+    const platform = await createMemoryPlatform();
+    const record: JobRecord = {
+      v: JOURNAL_VERSION,
+      executionId: 'exe-2',
+      jobId: 'job-2',
+      offer: {
+        executionId: 'exe-2',
+        jobId: 'job-2',
+        packet: { url: 'https://127.0.0.1:1/p.tar', size: 10, sha256: 'b'.repeat(64) },
+        download: { token: 't', expiresAt: Date.now() + 600_000 },
+        deadline: Date.now() + 600_000,
+        allowDowngrade: false,
+      },
+      state: 'health-check',
+      transitions: 5,
+      resumes: 0,
+      enteredAt: Date.now(),
+      lastReported: 'downloading',
+      packet: { sections: [] },
+    };
+    await new Journal(platform.storage).save(record);
+
+    const session = {
+      connected: false,
+      state: 'connecting' as 'connecting' | 'managed',
+      epoch: 1,
+      roundTrip: () => new Promise<boolean>(() => {}),
+      changed: () => new Promise<void>(() => {}),
+      reconnect: () => {},
+    };
+    // Sends refused by the transport (a socket that saw its peer close), counted down per message.
+    let refuse = 0;
+    const sent: string[] = [];
+    const manager = new JobManager({
+      config: resolveConfig({ dataDir: '/unused' }),
+      platform,
+      log: silentLogger(),
+      session,
+      profile: () => {
+        throw new Error('not used');
+      },
+      profiles: undefined as never,
+      installers: new Map(),
+      send: (message) => {
+        if (refuse > 0) {
+          refuse--;
+          return false;
+        }
+        if (message.type === 'job-progress') sent.push((message.body as { state: string }).state);
+        return true;
+      },
+      event: () => {},
+      changed: () => {},
+      reboot: () => {},
+      powerCut: (e) => {
+        throw e;
+      },
+      fatal: (e) => {
+        throw e;
+      },
+    });
+    await manager.start(); // resumes in the health check, which waits for the session: nothing can be sent
+    expect(manager.active?.record.state).toBe('health-check');
+    expect(sent).toEqual([]);
+    expect(manager.active?.record.lastReported).toBe('downloading');
+
+    // Connected, but the socket is already dead: the send is refused, nothing counts as reported.
+    session.connected = true;
+    session.state = 'managed';
+    refuse = 1;
+    await manager.welcomed();
+    expect(sent).toEqual([]);
+    expect(manager.active?.record.lastReported).toBe('downloading');
+
+    // The welcome on the new connection sends every state from the last one the server heard.
+    await manager.welcomed();
+    expect(sent.at(-1)).toBe('verifying');
+    expect(sent.length).toBeGreaterThan(1);
+    expect(illegalStep(sent, 'downloading')).toBeUndefined();
+    expect(manager.active?.record.lastReported).toBe('verifying');
+    // A later welcome repeats the current state only.
+    const before = sent.length;
+    await manager.welcomed();
+    expect(sent.slice(before)).toEqual(['verifying']);
+  });
 });

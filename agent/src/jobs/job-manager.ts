@@ -445,7 +445,13 @@ export class JobManager {
     void changed;
   }
 
-  /** Reports the record's current job state, filling in skipped legal states. */
+  /**
+   * Reports the record's current job state, filling in skipped legal states. A state counts as
+   * reported (`lastReported`) only once it went out on a welcomed session: states reached while
+   * offline are sent, in order, by the next report or by the welcome after reconnecting. (A state
+   * handed to a socket the peer had already lost is resent as the current state after the welcome;
+   * the server accepts a state reachable from the one it holds.)
+   */
   #report(record: JobRecord, extra?: { bytesDone?: number }, force = false): void {
     // A finished record's states and result go out through #finalize (path from lastReported, then the
     // terminal report from the outbox). Re-reporting its last state here could land after the terminal
@@ -466,14 +472,15 @@ export class JobManager {
         body.bytesTotal = record.offer.packet.size;
         body.percent = Math.min(100, Math.round((done / record.offer.packet.size) * 1000) / 10);
       }
-      this.#sendProgress(body);
+      if (!this.#sendProgress(body)) return;
+      record.lastReported = state;
     }
-    record.lastReported = target;
   }
 
-  #sendProgress(body: JobProgressBody): void {
-    if (!this.#deps.session.connected) return;
-    this.#deps.send(createMessage('job-progress', body, { id: this.#deps.platform.random.uuid(), sentAt: this.#deps.platform.clock.now() }));
+  /** Sends a job-progress now; false when there is no welcomed session to send it on. */
+  #sendProgress(body: JobProgressBody): boolean {
+    if (!this.#deps.session.connected) return false;
+    return this.#deps.send(createMessage('job-progress', body, { id: this.#deps.platform.random.uuid(), sentAt: this.#deps.platform.clock.now() }));
   }
 
   async #next(): Promise<void> {
