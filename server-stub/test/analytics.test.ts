@@ -180,12 +180,14 @@ describe('smart updates', () => {
         uuid: string;
         system: boolean;
         firmwareVersion: string;
-        target: { deviceUuids: string[] };
         options: { maxConcurrent: number };
         progress: { devices: { total: number } };
       }[];
+    const targetDevices = async (uuid: string) =>
+      ((await w.req('GET', `/api/jobs/${uuid}/target/devices`, { token: st })).json().items as { deviceUuid: string }[]).map((d) => d.deviceUuid);
     let list = await jobs();
-    expect(list.map((j) => [j.firmwareVersion, j.system, j.target.deviceUuids]).sort()).toEqual([
+    const named = await Promise.all(list.map(async (j) => [j.firmwareVersion, j.system, await targetDevices(j.uuid)]));
+    expect(named.sort()).toEqual([
       ['2.0.0', true, [old]],
       ['2.1.0', true, [mid]],
     ]);

@@ -232,7 +232,8 @@ describe('update jobs over the control channel (protocol-level fake devices, rea
     w.advance(61_000);
     const second = (await d!.next(isOffer)) as MessageOf<'job-offer'>;
     expect(second.body.executionId).not.toBe(first.body.executionId);
-    // A late report about the timed-out execution is ignored (terminal), but a terminal one is acked.
+    // A late result of the timed-out execution is acked and revises that execution; the device's
+    // result in the job stays with its latest execution (the retry).
     d!.report(first.body.executionId, 'failed');
     w.advance(61_000);
     let view;
@@ -313,7 +314,7 @@ describe('update jobs over the control channel (protocol-level fake devices, rea
     expect(again.body.executionId).toBe(offer.body.executionId);
   });
 
-  it('ignores and counts duplicate and illegal progress; every terminal report is acked', async () => {
+  it('ignores and counts duplicate and stale progress; every terminal report is acked', async () => {
     const w = await open();
     const packet = await w.packet();
     const [d] = w.fakeDevices(1);
@@ -322,8 +323,9 @@ describe('update jobs over the control channel (protocol-level fake devices, rea
     const offer = (await d!.next(isOffer)) as MessageOf<'job-offer'>;
     const x = offer.body.executionId;
     d!.report(x, 'downloaded');
-    d!.report(x, 'downloading'); // backwards: illegal
-    d!.report(x, 'verifying'); // skips installing: illegal
+    d!.report(x, 'downloading'); // backwards: stale, ignored
+    d!.report(x, 'verifying'); // skips installing: reachable, the server missed it
+    d!.report(x, 'installing'); // behind verifying: stale, ignored
     const a = d!.report(x, 'failed', { errorCode: 'AGENT_HASH_MISMATCH' });
     const b = d!.report(x, 'failed', { errorCode: 'AGENT_HASH_MISMATCH' }); // duplicate after a reconnect
     await until(() => d!.acks().length === 2, 5000, 'two acks');

@@ -3,7 +3,6 @@ import { randomUUID } from 'node:crypto';
 import {
   CANCELLABLE_JOB_STATES,
   createMessage,
-  isLegalJobTransition,
   isTerminalJobState,
   type JobExecutionState,
   type MessageOf,
@@ -24,6 +23,7 @@ import type { JobChannelPort } from './channel-port.js';
 import type { DownloadTokens } from './download-token.js';
 import { type JobOptions, type JobOptionsInput, type JobTarget, normalizeOptions, waveCapacity } from './options.js';
 import { nextWindow } from './window.js';
+import { decideProgress, type ResultSource } from './progress.js';
 
 export interface CreateJobInput {
   name?: string;
@@ -200,7 +200,12 @@ export class JobService {
     }
   }
 
-  /** A device is connected here and managed: resend what it may have missed (flush dispatches after). */
+  /**
+   * A device is connected here and managed: resend what it may have missed (flush dispatches after).
+   * That includes executions still `queued`: claimed by a process that died (or lost the device)
+   * before it recorded the offer, which may or may not have gone out; offers are idempotent by
+   * execution id, so it is offered again and recorded as offered.
+   */
   #deviceReady(deviceUuid: string): void {
     const device = this.store.stmt<{ id: number }>('SELECT id FROM devices WHERE uuid = ?').get(deviceUuid);
     if (!device) return;
@@ -208,9 +213,10 @@ export class JobService {
     this.#refreshDynamicFor(device.id);
     const open = this.store
       .stmt<ExecutionRow>(
-        `SELECT * FROM job_executions WHERE device_id = ? AND finished_at IS NULL AND state != 'queued' ORDER BY id`,
+        `SELECT * FROM job_executions WHERE device_id = ? AND finished_at IS NULL ORDER BY id`,
       )
       .all(device.id);
+    const now = this.clock.now();
     for (const exec of open) {
       const job = jobById(this.store, exec.job_id)!;
       if (exec.cancel_requested === 1) {
@@ -219,12 +225,17 @@ export class JobService {
       }
       const packet = exec.packet_id === null ? undefined : packetById(this.store, exec.packet_id);
       if (packet && !this.#send(deviceUuid, this.#offer(exec, job, deviceUuid, packet))) return;
+      if (exec.state === 'queued') {
+        this.store
+          .stmt(`UPDATE job_executions SET state = 'offered', offered_at = ?, updated_at = ? WHERE id = ? AND state = 'queued'`)
+          .run(now, now, exec.id);
+      }
     }
   }
 
   // ── API operations ───────────────────────────────────────────────────────────────────────
 
-  create(scope: AccountScope, input: CreateJobInput, createdBy: string | null, system = false): JobRow {
+  create(scope: AccountScope, input: CreateJobInput, createdBy: string | null, system = false): JobHead {
     const now = this.clock.now();
     const options = normalizeOptions(input.options, now);
     const t = input.target;
@@ -264,8 +275,9 @@ export class JobService {
       const id = Number(
         this.store
           .stmt(
-            `INSERT INTO jobs (uuid, account_id, name, packet_id, firmware_version, target, options, state, created_by, system, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?)`,
+            `INSERT INTO jobs (uuid, account_id, name, packet_id, firmware_version, target, target_summary, options, state,
+               created_by, system, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?)`,
           )
           .run(
             uuid,
@@ -274,6 +286,7 @@ export class JobService {
             packet?.id ?? null,
             input.firmwareVersion ?? null,
             JSON.stringify(target),
+            JSON.stringify({ all: target.all, groupUuids: target.groupUuids, deviceCount: target.deviceUuids.length }),
             JSON.stringify(options),
             createdBy,
             system ? 1 : 0,
@@ -296,7 +309,7 @@ export class JobService {
   }
 
   /** Cancel: no new executions; before the commit point executions end `cancelled`, after it they finish. */
-  cancel(scope: AccountScope, uuid: string): JobRow {
+  cancel(scope: AccountScope, uuid: string): JobHead {
     const now = this.clock.now();
     const job = scope.write(() => {
       const job = this.repo(scope).byUuid(uuid);
@@ -322,17 +335,17 @@ export class JobService {
     return this.repo(scope).byUuid(uuid)!;
   }
 
-  pause(scope: AccountScope, uuid: string): JobRow {
+  pause(scope: AccountScope, uuid: string): JobHead {
     return this.#setState(scope, uuid, 'running', 'paused');
   }
 
-  resume(scope: AccountScope, uuid: string): JobRow {
+  resume(scope: AccountScope, uuid: string): JobHead {
     const job = this.#setState(scope, uuid, 'paused', 'running');
     this.dispatch();
     return job;
   }
 
-  #setState(scope: AccountScope, uuid: string, from: JobState, to: JobState): JobRow {
+  #setState(scope: AccountScope, uuid: string, from: JobState, to: JobState): JobHead {
     scope.write(() => {
       const job = this.repo(scope).byUuid(uuid);
       if (!job) throw new AppError('SERVER_NOT_FOUND');
@@ -542,8 +555,9 @@ export class JobService {
     return this.packets.catalogue.byModelVersion(model, job.firmware_version);
   }
 
+  /** Undoes a claim whose offer was never recorded (only while still queued: another process may have offered it since). */
   #unclaim(e: ExecutionRow): void {
-    this.store.stmt('DELETE FROM job_executions WHERE id = ?').run(e.id);
+    if (this.store.stmt(`DELETE FROM job_executions WHERE id = ? AND state = 'queued'`).run(e.id).changes === 0) return;
     this.store
       .stmt(
         `UPDATE job_devices SET status = 'pending', attempts = MAX(attempts - 1, 0) WHERE job_id = ? AND device_id = ? AND status = 'active'`,
@@ -654,8 +668,10 @@ export class JobService {
   // ── progress from devices ──────────────────────────────────────────────────────────────────
 
   /**
-   * Applies a job-progress: legal transitions (isLegalJobTransition) update the execution; a
-   * repeated terminal state or an illegal one is ignored and counted. Every terminal report of a
+   * Applies a job-progress as `decideProgress` judges it against the stored execution: states
+   * reachable from the stored one advance it (the ones in between were lost or never sent); a
+   * terminal result is recorded once, and revises a result the server decided without the device;
+   * repeats and states behind the stored one are ignored and counted. Every terminal report of a
    * known execution is acknowledged (again, for duplicates), so the device stops repeating it.
    */
   #applyProgress(deviceUuid: string, message: MessageOf<'job-progress'>, now: number): ProgressOutcome {
@@ -666,21 +682,61 @@ export class JobService {
       )
       .get(body.executionId);
     if (!exec || exec.device_uuid !== deviceUuid) return 'unknown';
-    const from = exec.state;
-    const to = body.state;
-    if (isTerminalJobState(from)) return 'duplicate';
-    if (!isLegalJobTransition(from, to)) {
-      this.store.stmt('UPDATE job_executions SET ignored_progress = ignored_progress + 1 WHERE id = ?').run(exec.id);
-      return 'illegal';
+    const decision = decideProgress({ state: exec.state, resultSource: exec.result_source }, body.state);
+    switch (decision.kind) {
+      case 'duplicate':
+        return 'duplicate';
+      case 'stale':
+        this.store.stmt('UPDATE job_executions SET ignored_progress = ignored_progress + 1 WHERE id = ?').run(exec.id);
+        return 'illegal';
+      case 'advance':
+        // From `queued`: the offer went out but the process that sent it died before recording it.
+        this.store
+          .stmt('UPDATE job_executions SET state = ?, percent = ?, updated_at = ?, offered_at = COALESCE(offered_at, ?) WHERE id = ?')
+          .run(decision.state, body.percent ?? null, now, now, exec.id);
+        return 'applied';
+      case 'finish':
+        this.#finish(exec, jobById(this.store, exec.job_id)!, decision.state, now, body.errorCode ?? null, body.errorMessage ?? null, 'device');
+        return 'applied';
+      case 'revise':
+        this.#revise(exec, decision.state, decision.previous, now, body.errorCode ?? null, body.errorMessage ?? null);
+        return 'applied';
     }
-    if (isTerminalJobState(to)) {
-      this.#finish(exec, jobById(this.store, exec.job_id)!, to, now, body.errorCode ?? null, body.errorMessage ?? null);
-    } else {
-      this.store
-        .stmt('UPDATE job_executions SET state = ?, percent = ?, updated_at = ? WHERE id = ?')
-        .run(to, body.percent ?? null, now, exec.id);
-    }
-    return 'applied';
+  }
+
+  /**
+   * The device's own result of an execution the server had already ended without it (deadline,
+   * cancel before the offer was known to be out). The execution takes the device's result; the
+   * device's result in the job too, if this is its latest execution of the job (a retry started
+   * since reports its own). An account event keeps what the server had decided.
+   */
+  #revise(
+    exec: ExecutionRow,
+    state: JobExecutionState,
+    previous: JobExecutionState,
+    now: number,
+    errorCode: string | null,
+    errorMessage: string | null,
+  ): void {
+    const job = jobById(this.store, exec.job_id)!;
+    this.store
+      .stmt(
+        `UPDATE job_executions SET state = ?, result_source = 'device', updated_at = ?, error_code = ?, error_message = ? WHERE id = ?`,
+      )
+      .run(state, now, errorCode, errorMessage?.slice(0, 1024) ?? null, exec.id);
+    this.metrics.inc('fleet_job_executions_finished_total', { state });
+    const latest = this.store
+      .stmt<{ id: number }>('SELECT MAX(id) AS id FROM job_executions WHERE job_id = ? AND device_id = ?')
+      .get(exec.job_id, exec.device_id)!.id;
+    if (latest === exec.id) this.#settleDevice(exec, job, state, now);
+    new AccountEvents(this.store, job.account_id).record({
+      type: 'job.execution-revised',
+      subject: job.uuid,
+      data: { executionId: exec.uuid, serverResult: previous, deviceResult: state },
+      at: now,
+    });
+    if (FAILURES.includes(state)) this.#maybeAbort(job, JSON.parse(job.options) as JobOptions, now);
+    this.#maybeFinish(job, now);
   }
 
   #finish(
@@ -690,13 +746,23 @@ export class JobService {
     now: number,
     errorCode: string | null,
     errorMessage: string | null,
+    source: ResultSource = 'server',
   ): void {
     this.store
       .stmt(
-        `UPDATE job_executions SET state = ?, finished_at = ?, updated_at = ?, error_code = ?, error_message = ? WHERE id = ?`,
+        `UPDATE job_executions SET state = ?, finished_at = ?, updated_at = ?, error_code = ?, error_message = ?, result_source = ?
+         WHERE id = ?`,
       )
-      .run(state, now, now, errorCode, errorMessage?.slice(0, 1024) ?? null, exec.id);
+      .run(state, now, now, errorCode, errorMessage?.slice(0, 1024) ?? null, source, exec.id);
     this.metrics.inc('fleet_job_executions_finished_total', { state });
+    const options = JSON.parse(job.options) as JobOptions;
+    this.#settleDevice(exec, job, state, now);
+    if (FAILURES.includes(state)) this.#maybeAbort(job, options, now);
+    this.#maybeFinish(job, now);
+  }
+
+  /** The device's result in the job after an execution ended: done, or pending again for a retry. */
+  #settleDevice(exec: ExecutionRow, job: JobHead, state: JobExecutionState, now: number): void {
     const options = JSON.parse(job.options) as JobOptions;
     const retry = RETRYABLE.includes(state) && exec.attempt <= options.retries && job.state === 'running';
     this.store
@@ -704,8 +770,6 @@ export class JobService {
         `UPDATE job_devices SET status = ?, result = ?, next_attempt_at = ? WHERE job_id = ? AND device_id = ?`,
       )
       .run(retry ? 'pending' : 'done', state, now + options.retryDelaySec * 1000, job.id, exec.device_id);
-    if (FAILURES.includes(state)) this.#maybeAbort(job, options, now);
-    this.#maybeFinish(job, now);
   }
 
   #maybeAbort(job: JobHead, options: JobOptions, now: number): void {
@@ -754,45 +818,40 @@ export class JobService {
 
   // ── progress views ───────────────────────────────────────────────────────────────────────
 
+  /**
+   * A job's counts, read from `job_counts` (kept by triggers on job_devices, job_executions and
+   * devices, migration 28): a poll reads a handful of rows, not every device of the job.
+   */
   counts(jobId: number) {
-    const devices = this.store
-      .stmt<{ total: number; pending: number; skipped: number; active: number; done: number }>(
-        `SELECT COUNT(*) AS total,
-           COALESCE(SUM(jd.status = 'pending' AND COALESCE(d.admission, '') != 'unmanaged'), 0) AS pending,
-           COALESCE(SUM(jd.status = 'pending' AND d.admission = 'unmanaged'), 0) AS skipped,
-           COALESCE(SUM(jd.status = 'active'), 0) AS active,
-           COALESCE(SUM(jd.status = 'done'), 0) AS done
-         FROM job_devices jd JOIN devices d ON d.id = jd.device_id WHERE jd.job_id = ?`,
-      )
-      .get(jobId)!;
+    const c = new Map<string, number>();
+    for (const r of this.store.stmt<{ bucket: string; n: number }>('SELECT bucket, n FROM job_counts WHERE job_id = ?').all(jobId)) {
+      c.set(r.bucket, r.n);
+    }
+    const n = (bucket: string) => c.get(bucket) ?? 0;
+    const skipped = n('skipped');
+    const devices = {
+      total: n('status:pending') + n('status:active') + n('status:done'),
+      pending: n('status:pending') - skipped,
+      skipped,
+      active: n('status:active'),
+      done: n('status:done'),
+    };
     const results: Record<string, number> = { succeeded: 0, failed: 0, rejected: 0, cancelled: 0, 'timed-out': 0 };
-    for (const r of this.store
-      .stmt<{ result: string; n: number }>(
-        `SELECT result, COUNT(*) AS n FROM job_devices WHERE job_id = ? AND status = 'done' GROUP BY result`,
-      )
-      .all(jobId)) {
-      results[r.result] = r.n;
-    }
     const states: Record<string, number> = {};
-    for (const r of this.store
-      .stmt<{ state: string; n: number }>(
-        `SELECT state, COUNT(*) AS n FROM job_executions WHERE job_id = ? AND finished_at IS NULL GROUP BY state`,
-      )
-      .all(jobId)) {
-      states[r.state] = r.n;
+    for (const [bucket, count] of c) {
+      if (bucket.startsWith('result:')) results[bucket.slice(7)] = count;
+      else if (bucket.startsWith('state:') && count !== 0) states[bucket.slice(6)] = count;
     }
-    return { devices, results, inFlight: states };
+    return { devices, results, inFlight: states, ignored: n('ignored') };
   }
 
   progressView(job: JobHead) {
     const now = this.clock.now();
-    const c = this.counts(job.id);
+    const { ignored, ...c } = this.counts(job.id);
+    // Bounded by the executions finished in the window (index job_executions_finished).
     const recent = this.store
       .stmt<{ n: number }>('SELECT COUNT(*) AS n FROM job_executions WHERE job_id = ? AND finished_at > ?')
       .get(job.id, now - RATE_WINDOW_MS)!.n;
-    const ignored = this.store
-      .stmt<{ n: number }>('SELECT COALESCE(SUM(ignored_progress), 0) AS n FROM job_executions WHERE job_id = ?')
-      .get(job.id)!.n;
     return {
       ...c,
       percentComplete: c.devices.total === 0 ? 100 : Math.round((c.devices.done / c.devices.total) * 1000) / 10,

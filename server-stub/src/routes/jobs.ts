@@ -1,6 +1,6 @@
 import { Type } from '@sinclair/typebox';
 import { WEEKDAYS } from '../jobs/window.js';
-import type { JobRow } from '../store/jobs.js';
+import { type JobHead, jobTargetDevices } from '../store/jobs.js';
 import { packetById } from '../store/packets.js';
 import { defineRoute, notFound } from './route.js';
 import { decodeCursor, idPage, iso, NullableTimestamp, Page, PageQuery, pageLimit, toPage, Timestamp, UUID_PATTERN, UuidParam } from './schemas.js';
@@ -78,17 +78,30 @@ const Job = Type.Object({
   packetUuid: Type.Union([Type.String(), Type.Null()]),
   firmwareVersion: Type.Union([Type.String(), Type.Null()]),
   templateUuid: Type.Union([Type.String(), Type.Null()]),
-  target: Type.Object({ all: Type.Boolean(), deviceUuids: Type.Array(Type.String()), groupUuids: Type.Array(Type.String()) }),
+  target: Type.Object(
+    {
+      all: Type.Boolean(),
+      groupUuids: Type.Array(Type.String()),
+      deviceCount: Type.Integer({ description: 'How many devices the target names one by one (listed by GET /api/jobs/{uuid}/target/devices).' }),
+    },
+    { description: 'The target as given, without its device list (which can be 50,000 UUIDs).' },
+  ),
   options: Type.Unknown(),
   system: Type.Boolean(),
   abortReason: Type.Union([Type.String(), Type.Null()]),
   createdAt: Timestamp,
   finishedAt: NullableTimestamp,
-  progress: Type.Unknown(),
+  progress: Type.Unknown({
+    description: 'Counts kept as results arrive (devices by status, results, executions in flight by state), percent complete, rate.',
+  }),
 });
 
-function jobView(services: Services, j: JobRow) {
-  const target = JSON.parse(j.target) as { all: boolean; deviceUuids: string[]; groupUuids: string[] };
+type TargetSummary = { all: boolean; groupUuids: string[]; deviceCount: number };
+
+function jobView(services: Services, j: JobHead) {
+  const target: TargetSummary = j.target_summary === null
+    ? { all: false, groupUuids: [], deviceCount: 0 }
+    : (JSON.parse(j.target_summary) as TargetSummary);
   return {
     uuid: j.uuid,
     name: j.name,
@@ -96,7 +109,7 @@ function jobView(services: Services, j: JobRow) {
     packetUuid: j.packet_id === null ? null : (packetById(services.store, j.packet_id)?.uuid ?? null),
     firmwareVersion: j.firmware_version,
     templateUuid: services.templates.jobTemplate(j.id)?.template_uuid ?? null,
-    target: { all: target.all, deviceUuids: target.deviceUuids, groupUuids: target.groupUuids },
+    target: { all: target.all, groupUuids: target.groupUuids, deviceCount: target.deviceCount },
     options: JSON.parse(j.options) as unknown,
     system: j.system === 1,
     abortReason: j.abort_reason,
@@ -112,6 +125,10 @@ const JobStateQuery = Type.Union(
 
 function isIdCursor(v: unknown): v is { id: number } {
   return typeof v === 'object' && v !== null && Number.isSafeInteger((v as { id: unknown }).id);
+}
+
+function isIndexCursor(v: unknown): v is { i: number } {
+  return typeof v === 'object' && v !== null && Number.isSafeInteger((v as { i: unknown }).i);
 }
 
 const action = (verb: 'cancel' | 'pause' | 'resume', summary: string) =>
@@ -184,7 +201,7 @@ export const jobRoutes = [
   defineRoute({
     method: 'GET',
     url: '/api/jobs/{uuid}',
-    summary: 'One job with its progress (counts by state, percent complete, rate)',
+    summary: 'One job with its progress (counts by state, percent complete, rate); the target\'s device list is paged apart',
     tags: ['jobs'],
     access: 'viewer',
     params: UuidParam,
@@ -224,6 +241,28 @@ export const jobRoutes = [
           updatedAt: iso(r.updated_at),
         }),
         (last) => ({ id: last.id }),
+      );
+    },
+  }),
+  defineRoute({
+    method: 'GET',
+    url: '/api/jobs/{uuid}/target/devices',
+    summary: 'The devices a job\'s target names one by one, in the order given (cursor-paged)',
+    tags: ['jobs'],
+    access: 'viewer',
+    params: UuidParam,
+    resources: { uuid: 'job' },
+    querystring: Type.Object(PageQuery, { additionalProperties: false }),
+    response: Page(Type.Object({ deviceUuid: Type.String() })),
+    handler: ({ ctx, params, query, services }) => {
+      const job = services.jobs.repo(ctx.scope).byUuid(params.uuid) ?? notFound();
+      const limit = pageLimit(query, services.config);
+      const after = decodeCursor(query.cursor, isIndexCursor)?.i ?? -1;
+      return toPage(
+        jobTargetDevices(services.store, job.id, after, limit + 1),
+        limit,
+        (r) => ({ deviceUuid: r.uuid }),
+        (last) => ({ i: last.idx }),
       );
     },
   }),

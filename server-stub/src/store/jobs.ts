@@ -13,6 +13,11 @@ export interface JobRow {
   firmware_version: string | null;
   /** JSON JobTarget. */
   target: string;
+  /**
+   * JSON `{ all, groupUuids, deviceCount }`: what the job resource shows of the target (the device
+   * list itself is paged by `GET /api/jobs/{uuid}/target/devices`). Null only before migration 28.
+   */
+  target_summary: string | null;
   /** JSON JobOptions. */
   options: string;
   state: JobState;
@@ -44,6 +49,8 @@ export interface ExecutionRow {
   cancel_requested: number;
   cancel_sent_at: number | null;
   ignored_progress: number;
+  /** Who decided the terminal state (null while running): see jobs/progress.ts. */
+  result_source: 'device' | 'server' | null;
 }
 
 /** Jobs of one account. Every statement carries `account_id = ?`. */
@@ -53,14 +60,16 @@ export class AccountJobs {
     readonly accountId: number,
   ) {}
 
-  byUuid(uuid: string): JobRow | undefined {
-    return this.store.stmt<JobRow>('SELECT * FROM jobs WHERE account_id = ? AND uuid = ?').get(this.accountId, uuid);
+  byUuid(uuid: string): JobHead | undefined {
+    return this.store
+      .stmt<JobHead>(`SELECT ${JOB_HEAD_COLUMNS} FROM jobs WHERE account_id = ? AND uuid = ?`)
+      .get(this.accountId, uuid);
   }
 
-  list(opts: { afterId: number; limit: number; state?: JobState }): JobRow[] {
+  list(opts: { afterId: number; limit: number; state?: JobState }): JobHead[] {
     return this.store
-      .stmt<JobRow>(
-        `SELECT * FROM jobs WHERE account_id = ? AND id > ? AND (? IS NULL OR state = ?) ORDER BY id LIMIT ?`,
+      .stmt<JobHead>(
+        `SELECT ${JOB_HEAD_COLUMNS} FROM jobs WHERE account_id = ? AND id > ? AND (? IS NULL OR state = ?) ORDER BY id LIMIT ?`,
       )
       .all(this.accountId, opts.afterId, opts.state ?? null, opts.state ?? null, opts.limit);
   }
@@ -76,7 +85,7 @@ export type JobHead = Omit<JobRow, 'target'>;
 
 /** The columns of a JobHead, for `SELECT ${JOB_HEAD_COLUMNS} FROM jobs`. */
 export const JOB_HEAD_COLUMNS =
-  'id, uuid, account_id, name, packet_id, firmware_version, options, state, created_by, system, created_at, finished_at, abort_reason';
+  'id, uuid, account_id, name, packet_id, firmware_version, options, state, created_by, system, created_at, finished_at, abort_reason, target_summary';
 
 export function jobById(store: Store, id: number): JobHead | undefined {
   return store.stmt<JobHead>(`SELECT ${JOB_HEAD_COLUMNS} FROM jobs WHERE id = ?`).get(id);
@@ -85,4 +94,14 @@ export function jobById(store: Store, id: number): JobHead | undefined {
 /** The target JSON of a job (read only where the target itself is needed: dynamic jobs, the API). */
 export function jobTarget(store: Store, id: number): string | undefined {
   return store.stmt<{ target: string }>('SELECT target FROM jobs WHERE id = ?').get(id)?.target;
+}
+
+/** One page of a job's explicit target devices, in the order given at creation (`after`: index of the last one seen, -1 before the first). */
+export function jobTargetDevices(store: Store, jobId: number, after: number, limit: number): Array<{ idx: number; uuid: string }> {
+  return store
+    .stmt<{ idx: number; uuid: string }>(
+      `SELECT t.key AS idx, t.value AS uuid FROM jobs j, json_each(j.target, '$.deviceUuids') t
+       WHERE j.id = ? AND t.key > ? ORDER BY t.key LIMIT ?`,
+    )
+    .all(jobId, after, limit);
 }

@@ -26,6 +26,39 @@ function bumpLicenceVersion(row: 'NEW' | 'OLD'): string {
     ON CONFLICT (account_id) DO UPDATE SET version = excluded.version;`;
 }
 
+/** Trigger step of version 28: add `n` to the job's count `bucket` where `when` holds. */
+function countJob(job: string, bucket: string, n: string, when = '1'): string {
+  return `  INSERT INTO job_counts (job_id, bucket, n) SELECT ${job}, ${bucket}, ${n} WHERE ${when}
+    ON CONFLICT (job_id, bucket) DO UPDATE SET n = n + excluded.n;`;
+}
+
+/**
+ * Trigger step of version 28: take `n` out of the job's count `bucket` where `when` holds (an
+ * UPDATE, never an insert: rows of a job being deleted are not brought back).
+ */
+function uncountJob(job: string, bucket: string, n: string, when = '1'): string {
+  return `  UPDATE job_counts SET n = n - (${n}) WHERE job_id = ${job} AND bucket = ${bucket} AND ${when};`;
+}
+
+/** Whether device `id` is unmanaged now (its pending job devices count as skipped). */
+const unmanaged = (id: string) => `(SELECT admission FROM devices WHERE id = ${id}) IS 'unmanaged'`;
+
+/** Trigger steps of version 28: one job_devices row counted in (NEW) or out (OLD). */
+function countJobDevice(row: 'NEW' | 'OLD'): string {
+  const step = row === 'NEW' ? countJob : uncountJob;
+  return [
+    step(`${row}.job_id`, `'status:' || ${row}.status`, '1'),
+    step(`${row}.job_id`, `'result:' || ${row}.result`, '1', `${row}.status = 'done' AND ${row}.result IS NOT NULL`),
+    step(`${row}.job_id`, `'skipped'`, '1', `${row}.status = 'pending' AND ${unmanaged(`${row}.device_id`)}`),
+  ].join('\n');
+}
+
+/** Trigger step of version 28: an unfinished execution counted in its state (NEW) or out (OLD). */
+function countJobExecution(row: 'NEW' | 'OLD'): string {
+  const step = row === 'NEW' ? countJob : uncountJob;
+  return step(`${row}.job_id`, `'state:' || ${row}.state`, '1', `${row}.finished_at IS NULL`);
+}
+
 export const migrations: readonly Migration[] = [
   {
     version: 1,
@@ -456,6 +489,76 @@ END;
 CREATE INDEX job_devices_pending ON job_devices(job_id, added_at, device_id) WHERE status = 'pending';
 CREATE INDEX job_executions_queued ON job_executions(claimed_at) WHERE state = 'queued' AND finished_at IS NULL;
 CREATE INDEX job_executions_unfinished ON job_executions(job_id, finished_at, state) WHERE finished_at IS NULL;
+`,
+  },
+  {
+    version: 28,
+    name: 'job counts kept by triggers (a job poll recounted every device and execution of the job: 40,000 rows per GET) and a target summary (the poll returned every target UUID, 1.8 MB); who decided an execution\'s result (a device\'s result revises one the server decided without it)',
+    sql: `
+ALTER TABLE job_executions ADD COLUMN result_source TEXT CHECK (result_source IN ('device', 'server'));
+UPDATE job_executions SET result_source = CASE
+  WHEN error_code LIKE 'SERVER\\_%' ESCAPE '\\' OR (state = 'cancelled' AND offered_at IS NULL) THEN 'server' ELSE 'device' END
+  WHERE finished_at IS NOT NULL;
+ALTER TABLE jobs ADD COLUMN target_summary TEXT;
+UPDATE jobs SET target_summary = json_object(
+  'all', json(CASE WHEN json_extract(target, '$.all') THEN 'true' ELSE 'false' END),
+  'groupUuids', json(COALESCE(json_extract(target, '$.groupUuids'), '[]')),
+  'deviceCount', COALESCE(json_array_length(target, '$.deviceUuids'), 0));
+CREATE INDEX job_executions_finished ON job_executions(job_id, finished_at) WHERE finished_at IS NOT NULL;
+CREATE TABLE job_counts (
+  job_id INTEGER NOT NULL,
+  bucket TEXT NOT NULL,
+  n INTEGER NOT NULL,
+  PRIMARY KEY (job_id, bucket)
+) WITHOUT ROWID;
+INSERT INTO job_counts (job_id, bucket, n) SELECT job_id, 'status:' || status, COUNT(*) FROM job_devices GROUP BY job_id, status;
+INSERT INTO job_counts (job_id, bucket, n) SELECT job_id, 'result:' || result, COUNT(*) FROM job_devices
+  WHERE status = 'done' AND result IS NOT NULL GROUP BY job_id, result;
+INSERT INTO job_counts (job_id, bucket, n) SELECT jd.job_id, 'skipped', COUNT(*) FROM job_devices jd JOIN devices d ON d.id = jd.device_id
+  WHERE jd.status = 'pending' AND d.admission = 'unmanaged' GROUP BY jd.job_id;
+INSERT INTO job_counts (job_id, bucket, n) SELECT job_id, 'state:' || state, COUNT(*) FROM job_executions
+  WHERE finished_at IS NULL GROUP BY job_id, state;
+INSERT INTO job_counts (job_id, bucket, n) SELECT job_id, 'ignored', SUM(ignored_progress) FROM job_executions
+  WHERE ignored_progress > 0 GROUP BY job_id;
+CREATE TRIGGER job_counts_device_insert AFTER INSERT ON job_devices BEGIN
+${countJobDevice('NEW')}
+END;
+CREATE TRIGGER job_counts_device_update AFTER UPDATE OF status, result ON job_devices
+  WHEN OLD.status IS NOT NEW.status OR OLD.result IS NOT NEW.result BEGIN
+${countJobDevice('OLD')}
+${countJobDevice('NEW')}
+END;
+CREATE TRIGGER job_counts_device_delete AFTER DELETE ON job_devices BEGIN
+${countJobDevice('OLD')}
+END;
+-- A deleted device leaves its jobs while it still exists, so its skipped count is taken out too.
+CREATE TRIGGER job_counts_device_gone BEFORE DELETE ON devices BEGIN
+  DELETE FROM job_devices WHERE device_id = OLD.id;
+END;
+CREATE TRIGGER job_counts_admission AFTER UPDATE OF admission ON devices
+  WHEN (OLD.admission IS 'unmanaged') != (NEW.admission IS 'unmanaged') BEGIN
+  INSERT INTO job_counts (job_id, bucket, n)
+    SELECT job_id, 'skipped', CASE WHEN NEW.admission IS 'unmanaged' THEN 1 ELSE -1 END
+    FROM job_devices WHERE device_id = NEW.id AND status = 'pending'
+    ON CONFLICT (job_id, bucket) DO UPDATE SET n = n + excluded.n;
+END;
+CREATE TRIGGER job_counts_execution_insert AFTER INSERT ON job_executions BEGIN
+${countJobExecution('NEW')}
+${countJob('NEW.job_id', `'ignored'`, 'NEW.ignored_progress', 'NEW.ignored_progress != 0')}
+END;
+CREATE TRIGGER job_counts_execution_update AFTER UPDATE OF state, finished_at, ignored_progress ON job_executions
+  WHEN OLD.state IS NOT NEW.state OR OLD.finished_at IS NOT NEW.finished_at OR OLD.ignored_progress != NEW.ignored_progress BEGIN
+${countJobExecution('OLD')}
+${countJobExecution('NEW')}
+${countJob('NEW.job_id', `'ignored'`, 'NEW.ignored_progress - OLD.ignored_progress', 'NEW.ignored_progress != OLD.ignored_progress')}
+END;
+CREATE TRIGGER job_counts_execution_delete AFTER DELETE ON job_executions BEGIN
+${countJobExecution('OLD')}
+${uncountJob('OLD.job_id', `'ignored'`, 'OLD.ignored_progress', 'OLD.ignored_progress != 0')}
+END;
+CREATE TRIGGER job_counts_job_delete AFTER DELETE ON jobs BEGIN
+  DELETE FROM job_counts WHERE job_id = OLD.id;
+END;
 `,
   },
 ];
