@@ -68,6 +68,8 @@ export interface DeviceDetail {
   lastRedialMs: number;
   expect: 'failed' | 'succeeded';
   labels: string[];
+  /** The results of the executions the router finished, as it recorded them itself (oldest first). */
+  jobResults: Array<{ executionId: string; state: string }>;
 }
 
 /** The merged view over all processes. */

@@ -496,6 +496,7 @@ export class FleetWorker {
       lastRedialMs: this.#lastRedialMs[j]!,
       expect: this.#draws[j]!.expect,
       labels: this.#draws[j]!.labels,
+      jobResults: [...(this.#agents[j]?.jobResults() ?? [])],
     }));
   }
 

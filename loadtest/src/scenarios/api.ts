@@ -84,10 +84,13 @@ export const API_SCENARIOS: readonly ApiScenario[] = [
   },
   {
     name: 'job-progress',
-    description: 'Job progress and the first page of per-device results',
+    description: 'Job progress (the summary), the first page of per-device results and of the target\'s devices',
     connections: 10,
     durationSec: 10,
-    request: (i, ctx) => ({ method: 'GET', path: pick([`/api/jobs/${ctx.jobUuid}`, `/api/jobs/${ctx.jobUuid}/devices?limit=50`], i) }),
+    request: (i, ctx) => ({
+      method: 'GET',
+      path: pick([`/api/jobs/${ctx.jobUuid}`, `/api/jobs/${ctx.jobUuid}/devices?limit=50`, `/api/jobs/${ctx.jobUuid}/target/devices?limit=50`], i),
+    }),
     thresholds: { minRps: 50, maxP99Ms: 1000, maxErrorRate: 0 },
     skip: (ctx) => (ctx.jobUuid ? undefined : 'no job in the account (seed one with fleet-loadtest seed)'),
   },
