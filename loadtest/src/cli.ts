@@ -144,9 +144,12 @@ function formatApiResult(r: ApiResult): string {
   return `${r.scenario.padEnd(16)} ${String(r.rps).padStart(6)} req/s  p50 ${String(r.p50Ms).padStart(5)} ms  p99 ${String(r.p99Ms).padStart(5)} ms  errors ${r.errors! + r.non2xx!}/${r.requests}  ${verdict}`;
 }
 
-if (import.meta.url === `file://${process.argv[1]}` || process.argv[1]?.endsWith('/fleet-loadtest')) {
-  runCli(hideBin(process.argv)).catch((err: unknown) => {
+/** Runs the command line and exits with status 1 on an error (the `fleet-loadtest` executable). */
+export function cliMain(argv: string[] = hideBin(process.argv)): Promise<void> {
+  return runCli(argv).catch((err: unknown) => {
     console.error(err instanceof Error ? err.message : err);
     process.exit(1);
   });
 }
+
+if (import.meta.url === `file://${process.argv[1]}`) void cliMain();

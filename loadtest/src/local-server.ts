@@ -1,11 +1,14 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
+import { createRequire } from 'node:module';
 import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import { request } from 'undici';
 
-/** The reference server's CLI in this checkout (built by `npm run build`). */
-export const SERVER_CLI = fileURLToPath(new URL('../../server-stub/dist/cli.js', import.meta.url));
+/**
+ * The reference server's CLI, resolved through the declared dependency `@router-fleet/server-stub`
+ * (its `./cli` export), so the load tests also work where they are installed from the registry.
+ */
+export const SERVER_CLI = createRequire(import.meta.url).resolve('@router-fleet/server-stub/cli');
 
 export interface Tenant {
   username: string;

@@ -1,11 +1,11 @@
 #!/usr/bin/env node
-import { realpathSync } from 'node:fs';
+import { readFileSync, realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { firmwareCommand } from './cli-firmware.js';
 import { configTable, type ConfigInput, loadConfig } from './config.js';
-import { isAppError } from './errors.js';
+import { AppError, isAppError } from './errors.js';
 import { LICENCE_KINDS, type LicenceKind } from './licensing/plans.js';
 import { createServices } from './services.js';
 
@@ -103,6 +103,41 @@ export async function runCli(argv: string[], out: (line: string) => void = (l) =
             services.close();
           }
         },
+      ).command(
+        'activate [codes..]',
+        'Redeem activation codes into an account and activate them in one step (all or none); without codes, activate every Available licence of the account',
+        (z) =>
+          z
+            .positional('codes', { type: 'string', array: true, describe: 'Activation codes' })
+            .option('data', { type: 'string', demandOption: true, describe: 'Data directory' })
+            .option('user', { type: 'string', demandOption: true, describe: 'A user of the account (e.g. its admin)' })
+            .option('codes-file', { type: 'string', describe: 'File with one code per line (`-` = standard input), as `licences issue` prints them' })
+            .option('at', { type: 'string', describe: 'Activation date (ISO 8601); default now' }),
+        async (args) => {
+          const codes = [...(args.codes ?? [])];
+          if (args.codesFile !== undefined) {
+            const text = args.codesFile === '-' ? await readStdin() : readFileSync(args.codesFile, 'utf8');
+            codes.push(...text.split(/\r?\n/).map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith('code,')).map((l) => l.split(',')[0]!));
+          }
+          const at = args.at === undefined ? undefined : Date.parse(args.at);
+          if (at !== undefined && Number.isNaN(at)) throw new AppError('SERVER_VALIDATION', '--at must be an ISO 8601 date');
+          const services = createServices(offlineConfig(args.data));
+          try {
+            const licences = services.licensing.redeemAndActivate(services.licensing.scopeOfUser(args.user), codes, at);
+            out(JSON.stringify({
+              activated: licences.length,
+              licences: licences.map((l) => ({
+                code: l.code,
+                kind: l.kind,
+                status: l.status,
+                activationAt: l.activationAt === null ? null : new Date(l.activationAt).toISOString(),
+                expiresAt: l.expiresAt === null ? null : new Date(l.expiresAt).toISOString(),
+              })),
+            }));
+          } finally {
+            services.close();
+          }
+        },
       ),
     )
     .command('account', 'Accounts', (y) =>
@@ -136,6 +171,12 @@ export async function runCli(argv: string[], out: (line: string) => void = (l) =
     .parseAsync();
 }
 
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
 function isEntryPoint(): boolean {
   try {
     return process.argv[1] !== undefined && realpathSync(process.argv[1]) === fileURLToPath(import.meta.url);
@@ -144,10 +185,13 @@ function isEntryPoint(): boolean {
   }
 }
 
-if (isEntryPoint()) {
-  runCli(hideBin(process.argv)).catch((err: unknown) => {
+/** Runs the command line and exits with status 1 on an error (the `fleet-server` executable). */
+export function cliMain(argv: string[] = hideBin(process.argv)): Promise<void> {
+  return runCli(argv).catch((err: unknown) => {
     const message = isAppError(err) ? `${err.code}: ${err.message}` : (err as Error).message;
     process.stderr.write(`fleet-server: ${message}\n`);
     process.exit(1);
   });
 }
+
+if (isEntryPoint()) void cliMain();

@@ -38,6 +38,7 @@ export interface ServerConfig {
   readonly channelMaxBadMessages: number;
   readonly channelMaxBufferedBytes: number;
   readonly metricsTimeoutMs: number;
+  readonly allowPlainHttp: boolean;
 }
 
 type OptionType = 'string' | 'integer' | 'boolean';
@@ -56,7 +57,7 @@ export interface OptionSpec {
 
 export const configTable: readonly OptionSpec[] = [
   { name: 'dataDir', type: 'string', default: undefined, unit: 'path', description: 'Data directory (SQLite store, server key).' },
-  { name: 'host', type: 'string', default: '0.0.0.0', unit: 'address', description: 'Address to listen on.' },
+  { name: 'host', type: 'string', default: '127.0.0.1', unit: 'address', description: 'Address to listen on (loopback by default: serving other hosts is a decision, see allowPlainHttp).' },
   { name: 'port', type: 'integer', default: 8080, unit: 'port', min: 0, max: 65535, description: 'TCP port (0 = any free port).' },
   { name: 'tlsCert', type: 'string', default: null, unit: 'path', description: 'PEM certificate chain; enables HTTPS together with tlsKey.' },
   { name: 'tlsKey', type: 'string', default: null, unit: 'path', description: 'PEM private key for tlsCert.' },
@@ -85,6 +86,7 @@ export const configTable: readonly OptionSpec[] = [
   { name: 'channelSweepMs', type: 'integer', default: 1_000, unit: 'ms', min: 10, description: 'Period of the one keep-alive sweep over all sessions (pings, pong and hello timeouts).' },
   { name: 'channelMaxBadMessages', type: 'integer', default: 10, unit: 'messages', min: 1, description: 'Bad messages in a row after which a device is disconnected (close 1008).' },
   { name: 'channelMaxBufferedBytes', type: 'integer', default: 1_048_576, unit: 'bytes', min: 65_536, description: 'Unsent bytes queued for one device before it is dropped as a slow consumer.' },
+  { name: 'allowPlainHttp', type: 'boolean', default: false, unit: 'flag', description: 'Allow plain HTTP (no tlsCert) on a non-loopback host. Without it such a configuration is refused: tokens, passwords and device credentials would cross the network in clear.' },
   { name: 'metricsTimeoutMs', type: 'integer', default: 2_000, unit: 'ms', min: 10, description: 'How long /metrics waits for the other workers\' figures in cluster mode.' },
 ];
 
@@ -130,6 +132,17 @@ export interface ConfigSources {
   fileContent?: ConfigInput;
 }
 
+/**
+ * True for addresses only this machine can reach: 127.0.0.0/8, ::1 (also IPv4-mapped) and `localhost`.
+ * The wildcard addresses (`0.0.0.0`, `::`) and every other name count as reachable from the network.
+ */
+export function isLoopbackHost(host: string): boolean {
+  const h = host.trim().toLowerCase().replace(/^\[(.*)\]$/, '$1');
+  if (h === 'localhost' || h === '::1' || h === '0:0:0:0:0:0:0:1') return true;
+  const v4 = h.startsWith('::ffff:') ? h.slice(7) : h;
+  return /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(v4);
+}
+
 /** Merges flags > env > file > defaults, validates and freezes. Throws SERVER_CONFIG_INVALID. */
 export function loadConfig(sources: ConfigSources = {}): ServerConfig {
   let fileValues: ConfigInput = sources.fileContent ?? {};
@@ -165,6 +178,13 @@ export function loadConfig(sources: ConfigSources = {}): ServerConfig {
   const config = out as unknown as ServerConfig;
   if ((config.tlsCert === null) !== (config.tlsKey === null)) {
     throw new AppError('SERVER_CONFIG_INVALID', 'tlsCert and tlsKey must be given together');
+  }
+  if (config.tlsCert === null && !config.allowPlainHttp && !isLoopbackHost(config.host)) {
+    throw new AppError(
+      'SERVER_CONFIG_INVALID',
+      `refusing plain HTTP on ${config.host}, which is not a loopback address: give tlsCert and tlsKey (--tls-cert, --tls-key), `
+      + 'listen on 127.0.0.1, or accept clear-text traffic with --allow-plain-http (e.g. behind a TLS-terminating proxy)',
+    );
   }
   if (config.pageSizeDefault > config.pageSizeMax) {
     throw new AppError('SERVER_CONFIG_INVALID', 'pageSizeDefault must not exceed pageSizeMax');

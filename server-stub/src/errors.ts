@@ -62,6 +62,10 @@ export const ServerErrors = {
     status: 400,
     message: 'The activation date must not be in the past nor after the licence stock deadline.',
   },
+  SERVER_LICENCE_BULK_ACTIVATION: {
+    status: 409,
+    message: 'Some licences cannot be activated; none was (details: {errors: [{licence, code, message}]}).',
+  },
   // ── inventory ──────────────────────────────────────────────────────────────────────────
   SERVER_DEVICE_SERIAL_TAKEN: { status: 409, message: 'A device with this serial number is already registered.' },
   SERVER_GROUP_NAME_TAKEN: { status: 409, message: 'A device group with this name already exists.' },
@@ -127,6 +131,10 @@ export const ServerErrors = {
   SERVER_STORE_VERSION: {
     status: 500,
     message: 'The data directory was written by a newer server (unknown schema version).',
+  },
+  SERVER_STORE_DRIVER_MISSING: {
+    status: 500,
+    message: 'The SQLite driver for this Node.js version is not installed (reinstall with optional dependencies).',
   },
   SERVER_UNAVAILABLE: { status: 503, message: 'The server is shutting down or busy.', retryable: true },
   SERVER_INTERNAL: { status: 500, message: 'Internal server error.' },

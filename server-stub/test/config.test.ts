@@ -1,7 +1,7 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { configTable, envName, loadConfig } from '../src/config.js';
+import { configTable, envName, isLoopbackHost, loadConfig } from '../src/config.js';
 import { isAppError } from '../src/errors.js';
 import { removeTempDirs, tempDir } from './helpers/setup.js';
 
@@ -57,5 +57,25 @@ describe('configuration', () => {
       expect(s.unit.length, s.name).toBeGreaterThan(0);
       expect(s.description.length, s.name).toBeGreaterThan(10);
     }
+  });
+});
+
+describe('listening address and plain HTTP', () => {
+  it('listens on loopback by default', () => {
+    expect(loadConfig({ flags: { dataDir: '/d' } }).host).toBe('127.0.0.1');
+  });
+
+  it('refuses plain HTTP on an address other hosts can reach unless allowPlainHttp is given', () => {
+    for (const host of ['0.0.0.0', '::', '192.168.1.10', 'fleet.example.com']) {
+      expect(configError(() => loadConfig({ flags: { dataDir: '/d', host } })), host).toMatch(/refusing plain HTTP .*--allow-plain-http/);
+      expect(loadConfig({ flags: { dataDir: '/d', host, allowPlainHttp: true } }).host).toBe(host);
+      expect(loadConfig({ flags: { dataDir: '/d', host, tlsCert: '/c.pem', tlsKey: '/k.pem' } }).host).toBe(host);
+    }
+    expect(loadConfig({ flags: { dataDir: '/d' }, env: { [envName('host')]: '0.0.0.0', [envName('allowPlainHttp')]: 'true' } }).allowPlainHttp).toBe(true);
+  });
+
+  it('counts 127.0.0.0/8, ::1 and localhost as loopback, and nothing else', () => {
+    for (const h of ['127.0.0.1', '127.1.2.3', '::1', '[::1]', 'localhost', '::ffff:127.0.0.1']) expect(isLoopbackHost(h), h).toBe(true);
+    for (const h of ['0.0.0.0', '::', '', '10.0.0.1', '127.0.0.1.example.com', '128.0.0.1', 'localhost.example.com']) expect(isLoopbackHost(h), h).toBe(false);
   });
 });

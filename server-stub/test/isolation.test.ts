@@ -41,6 +41,7 @@ const OWN_ACCOUNT_ROUTES: Record<string, string> = {
   'POST /api/api-tokens': 'creates in own account',
   'POST /api/licences/redeem': 'a code redeemed by B is refused as redeemed (checked below)',
   'POST /api/licences/import': 'same as redeem',
+  'POST /api/licences/activate': 'B\'s licence ids in the body are unknown; nothing is activated (licences-bulk.test.ts)',
   'POST /api/inventory/managed-devices': 'B\'s group in the body is an unknown group (checked below)',
   'POST /api/inventory/managed-devices/import': 'creates in own account',
   'POST /api/inventory/device-groups': 'creates in own account',

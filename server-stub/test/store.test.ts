@@ -1,4 +1,4 @@
-import { SqliteDatabase } from '../src/store/sqlite.js';
+import { SqliteDatabase, sqliteDriver } from '../src/store/sqlite.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { isAppError } from '../src/errors.js';
 import { openDatabase, Store, STORE_FILE } from '../src/store/database.js';
@@ -198,5 +198,19 @@ describe('store', () => {
     const db = new SqliteDatabase(join(dir, STORE_FILE));
     expect(db.prepare('SELECT COUNT(*) AS n FROM accounts').get()).toEqual({ n: 0 });
     db.close();
+  });
+});
+
+describe('SQLite driver', () => {
+  it('reports a driver that is not installed as SERVER_STORE_DRIVER_MISSING, naming the package', () => {
+    let caught: unknown;
+    try {
+      sqliteDriver('better-sqlite3-not-installed');
+    } catch (err) {
+      caught = err;
+    }
+    expect(isAppError(caught) && caught.code).toBe('SERVER_STORE_DRIVER_MISSING');
+    expect((caught as Error).message).toMatch(/better-sqlite3-not-installed.*Install the server again/);
+    expect(typeof sqliteDriver()).toBe('function');
   });
 });

@@ -151,9 +151,12 @@ function isEntryPoint(): boolean {
   }
 }
 
-if (isEntryPoint()) {
-  runCli(hideBin(process.argv)).catch((err: unknown) => {
+/** Runs the command line and exits with status 1 on an error (the `fleet-sim` executable). */
+export function cliMain(argv: string[] = hideBin(process.argv)): Promise<void> {
+  return runCli(argv).catch((err: unknown) => {
     console.error(`fleet-sim: ${err instanceof Error ? err.message : String(err)}`);
     process.exit(1);
   });
 }
+
+if (isEntryPoint()) void cliMain();

@@ -6,7 +6,8 @@ import { AppError, isAppError } from '../errors.js';
 import type { Store } from '../store/database.js';
 import type { LicenceRecord } from '../store/licences.js';
 import { VendorCodes } from '../store/licences.js';
-import type { AccountScope } from '../store/scope.js';
+import { Identities } from '../store/accounts.js';
+import { AccountScope } from '../store/scope.js';
 import { generateCode, normaliseCode } from './codes.js';
 import { ARTICLES, type Feature, type LicenceKind } from './plans.js';
 import {
@@ -29,7 +30,7 @@ export class LicensingService {
   readonly #codes: VendorCodes;
 
   constructor(
-    store: Store,
+    private readonly store: Store,
     private readonly clock: Clock,
     private readonly admission: AdmissionService,
   ) {
@@ -129,6 +130,71 @@ export class LicensingService {
     // Seats and Free invalidation change with the activation: rebalance and record due events now.
     this.admission.sweepAccount(scope.accountId, now);
     return this.view(scope, uuid, now)!;
+  }
+
+  /**
+   * Activates many licences in one transaction: all of them or none. `uuids` omitted means every
+   * licence that is Available now (a fresh account's stock: one call instead of one per code).
+   * A licence that cannot be activated rolls the whole call back with SERVER_LICENCE_BULK_ACTIVATION,
+   * whose details list each refused licence with its own code.
+   */
+  activateMany(scope: AccountScope, uuids: readonly string[] | undefined, at: number | undefined, now: number = this.clock.now()): LicenceView[] {
+    const start = at ?? now;
+    const activated: string[] = [];
+    const errors: { licence: string; code: string; message: string }[] = [];
+    try {
+      scope.write(() => {
+        const targets = uuids
+          ?? scope.licences.all().filter((l) => licenceStatus(l, scope.licences.all(), now) === 'available').map((l) => l.uuid);
+        for (const uuid of new Set(targets)) {
+          // Re-read after each activation: whether a Free licence may join depends on the ones before it.
+          const all = scope.licences.all();
+          const licence = all.find((l) => l.uuid === uuid);
+          try {
+            if (!licence) throw new AppError('SERVER_NOT_FOUND', 'No such licence in this account.');
+            const end = checkActivate(licence, all, start, now);
+            scope.licences.setActivation(licence.id, start, end);
+            scope.events.record({
+              type: start > now ? 'licence.activation-scheduled' : 'licence.activation-requested',
+              subject: licence.uuid,
+              data: { licence: licence.uuid, kind: licence.kind, activationAt: new Date(start).toISOString() },
+              at: now,
+            });
+            activated.push(uuid);
+          } catch (err) {
+            if (!isAppError(err)) throw err;
+            errors.push({ licence: uuid, code: err.code, message: err.message });
+          }
+        }
+        if (errors.length > 0) throw new RollBack();
+      });
+    } catch (err) {
+      if (!(err instanceof RollBack)) throw err;
+      throw new AppError('SERVER_LICENCE_BULK_ACTIVATION', `${errors.length} of ${errors.length + activated.length} licences cannot be activated; none was.`, {
+        details: { errors },
+      });
+    }
+    if (activated.length > 0) this.admission.sweepAccount(scope.accountId, now);
+    const views = new Map(this.list(scope, now).map((l) => [l.uuid, l]));
+    return activated.map((uuid) => views.get(uuid)!);
+  }
+
+  /**
+   * `fleet-server licences activate`: redeems `codes` (one transaction) and activates them (another,
+   * all or none). Without codes, activates every Available licence. When activation is refused the
+   * codes stay redeemed (Available), so the same command without codes, or with a later `at`, finishes the job.
+   */
+  redeemAndActivate(scope: AccountScope, codes: readonly string[], at: number | undefined, now: number = this.clock.now()): LicenceView[] {
+    if (codes.length === 0) return this.activateMany(scope, undefined, at, now);
+    const uuids = scope.write(() => codes.map((code) => this.#redeemOne(scope, code, now)));
+    return this.activateMany(scope, uuids, at, now);
+  }
+
+  /** The scope of the account that user `username` belongs to (offline CLI commands). */
+  scopeOfUser(username: string): AccountScope {
+    const user = new Identities(this.store).userByUsername(username);
+    if (!user) throw new AppError('SERVER_NOT_FOUND', `No user named ${username}.`);
+    return new AccountScope(this.store, user.account_id);
   }
 
   /** Throws the plan gate error unless the account's plan in force includes `feature`. */

@@ -36,9 +36,11 @@ const Options = Type.Object(
           maxConcurrent: Type.Optional(PositiveInt('Most executions in flight at once.')),
           maxPerMinute: Type.Optional(PositiveInt('Most new executions (retries included) in any 60 s.')),
           waves: Type.Optional(
-            Type.Array(Type.Number({ exclusiveMinimum: 0, maximum: 100 }), {
+            // `minimum` rather than a numeric `exclusiveMinimum` (JSON Schema 2020-12, invalid in the
+            // OpenAPI 3.0 document); options.ts rejects 0 and descending values with SERVER_VALIDATION.
+            Type.Array(Type.Number({ minimum: 0, maximum: 100 }), {
               maxItems: 20,
-              description: 'Cumulative percentages, ascending (e.g. [10, 50, 100]).',
+              description: 'Cumulative percentages in (0, 100], ascending (e.g. [10, 50, 100]).',
             }),
           ),
         },

@@ -2,7 +2,7 @@ import { Type } from '@sinclair/typebox';
 import { LICENCE_KINDS } from '../licensing/plans.js';
 import type { LicenceView } from '../licensing/service.js';
 import { defineRoute, notFound } from './route.js';
-import { ImportQuery, ImportReport, iso, NullableTimestamp, Timestamp, UuidParam } from './schemas.js';
+import { ImportQuery, ImportReport, iso, NullableTimestamp, Timestamp, UUID_PATTERN, UuidParam } from './schemas.js';
 
 const Licence = Type.Object({
   uuid: Type.String(),
@@ -77,6 +77,26 @@ export const licenceRoutes = [
     response: ImportReport,
     handler: ({ ctx, body, query, services }) =>
       services.licensing.importCsv(ctx.scope, body as Buffer, query.partial ?? false, services.config.csvMaxRows),
+  }),
+  defineRoute({
+    method: 'POST',
+    url: '/api/licences/activate',
+    summary: 'Activate many licences at once (all of them or none): the listed ones, or every Available one when `licences` is omitted',
+    tags: ['licences'],
+    access: 'admin',
+    body: Type.Object(
+      {
+        licences: Type.Optional(Type.Array(Type.String({ pattern: UUID_PATTERN }), { minItems: 1, maxItems: 10_000, description: 'Licence UUIDs; omitted = every Available licence.' })),
+        at: Type.Optional(Timestamp),
+      },
+      { additionalProperties: false },
+    ),
+    response: Type.Object({ items: Type.Array(Licence) }),
+    handler: ({ ctx, body, services }) => ({
+      items: services.licensing
+        .activateMany(ctx.scope, body.licences, body.at === undefined ? undefined : Date.parse(body.at))
+        .map(licenceView),
+    }),
   }),
   defineRoute({
     method: 'POST',
