@@ -4,7 +4,9 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ConfigInput } from '@router-fleet/agent';
 import { type Behaviour, loadBehaviour } from './behaviour.js';
+import { SimError } from './errors.js';
 import { PROFILES_FILE } from './provision.js';
+import { serverUrls } from './server-url.js';
 import { type DeviceDetail, type FleetStats, mergeStats, type WorkerStats } from './stats.js';
 import { FleetWorker, type FromWorker, STOP_GRACE_MS, type ToWorker, type WorkerOptions } from './worker.js';
 
@@ -135,21 +137,31 @@ export function defaultSourceAddresses(channelUrl: string, devices: number): str
  */
 export async function startFleet(options: StartFleetOptions): Promise<FleetHandle> {
   const file = profilesFile(options.profiles);
-  const available = await countLines(file);
+  const available = await countLines(file).catch((err: unknown) => {
+    throw new SimError('SIM_FILE_UNREADABLE', `cannot read profiles ${file}: ${(err as Error).message} (write them with fleet-sim provision)`);
+  });
   const devices = Math.min(options.devices ?? available, available);
-  if (devices < 1) throw new RangeError(`no routers in ${file}`);
+  if (devices < 1) throw new SimError('SIM_FLEET_INVALID', `no routers in ${file}`);
   const processes = options.processes ?? Math.max(1, Math.ceil(devices / DEFAULT_ROUTERS_PER_PROCESS));
-  if (!Number.isInteger(processes) || processes < 0) throw new RangeError('processes must be an integer ≥ 0');
+  if (!Number.isInteger(processes) || processes < 0) throw new SimError('SIM_FLEET_INVALID', 'processes must be an integer ≥ 0');
   if (devices / Math.max(1, processes) > MAX_ROUTERS_PER_PROCESS) {
-    throw new RangeError(`${devices} routers need at least ${Math.ceil(devices / MAX_ROUTERS_PER_PROCESS)} processes (≤ ${MAX_ROUTERS_PER_PROCESS} sockets each)`);
+    throw new SimError('SIM_FLEET_INVALID', `${devices} routers need at least ${Math.ceil(devices / MAX_ROUTERS_PER_PROCESS)} processes (≤ ${MAX_ROUTERS_PER_PROCESS} sockets each)`);
   }
   const rate = options.rate ?? 200;
-  if (!(rate > 0)) throw new RangeError('rate must be > 0');
+  if (!(rate > 0)) throw new SimError('SIM_FLEET_INVALID', 'rate must be > 0');
   const window = options.window ?? DEFAULT_CONNECT_WINDOW;
-  if (!Number.isInteger(window) || window < 0) throw new RangeError('window must be an integer ≥ 0');
-  const behaviour = typeof options.behaviour === 'object' ? options.behaviour : loadBehaviour(options.behaviour ?? 'ideal');
+  if (!Number.isInteger(window) || window < 0) throw new SimError('SIM_FLEET_INVALID', 'window must be an integer ≥ 0');
+  let behaviour: Behaviour;
+  try {
+    behaviour = typeof options.behaviour === 'object' ? options.behaviour : loadBehaviour(options.behaviour ?? 'ideal');
+  } catch (err) {
+    throw new SimError('SIM_FLEET_INVALID', `behaviour: ${(err as Error).message}`);
+  }
   const firstUrl = await firstChannelUrl(file);
-  const channelUrl = options.channelOrigin ?? firstUrl;
+  // Mapped explicitly (https → wss, http → ws) and validated: a plain origin must also allow the
+  // routers insecure transport, or they refuse to dial it and the fleet never connects.
+  const channelOrigin = options.channelOrigin === undefined ? undefined : serverUrls(options.channelOrigin).channelOrigin;
+  const channelUrl = channelOrigin ?? firstUrl;
   const base: Omit<WorkerOptions, 'process' | 'processes'> = {
     profilesFile: file,
     devices,
@@ -157,7 +169,7 @@ export async function startFleet(options: StartFleetOptions): Promise<FleetHandl
     window,
     behaviour,
     seed: options.seed ?? 1,
-    ...(options.channelOrigin ? { channelOrigin: options.channelOrigin } : {}),
+    ...(channelOrigin ? { channelOrigin } : {}),
     localAddresses: options.sourceAddresses ?? defaultSourceAddresses(channelUrl, devices),
     agent: { ...(channelUrl.startsWith('ws:') ? { allowInsecureTransport: true } : {}), ...options.agent },
     statsIntervalMs: options.statsIntervalMs ?? 1000,
@@ -270,7 +282,7 @@ export async function startFleet(options: StartFleetOptions): Promise<FleetHandl
           const s = latest();
           if (predicate(s)) return resolve(s);
           if (stopped) return reject(new Error('the fleet was stopped'));
-          if (Date.now() > deadline) return reject(new Error(`waitFor: timed out after ${timeoutMs} ms (managed ${s.managed}, rejected ${s.rejected}, backing off ${s.backingOff})`));
+          if (Date.now() > deadline) return reject(new SimError('SIM_TIMEOUT', `waitFor: timed out after ${timeoutMs} ms (managed ${s.managed}, rejected ${s.rejected}, backing off ${s.backingOff})`));
           setTimeout(check, 200);
         };
         check();

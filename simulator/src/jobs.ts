@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { SimError } from './errors.js';
 import type { RestClient } from './rest.js';
 
 /** A firmware packet the simulator builds on the server (`POST /api/packets/build`). */
@@ -98,7 +99,7 @@ export async function waitJob(rest: RestClient, uuid: string, percent = 100, tim
   for (;;) {
     const job = await getJob(rest, uuid);
     if (reached(job, percent) || ['finished', 'cancelled', 'aborted'].includes(job.state)) return job;
-    if (Date.now() > deadline) throw new Error(`job ${uuid}: ${job.progress.percentComplete} % after ${timeoutMs} ms (waiting for ${percent} %)`);
+    if (Date.now() > deadline) throw new SimError('SIM_TIMEOUT', `job ${uuid}: ${job.progress.percentComplete} % after ${timeoutMs} ms (waiting for ${percent} %)`);
     await new Promise((r) => setTimeout(r, pollMs));
   }
 }

@@ -2,6 +2,7 @@ import { createWriteStream, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { csvObjects } from './csv.js';
+import { SimError } from './errors.js';
 import { RestClient, RestError } from './rest.js';
 
 /** The file `provision` writes in its output directory: one line per router, in fleet order. */
@@ -16,11 +17,29 @@ export interface ProvisionedDevice {
   sim: { model: string; firmware: string; lat?: number; lon?: number };
 }
 
-interface ImportReport {
+/** One CSV row the server refused: its line in the file and the server's code and message. */
+export interface RowError {
+  line: number;
+  code: string;
+  message: string;
+}
+
+/** The server's answer to a CSV import (the body, or the `details` of SERVER_CSV_ROWS_INVALID). */
+export interface ImportReport {
   rows: number;
   imported: number;
   failed: number;
-  errors: Array<{ line: number; code: string; message: string }>;
+  errors: RowError[];
+}
+
+function isImportReport(value: unknown): value is ImportReport {
+  const r = value as Partial<ImportReport> | null;
+  return !!r && typeof r === 'object' && typeof r.rows === 'number' && typeof r.failed === 'number' && Array.isArray(r.errors);
+}
+
+/** The per-row report as lines for a person: `line 7: SERVER_VALIDATION serialNumber must be …`. */
+export function rowReportLines(errors: readonly RowError[]): string[] {
+  return errors.map((e) => `line ${e.line}: ${e.code} ${e.message}`);
 }
 
 export interface ProvisionOptions {
@@ -36,8 +55,12 @@ export interface ProvisionOptions {
 }
 
 export interface ProvisionResult {
+  /** Data rows in the CSV. */
+  rows: number;
   imported: number;
   failed: number;
+  /** The rows the server refused (with `partial`; without it a refusal is SIM_PROVISION_ROWS_FAILED). */
+  errors: RowError[];
   profiles: number;
   file: string;
 }
@@ -49,7 +72,12 @@ export interface ProvisionResult {
  */
 export async function provisionFleet(options: ProvisionOptions): Promise<ProvisionResult> {
   const log = options.log ?? (() => {});
-  const csv = readFileSync(options.fleetCsv, 'utf8');
+  let csv: string;
+  try {
+    csv = readFileSync(options.fleetCsv, 'utf8');
+  } catch (err) {
+    throw new SimError('SIM_FILE_UNREADABLE', `cannot read fleet CSV ${options.fleetCsv}: ${(err as Error).message}`);
+  }
   const rows = csvObjects(csv);
   const rest = new RestClient({ server: options.server, token: options.token, ...(options.caPem ? { caPem: options.caPem } : {}) });
   try {
@@ -62,8 +90,22 @@ export async function provisionFleet(options: ProvisionOptions): Promise<Provisi
       }
     }
     log(`groups: ${groups.length}`);
-    const res = await rest.raw('POST', `/api/inventory/managed-devices/import${options.partial ? '?partial=true' : ''}`, csv, 'text/csv');
-    const report = (await res.body.json()) as ImportReport;
+    let report: ImportReport;
+    try {
+      const res = await rest.raw('POST', `/api/inventory/managed-devices/import${options.partial ? '?partial=true' : ''}`, csv, 'text/csv');
+      report = (await res.body.json()) as ImportReport;
+    } catch (err) {
+      // All or nothing: the server registered none of the rows and says which ones are wrong.
+      if (err instanceof RestError && err.code === 'SERVER_CSV_ROWS_INVALID' && isImportReport(err.details)) {
+        const r = err.details;
+        throw new SimError(
+          'SIM_PROVISION_ROWS_FAILED',
+          `${r.failed} of ${r.rows} rows refused; nothing was registered (fix those rows, or pass --partial to register the valid ones)`,
+          { details: { rows: r.rows, imported: 0, failed: r.failed, errors: r.errors } },
+        );
+      }
+      throw err;
+    }
     log(`import: ${report.imported} of ${report.rows} rows imported, ${report.failed} failed`);
 
     const bySerial = new Map(rows.map((r) => [r['serialNumber']!, r]));
@@ -104,7 +146,7 @@ export async function provisionFleet(options: ProvisionOptions): Promise<Provisi
     }
     await new Promise<void>((resolve, reject) => out.end((err?: Error | null) => (err ? reject(err) : resolve())));
     log(`profiles: ${written} written to ${file}${extra ? ` (${extra} other devices of the account skipped)` : ''}`);
-    return { imported: report.imported, failed: report.failed, profiles: written, file };
+    return { rows: report.rows, imported: report.imported, failed: report.failed, errors: report.errors, profiles: written, file };
   } finally {
     await rest.close();
   }

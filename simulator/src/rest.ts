@@ -17,6 +17,8 @@ export class RestError extends Error {
     readonly status: number,
     readonly code: string | undefined,
     message: string,
+    /** The error body's `details` (e.g. the per-row report of a refused CSV import). */
+    readonly details?: unknown,
   ) {
     super(message);
   }
@@ -61,14 +63,16 @@ export class RestClient {
       const text = await res.body.text();
       let code: string | undefined;
       let message = text.slice(0, 500);
+      let details: unknown;
       try {
-        const parsed = JSON.parse(text) as { code?: string; message?: string };
+        const parsed = JSON.parse(text) as { code?: string; message?: string; details?: unknown };
         code = parsed.code;
         message = parsed.message ?? message;
+        details = parsed.details;
       } catch {
         // not JSON
       }
-      throw new RestError(res.statusCode, code, `${method} ${path}: HTTP ${res.statusCode} ${code ?? ''} ${message}`.trim());
+      throw new RestError(res.statusCode, code, `${method} ${path}: HTTP ${res.statusCode} ${code ?? ''} ${message}`.trim(), details);
     }
     return res;
   }

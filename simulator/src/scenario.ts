@@ -3,7 +3,9 @@ import type { ConfigInput } from '@router-fleet/agent';
 import { type FleetHandle, startFleet } from './fleet.js';
 import { createJob, jobDeviceResults, type JobSpec, type JobView, waitJob } from './jobs.js';
 import { buildReport, type FleetReport, LivePrinter, servePrometheus } from './metrics.js';
+import { SimError } from './errors.js';
 import { RestClient } from './rest.js';
+import { serverUrls } from './server-url.js';
 import type { FleetStats } from './stats.js';
 
 /** One step of a scripted timeline. */
@@ -42,30 +44,47 @@ export interface Scenario {
 
 const STEPS = ['ramp', 'wait-until-admitted', 'create-job', 'wait-job', 'cut-connections', 'restart-devices', 'wait', 'stop'];
 
-/** Validates a scenario (throws a TypeError naming the problem). */
+/** Validates a scenario (throws SIM_SCENARIO_INVALID naming the problem). */
 export function validateScenario(value: unknown): Scenario {
   const s = value as Partial<Scenario> | null;
-  if (!s || typeof s !== 'object') throw new TypeError('a scenario is a JSON object');
-  if (typeof s.server !== 'string') throw new TypeError('scenario.server (REST base URL) is required');
-  if (typeof s.profiles !== 'string') throw new TypeError('scenario.profiles (provisioned directory) is required');
-  if (!Array.isArray(s.steps) || s.steps.length === 0) throw new TypeError('scenario.steps must be a non-empty array');
+  if (!s || typeof s !== 'object') throw invalid('a scenario is a JSON object');
+  if (typeof s.server !== 'string') throw invalid('scenario.server (REST base URL) is required');
+  serverUrls(s.server); // SIM_SERVER_URL_INVALID before anything runs
+  if (typeof s.profiles !== 'string') throw invalid('scenario.profiles (provisioned directory) is required');
+  if (!Array.isArray(s.steps) || s.steps.length === 0) throw invalid('scenario.steps must be a non-empty array');
   for (const [i, step] of s.steps.entries()) {
-    if (!step || !STEPS.includes((step as { step: string }).step)) throw new TypeError(`step ${i}: unknown step ${JSON.stringify((step as { step?: unknown })?.step)}`);
-    if (step.step === 'wait' && !(step.sec >= 0)) throw new TypeError(`step ${i}: wait needs sec ≥ 0`);
+    if (!step || !STEPS.includes((step as { step: string }).step)) throw invalid(`step ${i}: unknown step ${JSON.stringify((step as { step?: unknown })?.step)}`);
+    if (step.step === 'wait' && !(step.sec >= 0)) throw invalid(`step ${i}: wait needs sec ≥ 0`);
     if ((step.step === 'cut-connections' || step.step === 'restart-devices') && !(step.fraction >= 0 && step.fraction <= 1)) {
-      throw new TypeError(`step ${i}: fraction must be in 0..1`);
+      throw invalid(`step ${i}: fraction must be in 0..1`);
     }
-    if (step.step === 'wait-until-admitted' && !(step.count >= 0)) throw new TypeError(`step ${i}: count must be ≥ 0`);
+    if (step.step === 'wait-until-admitted' && !(step.count >= 0)) throw invalid(`step ${i}: count must be ≥ 0`);
     if (step.step === 'ramp' && step.window !== undefined && !(Number.isInteger(step.window) && step.window >= 0)) {
-      throw new TypeError(`step ${i}: window must be an integer ≥ 0`);
+      throw invalid(`step ${i}: window must be an integer ≥ 0`);
     }
   }
-  if (s.steps[0]!.step !== 'ramp') throw new TypeError('the first step must be ramp');
+  if (s.steps[0]!.step !== 'ramp') throw invalid('the first step must be ramp');
   return s as Scenario;
 }
 
+function invalid(message: string): SimError {
+  return new SimError('SIM_SCENARIO_INVALID', message);
+}
+
 export function loadScenario(file: string): Scenario {
-  return validateScenario(JSON.parse(readFileSync(file, 'utf8')));
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new SimError('SIM_FILE_UNREADABLE', `cannot read scenario ${file}: ${(err as Error).message}`);
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (err) {
+    throw invalid(`${file}: ${(err as Error).message}`);
+  }
+  return validateScenario(value);
 }
 
 export interface StepRecord {
@@ -87,7 +106,7 @@ export async function runScenario(scenario: Scenario, io: ScenarioIo = {}): Prom
   const log = io.log ?? (() => {});
   const caPem = scenario.ca ? readFileSync(scenario.ca, 'utf8') : undefined;
   const token = scenario.token ?? process.env['FLEET_SIM_TOKEN'];
-  const rest = new RestClient({ server: scenario.server, ...(token ? { token } : {}), ...(caPem ? { caPem } : {}) });
+  const rest = new RestClient({ server: serverUrls(scenario.server).rest, ...(token ? { token } : {}), ...(caPem ? { caPem } : {}) });
   if (!token && scenario.login) await rest.login(scenario.login.username, scenario.login.password);
   const startedAt = Date.now();
   const steps: StepRecord[] = [];
@@ -205,4 +224,39 @@ export async function runScenario(scenario: Scenario, io: ScenarioIo = {}): Prom
 function need(fleet: FleetHandle | undefined): FleetHandle {
   if (!fleet) throw new Error('the fleet is not running (the first step must be ramp)');
   return fleet;
+}
+
+/** The device results of a job that count as unfinished work, not as failures. */
+const UNFINISHED = new Set(['pending', 'active']);
+
+/** One job of a report that did not succeed on every device that finished it. */
+export interface FailedJob {
+  id: string;
+  uuid: string;
+  /** Devices whose result is neither `succeeded` nor unfinished (`failed`, `cancelled`, …). */
+  failedDevices: number;
+  results: Record<string, number>;
+  /** The job's own state when the scenario last saw it (`aborted`, `cancelled` count as failed). */
+  state?: string;
+}
+
+/**
+ * The jobs of a scenario report that failed: some device finished with a result other than
+ * `succeeded`, or the job itself ended aborted or cancelled. Devices still pending or active at
+ * the end (a `wait-job` with `percent` < 100) are not failures. `fleet-sim scenario` exits with
+ * SIM_JOBS_FAILED's code when this is not empty.
+ */
+export function failedJobs(report: FleetReport): FailedJob[] {
+  const out: FailedJob[] = [];
+  for (const raw of report.jobs ?? []) {
+    const j = raw as { id: string; uuid: string; final?: JobView; results?: Record<string, number> };
+    const results = j.results ?? {};
+    let failedDevices = 0;
+    for (const [key, n] of Object.entries(results)) if (key !== 'succeeded' && !UNFINISHED.has(key)) failedDevices += n;
+    const state = j.final?.state;
+    if (failedDevices > 0 || state === 'aborted' || state === 'cancelled') {
+      out.push({ id: j.id, uuid: j.uuid, failedDevices, results, ...(state ? { state } : {}) });
+    }
+  }
+  return out;
 }

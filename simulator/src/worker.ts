@@ -191,7 +191,7 @@ export class FleetWorker {
         let serverUrl = raw.serverUrl;
         if (origin) {
           const u = new URL(serverUrl);
-          serverUrl = `${origin.replace(/\/+$/, '').replace(/^http/, 'ws')}${u.pathname}${u.search}`;
+          serverUrl = `${origin}${u.pathname}${u.search}`; // origin: ws(s)://host:port (startFleet maps it)
         }
         const anchorList = (raw['trustAnchorsPem'] as string[]).map(intern);
         const anchorKey = anchorList.join('\n');

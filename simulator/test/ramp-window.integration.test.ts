@@ -159,7 +159,7 @@ describe('ramp window (first connects in flight per process)', () => {
   it('refuses a window that is not an integer ≥ 0', async () => {
     const server = await silentServer();
     const dir = profiles(server.port, 1);
-    await expect(startFleet({ profiles: dir, window: -1, processes: 0 })).rejects.toThrow(RangeError);
+    await expect(startFleet({ profiles: dir, window: -1, processes: 0 })).rejects.toMatchObject({ code: 'SIM_FLEET_INVALID' });
   });
 
   it('bounds a stop: routers that have not stopped within the grace period are cut and left behind', async () => {

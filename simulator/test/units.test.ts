@@ -7,7 +7,8 @@ import { Gate } from '../src/gate.js';
 import { Histogram } from '../src/histogram.js';
 import { firmwareImage } from '../src/jobs.js';
 import { prometheusText, statusLine } from '../src/metrics.js';
-import { validateScenario } from '../src/scenario.js';
+import { failedJobs, validateScenario } from '../src/scenario.js';
+import { serverUrls } from '../src/server-url.js';
 import { mergeStats, type WorkerStats } from '../src/stats.js';
 import { routerMetrics, setTelemetryPeriod } from '../src/telemetry.js';
 
@@ -73,6 +74,30 @@ describe('simulator units', () => {
     expect(parseDuration('5m')).toBe(300);
     expect(parseDuration('1h')).toBe(3600);
     expect(() => parseDuration('soon')).toThrow(TypeError);
+    expect(() => validateScenario({ server: 'localhost:8443', profiles: 'p', steps: [{ step: 'ramp' }] })).toThrow(expect.objectContaining({ code: 'SIM_SERVER_URL_INVALID' }));
+    expect(() => validateScenario({ server: 'https://x', profiles: 'p', steps: [] })).toThrow(expect.objectContaining({ code: 'SIM_SCENARIO_INVALID' }));
+  });
+
+  it('maps one server URL to the REST base and the channel origin, explicitly, and refuses the rest', () => {
+    expect(serverUrls('https://127.0.0.1:8443/')).toEqual({ rest: 'https://127.0.0.1:8443', channelOrigin: 'wss://127.0.0.1:8443', insecure: false });
+    expect(serverUrls('wss://fleet.example.com')).toEqual({ rest: 'https://fleet.example.com', channelOrigin: 'wss://fleet.example.com', insecure: false });
+    expect(serverUrls('http://127.0.0.1:8080')).toEqual({ rest: 'http://127.0.0.1:8080', channelOrigin: 'ws://127.0.0.1:8080', insecure: true });
+    expect(serverUrls('ws://[::1]:8080')).toEqual({ rest: 'http://[::1]:8080', channelOrigin: 'ws://[::1]:8080', insecure: true });
+    expect(serverUrls('https://h/prefix/').rest).toBe('https://h/prefix');
+    for (const bad of ['localhost:8443', '127.0.0.1:8443', 'ftp://h', 'file:///x', '', 'https://u:p@h']) {
+      expect(() => serverUrls(bad), bad).toThrow(expect.objectContaining({ code: 'SIM_SERVER_URL_INVALID' }));
+    }
+  });
+
+  it('counts a job as failed when a device finished other than succeeded, not while devices are still pending', () => {
+    const report = (jobs: unknown[]) => ({ jobs }) as Parameters<typeof failedJobs>[0];
+    expect(failedJobs(report([{ id: 'a', uuid: 'u', results: { succeeded: 5 } }]))).toEqual([]);
+    expect(failedJobs(report([{ id: 'a', uuid: 'u', results: { succeeded: 3, pending: 2, active: 1 } }]))).toEqual([]);
+    expect(failedJobs(report([{ id: 'a', uuid: 'u', results: { succeeded: 3, failed: 2, cancelled: 1 } }]))).toEqual([
+      { id: 'a', uuid: 'u', failedDevices: 3, results: { succeeded: 3, failed: 2, cancelled: 1 } },
+    ]);
+    expect(failedJobs(report([{ id: 'b', uuid: 'v', results: { pending: 4 }, final: { state: 'aborted' } }]))).toMatchObject([{ id: 'b', failedDevices: 0, state: 'aborted' }]);
+    expect(failedJobs(report([]))).toEqual([]);
   });
 
   it('spreads loopback dials over several source addresses, and only on loopback', () => {

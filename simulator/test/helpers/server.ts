@@ -43,20 +43,21 @@ export interface TestServer {
  * The reference server as a child process over HTTPS with a local CA: an account (admin user),
  * `licences` of the given plan issued, imported and activated.
  */
-export async function startTestServer(options: { plan: string; count: number; extraArgs?: string[] }): Promise<TestServer> {
+export async function startTestServer(options: { plan: string; count: number; extraArgs?: string[]; tls?: boolean }): Promise<TestServer> {
+  const useTls = options.tls ?? true;
   const data = mkdtempSync(join(tmpdir(), 'fleet-sim-server-'));
   const tls = JSON.parse(await cli('tls', 'generate', '--data', data, '--ip', '127.0.0.1')) as { ca: string; cert: string; key: string };
   await cli('account', 'create', '--data', data, '--name', 'Simulated Industries', '--user', 'admin', '--password', 'a long simulator secret');
   const codesCsv = await cli('licences', 'issue', '--data', data, '--plan', options.plan, '--count', String(options.count), '--csv');
   const port = await freePort();
-  const url = `https://127.0.0.1:${port}`;
+  const url = `${useTls ? 'https' : 'http'}://127.0.0.1:${port}`;
   let child: ChildProcess | undefined;
   let stderr = '';
   const start = async () => {
     stderr = '';
     child = spawn(
       process.execPath,
-      [SERVER_CLI, 'serve', '--data', data, '--host', '127.0.0.1', '--port', String(port), '--tls-cert', tls.cert, '--tls-key', tls.key, '--logLevel', 'warn', ...(options.extraArgs ?? [])],
+      [SERVER_CLI, 'serve', '--data', data, '--host', '127.0.0.1', '--port', String(port), ...(useTls ? ['--tls-cert', tls.cert, '--tls-key', tls.key] : []), '--logLevel', 'warn', ...(options.extraArgs ?? [])],
       { stdio: ['ignore', 'ignore', 'pipe'] },
     );
     child.stderr!.on('data', (b: Buffer) => {
