@@ -1,7 +1,7 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { readPacket, sharedTestPki, type TestPki, writePacket } from '../src/packet/index.js';
+import { extractionConflict, readPacket, sharedTestPki, type TestPki, writePacket } from '../src/packet/index.js';
 import { bytes, expectCode, flip, meteredStream, tempDir, vendorSection } from './helpers/packet-fixtures.js';
 import { listMembers, rebuild, tarArchive } from './helpers/ustar.js';
 
@@ -179,7 +179,34 @@ describe('extractTo', () => {
     ]);
     const staging = tempDir();
     await expectCode(readPacket(evil, { requireSignature: false, extractTo: staging }), 'PROTO_PACKET_DUPLICATE_ENTRY');
-    expect((await readPacket(evil, { requireSignature: false })).sections).toHaveLength(2);
+    // The same rule without extraction (the server's upload check, the memory platform): a packet
+    // that a router could not extract is refused everywhere.
+    await expectCode(readPacket(evil, { requireSignature: false }), 'PROTO_PACKET_DUPLICATE_ENTRY', 'x.partial');
     expect(tree(staging)).toEqual([]);
+  });
+
+  it('refuses a name that is both a listed file and the directory of another, with or without extractTo', async () => {
+    const manifest = vendorSection('fw', 'a') + vendorSection('fw/b.bin', 'b');
+    const evil = tarArchive([
+      { name: 'MANIFEST', data: manifest },
+      { name: 'fw', data: 'a' },
+      { name: 'fw/b.bin', data: 'b' },
+    ]);
+    const staging = tempDir();
+    // MANIFEST parsing already refuses this listing (a file used as a directory).
+    await expectCode(readPacket(evil, { requireSignature: false, extractTo: staging }), 'PROTO_PACKET_MANIFEST_INVALID');
+    await expectCode(readPacket(evil, { requireSignature: false }), 'PROTO_PACKET_MANIFEST_INVALID');
+    expect(tree(staging)).toEqual([]);
+  });
+});
+
+describe('extractionConflict', () => {
+  it('names the staging-name and file/directory conflicts and passes names that can live side by side', () => {
+    expect(extractionConflict(['x.cfg', 'x.cfg.partial'])?.entry).toBe('x.cfg.partial');
+    expect(extractionConflict(['x.cfg.partial', 'x.cfg'])?.entry).toBe('x.cfg.partial');
+    expect(extractionConflict(['a/b/c', 'a/b'])?.entry).toBe('a/b/c');
+    expect(extractionConflict(['a', 'a/b/c'])?.entry).toBe('a/b/c');
+    expect(extractionConflict(['a', 'a.partial/x'])?.entry).toBe('a.partial/x');
+    expect(extractionConflict(['x.cfg', 'x.cfg.partial.bak', 'ab/c', 'a', 'a.partialx/y', 'b/c.partial'])).toBeUndefined();
   });
 });

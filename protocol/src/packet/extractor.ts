@@ -2,6 +2,7 @@ import { constants } from 'node:fs';
 import { type FileHandle, lstat, mkdir, open, rename, rmdir, unlink } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { ProtocolError } from '../errors.js';
+import { STAGING_SUFFIX } from './member-path.js';
 
 /** A member being written: `<name>.partial` until {@link ExtractedFile.commit} renames it. */
 export interface ExtractedFile {
@@ -58,7 +59,7 @@ export class Extractor {
     for (let i = 1; i < segments.length; i++) {
       await this.#ensureDir(join(this.root, ...segments.slice(0, i)), name);
     }
-    const partialPath = `${finalPath}.partial`;
+    const partialPath = `${finalPath}${STAGING_SUFFIX}`;
     // O_NOFOLLOW: a symlink planted at the staging name fails the open (ELOOP) instead of being
     // followed. Registered for cleanup only once opened, so such a symlink is not ours to delete.
     const handle = await open(

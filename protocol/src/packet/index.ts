@@ -63,7 +63,7 @@ export {
   SIGNATURE_NAME,
   serializeManifest,
 } from './manifest.js';
-export { unsafePathReason } from './member-path.js';
+export { extractionConflict, STAGING_SUFFIX, unsafePathReason } from './member-path.js';
 export {
   type PacketHead,
   type PacketSource,

@@ -35,3 +35,34 @@ export function pathDepth(path: string): number {
   for (let i = 0; i < path.length; i++) if (path.charCodeAt(i) === 0x2f) depth++;
   return depth;
 }
+
+/** Suffix of the staging name a member is written under while it is extracted (`<name>.partial`). */
+export const STAGING_SUFFIX = '.partial';
+
+/**
+ * The extraction rule for a whole packet: every listed name must be extractable next to all the
+ * others into one directory. Two names conflict when one's staging name is taken by the other
+ * (`x.cfg` and `x.cfg.partial`, or `x.cfg` and `x.cfg.partial/y`: writing `x.cfg` would overwrite
+ * or trip over it) or when a listed file is also the directory of another (`fw` and `fw/a.bin`).
+ * Routers refuse such a packet, so the server must refuse its upload too; both get this rule
+ * through `readPacket`, whether or not they extract. Returns the first conflict found, or undefined.
+ */
+export function extractionConflict(names: Iterable<string>): { entry: string; reason: string } | undefined {
+  const files = new Set(names);
+  // Every path the extracted packet occupies: the files and the directories above them.
+  const directories = new Map<string, string>();
+  for (const name of files) {
+    for (let i = name.indexOf('/'); i > 0; i = name.indexOf('/', i + 1)) {
+      const dir = name.slice(0, i);
+      if (files.has(dir)) return { entry: name, reason: `needs ${dir} to be a directory, but ${dir} is a listed file` };
+      if (!directories.has(dir)) directories.set(dir, name);
+    }
+  }
+  for (const name of files) {
+    const staging = `${name}${STAGING_SUFFIX}`;
+    if (files.has(staging)) return { entry: staging, reason: `collides with the staging name of ${name}` };
+    const under = directories.get(staging);
+    if (under !== undefined) return { entry: under, reason: `uses ${staging}, the staging name of ${name}, as a directory` };
+  }
+  return undefined;
+}

@@ -12,7 +12,7 @@ import {
   parseManifest,
   SIGNATURE_NAME,
 } from './manifest.js';
-import { pathDepth, unsafePathReason } from './member-path.js';
+import { extractionConflict, pathDepth, unsafePathReason } from './member-path.js';
 import { type SignerIdentity, verifyManifestSignature } from './signature.js';
 import { BLOCK_SIZE, paddingFor, TypeFlag, typeFlagName } from './tar-format.js';
 import { type TarMember, type TarMemberSink, TarStreamParser } from './tar-stream-parser.js';
@@ -307,16 +307,11 @@ class PacketReader {
     if (total > limits.maxTotalSize) {
       throw err('PROTO_PACKET_LIMIT_EXCEEDED', `the FILESIZEs add up to more than maxTotalSize`);
     }
-    if (this.extractor) {
-      for (const name of this.#sections.keys()) {
-        if (this.#sections.has(`${name}.partial`)) {
-          throw err(
-            'PROTO_PACKET_DUPLICATE_ENTRY',
-            `${name}.partial collides with the staging name of ${name}`,
-            `${name}.partial`,
-          );
-        }
-      }
+    // The extraction rule applies whether or not this call extracts: a packet that some router
+    // could not extract is refused everywhere (the server's upload check included).
+    const conflict = extractionConflict(this.#sections.keys());
+    if (conflict) {
+      throw err('PROTO_PACKET_DUPLICATE_ENTRY', `${conflict.entry} ${conflict.reason}`, conflict.entry);
     }
     if (options.device) {
       const incompatible = checkPacketCompatibility(manifest, options.device);
