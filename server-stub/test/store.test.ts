@@ -199,6 +199,60 @@ describe('store', () => {
     expect(db.prepare('SELECT COUNT(*) AS n FROM accounts').get()).toEqual({ n: 0 });
     db.close();
   });
+
+  it('migration 28 counts existing jobs, summarises their targets and says who decided existing results', () => {
+    const db = new SqliteDatabase(join(tempDir(), 'old.sqlite'));
+    migrate(db, 0, migrations.filter((m) => m.version <= 26));
+    db.exec(`
+      INSERT INTO accounts (id, uuid, name, created_at) VALUES (1, 'a', 'A', 0);
+      INSERT INTO devices (id, uuid, account_id, serial_number, ping_interval, pong_timeout, session_timeout, credential_hash,
+        credential_enc, admission, created_at, updated_at)
+      VALUES (1, 'd1', 1, 'S1', 1, 1, 1, x'00', x'00', 'managed', 0, 0), (2, 'd2', 1, 'S2', 1, 1, 1, x'00', x'00', 'unmanaged', 0, 0),
+        (3, 'd3', 1, 'S3', 1, 1, 1, x'00', x'00', 'managed', 0, 0), (4, 'd4', 1, 'S4', 1, 1, 1, x'00', x'00', 'managed', 0, 0);
+      INSERT INTO jobs (id, uuid, account_id, name, target, options, state, created_at)
+      VALUES (1, 'j', 1, 'J', '{"all":false,"deviceIds":[1,2,3,4],"groupIds":[],"deviceUuids":["d1","d2","d3","d4"],"groupUuids":[]}', '{}', 'running', 0);
+      INSERT INTO job_devices (job_id, device_id, status, result, added_at)
+      VALUES (1, 1, 'done', 'succeeded', 0), (1, 2, 'pending', NULL, 0), (1, 3, 'active', NULL, 0), (1, 4, 'done', 'timed-out', 0);
+      INSERT INTO job_executions (uuid, job_id, device_id, attempt, state, claimed_at, updated_at, finished_at, deadline, error_code, ignored_progress)
+      VALUES ('e1', 1, 1, 1, 'succeeded', 0, 0, 5, 9, NULL, 2), ('e3', 1, 3, 1, 'installing', 0, 0, NULL, 9, NULL, 1),
+        ('e4', 1, 4, 1, 'timed-out', 0, 0, 5, 9, 'SERVER_EXECUTION_TIMEOUT', 0);
+    `);
+    migrate(db, 0);
+    const counts = Object.fromEntries(
+      (db.prepare('SELECT bucket, n FROM job_counts WHERE job_id = 1').all() as Array<{ bucket: string; n: number }>).map((r) => [r.bucket, r.n]),
+    );
+    expect(counts).toEqual({
+      'status:done': 2,
+      'status:pending': 1,
+      'status:active': 1,
+      'result:succeeded': 1,
+      'result:timed-out': 1,
+      skipped: 1,
+      'state:installing': 1,
+      ignored: 3,
+    });
+    expect(JSON.parse((db.prepare('SELECT target_summary FROM jobs WHERE id = 1').get() as { target_summary: string }).target_summary)).toEqual({
+      all: false,
+      groupUuids: [],
+      deviceCount: 4,
+    });
+    const sources = db.prepare('SELECT uuid, result_source FROM job_executions ORDER BY uuid').all();
+    expect(sources).toEqual([
+      { uuid: 'e1', result_source: 'device' },
+      { uuid: 'e3', result_source: null },
+      { uuid: 'e4', result_source: 'server' },
+    ]);
+    // The triggers keep them from here: the unmanaged device becomes managed, the active one finishes.
+    db.exec(`UPDATE devices SET admission = 'managed' WHERE id = 2;
+      UPDATE job_executions SET state = 'succeeded', finished_at = 6 WHERE uuid = 'e3';
+      UPDATE job_devices SET status = 'done', result = 'succeeded' WHERE job_id = 1 AND device_id = 3;
+      DELETE FROM devices WHERE id = 4;`);
+    const after = Object.fromEntries(
+      (db.prepare('SELECT bucket, n FROM job_counts WHERE job_id = 1 AND n != 0').all() as Array<{ bucket: string; n: number }>).map((r) => [r.bucket, r.n]),
+    );
+    expect(after).toEqual({ 'status:done': 2, 'status:pending': 1, 'result:succeeded': 2, ignored: 3 });
+    db.close();
+  });
 });
 
 describe('SQLite driver', () => {

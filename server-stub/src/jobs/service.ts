@@ -796,13 +796,14 @@ export class JobService {
     }
   }
 
+  /** Finishes a job with every device done (read from job_counts: runs per finished execution, under the write lock). */
   #maybeFinish(job: JobHead, now: number): void {
     const options = JSON.parse(job.options) as JobOptions;
     if (options.dynamic) return; // runs until cancelled: devices may still join
     const changed = this.store
       .stmt(
         `UPDATE jobs SET state = 'finished', finished_at = ? WHERE id = ? AND state = 'running'
-         AND NOT EXISTS (SELECT 1 FROM job_devices WHERE job_id = ? AND status != 'done')`,
+         AND NOT EXISTS (SELECT 1 FROM job_counts WHERE job_id = ? AND bucket IN ('status:pending', 'status:active') AND n > 0)`,
       )
       .run(now, job.id, job.id).changes;
     if (changed > 0) {
