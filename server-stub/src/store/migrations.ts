@@ -458,6 +458,21 @@ CREATE INDEX job_executions_queued ON job_executions(claimed_at) WHERE state = '
 CREATE INDEX job_executions_unfinished ON job_executions(job_id, finished_at, state) WHERE finished_at IS NULL;
 `,
   },
+  {
+    version: 30,
+    name: 'failed logins counted per (user name as typed, client address): a lockout by one client no longer locks the user out everywhere, and unknown user names lock like known ones',
+    sql: `
+CREATE TABLE login_failures (
+  username TEXT NOT NULL,
+  client TEXT NOT NULL,
+  failures INTEGER NOT NULL,
+  locked_until INTEGER,
+  last_at INTEGER NOT NULL,
+  PRIMARY KEY (username, client)
+) WITHOUT ROWID;
+CREATE INDEX login_failures_last ON login_failures(last_at);
+`,
+  },
 ];
 
 export function latestVersion(): number {
