@@ -92,6 +92,30 @@ describe('text rules', () => {
     expect(ok.statusCode).toBe(201);
   });
 
+  it('CSV device imports apply the single-line rule to every cell, in the per-row report', async () => {
+    const w = await open();
+    const t = await w.newTenant();
+    w.licences(t, 'basic-25', 1);
+    const token = await w.login(t);
+    const csv = 'serialNumber,name\nS-1,"two\nlines"\nS-2,evil\u202Etxt\nS-3,fine name\n';
+    const r = await w.req('POST', '/api/inventory/managed-devices/import', {
+      token,
+      payload: Buffer.from(csv, 'utf8'),
+      headers: { 'content-type': 'text/csv; charset=utf-8' },
+    });
+    expect(r.statusCode).toBe(422);
+    expect(r.json()).toMatchObject({
+      code: 'SERVER_CSV_ROWS_INVALID',
+      details: {
+        failed: 2,
+        errors: [
+          { line: 2, code: 'SERVER_VALIDATION', message: expect.stringMatching(/^name: contains the control character U\+000A/) },
+          { line: 4, code: 'SERVER_VALIDATION', message: expect.stringMatching(/^name: contains the bidi control U\+202E/) },
+        ],
+      },
+    });
+  });
+
   it('multi-line free text allows LF and TAB only; passwords take anything printable', async () => {
     const w = await open();
     const t = await w.newTenant();

@@ -22,7 +22,7 @@ export const systemRoutes = [
       }),
     }),
     // 200 either way: the process is alive and serves reads; a restart would not free space.
-    // Monitoring alerts on `status` (see docs/operations.md).
+    // Monitoring alerts on `status` (see docs/http-edge.md).
     handler: ({ services }) => {
       services.store.ping();
       const storage = services.storage.status();
