@@ -110,52 +110,76 @@ describe('HTTP edge on a real socket', () => {
 const CHILD = fileURLToPath(new URL('./helpers/full-disk-child.ts', import.meta.url));
 const FS_BYTES = 6 * 1024 * 1024;
 
+interface SmallFs {
+  readonly how: string;
+  /** Starts the server child on a fresh 6 MB file system mounted at `dir`. */
+  start(dir: string): ChildProcessWithoutNullStreams;
+  /** Unmounts what `start` mounted outside a private namespace. */
+  cleanup(dir: string): void;
+}
+
+const serverArgs = (dir: string) => [process.execPath, '--import', TS_REGISTER, CHILD, dir];
+const run = (cmd: string, args: string[]) => spawnSync(cmd, args, { timeout: 20_000 }).status === 0;
+
 /**
  * How to run the server on a real 6 MB file system: a tmpfs mounted in a private mount namespace
- * (`unshare -m`, needs root or CAP_SYS_ADMIN), so nothing is mounted on the host. Null when this
- * machine cannot, and the test says so instead of passing silently.
+ * (`unshare -m`, nothing is mounted on the host), else a loop-mounted ext4 image (mounted on the
+ * host, unmounted after the test). Both need root or CAP_SYS_ADMIN. Null when neither works, and
+ * the test says so instead of passing silently. FLEET_TEST_SMALL_FS=loop forces the fallback.
  */
-function smallFsLauncher(): ((dir: string) => ChildProcessWithoutNullStreams) | null {
+function smallFs(): SmallFs | null {
+  const force = process.env['FLEET_TEST_SMALL_FS'];
   const probe = tempDir();
-  const ok = spawnSync(
-    'unshare',
-    ['-m', '--propagation', 'private', 'sh', '-c', `mount -t tmpfs -o size=${FS_BYTES} fleet-probe "$0"`, probe],
-    { timeout: 10_000 },
-  );
-  if (ok.status !== 0) return null;
-  return (dir) =>
-    spawn(
-      'unshare',
-      [
-        '-m',
-        '--propagation',
-        'private',
-        'sh',
-        '-c',
-        `mount -t tmpfs -o size=${FS_BYTES} fleet-full "$0" && exec "$@"`,
-        dir,
-        process.execPath,
-        '--import',
-        TS_REGISTER,
-        CHILD,
-        dir,
-      ],
-      { stdio: ['pipe', 'pipe', 'pipe'] },
-    );
+  if (force !== 'loop' && run('unshare', ['-m', '--propagation', 'private', 'sh', '-c', `mount -t tmpfs -o size=${FS_BYTES} fleet-probe "$0"`, probe])) {
+    return {
+      how: 'tmpfs in a private mount namespace',
+      start: (dir) =>
+        spawn(
+          'unshare',
+          ['-m', '--propagation', 'private', 'sh', '-c', `mount -t tmpfs -o size=${FS_BYTES} fleet-full "$0" && exec "$@"`, dir, ...serverArgs(dir)],
+          { stdio: ['pipe', 'pipe', 'pipe'] },
+        ),
+      cleanup: () => {},
+    };
+  }
+  const image = join(probe, 'probe.img');
+  if (run('truncate', ['-s', String(FS_BYTES), image]) && run('mkfs.ext4', ['-q', '-F', image]) && run('mount', ['-o', 'loop', image, probe])) {
+    run('umount', [probe]);
+    return {
+      how: 'loop-mounted ext4 image',
+      start: (dir) => {
+        const img = `${dir}.img`;
+        if (!run('truncate', ['-s', String(FS_BYTES), img]) || !run('mkfs.ext4', ['-q', '-F', img]) || !run('mount', ['-o', 'loop', img, dir])) {
+          throw new Error(`could not mount ${img} on ${dir}`);
+        }
+        const [cmd, ...args] = serverArgs(dir);
+        return spawn(cmd!, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+      },
+      cleanup: (dir) => {
+        run('umount', ['-l', dir]);
+      },
+    };
+  }
+  return null;
 }
 
-const launcher = smallFsLauncher();
-if (!launcher) {
-  console.warn('full-disk test SKIPPED: `unshare -m` + tmpfs is not available here (needs root or CAP_SYS_ADMIN)');
+const small = smallFs();
+if (!small) {
+  console.warn('full-disk test SKIPPED: neither `unshare -m` + tmpfs nor a loop-mounted image works here (needs root or CAP_SYS_ADMIN)');
 }
+const mounted: string[] = [];
+afterEach(() => {
+  for (const dir of mounted.splice(0)) small?.cleanup(dir);
+});
 
 describe('a full data directory (real 6 MB tmpfs)', () => {
-  it.skipIf(!launcher)(
-    'answers 507 SERVER_STORAGE_FULL (retryable), reports degraded, lets packets be deleted and resumes without a restart',
+  it.skipIf(!small)(
+    `answers 507 SERVER_STORAGE_FULL (retryable), reports degraded, lets packets be deleted and resumes without a restart (${small?.how ?? 'no small file system'})`,
     async () => {
       const dir = join(tempDir(), 'data');
       mkdirSync(dir);
-      const child = launcher!(dir);
+      mounted.push(dir);
+      const child = small!.start(dir);
       children.push(child);
       let stderr = '';
       child.stderr.on('data', (b: Buffer) => {
