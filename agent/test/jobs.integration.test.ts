@@ -196,6 +196,23 @@ describe.concurrent('jobs (emulated platform)', () => {
     await server.waitFor(() => server.received('event', deviceId).find((e) => e.body.kind === 'security.packet-rejected'));
   });
 
+  it('refuses a packet listing a name and its staging name on both platforms, extracting or not', async ({ expect }) => {
+    for (const kind of ['emulated', 'memory'] as const) {
+      const { d, deviceId } = await device(kind);
+      const packet = await makePacket(certs.pki.signer, [
+        { name: 'x.cfg', fileType: 'AsciiConfiguration', data: 'set a 1\n' },
+        { name: 'x.cfg.partial', fileType: 'AsciiConfiguration', data: 'set a 2\n' },
+      ]);
+      server.addPacket(`clash-${deviceId}.tar`, packet);
+      server.offer(deviceId, `exe-clash-${deviceId}`, `clash-${deviceId}.tar`);
+      expect((await server.waitForTerminal(`exe-clash-${deviceId}`)).body, kind).toMatchObject({
+        state: 'rejected',
+        errorCode: 'PROTO_PACKET_DUPLICATE_ENTRY',
+      });
+      expect(d.kind).toBe(kind);
+    }
+  });
+
   it('refuses another model, unmet REQUIRED_SW and a downgrade (unless allowed)', async ({ expect }) => {
     const { d, deviceId } = await device('emulated', {}, {}, { firmwareVersion: '2.0.0' });
     const cases: [string, Buffer, string][] = [

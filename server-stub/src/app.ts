@@ -5,12 +5,21 @@ import type { TSchema } from '@sinclair/typebox';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { installAudit } from './audit/hooks.js';
+import { FailedLoginAudit } from './audit/logins.js';
 import { ROLE_RANK, type RequestContext } from './auth/service.js';
 import { type ChannelDeps, ControlChannel } from './channel/channel.js';
 import type { ServerConfig } from './config.js';
 import { AppError, isAppError, type ServerErrorCode } from './errors.js';
+import {
+  applyEdgeTimeouts,
+  edgeClientErrorHandler,
+  edgeServerOptions,
+  installJsonParser,
+  requireUtf8Charset,
+} from './http-edge.js';
 import { installJobs } from './jobs/timers.js';
 import { installPeriodic } from './periodic.js';
+import { isStorageFull } from './storage-guard.js';
 import { jobChannelPort } from './channel/job-port.js';
 import { allRoutes } from './routes/index.js';
 import { installSmartUpdates } from './smart-updates/timers.js';
@@ -53,18 +62,26 @@ const OPENAPI_INFO = {
 export async function buildApp(config: ServerConfig, deps: BuildAppDeps = {}): Promise<FastifyInstance> {
   const services = createServices(config, deps);
   await services.profiles.init();
+  const { httpsExtra, http, ...timeouts } = edgeServerOptions(config);
   const https =
     config.tlsCert && config.tlsKey
-      ? { https: { cert: readFileSync(config.tlsCert), key: readFileSync(config.tlsKey) } }
-      : {};
+      ? { https: { cert: readFileSync(config.tlsCert), key: readFileSync(config.tlsKey), ...httpsExtra } }
+      : { http };
+  let edgeError = (_code: ServerErrorCode): void => {};
   const app = Fastify({
     ...(deps.logger
       ? { loggerInstance: deps.logger }
       : { logger: { level: config.logLevel, redact: ['req.headers.authorization', 'req.headers.cookie'] } }),
     bodyLimit: config.bodyLimitBytes,
     return503OnClosing: true,
+    ...timeouts,
     ...https,
+    clientErrorHandler: edgeClientErrorHandler((code) => edgeError(code)),
+    // Errors fastify raises before routing (a malformed URL): the same catalogue bodies.
+    frameworkErrors: (error, request, reply) => sendError(app, error, request, reply),
   }) as unknown as FastifyInstance;
+  applyEdgeTimeouts(app, config);
+  edgeError = (code) => services.metrics.inc('fleet_errors_total', { code });
 
   app.decorate('services', services);
   const channel = new ControlChannel({ services, log: app.log as unknown as Logger, ...deps.channel });
@@ -77,9 +94,15 @@ export async function buildApp(config: ServerConfig, deps: BuildAppDeps = {}): P
   app.decorateRequest('fleetCtx', null);
   app.setValidatorCompiler(typeboxValidatorCompiler);
   app.addSchema(ErrorBody);
-  app.addContentTypeParser('text/csv', { parseAs: 'buffer', bodyLimit: config.csvBodyLimitBytes }, (_req, body, done) =>
-    done(null, body),
-  );
+  installJsonParser(app, config.bodyLimitBytes);
+  app.addContentTypeParser('text/csv', { parseAs: 'buffer', bodyLimit: config.csvBodyLimitBytes }, (req, body, done) => {
+    try {
+      requireUtf8Charset(req);
+      done(null, body);
+    } catch (err) {
+      done(err as Error, undefined);
+    }
+  });
   installJobs(app, services);
   installSmartUpdates(app, services);
   services.jobs.attach(jobChannelPort(channel));
@@ -134,6 +157,12 @@ export async function buildApp(config: ServerConfig, deps: BuildAppDeps = {}): P
 
 function registerGauges(services: Services, channel: ControlChannel): void {
   const { metrics, store } = services;
+  metrics.gauge(
+    'fleet_storage_free_bytes',
+    'Free bytes in the data directory (statfs); -1 when unknown.',
+    () => services.storage.freeBytes() ?? -1,
+    { aggregate: 'max' },
+  );
   metrics.gauge('fleet_devices_connected', 'Devices with an open control channel (all workers).', () => channel.size);
   // Store-wide figures: the same in every worker, so cluster aggregation takes them once.
   const once = { aggregate: 'max' } as const;
@@ -176,6 +205,17 @@ function startTimers(app: FastifyInstance, services: Services, channel: ControlC
       channel.flush();
     },
   });
+  // The storage reserve comes back (and the full mark goes) once space was freed, without a restart.
+  installPeriodic(app, { name: 'storage reserve', periodMs: 5_000, run: () => services.storage.replenish() });
+  const failedLogins = new FailedLoginAudit(services.audit, services.metrics, app.log, config.loginMaxFailures);
+  auth.onLoginFailure((failure) => failedLogins.note(failure));
+  installPeriodic(app, {
+    name: 'failed-login audit',
+    periodMs: config.loginAuditSummarySec * 1000,
+    run: () => failedLogins.flush(),
+    onClockChange: clock,
+  });
+  app.addHook('onClose', async () => failedLogins.flush());
   installPeriodic(app, { name: 'session purge', periodMs: 3_600_000, run: () => auth.purgeExpiredSessions() });
 }
 
@@ -228,7 +268,16 @@ function registerRoute(app: FastifyInstance, services: Services, spec: RouteSpec
         request,
         reply,
       };
-      const result = await spec.handler(call);
+      let result: unknown;
+      if (spec.freesSpace && services.storage.full) services.storage.release();
+      try {
+        result = await spec.handler(call);
+      } catch (err) {
+        // A delete on a full disk: release the reserve so that its commit fits, and run it once more.
+        if (!spec.freesSpace || !isStorageFull(err) || !services.storage.release()) throw err;
+        result = await spec.handler(call);
+      }
+      if (spec.freesSpace) services.storage.replenish();
       if (reply.sent) return reply;
       reply.code(status);
       if (status === 204) return reply.send();
@@ -238,6 +287,7 @@ function registerRoute(app: FastifyInstance, services: Services, spec: RouteSpec
 }
 
 function sendError(app: FastifyInstance, error: unknown, request: FastifyRequest, reply: FastifyReply): FastifyReply {
+  if (isStorageFull(error)) app.services.storage.noteFull();
   const appError = toAppError(error);
   if (appError.statusCode >= 500) request.log.error({ err: error }, 'request failed');
   app.services.metrics.inc('fleet_errors_total', { code: appError.code });
@@ -253,11 +303,15 @@ const FASTIFY_CODES: Readonly<Record<string, ServerErrorCode>> = {
   FST_ERR_CTP_INVALID_MEDIA_TYPE: 'SERVER_UNSUPPORTED_MEDIA_TYPE',
   FST_ERR_CTP_INVALID_CONTENT_LENGTH: 'SERVER_VALIDATION',
   FST_ERR_VALIDATION: 'SERVER_VALIDATION',
+  FST_ERR_BAD_URL: 'SERVER_BAD_HTTP',
+  FST_ERR_MAX_PARAM_LENGTH: 'SERVER_VALIDATION',
+  FST_ERR_CTP_INVALID_TYPE: 'SERVER_UNSUPPORTED_MEDIA_TYPE',
 };
 
 /** Maps anything thrown to a catalogue error; unknown errors become SERVER_INTERNAL (never details). */
 export function toAppError(error: unknown): AppError {
   if (isAppError(error)) return error;
+  if (isStorageFull(error)) return new AppError('SERVER_STORAGE_FULL');
   const e = error as Partial<FastifyError> & { validation?: unknown };
   const mapped = e.code ? FASTIFY_CODES[e.code] : undefined;
   if (mapped) return new AppError(mapped, mapped === 'SERVER_VALIDATION' ? e.message : undefined);

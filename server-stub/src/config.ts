@@ -39,6 +39,13 @@ export interface ServerConfig {
   readonly channelMaxBufferedBytes: number;
   readonly metricsTimeoutMs: number;
   readonly allowPlainHttp: boolean;
+  readonly httpRequestTimeoutMs: number;
+  readonly httpHeadersTimeoutMs: number;
+  readonly httpKeepAliveTimeoutMs: number;
+  readonly httpIdleTimeoutMs: number;
+  readonly storageReserveBytes: number;
+  readonly storageLowBytes: number;
+  readonly loginAuditSummarySec: number;
 }
 
 type OptionType = 'string' | 'integer' | 'boolean';
@@ -77,6 +84,7 @@ export const configTable: readonly OptionSpec[] = [
   { name: 'loginMaxFailures', type: 'integer', default: 5, unit: 'attempts', min: 1, description: 'Failed logins in a row that lock a user.' },
   { name: 'loginLockoutSec', type: 'integer', default: 900, unit: 's', min: 1, description: 'How long a locked user stays locked.' },
   { name: 'loginRateLimitPerMinute', type: 'integer', default: 30, unit: 'requests/min', min: 1, description: 'Login attempts allowed per client address and minute.' },
+  { name: 'loginAuditSummarySec', type: 'integer', default: 60, unit: 's', min: 1, description: 'Failed logins are written to the audit log as one summary per account and period of this length.' },
   { name: 'scryptCost', type: 'integer', default: 16_384, unit: 'N', min: 1024, description: 'scrypt cost parameter for new password hashes (power of two).' },
   { name: 'shutdownTimeoutMs', type: 'integer', default: 10_000, unit: 'ms', min: 0, description: 'Longest graceful shutdown before the process exits anyway.' },
   { name: 'storeBusyTimeoutMs', type: 'integer', default: 5_000, unit: 'ms', min: 0, description: 'How long a store write waits for another process holding the write lock.' },
@@ -87,6 +95,12 @@ export const configTable: readonly OptionSpec[] = [
   { name: 'channelMaxBadMessages', type: 'integer', default: 10, unit: 'messages', min: 1, description: 'Bad messages in a row after which a device is disconnected (close 1008).' },
   { name: 'channelMaxBufferedBytes', type: 'integer', default: 1_048_576, unit: 'bytes', min: 65_536, description: 'Unsent bytes queued for one device before it is dropped as a slow consumer.' },
   { name: 'allowPlainHttp', type: 'boolean', default: false, unit: 'flag', description: 'Allow plain HTTP (no tlsCert) on a non-loopback host. Without it such a configuration is refused: tokens, passwords and device credentials would cross the network in clear.' },
+  { name: 'httpRequestTimeoutMs', type: 'integer', default: 300_000, unit: 'ms', min: 100, description: 'Longest time to receive one whole request, headers and body (408 SERVER_REQUEST_TIMEOUT, connection closed). Packet uploads must fit in it.' },
+  { name: 'httpHeadersTimeoutMs', type: 'integer', default: 20_000, unit: 'ms', min: 100, description: 'Longest time to receive the headers of a request (at most httpRequestTimeoutMs).' },
+  { name: 'httpKeepAliveTimeoutMs', type: 'integer', default: 5_000, unit: 'ms', min: 100, description: 'How long an idle keep-alive connection waits for its next request before it is closed.' },
+  { name: 'httpIdleTimeoutMs', type: 'integer', default: 120_000, unit: 'ms', min: 100, description: 'A connection on which no byte moves either way for this long is closed (not upgraded control channels: they have their own keep-alive).' },
+  { name: 'storageReserveBytes', type: 'integer', default: 1_048_576, unit: 'bytes', min: 0, description: 'Size of the reserve file kept in the data directory and released when the disk is full, so that deletes (which free space) can still commit. 0 = none.' },
+  { name: 'storageLowBytes', type: 'integer', default: 16_777_216, unit: 'bytes', min: 0, description: 'Free space in the data directory below which /healthz reports degraded.' },
   { name: 'metricsTimeoutMs', type: 'integer', default: 2_000, unit: 'ms', min: 10, description: 'How long /metrics waits for the other workers\' figures in cluster mode.' },
 ];
 
@@ -202,6 +216,9 @@ export function loadConfig(sources: ConfigSources = {}): ServerConfig {
     if (!['http:', 'https:', 'ws:', 'wss:'].includes(protocol)) {
       throw new AppError('SERVER_CONFIG_INVALID', 'publicUrl must be an http(s):// or ws(s):// URL');
     }
+  }
+  if (config.httpHeadersTimeoutMs > config.httpRequestTimeoutMs) {
+    throw new AppError('SERVER_CONFIG_INVALID', 'httpHeadersTimeoutMs must not exceed httpRequestTimeoutMs');
   }
   if ((config.scryptCost & (config.scryptCost - 1)) !== 0) {
     throw new AppError('SERVER_CONFIG_INVALID', 'scryptCost must be a power of two');

@@ -17,12 +17,23 @@ export const ServerErrors = {
   SERVER_BODY_TOO_LARGE: { status: 413, message: 'The request body is larger than this route accepts.' },
   SERVER_NOT_FOUND: { status: 404, message: 'Not found.' },
   SERVER_METHOD_NOT_ALLOWED: { status: 405, message: 'The method is not allowed on this resource.' },
+  SERVER_BAD_ENCODING: {
+    status: 400,
+    message: 'The request body is not valid UTF-8 (or declares a charset other than UTF-8).',
+  },
+  SERVER_BAD_HTTP: { status: 400, message: 'The request is not valid HTTP/1.1 (the connection is closed).' },
+  SERVER_HEADERS_TOO_LARGE: { status: 431, message: 'The request headers are larger than the server accepts.' },
+  SERVER_REQUEST_TIMEOUT: {
+    status: 408,
+    message: 'The request was not received completely within the request timeout (the connection is closed).',
+    retryable: true,
+  },
   // ── authentication and access ──────────────────────────────────────────────────────────
   SERVER_UNAUTHORIZED: { status: 401, message: 'Authentication required.' },
   SERVER_FORBIDDEN: { status: 403, message: 'Your role does not allow this action.' },
   SERVER_LOGIN_LOCKED: {
     status: 429,
-    message: 'Too many failed logins for this user; try again later.',
+    message: 'Too many failed logins for this user name from this address; try again later.',
     retryable: true,
   },
   SERVER_RATE_LIMITED: { status: 429, message: 'Too many requests; try again later.', retryable: true },
@@ -137,6 +148,11 @@ export const ServerErrors = {
     message: 'The SQLite driver for this Node.js version is not installed (reinstall with optional dependencies).',
   },
   SERVER_UNAVAILABLE: { status: 503, message: 'The server is shutting down or busy.', retryable: true },
+  SERVER_STORAGE_FULL: {
+    status: 507,
+    message: 'The server\'s data directory is full; try again once space was freed (deleting packets works).',
+    retryable: true,
+  },
   SERVER_INTERNAL: { status: 500, message: 'Internal server error.' },
 } as const satisfies Record<string, ErrorEntry>;
 
@@ -147,6 +163,8 @@ export interface ErrorBody {
   message: string;
   /** Extra, code-specific data (e.g. a CSV row report, `retryAfterSec`). Never secrets. */
   details?: unknown;
+  /** Present (true) when the same request may succeed later without change. */
+  retryable?: true;
 }
 
 /** An error that maps to one catalogue entry and therefore one HTTP status and body. */
@@ -172,6 +190,7 @@ export class AppError extends Error {
   toBody(): ErrorBody {
     const body: ErrorBody = { code: this.code, message: this.message };
     if (this.details !== undefined) body.details = this.details;
+    if ((ServerErrors[this.code] as ErrorEntry).retryable === true) body.retryable = true;
     return body;
   }
 }

@@ -15,6 +15,7 @@ import { Metrics } from './metrics.js';
 import { DEFAULT_PACKET_OPTIONS, type PacketOptions, PacketService } from './packets/service.js';
 import { ProfileService } from './profiles/service.js';
 import { SmartUpdateService } from './smart-updates/service.js';
+import { StorageGuard } from './storage-guard.js';
 import { Store } from './store/database.js';
 import { TemplateService } from './templates/service.js';
 
@@ -59,6 +60,8 @@ export interface Services {
   readonly analytics: AnalyticsService;
   /** Smart Updates: system jobs keeping devices on the newest compatible vendor firmware. */
   readonly smartUpdates: SmartUpdateService;
+  /** Free space of the data directory, the full-disk mark and the reserve released to let deletes commit. */
+  readonly storage: StorageGuard;
   /** The Prometheus text of /metrics (the whole server in cluster mode). */
   renderMetrics(): Promise<string>;
   /** Closes what these services own (the store unless it was given). */
@@ -70,6 +73,8 @@ export function createServices(config: ServerConfig, deps: AppDeps = {}): Servic
   const store =
     deps.store ?? Store.open(config.dataDir, { busyTimeoutMs: config.storeBusyTimeoutMs, now: clock.now() });
   const metrics = deps.metrics ?? new Metrics();
+  const storage = new StorageGuard(config.dataDir, config.storageReserveBytes, config.storageLowBytes);
+  storage.replenish();
   const serverKey = loadOrCreateServerKey(config.dataDir);
   const vault = new CredentialVault(serverKey);
   const admission = new AdmissionService(store, clock, config, metrics);
@@ -110,6 +115,7 @@ export function createServices(config: ServerConfig, deps: AppDeps = {}): Servic
     templates,
     analytics,
     smartUpdates,
+    storage,
     renderMetrics: () => (deps.renderMetrics ? deps.renderMetrics(metrics) : Promise.resolve(metrics.render())),
     close() {
       if (!deps.store) store.close();

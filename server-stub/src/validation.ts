@@ -17,15 +17,105 @@ if (!FormatRegistry.Has('date-time')) {
 }
 if (!FormatRegistry.Has('email')) FormatRegistry.Set('email', (v) => /^[^\s@]+@[^\s@]+\.[^\s@]+$/.test(v));
 
+/**
+ * Text rules for every string a request carries (body, query, path). A string schema names its
+ * kind with `'x-text'`; without one a string is a single-line name. See docs/text-rules.md.
+ * - `line` (default): no control character (C0, DEL, C1, U+2028/U+2029), no bidi override or
+ *   isolate (U+202A-U+202E, U+2066-U+2069: they make a name display other than it compares).
+ * - `multiline`: free text; as `line`, but LF and TAB are allowed.
+ * - `document`: a file carried as text (a PEM, a configuration); as `multiline`, and CR too.
+ * - `password`: anything printable; bidi characters allowed (never displayed), controls not.
+ * No kind allows a lone surrogate: it cannot be stored or compared as UTF-8.
+ */
+export type TextKind = 'line' | 'multiline' | 'document' | 'password';
+
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+const BIDI_CONTROL = /[\u202A-\u202E\u2066-\u2069]/;
+
+/** Why `text` breaks the rules of `kind`, or undefined when it is acceptable. */
+export function textViolation(text: string, kind: TextKind): string | undefined {
+  if (LONE_SURROGATE.test(text)) return 'contains a lone surrogate (not encodable as UTF-8)';
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    const control = c < 0x20 || (c >= 0x7f && c <= 0x9f) || c === 0x2028 || c === 0x2029;
+    if (!control) continue;
+    const multiline = kind === 'multiline' || kind === 'document';
+    if ((c === 0x0a || c === 0x09) && multiline) continue;
+    if (c === 0x0d && kind === 'document') continue;
+    const hex = c.toString(16).toUpperCase().padStart(4, '0');
+    return `contains the control character U+${hex}${kind === 'line' ? ' (single-line text)' : ''}`;
+  }
+  if (kind !== 'password') {
+    const bidi = BIDI_CONTROL.exec(text);
+    if (bidi) return `contains the bidi control U+${bidi[0].charCodeAt(0).toString(16).toUpperCase()}`;
+  }
+  return undefined;
+}
+
+type Schema = TSchema & {
+  type?: unknown;
+  anyOf?: Schema[];
+  items?: Schema;
+  properties?: Record<string, Schema>;
+  additionalProperties?: boolean | Schema;
+  patternProperties?: Record<string, Schema>;
+  'x-text'?: TextKind;
+};
+
+/** Walks `value` along `schema` and returns the first string that breaks its text rule. */
+export function findTextViolation(schema: Schema, value: unknown, path = ''): string | undefined {
+  if (typeof value === 'string') {
+    const stringSchema = schema.type === 'string' ? schema : schema.anyOf?.find((s) => s.type === 'string');
+    if (!stringSchema) return undefined;
+    const why = textViolation(value, stringSchema['x-text'] ?? 'line');
+    return why ? `${path || '/'}: ${why}` : undefined;
+  }
+  if (schema.anyOf) {
+    const member = schema.anyOf.find((s) => Value.Check(s, value));
+    return member ? findTextViolation(member, value, path) : undefined;
+  }
+  if (Array.isArray(value)) {
+    if (!schema.items) return undefined;
+    for (let i = 0; i < value.length; i++) {
+      const why = findTextViolation(schema.items, value[i], `${path}/${i}`);
+      if (why) return why;
+    }
+    return undefined;
+  }
+  if (value !== null && typeof value === 'object' && schema.type === 'object') {
+    const open =
+      typeof schema.additionalProperties === 'object'
+        ? schema.additionalProperties
+        : Object.values(schema.patternProperties ?? {})[0];
+    for (const [key, item] of Object.entries(value)) {
+      const known = schema.properties?.[key];
+      if (!known && open) {
+        // Keys a caller chooses (a record's keys) are names too.
+        const why = textViolation(key, 'line');
+        if (why) return `${path}/${key}: the key ${why}`;
+      }
+      const sub = known ?? open;
+      const why = sub ? findTextViolation(sub, item, `${path}/${key}`) : undefined;
+      if (why) return why;
+    }
+  }
+  return undefined;
+}
+
 export const typeboxValidatorCompiler: FastifySchemaCompiler<TSchema> = ({ schema, httpPart }) => {
   const check = TypeCompiler.Compile(schema);
   const convert = httpPart !== 'body';
   return (data: unknown) => {
-    // A request without a body meets an object schema as `{}` (its required properties still apply).
+    // A request without a body meets an object schema as `{}` (its required properties still
+    // apply). A JSON `null` body never gets here: the JSON parser refuses it (http-edge.ts).
     let value = data ?? (httpPart === 'body' ? {} : data);
     if (convert) value = Value.Convert(schema, Value.Clone(value ?? {}));
     value = Value.Default(schema, value);
-    if (check.Check(value)) return { value };
+    if (check.Check(value)) {
+      const why = findTextViolation(schema as Schema, value);
+      if (why) return { error: new AppError('SERVER_VALIDATION', `${httpPart ?? 'request'}${why}`) };
+      return { value };
+    }
     const first = check.Errors(value).First();
     const where = first ? `${httpPart ?? 'request'}${first.path || ''}` : (httpPart ?? 'request');
     return { error: new AppError('SERVER_VALIDATION', `${where}: ${first?.message ?? 'invalid'}`) };

@@ -74,6 +74,26 @@ describe('packets per account', () => {
     expect((await w.api('GET', `/api/packets/${allowed.json.uuid}`)).status).toBe(404);
   });
 
+  it('refuses a packet no router could extract (a name and its staging name), as the agent does', async () => {
+    const w = await open();
+    expect((await w.api('PUT', '/api/packets/policy', { allowUnsigned: true, trustAnchors: [pki.root.certPem] })).status).toBe(200);
+    // A real tar from the packet writer: MANIFEST lists x.cfg and x.cfg.partial, both present.
+    const tar = await writePacket({
+      files: [
+        { name: 'x.cfg', fileType: 'AsciiConfiguration', source: { data: payload(10) } },
+        { name: 'x.cfg.partial', fileType: 'AsciiConfiguration', source: { data: payload(20) } },
+      ],
+      createdAt: new Date(T0),
+    });
+    const refused = await upload(w, tar);
+    expect(refused.status).toBe(422);
+    expect(refused.json).toMatchObject({
+      code: 'SERVER_PACKET_INVALID',
+      details: { code: 'PROTO_PACKET_DUPLICATE_ENTRY', entry: 'x.cfg.partial' },
+    });
+    expect((await w.api('GET', '/api/packets')).json.items).toHaveLength(0);
+  });
+
   it('caps the upload size while streaming', async () => {
     const w = await open({ packetOptions: { maxPacketBytes: 4096 } });
     const big = await writePacket({

@@ -39,8 +39,12 @@ export function installAudit(app: FastifyInstance, services: Services, routes: r
     return snaps.length === 1 ? snaps[0]![1] : Object.fromEntries(snaps);
   };
 
+  const skip = (request: FastifyRequest): boolean =>
+    !request.fleetCtx
+    || (READ_METHODS.has(request.method) && byRoute.get(`${request.method} ${request.routeOptions.url ?? ''}`)?.auditRead !== true);
+
   app.addHook('preHandler', async (request) => {
-    if (READ_METHODS.has(request.method) || !request.fleetCtx) return;
+    if (skip(request)) return;
     const spec = byRoute.get(`${request.method} ${request.routeOptions.url ?? ''}`);
     try {
       pending.set(request, { spec, before: snapshot(request, spec) });
@@ -51,7 +55,7 @@ export function installAudit(app: FastifyInstance, services: Services, routes: r
 
   app.addHook('onSend', async (request, reply, payload) => {
     const ctx = request.fleetCtx;
-    if (READ_METHODS.has(request.method) || !ctx) return payload;
+    if (!ctx || skip(request)) return payload;
     const spec = pending.get(request)?.spec ?? byRoute.get(`${request.method} ${request.routeOptions.url ?? ''}`);
     const status = reply.statusCode;
     try {

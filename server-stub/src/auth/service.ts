@@ -32,6 +32,16 @@ export interface AuthOptions {
   readonly scryptCost: number;
 }
 
+/** One failed login: the name as typed, the client address, the account when the name exists. */
+export interface LoginFailure {
+  readonly username: string;
+  readonly client: string;
+  readonly accountId: number | null;
+  /** Failures in a row of this (name, client) pair, this one included. */
+  readonly failures: number;
+  readonly at: number;
+}
+
 export interface UserProfile {
   firstName?: string;
   lastName?: string;
@@ -44,6 +54,7 @@ export class AuthService {
   readonly #accounts: Accounts;
   readonly #limiter: LoginLimiter;
   #decoy: Promise<string> | undefined;
+  #onFailure: ((failure: LoginFailure) => void) | undefined;
 
   constructor(
     private readonly store: Store,
@@ -103,39 +114,44 @@ export class AuthService {
     return verifyPassword(password, user.password_hash);
   }
 
-  /** Password login; returns a session token. Failed logins lock the user; clients are rate-limited. */
-  async login(username: string, password: string, client: string): Promise<{ token: string; expiresAt: number }> {
+  /**
+   * Password login; returns a session token. Failed logins lock the pair (user name, client
+   * address), not the user: a client guessing from one address cannot lock the account's admin
+   * out of every other address. Each client address is also rate-limited across all names.
+   */
+  async login(username: string, password: string, client: string): Promise<{ token: string; expiresAt: number; user: UserRow }> {
     const now = this.clock.now();
     const wait = this.#limiter.attempt(client, now);
     if (wait > 0) throw new AppError('SERVER_RATE_LIMITED', undefined, { retryAfterSec: wait });
+    // Known and unknown user names take the same path (lock check, one password hash check, one
+    // write on failure) so that neither the answer nor its timing tells which names exist.
+    const locked = this.#ids.loginFailures(username, client)?.locked_until ?? null;
+    if (locked !== null && locked > now) {
+      throw new AppError('SERVER_LOGIN_LOCKED', undefined, { retryAfterSec: Math.ceil((locked - now) / 1000) });
+    }
     const user = this.#ids.userByUsername(username);
-    if (!user) {
-      // Spend the same time as for a real user, so timing does not tell which names exist.
-      this.#decoy ??= decoyHash(this.options.scryptCost);
-      await verifyPassword(password, await this.#decoy);
-      throw new AppError('SERVER_UNAUTHORIZED');
-    }
-    if (user.locked_until !== null && user.locked_until > now) {
-      throw new AppError('SERVER_LOGIN_LOCKED', undefined, {
-        retryAfterSec: Math.ceil((user.locked_until - now) / 1000),
-      });
-    }
-    if (!(await verifyPassword(password, user.password_hash))) {
+    this.#decoy ??= decoyHash(this.options.scryptCost);
+    const ok = await verifyPassword(password, user ? user.password_hash : await this.#decoy);
+    if (!user || !ok) {
       const lockUntil = now + this.options.loginLockoutSec * 1000;
-      this.store.write(() => {
-        // A lock that ran out starts a fresh count.
-        if (user.locked_until !== null && user.locked_until <= now) this.#ids.unlock(user.id);
-        this.#ids.recordLoginFailure(user.id, this.options.loginMaxFailures, lockUntil);
-      });
+      const failures = this.store.write(() =>
+        this.#ids.recordLoginFailure(username, client, this.options.loginMaxFailures, lockUntil, now),
+      );
+      this.#onFailure?.({ username, client, accountId: user?.account_id ?? null, failures, at: now });
       throw new AppError('SERVER_UNAUTHORIZED');
     }
     const token = newToken('session');
     const expiresAt = now + this.options.sessionTtlSec * 1000;
     this.store.write(() => {
-      this.#ids.recordLoginSuccess(user.id);
+      this.#ids.clearLoginFailures(username, client);
       this.#ids.insertSession(hashToken(token), user.id, expiresAt, now);
     });
-    return { token, expiresAt };
+    return { token, expiresAt, user };
+  }
+
+  /** Called after each failed login (the audit log summarises them). */
+  onLoginFailure(listener: (failure: LoginFailure) => void): void {
+    this.#onFailure = listener;
   }
 
   logout(token: string): void {
@@ -191,6 +207,10 @@ export class AuthService {
   }
 
   purgeExpiredSessions(): number {
-    return this.store.write(() => this.#ids.deleteExpiredSessions(this.clock.now()));
+    const now = this.clock.now();
+    return this.store.write(() => {
+      this.#ids.purgeLoginFailures(now - this.options.loginLockoutSec * 1000);
+      return this.#ids.deleteExpiredSessions(now);
+    });
   }
 }

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { AdmissionService } from '../admission/service.js';
 import type { Clock } from '../clock.js';
 import { type ImportReport, parseCsv, type RowError, rowObject } from '../csv.js';
+import { textViolation } from '../validation.js';
 import { AppError, isAppError } from '../errors.js';
 import type { LicensingService } from '../licensing/service.js';
 import type { Store } from '../store/database.js';
@@ -200,6 +201,11 @@ export class DeviceService {
             continue;
           }
           try {
+            // The same text rules as the JSON routes: every cell is a single-line value.
+            for (const [column, value] of Object.entries(obj)) {
+              const why = textViolation(value, 'line');
+              if (why) throw new AppError('SERVER_VALIDATION', `${column}: ${why}`);
+            }
             const input = this.#csvInput(obj, customColumns);
             if (seenSerials.has(input.serialNumber)) {
               throw new AppError('SERVER_DEVICE_SERIAL_TAKEN', 'The serial number occurs twice in this file.');

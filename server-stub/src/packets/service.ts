@@ -214,7 +214,7 @@ export class PacketService {
     try {
       const result = await this.#verify(received.tmpPath, await this.#accountAnchors(scope));
       await this.storage.commit(received.tmpPath, result.sha256);
-      return this.#insert(scope, result, 'upload', name ?? result.manifest.header?.description ?? result.sections[0]!.fileName);
+      return await this.#insertOrRemove(scope, result, 'upload', name ?? result.manifest.header?.description ?? result.sections[0]!.fileName);
     } finally {
       await this.storage.discard(received.tmpPath);
     }
@@ -256,9 +256,24 @@ export class PacketService {
       }
       const result = await this.#verify(tmp, { requireSignature: true, anchors: pki.trustAnchorsPem });
       await this.storage.commit(tmp, result.sha256);
-      return this.#insert(scope, result, 'build', input.name);
+      return await this.#insertOrRemove(scope, result, 'build', input.name);
     } finally {
       await this.storage.discard(tmp);
+    }
+  }
+
+  /** Inserts the row; when that fails (a full disk), the stored file goes too unless another row uses it. */
+  async #insertOrRemove(
+    scope: AccountScope,
+    result: ReadPacketResult,
+    origin: 'upload' | 'build',
+    name: string,
+  ): Promise<PacketRow> {
+    try {
+      return this.#insert(scope, result, origin, name);
+    } catch (err) {
+      if (!sha256InUse(this.store, result.sha256)) await this.storage.remove(result.sha256);
+      throw err;
     }
   }
 

@@ -2,7 +2,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { createWriteStream, existsSync, mkdirSync } from 'node:fs';
 import { rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Transform } from 'node:stream';
+import { Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { AppError } from '../errors.js';
 
@@ -66,8 +66,13 @@ export class PacketStorage {
         }
       },
     });
+    const file = fileSink(tmpPath);
     try {
-      await pipeline(source, meter, createWriteStream(tmpPath));
+      await pipeline(source, meter, file.sink);
+      // A write error (a full disk) is raised only once the body was read to its end, so that the
+      // client gets its answer (507) on an intact connection instead of a reset.
+      const failed = file.error();
+      if (failed) throw failed;
     } catch (err) {
       await rm(tmpPath, { force: true });
       throw err;
@@ -94,4 +99,41 @@ export class PacketStorage {
   async remove(sha256: string): Promise<void> {
     await rm(this.path(sha256), { force: true });
   }
+}
+
+/**
+ * A file writer that never fails the pipeline: after its first write error it drops the rest of
+ * the input (so the body is still consumed) and reports the error through `error()`.
+ */
+function fileSink(path: string): { sink: Writable; error: () => Error | undefined } {
+  const file = createWriteStream(path);
+  let failed: Error | undefined;
+  file.on('error', (err) => {
+    failed ??= err;
+  });
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      if (failed || file.write(chunk)) return done();
+      const settle = () => {
+        file.off('drain', settle);
+        file.off('close', settle);
+        done();
+      };
+      file.once('drain', settle);
+      file.once('close', settle);
+    },
+    final(done) {
+      if (file.closed || failed) {
+        file.destroy();
+        return done();
+      }
+      file.once('close', () => done());
+      file.end();
+    },
+    destroy(err, done) {
+      file.destroy();
+      done(err);
+    },
+  });
+  return { sink, error: () => failed };
 }

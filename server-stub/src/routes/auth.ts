@@ -13,13 +13,30 @@ export const authRoutes = [
     body: Type.Object(
       {
         username: Type.String({ minLength: 1, maxLength: 200 }),
-        password: Type.String({ minLength: 1, maxLength: 1024 }),
+        password: Type.String({ minLength: 1, maxLength: 1024, 'x-text': 'password' }),
       },
       { additionalProperties: false },
     ),
     response: Type.Object({ token: Type.String(), expiresAt: Timestamp }),
     handler: async ({ body, services, request }) => {
-      const { token, expiresAt } = await services.auth.login(body.username, body.password, request.ip);
+      const { token, expiresAt, user } = await services.auth.login(body.username, body.password, request.ip);
+      // A public route, so the audit hook does not see it: the login is recorded here (failed
+      // logins are summarised per period by audit/logins.ts).
+      try {
+        services.audit.record(user.account_id, {
+          at: services.clock.now(),
+          actor: { type: 'user', userUuid: user.uuid, username: user.username, via: 'session' },
+          action: 'POST /api/auth/login',
+          resourceKind: 'login',
+          resourceUuid: null,
+          status: 200,
+          request: { client: request.ip },
+          before: null,
+          after: { expiresAt: iso(expiresAt) },
+        });
+      } catch (err) {
+        request.log.error({ err }, 'audit record failed');
+      }
       return { token, expiresAt: iso(expiresAt) };
     },
   }),

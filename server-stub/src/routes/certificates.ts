@@ -77,7 +77,7 @@ export const certificateRoutes = [
     body: Type.Object(
       {
         name: Type.Optional(Type.String({ minLength: 1, maxLength: 100, description: 'Default: the subject CN.' })),
-        pem: Type.Optional(Type.String({ maxLength: 65_536 })),
+        pem: Type.Optional(Type.String({ maxLength: 65_536, 'x-text': 'document' })),
         der: Type.Optional(Type.String({ maxLength: 65_536, description: 'DER, base64.' })),
         kind: Type.Optional(
           Type.Union([Type.Literal('certificate'), Type.Literal('ca')], {

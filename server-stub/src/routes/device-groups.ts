@@ -37,7 +37,7 @@ function groupView(g: GroupRow) {
 
 const GroupBody = {
   name: Type.String({ minLength: 1, maxLength: 100 }),
-  description: Type.Optional(Type.String({ maxLength: 1000 })),
+  description: Type.Optional(Type.String({ maxLength: 1000, 'x-text': 'multiline' })),
 };
 
 function isNameTaken(err: unknown): boolean {

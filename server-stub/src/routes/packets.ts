@@ -58,7 +58,7 @@ export function packetView(p: PacketRow) {
 
 const Policy = Type.Object({
   allowUnsigned: Type.Boolean({ description: 'Accept unsigned (vendor-style) packets on upload.' }),
-  trustAnchors: Type.Array(Type.String({ maxLength: 16_384 }), {
+  trustAnchors: Type.Array(Type.String({ maxLength: 16_384, 'x-text': 'document' }), {
     maxItems: 16,
     description: 'The account\'s own roots (PEM) that uploaded packets may chain to, besides the server\'s.',
   }),
@@ -71,7 +71,7 @@ const Component = Type.Object(
     kind: Type.Union(Object.keys(COMPONENT_KINDS).map((k) => Type.Literal(k))),
     fileName: Type.String({ minLength: 1, maxLength: 255 }),
     data: Type.Optional(Type.String({ description: 'Content, base64.' })),
-    text: Type.Optional(Type.String({ description: 'Content, UTF-8 text (configuration, PEM).' })),
+    text: Type.Optional(Type.String({ description: 'Content, UTF-8 text (configuration, PEM).', 'x-text': 'document' })),
     certificateUuid: Type.Optional(
       Type.String({
         pattern: UUID_PATTERN,
@@ -80,7 +80,7 @@ const Component = Type.Object(
     ),
     version: Type.Optional(Type.String({ maxLength: 64 })),
     requiredSw: Type.Optional(Type.String({ maxLength: 200 })),
-    description: Type.Optional(Type.String({ maxLength: 256 })),
+    description: Type.Optional(Type.String({ maxLength: 256, 'x-text': 'multiline' })),
   },
   { additionalProperties: false },
 );
@@ -165,7 +165,7 @@ export const packetRoutes = [
     body: Type.Object(
       {
         name: Type.String({ minLength: 1, maxLength: 200 }),
-        description: Type.Optional(Type.String({ maxLength: 256 })),
+        description: Type.Optional(Type.String({ maxLength: 256, 'x-text': 'multiline' })),
         targetModels: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 64, pattern: '^[^,\\r\\n]+$' }), { maxItems: 64 })),
         components: Type.Array(Component, { minItems: 1, maxItems: 32 }),
       },
@@ -230,6 +230,7 @@ export const packetRoutes = [
     params: UuidParam,
     resources: { uuid: 'packet' },
     status: 204,
+    freesSpace: true,
     handler: async ({ ctx, params, services }) => services.packets.delete(ctx.scope, params.uuid),
   }),
   defineRoute({

@@ -20,6 +20,8 @@ export const profileRoutes = [
     access: 'operator',
     params: UuidParam,
     resources: { uuid: 'device' },
+    // The profile carries the device credential: every download is in the audit log.
+    auditRead: true,
     querystring: Type.Object({ format: Type.Optional(Format) }, { additionalProperties: false }),
     handler: async ({ ctx, params, query, services, reply }) => {
       const profile = services.profiles.profile(ctx.scope, params.uuid);

@@ -61,6 +61,13 @@ export interface RouteSpec<P extends TSchema = TSchema, Q extends TSchema = TSch
   /** Success status (default 200; 204 sends no body). */
   readonly status?: number;
   readonly response?: TSchema;
+  /**
+   * The call frees space (a delete): on a full disk it may use the storage reserve, which is
+   * released before it runs (or when it fails for want of space, and then it runs once more).
+   */
+  readonly freesSpace?: boolean;
+  /** A read that is audited like a change (it exports secrets, e.g. device credentials). */
+  readonly auditRead?: boolean;
   /** Only registered when the server runs with `--test-clock`. */
   readonly testOnly?: boolean;
   handler(call: Call<Static<P>, Static<Q>, Static<B>>): unknown;

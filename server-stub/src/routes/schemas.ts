@@ -10,6 +10,7 @@ export const ErrorBody = Type.Object(
     code: Type.String({ description: 'Stable error code (see docs/errors.md).' }),
     message: Type.String(),
     details: Type.Optional(Type.Unknown()),
+    retryable: Type.Optional(Type.Boolean({ description: 'True when the same request may succeed later.' })),
   },
   { $id: 'ErrorBody' },
 );

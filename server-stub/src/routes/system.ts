@@ -8,13 +8,25 @@ export const systemRoutes = [
   defineRoute({
     method: 'GET',
     url: '/healthz',
-    summary: 'Liveness and store check',
+    summary: 'Liveness and store check; `degraded` when the data directory is full or low on space',
     tags: ['system'],
     access: 'public',
-    response: Type.Object({ status: Type.Literal('ok'), time: Timestamp }),
+    response: Type.Object({
+      status: Type.Union([Type.Literal('ok'), Type.Literal('degraded')]),
+      time: Timestamp,
+      storage: Type.Object({
+        status: Type.Union([Type.Literal('ok'), Type.Literal('degraded')]),
+        freeBytes: Type.Union([Type.Integer(), Type.Null()]),
+        full: Type.Boolean(),
+        reserve: Type.Boolean(),
+      }),
+    }),
+    // 200 either way: the process is alive and serves reads; a restart would not free space.
+    // Monitoring alerts on `status` (see docs/http-edge.md).
     handler: ({ services }) => {
       services.store.ping();
-      return { status: 'ok' as const, time: iso(services.clock.now()) };
+      const storage = services.storage.status();
+      return { status: storage.status, time: iso(services.clock.now()), storage };
     },
   }),
   defineRoute({

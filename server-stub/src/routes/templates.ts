@@ -39,8 +39,8 @@ const fields = {
   name: Type.String({ minLength: 1, maxLength: 100 }),
   kind: Kind,
   fileName: Type.String({ minLength: 1, maxLength: 255, pattern: '^[A-Za-z0-9][A-Za-z0-9._-]*$' }),
-  description: Type.String({ maxLength: 256 }),
-  body: Type.String({ minLength: 1, maxLength: 262_144, description: PLACEHOLDER_HELP }),
+  description: Type.String({ maxLength: 256, 'x-text': 'multiline' }),
+  body: Type.String({ minLength: 1, maxLength: 262_144, description: PLACEHOLDER_HELP, 'x-text': 'document' }),
 };
 
 const Values = Type.Record(Type.String({ pattern: '^[A-Za-z][A-Za-z0-9_]{0,63}$' }), Type.String({ maxLength: 4096 }), {

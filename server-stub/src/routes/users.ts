@@ -16,7 +16,7 @@ const Profile = Type.Object(
   },
   { additionalProperties: false },
 );
-const Password = Type.String({ minLength: 10, maxLength: 1024 });
+const Password = Type.String({ minLength: 10, maxLength: 1024, 'x-text': 'password' });
 
 export const User = Type.Object({
   uuid: Type.String(),
@@ -72,7 +72,7 @@ export const userRoutes = [
     access: 'viewer',
     status: 204,
     body: Type.Object(
-      { currentPassword: Type.String({ maxLength: 1024 }), newPassword: Password },
+      { currentPassword: Type.String({ maxLength: 1024, 'x-text': 'password' }), newPassword: Password },
       { additionalProperties: false },
     ),
     handler: async ({ ctx, body, services }) => {

@@ -71,21 +71,48 @@ export class Identities {
     return this.store.stmt<UserRow>('SELECT * FROM users WHERE id = ?').get(id);
   }
 
-  recordLoginFailure(userId: number, maxFailures: number, lockUntil: number): void {
-    this.store
-      .stmt(
-        `UPDATE users SET failed_logins = failed_logins + 1,
-           locked_until = CASE WHEN failed_logins + 1 >= ? THEN ? ELSE locked_until END WHERE id = ?`,
+  /** The failed-login record of (user name as typed, client address), if any. */
+  loginFailures(username: string, client: string): { failures: number; locked_until: number | null } | undefined {
+    return this.store
+      .stmt<{ failures: number; locked_until: number | null }>(
+        'SELECT failures, locked_until FROM login_failures WHERE username = ? AND client = ?',
       )
-      .run(maxFailures, lockUntil, userId);
+      .get(username, client);
   }
 
-  recordLoginSuccess(userId: number): void {
-    this.store.stmt('UPDATE users SET failed_logins = 0, locked_until = NULL WHERE id = ?').run(userId);
+  /**
+   * Counts a failed login of (user name, client); the `maxFailures`-th in a row locks that pair
+   * until `lockUntil`. A lock that ran out starts a fresh count. Returns the failures counted.
+   */
+  recordLoginFailure(username: string, client: string, maxFailures: number, lockUntil: number, now: number): number {
+    const row = this.store
+      .stmt<{ failures: number }>(
+        `INSERT INTO login_failures (username, client, failures, locked_until, last_at) VALUES (?, ?, 1, NULL, ?)
+         ON CONFLICT (username, client) DO UPDATE SET
+           failures = CASE WHEN locked_until IS NOT NULL AND locked_until <= excluded.last_at THEN 1 ELSE failures + 1 END,
+           locked_until = CASE WHEN locked_until IS NOT NULL AND locked_until <= excluded.last_at THEN NULL ELSE locked_until END,
+           last_at = excluded.last_at
+         RETURNING failures`,
+      )
+      .get(username, client, now)!;
+    if (row.failures >= maxFailures) {
+      this.store
+        .stmt('UPDATE login_failures SET locked_until = ? WHERE username = ? AND client = ?')
+        .run(lockUntil, username, client);
+    }
+    return row.failures;
   }
 
-  unlock(userId: number): void {
-    this.store.stmt('UPDATE users SET failed_logins = 0, locked_until = NULL WHERE id = ?').run(userId);
+  /** A successful login clears the count of that (user name, client) pair. */
+  clearLoginFailures(username: string, client: string): void {
+    this.store.stmt('DELETE FROM login_failures WHERE username = ? AND client = ?').run(username, client);
+  }
+
+  /** Drops failure records last touched before `before` (their locks ran out long ago). */
+  purgeLoginFailures(before: number): number {
+    return this.store
+      .stmt('DELETE FROM login_failures WHERE last_at < ? AND (locked_until IS NULL OR locked_until < ?)')
+      .run(before, before).changes;
   }
 
   insertSession(tokenHash: string, userId: number, expiresAt: number, now: number): void {

@@ -559,6 +559,18 @@ END;
 CREATE TRIGGER job_counts_job_delete AFTER DELETE ON jobs BEGIN
   DELETE FROM job_counts WHERE job_id = OLD.id;
 END;
+    version: 30,
+    name: 'failed logins counted per (user name as typed, client address): a lockout by one client no longer locks the user out everywhere, and unknown user names lock like known ones',
+    sql: `
+CREATE TABLE login_failures (
+  username TEXT NOT NULL,
+  client TEXT NOT NULL,
+  failures INTEGER NOT NULL,
+  locked_until INTEGER,
+  last_at INTEGER NOT NULL,
+  PRIMARY KEY (username, client)
+) WITHOUT ROWID;
+CREATE INDEX login_failures_last ON login_failures(last_at);
 `,
   },
 ];
