@@ -6,7 +6,9 @@ import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { createAgent } from './agent.js';
 import { type AgentConfig, CONFIG_TABLE, type ConfigInput, envName, flagName, loadConfig } from './config.js';
+import { lockDataDir } from './data-dir-lock.js';
 import { AgentError } from './errors.js';
+import { exitCodeOf, NO_RESTART_EXIT_CODES } from './exit-codes.js';
 import { profileFromConfig, readLocalStatus } from './local-status.js';
 import { createLogger } from './logger.js';
 import { createEmulatedPlatform, REBOOT_EXIT_CODE } from './platform/emulated.js';
@@ -19,7 +21,9 @@ import { AGENT_VERSION } from './version.js';
 
 /*
  * fleet-agent: run | provision | status | version | config.
- * Exit codes: 0 stopped, 1 error, 2 usage, 75 reboot requested (a supervisor starts the agent again).
+ * Exit codes (exit-codes.ts): 0 stopped, 1 error, 2 usage, configuration or not provisioned (do not
+ * restart), 73 data directory locked by another agent (do not restart), 75 reboot requested
+ * (a supervisor starts the agent again).
  */
 
 function configOptions(y: Argv): Argv {
@@ -76,6 +80,8 @@ async function supervise(argv: Record<string, unknown>, faults: Faults): Promise
     const code: number = await new Promise((resolveExit) => child!.once('exit', (c, signal) => resolveExit(c ?? (signal ? 128 : 1))));
     if (stopping) return code === REBOOT_EXIT_CODE ? 0 : code;
     if (code === 0) return 0;
+    // The same start would fail the same way (not provisioned, bad configuration, directory taken).
+    if (NO_RESTART_EXIT_CODES.includes(code)) return code;
     if (code === REBOOT_EXIT_CODE) {
       crashes = 0;
       await new Promise((r) => setTimeout(r, faults.reboot?.durationMs ?? 0));
@@ -92,6 +98,16 @@ async function run(argv: Record<string, unknown>): Promise<number> {
   const config = await resolve(argv);
   const faults = faultsOf(argv);
   if (config.supervise && argv.supervise !== false && config.platform === 'emulated') return supervise(argv, faults);
+  // Before anything touches the directory: a second agent on it would corrupt the journal.
+  const lock = config.platform === 'emulated' ? await lockDataDir(config.dataDir) : undefined;
+  try {
+    return await runLocked(config, faults);
+  } finally {
+    await lock?.release();
+  }
+}
+
+async function runLocked(config: AgentConfig, faults: Faults): Promise<number> {
   const log = createLogger(config.logLevel);
   const platform =
     config.platform === 'memory'
@@ -114,7 +130,12 @@ async function run(argv: Record<string, unknown>): Promise<number> {
   };
   process.once('SIGTERM', stop);
   process.once('SIGINT', stop);
-  await agent.start();
+  try {
+    await agent.start();
+  } catch (error) {
+    await platform.close();
+    throw error;
+  }
   log.info({ version: AGENT_VERSION, platform: platform.kind, bootId: platform.system.bootId() }, 'agent started');
   const exit = await agent.done;
   await platform.close();
@@ -163,7 +184,7 @@ export async function main(args: string[]): Promise<number> {
       (error: unknown) => {
         const e = error as AgentError;
         process.stderr.write(`fleet-agent: ${e.code ? `${e.code}: ` : ''}${e.message}\n`);
-        code = e.code === 'AGENT_CONFIG_INVALID' ? 2 : 1;
+        code = exitCodeOf(e);
       },
     );
   await yargs(args)

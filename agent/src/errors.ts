@@ -13,6 +13,7 @@ export const AgentErrorCodes = {
   AGENT_PROFILE_INVALID: { retryable: false, message: 'The connection profile is invalid.' },
   AGENT_PROVISION_FAILED: { retryable: false, message: 'The connection-profile packet could not be applied.' },
   AGENT_STORAGE_FAILED: { retryable: true, message: 'Reading or writing persistent storage failed.' },
+  AGENT_DATA_DIR_LOCKED: { retryable: false, message: 'Another running agent holds the data directory (its lock file names the pid).' },
   AGENT_JOURNAL_CORRUPT: { retryable: false, message: 'The job journal could not be read; the job is rolled back.' },
   // ── control channel ────────────────────────────────────────────────────────────────────
   AGENT_LINK_DOWN: { retryable: true, message: 'The uplink is down; the server is unreachable.' },

@@ -1,4 +1,4 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -23,6 +23,16 @@ async function dir(): Promise<string> {
   const d = await tempDir('cli-');
   dirs.push(d);
   return d;
+}
+
+/** `fleet-agent ARGS` as a real process (stderr collected). */
+function spawnCli(args: string[]): { exit: Promise<number | null>; stderr: () => string } {
+  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  child.stderr.on('data', (c) => {
+    err += String(c);
+  });
+  return { exit: new Promise((resolve) => child.once('close', (code) => resolve(code))), stderr: () => err };
 }
 
 async function cli(args: string[]): Promise<{ code: number; out: string; err: string }> {
@@ -113,7 +123,6 @@ describe('fleet-agent CLI', () => {
       await writeFile(join(d, 'agent', 'connection-profile.json'), JSON.stringify(profile));
       const packet = await makePacket(certs.pki.signer, [{ name: 'fw.tar', fileType: 'FirmwareFull', data: firmwareImage('3.1.0'), version: '3.1.0' }]);
       server.addPacket('cli-fw.tar', packet);
-      const { spawn } = await import('node:child_process');
       const child = spawn(process.execPath, [CLI, 'run', '--data', d, '--boot-delay-max-sec', '0', '--log-level', 'debug'], {
         stdio: ['ignore', 'ignore', 'pipe'],
         env: { ...process.env, FLEET_AGENT_BACKOFF_BASE_MS: '50', FLEET_AGENT_BACKOFF_MAX_MS: '300' },
@@ -138,13 +147,54 @@ describe('fleet-agent CLI', () => {
     }
   });
 
-  it('refuses to run without a connection profile', async () => {
+  it('refuses to run without a connection profile: exit 2, and its own supervisor does not restart it', async () => {
     const d = await dir();
     const run = runAgent(d, ['--boot-delay-max-sec', '0']);
     const exit = await run.exit;
-    expect(exit.code).toBe(1);
+    expect(exit.code).toBe(2);
     expect(run.stderr()).toContain('AGENT_NOT_PROVISIONED');
-  });
+
+    // Supervised (the default): the child's exit 2 ends the supervisor too, after one attempt.
+    const supervised = spawnCli(['run', '--data', d, '--boot-delay-max-sec', '0']);
+    expect(await supervised.exit).toBe(2);
+    expect(supervised.stderr().match(/AGENT_NOT_PROVISIONED/g)).toHaveLength(1);
+  }, 60_000);
+
+  it('one agent per data directory: a second one exits 73 (not restarted), a dead one\'s lock is taken over', async () => {
+    const d = await dir();
+    const profile = testProfile({ serverUrl: 'wss://127.0.0.1:9/api/channel', caCertPem: certs.tlsCa.certPem, trustAnchorsPem: [certs.pki.root.certPem], deviceId: 'dev-lock' });
+    await mkdir(join(d, 'agent'), { recursive: true });
+    await writeFile(join(d, 'agent', 'connection-profile.json'), JSON.stringify(profile));
+    const started = async (run: { stderr: () => string }) => {
+      const deadline = Date.now() + 60_000;
+      while (!run.stderr().includes('"msg":"agent started"')) {
+        if (Date.now() > deadline) throw new Error(`agent did not start: ${run.stderr()}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    };
+    const first = runAgent(d, ['--boot-delay-max-sec', '0']);
+    await started(first);
+    const lock = JSON.parse(await readFile(join(d, 'agent.lock'), 'utf8')) as { pid: number };
+    expect(lock.pid).toBe(first.child.pid);
+
+    const second = spawnCli(['run', '--data', d, '--boot-delay-max-sec', '0']); // supervised
+    expect(await second.exit).toBe(73);
+    expect(second.stderr().match(/AGENT_DATA_DIR_LOCKED/g)).toHaveLength(1);
+    expect(second.stderr()).toContain(`pid ${first.child.pid}`);
+
+    first.child.kill('SIGKILL'); // a power cut: the lock stays behind
+    await first.exit;
+    const third = runAgent(d, ['--boot-delay-max-sec', '0']);
+    try {
+      await started(third);
+      expect((JSON.parse(await readFile(join(d, 'agent.lock'), 'utf8')) as { pid: number }).pid).toBe(third.child.pid);
+      third.child.kill('SIGTERM');
+      expect((await third.exit).code).toBe(0);
+      await expect(readFile(join(d, 'agent.lock'))).rejects.toMatchObject({ code: 'ENOENT' }); // released on a graceful stop
+    } finally {
+      if (third.child.exitCode === null) third.child.kill('SIGKILL');
+    }
+  }, 120_000);
 
   it('bundles into one file that runs outside the repository', async () => {
     const d = await dir();

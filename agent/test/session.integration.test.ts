@@ -6,6 +6,7 @@ import { Backoff } from '../src/connection/backoff.js';
 import { Keepalive } from '../src/connection/keepalive.js';
 import { MemoryNetwork } from '../src/connection/memory-transport.js';
 import { createWsTransport } from '../src/connection/ws-transport.js';
+import { createLogger } from '../src/logger.js';
 import { createManualClock, seededRandom } from '../src/platform/clock.js';
 import { createMemoryPlatform } from '../src/platform/memory.js';
 import { FakeServer } from './helpers/fake-server.js';
@@ -45,6 +46,30 @@ async function device(deviceId: string, config = {}, caPem?: string, faults = {}
 }
 
 describe('control channel over TLS (ws)', () => {
+  it('logs connected, managed and lost at info level (the default level), never the credential', async () => {
+    const lines: Array<Record<string, unknown>> = [];
+    let raw = '';
+    const profile = testProfile({ serverUrl: server.url, caCertPem: certs.tlsCa.certPem, trustAnchorsPem: [certs.pki.root.certPem], deviceId: 'dev-linklog', serialNumber: 'SN-dev-linklog' });
+    const d = new TestDevice('emulated', await tempDir(), profile);
+    d.logger = createLogger('info', {
+      write: (s: string) => {
+        raw += s;
+        lines.push(JSON.parse(s) as Record<string, unknown>);
+      },
+    });
+    devices.push(d);
+    await d.start();
+    const seen = (msg: string, n = 1) => server.waitFor(() => lines.filter((l) => l['msg'] === msg).length >= n, 20_000, msg);
+    await seen('control channel connected');
+    await seen('managed by the server');
+    expect(lines.find((l) => l['msg'] === 'managed by the server')).toMatchObject({ level: 30, deviceId: 'dev-linklog' });
+    server.dropAll();
+    await seen('control channel lost');
+    await seen('managed by the server', 2);
+    expect(lines.find((l) => l['msg'] === 'control channel lost')).toMatchObject({ level: 30, code: expect.any(Number) });
+    expect(raw).not.toContain(profile.credential);
+  });
+
   it('says hello, is welcomed as managed, sends status and its boot event (acknowledged)', async () => {
     const d = await device('dev-hello');
     const hello = await server.waitFor(() => server.received('hello', 'dev-hello')[0]);

@@ -1,16 +1,18 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import { createMessage } from '@router-fleet/protocol';
 import { SqliteDatabase as Database } from '../src/store/sqlite.js';
 import { request } from 'undici';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { seedSigningPki } from './helpers/channel-world.js';
 import { FakeDevice } from './helpers/fake-device.js';
-import { removeTempDirs, TS_REGISTER, tempDir, world } from './helpers/setup.js';
+import { ensureServerBuilt, SERVER_CLI_DIST } from './helpers/built.js';
+import { removeTempDirs, tempDir, world } from './helpers/setup.js';
 
-const CLI = fileURLToPath(new URL('../src/cli.ts', import.meta.url));
+/** Deadline for a log line (ms): workers start in seconds, but the machine may run two suites at once. */
+const LOG_DEADLINE_MS = 60_000;
 const children: ChildProcess[] = [];
+beforeAll(() => ensureServerBuilt(), 180_000);
 afterAll(() => {
   for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
   removeTempDirs();
@@ -33,7 +35,7 @@ function follow(child: ChildProcess): Logs {
   });
   return {
     lines,
-    async waitFor(pred, timeoutMs = 20_000) {
+    async waitFor(pred, timeoutMs = LOG_DEADLINE_MS) {
       const deadline = Date.now() + timeoutMs;
       for (;;) {
         const hit = lines.find(pred);
@@ -59,7 +61,7 @@ describe('serve --workers 2 (real CLI, node:cluster)', () => {
     const child = spawn(
       process.execPath,
       [
-        '--import', TS_REGISTER, CLI, 'serve', '--data', dataDir, '--workers', '2', '--port', '0', '--host', '127.0.0.1',
+        SERVER_CLI_DIST, 'serve', '--data', dataDir, '--workers', '2', '--port', '0', '--host', '127.0.0.1',
         '--presenceFlushMs', '100', '--scryptCost', '1024',
       ],
       { stdio: ['ignore', 'pipe', 'inherit'] },
@@ -105,7 +107,7 @@ describe('serve --workers 2 (real CLI, node:cluster)', () => {
       const text = await (await request(`${url}/metrics`, { signal: AbortSignal.timeout(3000) })).body.text();
       return Number(new RegExp(`^${name} (\\d+)$`, 'm').exec(text)?.[1]);
     };
-    await expect.poll(() => metric('fleet_devices_connected'), { timeout: 5000 }).toBe(6);
+    await expect.poll(() => metric('fleet_devices_connected'), { timeout: 30_000 }).toBe(6);
     expect(await metric('fleet_workers')).toBe(2);
 
     // Presence is written in batches (--presenceFlushMs): wait until the store shows all six online.
@@ -113,7 +115,7 @@ describe('serve --workers 2 (real CLI, node:cluster)', () => {
       .poll(async () => {
         const now = await statuses();
         return ids.slice(0, 6).every((id) => now[id.serialNumber] === 'online');
-      }, { timeout: 10_000 })
+      }, { timeout: 30_000 })
       .toBe(true);
 
     // Kill the worker of the first device.
@@ -122,13 +124,13 @@ describe('serve --workers 2 (real CLI, node:cluster)', () => {
     process.kill(victimPid, 'SIGKILL');
     const onVictim = ids.slice(0, 6).filter((_, i) => workerOf[i] === victimTag);
     const survivors = devices.slice(0, 6).filter((_, i) => workerOf[i] !== victimTag);
-    for (const d of devices.slice(0, 6)) if (workerOf[devices.indexOf(d)] === victimTag) await d.waitClosed();
+    for (const d of devices.slice(0, 6)) if (workerOf[devices.indexOf(d)] === victimTag) await d.waitClosed(30_000);
     let s: Record<string, string> = {};
     await expect
       .poll(async () => {
         s = await statuses();
         return onVictim.every((id) => s[id.serialNumber] === 'offline');
-      }, { timeout: 10_000 })
+      }, { timeout: 30_000 })
       .toBe(true);
     for (const [i, id] of ids.slice(0, 6).entries()) {
       if (workerOf[i] !== victimTag) expect(s[id.serialNumber], id.serialNumber).toBe('online');
@@ -149,9 +151,76 @@ describe('serve --workers 2 (real CLI, node:cluster)', () => {
     }
     // A replacement is forked.
     await logs.waitFor((l) => l['msg'] === 'worker online' && l['workerId'] === 3);
-    await expect.poll(() => metric('fleet_workers'), { timeout: 10_000 }).toBe(2);
+    await expect.poll(() => metric('fleet_workers'), { timeout: 30_000 }).toBe(2);
     for (const d of devices) d.terminate();
     child.kill('SIGTERM');
     await new Promise((r) => child.once('exit', r));
-  });
+  }, 300_000);
+
+  it('workers exit when their primary is gone (SIGKILL: it cannot stop them), even with devices connected', async () => {
+    const dataDir = tempDir();
+    await seedSigningPki(dataDir);
+    const w = world({}, dataDir);
+    w.clock.set(Date.now());
+    const t = await w.newTenant();
+    w.licences(t, 'basic-1', 4);
+    const ids = w.devices(t, 4);
+    w.close();
+    const child = spawn(process.execPath, [SERVER_CLI_DIST, 'serve', '--data', dataDir, '--workers', '2', '--port', '0', '--host', '127.0.0.1', '--scryptCost', '1024'], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    children.push(child);
+    const logs = follow(child);
+    const url = (await logs.waitFor((l) => l['msg'] === 'fleet-server listening')).url as string;
+    await logs.waitFor(() => new Set(logs.lines.filter((l) => l['msg'] === 'fleet-server listening').map((l) => l['pid'])).size === 2);
+    const workerPids = [...new Set(logs.lines.filter((l) => l['msg'] === 'fleet-server listening').map((l) => Number(l['pid'])))];
+    const devices: FakeDevice[] = [];
+    try {
+      // Open channels on the workers: a graceful close must not wait for them forever.
+      for (const id of ids) {
+        const d = await FakeDevice.connect(`${url.replace('http', 'ws')}/api/channel`, id);
+        await d.admit();
+        devices.push(d);
+      }
+      expect(workerPids.every(alive)).toBe(true);
+      process.kill(child.pid!, 'SIGKILL');
+      await new Promise((r) => child.once('exit', r));
+      // Positive signal: every worker process is gone (the IPC channel closed; they shut down).
+      await expect.poll(() => workerPids.filter(alive), { timeout: LOG_DEADLINE_MS, interval: 100 }).toEqual([]);
+      for (const d of devices) await d.waitClosed(LOG_DEADLINE_MS);
+    } finally {
+      for (const d of devices) d.terminate();
+      for (const pid of workerPids) if (alive(pid)) process.kill(pid, 'SIGKILL');
+    }
+  }, 300_000);
+
+  it('workers exit when their primary dies while they are still starting (before they listen)', async () => {
+    const dataDir = tempDir();
+    await seedSigningPki(dataDir);
+    world({}, dataDir).close();
+    const child = spawn(process.execPath, [SERVER_CLI_DIST, 'serve', '--data', dataDir, '--workers', '2', '--port', '0', '--host', '127.0.0.1', '--scryptCost', '1024'], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    children.push(child);
+    const logs = follow(child);
+    // 'worker online' is the primary's: the worker process runs, its server is not up yet.
+    await logs.waitFor(() => logs.lines.filter((l) => l['msg'] === 'worker online').length === 2);
+    process.kill(child.pid!, 'SIGKILL');
+    const workerPids = logs.lines.filter((l) => l['msg'] === 'worker online').map((l) => Number(l['workerPid']));
+    try {
+      await new Promise((r) => child.once('exit', r));
+      await expect.poll(() => workerPids.filter(alive), { timeout: LOG_DEADLINE_MS, interval: 100 }).toEqual([]);
+    } finally {
+      for (const pid of workerPids) if (alive(pid)) process.kill(pid, 'SIGKILL');
+    }
+  }, 300_000);
 });
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -20,6 +20,7 @@ import type { Logger } from '../logger.js';
 import type { Platform, Timer } from '../platform/platform.js';
 import { Backoff } from './backoff.js';
 import { Keepalive } from './keepalive.js';
+import { LinkLog } from './link-log.js';
 import { type ChannelConnection, DialError, type Transport } from './transport.js';
 
 /** Keep-alive values used before the first welcome: the real product's defaults. */
@@ -74,6 +75,8 @@ export class Session {
   #stateWaiters: Set<() => void> | undefined;
   #unsubscribeNetwork: (() => void) | undefined;
   #running: Promise<void> | undefined;
+  /** Info lines for connected / managed / lost; none when info is off (fleets of silent agents). */
+  readonly #linkLog: LinkLog | undefined;
 
   constructor(config: AgentConfig, platform: Platform, transport: Transport, log: Logger, hooks: SessionHooks) {
     this.#config = config;
@@ -81,6 +84,7 @@ export class Session {
     this.#transport = transport;
     this.#log = log;
     this.#hooks = hooks;
+    this.#linkLog = log.isLevelEnabled('info') ? new LinkLog(log, platform.clock) : undefined;
     this.#backoff = new Backoff(config.backoffBaseMs, config.backoffMaxMs, platform.random);
     this.#authBackoff = new Backoff(
       config.authBackoffMinSec * 1000,
@@ -105,7 +109,10 @@ export class Session {
       this.#backoff.reset();
       this.#nudge?.();
     });
-    this.#running = this.#loop().finally(() => this.#unsubscribeNetwork?.());
+    this.#running = this.#loop().finally(() => {
+      this.#unsubscribeNetwork?.();
+      this.#linkLog?.close();
+    });
     return this.#running;
   }
 
@@ -116,6 +123,7 @@ export class Session {
       const next = nextState(SESSION_TABLE, previous, outcome);
       this.#log.debug({ from: previous, outcome, to: next }, 'session transition');
       this.state = next;
+      this.#linkLog?.transition(previous, next, { url: this.#hooks.profile().serverUrl, ...(this.lastClose ? { close: this.lastClose } : {}) });
       this.#hooks.stateChanged(next);
       // After the state changed, so that what the hook sends goes out on the welcomed session.
       if (previous === 'hello-sent' && this.connected && this.welcome) this.#hooks.welcomed(this.welcome);

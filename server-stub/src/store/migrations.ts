@@ -559,6 +559,9 @@ END;
 CREATE TRIGGER job_counts_job_delete AFTER DELETE ON jobs BEGIN
   DELETE FROM job_counts WHERE job_id = OLD.id;
 END;
+`,
+  },
+  {
     version: 30,
     name: 'failed logins counted per (user name as typed, client address): a lockout by one client no longer locks the user out everywhere, and unknown user names lock like known ones',
     sql: `
