@@ -458,6 +458,22 @@ CREATE INDEX job_executions_queued ON job_executions(claimed_at) WHERE state = '
 CREATE INDEX job_executions_unfinished ON job_executions(job_id, finished_at, state) WHERE finished_at IS NULL;
 `,
   },
+  {
+    version: 27,
+    name: 'restart hold: leases a new process life holds for their devices until it has caught up with the reconnecting fleet (after a crash every open lease stayed open for good; after a restart seats went to waiting devices when the fleet took longer than the grace period to return)',
+    sql: `
+ALTER TABLE leases ADD COLUMN restart_hold INTEGER;
+CREATE INDEX leases_restart_hold ON leases(restart_hold) WHERE restart_hold IS NOT NULL;
+CREATE TABLE restart_hold (
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  started_at INTEGER NOT NULL,
+  held_at_start INTEGER NOT NULL,
+  last_return_at INTEGER,
+  ended_at INTEGER,
+  end_reason TEXT
+);
+`,
+  },
 ];
 
 export function latestVersion(): number {

@@ -31,6 +31,8 @@ export interface TestServer {
   token: string;
   /** Stops the server process (SIGTERM, graceful). */
   stop(): Promise<void>;
+  /** Kills the server process (SIGKILL: a crash, power cut or OOM kill; nothing is released). */
+  kill(): Promise<void>;
   /** Starts it again on the same port and data directory. */
   start(): Promise<void>;
   /** Stops it and removes the data directory. */
@@ -87,6 +89,13 @@ export async function startTestServer(options: { plan: string; count: number; ex
     await exited;
     clearTimeout(timer);
   };
+  const kill = async () => {
+    const c = child;
+    if (!c || c.exitCode !== null || c.signalCode !== null) return;
+    const exited = new Promise((r) => c.once('exit', r));
+    c.kill('SIGKILL');
+    await exited;
+  };
   await start();
   const caPem = readFileSync(tls.ca, 'utf8');
   const rest = new RestClient({ server: url, caPem });
@@ -104,6 +113,7 @@ export async function startTestServer(options: { plan: string; count: number; ex
     rest,
     token,
     stop,
+    kill,
     start,
     async dispose() {
       await rest.close();
