@@ -195,6 +195,18 @@ function startTimers(app: FastifyInstance, services: Services, channel: ControlC
   const { config, admission, clock, auth } = services;
   // In test mode moving the clock is an event: expire, activate and notify at once.
   if (runSweeps) {
+    // Before any device is served: the previous process life's seats are held for their devices.
+    const start = admission.startRestartHold();
+    if (start.held > 0) app.log.info({ held: start.held }, 'restart hold: seats of the previous process life held for their devices');
+    installPeriodic(app, {
+      name: 'restart hold',
+      periodMs: 1000,
+      onClockChange: clock,
+      run: () => {
+        const end = admission.checkRestartHold(channel.backlog);
+        if (end) app.log.info(end, 'restart hold: caught up with the reconnecting fleet; grace starts for devices not back');
+      },
+    });
     installPeriodic(app, { name: 'licence sweep', periodMs: config.sweepIntervalSec * 1000, run: () => admission.sweep(), onClockChange: clock, runAtStart: true });
   }
   installPeriodic(app, {

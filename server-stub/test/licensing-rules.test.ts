@@ -100,6 +100,8 @@ describe('redemption', () => {
       error: 'SERVER_LICENCE_FREE_NOT_COMBINABLE',
     },
     { name: 'Free renewal next to an active Free', kind: 'free', held: () => [lic('free', { act: T0 })], at: M(11) },
+    { name: 'API licence into a Free account (add-on)', kind: 'api', held: () => [lic('free', { act: T0 })], at: M(1) },
+    { name: 'Free into an account with an active API licence', kind: 'free', held: () => [lic('api', { act: T0 })], at: M(1) },
   ];
   it.each(cases)('$name', ({ kind, held, at, error }) => {
     const code = errorCode(() => checkRedeem({ kind, issuedAt: T0, redeemedAt: null }, held(), at));
@@ -168,6 +170,15 @@ describe('Free invalidation and entitlement', () => {
     expect(licenceStatus(free, all, M(11))).toBe('invalidated');
     expect(licenceStatus(free, all, M(12))).toBe('expired');
     expect(entitlement(all, M(14)).plan).toBe(null);
+  });
+
+  it('an active API licence (an add-on, not a plan) leaves Free valid: the account keeps its 1,000 seats', () => {
+    const free = lic('free', { act: T0 });
+    const api = lic('api', { act: M(1) });
+    expect(licenceStatus(free, [free, api], M(2))).toBe('active');
+    expect(entitlement([free, api], M(2))).toMatchObject({ plan: 'free', seats: 1000, api: true });
+    expect(dueLicenceEvents(free, [free, api], M(2)).map((e) => e.type)).toEqual(['licence.activated']);
+    expect(errorCode(() => checkActivate(lic('free'), [api], M(2), M(2)))).toBeUndefined();
   });
 
   it('a paid licence only in stock leaves Free valid', () => {

@@ -45,6 +45,8 @@ export class Session {
   state: SessionState = 'starting';
   /** Increases on every welcome: a health check can ask for a session newer than a point in time. */
   epoch = 0;
+  /** Welcomes of this process that rejected the device for want of a licence (see the health check). */
+  licensingRejections = 0;
   welcome: WelcomeBody | undefined;
   lastClose: { code: number; reason: string } | undefined;
 
@@ -446,6 +448,7 @@ export class Session {
     this.#applySession(body.session);
     this.#lastWasAuth = false;
     if (body.admission === 'rejected') {
+      this.licensingRejections++;
       this.#retryAfterMs = (body.retryAfterSec ?? this.#config.rejectedDefaultWaitSec) * 1000;
       this.#log.info({ reason: body.reason, retryAfterSec: body.retryAfterSec }, 'admission rejected');
       this.#connection?.close(CloseCodes.NORMAL, 'rejected');

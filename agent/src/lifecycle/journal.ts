@@ -48,7 +48,13 @@ export interface JobRecord {
   /** Session epoch when installing began: the health check may require a newer session. */
   installEpoch?: number;
   /** Health check bookkeeping (absolute deadline on the device clock, session epoch at the start). */
-  health?: { deadline: number; epoch: number; newSession: boolean };
+  health?: {
+    deadline: number;
+    epoch: number;
+    newSession: boolean;
+    /** The session's licensing rejections when the check began (0 after a restart: every one is newer). */
+    rejections?: number;
+  };
   /** A cancel arrived after the commit point. */
   cancelRefused?: boolean;
   lastReported?: JobExecutionState;

@@ -20,6 +20,11 @@ import { CANCELLABLE_UPDATE_STATES, UPDATE_TABLE, type UpdateOutcome, type Updat
 export interface SessionView {
   readonly state: string;
   readonly epoch: number;
+  /**
+   * Welcomes of this process that rejected the device for want of a licence (authenticated, no
+   * seat): proof that the device reached the server, which the health check accepts.
+   */
+  readonly licensingRejections?: number;
   roundTrip(timeoutMs: number, signal?: AbortSignal): Promise<boolean>;
   changed(timeoutMs: number, signal?: AbortSignal): Promise<void>;
   reconnect(): void;
@@ -94,7 +99,10 @@ export class UpdateRunner {
     this.#stop = stop;
     this.#resumed = resumed;
     // Session epochs count welcomes of this process: after a restart every session is a new one.
-    if (resumed && record.health) record.health.epoch = -1;
+    if (resumed && record.health) {
+      record.health.epoch = -1;
+      record.health.rejections = 0;
+    }
     if (resumed && record.installEpoch !== undefined) record.installEpoch = -1;
   }
 
@@ -590,6 +598,7 @@ export class UpdateRunner {
         deadline: this.#now() + config.healthCheckTimeoutSec * 1000,
         epoch: r.installEpoch ?? session.epoch,
         newSession,
+        rejections: session.licensingRejections ?? 0,
       };
       await journal.save(r);
     }
@@ -598,6 +607,15 @@ export class UpdateRunner {
       const remaining = health.deadline - this.#now();
       if (remaining <= 0) break;
       const fresh = !health.newSession || session.epoch > health.epoch;
+      // Licensing is not health: a device that reached the server and was authenticated, but has
+      // no seat (unmanaged, or rejected for want of a licence), runs working firmware. Rolling it
+      // back would not bring the seat back either.
+      const licensing =
+        (session.state === 'unmanaged' && fresh) || (session.licensingRejections ?? 0) > (health.rejections ?? 0);
+      if (licensing) {
+        this.#deps.log.info({ state: session.state }, 'health check passed: authenticated by the server, not managed for licensing reasons');
+        return { outcome: 'ok' };
+      }
       if (session.state === 'managed' && fresh) {
         if (await session.roundTrip(Math.min(remaining, 10_000), this.#stop)) return { outcome: 'ok' };
         await session.changed(Math.min(Math.max(0, health.deadline - this.#now()), 1000), this.#stop);

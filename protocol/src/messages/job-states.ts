@@ -64,7 +64,9 @@ export const JOB_TRANSITIONS: Readonly<Record<JobExecutionState, readonly JobExe
   downloading: ['downloaded', 'rejected', 'failed', 'cancelled', 'timed-out'],
   downloaded: ['installing', 'rejected', 'failed', 'cancelled', 'timed-out'],
   installing: ['rebooting', 'verifying', 'succeeded', 'failed', 'timed-out'],
-  rebooting: ['verifying', 'failed', 'timed-out'],
+  // `succeeded` without `verifying`: a device whose health check passed while it had no channel
+  // (rejected for want of a licence after its reboot) reports only its result when it is back.
+  rebooting: ['verifying', 'succeeded', 'failed', 'timed-out'],
   verifying: ['succeeded', 'failed', 'timed-out'],
   succeeded: [],
   failed: [],

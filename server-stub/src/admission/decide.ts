@@ -19,6 +19,8 @@ export interface LeaseFacts {
   readonly leasedAt: number;
   readonly releasedAt: number | null;
   readonly graceUntil: number | null;
+  /** Held across a server restart until the server caught up with the fleet (admission/restart.ts). */
+  readonly held?: boolean;
 }
 
 export interface RebalanceResult {

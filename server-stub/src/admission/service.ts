@@ -6,9 +6,11 @@ import type { Metrics } from '../metrics.js';
 import type { Store } from '../store/database.js';
 import { deviceUuids, findDeviceIdentity, setDeviceAdmission } from '../store/devices.js';
 import { AccountEvents } from '../store/events.js';
-import { AccountLeases } from '../store/leases.js';
+import { AccountLeases, rebootTimeoutSec } from '../store/leases.js';
 import { AccountLicences, accountsWithLicencesOrLeases, type LicenceRecord } from '../store/licences.js';
+import { endRestartHold, heldLeaseCount, recordHeldReturn, restartHold, startRestartHold } from '../store/restart.js';
 import { decideAdmission, needsRebalance, rebalance } from './decide.js';
+import { type CaughtUpReason, holdGraceUntil, type RestartRule, restartVerdict } from './restart.js';
 import { PresenceTracker } from './presence.js';
 import type { AdmissionChange, AdmissionEventMap, AdmitRequest, AdmitResult, SweepReport } from './types.js';
 
@@ -19,6 +21,23 @@ export interface AdmissionOptions {
   readonly admissionRetryAfterSec: number;
   /** Retry-after for a device whose credential is unknown or wrong (s). */
   readonly deniedRetryAfterSec?: number;
+  /** After a start, caught up once no held device returned for this long and no hello waits (s; default 300). */
+  readonly restartQuietSec?: number;
+  /** After a start, caught up at the latest this long after it (s; default 1800; 0 = no hold). */
+  readonly restartHoldMaxSec?: number;
+}
+
+/** What a process life found at its start and how its restart hold ended (admission/restart.ts). */
+export interface RestartHoldReport {
+  readonly held: number;
+  readonly startedAt: number;
+}
+
+export interface RestartHoldEnd {
+  readonly reason: CaughtUpReason;
+  /** Leases whose devices had not returned: their normal grace period starts now. */
+  readonly notReturned: number;
+  readonly at: number;
 }
 
 interface Balance {
@@ -41,6 +60,8 @@ export class AdmissionService {
   readonly #accountUuids = new Map<number, string>();
   /** Each account's licences as of a licence version (see `#licences`). */
   readonly #licenceCache = new Map<number, { version: number; licences: LicenceRecord[] }>();
+  /** This process started a restart hold that has not ended yet (only the sweeping process does). */
+  #holding = false;
 
   constructor(
     private readonly store: Store,
@@ -65,21 +86,24 @@ export class AdmissionService {
     const { result, balance } = this.store.write(() => {
       const balance = this.#balance(identity.account_id, now);
       const leases = new AccountLeases(this.store, identity.account_id);
+      const own = leases.own(identity.id);
       const decision = decideAdmission({
         seats: balance.seats,
         managedCount: leases.managedCount(),
-        own: leases.own(identity.id),
+        own,
         nextGraceEnd: leases.nextGraceEnd(),
         now,
         defaultRetryAfterSec: this.options.admissionRetryAfterSec,
       });
       let result: AdmitResult;
       switch (decision.outcome) {
-        case 'managed':
+        case 'managed': {
+          if (own?.held) recordHeldReturn(this.store, now);
           if (decision.lease !== 'kept') leases.upsert(identity.id, 'managed', now);
           setDeviceAdmission(this.store, identity.id, 'managed', null, now);
           result = { outcome: 'managed', deviceUuid, deviceKey, accountId, lease: decision.lease };
           break;
+        }
         case 'unmanaged':
           setDeviceAdmission(this.store, identity.id, 'unmanaged', 'licence-limit', now);
           result = { outcome: 'unmanaged', deviceUuid, deviceKey, accountId, reason: 'licence-limit' };
@@ -150,14 +174,68 @@ export class AdmissionService {
       for (const identity of identities) {
         const leases = new AccountLeases(this.store, identity.account_id);
         const own = leases.own(identity.id);
-        if (own?.state === 'managed' && own.releasedAt === null && grace > 0) leases.release(identity.id, at, at + grace);
-        else if (own && (own.state === 'unmanaged' || grace === 0)) leases.delete(identity.id);
+        if (own?.state === 'managed' && own.releasedAt === null) {
+          // A device rebooting into an update keeps its seat until the job's reboot timeout.
+          const keep = Math.max(grace, (rebootTimeoutSec(this.store, identity.id) ?? 0) * 1000);
+          if (keep > 0) leases.release(identity.id, at, at + keep);
+          else leases.delete(identity.id, at);
+        } else if (own?.state === 'unmanaged') {
+          leases.delete(identity.id, at);
+        }
         accounts.add(identity.account_id);
       }
       return [...accounts].map((accountId) => ({ accountId, balance: this.#balance(accountId, at) }));
     });
     for (const identity of identities) this.presence.disconnected(identity.id, at);
     for (const { accountId, balance } of balances) this.#emit(accountId, balance, at, 'seat-freed');
+  }
+
+  get #restartRule(): RestartRule {
+    return { quietSec: this.options.restartQuietSec ?? 300, holdMaxSec: this.options.restartHoldMaxSec ?? 1800 };
+  }
+
+  /**
+   * Starts this process life (call once, before any device is served, in the one process that
+   * sweeps): the seats of the previous life are held until the server has caught up with the
+   * reconnecting fleet (admission/restart.ts); then `checkRestartHold` starts their grace.
+   */
+  startRestartHold(now: number = this.clock.now()): RestartHoldReport {
+    const rule = this.#restartRule;
+    const held = this.store.write(() =>
+      startRestartHold(this.store, now, holdGraceUntil(now, rule, this.options.leaseGraceSec)),
+    );
+    this.#holding = true;
+    return { held, startedAt: now };
+  }
+
+  /** Whether a restart hold of this process is still running. */
+  get holding(): boolean {
+    return this.#holding;
+  }
+
+  /**
+   * Ends the restart hold once the server has caught up (`backlog`: hellos waiting for a decision
+   * in this process). Returns how it ended, or undefined while it runs (or when none runs).
+   */
+  checkRestartHold(backlog: number, now: number = this.clock.now()): RestartHoldEnd | undefined {
+    if (!this.#holding) return undefined;
+    const rule = this.#restartRule;
+    const end = this.store.write(() => {
+      const hold = restartHold(this.store);
+      if (!hold || hold.endedAt !== null) return { reason: hold?.endReason ?? 'all-returned', notReturned: 0, at: now };
+      const verdict = restartVerdict(
+        { startedAt: hold.startedAt, lastReturnAt: hold.lastReturnAt, heldLeft: heldLeaseCount(this.store), backlog, now },
+        rule,
+      );
+      if (!verdict.caughtUp) return undefined;
+      const notReturned = endRestartHold(this.store, now, verdict.reason, now + this.options.leaseGraceSec * 1000);
+      return { reason: verdict.reason, notReturned, at: now };
+    });
+    if (!end) return undefined;
+    this.#holding = false;
+    // With no grace left (leaseGraceSec 0) the seats are free now, not at the next sweep.
+    if (end.notReturned > 0) this.sweep(now);
+    return end;
   }
 
   /** Re-evaluates one account now (after an activation, a device deletion, ...). */
@@ -216,7 +294,7 @@ export class AdmissionService {
     const out: Balance = { seats, dropped, toManaged: [], toUnmanaged: [] };
     if (!needsRebalance(seats, leases.managedCount(), leases.unmanagedWaiting())) return out;
     const r = rebalance(seats, leases.all(), now);
-    for (const id of r.drop) leases.delete(id);
+    for (const id of r.drop) leases.delete(id, now);
     for (const id of r.toManaged) {
       leases.setState(id, 'managed');
       setDeviceAdmission(this.store, id, 'managed', null, now);

@@ -163,6 +163,11 @@ export class ControlChannel implements ChannelHub {
 
   // ── ChannelHub ───────────────────────────────────────────────────────────────────────────
 
+  /** Connections whose hello has not been decided yet (the admission backlog after a restart). */
+  get backlog(): number {
+    return this.#pending.size;
+  }
+
   get size(): number {
     return this.#sessions.size;
   }

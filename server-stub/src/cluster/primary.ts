@@ -133,9 +133,23 @@ export async function runPrimary(config: ServerConfig): Promise<{ close(): Promi
     }, delay).unref();
   });
 
+  // Before the first worker serves a device: the previous process life's seats are held for their
+  // devices. The primary decides when the cluster has caught up: returns are counted in the store
+  // (whichever worker admitted them); the workers' hello backlog is not seen here, so the quiet
+  // period alone (restartQuietSec) stands for it.
+  const start = services.admission.startRestartHold();
+  if (start.held > 0) log.info({ held: start.held }, 'restart hold: seats of the previous process life held for their devices');
   for (let i = 0; i < config.workers; i++) fork();
 
   const timers = [
+    setInterval(() => {
+      try {
+        const end = services.admission.checkRestartHold(0);
+        if (end) log.info(end, 'restart hold: caught up with the reconnecting fleet; grace starts for devices not back');
+      } catch (err) {
+        log.error({ err }, 'restart hold check failed');
+      }
+    }, 1000),
     setInterval(() => {
       try {
         services.admission.sweep();

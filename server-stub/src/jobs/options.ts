@@ -13,6 +13,11 @@ export interface JobOptionsInput {
      * starts only when every device of the earlier waves has a result (and the job was not aborted).
      */
     waves?: number[];
+    /**
+     * How long a device that disconnects while installing, rebooting or verifying keeps its licence
+     * seat (s, default 600): a reboot into new firmware may outlast the lease grace period.
+     */
+    rebootTimeoutSec?: number;
   };
   /** Abort (no new executions) when failed devices exceed `failurePercent` of finished ones AND number at least `minFailures`. */
   abort?: { failurePercent: number; minFailures: number };
@@ -32,6 +37,7 @@ export interface JobOptions {
   maxConcurrent: number | null;
   maxPerMinute: number | null;
   waves: number[];
+  rebootTimeoutSec: number;
   abort: { failurePercent: number; minFailures: number } | null;
   timeoutSec: number;
   retries: number;
@@ -42,6 +48,8 @@ export interface JobOptions {
 }
 
 export const DEFAULT_TIMEOUT_SEC = 3600;
+/** Default of `rollout.rebootTimeoutSec` (also for jobs stored before the option existed). */
+export const DEFAULT_REBOOT_TIMEOUT_SEC = 600;
 
 export function normalizeOptions(input: JobOptionsInput | undefined, now: number): JobOptions {
   const i = input ?? {};
@@ -64,6 +72,7 @@ export function normalizeOptions(input: JobOptionsInput | undefined, now: number
     maxConcurrent: i.rollout?.maxConcurrent ?? null,
     maxPerMinute: i.rollout?.maxPerMinute ?? null,
     waves,
+    rebootTimeoutSec: i.rollout?.rebootTimeoutSec ?? DEFAULT_REBOOT_TIMEOUT_SEC,
     abort: i.abort ?? null,
     timeoutSec: i.timeoutSec ?? DEFAULT_TIMEOUT_SEC,
     retries: i.retries?.max ?? 0,

@@ -38,19 +38,23 @@ export function termEnd(activationAt: number): number {
   return addMonthsUtc(activationAt, TERM_MONTHS);
 }
 
-function isPaid(l: LicenceFacts): boolean {
-  return ARTICLES[l.kind].paid;
+/**
+ * A paid *plan* licence (Basic, Pro): the ones that end Free. The API licence is paid too, but it
+ * is an add-on to a plan, not a plan: activating it on a Free account must not take Free's seats.
+ */
+function isPaidPlan(l: LicenceFacts): boolean {
+  return ARTICLES[l.kind].paid && ARTICLES[l.kind].plan !== null;
 }
 
 /**
- * When a Free licence stops counting: the first moment after its redemption at which any paid
+ * When a Free licence stops counting: the first moment after its redemption at which any paid plan
  * licence of the account is active ("as soon as a paid licence is activated, Free becomes invalid").
  */
 export function freeInvalidatedAt(free: LicenceFacts, all: readonly LicenceFacts[]): number | null {
   if (free.kind !== 'free') return null;
   let at: number | null = null;
   for (const p of all) {
-    if (!isPaid(p) || p.activationAt === null || p.expiresAt === null) continue;
+    if (!isPaidPlan(p) || p.activationAt === null || p.expiresAt === null) continue;
     if (p.expiresAt <= free.redeemedAt) continue;
     const t = Math.max(p.activationAt, free.redeemedAt);
     if (at === null || t < at) at = t;
@@ -132,7 +136,7 @@ export function checkRedeem(code: CodeFacts, all: readonly LicenceFacts[], now: 
   const plan = ARTICLES[code.kind].plan;
   const current = held(all, now);
   if (plan === 'free') {
-    const paidInForce = current.some((l) => isPaid(l) && l.activationAt !== null);
+    const paidInForce = current.some((l) => isPaidPlan(l) && l.activationAt !== null);
     if (paidInForce) throw new AppError('SERVER_LICENCE_FREE_NOT_COMBINABLE');
     return;
   }
@@ -158,7 +162,7 @@ export function checkActivate(l: LicenceFacts, all: readonly LicenceFacts[], at:
   if (at < now || at >= stockDeadline(l.issuedAt)) throw new AppError('SERVER_LICENCE_ACTIVATION_DATE');
   if (l.kind === 'free') {
     const paidInForce = all.some(
-      (p) => isPaid(p) && p.activationAt !== null && p.expiresAt !== null && p.expiresAt > at,
+      (p) => isPaidPlan(p) && p.activationAt !== null && p.expiresAt !== null && p.expiresAt > at,
     );
     if (paidInForce) throw new AppError('SERVER_LICENCE_FREE_NOT_COMBINABLE');
   }

@@ -43,6 +43,14 @@ const Options = Type.Object(
               description: 'Cumulative percentages in (0, 100], ascending (e.g. [10, 50, 100]).',
             }),
           ),
+          rebootTimeoutSec: Type.Optional(
+            Type.Integer({
+              minimum: 1,
+              maximum: 86_400,
+              description:
+                'How long a device that disconnects while installing, rebooting or verifying keeps its licence seat (s), default 600.',
+            }),
+          ),
         },
         { additionalProperties: false },
       ),

@@ -1,4 +1,5 @@
 import type { LeaseFacts, LeaseState } from '../admission/decide.js';
+import { DEFAULT_REBOOT_TIMEOUT_SEC } from '../jobs/options.js';
 import type { Store } from './database.js';
 
 interface LeaseRow {
@@ -7,6 +8,7 @@ interface LeaseRow {
   leased_at: number;
   released_at: number | null;
   grace_until: number | null;
+  restart_hold: number | null;
 }
 
 function toFacts(r: LeaseRow): LeaseFacts {
@@ -16,6 +18,7 @@ function toFacts(r: LeaseRow): LeaseFacts {
     leasedAt: r.leased_at,
     releasedAt: r.released_at,
     graceUntil: r.grace_until,
+    held: r.restart_hold !== null,
   };
 }
 
@@ -42,12 +45,14 @@ export class AccountLeases {
 
   /** Drops leases whose grace period ended; returns the devices concerned. */
   dropExpiredGrace(now: number): number[] {
-    return this.store
+    const ids = this.store
       .stmt<{ device_id: number }>(
         'DELETE FROM leases WHERE account_id = ? AND grace_until IS NOT NULL AND grace_until <= ? RETURNING device_id',
       )
       .all(this.accountId, now)
       .map((r) => r.device_id);
+    markLeasesEnded(this.store, ids, now);
+    return ids;
   }
 
   /** Managed leases of the account: one row of `lease_counts` (kept by triggers), not a scan of every lease. */
@@ -81,7 +86,7 @@ export class AccountLeases {
     this.store
       .stmt(
         `INSERT INTO leases (device_id, account_id, state, leased_at) VALUES (?, ?, ?, ?)
-         ON CONFLICT (device_id) DO UPDATE SET state = excluded.state, released_at = NULL, grace_until = NULL`,
+         ON CONFLICT (device_id) DO UPDATE SET state = excluded.state, released_at = NULL, grace_until = NULL, restart_hold = NULL`,
       )
       .run(deviceId, this.accountId, state, leasedAt);
   }
@@ -96,8 +101,10 @@ export class AccountLeases {
       .run(at, graceUntil, deviceId, this.accountId);
   }
 
-  delete(deviceId: number): void {
+  /** Ends the device's lease at `at` (its device then shows no admission, see `markLeasesEnded`). */
+  delete(deviceId: number, at: number): void {
     this.store.stmt('DELETE FROM leases WHERE device_id = ? AND account_id = ?').run(deviceId, this.accountId);
+    markLeasesEnded(this.store, [deviceId], at);
   }
 }
 
@@ -110,4 +117,34 @@ export function admissionCounts(store: Store): { managed: number; unmanaged: num
               (SELECT COUNT(*) FROM devices WHERE admission = 'rejected') AS rejected`,
     )
     .get()!;
+}
+
+/**
+ * The devices whose lease ended show no admission (null) with the reason `lease-ended`, instead of
+ * the `managed` or `unmanaged` of a seat they no longer hold. A device whose admission is something
+ * else (rejected, or re-admitted in the same transaction) keeps it.
+ */
+export function markLeasesEnded(store: Store, deviceIds: readonly number[], at: number): void {
+  const update = store.stmt(
+    `UPDATE devices SET admission = NULL, admission_reason = 'lease-ended', admission_at = ?
+     WHERE id = ? AND admission IN ('managed', 'unmanaged')`,
+  );
+  for (const id of deviceIds) update.run(at, id);
+}
+
+/**
+ * The longest `rollout.rebootTimeoutSec` (s) of the device's executions past the commit point and
+ * not finished (installing, rebooting into new firmware, verifying it), or null if none: while an
+ * update reboots the device, its disconnect is part of the update, not the device going away.
+ */
+export function rebootTimeoutSec(store: Store, deviceId: number): number | null {
+  return (
+    store
+      .stmt<{ t: number | null }>(
+        `SELECT MAX(COALESCE(json_extract(j.options, '$.rebootTimeoutSec'), ${DEFAULT_REBOOT_TIMEOUT_SEC})) AS t
+         FROM job_executions e JOIN jobs j ON j.id = e.job_id
+         WHERE e.device_id = ? AND e.state IN ('installing', 'rebooting', 'verifying') AND e.finished_at IS NULL`,
+      )
+      .get(deviceId)?.t ?? null
+  );
 }

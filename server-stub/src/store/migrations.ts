@@ -492,6 +492,22 @@ CREATE INDEX job_executions_unfinished ON job_executions(job_id, finished_at, st
 `,
   },
   {
+    version: 27,
+    name: 'restart hold: leases a new process life holds for their devices until it has caught up with the reconnecting fleet (after a crash every open lease stayed open for good; after a restart seats went to waiting devices when the fleet took longer than the grace period to return)',
+    sql: `
+ALTER TABLE leases ADD COLUMN restart_hold INTEGER;
+CREATE INDEX leases_restart_hold ON leases(restart_hold) WHERE restart_hold IS NOT NULL;
+CREATE TABLE restart_hold (
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  started_at INTEGER NOT NULL,
+  held_at_start INTEGER NOT NULL,
+  last_return_at INTEGER,
+  ended_at INTEGER,
+  end_reason TEXT
+);
+`,
+  },
+  {
     version: 28,
     name: 'job counts kept by triggers (a job poll recounted every device and execution of the job: 40,000 rows per GET) and a target summary (the poll returned every target UUID, 1.8 MB); who decided an execution\'s result (a device\'s result revises one the server decided without it)',
     sql: `

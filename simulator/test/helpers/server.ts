@@ -31,7 +31,7 @@ export interface TestServer {
   token: string;
   /** Stops the server process (SIGTERM, graceful). */
   stop(): Promise<void>;
-  /** Kills the server process at once (SIGKILL: no shutdown, nothing flushed beyond what was committed). */
+  /** Kills the server process (SIGKILL: a crash, power cut or OOM kill; nothing is released). */
   kill(): Promise<void>;
   /** Starts it again on the same port and data directory. */
   start(): Promise<void>;

@@ -1,0 +1,189 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { graceAfterCatchUp, holdGraceUntil, restartVerdict, type RestartFacts } from '../src/admission/restart.js';
+import { AdmissionService } from '../src/admission/service.js';
+import { SECOND } from '../src/clock.js';
+import { FakeChannel } from './helpers/fake-channel.js';
+import { removeTempDirs, T0, type World, world } from './helpers/setup.js';
+
+const rule = { quietSec: 300, holdMaxSec: 1800 };
+const facts = (f: Partial<RestartFacts>): RestartFacts => ({
+  startedAt: T0,
+  lastReturnAt: null,
+  heldLeft: 10,
+  backlog: 0,
+  now: T0,
+  ...f,
+});
+
+describe('restart hold rule (pure)', () => {
+  it('is caught up at once when every held device is back (or none was held)', () => {
+    expect(restartVerdict(facts({ heldLeft: 0 }), rule)).toEqual({ caughtUp: true, reason: 'all-returned' });
+  });
+
+  it('waits while devices keep returning, however long the fleet takes (up to the cap)', () => {
+    // Last return 299 s ago, 20 min after the start: still catching up.
+    expect(restartVerdict(facts({ now: T0 + 1200 * SECOND, lastReturnAt: T0 + 901 * SECOND }), rule).caughtUp).toBe(false);
+    // 300 s without a return and no backlog: caught up.
+    expect(restartVerdict(facts({ now: T0 + 1201 * SECOND, lastReturnAt: T0 + 901 * SECOND }), rule)).toEqual({
+      caughtUp: true,
+      reason: 'quiet',
+    });
+  });
+
+  it('counts the quiet period from the start when no held device has returned yet', () => {
+    expect(restartVerdict(facts({ now: T0 + 299 * SECOND }), rule).caughtUp).toBe(false);
+    expect(restartVerdict(facts({ now: T0 + 300 * SECOND }), rule)).toEqual({ caughtUp: true, reason: 'quiet' });
+  });
+
+  it('is not quiet while hellos wait for their decision', () => {
+    expect(restartVerdict(facts({ now: T0 + 600 * SECOND, backlog: 3 }), rule).caughtUp).toBe(false);
+  });
+
+  it('is caught up at the hard cap even while devices keep returning or hellos wait', () => {
+    const at = facts({ now: T0 + 1800 * SECOND, lastReturnAt: T0 + 1799 * SECOND, backlog: 50 });
+    expect(restartVerdict(at, rule)).toEqual({ caughtUp: true, reason: 'cap' });
+    expect(restartVerdict(facts({ now: T0 }), { quietSec: 300, holdMaxSec: 0 })).toEqual({ caughtUp: true, reason: 'cap' });
+  });
+
+  it('bounds every held seat: cap plus one grace while held, catch-up plus one grace after', () => {
+    expect(holdGraceUntil(T0, rule, 60)).toBe(T0 + 1860 * SECOND);
+    expect(graceAfterCatchUp(T0 + 400 * SECOND, 60, holdGraceUntil(T0, rule, 60))).toBe(T0 + 460 * SECOND);
+    expect(graceAfterCatchUp(T0 + 1800 * SECOND, 120, holdGraceUntil(T0, rule, 60))).toBe(T0 + 1860 * SECOND);
+  });
+});
+
+const worlds: World[] = [];
+afterEach(() => {
+  for (const w of worlds.splice(0)) w.close();
+  removeTempDirs();
+});
+
+/** A second process life on the same store (the first one died without releasing anything). */
+function nextLife(w: World, options: { quietSec?: number; holdMaxSec?: number } = {}): AdmissionService {
+  return new AdmissionService(w.services.store, w.clock, {
+    leaseGraceSec: 60,
+    admissionRetryAfterSec: 300,
+    restartQuietSec: options.quietSec ?? 120,
+    restartHoldMaxSec: options.holdMaxSec ?? 1800,
+  });
+}
+
+describe('seats across a crash (store + admission service)', () => {
+  it('after a crash the open leases are held, returning devices keep their seats, the rest free them after catch-up + grace', async () => {
+    const w = world({ leaseGraceSec: 60, admissionRetryAfterSec: 300 });
+    worlds.push(w);
+    const t = await w.newTenant();
+    w.licences(t, 'basic-1', 3);
+    const routers = w.devices(t, 4);
+    const before = new FakeChannel(w.services.admission);
+    for (const r of routers.slice(0, 3)) expect(before.connect(r).outcome).toBe('managed');
+    expect(before.connect(routers[3]!).outcome).toBe('rejected');
+    w.services.admission.presence.flush();
+    // kill -9: nothing is released. The next life starts 10 minutes later (longer than the grace).
+    w.advance(600 * SECOND);
+    const life = nextLife(w);
+    expect(life.startRestartHold().held).toBe(3);
+    const byUuid = (u: string) => t.scope.devices.byUuid(u)!;
+    expect(byUuid(routers[0]!.uuid)).toMatchObject({ online: 0, admission: 'managed' });
+    const ch = new FakeChannel(life);
+    // The waiting router does not get a held seat while the fleet comes back.
+    w.advance(30 * SECOND);
+    expect(ch.connect(routers[3]!)).toMatchObject({ outcome: 'rejected', reason: 'no-free-licence' });
+    // Two of three come back, minutes apart (longer than the grace in total).
+    expect(ch.connect(routers[0]!)).toMatchObject({ outcome: 'managed', lease: 'reclaimed' });
+    w.advance(100 * SECOND);
+    expect(life.checkRestartHold(0)).toBeUndefined();
+    expect(ch.connect(routers[1]!)).toMatchObject({ outcome: 'managed', lease: 'reclaimed' });
+    w.advance(100 * SECOND);
+    expect(life.checkRestartHold(0)).toBeUndefined();
+    // Not quiet while hellos wait.
+    w.advance(100 * SECOND);
+    expect(life.checkRestartHold(5)).toBeUndefined();
+    const caughtUpAt = w.clock.now();
+    expect(life.checkRestartHold(0)).toEqual({ reason: 'quiet', notReturned: 1, at: caughtUpAt });
+    // Within the grace counted from the catch-up the seat is still held ...
+    w.advance(59 * SECOND);
+    expect(ch.connect(routers[3]!)).toMatchObject({ outcome: 'rejected', reason: 'no-free-licence' });
+    // ... then it is free, and the waiting router gets it.
+    w.advance(1 * SECOND);
+    expect(ch.connect(routers[3]!)).toMatchObject({ outcome: 'managed', lease: 'new' });
+    // The router that never came back shows no admission: its lease ended.
+    expect(byUuid(routers[2]!.uuid)).toMatchObject({ admission: null, admission_reason: 'lease-ended' });
+    expect(ch.connect(routers[2]!)).toMatchObject({ outcome: 'rejected', reason: 'no-free-licence' });
+  });
+
+  it('a held router that returns during the grace after catch-up reclaims its seat (place in line kept)', async () => {
+    const w = world({ leaseGraceSec: 60, admissionRetryAfterSec: 300 });
+    worlds.push(w);
+    const t = await w.newTenant();
+    w.licences(t, 'basic-1', 1);
+    const [a, b] = w.devices(t, 2);
+    expect(new FakeChannel(w.services.admission).connect(a!).outcome).toBe('managed');
+    const life = nextLife(w, { quietSec: 10 });
+    life.startRestartHold();
+    const ch = new FakeChannel(life);
+    w.advance(11 * SECOND);
+    expect(life.checkRestartHold(0)?.reason).toBe('quiet');
+    expect(ch.connect(b!).outcome).toBe('rejected');
+    w.advance(30 * SECOND);
+    expect(ch.connect(a!)).toMatchObject({ outcome: 'managed', lease: 'reclaimed' });
+  });
+
+  it('every held router back ends the hold at once; leases in grace at a clean shutdown are held too', async () => {
+    const w = world({ leaseGraceSec: 60, admissionRetryAfterSec: 300 });
+    worlds.push(w);
+    const t = await w.newTenant();
+    w.licences(t, 'basic-1', 2);
+    const routers = w.devices(t, 3);
+    const before = new FakeChannel(w.services.admission);
+    for (const r of routers.slice(0, 2)) before.connect(r);
+    // A clean shutdown releases them with the grace period ...
+    w.services.admission.releaseMany(routers.slice(0, 2).map((r) => r.uuid));
+    // ... and the server is down for longer than it.
+    w.advance(900 * SECOND);
+    const life = nextLife(w);
+    expect(life.startRestartHold().held).toBe(2);
+    const ch = new FakeChannel(life);
+    expect(ch.connect(routers[2]!).outcome).toBe('rejected');
+    expect(ch.connect(routers[0]!)).toMatchObject({ outcome: 'managed', lease: 'reclaimed' });
+    expect(life.checkRestartHold(0)).toBeUndefined();
+    expect(ch.connect(routers[1]!)).toMatchObject({ outcome: 'managed', lease: 'reclaimed' });
+    expect(life.checkRestartHold(0)).toMatchObject({ reason: 'all-returned', notReturned: 0 });
+    expect(life.holding).toBe(false);
+  });
+
+  it('no seat is held for good: the cap plus one grace frees it even if the hold is never checked', async () => {
+    const w = world({ leaseGraceSec: 60, admissionRetryAfterSec: 300 });
+    worlds.push(w);
+    const t = await w.newTenant();
+    w.licences(t, 'basic-1', 1);
+    const [a, b] = w.devices(t, 2);
+    new FakeChannel(w.services.admission).connect(a!);
+    const life = nextLife(w, { holdMaxSec: 600 });
+    life.startRestartHold();
+    const ch = new FakeChannel(life);
+    w.advance(659 * SECOND);
+    expect(ch.connect(b!).outcome).toBe('rejected');
+    w.advance(1 * SECOND);
+    expect(ch.connect(b!).outcome).toBe('managed');
+  });
+
+  it('connected devices beyond the limit (unmanaged) at the crash hold no seat afterwards', async () => {
+    const w = world({ leaseGraceSec: 60, admissionRetryAfterSec: 300 });
+    worlds.push(w);
+    const t = await w.newTenant();
+    const [lic] = w.licences(t, 'basic-1', 1);
+    w.licences(t, 'basic-1', 1);
+    const [a, b] = w.devices(t, 2);
+    const ch0 = new FakeChannel(w.services.admission);
+    ch0.connect(a!);
+    w.advance(SECOND);
+    ch0.connect(b!);
+    w.services.store.db.prepare('UPDATE licences SET expires_at = ? WHERE uuid = ?').run(w.clock.now(), lic!.uuid);
+    w.services.admission.sweep();
+    expect(ch0.state(b!)).toBe('unmanaged');
+    const life = nextLife(w);
+    expect(life.startRestartHold().held).toBe(1);
+    expect(t.scope.devices.byUuid(b!.uuid)).toMatchObject({ admission: null, admission_reason: 'lease-ended' });
+  });
+});
