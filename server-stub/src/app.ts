@@ -53,6 +53,7 @@ const OPENAPI_INFO = {
 export async function buildApp(config: ServerConfig, deps: BuildAppDeps = {}): Promise<FastifyInstance> {
   const services = createServices(config, deps);
   await services.profiles.init();
+  await services.trust.init();
   const https =
     config.tlsCert && config.tlsKey
       ? { https: { cert: readFileSync(config.tlsCert), key: readFileSync(config.tlsKey) } }
@@ -177,6 +178,12 @@ function startTimers(app: FastifyInstance, services: Services, channel: ControlC
     },
   });
   installPeriodic(app, { name: 'session purge', periodMs: 3_600_000, run: () => auth.purgeExpiredSessions() });
+  // The CLI may rotate keys or import vendor roots while the server runs: pick them up.
+  installPeriodic(app, {
+    name: 'trust-anchor reload',
+    periodMs: config.trustAnchorReloadSec * 1000,
+    run: () => void services.trust.reload().catch((err: unknown) => app.log.error({ err }, 'trust-anchor reload failed')),
+  });
 }
 
 function registerRoute(app: FastifyInstance, services: Services, spec: RouteSpec): void {

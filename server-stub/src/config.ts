@@ -25,6 +25,7 @@ export interface ServerConfig {
   readonly admissionRetryAfterSec: number;
   readonly sweepIntervalSec: number;
   readonly presenceFlushMs: number;
+  readonly trustAnchorReloadSec: number;
   readonly loginMaxFailures: number;
   readonly loginLockoutSec: number;
   readonly loginRateLimitPerMinute: number;
@@ -72,6 +73,7 @@ export const configTable: readonly OptionSpec[] = [
   { name: 'leaseGraceSec', type: 'integer', default: 300, unit: 's', min: 0, description: 'How long a disconnected device keeps its licence lease for reclaim.' },
   { name: 'admissionRetryAfterSec', type: 'integer', default: 300, unit: 's', min: 1, description: 'Retry-after told to a device rejected for want of a licence (when no lease ends sooner).' },
   { name: 'sweepIntervalSec', type: 'integer', default: 60, unit: 's', min: 1, description: 'Period of the licence sweep (grace reclaim, expiry, notices).' },
+  { name: 'trustAnchorReloadSec', type: 'integer', default: 60, unit: 's', min: 1, description: 'Period at which the signing and vendor roots are re-read from the data directory (the CLI may rotate or import while the server runs); changed sets are sent to connected devices.' },
   { name: 'presenceFlushMs', type: 'integer', default: 1000, unit: 'ms', min: 10, description: 'Period at which device presence (online, last seen) is written in one batch.' },
   { name: 'loginMaxFailures', type: 'integer', default: 5, unit: 'attempts', min: 1, description: 'Failed logins in a row that lock a user.' },
   { name: 'loginLockoutSec', type: 'integer', default: 900, unit: 's', min: 1, description: 'How long a locked user stays locked.' },
