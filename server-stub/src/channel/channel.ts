@@ -552,6 +552,7 @@ export class ControlChannel implements ChannelHub {
         inventory: b.inventory,
       },
       now,
+      b.trustAnchorsDigest,
     );
     const welcome =
       result.outcome === 'managed'

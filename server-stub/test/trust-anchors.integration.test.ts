@@ -1,13 +1,30 @@
-import { rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type CertificateAndKey, createCa, createSigner, issueCertificate, type PacketSigner, trustAnchorsDigest } from '@router-fleet/protocol';
-// The server's sources (not its package): one declaration of its types in the test program.
-import { buildApp, loadConfig } from '../../server-stub/src/index.js';
+// The agent as a router runs it (its built package): the server's tests never use its sources.
+import {
+  type Agent,
+  type ConnectionProfile,
+  createAgent,
+  createMemoryPlatform,
+  loadProfile,
+  type MemoryPlatform,
+  resolveConfig,
+  saveProfile,
+} from '@router-fleet/agent';
+import {
+  type CertificateAndKey,
+  createCa,
+  createSigner,
+  issueCertificate,
+  type PacketSigner,
+  trustAnchorsDigest,
+  writePacket,
+} from '@router-fleet/protocol';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadProfile } from '../src/connection/profile-store.js';
-import { tempDir, TestDevice } from './helpers/device.js';
-import { firmwareImage, makePacket } from './helpers/packets.js';
+import { buildApp } from '../src/app.js';
+import { loadConfig } from '../src/config.js';
 
 /*
  * Trust anchors end to end: the real server (in this process, HTTPS/WSS on port 0 with a CA made
@@ -17,6 +34,70 @@ import { firmwareImage, makePacket } from './helpers/packets.js';
  */
 
 type App = Awaited<ReturnType<typeof buildApp>>;
+
+const tempDir = (prefix: string) => mkdtemp(join(tmpdir(), prefix));
+
+/**
+ * One router: the agent core on a memory platform with its connection profile, started again on
+ * the same platform after every reboot (as the agent's supervisor does).
+ */
+class TestDevice {
+  platform!: MemoryPlatform;
+  agent!: Agent;
+  #stopped = false;
+  #loop: Promise<void> | undefined;
+
+  constructor(
+    readonly dir: string,
+    readonly profile: ConnectionProfile,
+    readonly device: { model: string; firmwareVersion: string },
+  ) {}
+
+  async start(): Promise<void> {
+    this.platform = await createMemoryPlatform(this.device);
+    await saveProfile(this.platform.storage, this.profile);
+    await this.#boot();
+    this.#loop = (async () => {
+      for (;;) {
+        const exit = await this.agent.done;
+        if (this.#stopped || exit.reason !== 'reboot') return;
+        await this.platform.powerOn();
+        await this.#boot();
+      }
+    })();
+  }
+
+  async #boot(): Promise<void> {
+    const config = resolveConfig({
+      dataDir: this.dir,
+      bootDelayMaxSec: 0,
+      backoffBaseMs: 50,
+      backoffMaxMs: 500,
+      healthCheckTimeoutSec: 15,
+      reportResendSec: 1,
+      stagingReserveBytes: 0,
+    });
+    this.agent = createAgent(config, this.platform);
+    await this.agent.start();
+  }
+
+  async dispose(): Promise<void> {
+    this.#stopped = true;
+    await this.agent?.stop();
+    await this.#loop;
+    await rm(this.dir, { recursive: true, force: true });
+  }
+}
+
+function makeFirmware(signer: PacketSigner, version: string, model: string): Promise<Buffer> {
+  const head = Buffer.from(`emulated firmware ${version}\n`);
+  const image = Buffer.concat([head, Buffer.alloc(8 * 1024 - head.length, version.charCodeAt(0))]);
+  return writePacket({
+    files: [{ name: `autoupdate-${version}-full.arm64.tar`, fileType: 'FirmwareFull', source: { data: image }, version }],
+    signer,
+    targetModels: [model],
+  });
+}
 const MODEL = 'TA-100';
 const dirs: string[] = [];
 const devices: TestDevice[] = [];
@@ -45,14 +126,14 @@ async function until<T>(what: string, probe: () => Promise<T | undefined> | T | 
 }
 
 /** Registers `n` routers of MODEL and starts an agent for each with its connection profile. */
-async function routers(n: number, prefix: string): Promise<TestDevice[]> {
+async function routers(n: number, prefix: string, typedModel?: string): Promise<TestDevice[]> {
   const scope = app.services.auth.scope(accountKey);
   const out: TestDevice[] = [];
   for (let i = 0; i < n; i++) {
-    const row = app.services.devices.create(scope, { serialNumber: `${prefix}-${i}`, name: `${prefix}-${i}` });
+    const row = app.services.devices.create(scope, { serialNumber: `${prefix}-${i}`, name: `${prefix}-${i}`, ...(typedModel ? { model: typedModel } : {}) });
     const profile = app.services.profiles.profile(scope, row.uuid);
     const dir = await tempDir('trust-agent-');
-    const device = new TestDevice('memory', dir, profile, {}, {}, { model: MODEL, firmwareVersion: '1.0.0' });
+    const device = new TestDevice(dir, profile, { model: MODEL, firmwareVersion: '1.0.0' });
     await device.start();
     devices.push(device);
     out.push(device);
@@ -61,10 +142,8 @@ async function routers(n: number, prefix: string): Promise<TestDevice[]> {
   return out;
 }
 
-async function firmware(signer: PacketSigner, version: string): Promise<Buffer> {
-  return makePacket(signer, [{ name: `autoupdate-${version}-full.arm64.tar`, fileType: 'FirmwareFull', data: firmwareImage(version, 8 * 1024), version }], {
-    targetModels: [MODEL],
-  });
+function firmware(signer: PacketSigner, version: string): Promise<Buffer> {
+  return makeFirmware(signer, version, MODEL);
 }
 
 /** Uploads a packet and runs a job on the routers; returns the per-router results. */
@@ -115,6 +194,7 @@ beforeAll(async () => {
       tlsCa: join(dataDir, 'tls-ca.pem'),
       presenceFlushMs: 100,
       channelSweepMs: 200,
+      trustAnchorReloadSec: 1,
     },
     env: {},
   });
@@ -206,5 +286,54 @@ describe('trust anchors reach routers', () => {
     expect(refused.json.code).toBe('SERVER_PACKET_INVALID');
     const stale = await runJob(stalePacket.json.uuid, fleet);
     expect(stale.errors).toEqual(['PROTO_PACKET_SIGNER_UNTRUSTED']);
+  }, 240_000);
+
+  it('a Smart Update signed by a separate vendor key (not held by the server) reaches every router of the reported model and succeeds', async () => {
+    // Typed in wrong (or not at all): the model the routers report is what counts.
+    await routers(2, 'TA-VENDOR', 'TYPED-IN-WRONG');
+    const fleet = devices.filter((d) => d.profile.serialNumber.startsWith('TA-'));
+    const vendorRoot = await createCa({ commonName: 'Router Vendor Firmware Root' });
+    const vendorSigner = await createSigner({ issuer: vendorRoot, commonName: 'Router Vendor Firmware Signer' });
+    const catalogue = await tempDir('trust-vendor-');
+    dirs.push(catalogue);
+    await writeFile(join(catalogue, 'fw-9.0.0.tar'), await firmware(vendorSigner, '9.0.0'));
+    const report = await app.services.packets.importVendorFirmware(catalogue, { trustAnchorsPem: [vendorRoot.certPem] });
+    expect(report.imported).toEqual([expect.objectContaining({ model: MODEL, version: '9.0.0' })]);
+    expect(report.vendorAnchorsAdded).toBe(1);
+
+    // The running server picks the stored vendor root up (as after `fleet-server firmware import`
+    // in another process) and every router gets it.
+    await until('the vendor root in the set', () =>
+      app.services.trust.forAccount(accountKey).anchors.some((a) => a.scope === 'vendor' && a.certPem.trim() === vendorRoot.certPem.trim()) ? true : undefined);
+    const want = app.services.trust.forAccount(accountKey).digest;
+    for (const d of fleet) {
+      await until(`${d.profile.serialNumber} to store the vendor root`, async () => {
+        const stored = await loadProfile(d.platform.storage, false);
+        return stored && trustAnchorsDigest(stored.trustAnchorsPem) === want ? true : undefined;
+      });
+    }
+    // The reported model is stored beside the typed-in one, and the dashboard counts reported models.
+    const vendorDevice = fleet.find((d) => d.profile.serialNumber === 'TA-VENDOR-0')!;
+    const view = await until('the reported model', async () => {
+      const v = await api<{ model: string | null; reported: { model: string | null; firmware: string | null } }>(
+        'GET', `/api/inventory/managed-devices/${vendorDevice.profile.deviceId}`);
+      return v.json.reported.model ? v.json : undefined;
+    });
+    expect(view).toMatchObject({ model: 'TYPED-IN-WRONG', reported: { model: MODEL, firmware: '1.0.0' } });
+    const types = await api<{ items: { model: string | null; count: number }[] }>('GET', '/api/dashboard/device-types');
+    expect(types.json.items).toEqual([{ model: MODEL, count: fleet.length }]);
+
+    expect((await api('PUT', '/api/account/smart-updates', { enabled: true })).status).toBe(200);
+    const jobs = await until('the smart update job', async () => {
+      const list = await api<{ items: { uuid: string; system: boolean; firmwareVersion: string; target: { deviceUuids: string[] } }[] }>('GET', '/api/jobs');
+      const found = list.json.items.filter((j) => j.system && j.firmwareVersion === '9.0.0');
+      return found.length > 0 ? found : undefined;
+    });
+    expect(jobs.flatMap((j) => j.target.deviceUuids).sort()).toEqual(fleet.map((d) => d.profile.deviceId).sort());
+    const done = await until('every router on 9.0.0', async () => {
+      const per = await api<{ items: { deviceUuid: string; result: string | null; errorCode: string | null }[] }>('GET', `/api/jobs/${jobs[0]!.uuid}/devices`);
+      return per.json.items.every((i) => i.result !== null) ? per.json.items : undefined;
+    }, 120_000);
+    expect(done.map((i) => [i.result, i.errorCode])).toEqual(fleet.map(() => ['succeeded', null]));
   }, 240_000);
 });
