@@ -1,9 +1,10 @@
-import { createMessage, type EventBody, type Message } from '@router-fleet/protocol';
+import { createMessage, type EventBody, type Message, type MessageOf } from '@router-fleet/protocol';
 import type { AgentConfig } from './config.js';
 import type { ConnectionProfile } from './connection-profile.js';
 import { loadProfile, StoredProfiles } from './connection/profile-store.js';
 import { Session, type SessionHooks } from './connection/session.js';
 import type { Transport } from './connection/transport.js';
+import { TrustAnchorStore } from './connection/trust-anchor-store.js';
 import { createWsTransport } from './connection/ws-transport.js';
 import { AgentError } from './errors.js';
 import type { Installer } from './installers/installer.js';
@@ -86,6 +87,8 @@ class AgentImpl implements Agent {
   #firmwareVersion: string | undefined;
   #unsubscribe: (() => void) | undefined;
   #stopping = false;
+  #anchors: TrustAnchorStore | undefined;
+  #profile: (() => ConnectionProfile) | undefined;
 
   constructor(config: AgentConfig, platform: Platform, options: AgentOptions) {
     this.#config = config;
@@ -116,6 +119,8 @@ class AgentImpl implements Agent {
     const profile = this.#options.profile ?? (await loadProfile(platform.storage, config.allowInsecureTransport));
     if (!profile) throw new AgentError('AGENT_NOT_PROVISIONED');
     const profiles = new StoredProfiles(platform.storage, profile, config.allowInsecureTransport);
+    this.#anchors = new TrustAnchorStore(profiles);
+    this.#profile = () => profiles.current();
     const log = contextLogger(this.#log, { deviceId: profile.deviceId });
     await this.#outbox.load();
     this.#firmwareVersion = await runningFirmwareVersion(platform);
@@ -223,11 +228,40 @@ class AgentImpl implements Agent {
           this.#schedule();
         }
         return;
+      case 'trust-anchors':
+        void this.#trustAnchors(message);
+        return;
       case 'error':
         this.#log.warn({ code: message.body.code, correlationId: message.correlationId }, 'server reported an error');
         return;
       default:
         return;
+    }
+  }
+
+  /**
+   * A new anchor set from the server. The session hands messages over only once welcomed, so this
+   * came over the authenticated channel; it is stored before the next packet is verified with it.
+   * The status that follows tells the server the digest it now has.
+   */
+  async #trustAnchors(message: MessageOf<'trust-anchors'>): Promise<void> {
+    try {
+      const changed = await this.#anchors?.apply(message.body);
+      if (changed) {
+        this.#log.info({ anchors: message.body.anchors.map((a) => a.scope) }, 'trust anchors updated');
+        await this.event('trust-anchors-updated', 'info', { anchors: message.body.anchors.length });
+      }
+      await this.#sendStatus();
+    } catch (error) {
+      const code = error instanceof AgentError ? error.code : 'AGENT_STORAGE_FAILED';
+      this.#log.warn({ err: (error as Error).message, code }, 'trust-anchor update refused');
+      this.#session?.send(
+        createMessage(
+          'error',
+          { code, message: (error as Error).message.slice(0, 256) },
+          { id: this.#platform.random.uuid(), sentAt: this.#platform.clock.now(), correlationId: message.id },
+        ),
+      );
     }
   }
 
@@ -239,7 +273,7 @@ class AgentImpl implements Agent {
     const session = this.#session;
     if (!session?.connected) return;
     try {
-      const body = await buildStatus(this.#platform);
+      const body = await buildStatus(this.#platform, this.#profile?.());
       this.#firmwareVersion = body.firmwareVersion;
       session.send(createMessage('status', body, { id: this.#platform.random.uuid(), sentAt: this.#platform.clock.now() }));
       this.#nextStatusAt = this.#platform.clock.now() + this.#config.statusIntervalSec * 1000;

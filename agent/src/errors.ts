@@ -11,6 +11,7 @@ export const AgentErrorCodes = {
   AGENT_CONFIG_INVALID: { retryable: false, message: 'The configuration is invalid.' },
   AGENT_NOT_PROVISIONED: { retryable: false, message: 'No connection profile: run `fleet-agent provision` first.' },
   AGENT_PROFILE_INVALID: { retryable: false, message: 'The connection profile is invalid.' },
+  AGENT_TRUST_ANCHORS_INVALID: { retryable: false, message: 'A trust-anchor update was refused (not certificates, or its digest does not match); the old set stays.' },
   AGENT_PROVISION_FAILED: { retryable: false, message: 'The connection-profile packet could not be applied.' },
   AGENT_STORAGE_FAILED: { retryable: true, message: 'Reading or writing persistent storage failed.' },
   AGENT_DATA_DIR_LOCKED: { retryable: false, message: 'Another running agent holds the data directory (its lock file names the pid).' },

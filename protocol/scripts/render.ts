@@ -218,6 +218,17 @@ The first message must be \`hello\` (otherwise close ${CloseCodes.HELLO_REQUIRED
 licences drop, the devices that connected most recently beyond the limit receive \`licence-change\`
 with \`unmanaged\`; they stay connected and visible but get no jobs.
 
+### Trust anchors (since 1.1)
+A device verifies every packet against its **trust anchors**: the server's signing roots (\`server\`),
+the roots of the account's packet policy (\`account\`) and the firmware vendor's roots (\`vendor\`). The
+connection profile carries them (\`trustAnchorsPem\`, and \`trustAnchors\` with the scope of each). The
+device reports \`trustAnchorsDigest\` (SHA-256 over the sorted SHA-256 fingerprints of the DER
+certificates) in \`hello\` and \`status\`; whenever it differs from the set the server would put in a
+profile now (after a key rotation, a policy change, a vendor root imported), the server sends
+\`trust-anchors\` with the complete set. The device accepts it only on its welcomed TLS session (never
+from a packet), stores it atomically, then trusts exactly that set. A rotation keeps the old root in
+the set until it is retired, so packets signed before and after the rotation both verify.
+
 ### Job lifecycle
 \`\`\`
 server: queued ──job-offer──▶ device: offered → downloading (Range, resumable) → downloaded (fully

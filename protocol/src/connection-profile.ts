@@ -1,5 +1,7 @@
 /** The per-device connection profile: shared by the server (which produces it) and the agent (which applies it). */
+import { createHash, X509Certificate } from 'node:crypto';
 import forge from 'node-forge';
+import { MAX_TRUST_ANCHORS, TRUST_ANCHOR_SCOPES, type TrustAnchor } from './messages/trust-anchors.js';
 
 /** The `format` value of connection profiles this agent understands. */
 export const CONNECTION_PROFILE_FORMAT = 'router-fleet.connection-profile/1';
@@ -21,6 +23,12 @@ export interface ConnectionProfile {
   caCertPem: string;
   /** PEM certificates the device trusts to sign update packets (at least one; several allow rotation). */
   trustAnchorsPem: string[];
+  /**
+   * The same anchors with the scope each was given for (since protocol 1.1): `server`, `account`
+   * (the account's packet policy) or `vendor` (firmware catalogue). Informational: the device trusts
+   * exactly `trustAnchorsPem`; profiles without it are valid.
+   */
+  trustAnchors?: TrustAnchor[];
   /** Device id assigned by the server at registration (1–64 of `[A-Za-z0-9._:-]`). */
   deviceId: string;
   /** Serial number the device was registered under (1–64 of `[A-Za-z0-9._-]`). */
@@ -69,6 +77,19 @@ export function validateConnectionProfile(value: unknown, options: { allowInsecu
   ) {
     errors.push('trustAnchorsPem must be 1–16 PEM certificates');
   }
+  let scoped: TrustAnchor[] | undefined;
+  if (v.trustAnchors !== undefined) {
+    const list = v.trustAnchors;
+    const ok = Array.isArray(list)
+      && list.length <= MAX_TRUST_ANCHORS
+      && list.every((a) => {
+        const x = a as Record<string, unknown>;
+        return typeof a === 'object' && a !== null && (TRUST_ANCHOR_SCOPES as readonly unknown[]).includes(x.scope)
+          && typeof x.certPem === 'string' && pemCertificates(x.certPem) !== undefined;
+      });
+    if (!ok) errors.push('trustAnchors must be up to 16 {scope: server|account|vendor, certPem} entries');
+    else scoped = (list as TrustAnchor[]).map((a) => ({ scope: a.scope, certPem: a.certPem }));
+  }
   if (typeof v.deviceId !== 'string' || !/^[A-Za-z0-9._:-]{1,64}$/.test(v.deviceId)) errors.push('deviceId is invalid');
   if (typeof v.serialNumber !== 'string' || !/^[A-Za-z0-9._-]{1,64}$/.test(v.serialNumber)) errors.push('serialNumber is invalid');
   if (typeof v.credential !== 'string' || v.credential.length < 16 || v.credential.length > 256) {
@@ -102,6 +123,7 @@ export function validateConnectionProfile(value: unknown, options: { allowInsecu
       serverUrl: url,
       caCertPem: v.caCertPem as string,
       trustAnchorsPem: [...(v.trustAnchorsPem as string[])],
+      ...(scoped ? { trustAnchors: scoped } : {}),
       deviceId: v.deviceId as string,
       serialNumber: v.serialNumber as string,
       credential: v.credential as string,
@@ -119,4 +141,25 @@ export function parseConnectionProfile(bytes: Uint8Array, options: { allowInsecu
     return { ok: false, errors: ['not UTF-8 JSON'] };
   }
   return validateConnectionProfile(value, options);
+}
+
+/**
+ * Digest of a set of trust anchors: SHA-256 (lower-case hex) over the sorted, de-duplicated SHA-256
+ * fingerprints of the certificates' DER, one per line. Independent of order, PEM line breaks and
+ * duplicates, so the device and the server compute the same value from the same certificates.
+ * Never throws: a PEM block that does not parse counts by the digest of its text.
+ */
+export function trustAnchorsDigest(pems: readonly string[]): string {
+  const prints = new Set<string>();
+  for (const pem of pems) {
+    const blocks = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [pem];
+    for (const block of blocks) {
+      try {
+        prints.add(createHash('sha256').update(new X509Certificate(block).raw).digest('hex'));
+      } catch {
+        prints.add(createHash('sha256').update(block.trim()).digest('hex'));
+      }
+    }
+  }
+  return createHash('sha256').update([...prints].sort().join('\n')).digest('hex');
 }

@@ -8,6 +8,7 @@ import {
   MAX_FRAME_BYTES,
   MESSAGE_TYPES,
   mqttTopics,
+  PROTOCOL_VERSION,
   ProtocolError,
   WS_SUBPROTOCOL,
 } from '../src/index.js';
@@ -103,7 +104,7 @@ describe('encode and createMessage', () => {
 
   it('fills the envelope', () => {
     const msg = createMessage('ping', {}, { sentAt: 5, correlationId: 'abc' });
-    expect(msg).toMatchObject({ v: '1.0', type: 'ping', sentAt: 5, correlationId: 'abc', body: {} });
+    expect(msg).toMatchObject({ v: PROTOCOL_VERSION, type: 'ping', sentAt: 5, correlationId: 'abc', body: {} });
     expect(msg.id).toMatch(/^[0-9a-f-]{36}$/);
   });
 

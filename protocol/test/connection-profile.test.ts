@@ -1,5 +1,11 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import { CONNECTION_PROFILE_FORMAT, parseConnectionProfile, sharedTestPki, validateConnectionProfile } from '../src/index.js';
+import {
+  CONNECTION_PROFILE_FORMAT,
+  parseConnectionProfile,
+  sharedTestPki,
+  trustAnchorsDigest,
+  validateConnectionProfile,
+} from '../src/index.js';
 
 describe('connection profile', () => {
   let good: Record<string, unknown>;
@@ -29,11 +35,31 @@ describe('connection profile', () => {
     ['no trust anchor', { trustAnchorsPem: [] }, 'trustAnchorsPem must be 1–16 PEM certificates'],
     ['garbage CA', { caCertPem: 'not a certificate' }, 'caCertPem must hold PEM certificates'],
     ['short credential', { credential: 'short' }, 'credential must be 16–256 characters'],
+    ['an anchor of an unknown scope', { trustAnchors: [{ scope: 'device', certPem: 'x' }] }, 'trustAnchors must be'],
     ['bad keep-alive', { keepAlive: { pingIntervalSec: 1, pongTimeoutSec: 1, sessionTimeoutSec: 1 } }, 'keepAlive'],
   ])('rejects %s', (_name, patch, message) => {
     const result = validateConnectionProfile({ ...good, ...patch });
     expect(result.ok).toBe(false);
     if (!result.ok) expect(result.errors.join('; ')).toContain(message);
+  });
+
+  it('keeps the anchors by scope (1.1)', async () => {
+    const pki = await sharedTestPki();
+    const trustAnchors = [{ scope: 'server', certPem: pki.root.certPem }, { scope: 'vendor', certPem: pki.foreignCa.certPem }];
+    const result = validateConnectionProfile({ ...good, trustAnchorsPem: [pki.root.certPem, pki.foreignCa.certPem], trustAnchors });
+    expect(result.ok && result.profile.trustAnchors).toEqual(trustAnchors);
+  });
+
+  it('digests an anchor set independently of order, duplicates and line breaks', async () => {
+    const pki = await sharedTestPki();
+    const a = pki.root.certPem;
+    const b = pki.foreignCa.certPem;
+    const digest = trustAnchorsDigest([a, b]);
+    expect(digest).toMatch(/^[0-9a-f]{64}$/);
+    expect(trustAnchorsDigest([b, a, a])).toBe(digest);
+    expect(trustAnchorsDigest([a.replace(/\n/g, '\r\n')])).toBe(trustAnchorsDigest([a]));
+    expect(trustAnchorsDigest([a])).not.toBe(digest);
+    expect(trustAnchorsDigest([`${a}${b}`])).toBe(digest);
   });
 
   it('admits ws:// only when asked, and never throws on bad bytes', () => {

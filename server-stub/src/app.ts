@@ -63,6 +63,7 @@ export async function buildApp(config: ServerConfig, deps: BuildAppDeps = {}): P
   const services = createServices(config, deps);
   await services.profiles.init();
   const { httpsExtra, http, ...timeouts } = edgeServerOptions(config);
+  await services.trust.init();
   const https =
     config.tlsCert && config.tlsKey
       ? { https: { cert: readFileSync(config.tlsCert), key: readFileSync(config.tlsKey), ...httpsExtra } }
@@ -229,6 +230,12 @@ function startTimers(app: FastifyInstance, services: Services, channel: ControlC
   });
   app.addHook('onClose', async () => failedLogins.flush());
   installPeriodic(app, { name: 'session purge', periodMs: 3_600_000, run: () => auth.purgeExpiredSessions() });
+  // The CLI may rotate keys or import vendor roots while the server runs: pick them up.
+  installPeriodic(app, {
+    name: 'trust-anchor reload',
+    periodMs: config.trustAnchorReloadSec * 1000,
+    run: () => void services.trust.reload().catch((err: unknown) => app.log.error({ err }, 'trust-anchor reload failed')),
+  });
 }
 
 function registerRoute(app: FastifyInstance, services: Services, spec: RouteSpec): void {

@@ -27,6 +27,7 @@ export interface ServerConfig {
   readonly restartQuietSec: number;
   readonly restartHoldMaxSec: number;
   readonly presenceFlushMs: number;
+  readonly trustAnchorReloadSec: number;
   readonly loginMaxFailures: number;
   readonly loginLockoutSec: number;
   readonly loginRateLimitPerMinute: number;
@@ -84,6 +85,7 @@ export const configTable: readonly OptionSpec[] = [
   { name: 'sweepIntervalSec', type: 'integer', default: 60, unit: 's', min: 1, description: 'Period of the licence sweep (grace reclaim, expiry, notices).' },
   { name: 'restartQuietSec', type: 'integer', default: 300, unit: 's', min: 1, description: 'After a start or crash, the seats held by the previous process life wait for their devices until no held device has returned for this long and no hello waits (then their grace period starts; docs/licensing.md).' },
   { name: 'restartHoldMaxSec', type: 'integer', default: 1800, unit: 's', min: 0, description: 'Longest such hold after a start: the grace period of held seats starts at the latest this long after it (0 = no hold).' },
+  { name: 'trustAnchorReloadSec', type: 'integer', default: 60, unit: 's', min: 1, description: 'Period at which the signing and vendor roots are re-read from the data directory (the CLI may rotate or import while the server runs); changed sets are sent to connected devices.' },
   { name: 'presenceFlushMs', type: 'integer', default: 1000, unit: 'ms', min: 10, description: 'Period at which device presence (online, last seen) is written in one batch.' },
   { name: 'loginMaxFailures', type: 'integer', default: 5, unit: 'attempts', min: 1, description: 'Failed logins in a row that lock a user.' },
   { name: 'loginLockoutSec', type: 'integer', default: 900, unit: 's', min: 1, description: 'How long a locked user stays locked.' },

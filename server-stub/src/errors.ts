@@ -89,6 +89,14 @@ export const ServerErrors = {
     status: 422,
     message: 'Some CSV rows are invalid; nothing was imported (see the report).',
   },
+  SERVER_ANCHOR_IN_USE: {
+    status: 409,
+    message: 'This root signs what the server signs now; rotate the signing key before retiring it.',
+  },
+  SERVER_TOO_MANY_ANCHORS: {
+    status: 422,
+    message: 'Devices keep at most 16 trust anchors (server, vendor and account roots together).',
+  },
   SERVER_INVALID_CURSOR: { status: 400, message: 'The pagination cursor is not valid for this list.' },
   // ── control channel (sent in `error` messages; the HTTP status applies to no route) ──────
   SERVER_DEVICE_AUTH_FAILED: {

@@ -13,6 +13,7 @@ import { JobService } from './jobs/service.js';
 import { LicensingService } from './licensing/service.js';
 import { Metrics } from './metrics.js';
 import { DEFAULT_PACKET_OPTIONS, type PacketOptions, PacketService } from './packets/service.js';
+import { TrustAnchorService } from './pki/trust-anchors.js';
 import { ProfileService } from './profiles/service.js';
 import { SmartUpdateService } from './smart-updates/service.js';
 import { StorageGuard } from './storage-guard.js';
@@ -62,6 +63,8 @@ export interface Services {
   readonly smartUpdates: SmartUpdateService;
   /** Free space of the data directory, the full-disk mark and the reserve released to let deletes commit. */
   readonly storage: StorageGuard;
+  /** The trust anchors devices get (server, vendor and account roots); key rotation. */
+  readonly trust: TrustAnchorService;
   /** The Prometheus text of /metrics (the whole server in cluster mode). */
   renderMetrics(): Promise<string>;
   /** Closes what these services own (the store unless it was given). */
@@ -91,6 +94,8 @@ export function createServices(config: ServerConfig, deps: AppDeps = {}): Servic
   jobs.setTemplateHook(templates);
   const analytics = new AnalyticsService(store, clock, licensing, notices, metrics);
   const smartUpdates = new SmartUpdateService(store, clock, licensing, packets, jobs, audit);
+  const trust = new TrustAnchorService(config.dataDir, clock, packets, profiles, notices);
+  profiles.useTrustAnchors((accountKey) => trust.forAccount(accountKey));
   admission.events.on('unmanaged', (c) =>
     notices.publish({ kind: 'admission', state: 'unmanaged', accountId: c.accountId, deviceUuids: c.deviceUuids, cause: c.cause }),
   );
@@ -116,6 +121,7 @@ export function createServices(config: ServerConfig, deps: AppDeps = {}): Servic
     analytics,
     smartUpdates,
     storage,
+    trust,
     renderMetrics: () => (deps.renderMetrics ? deps.renderMetrics(metrics) : Promise.resolve(metrics.render())),
     close() {
       if (!deps.store) store.close();

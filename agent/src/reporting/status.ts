@@ -1,5 +1,5 @@
 import { X509Certificate } from 'node:crypto';
-import { CAPABILITIES, type HelloBody, type StatusBody } from '@router-fleet/protocol';
+import { CAPABILITIES, type HelloBody, type StatusBody, trustAnchorsDigest } from '@router-fleet/protocol';
 import type { ConnectionProfile } from '../connection-profile.js';
 import type { Platform, StoredCertificate } from '../platform/platform.js';
 import { AGENT_VERSION } from '../version.js';
@@ -21,6 +21,18 @@ export function certificateSummary(cert: StoredCertificate): StatusBody['certifi
   }
 }
 
+const digests = new WeakMap<readonly string[], string>();
+
+/**
+ * `trustAnchorsDigest` of a profile's anchors, cached per array: a simulator's devices share one
+ * array, and a hello should not parse certificates again for every reconnect.
+ */
+export function anchorsDigestOf(profile: ConnectionProfile): string {
+  let d = digests.get(profile.trustAnchorsPem);
+  if (d === undefined) digests.set(profile.trustAnchorsPem, (d = trustAnchorsDigest(profile.trustAnchorsPem)));
+  return d;
+}
+
 /** The firmware version running now (booted slot). */
 export async function runningFirmwareVersion(platform: Platform): Promise<string> {
   const state = await platform.firmware.state();
@@ -28,7 +40,7 @@ export async function runningFirmwareVersion(platform: Platform): Promise<string
 }
 
 /** The `status` body: uptime, link, firmware, configuration, certificates, containers, location. */
-export async function buildStatus(platform: Platform): Promise<StatusBody> {
+export async function buildStatus(platform: Platform, profile?: ConnectionProfile): Promise<StatusBody> {
   const [firmwareVersion, running, certs, containers] = await Promise.all([
     runningFirmwareVersion(platform),
     platform.configuration.running(),
@@ -52,6 +64,7 @@ export async function buildStatus(platform: Platform): Promise<StatusBody> {
       .filter((c): c is NonNullable<typeof c> => c !== undefined)
       .slice(0, 256),
     containers: containers.slice(0, 64).map((c) => ({ name: c.name, version: c.version, state: c.state })),
+    ...(profile ? { trustAnchorsDigest: anchorsDigestOf(profile) } : {}),
     ...(location ? { location } : {}),
   };
 }
@@ -75,6 +88,7 @@ export async function buildHello(platform: Platform, profile: ConnectionProfile)
     agentVersion: AGENT_VERSION,
     capabilities: CAPABILITIES.filter((c) => c !== 'firmware-incremental'),
     bootId: platform.system.bootId(),
+    trustAnchorsDigest: anchorsDigestOf(profile),
     inventory: {
       activeSlot: state.booted,
       ...(running.version && VERSION.test(running.version) ? { configurationVersion: running.version } : {}),

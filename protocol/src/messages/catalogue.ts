@@ -13,6 +13,7 @@ import { PingBody } from './ping.js';
 import { PongBody } from './pong.js';
 import { SettingsBody } from './settings.js';
 import { StatusBody } from './status.js';
+import { TrustAnchorsBody } from './trust-anchors.js';
 import { WelcomeBody } from './welcome.js';
 
 /** Who sends a message: `up` = device → server, `down` = server → device, `both`. */
@@ -33,6 +34,7 @@ export const MESSAGE_CATALOGUE = {
   'job-cancel': { direction: 'down', body: JobCancelBody },
   'licence-change': { direction: 'down', body: LicenceChangeBody },
   settings: { direction: 'down', body: SettingsBody },
+  'trust-anchors': { direction: 'down', body: TrustAnchorsBody },
   ack: { direction: 'down', body: AckBody },
   ping: { direction: 'both', body: PingBody },
   pong: { direction: 'both', body: PongBody },

@@ -1,5 +1,5 @@
 import { type Static, Type } from '@sinclair/typebox';
-import { Count, Identifier, Text, VersionString } from './common.js';
+import { Count, Identifier, Sha256Hex, Text, VersionString } from './common.js';
 
 /** Optional features the agent supports; the server only uses what is announced. */
 export const CAPABILITIES = [
@@ -40,6 +40,9 @@ export const HelloBody = Type.Object(
     ),
     bootId: Identifier(
       'Random id that changes on every boot; a new value tells the server the router restarted.',
+    ),
+    trustAnchorsDigest: Type.Optional(
+      Sha256Hex('`trustAnchorsDigest` of the packet-signing anchors the device trusts now (since 1.1); the server sends `trust-anchors` when it differs.'),
     ),
     inventory: Type.Object(
       {

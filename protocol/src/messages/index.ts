@@ -13,4 +13,5 @@ export * from './ping.js';
 export * from './pong.js';
 export * from './settings.js';
 export * from './status.js';
+export * from './trust-anchors.js';
 export * from './welcome.js';

@@ -62,6 +62,9 @@ export const StatusBody = Type.Object(
       description: 'Installed certificates and CAs.',
     }),
     containers: Type.Array(ContainerSummary, { maxItems: 64, description: 'Installed containers.' }),
+    trustAnchorsDigest: Type.Optional(
+      Sha256Hex('`trustAnchorsDigest` of the packet-signing anchors the device trusts now (since 1.1).'),
+    ),
     location: Type.Optional(
       Type.Object(
         {

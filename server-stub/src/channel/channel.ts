@@ -74,6 +74,10 @@ class Session implements SessionInfo {
   replaced = false;
   /** Its hello waits in the admission batch: further frames are ignored until the welcome. */
   admitting = false;
+  /** `trustAnchorsDigest` the device last reported (hello, status); undefined for agents before 1.1. */
+  anchorsDigest: string | undefined;
+  /** Digest of the last `trust-anchors` sent on this session: each set is offered once per session. */
+  anchorsSent: string | undefined;
 
   constructor(
     readonly ws: WebSocket,
@@ -130,6 +134,7 @@ export class ControlChannel implements ChannelHub {
   #shuttingDown = false;
   readonly #offNotices: () => void;
   readonly #factsStmt;
+  readonly #accountKeyStmt;
 
   constructor(deps: ChannelDeps) {
     this.#services = deps.services;
@@ -149,6 +154,7 @@ export class ControlChannel implements ChannelHub {
       this.#wss.on('headers', (headers) => headers.push(`X-Fleet-Worker: ${tag}`));
     }
     this.#offNotices = deps.services.notices.subscribe((n) => this.#onNotice(n));
+    this.#accountKeyStmt = deps.services.store.stmt<{ id: number }>('SELECT id FROM accounts WHERE uuid = ?');
     this.#factsStmt = deps.services.store.stmt<DeviceFacts>(
       `SELECT d.id, d.account_id, d.serial_number, d.ping_interval, d.pong_timeout, d.session_timeout, a.settings
        FROM devices d JOIN accounts a ON a.id = d.account_id WHERE d.uuid = ?`,
@@ -381,6 +387,10 @@ export class ControlChannel implements ChannelHub {
         break;
       case 'status':
         this.#status.status(s.deviceKey, msg.body, now);
+        if (msg.body.trustAnchorsDigest !== undefined && msg.body.trustAnchorsDigest !== s.anchorsDigest) {
+          s.anchorsDigest = msg.body.trustAnchorsDigest;
+          this.#offerAnchors(s, now);
+        }
         break;
       case 'event':
         this.#events.push({ s, msg });
@@ -547,6 +557,7 @@ export class ControlChannel implements ChannelHub {
         inventory: b.inventory,
       },
       now,
+      b.trustAnchorsDigest,
     );
     const welcome =
       result.outcome === 'managed'
@@ -558,6 +569,8 @@ export class ControlChannel implements ChannelHub {
             reasonMessage: WELCOME_REASONS['licence-limit'][1],
           };
     this.#send(s, encode(createMessage('welcome', welcome, reply)));
+    s.anchorsDigest = b.trustAnchorsDigest;
+    this.#offerAnchors(s, now);
     this.#registry?.opened(s.deviceUuid);
     for (const l of this.#sessionListeners) l('opened', s);
   }
@@ -584,10 +597,50 @@ export class ControlChannel implements ChannelHub {
       }
       return;
     }
+    if (n.kind === 'trust-anchors') {
+      void this.#anchorsChanged(n.accountId);
+      return;
+    }
     const sessions = this.#byAccount.get(n.accountId);
     if (!sessions) return;
     const text = encode(createMessage('settings', { analyticsConsent: n.analyticsConsent }, { sentAt: now }));
     for (const s of sessions) if (s.state === 'open') this.#send(s, text);
+  }
+
+  // ── trust anchors ────────────────────────────────────────────────────────────────────────
+
+  /**
+   * Sends the account's trust anchors when the device reported another digest (once per set and
+   * session: a device that refuses a set is not sent it again in a loop). Agents before protocol 1.1
+   * report no digest and are sent nothing (they would not understand the message).
+   */
+  #offerAnchors(s: Session, now: number): void {
+    if (s.anchorsDigest === undefined || s.state !== 'open') return;
+    let set;
+    try {
+      set = this.#services.trust.forAccount(s.accountKey);
+    } catch (err) {
+      this.#log.error({ err, device: s.deviceUuid }, 'trust anchors unavailable');
+      return;
+    }
+    if (set.anchors.length === 0 || set.digest === s.anchorsDigest || set.digest === s.anchorsSent) return;
+    s.anchorsSent = set.digest;
+    this.#send(s, encode(createMessage('trust-anchors', { anchors: [...set.anchors], digest: set.digest }, { sentAt: now })));
+  }
+
+  /** A notice: the set of one account (uuid) or of every account (null) changed. */
+  async #anchorsChanged(accountUuid: string | null): Promise<void> {
+    const trust = this.#services.trust;
+    try {
+      if (accountUuid === null) await trust.reload(false);
+      else trust.forget(this.#accountKeyStmt.get(accountUuid)?.id ?? null);
+    } catch (err) {
+      this.#log.error({ err }, 'reloading trust anchors failed');
+      return;
+    }
+    const now = this.#services.clock.now();
+    const sessions = accountUuid === null ? this.#sessions.values() : (this.#byAccount.get(accountUuid) ?? []);
+    for (const s of sessions) this.#offerAnchors(s, now);
   }
 
   // ── events ───────────────────────────────────────────────────────────────────────────────

@@ -17,6 +17,11 @@ export type Notice =
     /** Account uuid. */
     readonly accountId: string;
     readonly analyticsConsent: boolean;
+  }
+  | {
+    /** The trust anchors devices must have changed: of one account (its uuid), or of all (`null`). */
+    readonly kind: 'trust-anchors';
+    readonly accountId: string | null;
   };
 
 export type NoticeListener = (notice: Notice) => void;

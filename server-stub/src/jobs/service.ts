@@ -81,9 +81,10 @@ export interface IgnoredProgress {
  * `limit` (parameters: job id, now, limit). Runs in the write transaction of every dispatch (each
  * reconnect and each finished execution), so it walks the job's pending devices in claim order
  * through the partial index `job_devices_pending` (migration 26) and stops at the limit, instead of
- * reading and sorting every device of the job: a test checks the plan.
+ * reading and sorting every device of the job: a test checks the plan. The model (which catalogue
+ * firmware a firmware job sends) is the one the router reported, else the typed-in one.
  */
-export const CLAIM_CANDIDATES_SQL = `SELECT jd.device_id, d.uuid, d.model
+export const CLAIM_CANDIDATES_SQL = `SELECT jd.device_id, d.uuid, COALESCE(d.reported_model, d.model) AS model
   FROM job_devices jd
   JOIN job_local_ready r ON r.device_id = jd.device_id
   JOIN devices d ON d.id = jd.device_id

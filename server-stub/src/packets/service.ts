@@ -16,7 +16,7 @@ import { AppError } from '../errors.js';
 import type { Store } from '../store/database.js';
 import { AccountPackets, FirmwareCatalogue, type NewPacket, type PacketRow, sha256InUse } from '../store/packets.js';
 import type { AccountScope } from '../store/scope.js';
-import { loadOrCreateSigningPki, type SigningPki } from '../pki/signing.js';
+import { addVendorAnchors, loadOrCreateSigningPki, type SigningPki } from '../pki/signing.js';
 import { PacketStorage } from './storage.js';
 
 /** Limits of packet handling (see the defaults below; tests and cluster mode may override them). */
@@ -87,6 +87,8 @@ export interface BuildInput {
 export interface VendorImportReport {
   imported: { file: string; model: string; version: string; sha256: string }[];
   skipped: { file: string; code: string; message: string }[];
+  /** Vendor roots given on import that verified a packet and are now trusted (and sent to routers). */
+  vendorAnchorsAdded?: number;
 }
 
 /** The manifest as stored (and shown by inspect): header, then each verified section. */
@@ -156,7 +158,7 @@ export class PacketService {
   #pki: Promise<SigningPki> | undefined;
 
   constructor(
-    private readonly store: Store,
+    readonly store: Store,
     private readonly clock: Clock,
     private readonly dataDir: string,
     readonly options: PacketOptions,
@@ -318,18 +320,30 @@ export class PacketService {
    * Imports vendor firmware packets (`*.tar` in `dir`) into the catalogue shared by every account.
    * Each must be signed by a vendor anchor (DATA/signing/vendor-anchors.pem, or `trustAnchorsPem`)
    * or the server's own, have TARGET_MODELS and exactly one firmware section with a semver VERSION.
-   * One catalogue row per (model, version); an existing (model, version) is skipped.
+   * One catalogue row per (model, version); an existing (model, version) is skipped. Roots given in
+   * `trustAnchorsPem` that verified an imported packet are stored as vendor anchors: routers must
+   * trust them to install that firmware, and the connection profiles and `trust-anchors` messages
+   * carry them from then on (`vendorAnchorsAdded`).
    */
   async importVendorFirmware(dir: string, opts: { trustAnchorsPem?: readonly string[] } = {}): Promise<VendorImportReport> {
     const pki = await this.pki();
     const anchors = [...pki.vendorAnchorsPem, ...pki.trustAnchorsPem, ...(opts.trustAnchorsPem ?? [])];
     const report: VendorImportReport = { imported: [], skipped: [] };
+    const given = opts.trustAnchorsPem ?? [];
+    const known = new Set([...pki.vendorAnchorsPem, ...pki.trustAnchorsPem].map((p) => p.trim()));
+    const usedGiven = new Set<string>();
     const names = (await readdir(dir)).filter((n) => n.endsWith('.tar')).sort();
     for (const file of names) {
       const path = join(dir, file);
       let result: ReadPacketResult;
       try {
         result = await this.#verify(path, { requireSignature: true, anchors });
+        // Which given root vouched for it: the one that verifies alone.
+        if (given.length > 0) {
+          for (const g of given.filter((x) => !known.has(x.trim()))) {
+            if (await this.#verify(path, { requireSignature: true, anchors: [g] }).then(() => true, () => false)) usedGiven.add(g);
+          }
+        }
       } catch (err) {
         const details = (err as AppError).details as { code?: string } | undefined;
         report.skipped.push({ file, code: details?.code ?? 'SERVER_PACKET_INVALID', message: (err as Error).message });
@@ -373,6 +387,10 @@ export class PacketService {
         if (added) report.imported.push({ file, model, version, sha256: result.sha256 });
         else report.skipped.push({ file, code: 'SERVER_NAME_TAKEN', message: `${model} ${version} is already in the catalogue.` });
       }
+    }
+    if (usedGiven.size > 0) {
+      report.vendorAnchorsAdded = addVendorAnchors(this.dataDir, [...usedGiven].map((p) => `${p.trim()}\n`).join(''));
+      this.reloadPki();
     }
     return report;
   }

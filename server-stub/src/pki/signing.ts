@@ -1,6 +1,8 @@
+import { createHash, X509Certificate } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createCa, createSigner, type PacketSigner } from '@router-fleet/protocol';
+import { AppError } from '../errors.js';
 import { createDirOnce, pemBlocks } from './files.js';
 
 /** Directory of the packet-signing PKI inside the data directory (connection profiles and packets). */
@@ -87,7 +89,7 @@ function readSigningPki(dir: string): SigningPki {
 /**
  * Key rotation: a new root and signer replace the current ones; the new root is appended to
  * `trust-anchors.pem`, so packets signed by the old signer still verify (until its anchor is removed
- * by hand, once every device has received the new anchors). The old signer moves to `retired/`.
+ * with `retireAnchor` once every device has received the new anchors). The old signer moves to `retired/`.
  */
 export async function rotateSigningPki(dataDir: string, now: Date = new Date()): Promise<SigningPki> {
   await loadOrCreateSigningPki(dataDir, now);
@@ -116,4 +118,61 @@ export function addVendorAnchors(dataDir: string, pem: string): number {
   const add = pemBlocks(pem).filter((b) => !have.includes(b));
   if (add.length > 0) writeAtomic(path, [...have, ...add].join(''), 0o644);
   return add.length;
+}
+
+/** One root of the signing PKI as `fleet-server signing list` shows it. */
+export interface AnchorInfo {
+  scope: 'server' | 'vendor';
+  /** SHA-256 of the DER certificate, lower-case hex: the name `retire` takes. */
+  fingerprint: string;
+  subject: string;
+  notAfter: string;
+  /** The root of the signer in use (never retired). */
+  current: boolean;
+}
+
+/** Every trusted root of a data directory: the server's (current and rotated-out) and the vendor's. */
+export async function listAnchors(dataDir: string, now: Date = new Date()): Promise<AnchorInfo[]> {
+  const pki = await loadOrCreateSigningPki(dataDir, now);
+  const currentRoot = fingerprintOf(readFileSync(join(dataDir, SIGNING_DIR, 'root-ca.pem'), 'utf8'));
+  const info = (scope: AnchorInfo['scope'], pem: string): AnchorInfo => {
+    const cert = new X509Certificate(pem);
+    const fingerprint = fingerprintOf(pem);
+    return {
+      scope,
+      fingerprint,
+      subject: cert.subject.replace(/\n/g, ', '),
+      notAfter: new Date(cert.validTo).toISOString(),
+      current: scope === 'server' && fingerprint === currentRoot,
+    };
+  };
+  return [...pki.trustAnchorsPem.map((p) => info('server', p)), ...pki.vendorAnchorsPem.map((p) => info('vendor', p))];
+}
+
+export function fingerprintOf(pem: string): string {
+  return createHash('sha256').update(new X509Certificate(pem).raw).digest('hex');
+}
+
+/**
+ * Ends the overlap of a rotation: removes a server root (or a vendor root) from the trusted set, so
+ * packets signed under it are refused once devices have the new set. The root of the signer in use
+ * cannot be retired (rotate first). Returns the PKI as it is now; throws when no root matches.
+ */
+export async function retireAnchor(dataDir: string, fingerprint: string, now: Date = new Date()): Promise<SigningPki> {
+  await loadOrCreateSigningPki(dataDir, now);
+  const dir = join(dataDir, SIGNING_DIR);
+  const want = fingerprint.toLowerCase().replace(/:/g, '');
+  if (fingerprintOf(readFileSync(join(dir, 'root-ca.pem'), 'utf8')) === want) {
+    throw new AppError('SERVER_ANCHOR_IN_USE');
+  }
+  for (const file of ['trust-anchors.pem', 'vendor-anchors.pem']) {
+    const path = join(dir, file);
+    if (!existsSync(path)) continue;
+    const blocks = pemBlocks(readFileSync(path, 'utf8'));
+    const keep = blocks.filter((b) => fingerprintOf(b) !== want);
+    if (keep.length === blocks.length) continue;
+    writeAtomic(path, keep.join(''), 0o644);
+    return readSigningPki(dir);
+  }
+  throw new AppError('SERVER_NOT_FOUND', `No trusted root has the fingerprint ${want}.`);
 }

@@ -15,6 +15,7 @@ import { localTlsFiles } from '../pki/local-tls.js';
 import { loadOrCreateSigningPki, type SigningPki } from '../pki/signing.js';
 import type { ProfileRow } from '../store/devices.js';
 import type { AccountScope } from '../store/scope.js';
+import type { TrustAnchorSet } from '../pki/trust-anchors.js';
 
 /** Path of the control channel on the server. */
 export const CHANNEL_PATH = '/api/channel';
@@ -33,6 +34,7 @@ export class ProfileService {
   #pki: SigningPki | undefined;
   #caCertPem: string | undefined;
   #listenPort: number;
+  #anchors: ((accountKey: number) => TrustAnchorSet) | undefined;
 
   constructor(
     private readonly config: ServerConfig,
@@ -48,6 +50,17 @@ export class ProfileService {
     this.#caCertPem ??= this.#findTlsCa(this.#pki);
   }
 
+  /** Where profiles take their trust anchors from (the account's complete set); set once when wiring. */
+  useTrustAnchors(anchors: (accountKey: number) => TrustAnchorSet): void {
+    this.#anchors = anchors;
+  }
+
+  /** After a rotation on disk: sign profiles with the new signer. */
+  reload(pki: SigningPki): void {
+    this.#pki = pki;
+  }
+
+  /** The server's own signing roots (current and rotated-out, not retired). */
   get trustAnchorsPem(): readonly string[] {
     return this.#ready().pki.trustAnchorsPem;
   }
@@ -87,16 +100,22 @@ export class ProfileService {
   profile(scope: AccountScope, deviceUuid: string): ConnectionProfile {
     const row = scope.devices.profileRows({ afterId: 0, limit: 1, uuids: [deviceUuid] })[0];
     if (!row) throw new AppError('SERVER_NOT_FOUND');
-    return this.profileOf(row);
+    return this.profileOf(row, scope.accountId);
   }
 
-  profileOf(row: ProfileRow): ConnectionProfile {
+  /**
+   * The profile of a device of account `accountKey`: its trust anchors are every root that signs
+   * what the device will be sent (server, vendor, the account's policy), not only the server's.
+   */
+  profileOf(row: ProfileRow, accountKey: number): ConnectionProfile {
     const { pki, ca } = this.#ready();
+    const set = this.#anchors?.(accountKey);
     return {
       format: CONNECTION_PROFILE_FORMAT,
       serverUrl: this.channelUrl(),
       caCertPem: ca,
-      trustAnchorsPem: [...pki.trustAnchorsPem],
+      trustAnchorsPem: set ? set.anchors.map((a) => a.certPem) : [...pki.trustAnchorsPem],
+      ...(set ? { trustAnchors: set.anchors.map((a) => ({ scope: a.scope, certPem: a.certPem })) } : {}),
       deviceId: row.uuid,
       serialNumber: row.serial_number,
       credential: this.vault.reveal(row.credential_enc),
@@ -137,8 +156,8 @@ export class ProfileService {
         throw new AppError('SERVER_NOT_FOUND', `${unique.length - listed.length} of the devices are not in your account.`);
       }
     }
-    const profileOf = (r: ProfileRow) => this.profileOf(r);
-    const packetOf = (r: ProfileRow) => this.packet(this.profileOf(r));
+    const profileOf = (r: ProfileRow) => this.profileOf(r, scope.accountId);
+    const packetOf = (r: ProfileRow) => this.packet(this.profileOf(r, scope.accountId));
     async function* pages(): AsyncGenerator<ProfileRow[]> {
       if (listed) {
         for (let i = 0; i < listed.length; i += BULK_PAGE) yield listed.slice(i, i + BULK_PAGE);

@@ -4,8 +4,9 @@ import { iso } from './schemas.js';
 
 /**
  * Dashboard data: one call per panel, each one aggregate query over indexed columns of the
- * account's devices (devices_account_firmware, devices_account_model, devices_account_status,
- * devices_account_geo), so they stay fast at 50,000 devices.
+ * account's devices (devices_account_effective_firmware, devices_account_effective_model,
+ * devices_account_status, devices_account_geo), so they stay fast at 50,000 devices. Model,
+ * firmware and position are what the router reported when it did, else what was typed in.
  */
 const Buckets = (key: string) =>
   Type.Object({ items: Type.Array(Type.Object({ [key]: Type.Union([Type.String(), Type.Null()]), count: Type.Integer() })) });
@@ -21,7 +22,8 @@ export const dashboardRoutes = [
     handler: ({ ctx, services }) => ({
       items: services.store
         .stmt<{ firmware: string | null; count: number }>(
-          'SELECT firmware, COUNT(*) AS count FROM devices WHERE account_id = ? GROUP BY firmware ORDER BY count DESC, firmware',
+          `SELECT COALESCE(reported_firmware, firmware) AS firmware, COUNT(*) AS count FROM devices WHERE account_id = ?
+           GROUP BY COALESCE(reported_firmware, firmware) ORDER BY count DESC, firmware`,
         )
         .all(ctx.accountId),
     }),
@@ -36,7 +38,8 @@ export const dashboardRoutes = [
     handler: ({ ctx, services }) => ({
       items: services.store
         .stmt<{ model: string | null; count: number }>(
-          'SELECT model, COUNT(*) AS count FROM devices WHERE account_id = ? GROUP BY model ORDER BY count DESC, model',
+          `SELECT COALESCE(reported_model, model) AS model, COUNT(*) AS count FROM devices WHERE account_id = ?
+           GROUP BY COALESCE(reported_model, model) ORDER BY count DESC, model`,
         )
         .all(ctx.accountId),
     }),
@@ -74,11 +77,17 @@ export const dashboardRoutes = [
         location: string;
         latitude: number;
         longitude: number;
+        source: 'reported' | 'typed-in';
         online: number;
         admission: string | null;
       }>(
-          `SELECT uuid, name, location, latitude, longitude, online, admission FROM devices
-           WHERE account_id = ? AND latitude IS NOT NULL AND longitude IS NOT NULL ORDER BY id`,
+          `SELECT uuid, name, location,
+             CASE WHEN reported_lat IS NOT NULL THEN reported_lat ELSE latitude END AS latitude,
+             CASE WHEN reported_lat IS NOT NULL THEN reported_lon ELSE longitude END AS longitude,
+             CASE WHEN reported_lat IS NOT NULL THEN 'reported' ELSE 'typed-in' END AS source,
+             online, admission FROM devices
+           WHERE account_id = ? AND ((latitude IS NOT NULL AND longitude IS NOT NULL) OR (reported_lat IS NOT NULL AND reported_lon IS NOT NULL))
+           ORDER BY id`,
         )
         .all(ctx.accountId);
       reply.type('application/geo+json');
@@ -91,6 +100,7 @@ export const dashboardRoutes = [
             uuid: r.uuid,
             name: r.name,
             location: r.location,
+            positionSource: r.source,
             status:
               r.online !== 1 ? 'offline' : r.admission === 'managed' ? 'online' : r.admission === 'unmanaged' ? 'unmanaged' : 'offline',
           },

@@ -71,6 +71,20 @@ export const Device = Type.Object({
   customFields: Type.Record(Type.String(), Type.String()),
   latitude: Type.Union([Type.Number(), Type.Null()]),
   longitude: Type.Union([Type.Number(), Type.Null()]),
+  reported: Type.Object(
+    {
+      model: Type.Union([Type.String(), Type.Null()]),
+      firmware: Type.Union([Type.String(), Type.Null()]),
+      position: Type.Union([
+        Type.Object({ latitude: Type.Number(), longitude: Type.Number(), at: Type.String() }),
+        Type.Null(),
+      ]),
+    },
+    {
+      description:
+        'What the router itself reported (hello and status; null until it did). The typed-in model, firmware, latitude and longitude beside it stay as entered; dashboards and Smart Updates prefer the reported values.',
+    },
+  ),
   status: Type.Union([Type.Literal('online'), Type.Literal('unmanaged'), Type.Literal('offline')]),
   admission: Type.Union([Type.Literal('managed'), Type.Literal('unmanaged'), Type.Literal('rejected'), Type.Null()]),
   admissionReason: Type.Union([Type.String(), Type.Null()]),
@@ -103,6 +117,14 @@ export function deviceView(d: DeviceRow) {
     customFields: JSON.parse(d.custom_fields) as Record<string, string>,
     latitude: d.latitude ?? null,
     longitude: d.longitude ?? null,
+    reported: {
+      model: d.reported_model ?? null,
+      firmware: d.reported_firmware ?? null,
+      position:
+        d.reported_lat != null && d.reported_lon != null
+          ? { latitude: d.reported_lat, longitude: d.reported_lon, at: iso(d.reported_position_at ?? 0) }
+          : null,
+    },
     status: deviceStatus(d),
     admission: d.admission,
     admissionReason: d.admission_reason,

@@ -205,9 +205,14 @@ export const packetRoutes = [
       for (const pem of body.trustAnchors ?? []) {
         if (!PEM_CERT.test(pem)) throw new AppError('SERVER_VALIDATION', 'trustAnchors must be PEM certificates.');
       }
+      services.trust.checkAccountAnchors(body.trustAnchors ?? []);
       const repo = services.packets.repo(ctx.scope);
+      const before = repo.policy().trustAnchors;
       ctx.scope.write(() => repo.setPolicy({ allowUnsigned: body.allowUnsigned, trustAnchors: body.trustAnchors ?? [] }));
-      return repo.policy();
+      const after = repo.policy();
+      // Routers must trust the account's roots before they are sent packets signed under them.
+      if (JSON.stringify(before) !== JSON.stringify(after.trustAnchors)) services.trust.accountChanged(ctx.scope.accountId);
+      return after;
     },
   }),
   defineRoute({

@@ -22,6 +22,23 @@ export const SMART_UPDATE_OPTIONS: JobOptionsInput = {
   retries: { max: 1, delaySec: 600 },
 };
 
+/** A router that did not take a Smart Update is offered it again after this long even if nothing changed, ms. */
+export const SMART_UPDATE_RETRY_MS = 24 * 3_600_000;
+
+/**
+ * What decides whether offering the update again can end differently: the model and firmware the
+ * router runs and the trust anchors it holds (a router without the vendor root refuses the packet
+ * until it gets the root).
+ */
+function deviceState(d: { model: string; firmware: string; anchors: string | null }): string {
+  return `${d.model}\u0000${d.firmware}\u0000${d.anchors ?? ''}`;
+}
+
+/** A router still outdated after an attempt is retried when it changed since, or after SMART_UPDATE_RETRY_MS. */
+function retryDue(a: { device_state: string | null; attempted_at: number }, state: string, now: number): boolean {
+  return (a.device_state !== null && a.device_state !== state) || now - a.attempted_at >= SMART_UPDATE_RETRY_MS;
+}
+
 /** Period of the Smart Updates check (also run whenever the test clock moves), ms. */
 export const SMART_UPDATE_CHECK_MS = 15 * 60_000;
 
@@ -48,10 +65,12 @@ function requiredSwOf(p: PacketRow): string | undefined {
 /**
  * Smart Updates (every plan): while enabled, every device of the account with a known model and a
  * semver firmware older than the newest catalogue firmware for its model (whose REQUIRED_SW its
- * firmware satisfies) is updated by a system job. One system job per (account, model, version):
- * a running one is extended with devices that became outdated later; a finished one is followed by
- * a new job only for devices it never targeted; a cancelled or aborted one is left alone (someone
- * stopped it, or it failed too often).
+ * firmware satisfies) is updated by a system job. Model and firmware are what the router reported,
+ * else what was typed in. One system job per (account, model, version): a running one is extended
+ * with devices that became outdated later; a finished one is followed by a new job for devices it
+ * never targeted and for devices still outdated after it (rejected, failed) once they changed
+ * (firmware, model, trust anchors) or SMART_UPDATE_RETRY_MS passed; a cancelled or aborted one is
+ * left alone (someone stopped it, or it failed too often).
  */
 export class SmartUpdateService {
   constructor(
@@ -113,9 +132,13 @@ export class SmartUpdateService {
     if (!this.setting(scope).enabled) return result;
     if (this.licensing.entitlement(scope).plan === null) return result;
     const now = this.clock.now();
+    // The model and firmware the router reported (hello, status); the typed-in ones until it has.
     const devices = this.store
-      .stmt<{ id: number; uuid: string; model: string; firmware: string }>(
-        `SELECT id, uuid, model, firmware FROM devices WHERE account_id = ? AND model IS NOT NULL AND firmware IS NOT NULL`,
+      .stmt<{ id: number; uuid: string; model: string; firmware: string; anchors: string | null }>(
+        `SELECT id, uuid, COALESCE(reported_model, model) AS model, COALESCE(reported_firmware, firmware) AS firmware,
+           reported_anchors AS anchors
+         FROM devices WHERE account_id = ? AND COALESCE(reported_model, model) IS NOT NULL
+           AND COALESCE(reported_firmware, firmware) IS NOT NULL`,
       )
       .all(accountId);
     // (model, version) → outdated devices that should get it
@@ -142,38 +165,51 @@ export class SmartUpdateService {
              WHERE s.account_id = ? AND s.model = ? AND s.version = ?`,
           )
           .get(accountId, w.model, w.version);
-        const inJob = (jobId: number | null) =>
-          new Set(
-            jobId === null
-              ? []
-              : this.store
-                  .stmt<{ device_id: number }>('SELECT device_id FROM job_devices WHERE job_id = ?')
-                  .all(jobId)
-                  .map((r) => r.device_id),
-          );
+        if (row?.job_id === null) return { action: 'none' as const }; // being created by another process
+        if (row && row.state !== 'running' && row.state !== 'paused' && row.state !== 'finished') {
+          return { action: 'none' as const }; // cancelled or aborted: left alone
+        }
+        const inJob = new Set(
+          row
+            ? this.store
+                .stmt<{ device_id: number }>('SELECT device_id FROM job_devices WHERE job_id = ?')
+                .all(row.job_id)
+                .map((r) => r.device_id)
+            : [],
+        );
+        const attempt = this.store.stmt<{ device_state: string | null; attempted_at: number }>(
+          'SELECT device_state, attempted_at FROM smart_update_devices WHERE account_id = ? AND model = ? AND version = ? AND device_id = ?',
+        );
+        const running = row?.state === 'running' || row?.state === 'paused';
+        const eligible = w.devices.filter((d) => {
+          if (running && inJob.has(d.id)) return false; // in progress, or waiting for the job's own retries
+          const a = attempt.get(accountId, w.model, w.version, d.id);
+          return a === undefined || retryDue(a, deviceState(d), now);
+        });
+        if (eligible.length === 0) return { action: 'none' as const };
+        const record = this.store.stmt(
+          `INSERT INTO smart_update_devices (account_id, model, version, device_id, device_state, attempted_at) VALUES (?, ?, ?, ?, ?, ?)
+           ON CONFLICT (account_id, model, version, device_id) DO UPDATE SET device_state = excluded.device_state, attempted_at = excluded.attempted_at`,
+        );
+        for (const d of eligible) record.run(accountId, w.model, w.version, d.id, deviceState(d), now);
         if (!row) {
           this.store
             .stmt('INSERT INTO smart_update_jobs (account_id, model, version, job_id, created_at) VALUES (?, ?, ?, NULL, ?)')
             .run(accountId, w.model, w.version, now);
-          return { action: 'create' as const, devices: w.devices };
+          return { action: 'create' as const, devices: eligible };
         }
-        if (row.job_id === null) return { action: 'none' as const }; // being created by another process
-        const missing = w.devices.filter((d) => !inJob(row.job_id).has(d.id));
-        if (missing.length === 0) return { action: 'none' as const };
-        if (row.state === 'running' || row.state === 'paused') {
+        if (running) {
           const add = this.store.stmt(
             `INSERT OR IGNORE INTO job_devices (job_id, device_id, status, added_at) VALUES (?, ?, 'pending', ?)`,
           );
-          for (const d of missing) add.run(row.job_id, d.id, now);
-          return { action: 'extended' as const, jobUuid: row.uuid!, devices: missing };
+          for (const d of eligible) add.run(row.job_id, d.id, now);
+          return { action: 'extended' as const, jobUuid: row.uuid!, devices: eligible };
         }
-        if (row.state === 'finished') {
-          this.store
-            .stmt('UPDATE smart_update_jobs SET job_id = NULL WHERE account_id = ? AND model = ? AND version = ?')
-            .run(accountId, w.model, w.version);
-          return { action: 'create' as const, devices: missing };
-        }
-        return { action: 'none' as const }; // cancelled or aborted: left alone
+        // Finished: a new job for devices it never had and for those it failed that are due a retry.
+        this.store
+          .stmt('UPDATE smart_update_jobs SET job_id = NULL WHERE account_id = ? AND model = ? AND version = ?')
+          .run(accountId, w.model, w.version);
+        return { action: 'create' as const, devices: eligible };
       });
       if (plan.action === 'extended') {
         result.extended.push({ model: w.model, version: w.version, jobUuid: plan.jobUuid, devices: plan.devices.length });
@@ -209,9 +245,15 @@ export class SmartUpdateService {
         });
       } catch (err) {
         // Undo the reservation so the next check tries again.
-        this.store
-          .stmt('DELETE FROM smart_update_jobs WHERE account_id = ? AND model = ? AND version = ? AND job_id IS NULL')
-          .run(accountId, w.model, w.version);
+        this.store.write(() => {
+          this.store
+            .stmt('DELETE FROM smart_update_jobs WHERE account_id = ? AND model = ? AND version = ? AND job_id IS NULL')
+            .run(accountId, w.model, w.version);
+          const forget = this.store.stmt(
+            'DELETE FROM smart_update_devices WHERE account_id = ? AND model = ? AND version = ? AND device_id = ? AND attempted_at = ?',
+          );
+          for (const d of plan.devices) forget.run(accountId, w.model, w.version, d.id, now);
+        });
         if (!isAppError(err)) throw err;
       }
     }

@@ -20,6 +20,13 @@ export interface DeviceRow {
   custom_fields: string;
   latitude: number | null;
   longitude: number | null;
+  /** What the router itself reported (hello, status); null until it did. */
+  reported_model: string | null;
+  reported_firmware: string | null;
+  reported_anchors: string | null;
+  reported_lat: number | null;
+  reported_lon: number | null;
+  reported_position_at: number | null;
   admission: AdmissionState | null;
   admission_reason: string | null;
   admission_at: number | null;

@@ -578,6 +578,32 @@ END;
 `,
   },
   {
+    version: 29,
+    name: 'what routers report (model, firmware, trust-anchor digest, position) beside the typed-in fields; smart update attempts per device (a router that failed is retried when it changed or after 24 h)',
+    sql: `
+ALTER TABLE devices ADD COLUMN reported_model TEXT;
+ALTER TABLE devices ADD COLUMN reported_firmware TEXT;
+ALTER TABLE devices ADD COLUMN reported_anchors TEXT;
+ALTER TABLE devices ADD COLUMN reported_lat REAL;
+ALTER TABLE devices ADD COLUMN reported_lon REAL;
+ALTER TABLE devices ADD COLUMN reported_position_at INTEGER;
+CREATE INDEX devices_account_effective_model ON devices(account_id, COALESCE(reported_model, model));
+CREATE INDEX devices_account_effective_firmware ON devices(account_id, COALESCE(reported_firmware, firmware));
+CREATE TABLE smart_update_devices (
+  account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+  model TEXT NOT NULL,
+  version TEXT NOT NULL,
+  device_id INTEGER NOT NULL REFERENCES devices(id) ON DELETE CASCADE,
+  device_state TEXT,
+  attempted_at INTEGER NOT NULL,
+  PRIMARY KEY (account_id, model, version, device_id)
+) WITHOUT ROWID;
+INSERT OR IGNORE INTO smart_update_devices (account_id, model, version, device_id, device_state, attempted_at)
+  SELECT s.account_id, s.model, s.version, jd.device_id, NULL, jd.added_at
+  FROM smart_update_jobs s JOIN job_devices jd ON jd.job_id = s.job_id;
+`,
+  },
+  {
     version: 30,
     name: 'failed logins counted per (user name as typed, client address): a lockout by one client no longer locks the user out everywhere, and unknown user names lock like known ones',
     sql: `
