@@ -11,7 +11,7 @@ import { afterAll, describe, expect, it } from 'vitest';
  * blocks (server-stub/README.md) are signatures sketched with comments, not programs.
  */
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const READMES = ['README.md', 'agent/README.md', 'simulator/README.md', 'server-stub/README.md'];
+const READMES = ['README.md', 'protocol/README.md', 'agent/README.md', 'simulator/README.md', 'server-stub/README.md', 'loadtest/README.md'];
 const scratch = join(root, 'repo-checks', '.tmp', `readme-examples-${process.pid}`);
 
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
@@ -55,7 +55,7 @@ function diagnostics(files: string[]): string[] {
 
 describe('README examples', () => {
   it('finds the examples (an empty set would pass for nothing)', () => {
-    expect(examples().length).toBeGreaterThanOrEqual(3);
+    expect(examples().length).toBeGreaterThanOrEqual(5);
   });
 
   it('compile against the built packages', () => {

@@ -144,8 +144,8 @@ export class LicensingService {
     const errors: { licence: string; code: string; message: string }[] = [];
     try {
       scope.write(() => {
-        const targets = uuids
-          ?? scope.licences.all().filter((l) => licenceStatus(l, scope.licences.all(), now) === 'available').map((l) => l.uuid);
+        const before = scope.licences.all();
+        const targets = uuids ?? before.filter((l) => licenceStatus(l, before, now) === 'available').map((l) => l.uuid);
         for (const uuid of new Set(targets)) {
           // Re-read after each activation: whether a Free licence may join depends on the ones before it.
           const all = scope.licences.all();
