@@ -72,8 +72,9 @@ export async function lockDataDir(dataDir: string, pid = process.pid): Promise<D
     try {
       const handle = await open(file, 'wx', 0o600);
       try {
+        // No fsync: after a power cut the lock is meaningless anyway (its pid is gone), and an empty
+        // or missing file left by the cut is handled like a stale one.
         await handle.writeFile(`${JSON.stringify(mine)}\n`);
-        await handle.sync();
       } finally {
         await handle.close();
       }
