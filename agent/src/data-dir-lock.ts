@@ -1,4 +1,4 @@
-import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
+import { mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { AgentError } from './errors.js';
@@ -28,6 +28,14 @@ function alive(pid: number): boolean {
   }
 }
 
+/** How long an unreadable lock counts as one being written (ms): create and write are two steps. */
+const UNWRITTEN_GRACE_MS = 2000;
+
+async function youngerThan(file: string, ms: number): Promise<boolean> {
+  const info = await stat(file).catch(() => undefined);
+  return info !== undefined && Date.now() - info.mtimeMs < ms;
+}
+
 function parse(text: string): LockRecord | undefined {
   try {
     const r = JSON.parse(text) as Partial<LockRecord>;
@@ -41,9 +49,10 @@ function parse(text: string): LockRecord | undefined {
  * Takes the data directory for this process: two agents on one directory would interleave their
  * journals, outboxes and firmware slots. The lock is a file created exclusively (`wx`); when it
  * exists and names a live process of this host, the start fails with AGENT_DATA_DIR_LOCKED (exit
- * 73). A lock left by a process that no longer runs (SIGKILL, power cut) — or an unreadable one —
- * is stale and taken over: renamed aside atomically (only one of two racing starts wins the
- * rename) and checked to be the stale one that was read before it is deleted.
+ * 73). A lock left by a process that no longer runs (SIGKILL, power cut) — or an unreadable one
+ * older than UNWRITTEN_GRACE_MS — is stale and taken over: renamed aside atomically (only one of
+ * two racing starts wins the rename) and checked to be the stale one that was read before it is
+ * deleted.
  *
  * A lock written on another host (a container recreated under a new hostname on the same volume)
  * cannot be checked and counts as stale: the data directory is the router's local storage, and
@@ -59,12 +68,13 @@ export async function lockDataDir(dataDir: string, pid = process.pid): Promise<D
   await mkdir(dataDir, { recursive: true, mode: 0o700 });
   const file = join(dataDir, LOCK_FILE);
   const mine: LockRecord = { pid, host: hostname(), since: new Date().toISOString() };
-  for (let attempt = 0; attempt < 5; attempt++) {
+  for (let attempt = 0; attempt < 50; attempt++) {
     try {
       const handle = await open(file, 'wx', 0o600);
       try {
+        // No fsync: after a power cut the lock is meaningless anyway (its pid is gone), and an empty
+        // or missing file left by the cut is handled like a stale one.
         await handle.writeFile(`${JSON.stringify(mine)}\n`);
-        await handle.sync();
       } finally {
         await handle.close();
       }
@@ -84,6 +94,11 @@ export async function lockDataDir(dataDir: string, pid = process.pid): Promise<D
     const text = await readFile(file, 'utf8').catch(() => undefined);
     if (text === undefined) continue; // released in between: try again
     const holder = parse(text);
+    if (!holder && (await youngerThan(file, UNWRITTEN_GRACE_MS))) {
+      // Created by a start that has not written its pid yet: not stale, look again shortly.
+      await new Promise((r) => setTimeout(r, 100));
+      continue;
+    }
     if (holder && holder.pid !== pid && alive(holder.pid) && (holder.host === '' || holder.host === mine.host)) {
       throw new AgentError(
         'AGENT_DATA_DIR_LOCKED',

@@ -151,7 +151,7 @@ beforeAll(async () => {
   expect(licence.status).toBe('available');
   const active = await api.json<{ status: string; kind: string }>('POST', `/api/licences/${licence.uuid}/activate`, {});
   expect(active).toMatchObject({ status: 'active', kind: 'basic-25' });
-}, 60_000);
+}, 180_000);
 
 afterAll(async () => {
   if (agent) {

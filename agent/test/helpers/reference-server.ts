@@ -14,10 +14,12 @@ import { ROOT } from './process.js';
 export const SERVER_CLI = join(ROOT, 'server-stub', 'dist', 'cli.js');
 
 const execFileAsync = promisify(execFile);
+/** Deadline for the server to start or an offline command to finish (ms): the machine may run two suites at once. */
+const START_DEADLINE_MS = 60_000;
 
 /** Runs an offline `fleet-server` command (tls generate, account create, licences issue); returns stdout. */
 export async function serverCli(args: string[]): Promise<string> {
-  const { stdout } = await execFileAsync(process.execPath, [SERVER_CLI, ...args], { timeout: 20_000 });
+  const { stdout } = await execFileAsync(process.execPath, [SERVER_CLI, ...args], { timeout: START_DEADLINE_MS });
   return stdout;
 }
 
@@ -62,7 +64,7 @@ export class ServerProcess {
       child.once('exit', (code, signal) => resolve({ code, signal })),
     );
     const url = await new Promise<string>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`fleet-server did not listen within 20 s:\n${log}`)), 20_000);
+      const timer = setTimeout(() => reject(new Error(`fleet-server did not listen within ${START_DEADLINE_MS / 1000} s:\n${log}`)), START_DEADLINE_MS);
       createInterface({ input: child.stdout! }).on('line', (line) => {
         log += `${line}\n`;
         try {
