@@ -463,11 +463,6 @@ export class JobManager {
       if (force) this.#sendProgress({ executionId: record.executionId, state: last });
       return;
     }
-    // Not welcomed: nothing can be sent now, and lastReported must stay what the server last got,
-    // so that the report after the welcome fills in every state skipped meanwhile (a job resumed
-    // before the welcome went verifying → waiting → installing: the server must still see
-    // `downloaded`). Advancing it here made the welcome report jump straight to the current state.
-    if (!this.#deps.session.connected) return;
     const path = statePath(last, target);
     for (const state of path) {
       const body: JobProgressBody = { executionId: record.executionId, state };
