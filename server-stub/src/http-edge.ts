@@ -115,3 +115,16 @@ export function installJsonParser(app: FastifyInstance, bodyLimit: number): void
     }
   });
 }
+
+/** Requests that arrive while the server closes: 503 SERVER_UNAVAILABLE (retryable), connection closed. */
+export function installClosingGate(app: FastifyInstance): void {
+  let closing = false;
+  app.addHook('preClose', async () => {
+    closing = true;
+  });
+  app.addHook('onRequest', async (_request, reply) => {
+    if (!closing) return;
+    reply.header('connection', 'close');
+    throw new AppError('SERVER_UNAVAILABLE');
+  });
+}

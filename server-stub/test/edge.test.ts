@@ -1,7 +1,10 @@
+import { request } from 'undici';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { textViolation } from '../src/validation.js';
 import { type AppWorld, appWorld } from './helpers/http.js';
-import { removeTempDirs } from './helpers/setup.js';
+import { buildApp } from '../src/app.js';
+import { TestClock } from '../src/clock.js';
+import { removeTempDirs, T0, tempDir, testConfig } from './helpers/setup.js';
 
 const worlds: AppWorld[] = [];
 async function open(flags: Parameters<typeof appWorld>[0] = {}): Promise<AppWorld> {
@@ -62,6 +65,21 @@ describe('request bodies', () => {
     });
     expect(utf8.statusCode).toBe(201);
     expect(utf8.json().name).toBe('Grün');
+  });
+});
+
+describe('closing', () => {
+  it('answers requests that arrive while the server closes with 503 SERVER_UNAVAILABLE', async () => {
+    const app = await buildApp(testConfig(tempDir()), { clock: new TestClock(T0) });
+    let seen: { status: number; body: unknown } | undefined;
+    // Runs after the gate's own preClose hook, while the listener still accepts: the server is closing.
+    app.addHook('preClose', async () => {
+      const r = await request(`${url}/healthz`);
+      seen = { status: r.statusCode, body: await r.body.json() };
+    });
+    const url = await app.listen({ port: 0, host: '127.0.0.1' });
+    await app.close();
+    expect(seen).toMatchObject({ status: 503, body: { code: 'SERVER_UNAVAILABLE', retryable: true } });
   });
 });
 
