@@ -1,9 +1,12 @@
+import { statSync } from 'node:fs';
+import { join } from 'node:path';
 import { request } from 'undici';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { textViolation } from '../src/validation.js';
 import { type AppWorld, appWorld } from './helpers/http.js';
 import { buildApp } from '../src/app.js';
 import { TestClock } from '../src/clock.js';
+import { isStorageFull, StorageGuard } from '../src/storage-guard.js';
 import { removeTempDirs, T0, tempDir, testConfig } from './helpers/setup.js';
 
 const worlds: AppWorld[] = [];
@@ -227,5 +230,27 @@ describe('audit of logins, logouts and credential exports', () => {
     // The exported credential itself is never in the log.
     const exported = rows.find((r) => r.action.endsWith('/connection-profile'))!;
     expect(JSON.stringify(exported)).not.toContain(profile.json().credential ?? '\u0000');
+  });
+});
+
+describe('storage guard', () => {
+  it('keeps one reserve file, releases it, writes it again when there is room; a second guard leaves it alone', async () => {
+    const dir = tempDir();
+    const a = new StorageGuard(dir, 64 * 1024, 0);
+    const b = new StorageGuard(dir, 64 * 1024, 0);
+    a.replenish();
+    expect(statSync(join(dir, 'storage-reserve')).size).toBe(64 * 1024);
+    b.replenish(); // exists already: left alone
+    expect(b.hasReserve).toBe(true);
+    a.noteFull();
+    expect(a.status()).toMatchObject({ status: 'degraded', full: true, reserve: true });
+    expect(a.release()).toBe(true);
+    expect(b.hasReserve).toBe(false);
+    expect(a.release()).toBe(false);
+    a.replenish();
+    expect(a.status()).toMatchObject({ status: 'ok', full: false, reserve: true });
+    expect(isStorageFull(Object.assign(new Error('disk'), { code: 'SQLITE_FULL' }))).toBe(true);
+    expect(isStorageFull(new Error('wrapped', { cause: Object.assign(new Error('x'), { code: 'ENOSPC' }) }))).toBe(true);
+    expect(isStorageFull(Object.assign(new Error('busy'), { code: 'SQLITE_BUSY' }))).toBe(false);
   });
 });
