@@ -16,6 +16,7 @@ import {
   edgeServerOptions,
   installClosingGate,
   installJsonParser,
+  installQueryCheck,
   requireUtf8Charset,
 } from './http-edge.js';
 import { installJobs } from './jobs/timers.js';
@@ -99,6 +100,7 @@ export async function buildApp(config: ServerConfig, deps: BuildAppDeps = {}): P
   app.addSchema(ErrorBody);
   installJsonParser(app, config.bodyLimitBytes);
   installClosingGate(app);
+  installQueryCheck(app);
   app.addContentTypeParser('text/csv', { parseAs: 'buffer', bodyLimit: config.csvBodyLimitBytes }, (req, body, done) => {
     try {
       requireUtf8Charset(req);

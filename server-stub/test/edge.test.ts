@@ -106,7 +106,14 @@ describe('text rules', () => {
     });
     expect(lone.statusCode).toBe(400);
     expect(lone.json().message).toMatch(/lone surrogate/);
-    // Query strings follow the same rules.
+    // Query strings: percent-encoding must be UTF-8 (it used to be replaced silently) …
+    for (const q of ['%ED%A0%80', '%FF', '%E0%A4%A']) {
+      const r = await w.req('GET', `/api/inventory/managed-devices?text=${q}`, { token });
+      expect(r.statusCode, q).toBe(400);
+      expect(r.json().code).toBe('SERVER_BAD_ENCODING');
+    }
+    expect((await w.req('GET', `/api/inventory/managed-devices?text=${encodeURIComponent('Zürich')}`, { token })).statusCode).toBe(200);
+    // … and the values follow the same text rules.
     const query = await w.req('GET', `/api/inventory/managed-devices?text=${encodeURIComponent('a\u202Eb')}`, { token });
     expect(query.statusCode).toBe(400);
     const ok = await w.req('POST', GROUPS, { token, body: { name: 'Zürich 東京 🚀 (north)' } });
