@@ -14,7 +14,9 @@ import {
   applyEdgeTimeouts,
   edgeClientErrorHandler,
   edgeServerOptions,
+  installClosingGate,
   installJsonParser,
+  installQueryCheck,
   requireUtf8Charset,
 } from './http-edge.js';
 import { installJobs } from './jobs/timers.js';
@@ -74,7 +76,9 @@ export async function buildApp(config: ServerConfig, deps: BuildAppDeps = {}): P
       ? { loggerInstance: deps.logger }
       : { logger: { level: config.logLevel, redact: ['req.headers.authorization', 'req.headers.cookie'] } }),
     bodyLimit: config.bodyLimitBytes,
-    return503OnClosing: true,
+    // While closing, requests get 503 SERVER_UNAVAILABLE from installClosingGate (fastify's own
+    // 503 body has no catalogue code).
+    return503OnClosing: false,
     ...timeouts,
     ...https,
     clientErrorHandler: edgeClientErrorHandler((code) => edgeError(code)),
@@ -96,6 +100,8 @@ export async function buildApp(config: ServerConfig, deps: BuildAppDeps = {}): P
   app.setValidatorCompiler(typeboxValidatorCompiler);
   app.addSchema(ErrorBody);
   installJsonParser(app, config.bodyLimitBytes);
+  installClosingGate(app);
+  installQueryCheck(app);
   app.addContentTypeParser('text/csv', { parseAs: 'buffer', bodyLimit: config.csvBodyLimitBytes }, (req, body, done) => {
     try {
       requireUtf8Charset(req);

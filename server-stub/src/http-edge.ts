@@ -115,3 +115,42 @@ export function installJsonParser(app: FastifyInstance, bodyLimit: number): void
     }
   });
 }
+
+/** Requests that arrive while the server closes: 503 SERVER_UNAVAILABLE (retryable), connection closed. */
+export function installClosingGate(app: FastifyInstance): void {
+  let closing = false;
+  app.addHook('preClose', async () => {
+    closing = true;
+  });
+  app.addHook('onRequest', async (_request, reply) => {
+    if (!closing) return;
+    reply.header('connection', 'close');
+    throw new AppError('SERVER_UNAVAILABLE');
+  });
+}
+
+/** True when every `%XX` sequence of a query string decodes as UTF-8 (no encoded surrogate either). */
+export function queryIsUtf8(query: string): boolean {
+  if (!query.includes('%')) return true;
+  for (const part of query.split(/[&=]/)) {
+    try {
+      decodeURIComponent(part.replace(/\+/g, ' '));
+    } catch {
+      return false;
+    }
+  }
+  return true;
+}
+
+/**
+ * Refuses a query string whose percent-encoding is not UTF-8 (400 SERVER_BAD_ENCODING): the query
+ * parser would replace such bytes silently, so the value used would not be the value sent.
+ */
+export function installQueryCheck(app: FastifyInstance): void {
+  app.addHook('onRequest', async (request) => {
+    const at = request.url.indexOf('?');
+    if (at !== -1 && !queryIsUtf8(request.url.slice(at + 1))) {
+      throw new AppError('SERVER_BAD_ENCODING', 'The query string is not valid UTF-8 percent-encoding.');
+    }
+  });
+}

@@ -90,8 +90,11 @@ export class StorageGuard {
     }
     if (free === null || free < 2 * this.reserveBytes) return;
     let fd: number | undefined;
+    let created = false;
     try {
+      // 'wx': another process of the cluster may be writing it at the same moment; then that one's counts.
       fd = openSync(this.#reservePath, 'wx', 0o600);
+      created = true;
       // Real blocks, not a sparse file: a hole would free nothing when deleted.
       const chunk = Buffer.alloc(Math.min(this.reserveBytes, 64 * 1024));
       for (let done = 0; done < this.reserveBytes;) {
@@ -103,7 +106,7 @@ export class StorageGuard {
       this.#full = false;
     } catch {
       if (fd !== undefined) closeSync(fd);
-      rmSync(this.#reservePath, { force: true });
+      if (created) rmSync(this.#reservePath, { force: true });
     }
   }
 

@@ -1,7 +1,13 @@
+import { statSync } from 'node:fs';
+import { join } from 'node:path';
+import { request } from 'undici';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { textViolation } from '../src/validation.js';
 import { type AppWorld, appWorld } from './helpers/http.js';
-import { removeTempDirs } from './helpers/setup.js';
+import { buildApp } from '../src/app.js';
+import { TestClock } from '../src/clock.js';
+import { isStorageFull, StorageGuard } from '../src/storage-guard.js';
+import { removeTempDirs, T0, tempDir, testConfig } from './helpers/setup.js';
 
 const worlds: AppWorld[] = [];
 async function open(flags: Parameters<typeof appWorld>[0] = {}): Promise<AppWorld> {
@@ -65,6 +71,21 @@ describe('request bodies', () => {
   });
 });
 
+describe('closing', () => {
+  it('answers requests that arrive while the server closes with 503 SERVER_UNAVAILABLE', async () => {
+    const app = await buildApp(testConfig(tempDir()), { clock: new TestClock(T0) });
+    let seen: { status: number; body: unknown } | undefined;
+    // Runs after the gate's own preClose hook, while the listener still accepts: the server is closing.
+    app.addHook('preClose', async () => {
+      const r = await request(`${url}/healthz`);
+      seen = { status: r.statusCode, body: await r.body.json() };
+    });
+    const url = await app.listen({ port: 0, host: '127.0.0.1' });
+    await app.close();
+    expect(seen).toMatchObject({ status: 503, body: { code: 'SERVER_UNAVAILABLE', retryable: true } });
+  });
+});
+
 describe('text rules', () => {
   it('single-line names refuse control characters, bidi overrides/isolates and lone surrogates', async () => {
     const w = await open();
@@ -85,7 +106,14 @@ describe('text rules', () => {
     });
     expect(lone.statusCode).toBe(400);
     expect(lone.json().message).toMatch(/lone surrogate/);
-    // Query strings follow the same rules.
+    // Query strings: percent-encoding must be UTF-8 (it used to be replaced silently) …
+    for (const q of ['%ED%A0%80', '%FF', '%E0%A4%A']) {
+      const r = await w.req('GET', `/api/inventory/managed-devices?text=${q}`, { token });
+      expect(r.statusCode, q).toBe(400);
+      expect(r.json().code).toBe('SERVER_BAD_ENCODING');
+    }
+    expect((await w.req('GET', `/api/inventory/managed-devices?text=${encodeURIComponent('Zürich')}`, { token })).statusCode).toBe(200);
+    // … and the values follow the same text rules.
     const query = await w.req('GET', `/api/inventory/managed-devices?text=${encodeURIComponent('a\u202Eb')}`, { token });
     expect(query.statusCode).toBe(400);
     const ok = await w.req('POST', GROUPS, { token, body: { name: 'Zürich 東京 🚀 (north)' } });
@@ -209,5 +237,27 @@ describe('audit of logins, logouts and credential exports', () => {
     // The exported credential itself is never in the log.
     const exported = rows.find((r) => r.action.endsWith('/connection-profile'))!;
     expect(JSON.stringify(exported)).not.toContain(profile.json().credential ?? '\u0000');
+  });
+});
+
+describe('storage guard', () => {
+  it('keeps one reserve file, releases it, writes it again when there is room; a second guard leaves it alone', async () => {
+    const dir = tempDir();
+    const a = new StorageGuard(dir, 64 * 1024, 0);
+    const b = new StorageGuard(dir, 64 * 1024, 0);
+    a.replenish();
+    expect(statSync(join(dir, 'storage-reserve')).size).toBe(64 * 1024);
+    b.replenish(); // exists already: left alone
+    expect(b.hasReserve).toBe(true);
+    a.noteFull();
+    expect(a.status()).toMatchObject({ status: 'degraded', full: true, reserve: true });
+    expect(a.release()).toBe(true);
+    expect(b.hasReserve).toBe(false);
+    expect(a.release()).toBe(false);
+    a.replenish();
+    expect(a.status()).toMatchObject({ status: 'ok', full: false, reserve: true });
+    expect(isStorageFull(Object.assign(new Error('disk'), { code: 'SQLITE_FULL' }))).toBe(true);
+    expect(isStorageFull(new Error('wrapped', { cause: Object.assign(new Error('x'), { code: 'ENOSPC' }) }))).toBe(true);
+    expect(isStorageFull(Object.assign(new Error('busy'), { code: 'SQLITE_BUSY' }))).toBe(false);
   });
 });
