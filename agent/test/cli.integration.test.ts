@@ -57,7 +57,7 @@ async function cli(args: string[]): Promise<{ code: number; out: string; err: st
 
 describe('fleet-agent CLI', () => {
   it('version, config table, usage errors', async () => {
-    expect((await cli(['version'])).out).toMatch(/^fleet-agent 0\.1\.0 \(protocol 1\.0\)/);
+    expect((await cli(['version'])).out).toMatch(/^fleet-agent 0\.1\.0 \(protocol 1\.1\)/);
     const table = (await cli(['config'])).out;
     expect(table).toContain('| `--boot-delay-max-sec` / `FLEET_AGENT_BOOT_DELAY_MAX_SEC` | integer | `30` | s |');
     expect((await cli(['nonsense'])).code).toBe(2);

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { issueCertificate } from '@router-fleet/protocol';
+import { createCa, issueCertificate } from '@router-fleet/protocol';
 import { Agent, request } from 'undici';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../src/app.js';
@@ -119,4 +119,41 @@ describe('fleet-server CLI', () => {
     child.kill('SIGTERM');
     expect(await exited).toBe(0);
   });
+
+  it('signing list | rotate | retire and firmware add-anchor change what a running server sends routers', async () => {
+    const data = tempDir();
+    type Listed = { anchors: { scope: string; fingerprint: string; current: boolean }[] };
+    const list = async () => (JSON.parse((await cli('signing', 'list', '--data', data)).stdout) as Listed).anchors;
+    const first = await list();
+    expect(first.map((a) => [a.scope, a.current])).toEqual([['server', true]]);
+    const app = await buildApp(testConfig(data, { trustAnchorReloadSec: 1 }));
+    await app.ready();
+    try {
+      const digest = app.services.trust.forAccount(0).digest;
+      const rotated = (JSON.parse((await cli('signing', 'rotate', '--data', data)).stdout) as Listed).anchors;
+      expect(rotated.map((a) => [a.fingerprint === first[0]!.fingerprint, a.current])).toEqual([[true, false], [false, true]]);
+      // The running server re-reads the roots and would send routers the overlapping set.
+      const until = async (what: string, ok: () => boolean) => {
+        const deadline = Date.now() + 30_000;
+        while (!ok()) {
+          if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+          await new Promise((r) => setTimeout(r, 100));
+        }
+      };
+      await until('the rotated set', () => app.services.trust.forAccount(0).anchors.length === 2);
+      expect(app.services.trust.forAccount(0).digest).not.toBe(digest);
+      const inUse = await cli('signing', 'retire', rotated[1]!.fingerprint, '--data', data).catch((e: { code: number; stderr: string }) => e);
+      expect((inUse as { stderr: string }).stderr).toContain('SERVER_ANCHOR_IN_USE');
+      await cli('signing', 'retire', first[0]!.fingerprint, '--data', data);
+      expect((await list()).map((a) => a.fingerprint)).toEqual([rotated[1]!.fingerprint]);
+      const vendor = await createCa({ commonName: 'CLI Vendor Root' });
+      const pem = join(data, 'vendor.pem');
+      writeFileSync(pem, vendor.certPem);
+      expect(JSON.parse((await cli('firmware', 'add-anchor', pem, '--data', data)).stdout)).toMatchObject({ added: 1 });
+      await until('the vendor root and no retired root', () =>
+        JSON.stringify(app.services.trust.forAccount(0).anchors.map((a) => a.scope)) === '["server","vendor"]');
+    } finally {
+      await app.close();
+    }
+  }, 120_000);
 });

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { join } from 'node:path';
-import { createTestPki, type MessageOf, type TestPki, writePacket } from '@router-fleet/protocol';
+import { createCa, createTestPki, type MessageOf, type TestPki, writePacket } from '@router-fleet/protocol';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type JobsWorld, jobsWorld } from './helpers/jobs-world.js';
 import { removeTempDirs, T0, tempDir } from './helpers/setup.js';
@@ -92,6 +92,19 @@ describe('packets per account', () => {
       details: { code: 'PROTO_PACKET_DUPLICATE_ENTRY', entry: 'x.cfg.partial' },
     });
     expect((await w.api('GET', '/api/packets')).json.items).toHaveLength(0);
+  });
+
+  it('takes only CA certificates as the account\'s roots, and no more than a router can hold', async () => {
+    const w = await open();
+    const leaf = await w.api('PUT', '/api/packets/policy', { allowUnsigned: false, trustAnchors: [pki.signer.certPem] });
+    expect(leaf).toMatchObject({ status: 400, json: { code: 'SERVER_VALIDATION' } });
+    const roots = await Promise.all(Array.from({ length: 16 }, (_, i) => createCa({ commonName: `Root ${i}` })));
+    const many = await w.api('PUT', '/api/packets/policy', { allowUnsigned: false, trustAnchors: roots.map((r) => r.certPem) });
+    expect(many).toMatchObject({ status: 422, json: { code: 'SERVER_TOO_MANY_ANCHORS' } });
+    expect((await w.api('GET', '/api/packets/policy')).json.trustAnchors).toEqual([]);
+    const fifteen = await w.api('PUT', '/api/packets/policy', { allowUnsigned: false, trustAnchors: roots.slice(1).map((r) => r.certPem) });
+    expect(fifteen.status).toBe(200);
+    expect(w.services.trust.forAccount(w.tenant.accountId).anchors).toHaveLength(16);
   });
 
   it('caps the upload size while streaming', async () => {

@@ -625,7 +625,14 @@ export class ControlChannel implements ChannelHub {
     }
     if (set.anchors.length === 0 || set.digest === s.anchorsDigest || set.digest === s.anchorsSent) return;
     s.anchorsSent = set.digest;
-    this.#send(s, encode(createMessage('trust-anchors', { anchors: [...set.anchors], digest: set.digest }, { sentAt: now })));
+    const text = encode(createMessage('trust-anchors', { anchors: [...set.anchors], digest: set.digest }, { sentAt: now }));
+    // A frame the device must refuse would close its session on every connect: send none (the
+    // account's policy check keeps sets far below the limit; this guards the server's own roots).
+    if (Buffer.byteLength(text) > MAX_FRAME_BYTES) {
+      this.#log.error({ device: s.deviceUuid, bytes: Buffer.byteLength(text) }, 'trust-anchor set larger than a frame; not sent');
+      return;
+    }
+    this.#send(s, text);
   }
 
   /** A notice: the set of one account (uuid) or of every account (null) changed. */

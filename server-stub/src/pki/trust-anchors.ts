@@ -16,6 +16,9 @@ import {
   type SigningPki,
 } from './signing.js';
 
+/** Largest anchor set (PEM bytes plus JSON) sent to a router: the `trust-anchors` frame must stay below 64 KiB. */
+export const MAX_ANCHOR_SET_BYTES = 48 * 1024;
+
 /** What a device of one account must trust, and its `trustAnchorsDigest`. */
 export interface TrustAnchorSet {
   readonly anchors: readonly TrustAnchor[];
@@ -112,6 +115,11 @@ export class TrustAnchorService {
     }
     const distinct = new Set([...this.#server, ...this.#vendor, ...pems].map((p) => fingerprintOf(p))).size;
     if (distinct > MAX_TRUST_ANCHORS) throw new AppError('SERVER_TOO_MANY_ANCHORS');
+    // The whole set travels in one control-channel frame (64 KiB): keep well inside it.
+    const bytes = [...this.#server, ...this.#vendor, ...pems].reduce((n, p) => n + Buffer.byteLength(p) + 64, 0);
+    if (bytes > MAX_ANCHOR_SET_BYTES) {
+      throw new AppError('SERVER_TOO_MANY_ANCHORS', `The anchors together take ${bytes} bytes; a router's set is limited to ${MAX_ANCHOR_SET_BYTES}.`);
+    }
   }
 
   /** The account's policy roots changed: devices of the account get the new set. */

@@ -100,6 +100,11 @@ export class FakeDevice {
     return this.received.filter((m): m is MessageOf<'ack'> => m.type === 'ack');
   }
 
+  /** Sends a status (what the router runs now). */
+  status(body: { firmwareVersion: string; location?: { lat: number; lon: number }; trustAnchorsDigest?: string }): void {
+    this.#ws!.send(encode(createMessage('status', { uptimeSec: 1, link: { type: 'ethernet', up: true }, certificates: [], containers: [], ...body })));
+  }
+
   /** Sends a job-progress and returns its message (its id is what a terminal ack correlates). */
   report(
     executionId: string,
