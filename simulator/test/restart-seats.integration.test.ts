@@ -56,7 +56,7 @@ describe('seats across server restarts and crashes (real server processes, simul
     const server = await startTestServer({
       plan: 'basic-1',
       count: SEATS,
-      extraArgs: ['--leaseGraceSec', '3', '--restartQuietSec', '3', '--restartHoldMaxSec', '120', '--sweepIntervalSec', '1', '--admissionRetryAfterSec', '2'],
+      extraArgs: ['--leaseGraceSec', '3', '--restartQuietSec', '6', '--restartHoldMaxSec', '120', '--sweepIntervalSec', '1', '--admissionRetryAfterSec', '2'],
     });
     servers.push(server);
     const dir = await provisioned(server, GONE + REST, 21);
@@ -78,6 +78,10 @@ describe('seats across server restarts and crashes (real server processes, simul
     await gone.stop({ graceMs: 1000 });
     await server.start();
 
+    // While held, the seats of the previous life show in /metrics.
+    const held = Number(/^fleet_devices_held (\d+)$/m.exec(await (await server.rest.raw('GET', '/metrics')).body.text())?.[1]);
+    expect(held).toBeGreaterThan(0);
+    expect(held).toBeLessThanOrEqual(SEATS);
     // Every router managed before the crash is managed again, and the 5 freed seats (hold, then
     // grace from the catch-up) go to routers that were waiting.
     const after = await rest.waitFor((s) => s.managed === SEATS, 90_000);
