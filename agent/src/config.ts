@@ -90,7 +90,7 @@ export const CONFIG_TABLE: readonly OptionSpec[] = [
   { name: 'downloadStallSec', type: 'integer', default: 60, unit: 's', min: 1, description: 'Stall watchdog window: an attempt that receives fewer than downloadMinBytesPerSec × window bytes in a window is aborted.' },
   { name: 'downloadMinBytesPerSec', type: 'integer', default: 256, unit: 'bytes/s', min: 1, description: 'Stall watchdog: least acceptable throughput.' },
   { name: 'downloadSyncBytes', type: 'integer', default: 1 * MiB, unit: 'bytes', min: 1, description: 'fsync the staged packet and persist the resume offset every this many bytes.' },
-  { name: 'healthCheckTimeoutSec', type: 'integer', default: 300, unit: 's', min: 1, description: 'After an install or reboot, the device must be back online and managed within this time or it rolls back.' },
+  { name: 'healthCheckTimeoutSec', type: 'integer', default: 300, unit: 's', min: 1, description: 'After an install or reboot, the device must be back online and managed within this time (or authenticated by the server and told it has no seat) or it rolls back.' },
   { name: 'maxTransitions', type: 'integer', default: 64, unit: 'transitions', min: 8, description: 'Loop breaker: most update transitions of one job.' },
   { name: 'maxResumes', type: 'integer', default: 6, unit: 'restarts', min: 1, description: 'Loop breaker: most agent restarts (reboots, crashes) during one job before it is rolled back and failed.' },
   { name: 'jobQueueMax', type: 'integer', default: 8, unit: 'jobs', min: 1, description: 'Offers queued while another job runs; more are refused.' },

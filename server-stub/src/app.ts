@@ -28,6 +28,7 @@ import { installSmartUpdates } from './smart-updates/timers.js';
 import type { Call, RouteSpec } from './routes/route.js';
 import { ErrorBody } from './routes/schemas.js';
 import { admissionCounts } from './store/leases.js';
+import { heldLeaseCount } from './store/restart.js';
 import { type AppDeps, createServices, type Services } from './services.js';
 import { typeboxValidatorCompiler } from './validation.js';
 
@@ -178,6 +179,12 @@ function registerGauges(services: Services, channel: ControlChannel): void {
     'fleet_devices_unmanaged',
     'Connected devices beyond the licence limit.',
     () => admissionCounts(store).unmanaged,
+    once,
+  );
+  metrics.gauge(
+    'fleet_devices_held',
+    'Seats held across a restart for devices of the previous process life that have not returned yet.',
+    () => heldLeaseCount(store),
     once,
   );
   metrics.gauge(

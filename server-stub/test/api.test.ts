@@ -26,6 +26,7 @@ describe('system routes', () => {
       'fleet_devices_managed',
       'fleet_devices_unmanaged',
       'fleet_devices_rejected',
+      'fleet_devices_held',
       'fleet_admissions_total',
       'fleet_messages_in_total',
       'fleet_messages_out_total',

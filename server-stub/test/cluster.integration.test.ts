@@ -214,6 +214,61 @@ describe('serve --workers 2 (real CLI, node:cluster)', () => {
       for (const pid of workerPids) if (alive(pid)) process.kill(pid, 'SIGKILL');
     }
   }, 300_000);
+
+  it('after a crash the primary holds the previous life\'s seats until the cluster caught up, then frees those not back', async () => {
+    const dataDir = tempDir();
+    await seedSigningPki(dataDir);
+    const w = world({}, dataDir);
+    w.clock.set(Date.now());
+    const t = await w.newTenant();
+    w.licences(t, 'basic-1', 2);
+    const ids = w.devices(t, 3);
+    // The previous process life admitted two devices and died without releasing anything.
+    for (const id of ids.slice(0, 2)) {
+      expect(w.services.admission.admit({ serialNumber: id.serialNumber, credential: id.credential }).outcome).toBe('managed');
+    }
+    w.close();
+
+    const child = spawn(
+      process.execPath,
+      [
+        SERVER_CLI_DIST, 'serve', '--data', dataDir, '--workers', '2', '--port', '0', '--host', '127.0.0.1',
+        '--presenceFlushMs', '100', '--scryptCost', '1024', '--leaseGraceSec', '1', '--restartQuietSec', '15',
+        '--restartHoldMaxSec', '300', '--sweepIntervalSec', '1', '--admissionRetryAfterSec', '1',
+      ],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    children.push(child);
+    const logs = follow(child);
+    const held = await logs.waitFor((l) => l['msg'] === 'restart hold: seats of the previous process life held for their devices');
+    expect(held['held']).toBe(2);
+    const url = (await logs.waitFor((l) => l['msg'] === 'fleet-server listening')).url as string;
+    const channelUrl = `${url.replace('http', 'ws')}/api/channel`;
+    // A held device that returns reclaims its seat; the waiting device does not get the other one.
+    const back = await FakeDevice.connect(channelUrl, ids[0]!);
+    expect((await back.admit()).body).toMatchObject({ admission: 'managed' });
+    const early = await FakeDevice.connect(channelUrl, ids[2]!);
+    expect((await early.admit()).body).toMatchObject({ admission: 'rejected', reason: 'LICENCE_UNAVAILABLE' });
+    early.terminate();
+    // The second held device never returns: the primary sees the quiet period pass, and after the
+    // grace counted from then its seat goes to the waiting device.
+    const end = await logs.waitFor((l) => l['msg'] === 'restart hold: caught up with the reconnecting fleet; grace starts for devices not back', 60_000);
+    expect(end).toMatchObject({ reason: 'quiet', notReturned: 1 });
+    await expect
+      .poll(
+        async () => {
+          const d = await FakeDevice.connect(channelUrl, ids[2]!);
+          const admission = (await d.admit()).body.admission;
+          if (admission !== 'managed') d.terminate();
+          return admission;
+        },
+        { timeout: 20_000, interval: 500 },
+      )
+      .toBe('managed');
+    back.terminate();
+    child.kill('SIGTERM');
+    await new Promise((r) => child.once('exit', r));
+  }, 300_000);
 });
 
 function alive(pid: number): boolean {

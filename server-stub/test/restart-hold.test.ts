@@ -187,3 +187,58 @@ describe('seats across a crash (store + admission service)', () => {
     expect(t.scope.devices.byUuid(b!.uuid)).toMatchObject({ admission: null, admission_reason: 'lease-ended' });
   });
 });
+
+describe('a device rebooting into an update keeps its seat (rollout.rebootTimeoutSec)', () => {
+  /** A running job with one execution of `device` in `state` (rows as the job service writes them). */
+  function execution(w: World, accountId: number, deviceUuid: string, state: string, options: Record<string, unknown>): void {
+    const db = w.services.store.db;
+    const deviceId = (db.prepare('SELECT id FROM devices WHERE uuid = ?').get(deviceUuid) as { id: number }).id;
+    const now = w.clock.now();
+    const job = db
+      .prepare(
+        `INSERT INTO jobs (uuid, account_id, name, target, options, state, created_at)
+         VALUES (?, ?, 'firmware', '{}', ?, 'running', ?)`,
+      )
+      .run(`job-${deviceUuid}`, accountId, JSON.stringify(options), now);
+    db.prepare(
+      `INSERT INTO job_executions (uuid, job_id, device_id, attempt, state, claimed_at, updated_at, deadline)
+       VALUES (?, ?, ?, 1, ?, ?, ?, ?)`,
+    ).run(`exec-${deviceUuid}`, job.lastInsertRowid, deviceId, state, now, now, now + 3_600_000);
+  }
+
+  it('past the commit point the seat is kept until the reboot timeout, not just the grace; before it, the grace', async () => {
+    const w = world({ leaseGraceSec: 60, admissionRetryAfterSec: 300 });
+    worlds.push(w);
+    const t = await w.newTenant();
+    w.licences(t, 'basic-1', 2);
+    const [rebooting, downloading, waiting] = w.devices(t, 3);
+    const ch = new FakeChannel(w.services.admission);
+    ch.connect(rebooting!);
+    ch.connect(downloading!);
+    execution(w, t.accountId, rebooting!.uuid, 'rebooting', { rebootTimeoutSec: 600 });
+    execution(w, t.accountId, downloading!.uuid, 'downloading', { rebootTimeoutSec: 600 });
+    ch.disconnect(rebooting!);
+    ch.disconnect(downloading!);
+    // After the grace the downloading device's seat is free; the rebooting one keeps its own.
+    w.advance(60 * SECOND);
+    expect(ch.connect(waiting!)).toMatchObject({ outcome: 'managed', lease: 'new' });
+    w.advance(500 * SECOND);
+    expect(ch.connect(rebooting!)).toMatchObject({ outcome: 'managed', lease: 'reclaimed' });
+  });
+
+  it('a job stored without the option keeps the seat for the default 600 s', async () => {
+    const w = world({ leaseGraceSec: 60, admissionRetryAfterSec: 300 });
+    worlds.push(w);
+    const t = await w.newTenant();
+    w.licences(t, 'basic-1', 1);
+    const [rebooting, waiting] = w.devices(t, 2);
+    const ch = new FakeChannel(w.services.admission);
+    ch.connect(rebooting!);
+    execution(w, t.accountId, rebooting!.uuid, 'verifying', {});
+    ch.disconnect(rebooting!);
+    w.advance(599 * SECOND);
+    expect(ch.connect(waiting!).outcome).toBe('rejected');
+    w.advance(1 * SECOND);
+    expect(ch.connect(waiting!).outcome).toBe('managed');
+  });
+});

@@ -69,7 +69,7 @@ export const UPDATE_TABLE: TransitionTable<UpdateState, UpdateOutcome> = {
     waiting: 'Verified; waiting for the install window.',
     installing: 'Commit point. Sections installed in MANIFEST order (journal before each side effect).',
     rebooting: 'Boot into the new firmware slot (one-shot trial boot).',
-    'health-check': 'Back online and managed within the timeout (a fresh round trip to the server).',
+    'health-check': 'Back online and managed within the timeout (a fresh round trip to the server), or authenticated and told it has no seat (unmanaged, rejected for want of a licence).',
     committing: 'Make the update permanent (commit the slot, drop backups).',
     'rolling-back': 'Undo installed sections in reverse order (old slot, restored backups).',
     done: 'Terminal: result reported until the server acknowledges it.',

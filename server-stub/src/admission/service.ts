@@ -8,7 +8,7 @@ import { deviceUuids, findDeviceIdentity, setDeviceAdmission } from '../store/de
 import { AccountEvents } from '../store/events.js';
 import { AccountLeases, rebootTimeoutSec } from '../store/leases.js';
 import { AccountLicences, accountsWithLicencesOrLeases, type LicenceRecord } from '../store/licences.js';
-import { endRestartHold, heldLeaseCount, recordHeldReturn, restartHold, startRestartHold } from '../store/restart.js';
+import { endRestartHold, heldLeaseCount, recordHeldReturn, restartHold, restartHoldServing, startRestartHold } from '../store/restart.js';
 import { decideAdmission, needsRebalance, rebalance } from './decide.js';
 import { type CaughtUpReason, holdGraceUntil, type RestartRule, restartVerdict } from './restart.js';
 import { PresenceTracker } from './presence.js';
@@ -206,6 +206,14 @@ export class AdmissionService {
     );
     this.#holding = true;
     return { held, startedAt: now };
+  }
+
+  /**
+   * The devices can reach the server from now on (cluster mode: every worker listens, which takes
+   * seconds under load): the hold's quiet period and cap count from here, not from the start.
+   */
+  restartHoldServing(now: number = this.clock.now()): void {
+    if (this.#holding) this.store.write(() => restartHoldServing(this.store, now));
   }
 
   /** Whether a restart hold of this process is still running. */

@@ -139,10 +139,25 @@ export async function runPrimary(config: ServerConfig): Promise<{ close(): Promi
   // period alone (restartQuietSec) stands for it.
   const start = services.admission.startRestartHold();
   if (start.held > 0) log.info({ held: start.held }, 'restart hold: seats of the previous process life held for their devices');
+  // The hold is decided once every first worker listens: forking and loading them takes seconds
+  // under load, time in which no device can return and which must not count as quiet.
+  const listening = new Set<number>();
+  let serving = false;
+  cluster.on('listening', (w) => {
+    listening.add(w.id);
+    if (serving || listening.size < config.workers) return;
+    serving = true;
+    try {
+      services.admission.restartHoldServing();
+    } catch (err) {
+      log.error({ err }, 'restart hold: recording the start of service failed');
+    }
+  });
   for (let i = 0; i < config.workers; i++) fork();
 
   const timers = [
     setInterval(() => {
+      if (!serving) return;
       try {
         const end = services.admission.checkRestartHold(0);
         if (end) log.info(end, 'restart hold: caught up with the reconnecting fleet; grace starts for devices not back');

@@ -70,6 +70,14 @@ export function heldLeaseCount(store: Store): number {
   return store.stmt<{ n: number }>('SELECT COUNT(*) AS n FROM leases WHERE restart_hold IS NOT NULL').get()?.n ?? 0;
 }
 
+/**
+ * The server serves devices from `at` on (cluster workers forked and listening): the quiet period
+ * and the cap count from then, unless a held device has already returned.
+ */
+export function restartHoldServing(store: Store, at: number): void {
+  store.stmt('UPDATE restart_hold SET started_at = ? WHERE id = 1 AND ended_at IS NULL AND last_return_at IS NULL').run(at);
+}
+
 /** A held device came back at `at` (its lease was reclaimed in the same transaction). */
 export function recordHeldReturn(store: Store, at: number): void {
   store.stmt('UPDATE restart_hold SET last_return_at = MAX(COALESCE(last_return_at, 0), ?) WHERE id = 1').run(at);
