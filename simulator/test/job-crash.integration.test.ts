@@ -65,7 +65,7 @@ describe(`kill -9 of the server during a job to ${N} routers`, () => {
       processes: 1,
       behaviour,
       seed: 11,
-      agent: { downloadRetryBaseMs: 200, downloadRetries: 20, reportResendSec: 5, backoffMaxMs: 5000 },
+      agent: { downloadRetryBaseMs: 50, downloadRetries: 20, reportResendSec: 5, backoffMaxMs: 5000 },
     });
     try {
       await fleet.waitFor((s) => s.managed === N, WAIT_MS);
