@@ -164,6 +164,34 @@ describe('device results reach the job whatever the server missed', () => {
     );
   });
 
+  it('a claim whose offer was never recorded and whose device stays away is claimed anew; a result for it is still recorded', async () => {
+    const w = await open();
+    const packet = await w.packet();
+    const [d] = w.fakeDevices(1);
+    await d!.connect(w.channel.port);
+    const job = await createJob(w, { packetUuid: packet.uuid, target: { all: true } });
+    const offer = (await d!.next(isOffer, WAIT)) as MessageOf<'job-offer'>;
+    const x = offer.body.executionId;
+    await d!.disconnect();
+    // The offer went out, but the process that sent it died before recording it; the device stays away.
+    const db = w.services.store.db;
+    db.prepare(`UPDATE job_executions SET state = 'queued', offered_at = NULL WHERE uuid = ?`).run(x);
+    w.advance(61_000);
+    const row = () => db.prepare('SELECT state, result_source, error_code FROM job_executions WHERE uuid = ?').get(x);
+    await until(() => (row() as { state: string }).state !== 'queued', WAIT, 'the orphan handled');
+    expect(row()).toEqual({ state: 'cancelled', result_source: 'server', error_code: 'SERVER_OFFER_UNCONFIRMED' });
+    // Back: a new execution is offered; the device also reports what it did with the first one.
+    await d!.connect(w.channel.port);
+    const next = (await d!.next((m) => m.type === 'job-offer' && (m as MessageOf<'job-offer'>).body.executionId !== x, WAIT)) as MessageOf<'job-offer'>;
+    const late = d!.report(x, 'succeeded');
+    await until(() => d!.acks().some((m) => m.correlationId === late.id), WAIT, 'the result for the first offer acked');
+    expect(row()).toMatchObject({ state: 'succeeded', result_source: 'device' });
+    d!.report(next.body.executionId, 'succeeded');
+    const done = await jobWhen(w, job.uuid, (j) => j.state === 'finished');
+    expect(done.progress.results).toMatchObject({ succeeded: 1, cancelled: 0 });
+    expect(done.progress).toEqual(expect.objectContaining(recount(w, job.uuid)));
+  });
+
   it('keeps the job counts equal to a recount through claims, progress, skipped devices, deletion and cancel', async () => {
     const w = await open({ licences: 1 });
     const packet = await w.packet();

@@ -31,7 +31,11 @@ export interface JobView {
   progress: {
     devices: { total: number; pending: number; skipped: number; active: number; done: number };
     results: Record<string, number>;
+    /** Executions under way, by state. */
+    inFlight: Record<string, number>;
     percentComplete: number;
+    /** Progress reports the server ignored (behind the state it holds). */
+    ignoredProgress: number;
   };
 }
 

@@ -38,7 +38,7 @@ export interface CreateJobInput {
 /** Terminal results that count as failures (for retries and the abort threshold). */
 const FAILURES: readonly JobExecutionState[] = ['failed', 'rejected', 'timed-out'];
 const RETRYABLE: readonly JobExecutionState[] = ['failed', 'timed-out'];
-/** A queued execution not offered within this time belongs to a worker that died: it is undone. */
+/** A queued execution not offered within this time belongs to a worker that died: its device is claimed again. */
 const ORPHAN_QUEUED_MS = MINUTE;
 /** The window over which `rate` (devices with a result per minute) is measured. */
 const RATE_WINDOW_MS = 10 * MINUTE;
@@ -383,7 +383,7 @@ export class JobService {
       for (const e of this.store
         .stmt<ExecutionRow>(ORPHAN_QUEUED_SQL)
         .all(now - ORPHAN_QUEUED_MS)) {
-        this.#unclaim(e);
+        this.#abandonOrphan(e, now);
       }
       for (const job of this.store.stmt<JobHead>(`SELECT ${JOB_HEAD_COLUMNS} FROM jobs WHERE state = 'running'`).all()) {
         const options = JSON.parse(job.options) as JobOptions;
@@ -556,7 +556,28 @@ export class JobService {
     return this.packets.catalogue.byModelVersion(model, job.firmware_version);
   }
 
-  /** Undoes a claim whose offer was never recorded (only while still queued: another process may have offered it since). */
+  /**
+   * A claim whose process died before recording the offer, and whose device did not come back to
+   * be offered it again: its device goes back to pending (a new execution is claimed for it), and
+   * the execution is kept, ended by the server, not deleted: the offer may have gone out, and the
+   * device's result for it must still be recorded (and acknowledged) when it arrives.
+   */
+  #abandonOrphan(e: ExecutionRow, now: number): void {
+    const ended = this.store
+      .stmt(
+        `UPDATE job_executions SET state = 'cancelled', finished_at = ?, updated_at = ?, result_source = 'server', error_code = ?,
+           error_message = ? WHERE id = ? AND state = 'queued'`,
+      )
+      .run(now, now, 'SERVER_OFFER_UNCONFIRMED', 'Claimed by a process that stopped before recording the offer.', e.id).changes;
+    if (ended === 0) return;
+    this.store
+      .stmt(
+        `UPDATE job_devices SET status = 'pending', attempts = MAX(attempts - 1, 0) WHERE job_id = ? AND device_id = ? AND status = 'active'`,
+      )
+      .run(e.job_id, e.device_id);
+  }
+
+  /** Undoes a claim whose offer could not be sent (only while still queued: another process may have offered it since). */
   #unclaim(e: ExecutionRow): void {
     if (this.store.stmt(`DELETE FROM job_executions WHERE id = ? AND state = 'queued'`).run(e.id).changes === 0) return;
     this.store
