@@ -221,6 +221,7 @@ export async function runScale(options: ScaleOptions) {
       // Back = managed by an admission decided after the restart began. Not "reconnected": a router
       // away longer than the lease grace can lose its seat to one that was waiting for a licence
       // (FCFS); that one is then managed, but it is not a *re*connect.
+      const managedBefore = await managedSerials(fleet);
       fleet.mark(t);
       await st.restart();
       back = await fleet
@@ -231,6 +232,14 @@ export async function runScale(options: ScaleOptions) {
         name: 'every router back after a server restart',
         pass: back.managedSinceMark === expectedManaged && back.managed === expectedManaged,
         detail: `${back.managedSinceMark} of ${expectedManaged} managed again (admitted after the restart)`,
+      });
+      // A restart must not move seats: the routers managed after it are the ones managed before it.
+      const managedAfter = await managedSerials(fleet);
+      const moved = [...managedBefore].filter((serial) => !managedAfter.has(serial));
+      checks.push({
+        name: 'no seat moved across the restart',
+        pass: moved.length === 0 && managedAfter.size === managedBefore.size,
+        detail: `${managedBefore.size} managed before, ${managedAfter.size} after; ${moved.length} lost their seat${moved.length ? ` (${moved.slice(0, 5).join(', ')})` : ''}`,
       });
     }
     const protocolErrors = Object.entries(back.errors).filter(([code]) => code.startsWith('PROTO_'));
@@ -353,4 +362,9 @@ Full figures (memory, CPU, baseline and ratios): \`${basename(jsonPath)}\`.
 ${charts.join('\n\n')}
 `;
   writeFileSync(join(dir, `${base}.md`), md);
+}
+
+/** Serial numbers of the routers that are managed now. */
+async function managedSerials(fleet: FleetHandle): Promise<Set<string>> {
+  return new Set((await fleet.details()).filter((d) => d.state === 'managed').map((d) => d.serialNumber));
 }
