@@ -4,8 +4,55 @@ import { resolveConfig } from '../src/config.js';
 import { JobManager } from '../src/jobs/job-manager.js';
 import { JOURNAL_VERSION, Journal, type JobRecord } from '../src/lifecycle/journal.js';
 import { silentLogger } from '../src/logger.js';
-import { createMemoryPlatform } from '../src/platform/memory.js';
+import { createMemoryPlatform, type MemoryPlatform } from '../src/platform/memory.js';
 import { illegalStep } from './helpers/job-states.js';
+
+type Session = ConstructorParameters<typeof JobManager>[0]['session'];
+
+/** A journaled job record in `state` (its offer points nowhere: these tests never download). */
+function recordOf(id: string, fields: Partial<JobRecord> & Pick<JobRecord, 'state' | 'transitions'>): JobRecord {
+  return {
+    v: JOURNAL_VERSION,
+    executionId: id,
+    jobId: `job-of-${id}`,
+    offer: {
+      executionId: id,
+      jobId: `job-of-${id}`,
+      packet: { url: 'https://127.0.0.1:1/p.tar', size: 10, sha256: 'a'.repeat(64) },
+      download: { token: 't', expiresAt: Date.now() + 600_000 },
+      deadline: Date.now() + 600_000,
+      allowDowngrade: false,
+    },
+    resumes: 0,
+    enteredAt: Date.now(),
+    ...fields,
+  };
+}
+
+/** A JobManager on the memory platform whose messages go to `send`. */
+function managerOf(platform: MemoryPlatform, session: Session, send: (message: Message) => boolean): JobManager {
+  return new JobManager({
+    config: resolveConfig({ dataDir: '/unused' }),
+    platform,
+    log: silentLogger(),
+    session,
+    profile: () => {
+      throw new Error('not used by these tests');
+    },
+    profiles: undefined as never,
+    installers: new Map(),
+    send,
+    event: () => {},
+    changed: () => {},
+    reboot: () => {},
+    powerCut: (e) => {
+      throw e;
+    },
+    fatal: (e) => {
+      throw e;
+    },
+  });
+}
 
 describe('JobManager', () => {
   it('a welcome while a journaled result is being finished never re-reports a state after the terminal one', async () => {
@@ -13,35 +60,20 @@ describe('JobManager', () => {
     // just as #finalize has sent the terminal report but before the runner is cleared: the old
     // code then re-sent the last reported state (verifying) after `succeeded`.
     const platform = await createMemoryPlatform();
-    const record: JobRecord = {
-      v: JOURNAL_VERSION,
-      executionId: 'exe-1',
-      jobId: 'job-1',
-      offer: {
-        executionId: 'exe-1',
-        jobId: 'job-1',
-        packet: { url: 'https://127.0.0.1:1/p.tar', size: 10, sha256: 'a'.repeat(64) },
-        download: { token: 't', expiresAt: Date.now() + 60_000 },
-        deadline: Date.now() + 60_000,
-        allowDowngrade: false,
-      },
+    const record = recordOf('exe-1', {
       state: 'done',
       transitions: 7,
-      resumes: 0,
-      enteredAt: Date.now(),
       lastReported: 'verifying',
       result: { state: 'succeeded' },
       terminalMessageId: 'terminal-1',
-    };
+    });
     await new Journal(platform.storage).save(record);
 
     const sent: Message[] = [];
     const welcomes: Promise<void>[] = [];
-    const manager: JobManager = new JobManager({
-      config: resolveConfig({ dataDir: '/unused' }),
+    const manager: JobManager = managerOf(
       platform,
-      log: silentLogger(),
-      session: {
+      {
         connected: true,
         state: 'managed',
         epoch: 1,
@@ -49,12 +81,7 @@ describe('JobManager', () => {
         changed: () => new Promise(() => {}),
         reconnect: () => {},
       },
-      profile: () => {
-        throw new Error('not used by a finished record');
-      },
-      profiles: undefined as never,
-      installers: new Map(),
-      send: (message) => {
+      (message) => {
         sent.push(message);
         // The welcome lands right after the terminal report went out.
         if (message.type === 'job-progress' && message.id === 'terminal-1' && welcomes.length === 0) {
@@ -62,16 +89,7 @@ describe('JobManager', () => {
         }
         return true;
       },
-      event: () => {},
-      changed: () => {},
-      reboot: () => {},
-      powerCut: (e) => {
-        throw e;
-      },
-      fatal: (e) => {
-        throw e;
-      },
-    });
+    );
     await manager.start();
     for (let i = 0; i < 50 && (welcomes.length === 0 || manager.active); i++) await new Promise((r) => setTimeout(r, 5));
     await Promise.all(welcomes);
@@ -92,25 +110,7 @@ describe('JobManager', () => {
     // restarted in the health check. Nothing it reached offline may count as reported: after the
     // welcome the server must hear every state from `downloading` on, in a legal order.
     const platform = await createMemoryPlatform();
-    const record: JobRecord = {
-      v: JOURNAL_VERSION,
-      executionId: 'exe-2',
-      jobId: 'job-2',
-      offer: {
-        executionId: 'exe-2',
-        jobId: 'job-2',
-        packet: { url: 'https://127.0.0.1:1/p.tar', size: 10, sha256: 'b'.repeat(64) },
-        download: { token: 't', expiresAt: Date.now() + 600_000 },
-        deadline: Date.now() + 600_000,
-        allowDowngrade: false,
-      },
-      state: 'health-check',
-      transitions: 5,
-      resumes: 0,
-      enteredAt: Date.now(),
-      lastReported: 'downloading',
-      packet: { sections: [] },
-    };
+    const record = recordOf('exe-2', { state: 'health-check', transitions: 5, lastReported: 'downloading', packet: { sections: [] } });
     await new Journal(platform.storage).save(record);
 
     const session = {
@@ -124,33 +124,13 @@ describe('JobManager', () => {
     // Sends refused by the transport (a socket that saw its peer close), counted down per message.
     let refuse = 0;
     const sent: string[] = [];
-    const manager = new JobManager({
-      config: resolveConfig({ dataDir: '/unused' }),
-      platform,
-      log: silentLogger(),
-      session,
-      profile: () => {
-        throw new Error('not used');
-      },
-      profiles: undefined as never,
-      installers: new Map(),
-      send: (message) => {
-        if (refuse > 0) {
-          refuse--;
-          return false;
-        }
-        if (message.type === 'job-progress') sent.push((message.body as { state: string }).state);
-        return true;
-      },
-      event: () => {},
-      changed: () => {},
-      reboot: () => {},
-      powerCut: (e) => {
-        throw e;
-      },
-      fatal: (e) => {
-        throw e;
-      },
+    const manager = managerOf(platform, session, (message) => {
+      if (refuse > 0) {
+        refuse--;
+        return false;
+      }
+      if (message.type === 'job-progress') sent.push((message.body as { state: string }).state);
+      return true;
     });
     await manager.start(); // resumes in the health check, which waits for the session: nothing can be sent
     expect(manager.active?.record.state).toBe('health-check');

@@ -20,8 +20,16 @@ function newest(dir: string): number {
   return t;
 }
 
+/**
+ * Builds a workspace's dist (and the workspaces it references) when `entry` is missing or older
+ * than the workspace's src. Shared by the tests of every package that run a compiled CLI.
+ */
+export function ensureBuilt(workspace: string, entry: string): void {
+  if (existsSync(entry) && statSync(entry).mtimeMs >= newest(join(ROOT, workspace, 'src'))) return;
+  execFileSync(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-b', workspace], { cwd: ROOT, stdio: 'inherit' });
+}
+
 /** Builds server-stub/dist (and protocol) when it is missing or older than server-stub/src. */
 export function ensureServerBuilt(): void {
-  if (existsSync(SERVER_CLI_DIST) && statSync(SERVER_CLI_DIST).mtimeMs >= newest(join(ROOT, 'server-stub', 'src'))) return;
-  execFileSync(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-b', 'server-stub'], { cwd: ROOT, stdio: 'inherit' });
+  ensureBuilt('server-stub', SERVER_CLI_DIST);
 }

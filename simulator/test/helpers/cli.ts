@@ -1,25 +1,15 @@
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { ensureBuilt } from '../../../server-stub/test/helpers/built.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 /** The simulator's compiled CLI: what `fleet-sim` runs. */
 export const SIM_CLI = join(ROOT, 'simulator', 'dist', 'cli.js');
 
-function newest(dir: string): number {
-  let t = 0;
-  for (const e of readdirSync(dir, { withFileTypes: true })) {
-    const p = join(dir, e.name);
-    t = Math.max(t, e.isDirectory() ? newest(p) : statSync(p).mtimeMs);
-  }
-  return t;
-}
-
 /** Builds simulator/dist (and what it imports) when it is missing or older than simulator/src. */
 export function ensureSimulatorBuilt(): void {
-  if (existsSync(SIM_CLI) && statSync(SIM_CLI).mtimeMs >= newest(join(ROOT, 'simulator', 'src'))) return;
-  execFileSync(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-b', 'simulator'], { cwd: ROOT, stdio: 'inherit' });
+  ensureBuilt('simulator', SIM_CLI);
 }
 
 export interface SimRun {
