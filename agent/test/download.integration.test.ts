@@ -15,7 +15,7 @@ import { sha256 } from './helpers/packets.js';
 import { type TestCerts, testCerts } from './helpers/pki.js';
 
 /*
- * RELIABILITY rows 1–5: link drops, wrong answers to a resume, flipped bytes, trickling servers,
+ * Downloads under a hostile network: link drops, wrong answers to a resume, flipped bytes, trickling servers,
  * endless data. Real HTTPS on port 0, real files in staging.
  */
 

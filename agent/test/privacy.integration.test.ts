@@ -6,7 +6,7 @@ import { TestDevice, tempDir } from './helpers/device.js';
 import { testProfile } from './helpers/packets.js';
 import { type TestCerts, testCerts } from './helpers/pki.js';
 
-/** RELIABILITY row 37: what must never leave the router in analytics. */
+/** What must never leave the router in analytics: addresses, names, credentials, certificates, positions. */
 const SECRETS = {
   ipv4: '203.0.113.77',
   ipv6: '2001:db8:85a3::8a2e:370:7334',

@@ -10,7 +10,7 @@ import { type TestCerts, testCerts } from './helpers/pki.js';
 import { buildBundle, Supervisor } from './helpers/process.js';
 
 /*
- * RELIABILITY rows 16–18 (and 20): a REAL agent process (`node agent/dist/cli.js run`, emulated
+ * Power loss in every update state: a REAL agent process (`node agent/dist/cli.js run`, emulated
  * platform on disk) loses power (SIGKILL, injected at a fault point) in each update state, is
  * started again (a reboot exit 75 is restarted too, as the supervisor does) and must continue or
  * roll back, never half-apply, and the fake server must see one legal sequence of states and

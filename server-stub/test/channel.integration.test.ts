@@ -300,7 +300,7 @@ describe('control channel: hello and admission over real sockets', () => {
   });
 });
 
-describe('control channel: bad input (RELIABILITY rows 25–27) while a healthy device keeps working', () => {
+describe('control channel: bad input (malformed frames, floods, a peer that does not read) while a healthy device keeps working', () => {
   async function setup() {
     const w = await open({ helloTimeoutMs: 1000 });
     const t = await w.newTenant();

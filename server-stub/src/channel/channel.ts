@@ -104,7 +104,7 @@ interface DeviceFacts {
 }
 
 /**
- * The control channel (issue item 7): WebSocket endpoint `/api/channel` on the server's own
+ * The control channel: WebSocket endpoint `/api/channel` on the server's own
  * HTTP(S) listener. Handshake checks, hello → admission → welcome, keep-alive with one sweep
  * timer, status and event ingestion, admission and settings notices, slow-consumer and bad-input
  * handling. Implements {@link ChannelHub} for the job dispatcher.
@@ -266,7 +266,7 @@ export class ControlChannel implements ChannelHub {
 
   /**
    * The one keep-alive timer for all sessions: hello deadlines, pings after `pingIntervalSec` of
-   * silence, pong timeouts (close 4008: half-open link, RELIABILITY row 24), and the end of close
+   * silence, pong timeouts (close 4008: a half-open link), and the end of close
    * handshakes that never finish. Cost: one pass over the sessions per `channelSweepMs`.
    */
   sweep(): void {
@@ -688,7 +688,7 @@ export class ControlChannel implements ChannelHub {
   #send(s: Session, text: string): boolean {
     const ws = s.ws;
     if (ws.readyState !== WebSocket.OPEN) return false;
-    // A peer that does not read: its queue is bounded; only it is dropped (RELIABILITY row 27).
+    // A peer that does not read: its queue is bounded; only it is dropped, the others are not slowed.
     if (ws.bufferedAmount > this.#services.config.channelMaxBufferedBytes) {
       this.#services.metrics.inc('fleet_channel_closes_total', { code: String(CloseCodes.POLICY_VIOLATION) });
       this.#services.metrics.inc('fleet_channel_errors_total', { code: 'SLOW_CONSUMER' });

@@ -11,7 +11,7 @@ import { pino } from 'pino';
 const HEALTHY_AFTER_MS = 5_000;
 
 /**
- * The cluster primary of `serve --workers N` (issue item 8). It does not serve: it forks the
+ * The cluster primary of `serve --workers N`. It does not serve: it forks the
  * workers (which share the port through node:cluster), runs the periodic licence sweep (only
  * one process must), fans notices out to every worker, aggregates /metrics, and when a worker
  * dies releases the leases of the devices that worker held (grace-period rule) and forks a

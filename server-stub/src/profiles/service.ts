@@ -26,7 +26,7 @@ export type ProfileFormat = 'json' | 'update-packet';
 const BULK_PAGE = 500;
 
 /**
- * Connection profiles (issue item 6): the per-device `ConnectionProfile` of the protocol package,
+ * Connection profiles: the per-device `ConnectionProfile` of the protocol package,
  * delivered as JSON or as a signed update packet (one section `FILETYPE=ConnectionProfile`). The
  * signing PKI lives in the data directory (created on first start, see pki/signing.ts).
  */
