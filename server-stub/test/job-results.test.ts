@@ -1,28 +1,12 @@
 import type { MessageOf } from '@router-fleet/protocol';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { until } from './helpers/job-channel.js';
-import { type JobsWorld, jobsWorld } from './helpers/jobs-world.js';
-import { removeTempDirs } from './helpers/setup.js';
+import { createJob, type JobsWorld, jobsWorlds } from './helpers/jobs-world.js';
 
-const worlds: JobsWorld[] = [];
-async function open(opts: Parameters<typeof jobsWorld>[0] = {}): Promise<JobsWorld> {
-  const w = await jobsWorld(opts);
-  worlds.push(w);
-  return w;
-}
-afterEach(async () => {
-  for (const w of worlds.splice(0)) await w.shutdown();
-  removeTempDirs();
-});
+const open = jobsWorlds();
 
 const WAIT = 20_000;
 const isOffer = (m: { type: string }) => m.type === 'job-offer';
-
-async function createJob(w: JobsWorld, body: Record<string, unknown>) {
-  const res = await w.api('POST', '/api/jobs', body);
-  expect(res.status, JSON.stringify(res.json)).toBe(201);
-  return res.json as { uuid: string; state: string };
-}
 
 /** Polls the job resource until `check` holds (results cross a socket and a group commit). */
 async function jobWhen(w: JobsWorld, uuid: string, check: (job: { state: string; progress: Progress }) => boolean) {

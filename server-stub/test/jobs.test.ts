@@ -1,34 +1,19 @@
 import { randomUUID } from 'node:crypto';
 import type { MessageOf } from '@router-fleet/protocol';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { DAY, MINUTE } from '../src/clock.js';
 import { CLAIMS_PER_TRANSACTION } from '../src/jobs/service.js';
 import type { FakeDevice } from './helpers/job-channel.js';
 import { until } from './helpers/job-channel.js';
-import { type JobsWorld, jobsWorld } from './helpers/jobs-world.js';
-import { removeTempDirs, T0 } from './helpers/setup.js';
+import { createJob, type JobsWorld, jobsWorlds } from './helpers/jobs-world.js';
+import { T0 } from './helpers/setup.js';
 
-const worlds: JobsWorld[] = [];
-async function open(opts: Parameters<typeof jobsWorld>[0] = {}): Promise<JobsWorld> {
-  const w = await jobsWorld(opts);
-  worlds.push(w);
-  return w;
-}
-afterEach(async () => {
-  for (const w of worlds.splice(0)) await w.shutdown();
-  removeTempDirs();
-});
+const open = jobsWorlds();
 
 const isOffer = (m: { type: string }) => m.type === 'job-offer';
 
 async function connectAll(w: JobsWorld, devices: FakeDevice[]): Promise<void> {
   for (const d of devices) await d.connect(w.channel.port);
-}
-
-async function createJob(w: JobsWorld, body: Record<string, unknown>) {
-  const res = await w.api('POST', '/api/jobs', body);
-  expect(res.status, JSON.stringify(res.json)).toBe(201);
-  return res.json as { uuid: string; state: string };
 }
 
 const settle = () => new Promise((r) => setTimeout(r, 50));

@@ -1,5 +1,6 @@
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
+import { afterEach, expect } from 'vitest';
 import { buildApp } from '../../src/app.js';
 import { TestClock } from '../../src/clock.js';
 import type { ConfigInput } from '../../src/config.js';
@@ -7,7 +8,7 @@ import type { PacketOptions } from '../../src/packets/service.js';
 import { loadOrCreateSigningPki } from '../../src/pki/signing.js';
 import type { PacketRow } from '../../src/store/packets.js';
 import { FakeDevice } from './job-channel.js';
-import { T0, type Tenant, tempDir, testConfig, type World, worldOf } from './setup.js';
+import { removeTempDirs, T0, type Tenant, tempDir, testConfig, type World, worldOf } from './setup.js';
 
 export interface JobsWorld extends World {
   app: FastifyInstance;
@@ -114,4 +115,28 @@ export async function jobsWorld(
     },
   };
   return w;
+}
+
+/**
+ * Per-test worlds for a test file: the returned `open` starts one, and every world opened in a test
+ * is shut down (and the temporary directories removed) after it.
+ */
+export function jobsWorlds(): (opts?: Parameters<typeof jobsWorld>[0]) => Promise<JobsWorld> {
+  const worlds: JobsWorld[] = [];
+  afterEach(async () => {
+    for (const w of worlds.splice(0)) await w.shutdown();
+    removeTempDirs();
+  });
+  return async (opts = {}) => {
+    const w = await jobsWorld(opts);
+    worlds.push(w);
+    return w;
+  };
+}
+
+/** Creates a job through the API and expects it created. */
+export async function createJob(w: JobsWorld, body: Record<string, unknown>): Promise<{ uuid: string; state: string }> {
+  const res = await w.api('POST', '/api/jobs', body);
+  expect(res.status, JSON.stringify(res.json)).toBe(201);
+  return res.json as { uuid: string; state: string };
 }
