@@ -117,15 +117,7 @@ export class LicensingService {
       const all = scope.licences.all();
       const licence = all.find((l) => l.uuid === uuid);
       if (!licence) throw new AppError('SERVER_NOT_FOUND');
-      const start = at ?? now;
-      const end = checkActivate(licence, all, start, now);
-      scope.licences.setActivation(licence.id, start, end);
-      scope.events.record({
-        type: start > now ? 'licence.activation-scheduled' : 'licence.activation-requested',
-        subject: licence.uuid,
-        data: { licence: licence.uuid, kind: licence.kind, activationAt: new Date(start).toISOString() },
-        at: now,
-      });
+      this.#activateOne(scope, licence, all, at ?? now, now);
     });
     // Seats and Free invalidation change with the activation: rebalance and record due events now.
     this.admission.sweepAccount(scope.accountId, now);
@@ -152,14 +144,7 @@ export class LicensingService {
           const licence = all.find((l) => l.uuid === uuid);
           try {
             if (!licence) throw new AppError('SERVER_NOT_FOUND', 'No such licence in this account.');
-            const end = checkActivate(licence, all, start, now);
-            scope.licences.setActivation(licence.id, start, end);
-            scope.events.record({
-              type: start > now ? 'licence.activation-scheduled' : 'licence.activation-requested',
-              subject: licence.uuid,
-              data: { licence: licence.uuid, kind: licence.kind, activationAt: new Date(start).toISOString() },
-              at: now,
-            });
+            this.#activateOne(scope, licence, all, start, now);
             activated.push(uuid);
           } catch (err) {
             if (!isAppError(err)) throw err;
@@ -177,6 +162,18 @@ export class LicensingService {
     if (activated.length > 0) this.admission.sweepAccount(scope.accountId, now);
     const views = new Map(this.list(scope, now).map((l) => [l.uuid, l]));
     return activated.map((uuid) => views.get(uuid)!);
+  }
+
+  /** Activates one licence at `start` (checked against the account's others) and records the event; inside a write. */
+  #activateOne(scope: AccountScope, licence: LicenceRecord, all: readonly LicenceRecord[], start: number, now: number): void {
+    const end = checkActivate(licence, all, start, now);
+    scope.licences.setActivation(licence.id, start, end);
+    scope.events.record({
+      type: start > now ? 'licence.activation-scheduled' : 'licence.activation-requested',
+      subject: licence.uuid,
+      data: { licence: licence.uuid, kind: licence.kind, activationAt: new Date(start).toISOString() },
+      at: now,
+    });
   }
 
   /**
