@@ -570,16 +570,17 @@ export class JobService {
       )
       .run(now, now, 'SERVER_OFFER_UNCONFIRMED', 'Claimed by a process that stopped before recording the offer.', e.id).changes;
     if (ended === 0) return;
-    this.store
-      .stmt(
-        `UPDATE job_devices SET status = 'pending', attempts = MAX(attempts - 1, 0) WHERE job_id = ? AND device_id = ? AND status = 'active'`,
-      )
-      .run(e.job_id, e.device_id);
+    this.#backToPending(e);
   }
 
   /** Undoes a claim whose offer could not be sent (only while still queued: another process may have offered it since). */
   #unclaim(e: ExecutionRow): void {
     if (this.store.stmt(`DELETE FROM job_executions WHERE id = ? AND state = 'queued'`).run(e.id).changes === 0) return;
+    this.#backToPending(e);
+  }
+
+  /** The claim's device is pending again in its job, and the claim does not count as an attempt. */
+  #backToPending(e: ExecutionRow): void {
     this.store
       .stmt(
         `UPDATE job_devices SET status = 'pending', attempts = MAX(attempts - 1, 0) WHERE job_id = ? AND device_id = ? AND status = 'active'`,
