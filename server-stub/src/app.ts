@@ -43,7 +43,7 @@ declare module 'fastify' {
 }
 
 export interface BuildAppDeps extends AppDeps {
-  /** A pino logger to use instead of one built from the config. */
+  /** A pino logger to use instead of one built from the config (the services log through it too). */
   readonly logger?: Logger;
   /** Control-channel options (tests move its monotonic clock; cluster workers add a registry). */
   readonly channel?: Pick<ChannelDeps, 'monotonic' | 'registry' | 'workerTag'>;
@@ -63,10 +63,7 @@ const OPENAPI_INFO = {
 
 /** Builds the server (routes, hooks, timers) without listening: tests call `inject()` on it. */
 export async function buildApp(config: ServerConfig, deps: BuildAppDeps = {}): Promise<FastifyInstance> {
-  const services = createServices(config, deps);
-  await services.profiles.init();
   const { httpsExtra, http, ...timeouts } = edgeServerOptions(config);
-  await services.trust.init();
   const https =
     config.tlsCert && config.tlsKey
       ? { https: { cert: readFileSync(config.tlsCert), key: readFileSync(config.tlsKey), ...httpsExtra } }
@@ -86,6 +83,10 @@ export async function buildApp(config: ServerConfig, deps: BuildAppDeps = {}): P
     // Errors fastify raises before routing (a malformed URL): the same catalogue bodies.
     frameworkErrors: (error, request, reply) => sendError(app, error, request, reply),
   }) as unknown as FastifyInstance;
+  // The services log through the app's logger (built first for that).
+  const services = createServices(config, { ...deps, logger: app.log as unknown as Logger });
+  await services.profiles.init();
+  await services.trust.init();
   applyEdgeTimeouts(app, config);
   edgeError = (code) => services.metrics.inc('fleet_errors_total', { code });
 

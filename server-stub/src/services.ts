@@ -1,3 +1,4 @@
+import { pino, type Logger } from 'pino';
 import { AdmissionService } from './admission/service.js';
 import { AnalyticsService } from './analytics/service.js';
 import { AuditService } from './audit/service.js';
@@ -32,6 +33,11 @@ export interface AppDeps {
   readonly renderMetrics?: (local: Metrics) => Promise<string>;
   /** Overrides of the packet and download limits (DEFAULT_PACKET_OPTIONS). */
   readonly packetOptions?: Partial<PacketOptions>;
+  /**
+   * The logger services log to (each takes a child carrying its component, and the job or device a
+   * line is about). buildApp passes the app's; default: a pino logger at `config.logLevel`.
+   */
+  readonly logger?: Logger;
 }
 
 /** Every service of the server, wired once. The HTTP routes and (later) the channel use these. */
@@ -76,6 +82,7 @@ export function createServices(config: ServerConfig, deps: AppDeps = {}): Servic
   const store =
     deps.store ?? Store.open(config.dataDir, { busyTimeoutMs: config.storeBusyTimeoutMs, now: clock.now() });
   const metrics = deps.metrics ?? new Metrics();
+  const log = deps.logger ?? pino({ level: config.logLevel });
   const storage = new StorageGuard(config.dataDir, config.storageReserveBytes, config.storageLowBytes);
   storage.replenish();
   const serverKey = loadOrCreateServerKey(config.dataDir);
@@ -87,7 +94,7 @@ export function createServices(config: ServerConfig, deps: AppDeps = {}): Servic
   const profiles = new ProfileService(config, vault, clock);
   const notices = deps.notices ?? new LocalNoticeBus();
   const packets = new PacketService(store, clock, config.dataDir, { ...DEFAULT_PACKET_OPTIONS, ...deps.packetOptions });
-  const jobs = new JobService(store, clock, licensing, packets, new DownloadTokens(serverKey), metrics, defaultPublicUrl(config));
+  const jobs = new JobService(store, clock, licensing, packets, new DownloadTokens(serverKey), metrics, defaultPublicUrl(config), log);
   const audit = new AuditService(store, clock, metrics);
   const certificates = new CertificateService(store, clock, licensing);
   const templates = new TemplateService(store, clock, licensing, packets);
