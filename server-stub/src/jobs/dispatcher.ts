@@ -302,6 +302,7 @@ export class JobDispatcher {
       const rows = executions.claimCandidates(jobId, now, limit);
       // A full page may leave more behind (rows skipped below count against it too).
       if (rows.length === limit) more = true;
+      const takenBefore = taken;
       for (let k = 0; k < rows.length && room > 0 && taken < CLAIMS_PER_TRANSACTION; k++) {
         const row = rows[k]!;
         if (busy.has(row.device_id)) continue;
@@ -338,6 +339,7 @@ export class JobDispatcher {
         }
         claims.push({ exec, job, deviceUuid: row.uuid, packet });
       }
+      if (taken > takenBefore) this.#log.debug({ job: job.uuid, claimed: taken - takenBefore, roomLeft: room }, 'executions claimed');
     }
     return { claims, more };
   }
