@@ -149,10 +149,7 @@ export class JobDispatcher {
           } catch (err) {
             // This item's savepoint was undone; the others of the batch still commit.
             this.#metrics.inc('fleet_errors_total', { code: 'SERVER_INTERNAL' });
-            this.#log.error(
-              { err, deviceUuid: item.deviceUuid, input: item.kind, ...(item.kind === 'progress' ? { executionId: item.message.body.executionId } : {}) },
-              'channel input not applied',
-            );
+            this.#log.error({ err, deviceUuid: item.deviceUuid, input: item.kind, ...executionOf(item) }, 'channel input not applied');
           }
         }
       });
@@ -464,4 +461,11 @@ export class JobDispatcher {
         return 'applied';
     }
   }
+}
+
+/** The execution a channel input is about, for a log line (read defensively: the input may be what failed). */
+function executionOf(item: ChannelInput): { executionId?: unknown } {
+  if (item.kind !== 'progress') return {};
+  const body = item.message.body as { executionId?: unknown } | undefined;
+  return body?.executionId === undefined ? {} : { executionId: body.executionId };
 }
