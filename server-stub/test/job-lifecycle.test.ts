@@ -1,4 +1,6 @@
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
@@ -139,9 +141,9 @@ describe('job state changes in the store', () => {
   it('moves a job along a row and records when it ended', () => {
     const { store, outcomes, jobId } = storeWithJob('running');
     try {
-      expect(outcomes.move(jobById(store, jobId)!, 'pause')).toBe(true);
+      expect(outcomes.move(jobById(store, jobId)!, 'pause')).toMatchObject({ state: 'paused' });
       expect(jobById(store, jobId)).toMatchObject({ state: 'paused', finished_at: null });
-      expect(outcomes.move(jobById(store, jobId)!, 'cancel', { finishedAt: 42 })).toBe(true);
+      expect(outcomes.move(jobById(store, jobId)!, 'cancel', { finishedAt: 42 })).toMatchObject({ state: 'cancelled' });
       expect(jobById(store, jobId)).toMatchObject({ state: 'cancelled', finished_at: 42 });
     } finally {
       store.close();
@@ -162,11 +164,25 @@ describe('job state changes in the store', () => {
     const { store, outcomes, jobId } = storeWithJob('running');
     try {
       const stale = jobById(store, jobId)!;
-      expect(outcomes.move(stale, 'failure-threshold', { finishedAt: 5, abortReason: 'too many failures' })).toBe(true);
-      expect(outcomes.move(stale, 'all-done', { finishedAt: 6 })).toBe(false);
+      expect(outcomes.move(stale, 'failure-threshold', { finishedAt: 5, abortReason: 'too many failures' })).toMatchObject({ state: 'aborted' });
+      expect(outcomes.move(stale, 'all-done', { finishedAt: 6 })).toBeUndefined();
       expect(jobById(store, jobId)).toMatchObject({ state: 'aborted', finished_at: 5, abort_reason: 'too many failures' });
     } finally {
       store.close();
     }
+  });
+});
+
+describe('every job state change goes through the lifecycle table', () => {
+  const src = fileURLToPath(new URL('../src', import.meta.url));
+  const files = (readdirSync(src, { recursive: true }) as string[]).filter((f) => f.endsWith('.ts'));
+  const read = (f: string) => readFileSync(join(src, f), 'utf8');
+
+  it('only setJobState writes jobs.state, and only JobOutcomes.move calls it', () => {
+    const writers = files.filter((f) => /UPDATE jobs SET[^`']*\bstate\s*=/.test(read(f)));
+    expect(writers).toEqual([join('store', 'jobs.ts')]);
+    const callers = files.filter((f) => f !== join('store', 'jobs.ts') && read(f).includes('setJobState('));
+    expect(callers).toEqual([join('jobs', 'outcomes.ts')]);
+    expect(read(join('jobs', 'outcomes.ts')).match(/setJobState\(/g)).toHaveLength(1);
   });
 });

@@ -8,7 +8,6 @@ import { JobExecutions } from '../store/job-executions.js';
 import {
   type ExecutionRow,
   type JobHead,
-  type JobState,
   jobById,
   jobCountBuckets,
   setJobState,
@@ -41,11 +40,13 @@ export class JobOutcomes {
   }
 
   /**
-   * Moves a job through the lifecycle table (IllegalJobTransition when the table has no such row);
-   * false when the store no longer holds it in `job.state` (another process moved it first).
+   * Moves a job through the lifecycle table (IllegalJobTransition when the table has no such row)
+   * and returns it in its new state; undefined when the store no longer holds it in `job.state`
+   * (another process moved it first), and nothing changed.
    */
-  move(job: Pick<JobHead, 'id' | 'state'>, event: JobEvent, end?: { finishedAt: number; abortReason?: string }): boolean {
-    return setJobState(this.store, job.id, job.state, nextJobState(job.state, event), end);
+  move(job: JobHead, event: JobEvent, end?: { finishedAt: number; abortReason?: string }): JobHead | undefined {
+    const state = nextJobState(job.state, event);
+    return setJobState(this.store, job.id, job.state, state, end) ? { ...job, state } : undefined;
   }
 
   /** An execution reached a terminal state (decided by the device or, by default, by the server). */
@@ -158,9 +159,4 @@ export class JobOutcomes {
   backToPending(e: ExecutionRow): void {
     this.devices.backToPending(e.job_id, e.device_id);
   }
-}
-
-/** A job head whose state moved in this transaction (the object read before the move is stale). */
-export function withState(job: JobHead, state: JobState): JobHead {
-  return { ...job, state };
 }

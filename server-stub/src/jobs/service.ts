@@ -16,9 +16,9 @@ import type { JobTemplateHook } from '../templates/service.js';
 import type { JobChannelPort } from './channel-port.js';
 import { type IgnoredProgress, JobDispatcher } from './dispatcher.js';
 import type { DownloadTokens } from './download-token.js';
-import { canMove, JOB_LIFECYCLE, type JobEvent, nextJobState, statesAllowing } from './job-lifecycle.js';
+import { canMove, JOB_LIFECYCLE, type JobEvent, statesAllowing } from './job-lifecycle.js';
 import { type JobOptionsInput, type JobTarget, normalizeOptions } from './options.js';
-import { JobOutcomes, withState } from './outcomes.js';
+import { JobOutcomes } from './outcomes.js';
 
 export interface CreateJobInput {
   name?: string;
@@ -176,8 +176,8 @@ export class JobService {
       const job = this.repo(scope).byUuid(uuid);
       if (!job) throw new AppError('SERVER_NOT_FOUND');
       if (!canMove(job.state, 'cancel')) throw new AppError('SERVER_JOB_STATE');
-      this.#outcomes.move(job, 'cancel', { finishedAt: now });
-      const cancelled = withState(job, nextJobState(job.state, 'cancel'));
+      // In this transaction the job is still in the state just read: the move cannot lose a race.
+      const cancelled = this.#outcomes.move(job, 'cancel', { finishedAt: now })!;
       this.#outcomes.devices.cancelPending(job.id);
       // Not yet offered: cancelled here and now.
       for (const e of this.#outcomes.executions.queuedOfJob(job.id)) this.#outcomes.finish(e, cancelled, 'cancelled', now, null, null);
