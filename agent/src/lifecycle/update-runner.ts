@@ -81,7 +81,7 @@ const SECURITY_CODES = new Set([
   'PROTO_PACKET_SIGNER_EXPIRED',
 ]);
 
-const fail = (code: ConstructorParameters<typeof AgentError>[0], message?: string) => ({
+const fail = (code: AgentErrorCode, message?: string) => ({
   outcome: 'failed' as const,
   error: new AgentError(code, message),
 });
