@@ -156,4 +156,52 @@ describe('JobManager', () => {
     await manager.welcomed();
     expect(sent.slice(before)).toEqual(['verifying']);
   });
+
+  it('a result reached offline reaches the server behind the states it skipped, after a restart too', async () => {
+    // The server last heard `downloading`; the device finished the job while it could not reach
+    // the server (power cut after the result was journaled). The result is finished before any
+    // welcome, then the agent restarts once more, then it is welcomed: the server must hear
+    // downloaded → installing before `succeeded`, not `succeeded` straight after `downloading`.
+    const platform = await createMemoryPlatform();
+    const record = recordOf('exe-3', {
+      state: 'done',
+      transitions: 7,
+      lastReported: 'downloading',
+      result: { state: 'succeeded' },
+      terminalMessageId: 'terminal-3',
+      packet: { sections: [] },
+    });
+    await new Journal(platform.storage).save(record);
+    const session = {
+      connected: false,
+      state: 'connecting' as 'connecting' | 'managed',
+      epoch: 1,
+      roundTrip: () => new Promise<boolean>(() => {}),
+      changed: () => new Promise<void>(() => {}),
+      reconnect: () => {},
+    };
+    const sent: Message[] = [];
+    const first = managerOf(platform, session, (message) => {
+      sent.push(message);
+      return true;
+    });
+    await first.start();
+    for (let i = 0; i < 200 && !first.history().some((h) => h.executionId === 'exe-3'); i++) await new Promise((r) => setTimeout(r, 5));
+    await first.stop();
+    expect(first.history().map((h) => h.executionId)).toEqual(['exe-3']);
+    expect(sent).toEqual([]);
+
+    const second = managerOf(platform, session, (message) => {
+      sent.push(message);
+      return true;
+    });
+    await second.start();
+    session.connected = true;
+    session.state = 'managed';
+    await second.welcomed();
+    const states = sent.flatMap((m) => (m.type === 'job-progress' ? [m.body.state] : []));
+    expect(states.at(-1)).toBe('succeeded');
+    expect(sent.at(-1)?.id).toBe('terminal-3');
+    expect(illegalStep(states, 'downloading')).toBeUndefined();
+  });
 });
