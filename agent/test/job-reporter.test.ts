@@ -47,6 +47,7 @@ function reporterOf(platform: MemoryPlatform, link: Link, wire: Message[]): JobR
       wire.push(message);
       return true;
     },
+    journal: async () => {},
   });
 }
 

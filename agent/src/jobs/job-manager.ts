@@ -83,7 +83,14 @@ export class JobManager {
     const storage = deps.platform.storage;
     this.#journal = new Journal(storage);
     this.#history = new JsonDocument(storage, 'history.json', () => []);
-    this.#reporter = new JobReporter(deps);
+    this.#reporter = new JobReporter({
+      config: deps.config,
+      platform: deps.platform,
+      log: deps.log,
+      session: deps.session,
+      send: (message) => deps.send(message),
+      journal: (record) => this.#journal.save(record),
+    });
     this.#queue = new JsonDocument(storage, 'queue.json', () => []);
   }
 
@@ -145,7 +152,7 @@ export class JobManager {
       }
       if (this.#runner?.record.executionId === id) {
         this.#deps.log.info({ executionId: id }, 'offer redelivered: reporting the current state');
-        this.#reporter.progress(this.#runner.record, undefined, true);
+        await this.#reporter.current(this.#runner.record);
         return;
       }
       const queue = await this.#queue.get();
@@ -282,7 +289,12 @@ export class JobManager {
       resumed,
     );
     this.#runner = runner;
-    if (resumed) this.#reporter.progress(record, undefined, true);
+    if (resumed) {
+      void this.#reporter.current(record).catch((error: unknown) => {
+        if (error instanceof PowerCut) deps.powerCut(error);
+        else deps.log.warn({ err: (error as Error).message }, 'journaling the reported job state failed (the next save carries it)');
+      });
+    }
     this.#running = runner.run().then(
       (result) => this.#after(runner, result),
       (error: unknown) => {

@@ -40,6 +40,8 @@ export interface JobReporterDeps {
   session: { readonly connected: boolean };
   /** Hands a message to the session; false when there is no welcomed session to send it on. */
   send(message: Message): boolean;
+  /** Makes the active job's record durable (its journal), `lastReported` included. */
+  journal(record: JobRecord): Promise<void>;
 }
 
 /**
@@ -73,11 +75,11 @@ export class JobReporter {
   }
 
   /**
-   * Reports the record's current job state, after the states skipped since `record.lastReported`
-   * (which advances with every state that went out). `force`: also repeat the last state when the
-   * update state reports none of its own (a welcome or a redelivered offer asks where the job is).
-   * A finished record reports nothing here: its states and result go out through `result`
-   * (re-reporting its last state could land after the result).
+   * The runner's report of the record's current job state, after the states skipped since
+   * `record.lastReported` (which advances with every state that went out; the runner journals it).
+   * `force`: also repeat the last state when the update state reports none of its own. A finished
+   * record reports nothing here: its states and result go out through `record`/`send` (re-reporting
+   * its last state could land after the result).
    */
   progress(record: JobRecord, extra?: { bytesDone?: number }, force = false): void {
     if (record.state === 'done') return;
@@ -98,6 +100,19 @@ export class JobReporter {
       if (!this.#send(body)) return;
       record.lastReported = state;
     }
+  }
+
+  /**
+   * Where the active job is, asked from outside the runner (a welcome, a redelivered offer, a
+   * resumed job): its state, after the skipped ones. What went out is journaled before this
+   * returns, and a save the runner is waiting for includes it: otherwise a power cut at the
+   * runner's next step would leave the journal behind the server, and the restarted agent would
+   * send the same states again, a step backwards.
+   */
+  async current(record: JobRecord): Promise<void> {
+    const before = record.lastReported;
+    this.progress(record, undefined, true);
+    if (record.lastReported !== before) await this.#deps.journal(record);
   }
 
   /**
@@ -140,7 +155,7 @@ export class JobReporter {
   async welcomed(active: () => JobRecord | undefined): Promise<void> {
     await this.#resend(true);
     const record = active();
-    if (record) this.progress(record, undefined, true);
+    if (record) await this.current(record);
   }
 
   /** Periodic: resends results not acknowledged within `reportResendSec`. */
