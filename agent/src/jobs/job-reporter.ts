@@ -49,10 +49,11 @@ export interface JobReporterDeps {
  * it decides what the server hears). Its invariant: for every execution the server hears one legal
  * sequence of job states and exactly one terminal result.
  *
- * - Progress: the state the server was last sent is `record.lastReported` (journaled with the job by
- *   the runner, so a restart continues from it). A state counts as reported only once it went out
- *   on a welcomed session; states skipped meanwhile (offline, or jumped over after a restart) are
- *   sent first, along the shortest legal chain (`jobStatePath`).
+ * - Progress: the state the server was last sent is `record.lastReported`, journaled with the job
+ *   (by the runner after its own reports, by `current` after the others) so that a restart
+ *   continues from it. A state counts as reported only once a welcomed session took it; states
+ *   skipped meanwhile (offline, or jumped over after a restart) are sent first, along the shortest
+ *   legal chain (`jobStatePath`).
  * - Results: persisted in `reports.json` before they are first sent, resent (same message id)
  *   after every welcome and every `reportResendSec` until the server acknowledges them, each
  *   preceded once by the chain from the execution's last reported state.
