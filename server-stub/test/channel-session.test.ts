@@ -219,4 +219,26 @@ describe('control-channel session logic over an in-memory transport', () => {
     expect(link.sent.map((m) => m.type)).toEqual(['error']);
     expect(b.sessionEvents).toEqual([]);
   });
+
+  it('a peer that does not read is dropped once its unsent bytes pass the bound (slow-reader rule)', async () => {
+    const b = bench!;
+    const { link } = await admitted(b);
+    link.bufferedAmount = b.w.services.config.channelMaxBufferedBytes + 1;
+    expect(b.channel.send(b.device.uuid, createMessage('settings', { analyticsConsent: true }))).toBe(false);
+    expect(link.terminated).toBe(true);
+    expect(b.channel.isConnected(b.device.uuid)).toBe(false);
+    expect(b.sessionEvents).toEqual([`opened:${b.device.uuid}`, `closed:${b.device.uuid}`]);
+  });
+
+  it('shutdown closes every session with GOING_AWAY; a link still waiting for its hello is closed too', async () => {
+    const b = bench!;
+    const { link } = await admitted(b);
+    const silent = b.connect();
+    await b.channel.close();
+    expect(link.closedWith?.code).toBe(CloseCodes.GOING_AWAY);
+    expect(silent.closedWith?.code).toBe(CloseCodes.GOING_AWAY);
+    expect(link.ended && silent.ended).toBe(true);
+    expect(b.channel.size).toBe(0);
+    expect(b.channel.backlog).toBe(0);
+  });
 });
