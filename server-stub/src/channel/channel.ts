@@ -19,11 +19,13 @@ import type { DeviceStatusBuffer } from '../store/device-status.js';
 import { TickBatch } from '../tick-batch.js';
 import { AdmissionGate } from './admission-gate.js';
 import { AnchorOffers } from './anchors.js';
+import { BadInput } from './bad-input.js';
 import { WsEndpoint } from './handshake.js';
 import type { ChannelHub, MessageHandler, SessionEvent, SessionInfo } from './hub.js';
 import { Ingest } from './ingest.js';
 import { KeepAlive } from './keep-alive.js';
-import type { Notice, NoticeBus } from './notices.js';
+import { NoticeDelivery } from './notice-delivery.js';
+import type { NoticeBus } from './notices.js';
 import { Session, Sessions } from './session.js';
 import { CLOSE_GRACE_MS, SessionIo } from './session-io.js';
 import type { ChannelTransport, LinkEvents } from './transport.js';
@@ -60,8 +62,9 @@ export interface ChannelDeps {
  * one state of the session table (`session-table.ts`, docs/channel-session.md); the pieces are the
  * handshake (`handshake.ts`), the keep-alive sweep (`keep-alive.ts`), the admission gate
  * (`admission-gate.ts`: hello → welcome), ingest (`ingest.ts`: status, events, acks) and trust
- * anchors (`anchors.ts`). This class routes frames to them, delivers notices, handles bad input
- * and shutdown, and implements {@link ChannelHub} for the job dispatcher.
+ * anchors (`anchors.ts`), bad input (`bad-input.ts`) and notices (`notice-delivery.ts`). This class
+ * routes frames to them, opens and ends sessions, shuts down, and implements {@link ChannelHub}
+ * for the job dispatcher.
  */
 export class ControlChannel implements ChannelHub {
   readonly #deps: ChannelDeps;
@@ -74,6 +77,7 @@ export class ControlChannel implements ChannelHub {
   readonly #gate: AdmissionGate;
   readonly #ingest: Ingest;
   readonly #anchors: AnchorOffers;
+  readonly #badInput: BadInput;
   readonly #endpoint: WsEndpoint;
   readonly #handlers = new Map<string, Set<MessageHandler<MessageType>>>();
   readonly #sessionListeners = new Set<(event: SessionEvent, session: SessionInfo) => void>();
@@ -121,7 +125,17 @@ export class ControlChannel implements ChannelHub {
       accept: (transport) => this.accept(transport),
       workerTag: deps.workerTag,
     });
-    this.#offNotices = deps.notices.subscribe((n) => this.#onNotice(n));
+    this.#badInput = new BadInput({ io, metrics, maxBadMessages: deps.config.channelMaxBadMessages });
+    const notices = new NoticeDelivery({
+      sessions,
+      io,
+      clock,
+      anchors: this.#anchors,
+      admissionChanged: (s) => {
+        for (const l of this.#sessionListeners) l('admission', s);
+      },
+    });
+    this.#offNotices = deps.notices.subscribe((n) => notices.deliver(n));
     metrics.counter('fleet_channel_connections_total', 'WebSocket handshakes accepted on /api/channel.');
     metrics.counter('fleet_channel_handshakes_refused_total', 'Upgrade requests refused, by reason.');
     metrics.counter('fleet_channel_errors_total', 'Bad input on the control channel, by code.');
@@ -246,15 +260,11 @@ export class ControlChannel implements ChannelHub {
     // A refused or ended session takes nothing more; one being closed after admission (or replaced)
     // is still the device's own: what it sent before its close arrived is taken.
     if (s.state === 'closed' || s.state === 'refusing') return;
-    const m = this.#metrics;
-    m.inc('fleet_messages_in_total');
+    this.#metrics.inc('fleet_messages_in_total');
     s.lastHeardAt = this.#mono();
-    if (isBinary) {
-      m.inc('fleet_channel_errors_total', { code: 'BINARY_FRAME' });
-      return this.#io.close(s, CloseCodes.PROTOCOL_ERROR, 'binary frames are not accepted');
-    }
+    if (isBinary) return this.#badInput.binary(s);
     const msg = decode(data, { accept: 'up' });
-    if (msg instanceof ProtocolError) return this.#badMessage(s, msg, data);
+    if (msg instanceof ProtocolError) return this.#badInput.message(s, msg, data);
     if (s.state === 'admitting') return;
     if (s.state === 'awaiting-hello') {
       if (msg.type !== 'hello') {
@@ -298,60 +308,6 @@ export class ControlChannel implements ChannelHub {
     }
   }
 
-  #badMessage(s: Session, err: ProtocolError, data: Buffer): void {
-    this.#metrics.inc('fleet_channel_errors_total', { code: err.code });
-    const io = this.#io;
-    const correlationId = correlationOf(err, data);
-    switch (err.code) {
-      case 'PROTO_TOO_LARGE':
-        return io.close(s, CloseCodes.MESSAGE_TOO_BIG, 'frame too large');
-      case 'PROTO_INVALID_UTF8':
-        return io.close(s, CloseCodes.INVALID_PAYLOAD, 'invalid UTF-8');
-      case 'PROTO_UNSUPPORTED_VERSION':
-        io.protoError(s, err, correlationId);
-        return io.close(s, CloseCodes.UNSUPPORTED_VERSION, 'unsupported protocol version');
-      default:
-        break;
-    }
-    io.protoError(s, err, correlationId);
-    if (s.state === 'awaiting-hello' || s.state === 'admitting') return io.close(s, CloseCodes.HELLO_REQUIRED, 'hello required');
-    // Schema violations and unknown types keep the channel open (a newer peer may fall back);
-    // a run of bad messages is garbage, not a peer speaking a newer minor version.
-    if (++s.badInRow >= this.#deps.config.channelMaxBadMessages) {
-      io.close(s, CloseCodes.POLICY_VIOLATION, 'too many bad messages');
-    }
-  }
-
-  // ── notices (admission changes, settings, trust anchors) ────────────────────────────────
-
-  #onNotice(n: Notice): void {
-    const now = this.#deps.clock.now();
-    if (n.kind === 'admission') {
-      for (const uuid of n.deviceUuids) {
-        const s = this.#sessions.open(uuid);
-        if (!s || s.admission === n.state) continue;
-        s.admission = n.state;
-        const body =
-          n.state === 'unmanaged'
-            ? {
-                admission: 'unmanaged' as const,
-                reason: 'LICENCE_EXPIRED',
-                reasonMessage: 'Licences ended; this device connected beyond the limit.',
-              }
-            : { admission: 'managed' as const, reason: 'LICENCE_AVAILABLE', reasonMessage: 'A licence is free for this device.' };
-        this.#io.send(s, encode(createMessage('licence-change', body, { sentAt: now })));
-        for (const l of this.#sessionListeners) l('admission', s);
-      }
-      return;
-    }
-    if (n.kind === 'trust-anchors') {
-      void this.#anchors.changed(n.accountId);
-      return;
-    }
-    const text = encode(createMessage('settings', { analyticsConsent: n.analyticsConsent }, { sentAt: now }));
-    for (const s of this.#sessions.ofAccount(n.accountId)) if (s.state === 'open') this.#io.send(s, text);
-  }
-
   // ── opening and ending ───────────────────────────────────────────────────────────────────
 
   /** The admission gate welcomed `s`. */
@@ -387,21 +343,5 @@ export class ControlChannel implements ChannelHub {
     } catch (err) {
       this.#log.error({ err, count: uuids.length }, 'releasing leases failed');
     }
-  }
-}
-
-const ID_PATTERN = /^[A-Za-z0-9._:-]{1,64}$/;
-
-/** The id of a message that failed validation, when its envelope had a usable one. */
-function correlationOf(err: ProtocolError, data: Buffer): string | undefined {
-  if (err.code !== 'PROTO_SCHEMA_VIOLATION' && err.code !== 'PROTO_UNKNOWN_TYPE' && err.code !== 'PROTO_UNSUPPORTED_VERSION') {
-    return undefined;
-  }
-  try {
-    const id = (JSON.parse(data.toString('utf8')) as { id?: unknown }).id;
-    return typeof id === 'string' && ID_PATTERN.test(id) ? id : undefined;
-  } catch {
-    // Not JSON: the error goes out without a correlation id.
-    return undefined;
   }
 }
