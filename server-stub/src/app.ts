@@ -27,6 +27,8 @@ import { allRoutes } from './routes/index.js';
 import { installSmartUpdates } from './smart-updates/timers.js';
 import type { Call, RouteSpec } from './routes/route.js';
 import { ErrorBody } from './routes/schemas.js';
+import { ChannelRepository } from './store/channel.js';
+import { DeviceStatusBuffer } from './store/device-status.js';
 import { admissionCounts } from './store/leases.js';
 import { heldLeaseCount } from './store/restart.js';
 import { type AppDeps, createServices, type Services } from './services.js';
@@ -91,7 +93,18 @@ export async function buildApp(config: ServerConfig, deps: BuildAppDeps = {}): P
   edgeError = (code) => services.metrics.inc('fleet_errors_total', { code });
 
   app.decorate('services', services);
-  const channel = new ControlChannel({ services, log: app.log as unknown as Logger, ...deps.channel });
+  const channel = new ControlChannel({
+    config: services.config,
+    clock: services.clock,
+    metrics: services.metrics,
+    admission: services.admission,
+    notices: services.notices,
+    trust: services.trust,
+    repository: new ChannelRepository(services.store),
+    status: new DeviceStatusBuffer(services.store),
+    log: app.log as unknown as Logger,
+    ...deps.channel,
+  });
   channel.attach(app.server);
   app.decorate('channel', channel);
   // Sessions end before the listener closes: upgraded sockets would otherwise keep it open.

@@ -40,6 +40,12 @@ export interface AppDeps {
   readonly logger?: Logger;
 }
 
+/** The health check's view of the server's dependencies. */
+export interface HealthPort {
+  /** Throws when the store does not answer. */
+  ping(): void;
+}
+
 /** Every service of the server, wired once. The HTTP routes and (later) the channel use these. */
 export interface Services {
   readonly config: ServerConfig;
@@ -71,6 +77,8 @@ export interface Services {
   readonly storage: StorageGuard;
   /** The trust anchors devices get (server, vendor and account roots); key rotation. */
   readonly trust: TrustAnchorService;
+  /** What the health check asks: whether the store answers (throws when it does not). */
+  readonly health: HealthPort;
   /** The Prometheus text of /metrics (the whole server in cluster mode). */
   renderMetrics(): Promise<string>;
   /** Closes what these services own (the store unless it was given). */
@@ -129,6 +137,7 @@ export function createServices(config: ServerConfig, deps: AppDeps = {}): Servic
     smartUpdates,
     storage,
     trust,
+    health: { ping: () => store.ping() },
     renderMetrics: () => (deps.renderMetrics ? deps.renderMetrics(metrics) : Promise.resolve(metrics.render())),
     close() {
       if (!deps.store) store.close();

@@ -73,6 +73,23 @@ export class AccountJobs {
       )
       .all(this.accountId, opts.afterId, opts.state ?? null, opts.state ?? null, opts.limit);
   }
+
+  /** One page of the job's explicit target devices, in the order given at creation (`after`: index of the last one seen, -1 before the first). */
+  targetDevices(jobId: number, after: number, limit: number): Array<{ idx: number; uuid: string }> {
+    return this.store
+      .stmt<{ idx: number; uuid: string }>(
+        `SELECT t.key AS idx, t.value AS uuid FROM jobs j, json_each(j.target, '$.deviceUuids') t
+         WHERE j.id = ? AND j.account_id = ? AND t.key > ? ORDER BY t.key LIMIT ?`,
+      )
+      .all(jobId, this.accountId, after, limit);
+  }
+
+  /** The uuid of the job's packet (the account's own or a vendor packet). */
+  packetUuid(jobId: number): string | undefined {
+    return this.store
+      .stmt<{ uuid: string }>('SELECT p.uuid FROM jobs j JOIN packets p ON p.id = j.packet_id WHERE j.id = ? AND j.account_id = ?')
+      .get(jobId, this.accountId)?.uuid;
+  }
 }
 
 /**
