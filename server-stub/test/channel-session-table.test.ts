@@ -65,7 +65,7 @@ describe('channel session transition table', () => {
 });
 
 describe('docs/channel-session.md', () => {
-  it('is in sync with the table (regenerate: npx tsx server-stub/scripts/generate-session-doc.ts)', () => {
+  it('is in sync with the table (regenerate: npm run generate -w server-stub)', () => {
     expect(readFileSync(new URL('../../docs/channel-session.md', import.meta.url), 'utf8')).toBe(renderSessionDoc());
   });
 
