@@ -9,7 +9,7 @@ import {
   tableProblems,
   type TransitionTable,
   transitions,
-} from '../src/channel/transition-table.js';
+} from '../src/state-table.js';
 
 describe('channel session transition table', () => {
   const table = SESSION_TABLE;

@@ -42,7 +42,7 @@ describe('job lifecycle table', () => {
   it('finished, cancelled and aborted are terminal: no event moves them', () => {
     expect([...JOB_LIFECYCLE.terminal].sort()).toEqual(['aborted', 'cancelled', 'finished']);
     for (const s of JOB_LIFECYCLE.terminal) {
-      for (const e of JOB_LIFECYCLE.events) expect(canMove(s, e), `${s} on ${e}`).toBe(false);
+      for (const e of JOB_LIFECYCLE.outcomes) expect(canMove(s, e), `${s} on ${e}`).toBe(false);
     }
   });
 
@@ -72,7 +72,7 @@ describe('job lifecycle table', () => {
         caught = err;
       }
       expect(caught).toBeInstanceOf(IllegalJobTransition);
-      expect(caught).toMatchObject({ from, event });
+      expect(caught).toMatchObject({ from, outcome: event });
     } else {
       expect(canMove(from, event)).toBe(true);
       expect(nextJobState(from, event)).toBe(to);
@@ -81,7 +81,7 @@ describe('job lifecycle table', () => {
 
   it('every (state, event) pair without a row is an illegal move', () => {
     for (const from of JOB_LIFECYCLE.states) {
-      for (const event of JOB_LIFECYCLE.events) {
+      for (const event of JOB_LIFECYCLE.outcomes) {
         if (JOB_LIFECYCLE.rows[from][event] !== undefined) continue;
         expect(() => nextJobState(from, event), `${from} on ${event}`).toThrow(IllegalJobTransition);
       }

@@ -1,5 +1,5 @@
 import { SESSION_TABLE } from './session-table.js';
-import { mermaidDiagram, rowsMarkdown } from './transition-table.js';
+import { mermaidDiagram, rowsMarkdown } from '../state-table.js';
 
 /** The whole of docs/channel-session.md, generated from the session table. */
 export function renderSessionDoc(): string {

@@ -1,4 +1,4 @@
-import type { TransitionTable } from './transition-table.js';
+import type { TransitionTable } from '../state-table.js';
 
 /**
  * The states of one server-side control-channel session, one value per session (like ws's

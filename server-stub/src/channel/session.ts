@@ -1,4 +1,4 @@
-import { nextState } from './transition-table.js';
+import { nextState } from '../state-table.js';
 import type { SessionInfo } from './hub.js';
 import { SESSION_STATES, SESSION_TABLE, type SessionOutcome, type SessionState } from './session-table.js';
 import type { ChannelTransport } from './transport.js';

@@ -1,7 +1,8 @@
 /**
  * A state machine as one explicit table (state, outcome) → next state, the shape of the agent's
- * lifecycle tables (the server does not import the agent, so it keeps this small copy). A move
- * without a row is a bug: `nextState` throws {@link IllegalTransition}.
+ * lifecycle tables (the server does not import the agent, so it keeps this small copy). The server's
+ * two machines use it: a control-channel session (`channel/session-table.ts`) and a job as a whole
+ * (`jobs/job-lifecycle.ts`). A move without a row is a bug: `nextState` throws {@link IllegalTransition}.
  */
 export interface TransitionTable<S extends string, O extends string> {
   readonly name: string;
@@ -96,13 +97,13 @@ export function mermaidDiagram<S extends string, O extends string>(table: Transi
   return lines.join('\n');
 }
 
-/** The table as Markdown: state, meaning, outcome → next state. */
-export function rowsMarkdown<S extends string, O extends string>(table: TransitionTable<S, O>): string {
+/** The table as Markdown: state, meaning, outcome → next state (`outcomeWord` names the column). */
+export function rowsMarkdown<S extends string, O extends string>(table: TransitionTable<S, O>, outcomeWord = 'Outcome'): string {
   const rows = table.states.map((s) => {
     const out = Object.entries(table.rows[s] as Record<string, string>)
       .map(([o, to]) => `\`${o}\` → \`${to}\``)
       .join(', ');
     return `| \`${s}\` | ${table.describe[s]} | ${out || '— (terminal)'} |`;
   });
-  return ['| State | Meaning | Outcome → next state |', '| --- | --- | --- |', ...rows].join('\n');
+  return [`| State | Meaning | ${outcomeWord} → next state |`, '| --- | --- | --- |', ...rows].join('\n');
 }
