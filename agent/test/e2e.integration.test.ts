@@ -11,7 +11,7 @@ import { CLI, ensureBuilt } from './helpers/process.js';
 import { Api, SERVER_CLI, ServerProcess, serverCli, waitFor } from './helpers/reference-server.js';
 
 /*
- * Issue 5 acceptance, end to end with the REAL reference server: `fleet-server` (server-stub/dist)
+ * Update delivery end to end with the REAL reference server: `fleet-server` (server-stub/dist)
  * and `fleet-agent` (agent/dist, self-supervised) run as separate processes and meet only over
  * HTTPS and WSS with a TLS CA made by `fleet-server tls generate`. A provisioned agent is admitted;
  * a packet with firmware, configuration, certificates and a container is built on the server,

@@ -194,9 +194,9 @@ describe('control channel: hello and admission over real sockets', () => {
     const u = await w.connect({ ...r!, uuid: '00000000-0000-4000-8000-000000000000' });
     u.hello();
     expect((await u.waitClosed()).code).toBe(CloseCodes.AUTH_FAILED);
-    await expect(FakeDevice.connect(w.channelUrl, r!, { protocols: [] })).rejects.toThrow(/400/);
-    await expect(FakeDevice.connect(w.channelUrl, r!, { protocols: ['router-fleet.v2'] })).rejects.toThrow(/400/);
-    await expect(FakeDevice.connect(w.channelUrl.replace('/api/channel', '/api/other'), r!)).rejects.toThrow(/404/);
+    await expect(FakeDevice.open(w.channelUrl, r!, { protocols: [] })).rejects.toThrow(/400/);
+    await expect(FakeDevice.open(w.channelUrl, r!, { protocols: ['router-fleet.v2'] })).rejects.toThrow(/400/);
+    await expect(FakeDevice.open(w.channelUrl.replace('/api/channel', '/api/other'), r!)).rejects.toThrow(/404/);
   });
 
   it('events are stored once and acked by seq; duplicates are acked again', async () => {

@@ -78,7 +78,7 @@ describe('serve --workers 2 (real CLI, node:cluster)', () => {
     const devices: FakeDevice[] = [];
     const outcomes: string[] = [];
     for (const id of ids) {
-      const d = await FakeDevice.connect(channelUrl, id);
+      const d = await FakeDevice.open(channelUrl, id);
       outcomes.push((await d.admit()).body.admission);
       devices.push(d);
     }
@@ -178,7 +178,7 @@ describe('serve --workers 2 (real CLI, node:cluster)', () => {
     try {
       // Open channels on the workers: a graceful close must not wait for them forever.
       for (const id of ids) {
-        const d = await FakeDevice.connect(`${url.replace('http', 'ws')}/api/channel`, id);
+        const d = await FakeDevice.open(`${url.replace('http', 'ws')}/api/channel`, id);
         await d.admit();
         devices.push(d);
       }
@@ -245,9 +245,9 @@ describe('serve --workers 2 (real CLI, node:cluster)', () => {
     const url = (await logs.waitFor((l) => l['msg'] === 'fleet-server listening')).url as string;
     const channelUrl = `${url.replace('http', 'ws')}/api/channel`;
     // A held device that returns reclaims its seat; the waiting device does not get the other one.
-    const back = await FakeDevice.connect(channelUrl, ids[0]!);
+    const back = await FakeDevice.open(channelUrl, ids[0]!);
     expect((await back.admit()).body).toMatchObject({ admission: 'managed' });
-    const early = await FakeDevice.connect(channelUrl, ids[2]!);
+    const early = await FakeDevice.open(channelUrl, ids[2]!);
     expect((await early.admit()).body).toMatchObject({ admission: 'rejected', reason: 'LICENCE_UNAVAILABLE' });
     early.terminate();
     // The second held device never returns: the primary sees the quiet period pass, and after the
@@ -257,7 +257,7 @@ describe('serve --workers 2 (real CLI, node:cluster)', () => {
     await expect
       .poll(
         async () => {
-          const d = await FakeDevice.connect(channelUrl, ids[2]!);
+          const d = await FakeDevice.open(channelUrl, ids[2]!);
           const admission = (await d.admit()).body.admission;
           if (admission !== 'managed') d.terminate();
           return admission;

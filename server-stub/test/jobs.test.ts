@@ -3,8 +3,8 @@ import type { MessageOf } from '@router-fleet/protocol';
 import { describe, expect, it } from 'vitest';
 import { DAY, MINUTE } from '../src/clock.js';
 import { CLAIMS_PER_TRANSACTION } from '../src/jobs/service.js';
-import type { FakeDevice } from './helpers/job-channel.js';
-import { until } from './helpers/job-channel.js';
+import { waitFor } from '../../protocol/test/helpers/wait-for.js';
+import type { FakeDevice } from './helpers/fake-device.js';
 import { createJob, type JobsWorld, jobsWorlds } from './helpers/jobs-world.js';
 import { T0 } from './helpers/setup.js';
 
@@ -85,7 +85,7 @@ describe('update jobs over the control channel (protocol-level fake devices, rea
     const devices = w.fakeDevices(n);
     await connectAll(w, devices);
     await createJob(w, { packetUuid: packet.uuid, target: { all: true } });
-    await until(() => devices.every((d) => d.offers().length > 0), 20_000, 'every device offered');
+    await waitFor(() => devices.every((d) => d.offers().length > 0), { timeout: 20_000, what: 'every device offered' });
     await settle();
     expect(devices.map((d) => d.offers().length)).toEqual(devices.map(() => 1));
     expect(new Set(devices.map((d) => d.offers()[0]!.body.executionId)).size).toBe(devices.length);
@@ -102,7 +102,7 @@ describe('update jobs over the control channel (protocol-level fake devices, rea
     let finished = 0;
     const offered = new Set<string>();
     while (finished < devices.length) {
-      await until(() => devices.some((d) => d.offers().some((o) => !offered.has(o.body.executionId))), 5000, 'an offer');
+      await waitFor(() => devices.some((d) => d.offers().some((o) => !offered.has(o.body.executionId))), { timeout: 5000, what: 'an offer' });
       await settle();
       const fresh = devices.flatMap((d) =>
         d.offers().filter((o) => !offered.has(o.body.executionId)).map((o) => ({ d, o })),
@@ -133,7 +133,7 @@ describe('update jobs over the control channel (protocol-level fake devices, rea
     await connectAll(w, devices);
     await createJob(w, { packetUuid: packet.uuid, target: { all: true }, options: { rollout: { maxPerMinute: 2 } } });
     const count = () => devices.reduce((n, d) => n + d.offers().length, 0);
-    await until(() => count() === 2, 5000, '2 offers');
+    await waitFor(() => count() === 2, { timeout: 5000, what: '2 offers' });
     // Finishing them frees nothing: the limit is on starts per minute.
     for (const d of devices) for (const o of d.offers()) d.report(o.body.executionId, 'succeeded');
     await settle();
@@ -142,11 +142,11 @@ describe('update jobs over the control channel (protocol-level fake devices, rea
     await settle();
     expect(count()).toBe(2);
     w.advance(31_000);
-    await until(() => count() === 4, 5000, '4 offers');
+    await waitFor(() => count() === 4, { timeout: 5000, what: '4 offers' });
     await settle();
     expect(count()).toBe(4);
     w.advance(MINUTE + 1);
-    await until(() => count() === 5, 5000, '5 offers');
+    await waitFor(() => count() === 5, { timeout: 5000, what: '5 offers' });
   });
 
   it('rolls out in waves: the next wave waits until the earlier one has results', async () => {
@@ -156,14 +156,14 @@ describe('update jobs over the control channel (protocol-level fake devices, rea
     await connectAll(w, devices);
     await createJob(w, { packetUuid: packet.uuid, target: { all: true }, options: { rollout: { waves: [20, 100] } } });
     const offers = () => devices.flatMap((d) => d.offers().map((o) => ({ d, o })));
-    await until(() => offers().length === 2, 5000, 'wave 1');
+    await waitFor(() => offers().length === 2, { timeout: 5000, what: 'wave 1' });
     await settle();
     expect(offers()).toHaveLength(2);
     offers()[0]!.d.report(offers()[0]!.o.body.executionId, 'succeeded');
     await settle();
     expect(offers()).toHaveLength(2);
     offers()[1]!.d.report(offers()[1]!.o.body.executionId, 'succeeded');
-    await until(() => offers().length === 10, 5000, 'wave 2');
+    await waitFor(() => offers().length === 10, { timeout: 5000, what: 'wave 2' });
   });
 
   it('aborts when failures exceed the percentage AND the minimum count: no new executions', async () => {
@@ -177,10 +177,10 @@ describe('update jobs over the control channel (protocol-level fake devices, rea
       options: { rollout: { maxConcurrent: 2 }, abort: { failurePercent: 50, minFailures: 2 } },
     });
     const offers = () => devices.flatMap((d) => d.offers().map((o) => ({ d, o })));
-    await until(() => offers().length === 2, 5000, 'first two');
+    await waitFor(() => offers().length === 2, { timeout: 5000, what: 'first two' });
     // One failure: 100 % but below the minimum count → goes on.
     offers()[0]!.d.report(offers()[0]!.o.body.executionId, 'failed', { errorCode: 'AGENT_INSTALL_FAILED' });
-    await until(() => offers().length === 3, 5000, 'third offer');
+    await waitFor(() => offers().length === 3, { timeout: 5000, what: 'third offer' });
     offers()[1]!.d.report(offers()[1]!.o.body.executionId, 'failed', { errorCode: 'AGENT_INSTALL_FAILED' });
     let state = '';
     for (let i = 0; i < 100 && state !== 'aborted'; i++) {
@@ -313,7 +313,7 @@ describe('update jobs over the control channel (protocol-level fake devices, rea
     d!.report(x, 'installing'); // behind verifying: stale, ignored
     const a = d!.report(x, 'failed', { errorCode: 'AGENT_HASH_MISMATCH' });
     const b = d!.report(x, 'failed', { errorCode: 'AGENT_HASH_MISMATCH' }); // duplicate after a reconnect
-    await until(() => d!.acks().length === 2, 5000, 'two acks');
+    await waitFor(() => d!.acks().length === 2, { timeout: 5000, what: 'two acks' });
     expect(d!.acks().map((m) => m.correlationId)).toEqual([a.id, b.id]);
     expect(w.services.jobs.ignored).toMatchObject({ duplicate: 1, illegal: 2 });
     const view = (await w.api('GET', `/api/jobs/${job.uuid}`)).json;
@@ -332,7 +332,7 @@ describe('update jobs over the control channel (protocol-level fake devices, rea
     expect((await managed!.connect(w.channel.port)).body.admission).toBe('managed');
     expect((await unmanaged!.connect(w.channel.port)).body.admission).toBe('managed');
     w.advance(364 * DAY + DAY / 2); // the first licence (12 months from T0) has ended, the second not
-    await until(() => w.tenant.scope.devices.byUuid(unmanaged!.uuid)?.admission === 'unmanaged', 5000, 'unmanaged');
+    await waitFor(() => w.tenant.scope.devices.byUuid(unmanaged!.uuid)?.admission === 'unmanaged', { timeout: 5000, what: 'unmanaged' });
     await w.relogin();
     const job = await createJob(w, { packetUuid: packet.uuid, target: { all: true } });
     await managed!.next(isOffer);

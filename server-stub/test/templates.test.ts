@@ -1,7 +1,7 @@
 import type { MessageOf } from '@router-fleet/protocol';
 import { afterAll, describe, expect, it } from 'vitest';
-import { FakeDevice } from './helpers/job-channel.js';
-import { type JobsWorld, jobsWorld } from './helpers/jobs-world.js';
+import { FakeDevice } from './helpers/fake-device.js';
+import { JOB_DEVICE_HELLO, type JobsWorld, jobsWorld } from './helpers/jobs-world.js';
 import { removeTempDirs } from './helpers/setup.js';
 
 const worlds: JobsWorld[] = [];
@@ -38,7 +38,7 @@ async function setup() {
       groupUuid: group.uuid,
       ...(site ? { customFields: { site } } : {}),
     });
-    return new FakeDevice(row.uuid, serialNumber, w.services.devices.credential(w.tenant.scope, row.uuid));
+    return new FakeDevice({ uuid: row.uuid, serialNumber, credential: w.services.devices.credential(w.tenant.scope, row.uuid) }, JOB_DEVICE_HELLO);
   };
   return { w, group, tpl: tpl.json, devices: [mk('T-1', 'Berlin'), mk('T-2', 'Hamburg'), mk('T-3')] };
 }

@@ -7,7 +7,7 @@ import type { ConfigInput } from '../../src/config.js';
 import type { PacketOptions } from '../../src/packets/service.js';
 import { loadOrCreateSigningPki } from '../../src/pki/signing.js';
 import type { PacketRow } from '../../src/store/packets.js';
-import { FakeDevice } from './job-channel.js';
+import { FakeDevice } from './fake-device.js';
 import { removeTempDirs, T0, type Tenant, tempDir, testConfig, type World, worldOf } from './setup.js';
 
 export interface JobsWorld extends World {
@@ -33,6 +33,9 @@ export interface JobsWorld extends World {
 }
 
 let seq = 0;
+
+/** What the job tests' devices say in their hello (the smart-update rules read it). */
+export const JOB_DEVICE_HELLO = { model: 'RT-100', firmwareVersion: '1.0.0' } as const;
 
 /** A listening server (real sockets on port 0, test clock); fake devices use its real control channel. */
 export async function jobsWorld(
@@ -80,7 +83,8 @@ export async function jobsWorld(
           model: o.model ?? 'RT-100',
           ...(o.groupUuid ? { groupUuid: o.groupUuid } : {}),
         });
-        out.push(new FakeDevice(row.uuid, serialNumber, app.services.devices.credential(tenant.scope, row.uuid)));
+        const credential = app.services.devices.credential(tenant.scope, row.uuid);
+        out.push(new FakeDevice({ uuid: row.uuid, serialNumber, credential }, JOB_DEVICE_HELLO));
       }
       return out;
     },
