@@ -48,6 +48,7 @@ export class FakeDevice {
   /** Response headers of the handshake (e.g. x-fleet-worker in cluster mode). */
   headers: Record<string, string | string[] | undefined> = {};
   #ws: WebSocket | undefined;
+  #welcomed = false;
   readonly #waiters = new Set<() => void>();
   /** Messages `next` already returned: each received message is returned once. */
   readonly #consumed = new Set<Message>();
@@ -71,6 +72,11 @@ export class FakeDevice {
     return this.#ws;
   }
 
+  /** The current socket is open and the server welcomed the device on it (it answers pings then). */
+  get welcomed(): boolean {
+    return this.#welcomed && this.#ws?.readyState === WebSocket.OPEN;
+  }
+
   /** A new device with its socket open (resolves when open; rejects when the handshake is refused). */
   static async open(url: string, id: DeviceIdentity, options: SocketOptions = {}): Promise<FakeDevice> {
     const device = new FakeDevice(id);
@@ -84,6 +90,7 @@ export class FakeDevice {
     const { protocols, ...rest } = options;
     const ws = new WebSocket(url, protocols ?? [WS_SUBPROTOCOL], rest);
     this.#ws = ws;
+    this.#welcomed = false;
     this.closed = undefined;
     ws.on('upgrade', (res) => (this.headers = res.headers));
     ws.on('message', (data: Buffer, isBinary: boolean) => {
@@ -92,6 +99,7 @@ export class FakeDevice {
       const msg = decode(data, { accept: 'down' });
       if (isMessage(msg)) {
         this.received.push(msg);
+        if (msg.type === 'welcome') this.#welcomed = true;
         if (msg.type === 'ping' && this.answerPings) this.send(createMessage('pong', {}, { correlationId: msg.id }));
       }
       this.#wake();
@@ -236,6 +244,17 @@ export class FakeDevice {
         });
       });
     }
+  }
+
+  /**
+   * Sends a ping and waits for its pong. The server answers a ping as it reads it, on the same
+   * ordered socket, so once the pong is here every message the server sent this device before it
+   * is here too: a positive signal to wait for before asserting that something was NOT sent.
+   */
+  async roundTrip(timeoutMs = WAIT_MS): Promise<void> {
+    const ping = createMessage('ping', {});
+    this.send(ping);
+    await this.next('pong', (m) => m.correlationId === ping.id, timeoutMs);
   }
 
   close(): void {

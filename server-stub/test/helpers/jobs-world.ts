@@ -27,6 +27,13 @@ export interface JobsWorld extends World {
     body?: unknown,
     // eslint-disable-next-line @typescript-eslint/no-explicit-any -- test answers are checked field by field
   ): Promise<{ status: number; json: any }>;
+  /**
+   * Waits until the server has handled what reached it so far and what it sent reached `devices`
+   * (connected ones): twice, an event-loop turn (the channel's group commit and a dispatch pass it
+   * schedules run on setImmediate, in this process) and then a ping → pong on each device. Wait for
+   * this (not for a time) before asserting that a device was NOT offered or cancelled something.
+   */
+  quiet(devices: FakeDevice[]): Promise<void>;
   /** Logs in again (after moving the clock beyond the session lifetime). */
   relogin(): Promise<void>;
   shutdown(): Promise<void>;
@@ -104,6 +111,13 @@ export async function jobsWorld(
         ...(body === undefined ? {} : { payload: body as object }),
       });
       return { status: res.statusCode, json: res.body ? JSON.parse(res.body) : undefined };
+    },
+    async quiet(devices) {
+      const connected = devices.filter((d) => d.welcomed);
+      for (let round = 0; round < 2; round++) {
+        await new Promise((r) => setImmediate(r));
+        await Promise.all(connected.map((d) => d.roundTrip()));
+      }
     },
     async relogin() {
       const res = await app.inject({
