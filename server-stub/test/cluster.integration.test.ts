@@ -5,6 +5,7 @@ import { SqliteDatabase as Database } from '../src/store/sqlite.js';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { seedSigningPki } from './helpers/channel-world.js';
+import { waitFor } from '../../protocol/test/helpers/wait-for.js';
 import { FakeDevice } from './helpers/fake-device.js';
 import { ensureServerBuilt, SERVER_CLI_DIST } from './helpers/built.js';
 import { removeTempDirs, tempDir, world } from './helpers/setup.js';
@@ -35,14 +36,8 @@ function follow(child: ChildProcess): Logs {
   });
   return {
     lines,
-    async waitFor(pred, timeoutMs = LOG_DEADLINE_MS) {
-      const deadline = Date.now() + timeoutMs;
-      for (;;) {
-        const hit = lines.find(pred);
-        if (hit) return hit;
-        if (Date.now() > deadline) throw new Error(`log line not seen; got ${JSON.stringify(lines.slice(-5))}`);
-        await new Promise((r) => setTimeout(r, 50));
-      }
+    waitFor(pred, timeoutMs = LOG_DEADLINE_MS) {
+      return waitFor(() => lines.find(pred), { timeout: timeoutMs, interval: 50, what: () => `a log line; got ${JSON.stringify(lines.slice(-5))}` });
     },
   };
 }
@@ -72,6 +67,8 @@ describe('serve --workers 2 (real CLI, node:cluster)', () => {
     // hands every connection to the first one (seen on Node 24, whose workers start slower).
     const url = (await logs.waitFor((l) => l['msg'] === 'fleet-server listening')).url as string;
     await logs.waitFor(() => new Set(logs.lines.filter((l) => l['msg'] === 'fleet-server listening').map((l) => l['pid'])).size === 2);
+    // Paces the scenario only (nothing is asserted absent here): a moment for the primary's
+    // round-robin to take both workers before the devices connect.
     await new Promise((r) => setTimeout(r, 300));
     const channelUrl = `${url.replace('http', 'ws')}/api/channel`;
 

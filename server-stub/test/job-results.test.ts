@@ -11,13 +11,10 @@ const isOffer = (m: { type: string }) => m.type === 'job-offer';
 /** Polls the job resource until `check` holds (results cross a socket and a group commit). */
 async function jobWhen(w: JobsWorld, uuid: string, check: (job: { state: string; progress: Progress }) => boolean) {
   let last: { state: string; progress: Progress } | undefined;
-  const start = Date.now();
-  for (;;) {
+  return waitFor(async () => {
     last = (await w.api('GET', `/api/jobs/${uuid}`)).json as { state: string; progress: Progress };
-    if (check(last)) return last;
-    if (Date.now() - start > WAIT) throw new Error(`job ${uuid} never matched: ${JSON.stringify(last)}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
+    return check(last) && last;
+  }, { timeout: WAIT, what: () => `job ${uuid} to match: ${JSON.stringify(last)}` });
 }
 
 interface Progress {

@@ -85,14 +85,10 @@ describe('Smart Updates', () => {
     const untilFinished = async (n: number) => {
       await waitFor(() => d!.offers().length >= n || undefined, { timeout: 20_000, what: `offer ${n}` });
       d!.report(d!.offers()[n - 1]!.body.executionId, 'rejected', { errorCode: 'PROTO_PACKET_SIGNER_UNTRUSTED' });
-      let jobs: { state: string }[] = [];
-      const deadline = Date.now() + 20_000;
-      while (Date.now() < deadline) {
-        jobs = await systemJobs();
-        if (jobs.length === n && jobs.every((j) => j.state === 'finished')) break;
-        await new Promise((r) => setTimeout(r, 50));
-      }
-      return jobs;
+      return waitFor(async () => {
+        const jobs = await systemJobs();
+        return jobs.length === n && jobs.every((j) => j.state === 'finished') && jobs;
+      }, { timeout: 20_000, what: `${n} finished system jobs` });
     };
     expect(await untilFinished(1)).toHaveLength(1);
 
