@@ -5,6 +5,7 @@ import { JobManager } from '../src/jobs/job-manager.js';
 import { JOURNAL_VERSION, Journal, type JobRecord } from '../src/lifecycle/journal.js';
 import { silentLogger } from '../src/logger.js';
 import { createMemoryPlatform, type MemoryPlatform } from '../src/platform/memory.js';
+import { waitFor } from '../../protocol/test/helpers/wait-for.js';
 import { illegalStep } from './helpers/job-states.js';
 
 type Session = ConstructorParameters<typeof JobManager>[0]['session'];
@@ -91,7 +92,7 @@ describe('JobManager', () => {
       },
     );
     await manager.start();
-    for (let i = 0; i < 50 && (welcomes.length === 0 || manager.active); i++) await new Promise((r) => setTimeout(r, 5));
+    await waitFor(() => welcomes.length > 0 && !manager.active, { what: 'the welcome after the terminal report, and the job done' });
     await Promise.all(welcomes);
     await manager.welcomed();
 
