@@ -16,8 +16,8 @@ export const WAIT_TIMEOUT_MS = 20_000;
 export interface WaitOptions {
   /** Milliseconds before giving up (default {@link WAIT_TIMEOUT_MS}). */
   timeout?: number;
-  /** What is awaited, for the error message. */
-  what?: string;
+  /** What is awaited, for the error message (a function is called on timeout, e.g. to show the last value seen). */
+  what?: string | (() => string);
   /** Milliseconds between two checks (default 10). */
   interval?: number;
 }
@@ -42,7 +42,7 @@ export async function waitFor<T>(
     }
     if (Date.now() > deadline) {
       const cause = lastError === undefined ? '' : ` (last error: ${lastError instanceof Error ? lastError.message : String(lastError)})`;
-      throw new Error(`timed out after ${timeout} ms waiting for ${what}${cause}`);
+      throw new Error(`timed out after ${timeout} ms waiting for ${typeof what === 'function' ? what() : what}${cause}`);
     }
     await new Promise((r) => setTimeout(r, interval));
   }
