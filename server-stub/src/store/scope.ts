@@ -1,6 +1,9 @@
 import { AccountApiTokens, type AccountRow, Accounts, AccountUsers } from './accounts.js';
+import { AccountDashboard } from './dashboard.js';
 import type { Store } from './database.js';
+import { AccountDeviceStatus } from './device-status.js';
 import { AccountDevices, AccountGroups } from './devices.js';
+import { AccountEventLog } from './event-log.js';
 import { AccountEvents } from './events.js';
 import { AccountLeases } from './leases.js';
 import { AccountLicences } from './licences.js';
@@ -18,7 +21,13 @@ export class AccountScope {
   readonly devices: AccountDevices;
   readonly groups: AccountGroups;
   readonly events: AccountEvents;
+  /** The activity log as the API lists it (device events and system changes). */
+  readonly eventLog: AccountEventLog;
   readonly leases: AccountLeases;
+  /** What the devices last reported over the control channel. */
+  readonly deviceStatus: AccountDeviceStatus;
+  /** The dashboard's aggregates. */
+  readonly dashboard: AccountDashboard;
 
   constructor(
     private readonly store: Store,
@@ -31,6 +40,9 @@ export class AccountScope {
     this.groups = new AccountGroups(store, accountId);
     this.events = new AccountEvents(store, accountId);
     this.leases = new AccountLeases(store, accountId);
+    this.eventLog = new AccountEventLog(store, accountId);
+    this.deviceStatus = new AccountDeviceStatus(store, accountId);
+    this.dashboard = new AccountDashboard(store, accountId);
   }
 
   /** The account row itself. */
