@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { main } from '../src/cli-main.js';
 import { CONNECTION_PROFILE_FORMAT } from '../src/connection-profile.js';
+import { waitFor } from '../../protocol/test/helpers/wait-for.js';
 import { DOWNLOAD_TOKEN, FakeServer } from './helpers/fake-server.js';
 import { tempDir } from './helpers/device.js';
 import { firmwareImage, makePacket, testProfile } from './helpers/packets.js';
@@ -165,13 +166,8 @@ describe('fleet-agent CLI', () => {
     const profile = testProfile({ serverUrl: 'wss://127.0.0.1:9/api/channel', caCertPem: certs.tlsCa.certPem, trustAnchorsPem: [certs.pki.root.certPem], deviceId: 'dev-lock' });
     await mkdir(join(d, 'agent'), { recursive: true });
     await writeFile(join(d, 'agent', 'connection-profile.json'), JSON.stringify(profile));
-    const started = async (run: { stderr: () => string }) => {
-      const deadline = Date.now() + 60_000;
-      while (!run.stderr().includes('"msg":"agent started"')) {
-        if (Date.now() > deadline) throw new Error(`agent did not start: ${run.stderr()}`);
-        await new Promise((r) => setTimeout(r, 50));
-      }
-    };
+    const started = (run: { stderr: () => string }) =>
+      waitFor(() => run.stderr().includes('"msg":"agent started"'), { timeout: 60_000, interval: 50, what: () => `agent started: ${run.stderr()}` });
     const first = runAgent(d, ['--boot-delay-max-sec', '0']);
     await started(first);
     const lock = JSON.parse(await readFile(join(d, 'agent.lock'), 'utf8')) as { pid: number };

@@ -50,6 +50,9 @@ describe('data directory lock', () => {
     const file = join(d, LOCK_FILE);
     await writeFile(file, ''); // another start between its exclusive create and its write
     const attempt = lockDataDir(d, 4_000_002);
+    // Paces the scenario only: the other start finishes its write a moment later (well inside the
+    // unwritten-lock grace). Nothing is asserted absent: an attempt that took the lock over instead of
+    // waiting would resolve, and the rejection below would fail.
     await new Promise((r) => setTimeout(r, 300));
     await writeFile(file, JSON.stringify({ pid: process.pid, since: 'now' }));
     await expect(attempt).rejects.toMatchObject({ code: 'AGENT_DATA_DIR_LOCKED' });

@@ -11,7 +11,7 @@ import { CLI, ensureBuilt } from './helpers/process.js';
 import { Api, SERVER_CLI, ServerProcess, serverCli, waitFor } from './helpers/reference-server.js';
 
 /*
- * Issue 5 acceptance, end to end with the REAL reference server: `fleet-server` (server-stub/dist)
+ * Update delivery end to end with the REAL reference server: `fleet-server` (server-stub/dist)
  * and `fleet-agent` (agent/dist, self-supervised) run as separate processes and meet only over
  * HTTPS and WSS with a TLS CA made by `fleet-server tls generate`. A provisioned agent is admitted;
  * a packet with firmware, configuration, certificates and a container is built on the server,
@@ -368,8 +368,14 @@ describe('end to end with the reference server (wss, real processes)', () => {
       + `server down ${listeningAt - stoppedAt} ms (graceful stop ${stopMs} ms); device online ${onlineAt - listeningAt} ms after the server listened`,
     );
 
-    // Carries on: the job stays succeeded, nothing is re-applied, no second reboot.
-    await new Promise((r) => setTimeout(r, 1500)); // room for a (wrong) redelivery to show
+    // Carries on: the job stays succeeded, nothing is re-applied, no second reboot. What the server
+    // sends a reconnected device (offers of executions it holds open) goes out right after the
+    // welcome; the status the agent sends after the welcome is stored later (presence flush), so
+    // once it is stored a (wrong) redelivery would have reached the agent.
+    await waitFor('the status the agent reported after the reconnect', async () => {
+      const s = await api.json<{ statusAt: string | null }>('GET', `/api/inventory/managed-devices/${deviceUuid}/status`);
+      return s.statusAt !== null && Date.parse(s.statusAt) >= Date.parse(back.connectedAt!) ? true : undefined;
+    }, 20_000);
     const job = await api.json<{ state: string; progress: { results: Record<string, number> } }>('GET', `/api/jobs/${jobUuid}`);
     expect(job.state).toBe('finished');
     expect(job.progress.results).toMatchObject({ succeeded: 1, failed: 0 });

@@ -5,6 +5,7 @@ import { JobManager } from '../src/jobs/job-manager.js';
 import { JOURNAL_VERSION, Journal, type JobRecord } from '../src/lifecycle/journal.js';
 import { silentLogger } from '../src/logger.js';
 import { createMemoryPlatform, type MemoryPlatform } from '../src/platform/memory.js';
+import { waitFor } from '../../protocol/test/helpers/wait-for.js';
 import { illegalStep } from './helpers/job-states.js';
 
 type Session = ConstructorParameters<typeof JobManager>[0]['session'];
@@ -105,7 +106,7 @@ describe('JobManager', () => {
       },
     );
     await manager.start();
-    for (let i = 0; i < 50 && (welcomes.length === 0 || manager.active); i++) await new Promise((r) => setTimeout(r, 5));
+    await waitFor(() => welcomes.length > 0 && !manager.active, { what: 'the welcome after the terminal report, and the job done' });
     await Promise.all(welcomes);
     await manager.welcomed();
 
@@ -200,7 +201,7 @@ describe('JobManager', () => {
       return true;
     });
     await first.start();
-    for (let i = 0; i < 200 && !first.history().some((h) => h.executionId === 'exe-3'); i++) await new Promise((r) => setTimeout(r, 5));
+    await waitFor(() => first.history().some((h) => h.executionId === 'exe-3'), { what: 'exe-3 finished while disconnected' });
     await first.stop();
     expect(first.history().map((h) => h.executionId)).toEqual(['exe-3']);
     expect(sent).toEqual([]);

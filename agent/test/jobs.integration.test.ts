@@ -237,9 +237,10 @@ describe.concurrent('jobs (emulated platform)', () => {
     server.addPacket(`big-${deviceId}.tar`, packet);
     await d.restart();
     (d.config as Record<string, unknown>).maxPacketBytes = 100 * 1024;
+    const framesBefore = server.frames.length;
     await d.restart();
-    await server.waitFor(() => server.connections.get(deviceId));
-    await new Promise((r) => setTimeout(r, 200));
+    // The offer follows the welcome of the restarted agent on the same socket.
+    await server.waitForWelcome(deviceId, framesBefore);
     server.offer(deviceId, `exe-big-${deviceId}`, `big-${deviceId}.tar`);
     expect((await server.waitForTerminal(`exe-big-${deviceId}`)).body).toMatchObject({ state: 'rejected', errorCode: 'AGENT_PACKET_TOO_LARGE' });
     expect(server.packets.get(`big-${deviceId}.tar`)!.requests).toBe(0);

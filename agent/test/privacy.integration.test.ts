@@ -148,9 +148,17 @@ describe('nothing sensitive in any frame the agent sends', () => {
     expect(all).not.toMatch(/BEGIN [A-Z ]+-----/);
 
     server.send('dev-privacy', 'settings', { analyticsConsent: false });
-    await new Promise((r) => setTimeout(r, 300));
-    const count = server.received('analytics', 'dev-privacy').length;
-    await new Promise((r) => setTimeout(r, 1800));
-    expect(server.received('analytics', 'dev-privacy')).toHaveLength(count);
+    // The agent handles messages in order: once it answered a later ping, consent is withdrawn.
+    const ping = server.send('dev-privacy', 'ping', {});
+    await server.waitFor(() => server.received('pong', 'dev-privacy').find((p) => p.correlationId === ping), 8000, 'the pong after the settings');
+    const withdrawnAt = Date.now();
+    // Paces the scenario only: a window of two batch periods (2 samples of 1 s) without consent.
+    await new Promise((r) => setTimeout(r, 2000));
+    const consentedAt = Date.now();
+    server.send('dev-privacy', 'settings', { analyticsConsent: true });
+    // The first batch sampled after consent came back: anything sampled in the window would have been sent before it.
+    const samples = () => server.received('analytics', 'dev-privacy').flatMap((b) => b.body.samples);
+    await server.waitFor(() => samples().some((s) => s.at >= consentedAt) || undefined, 8000, 'a batch sampled after consent came back');
+    expect(samples().filter((s) => s.at > withdrawnAt && s.at < consentedAt)).toEqual([]);
   });
 });

@@ -2,6 +2,7 @@ import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, it } from 'vitest';
 import { readLocalStatus } from '../src/local-status.js';
+import { waitFor } from '../../protocol/test/helpers/wait-for.js';
 import { FakeServer } from './helpers/fake-server.js';
 import { tempDir } from './helpers/device.js';
 import { illegalStep } from './helpers/job-states.js';
@@ -114,8 +115,12 @@ describe.concurrent('power cut (SIGKILL of the agent process) in each update sta
       const executionId = `exe-kill-${i}`;
       server.offer(deviceId, executionId, packetName);
       const terminal = await server.waitForTerminal(executionId, 40_000);
-      // Let resends and late duplicates arrive before counting.
-      await new Promise((r) => setTimeout(r, 1500));
+      // Count only once the agent has nothing left to report (no job in progress, every result
+      // acknowledged by the server): resends and late duplicates have arrived by then.
+      await waitFor(async () => {
+        const s = (await readLocalStatus(dir)) as { activeJob: unknown; unacknowledgedResults: number };
+        return s.activeJob === null && s.unacknowledgedResults === 0;
+      }, { timeout: 30_000, what: `${deviceId} with nothing left to report` });
       expect(supervisor.exits.some((e) => e.signal === 'SIGKILL'), 'the power cut happened').toBe(true);
       expect(server.terminals(executionId)).toHaveLength(1);
       expect(terminal.body.state).toBe(scenario.expect);
@@ -137,6 +142,9 @@ describe.concurrent('power cut (SIGKILL of the agent process) in each update sta
       }
       if (scenario.kind === 'config') {
         const hello = server.received('hello', deviceId).at(-1)!;
+        // The status the agent sends once the configuration is applied, or restored, may follow the result.
+        const version = scenario.expect === 'succeeded' ? '9' : undefined;
+        await server.waitFor(() => server.received('status', deviceId).at(-1)?.body.configurationVersion === version || undefined, 20_000, 'the status after the configuration');
         const status = server.received('status', deviceId).at(-1)!;
         expect(hello.body.firmwareVersion).toBe('1.0.0');
         if (scenario.expect === 'succeeded') expect(status.body.configurationVersion).toBe('9');

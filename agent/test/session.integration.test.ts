@@ -9,6 +9,7 @@ import { createWsTransport } from '../src/connection/ws-transport.js';
 import { createLogger } from '../src/logger.js';
 import { createManualClock, seededRandom } from '../src/platform/clock.js';
 import { createMemoryPlatform } from '../src/platform/memory.js';
+import { waitFor } from '../../protocol/test/helpers/wait-for.js';
 import { FakeServer } from './helpers/fake-server.js';
 import { TEST_CONFIG, TestDevice, tempDir } from './helpers/device.js';
 import { testProfile } from './helpers/packets.js';
@@ -98,8 +99,10 @@ describe('control channel over TLS (ws)', () => {
 
   it('refuses a server whose certificate does not chain to the profile CA (keeps backing off)', async () => {
     const before = server.handshakes;
+    const refused = server.tlsFailures;
     const d = await device('dev-wrong-ca', {}, certs.otherCa.certPem);
-    await new Promise((r) => setTimeout(r, 400));
+    // It dialled and refused the certificate, twice (it keeps trying): only then look for what did not happen.
+    await waitFor(() => server.tlsFailures >= refused + 2, { what: 'two refused TLS handshakes' });
     expect(server.received('hello', 'dev-wrong-ca')).toHaveLength(0);
     expect(server.handshakes).toBe(before);
     expect(d.agent.sessionState()).toBe('connecting');
@@ -138,9 +141,11 @@ describe('control channel over TLS (ws)', () => {
     server.options.admission = () => ({ kind: 'auth-failed' });
     const d = await device('dev-auth', { authBackoffMinSec: 2, authBackoffMaxSec: 4 });
     await server.waitFor(() => server.received('hello', 'dev-auth')[0]);
-    await new Promise((r) => setTimeout(r, 1200));
-    expect(server.received('hello', 'dev-auth')).toHaveLength(1);
-    expect(d.agent.sessionState()).toBe('rejected-waiting');
+    await waitFor(() => d.agent.sessionState() === 'rejected-waiting', { what: 'rejected-waiting after the refusal' });
+    // No hot loop: the next hello comes, but only after the lower bound of the credential backoff.
+    const hellos = () => server.frames.filter((f) => f.dir === 'in' && f.deviceId === 'dev-auth' && f.message?.type === 'hello');
+    const [first, second] = await waitFor(() => hellos().length >= 2 && hellos(), { what: 'the second hello' });
+    expect(second!.at - first!.at).toBeGreaterThanOrEqual(2000);
   });
 
   it('survives a flapping link: reconnects every time, events delivered once each', async () => {

@@ -270,7 +270,7 @@ describe('licences over HTTP', () => {
     expect(audit.items[0]).toMatchObject({ action: 'POST /api/inventory/managed-devices', status: 201 });
   });
 
-  it('Free manages 1,000 devices at once but registers more (issue 7 over the reference; see docs/licensing.md)', async () => {
+  it('Free manages 1,000 devices at once but registers more (the demo fleet of 1,200 on Free: 1,000 admitted; see docs/licensing.md)', async () => {
     const w = await open();
     const t = await w.newTenant();
     const token = await w.login(t);

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { SqliteDatabase } from '../src/store/sqlite.js';
 import { addMonthsUtc, SECOND } from '../src/clock.js';
+import { waitFor } from '../../protocol/test/helpers/wait-for.js';
 import { type ChannelWorld, channelWorld } from './helpers/channel-world.js';
 import { FakeDevice } from './helpers/fake-device.js';
 import { DAY, removeTempDirs, T0 } from './helpers/setup.js';
@@ -156,7 +157,9 @@ describe('control channel: hello and admission over real sockets', () => {
     const da = await w.admitted(a!);
     da.close();
     await da.waitClosed();
-    await new Promise((r) => setTimeout(r, 50)); // the release is batched per tick
+    // The release is batched per tick: b must meet a seat held in its grace period, not a live session.
+    const released = () => w.services.store.stmt('SELECT COUNT(*) AS n FROM leases WHERE released_at IS NOT NULL').get() as { n: number };
+    await waitFor(() => released().n === 1, { what: 'the lease released into its grace period' });
     const db = await w.connect(b!);
     const rejected = await db.admit();
     expect(rejected.body).toMatchObject({ admission: 'rejected' });
@@ -176,7 +179,11 @@ describe('control channel: hello and admission over real sockets', () => {
     const second = await w.connect(r!);
     expect((await second.admit()).body.admission).toBe('managed');
     expect((await first.waitClosed()).code).toBe(CloseCodes.REPLACED);
-    await new Promise((res) => setTimeout(res, 50));
+    // The server has seen the replaced socket close (only the second is open), and a round trip on the
+    // second lets a release that close could have queued (batched per tick) reach the store.
+    const connections = () => new Promise<number>((resolve, reject) => w.server.app.server.getConnections((err, n) => (err ? reject(err) : resolve(n))));
+    await waitFor(async () => (await connections()) === 1, { what: 'the replaced socket closed on the server' });
+    await second.roundTrip();
     expect(w.server.app.channel.isConnected(r!.uuid)).toBe(true);
     const lease = w.services.store.stmt('SELECT released_at FROM leases').get() as { released_at: number | null };
     expect(lease.released_at).toBeNull();
@@ -194,9 +201,9 @@ describe('control channel: hello and admission over real sockets', () => {
     const u = await w.connect({ ...r!, uuid: '00000000-0000-4000-8000-000000000000' });
     u.hello();
     expect((await u.waitClosed()).code).toBe(CloseCodes.AUTH_FAILED);
-    await expect(FakeDevice.connect(w.channelUrl, r!, { protocols: [] })).rejects.toThrow(/400/);
-    await expect(FakeDevice.connect(w.channelUrl, r!, { protocols: ['router-fleet.v2'] })).rejects.toThrow(/400/);
-    await expect(FakeDevice.connect(w.channelUrl.replace('/api/channel', '/api/other'), r!)).rejects.toThrow(/404/);
+    await expect(FakeDevice.open(w.channelUrl, r!, { protocols: [] })).rejects.toThrow(/400/);
+    await expect(FakeDevice.open(w.channelUrl, r!, { protocols: ['router-fleet.v2'] })).rejects.toThrow(/400/);
+    await expect(FakeDevice.open(w.channelUrl.replace('/api/channel', '/api/other'), r!)).rejects.toThrow(/404/);
   });
 
   it('events are stored once and acked by seq; duplicates are acked again', async () => {
@@ -228,10 +235,12 @@ describe('control channel: hello and admission over real sockets', () => {
     const silent = await w.admitted(a!);
     silent.answerPings = false;
     const healthy = await w.admitted(b!);
+    const heard = () => w.services.metrics.value('fleet_messages_in_total');
+    const before = heard();
     w.tick(120 * SECOND); // ping interval of silence: both are pinged
     await silent.next('ping');
     await healthy.next('ping');
-    await new Promise((r) => setTimeout(r, 50)); // the healthy pong arrives
+    await waitFor(() => heard() === before + 1, { what: 'the healthy pong (the one message the server hears)' });
     w.tick(104 * SECOND); // pong timeout
     expect((await silent.waitClosed()).code).toBe(CloseCodes.PONG_TIMEOUT);
     expect(healthy.closed).toBeUndefined();
@@ -265,12 +274,12 @@ describe('control channel: hello and admission over real sockets', () => {
     const stored = () => w.services.store.db.prepare('SELECT COUNT(*) AS n FROM analytics_samples').get() as { n: number };
     const analytics = (at: number) => createMessage('analytics', { samples: [sample(at)] } as unknown as MessageOf<'analytics'>['body']);
     d.send(analytics(T0));
-    await new Promise((r) => setTimeout(r, 100));
+    await d.roundTrip(); // the server answers a ping after it handled the message before it
     expect(stored().n).toBe(0); // no consent yet
     await w.req('PATCH', '/api/account', { token, body: { settings: { analyticsConsent: true } } });
     await d.next('settings');
     d.send(analytics(T0 + 1));
-    for (let i = 0; i < 100 && stored().n === 0; i++) await new Promise((r) => setTimeout(r, 20));
+    await waitFor(() => stored().n > 0, { what: 'the sample sent with consent stored' });
     expect(stored().n).toBe(1);
     const text = JSON.stringify(w.services.store.db.prepare('SELECT * FROM analytics_samples').all());
     for (const secret of ['10.1.2.3', 'plant.example', 'operator', 'ipAddress', 'userName']) expect(text).not.toContain(secret);
@@ -364,7 +373,7 @@ describe('control channel: bad input (malformed frames, floods, a peer that does
     d.send(createMessage('ping', {}));
     expect((await d.waitClosed()).code).toBe(CloseCodes.HELLO_REQUIRED);
     const idle = await w.connect(ids[2]!);
-    await new Promise((r) => setTimeout(r, 50));
+    await waitFor(() => w.server.app.channel.backlog === 1, { what: 'the idle connection awaiting its hello' });
     w.tick(1000);
     expect((await idle.waitClosed()).code).toBe(CloseCodes.HELLO_REQUIRED);
     await stillHealthy();
@@ -406,7 +415,6 @@ describe('control channel: bad input (malformed frames, floods, a peer that does
       for (let i = 0; i < 500; i++) if (channel.send(ids[1]!.uuid, big)) sent++;
       await new Promise((r) => setImmediate(r));
     }
-    await new Promise((r) => setTimeout(r, 50));
     expect(channel.isConnected(ids[1]!.uuid)).toBe(false);
     expect(sent).toBeLessThan(200_000);
     await stillHealthy();

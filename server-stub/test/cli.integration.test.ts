@@ -9,6 +9,7 @@ import { Agent, request } from 'undici';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../src/app.js';
 import { CODE_PATTERN } from '../src/licensing/codes.js';
+import { waitFor } from '../../protocol/test/helpers/wait-for.js';
 import { removeTempDirs, TS_REGISTER, tempDir, testConfig } from './helpers/setup.js';
 
 const CLI = fileURLToPath(new URL('../src/cli.ts', import.meta.url));
@@ -133,14 +134,7 @@ describe('fleet-server CLI', () => {
       const rotated = (JSON.parse((await cli('signing', 'rotate', '--data', data)).stdout) as Listed).anchors;
       expect(rotated.map((a) => [a.fingerprint === first[0]!.fingerprint, a.current])).toEqual([[true, false], [false, true]]);
       // The running server re-reads the roots and would send routers the overlapping set.
-      const until = async (what: string, ok: () => boolean) => {
-        const deadline = Date.now() + 30_000;
-        while (!ok()) {
-          if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-          await new Promise((r) => setTimeout(r, 100));
-        }
-      };
-      await until('the rotated set', () => app.services.trust.forAccount(0).anchors.length === 2);
+      await waitFor(() => app.services.trust.forAccount(0).anchors.length === 2, { timeout: 30_000, what: 'the rotated set' });
       expect(app.services.trust.forAccount(0).digest).not.toBe(digest);
       const inUse = await cli('signing', 'retire', rotated[1]!.fingerprint, '--data', data).catch((e: { code: number; stderr: string }) => e);
       expect((inUse as { stderr: string }).stderr).toContain('SERVER_ANCHOR_IN_USE');
@@ -150,8 +144,10 @@ describe('fleet-server CLI', () => {
       const pem = join(data, 'vendor.pem');
       writeFileSync(pem, vendor.certPem);
       expect(JSON.parse((await cli('firmware', 'add-anchor', pem, '--data', data)).stdout)).toMatchObject({ added: 1 });
-      await until('the vendor root and no retired root', () =>
-        JSON.stringify(app.services.trust.forAccount(0).anchors.map((a) => a.scope)) === '["server","vendor"]');
+      await waitFor(() => JSON.stringify(app.services.trust.forAccount(0).anchors.map((a) => a.scope)) === '["server","vendor"]', {
+        timeout: 30_000,
+        what: 'the vendor root and no retired root',
+      });
     } finally {
       await app.close();
     }

@@ -5,6 +5,7 @@ import { SqliteDatabase as Database } from '../src/store/sqlite.js';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { seedSigningPki } from './helpers/channel-world.js';
+import { waitFor } from '../../protocol/test/helpers/wait-for.js';
 import { FakeDevice } from './helpers/fake-device.js';
 import { ensureServerBuilt, SERVER_CLI_DIST } from './helpers/built.js';
 import { removeTempDirs, tempDir, world } from './helpers/setup.js';
@@ -35,14 +36,8 @@ function follow(child: ChildProcess): Logs {
   });
   return {
     lines,
-    async waitFor(pred, timeoutMs = LOG_DEADLINE_MS) {
-      const deadline = Date.now() + timeoutMs;
-      for (;;) {
-        const hit = lines.find(pred);
-        if (hit) return hit;
-        if (Date.now() > deadline) throw new Error(`log line not seen; got ${JSON.stringify(lines.slice(-5))}`);
-        await new Promise((r) => setTimeout(r, 50));
-      }
+    waitFor(pred, timeoutMs = LOG_DEADLINE_MS) {
+      return waitFor(() => lines.find(pred), { timeout: timeoutMs, interval: 50, what: () => `a log line; got ${JSON.stringify(lines.slice(-5))}` });
     },
   };
 }
@@ -72,13 +67,15 @@ describe('serve --workers 2 (real CLI, node:cluster)', () => {
     // hands every connection to the first one (seen on Node 24, whose workers start slower).
     const url = (await logs.waitFor((l) => l['msg'] === 'fleet-server listening')).url as string;
     await logs.waitFor(() => new Set(logs.lines.filter((l) => l['msg'] === 'fleet-server listening').map((l) => l['pid'])).size === 2);
+    // Paces the scenario only (nothing is asserted absent here): a moment for the primary's
+    // round-robin to take both workers before the devices connect.
     await new Promise((r) => setTimeout(r, 300));
     const channelUrl = `${url.replace('http', 'ws')}/api/channel`;
 
     const devices: FakeDevice[] = [];
     const outcomes: string[] = [];
     for (const id of ids) {
-      const d = await FakeDevice.connect(channelUrl, id);
+      const d = await FakeDevice.open(channelUrl, id);
       outcomes.push((await d.admit()).body.admission);
       devices.push(d);
     }
@@ -178,7 +175,7 @@ describe('serve --workers 2 (real CLI, node:cluster)', () => {
     try {
       // Open channels on the workers: a graceful close must not wait for them forever.
       for (const id of ids) {
-        const d = await FakeDevice.connect(`${url.replace('http', 'ws')}/api/channel`, id);
+        const d = await FakeDevice.open(`${url.replace('http', 'ws')}/api/channel`, id);
         await d.admit();
         devices.push(d);
       }
@@ -245,9 +242,9 @@ describe('serve --workers 2 (real CLI, node:cluster)', () => {
     const url = (await logs.waitFor((l) => l['msg'] === 'fleet-server listening')).url as string;
     const channelUrl = `${url.replace('http', 'ws')}/api/channel`;
     // A held device that returns reclaims its seat; the waiting device does not get the other one.
-    const back = await FakeDevice.connect(channelUrl, ids[0]!);
+    const back = await FakeDevice.open(channelUrl, ids[0]!);
     expect((await back.admit()).body).toMatchObject({ admission: 'managed' });
-    const early = await FakeDevice.connect(channelUrl, ids[2]!);
+    const early = await FakeDevice.open(channelUrl, ids[2]!);
     expect((await early.admit()).body).toMatchObject({ admission: 'rejected', reason: 'LICENCE_UNAVAILABLE' });
     early.terminate();
     // The second held device never returns: the primary sees the quiet period pass, and after the
@@ -257,7 +254,7 @@ describe('serve --workers 2 (real CLI, node:cluster)', () => {
     await expect
       .poll(
         async () => {
-          const d = await FakeDevice.connect(channelUrl, ids[2]!);
+          const d = await FakeDevice.open(channelUrl, ids[2]!);
           const admission = (await d.admit()).body.admission;
           if (admission !== 'managed') d.terminate();
           return admission;

@@ -1,6 +1,6 @@
 import type { MessageOf } from '@router-fleet/protocol';
 import { describe, expect, it } from 'vitest';
-import { until } from './helpers/job-channel.js';
+import { waitFor } from '../../protocol/test/helpers/wait-for.js';
 import { createJob, type JobsWorld, jobsWorlds } from './helpers/jobs-world.js';
 
 const open = jobsWorlds();
@@ -11,13 +11,10 @@ const isOffer = (m: { type: string }) => m.type === 'job-offer';
 /** Polls the job resource until `check` holds (results cross a socket and a group commit). */
 async function jobWhen(w: JobsWorld, uuid: string, check: (job: { state: string; progress: Progress }) => boolean) {
   let last: { state: string; progress: Progress } | undefined;
-  const start = Date.now();
-  for (;;) {
+  return waitFor(async () => {
     last = (await w.api('GET', `/api/jobs/${uuid}`)).json as { state: string; progress: Progress };
-    if (check(last)) return last;
-    if (Date.now() - start > WAIT) throw new Error(`job ${uuid} never matched: ${JSON.stringify(last)}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
+    return check(last) && last;
+  }, { timeout: WAIT, what: () => `job ${uuid} to match: ${JSON.stringify(last)}` });
 }
 
 interface Progress {
@@ -71,7 +68,7 @@ describe('device results reach the job whatever the server missed', () => {
     d!.report(x, 'rebooting');
     const a = d!.report(x, 'succeeded');
     const b = d!.report(x, 'succeeded'); // repeated until acked: counted once
-    await until(() => d!.acks().length === 2, WAIT, 'both terminal reports acked');
+    await waitFor(() => d!.acks().length === 2, { timeout: WAIT, what: 'both terminal reports acked' });
     expect(d!.acks().map((m) => m.correlationId)).toEqual([a.id, b.id]);
     const done = await jobWhen(w, job.uuid, (j) => j.state === 'finished');
     expect(done.progress.results).toMatchObject({ succeeded: 1, 'timed-out': 0 });
@@ -89,9 +86,9 @@ describe('device results reach the job whatever the server missed', () => {
     const offer = (await d!.next(isOffer, WAIT)) as MessageOf<'job-offer'>;
     const x = offer.body.executionId;
     d!.report(x, 'downloading', { percent: 24 });
-    await until(
+    await waitFor(
       () => w.services.store.db.prepare('SELECT state FROM job_executions WHERE uuid = ?').get(x) as { state: string } | undefined,
-      WAIT,
+      { timeout: WAIT },
     );
     await jobWhen(w, job.uuid, (j) => j.progress.inFlight['downloading'] === 1);
     w.advance(61_000);
@@ -104,7 +101,7 @@ describe('device results reach the job whatever the server missed', () => {
     // Still running on the device: the server keeps its decision until the result comes.
     d!.report(x, 'installing');
     const result = d!.report(x, 'succeeded');
-    await until(() => d!.acks().some((m) => m.correlationId === result.id), WAIT, 'the result acked');
+    await waitFor(() => d!.acks().some((m) => m.correlationId === result.id), { timeout: WAIT, what: 'the result acked' });
     const revised = await jobWhen(w, job.uuid, (j) => j.progress.results['succeeded'] === 1);
     expect(revised.progress.results).toMatchObject({ 'timed-out': 0, succeeded: 1 });
     expect(revised.progress.devices).toMatchObject({ total: 1, done: 1 });
@@ -120,7 +117,7 @@ describe('device results reach the job whatever the server missed', () => {
 
     // Exactly once: a repeat of the device's result changes nothing (and is acked again).
     const again = d!.report(x, 'failed');
-    await until(() => d!.acks().some((m) => m.correlationId === again.id), WAIT, 'the repeat acked');
+    await waitFor(() => d!.acks().some((m) => m.correlationId === again.id), { timeout: WAIT, what: 'the repeat acked' });
     expect(source()).toEqual({ state: 'succeeded', result_source: 'device' });
     const final = (await w.api('GET', `/api/jobs/${job.uuid}`)).json as { progress: Progress };
     expect(final.progress.results).toMatchObject({ succeeded: 1, failed: 0, 'timed-out': 0 });
@@ -141,10 +138,9 @@ describe('device results reach the job whatever the server missed', () => {
     await d!.connect(w.channel.port);
     const again = (await d!.next(isOffer, WAIT)) as MessageOf<'job-offer'>;
     expect(again.body.executionId).toBe(x);
-    await until(
+    await waitFor(
       () => (w.services.store.db.prepare('SELECT state FROM job_executions WHERE uuid = ?').get(x) as { state: string }).state === 'offered',
-      WAIT,
-      'recorded as offered',
+      { timeout: WAIT, what: 'recorded as offered' },
     );
   });
 
@@ -162,13 +158,13 @@ describe('device results reach the job whatever the server missed', () => {
     db.prepare(`UPDATE job_executions SET state = 'queued', offered_at = NULL WHERE uuid = ?`).run(x);
     w.advance(61_000);
     const row = () => db.prepare('SELECT state, result_source, error_code FROM job_executions WHERE uuid = ?').get(x);
-    await until(() => (row() as { state: string }).state !== 'queued', WAIT, 'the orphan handled');
+    await waitFor(() => (row() as { state: string }).state !== 'queued', { timeout: WAIT, what: 'the orphan handled' });
     expect(row()).toEqual({ state: 'cancelled', result_source: 'server', error_code: 'SERVER_OFFER_UNCONFIRMED' });
     // Back: a new execution is offered; the device also reports what it did with the first one.
     await d!.connect(w.channel.port);
     const next = (await d!.next((m) => m.type === 'job-offer' && (m as MessageOf<'job-offer'>).body.executionId !== x, WAIT)) as MessageOf<'job-offer'>;
     const late = d!.report(x, 'succeeded');
-    await until(() => d!.acks().some((m) => m.correlationId === late.id), WAIT, 'the result for the first offer acked');
+    await waitFor(() => d!.acks().some((m) => m.correlationId === late.id), { timeout: WAIT, what: 'the result for the first offer acked' });
     expect(row()).toMatchObject({ state: 'succeeded', result_source: 'device' });
     d!.report(next.body.executionId, 'succeeded');
     const done = await jobWhen(w, job.uuid, (j) => j.state === 'finished');

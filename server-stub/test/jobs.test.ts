@@ -3,8 +3,8 @@ import type { MessageOf } from '@router-fleet/protocol';
 import { describe, expect, it } from 'vitest';
 import { DAY, MINUTE } from '../src/clock.js';
 import { CLAIMS_PER_TRANSACTION } from '../src/jobs/dispatcher.js';
-import type { FakeDevice } from './helpers/job-channel.js';
-import { until } from './helpers/job-channel.js';
+import { waitFor } from '../../protocol/test/helpers/wait-for.js';
+import type { FakeDevice } from './helpers/fake-device.js';
 import { createJob, type JobsWorld, jobsWorlds } from './helpers/jobs-world.js';
 import { T0 } from './helpers/setup.js';
 
@@ -16,7 +16,20 @@ async function connectAll(w: JobsWorld, devices: FakeDevice[]): Promise<void> {
   for (const d of devices) await d.connect(w.channel.port);
 }
 
-const settle = () => new Promise((r) => setTimeout(r, 50));
+/** The job resource once `check` holds (results cross a socket and a group commit). */
+async function jobWhen(w: JobsWorld, uuid: string, check: (job: { state: string }) => boolean, what: string) {
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- test answers are checked field by field
+  return waitFor(async (): Promise<any> => {
+    const job = (await w.api('GET', `/api/jobs/${uuid}`)).json;
+    return check(job) && job;
+  }, { what });
+}
+
+/** Sends a terminal report and waits for its ack (the server stored it, and dispatched after). */
+async function finish(d: FakeDevice, executionId: string, state: 'succeeded' | 'failed' | 'cancelled', errorCode?: string): Promise<void> {
+  const report = d.report(executionId, state, errorCode ? { errorCode } : {});
+  await d.next('ack', (m) => m.correlationId === report.id);
+}
 
 describe('update jobs over the control channel (protocol-level fake devices, real sockets)', () => {
   it('targets devices, groups or all; runs an execution through the state machine and acks the result', async () => {
@@ -28,7 +41,7 @@ describe('update jobs over the control channel (protocol-level fake devices, rea
     await connectAll(w, [...inGroup, ...others]);
     const job = await createJob(w, { packetUuid: packet.uuid, target: { groupUuids: [group.uuid] } });
     const offers = await Promise.all(inGroup.map((d) => d.next(isOffer))) as MessageOf<'job-offer'>[];
-    await settle();
+    await w.quiet(others);
     expect(others.every((d) => d.offers().length === 0)).toBe(true);
     const o = offers[0]!;
     expect(o.body).toMatchObject({
@@ -48,12 +61,7 @@ describe('update jobs over the control channel (protocol-level fake devices, rea
       expect(ack.correlationId).toBe(done.id);
       expect(ack.body.seqs).toEqual([]);
     }
-    let final;
-    for (let i = 0; i < 100 && !final; i++) {
-      const r = (await w.api('GET', `/api/jobs/${job.uuid}`)).json;
-      if (r.state === 'finished') final = r;
-      else await settle();
-    }
+    const final = await jobWhen(w, job.uuid, (r) => r.state === 'finished', 'the job finished');
     expect(final.progress).toMatchObject({ devices: { total: 2, done: 2 }, results: { succeeded: 2 }, percentComplete: 100 });
     const devices = (await w.api('GET', `/api/jobs/${job.uuid}/devices`)).json;
     expect(devices.items.map((r: { result: string; state: string }) => [r.result, r.state])).toEqual([
@@ -85,8 +93,8 @@ describe('update jobs over the control channel (protocol-level fake devices, rea
     const devices = w.fakeDevices(n);
     await connectAll(w, devices);
     await createJob(w, { packetUuid: packet.uuid, target: { all: true } });
-    await until(() => devices.every((d) => d.offers().length > 0), 20_000, 'every device offered');
-    await settle();
+    await waitFor(() => devices.every((d) => d.offers().length > 0), { timeout: 20_000, what: 'every device offered' });
+    await w.quiet(devices);
     expect(devices.map((d) => d.offers().length)).toEqual(devices.map(() => 1));
     expect(new Set(devices.map((d) => d.offers()[0]!.body.executionId)).size).toBe(devices.length);
   });
@@ -102,8 +110,8 @@ describe('update jobs over the control channel (protocol-level fake devices, rea
     let finished = 0;
     const offered = new Set<string>();
     while (finished < devices.length) {
-      await until(() => devices.some((d) => d.offers().some((o) => !offered.has(o.body.executionId))), 5000, 'an offer');
-      await settle();
+      await waitFor(() => devices.some((d) => d.offers().some((o) => !offered.has(o.body.executionId))), { timeout: 5000, what: 'an offer' });
+      await w.quiet(devices);
       const fresh = devices.flatMap((d) =>
         d.offers().filter((o) => !offered.has(o.body.executionId)).map((o) => ({ d, o })),
       );
@@ -133,20 +141,20 @@ describe('update jobs over the control channel (protocol-level fake devices, rea
     await connectAll(w, devices);
     await createJob(w, { packetUuid: packet.uuid, target: { all: true }, options: { rollout: { maxPerMinute: 2 } } });
     const count = () => devices.reduce((n, d) => n + d.offers().length, 0);
-    await until(() => count() === 2, 5000, '2 offers');
+    await waitFor(() => count() === 2, { timeout: 5000, what: '2 offers' });
     // Finishing them frees nothing: the limit is on starts per minute.
-    for (const d of devices) for (const o of d.offers()) d.report(o.body.executionId, 'succeeded');
-    await settle();
+    for (const d of devices) for (const o of d.offers()) await finish(d, o.body.executionId, 'succeeded');
+    await w.quiet(devices);
     expect(count()).toBe(2);
     w.advance(30_000);
-    await settle();
+    await w.quiet(devices);
     expect(count()).toBe(2);
     w.advance(31_000);
-    await until(() => count() === 4, 5000, '4 offers');
-    await settle();
+    await waitFor(() => count() === 4, { timeout: 5000, what: '4 offers' });
+    await w.quiet(devices);
     expect(count()).toBe(4);
     w.advance(MINUTE + 1);
-    await until(() => count() === 5, 5000, '5 offers');
+    await waitFor(() => count() === 5, { timeout: 5000, what: '5 offers' });
   });
 
   it('rolls out in waves: the next wave waits until the earlier one has results', async () => {
@@ -156,14 +164,14 @@ describe('update jobs over the control channel (protocol-level fake devices, rea
     await connectAll(w, devices);
     await createJob(w, { packetUuid: packet.uuid, target: { all: true }, options: { rollout: { waves: [20, 100] } } });
     const offers = () => devices.flatMap((d) => d.offers().map((o) => ({ d, o })));
-    await until(() => offers().length === 2, 5000, 'wave 1');
-    await settle();
+    await waitFor(() => offers().length === 2, { timeout: 5000, what: 'wave 1' });
+    await w.quiet(devices);
     expect(offers()).toHaveLength(2);
-    offers()[0]!.d.report(offers()[0]!.o.body.executionId, 'succeeded');
-    await settle();
+    await finish(offers()[0]!.d, offers()[0]!.o.body.executionId, 'succeeded');
+    await w.quiet(devices);
     expect(offers()).toHaveLength(2);
     offers()[1]!.d.report(offers()[1]!.o.body.executionId, 'succeeded');
-    await until(() => offers().length === 10, 5000, 'wave 2');
+    await waitFor(() => offers().length === 10, { timeout: 5000, what: 'wave 2' });
   });
 
   it('aborts when failures exceed the percentage AND the minimum count: no new executions', async () => {
@@ -177,21 +185,15 @@ describe('update jobs over the control channel (protocol-level fake devices, rea
       options: { rollout: { maxConcurrent: 2 }, abort: { failurePercent: 50, minFailures: 2 } },
     });
     const offers = () => devices.flatMap((d) => d.offers().map((o) => ({ d, o })));
-    await until(() => offers().length === 2, 5000, 'first two');
+    await waitFor(() => offers().length === 2, { timeout: 5000, what: 'first two' });
     // One failure: 100 % but below the minimum count → goes on.
     offers()[0]!.d.report(offers()[0]!.o.body.executionId, 'failed', { errorCode: 'AGENT_INSTALL_FAILED' });
-    await until(() => offers().length === 3, 5000, 'third offer');
+    await waitFor(() => offers().length === 3, { timeout: 5000, what: 'third offer' });
     offers()[1]!.d.report(offers()[1]!.o.body.executionId, 'failed', { errorCode: 'AGENT_INSTALL_FAILED' });
-    let state = '';
-    for (let i = 0; i < 100 && state !== 'aborted'; i++) {
-      state = (await w.api('GET', `/api/jobs/${job.uuid}`)).json.state;
-      if (state !== 'aborted') await settle();
-    }
-    expect(state).toBe('aborted');
-    offers()[2]!.d.report(offers()[2]!.o.body.executionId, 'succeeded');
-    await settle();
+    await jobWhen(w, job.uuid, (j) => j.state === 'aborted', 'the job aborted');
+    await finish(offers()[2]!.d, offers()[2]!.o.body.executionId, 'succeeded');
     w.advance(MINUTE);
-    await settle();
+    await w.quiet(devices);
     expect(offers()).toHaveLength(3);
     const view = (await w.api('GET', `/api/jobs/${job.uuid}`)).json;
     expect(view.abortReason).toMatch(/2 of 2 devices failed/);
@@ -221,12 +223,7 @@ describe('update jobs over the control channel (protocol-level fake devices, rea
     // result in the job stays with its latest execution (the retry).
     d!.report(first.body.executionId, 'failed');
     w.advance(61_000);
-    let view;
-    for (let i = 0; i < 100; i++) {
-      view = (await w.api('GET', `/api/jobs/${job.uuid}`)).json;
-      if (view.state === 'finished') break;
-      await settle();
-    }
+    const view = await jobWhen(w, job.uuid, (j) => j.state === 'finished', 'the job finished');
     expect(view.state).toBe('finished');
     expect(view.progress.results['timed-out']).toBe(1);
     const rows = (await w.api('GET', `/api/jobs/${job.uuid}/devices`)).json.items;
@@ -244,16 +241,19 @@ describe('update jobs over the control channel (protocol-level fake devices, rea
     early!.report(eo.body.executionId, 'downloading');
     late!.report(lo.body.executionId, 'downloaded');
     late!.report(lo.body.executionId, 'installing');
-    await settle();
+    const states = async () => (await w.api('GET', `/api/jobs/${job.uuid}/devices`)).json.items.map((r: { deviceUuid: string; state: string }) => `${r.deviceUuid}:${r.state}`);
+    await waitFor(async () => {
+      const s = await states();
+      return s.includes(`${early!.uuid}:downloading`) && s.includes(`${late!.uuid}:installing`);
+    }, { what: 'both reports stored' });
     const cancelled = await w.api('POST', `/api/jobs/${job.uuid}/cancel`);
     expect(cancelled.json.state).toBe('cancelled');
     const cancel = (await early!.next((m) => m.type === 'job-cancel')) as MessageOf<'job-cancel'>;
     expect(cancel.body.executionId).toBe(eo.body.executionId);
-    early!.report(eo.body.executionId, 'cancelled');
-    await settle();
+    await finish(early!, eo.body.executionId, 'cancelled');
+    await w.quiet([late!]);
     expect(late!.cancels()).toHaveLength(0); // past the commit point: nothing to cancel on the device
-    late!.report(lo.body.executionId, 'succeeded');
-    await settle();
+    await finish(late!, lo.body.executionId, 'succeeded');
     const rows = (await w.api('GET', `/api/jobs/${job.uuid}/devices`)).json.items;
     const byDevice = Object.fromEntries(rows.map((r: { deviceUuid: string }) => [r.deviceUuid, r]));
     expect(byDevice[early!.uuid]).toMatchObject({ result: 'cancelled', cancelRequested: true });
@@ -290,7 +290,8 @@ describe('update jobs over the control channel (protocol-level fake devices, rea
     const packet = await w.packet();
     const [d] = w.fakeDevices(1);
     await createJob(w, { packetUuid: packet.uuid, target: { all: true } });
-    await settle();
+    // Paces the scenario only (nothing is asserted absent): the device comes back a moment after the job started.
+    await new Promise((r) => setTimeout(r, 50));
     await d!.connect(w.channel.port);
     const offer = (await d!.next(isOffer)) as MessageOf<'job-offer'>;
     await d!.disconnect();
@@ -313,7 +314,7 @@ describe('update jobs over the control channel (protocol-level fake devices, rea
     d!.report(x, 'installing'); // behind verifying: stale, ignored
     const a = d!.report(x, 'failed', { errorCode: 'AGENT_HASH_MISMATCH' });
     const b = d!.report(x, 'failed', { errorCode: 'AGENT_HASH_MISMATCH' }); // duplicate after a reconnect
-    await until(() => d!.acks().length === 2, 5000, 'two acks');
+    await waitFor(() => d!.acks().length === 2, { timeout: 5000, what: 'two acks' });
     expect(d!.acks().map((m) => m.correlationId)).toEqual([a.id, b.id]);
     expect(w.services.jobs.ignored).toMatchObject({ duplicate: 1, illegal: 2 });
     const view = (await w.api('GET', `/api/jobs/${job.uuid}`)).json;
@@ -332,12 +333,12 @@ describe('update jobs over the control channel (protocol-level fake devices, rea
     expect((await managed!.connect(w.channel.port)).body.admission).toBe('managed');
     expect((await unmanaged!.connect(w.channel.port)).body.admission).toBe('managed');
     w.advance(364 * DAY + DAY / 2); // the first licence (12 months from T0) has ended, the second not
-    await until(() => w.tenant.scope.devices.byUuid(unmanaged!.uuid)?.admission === 'unmanaged', 5000, 'unmanaged');
+    await waitFor(() => w.tenant.scope.devices.byUuid(unmanaged!.uuid)?.admission === 'unmanaged', { timeout: 5000, what: 'unmanaged' });
     await w.relogin();
     const job = await createJob(w, { packetUuid: packet.uuid, target: { all: true } });
     await managed!.next(isOffer);
     w.advance(MINUTE);
-    await settle();
+    await w.quiet([managed!, unmanaged!]);
     expect(unmanaged!.offers()).toHaveLength(0);
     const view = (await w.api('GET', `/api/jobs/${job.uuid}`)).json;
     expect(view.progress.devices).toMatchObject({ total: 2, skipped: 1 });
@@ -357,7 +358,7 @@ describe('update jobs over the control channel (protocol-level fake devices, rea
     expect((await w.api('POST', `/api/jobs/${job.uuid}/pause`)).json.state).toBe('paused');
     await w.api('POST', `/api/inventory/device-groups/${group.uuid}/devices`, { deviceUuids: [joiner!.uuid] });
     w.advance(1000);
-    await settle();
+    await w.quiet([first!, joiner!]);
     expect(joiner!.offers()).toHaveLength(0);
     expect((await w.api('POST', `/api/jobs/${job.uuid}/resume`)).json.state).toBe('running');
     w.advance(1000);

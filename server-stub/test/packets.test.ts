@@ -4,6 +4,7 @@ import { request as httpRequest } from 'node:http';
 import { join } from 'node:path';
 import { createCa, createTestPki, type MessageOf, type TestPki, writePacket } from '@router-fleet/protocol';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { waitFor } from '../../protocol/test/helpers/wait-for.js';
 import { type JobsWorld, jobsWorld } from './helpers/jobs-world.js';
 import { removeTempDirs, T0, tempDir } from './helpers/setup.js';
 
@@ -242,8 +243,10 @@ describe('packet downloads (real HTTP)', () => {
     expect(JSON.parse(busy.body.toString()).code).toBe('SERVER_DOWNLOADS_BUSY');
     slow.resume();
     await new Promise((r) => slow.on('end', r));
-    await new Promise((r) => setTimeout(r, 50));
-    expect((await get(b!.packet.url, { authorization: `Bearer ${b!.download.token}`, range: 'bytes=0-9' })).status).toBe(206);
+    // The slot is freed when the server sees the finished response, shortly after the client does.
+    await waitFor(async () => (await get(b!.packet.url, { authorization: `Bearer ${b!.download.token}`, range: 'bytes=0-9' })).status === 206, {
+      what: 'a download slot free again',
+    });
   });
 
   it('queues downloads beyond the cap (first in, first out) up to the queue length and wait, then 503', async () => {
@@ -329,7 +332,7 @@ describe('vendor firmware catalogue', () => {
     const job = (await w.api('POST', '/api/jobs', { firmwareVersion: '2.1.0', target: { all: true } })).json;
     const offer = (await rt100!.next((m) => m.type === 'job-offer')) as MessageOf<'job-offer'>;
     expect(offer.body.packet.sha256).toBe(list[0].sha256);
-    await new Promise((r) => setTimeout(r, 50));
+    await w.quiet([rt300!]);
     expect(rt300!.offers()).toHaveLength(0);
     const rows = (await w.api('GET', `/api/jobs/${job.uuid}/devices`)).json.items;
     expect(rows.find((r: { deviceUuid: string }) => r.deviceUuid === rt300!.uuid)).toMatchObject({

@@ -57,11 +57,11 @@ describe('connection profiles', () => {
 
     // The device verifies the server certificate with the profile's CA only.
     const port = new URL(w.server.url).port;
-    const d = await FakeDevice.connect(`wss://127.0.0.1:${port}/api/channel`, r!, { ca: profile.caCertPem });
+    const d = await FakeDevice.open(`wss://127.0.0.1:${port}/api/channel`, r!, { ca: profile.caCertPem });
     expect((await d.admit()).body.admission).toBe('managed');
     d.close();
     // Without the CA the handshake fails (the certificate is not publicly trusted).
-    await expect(FakeDevice.connect(`wss://127.0.0.1:${port}/api/channel`, r!)).rejects.toThrow();
+    await expect(FakeDevice.open(`wss://127.0.0.1:${port}/api/channel`, r!)).rejects.toThrow();
     // HTTPS answers with the same certificate.
     const health = await request(`https://127.0.0.1:${port}/healthz`, {
       dispatcher: new Agent({ connect: { ca: profile.caCertPem } }),

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { writePacket } from '@router-fleet/protocol';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SMART_UPDATE_RETRY_MS } from '../src/smart-updates/service.js';
-import { until } from './helpers/job-channel.js';
+import { waitFor } from '../../protocol/test/helpers/wait-for.js';
 import { jobsWorld, type JobsWorld } from './helpers/jobs-world.js';
 import { T0, tempDir } from './helpers/setup.js';
 
@@ -31,18 +31,18 @@ describe('what routers report', () => {
   it('is stored beside the typed-in fields; positions only when the router moved more than 25 m; the dashboard uses it', async () => {
     const [d] = w.fakeDevices(1, { prefix: 'REP', model: 'TYPED-MODEL' });
     await d!.connect(w.channel.port); // hello: model RT-100, firmware 1.0.0
-    await until(() => reported(d!.uuid).reported_model === 'RT-100' || undefined, 10_000, 'the reported model');
+    await waitFor(() => reported(d!.uuid).reported_model === 'RT-100' || undefined, { timeout: 10_000, what: 'the reported model' });
     d!.status({ firmwareVersion: '1.0.0', location: { lat: 47.3769, lon: 8.5417 } });
-    await until(() => reported(d!.uuid).reported_lat !== null || undefined, 10_000, 'the reported position');
+    await waitFor(() => reported(d!.uuid).reported_lat !== null || undefined, { timeout: 10_000, what: 'the reported position' });
     const at = reported(d!.uuid).reported_position_at;
     // ~11 m north: the same place (GNSS jitter), not written.
     d!.status({ firmwareVersion: '1.0.1', location: { lat: 47.3770, lon: 8.5417 } });
-    await until(() => reported(d!.uuid).reported_firmware === '1.0.1' || undefined, 10_000, 'the next status');
+    await waitFor(() => reported(d!.uuid).reported_firmware === '1.0.1' || undefined, { timeout: 10_000, what: 'the next status' });
     expect(reported(d!.uuid)).toMatchObject({ reported_lat: 47.3769, reported_position_at: at });
     // ~111 m north: moved.
     w.advance(1000);
     d!.status({ firmwareVersion: '1.0.1', location: { lat: 47.3779, lon: 8.5417 } });
-    await until(() => reported(d!.uuid).reported_lat === 47.3779 || undefined, 10_000, 'the moved position');
+    await waitFor(() => reported(d!.uuid).reported_lat === 47.3779 || undefined, { timeout: 10_000, what: 'the moved position' });
     expect(reported(d!.uuid).reported_position_at).toBe(T0 + 1000);
 
     const view = await w.api('GET', `/api/inventory/managed-devices/${d!.uuid}`);
@@ -77,22 +77,18 @@ describe('Smart Updates', () => {
     expect((await w.services.packets.importVendorFirmware(dir)).imported).toHaveLength(1);
     const [d] = w.fakeDevices(1, { prefix: 'SUR', model: 'SOMETHING-ELSE' });
     await d!.connect(w.channel.port);
-    await until(() => reported(d!.uuid).reported_model === 'RT-100' || undefined, 10_000, 'the reported model');
+    await waitFor(() => reported(d!.uuid).reported_model === 'RT-100' || undefined, { timeout: 10_000, what: 'the reported model' });
     expect((await w.api('PUT', '/api/account/smart-updates', { enabled: true })).status).toBe(200);
 
     const systemJobs = async () => (await w.api('GET', '/api/jobs')).json.items.filter((j: { system: boolean }) => j.system) as { state: string }[];
     /** The router rejects offer n (as it would a packet whose signer it does not trust); waits for n finished jobs. */
     const untilFinished = async (n: number) => {
-      await until(() => d!.offers().length >= n || undefined, 20_000, `offer ${n}`);
+      await waitFor(() => d!.offers().length >= n || undefined, { timeout: 20_000, what: `offer ${n}` });
       d!.report(d!.offers()[n - 1]!.body.executionId, 'rejected', { errorCode: 'PROTO_PACKET_SIGNER_UNTRUSTED' });
-      let jobs: { state: string }[] = [];
-      const deadline = Date.now() + 20_000;
-      while (Date.now() < deadline) {
-        jobs = await systemJobs();
-        if (jobs.length === n && jobs.every((j) => j.state === 'finished')) break;
-        await new Promise((r) => setTimeout(r, 50));
-      }
-      return jobs;
+      return waitFor(async () => {
+        const jobs = await systemJobs();
+        return jobs.length === n && jobs.every((j) => j.state === 'finished') && jobs;
+      }, { timeout: 20_000, what: `${n} finished system jobs` });
     };
     expect(await untilFinished(1)).toHaveLength(1);
 
@@ -101,7 +97,7 @@ describe('Smart Updates', () => {
     expect(w.services.smartUpdates.checkAccount(w.tenant.accountId).created).toEqual([]);
     // The router changed (it reports other firmware): offered again.
     d!.status({ firmwareVersion: '1.2.0' });
-    await until(() => reported(d!.uuid).reported_firmware === '1.2.0' || undefined, 10_000, 'the new firmware');
+    await waitFor(() => reported(d!.uuid).reported_firmware === '1.2.0' || undefined, { timeout: 10_000, what: 'the new firmware' });
     expect(w.services.smartUpdates.checkAccount(w.tenant.accountId).created).toEqual([expect.objectContaining({ model: 'RT-100', version: '3.0.0', devices: 1 })]);
     expect(await untilFinished(2)).toHaveLength(2);
     expect(w.services.smartUpdates.checkAccount(w.tenant.accountId).created).toEqual([]);

@@ -1,8 +1,9 @@
 import type { MessageOf } from '@router-fleet/protocol';
 import { afterAll, describe, expect, it } from 'vitest';
-import { FakeDevice } from './helpers/job-channel.js';
-import { type JobsWorld, jobsWorld } from './helpers/jobs-world.js';
+import { FakeDevice } from './helpers/fake-device.js';
+import { JOB_DEVICE_HELLO, type JobsWorld, jobsWorld } from './helpers/jobs-world.js';
 import { removeTempDirs } from './helpers/setup.js';
+import { waitFor } from '../../protocol/test/helpers/wait-for.js';
 
 const worlds: JobsWorld[] = [];
 afterAll(async () => {
@@ -11,14 +12,8 @@ afterAll(async () => {
 });
 
 /** Polls an async check until it returns a value (effects that cross sockets and async rendering). */
-async function poll<T>(check: () => Promise<T | undefined>, what: string, timeoutMs = 5000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await check();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
+function poll<T>(check: () => Promise<T | undefined>, what: string): Promise<T> {
+  return waitFor(check, { what });
 }
 
 const BODY = 'hostname {{device.name}}\nserial {{ device.serialNumber }}\nsite {{custom.site}}\napn {{group.apn}}\n';
@@ -38,7 +33,7 @@ async function setup() {
       groupUuid: group.uuid,
       ...(site ? { customFields: { site } } : {}),
     });
-    return new FakeDevice(row.uuid, serialNumber, w.services.devices.credential(w.tenant.scope, row.uuid));
+    return new FakeDevice({ uuid: row.uuid, serialNumber, credential: w.services.devices.credential(w.tenant.scope, row.uuid) }, JOB_DEVICE_HELLO);
   };
   return { w, group, tpl: tpl.json, devices: [mk('T-1', 'Berlin'), mk('T-2', 'Hamburg'), mk('T-3')] };
 }

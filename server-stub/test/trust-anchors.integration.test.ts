@@ -25,6 +25,7 @@ import {
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../src/app.js';
 import { loadConfig } from '../src/config.js';
+import { waitFor } from '../../protocol/test/helpers/wait-for.js';
 
 /*
  * Trust anchors end to end: the real server (in this process, HTTPS/WSS on port 0 with a CA made
@@ -115,14 +116,8 @@ async function api<T = unknown>(method: 'GET' | 'POST' | 'PUT' | 'DELETE', url: 
   return { status: res.statusCode, json: (res.body ? JSON.parse(res.body) : undefined) as T };
 }
 
-async function until<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
+function until<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 60_000): Promise<T> {
+  return waitFor(probe, { what, timeout: timeoutMs, interval: 100 });
 }
 
 /** Registers `n` routers of MODEL and starts an agent for each with its connection profile. */

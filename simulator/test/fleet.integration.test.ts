@@ -87,7 +87,8 @@ describe(`fleet of ${N} virtual routers against the reference server`, () => {
       const before = fleet.stats().counters.reconnects;
       // The mark: from here stats count the routers managed by an admission decided after it.
       fleet.mark();
-      // Every process pushes its figures each second: after 2.5 s each has counted with the mark.
+      // Every process pushes its figures each second: after 2.5 s each has counted with the mark (the
+      // merged figures carry only the newest push time, so there is no per-process signal to wait for).
       await new Promise((r) => setTimeout(r, 2500));
       const marked = fleet.stats();
       expect(marked.managed).toBe(N);
@@ -96,7 +97,7 @@ describe(`fleet of ${N} virtual routers against the reference server`, () => {
       // sub-second outage most routers rightly come back on their first, sub-second attempt).
       const down = Date.now();
       await server.stop();
-      await new Promise((r) => setTimeout(r, OUTAGE_MS));
+      await new Promise((r) => setTimeout(r, OUTAGE_MS)); // the outage itself (pacing; nothing asserted absent)
       await server.start();
       const downMs = Date.now() - down;
       const back = await fleet.waitFor((s) => s.managedSinceMark === N, 180_000);

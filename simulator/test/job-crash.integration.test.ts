@@ -8,6 +8,7 @@ import { fleetToCsv, generateFleet } from '../src/fleet-generator.js';
 import { createJob, getJob, jobDeviceResults, waitJob } from '../src/jobs.js';
 import { provisionFleet } from '../src/provision.js';
 import type { DeviceDetail } from '../src/stats.js';
+import { waitFor } from '../../protocol/test/helpers/wait-for.js';
 import { startTestServer, type TestServer } from './helpers/server.js';
 
 /** Routers in the fleet; the job runs at most IN_FLIGHT of them at once, so every phase is under way at each kill. */
@@ -33,14 +34,11 @@ afterAll(async () => {
 });
 
 /** Polls the routers' details until `check` holds (the routers' own view, not the server's). */
-async function detailsWhen(fleet: FleetHandle, check: (d: DeviceDetail[]) => boolean, what: string): Promise<DeviceDetail[]> {
-  const deadline = Date.now() + WAIT_MS;
-  for (;;) {
+function detailsWhen(fleet: FleetHandle, check: (d: DeviceDetail[]) => boolean, what: string): Promise<DeviceDetail[]> {
+  return waitFor(async () => {
     const d = await fleet.details();
-    if (check(d)) return d;
-    if (Date.now() > deadline) throw new Error(`never: ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
+    return check(d) && d;
+  }, { timeout: WAIT_MS, interval: 100, what });
 }
 
 const tally = (d: DeviceDetail[]) => {

@@ -90,7 +90,9 @@ describe('ramp window (first connects in flight per process)', () => {
     const windowed = await startFleet({ profiles: dir, rate: 1000, window: 5, processes: 0, seed: 1 });
     cleanups.push(async () => void (await windowed.stop()));
     await expect.poll(() => server.hellos(), { timeout: 10_000 }).toBe(5);
-    await new Promise((r) => setTimeout(r, 500)); // the ramp asked for all 40 within 40 ms
+    // The ramp is a wall-clock schedule (all 40 due within 40 ms) and nothing reports that it ran
+    // past it, so this waits more than 10 times the schedule before checking the window held.
+    await new Promise((r) => setTimeout(r, 500));
     expect(server.hellos()).toBe(5);
     expect(windowed.stats().started).toBe(5);
     await windowed.stop();
@@ -115,7 +117,7 @@ describe('ramp window (first connects in flight per process)', () => {
         dials++;
         most = Math.max(most, ++inFlight);
         try {
-          await new Promise((r) => setTimeout(r, 30));
+          await new Promise((r) => setTimeout(r, 30)); // the slower dial itself (pacing)
           return await real.dial(options);
         } finally {
           inFlight--;

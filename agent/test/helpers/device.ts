@@ -82,6 +82,7 @@ export class TestDevice {
         const exit = await this.agent.done;
         this.exits.push(exit);
         if (this.#stopped || exit.reason !== 'reboot') return;
+        // The emulated reboot's duration (a fault setting), not a wait for something to happen.
         await new Promise((r) => setTimeout(r, this.faults.reboot?.durationMs ?? 0));
         if (this.#stopped) return;
         await this.#boot();

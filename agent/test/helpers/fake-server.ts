@@ -95,6 +95,8 @@ export class FakeServer implements TestServer {
   readonly connections = new Map<string, WebSocket>();
   /** Handshakes seen (device connections attempted, including refused ones). */
   handshakes = 0;
+  /** TLS handshakes that failed (e.g. a device that does not trust this server's certificate). */
+  tlsFailures = 0;
   readonly closes: { deviceId: string | undefined; code: number }[] = [];
   readonly downloads: { name: string; range: string | undefined; status: number; from: string; port: number }[] = [];
   readonly packets = new Map<string, { data: Buffer; fault?: PacketFault; requests: number }>();
@@ -112,6 +114,7 @@ export class FakeServer implements TestServer {
       this.#open.add(socket);
       socket.on('close', () => this.#open.delete(socket));
     });
+    this.#server.on('tlsClientError', () => this.tlsFailures++);
     this.#wss = new WebSocketServer({
       noServer: true,
       maxPayload: 64 * 1024,

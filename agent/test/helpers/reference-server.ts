@@ -4,6 +4,7 @@ import { createInterface } from 'node:readline';
 import { promisify } from 'node:util';
 import { Agent, request } from 'undici';
 import { ROOT } from './process.js';
+import { waitFor as waitUntil } from '../../../protocol/test/helpers/wait-for.js';
 
 /*
  * The real reference server (`server-stub`) as a black box for the agent's end-to-end tests: its
@@ -148,19 +149,10 @@ export async function waitFor<T>(
   intervalMs = 100,
   describe?: () => Promise<string> | string,
 ): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let lastError: unknown;
-  for (;;) {
-    try {
-      const value = await probe();
-      if (value !== undefined && value !== false) return value;
-    } catch (error) {
-      lastError = error;
-    }
-    if (Date.now() > deadline) {
-      const detail = describe ? await describe() : '';
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastError ? ` (last error: ${(lastError as Error).message})` : ''}${detail ? `\n${detail}` : ''}`);
-    }
-    await new Promise((r) => setTimeout(r, intervalMs));
+  try {
+    return await waitUntil(probe, { what, timeout: timeoutMs, interval: intervalMs });
+  } catch (error) {
+    const detail = describe ? await describe() : '';
+    throw detail ? new Error(`${(error as Error).message}\n${detail}`) : error;
   }
 }

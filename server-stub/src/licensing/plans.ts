@@ -46,8 +46,8 @@ export interface PlanDefinition {
 }
 
 export const PLANS: Readonly<Record<PlanFamily, PlanDefinition>> = {
-  // The reference also caps Free at 1,000 *registered* devices; issue 7 (the demo) registers 1,200
-  // on Free and expects 1,000 admitted and 200 rejected by floating admission. The issue wins: the
+  // The reference also caps Free at 1,000 *registered* devices; the demo registers 1,200 devices
+  // on Free and expects 1,000 admitted and 200 rejected by floating admission. The demo wins: the
   // 1,000 is the seat count (devices managed at once); registration is not capped (docs/licensing.md).
   free: { family: 'free', features: new Set(), registrationLimit: null, seatsCombine: false },
   basic: { family: 'basic', features: new Set(FEATURES), registrationLimit: null, seatsCombine: true },

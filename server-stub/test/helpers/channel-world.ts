@@ -62,7 +62,7 @@ export async function channelWorld(flags: ConfigInput = {}, dataDir: string = te
       server.app.channel.sweep();
     },
     async connect(id) {
-      const d = await FakeDevice.connect(channelUrl, id, flags.tlsCert ? { ca: server.app.services.profiles.caCertPem } : {});
+      const d = await FakeDevice.open(channelUrl, id, flags.tlsCert ? { ca: server.app.services.profiles.caCertPem } : {});
       devices.push(d);
       return d;
     },

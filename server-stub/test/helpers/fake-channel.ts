@@ -1,16 +1,12 @@
 import type { AdmissionService } from '../../src/admission/service.js';
 import type { AdmissionChange, AdmitResult } from '../../src/admission/types.js';
-
-export interface FakeDevice {
-  uuid: string;
-  serialNumber: string;
-  credential: string;
-}
+import type { DeviceIdentity } from './fake-device.js';
 
 /**
- * Stands in for the control channel: it admits devices on "connect", keeps their open connections,
- * tells them about admission changes the service emits (as the channel will, over the socket) and
- * releases them on "disconnect".
+ * Stands in for the control channel in tests of the admission service itself (no sockets, times
+ * injected per call): it admits devices on "connect", keeps their open connections, tells them about
+ * admission changes the service emits (as the channel does, over the socket) and releases them on
+ * "disconnect". Tests of the real channel use `FakeDevice` (fake-device.ts) instead.
  */
 export class FakeChannel {
   /** Open connections: device uuid → state the device was last told. */
@@ -30,7 +26,7 @@ export class FakeChannel {
     };
   }
 
-  connect(device: FakeDevice, at?: number, credential = device.credential): AdmitResult {
+  connect(device: DeviceIdentity, at?: number, credential = device.credential): AdmitResult {
     const result = this.admission.admit({
       serialNumber: device.serialNumber,
       credential,
@@ -40,12 +36,12 @@ export class FakeChannel {
     return result;
   }
 
-  disconnect(device: FakeDevice, at?: number): void {
+  disconnect(device: DeviceIdentity, at?: number): void {
     this.open.delete(device.uuid);
     this.admission.release(device.uuid, at);
   }
 
-  state(device: FakeDevice): 'managed' | 'unmanaged' | 'offline' {
+  state(device: DeviceIdentity): 'managed' | 'unmanaged' | 'offline' {
     return this.open.get(device.uuid) ?? 'offline';
   }
 

@@ -7,7 +7,7 @@ import type { ConfigInput } from '../../src/config.js';
 import type { PacketOptions } from '../../src/packets/service.js';
 import { loadOrCreateSigningPki } from '../../src/pki/signing.js';
 import type { PacketRow } from '../../src/store/packets.js';
-import { FakeDevice } from './job-channel.js';
+import { FakeDevice } from './fake-device.js';
 import { removeTempDirs, T0, type Tenant, tempDir, testConfig, type World, worldOf } from './setup.js';
 
 export interface JobsWorld extends World {
@@ -27,12 +27,22 @@ export interface JobsWorld extends World {
     body?: unknown,
     // eslint-disable-next-line @typescript-eslint/no-explicit-any -- test answers are checked field by field
   ): Promise<{ status: number; json: any }>;
+  /**
+   * Waits until the server has handled what reached it so far and what it sent reached `devices`
+   * (connected ones): twice, an event-loop turn (the channel's group commit and a dispatch pass it
+   * schedules run on setImmediate, in this process) and then a ping → pong on each device. Wait for
+   * this (not for a time) before asserting that a device was NOT offered or cancelled something.
+   */
+  quiet(devices: FakeDevice[]): Promise<void>;
   /** Logs in again (after moving the clock beyond the session lifetime). */
   relogin(): Promise<void>;
   shutdown(): Promise<void>;
 }
 
 let seq = 0;
+
+/** What the job tests' devices say in their hello (the smart-update rules read it). */
+export const JOB_DEVICE_HELLO = { model: 'RT-100', firmwareVersion: '1.0.0' } as const;
 
 /** A listening server (real sockets on port 0, test clock); fake devices use its real control channel. */
 export async function jobsWorld(
@@ -80,7 +90,8 @@ export async function jobsWorld(
           model: o.model ?? 'RT-100',
           ...(o.groupUuid ? { groupUuid: o.groupUuid } : {}),
         });
-        out.push(new FakeDevice(row.uuid, serialNumber, app.services.devices.credential(tenant.scope, row.uuid)));
+        const credential = app.services.devices.credential(tenant.scope, row.uuid);
+        out.push(new FakeDevice({ uuid: row.uuid, serialNumber, credential }, JOB_DEVICE_HELLO));
       }
       return out;
     },
@@ -100,6 +111,13 @@ export async function jobsWorld(
         ...(body === undefined ? {} : { payload: body as object }),
       });
       return { status: res.statusCode, json: res.body ? JSON.parse(res.body) : undefined };
+    },
+    async quiet(devices) {
+      const connected = devices.filter((d) => d.welcomed);
+      for (let round = 0; round < 2; round++) {
+        await new Promise((r) => setImmediate(r));
+        await Promise.all(connected.map((d) => d.roundTrip()));
+      }
     },
     async relogin() {
       const res = await app.inject({
