@@ -101,6 +101,8 @@ try {
     `const hello = JSON.parse(readFileSync(new URL(import.meta.resolve('@router-fleet/protocol/schema/hello.json')), 'utf8'));`,
     `if (typeof hello !== 'object') throw new Error('schema/hello.json is not JSON');`,
     `import.meta.resolve('@router-fleet/server-stub/cli');`,
+    `const config = await import('@router-fleet/protocol/config');`,
+    `if (typeof config.loadConfigTable !== 'function') throw new Error('@router-fleet/protocol/config has no loadConfigTable');`,
     `for (const n of ${JSON.stringify(Object.keys(tarballs))}) await import(n);`,
   ].join('\n'));
   try {
