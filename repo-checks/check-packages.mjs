@@ -103,6 +103,8 @@ try {
     `import.meta.resolve('@router-fleet/server-stub/cli');`,
     `const config = await import('@router-fleet/protocol/config');`,
     `if (typeof config.loadConfigTable !== 'function') throw new Error('@router-fleet/protocol/config has no loadConfigTable');`,
+    `const csv = await import('@router-fleet/protocol/csv');`,
+    `if (typeof csv.parseCsv !== 'function') throw new Error('@router-fleet/protocol/csv has no parseCsv');`,
     `for (const n of ${JSON.stringify(Object.keys(tarballs))}) await import(n);`,
   ].join('\n'));
   try {
