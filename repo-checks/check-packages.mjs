@@ -105,6 +105,8 @@ try {
     `if (typeof config.loadConfigTable !== 'function') throw new Error('@router-fleet/protocol/config has no loadConfigTable');`,
     `const csv = await import('@router-fleet/protocol/csv');`,
     `if (typeof csv.parseCsv !== 'function') throw new Error('@router-fleet/protocol/csv has no parseCsv');`,
+    `const random = await import('@router-fleet/protocol/random');`,
+    `if (typeof random.mulberry32 !== 'function') throw new Error('@router-fleet/protocol/random has no mulberry32');`,
     `for (const n of ${JSON.stringify(Object.keys(tarballs))}) await import(n);`,
   ].join('\n'));
   try {
