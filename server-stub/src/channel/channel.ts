@@ -3,9 +3,11 @@ import type { IncomingMessage, Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import {
   CloseCodes,
+  correlationIdOf as correlationOf,
   createMessage,
   decode,
   encode,
+  errorReplyBody,
   MAX_FRAME_BYTES,
   type Message,
   type MessageOf,
@@ -437,12 +439,7 @@ export class ControlChannel implements ChannelHub {
   }
 
   #protoError(s: Session, err: ProtocolError, correlationId: string | undefined): void {
-    const body = {
-      code: err.code,
-      message: err.message.slice(0, 1024),
-      retryable: false,
-      ...(err.pointer !== undefined ? { pointer: err.pointer.slice(0, 256) } : {}),
-    };
+    const body = errorReplyBody(err);
     const opts = { sentAt: this.#services.clock.now(), ...(correlationId ? { correlationId } : {}) };
     this.#send(s, encode(createMessage('error', body, opts)));
   }
@@ -749,20 +746,5 @@ function consentOf(settings: string): boolean {
     return (JSON.parse(settings) as { analyticsConsent?: unknown }).analyticsConsent === true;
   } catch {
     return false;
-  }
-}
-
-const ID_PATTERN = /^[A-Za-z0-9._:-]{1,64}$/;
-
-/** The id of a message that failed validation, when its envelope had a usable one. */
-function correlationOf(err: ProtocolError, data: Buffer): string | undefined {
-  if (err.code !== 'PROTO_SCHEMA_VIOLATION' && err.code !== 'PROTO_UNKNOWN_TYPE' && err.code !== 'PROTO_UNSUPPORTED_VERSION') {
-    return undefined;
-  }
-  try {
-    const id = (JSON.parse(data.toString('utf8')) as { id?: unknown }).id;
-    return typeof id === 'string' && ID_PATTERN.test(id) ? id : undefined;
-  } catch {
-    return undefined;
   }
 }
