@@ -30,8 +30,16 @@ export interface AgentOptions {
   /** Replace the built-in installers (tests, other platforms). */
   installers?: Installer[];
   /** Observe lifecycle transitions (tests, simulator metrics). */
-  onTransition?: (machine: 'session' | 'update', state: string) => void;
+  onTransition?: TransitionListener;
 }
+
+/**
+ * A lifecycle transition, typed by machine: the control-channel session (SESSION_TABLE) or the
+ * update of a job (UPDATE_TABLE). A listener written as `(machine, state) => …` gets `state`
+ * narrowed once it has checked `machine`.
+ */
+export type LifecycleTransition = ['session', SessionState] | ['update', UpdateState];
+export type TransitionListener = (...transition: LifecycleTransition) => void;
 
 /** Why the agent stopped. `reboot`: start it again on the same platform after powering on. */
 export interface AgentExit {
@@ -158,7 +166,8 @@ class AgentImpl implements Agent {
       send: (message) => session.send(message),
       event: (kind, severity, details) => void this.event(kind, severity, details).catch(() => {}),
       changed: () => this.#statusChanged(),
-      transition: (state) => this.#options.onTransition?.('update', state),
+      // The job manager passes on the update runner's states (UpdateState) as strings.
+      transition: (state) => this.#options.onTransition?.('update', state as UpdateState),
       reboot: () => void this.#finish({ reason: 'reboot' }),
       powerCut: (error) => this.#powerCut(error),
       fatal: (error) => {

@@ -1,4 +1,4 @@
-export { type Agent, type AgentExit, type AgentOptions, createAgent } from './agent.js';
+export { type Agent, type AgentExit, type AgentOptions, createAgent, type LifecycleTransition, type TransitionListener } from './agent.js';
 export { type AgentConfig, CONFIG_TABLE, type ConfigInput, type ConfigSources, envName, flagName, loadConfig, type OptionSpec, resolveConfig } from './config.js';
 export {
   CONNECTION_PROFILE_FILENAME,

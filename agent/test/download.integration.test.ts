@@ -3,9 +3,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AgentError } from '../src/errors.js';
 import type { Dispatcher } from 'undici';
 import { createWsTransport } from '../src/connection/ws-transport.js';
-import { downloadDispatcher, downloadPacket } from '../src/jobs/download.js';
+import { downloadDispatcher, downloadPacket, httpDownloadSource } from '../src/jobs/download.js';
 import { systemClock, systemRandom } from '../src/platform/clock.js';
 import { createEmulatedPlatform } from '../src/platform/emulated.js';
+import { faultyDownloadSource } from '../src/platform/fault-decorators.js';
 import { FaultInjector, type Faults } from '../src/platform/faults.js';
 import { createMemoryPlatform } from '../src/platform/memory.js';
 import type { Staging } from '../src/platform/platform.js';
@@ -72,9 +73,13 @@ async function fetchPacket(
       },
       clock: systemClock(),
       random: systemRandom,
-      faults: new FaultInjector(options.faults ?? {}, () => {
-        throw new Error('no power cut here');
-      }),
+      source: faultyDownloadSource(
+        httpDownloadSource,
+        new FaultInjector(options.faults ?? {}, () => {
+          throw new Error('no power cut here');
+        }),
+        systemClock(),
+      ),
       retries: options.retries ?? 3,
       retryBaseMs: 10,
       stallWindowMs: 500,
@@ -198,9 +203,6 @@ describe('packet download (undici, Range, SHA-256, watchdog)', () => {
       persistOffset: async () => {},
       clock: systemClock(),
       random: systemRandom,
-      faults: new FaultInjector({}, () => {
-        throw new Error('x');
-      }),
       retries: 0,
       retryBaseMs: 0,
       stallWindowMs: 1000,

@@ -1,5 +1,5 @@
 import type { JobExecutionState, Message } from '@router-fleet/protocol';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { resolveConfig } from '../src/config.js';
 import { JobManager } from '../src/jobs/job-manager.js';
 import { JOURNAL_VERSION, Journal, type JobRecord } from '../src/lifecycle/journal.js';
@@ -29,8 +29,21 @@ function recordOf(id: string, fields: Partial<JobRecord> & Pick<JobRecord, 'stat
   };
 }
 
+/** Resolves once `signal` is aborted (at once if it already is). */
+function untilAborted(signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal?.aborted) resolve();
+    else signal?.addEventListener('abort', () => resolve(), { once: true });
+  });
+}
+
 /** A JobManager on the memory platform whose messages go to `send`. */
-function managerOf(platform: MemoryPlatform, session: Session, send: (message: Message) => boolean): JobManager {
+function managerOf(
+  platform: MemoryPlatform,
+  session: Session,
+  send: (message: Message) => boolean,
+  overrides: Partial<ConstructorParameters<typeof JobManager>[0]> = {},
+): JobManager {
   return new JobManager({
     config: resolveConfig({ dataDir: '/unused' }),
     platform,
@@ -51,6 +64,7 @@ function managerOf(platform: MemoryPlatform, session: Session, send: (message: M
     fatal: (e) => {
       throw e;
     },
+    ...overrides,
   });
 }
 
@@ -155,5 +169,123 @@ describe('JobManager', () => {
     const before = sent.length;
     await manager.welcomed();
     expect(sent.slice(before)).toEqual(['verifying']);
+  });
+
+  it('a result reached offline reaches the server behind the states it skipped, after a restart too', async () => {
+    // The server last heard `downloading`; the device finished the job while it could not reach
+    // the server (power cut after the result was journaled). The result is finished before any
+    // welcome, then the agent restarts once more, then it is welcomed: the server must hear
+    // downloaded → installing before `succeeded`, not `succeeded` straight after `downloading`.
+    const platform = await createMemoryPlatform();
+    const record = recordOf('exe-3', {
+      state: 'done',
+      transitions: 7,
+      lastReported: 'downloading',
+      result: { state: 'succeeded' },
+      terminalMessageId: 'terminal-3',
+      packet: { sections: [] },
+    });
+    await new Journal(platform.storage).save(record);
+    const session = {
+      connected: false,
+      state: 'connecting' as 'connecting' | 'managed',
+      epoch: 1,
+      roundTrip: () => new Promise<boolean>(() => {}),
+      changed: () => new Promise<void>(() => {}),
+      reconnect: () => {},
+    };
+    const sent: Message[] = [];
+    const first = managerOf(platform, session, (message) => {
+      sent.push(message);
+      return true;
+    });
+    await first.start();
+    for (let i = 0; i < 200 && !first.history().some((h) => h.executionId === 'exe-3'); i++) await new Promise((r) => setTimeout(r, 5));
+    await first.stop();
+    expect(first.history().map((h) => h.executionId)).toEqual(['exe-3']);
+    expect(sent).toEqual([]);
+
+    const second = managerOf(platform, session, (message) => {
+      sent.push(message);
+      return true;
+    });
+    await second.start();
+    session.connected = true;
+    session.state = 'managed';
+    await second.welcomed();
+    const states = sent.flatMap((m) => (m.type === 'job-progress' ? [m.body.state] : []));
+    expect(states.at(-1)).toBe('succeeded');
+    expect(sent.at(-1)?.id).toBe('terminal-3');
+    expect(illegalStep(states, 'downloading')).toBeUndefined();
+  });
+
+  it('states a welcome reported are journaled before the job goes on, so a power cut right after does not make them go out twice', async () => {
+    // Resumed in `rebooting` (booted into the new slot); the server last heard `downloading`. The
+    // welcome lands while the runner journals its move to the health check, and power is lost at
+    // the health check's first step. The welcome had sent downloaded → installing → verifying;
+    // after the restart the server must not hear them again from `downloading` (a step back).
+    const base = await createMemoryPlatform({ faults: { powerCutAt: 'update:health-check' } });
+    let release: (() => void) | undefined;
+    let entered: (() => void) | undefined;
+    const journaling = new Promise<void>((resolve) => (entered = resolve));
+    const write = async (key: string, data: Uint8Array) => {
+      if (key === 'journal.json' && release === undefined && Buffer.from(data).toString().includes('"state":"health-check"')) {
+        await new Promise<void>((resolve) => {
+          release = resolve;
+          entered!();
+        });
+      }
+      return base.storage.write(key, data);
+    };
+    const storage = new Proxy(base.storage, {
+      get: (target, key) => {
+        if (key === 'write') return write;
+        const value: unknown = Reflect.get(target, key);
+        return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+      },
+    });
+    const platform = { ...base, storage } as MemoryPlatform;
+    await new Journal(platform.storage).save(
+      recordOf('exe-4', {
+        state: 'rebooting',
+        transitions: 4,
+        lastReported: 'downloading',
+        packet: { sections: [] },
+        reboot: { fromBootId: 'the boot before' },
+      }),
+    );
+    const session = {
+      connected: false,
+      state: 'connecting' as 'connecting' | 'managed',
+      epoch: 1,
+      // The health check waits until the agent stops.
+      roundTrip: (_ms: number, signal?: AbortSignal) => untilAborted(signal).then(() => false),
+      changed: (_ms: number, signal?: AbortSignal) => untilAborted(signal),
+      reconnect: () => {},
+    };
+    const states: string[] = [];
+    const send = (message: Message) => {
+      if (message.type === 'job-progress') states.push(message.body.state);
+      return true;
+    };
+    let cut: (() => void) | undefined;
+    const powerLost = new Promise<void>((resolve) => (cut = resolve));
+    const first = managerOf(platform, session, send, { powerCut: () => cut!() });
+    await first.start();
+    await journaling; // the runner is journaling its move to the health check
+    session.connected = true;
+    session.state = 'managed';
+    const welcomed = first.welcomed();
+    await vi.waitFor(() => expect(states).toEqual(['downloaded', 'installing', 'verifying']));
+    release!();
+    await welcomed;
+    await powerLost;
+
+    const second = managerOf(platform, session, send);
+    await second.start();
+    await second.welcomed();
+    await second.stop();
+    expect(states.length).toBeGreaterThan(3);
+    expect(illegalStep(states, 'downloading')).toBeUndefined();
   });
 });

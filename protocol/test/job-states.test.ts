@@ -7,6 +7,7 @@ import {
   JOB_EXECUTION_STATES,
   JOB_TRANSITIONS,
   type JobExecutionState,
+  jobStatePath,
   TERMINAL_JOB_STATES,
 } from '../src/index.js';
 
@@ -68,6 +69,48 @@ describe('job execution states', () => {
             expect(isReachableJobState(a, c), `${a} → ${b} → ${c}`).toBe(true);
           }
         }
+      }
+    }
+  });
+
+  it('jobStatePath: the shortest legal chain between two states, ending with the target', () => {
+    expect(jobStatePath('downloading', 'verifying')).toEqual(['downloaded', 'installing', 'verifying']);
+    expect(jobStatePath('offered', 'installing')).toEqual(['downloaded', 'installing']);
+    expect(jobStatePath('rebooting', 'verifying')).toEqual(['verifying']);
+    expect(jobStatePath('downloading', 'succeeded')).toEqual(['downloaded', 'installing', 'succeeded']);
+    expect(jobStatePath('offered', 'succeeded')).toEqual(['succeeded']);
+    // The same state: a progress update (or a repeat), not a chain.
+    expect(jobStatePath('downloading', 'downloading')).toEqual(['downloading']);
+    // No legal chain (backwards, out of a terminal state): the target alone, for the receiver to judge.
+    expect(jobStatePath('installing', 'downloading')).toEqual(['downloading']);
+    expect(jobStatePath('succeeded', 'failed')).toEqual(['failed']);
+  });
+
+  it('jobStatePath is legal, loop-free and no longer than any other chain, for every reachable pair', () => {
+    // Distances by an independent relaxation over the table (Bellman-Ford style, not a BFS).
+    const distance = (from: JobExecutionState, to: JobExecutionState): number => {
+      const d = new Map<JobExecutionState, number>([[from, 0]]);
+      for (let round = 0; round < JOB_EXECUTION_STATES.length; round++) {
+        for (const s of JOB_EXECUTION_STATES) {
+          const ds = d.get(s);
+          if (ds === undefined) continue;
+          for (const n of JOB_TRANSITIONS[s]) if ((d.get(n) ?? Infinity) > ds + 1) d.set(n, ds + 1);
+        }
+      }
+      return d.get(to) ?? Infinity;
+    };
+    for (const from of JOB_EXECUTION_STATES) {
+      for (const to of JOB_EXECUTION_STATES) {
+        if (from === to || !isReachableJobState(from, to)) continue;
+        const path = jobStatePath(from, to);
+        expect(path.at(-1), `${from} → ${to}`).toBe(to);
+        expect(new Set([from, ...path]).size, `${from} → ${path.join(' → ')} repeats a state`).toBe(path.length + 1);
+        let last = from;
+        for (const s of path) {
+          expect(isLegalJobTransition(last, s), `${from} → ${path.join(' → ')}`).toBe(true);
+          last = s;
+        }
+        expect(path.length, `${from} → ${path.join(' → ')}`).toBe(distance(from, to));
       }
     }
   });

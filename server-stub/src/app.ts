@@ -27,6 +27,8 @@ import { allRoutes } from './routes/index.js';
 import { installSmartUpdates } from './smart-updates/timers.js';
 import type { Call, RouteSpec } from './routes/route.js';
 import { ErrorBody } from './routes/schemas.js';
+import { ChannelRepository } from './store/channel.js';
+import { DeviceStatusBuffer } from './store/device-status.js';
 import { admissionCounts } from './store/leases.js';
 import { heldLeaseCount } from './store/restart.js';
 import { type AppDeps, createServices, type Services } from './services.js';
@@ -43,7 +45,7 @@ declare module 'fastify' {
 }
 
 export interface BuildAppDeps extends AppDeps {
-  /** A pino logger to use instead of one built from the config. */
+  /** A pino logger to use instead of one built from the config (the services log through it too). */
   readonly logger?: Logger;
   /** Control-channel options (tests move its monotonic clock; cluster workers add a registry). */
   readonly channel?: Pick<ChannelDeps, 'monotonic' | 'registry' | 'workerTag'>;
@@ -63,10 +65,7 @@ const OPENAPI_INFO = {
 
 /** Builds the server (routes, hooks, timers) without listening: tests call `inject()` on it. */
 export async function buildApp(config: ServerConfig, deps: BuildAppDeps = {}): Promise<FastifyInstance> {
-  const services = createServices(config, deps);
-  await services.profiles.init();
   const { httpsExtra, http, ...timeouts } = edgeServerOptions(config);
-  await services.trust.init();
   const https =
     config.tlsCert && config.tlsKey
       ? { https: { cert: readFileSync(config.tlsCert), key: readFileSync(config.tlsKey), ...httpsExtra } }
@@ -86,11 +85,26 @@ export async function buildApp(config: ServerConfig, deps: BuildAppDeps = {}): P
     // Errors fastify raises before routing (a malformed URL): the same catalogue bodies.
     frameworkErrors: (error, request, reply) => sendError(app, error, request, reply),
   }) as unknown as FastifyInstance;
+  // The services log through the app's logger (built first for that).
+  const services = createServices(config, { ...deps, logger: app.log as unknown as Logger });
+  await services.profiles.init();
+  await services.trust.init();
   applyEdgeTimeouts(app, config);
   edgeError = (code) => services.metrics.inc('fleet_errors_total', { code });
 
   app.decorate('services', services);
-  const channel = new ControlChannel({ services, log: app.log as unknown as Logger, ...deps.channel });
+  const channel = new ControlChannel({
+    config: services.config,
+    clock: services.clock,
+    metrics: services.metrics,
+    admission: services.admission,
+    notices: services.notices,
+    trust: services.trust,
+    repository: new ChannelRepository(services.store),
+    status: new DeviceStatusBuffer(services.store),
+    log: app.log as unknown as Logger,
+    ...deps.channel,
+  });
   channel.attach(app.server);
   app.decorate('channel', channel);
   // Sessions end before the listener closes: upgraded sockets would otherwise keep it open.

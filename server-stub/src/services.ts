@@ -1,3 +1,4 @@
+import { pino, type Logger } from 'pino';
 import { AdmissionService } from './admission/service.js';
 import { AnalyticsService } from './analytics/service.js';
 import { AuditService } from './audit/service.js';
@@ -32,6 +33,17 @@ export interface AppDeps {
   readonly renderMetrics?: (local: Metrics) => Promise<string>;
   /** Overrides of the packet and download limits (DEFAULT_PACKET_OPTIONS). */
   readonly packetOptions?: Partial<PacketOptions>;
+  /**
+   * The logger services log to (each takes a child carrying its component, and the job or device a
+   * line is about). buildApp passes the app's; default: a pino logger at `config.logLevel`.
+   */
+  readonly logger?: Logger;
+}
+
+/** The health check's view of the server's dependencies. */
+export interface HealthPort {
+  /** Throws when the store does not answer. */
+  ping(): void;
 }
 
 /** Every service of the server, wired once. The HTTP routes and (later) the channel use these. */
@@ -65,6 +77,8 @@ export interface Services {
   readonly storage: StorageGuard;
   /** The trust anchors devices get (server, vendor and account roots); key rotation. */
   readonly trust: TrustAnchorService;
+  /** What the health check asks: whether the store answers (throws when it does not). */
+  readonly health: HealthPort;
   /** The Prometheus text of /metrics (the whole server in cluster mode). */
   renderMetrics(): Promise<string>;
   /** Closes what these services own (the store unless it was given). */
@@ -76,6 +90,7 @@ export function createServices(config: ServerConfig, deps: AppDeps = {}): Servic
   const store =
     deps.store ?? Store.open(config.dataDir, { busyTimeoutMs: config.storeBusyTimeoutMs, now: clock.now() });
   const metrics = deps.metrics ?? new Metrics();
+  const log = deps.logger ?? pino({ level: config.logLevel });
   const storage = new StorageGuard(config.dataDir, config.storageReserveBytes, config.storageLowBytes);
   storage.replenish();
   const serverKey = loadOrCreateServerKey(config.dataDir);
@@ -87,7 +102,7 @@ export function createServices(config: ServerConfig, deps: AppDeps = {}): Servic
   const profiles = new ProfileService(config, vault, clock);
   const notices = deps.notices ?? new LocalNoticeBus();
   const packets = new PacketService(store, clock, config.dataDir, { ...DEFAULT_PACKET_OPTIONS, ...deps.packetOptions });
-  const jobs = new JobService(store, clock, licensing, packets, new DownloadTokens(serverKey), metrics, defaultPublicUrl(config));
+  const jobs = new JobService(store, clock, licensing, packets, new DownloadTokens(serverKey), metrics, defaultPublicUrl(config), log);
   const audit = new AuditService(store, clock, metrics);
   const certificates = new CertificateService(store, clock, licensing);
   const templates = new TemplateService(store, clock, licensing, packets);
@@ -122,6 +137,7 @@ export function createServices(config: ServerConfig, deps: AppDeps = {}): Servic
     smartUpdates,
     storage,
     trust,
+    health: { ping: () => store.ping() },
     renderMetrics: () => (deps.renderMetrics ? deps.renderMetrics(metrics) : Promise.resolve(metrics.render())),
     close() {
       if (!deps.store) store.close();

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { MessageOf } from '@router-fleet/protocol';
 import { describe, expect, it } from 'vitest';
 import { DAY, MINUTE } from '../src/clock.js';
-import { CLAIMS_PER_TRANSACTION } from '../src/jobs/service.js';
+import { CLAIMS_PER_TRANSACTION } from '../src/jobs/dispatcher.js';
 import type { FakeDevice } from './helpers/job-channel.js';
 import { until } from './helpers/job-channel.js';
 import { createJob, type JobsWorld, jobsWorlds } from './helpers/jobs-world.js';

@@ -1,5 +1,4 @@
 import { createReadStream } from 'node:fs';
-import { performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
 import {
   type Agent,
@@ -11,21 +10,24 @@ import {
   createLogger,
   createMemoryPlatform,
   createSharedClock,
+  type LifecycleTransition,
   type Logger,
   type MemoryPlatform,
   resolveConfig,
   seededRandom,
+  type SessionState,
   silentLogger,
   type Transport,
 } from '@router-fleet/agent';
 import { hashSeed } from '@router-fleet/protocol/random';
 import { type Behaviour, drawDevice, type DeviceDraw } from './behaviour.js';
 import { Gate } from './gate.js';
-import { Histogram } from './histogram.js';
 import type { ProvisionedDevice } from './provision.js';
-import { type DeviceDetail, HISTOGRAMS, type HistogramName, type WorkerStats } from './stats.js';
+import { RouterFlag, RouterTable } from './router-table.js';
+import type { DeviceDetail, WorkerStats } from './stats.js';
 import { routerLink, routerMetrics, setTelemetryPeriod } from './telemetry.js';
 import { createSimTransport, type SimTransport } from './transport.js';
+import { now, WorkerMetrics } from './worker-metrics.js';
 
 /** What one process of the fleet runs (plain data: it crosses the IPC boundary). */
 export interface WorkerOptions {
@@ -78,18 +80,15 @@ export type FromWorker =
   | { type: 'stopped'; stats: WorkerStats }
   | { type: 'error'; message: string };
 
-const STATES = ['starting', 'connecting', 'hello-sent', 'managed', 'unmanaged', 'rejected-waiting', 'backing-off', 'stopped'] as const;
-const S = Object.fromEntries(STATES.map((s, i) => [s, i])) as Record<(typeof STATES)[number], number>;
-const ADMISSION = [null, 'managed', 'unmanaged', 'rejected', 'auth-failed'] as const;
-
-/** Wall-clock time with sub-millisecond resolution, comparable across processes on one machine. */
-const now = () => performance.timeOrigin + performance.now();
+/** Session states in which a router's first connect has its answer (or gave up): it leaves the ramp's window. */
+const FIRST_CONNECT_ANSWERED: ReadonlySet<SessionState> = new Set(['managed', 'unmanaged', 'rejected-waiting', 'backing-off', 'stopped']);
 
 /**
  * One process's share of the fleet: N real agent cores (`createAgent`) on memory platforms with a
  * WebSocket transport. Everything that can be shared is: one clock (one Node timer for all agents),
  * one logger, one transport (TLS contexts per CA), one metrics function, one configuration. Per
- * router state for metrics lives in typed arrays indexed by the router's local number.
+ * router state for metrics lives in a `RouterTable` (typed arrays indexed by the router's local
+ * number); the accounting itself is `WorkerMetrics`.
  */
 export class FleetWorker {
   readonly #options: WorkerOptions;
@@ -98,21 +97,7 @@ export class FleetWorker {
   readonly #log: Logger;
   readonly #transport: SimTransport;
   readonly #config: AgentConfig;
-  readonly #errors: Record<string, number> = {};
-  readonly #reconnectBins: Record<string, number> = {};
-  readonly #hist = Object.fromEntries(HISTOGRAMS.map((h) => [h, new Histogram()])) as Record<HistogramName, Histogram>;
-  readonly #counters: WorkerStats['counters'] = {
-    connects: 0,
-    disconnects: 0,
-    reconnects: 0,
-    dialFailures: 0,
-    dialsQueued: 0,
-    restarts: 0,
-    jobsOffered: 0,
-    jobsActive: 0,
-    jobsDone: 0,
-    jobsRolledBack: 0,
-  };
+  readonly #metrics = new WorkerMetrics(() => this.#routers);
 
   // Per router (local index j; global index = process + j × processes).
   #profiles: ConnectionProfile[] = [];
@@ -120,29 +105,12 @@ export class FleetWorker {
   #draws: DeviceDraw[] = [];
   #platforms: Array<MemoryPlatform | undefined> = [];
   #agents: Array<Agent | undefined> = [];
-  #state = new Uint8Array(0);
-  #admission = new Uint8Array(0);
-  #flags = new Uint8Array(0); // 1 update active, 2 rolled back, 4 restart pending, 8 first connect in flight
-  #dialAt = new Float64Array(0);
-  #helloAt = new Float64Array(0);
-  #firstHelloAt = new Float64Array(0);
-  #firstAdmissionAt = new Float64Array(0);
-  #downAt = new Float64Array(0);
-  #lastReconnectMs = new Float64Array(0);
-  #lastRedialMs = new Float64Array(0);
-  /** Start of each router's latest dial attempt (the agent retries failed dials inside 'connecting'). */
-  #attemptAt = new Float64Array(0);
-  /** When the hello that got the first admission decision was sent. */
-  #decidedHelloAt = new Float64Array(0);
-  #reconnects = new Uint32Array(0);
+  #routers = new RouterTable(0);
   #started = 0;
   /** Routers whose first connect is in flight (the ramp's window). */
   #inFlight = 0;
   /** Dials in flight (the same window, for every dial: reconnects too). */
   readonly #dials: Gate;
-  #jobCreatedAt = 0;
-  /** See `mark`: 0 = none. */
-  #markAt = 0;
   #stopping = false;
   #ramp: NodeJS.Timeout | undefined;
   #statsTimer: NodeJS.Timeout | undefined;
@@ -155,13 +123,8 @@ export class FleetWorker {
     this.#send = send;
     this.#log = options.logLevel && options.logLevel !== 'silent' ? createLogger(options.logLevel) : silentLogger();
     const observer = {
-      dialFailed: (code: string) => {
-        this.#counters.dialFailures++;
-        this.#errors[`dial:${code}`] = (this.#errors[`dial:${code}`] ?? 0) + 1;
-      },
-      closed: (code: number) => {
-        this.#errors[`close:${code}`] = (this.#errors[`close:${code}`] ?? 0) + 1;
-      },
+      dialFailed: (code: string) => this.#metrics.dialFailed(code),
+      closed: (code: number) => this.#metrics.closed(code),
     };
     this.#transport = (transport as SimTransport | undefined) ?? createSimTransport({ localAddresses: options.localAddresses, observer });
     this.#config = resolveConfig({ bootDelayMaxSec: 0, ...options.agent, dataDir: '' });
@@ -216,19 +179,7 @@ export class FleetWorker {
     }
     lines.close();
     const m = this.#profiles.length;
-    this.#state = new Uint8Array(m);
-    this.#admission = new Uint8Array(m);
-    this.#flags = new Uint8Array(m);
-    this.#dialAt = new Float64Array(m);
-    this.#helloAt = new Float64Array(m);
-    this.#firstHelloAt = new Float64Array(m);
-    this.#firstAdmissionAt = new Float64Array(m);
-    this.#downAt = new Float64Array(m);
-    this.#lastReconnectMs = new Float64Array(m);
-    this.#lastRedialMs = new Float64Array(m);
-    this.#attemptAt = new Float64Array(m);
-    this.#decidedHelloAt = new Float64Array(m);
-    this.#reconnects = new Uint32Array(m);
+    this.#routers = new RouterTable(m);
     this.#platforms = new Array<MemoryPlatform | undefined>(m);
     this.#agents = new Array<Agent | undefined>(m);
     this.#gc();
@@ -248,7 +199,7 @@ export class FleetWorker {
         const global = k + this.#started * p;
         if (t0 + (global * 1000) / rate > t) break;
         this.#inFlight++;
-        this.#flags[this.#started] = this.#flags[this.#started]! | IN_FLIGHT;
+        this.#routers.set(this.#started, RouterFlag.IN_FLIGHT);
         void this.#boot(this.#started++);
       }
       if (this.#started < m) this.#ramp = setTimeout(tick, 5);
@@ -286,8 +237,8 @@ export class FleetWorker {
         transport: {
           dial: async (dial) => {
             // A slot in the window first; the handshake (and its timeout) starts once granted.
-            if ((await this.#dials.acquire(dial.signal)) === false) this.#counters.dialsQueued++;
-            this.#attemptAt[j] = now();
+            if ((await this.#dials.acquire(dial.signal)) === false) this.#metrics.dialQueued();
+            this.#routers.attemptAt[j] = now();
             try {
               return await this.#transport.dial(dial);
             } finally {
@@ -299,119 +250,37 @@ export class FleetWorker {
         },
         logger: this.#log,
         profile: this.#profiles[j]!,
-        onTransition: (machine, state) => this.#transition(j, machine, state),
+        onTransition: (...transition) => this.#transition(j, transition),
       });
       this.#agents[j] = agent;
       void agent.done.then((exit) => this.#onExit(j, exit));
       await agent.start();
     } catch (err) {
       this.#landed(j);
-      this.#error(`start:${(err as { code?: string }).code ?? 'FAILED'}`);
+      this.#metrics.error(`start:${(err as { code?: string }).code ?? 'FAILED'}`);
     }
   }
 
   /** The router's first connect got an answer or gave up: its slot in the ramp's window is free. */
   #landed(j: number): void {
-    const flags = this.#flags[j]!;
-    if (!(flags & IN_FLIGHT)) return;
-    this.#flags[j] = flags & ~IN_FLIGHT;
-    this.#inFlight--;
+    if (this.#routers.take(j, RouterFlag.IN_FLIGHT)) this.#inFlight--;
   }
 
-  #error(code: string): void {
-    this.#errors[code] = (this.#errors[code] ?? 0) + 1;
-  }
-
-  #transition(j: number, machine: 'session' | 'update', state: string): void {
-    const t = now();
+  #transition(j: number, [machine, state]: LifecycleTransition): void {
     if (machine === 'update') {
-      const flags = this.#flags[j]!;
-      if (!(flags & 1) && state !== 'done') {
-        this.#flags[j] = (flags | 1) & ~2;
-        this.#counters.jobsOffered++;
-        this.#counters.jobsActive++;
-        if (this.#jobCreatedAt > 0) this.#hist.jobOffer.record(Date.now() - this.#jobCreatedAt);
-      } else if (state === 'rolling-back') this.#flags[j] = flags | 2;
-      else if (state === 'done' && flags & 1) {
-        this.#flags[j] = flags & ~1;
-        this.#counters.jobsActive--;
-        this.#counters.jobsDone++;
-        if (flags & 2) this.#counters.jobsRolledBack++;
-        if (this.#jobCreatedAt > 0) this.#hist.jobComplete.record(Date.now() - this.#jobCreatedAt);
-      }
+      this.#metrics.update(j, state);
       return;
     }
-    const before = this.#state[j]!;
-    const code = S[state as keyof typeof S];
-    if (code === undefined) return;
-    this.#state[j] = code;
-    if (code === S.managed || code === S.unmanaged || code === S['rejected-waiting'] || code === S['backing-off'] || code === S.stopped) {
-      this.#landed(j);
-    }
-    switch (code) {
-      case S.connecting:
-        if (before !== S.connecting) this.#dialAt[j] = t;
-        break;
-      case S['hello-sent']:
-        this.#counters.connects++;
-        this.#hist.connect.record(t - this.#dialAt[j]!);
-        this.#helloAt[j] = t;
-        if (this.#firstHelloAt[j] === 0) this.#firstHelloAt[j] = t;
-        break;
-      case S.managed:
-      case S.unmanaged:
-      case S['rejected-waiting']: {
-        if (before === S['hello-sent']) {
-          this.#hist.admission.record(t - this.#helloAt[j]!);
-          if (this.#firstAdmissionAt[j] === 0) {
-            this.#firstAdmissionAt[j] = t;
-            this.#decidedHelloAt[j] = this.#helloAt[j]!;
-          }
-        }
-        this.#admission[j] = code === S.managed ? 1 : code === S.unmanaged ? 2 : before === S.connecting ? 4 : 3;
-        if (code !== S['rejected-waiting'] && this.#downAt[j]! > 0) {
-          const ms = t - this.#downAt[j]!;
-          this.#lastReconnectMs[j] = ms;
-          this.#lastRedialMs[j] = Math.max(0, this.#attemptAt[j]! - this.#downAt[j]!);
-          this.#downAt[j] = 0;
-          this.#reconnects[j]!++;
-          this.#counters.reconnects++;
-          this.#hist.reconnect.record(ms);
-          const bin = String(Math.floor(ms / 1000));
-          this.#reconnectBins[bin] = (this.#reconnectBins[bin] ?? 0) + 1;
-        }
-        break;
-      }
-      case S.stopped:
-        // A reboot, power cut or restart: the channel is gone until the router is back.
-        if (!this.#stopping && (before === S.managed || before === S.unmanaged)) {
-          this.#counters.disconnects++;
-          this.#downAt[j] = t;
-        }
-        break;
-      case S['backing-off']:
-        if (before === S.managed || before === S.unmanaged) {
-          this.#counters.disconnects++;
-          this.#downAt[j] = t;
-        } else if (before === S['hello-sent'] && this.#downAt[j] === 0 && this.#firstAdmissionAt[j]! > 0) this.#downAt[j] = t;
-        break;
-      default:
-        break;
-    }
+    if (FIRST_CONNECT_ANSWERED.has(state)) this.#landed(j);
+    this.#metrics.session(j, state, this.#stopping);
   }
 
   #exited(j: number, exit: AgentExit): void {
     this.#agents[j] = undefined;
     if (this.#stopping) return;
-    const restart = (this.#flags[j]! & 4) !== 0;
-    this.#flags[j] = this.#flags[j]! & ~4;
+    const restart = this.#routers.take(j, RouterFlag.RESTART_PENDING);
     if (exit.reason === 'stopped' && !restart) return;
-    if (exit.reason === 'error') this.#error(`exit:${(exit.error as { code?: string } | undefined)?.code ?? 'ERROR'}`);
-    if (exit.reason === 'power-cut') this.#error('exit:power-cut');
-    // The router goes down now (if the session did not say so): the channel is gone until it is back.
-    if (this.#downAt[j] === 0 && (this.#state[j] === S.managed || this.#state[j] === S.unmanaged)) this.#downAt[j] = now();
-    this.#state[j] = S.stopped;
-    this.#counters.restarts++;
+    this.#metrics.restarting(j, exit);
     const delay = exit.reason === 'error' ? 5000 : (this.#draws[j]!.faults.reboot?.durationMs ?? 0);
     this.#clock.setTimer(delay, () => {
       if (this.#stopping) return;
@@ -420,7 +289,7 @@ export class FleetWorker {
       platform
         .powerOn()
         .then(() => this.#boot(j))
-        .catch(() => this.#error('power-on'));
+        .catch(() => this.#metrics.error('power-on'));
     });
   }
 
@@ -438,12 +307,16 @@ export class FleetWorker {
       const agent = this.#agents[j];
       if (!agent || random.next() >= fraction) continue;
       n++;
-      this.#flags[j] = this.#flags[j]! | 4;
       if (powerCut) {
-        // Nothing is flushed: the agent stops where it is, the channel is cut.
-        this.#flags[j] = this.#flags[j]! & ~4;
+        // Nothing is flushed: the agent stops where it is, the channel is cut. Its exit as
+        // `stopped` boots nothing (not even for a graceful restart still pending): the power-cut
+        // exit below does.
+        this.#routers.clear(j, RouterFlag.RESTART_PENDING);
         void agent.stop().then(() => this.#exited(j, { reason: 'power-cut' }));
-      } else void agent.stop();
+      } else {
+        this.#routers.set(j, RouterFlag.RESTART_PENDING);
+        void agent.stop();
+      }
     }
     return n;
   }
@@ -472,33 +345,37 @@ export class FleetWorker {
   }
 
   jobCreated(at: number): void {
-    this.#jobCreatedAt = at;
+    this.#metrics.jobCreated(at);
   }
 
   /** From now on `stats().managedSinceMark` counts the routers managed on a session that said hello at or after `at`. */
   mark(at: number): void {
-    this.#markAt = at;
+    this.#metrics.mark(at);
   }
 
   details(): DeviceDetail[] {
     const { process: k, processes: p } = this.#options;
-    return this.#profiles.map((profile, j) => ({
-      index: k + j * p,
-      serialNumber: profile.serialNumber,
-      deviceId: profile.deviceId,
-      state: STATES[this.#state[j]!]!,
-      updateState: this.#agents[j]?.updateState(),
-      admission: ADMISSION[this.#admission[j]!] ?? null,
-      firstHelloAt: this.#firstHelloAt[j]!,
-      firstAdmissionAt: this.#firstAdmissionAt[j]!,
-      reconnects: this.#reconnects[j]!,
-      lastReconnectMs: this.#lastReconnectMs[j]!,
-      decidedHelloAt: this.#decidedHelloAt[j]!,
-      lastRedialMs: this.#lastRedialMs[j]!,
-      expect: this.#draws[j]!.expect,
-      labels: this.#draws[j]!.labels,
-      jobResults: [...(this.#agents[j]?.jobResults() ?? [])],
-    }));
+    const routers = this.#routers;
+    return this.#profiles.map((profile, j) => {
+      const admission = routers.admission(j);
+      return {
+        index: k + j * p,
+        serialNumber: profile.serialNumber,
+        deviceId: profile.deviceId,
+        state: routers.state(j),
+        updateState: this.#agents[j]?.updateState(),
+        admission: admission === 'none' ? null : admission,
+        firstHelloAt: routers.firstHelloAt[j]!,
+        firstAdmissionAt: routers.firstAdmissionAt[j]!,
+        reconnects: routers.reconnects[j]!,
+        lastReconnectMs: routers.lastReconnectMs[j]!,
+        decidedHelloAt: routers.decidedHelloAt[j]!,
+        lastRedialMs: routers.lastRedialMs[j]!,
+        expect: this.#draws[j]!.expect,
+        labels: this.#draws[j]!.labels,
+        jobResults: [...(this.#agents[j]?.jobResults() ?? [])],
+      };
+    });
   }
 
   #gc(): void {
@@ -511,20 +388,7 @@ export class FleetWorker {
 
   stats(): WorkerStats {
     this.#gc();
-    const states: Record<string, number> = {};
-    const admission = { managed: 0, unmanaged: 0, rejected: 0, authFailed: 0 };
-    let managedSinceMark = 0;
-    for (let j = 0; j < this.#started; j++) {
-      const s = STATES[this.#state[j]!]!;
-      states[s] = (states[s] ?? 0) + 1;
-      // Managed now on a session whose hello was sent after the mark: its admission was decided after it.
-      if (this.#markAt > 0 && this.#state[j] === S.managed && this.#helloAt[j]! >= this.#markAt) managedSinceMark++;
-      const a = this.#admission[j]!;
-      if (a === 1) admission.managed++;
-      else if (a === 2) admission.unmanaged++;
-      else if (a === 3) admission.rejected++;
-      else if (a === 4) admission.authFailed++;
-    }
+    const metrics = this.#metrics.snapshot(this.#started);
     const mem = process.memoryUsage();
     const cpu = process.cpuUsage(this.#cpu0);
     return {
@@ -533,13 +397,7 @@ export class FleetWorker {
       at: Date.now(),
       devices: this.#profiles.length,
       started: this.#started,
-      states,
-      admission,
-      managedSinceMark,
-      counters: { ...this.#counters },
-      errors: { ...this.#errors },
-      reconnectBins: { ...this.#reconnectBins },
-      histograms: Object.fromEntries(HISTOGRAMS.map((h) => [h, this.#hist[h].toJSON()])) as WorkerStats['histograms'],
+      ...metrics,
       openSockets: this.#transport.open(),
       memory: { rss: mem.rss, heapUsed: mem.heapUsed, external: mem.external },
       cpu: { userMs: cpu.user / 1000, systemMs: cpu.system / 1000 },
@@ -570,9 +428,6 @@ export class FleetWorker {
 export const STOP_GRACE_MS = 15_000;
 /** How long a stop waits after cutting the sockets. */
 const STOP_AFTER_CUT_MS = 5_000;
-
-/** Router flag: its first connect is in flight (counted in the ramp's window). */
-const IN_FLIGHT = 8;
 
 /** Entry point of a child process: talks to the coordinator over IPC. */
 export function runWorkerProcess(): void {

@@ -25,6 +25,8 @@ export interface InstallContext {
   readonly profiles: ProfileStore;
   /** Asks the session to drop the connection and dial again (new profile). */
   reconnect(): void;
+  /** Aborted when the agent stops: a step may give up (it runs again after the restart). */
+  readonly signal: AbortSignal;
 }
 
 /** The persisted connection profile, and the previous one kept during a re-provisioning. */

@@ -5,7 +5,6 @@ import { AgentError, toAgentError } from '../errors.js';
 import { Backoff } from '../connection/backoff.js';
 import { clientContext } from '../connection/tls-context.js';
 import { sleep } from '../platform/clock.js';
-import type { FaultInjector } from '../platform/faults.js';
 import type { Clock, RandomSource, Staging } from '../platform/platform.js';
 
 export interface DownloadRequest {
@@ -33,7 +32,8 @@ export interface DownloadRequest {
   persistOffset: (offset: number) => Promise<void>;
   clock: Clock;
   random: RandomSource;
-  faults: FaultInjector;
+  /** How each attempt's GET reaches the server. Default: `httpDownloadSource` (undici). */
+  source?: DownloadSource | undefined;
   /** Retries after the first attempt. */
   retries: number;
   retryBaseMs: number;
@@ -50,6 +50,41 @@ export interface DownloadRequest {
   /** Called before every attempt after the first (logging). */
   onRetry?: (error: AgentError, attempt: number, delayMs: number) => void;
 }
+
+/** One answer to a packet GET: status, headers and a body that is read once or discarded. */
+export interface DownloadResponse {
+  statusCode: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: AsyncIterable<Uint8Array>;
+  /** Drops the body unread (or the rest of it) without an unhandled error. */
+  discard(): void;
+}
+
+/**
+ * How the downloader sends one GET: the seam where the test platforms put a faulty link
+ * (`faultyDownloadSource`) in front of the real one.
+ */
+export interface DownloadSource {
+  get(
+    url: string,
+    options: { headers: Record<string, string>; dispatcher: Dispatcher; signal: AbortSignal; timeoutMs: number },
+  ): Promise<DownloadResponse>;
+}
+
+/** The real link: one undici request; `timeoutMs` bounds the wait for headers and between body chunks. */
+export const httpDownloadSource: DownloadSource = {
+  async get(url, options) {
+    const { statusCode, headers, body } = await request(url, {
+      method: 'GET',
+      headers: options.headers,
+      dispatcher: options.dispatcher,
+      signal: options.signal,
+      headersTimeout: options.timeoutMs,
+      bodyTimeout: options.timeoutMs,
+    });
+    return { statusCode, headers, body, discard: () => discard(body) };
+  },
+};
 
 /** Most connections a download pool opens per origin (downloads beyond it queue in the pool). */
 export const DOWNLOAD_CONNECTIONS = 64;
@@ -103,7 +138,7 @@ export async function downloadPacket(req: DownloadRequest): Promise<void> {
   const backoff = new Backoff(Math.max(1, req.retryBaseMs), 300_000, req.random);
   /** Retry-After of the last refused attempt (ms), 0 when none. */
   let serverRetryAfterMs = 0;
-  const faults = req.faults.faults.download ?? {};
+  const source = req.source ?? httpDownloadSource;
   let url: URL;
   try {
     url = new URL(req.url);
@@ -122,9 +157,6 @@ export async function downloadPacket(req: DownloadRequest): Promise<void> {
   };
 
   const attempt = async (): Promise<void> => {
-    if (faults.failAttempts && req.faults.take('download.failAttempts', faults.failAttempts)) {
-      throw new AgentError('AGENT_DOWNLOAD_FAILED', 'fault: network unreachable');
-    }
     // What is durably on disk decides where we resume; data beyond the recorded offset is dropped.
     const onDisk = (await req.staging.size(req.name)) ?? 0;
     if (onDisk < offset) await restartFromZero();
@@ -161,19 +193,15 @@ export async function downloadPacket(req: DownloadRequest): Promise<void> {
     };
     let watchdog = req.clock.setTimer(req.stallWindowMs, check);
     let sinceSync = 0;
-    let attemptBytes = 0;
     let streaming = false;
-    const cutAfter = faults.cutAfterBytes;
-    const cutThisAttempt = cutAfter !== undefined && req.faults.take('download.cut', faults.cutTimes ?? 1);
     try {
-      const { statusCode, headers, body } = await request(req.url, {
-        method: 'GET',
+      const response = await source.get(req.url, {
         headers: { authorization: `Bearer ${req.token}`, ...(offset > 0 ? { range: `bytes=${offset}-` } : {}) },
         dispatcher: req.dispatcher ?? downloadDispatcher({ caPem: req.caPem }),
         signal: attemptAbort.signal,
-        headersTimeout: req.stallWindowMs,
-        bodyTimeout: req.stallWindowMs,
+        timeoutMs: req.stallWindowMs,
       });
+      const { statusCode, headers, body } = response;
       const header = (name: string) => {
         const v = headers[name];
         return Array.isArray(v) ? v[0] : v;
@@ -182,22 +210,22 @@ export async function downloadPacket(req: DownloadRequest): Promise<void> {
       if (statusCode === 206) {
         const m = CONTENT_RANGE.exec(header('content-range') ?? '');
         if (!m) {
-          discard(body);
+          response.discard();
           await restartFromZero();
           throw new AgentError('AGENT_DOWNLOAD_BAD_RANGE', 'a 206 without a valid Content-Range');
         }
         if (m[3] !== '*' && Number(m[3]) !== req.size) {
-          discard(body);
+          response.discard();
           throw new AgentError('AGENT_DOWNLOAD_SIZE_MISMATCH', `the server's packet is ${m[3]} bytes, the offer said ${req.size}`);
         }
         if (Number(m[1]) !== offset || Number(m[2]) !== req.size - 1) {
-          discard(body);
+          response.discard();
           await restartFromZero();
           throw new AgentError('AGENT_DOWNLOAD_BAD_RANGE', `asked for bytes ${offset}-, got ${m[1]}-${m[2]}`);
         }
       } else if (statusCode === 200) {
         if (length !== undefined && length !== req.size) {
-          discard(body);
+          response.discard();
           throw new AgentError('AGENT_DOWNLOAD_SIZE_MISMATCH', `the server's packet is ${length} bytes, the offer said ${req.size}`);
         }
         if (offset > 0) {
@@ -209,7 +237,7 @@ export async function downloadPacket(req: DownloadRequest): Promise<void> {
           writer = await req.staging.openWriter(req.name, 0);
         }
       } else {
-        discard(body);
+        response.discard();
         const retryable = statusCode === 408 || statusCode === 429 || statusCode >= 500;
         if (!retryable) throw new AgentError('AGENT_DOWNLOAD_HTTP_STATUS', `HTTP ${statusCode}`);
         // A busy server (503/429 with Retry-After, e.g. its download cap) says when to come back.
@@ -219,33 +247,24 @@ export async function downloadPacket(req: DownloadRequest): Promise<void> {
       }
       streaming = true;
       for await (const raw of body) {
-        let chunk = raw as Buffer;
+        let chunk: Uint8Array = raw;
         const remaining = req.size - offset;
         const tooLong = chunk.length > remaining;
         if (tooLong) chunk = chunk.subarray(0, remaining);
-        if (cutThisAttempt && attemptBytes + chunk.length > cutAfter) {
-          chunk = chunk.subarray(0, Math.max(0, cutAfter - attemptBytes));
-        }
         if (chunk.length > 0) {
           await writer.write(chunk);
           req.onChunk?.(chunk, offset);
           hash.update(chunk);
           offset += chunk.length;
           hashedTo = offset;
-          attemptBytes += chunk.length;
           windowBytes += chunk.length;
           sinceSync += chunk.length;
           req.onProgress?.(offset);
         }
         if (tooLong) {
-          discard(body);
+          response.discard();
           throw new AgentError('AGENT_DOWNLOAD_TOO_LONG', `the server sent more than the declared ${req.size} bytes`);
         }
-        if (cutThisAttempt && attemptBytes >= cutAfter) {
-          discard(body);
-          throw new AgentError('AGENT_DOWNLOAD_INTERRUPTED', `fault: link cut after ${cutAfter} bytes`);
-        }
-        if (faults.bytesPerSec) await sleep(req.clock, (chunk.length / faults.bytesPerSec) * 1000, attemptAbort.signal);
         if (sinceSync >= req.syncBytes) {
           await writer.sync();
           await req.persistOffset(offset);

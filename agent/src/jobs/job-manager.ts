@@ -1,9 +1,6 @@
 import {
   createMessage,
-  type JobExecutionState,
   type JobOfferBody,
-  type JobProgressBody,
-  JOB_TRANSITIONS,
   type Message,
   type MessageOf,
 } from '@router-fleet/protocol';
@@ -13,12 +10,14 @@ import { AgentError } from '../errors.js';
 import type { Installer, ProfileStore } from '../installers/installer.js';
 import { JOURNAL_VERSION, type JobRecord, Journal, type TerminalJobState } from '../lifecycle/journal.js';
 import { type RunResult, type SessionView, UpdateRunner } from '../lifecycle/update-runner.js';
-import { REPORTED_JOB_STATE } from '../lifecycle/update-table.js';
 import type { Logger } from '../logger.js';
 import { PowerCut } from '../platform/faults.js';
 import type { Platform } from '../platform/platform.js';
 import type { Dispatcher } from 'undici';
 import { JsonDocument } from '../reporting/json-store.js';
+import { type JobResult, JobReporter, type PendingReport } from './job-reporter.js';
+
+export type { PendingReport } from './job-reporter.js';
 
 /** A finished execution, remembered so a redelivered offer is answered, not re-applied. */
 export interface HistoryEntry {
@@ -30,13 +29,6 @@ export interface HistoryEntry {
   packetSha256: string;
   packetId?: string;
   at: number;
-}
-
-/** A terminal job-progress waiting for its ack. */
-export interface PendingReport {
-  messageId: string;
-  body: JobProgressBody;
-  lastSentAt: number;
 }
 
 interface QueuedOffer {
@@ -69,37 +61,16 @@ export interface JobManagerDeps {
   fatal(error: Error): void;
 }
 
-/** Shortest chain of legal job states from `from` to `to` (excluding `from`). */
-export function statePath(from: JobExecutionState, to: JobExecutionState): JobExecutionState[] {
-  if (from === to) return [to];
-  const previous = new Map<JobExecutionState, JobExecutionState>();
-  const queue: JobExecutionState[] = [from];
-  while (queue.length > 0) {
-    const s = queue.shift()!;
-    for (const n of JOB_TRANSITIONS[s]) {
-      if (n === from || previous.has(n)) continue;
-      previous.set(n, s);
-      if (n === to) {
-        const path: JobExecutionState[] = [to];
-        for (let p = s; p !== from; p = previous.get(p)!) path.unshift(p);
-        return path;
-      }
-      queue.push(n);
-    }
-  }
-  return [to];
-}
-
 /**
  * Owns job executions: one runs at a time (others wait in a small persisted queue), offers are
- * idempotent by execution id, cancels are honoured before the commit point, progress is reported
- * along legal job-state transitions, and terminal results are kept and resent until acknowledged.
+ * idempotent by execution id, cancels are honoured before the commit point, and what the server
+ * hears of them (one legal sequence of states, one result per execution) is the `JobReporter`'s.
  */
 export class JobManager {
   readonly #deps: JobManagerDeps;
   readonly #journal: Journal;
   readonly #history: JsonDocument<HistoryEntry[]>;
-  readonly #reports: JsonDocument<PendingReport[]>;
+  readonly #reporter: JobReporter;
   readonly #queue: JsonDocument<QueuedOffer[]>;
   readonly #stop = new AbortController();
   #runner: UpdateRunner | undefined;
@@ -112,7 +83,14 @@ export class JobManager {
     const storage = deps.platform.storage;
     this.#journal = new Journal(storage);
     this.#history = new JsonDocument(storage, 'history.json', () => []);
-    this.#reports = new JsonDocument(storage, 'reports.json', () => []);
+    this.#reporter = new JobReporter({
+      config: deps.config,
+      platform: deps.platform,
+      log: deps.log,
+      session: deps.session,
+      send: (message) => deps.send(message),
+      journal: (record) => this.#journal.save(record),
+    });
     this.#queue = new JsonDocument(storage, 'queue.json', () => []);
   }
 
@@ -134,7 +112,7 @@ export class JobManager {
 
   async #start(): Promise<void> {
     this.#historyCache = await this.#history.get();
-    await this.#reports.get();
+    await this.#reporter.pending();
     const loaded = await this.#journal.load();
     if (loaded.kind === 'corrupt') {
       this.#deps.log.error({ reason: loaded.reason }, 'journal unreadable');
@@ -174,7 +152,7 @@ export class JobManager {
       }
       if (this.#runner?.record.executionId === id) {
         this.#deps.log.info({ executionId: id }, 'offer redelivered: reporting the current state');
-        this.#report(this.#runner.record, undefined, true);
+        await this.#reporter.current(this.#runner.record);
         return;
       }
       const queue = await this.#queue.get();
@@ -241,25 +219,22 @@ export class JobManager {
   }
 
   /** An `ack` whose correlationId may name a terminal report. */
-  async ack(correlationId: string): Promise<void> {
-    const reports = await this.#reports.get();
-    if (!reports.some((r) => r.messageId === correlationId)) return;
-    await this.#reports.set(reports.filter((r) => r.messageId !== correlationId));
+  ack(correlationId: string): Promise<void> {
+    return this.#reporter.ack(correlationId);
   }
 
   /** After a welcome: resend unacknowledged results and the active job's state. */
-  async welcomed(): Promise<void> {
-    await this.#resendPending(true);
-    if (this.#runner) this.#report(this.#runner.record, undefined, true);
+  welcomed(): Promise<void> {
+    return this.#reporter.welcomed(() => this.#runner?.record);
   }
 
   /** Periodic: resend results not acknowledged within reportResendSec. */
-  async tick(): Promise<void> {
-    await this.#resendPending(false);
+  tick(): Promise<void> {
+    return this.#reporter.tick();
   }
 
-  async pendingReports(): Promise<readonly PendingReport[]> {
-    return this.#reports.get();
+  pendingReports(): Promise<readonly PendingReport[]> {
+    return this.#reporter.pending();
   }
 
   history(): readonly HistoryEntry[] {
@@ -305,7 +280,7 @@ export class JobManager {
               && h.executionId !== record.executionId
               && ((p.sha256 !== undefined && h.packetSha256 === p.sha256) || (p.packetId !== undefined && h.packetId === p.packetId)),
           ),
-        progress: (r, extra) => this.#report(r, extra),
+        progress: (r, extra) => this.#reporter.progress(r, extra),
         transition: (state) => deps.transition?.(state),
         event: deps.event,
       },
@@ -314,7 +289,12 @@ export class JobManager {
       resumed,
     );
     this.#runner = runner;
-    if (resumed) this.#report(record, undefined, true);
+    if (resumed) {
+      void this.#reporter.current(record).catch((error: unknown) => {
+        if (error instanceof PowerCut) deps.powerCut(error);
+        else deps.log.warn({ err: (error as Error).message }, 'journaling the reported job state failed (the next save carries it)');
+      });
+    }
     this.#running = runner.run().then(
       (result) => this.#after(runner, result),
       (error: unknown) => {
@@ -375,22 +355,13 @@ export class JobManager {
 
   async #recordResult(
     executionId: string,
-    result: NonNullable<JobRecord['result']>,
+    result: JobResult,
     messageId: string,
     packetSha256: string,
     packetId: string | undefined,
-    lastReported: JobExecutionState | undefined,
+    lastReported: JobRecord['lastReported'],
   ): Promise<void> {
-    const body: JobProgressBody = {
-      executionId,
-      state: result.state,
-      ...(result.errorCode ? { errorCode: result.errorCode } : {}),
-      ...(result.errorMessage ? { errorMessage: result.errorMessage } : {}),
-    };
-    const reports = await this.#reports.get();
-    if (!reports.some((r) => r.messageId === messageId)) {
-      await this.#reports.set([...reports, { messageId, body, lastSentAt: 0 }]);
-    }
+    await this.#reporter.record(executionId, result, messageId, lastReported);
     if (!this.#historyCache.some((h) => h.executionId === executionId)) {
       const entry: HistoryEntry = {
         executionId,
@@ -405,82 +376,16 @@ export class JobManager {
       this.#historyCache = [...this.#historyCache, entry].slice(-this.#deps.config.historyMax);
       await this.#history.set(this.#historyCache);
     }
-    // Intermediate states first, so the server sees a legal sequence.
-    for (const s of statePath(lastReported ?? 'offered', result.state).slice(0, -1)) {
-      this.#sendProgress({ executionId, state: s });
-    }
-    await this.#resendPending(true, messageId);
+    await this.#reporter.send(messageId);
   }
 
   async #resendFinished(entry: HistoryEntry): Promise<void> {
-    const reports = await this.#reports.get();
-    const pending = reports.find((r) => r.messageId === entry.messageId);
-    const body: JobProgressBody = pending?.body ?? {
+    await this.#reporter.resendResult(entry.messageId, {
       executionId: entry.executionId,
       state: entry.state,
       ...(entry.errorCode ? { errorCode: entry.errorCode } : {}),
       ...(entry.errorMessage ? { errorMessage: entry.errorMessage } : {}),
-    };
-    if (!pending) await this.#reports.set([...reports, { messageId: entry.messageId, body, lastSentAt: 0 }]);
-    await this.#resendPending(true, entry.messageId);
-  }
-
-  async #resendPending(force: boolean, only?: string): Promise<void> {
-    if (!this.#deps.session.connected) return;
-    const reports = await this.#reports.get();
-    const now = this.#deps.platform.clock.now();
-    let changed = false;
-    for (const report of reports) {
-      if (only !== undefined && report.messageId !== only) continue;
-      if (!force && now - report.lastSentAt < this.#deps.config.reportResendSec * 1000) continue;
-      const sent = this.#deps.send(
-        createMessage('job-progress', report.body, { id: report.messageId, sentAt: now }),
-      );
-      if (sent) {
-        report.lastSentAt = now;
-        changed = true;
-      }
-    }
-    // lastSentAt only paces resends: keep it in memory, persisting it would cost a write per resend.
-    void changed;
-  }
-
-  /**
-   * Reports the record's current job state, filling in skipped legal states. A state counts as
-   * reported (`lastReported`) only once it went out on a welcomed session: states reached while
-   * offline are sent, in order, by the next report or by the welcome after reconnecting. (A state
-   * handed to a socket the peer had already lost is resent as the current state after the welcome;
-   * the server accepts a state reachable from the one it holds.)
-   */
-  #report(record: JobRecord, extra?: { bytesDone?: number }, force = false): void {
-    // A finished record's states and result go out through #finalize (path from lastReported, then the
-    // terminal report from the outbox). Re-reporting its last state here could land after the terminal
-    // one (a welcome between #finalize and the runner being cleared) and break the state sequence.
-    if (record.state === 'done') return;
-    const target = REPORTED_JOB_STATE[record.state];
-    const last = record.lastReported ?? 'offered';
-    if (target === undefined) {
-      if (force) this.#sendProgress({ executionId: record.executionId, state: last });
-      return;
-    }
-    const path = statePath(last, target);
-    for (const state of path) {
-      const body: JobProgressBody = { executionId: record.executionId, state };
-      if (state === 'downloading') {
-        const done = extra?.bytesDone ?? record.downloadOffset ?? 0;
-        body.bytesDone = done;
-        body.bytesTotal = record.offer.packet.size;
-        body.percent = Math.min(100, Math.round((done / record.offer.packet.size) * 1000) / 10);
-      }
-      if (!this.#sendProgress(body)) return;
-      record.lastReported = state;
-    }
-  }
-
-  /** Sends a job-progress now; false when there is no welcomed session to send it on. */
-  #sendProgress(body: JobProgressBody): boolean {
-    if (!this.#deps.session.connected) return false;
-    return this.#deps.send(createMessage('job-progress', body, { id: this.#deps.platform.random.uuid(), sentAt: this.#deps.platform.clock.now() }));
+    });
   }
 
   async #next(): Promise<void> {

@@ -70,6 +70,10 @@ export type JournalLoad = { kind: 'empty' } | { kind: 'record'; record: JobRecor
 /** The journal of the active job: one durable file, replaced atomically. */
 export class Journal {
   readonly #storage: Storage;
+  /** The record to write next (a save asked for while a write is under way). */
+  #latest: JobRecord | undefined;
+  /** The writes under way, resolved when the newest record asked for is durable. */
+  #flushing: Promise<void> | undefined;
   constructor(storage: Storage) {
     this.#storage = storage;
   }
@@ -94,11 +98,34 @@ export class Journal {
     return { kind: 'record', record: record as JobRecord };
   }
 
-  async save(record: JobRecord): Promise<void> {
-    await this.#storage.write(FILE, Buffer.from(JSON.stringify(record)));
+  /**
+   * Makes `record` durable as it is now or as it is later. Saves asked for while a write is under
+   * way are folded into one more write of the newest record, and every caller resolves only once
+   * that one is done: the runner, which goes on only after its save, then never outruns a change
+   * made meanwhile by another part (job states reported after a welcome), and an older record
+   * can never land after a newer one.
+   */
+  save(record: JobRecord): Promise<void> {
+    this.#latest = record;
+    this.#flushing ??= (async () => {
+      try {
+        while (this.#latest) {
+          const next = this.#latest;
+          this.#latest = undefined;
+          await this.#storage.write(FILE, Buffer.from(JSON.stringify(next)));
+        }
+      } finally {
+        this.#flushing = undefined;
+      }
+    })();
+    return this.#flushing;
   }
 
+  /** Removes the journal once a write under way is done (the job is finished: nothing newer to keep). */
   async remove(): Promise<void> {
+    this.#latest = undefined;
+    // A failed save was reported to its caller; the file goes either way.
+    await this.#flushing?.catch(() => {});
     await this.#storage.remove(FILE);
   }
 }

@@ -1,18 +1,20 @@
 import { isProtocolError, type ProtocolError } from '@router-fleet/protocol';
-import { type ReadPacketResult, readPacket, readPacketHead } from '../packet-api.js';
+import { type ReadPacketResult, readPacket } from '../packet-api.js';
 import type { AgentConfig } from '../config.js';
 import type { ConnectionProfile } from '../connection-profile.js';
-import { AgentError, toAgentError } from '../errors.js';
+import { AgentError, type AgentErrorCode, toAgentError } from '../errors.js';
 import type { InstallContext, Installer, ProfileStore } from '../installers/installer.js';
-import { downloadPacket } from '../jobs/download.js';
+import { downloadPacket, httpDownloadSource } from '../jobs/download.js';
 import { collect, tarMember, verifiedStream } from '../jobs/payload.js';
 import type { Logger } from '../logger.js';
 import { sleep } from '../platform/clock.js';
 import type { Dispatcher } from 'undici';
-import { PowerCut, sectionMatches } from '../platform/faults.js';
+import { PowerCut } from '../platform/faults.js';
 import type { Platform } from '../platform/platform.js';
 import { runningFirmwareVersion } from '../reporting/status.js';
+import { HeadCheck, type HeadOptions } from './head-check.js';
 import type { JobRecord, Journal, SectionRecord, TerminalJobState } from './journal.js';
+import { journaledStep, type SectionStep, type StepEnd } from './phase-journal.js';
 import { nextState } from './table.js';
 import { CANCELLABLE_UPDATE_STATES, UPDATE_TABLE, type UpdateOutcome, type UpdateState } from './update-table.js';
 
@@ -50,7 +52,15 @@ export interface UpdateDeps {
   event(kind: string, severity: 'info' | 'warning' | 'error' | 'critical', details?: Record<string, string | number | boolean | null>): void;
 }
 
-type HandlerResult = { outcome: UpdateOutcome; error?: AgentError } | 'halt';
+/** A handler's report: an outcome from the update table's list (the table picks the successor). */
+type StepResult = { outcome: UpdateOutcome; error?: AgentError };
+/** This process life ends inside the state: the agent stops or reboots, and the job resumes from the journal. */
+type Halt = { halt: 'halted' | 'reboot' };
+type HandlerResult = StepResult | Halt;
+/** Runs one update state (the record says where inside it a restart resumes). */
+type Handler = () => Promise<HandlerResult>;
+
+const HALTED: Halt = { halt: 'halted' };
 
 /** What `run` ended with: the job is done, or the agent is stopping or rebooting (resume later). */
 export type RunResult = 'done' | 'halted' | 'reboot';
@@ -71,10 +81,24 @@ const SECURITY_CODES = new Set([
   'PROTO_PACKET_SIGNER_EXPIRED',
 ]);
 
-const fail = (code: ConstructorParameters<typeof AgentError>[0], message?: string) => ({
+const fail = (code: AgentErrorCode, message?: string) => ({
   outcome: 'failed' as const,
   error: new AgentError(code, message),
 });
+
+/**
+ * The one place where the runner recognises a power cut: every catch block that turns an error
+ * into a step's result (or a log line) takes the error through here. A power cut is not a failure
+ * of the step but the end of this process life, and nothing more may be written: on the emulated
+ * platform it is SIGKILL and never reaches any catch block; on the memory platform it is a thrown
+ * `PowerCut`, passed on unchanged to the job manager, which stops the agent as a power loss. Making
+ * it unreachable instead (a never-settling promise) would leave the job manager waiting forever on
+ * the runner when the agent stops.
+ */
+function stepError(error: unknown, fallback: AgentErrorCode): AgentError {
+  if (error instanceof PowerCut) throw error;
+  return toAgentError(error, fallback);
+}
 
 function protocolRejection(error: ProtocolError): AgentError {
   return AgentError.withCode(error.code, `${error.message}${error.entry ? ` (${error.entry})` : ''}`);
@@ -90,14 +114,30 @@ export class UpdateRunner {
   readonly #deps: UpdateDeps;
   readonly #cancel = new AbortController();
   readonly #stop: AbortSignal;
+  /** The installers by FILETYPE, in the platform's decorators (fault behaviours on test platforms). */
+  readonly #installers: Map<string, Installer>;
   #resumed: boolean;
-  #rebooting = false;
+  /** One handler per state of UPDATE_TABLE; each reports an outcome and never names its successor. */
+  readonly #handlers: Record<UpdateState, Handler> = {
+    offered: () => this.#offered(),
+    downloading: () => this.#downloading(),
+    verifying: () => this.#verifying(),
+    waiting: () => this.#waiting(),
+    installing: () => this.#installing(),
+    rebooting: () => this.#rebootingState(),
+    'health-check': () => this.#healthCheck(),
+    committing: () => this.#committing(),
+    'rolling-back': () => this.#rollingBack(),
+    done: () => Promise.reject(new AgentError('AGENT_INTERNAL', 'done has no handler')),
+  };
 
   constructor(deps: UpdateDeps, record: JobRecord, stop: AbortSignal, resumed: boolean) {
     this.#deps = deps;
     this.record = record;
     this.#stop = stop;
     this.#resumed = resumed;
+    const decorate = deps.platform.decorate;
+    this.#installers = decorate ? new Map([...deps.installers].map(([type, installer]) => [type, decorate.installer(installer)])) : deps.installers;
     // Session epochs count welcomes of this process: after a restart every session is a new one.
     if (resumed && record.health) {
       record.health.epoch = -1;
@@ -136,15 +176,15 @@ export class UpdateRunner {
         result = fail('AGENT_TRANSITION_LOOP', `${r.transitions} transitions, ${r.resumes} restarts`);
       } else {
         try {
-          result = await this.#handle(r.state);
+          result = await this.#handlers[r.state]();
         } catch (error) {
-          if (error instanceof PowerCut) throw error;
+          const e = stepError(error, 'AGENT_INSTALL_FAILED');
           if (this.#stop.aborted) return 'halted';
-          result = { outcome: 'failed', error: toAgentError(error, 'AGENT_INSTALL_FAILED') };
+          result = { outcome: 'failed', error: e };
         }
       }
       this.#resumed = false;
-      if (result === 'halt') return this.#rebooting ? 'reboot' : 'halted';
+      if ('halt' in result) return result.halt;
       const from = r.state;
       const to = nextState(UPDATE_TABLE, from, result.outcome);
       if (result.error && !r.result) {
@@ -184,36 +224,10 @@ export class UpdateRunner {
   async #cleanup(): Promise<void> {
     for (const section of this.record.packet?.sections ?? []) {
       try {
-        await this.#deps.installers.get(section.fileType)?.cleanup(this.#context(section));
+        await this.#installers.get(section.fileType)?.cleanup(this.#context(section));
       } catch (error) {
-        if (error instanceof PowerCut) throw error;
-        this.#deps.log.warn({ section: section.index, err: (error as Error).message }, 'cleanup failed');
+        this.#deps.log.warn({ section: section.index, err: stepError(error, 'AGENT_INTERNAL').message }, 'cleanup failed');
       }
-    }
-  }
-
-  #handle(state: UpdateState): Promise<HandlerResult> {
-    switch (state) {
-      case 'offered':
-        return this.#offered();
-      case 'downloading':
-        return this.#downloading();
-      case 'verifying':
-        return this.#verifying();
-      case 'waiting':
-        return this.#waiting();
-      case 'installing':
-        return this.#installing();
-      case 'rebooting':
-        return this.#rebootingState();
-      case 'health-check':
-        return this.#healthCheck();
-      case 'committing':
-        return this.#committing();
-      case 'rolling-back':
-        return this.#rollingBack();
-      case 'done':
-        throw new AgentError('AGENT_INTERNAL', 'done has no handler');
     }
   }
 
@@ -231,7 +245,7 @@ export class UpdateRunner {
     return this.#deps.platform.clock.now();
   }
 
-  #beforeCommitChecks(): HandlerResult | undefined {
+  #beforeCommitChecks(): StepResult | undefined {
     if (this.#cancel.signal.aborted) return { outcome: 'cancelled', error: new AgentError('AGENT_CANCELLED') };
     if (this.#now() > this.record.offer.deadline) return { outcome: 'timed-out', error: new AgentError('AGENT_DEADLINE_EXCEEDED') };
     return undefined;
@@ -247,7 +261,7 @@ export class UpdateRunner {
   }
 
   #aborted(error: unknown): HandlerResult | undefined {
-    if (this.#stop.aborted) return 'halt';
+    if (this.#stop.aborted) return HALTED;
     if (this.#cancel.signal.aborted) return { outcome: 'cancelled', error: new AgentError('AGENT_CANCELLED') };
     if (error instanceof AgentError && error.code === 'AGENT_DEADLINE_EXCEEDED') return { outcome: 'timed-out', error };
     return undefined;
@@ -277,19 +291,24 @@ export class UpdateRunner {
       },
       profiles: deps.profiles,
       reconnect: () => deps.session.reconnect(),
+      signal: this.#stop,
     };
   }
 
   #installer(section: SectionRecord): Installer {
-    const installer = this.#deps.installers.get(section.fileType);
+    const installer = this.#installers.get(section.fileType);
     if (!installer) throw new AgentError('AGENT_UNSUPPORTED_FILETYPE', `no installer for FILETYPE=${section.fileType}`);
     return installer;
   }
 
-  async #reboot(): Promise<HandlerResult> {
-    this.#rebooting = true;
+  async #reboot(): Promise<Halt> {
     await this.#deps.platform.system.reboot();
-    return 'halt';
+    return { halt: 'reboot' };
+  }
+
+  /** Journals the section's phase around one installer step (`journaledStep`). */
+  #sectionStep<T>(section: SectionRecord, step: SectionStep<T>): Promise<StepEnd<T>> {
+    return journaledStep(() => this.#deps.journal.save(this.record), section, step);
   }
 
   // ── handlers ────────────────────────────────────────────────────────────────────────────
@@ -322,7 +341,7 @@ export class UpdateRunner {
     const job = this.#jobSignal();
     // Check MANIFEST (signature, model, REQUIRED_SW, downgrade) as soon as its bytes arrive, so an
     // incompatible packet is refused before its payload is downloaded.
-    const head = r.downloadOffset ? undefined : new HeadCheck(this, profile);
+    const head = r.downloadOffset ? undefined : new HeadCheck(this.readerOptions(profile));
     let lastReport = 0;
     try {
       await downloadPacket({
@@ -344,7 +363,7 @@ export class UpdateRunner {
         },
         clock: platform.clock,
         random: platform.random,
-        faults: platform.faults,
+        source: platform.decorate?.downloadSource(httpDownloadSource) ?? httpDownloadSource,
         retries: config.downloadRetries,
         retryBaseMs: config.downloadRetryBaseMs,
         stallWindowMs: config.downloadStallSec * 1000,
@@ -370,7 +389,7 @@ export class UpdateRunner {
       if (rejection) return this.#rejectPacket(rejection);
       const aborted = this.#aborted(error);
       if (aborted) return aborted;
-      const e = toAgentError(error, 'AGENT_DOWNLOAD_FAILED');
+      const e = stepError(error, 'AGENT_DOWNLOAD_FAILED');
       if (isProtocolError(error)) return this.#rejectPacket(error);
       if (e.code === 'AGENT_DOWNLOAD_TOO_LONG') return { outcome: 'rejected', error: e };
       return { outcome: 'failed', error: e };
@@ -388,7 +407,7 @@ export class UpdateRunner {
   }
 
   /** Options for the protocol's packet reader: this device, its anchors and its clock. */
-  async readerOptions(profile: ConnectionProfile) {
+  async readerOptions(profile: ConnectionProfile): Promise<HeadOptions> {
     const { config, platform } = this.#deps;
     return {
       requireSignature: config.requireSignatures,
@@ -462,14 +481,15 @@ export class UpdateRunner {
         try {
           installer = this.#installer(section);
         } catch (error) {
-          return { outcome: 'rejected', error: toAgentError(error) };
+          return { outcome: 'rejected', error: stepError(error, 'AGENT_INTERNAL') };
         }
         try {
           await installer.download(this.#context(section));
         } catch (error) {
+          const e = stepError(error, 'AGENT_PACKET_INVALID');
           const aborted = this.#aborted(error);
           if (aborted) return aborted;
-          return { outcome: 'rejected', error: toAgentError(error, 'AGENT_PACKET_INVALID') };
+          return { outcome: 'rejected', error: e };
         }
       }
       const late = this.#beforeCommitChecks();
@@ -508,8 +528,7 @@ export class UpdateRunner {
       // Never trust an install that was interrupted half-way: roll it back.
       return fail('AGENT_INTERRUPTED');
     }
-    const { platform, journal } = this.#deps;
-    const faults = platform.faults.faults.install ?? {};
+    const { platform } = this.#deps;
     // Before any side effect: a section that reconnects (new profile) may be welcomed very soon.
     r.installEpoch ??= this.#deps.session.epoch;
     let reboot = false;
@@ -519,30 +538,23 @@ export class UpdateRunner {
         continue;
       }
       await platform.faults.point(`install:${section.index}`, this.#stop);
-      if (this.#stop.aborted) return 'halt';
+      if (this.#stop.aborted) return HALTED;
       const installer = this.#installer(section);
-      section.phase = 'installing';
-      await journal.save(r);
-      if (sectionMatches(faults.failSection, section.index, section.fileType)) {
-        return fail('AGENT_INSTALL_FAILED', `fault: install of section ${section.index} (${section.fileType}) fails`);
-      }
-      if (sectionMatches(faults.hangSection, section.index, section.fileType)) {
-        await new Promise<void>((resolve) => this.#stop.addEventListener('abort', () => resolve(), { once: true }));
-        return 'halt';
-      }
       const ctx = this.#context(section);
-      try {
-        if (faults.delayMs) await sleep(platform.clock, faults.delayMs, this.#stop);
-        await installer.install(ctx);
-      } catch (error) {
-        if (error instanceof PowerCut) throw error;
-        if (this.#stop.aborted) return 'halt';
-        return { outcome: 'failed', error: toAgentError(error, 'AGENT_INSTALL_FAILED') };
+      const step = await this.#sectionStep(section, {
+        entering: 'installing',
+        call: () => installer.install(ctx),
+        settle: () => {
+          section.phase = 'installed';
+          section.needsReboot = installer.needsReboot(ctx);
+        },
+      });
+      if (!step.ok) {
+        const e = stepError(step.error, 'AGENT_INSTALL_FAILED');
+        if (this.#stop.aborted) return HALTED;
+        return { outcome: 'failed', error: e };
       }
-      section.phase = 'installed';
-      section.needsReboot = installer.needsReboot(ctx);
-      reboot ||= section.needsReboot;
-      await journal.save(r);
+      reboot ||= section.needsReboot === true;
       this.#deps.event('job.section-installed', 'info', {
         executionId: r.executionId,
         section: section.index,
@@ -592,7 +604,7 @@ export class UpdateRunner {
     if (slot) return slot;
     if (!r.health) {
       const newSession = (r.packet?.sections ?? []).some(
-        (s) => s.phase === 'installed' && this.#deps.installers.get(s.fileType)?.requiresNewSession?.(this.#context(s)),
+        (s) => s.phase === 'installed' && this.#installers.get(s.fileType)?.requiresNewSession?.(this.#context(s)),
       );
       r.health = {
         deadline: this.#now() + config.healthCheckTimeoutSec * 1000,
@@ -623,7 +635,7 @@ export class UpdateRunner {
         await session.changed(remaining, this.#stop);
       }
     }
-    if (this.#stop.aborted) return 'halt';
+    if (this.#stop.aborted) return HALTED;
     return fail('AGENT_HEALTH_CHECK_FAILED', `not back online and managed within ${config.healthCheckTimeoutSec} s`);
   }
 
@@ -633,122 +645,43 @@ export class UpdateRunner {
     if (slot) return slot;
     for (const section of r.packet?.sections ?? []) {
       if (section.phase !== 'installed') continue;
-      try {
-        await this.#installer(section).commit(this.#context(section));
-      } catch (error) {
-        if (error instanceof PowerCut) throw error;
-        return { outcome: 'failed', error: toAgentError(error, 'AGENT_COMMIT_FAILED') };
-      }
-      section.phase = 'committed';
-      await this.#deps.journal.save(r);
+      // No entering phase: commit is idempotent and runs again after a restart.
+      const step = await this.#sectionStep(section, {
+        call: () => this.#installer(section).commit(this.#context(section)),
+        settle: () => {
+          section.phase = 'committed';
+        },
+      });
+      if (!step.ok) return { outcome: 'failed', error: stepError(step.error, 'AGENT_COMMIT_FAILED') };
     }
     return { outcome: 'ok' };
   }
 
   async #rollingBack(): Promise<HandlerResult> {
     const r = this.record;
-    const { platform, journal, log } = this.#deps;
+    const { platform, log } = this.#deps;
     const bootId = platform.system.bootId();
     if (r.rollbackReboot && r.rollbackReboot.fromBootId === bootId) return this.#reboot();
     const sections = [...(r.packet?.sections ?? [])].reverse();
     for (const section of sections) {
       if (section.phase !== 'installing' && section.phase !== 'installed') continue;
-      let done: 'done' | 'reboot';
-      try {
-        done = await this.#installer(section).rollback(this.#context(section));
-      } catch (error) {
-        if (error instanceof PowerCut) throw error;
-        const e = toAgentError(error, 'AGENT_ROLLBACK_FAILED');
+      const step = await this.#sectionStep(section, {
+        call: () => this.#installer(section).rollback(this.#context(section)),
+        settle: (done) => {
+          // A rollback that needs a reboot runs again after it; the boot id tells the two apart.
+          if (done === 'reboot') r.rollbackReboot = { fromBootId: bootId };
+          else section.phase = 'rolled-back';
+        },
+      });
+      if (!step.ok) {
+        const e = stepError(step.error, 'AGENT_ROLLBACK_FAILED');
         log.error({ executionId: r.executionId, section: section.index, code: e.code, err: e.message }, 'rollback failed');
         this.#deps.event('job.rollback-failed', 'critical', { executionId: r.executionId, section: section.index, code: e.code });
         return { outcome: 'failed', error: new AgentError('AGENT_ROLLBACK_FAILED', e.message) };
       }
-      if (done === 'reboot') {
-        r.rollbackReboot = { fromBootId: bootId };
-        await journal.save(r);
-        return this.#reboot();
-      }
-      section.phase = 'rolled-back';
-      await journal.save(r);
+      if (step.value === 'reboot') return this.#reboot();
     }
     this.#deps.event('job.rolled-back', 'warning', { executionId: r.executionId, code: r.result?.errorCode ?? null });
     return { outcome: 'ok' };
-  }
-}
-
-/**
- * Feeds the first bytes of a download into the protocol's `readPacketHead`, which verifies the
- * MANIFEST signature and the device compatibility before the payload arrives. A failure aborts the
- * download through `signal`; `rejection` then holds the protocol error.
- */
-class HeadCheck {
-  readonly #controller = new AbortController();
-  readonly #queue: Uint8Array[] = [];
-  #wake: (() => void) | undefined;
-  #ended = false;
-  #settled = false;
-  #fed = 0;
-  #promise: Promise<void>;
-  rejection: ProtocolError | undefined;
-
-  constructor(runner: UpdateRunner, profile: ConnectionProfile) {
-    // eslint-disable-next-line @typescript-eslint/no-this-alias -- the generator reads private fields of this feeder
-    const self = this;
-    const source = (async function* () {
-      for (;;) {
-        const chunk = self.#queue.shift();
-        if (chunk) {
-          yield chunk;
-          continue;
-        }
-        if (self.#ended) return;
-        await new Promise<void>((resolve) => {
-          self.#wake = resolve;
-        });
-      }
-    })();
-    this.#promise = runner
-      .readerOptions(profile)
-      .then((options) => readPacketHead(source, options))
-      .then(
-        () => {
-          this.#settled = true;
-        },
-        (error: unknown) => {
-          this.#settled = true;
-          this.#queue.length = 0;
-          if (isProtocolError(error)) {
-            this.rejection = error;
-            this.#controller.abort(error);
-          }
-        },
-      );
-  }
-
-  get signal(): AbortSignal {
-    return this.#controller.signal;
-  }
-
-  /** A chunk of the packet starting at `offset` (a restarted download repeats bytes already fed). */
-  feed(chunk: Uint8Array, offset: number): void {
-    if (this.#settled) return;
-    const skip = this.#fed - offset;
-    if (skip < 0 || skip >= chunk.length) return;
-    const part = skip === 0 ? chunk : chunk.subarray(skip);
-    this.#fed += part.length;
-    this.#queue.push(part);
-    this.#wake?.();
-  }
-
-  async finish(): Promise<void> {
-    this.#ended = true;
-    this.#wake?.();
-    await this.#promise;
-    if (this.rejection) throw this.rejection;
-  }
-
-  dispose(): void {
-    this.#ended = true;
-    this.#wake?.();
   }
 }

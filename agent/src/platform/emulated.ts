@@ -3,6 +3,7 @@ import { createReadStream } from 'node:fs';
 import { mkdir, open, readdir, readFile, rename, rm, stat, statfs } from 'node:fs/promises';
 import { loadavg, totalmem, freemem, cpus } from 'node:os';
 import { dirname, join } from 'node:path';
+import { faultDecorators } from './fault-decorators.js';
 import { skewedClock, systemClock, systemRandom } from './clock.js';
 import { type BlobStore, DeviceModel, type DeviceOptions } from './device-model.js';
 import { FaultInjector, type Faults } from './faults.js';
@@ -237,6 +238,7 @@ export async function createEmulatedPlatform(options: EmulatedPlatformOptions): 
     containers: device.containers,
     network: device.network,
     faults: injector,
+    decorate: faultDecorators(injector, clock),
     system: device.system,
     rebootRequested: () => device.rebootRequested,
     close: async () => {},

@@ -9,7 +9,7 @@
  * but not yet queued for reporting.
  */
 export interface Faults {
-  /** Download link faults, applied by the agent's downloader on the device side. */
+  /** Download link faults, on the device side: the platform wraps the download source (`faultyDownloadSource`). */
   download?: {
     /** Abort the response after this many body bytes (the first `cutTimes` responses, default 1). */
     cutAfterBytes?: number;
@@ -19,6 +19,7 @@ export interface Faults {
     /** Fail this many download attempts before they send a request (network unreachable). */
     failAttempts?: number;
   };
+  /** Install faults: the platform wraps every installer (`faultyInstaller`). */
   install?: {
     /** Fail the install of the section with this index (0-based) or FILETYPE. */
     failSection?: number | string;

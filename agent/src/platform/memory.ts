@@ -1,3 +1,4 @@
+import { faultDecorators } from './fault-decorators.js';
 import { skewedClock, systemClock, systemRandom } from './clock.js';
 import { type BlobStore, DeviceModel, type DeviceOptions, hashOnly } from './device-model.js';
 import { FaultInjector, type Faults, PowerCut } from './faults.js';
@@ -172,6 +173,7 @@ export async function createMemoryPlatform(options: MemoryPlatformOptions = {}):
     containers: device.containers,
     network: device.network,
     faults: injector,
+    decorate: faultDecorators(injector, clock),
     blobs,
     system: device.system,
     rebootRequested: () => device.rebootRequested,

@@ -1,3 +1,5 @@
+import type { Installer } from '../installers/installer.js';
+import type { DownloadSource } from '../jobs/download.js';
 import type { FaultInjector } from './faults.js';
 
 /**
@@ -21,10 +23,22 @@ export interface Platform {
   readonly containers: ContainerPort;
   readonly network: NetworkPort;
   readonly system: SystemPort;
-  /** Fault injection (tests, simulator). Empty on a production platform. */
+  /** Fault injection (tests, simulator): the named fault points. Empty on a production platform. */
   readonly faults: FaultInjector;
+  /**
+   * Wraps parts of the agent in this platform's fault behaviours (failing or slow installs, a
+   * faulty download link). The emulated and memory platforms set it; a production platform leaves
+   * it out and the agent uses its parts as they are.
+   */
+  readonly decorate?: PlatformDecorators;
   /** Releases what the platform holds (file handles, listeners). The platform's data stays. */
   close(): Promise<void>;
+}
+
+/** Decorators a platform applies to the agent's parts (`faultDecorators` for the test platforms). */
+export interface PlatformDecorators {
+  installer(installer: Installer): Installer;
+  downloadSource(source: DownloadSource): DownloadSource;
 }
 
 // ── time ─────────────────────────────────────────────────────────────────────────────────

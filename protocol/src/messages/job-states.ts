@@ -110,3 +110,35 @@ export function isReachableJobState(from: JobExecutionState, to: JobExecutionSta
   if (from === to) return !isTerminalJobState(from);
   return REACHABLE.get(from)?.has(to) ?? false;
 }
+
+/**
+ * The shortest chain of legal transitions from `from` to `to`: the states to report after `from`,
+ * in order, ending with `to` (`from` itself excluded). A sender that skipped states (it was offline,
+ * or jumped ahead after a restart) reports this chain so that its receiver sees every step legal.
+ *
+ * - `from === to` gives `[to]` (a progress update, or a repeat of the state).
+ * - When `to` is not reachable from `from` (`isReachableJobState` is false, for example a step
+ *   backwards or out of a terminal state) there is no legal chain, and the result is `[to]`: the
+ *   caller reports the state itself and the receiver judges it.
+ *
+ * @example jobStatePath('downloading', 'verifying') // ['downloaded', 'installing', 'verifying']
+ */
+export function jobStatePath(from: JobExecutionState, to: JobExecutionState): JobExecutionState[] {
+  if (from === to) return [to];
+  const previous = new Map<JobExecutionState, JobExecutionState>();
+  const queue: JobExecutionState[] = [from];
+  while (queue.length > 0) {
+    const s = queue.shift()!;
+    for (const n of JOB_TRANSITIONS[s]) {
+      if (n === from || previous.has(n)) continue;
+      previous.set(n, s);
+      if (n === to) {
+        const path: JobExecutionState[] = [to];
+        for (let p = s; p !== from; p = previous.get(p)!) path.unshift(p);
+        return path;
+      }
+      queue.push(n);
+    }
+  }
+  return [to];
+}

@@ -16,7 +16,7 @@ export type SessionEvent = 'opened' | 'closed' | 'admission';
 export type MessageHandler<T extends MessageType> = (message: MessageOf<T>, session: SessionInfo) => void;
 
 /**
- * The control channel as the rest of the server sees it (the job dispatcher of the next issue
+ * The control channel as the rest of the server sees it (the job dispatcher
  * uses only this). Sessions live in one process; in cluster mode each worker has its own hub and
  * `isConnected` answers for this worker only (see cluster/ for cross-worker delivery).
  */

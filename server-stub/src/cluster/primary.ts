@@ -28,7 +28,7 @@ export async function runPrimary(config: ServerConfig): Promise<{ close(): Promi
   // Created once here, so the workers do not race to create the signing PKI and the schema.
   await loadOrCreateSigningPki(config.dataDir);
   const notices = new LocalNoticeBus();
-  const services = createServices(config, { notices });
+  const services = createServices(config, { notices, logger: log });
   services.metrics.gauge('fleet_workers', 'Worker processes alive.', () => Object.keys(cluster.workers ?? {}).length, {
     aggregate: 'max',
   });

@@ -42,6 +42,7 @@ export class DownloadTokens {
     try {
       claims = JSON.parse(Buffer.from(payload, 'base64url').toString('utf8')) as typeof claims;
     } catch {
+      // Not an error of ours: the verdict tells the caller, which refuses the download.
       return { ok: false, reason: 'malformed' };
     }
     if (typeof claims.e !== 'string' || typeof claims.d !== 'string' || typeof claims.x !== 'number') {

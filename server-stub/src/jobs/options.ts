@@ -91,16 +91,3 @@ export interface JobTarget {
   deviceUuids: string[];
   groupUuids: string[];
 }
-
-/**
- * How many devices of a wave rollout may start now: the cap of the first wave not yet filled, or
- * 0 while a filled wave still has devices without a result. `Infinity` past the last wave.
- */
-export function waveCapacity(waves: readonly number[], total: number, started: number, unfinished: number): number {
-  for (const pct of waves) {
-    const cap = Math.ceil((pct / 100) * total);
-    if (started < cap) return cap - started;
-    if (unfinished > 0) return 0;
-  }
-  return Number.POSITIVE_INFINITY;
-}

@@ -1,7 +1,6 @@
 import { Type } from '@sinclair/typebox';
 import { DEVICE_DEFAULTS, KEEPALIVE_LIMITS } from '../devices/service.js';
 import { AppError } from '../errors.js';
-import { readDeviceStatus } from '../store/device-status.js';
 import { DEVICE_SORTS, type DeviceRow, type DeviceSort, type DeviceStatus, type Keyset } from '../store/devices.js';
 import { defineRoute, notFound } from './route.js';
 import {
@@ -289,9 +288,9 @@ export const deviceRoutes = [
       status: Type.Union([Type.Record(Type.String(), Type.Unknown()), Type.Null()]),
       statusAt: NullableTimestamp,
     }),
-    handler: ({ ctx, params, services }) => {
+    handler: ({ ctx, params }) => {
       const device = ctx.scope.devices.byUuid(params.uuid) ?? notFound();
-      const row = readDeviceStatus(services.store, device.id);
+      const row = ctx.scope.deviceStatus.byDevice(device.id);
       return {
         hello: row?.hello ? (JSON.parse(row.hello) as Record<string, unknown>) : null,
         helloAt: iso(row?.hello_at ?? null),

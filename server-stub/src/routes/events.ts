@@ -1,6 +1,6 @@
 import { Type } from '@sinclair/typebox';
 import type { AuditRecordRow } from '../audit/store.js';
-import { AccountEventLog, SEVERITIES } from '../store/event-log.js';
+import { SEVERITIES } from '../store/event-log.js';
 import { defineRoute } from './route.js';
 import { decodeCursor, iso, Page, PageQuery, pageLimit, Timestamp, toPage, UUID_PATTERN } from './schemas.js';
 
@@ -133,7 +133,7 @@ export const eventRoutes = [
       const before = decodeCursor(query.cursor, isBefore)?.before ?? Number.MAX_SAFE_INTEGER;
       const from = ms(query.from);
       const to = ms(query.to);
-      const rows = new AccountEventLog(services.store, ctx.accountId).list({
+      const rows = ctx.scope.eventLog.list({
         beforeId: before,
         limit: limit + 1,
         filter: {

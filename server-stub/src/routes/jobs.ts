@@ -1,7 +1,7 @@
 import { Type } from '@sinclair/typebox';
 import { WEEKDAYS } from '../jobs/window.js';
-import { type JobHead, jobTargetDevices } from '../store/jobs.js';
-import { packetById } from '../store/packets.js';
+import type { JobHead } from '../store/jobs.js';
+import type { AccountScope } from '../store/scope.js';
 import { defineRoute, notFound } from './route.js';
 import { decodeCursor, idPage, iso, NullableTimestamp, Page, PageQuery, pageLimit, toPage, Timestamp, UUID_PATTERN, UuidParam } from './schemas.js';
 import type { Services } from '../services.js';
@@ -108,7 +108,7 @@ const Job = Type.Object({
 
 type TargetSummary = { all: boolean; groupUuids: string[]; deviceCount: number };
 
-function jobView(services: Services, j: JobHead) {
+function jobView(services: Services, scope: AccountScope, j: JobHead) {
   const target: TargetSummary = j.target_summary === null
     ? { all: false, groupUuids: [], deviceCount: 0 }
     : (JSON.parse(j.target_summary) as TargetSummary);
@@ -116,7 +116,7 @@ function jobView(services: Services, j: JobHead) {
     uuid: j.uuid,
     name: j.name,
     state: j.state,
-    packetUuid: j.packet_id === null ? null : (packetById(services.store, j.packet_id)?.uuid ?? null),
+    packetUuid: j.packet_id === null ? null : (services.jobs.repo(scope).packetUuid(j.id) ?? null),
     firmwareVersion: j.firmware_version,
     templateUuid: services.templates.jobTemplate(j.id)?.template_uuid ?? null,
     target: { all: target.all, groupUuids: target.groupUuids, deviceCount: target.deviceCount },
@@ -151,7 +151,7 @@ const action = (verb: 'cancel' | 'pause' | 'resume', summary: string) =>
     params: UuidParam,
     resources: { uuid: 'job' },
     response: Job,
-    handler: ({ ctx, params, services }) => jobView(services, services.jobs[verb](ctx.scope, params.uuid)),
+    handler: ({ ctx, params, services }) => jobView(services, ctx.scope, services.jobs[verb](ctx.scope, params.uuid)),
   });
 
 export const jobRoutes = [
@@ -189,7 +189,7 @@ export const jobRoutes = [
       { additionalProperties: false },
     ),
     response: Job,
-    handler: ({ ctx, body, services }) => jobView(services, services.jobs.create(ctx.scope, body, ctx.userUuid)),
+    handler: ({ ctx, body, services }) => jobView(services, ctx.scope, services.jobs.create(ctx.scope, body, ctx.userUuid)),
   }),
   defineRoute({
     method: 'GET',
@@ -205,7 +205,7 @@ export const jobRoutes = [
           services.jobs.repo(ctx.scope).list({ afterId, limit, ...(query.state ? { state: query.state } : {}) }),
         query,
         services.config,
-        (j) => jobView(services, j),
+        (j) => jobView(services, ctx.scope, j),
       ),
   }),
   defineRoute({
@@ -217,7 +217,7 @@ export const jobRoutes = [
     params: UuidParam,
     resources: { uuid: 'job' },
     response: Job,
-    handler: ({ ctx, params, services }) => jobView(services, services.jobs.repo(ctx.scope).byUuid(params.uuid) ?? notFound()),
+    handler: ({ ctx, params, services }) => jobView(services, ctx.scope, services.jobs.repo(ctx.scope).byUuid(params.uuid) ?? notFound()),
   }),
   defineRoute({
     method: 'GET',
@@ -269,7 +269,7 @@ export const jobRoutes = [
       const limit = pageLimit(query, services.config);
       const after = decodeCursor(query.cursor, isIndexCursor)?.i ?? -1;
       return toPage(
-        jobTargetDevices(services.store, job.id, after, limit + 1),
+        services.jobs.repo(ctx.scope).targetDevices(job.id, after, limit + 1),
         limit,
         (r) => ({ deviceUuid: r.uuid }),
         (last) => ({ i: last.idx }),

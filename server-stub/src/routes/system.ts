@@ -24,7 +24,7 @@ export const systemRoutes = [
     // 200 either way: the process is alive and serves reads; a restart would not free space.
     // Monitoring alerts on `status` (see docs/http-edge.md).
     handler: ({ services }) => {
-      services.store.ping();
+      services.health.ping();
       const storage = services.storage.status();
       return { status: storage.status, time: iso(services.clock.now()), storage };
     },

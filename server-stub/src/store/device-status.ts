@@ -146,6 +146,23 @@ export interface DeviceStatusRow {
   status_at: number | null;
 }
 
+/** What the account's devices last reported (hello summary and status). Every statement carries `account_id = ?`. */
+export class AccountDeviceStatus {
+  constructor(
+    private readonly store: Store,
+    readonly accountId: number,
+  ) {}
+
+  byDevice(deviceId: number): DeviceStatusRow | undefined {
+    return this.store
+      .stmt<DeviceStatusRow>(
+        `SELECT s.hello, s.hello_at, s.status, s.status_at FROM device_status s JOIN devices d ON d.id = s.device_id
+         WHERE s.device_id = ? AND d.account_id = ?`,
+      )
+      .get(deviceId, this.accountId);
+  }
+}
+
 export function readDeviceStatus(store: Store, deviceId: number): DeviceStatusRow | undefined {
   return store
     .stmt<DeviceStatusRow>('SELECT hello, hello_at, status, status_at FROM device_status WHERE device_id = ?')

@@ -73,6 +73,23 @@ export class AccountJobs {
       )
       .all(this.accountId, opts.afterId, opts.state ?? null, opts.state ?? null, opts.limit);
   }
+
+  /** One page of the job's explicit target devices, in the order given at creation (`after`: index of the last one seen, -1 before the first). */
+  targetDevices(jobId: number, after: number, limit: number): Array<{ idx: number; uuid: string }> {
+    return this.store
+      .stmt<{ idx: number; uuid: string }>(
+        `SELECT t.key AS idx, t.value AS uuid FROM jobs j, json_each(j.target, '$.deviceUuids') t
+         WHERE j.id = ? AND j.account_id = ? AND t.key > ? ORDER BY t.key LIMIT ?`,
+      )
+      .all(jobId, this.accountId, after, limit);
+  }
+
+  /** The uuid of the job's packet (the account's own or a vendor packet). */
+  packetUuid(jobId: number): string | undefined {
+    return this.store
+      .stmt<{ uuid: string }>('SELECT p.uuid FROM jobs j JOIN packets p ON p.id = j.packet_id WHERE j.id = ? AND j.account_id = ?')
+      .get(jobId, this.accountId)?.uuid;
+  }
 }
 
 /**
@@ -104,4 +121,115 @@ export function jobTargetDevices(store: Store, jobId: number, after: number, lim
        WHERE j.id = ? AND t.key > ? ORDER BY t.key LIMIT ?`,
     )
     .all(jobId, after, limit);
+}
+
+export interface NewJob {
+  uuid: string;
+  accountId: number;
+  name: string;
+  packetId: number | null;
+  firmwareVersion: string | null;
+  /** JSON JobTarget. */
+  target: string;
+  /** JSON `{ all, groupUuids, deviceCount }`. */
+  targetSummary: string;
+  /** JSON JobOptions. */
+  options: string;
+  state: JobState;
+  createdBy: string | null;
+  system: boolean;
+  createdAt: number;
+}
+
+/** Stores a new job; its row id. */
+export function insertJob(store: Store, job: NewJob): number {
+  return Number(
+    store
+      .stmt(
+        `INSERT INTO jobs (uuid, account_id, name, packet_id, firmware_version, target, target_summary, options, state,
+           created_by, system, created_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      )
+      .run(
+        job.uuid,
+        job.accountId,
+        job.name,
+        job.packetId,
+        job.firmwareVersion,
+        job.target,
+        job.targetSummary,
+        job.options,
+        job.state,
+        job.createdBy,
+        job.system ? 1 : 0,
+        job.createdAt,
+      ).lastInsertRowid,
+  );
+}
+
+/**
+ * Moves a job from `from` to `to` (compare and set: false when it is no longer in `from`, e.g.
+ * another process ended it first). `end` records when and why a job reached a terminal state.
+ * Which moves are legal is jobs/job-lifecycle.ts's business, not the store's.
+ */
+export function setJobState(
+  store: Store,
+  jobId: number,
+  from: JobState,
+  to: JobState,
+  end?: { finishedAt: number; abortReason?: string },
+): boolean {
+  if (!end) return store.stmt('UPDATE jobs SET state = ? WHERE id = ? AND state = ?').run(to, jobId, from).changes > 0;
+  return (
+    store
+      .stmt('UPDATE jobs SET state = ?, finished_at = ?, abort_reason = COALESCE(?, abort_reason) WHERE id = ? AND state = ?')
+      .run(to, end.finishedAt, end.abortReason ?? null, jobId, from).changes > 0
+  );
+}
+
+/** Running jobs (without their targets), oldest first. */
+export function runningJobs(store: Store): JobHead[] {
+  return store.stmt<JobHead>(`SELECT ${JOB_HEAD_COLUMNS} FROM jobs WHERE state = 'running' ORDER BY id`).all();
+}
+
+/** Ids of the running jobs, oldest first (the claim order of jobs). */
+export function runningJobIds(store: Store): number[] {
+  return store.stmt<{ id: number }>(`SELECT id FROM jobs WHERE state = 'running' ORDER BY id`).all().map((r) => r.id);
+}
+
+/** Running dynamic jobs of the device's account, with their targets (a device may have joined a targeted group). */
+export function dynamicJobsOfDeviceAccount(store: Store, deviceId: number): JobRow[] {
+  return store
+    .stmt<JobRow>(
+      `SELECT j.* FROM jobs j JOIN devices d ON d.account_id = j.account_id
+       WHERE d.id = ? AND j.state = 'running' AND json_extract(j.options, '$.dynamic') = 1`,
+    )
+    .all(deviceId);
+}
+
+/**
+ * A job's counters (`bucket` → n) from `job_counts`, kept by triggers on job_devices,
+ * job_executions and devices (migration 28): a poll reads a handful of rows, not every device.
+ * Buckets: `status:<pending|active|done>`, `result:<state>`, `state:<execution state in flight>`,
+ * `skipped`, `ignored`.
+ */
+export function jobCountBuckets(store: Store, jobId: number): Map<string, number> {
+  const c = new Map<string, number>();
+  for (const r of store.stmt<{ bucket: string; n: number }>('SELECT bucket, n FROM job_counts WHERE job_id = ?').all(jobId)) {
+    c.set(r.bucket, r.n);
+  }
+  return c;
+}
+
+/** The job's devices still pending or active, from `job_counts` (what decides whether it is finished). */
+export function unfinishedJobDevices(store: Store, jobId: number): { pending: number; active: number } {
+  let pending = 0;
+  let active = 0;
+  for (const r of store
+    .stmt<{ bucket: string; n: number }>(`SELECT bucket, n FROM job_counts WHERE job_id = ? AND bucket IN ('status:pending', 'status:active')`)
+    .all(jobId)) {
+    if (r.bucket === 'status:pending') pending = r.n;
+    else active = r.n;
+  }
+  return { pending, active };
 }

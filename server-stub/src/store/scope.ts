@@ -1,7 +1,10 @@
 import { type AccountRowId, asAccountRowId } from '../ids.js';
 import { AccountApiTokens, type AccountRow, Accounts, AccountUsers } from './accounts.js';
+import { AccountDashboard } from './dashboard.js';
 import type { Store } from './database.js';
+import { AccountDeviceStatus } from './device-status.js';
 import { AccountDevices, AccountGroups } from './devices.js';
+import { AccountEventLog } from './event-log.js';
 import { AccountEvents } from './events.js';
 import { AccountLeases } from './leases.js';
 import { AccountLicences } from './licences.js';
@@ -19,7 +22,13 @@ export class AccountScope {
   readonly devices: AccountDevices;
   readonly groups: AccountGroups;
   readonly events: AccountEvents;
+  /** The activity log as the API lists it (device events and system changes). */
+  readonly eventLog: AccountEventLog;
   readonly leases: AccountLeases;
+  /** What the devices last reported over the control channel. */
+  readonly deviceStatus: AccountDeviceStatus;
+  /** The dashboard's aggregates. */
+  readonly dashboard: AccountDashboard;
   /** The account's row id (`accounts.id`), not its public uuid. */
   readonly accountId: AccountRowId;
 
@@ -36,6 +45,9 @@ export class AccountScope {
     this.groups = new AccountGroups(store, accountId);
     this.events = new AccountEvents(store, accountId);
     this.leases = new AccountLeases(store, accountId);
+    this.eventLog = new AccountEventLog(store, accountId);
+    this.deviceStatus = new AccountDeviceStatus(store, accountId);
+    this.dashboard = new AccountDashboard(store, accountId);
   }
 
   /** The account row itself. */

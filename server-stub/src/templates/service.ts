@@ -34,7 +34,7 @@ export interface JobTemplateHook {
   /** A failed render is forgotten once its execution failed, so a retry renders again. */
   forget(jobId: number, deviceId: number): void;
   /** Renders (asynchronously) what devices ready in this process will be claimed for; calls `ready` after. */
-  prepare(ready: () => void): void;
+  renderAhead(ready: () => void): void;
 }
 
 /** Renders at most this many devices per preparation round (the next round follows at once). */
@@ -196,7 +196,7 @@ export class TemplateService implements JobTemplateHook {
     this.store.stmt('DELETE FROM template_renders WHERE job_id = ? AND device_id = ?').run(jobId, deviceId);
   }
 
-  prepare(ready: () => void): void {
+  renderAhead(ready: () => void): void {
     if (this.#preparing) {
       this.#again = true;
       return;
@@ -211,7 +211,7 @@ export class TemplateService implements JobTemplateHook {
         const again = this.#again;
         this.#again = false;
         ready();
-        if (again) this.prepare(ready);
+        if (again) this.renderAhead(ready);
       });
   }
 

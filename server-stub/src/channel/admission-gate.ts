@@ -1,0 +1,170 @@
+import { CloseCodes, createMessage, encode, type MessageOf } from '@router-fleet/protocol';
+import type { Logger } from 'pino';
+import type { AdmissionService } from '../admission/service.js';
+import type { AdmitResult } from '../admission/types.js';
+import type { Clock } from '../clock.js';
+import { sessionParams } from '../devices/keep-alive.js';
+import type { Metrics } from '../metrics.js';
+import type { DeviceFacts } from '../store/channel.js';
+import type { DeviceStatusBuffer } from '../store/device-status.js';
+import { TickBatch } from '../tick-batch.js';
+import type { Session, Sessions } from './session.js';
+import type { SessionIo } from './session-io.js';
+
+/** Most hellos admitted in one transaction (group commit); more wait for the next tick. */
+const HELLO_BATCH_MAX = 256;
+
+const WELCOME_REASONS = {
+  'licence-limit': ['LICENCE_LIMIT', 'All licences are in use by devices that connected earlier.'],
+  'no-free-licence': ['LICENCE_UNAVAILABLE', 'No licence is free; retry later.'],
+  'no-active-licence': ['NO_ACTIVE_LICENCE', 'The account has no active licence.'],
+} as const;
+
+export interface AdmissionGateDeps {
+  readonly admission: Pick<AdmissionService, 'admitMany' | 'releaseMany'>;
+  /** The device and account facts a hello needs (store/channel.ts). */
+  readonly deviceFacts: (deviceUuid: string) => DeviceFacts | undefined;
+  /** Where the hello summary (model, firmware, inventory) is buffered. */
+  readonly status: Pick<DeviceStatusBuffer, 'hello'>;
+  readonly clock: Clock;
+  readonly metrics: Metrics;
+  readonly log: Logger;
+  readonly sessions: Sessions;
+  readonly io: SessionIo;
+  /** Called once a session is open and welcomed (trust anchors, registry, session listeners). */
+  readonly opened: (s: Session) => void;
+}
+
+interface QueuedHello {
+  s: Session;
+  msg: MessageOf<'hello'>;
+  facts: DeviceFacts;
+  now: number;
+}
+
+/**
+ * hello → admission → welcome. Hellos of one tick are admitted in one transaction; the session waits
+ * in `admitting` meanwhile. A newer connection of an admitted device replaces the older one.
+ */
+export class AdmissionGate {
+  readonly #hellos = new TickBatch<QueuedHello>((batch) => this.#flush(batch), HELLO_BATCH_MAX);
+
+  constructor(private readonly deps: AdmissionGateDeps) {}
+
+  /** The first frame of an `awaiting-hello` session was a hello. */
+  hello(s: Session, msg: MessageOf<'hello'>): void {
+    const { deps } = this;
+    const b = msg.body;
+    const now = deps.clock.now();
+    const facts = deps.deviceFacts(b.deviceId);
+    if (!facts || facts.serial_number !== b.serialNumber) {
+      deps.metrics.inc('fleet_admissions_total', { outcome: 'denied' });
+      return this.#decided(s, msg, facts, now, { outcome: 'denied', reason: 'unknown-device', retryAfterSec: 3600 });
+    }
+    // Group commit: hellos arriving in the same tick are admitted in one transaction (one fsync),
+    // in arrival order, so a reconnect storm is not bound by one fsync per device.
+    deps.sessions.move(s, 'hello');
+    this.#hellos.push({ s, msg, facts, now });
+  }
+
+  #flush(batch: QueuedHello[]): void {
+    const { deps } = this;
+    let results: AdmitResult[];
+    try {
+      results = deps.admission.admitMany(
+        batch.map(({ msg, now }) => ({ deviceUuid: msg.body.deviceId, credential: msg.body.credential, connectedAt: now })),
+      );
+    } catch (err) {
+      // The store could not decide (e.g. SQLITE_BUSY: other processes held the write lock past
+      // the busy timeout). Nothing was leased: the devices are asked to come back later and
+      // reconnect with their backoff. Never a crash.
+      deps.log.warn({ err, hellos: batch.length }, 'admission batch failed; devices asked to retry');
+      deps.metrics.inc('fleet_errors_total', { code: 'SERVER_ADMISSION_BUSY' });
+      for (const { s } of batch) deps.io.close(s, CloseCodes.TRY_AGAIN_LATER, 'server busy, try again later');
+      return;
+    }
+    const orphans: string[] = [];
+    batch.forEach(({ s, msg, facts, now }, i) => {
+      const result = results[i]!;
+      if (s.state !== 'admitting') {
+        // The link ended (or was refused, or the server shut down) while its hello waited: give
+        // back what was just leased.
+        if (result.outcome === 'managed' || result.outcome === 'unmanaged') orphans.push(result.deviceUuid);
+        return;
+      }
+      this.#decided(s, msg, facts, now, result);
+    });
+    const stray = orphans.filter((u) => !deps.sessions.ofDevice(u));
+    if (stray.length > 0) deps.admission.releaseMany(stray);
+  }
+
+  #decided(s: Session, msg: MessageOf<'hello'>, facts: DeviceFacts | undefined, now: number, result: AdmitResult): void {
+    const { deps } = this;
+    const { io, sessions } = deps;
+    const b = msg.body;
+    if (result.outcome === 'denied') {
+      io.error(s, 'SERVER_DEVICE_AUTH_FAILED', 'device unknown or credential wrong', msg.id);
+      return io.close(s, CloseCodes.AUTH_FAILED, 'authentication failed');
+    }
+    // Authenticated: a newer connection of the same device replaces the older one.
+    const previous = sessions.ofDevice(result.deviceUuid);
+    if (previous) {
+      const wasClosing = previous.state === 'closing';
+      sessions.move(previous, 'replaced');
+      if (!wasClosing) io.startClose(previous, CloseCodes.REPLACED, 'replaced by a newer connection');
+    }
+    const session = sessionParams(facts!);
+    const analyticsConsent = consentOf(facts!.settings);
+    const base = { deviceId: result.deviceUuid, session, analyticsConsent, serverTime: now };
+    const reply = { correlationId: msg.id, sentAt: now };
+    if (result.outcome === 'rejected') {
+      const [reason, reasonMessage] = WELCOME_REASONS[result.reason];
+      const body = { ...base, admission: 'rejected' as const, reason, reasonMessage, retryAfterSec: Math.min(result.retryAfterSec, 86_400) };
+      io.send(s, encode(createMessage('welcome', body, reply)));
+      return io.close(s, CloseCodes.REJECTED, 'no licence free');
+    }
+    s.deviceUuid = result.deviceUuid;
+    s.deviceKey = result.deviceKey;
+    s.accountId = result.accountId;
+    s.accountKey = facts!.account_id;
+    s.admission = result.outcome;
+    s.connectedAt = now;
+    s.pingIntervalMs = session.pingIntervalSec * 1000;
+    s.pongTimeoutMs = session.pongTimeoutSec * 1000;
+    sessions.move(s, 'admitted');
+    deps.status.hello(
+      s.deviceKey,
+      {
+        model: b.model,
+        firmwareVersion: b.firmwareVersion,
+        agentVersion: b.agentVersion,
+        capabilities: b.capabilities.slice(0, 32),
+        bootId: b.bootId,
+        inventory: b.inventory,
+      },
+      now,
+      b.trustAnchorsDigest,
+    );
+    const welcome =
+      result.outcome === 'managed'
+        ? { ...base, admission: 'managed' as const }
+        : {
+            ...base,
+            admission: 'unmanaged' as const,
+            reason: WELCOME_REASONS['licence-limit'][0],
+            reasonMessage: WELCOME_REASONS['licence-limit'][1],
+          };
+    io.send(s, encode(createMessage('welcome', welcome, reply)));
+    s.anchorsDigest = b.trustAnchorsDigest;
+    deps.opened(s);
+  }
+}
+
+function consentOf(settings: string): boolean {
+  try {
+    return (JSON.parse(settings) as { analyticsConsent?: unknown }).analyticsConsent === true;
+  } catch {
+    // Settings that do not parse grant nothing: without consent no analytics are kept.
+    return false;
+  }
+}

@@ -1,0 +1,471 @@
+import { randomUUID } from 'node:crypto';
+import {
+  CANCELLABLE_JOB_STATES,
+  createMessage,
+  isTerminalJobState,
+  type MessageOf,
+} from '@router-fleet/protocol';
+import type { Logger } from 'pino';
+import type { Clock } from '../clock.js';
+import { MINUTE } from '../clock.js';
+import type { Metrics } from '../metrics.js';
+import type { PacketService } from '../packets/service.js';
+import type { Store } from '../store/database.js';
+import type { ExecutionRow } from '../store/jobs.js';
+import { dynamicJobsOfDeviceAccount, type JobHead, jobById, jobTarget, runningJobIds, runningJobs } from '../store/jobs.js';
+import { LocalReadyDevices } from '../store/job-executions.js';
+import { packetById, type PacketRow } from '../store/packets.js';
+import type { JobTemplateHook } from '../templates/service.js';
+import { TickBatch } from '../tick-batch.js';
+import type { JobChannelPort } from './channel-port.js';
+import type { DownloadTokens } from './download-token.js';
+import type { JobOptions, JobTarget } from './options.js';
+import type { JobOutcomes } from './outcomes.js';
+import { decideProgress } from './progress.js';
+import { capacity, type CapacityCounts, countsNeeded, executionDeadline } from './rollout.js';
+import { nextWindow, type WindowSpan } from './window.js';
+
+/** A queued execution not offered within this time belongs to a worker that died: its device is claimed again. */
+const ORPHAN_QUEUED_MS = MINUTE;
+
+/** Most channel inputs applied in one transaction; more in one tick flush early. */
+const INBOX_BATCH_MAX = 2000;
+/**
+ * Executions claimed per write transaction; more are claimed in the next turn of the event loop.
+ * One claim for 13,000 connected devices held the write lock past the other workers' busy timeout
+ * (the 50,000-router run: job creation answered 500 with SQLITE_BUSY).
+ */
+export const CLAIMS_PER_TRANSACTION = 500;
+
+type ProgressOutcome = 'applied' | 'duplicate' | 'illegal' | 'unknown';
+
+/** What the control channel hands the dispatcher, in arrival order. */
+type ChannelInput =
+  | { kind: 'ready'; deviceUuid: string }
+  | { kind: 'progress'; deviceUuid: string; message: MessageOf<'job-progress'> };
+
+interface Claim {
+  exec: ExecutionRow;
+  job: JobHead;
+  deviceUuid: string;
+  packet: PacketRow;
+}
+
+/** Counts of progress messages that were not applied (kept in memory; also in metrics). */
+export interface IgnoredProgress {
+  duplicate: number;
+  illegal: number;
+  unknown: number;
+}
+
+export interface DispatcherDeps {
+  readonly store: Store;
+  readonly clock: Clock;
+  readonly packets: PacketService;
+  readonly tokens: DownloadTokens;
+  readonly metrics: Metrics;
+  readonly outcomes: JobOutcomes;
+  /** Child loggers of it carry the job and device a line is about. */
+  readonly log: Logger;
+  /** Base URL of packet downloads in offers. */
+  readonly publicBaseUrl: string;
+}
+
+/**
+ * Dispatch of jobs to devices connected to this process: the inbox of channel inputs (devices
+ * ready, job progress), claims within each job's rollout limits, offers and cancels. All dispatch
+ * state is in the store (jobs, job_devices, job_executions), so several worker processes can each
+ * dispatch to their own connected devices: executions are claimed in `BEGIN IMMEDIATE`
+ * transactions that re-check the rollout limits, and the only in-memory state is which devices are
+ * connected to this process (a per-connection TEMP table, so the claim query can join it).
+ */
+export class JobDispatcher {
+  readonly #store: Store;
+  readonly #clock: Clock;
+  readonly #packets: PacketService;
+  readonly #tokens: DownloadTokens;
+  readonly #metrics: Metrics;
+  readonly #outcomes: JobOutcomes;
+  readonly #log: Logger;
+  readonly #ready: LocalReadyDevices;
+  #port: JobChannelPort | undefined;
+  #dispatchPending = false;
+  #templates: JobTemplateHook | undefined;
+  readonly ignored: IgnoredProgress = { duplicate: 0, illegal: 0, unknown: 0 };
+  readonly #inbox: TickBatch<ChannelInput>;
+  /** Base URL of packet downloads in offers (`https://host:port`); set after listen when port 0. */
+  publicBaseUrl: string;
+
+  constructor(deps: DispatcherDeps) {
+    this.#store = deps.store;
+    this.#clock = deps.clock;
+    this.#packets = deps.packets;
+    this.#tokens = deps.tokens;
+    this.#metrics = deps.metrics;
+    this.#outcomes = deps.outcomes;
+    this.#log = deps.log;
+    this.publicBaseUrl = deps.publicBaseUrl;
+    this.#ready = new LocalReadyDevices(deps.store);
+    this.#inbox = new TickBatch<ChannelInput>((batch) => this.#apply(batch), INBOX_BATCH_MAX);
+  }
+
+  setTemplateHook(hook: JobTemplateHook): void {
+    this.#templates = hook;
+  }
+
+  /** Connects the dispatcher to a control channel (once). */
+  attach(port: JobChannelPort): void {
+    if (this.#port) throw new Error('a channel port is already attached');
+    this.#port = port;
+    port.onDeviceReady((deviceUuid) => this.#inbox.push({ kind: 'ready', deviceUuid }));
+    port.onJobProgress((deviceUuid, message) => this.#inbox.push({ kind: 'progress', deviceUuid, message }));
+  }
+
+  /**
+   * Applies what the channel delivered since the last flush, in arrival order, in one transaction
+   * (group commit: one fsync for a whole tick of progress reports and reconnects instead of one
+   * each), then acknowledges the terminal reports and dispatches once. Each item runs in its own
+   * savepoint, so a bad one is undone alone and counted; if the commit itself fails nothing is
+   * acknowledged and the devices repeat their terminal reports.
+   */
+  #apply(batch: ChannelInput[]): void {
+    const now = this.#clock.now();
+    const acks: Array<{ deviceUuid: string; correlationId: string }> = [];
+    const outcomes: Array<Exclude<ProgressOutcome, 'applied'>> = [];
+    let finished = false;
+    try {
+      this.#store.write(() => {
+        for (const item of batch) {
+          try {
+            if (item.kind === 'ready') {
+              this.#store.savepoint(() => this.#deviceReady(item.deviceUuid));
+              continue;
+            }
+            const outcome = this.#store.savepoint(() => this.#applyProgress(item.deviceUuid, item.message, now));
+            const terminal = isTerminalJobState(item.message.body.state);
+            if (outcome !== 'applied') outcomes.push(outcome);
+            if (outcome !== 'unknown' && terminal) acks.push({ deviceUuid: item.deviceUuid, correlationId: item.message.id });
+            if (outcome === 'applied' && terminal) finished = true;
+          } catch (err) {
+            // This item's savepoint was undone; the others of the batch still commit.
+            this.#metrics.inc('fleet_errors_total', { code: 'SERVER_INTERNAL' });
+            this.#log.error({ err, deviceUuid: item.deviceUuid, input: item.kind, ...executionOf(item) }, 'channel input not applied');
+          }
+        }
+      });
+    } catch (err) {
+      // Nothing was stored: nothing is acknowledged; the devices resend, the next tick retries dispatch.
+      this.#metrics.inc('fleet_errors_total', { code: 'SERVER_INTERNAL' });
+      this.#log.error({ err, inputs: batch.length }, 'channel inputs not stored (the devices repeat them)');
+      return;
+    }
+    for (const outcome of outcomes) {
+      this.ignored[outcome]++;
+      this.#metrics.inc('fleet_job_progress_ignored_total', { reason: outcome });
+    }
+    for (const a of acks) this.#send(a.deviceUuid, createMessage('ack', { seqs: [] }, { correlationId: a.correlationId, sentAt: now }));
+    if (finished || batch.some((item) => item.kind === 'ready')) {
+      try {
+        this.dispatch();
+      } catch (err) {
+        // A dispatch problem must never take the channel down; the next tick retries from the store.
+        this.#metrics.inc('fleet_errors_total', { code: 'SERVER_INTERNAL' });
+        this.#log.error({ err }, 'dispatch failed (the next tick retries)');
+      }
+    }
+  }
+
+  /**
+   * A device is connected here and managed: resend what it may have missed (flush dispatches after).
+   * That includes executions still `queued`: claimed by a process that died (or lost the device)
+   * before it recorded the offer, which may or may not have gone out; offers are idempotent by
+   * execution id, so it is offered again and recorded as offered.
+   */
+  #deviceReady(deviceUuid: string): void {
+    const deviceId = this.#ready.add(deviceUuid);
+    if (deviceId === undefined) return;
+    this.#refreshDynamicFor(deviceId);
+    const executions = this.#outcomes.executions;
+    const now = this.#clock.now();
+    for (const exec of executions.openForDevice(deviceId)) {
+      const job = jobById(this.#store, exec.job_id)!;
+      if (exec.cancel_requested === 1) {
+        if (CANCELLABLE_JOB_STATES.includes(exec.state)) this.#sendCancel(deviceUuid, exec);
+        continue;
+      }
+      const packet = exec.packet_id === null ? undefined : packetById(this.#store, exec.packet_id);
+      if (packet && !this.#send(deviceUuid, this.#offer(exec, job, deviceUuid, packet))) return;
+      if (exec.state === 'queued') executions.markOffered(exec.id, now);
+    }
+  }
+
+  /** A device that became ready may have joined a targeted group of a dynamic job. */
+  #refreshDynamicFor(deviceId: number): void {
+    const now = this.#clock.now();
+    const jobs = dynamicJobsOfDeviceAccount(this.#store, deviceId);
+    if (jobs.length === 0) return;
+    this.#store.write(() => {
+      for (const job of jobs) this.#outcomes.addTargets(job, JSON.parse(job.target) as JobTarget, now);
+    });
+  }
+
+  // ── periodic work and dispatch ─────────────────────────────────────────────────────────────
+
+  /** Periodic work (timer and test-clock changes): timeouts, orphans, dynamic targets, dispatch. */
+  tick(): void {
+    const now = this.#clock.now();
+    const executions = this.#outcomes.executions;
+    this.#store.write(() => {
+      for (const e of executions.overdue(now)) {
+        this.#outcomes.finish(e, jobById(this.#store, e.job_id)!, 'timed-out', now, 'SERVER_EXECUTION_TIMEOUT', 'No result before the deadline.');
+      }
+      for (const e of executions.orphans(now - ORPHAN_QUEUED_MS)) this.#abandonOrphan(e, now);
+      for (const job of runningJobs(this.#store)) {
+        const options = JSON.parse(job.options) as JobOptions;
+        if (options.dynamic) this.#outcomes.addTargets(job, JSON.parse(jobTarget(this.#store, job.id)!) as JobTarget, now);
+        this.#outcomes.maybeFinish(job, now);
+      }
+    });
+    for (const jobId of executions.jobsWithUnsentCancels()) this.sendPendingCancels(jobId);
+    this.dispatch();
+  }
+
+  /**
+   * Claims executions for devices connected here, within each job's limits, and offers them. The
+   * claim is one BEGIN IMMEDIATE transaction (limits are counted inside it, so several processes
+   * never exceed them together); sending happens after commit, and an offer that cannot be sent
+   * (device gone) is undone.
+   */
+  dispatch(): void {
+    if (!this.#port) return;
+    // Template jobs: render the packets of ready devices first (async); dispatch runs again after.
+    this.#templates?.renderAhead(() => this.dispatch());
+    const now = this.#clock.now();
+    const { claims, more } = this.#store.write(() => this.#claim(now));
+    if (more) this.#dispatchSoon();
+    if (claims.length === 0) return;
+    const sent: Claim[] = [];
+    const failed: Claim[] = [];
+    for (const c of claims) {
+      if (this.#send(c.deviceUuid, this.#offer(c.exec, c.job, c.deviceUuid, c.packet))) sent.push(c);
+      else failed.push(c);
+    }
+    const executions = this.#outcomes.executions;
+    this.#store.write(() => {
+      for (const c of sent) executions.markOffered(c.exec.id, now);
+      for (const c of failed) this.#unclaim(c.exec);
+    });
+    this.#metrics.inc('fleet_job_offers_total', undefined, sent.length);
+    // Capacity freed by failed sends may go to other connected devices.
+    if (failed.length > 0) this.dispatch();
+  }
+
+  /** Dispatches again in the next turn of the event loop (once, however often asked). */
+  #dispatchSoon(): void {
+    if (this.#dispatchPending) return;
+    this.#dispatchPending = true;
+    setImmediate(() => {
+      this.#dispatchPending = false;
+      try {
+        this.dispatch();
+      } catch (err) {
+        // Nothing is lost: the claims are in the store and the next tick retries.
+        this.#metrics.inc('fleet_errors_total', { code: 'SERVER_INTERNAL' });
+        this.#log.error({ err }, 'dispatch failed (the next tick retries)');
+      }
+    });
+  }
+
+  #claim(now: number): { claims: Claim[]; more: boolean } {
+    const executions = this.#outcomes.executions;
+    const devices = this.#outcomes.devices;
+    const claims: Claim[] = [];
+    const busy = new Set<number>();
+    let taken = 0;
+    let more = false;
+    // Job by job, oldest first: the limits first, then at most that many candidates (a job with
+    // no room left costs one count, not a read of its pending devices).
+    for (const jobId of runningJobIds(this.#store)) {
+      if (taken >= CLAIMS_PER_TRANSACTION) {
+        more = true;
+        break;
+      }
+      const job = jobById(this.#store, jobId)!;
+      const options = JSON.parse(job.options) as JobOptions;
+      const window = options.window ? nextWindow(options.window, now) : undefined;
+      let room = capacity(options, this.#capacityCounts(jobId, options, now), window);
+      if (room <= 0) continue;
+      const limit = Math.min(room, CLAIMS_PER_TRANSACTION - taken);
+      const rows = executions.claimCandidates(jobId, now, limit);
+      // A full page may leave more behind (rows skipped below count against it too).
+      if (rows.length === limit) more = true;
+      const takenBefore = taken;
+      for (let k = 0; k < rows.length && room > 0 && taken < CLAIMS_PER_TRANSACTION; k++) {
+        const row = rows[k]!;
+        if (busy.has(row.device_id)) continue;
+        const rendered = this.#templates?.packetFor(jobId, row.device_id) ?? { kind: 'none' as const };
+        if (rendered.kind === 'pending') continue;
+        const packet = rendered.kind === 'none' ? this.#packetFor(job, row.model) : rendered.kind === 'packet' ? rendered.packet : undefined;
+        busy.add(row.device_id);
+        room--;
+        taken++;
+        const attempt = devices.attempts(jobId, row.device_id) + 1;
+        devices.markActive(jobId, row.device_id, attempt);
+        const exec = executions.insert({
+          uuid: randomUUID(),
+          jobId,
+          deviceId: row.device_id,
+          packetId: packet?.id ?? null,
+          attempt,
+          claimedAt: now,
+          deadline: executionDeadline(now, options.timeoutSec, window),
+          windowStart: window?.notBefore ?? null,
+          windowEnd: window?.notAfter ?? null,
+        });
+        if (rendered.kind === 'error') {
+          // The template could not be rendered for this device (a missing value): fails before anything is sent.
+          this.#templates!.forget(jobId, row.device_id);
+          this.#outcomes.finish(exec, job, 'failed', now, rendered.code, rendered.message);
+          continue;
+        }
+        if (!packet) {
+          // Firmware job and no catalogue firmware of that version for this model: rejected here.
+          this.#outcomes.finish(exec, job, 'rejected', now, 'SERVER_FIRMWARE_UNKNOWN',
+            `No firmware ${job.firmware_version} for model ${row.model ?? '(unknown)'} in the catalogue.`);
+          continue;
+        }
+        claims.push({ exec, job, deviceUuid: row.uuid, packet });
+      }
+      if (taken > takenBefore) this.#log.debug({ job: job.uuid, claimed: taken - takenBefore, roomLeft: room }, 'executions claimed');
+    }
+    return { claims, more };
+  }
+
+  /** The counts the job's rollout limits need, read inside the claim transaction. */
+  #capacityCounts(jobId: number, options: JobOptions, now: number): CapacityCounts {
+    const need = countsNeeded(options);
+    const executions = this.#outcomes.executions;
+    return {
+      ...(need.inFlight ? { inFlight: executions.inFlight(jobId) } : {}),
+      ...(need.claimedLastMinute ? { claimedLastMinute: executions.claimedSince(jobId, now - MINUTE) } : {}),
+      ...(need.devices ? { devices: this.#outcomes.devices.waveCounts(jobId) } : {}),
+    };
+  }
+
+  #packetFor(job: JobHead, model: string | null): PacketRow | undefined {
+    if (job.packet_id !== null) return packetById(this.#store, job.packet_id);
+    if (job.firmware_version === null || model === null) return undefined;
+    return this.#packets.catalogue.byModelVersion(model, job.firmware_version);
+  }
+
+  /**
+   * A claim whose process died before recording the offer, and whose device did not come back to
+   * be offered it again: its device goes back to pending (a new execution is claimed for it), and
+   * the execution is kept, ended by the server, not deleted: the offer may have gone out, and the
+   * device's result for it must still be recorded (and acknowledged) when it arrives.
+   */
+  #abandonOrphan(e: ExecutionRow, now: number): void {
+    const ended = this.#outcomes.executions.abandonQueued(
+      e.id,
+      now,
+      'SERVER_OFFER_UNCONFIRMED',
+      'Claimed by a process that stopped before recording the offer.',
+    );
+    if (ended) this.#outcomes.backToPending(e);
+  }
+
+  /** Undoes a claim whose offer could not be sent (only while still queued: another process may have offered it since). */
+  #unclaim(e: ExecutionRow): void {
+    if (this.#outcomes.executions.deleteQueued(e.id)) this.#outcomes.backToPending(e);
+  }
+
+  // ── messages to devices ────────────────────────────────────────────────────────────────────
+
+  #offer(exec: ExecutionRow, job: JobHead, deviceUuid: string, packet: PacketRow): MessageOf<'job-offer'> {
+    const now = this.#clock.now();
+    const options = JSON.parse(job.options) as JobOptions;
+    const expiresAt = Math.min(exec.deadline, now + this.#packets.options.downloadTokenTtlSec * 1000);
+    const token = this.#tokens.issue({ executionId: exec.uuid, deviceUuid, expiresAt });
+    const installWindow: WindowSpan | undefined =
+      exec.window_start !== null && exec.window_end !== null ? { notBefore: exec.window_start, notAfter: exec.window_end } : undefined;
+    return createMessage(
+      'job-offer',
+      {
+        executionId: exec.uuid,
+        jobId: job.uuid,
+        packet: {
+          url: `${this.publicBaseUrl}/api/packets/download/${exec.uuid}`,
+          size: packet.size,
+          sha256: packet.sha256,
+          description: packet.name.slice(0, 256),
+        },
+        download: { token, expiresAt },
+        deadline: exec.deadline,
+        ...(installWindow ? { installWindow } : {}),
+        allowDowngrade: options.allowDowngrade,
+      },
+      { sentAt: now },
+    );
+  }
+
+  #send(deviceUuid: string, message: Parameters<JobChannelPort['send']>[1]): boolean {
+    const ok = this.#port?.send(deviceUuid, message) ?? false;
+    if (!ok) this.#ready.remove(deviceUuid);
+    return ok;
+  }
+
+  #sendCancel(deviceUuid: string, exec: ExecutionRow): void {
+    const now = this.#clock.now();
+    const sent = this.#send(
+      deviceUuid,
+      createMessage('job-cancel', { executionId: exec.uuid, reason: 'The job was cancelled.' }, { sentAt: now }),
+    );
+    if (sent) this.#outcomes.executions.markCancelSent(exec.id, now);
+  }
+
+  /** Sends the job's cancels to its devices connected here that were not told yet. */
+  sendPendingCancels(jobId: number): void {
+    for (const e of this.#outcomes.executions.unsentCancels(jobId)) this.#sendCancel(e.device_uuid, e);
+  }
+
+  // ── progress from devices ──────────────────────────────────────────────────────────────────
+
+  /**
+   * Applies a job-progress as `decideProgress` judges it against the stored execution: states
+   * reachable from the stored one advance it (the ones in between were lost or never sent); a
+   * terminal result is recorded once, and revises a result the server decided without the device;
+   * repeats and states behind the stored one are ignored and counted. Every terminal report of a
+   * known execution is acknowledged (again, for duplicates), so the device stops repeating it.
+   */
+  #applyProgress(deviceUuid: string, message: MessageOf<'job-progress'>, now: number): ProgressOutcome {
+    const body = message.body;
+    const executions = this.#outcomes.executions;
+    const exec = executions.withDevice(body.executionId);
+    if (!exec || exec.device_uuid !== deviceUuid) return 'unknown';
+    const decision = decideProgress({ state: exec.state, resultSource: exec.result_source }, body.state);
+    switch (decision.kind) {
+      case 'duplicate':
+        return 'duplicate';
+      case 'stale':
+        executions.countIgnored(exec.id);
+        return 'illegal';
+      case 'advance':
+        // From `queued`: the offer went out but the process that sent it died before recording it.
+        executions.advance(exec.id, decision.state, body.percent ?? null, now);
+        return 'applied';
+      case 'finish':
+        this.#outcomes.finish(exec, jobById(this.#store, exec.job_id)!, decision.state, now, body.errorCode ?? null, body.errorMessage ?? null, 'device');
+        return 'applied';
+      case 'revise':
+        this.#outcomes.revise(exec, decision.state, decision.previous, now, body.errorCode ?? null, body.errorMessage ?? null);
+        return 'applied';
+    }
+  }
+}
+
+/** The execution a channel input is about, for a log line (read defensively: the input may be what failed). */
+function executionOf(item: ChannelInput): { executionId?: unknown } {
+  if (item.kind !== 'progress') return {};
+  const body = item.message.body as { executionId?: unknown } | undefined;
+  return body?.executionId === undefined ? {} : { executionId: body.executionId };
+}

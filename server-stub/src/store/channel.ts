@@ -1,0 +1,70 @@
+import type { Store } from './database.js';
+import { AccountEvents } from './events.js';
+
+/** What the control channel reads about a device when its hello arrives. */
+export interface DeviceFacts {
+  readonly id: number;
+  readonly account_id: number;
+  readonly serial_number: string;
+  readonly ping_interval: number;
+  readonly pong_timeout: number;
+  readonly session_timeout: number;
+  /** The account's settings (JSON). */
+  readonly settings: string;
+}
+
+/** One device event to store (the body of an `event` message, with whose it is). */
+export interface DeviceEventInput {
+  /** Account row id. */
+  readonly accountKey: number;
+  readonly deviceUuid: string;
+  readonly seq: number;
+  readonly kind: string;
+  readonly severity: string;
+  readonly at: number;
+  readonly details?: unknown;
+}
+
+/**
+ * The reads and writes of the control channel, so that channel/ holds no SQL: device facts for a
+ * hello, account keys for trust-anchor notices, device events in one transaction.
+ */
+export class ChannelRepository {
+  readonly #facts;
+  readonly #accountKey;
+
+  constructor(private readonly store: Store) {
+    this.#accountKey = store.stmt<{ id: number }>('SELECT id FROM accounts WHERE uuid = ?');
+    this.#facts = store.stmt<DeviceFacts>(
+      `SELECT d.id, d.account_id, d.serial_number, d.ping_interval, d.pong_timeout, d.session_timeout, a.settings
+       FROM devices d JOIN accounts a ON a.id = d.account_id WHERE d.uuid = ?`,
+    );
+  }
+
+  deviceFacts(deviceUuid: string): DeviceFacts | undefined {
+    return this.#facts.get(deviceUuid);
+  }
+
+  /** The row id of the account with this uuid. */
+  accountKey(accountUuid: string): number | undefined {
+    return this.#accountKey.get(accountUuid)?.id;
+  }
+
+  /**
+   * Stores device events in one transaction (durable before the acks). A seq seen before is ignored
+   * by the event log's dedupe key, so a resent event is stored once.
+   */
+  recordDeviceEvents(events: readonly DeviceEventInput[], now: number): void {
+    this.store.write(() => {
+      for (const e of events) {
+        new AccountEvents(this.store, e.accountKey).record({
+          type: 'device.event',
+          subject: e.deviceUuid,
+          data: { seq: e.seq, kind: e.kind, severity: e.severity, at: e.at, ...(e.details ? { details: e.details } : {}) },
+          at: now,
+          dedupeKey: `device-event:${e.deviceUuid}:${e.seq}`,
+        });
+      }
+    });
+  }
+}

@@ -1,0 +1,109 @@
+import type { JobExecutionState } from '@router-fleet/protocol';
+import type { Store } from './database.js';
+import type { JobDeviceStatus } from './jobs.js';
+
+/** A job's devices by how far they got, for wave rollouts. */
+export interface WaveCounts {
+  total: number;
+  /** Devices that had at least one execution. */
+  started: number;
+  /** Started devices without a final result yet. */
+  unfinished: number;
+}
+
+/** A job's devices with a result, and how many of those results are failures. */
+export interface ResultCounts {
+  failed: number;
+  finished: number;
+}
+
+/**
+ * The devices a job covers (`job_devices`): pending, active (an execution in flight) or done, with
+ * the latest result and the number of attempts. Not account-scoped: the dispatcher works across
+ * accounts; the job id carries the account.
+ */
+export class JobDevices {
+  constructor(private readonly store: Store) {}
+
+  /** Adds every device of the account (devices already in the job are kept as they are); returns how many were added. */
+  addAll(jobId: number, accountId: number, now: number): number {
+    return this.store
+      .stmt(`INSERT OR IGNORE INTO job_devices (job_id, device_id, status, added_at) SELECT ?, id, 'pending', ? FROM devices WHERE account_id = ?`)
+      .run(jobId, now, accountId).changes;
+  }
+
+  /** Adds the account's devices in these groups; returns how many were added. */
+  addGroups(jobId: number, accountId: number, groupIds: readonly number[], now: number): number {
+    return this.store
+      .stmt(
+        `INSERT OR IGNORE INTO job_devices (job_id, device_id, status, added_at) SELECT ?, id, 'pending', ? FROM devices
+         WHERE account_id = ? AND group_id IN (SELECT value FROM json_each(?))`,
+      )
+      .run(jobId, now, accountId, JSON.stringify(groupIds)).changes;
+  }
+
+  /** Adds these devices of the account; returns how many were added. */
+  addDevices(jobId: number, accountId: number, deviceIds: readonly number[], now: number): number {
+    return this.store
+      .stmt(
+        `INSERT OR IGNORE INTO job_devices (job_id, device_id, status, added_at) SELECT ?, id, 'pending', ? FROM devices
+         WHERE account_id = ? AND id IN (SELECT value FROM json_each(?))`,
+      )
+      .run(jobId, now, accountId, JSON.stringify(deviceIds)).changes;
+  }
+
+  attempts(jobId: number, deviceId: number): number {
+    return (
+      this.store
+        .stmt<{ attempts: number }>('SELECT attempts FROM job_devices WHERE job_id = ? AND device_id = ?')
+        .get(jobId, deviceId)?.attempts ?? 0
+    );
+  }
+
+  /** The device was claimed: an execution is in flight, and this is its `attempt`th. */
+  markActive(jobId: number, deviceId: number, attempt: number): void {
+    this.store.stmt(`UPDATE job_devices SET status = 'active', attempts = ? WHERE job_id = ? AND device_id = ?`).run(attempt, jobId, deviceId);
+  }
+
+  /** The device's result after an execution ended: done, or pending again (a retry not before `nextAttemptAt`). */
+  settle(jobId: number, deviceId: number, status: JobDeviceStatus, result: JobExecutionState, nextAttemptAt: number): void {
+    this.store
+      .stmt('UPDATE job_devices SET status = ?, result = ?, next_attempt_at = ? WHERE job_id = ? AND device_id = ?')
+      .run(status, result, nextAttemptAt, jobId, deviceId);
+  }
+
+  /** An active device whose claim was undone is pending again, and the claim does not count as an attempt. */
+  backToPending(jobId: number, deviceId: number): void {
+    this.store
+      .stmt(
+        `UPDATE job_devices SET status = 'pending', attempts = MAX(attempts - 1, 0) WHERE job_id = ? AND device_id = ? AND status = 'active'`,
+      )
+      .run(jobId, deviceId);
+  }
+
+  /** The job was cancelled: devices not yet claimed are done with the result `cancelled`. */
+  cancelPending(jobId: number): void {
+    this.store.stmt(`UPDATE job_devices SET status = 'done', result = 'cancelled' WHERE job_id = ? AND status = 'pending'`).run(jobId);
+  }
+
+  /** See WaveCounts. */
+  waveCounts(jobId: number): WaveCounts {
+    return this.store
+      .stmt<WaveCounts>(
+        `SELECT COUNT(*) AS total, COALESCE(SUM(attempts > 0), 0) AS started,
+           COALESCE(SUM(attempts > 0 AND status != 'done'), 0) AS unfinished
+         FROM job_devices WHERE job_id = ?`,
+      )
+      .get(jobId)!;
+  }
+
+  /** See ResultCounts; `failures` are the results that count as failed. */
+  resultCounts(jobId: number, failures: readonly JobExecutionState[]): ResultCounts {
+    return this.store
+      .stmt<ResultCounts>(
+        `SELECT COALESCE(SUM(result IN (SELECT value FROM json_each(?))), 0) AS failed, COUNT(result) AS finished
+         FROM job_devices WHERE job_id = ?`,
+      )
+      .get(JSON.stringify(failures), jobId)!;
+  }
+}

@@ -1,0 +1,305 @@
+import { CANCELLABLE_JOB_STATES, type JobExecutionState } from '@router-fleet/protocol';
+import type { Store } from './database.js';
+import type { ExecutionRow } from './jobs.js';
+
+const CANCELLABLE_SQL = `('${CANCELLABLE_JOB_STATES.join('\', \'')}')`;
+
+/**
+ * The devices connected here that one running job may be offered to now, in claim order, at most
+ * `limit` (parameters: job id, now, limit). Runs in the write transaction of every dispatch (each
+ * reconnect and each finished execution), so it walks the job's pending devices in claim order
+ * through the partial index `job_devices_pending` (migration 26) and stops at the limit, instead of
+ * reading and sorting every device of the job: a test checks the plan. The model (which catalogue
+ * firmware a firmware job sends) is the one the router reported, else the typed-in one.
+ */
+export const CLAIM_CANDIDATES_SQL = `SELECT jd.device_id, d.uuid, COALESCE(d.reported_model, d.model) AS model
+  FROM job_devices jd
+  JOIN job_local_ready r ON r.device_id = jd.device_id
+  JOIN devices d ON d.id = jd.device_id
+  WHERE jd.job_id = ? AND jd.status = 'pending' AND jd.next_attempt_at <= ?
+    AND d.admission = 'managed'
+    AND NOT EXISTS (SELECT 1 FROM job_executions e WHERE e.device_id = jd.device_id AND e.finished_at IS NULL)
+  ORDER BY jd.added_at, jd.device_id
+  LIMIT ?`;
+
+/** Executions claimed but never offered (the claiming process died): the job tick reclaims them (index `job_executions_queued`). */
+export const ORPHAN_QUEUED_SQL = `SELECT * FROM job_executions WHERE state = 'queued' AND finished_at IS NULL AND claimed_at < ?`;
+
+/** A job's executions in flight, for its maxConcurrent limit (counted in index `job_executions_unfinished`). */
+export const IN_FLIGHT_SQL = 'SELECT COUNT(*) AS n FROM job_executions WHERE job_id = ? AND finished_at IS NULL';
+
+/** A device of a running job that may be claimed now (see CLAIM_CANDIDATES_SQL). */
+export interface ClaimCandidate {
+  device_id: number;
+  uuid: string;
+  model: string | null;
+}
+
+/** An execution with the uuid of its device. */
+export type ExecutionWithDevice = ExecutionRow & { device_uuid: string };
+
+export interface NewExecution {
+  uuid: string;
+  jobId: number;
+  deviceId: number;
+  packetId: number | null;
+  attempt: number;
+  claimedAt: number;
+  deadline: number;
+  windowStart: number | null;
+  windowEnd: number | null;
+}
+
+/** One row of a job's per-device results (the device, its status in the job, its latest execution). */
+export interface DeviceResultRow {
+  id: number;
+  uuid: string;
+  serial_number: string;
+  admission: string | null;
+  status: string;
+  result: string | null;
+  attempts: number;
+  exec_uuid: string | null;
+  state: string | null;
+  percent: number | null;
+  error_code: string | null;
+  error_message: string | null;
+  cancel_requested: number | null;
+  updated_at: number | null;
+}
+
+/** Longest error message kept with an execution (characters). */
+const ERROR_MESSAGE_MAX = 1024;
+
+/**
+ * Job executions of every account: what the dispatcher claims, offers, cancels and finishes. Not
+ * account-scoped: dispatch serves whatever devices are connected to this process. Statements are
+ * prepared once by the store (`Store.stmt` caches them by text).
+ */
+export class JobExecutions {
+  constructor(private readonly store: Store) {}
+
+  byId(id: number): ExecutionRow | undefined {
+    return this.store.stmt<ExecutionRow>('SELECT * FROM job_executions WHERE id = ?').get(id);
+  }
+
+  /** The execution and its device's uuid (to check that a report comes from the device it was offered to). */
+  withDevice(uuid: string): ExecutionWithDevice | undefined {
+    return this.store
+      .stmt<ExecutionWithDevice>(
+        `SELECT e.*, d.uuid AS device_uuid FROM job_executions e JOIN devices d ON d.id = e.device_id WHERE e.uuid = ?`,
+      )
+      .get(uuid);
+  }
+
+  /** The device's executions not finished, oldest first. */
+  openForDevice(deviceId: number): ExecutionRow[] {
+    return this.store
+      .stmt<ExecutionRow>('SELECT * FROM job_executions WHERE device_id = ? AND finished_at IS NULL ORDER BY id')
+      .all(deviceId);
+  }
+
+  /** The job's executions claimed and not yet offered. */
+  queuedOfJob(jobId: number): ExecutionRow[] {
+    return this.store
+      .stmt<ExecutionRow>(`SELECT * FROM job_executions WHERE job_id = ? AND state = 'queued' AND finished_at IS NULL`)
+      .all(jobId);
+  }
+
+  /** Executions offered (or further) whose deadline passed without a result. */
+  overdue(now: number): ExecutionRow[] {
+    return this.store
+      .stmt<ExecutionRow>(`SELECT * FROM job_executions WHERE finished_at IS NULL AND deadline <= ? AND state != 'queued'`)
+      .all(now);
+  }
+
+  /** Executions claimed before `claimedBefore` and still queued (see ORPHAN_QUEUED_SQL). */
+  orphans(claimedBefore: number): ExecutionRow[] {
+    return this.store.stmt<ExecutionRow>(ORPHAN_QUEUED_SQL).all(claimedBefore);
+  }
+
+  /** See CLAIM_CANDIDATES_SQL. */
+  claimCandidates(jobId: number, now: number, limit: number): ClaimCandidate[] {
+    return this.store.stmt<ClaimCandidate>(CLAIM_CANDIDATES_SQL).all(jobId, now, limit);
+  }
+
+  /** Records a claim (state `queued`) and returns it. */
+  insert(e: NewExecution): ExecutionRow {
+    const id = Number(
+      this.store
+        .stmt(
+          `INSERT INTO job_executions (uuid, job_id, device_id, packet_id, attempt, state, claimed_at, updated_at,
+             deadline, window_start, window_end)
+           VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?)`,
+        )
+        .run(e.uuid, e.jobId, e.deviceId, e.packetId, e.attempt, e.claimedAt, e.claimedAt, e.deadline, e.windowStart, e.windowEnd)
+        .lastInsertRowid,
+    );
+    return this.byId(id)!;
+  }
+
+  /** The offer went out (only while still queued: another process may have recorded it since). */
+  markOffered(id: number, now: number): void {
+    this.store
+      .stmt(`UPDATE job_executions SET state = 'offered', offered_at = ?, updated_at = ? WHERE id = ? AND state = 'queued'`)
+      .run(now, now, id);
+  }
+
+  /** Deletes a claim whose offer could not be sent; false when it is no longer queued. */
+  deleteQueued(id: number): boolean {
+    return this.store.stmt(`DELETE FROM job_executions WHERE id = ? AND state = 'queued'`).run(id).changes > 0;
+  }
+
+  /** Ends a still-queued claim as `cancelled` by the server; false when it is no longer queued. */
+  abandonQueued(id: number, now: number, errorCode: string, errorMessage: string): boolean {
+    return (
+      this.store
+        .stmt(
+          `UPDATE job_executions SET state = 'cancelled', finished_at = ?, updated_at = ?, result_source = 'server', error_code = ?,
+             error_message = ? WHERE id = ? AND state = 'queued'`,
+        )
+        .run(now, now, errorCode, errorMessage, id).changes > 0
+    );
+  }
+
+  /** A non-terminal state reported by the device (from `queued`: the offer evidently went out). */
+  advance(id: number, state: JobExecutionState, percent: number | null, now: number): void {
+    this.store
+      .stmt('UPDATE job_executions SET state = ?, percent = ?, updated_at = ?, offered_at = COALESCE(offered_at, ?) WHERE id = ?')
+      .run(state, percent, now, now, id);
+  }
+
+  /** A terminal state, decided by the device or the server (`source`). */
+  finish(
+    id: number,
+    state: JobExecutionState,
+    now: number,
+    errorCode: string | null,
+    errorMessage: string | null,
+    source: 'device' | 'server',
+  ): void {
+    this.store
+      .stmt(
+        `UPDATE job_executions SET state = ?, finished_at = ?, updated_at = ?, error_code = ?, error_message = ?, result_source = ?
+         WHERE id = ?`,
+      )
+      .run(state, now, now, errorCode, errorMessage?.slice(0, ERROR_MESSAGE_MAX) ?? null, source, id);
+  }
+
+  /** The device's own terminal state replaces the one the server decided (finished_at stays). */
+  revise(id: number, state: JobExecutionState, now: number, errorCode: string | null, errorMessage: string | null): void {
+    this.store
+      .stmt(
+        `UPDATE job_executions SET state = ?, result_source = 'device', updated_at = ?, error_code = ?, error_message = ? WHERE id = ?`,
+      )
+      .run(state, now, errorCode, errorMessage?.slice(0, ERROR_MESSAGE_MAX) ?? null, id);
+  }
+
+  /** A report behind the recorded state (counted per execution). */
+  countIgnored(id: number): void {
+    this.store.stmt('UPDATE job_executions SET ignored_progress = ignored_progress + 1 WHERE id = ?').run(id);
+  }
+
+  /** The id of the device's latest execution in the job. */
+  latestId(jobId: number, deviceId: number): number | null {
+    return (
+      this.store
+        .stmt<{ id: number | null }>('SELECT MAX(id) AS id FROM job_executions WHERE job_id = ? AND device_id = ?')
+        .get(jobId, deviceId)?.id ?? null
+    );
+  }
+
+  /** Every unfinished execution of the job is to be cancelled (sent where possible, see unsentCancels). */
+  requestCancel(jobId: number): void {
+    this.store.stmt('UPDATE job_executions SET cancel_requested = 1 WHERE job_id = ? AND finished_at IS NULL').run(jobId);
+  }
+
+  markCancelSent(id: number, now: number): void {
+    this.store.stmt('UPDATE job_executions SET cancel_sent_at = ? WHERE id = ?').run(now, id);
+  }
+
+  /** The job's executions to be cancelled whose device is connected here and has not been told yet. */
+  unsentCancels(jobId: number): ExecutionWithDevice[] {
+    return this.store
+      .stmt<ExecutionWithDevice>(
+        `SELECT e.*, d.uuid AS device_uuid FROM job_executions e
+         JOIN job_local_ready r ON r.device_id = e.device_id JOIN devices d ON d.id = e.device_id
+         WHERE e.job_id = ? AND e.cancel_requested = 1 AND e.cancel_sent_at IS NULL AND e.finished_at IS NULL
+           AND e.state IN ${CANCELLABLE_SQL}`,
+      )
+      .all(jobId);
+  }
+
+  /** Jobs with cancels not yet sent to devices connected here. */
+  jobsWithUnsentCancels(): number[] {
+    return this.store
+      .stmt<{ job_id: number }>(
+        `SELECT DISTINCT e.job_id FROM job_executions e JOIN job_local_ready r ON r.device_id = e.device_id
+         WHERE e.cancel_requested = 1 AND e.cancel_sent_at IS NULL AND e.finished_at IS NULL`,
+      )
+      .all()
+      .map((r) => r.job_id);
+  }
+
+  /** The job's executions in flight (see IN_FLIGHT_SQL). */
+  inFlight(jobId: number): number {
+    return this.store.stmt<{ n: number }>(IN_FLIGHT_SQL).get(jobId)!.n;
+  }
+
+  /** The job's executions claimed after `since` (retries included). */
+  claimedSince(jobId: number, since: number): number {
+    return this.store.stmt<{ n: number }>('SELECT COUNT(*) AS n FROM job_executions WHERE job_id = ? AND claimed_at > ?').get(jobId, since)!.n;
+  }
+
+  /** The job's executions finished after `since` (bounded by them: index job_executions_finished). */
+  finishedSince(jobId: number, since: number): number {
+    return this.store.stmt<{ n: number }>('SELECT COUNT(*) AS n FROM job_executions WHERE job_id = ? AND finished_at > ?').get(jobId, since)!.n;
+  }
+
+  /** What a download of the execution may serve, whatever its state. */
+  downloadTarget(uuid: string): { device_uuid: string; packet_id: number | null; finished_at: number | null } | undefined {
+    return this.store
+      .stmt<{ device_uuid: string; packet_id: number | null; finished_at: number | null }>(
+        `SELECT d.uuid AS device_uuid, e.packet_id, e.finished_at FROM job_executions e
+         JOIN devices d ON d.id = e.device_id WHERE e.uuid = ?`,
+      )
+      .get(uuid);
+  }
+
+  /** Per-device results of a job, cursor-paged by device id, with each device's latest execution. */
+  deviceResults(jobId: number, afterId: number, limit: number): DeviceResultRow[] {
+    return this.store
+      .stmt<DeviceResultRow>(
+        `SELECT d.id, d.uuid, d.serial_number, d.admission, jd.status, jd.result, jd.attempts,
+           e.uuid AS exec_uuid, e.state, e.percent, e.error_code, e.error_message, e.cancel_requested, e.updated_at
+         FROM job_devices jd JOIN devices d ON d.id = jd.device_id
+         LEFT JOIN job_executions e ON e.id = (
+           SELECT MAX(id) FROM job_executions WHERE job_id = jd.job_id AND device_id = jd.device_id)
+         WHERE jd.job_id = ? AND jd.device_id > ? ORDER BY jd.device_id LIMIT ?`,
+      )
+      .all(jobId, afterId, limit);
+  }
+}
+
+/**
+ * The devices whose control channel is open in this process and managed: a per-connection TEMP
+ * table, so the claim query can join it (each worker process dispatches to its own devices).
+ */
+export class LocalReadyDevices {
+  constructor(private readonly store: Store) {
+    store.db.exec('CREATE TEMP TABLE IF NOT EXISTS job_local_ready (device_id INTEGER PRIMARY KEY)');
+  }
+
+  /** Marks the device ready here; its row id, or undefined for an unknown device. */
+  add(deviceUuid: string): number | undefined {
+    const device = this.store.stmt<{ id: number }>('SELECT id FROM devices WHERE uuid = ?').get(deviceUuid);
+    if (!device) return undefined;
+    this.store.stmt('INSERT OR IGNORE INTO job_local_ready (device_id) VALUES (?)').run(device.id);
+    return device.id;
+  }
+
+  /** The device is no longer reachable here (a send to it failed). */
+  remove(deviceUuid: string): void {
+    this.store.stmt('DELETE FROM job_local_ready WHERE device_id = (SELECT id FROM devices WHERE uuid = ?)').run(deviceUuid);
+  }
+}
