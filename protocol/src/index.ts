@@ -7,3 +7,4 @@ export * from './messages/index.js';
 export * from './packet/index.js';
 export * from './transport.js';
 export * from './version.js';
+export * from './state-table.js';

@@ -1,31 +1,9 @@
 import { SESSION_TABLE } from './session-table.js';
-import { type TransitionTable, transitions } from './table.js';
+import { mermaidDiagram, rowsMarkdown } from '@router-fleet/protocol';
 import { REPORTED_JOB_STATE, UPDATE_TABLE } from './update-table.js';
 
-const id = (state: string) => state.replace(/-/g, '_');
-
-/** A Mermaid state diagram of a transition table. */
-export function mermaidDiagram<S extends string, O extends string>(table: TransitionTable<S, O>): string {
-  const lines = ['stateDiagram-v2'];
-  for (const s of table.states) if (s.includes('-')) lines.push(`  state "${s}" as ${id(s)}`);
-  lines.push(`  [*] --> ${id(table.initial)}`);
-  for (const e of transitions(table)) lines.push(`  ${id(e.from)} --> ${id(e.to)}: ${e.outcome}`);
-  for (const s of table.terminal) lines.push(`  ${id(s)} --> [*]`);
-  return lines.join('\n');
-}
-
-function rowsTable<S extends string, O extends string>(table: TransitionTable<S, O>, extra?: (s: S) => string): string {
-  const head = extra ? '| State | Meaning | Reported job state | Outcome → next state |' : '| State | Meaning | Outcome → next state |';
-  const sep = extra ? '| --- | --- | --- | --- |' : '| --- | --- | --- |';
-  const rows = table.states.map((s) => {
-    const out = Object.entries(table.rows[s] as Record<string, string>)
-      .map(([o, to]) => `\`${o}\` → \`${to}\``)
-      .join(', ');
-    const cells = [`\`${s}\``, table.describe[s], ...(extra ? [extra(s)] : []), out || '— (terminal)'];
-    return `| ${cells.join(' | ')} |`;
-  });
-  return [head, sep, ...rows].join('\n');
-}
+/** A Mermaid state diagram of a transition table (protocol's, re-exported for the agent's users). */
+export { mermaidDiagram };
 
 /** The whole of docs/agent-lifecycle.md, generated from the tables. */
 export function renderLifecycleDoc(): string {
@@ -46,7 +24,7 @@ ${'```mermaid'}
 ${mermaidDiagram(SESSION_TABLE)}
 ${'```'}
 
-${rowsTable(SESSION_TABLE)}
+${rowsMarkdown(SESSION_TABLE)}
 
 ## Update (one job execution)
 
@@ -54,10 +32,15 @@ ${'```mermaid'}
 ${mermaidDiagram(UPDATE_TABLE)}
 ${'```'}
 
-${rowsTable(UPDATE_TABLE, (s) => {
-  const reported = REPORTED_JOB_STATE[s];
-  if (s === 'done') return 'the result: `succeeded`, `failed`, `rejected`, `cancelled` or `timed-out`';
-  return reported ? `\`${reported}\`` : '(unchanged)';
+${rowsMarkdown(UPDATE_TABLE, {
+  extra: {
+    heading: 'Reported job state',
+    cell: (s) => {
+      const reported = REPORTED_JOB_STATE[s];
+      if (s === 'done') return 'the result: `succeeded`, `failed`, `rejected`, `cancelled` or `timed-out`';
+      return reported ? `\`${reported}\`` : '(unchanged)';
+    },
+  },
 })}
 
 Resuming after a restart: \`offered\`, \`downloading\`, \`verifying\`, \`waiting\` continue (the download

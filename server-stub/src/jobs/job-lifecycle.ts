@@ -101,7 +101,7 @@ ${'```mermaid'}
 ${jobLifecycleMermaid(table)}
 ${'```'}
 
-${rowsMarkdown(table, 'Event')}
+${rowsMarkdown(table, { outcomeWord: 'Event' })}
 
 | Event | Cause |
 | --- | --- |
