@@ -101,6 +101,12 @@ try {
     `const hello = JSON.parse(readFileSync(new URL(import.meta.resolve('@router-fleet/protocol/schema/hello.json')), 'utf8'));`,
     `if (typeof hello !== 'object') throw new Error('schema/hello.json is not JSON');`,
     `import.meta.resolve('@router-fleet/server-stub/cli');`,
+    `const config = await import('@router-fleet/protocol/config');`,
+    `if (typeof config.loadConfigTable !== 'function') throw new Error('@router-fleet/protocol/config has no loadConfigTable');`,
+    `const csv = await import('@router-fleet/protocol/csv');`,
+    `if (typeof csv.parseCsv !== 'function') throw new Error('@router-fleet/protocol/csv has no parseCsv');`,
+    `const random = await import('@router-fleet/protocol/random');`,
+    `if (typeof random.mulberry32 !== 'function') throw new Error('@router-fleet/protocol/random has no mulberry32');`,
     `for (const n of ${JSON.stringify(Object.keys(tarballs))}) await import(n);`,
   ].join('\n'));
   try {

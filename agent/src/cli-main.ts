@@ -5,7 +5,7 @@ import { PROTOCOL_VERSION } from '@router-fleet/protocol';
 import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { createAgent } from './agent.js';
-import { type AgentConfig, CONFIG_TABLE, type ConfigInput, envName, flagName, loadConfig } from './config.js';
+import { type AgentConfig, CONFIG_TABLE, type ConfigInput, envName, flagName, loadConfig, readAgentConfigFile } from './config.js';
 import { lockDataDir } from './data-dir-lock.js';
 import { AgentError } from './errors.js';
 import { exitCodeOf, NO_RESTART_EXIT_CODES } from './exit-codes.js';
@@ -48,13 +48,7 @@ async function resolve(argv: Record<string, unknown>): Promise<AgentConfig> {
   }
   let file: ConfigInput | undefined;
   const configPath = (argv.config as string | undefined) ?? process.env.FLEET_AGENT_CONFIG;
-  if (configPath) {
-    try {
-      file = JSON.parse(await readFile(configPath, 'utf8')) as ConfigInput;
-    } catch (error) {
-      throw new AgentError('AGENT_CONFIG_INVALID', `cannot read ${configPath}: ${(error as Error).message}`);
-    }
-  }
+  if (configPath) file = readAgentConfigFile(configPath);
   return loadConfig({ flags, env: process.env, ...(file ? { file } : {}) });
 }
 

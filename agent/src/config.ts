@@ -1,10 +1,19 @@
+import {
+  type ConfigInput as SharedConfigInput,
+  loadConfigTable,
+  optionEnvName,
+  optionFlagName,
+  type OptionSpec as SharedOptionSpec,
+  readConfigFile,
+} from '@router-fleet/protocol/config';
 import { AgentError } from './errors.js';
 
 /**
  * The agent's one configuration table. Each option is read from, in order of precedence, command
  * line flags (`--boot-delay-max-sec 0`), the environment (`FLEET_AGENT_BOOT_DELAY_MAX_SEC=0`), a JSON
  * file (`--config FILE`) and the default. The result is validated once and frozen, then passed in;
- * nothing reads configuration at import time.
+ * nothing reads configuration at import time. The loader and its parsing rules are protocol's
+ * (`@router-fleet/protocol/config`), shared with the server.
  */
 export interface AgentConfig {
   readonly dataDir: string;
@@ -52,19 +61,8 @@ export interface AgentConfig {
   readonly stopTimeoutSec: number;
 }
 
-type OptionType = 'string' | 'integer' | 'boolean';
-
-export interface OptionSpec {
-  readonly name: keyof AgentConfig;
-  readonly type: OptionType;
-  /** `null` = not set; `undefined` = required. */
-  readonly default: string | number | boolean | null | undefined;
-  readonly unit: string;
-  readonly description: string;
-  readonly min?: number;
-  readonly max?: number;
-  readonly choices?: readonly string[];
-}
+/** One row of the agent's configuration table (the shared loader's row, named by this config's keys). */
+export type OptionSpec = SharedOptionSpec<keyof AgentConfig>;
 
 const MiB = 1024 * 1024;
 
@@ -114,43 +112,15 @@ export const CONFIG_TABLE: readonly OptionSpec[] = [
   { name: 'stopTimeoutSec', type: 'integer', default: 20, unit: 's', min: 1, description: 'Longest graceful stop (SIGTERM) before the process exits anyway.' },
 ];
 
-export type ConfigInput = Partial<Record<keyof AgentConfig, unknown>>;
+export type ConfigInput = SharedConfigInput<keyof AgentConfig>;
 
 /** `bootDelayMaxSec` → `FLEET_AGENT_BOOT_DELAY_MAX_SEC`. */
 export function envName(name: string): string {
-  return `FLEET_AGENT_${name.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}`;
+  return optionEnvName('FLEET_AGENT', name);
 }
 
 /** `bootDelayMaxSec` → `boot-delay-max-sec`. */
-export function flagName(name: string): string {
-  return name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
-}
-
-function coerce(spec: OptionSpec, raw: unknown, source: string): string | number | boolean | null {
-  if (raw === null) return null;
-  const fail = (why: string) => new AgentError('AGENT_CONFIG_INVALID', `${spec.name} (${source}): ${why}`);
-  switch (spec.type) {
-    case 'string': {
-      if (typeof raw !== 'string' && typeof raw !== 'number') throw fail('expected a string');
-      const s = String(raw);
-      if (spec.choices && !spec.choices.includes(s)) throw fail(`expected one of ${spec.choices.join(', ')}`);
-      return s;
-    }
-    case 'integer': {
-      const n = typeof raw === 'string' && raw.trim() !== '' ? Number(raw) : raw;
-      if (typeof n !== 'number' || !Number.isSafeInteger(n)) throw fail('expected an integer');
-      if (spec.min !== undefined && n < spec.min) throw fail(`must be ≥ ${spec.min}`);
-      if (spec.max !== undefined && n > spec.max) throw fail(`must be ≤ ${spec.max}`);
-      return n;
-    }
-    case 'boolean': {
-      if (typeof raw === 'boolean') return raw;
-      if (raw === 'true' || raw === '1' || raw === 'yes') return true;
-      if (raw === 'false' || raw === '0' || raw === 'no') return false;
-      throw fail('expected true or false');
-    }
-  }
-}
+export const flagName = optionFlagName;
 
 export interface ConfigSources {
   flags?: ConfigInput;
@@ -158,36 +128,26 @@ export interface ConfigSources {
   file?: ConfigInput;
 }
 
+const configError = (message: string) => new AgentError('AGENT_CONFIG_INVALID', message);
+
+function crossCheck(config: AgentConfig): string | undefined {
+  if (config.backoffMaxMs < config.backoffBaseMs) return 'backoffMaxMs must be ≥ backoffBaseMs';
+  if (config.authBackoffMaxSec < config.authBackoffMinSec) return 'authBackoffMaxSec must be ≥ authBackoffMinSec';
+  return undefined;
+}
+
 /**
- * Resolves the configuration: flags > environment > file > defaults. Unknown keys in the file are
- * refused (typos must not pass silently). Throws AGENT_CONFIG_INVALID.
+ * Resolves the configuration: flags > environment > file > defaults, by the shared loader's rules
+ * (`@router-fleet/protocol/config`). Unknown keys in the file are refused (typos must not pass
+ * silently). Throws AGENT_CONFIG_INVALID.
  */
 export function loadConfig(sources: ConfigSources): AgentConfig {
-  const known = new Set(CONFIG_TABLE.map((s) => s.name as string));
-  for (const key of Object.keys(sources.file ?? {})) {
-    if (!known.has(key)) throw new AgentError('AGENT_CONFIG_INVALID', `unknown option "${key}" in the configuration file`);
-  }
-  const out: Record<string, unknown> = {};
-  for (const spec of CONFIG_TABLE) {
-    const flag = sources.flags?.[spec.name];
-    const env = sources.env?.[envName(spec.name)];
-    const file = sources.file?.[spec.name];
-    let value: string | number | boolean | null | undefined;
-    if (flag !== undefined) value = coerce(spec, flag, 'flag');
-    else if (env !== undefined && env !== '') value = coerce(spec, env, `env ${envName(spec.name)}`);
-    else if (file !== undefined) value = coerce(spec, file, 'file');
-    else value = spec.default;
-    if (value === undefined) throw new AgentError('AGENT_CONFIG_INVALID', `${spec.name} is required`);
-    out[spec.name] = value;
-  }
-  const config = out as unknown as AgentConfig;
-  if (config.backoffMaxMs < config.backoffBaseMs) {
-    throw new AgentError('AGENT_CONFIG_INVALID', 'backoffMaxMs must be ≥ backoffBaseMs');
-  }
-  if (config.authBackoffMaxSec < config.authBackoffMinSec) {
-    throw new AgentError('AGENT_CONFIG_INVALID', 'authBackoffMaxSec must be ≥ authBackoffMinSec');
-  }
-  return Object.freeze(config);
+  return loadConfigTable<AgentConfig>(CONFIG_TABLE, sources, { envPrefix: 'FLEET_AGENT', error: configError, check: crossCheck });
+}
+
+/** Reads a JSON configuration file (`--config FILE`). Throws AGENT_CONFIG_INVALID. */
+export function readAgentConfigFile(path: string): ConfigInput {
+  return readConfigFile(path, configError);
 }
 
 /** Defaults plus `overrides` (programmatic use: simulator, tests). */

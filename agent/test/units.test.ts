@@ -32,6 +32,10 @@ describe('configuration table', () => {
       () => loadConfig({ flags: { dataDir: '/d', logLevel: 'loud' } }),
       () => loadConfig({ flags: { dataDir: '/d' }, file: { bootDelay: 1 } as never }),
       () => loadConfig({ flags: { dataDir: '/d' }, env: { FLEET_AGENT_REQUIRE_SIGNATURES: 'maybe' } }),
+      // Integers as text are decimal digits only; booleans true/1/false/0 (the server's rules too).
+      () => loadConfig({ flags: { dataDir: '/d' }, env: { FLEET_AGENT_BOOT_DELAY_MAX_SEC: '0x10' } }),
+      () => loadConfig({ flags: { dataDir: '/d' }, env: { FLEET_AGENT_BOOT_DELAY_MAX_SEC: '1e3' } }),
+      () => loadConfig({ flags: { dataDir: '/d' }, env: { FLEET_AGENT_REQUIRE_SIGNATURES: 'yes' } }),
       () => loadConfig({}),
       () => resolveConfig({ backoffBaseMs: 10, backoffMaxMs: 5 }),
     ];

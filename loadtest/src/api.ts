@@ -1,5 +1,5 @@
 import autocannon from 'autocannon';
-import { api } from './local-server.js';
+import { withRest } from './local-server.js';
 import { API_SCENARIOS, type ApiContext, type ApiScenario } from './scenarios/api.js';
 
 export interface ApiResult {
@@ -24,28 +24,30 @@ interface DevicePage {
 }
 
 /** Reads what the scenarios need from the account: a sample of devices, models, firmware, a job. */
-export async function apiContext(url: string, token: string): Promise<ApiContext> {
-  const uuids: string[] = [];
-  const models = new Set<string>();
-  const firmware = new Set<string>();
-  let cursor: string | null = null;
-  for (let page = 0; page < 10; page++) {
-    const res: DevicePage = await api<DevicePage>(url, token, 'GET', `/api/inventory/managed-devices?limit=200${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`);
-    for (const d of res.items) {
-      uuids.push(d.uuid);
-      if (d.model) models.add(d.model);
-      if (d.firmware) firmware.add(d.firmware);
+export function apiContext(url: string, token: string): Promise<ApiContext> {
+  return withRest(url, token, async (rest) => {
+    const uuids: string[] = [];
+    const models = new Set<string>();
+    const firmware = new Set<string>();
+    let cursor: string | null = null;
+    for (let page = 0; page < 10; page++) {
+      const res: DevicePage = await rest.json<DevicePage>('GET', `/api/inventory/managed-devices?limit=200${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`);
+      for (const d of res.items) {
+        uuids.push(d.uuid);
+        if (d.model) models.add(d.model);
+        if (d.firmware) firmware.add(d.firmware);
+      }
+      cursor = res.nextCursor;
+      if (!cursor) break;
     }
-    cursor = res.nextCursor;
-    if (!cursor) break;
-  }
-  const jobs = await api<{ items: { uuid: string }[] }>(url, token, 'GET', '/api/jobs?limit=1');
-  return {
-    deviceUuids: uuids,
-    models: models.size ? [...models] : ['none'],
-    firmware: firmware.size ? [...firmware] : ['none'],
-    ...(jobs.items[0] ? { jobUuid: jobs.items[0].uuid } : {}),
-  };
+    const jobs = await rest.json<{ items: { uuid: string }[] }>('GET', '/api/jobs?limit=1');
+    return {
+      deviceUuids: uuids,
+      models: models.size ? [...models] : ['none'],
+      firmware: firmware.size ? [...firmware] : ['none'],
+      ...(jobs.items[0] ? { jobUuid: jobs.items[0].uuid } : {}),
+    };
+  });
 }
 
 /** Runs one scenario with autocannon and judges it against its thresholds. */

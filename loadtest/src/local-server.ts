@@ -2,7 +2,7 @@ import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
 import { createRequire } from 'node:module';
 import { createInterface } from 'node:readline';
-import { request } from 'undici';
+import { RestClient } from '@router-fleet/simulator';
 
 /**
  * The reference server's CLI, resolved through the declared dependency `@router-fleet/server-stub`
@@ -60,11 +60,13 @@ export async function prepareTenant(dataDir: string, options: TenantOptions = {}
 }
 
 /** Redeems and activates licence codes now, through the REST API. */
-export async function activateLicences(url: string, token: string, codes: readonly string[]): Promise<void> {
-  for (const code of codes) {
-    const licence = await api<{ uuid: string }>(url, token, 'POST', '/api/licences/redeem', { code });
-    await api(url, token, 'POST', `/api/licences/${licence.uuid}/activate`, {});
-  }
+export function activateLicences(url: string, token: string, codes: readonly string[]): Promise<void> {
+  return withRest(url, token, async (rest) => {
+    for (const code of codes) {
+      const licence = await rest.json<{ uuid: string }>('POST', '/api/licences/redeem', { code });
+      await rest.json('POST', `/api/licences/${licence.uuid}/activate`, {});
+    }
+  });
 }
 
 export interface ServerProcess {
@@ -142,26 +144,17 @@ export function startServer(options: StartOptions): Promise<ServerProcess> {
   });
 }
 
-/** Logs in and returns a bearer token. */
-export async function login(url: string, tenant: Pick<Tenant, 'username' | 'password'>): Promise<string> {
-  const res = await request(`${url}/api/auth/login`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ username: tenant.username, password: tenant.password }),
-  });
-  const body = (await res.body.json()) as { token?: string };
-  if (res.statusCode !== 200 || !body.token) throw new Error(`login failed: ${res.statusCode} ${JSON.stringify(body)}`);
-  return body.token;
+/** A REST client for `url` (the simulator's, shared by the load tests), closed after `fn`. */
+export async function withRest<T>(url: string, token: string | undefined, fn: (rest: RestClient) => Promise<T>): Promise<T> {
+  const rest = new RestClient({ server: url, ...(token === undefined ? {} : { token }) });
+  try {
+    return await fn(rest);
+  } finally {
+    await rest.close();
+  }
 }
 
-/** A JSON API call; throws on a non-2xx answer with the server's `{code, message}`. */
-export async function api<T = unknown>(url: string, token: string, method: string, path: string, body?: unknown): Promise<T> {
-  const res = await request(`${url}${path}`, {
-    method: method as 'GET',
-    headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-  });
-  const text = await res.body.text();
-  if (res.statusCode >= 300) throw new Error(`${method} ${path} → ${res.statusCode} ${text.slice(0, 500)}`);
-  return (text ? JSON.parse(text) : undefined) as T;
+/** Logs in and returns a bearer token. */
+export function login(url: string, tenant: Pick<Tenant, 'username' | 'password'>): Promise<string> {
+  return withRest(url, undefined, (rest) => rest.login(tenant.username, tenant.password));
 }

@@ -63,8 +63,7 @@ export async function stage(options: StageOptions): Promise<Stage> {
   let server = await startServer({ dataDir, workers, args: serverArgs, ...logFile });
   const caPem = useTls ? readFileSync(tls.ca, 'utf8') : '';
   const rest = new RestClient({ server: server.url, ...(useTls ? { caPem } : {}) });
-  const { token } = await rest.json<{ token: string }>('POST', '/api/auth/login', { username: tenant.username, password: tenant.password });
-  rest.token = token;
+  const token = await rest.login(tenant.username, tenant.password);
   for (const code of tenant.codes) {
     const licence = await rest.json<{ uuid: string }>('POST', '/api/licences/redeem', { code });
     await rest.json('POST', `/api/licences/${licence.uuid}/activate`, {});

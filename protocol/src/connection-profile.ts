@@ -1,6 +1,7 @@
 /** The per-device connection profile: shared by the server (which produces it) and the agent (which applies it). */
 import { createHash, X509Certificate } from 'node:crypto';
 import forge from 'node-forge';
+import { isIdentifier, isSerialNumber } from './identifiers.js';
 import { MAX_TRUST_ANCHORS, TRUST_ANCHOR_SCOPES, type TrustAnchor } from './messages/trust-anchors.js';
 
 /** The `format` value of connection profiles this agent understands. */
@@ -90,8 +91,8 @@ export function validateConnectionProfile(value: unknown, options: { allowInsecu
     if (!ok) errors.push('trustAnchors must be up to 16 {scope: server|account|vendor, certPem} entries');
     else scoped = (list as TrustAnchor[]).map((a) => ({ scope: a.scope, certPem: a.certPem }));
   }
-  if (typeof v.deviceId !== 'string' || !/^[A-Za-z0-9._:-]{1,64}$/.test(v.deviceId)) errors.push('deviceId is invalid');
-  if (typeof v.serialNumber !== 'string' || !/^[A-Za-z0-9._-]{1,64}$/.test(v.serialNumber)) errors.push('serialNumber is invalid');
+  if (!isIdentifier(v.deviceId)) errors.push('deviceId is invalid');
+  if (!isSerialNumber(v.serialNumber)) errors.push('serialNumber is invalid');
   if (typeof v.credential !== 'string' || v.credential.length < 16 || v.credential.length > 256) {
     errors.push('credential must be 16–256 characters');
   }

@@ -1,3 +1,4 @@
+import { isIdentifier } from './identifiers.js';
 import { PROTOCOL_MAJOR } from './version.js';
 
 /**
@@ -73,14 +74,12 @@ export const MQTT = {
   presenceOffline: 'offline',
 } as const;
 
-const SEGMENT = /^[A-Za-z0-9._:-]{1,64}$/;
-
 /** The topics of one device. Throws a TypeError when an id contains MQTT wildcards or separators. */
 export function mqttTopics(
   accountId: string,
   deviceId: string,
 ): { up: string; down: string; presence: string } {
-  if (!SEGMENT.test(accountId) || !SEGMENT.test(deviceId)) {
+  if (!isIdentifier(accountId) || !isIdentifier(deviceId)) {
     throw new TypeError('account and device ids must be 1–64 characters of [A-Za-z0-9._:-]');
   }
   const base = `${MQTT.topicRoot}/${accountId}/${deviceId}`;

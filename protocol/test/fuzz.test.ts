@@ -1,18 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { decode, isMessage, ProtocolError, ProtocolErrorCodes } from '../src/index.js';
+import { mulberry32 as rng } from '../src/random.js';
 import { frameBytes, loadFixtures } from './helpers/fixtures.js';
-
-/** Small deterministic PRNG (mulberry32) so a failing input can be reproduced from its seed. */
-function rng(seed: number) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const WEIRD: unknown[] = [
   null,

@@ -6,6 +6,7 @@ import {
   type DeviceCompatibility,
   FileTypes,
   isFileType,
+  isNewerVersion,
   type Manifest,
   parseManifest,
   parseVersion,
@@ -231,6 +232,25 @@ describe('versions and ranges', () => {
     ['2.0.0', '= 2.0.0', true],
   ])('%s satisfies %j: %s', (version, range, expected) => {
     expect(satisfiesRange(version, range)).toBe(expected);
+  });
+
+  it('is the one rule the server picks firmware by: where node-semver disagreed, it follows the routers', () => {
+    // node-semver's valid() refused partial versions, which routers report and compare as x.y.0.
+    expect(isNewerVersion('10.4', '10.3')).toBe(true);
+    expect(isNewerVersion('10.3.1', '10.3')).toBe(true);
+    expect(isNewerVersion('10.3.0', '10.3')).toBe(false);
+    expect(isNewerVersion('3', '2.9.9')).toBe(true);
+    // node-semver's valid() cleaned a leading '=' and blanks; routers cannot parse those.
+    for (const text of ['=1.2.3', ' 1.2.3', '1.2.3 ']) {
+      expect(parseVersion(text), text).toBeUndefined();
+      expect(isNewerVersion(text, '1.0.0'), text).toBe(false);
+      expect(isNewerVersion('2.0.0', text), text).toBe(false);
+    }
+    // Both agree on these.
+    expect(isNewerVersion('v2.10.0', '2.9.9')).toBe(true);
+    expect(isNewerVersion('1.0.0', '1.0.0-rc.1')).toBe(true);
+    expect(isNewerVersion('1.0.0+build.2', '1.0.0')).toBe(false);
+    expect(isNewerVersion('banana', '1.0.0')).toBe(false);
   });
 
   it('rejects malformed ranges', () => {

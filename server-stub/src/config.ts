@@ -1,10 +1,17 @@
-import { readFileSync } from 'node:fs';
+import {
+  type ConfigInput as SharedConfigInput,
+  loadConfigTable,
+  optionEnvName,
+  type OptionSpec as SharedOptionSpec,
+  readConfigFile,
+} from '@router-fleet/protocol/config';
 import { AppError } from './errors.js';
 
 /**
  * The server's one configuration table. Each option is read from, in order of precedence, command
  * line flags, the environment (`FLEET_SERVER_<NAME>`), a JSON file (`--config FILE`) and the
- * default. The result is validated once and frozen; nothing reads configuration at import time.
+ * default. The result is validated once and frozen; nothing reads configuration at import time. The
+ * loader and its parsing rules are protocol's (`@router-fleet/protocol/config`), shared with the agent.
  */
 export interface ServerConfig {
   readonly dataDir: string;
@@ -51,19 +58,8 @@ export interface ServerConfig {
   readonly loginAuditSummarySec: number;
 }
 
-type OptionType = 'string' | 'integer' | 'boolean';
-
-export interface OptionSpec {
-  readonly name: keyof ServerConfig;
-  readonly type: OptionType;
-  /** `null` means "not set"; `undefined` would mean required, which only `dataDir` is. */
-  readonly default: string | number | boolean | null | undefined;
-  readonly unit: string;
-  readonly description: string;
-  readonly min?: number;
-  readonly max?: number;
-  readonly choices?: readonly string[];
-}
+/** One row of the server's configuration table (the shared loader's row, named by this config's keys). */
+export type OptionSpec = SharedOptionSpec<keyof ServerConfig>;
 
 export const configTable: readonly OptionSpec[] = [
   { name: 'dataDir', type: 'string', default: undefined, unit: 'path', description: 'Data directory (SQLite store, server key).' },
@@ -110,37 +106,11 @@ export const configTable: readonly OptionSpec[] = [
   { name: 'metricsTimeoutMs', type: 'integer', default: 2_000, unit: 'ms', min: 10, description: 'How long /metrics waits for the other workers\' figures in cluster mode.' },
 ];
 
-export type ConfigInput = Partial<Record<keyof ServerConfig, unknown>>;
+export type ConfigInput = SharedConfigInput<keyof ServerConfig>;
 
+/** `leaseGraceSec` → `FLEET_SERVER_LEASE_GRACE_SEC`. */
 export function envName(name: string): string {
-  return `FLEET_SERVER_${name.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}`;
-}
-
-function parseValue(spec: OptionSpec, raw: unknown, source: string): string | number | boolean | null {
-  if (raw === null) return null;
-  const fail = (why: string): never => {
-    throw new AppError('SERVER_CONFIG_INVALID', `${spec.name} (${source}): ${why}`);
-  };
-  switch (spec.type) {
-    case 'string': {
-      if (typeof raw !== 'string') return fail('expected a string');
-      if (spec.choices && !spec.choices.includes(raw)) return fail(`expected one of ${spec.choices.join(', ')}`);
-      return raw;
-    }
-    case 'integer': {
-      const n = typeof raw === 'string' && /^-?\d+$/.test(raw.trim()) ? Number(raw) : raw;
-      if (typeof n !== 'number' || !Number.isSafeInteger(n)) return fail('expected an integer');
-      if (spec.min !== undefined && n < spec.min) return fail(`must be at least ${spec.min}`);
-      if (spec.max !== undefined && n > spec.max) return fail(`must be at most ${spec.max}`);
-      return n;
-    }
-    case 'boolean': {
-      if (typeof raw === 'boolean') return raw;
-      if (raw === 'true' || raw === '1') return true;
-      if (raw === 'false' || raw === '0') return false;
-      return fail('expected true or false');
-    }
-  }
+  return optionEnvName('FLEET_SERVER', name);
 }
 
 export interface ConfigSources {
@@ -163,73 +133,43 @@ export function isLoopbackHost(host: string): boolean {
   return /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(v4);
 }
 
-/** Merges flags > env > file > defaults, validates and freezes. Throws SERVER_CONFIG_INVALID. */
-export function loadConfig(sources: ConfigSources = {}): ServerConfig {
-  let fileValues: ConfigInput = sources.fileContent ?? {};
-  if (sources.file) {
-    try {
-      fileValues = JSON.parse(readFileSync(sources.file, 'utf8')) as ConfigInput;
-    } catch (err) {
-      throw new AppError('SERVER_CONFIG_INVALID', `config file ${sources.file}: ${(err as Error).message}`);
-    }
-    if (typeof fileValues !== 'object' || fileValues === null || Array.isArray(fileValues)) {
-      throw new AppError('SERVER_CONFIG_INVALID', `config file ${sources.file}: expected a JSON object`);
-    }
-  }
-  const known = new Set(configTable.map((s) => s.name as string));
-  for (const key of Object.keys(fileValues)) {
-    if (!known.has(key)) throw new AppError('SERVER_CONFIG_INVALID', `unknown option in config file: ${key}`);
-  }
-  const flags = sources.flags ?? {};
-  const env = sources.env ?? {};
-  const out: Record<string, unknown> = {};
-  for (const spec of configTable) {
-    const fromFlag = flags[spec.name];
-    const fromEnv = env[envName(spec.name)];
-    const fromFile = fileValues[spec.name];
-    let value: string | number | boolean | null | undefined;
-    if (fromFlag !== undefined) value = parseValue(spec, fromFlag, 'flag');
-    else if (fromEnv !== undefined && fromEnv !== '') value = parseValue(spec, fromEnv, envName(spec.name));
-    else if (fromFile !== undefined) value = parseValue(spec, fromFile, 'file');
-    else value = spec.default;
-    if (value === undefined) throw new AppError('SERVER_CONFIG_INVALID', `${spec.name} is required`);
-    out[spec.name] = value;
-  }
-  const config = out as unknown as ServerConfig;
-  if ((config.tlsCert === null) !== (config.tlsKey === null)) {
-    throw new AppError('SERVER_CONFIG_INVALID', 'tlsCert and tlsKey must be given together');
-  }
+const configError = (message: string) => new AppError('SERVER_CONFIG_INVALID', message);
+
+function crossCheck(config: ServerConfig): string | undefined {
+  if ((config.tlsCert === null) !== (config.tlsKey === null)) return 'tlsCert and tlsKey must be given together';
   if (config.tlsCert === null && !config.allowPlainHttp && !isLoopbackHost(config.host)) {
-    throw new AppError(
-      'SERVER_CONFIG_INVALID',
-      `refusing plain HTTP on ${config.host}, which is not a loopback address: give tlsCert and tlsKey (--tls-cert, --tls-key), `
-      + 'listen on 127.0.0.1, or accept clear-text traffic with --allow-plain-http (e.g. behind a TLS-terminating proxy)',
-    );
+    return `refusing plain HTTP on ${config.host}, which is not a loopback address: give tlsCert and tlsKey (--tls-cert, --tls-key), `
+      + 'listen on 127.0.0.1, or accept clear-text traffic with --allow-plain-http (e.g. behind a TLS-terminating proxy)';
   }
-  if (config.pageSizeDefault > config.pageSizeMax) {
-    throw new AppError('SERVER_CONFIG_INVALID', 'pageSizeDefault must not exceed pageSizeMax');
-  }
+  if (config.pageSizeDefault > config.pageSizeMax) return 'pageSizeDefault must not exceed pageSizeMax';
   if (config.testClock && config.workers > 1) {
-    throw new AppError('SERVER_CONFIG_INVALID', 'testClock needs a single process (workers = 1): each worker would have its own clock');
+    return 'testClock needs a single process (workers = 1): each worker would have its own clock';
   }
   if (config.publicUrl !== null) {
     let protocol = '';
     try {
       protocol = new URL(config.publicUrl).protocol;
     } catch {
-      // reported below
+      // not a URL: refused just below
     }
-    if (!['http:', 'https:', 'ws:', 'wss:'].includes(protocol)) {
-      throw new AppError('SERVER_CONFIG_INVALID', 'publicUrl must be an http(s):// or ws(s):// URL');
-    }
+    if (!['http:', 'https:', 'ws:', 'wss:'].includes(protocol)) return 'publicUrl must be an http(s):// or ws(s):// URL';
   }
-  if (config.httpHeadersTimeoutMs > config.httpRequestTimeoutMs) {
-    throw new AppError('SERVER_CONFIG_INVALID', 'httpHeadersTimeoutMs must not exceed httpRequestTimeoutMs');
-  }
-  if ((config.scryptCost & (config.scryptCost - 1)) !== 0) {
-    throw new AppError('SERVER_CONFIG_INVALID', 'scryptCost must be a power of two');
-  }
-  return Object.freeze(config);
+  if (config.httpHeadersTimeoutMs > config.httpRequestTimeoutMs) return 'httpHeadersTimeoutMs must not exceed httpRequestTimeoutMs';
+  if ((config.scryptCost & (config.scryptCost - 1)) !== 0) return 'scryptCost must be a power of two';
+  return undefined;
+}
+
+/**
+ * Merges flags > env > file > defaults, validates and freezes, by the shared loader's rules
+ * (`@router-fleet/protocol/config`). Throws SERVER_CONFIG_INVALID.
+ */
+export function loadConfig(sources: ConfigSources = {}): ServerConfig {
+  const file = sources.file ? readConfigFile(sources.file, configError) : sources.fileContent;
+  return loadConfigTable<ServerConfig>(configTable, { flags: sources.flags, env: sources.env, file }, {
+    envPrefix: 'FLEET_SERVER',
+    error: configError,
+    check: crossCheck,
+  });
 }
 
 /** The table as Markdown (name, type, default, unit, env, description), for docs and `--help`. */

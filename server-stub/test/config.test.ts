@@ -45,6 +45,9 @@ describe('configuration', () => {
     expect(configError(() => loadConfig({ flags: { dataDir: '/d' }, env: { FLEET_SERVER_PORT: 'eighty' } }))).toMatch(
       /FLEET_SERVER_PORT/,
     );
+    for (const text of ['0x10', '1e3', '80.0']) {
+      expect(configError(() => loadConfig({ flags: { dataDir: '/d' }, env: { FLEET_SERVER_PORT: text } })), text).toMatch(/FLEET_SERVER_PORT/);
+    }
     expect(configError(() => loadConfig({ flags: { dataDir: '/d', logLevel: 'loud' } }))).toMatch(/logLevel/);
     expect(configError(() => loadConfig({ flags: { dataDir: '/d', tlsCert: '/c' } }))).toMatch(/together/);
     expect(configError(() => loadConfig({ flags: { dataDir: '/d', scryptCost: 3000 } }))).toMatch(/power of two/);

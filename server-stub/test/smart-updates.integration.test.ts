@@ -1,6 +1,6 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { writePacket } from '@router-fleet/protocol';
+import { checkPacketCompatibility, readPacketHead, writePacket } from '@router-fleet/protocol';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SMART_UPDATE_RETRY_MS } from '../src/smart-updates/service.js';
 import { waitFor } from '../../protocol/test/helpers/wait-for.js';
@@ -109,5 +109,30 @@ describe('Smart Updates', () => {
     await w.relogin();
     expect(await systemJobs()).toHaveLength(3);
     await d!.disconnect();
+  });
+});
+
+describe('the firmware Smart Updates pick', () => {
+  it('is what the routers would install: versions and REQUIRED_SW by protocol\'s one version rule', async () => {
+    const pki = await w.services.packets.pki();
+    const dir = join(tempDir(), 'vendor-partial');
+    mkdirSync(dir);
+    // A two-part VERSION and REQUIRED_SW, as vendors write them; node-semver had refused '2.1'.
+    writeFileSync(join(dir, 'fw.tar'), await writePacket({
+      files: [{ name: 'fw-2.1.tar', fileType: 'FirmwareFull', source: { data: Buffer.from('firmware 2.1') }, version: '2.1', requiredSw: '>=2.0' }],
+      targetModels: ['RT-200'],
+      signer: pki.signer,
+      createdAt: new Date(T0),
+    }));
+    expect((await w.services.packets.importVendorFirmware(dir)).imported).toHaveLength(1);
+    const { manifest } = await readPacketHead(join(dir, 'fw.tar'), { requireSignature: false });
+    // Offered = newer than the running firmware and accepted by the router's own check.
+    const routerAccepts = (firmwareVersion: string) => checkPacketCompatibility(manifest, { model: 'RT-200', firmwareVersion }) === undefined;
+    for (const [firmware, offered] of [['2.0', true], ['2.0.5', true], ['1.9', false], ['=2.0.0', false], ['2.1', false], ['2.1.0', false]] as const) {
+      expect(w.services.smartUpdates.target('RT-200', firmware)?.version, firmware).toBe(offered ? '2.1' : undefined);
+      if (offered) expect(routerAccepts(firmware), firmware).toBe(true);
+    }
+    expect(routerAccepts('1.9')).toBe(false); // REQUIRED_SW
+    expect(routerAccepts('=2.0.0')).toBe(false); // not a version to the router
   });
 });

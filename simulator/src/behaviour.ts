@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Faults } from '@router-fleet/agent';
+import { fnv1a32, mulberry32 } from '@router-fleet/protocol/random';
 
 /**
  * A behaviour: per-device faults drawn with probabilities, in the agent's fault vocabulary
@@ -64,28 +65,6 @@ export interface DeviceDraw {
   expect: 'failed' | 'succeeded';
 }
 
-/** 32-bit FNV-1a of a string: mixes the run seed with the serial number. */
-function hash(text: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < text.length; i++) {
-    h ^= text.charCodeAt(i);
-    h = Math.imul(h, 0x01000193);
-  }
-  return h >>> 0;
-}
-
-/** mulberry32: small, fast, deterministic. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 function merge(into: Record<string, unknown>, from: Record<string, unknown>): void {
   for (const [k, v] of Object.entries(from)) {
     if (v && typeof v === 'object' && !Array.isArray(v)) {
@@ -102,7 +81,7 @@ function merge(into: Record<string, unknown>, from: Record<string, unknown>): vo
  * devices run or in which process, so the same run can be repeated exactly.
  */
 export function drawDevice(behaviour: Behaviour, seed: number, serialNumber: string): DeviceDraw {
-  const rand = prng(hash(`${seed}:${serialNumber}`));
+  const rand = mulberry32(fnv1a32(`${seed}:${serialNumber}`));
   const faults: Record<string, unknown> = {};
   const labels: string[] = [];
   let expect: DeviceDraw['expect'] = 'succeeded';

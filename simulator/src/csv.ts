@@ -1,40 +1,19 @@
-/** Parses RFC 4180 CSV (quoted cells, doubled quotes, CRLF or LF) into rows of cells. */
-export function parseCsv(text: string): string[][] {
-  const rows: string[][] = [];
-  let row: string[] = [];
-  let cell = '';
-  let quoted = false;
-  for (let i = 0; i < text.length; i++) {
-    const ch = text[i]!;
-    if (quoted) {
-      if (ch === '"') {
-        if (text[i + 1] === '"') {
-          cell += '"';
-          i++;
-        } else quoted = false;
-      } else cell += ch;
-    } else if (ch === '"') quoted = true;
-    else if (ch === ',') {
-      row.push(cell);
-      cell = '';
-    } else if (ch === '\n' || ch === '\r') {
-      if (ch === '\r' && text[i + 1] === '\n') i++;
-      row.push(cell);
-      rows.push(row);
-      row = [];
-      cell = '';
-    } else cell += ch;
-  }
-  if (cell !== '' || row.length > 0) {
-    row.push(cell);
-    rows.push(row);
-  }
-  return rows.filter((r) => !(r.length === 1 && r[0] === ''));
-}
+import { CsvError, parseCsv } from '@router-fleet/protocol/csv';
+import { SimError } from './errors.js';
 
-/** CSV rows as objects keyed by the header. */
-export function csvObjects(text: string): Array<Record<string, string>> {
-  const [header, ...rows] = parseCsv(text);
-  if (!header) return [];
-  return rows.map((r) => Object.fromEntries(header.map((h, i) => [h, r[i] ?? ''])));
+/**
+ * A fleet CSV's rows as objects keyed by the header, cells trimmed, missing cells `''`. Read by
+ * protocol's one CSV reader, whose rules the server applies to the same file when the simulator
+ * uploads it. A structurally broken file throws SIM_FILE_UNREADABLE.
+ */
+export function csvObjects(text: string, file = 'the fleet CSV'): Array<Record<string, string>> {
+  let table;
+  try {
+    table = parseCsv(text);
+  } catch (err) {
+    if (err instanceof CsvError) throw new SimError('SIM_FILE_UNREADABLE', `cannot read ${file}: ${err.message}`);
+    throw err;
+  }
+  const { header, rows } = table;
+  return rows.map((r) => Object.fromEntries(header.map((h, i) => [h, (r.cells[i] ?? '').trim()])));
 }

@@ -78,7 +78,7 @@ export async function provisionFleet(options: ProvisionOptions): Promise<Provisi
   } catch (err) {
     throw new SimError('SIM_FILE_UNREADABLE', `cannot read fleet CSV ${options.fleetCsv}: ${(err as Error).message}`);
   }
-  const rows = csvObjects(csv);
+  const rows = csvObjects(csv, `fleet CSV ${options.fleetCsv}`);
   const rest = new RestClient({ server: options.server, token: options.token, ...(options.caPem ? { caPem: options.caPem } : {}) });
   try {
     const groups = [...new Set(rows.map((r) => r['group'] ?? '').filter((g) => g !== ''))];

@@ -19,6 +19,7 @@ import {
   silentLogger,
   type Transport,
 } from '@router-fleet/agent';
+import { hashSeed } from '@router-fleet/protocol/random';
 import { type Behaviour, drawDevice, type DeviceDraw } from './behaviour.js';
 import { Gate } from './gate.js';
 import type { ProvisionedDevice } from './provision.js';
@@ -421,16 +422,6 @@ export class FleetWorker {
     }
     return stats;
   }
-}
-
-/** 32-bit FNV-1a of (seed, serial number): the router's own seed. */
-export function hashSeed(seed: number, serial: string): number {
-  let h = 0x811c9dc5 ^ seed;
-  for (let i = 0; i < serial.length; i++) {
-    h ^= serial.charCodeAt(i);
-    h = Math.imul(h, 0x01000193);
-  }
-  return h >>> 0 || 1;
 }
 
 /** How long a graceful fleet stop waits for its agents before cutting their sockets. */

@@ -2,7 +2,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { loadBehaviour, prng } from '../src/behaviour.js';
+import { mulberry32 } from '@router-fleet/protocol/random';
+import { loadBehaviour } from '../src/behaviour.js';
 import { startFleet } from '../src/fleet.js';
 import { fleetToCsv, generateFleet } from '../src/fleet-generator.js';
 import { createJob, jobDeviceResults, waitJob } from '../src/jobs.js';
@@ -45,7 +46,7 @@ async function provisioned(server: TestServer, devices: number, seed: number): P
  * the largest share of routers in one 1-s bin of reconnect time and the latest reconnect.
  */
 function backoffModel(downMs: number, samples = 200_000): { maxBinShare: number; latestMs: number } {
-  const rand = prng(12345);
+  const rand = mulberry32(12345);
   const bins = new Map<number, number>();
   let latest = 0;
   for (let i = 0; i < samples; i++) {

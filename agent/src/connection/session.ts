@@ -1,8 +1,10 @@
 import {
   CloseCodes,
+  correlationIdOf,
   createMessage,
   decode,
   encode,
+  errorReplyBody,
   type HelloBody,
   isMessage,
   type Message,
@@ -385,24 +387,13 @@ export class Session {
   #onFrame(connection: ChannelConnection, data: string): void {
     const message = decode(data, { accept: 'down' });
     if (!isMessage(message)) {
-      let correlationId: string | undefined;
-      try {
-        const id = (JSON.parse(data) as { id?: unknown }).id;
-        if (typeof id === 'string' && /^[A-Za-z0-9._:-]{1,64}$/.test(id)) correlationId = id;
-      } catch {
-        // not JSON: no correlation
-      }
+      const correlationId = correlationIdOf(message, data);
       this.#log.warn({ code: message.code }, 'bad frame from the server');
-      const reply = createMessage(
-        'error',
-        {
-          code: message.code,
-          message: message.message.slice(0, 1024),
-          ...(message.pointer ? { pointer: message.pointer.slice(0, 256) } : {}),
-          retryable: false,
-        },
-        { id: this.#platform.random.uuid(), sentAt: this.#platform.clock.now(), ...(correlationId ? { correlationId } : {}) },
-      );
+      const reply = createMessage('error', errorReplyBody(message), {
+        id: this.#platform.random.uuid(),
+        sentAt: this.#platform.clock.now(),
+        ...(correlationId ? { correlationId } : {}),
+      });
       connection.send(encode(reply, { validate: false }));
       return;
     }

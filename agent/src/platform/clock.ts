@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { mulberry32 } from '@router-fleet/protocol/random';
 import type { Clock, RandomSource, Timer } from './platform.js';
 
 /** The process clock: `Date.now()` plus an optional skew, Node timers. */
@@ -186,16 +187,9 @@ export const systemRandom: RandomSource = {
   uuid: () => randomUUID(),
 };
 
-/** A seeded generator (mulberry32) for reproducible simulations. */
+/** A seeded source (protocol's one generator, mulberry32) for reproducible simulations. */
 export function seededRandom(seed: number): RandomSource {
-  let a = seed >>> 0;
-  const next = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const next = mulberry32(seed);
   return {
     next,
     uuid() {

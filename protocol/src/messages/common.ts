@@ -1,4 +1,5 @@
 import { type TSchema, Type } from '@sinclair/typebox';
+import { IDENTIFIER_CHARS, SERIAL_NUMBER_CHARS } from '../identifiers.js';
 
 /** Milliseconds since the Unix epoch (UTC). */
 export const EpochMs = (description: string) =>
@@ -8,9 +9,13 @@ export const EpochMs = (description: string) =>
     description: `${description} (ms since the Unix epoch, UTC)`,
   });
 
-/** A short identifier: letters, digits and `._:-`, 1–64 characters (UUIDs and ULIDs fit). */
+/** A short identifier: letters, digits and `._:-`, 1–64 characters (UUIDs and ULIDs fit; `isIdentifier`). */
 export const Identifier = (description: string) =>
-  Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9._:-]+$', description });
+  Type.String({ minLength: 1, maxLength: 64, pattern: `^[${IDENTIFIER_CHARS}]+$`, description });
+
+/** A serial number: letters, digits and `._-`, 1–64 characters (`isSerialNumber`). */
+export const SerialNumber = (description: string) =>
+  Type.String({ minLength: 1, maxLength: 64, pattern: `^[${SERIAL_NUMBER_CHARS}]+$`, description });
 
 /** A version string as routers report it (semver, or a vendor string such as `10.3`). */
 export const VersionString = (description: string) =>

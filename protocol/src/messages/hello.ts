@@ -1,5 +1,5 @@
 import { type Static, Type } from '@sinclair/typebox';
-import { Count, Identifier, Sha256Hex, Text, VersionString } from './common.js';
+import { Count, Identifier, SerialNumber, Sha256Hex, Text, VersionString } from './common.js';
 
 /** Optional features the agent supports; the server only uses what is announced. */
 export const CAPABILITIES = [
@@ -16,12 +16,7 @@ export const CAPABILITIES = [
 
 export const HelloBody = Type.Object(
   {
-    serialNumber: Type.String({
-      minLength: 1,
-      maxLength: 64,
-      pattern: '^[A-Za-z0-9._-]+$',
-      description: 'Serial number printed on the router; the key under which it was registered.',
-    }),
+    serialNumber: SerialNumber('Serial number printed on the router; the key under which it was registered.'),
     deviceId: Identifier('Device UUID assigned by the server at registration (from the connection profile).'),
     credential: Type.String({
       minLength: 16,

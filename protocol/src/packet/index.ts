@@ -107,6 +107,7 @@ export {
 } from './test-pki.js';
 export {
   compareVersions,
+  isNewerVersion,
   parseVersion,
   parseVersionRange,
   satisfiesRange,

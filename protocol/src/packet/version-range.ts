@@ -6,7 +6,9 @@
  * alternatives of space-separated comparators (`<`, `<=`, `>`, `>=`, `=`), caret `^1.2`, tilde
  * `~1.2.3`, x-ranges `1.2.x` / `1.*` / `*`, partial versions `1.2`, hyphen ranges `1.2 - 2.0`.
  * Unlike node-semver, a prerelease version is not excluded from ranges that name no prerelease: it
- * simply compares by semver precedence.
+ * simply compares by semver precedence. Also unlike node-semver's `valid`, a partial version such
+ * as `10.3` (routers report such) is a version, and a leading `=` or surrounding blanks are not.
+ * This is the one version rule: routers check packets by it and the server picks firmware by it.
  */
 
 /** A parsed version. */
@@ -59,6 +61,17 @@ export function compareVersions(a: Version, b: Version): number {
     return x < y ? -1 : 1;
   }
   return 0;
+}
+
+/**
+ * True when both texts are versions ({@link parseVersion}) and `candidate` is newer than `than` by
+ * semver precedence. The server picks firmware by this rule (catalogue order, Smart Updates), so a
+ * version it can offer is one the routers' compatibility check can compare.
+ */
+export function isNewerVersion(candidate: string, than: string): boolean {
+  const a = parseVersion(candidate);
+  const b = parseVersion(than);
+  return a !== undefined && b !== undefined && compareVersions(a, b) > 0;
 }
 
 /** One comparison of a {@link VersionRange}. */

@@ -3,6 +3,7 @@ import type { Clock } from '../clock.js';
 import { credentialMatches } from '../devices/credentials.js';
 import { dueLicenceEvents, entitlement } from '../licensing/rules.js';
 import type { Metrics } from '../metrics.js';
+import { type AccountRowId, type AccountUuid, asAccountUuid } from '../ids.js';
 import type { Store } from '../store/database.js';
 import { deviceUuids, findDeviceIdentity, setDeviceAdmission } from '../store/devices.js';
 import { AccountEvents } from '../store/events.js';
@@ -57,7 +58,7 @@ type Cause = AdmissionChange['cause'];
 export class AdmissionService {
   readonly events = new EventEmitter<AdmissionEventMap>();
   readonly presence: PresenceTracker;
-  readonly #accountUuids = new Map<number, string>();
+  readonly #accountUuids = new Map<AccountRowId, AccountUuid>();
   /** Each account's licences as of a licence version (see `#licences`). */
   readonly #licenceCache = new Map<number, { version: number; licences: LicenceRecord[] }>();
   /** This process started a restart hold that has not ended yet (only the sweeping process does). */
@@ -144,7 +145,7 @@ export class AdmissionService {
    * insert, update and delete, whichever process made it). Admission decides every hello against
    * the licences; reading 1,600 of them per hello held the write lock for milliseconds each.
    */
-  #licences(accountId: number): LicenceRecord[] {
+  #licences(accountId: AccountRowId): LicenceRecord[] {
     const repo = new AccountLicences(this.store, accountId);
     const version = repo.version();
     const cached = this.#licenceCache.get(accountId);
@@ -170,7 +171,7 @@ export class AdmissionService {
       .filter((i): i is NonNullable<typeof i> => i !== undefined);
     if (identities.length === 0) return;
     const balances = this.store.write(() => {
-      const accounts = new Set<number>();
+      const accounts = new Set<AccountRowId>();
       for (const identity of identities) {
         const leases = new AccountLeases(this.store, identity.account_id);
         const own = leases.own(identity.id);
@@ -247,7 +248,7 @@ export class AdmissionService {
   }
 
   /** Re-evaluates one account now (after an activation, a device deletion, ...). */
-  reconcile(accountId: number, now: number = this.clock.now()): void {
+  reconcile(accountId: AccountRowId, now: number = this.clock.now()): void {
     const balance = this.store.write(() => this.#balance(accountId, now));
     this.#emit(accountId, balance, now, 'licences-changed');
   }
@@ -271,7 +272,7 @@ export class AdmissionService {
   }
 
   /** The sweep for one account (also run right after one of its licences is activated). */
-  sweepAccount(accountId: number, now: number = this.clock.now()): SweepReport {
+  sweepAccount(accountId: AccountRowId, now: number = this.clock.now()): SweepReport {
     const { balance, events } = this.store.write(() => {
       const balance = this.#balance(accountId, now);
       const licences = new AccountLicences(this.store, accountId).all();
@@ -295,7 +296,7 @@ export class AdmissionService {
   }
 
   /** Must run inside a write transaction. */
-  #balance(accountId: number, now: number): Balance {
+  #balance(accountId: AccountRowId, now: number): Balance {
     const seats = entitlement(this.#licences(accountId), now).seats;
     const leases = new AccountLeases(this.store, accountId);
     const dropped = leases.dropExpiredGrace(now);
@@ -331,7 +332,7 @@ export class AdmissionService {
     return out;
   }
 
-  #emit(accountId: number, balance: Balance, at: number, cause: Cause): void {
+  #emit(accountId: AccountRowId, balance: Balance, at: number, cause: Cause): void {
     if (balance.toUnmanaged.length === 0 && balance.toManaged.length === 0) return;
     const account = this.#accountUuid(accountId);
     if (balance.toUnmanaged.length) {
@@ -352,10 +353,10 @@ export class AdmissionService {
     }
   }
 
-  #accountUuid(accountId: number): string {
+  #accountUuid(accountId: AccountRowId): AccountUuid {
     let uuid = this.#accountUuids.get(accountId);
     if (!uuid) {
-      uuid = this.store.stmt<{ uuid: string }>('SELECT uuid FROM accounts WHERE id = ?').get(accountId)?.uuid ?? '';
+      uuid = this.store.stmt<{ uuid: AccountUuid }>('SELECT uuid FROM accounts WHERE id = ?').get(accountId)?.uuid ?? asAccountUuid('');
       this.#accountUuids.set(accountId, uuid);
     }
     return uuid;

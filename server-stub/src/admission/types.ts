@@ -1,3 +1,4 @@
+import type { AccountUuid, DeviceUuid } from '../ids.js';
 import type { RejectReason } from './decide.js';
 
 /**
@@ -19,27 +20,27 @@ export type DeniedReason = 'unknown-device' | 'bad-credential';
 export type AdmitResult =
   | {
     readonly outcome: 'managed';
-    readonly deviceUuid: string;
+    readonly deviceUuid: DeviceUuid;
     /** Opaque per-device key for `presence.seen(deviceKey, at)` (avoids a lookup per message). */
     readonly deviceKey: number;
-    readonly accountId: string;
+    readonly accountId: AccountUuid;
     /** `new` seat, `reclaimed` within the grace period, or `kept` (already connected). */
     readonly lease: 'new' | 'reclaimed' | 'kept';
   }
   | {
     /** Connected but beyond the licence limit: visible, gets no jobs, waits for a seat. */
     readonly outcome: 'unmanaged';
-    readonly deviceUuid: string;
+    readonly deviceUuid: DeviceUuid;
     readonly deviceKey: number;
-    readonly accountId: string;
+    readonly accountId: AccountUuid;
     readonly reason: 'licence-limit';
   }
   | {
     /** No free licence: the channel refuses the device, which retries after `retryAfterSec`. */
     readonly outcome: 'rejected';
-    readonly deviceUuid: string;
+    readonly deviceUuid: DeviceUuid;
     readonly deviceKey: number;
-    readonly accountId: string;
+    readonly accountId: AccountUuid;
     readonly reason: RejectReason;
     readonly retryAfterSec: number;
   }
@@ -55,8 +56,8 @@ export type AdmissionOutcome = AdmitResult['outcome'];
 /** Devices whose admission changed while connected (licence expiry, activation, freed seats). */
 export interface AdmissionChange {
   /** Account uuid. */
-  readonly accountId: string;
-  readonly deviceUuids: readonly string[];
+  readonly accountId: AccountUuid;
+  readonly deviceUuids: readonly DeviceUuid[];
   readonly at: number;
   readonly cause: 'licences-changed' | 'seat-freed';
 }

@@ -1,4 +1,4 @@
-import { CloseCodes, ProtocolError } from '@router-fleet/protocol';
+import { CloseCodes, correlationIdOf, type ProtocolError } from '@router-fleet/protocol';
 import type { Metrics } from '../metrics.js';
 import type { Session } from './session.js';
 import type { SessionIo } from './session-io.js';
@@ -26,7 +26,7 @@ export class BadInput {
   message(s: Session, err: ProtocolError, data: Buffer): void {
     const { io } = this.deps;
     this.deps.metrics.inc('fleet_channel_errors_total', { code: err.code });
-    const correlationId = correlationOf(err, data);
+    const correlationId = correlationIdOf(err, data);
     switch (err.code) {
       case 'PROTO_TOO_LARGE':
         return io.close(s, CloseCodes.MESSAGE_TOO_BIG, 'frame too large');
@@ -45,21 +45,5 @@ export class BadInput {
     if (++s.badInRow >= this.deps.maxBadMessages) {
       io.close(s, CloseCodes.POLICY_VIOLATION, 'too many bad messages');
     }
-  }
-}
-
-const ID_PATTERN = /^[A-Za-z0-9._:-]{1,64}$/;
-
-/** The id of a message that failed validation, when its envelope had a usable one. */
-function correlationOf(err: ProtocolError, data: Buffer): string | undefined {
-  if (err.code !== 'PROTO_SCHEMA_VIOLATION' && err.code !== 'PROTO_UNKNOWN_TYPE' && err.code !== 'PROTO_UNSUPPORTED_VERSION') {
-    return undefined;
-  }
-  try {
-    const id = (JSON.parse(data.toString('utf8')) as { id?: unknown }).id;
-    return typeof id === 'string' && ID_PATTERN.test(id) ? id : undefined;
-  } catch {
-    // Not JSON: the error goes out without a correlation id.
-    return undefined;
   }
 }

@@ -1,4 +1,4 @@
-import { CloseCodes, createMessage, encode, type ProtocolError } from '@router-fleet/protocol';
+import { CloseCodes, createMessage, encode, errorReplyBody, type ProtocolError } from '@router-fleet/protocol';
 import type { Clock } from '../clock.js';
 import type { ServerErrorCode } from '../errors.js';
 import type { Metrics } from '../metrics.js';
@@ -46,14 +46,8 @@ export class SessionIo {
   }
 
   protoError(s: Session, err: ProtocolError, correlationId: string | undefined): void {
-    const body = {
-      code: err.code,
-      message: err.message.slice(0, 1024),
-      retryable: false,
-      ...(err.pointer !== undefined ? { pointer: err.pointer.slice(0, 256) } : {}),
-    };
     const opts = { sentAt: this.deps.clock.now(), ...(correlationId ? { correlationId } : {}) };
-    this.send(s, encode(createMessage('error', body, opts)));
+    this.send(s, encode(createMessage('error', errorReplyBody(err), opts)));
   }
 
   /**

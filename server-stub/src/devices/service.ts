@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { SERIAL_NUMBER_CHARS } from '@router-fleet/protocol';
 import type { AdmissionService } from '../admission/service.js';
 import type { Clock } from '../clock.js';
 import { type ImportReport, parseCsv, type RowError, rowObject } from '../csv.js';
@@ -17,7 +18,11 @@ export const DEVICE_DEFAULTS = {
   connectionSessionTimeout: 16,
 } as const;
 
-export const SERIAL_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+/**
+ * A serial number the server registers: protocol's serial number (1–64 of `[A-Za-z0-9._-]`, what a
+ * hello may carry) that also starts with a letter or digit: registration is stricter than the wire.
+ */
+export const SERIAL_PATTERN = new RegExp(`^[A-Za-z0-9][${SERIAL_NUMBER_CHARS}]{0,63}$`);
 export const CUSTOM_FIELD_KEY = /^[A-Za-z][A-Za-z0-9_]{0,63}$/;
 export const KEEPALIVE_LIMITS = {
   connectionPingInterval: { min: 5, max: 86_400 },

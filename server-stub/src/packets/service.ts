@@ -4,13 +4,14 @@ import { copyFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   type FileType,
+  isNewerVersion,
   type PacketFileInput,
+  parseVersion,
   ProtocolError,
   type ReadPacketResult,
   readPacket,
   writePacketToFile,
 } from '@router-fleet/protocol';
-import semver from 'semver';
 import type { Clock } from '../clock.js';
 import { AppError } from '../errors.js';
 import type { Store } from '../store/database.js';
@@ -136,12 +137,12 @@ function signerJson(r: ReadPacketResult): string | null {
   });
 }
 
-/** The firmware section of a vendor packet: exactly one FirmwareFull/FirmwareIncremental with a semver VERSION. */
+/** The firmware section of a vendor packet: exactly one FirmwareFull/FirmwareIncremental with a VERSION by protocol's version rule. */
 export function firmwareVersionOf(manifest: StoredManifest): string | undefined {
   const fw = manifest.sections.filter((s) => s.fileType === 'FirmwareFull' || s.fileType === 'FirmwareIncremental');
   if (fw.length !== 1) return undefined;
   const v = fw[0]!.version;
-  return v !== undefined && semver.valid(v) ? v : undefined;
+  return v !== undefined && parseVersion(v) !== undefined ? v : undefined;
 }
 
 /**
@@ -319,7 +320,7 @@ export class PacketService {
   /**
    * Imports vendor firmware packets (`*.tar` in `dir`) into the catalogue shared by every account.
    * Each must be signed by a vendor anchor (DATA/signing/vendor-anchors.pem, or `trustAnchorsPem`)
-   * or the server's own, have TARGET_MODELS and exactly one firmware section with a semver VERSION.
+   * or the server's own, have TARGET_MODELS and exactly one firmware section with a VERSION by protocol's version rule.
    * One catalogue row per (model, version); an existing (model, version) is skipped. Roots given in
    * `trustAnchorsPem` that verified an imported packet are stored as vendor anchors: routers must
    * trust them to install that firmware, and the connection profiles and `trust-anchors` messages
@@ -356,7 +357,7 @@ export class PacketService {
         report.skipped.push({
           file,
           code: 'SERVER_PACKET_INVALID',
-          message: 'A vendor firmware packet needs TARGET_MODELS and one firmware section with a semver VERSION.',
+          message: 'A vendor firmware packet needs TARGET_MODELS and one firmware section with a VERSION (MAJOR[.MINOR[.PATCH]], e.g. 3.1.0).',
         });
         continue;
       }
@@ -395,11 +396,11 @@ export class PacketService {
     return report;
   }
 
-  /** The newest catalogue version for a model (semver order), optionally only above `than`. */
+  /** The newest catalogue version for a model (semver precedence), optionally only above `than`. */
   latestFirmware(model: string): PacketRow | undefined {
     let best: PacketRow | undefined;
     for (const row of this.catalogue.list({ model, afterId: 0, limit: 10_000 })) {
-      if (!best || semver.gt(row.version!, best.version!)) best = row;
+      if (!best || isNewerVersion(row.version!, best.version!)) best = row;
     }
     return best;
   }

@@ -1,6 +1,7 @@
 import { createReadStream } from 'node:fs';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { IDENTIFIER_CHARS } from '@router-fleet/protocol';
 import { Type } from '@sinclair/typebox';
 import { AppError } from '../errors.js';
 import { COMPONENT_KINDS, type StoredManifest } from '../packets/service.js';
@@ -266,7 +267,7 @@ export const packetRoutes = [
     tags: ['packets'],
     access: 'public',
     params: Type.Object(
-      { executionId: Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9._:-]+$' }) },
+      { executionId: Type.String({ minLength: 1, maxLength: 64, pattern: `^[${IDENTIFIER_CHARS}]+$` }) },
       { additionalProperties: false },
     ),
     resources: { executionId: 'execution' },

@@ -1,5 +1,4 @@
-import { satisfiesRange } from '@router-fleet/protocol';
-import semver from 'semver';
+import { isNewerVersion, parseVersion, satisfiesRange } from '@router-fleet/protocol';
 import type { AuditService } from '../audit/service.js';
 import type { Clock } from '../clock.js';
 import { isAppError } from '../errors.js';
@@ -64,7 +63,7 @@ function requiredSwOf(p: PacketRow): string | undefined {
 
 /**
  * Smart Updates (every plan): while enabled, every device of the account with a known model and a
- * semver firmware older than the newest catalogue firmware for its model (whose REQUIRED_SW its
+ * firmware version (protocol's `parseVersion`, the routers' rule) older than the newest catalogue firmware for its model (whose REQUIRED_SW its
  * firmware satisfies) is updated by a system job. Model and firmware are what the router reported,
  * else what was typed in. One system job per (account, model, version): a running one is extended
  * with devices that became outdated later; a finished one is followed by a new job for devices it
@@ -118,10 +117,10 @@ export class SmartUpdateService {
   target(model: string, firmware: string): PacketRow | undefined {
     let best: PacketRow | undefined;
     for (const row of this.packets.catalogue.list({ model, afterId: 0, limit: 10_000 })) {
-      if (!row.version || !semver.valid(row.version) || !semver.gt(row.version, firmware)) continue;
+      if (!row.version || !isNewerVersion(row.version, firmware)) continue;
       const required = requiredSwOf(row);
       if (required !== undefined && !satisfiesRange(firmware, required)) continue;
-      if (!best || semver.gt(row.version, best.version!)) best = row;
+      if (!best || isNewerVersion(row.version, best.version!)) best = row;
     }
     return best;
   }
@@ -145,7 +144,7 @@ export class SmartUpdateService {
     const wanted = new Map<string, { model: string; version: string; devices: typeof devices }>();
     const targets = new Map<string, PacketRow | undefined>();
     for (const d of devices) {
-      const fw = semver.valid(d.firmware);
+      const fw = parseVersion(d.firmware) ? d.firmware : undefined;
       if (!fw) continue; // unknown firmware: cannot tell whether it is outdated
       const key = `${d.model}\u0000${fw}`;
       if (!targets.has(key)) targets.set(key, this.target(d.model, fw));

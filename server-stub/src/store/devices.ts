@@ -1,3 +1,4 @@
+import type { AccountRowId, AccountUuid, DeviceRowId, DeviceUuid } from '../ids.js';
 import type { Store } from './database.js';
 
 export type AdmissionState = 'managed' | 'unmanaged' | 'rejected';
@@ -326,10 +327,10 @@ export class AccountGroups {
 
 /** What a device hello needs, looked up across accounts (the device is not logged into one). */
 export interface DeviceIdentity {
-  id: number;
-  uuid: string;
-  account_id: number;
-  account_uuid: string;
+  id: DeviceRowId;
+  uuid: DeviceUuid;
+  account_id: AccountRowId;
+  account_uuid: AccountUuid;
   credential_hash: Buffer;
 }
 
@@ -358,9 +359,9 @@ export function setDeviceAdmission(
     .run(state, reason, at, deviceId);
 }
 
-export function deviceUuids(store: Store, ids: readonly number[]): string[] {
-  const s = store.stmt<{ uuid: string }>('SELECT uuid FROM devices WHERE id = ?');
-  return ids.map((id) => s.get(id)?.uuid).filter((u): u is string => u !== undefined);
+export function deviceUuids(store: Store, ids: readonly number[]): DeviceUuid[] {
+  const s = store.stmt<{ uuid: DeviceUuid }>('SELECT uuid FROM devices WHERE id = ?');
+  return ids.map((id) => s.get(id)?.uuid).filter((u): u is DeviceUuid => u !== undefined);
 }
 
 /** Serial numbers are unique across the server: a hello names its serial number, not its account. */

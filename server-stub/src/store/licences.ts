@@ -1,3 +1,4 @@
+import type { AccountRowId } from '../ids.js';
 import type { LicenceKind } from '../licensing/plans.js';
 import type { LicenceFacts } from '../licensing/rules.js';
 import type { Store } from './database.js';
@@ -111,9 +112,9 @@ export class AccountLicences {
 }
 
 /** Accounts that hold licences or leases: those the licence sweep has to look at. */
-export function accountsWithLicencesOrLeases(store: Store): number[] {
+export function accountsWithLicencesOrLeases(store: Store): AccountRowId[] {
   return store
-    .stmt<{ account_id: number }>(
+    .stmt<{ account_id: AccountRowId }>(
       'SELECT account_id FROM licences UNION SELECT account_id FROM leases ORDER BY account_id',
     )
     .all()

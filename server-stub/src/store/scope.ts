@@ -1,3 +1,4 @@
+import { type AccountRowId, asAccountRowId } from '../ids.js';
 import { AccountApiTokens, type AccountRow, Accounts, AccountUsers } from './accounts.js';
 import { AccountDashboard } from './dashboard.js';
 import type { Store } from './database.js';
@@ -28,11 +29,15 @@ export class AccountScope {
   readonly deviceStatus: AccountDeviceStatus;
   /** The dashboard's aggregates. */
   readonly dashboard: AccountDashboard;
+  /** The account's row id (`accounts.id`), not its public uuid. */
+  readonly accountId: AccountRowId;
 
+  /** `accountId` is an `accounts.id` the caller read from the store (a session, a user, a job row). */
   constructor(
     private readonly store: Store,
-    readonly accountId: number,
+    accountId: number,
   ) {
+    this.accountId = asAccountRowId(accountId);
     this.users = new AccountUsers(store, accountId);
     this.apiTokens = new AccountApiTokens(store, accountId);
     this.licences = new AccountLicences(store, accountId);
