@@ -130,7 +130,7 @@ export async function buildApp(config: ServerConfig, deps: BuildAppDeps = {}): P
   services.jobs.attach(jobChannelPort(channel));
   // Analytics batches: the privacy rule is applied again on the server; nothing is kept without consent.
   channel.onMessage('analytics', (message, session) => {
-    services.analytics.ingest(session.deviceUuid, session.accountId, message.body);
+    services.analytics.ingest(session.deviceUuid, session.accountUuid, message.body);
   });
   app.setErrorHandler((error: FastifyError, request, reply) => sendError(app, error, request, reply));
   const methodsOf = routeMethods(allRoutes.filter((r) => !r.testOnly || config.testClock));

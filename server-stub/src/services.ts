@@ -112,10 +112,10 @@ export function createServices(config: ServerConfig, deps: AppDeps = {}): Servic
   const trust = new TrustAnchorService(config.dataDir, clock, packets, profiles, notices);
   profiles.useTrustAnchors((accountKey) => trust.forAccount(accountKey));
   admission.events.on('unmanaged', (c) =>
-    notices.publish({ kind: 'admission', state: 'unmanaged', accountId: c.accountId, deviceUuids: c.deviceUuids, cause: c.cause }),
+    notices.publish({ kind: 'admission', state: 'unmanaged', accountUuid: c.accountUuid, deviceUuids: c.deviceUuids, cause: c.cause }),
   );
   admission.events.on('managed', (c) =>
-    notices.publish({ kind: 'admission', state: 'managed', accountId: c.accountId, deviceUuids: c.deviceUuids, cause: c.cause }),
+    notices.publish({ kind: 'admission', state: 'managed', accountUuid: c.accountUuid, deviceUuids: c.deviceUuids, cause: c.cause }),
   );
   return {
     config,

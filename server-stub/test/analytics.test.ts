@@ -37,8 +37,8 @@ describe('device analytics', () => {
     const off = w.services.notices.subscribe((n) => notices.push(n));
     const put = await w.req('PUT', '/api/account/analytics-consent', { token, body: { consent: true } });
     expect(put.json()).toMatchObject({ consent: true, askRequired: false, decidedAt: new Date(w.clock.now()).toISOString() });
-    expect(events).toEqual([{ accountId: t.accountUuid, accountKey: t.accountId, consent: true, at: w.clock.now() }]);
-    expect(notices).toContainEqual({ kind: 'settings', accountId: t.accountUuid, analyticsConsent: true });
+    expect(events).toEqual([{ accountUuid: t.accountUuid, accountKey: t.accountId, consent: true, at: w.clock.now() }]);
+    expect(notices).toContainEqual({ kind: 'settings', accountUuid: t.accountUuid, analyticsConsent: true });
     // The same decision again changes nothing and tells nobody.
     await w.req('PUT', '/api/account/analytics-consent', { token, body: { consent: true } });
     expect(events).toHaveLength(1);
@@ -96,7 +96,7 @@ describe('device analytics', () => {
     const events: ConsentEvent[] = [];
     w.services.analytics.events.on('consent', (e) => events.push(e));
     await w.req('PUT', '/api/account/analytics-consent', { token, body: { consent: false } });
-    expect(events).toMatchObject([{ accountId: t.accountUuid, consent: false }]);
+    expect(events).toMatchObject([{ accountUuid: t.accountUuid, consent: false }]);
     const n = rows(t.accountId).length;
     const r = w.services.analytics.ingest(d!.uuid, t.accountUuid, {
       samples: [{ at: T0, periodSec: 60, metrics: { cpuLoadPercent: 1 } }],

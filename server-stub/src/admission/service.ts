@@ -81,7 +81,7 @@ export class AdmissionService {
     if (typeof req.credential !== 'string' || !credentialMatches(req.credential, identity.credential_hash)) {
       return this.#count({ outcome: 'denied', reason: 'bad-credential', retryAfterSec: deniedRetry });
     }
-    const accountId = identity.account_uuid;
+    const accountUuid = identity.account_uuid;
     const deviceUuid = identity.uuid;
     const deviceKey = identity.id;
     const { result, balance } = this.store.write(() => {
@@ -102,12 +102,12 @@ export class AdmissionService {
           if (own?.held) recordHeldReturn(this.store, now);
           if (decision.lease !== 'kept') leases.upsert(identity.id, 'managed', now);
           setDeviceAdmission(this.store, identity.id, 'managed', null, now);
-          result = { outcome: 'managed', deviceUuid, deviceKey, accountId, lease: decision.lease };
+          result = { outcome: 'managed', deviceUuid, deviceKey, accountUuid, lease: decision.lease };
           break;
         }
         case 'unmanaged':
           setDeviceAdmission(this.store, identity.id, 'unmanaged', 'licence-limit', now);
-          result = { outcome: 'unmanaged', deviceUuid, deviceKey, accountId, reason: 'licence-limit' };
+          result = { outcome: 'unmanaged', deviceUuid, deviceKey, accountUuid, reason: 'licence-limit' };
           break;
         case 'rejected':
           setDeviceAdmission(this.store, identity.id, 'rejected', decision.reason, now);
@@ -115,7 +115,7 @@ export class AdmissionService {
             outcome: 'rejected',
             deviceUuid,
             deviceKey,
-            accountId,
+            accountUuid,
             reason: decision.reason,
             retryAfterSec: decision.retryAfterSec,
           };
@@ -337,7 +337,7 @@ export class AdmissionService {
     const account = this.#accountUuid(accountId);
     if (balance.toUnmanaged.length) {
       this.events.emit('unmanaged', {
-        accountId: account,
+        accountUuid: account,
         deviceUuids: deviceUuids(this.store, balance.toUnmanaged),
         at,
         cause: 'licences-changed',
@@ -345,7 +345,7 @@ export class AdmissionService {
     }
     if (balance.toManaged.length) {
       this.events.emit('managed', {
-        accountId: account,
+        accountUuid: account,
         deviceUuids: deviceUuids(this.store, balance.toManaged),
         at,
         cause,

@@ -1,4 +1,4 @@
-import type { AccountUuid, DeviceUuid } from '../ids.js';
+import type { AccountUuid, DeviceRowId, DeviceUuid } from '../ids.js';
 import type { RejectReason } from './decide.js';
 
 /**
@@ -22,8 +22,8 @@ export type AdmitResult =
     readonly outcome: 'managed';
     readonly deviceUuid: DeviceUuid;
     /** Opaque per-device key for `presence.seen(deviceKey, at)` (avoids a lookup per message). */
-    readonly deviceKey: number;
-    readonly accountId: AccountUuid;
+    readonly deviceKey: DeviceRowId;
+    readonly accountUuid: AccountUuid;
     /** `new` seat, `reclaimed` within the grace period, or `kept` (already connected). */
     readonly lease: 'new' | 'reclaimed' | 'kept';
   }
@@ -31,16 +31,16 @@ export type AdmitResult =
     /** Connected but beyond the licence limit: visible, gets no jobs, waits for a seat. */
     readonly outcome: 'unmanaged';
     readonly deviceUuid: DeviceUuid;
-    readonly deviceKey: number;
-    readonly accountId: AccountUuid;
+    readonly deviceKey: DeviceRowId;
+    readonly accountUuid: AccountUuid;
     readonly reason: 'licence-limit';
   }
   | {
     /** No free licence: the channel refuses the device, which retries after `retryAfterSec`. */
     readonly outcome: 'rejected';
     readonly deviceUuid: DeviceUuid;
-    readonly deviceKey: number;
-    readonly accountId: AccountUuid;
+    readonly deviceKey: DeviceRowId;
+    readonly accountUuid: AccountUuid;
     readonly reason: RejectReason;
     readonly retryAfterSec: number;
   }
@@ -56,7 +56,7 @@ export type AdmissionOutcome = AdmitResult['outcome'];
 /** Devices whose admission changed while connected (licence expiry, activation, freed seats). */
 export interface AdmissionChange {
   /** Account uuid. */
-  readonly accountId: AccountUuid;
+  readonly accountUuid: AccountUuid;
   readonly deviceUuids: readonly DeviceUuid[];
   readonly at: number;
   readonly cause: 'licences-changed' | 'seat-freed';

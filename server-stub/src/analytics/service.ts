@@ -3,6 +3,7 @@ import { type AnalyticsMetrics, filterAnalyticsMetrics } from '@router-fleet/pro
 import type { NoticeBus } from '../channel/notices.js';
 import type { Clock } from '../clock.js';
 import type { LicensingService } from '../licensing/service.js';
+import { type AccountRowId, type AccountUuid, asAccountRowId, asAccountUuid } from '../ids.js';
 import type { Metrics } from '../metrics.js';
 import { Accounts } from '../store/accounts.js';
 import type { Store } from '../store/database.js';
@@ -10,10 +11,9 @@ import type { AccountScope } from '../store/scope.js';
 
 /** A consent change, as `analytics.events` emits it. */
 export interface ConsentEvent {
-  /** Account uuid (what control-channel sessions and notices carry). */
-  readonly accountId: string;
-  /** Internal account id. */
-  readonly accountKey: number;
+  /** What control-channel sessions and notices carry. */
+  readonly accountUuid: AccountUuid;
+  readonly accountKey: AccountRowId;
   readonly consent: boolean;
   readonly at: number;
 }
@@ -151,8 +151,13 @@ export class AnalyticsService {
    */
   announce(accountUuid: string, consent: boolean): void {
     const account = this.store.stmt<{ id: number }>('SELECT id FROM accounts WHERE uuid = ?').get(accountUuid);
-    this.notices.publish({ kind: 'settings', accountId: accountUuid, analyticsConsent: consent });
-    this.events.emit('consent', { accountId: accountUuid, accountKey: account?.id ?? 0, consent, at: this.clock.now() });
+    this.notices.publish({ kind: 'settings', accountUuid: asAccountUuid(accountUuid), analyticsConsent: consent });
+    this.events.emit('consent', {
+      accountUuid: asAccountUuid(accountUuid),
+      accountKey: asAccountRowId(account?.id ?? 0),
+      consent,
+      at: this.clock.now(),
+    });
   }
 
   /**

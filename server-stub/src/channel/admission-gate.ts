@@ -125,7 +125,7 @@ export class AdmissionGate {
     }
     s.deviceUuid = result.deviceUuid;
     s.deviceKey = result.deviceKey;
-    s.accountId = result.accountId;
+    s.accountUuid = result.accountUuid;
     s.accountKey = facts!.account_id;
     s.admission = result.outcome;
     s.connectedAt = now;

@@ -1,10 +1,10 @@
 import type { Message, MessageOf, MessageType } from '@router-fleet/protocol';
+import type { AccountUuid, DeviceUuid } from '../ids.js';
 
 /** What the hub knows about one open session (read-only view for handlers). */
 export interface SessionInfo {
-  readonly deviceUuid: string;
-  /** Account uuid. */
-  readonly accountId: string;
+  readonly deviceUuid: DeviceUuid;
+  readonly accountUuid: AccountUuid;
   /** What the device was last told: `managed` devices get jobs, `unmanaged` ones do not. */
   readonly admission: 'managed' | 'unmanaged';
   /** Server clock when the hello was admitted (ms). */

@@ -11,7 +11,7 @@ export function jobChannelPort(hub: ChannelHub): JobChannelPort {
     send: (deviceUuid, message) => hub.send(deviceUuid, message),
     onDeviceReady(listener) {
       hub.onSession((event, session) => {
-        if (event !== 'closed' && session.admission === 'managed') listener(session.deviceUuid, session.accountId);
+        if (event !== 'closed' && session.admission === 'managed') listener(session.deviceUuid, session.accountUuid);
       });
     },
     onJobProgress(listener) {

@@ -40,10 +40,10 @@ export class NoticeDelivery {
       return;
     }
     if (n.kind === 'trust-anchors') {
-      void this.deps.anchors.changed(n.accountId);
+      void this.deps.anchors.changed(n.accountUuid);
       return;
     }
     const text = encode(createMessage('settings', { analyticsConsent: n.analyticsConsent }, { sentAt: now }));
-    for (const s of sessions.ofAccount(n.accountId)) if (s.state === 'open') io.send(s, text);
+    for (const s of sessions.ofAccount(n.accountUuid)) if (s.state === 'open') io.send(s, text);
   }
 }

@@ -1,3 +1,5 @@
+import type { AccountUuid, DeviceUuid } from '../ids.js';
+
 /**
  * Changes that must reach open control-channel sessions, wherever they are held. In one process
  * the bus delivers at once; in cluster mode (cluster/) every notice travels through the primary,
@@ -7,21 +9,19 @@ export type Notice =
   | {
     readonly kind: 'admission';
     readonly state: 'managed' | 'unmanaged';
-    /** Account uuid. */
-    readonly accountId: string;
-    readonly deviceUuids: readonly string[];
+    readonly accountUuid: AccountUuid;
+    readonly deviceUuids: readonly DeviceUuid[];
     readonly cause: 'licences-changed' | 'seat-freed';
   }
   | {
     readonly kind: 'settings';
-    /** Account uuid. */
-    readonly accountId: string;
+    readonly accountUuid: AccountUuid;
     readonly analyticsConsent: boolean;
   }
   | {
     /** The trust anchors devices must have changed: of one account (its uuid), or of all (`null`). */
     readonly kind: 'trust-anchors';
-    readonly accountId: string | null;
+    readonly accountUuid: AccountUuid | null;
   };
 
 export type NoticeListener = (notice: Notice) => void;

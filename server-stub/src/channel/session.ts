@@ -1,3 +1,4 @@
+import { type AccountRowId, type AccountUuid, asAccountRowId, asAccountUuid, asDeviceRowId, asDeviceUuid, type DeviceRowId, type DeviceUuid } from '../ids.js';
 import { nextState } from '../state-table.js';
 import type { SessionInfo } from './hub.js';
 import { SESSION_STATES, SESSION_TABLE, type SessionOutcome, type SessionState } from './session-table.js';
@@ -10,10 +11,10 @@ import type { ChannelTransport } from './transport.js';
  */
 export class Session implements SessionInfo {
   #state: SessionState = SESSION_TABLE.initial;
-  deviceUuid = '';
-  deviceKey = 0;
-  accountId = '';
-  accountKey = 0;
+  deviceUuid: DeviceUuid = asDeviceUuid('');
+  deviceKey: DeviceRowId = asDeviceRowId(0);
+  accountUuid: AccountUuid = asAccountUuid('');
+  accountKey: AccountRowId = asAccountRowId(0);
   admission: 'managed' | 'unmanaged' = 'managed';
   connectedAt = 0;
   lastHeardAt: number;
@@ -117,17 +118,17 @@ export class Sessions {
 
   #index(s: Session): void {
     this.#byDevice.set(s.deviceUuid, s);
-    let set = this.#byAccount.get(s.accountId);
-    if (!set) this.#byAccount.set(s.accountId, (set = new Set()));
+    let set = this.#byAccount.get(s.accountUuid);
+    if (!set) this.#byAccount.set(s.accountUuid, (set = new Set()));
     set.add(s);
   }
 
   #unindex(s: Session): void {
     if (this.#byDevice.get(s.deviceUuid) === s) this.#byDevice.delete(s.deviceUuid);
-    const set = this.#byAccount.get(s.accountId);
+    const set = this.#byAccount.get(s.accountUuid);
     if (set) {
       set.delete(s);
-      if (set.size === 0) this.#byAccount.delete(s.accountId);
+      if (set.size === 0) this.#byAccount.delete(s.accountUuid);
     }
   }
 }

@@ -9,7 +9,7 @@ export interface JobChannelPort {
   /** Sends a message to a connected device; false when it is not connected here. */
   send(deviceUuid: string, message: Message): boolean;
   /** Devices that became connected and managed (call on welcome managed, and on licence-change managed). */
-  onDeviceReady(listener: (deviceUuid: string, accountId: string) => void): void;
+  onDeviceReady(listener: (deviceUuid: string, accountUuid: string) => void): void;
   /** job-progress messages from devices (the channel decodes and forwards them; ack is the dispatcher's job via send). */
   onJobProgress(listener: (deviceUuid: string, message: MessageOf<'job-progress'>) => void): void;
 }

@@ -3,6 +3,7 @@ import { MAX_TRUST_ANCHORS, type TrustAnchor, trustAnchorsDigest } from '@router
 import type { NoticeBus } from '../channel/notices.js';
 import type { Clock } from '../clock.js';
 import { AppError } from '../errors.js';
+import { asAccountUuid } from '../ids.js';
 import type { PacketService } from '../packets/service.js';
 import type { ProfileService } from '../profiles/service.js';
 import { AccountPackets } from '../store/packets.js';
@@ -126,7 +127,7 @@ export class TrustAnchorService {
   accountChanged(accountKey: number): void {
     this.#cache.delete(accountKey);
     const account = this.packets.store.stmt<{ uuid: string }>('SELECT uuid FROM accounts WHERE id = ?').get(accountKey);
-    if (account) this.notices.publish({ kind: 'trust-anchors', accountId: account.uuid });
+    if (account) this.notices.publish({ kind: 'trust-anchors', accountUuid: asAccountUuid(account.uuid) });
   }
 
   /**
@@ -139,7 +140,7 @@ export class TrustAnchorService {
     const pki = await this.packets.pki();
     this.profiles.reload(pki);
     const changed = this.#take(pki);
-    if (changed && publish) this.notices.publish({ kind: 'trust-anchors', accountId: null });
+    if (changed && publish) this.notices.publish({ kind: 'trust-anchors', accountUuid: null });
     return changed;
   }
 

@@ -1,10 +1,11 @@
+import type { AccountRowId } from '../ids.js';
 import type { Store } from './database.js';
 import { AccountEvents } from './events.js';
 
 /** What the control channel reads about a device when its hello arrives. */
 export interface DeviceFacts {
   readonly id: number;
-  readonly account_id: number;
+  readonly account_id: AccountRowId;
   readonly serial_number: string;
   readonly ping_interval: number;
   readonly pong_timeout: number;
