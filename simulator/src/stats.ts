@@ -12,12 +12,19 @@ export interface WorkerStats {
   /** Routers of this process (assigned) and started so far. */
   devices: number;
   started: number;
+  /**
+   * Routers whose time in the ramp's schedule has come (started, or held back by the connect
+   * window). `due === devices` with `started < devices` shows the window holding the ramp.
+   */
+  due: number;
   /** Session state → routers. */
   states: Record<string, number>;
   /** Last admission decision → routers (managed, unmanaged, rejected). */
   admission: { managed: number; unmanaged: number; rejected: number; authFailed: number };
   /** Routers managed now by an admission decided at or after the fleet's mark (0 without a mark). */
   managedSinceMark: number;
+  /** The mark these figures were counted with (ms since the epoch; 0 = none). */
+  markAt: number;
   counters: {
     connects: number;
     disconnects: number;
@@ -78,6 +85,8 @@ export interface FleetStats {
   processes: number;
   devices: number;
   started: number;
+  /** See WorkerStats.due. */
+  due: number;
   states: Record<string, number>;
   connected: number;
   managed: number;
@@ -86,6 +95,11 @@ export interface FleetStats {
   backingOff: number;
   /** Routers managed now by an admission decided at or after the fleet's mark (0 without a mark). */
   managedSinceMark: number;
+  /**
+   * The oldest mark any process counted with (0 when one has none yet): once it equals the mark
+   * set, every process's figures, `managedSinceMark` included, were counted after the mark.
+   */
+  markAt: number;
   counters: WorkerStats['counters'];
   errors: Record<string, number>;
   reconnectBins: Record<string, number>;
@@ -111,6 +125,7 @@ export function mergeStats(parts: readonly WorkerStats[]): FleetStats {
   const histograms = Object.fromEntries(HISTOGRAMS.map((h) => [h, new Histogram()])) as Record<HistogramName, Histogram>;
   let devices = 0;
   let started = 0;
+  let due = 0;
   let openSockets = 0;
   let managed = 0;
   let unmanaged = 0;
@@ -119,6 +134,7 @@ export function mergeStats(parts: readonly WorkerStats[]): FleetStats {
     managedSinceMark += p.managedSinceMark;
     devices += p.devices;
     started += p.started;
+    due += p.due;
     openSockets += p.openSockets;
     add(states, p.states);
     add(errors, p.errors);
@@ -135,6 +151,7 @@ export function mergeStats(parts: readonly WorkerStats[]): FleetStats {
     processes: parts.length,
     devices,
     started,
+    due,
     states,
     connected: managed + unmanaged,
     managed,
@@ -142,6 +159,7 @@ export function mergeStats(parts: readonly WorkerStats[]): FleetStats {
     rejected: states['rejected-waiting'] ?? 0,
     backingOff: states['backing-off'] ?? 0,
     managedSinceMark,
+    markAt: parts.length === 0 ? 0 : Math.min(...parts.map((p) => p.markAt)),
     counters,
     errors,
     reconnectBins,

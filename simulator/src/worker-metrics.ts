@@ -8,7 +8,7 @@ import { HISTOGRAMS, type HistogramName, type WorkerStats } from './stats.js';
 export const now = (): number => performance.timeOrigin + performance.now();
 
 /** The part of `WorkerStats` the metrics account for (the worker adds process, memory, CPU, sockets). */
-export type MetricsSnapshot = Pick<WorkerStats, 'states' | 'admission' | 'managedSinceMark' | 'counters' | 'errors' | 'reconnectBins' | 'histograms'>;
+export type MetricsSnapshot = Pick<WorkerStats, 'states' | 'admission' | 'managedSinceMark' | 'markAt' | 'counters' | 'errors' | 'reconnectBins' | 'histograms'>;
 
 /**
  * One process's metrics: counters, error codes, reconnect bins and histograms, kept up to date
@@ -199,6 +199,7 @@ export class WorkerMetrics {
       states,
       admission,
       managedSinceMark,
+      markAt: this.#markAt,
       counters: { ...this.#counters },
       errors: { ...this.#errors },
       reconnectBins: { ...this.#reconnectBins },

@@ -107,6 +107,8 @@ export class FleetWorker {
   #agents: Array<Agent | undefined> = [];
   #routers = new RouterTable(0);
   #started = 0;
+  /** Routers whose time in the ramp schedule has come (see WorkerStats.due). */
+  #due = 0;
   /** Routers whose first connect is in flight (the ramp's window). */
   #inFlight = 0;
   /** Dials in flight (the same window, for every dial: reconnects too). */
@@ -202,6 +204,9 @@ export class FleetWorker {
         this.#routers.set(this.#started, RouterFlag.IN_FLIGHT);
         void this.#boot(this.#started++);
       }
+      // Routers of this process whose time has come: global index k + j·p due at t0 + index / rate.
+      const dueGlobal = Math.floor(((t - t0) * rate) / 1000);
+      this.#due = dueGlobal < k ? 0 : Math.min(m, Math.floor((dueGlobal - k) / p) + 1);
       if (this.#started < m) this.#ramp = setTimeout(tick, 5);
     };
     tick();
@@ -397,6 +402,7 @@ export class FleetWorker {
       at: Date.now(),
       devices: this.#profiles.length,
       started: this.#started,
+      due: Math.max(this.#due, this.#started),
       ...metrics,
       openSockets: this.#transport.open(),
       memory: { rss: mem.rss, heapUsed: mem.heapUsed, external: mem.external },

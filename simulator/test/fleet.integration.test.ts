@@ -87,11 +87,10 @@ describe(`fleet of ${N} virtual routers against the reference server`, () => {
       // Server restart: every router comes back; the storm is spread by the backoff.
       const before = fleet.stats().counters.reconnects;
       // The mark: from here stats count the routers managed by an admission decided after it.
-      fleet.mark();
-      // Every process pushes its figures each second: after 2.5 s each has counted with the mark (the
-      // merged figures carry only the newest push time, so there is no per-process signal to wait for).
-      await new Promise((r) => setTimeout(r, 2500));
-      const marked = fleet.stats();
+      const markAt = Date.now();
+      fleet.mark(markAt);
+      // Every process's figures counted with the mark: only then is managedSinceMark meaningful.
+      const marked = await fleet.waitFor((s) => s.markAt === markAt, 30_000);
       expect(marked.managed).toBe(N);
       expect(marked.managedSinceMark).toBe(0);
       // Down for 5 s: long enough for several backoff rounds, so a spread can show (after a

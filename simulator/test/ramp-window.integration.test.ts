@@ -90,9 +90,9 @@ describe('ramp window (first connects in flight per process)', () => {
     const windowed = await startFleet({ profiles: dir, rate: 1000, window: 5, processes: 0, seed: 1 });
     cleanups.push(async () => void (await windowed.stop()));
     await expect.poll(() => server.hellos(), { timeout: 10_000 }).toBe(5);
-    // The ramp is a wall-clock schedule (all 40 due within 40 ms) and nothing reports that it ran
-    // past it, so this waits more than 10 times the schedule before checking the window held.
-    await new Promise((r) => setTimeout(r, 500));
+    // The ramp has reached every router of its schedule (all 40 due within 40 ms) and still
+    // started only the window's 5: no one answered, so no slot came free.
+    await expect.poll(() => windowed.stats().due, { timeout: 10_000 }).toBe(40);
     expect(server.hellos()).toBe(5);
     expect(windowed.stats().started).toBe(5);
     await windowed.stop();

@@ -22,9 +22,11 @@ function part(process: number, managed: number, samples: number[]): WorkerStats 
     at: 1000,
     devices: managed + 1,
     started: managed + 1,
+    due: managed + 1,
     states: { managed, 'backing-off': 1 },
     admission: { managed, unmanaged: 0, rejected: 0, authFailed: 0 },
     managedSinceMark: managed - 1,
+    markAt: 500 + process,
     counters: {
       connects: managed, disconnects: 1, reconnects: 0, dialFailures: 2, dialsQueued: 0,
       restarts: 0, jobsOffered: 0, jobsActive: 0, jobsDone: 0, jobsRolledBack: 0,
@@ -52,6 +54,9 @@ describe('simulator units', () => {
     const s = mergeStats([part(0, 10, [5, 10]), part(1, 20, [20, 40])]);
     expect(s.managed).toBe(30);
     expect(s.managedSinceMark).toBe(28);
+    expect(s.due).toBe(32);
+    expect(s.markAt).toBe(500); // the oldest mark: process 1 counted with a later one
+    expect(mergeStats([part(0, 1, []), { ...part(1, 1, []), markAt: 0 }]).markAt).toBe(0);
     expect(s.backingOff).toBe(2);
     expect(s.errors['dial:ECONNREFUSED']).toBe(4);
     expect(s.histograms.connect.count).toBe(4);
