@@ -356,6 +356,11 @@ describe('update jobs over the control channel (protocol-level fake devices, rea
     const job = await createJob(w, { packetUuid: packet.uuid, target: { groupUuids: [group.uuid] }, options: { dynamic: true } });
     await first!.next(isOffer);
     expect((await w.api('POST', `/api/jobs/${job.uuid}/pause`)).json.state).toBe('paused');
+    // The list filters by the lifecycle's states, and refuses a state the lifecycle does not have.
+    const listed = async (state: string) => (await w.api('GET', `/api/jobs?state=${state}`)).json.items.map((j: { uuid: string }) => j.uuid);
+    expect(await listed('paused')).toEqual([job.uuid]);
+    expect(await listed('running')).toEqual([]);
+    expect((await w.api('GET', '/api/jobs?state=sleeping')).json.code).toBe('SERVER_VALIDATION');
     await w.api('POST', `/api/inventory/device-groups/${group.uuid}/devices`, { deviceUuids: [joiner!.uuid] });
     w.advance(1000);
     await w.quiet([first!, joiner!]);

@@ -1,5 +1,6 @@
 import { Type } from '@sinclair/typebox';
 import { WEEKDAYS } from '../jobs/window.js';
+import { JOB_LIFECYCLE } from '../jobs/job-lifecycle.js';
 import type { JobHead } from '../store/jobs.js';
 import type { AccountScope } from '../store/scope.js';
 import { defineRoute, notFound } from './route.js';
@@ -129,9 +130,8 @@ function jobView(services: Services, scope: AccountScope, j: JobHead) {
   };
 }
 
-const JobStateQuery = Type.Union(
-  (['running', 'paused', 'finished', 'cancelled', 'aborted'] as const).map((s) => Type.Literal(s)),
-);
+/** The `state` filter accepts the job lifecycle's states, as its table names them. */
+const JobStateQuery = Type.Union(JOB_LIFECYCLE.states.map((s) => Type.Literal(s)));
 
 function isIdCursor(v: unknown): v is { id: number } {
   return typeof v === 'object' && v !== null && Number.isSafeInteger((v as { id: unknown }).id);
