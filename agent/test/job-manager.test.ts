@@ -2,33 +2,13 @@ import type { JobExecutionState, Message } from '@router-fleet/protocol';
 import { describe, expect, it, vi } from 'vitest';
 import { resolveConfig } from '../src/config.js';
 import { JobManager } from '../src/jobs/job-manager.js';
-import { JOURNAL_VERSION, Journal, type JobRecord } from '../src/lifecycle/journal.js';
+import { Journal } from '../src/lifecycle/journal.js';
 import { silentLogger } from '../src/logger.js';
 import { createMemoryPlatform, type MemoryPlatform } from '../src/platform/memory.js';
 import { waitFor } from '../../protocol/test/helpers/wait-for.js';
-import { illegalStep } from './helpers/job-states.js';
+import { illegalStep, recordOf } from './helpers/job-states.js';
 
 type Session = ConstructorParameters<typeof JobManager>[0]['session'];
-
-/** A journaled job record in `state` (its offer points nowhere: these tests never download). */
-function recordOf(id: string, fields: Partial<JobRecord> & Pick<JobRecord, 'state' | 'transitions'>): JobRecord {
-  return {
-    v: JOURNAL_VERSION,
-    executionId: id,
-    jobId: `job-of-${id}`,
-    offer: {
-      executionId: id,
-      jobId: `job-of-${id}`,
-      packet: { url: 'https://127.0.0.1:1/p.tar', size: 10, sha256: 'a'.repeat(64) },
-      download: { token: 't', expiresAt: Date.now() + 600_000 },
-      deadline: Date.now() + 600_000,
-      allowDowngrade: false,
-    },
-    resumes: 0,
-    enteredAt: Date.now(),
-    ...fields,
-  };
-}
 
 /** Resolves once `signal` is aborted (at once if it already is). */
 function untilAborted(signal: AbortSignal | undefined): Promise<void> {

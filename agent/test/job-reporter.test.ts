@@ -2,31 +2,15 @@ import type { JobExecutionState, Message } from '@router-fleet/protocol';
 import { describe, expect, it } from 'vitest';
 import { resolveConfig } from '../src/config.js';
 import { JobReporter } from '../src/jobs/job-reporter.js';
-import { JOURNAL_VERSION, type JobRecord } from '../src/lifecycle/journal.js';
+import type { JobRecord } from '../src/lifecycle/journal.js';
 import { silentLogger } from '../src/logger.js';
 import { createMemoryPlatform, type MemoryPlatform } from '../src/platform/memory.js';
-import { illegalStep } from './helpers/job-states.js';
+import { illegalStep, recordOf } from './helpers/job-states.js';
 
-/** A job record in `state` that last reported `lastReported`. */
-function recordOf(id: string, state: JobRecord['state'], lastReported: JobExecutionState): JobRecord {
-  return {
-    v: JOURNAL_VERSION,
-    executionId: id,
-    jobId: `job-of-${id}`,
-    offer: {
-      executionId: id,
-      jobId: `job-of-${id}`,
-      packet: { url: 'https://127.0.0.1:1/p.tar', size: 1000, sha256: 'a'.repeat(64) },
-      download: { token: 't', expiresAt: Date.now() + 600_000 },
-      deadline: Date.now() + 600_000,
-      allowDowngrade: false,
-    },
-    state,
-    transitions: 0,
-    resumes: 0,
-    enteredAt: Date.now(),
-    lastReported,
-  };
+/** A job record in `state` that last reported `lastReported`, for a packet of 1,000 bytes. */
+function recordIn(id: string, state: JobRecord['state'], lastReported: JobExecutionState): JobRecord {
+  const r = recordOf(id, { state, transitions: 0, lastReported });
+  return { ...r, offer: { ...r.offer, packet: { ...r.offer.packet, size: 1000 } } };
 }
 
 interface Link {
@@ -63,7 +47,7 @@ describe('JobReporter', () => {
     const link: Link = { connected: false };
     const wire: Message[] = [];
     const reporter = reporterOf(platform, link, wire);
-    const record = recordOf('exe-p', 'installing', 'downloading');
+    const record = recordIn('exe-p', 'installing', 'downloading');
 
     reporter.progress(record); // not welcomed: nothing goes out, nothing counts
     expect(wire).toEqual([]);
@@ -92,7 +76,7 @@ describe('JobReporter', () => {
     expect(states(wire, 'exe-p').at(-1)).toBe('verifying');
 
     // Download progress carries the bytes; a finished record reports nothing (its result does).
-    const downloading = recordOf('exe-d', 'downloading', 'offered');
+    const downloading = recordIn('exe-d', 'downloading', 'offered');
     reporter.progress(downloading, { bytesDone: 250 });
     const body = wire.at(-1)!.body as { state: string; bytesDone: number; bytesTotal: number; percent: number };
     expect(body).toMatchObject({ state: 'downloading', bytesDone: 250, bytesTotal: 1000, percent: 25 });
