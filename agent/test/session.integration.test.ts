@@ -4,7 +4,8 @@ import { createAgent } from '../src/agent.js';
 import { resolveConfig } from '../src/config.js';
 import { Backoff } from '../src/connection/backoff.js';
 import { Keepalive } from '../src/connection/keepalive.js';
-import { MemoryNetwork } from '../src/connection/memory-transport.js';
+import { MemoryNetwork, type MemoryServerConnection } from '../src/connection/memory-transport.js';
+import type { ChannelConnection, Transport } from '../src/connection/transport.js';
 import { createWsTransport } from '../src/connection/ws-transport.js';
 import { createLogger } from '../src/logger.js';
 import { createManualClock, seededRandom } from '../src/platform/clock.js';
@@ -225,6 +226,77 @@ describe('keep-alive and backoff (injected clock)', () => {
     expect(states).toContain('backing-off');
     for (let i = 0; i < 50 && connections < 2; i++) await clock.advance(100);
     expect(connections).toBe(2);
+    await agent.stop();
+  });
+
+  it('a rejected connection that closes late does not end the next connection\'s hello wait', async () => {
+    const clock = createManualClock();
+    const network = new MemoryNetwork();
+    const hellos: Array<{ conn: MemoryServerConnection; id: string; deviceId: string }> = [];
+    network.listen('wss://memory/channel', (conn) => {
+      conn.onMessage = (text) => {
+        const m = JSON.parse(text) as { type: string; id: string; body: { deviceId?: string } };
+        if (m.type === 'hello') hellos.push({ conn, id: m.id, deviceId: m.body.deviceId! });
+      };
+    });
+    const welcome = (h: (typeof hellos)[number], admission: 'managed' | 'rejected') =>
+      h.conn.send(
+        encode(
+          createMessage(
+            'welcome',
+            {
+              admission,
+              deviceId: h.deviceId,
+              session: { pingIntervalSec: 600, pongTimeoutSec: 60, sessionTimeoutSec: 60 },
+              analyticsConsent: false,
+              serverTime: clock.now(),
+              ...(admission === 'rejected' ? { reason: 'SERVER_NO_LICENCE', retryAfterSec: 1 } : {}),
+            },
+            { correlationId: h.id },
+          ),
+        ),
+      );
+    // The first connection's end reaches the agent only when the test releases it (a slow close).
+    const heldCloses: Array<() => void> = [];
+    let dials = 0;
+    const transport: Transport = {
+      dial: async (options) => {
+        const conn: ChannelConnection = await network.transport.dial(options);
+        if (++dials !== 1) return conn;
+        let handler: ChannelConnection['onClose'];
+        Object.defineProperty(conn, 'onClose', {
+          get: () => (code: number, reason: string) => heldCloses.push(() => handler?.(code, reason)),
+          set: (h: ChannelConnection['onClose']) => {
+            handler = h;
+          },
+        });
+        return conn;
+      },
+    };
+    const platform = await createMemoryPlatform({ clock, random: seededRandom(3) });
+    const certs = await testCerts();
+    const profile = testProfile({ serverUrl: 'wss://memory/channel', caCertPem: certs.tlsCa.certPem, trustAnchorsPem: [certs.pki.root.certPem] });
+    const states: string[] = [];
+    const agent = createAgent(resolveConfig({ ...TEST_CONFIG, dataDir: '' }), platform, {
+      transport,
+      profile,
+      onTransition: (machine, state) => machine === 'session' && states.push(state),
+    });
+    await agent.start();
+    for (let i = 0; i < 20 && hellos.length < 1; i++) await clock.advance(1);
+    welcome(hellos[0]!, 'rejected');
+    // Rejected for 1 s: the agent closes the first connection, waits, dials again and says hello.
+    for (let i = 0; i < 100 && hellos.length < 2; i++) await clock.advance(50);
+    expect(hellos).toHaveLength(2);
+    expect(heldCloses.length).toBeGreaterThan(0);
+    const before = states.length;
+    for (const release of heldCloses) release();
+    await clock.advance(1);
+    welcome(hellos[1]!, 'managed');
+    for (let i = 0; i < 20 && agent.sessionState() !== 'managed'; i++) await clock.advance(1);
+    expect(agent.sessionState()).toBe('managed');
+    expect(states.slice(before)).toEqual(['managed']);
+    expect(dials).toBe(2);
     await agent.stop();
   });
 

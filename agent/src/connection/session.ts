@@ -351,8 +351,15 @@ export class Session {
     };
     connection.onClose = (code, reason) => {
       keepalive.stop();
+      if (this.#connection !== connection) {
+        // A connection the session already gave up on (a rejected welcome, a licence change to
+        // rejected) and has since replaced: its late end says nothing about the current one, and
+        // posting it would end the new connection's hello wait while that connection stays open.
+        this.#log.debug({ code, reason }, 'an earlier connection closed');
+        return;
+      }
       this.#dropTimer?.cancel();
-      if (this.#connection === connection) this.#connection = undefined;
+      this.#connection = undefined;
       this.lastClose = { code, reason };
       this.#log.info({ code, reason, state: this.state }, 'channel closed');
       if (code === CloseCodes.AUTH_FAILED || code === CloseCodes.UNSUPPORTED_VERSION) {
