@@ -157,7 +157,9 @@ interface HttpAnswer {
 
 function get(url: string, headers: Record<string, string>): Promise<HttpAnswer> {
   return new Promise((resolve, reject) => {
-    const req = httpRequest(url, { headers }, (res) => {
+    // A connection per request (agent: false), as separate routers have: a kept-alive socket the
+    // server closes while idle would fail the next request that reuses it.
+    const req = httpRequest(url, { headers, agent: false }, (res) => {
       const parts: Buffer[] = [];
       res.on('data', (c: Buffer) => parts.push(c));
       res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(parts) }));
@@ -231,7 +233,7 @@ describe('packet downloads (real HTTP)', () => {
     const [a, b] = offers.map((o) => o.body);
     // A reader that does not read: the first download stays open.
     const slow = await new Promise<import('node:http').IncomingMessage>((resolve, reject) => {
-      const req = httpRequest(a!.packet.url, { headers: { authorization: `Bearer ${a!.download.token}` } }, resolve);
+      const req = httpRequest(a!.packet.url, { headers: { authorization: `Bearer ${a!.download.token}` }, agent: false }, resolve);
       req.on('error', reject);
       req.end();
     });
@@ -255,7 +257,7 @@ describe('packet downloads (real HTTP)', () => {
     const [a, b, c, d] = offers.map((o) => o.body);
     const open1 = (o: typeof a) =>
       new Promise<import('node:http').IncomingMessage>((resolve, reject) => {
-        const req = httpRequest(o!.packet.url, { headers: { authorization: `Bearer ${o!.download.token}` } }, resolve);
+        const req = httpRequest(o!.packet.url, { headers: { authorization: `Bearer ${o!.download.token}` }, agent: false }, resolve);
         req.on('error', reject);
         req.end();
       });
@@ -284,7 +286,7 @@ describe('packet downloads (real HTTP)', () => {
     hold.pause();
     const ctl = new AbortController();
     const gaveUp = new Promise<void>((resolve) => {
-      const req = httpRequest(d!.packet.url, { headers: { authorization: `Bearer ${d!.download.token}` }, signal: ctl.signal }, () => resolve());
+      const req = httpRequest(d!.packet.url, { headers: { authorization: `Bearer ${d!.download.token}` }, signal: ctl.signal, agent: false }, () => resolve());
       req.on('error', () => resolve());
       req.end();
     });
