@@ -16,7 +16,7 @@ import {
   MESSAGE_CATALOGUE,
   MESSAGE_TYPES,
   type MessageType,
-  MQTT,
+  MQTT_BINDING,
   messageSchema,
   PROTOCOL_VERSION,
   ProtocolErrorCodes,
@@ -175,14 +175,14 @@ ${Object.entries(CloseCodes)
   .map(([name, code]) => `| ${code} | \`${name}\` | ${closeMeaning[name] ?? ''} |`)
   .join('\n')}
 
-### MQTT binding (for a later transport)
-The same JSON messages on per-device topics, QoS ${MQTT.qos}:
+### MQTT binding
+The same JSON messages, one per PUBLISH (QoS ${MQTT_BINDING.qos}), on per-device topics:
 
 | Topic | Direction | Notes |
 | --- | --- | --- |
-| \`${MQTT.topicRoot}/{accountId}/{deviceId}/up\` | device → server | server subscribes to \`${MQTT.topicRoot}/+/+/up\` |
-| \`${MQTT.topicRoot}/{accountId}/{deviceId}/down\` | server → device | device subscribes; persistent session (clean start false) |
-| \`${MQTT.topicRoot}/{accountId}/{deviceId}/presence\` | device | retained \`${MQTT.presenceOnline}\` after connect; last will (retained) \`${MQTT.presenceOffline}\` |
+| \`${MQTT_BINDING.topicRoot}/{bucket}/{deviceId}/up\` | device → server | a server process subscribes to the buckets it consumes |
+| \`${MQTT_BINDING.topicRoot}/{bucket}/{deviceId}/down\` | server → device | device subscribes; persistent session (clean start false) |
+| \`${MQTT_BINDING.topicRoot}/{bucket}/{deviceId}/presence\` | device | retained \`online\` after connect; last will (retained) \`offline\` |
 
 ## Envelope
 Every message is one JSON object:

@@ -6,5 +6,6 @@ export * from './identifiers.js';
 export * from './messages/index.js';
 export * from './packet/index.js';
 export * from './transport.js';
+export * from './mqtt.js';
 export * from './version.js';
 export * from './state-table.js';

@@ -1,4 +1,3 @@
-import { isIdentifier } from './identifiers.js';
 import { PROTOCOL_MAJOR } from './version.js';
 
 /**
@@ -58,33 +57,3 @@ export const LONG_BACKOFF_CLOSE_CODES: readonly number[] = [
   CloseCodes.REJECTED,
   CloseCodes.UNSUPPORTED_VERSION,
 ];
-
-/**
- * MQTT binding (for a later transport): the same JSON messages on per-device topics.
- * - `rf/v1/{accountId}/{deviceId}/up`: device → server, QoS 1.
- * - `rf/v1/{accountId}/{deviceId}/down`: server → device, QoS 1 (the device subscribes).
- * - `rf/v1/{accountId}/{deviceId}/presence`: retained `online` published after connect; the last
- *   will (QoS 1, retained) publishes `offline`.
- * Client id = deviceId; clean start false, so QoS 1 messages queue while the device is away.
- */
-export const MQTT = {
-  topicRoot: `rf/v${PROTOCOL_MAJOR}`,
-  qos: 1,
-  presenceOnline: 'online',
-  presenceOffline: 'offline',
-} as const;
-
-/** The topics of one device. Throws a TypeError when an id contains MQTT wildcards or separators. */
-export function mqttTopics(
-  accountId: string,
-  deviceId: string,
-): { up: string; down: string; presence: string } {
-  if (!isIdentifier(accountId) || !isIdentifier(deviceId)) {
-    throw new TypeError('account and device ids must be 1–64 characters of [A-Za-z0-9._:-]');
-  }
-  const base = `${MQTT.topicRoot}/${accountId}/${deviceId}`;
-  return { up: `${base}/up`, down: `${base}/down`, presence: `${base}/presence` };
-}
-
-/** Subscription filter a server uses for every device's uplink. */
-export const MQTT_UPLINK_FILTER = `${MQTT.topicRoot}/+/+/up`;

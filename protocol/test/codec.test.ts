@@ -7,6 +7,7 @@ import {
   isMessage,
   MAX_FRAME_BYTES,
   MESSAGE_TYPES,
+  mqttBucket,
   mqttTopics,
   PROTOCOL_VERSION,
   ProtocolError,
@@ -131,13 +132,14 @@ describe('transport bindings', () => {
     }
     expect(new Set(Object.values(CloseCodes)).size).toBe(Object.values(CloseCodes).length);
   });
-  it('lays out MQTT topics per account and device and refuses wildcards', () => {
-    expect(mqttTopics('acc-1', 'dev-2')).toEqual({
-      up: 'rf/v1/acc-1/dev-2/up',
-      down: 'rf/v1/acc-1/dev-2/down',
-      presence: 'rf/v1/acc-1/dev-2/presence',
+  it('lays out MQTT topics per bucket and device and refuses wildcards', () => {
+    const b = mqttBucket('dev-2');
+    expect(mqttTopics('dev-2')).toEqual({
+      up: `rf/v1/${b}/dev-2/up`,
+      down: `rf/v1/${b}/dev-2/down`,
+      presence: `rf/v1/${b}/dev-2/presence`,
     });
-    expect(() => mqttTopics('acc/1', 'dev')).toThrow(TypeError);
-    expect(() => mqttTopics('acc', '#')).toThrow(TypeError);
+    expect(() => mqttTopics('dev/1')).toThrow(TypeError);
+    expect(() => mqttTopics('#')).toThrow(TypeError);
   });
 });
