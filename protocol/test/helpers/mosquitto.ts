@@ -33,8 +33,8 @@ export const DYNSEC_PLUGIN = firstExisting([
 export const MOSQUITTO_MISSING: string | undefined = !MOSQUITTO_BIN
   ? 'mosquitto is not installed (apt-get install mosquitto); .ci/run installs it'
   : !DYNSEC_PLUGIN
-    ? 'the mosquitto dynamic-security plugin is not installed'
-    : undefined;
+      ? 'the mosquitto dynamic-security plugin is not installed'
+      : undefined;
 
 /** A password as the dynamic-security plugin stores it: PBKDF2-SHA512, 101 iterations, 12-byte salt. */
 export function dynsecPassword(password: string, iterations = 101): { password: string; salt: string; iterations: number } {
