@@ -4,13 +4,13 @@
  * it starts. Never the machine's broker on 1883.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { pbkdf2Sync, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { waitFor } from './wait-for.js';
+import { type DynsecClient, type DynsecRole, dynsecFile } from '../../src/channel/mqtt/mosquitto-files.js';
+import { waitFor } from '../../../protocol/test/helpers/wait-for.js';
 
 function firstExisting(paths: string[]): string | undefined {
   return paths.find((p) => existsSync(p));
@@ -35,68 +35,6 @@ export const MOSQUITTO_MISSING: string | undefined = !MOSQUITTO_BIN
   : !DYNSEC_PLUGIN
       ? 'the mosquitto dynamic-security plugin is not installed'
       : undefined;
-
-/** A password as the dynamic-security plugin stores it: PBKDF2-SHA512, 101 iterations, 12-byte salt. */
-export function dynsecPassword(password: string, iterations = 101): { password: string; salt: string; iterations: number } {
-  const salt = randomBytes(12);
-  return {
-    password: pbkdf2Sync(password, salt, iterations, 64, 'sha512').toString('base64'),
-    salt: salt.toString('base64'),
-    iterations,
-  };
-}
-
-export interface DynsecAcl {
-  acltype: 'publishClientSend' | 'publishClientReceive' | 'subscribeLiteral' | 'subscribePattern' | 'unsubscribeLiteral' | 'unsubscribePattern';
-  topic: string;
-  allow: boolean;
-  priority?: number;
-}
-
-export interface DynsecClient {
-  username: string;
-  password: string;
-  /** The only client id this user may connect with. */
-  clientid?: string;
-  roles: string[];
-}
-
-export interface DynsecRole {
-  rolename: string;
-  acls: DynsecAcl[];
-}
-
-/** The dynamic-security plugin's file: an admin (full $CONTROL rights) plus the given clients and roles. */
-export function dynsecFile(admin: { username: string; password: string }, clients: DynsecClient[] = [], roles: DynsecRole[] = []): object {
-  const all = (t: DynsecAcl['acltype'], topic: string): DynsecAcl => ({ acltype: t, topic, allow: true, priority: 0 });
-  return {
-    defaultACLAccess: { publishClientSend: false, publishClientReceive: true, subscribe: false, unsubscribe: true },
-    clients: [
-      { username: admin.username, roles: [{ rolename: 'admin' }], ...dynsecPassword(admin.password) },
-      ...clients.map((c) => ({
-        username: c.username,
-        ...(c.clientid ? { clientid: c.clientid } : {}),
-        roles: c.roles.map((rolename) => ({ rolename })),
-        ...dynsecPassword(c.password),
-      })),
-    ],
-    groups: [],
-    roles: [
-      {
-        rolename: 'admin',
-        acls: [
-          all('publishClientSend', '$CONTROL/dynamic-security/#'),
-          all('publishClientReceive', '$CONTROL/dynamic-security/#'),
-          all('subscribePattern', '$CONTROL/dynamic-security/#'),
-          all('publishClientReceive', '$SYS/#'),
-          all('subscribePattern', '$SYS/#'),
-          all('unsubscribePattern', '#'),
-        ],
-      },
-      ...roles.map((r) => ({ rolename: r.rolename, acls: r.acls.map((a) => ({ priority: 0, ...a })) })),
-    ],
-  };
-}
 
 export interface MosquittoOptions {
   /** Dynamic-security plugin with this admin and these clients/roles; without it: anonymous access. */
