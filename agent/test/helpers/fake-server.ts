@@ -90,9 +90,40 @@ export interface TestServer {
   close(): Promise<void>;
 }
 
+/**
+ * One device connection as the fake server handles it, whatever carries it: a WebSocket here, an
+ * MQTT link through a broker where a test asks for one.
+ */
+export interface FakeLink {
+  /** Whether frames can still be sent. */
+  readonly open: boolean;
+  /** Sends one text frame as it is (tests use it to send malformed frames too). */
+  send(text: string): void;
+  close(code: number, reason: string): void;
+  /** Ends the link without a close (a half-open link from the device's side). */
+  terminate(): void;
+}
+
+/** What a transport reports about one link to the fake server. */
+export interface FakeLinkEvents {
+  frame(text: string, isBinary: boolean): void;
+  ended(code: number): void;
+}
+
+function wsLink(ws: WebSocket): FakeLink {
+  return {
+    get open() {
+      return ws.readyState === WebSocket.OPEN;
+    },
+    send: (text) => ws.send(text),
+    close: (code, reason) => ws.close(code, reason),
+    terminate: () => ws.terminate(),
+  };
+}
+
 export class FakeServer implements TestServer {
   readonly frames: Frame[] = [];
-  readonly connections = new Map<string, WebSocket>();
+  readonly connections = new Map<string, FakeLink>();
   /** Handshakes seen (device connections attempted, including refused ones). */
   handshakes = 0;
   /** TLS handshakes that failed (e.g. a device that does not trust this server's certificate). */
@@ -126,7 +157,11 @@ export class FakeServer implements TestServer {
         socket.destroy();
         return;
       }
-      this.#wss.handleUpgrade(req, socket, head, (ws) => this.#channel(ws));
+      this.#wss.handleUpgrade(req, socket, head, (ws) => {
+        const events = this.accept(wsLink(ws));
+        ws.on('message', (data, isBinary) => events.frame(data.toString(), isBinary));
+        ws.on('close', (code) => events.ended(code));
+      });
     });
   }
 
@@ -163,30 +198,32 @@ export class FakeServer implements TestServer {
     for (const w of [...this.#waiters]) w();
   }
 
-  #channel(ws: WebSocket): void {
+  /** A new device link from any transport; the transport reports its frames and end to the result. */
+  accept(link: FakeLink): FakeLinkEvents {
     let deviceId: string | undefined;
-    ws.on('message', (data, isBinary) => {
-      const text = data.toString();
-      const message = isBinary ? undefined : decode(text, { accept: 'up' });
-      const ok = message !== undefined && isMessage(message) ? message : undefined;
-      if (!deviceId && ok?.type === 'hello') deviceId = ok.body.deviceId;
-      this.#record({ dir: 'in', deviceId, text, message: ok, at: Date.now() });
-      if (!ok) return;
-      this.#onMessage(ws, ok, deviceId);
-    });
-    ws.on('close', (code) => {
-      this.closes.push({ deviceId, code });
-      if (deviceId && this.connections.get(deviceId) === ws) this.connections.delete(deviceId);
-    });
+    return {
+      frame: (text, isBinary) => {
+        const message = isBinary ? undefined : decode(text, { accept: 'up' });
+        const ok = message !== undefined && isMessage(message) ? message : undefined;
+        if (!deviceId && ok?.type === 'hello') deviceId = ok.body.deviceId;
+        this.#record({ dir: 'in', deviceId, text, message: ok, at: Date.now() });
+        if (!ok) return;
+        this.#onMessage(link, ok, deviceId);
+      },
+      ended: (code) => {
+        this.closes.push({ deviceId, code });
+        if (deviceId && this.connections.get(deviceId) === link) this.connections.delete(deviceId);
+      },
+    };
   }
 
-  #send(ws: WebSocket, deviceId: string | undefined, message: Message): void {
+  #send(link: FakeLink, deviceId: string | undefined, message: Message): void {
     const text = encode(message);
     this.#record({ dir: 'out', deviceId, text, message, at: Date.now() });
-    ws.send(text);
+    link.send(text);
   }
 
-  #onMessage(ws: WebSocket, message: Message, deviceId: string | undefined): void {
+  #onMessage(ws: FakeLink, message: Message, deviceId: string | undefined): void {
     const reply = <T extends MessageType>(type: T, body: BodyOf<T>, correlationId?: string) =>
       this.#send(ws, deviceId, createMessage(type, body, correlationId ? { correlationId } : {}) as Message);
     switch (message.type) {
@@ -231,7 +268,7 @@ export class FakeServer implements TestServer {
   /** Sends a message to a connected device; returns its id. */
   send<T extends MessageType>(deviceId: string, type: T, body: BodyOf<T>): string {
     const ws = this.connections.get(deviceId);
-    if (!ws || ws.readyState !== WebSocket.OPEN) throw new Error(`${deviceId} is not connected`);
+    if (!ws?.open) throw new Error(`${deviceId} is not connected`);
     const message = createMessage(type, body) as Message;
     this.#send(ws, deviceId, message);
     return message.id;
