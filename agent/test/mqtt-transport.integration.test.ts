@@ -293,6 +293,28 @@ describe.skipIf(MOSQUITTO_MISSING)(`MQTT transport over a real Mosquitto${MOSQUI
       // Online presence came first, with the link id of the connection that said hello.
       expect(s.presences.filter((p) => p.deviceId === id)).toEqual([{ deviceId: id, state: 'online', link: expect.any(String) }]);
       expect(a.dials).toHaveLength(1);
+      // Down and up again on the welcomed session: a server ping is answered with its pong.
+      const ping = createMessage('ping', {});
+      await s.publish(id, encode(ping));
+      await waitFor(() => s.received(id, 'pong').some((u) => u.message?.correlationId === ping.id), { ...NET, what: 'pong' });
+    });
+
+    it('a welcome queued for an earlier hello while the device was away does not count', async () => {
+      const id = `dev-stale-welcome-${version}`;
+      const b = await broker([id]);
+      const s = await server(b, [id]);
+      s.welcomeHellos = false;
+      // The device was away when the server rejected an earlier hello; the broker kept the answer.
+      const transport = createTransport();
+      const c = await open(transport, dialOptions(b.url, id, version));
+      c.connection.close(1001, 'power cut');
+      await waitFor(() => c.closes.length === 1, { ...NET, what: 'closed' });
+      await s.welcome(id, 'an-earlier-hello', 'rejected');
+      const a = await agentOn(b.url, id, { version });
+      await waitFor(() => s.received(id, 'hello').length === 1, { ...NET, what: 'hello' });
+      await s.welcome(id, s.received(id, 'hello')[0]!.message!.id);
+      await waitFor(() => a.agent.sessionState() === 'managed', { ...NET, what: 'managed' });
+      expect(a.states).toEqual(['connecting', 'hello-sent', 'managed']);
     });
 
     it('a wrong credential is a DialError(auth), and the agent backs off for long', async () => {
