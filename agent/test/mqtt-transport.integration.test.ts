@@ -21,6 +21,9 @@ import {
   parsePresence,
   type Presence,
 } from '@router-fleet/protocol';
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { connectAsync, type MqttClient } from 'mqtt';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type Agent, createAgent } from '../src/agent.js';
@@ -35,6 +38,7 @@ import { waitFor } from '../../protocol/test/helpers/wait-for.js';
 import { type MosquittoBroker, MOSQUITTO_MISSING, type MosquittoOptions, startMosquitto } from '../../server-stub/test/helpers/mosquitto.js';
 import { TEST_CONFIG } from './helpers/device.js';
 import { testProfile } from './helpers/packets.js';
+import { ensureBuilt, ROOT } from './helpers/process.js';
 
 const NET = { timeout: 20_000 };
 const SERVER = { username: 'rf-server', password: 'server-password-0123456789' };
@@ -278,6 +282,26 @@ describe('MQTT transport: URL and options checks (no broker)', () => {
   });
 });
 
+describe('the mqtt package costs a WebSocket agent nothing', () => {
+  it('is loaded on the first MQTT dial only (a fresh process on the built agent)', async () => {
+    await ensureBuilt();
+    const script = `
+      import { createRequire } from 'node:module';
+      const { createTransport } = await import(${JSON.stringify(join(ROOT, 'agent', 'dist', 'index.js'))});
+      const loaded = () => Object.keys(createRequire(import.meta.url).cache).some((k) => k.includes('/node_modules/mqtt/'));
+      const transport = createTransport();
+      const atStart = loaded();
+      const ws = await transport.dial({ url: 'wss://127.0.0.1:9/channel', caPem: '', timeoutMs: 5000 }).catch((e) => e.kind);
+      const afterWs = loaded();
+      const dial = { url: 'mqtt://127.0.0.1:9', caPem: '', timeoutMs: 5000, allowInsecure: true, deviceId: 'dev-1', credential: 'x'.repeat(16) };
+      const mqtt = await transport.dial(dial).catch((e) => e.kind);
+      console.log(JSON.stringify({ atStart, ws, afterWs, mqtt, afterMqtt: loaded() }));
+    `;
+    const { stdout } = await promisify(execFile)(process.execPath, ['--input-type=module', '-e', script], { timeout: 30_000 });
+    expect(JSON.parse(stdout)).toEqual({ atStart: false, ws: 'network', afterWs: false, mqtt: 'network', afterMqtt: true });
+  });
+});
+
 describe.skipIf(MOSQUITTO_MISSING)(`MQTT transport over a real Mosquitto${MOSQUITTO_MISSING ? ` (skipped: ${MOSQUITTO_MISSING})` : ''}`, () => {
   describe.each([5, 4] as const)('MQTT protocol level %i', (version) => {
     it('the agent connects, says hello, is welcomed and sends its status, in order', async () => {
@@ -418,6 +442,22 @@ describe.skipIf(MOSQUITTO_MISSING)(`MQTT transport over a real Mosquitto${MOSQUI
       const links = s.presences.filter((p) => p.deviceId === id && p.state === 'online').map((p) => p.link);
       expect(new Set(links).size).toBe(2);
     });
+
+    it('TLS with the profile\'s CA; a broker certificate from another CA is refused', async () => {
+      const id = `dev-tls-${version}`;
+      const b = await broker([id], { tls: true });
+      const s = await server(b, [id]);
+      const a = await agentOn(b.tlsUrl!, id, { version });
+      await waitFor(() => a.agent.sessionState() === 'managed', { ...NET, what: 'managed over mqtts' });
+      expect(s.received(id, 'hello')).toHaveLength(1);
+
+      const failures: string[] = [];
+      const transport = createTransport({ observer: { dialFailed: (code) => failures.push(code) } });
+      const error = await transport.dial(dialOptions(b.tlsUrl!, id, version, { caPem: certs.otherCa.certPem, allowInsecure: false })).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(DialError);
+      expect(error).toMatchObject({ kind: 'network' });
+      expect(failures[0]).toMatch(/CERT|SIGNATURE|VERIFY/);
+    });
   });
 
   it('broker killed: the link ends (1006) and the agent reconnects with its own backoff, no library reconnect', async () => {
@@ -438,21 +478,5 @@ describe.skipIf(MOSQUITTO_MISSING)(`MQTT transport over a real Mosquitto${MOSQUI
     const connects = b.log().split('\n').filter((l) => l.includes(`New client connected`) && l.includes(` as ${id} `)).length;
     expect(connects).toBe(a.links.length);
     expect(a.dials.length).toBe(a.links.length + a.failures.length);
-  });
-
-  it('TLS with the profile\'s CA; a broker certificate from another CA is refused', async () => {
-    const id = 'dev-tls';
-    const b = await broker([id], { tls: true });
-    const s = await server(b, [id]);
-    const a = await agentOn(b.tlsUrl!, id);
-    await waitFor(() => a.agent.sessionState() === 'managed', { ...NET, what: 'managed over mqtts' });
-    expect(s.received(id, 'hello')).toHaveLength(1);
-
-    const failures: string[] = [];
-    const transport = createTransport({ observer: { dialFailed: (code) => failures.push(code) } });
-    const error = await transport.dial(dialOptions(b.tlsUrl!, id, 5, { caPem: certs.otherCa.certPem, allowInsecure: false })).catch((e: unknown) => e);
-    expect(error).toBeInstanceOf(DialError);
-    expect(error).toMatchObject({ kind: 'network' });
-    expect(failures[0]).toMatch(/CERT|SIGNATURE|VERIFY/);
   });
 });
