@@ -216,7 +216,7 @@ class MqttChannel implements ChannelConnection, MqttOpenLink {
           fail(new DialError(kind, `the broker refused the connection: ${error.message}`), `CONNACK_${rc}`);
           return;
         }
-        fail(new DialError('network', error.message, { cause: error }), error.code ?? 'NETWORK');
+        fail(new DialError('network', error.message, { cause: error }), error.code ?? (error.message === 'connack timeout' ? 'TIMEOUT' : 'NETWORK'));
       });
       client.on('close', () => {
         if (!settled) {
