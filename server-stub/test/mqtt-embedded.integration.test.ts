@@ -4,7 +4,8 @@ import { waitFor } from '../../protocol/test/helpers/wait-for.js';
 import { SECOND } from '../src/clock.js';
 import { type ChannelWorld, channelWorld } from './helpers/channel-world.js';
 import { MqttDevice } from './helpers/mqtt-device.js';
-import { removeTempDirs } from './helpers/setup.js';
+import { generateLocalTls } from '../src/pki/local-tls.js';
+import { removeTempDirs, tempDir } from './helpers/setup.js';
 
 let worlds: ChannelWorld[] = [];
 let devices: MqttDevice[] = [];
@@ -174,6 +175,33 @@ describe('MQTT control channel with the embedded broker (MQTT 3.1.1)', () => {
     const d = await device(url, r!);
     await d.publish(createMessage('ping', {}));
     expect((await d.nextClose()).code).toBe(CloseCodes.HELLO_REQUIRED);
+    expect((await d.admit()).body.admission).toBe('managed');
+  });
+
+  it('TLS with the server\'s certificate: profiles name the broker (mqtts, MQTT 3.1.1), packet URLs stay on the HTTPS base', async () => {
+    const dataDir = tempDir();
+    const tls = await generateLocalTls(dataDir, { hosts: ['localhost'], ips: ['127.0.0.1'] });
+    const w = await channelWorld({ tlsCert: tls.cert, tlsKey: tls.key, mqtt: 'embedded', mqttPort: 0, deviceTransport: 'mqtt' }, dataDir);
+    worlds.push(w);
+    const broker = w.server.mqtt!.broker!;
+    expect(broker.tls).toBe(true);
+    const t = await w.newTenant();
+    w.licences(t, 'basic-1', 1);
+    const [r] = w.devices(t, 1);
+    const token = await w.login(t);
+    const profile = (await w.req('GET', `/api/inventory/managed-devices/${r!.uuid}/connection-profile?format=json`, { token })).json() as {
+      serverUrl: string;
+      mqttVersion?: number;
+      caCertPem: string;
+    };
+    expect(profile.serverUrl).toBe(`mqtts://127.0.0.1:${broker.port}`);
+    expect(profile.mqttVersion).toBe(4);
+    const httpPort = new URL(w.server.url).port;
+    expect(w.services.profiles.httpBaseUrl()).toBe(`https://127.0.0.1:${httpPort}`);
+    expect(w.services.jobs.publicBaseUrl).toBe(`https://127.0.0.1:${httpPort}`);
+    // The device verifies the broker with the profile's CA; without it the handshake fails.
+    await expect(device(profile.serverUrl, r!)).rejects.toThrow();
+    const d = await device(profile.serverUrl, r!, { ca: profile.caCertPem });
     expect((await d.admit()).body.admission).toBe('managed');
   });
 });

@@ -145,7 +145,7 @@ export class MqttBucketConsumer implements Downlink {
     const log = o.log.child({ mqttBucket: bucket });
     return new Promise<void>((resolve, reject) => {
       let first = true;
-      client.on('message', (topic, payload) => this.#onMessage(bucket, topic, payload));
+      client.on('message', (topic, payload, packet) => this.#onMessage(bucket, topic, payload, packet.retain));
       client.on('connect', () => {
         const f = mqttBucketFilters(bucket);
         client.subscribe({ [f.up]: { qos: 1 }, [f.presence]: { qos: 1 } }, (err, granted) => {
@@ -205,13 +205,13 @@ export class MqttBucketConsumer implements Downlink {
 
   // ── uplinks ──────────────────────────────────────────────────────────────────────────────
 
-  #onMessage(bucket: number, topic: string, payload: Buffer): void {
+  #onMessage(bucket: number, topic: string, payload: Buffer, retained: boolean): void {
     if (this.#closing) return;
     this.#opts.metrics?.inc('fleet_mqtt_uplinks_total');
     const t = parseMqttTopic(topic);
     // The broker delivers only what the subscription filters match; anything else is not ours.
     if (!t || t.bucket !== bucket) return;
-    if (t.kind === 'presence') return this.#presence(t.deviceId, payload);
+    if (t.kind === 'presence') return this.#presence(t.deviceId, payload, retained);
     if (t.kind !== 'up') return;
     const current = this.#links.get(t.deviceId);
     if (isHello(payload)) {
@@ -221,19 +221,29 @@ export class MqttBucketConsumer implements Downlink {
     (current ?? this.#newLink(t.deviceId, bucket)).frame(payload);
   }
 
-  #presence(deviceId: string, payload: Buffer): void {
+  /**
+   * `retained`: the broker's stored presence, replayed when a subscription is made (at start or
+   * after a reconnect): it tells the device's current link id but is no news of a new connection.
+   */
+  #presence(deviceId: string, payload: Buffer, retained: boolean): void {
     const p = parsePresence(payload);
     if (!p) return;
     const link = this.#links.get(deviceId);
     if (p.state === 'online') {
       this.#online.set(deviceId, p.link);
+      if (retained) {
+        // A link made from a queued hello before the replay arrived: this is its connection.
+        if (link && link.linkId === undefined) link.linkId = p.link;
+        return;
+      }
       // A new MQTT connection of the device: the link of an older one is over.
       if (link && link.linkId !== p.link) link.end();
       return;
     }
-    // The will of a connection that has gone; an older connection's late will is ignored.
+    // The will of a connection that has gone; an older connection's late will is ignored. A link
+    // whose connection was never named (no presence heard) cannot be told apart: it ends.
     if (this.#online.get(deviceId) === p.link) this.#online.delete(deviceId);
-    if (link && link.linkId === p.link) link.end();
+    if (link && (link.linkId === p.link || link.linkId === undefined)) link.end();
   }
 
   #newLink(deviceId: string, bucket: number): MqttLink {

@@ -23,7 +23,8 @@ export class MqttLink implements ChannelTransport {
   constructor(
     readonly deviceId: string,
     readonly bucket: number,
-    readonly linkId: string | undefined,
+    /** Set later only when the link was made before its connection's presence was heard. */
+    public linkId: string | undefined,
     private readonly downlink: Downlink,
   ) {}
 
