@@ -15,7 +15,10 @@ import {
   type SessionParameters,
   WS_SUBPROTOCOL,
 } from '@router-fleet/protocol';
+import { pino } from 'pino';
 import { WebSocket, WebSocketServer } from 'ws';
+import { MqttBucketConsumer } from '../../../server-stub/src/channel/mqtt/consumer.js';
+import type { ChannelTransport } from '../../../server-stub/src/channel/transport.js';
 
 /**
  * A protocol-level fake of the reference server for agent tests: real TLS, real ws on port 0, the
@@ -136,6 +139,7 @@ export class FakeServer implements TestServer {
   #wss: WebSocketServer;
   #waiters = new Set<() => void>();
   #open = new Set<import('node:net').Socket>();
+  #mqtt: MqttBucketConsumer | undefined;
   port = 0;
 
   constructor(options: FakeServerOptions) {
@@ -179,7 +183,46 @@ export class FakeServer implements TestServer {
     return `https://127.0.0.1:${this.port}/packets/${name}`;
   }
 
+  /**
+   * Serves the channel through an MQTT broker too (every bucket, as the reference server's MQTT
+   * adapter does: it is that adapter); devices whose profile names the broker arrive here.
+   */
+  async useMqtt(brokerUrl: string, protocolVersion: 4 | 5 = 5): Promise<void> {
+    this.#mqtt = new MqttBucketConsumer({
+      url: brokerUrl,
+      protocolVersion,
+      buckets: Array.from({ length: 64 }, (_, b) => b),
+      accept: (transport) => this.#acceptMqtt(transport),
+      log: pino({ level: 'silent' }),
+      reconnectMs: 200,
+    });
+    await this.#mqtt.start();
+  }
+
+  #acceptMqtt(transport: ChannelTransport) {
+    // An MQTT link ends without a code of its own: the code is the one the server closed it with,
+    // or 1006 (gone: the device's will, a lost broker).
+    let closedWith = 1006;
+    const events = this.accept({
+      get open() {
+        return transport.writable;
+      },
+      send: (text) => transport.send(text),
+      close: (code, reason) => {
+        closedWith = code;
+        transport.close(code, reason);
+      },
+      terminate: () => transport.terminate(),
+    });
+    return {
+      frame: (data: Buffer, isBinary: boolean) => events.frame(data.toString(), isBinary),
+      failed: () => undefined,
+      ended: () => events.ended(closedWith),
+    };
+  }
+
   async close(): Promise<void> {
+    await this.#mqtt?.close();
     for (const ws of this.#wss.clients) ws.terminate();
     this.#wss.close();
     for (const s of this.#open) s.destroy();
