@@ -1,4 +1,5 @@
 import type { Store } from '../store/database.js';
+import { PresenceStore } from '../store/presence.js';
 
 /**
  * Device presence (online, connected at, last seen) is held in memory and written in batches: a
@@ -15,7 +16,11 @@ export class PresenceTracker {
   readonly #entries = new Map<number, Entry>();
   readonly #dirty = new Set<number>();
 
-  constructor(private readonly store: Store) {}
+  readonly #presence: PresenceStore;
+
+  constructor(private readonly store: Store) {
+    this.#presence = new PresenceStore(store);
+  }
 
   connected(deviceId: number, at: number): void {
     this.#entries.set(deviceId, { online: true, connectedAt: at, lastSeenAt: at });
@@ -59,12 +64,11 @@ export class PresenceTracker {
     if (this.#dirty.size === 0) return 0;
     const ids = [...this.#dirty];
     this.#dirty.clear();
-    const update = this.store.stmt('UPDATE devices SET online = ?, connected_at = ?, last_seen_at = ? WHERE id = ?');
     this.store.write(() => {
       for (const id of ids) {
         const e = this.#entries.get(id);
         if (!e) continue;
-        update.run(e.online ? 1 : 0, e.connectedAt, e.lastSeenAt, id);
+        this.#presence.set(id, e);
       }
     });
     for (const id of ids) {

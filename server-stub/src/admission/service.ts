@@ -4,6 +4,7 @@ import { credentialMatches } from '../devices/credentials.js';
 import { dueLicenceEvents, entitlement } from '../licensing/rules.js';
 import type { Metrics } from '../metrics.js';
 import { type AccountRowId, type AccountUuid, asAccountUuid } from '../ids.js';
+import { Accounts } from '../store/accounts.js';
 import type { Store } from '../store/database.js';
 import { deviceUuids, findDeviceIdentity, setDeviceAdmission } from '../store/devices.js';
 import { AccountEvents } from '../store/events.js';
@@ -365,7 +366,7 @@ export class AdmissionService {
   #accountUuid(accountId: AccountRowId): AccountUuid {
     let uuid = this.#accountUuids.get(accountId);
     if (!uuid) {
-      uuid = this.store.stmt<{ uuid: AccountUuid }>('SELECT uuid FROM accounts WHERE id = ?').get(accountId)?.uuid ?? asAccountUuid('');
+      uuid = asAccountUuid(new Accounts(this.store).uuidOf(accountId) ?? '');
       this.#accountUuids.set(accountId, uuid);
     }
     return uuid;

@@ -6,6 +6,7 @@ import type { LicensingService } from '../licensing/service.js';
 import { type AccountRowId, type AccountUuid, asAccountRowId, asAccountUuid } from '../ids.js';
 import type { Metrics } from '../metrics.js';
 import { Accounts } from '../store/accounts.js';
+import { AccountAnalytics, analyticsDevice } from '../store/analytics.js';
 import type { Store } from '../store/database.js';
 import type { AccountScope } from '../store/scope.js';
 
@@ -150,11 +151,11 @@ export class AnalyticsService {
    * channel turns it into a `settings` message) and this process's listeners (`events`).
    */
   announce(accountUuid: string, consent: boolean): void {
-    const account = this.store.stmt<{ id: number }>('SELECT id FROM accounts WHERE uuid = ?').get(accountUuid);
+    const accountKey = new Accounts(this.store).idOf(accountUuid);
     this.notices.publish({ kind: 'settings', accountUuid: asAccountUuid(accountUuid), analyticsConsent: consent });
     this.events.emit('consent', {
       accountUuid: asAccountUuid(accountUuid),
-      accountKey: asAccountRowId(account?.id ?? 0),
+      accountKey: asAccountRowId(accountKey ?? 0),
       consent,
       at: this.clock.now(),
     });
@@ -169,12 +170,7 @@ export class AnalyticsService {
   ingest(deviceUuid: string, account: string | number, body: unknown): IngestResult {
     const samples = (body as { samples?: unknown } | null)?.samples;
     const list = Array.isArray(samples) ? samples.slice(0, MAX_SAMPLES) : [];
-    const device = this.store
-      .stmt<{ id: number; account_id: number; model: string | null; firmware: string | null; settings: string }>(
-        `SELECT d.id, d.account_id, d.model, d.firmware, a.settings FROM devices d JOIN accounts a ON a.id = d.account_id
-         WHERE d.uuid = ? AND (a.uuid = ? OR a.id = ?)`,
-      )
-      .get(deviceUuid, String(account), typeof account === 'number' ? account : -1);
+    const device = analyticsDevice(this.store, deviceUuid, account);
     if (!device) {
       this.metrics.inc('fleet_analytics_samples_total', { outcome: 'unknown-device' }, list.length);
       return { stored: 0, droppedKeys: 0, droppedSamples: list.length, reason: 'unknown-device' };
@@ -205,16 +201,14 @@ export class AnalyticsService {
       rows.push({ at, periodSec, metrics: clean.metrics });
     }
     if (rows.length > 0) {
-      this.store.write(() => {
-        const insert = this.store.stmt(
-          `INSERT INTO analytics_samples (account_id, device_id, model, firmware, at, period_sec, metrics, received_at)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-        );
-        for (const r of rows) {
-          insert.run(device.account_id, device.id, device.model, r.metrics.firmwareVersion ?? device.firmware,
-            r.at, r.periodSec, JSON.stringify(r.metrics), now);
-        }
-      });
+      const samples = rows.map((r) => ({
+        model: device.model,
+        firmware: r.metrics.firmwareVersion ?? device.firmware,
+        at: r.at,
+        periodSec: r.periodSec,
+        metrics: JSON.stringify(r.metrics),
+      }));
+      this.store.write(() => new AccountAnalytics(this.store, device.account_id).insertSamples(device.id, samples, now));
     }
     if (droppedKeys > 0) this.metrics.inc('fleet_analytics_dropped_keys_total', undefined, droppedKeys);
     this.metrics.inc('fleet_analytics_samples_total', { outcome: 'stored' }, rows.length);
@@ -224,46 +218,7 @@ export class AnalyticsService {
 
   /** Aggregates per model and firmware over the samples whose period ended in [from, to). */
   aggregates(scope: AccountScope, opts: { from?: number; to?: number; model?: string }) {
-    const m = (k: string) => `json_extract(metrics, '$.${k}')`;
-    const rows = this.store
-      .stmt<{
-      model: string | null;
-      firmware: string | null;
-      devices: number;
-      samples: number;
-      period_sec: number;
-      operating_hours: number | null;
-      disconnections: number | null;
-      restarts: number | null;
-      cpu: number | null;
-      memory: number | null;
-      quality: number | null;
-      bytes_in: number | null;
-      bytes_out: number | null;
-    }>(
-        `SELECT model, firmware, COUNT(DISTINCT device_id) AS devices, COUNT(*) AS samples,
-           SUM(period_sec) AS period_sec,
-           AVG(${m('operatingHours')}) AS operating_hours,
-           SUM(${m('disconnections')}) AS disconnections,
-           SUM(${m('restarts')}) AS restarts,
-           AVG(${m('cpuLoadPercent')}) AS cpu,
-           AVG(${m('memoryUsagePercent')}) AS memory,
-           AVG(${m('networkQuality')}) AS quality,
-           SUM(${m('throughputBytesIn')}) AS bytes_in,
-           SUM(${m('throughputBytesOut')}) AS bytes_out
-         FROM analytics_samples
-         WHERE account_id = ? AND (? IS NULL OR at >= ?) AND (? IS NULL OR at < ?) AND (? IS NULL OR model = ?)
-         GROUP BY model, firmware ORDER BY model, firmware`,
-      )
-      .all(
-        scope.accountId,
-        opts.from ?? null,
-        opts.from ?? null,
-        opts.to ?? null,
-        opts.to ?? null,
-        opts.model ?? null,
-        opts.model ?? null,
-      );
+    const rows = new AccountAnalytics(this.store, scope.accountId).aggregates(opts);
     const round = (v: number | null, digits = 2) => (v === null ? null : Math.round(v * 10 ** digits) / 10 ** digits);
     return rows.map((r) => {
       const days = r.period_sec / 86_400;

@@ -4,7 +4,7 @@ import type { Store } from '../store/database.js';
 import { AccountEvents } from '../store/events.js';
 import type { AccountScope } from '../store/scope.js';
 import { forLog } from './snapshots.js';
-import { AccountAuditRecords, type AuditRecordRow, type NewAuditRecord } from './store.js';
+import { AccountAuditRecords, type AuditRecordRow, type NewAuditRecord } from './chain.js';
 
 /**
  * The one place audit records are written. HTTP calls are recorded by the hooks of `hooks.ts`

@@ -1,31 +1,6 @@
 import type { ResourceKind } from '../routes/route.js';
+import { AccountAuditSnapshots } from '../store/audit-snapshots.js';
 import type { Store } from '../store/database.js';
-
-/**
- * What the audit log records as the "before" and "after" of a change: the stored state of the
- * resource a route names, read with an explicit column list per kind so that no secret (password
- * hashes, token hashes, device credentials, private keys) can ever reach the log.
- */
-const RESOURCE_SQL: Partial<Record<ResourceKind, string>> = {
-  device: `SELECT d.uuid, d.serial_number AS serialNumber, d.name, d.location, g.uuid AS groupUuid, d.model, d.firmware,
-      d.ping_interval AS connectionPingInterval, d.pong_timeout AS connectionPongTimeout,
-      d.session_timeout AS connectionSessionTimeout, d.custom_fields AS customFields, d.latitude, d.longitude
-    FROM devices d LEFT JOIN device_groups g ON g.id = d.group_id WHERE d.account_id = ? AND d.uuid = ?`,
-  group: `SELECT g.uuid, g.name, g.description, v.vals AS templateValues,
-      (SELECT COUNT(*) FROM devices WHERE group_id = g.id) AS deviceCount
-    FROM device_groups g LEFT JOIN group_template_values v ON v.group_id = g.id WHERE g.account_id = ? AND g.uuid = ?`,
-  licence: `SELECT uuid, plan, seats, activation_at AS activationAt, expires_at AS expiresAt
-    FROM licences WHERE account_id = ? AND uuid = ?`,
-  user: 'SELECT uuid, username, role, language, profile FROM users WHERE account_id = ? AND uuid = ?',
-  apiToken: `SELECT t.uuid, t.name, u.uuid AS userUuid, t.revoked_at AS revokedAt
-    FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.account_id = ? AND t.uuid = ?`,
-  template: `SELECT uuid, name, kind, file_name AS fileName, description, body
-    FROM configuration_templates WHERE account_id = ? AND uuid = ?`,
-  certificate: `SELECT uuid, name, kind, subject, issuer, fingerprint_sha256 AS fingerprintSha256, not_after AS notAfter
-    FROM certificates WHERE account_id = ? AND uuid = ?`,
-  packet: 'SELECT uuid, name, origin, sha256, size, signed FROM packets WHERE account_id = ? AND uuid = ?',
-  job: 'SELECT uuid, name, state, target, options, abort_reason AS abortReason FROM jobs WHERE account_id = ? AND uuid = ?',
-};
 
 /** JSON text columns that are shown parsed. */
 const JSON_COLUMNS = new Set(['customFields', 'templateValues', 'profile', 'target', 'options']);
@@ -47,55 +22,41 @@ function parsed(row: Record<string, unknown> | undefined): Record<string, unknow
   return out;
 }
 
-/** The stored state of one resource of the account (null when it does not exist). */
+/**
+ * The stored state of one resource of the account (null when it does not exist), as the audit log
+ * records it before and after a change: store/audit-snapshots.ts reads it without secrets.
+ */
 export function resourceSnapshot(store: Store, accountId: number, kind: ResourceKind, uuid: string): unknown {
-  const sql = RESOURCE_SQL[kind];
-  if (!sql) return null;
-  return parsed(store.stmt<Record<string, unknown>>(sql).get(accountId, uuid));
+  if (!AccountAuditSnapshots.covers(kind)) return null;
+  return parsed(new AccountAuditSnapshots(store, accountId).resource(kind, uuid));
+}
+
+function settingsOf(snapshots: AccountAuditSnapshots): Record<string, unknown> {
+  const settings = snapshots.settings();
+  return settings === undefined ? {} : (JSON.parse(settings) as Record<string, unknown>);
 }
 
 /** Routes that change a singleton of the account (no path parameter): how to read its state. */
 const SINGLETONS: Readonly<Record<string, { kind: string; read: (store: Store, accountId: number, userId: number) => unknown }>> = {
   'PATCH /api/account': {
     kind: 'account',
-    read: (store, accountId) =>
-      parsed(store.stmt<Record<string, unknown>>('SELECT uuid, name, settings FROM accounts WHERE id = ?').get(accountId)),
+    read: (store, accountId) => parsed(new AccountAuditSnapshots(store, accountId).account()),
   },
   'PUT /api/account/analytics-consent': {
     kind: 'account',
-    read: (store, accountId) => {
-      const row = store.stmt<{ settings: string }>('SELECT settings FROM accounts WHERE id = ?').get(accountId);
-      const s = row ? (JSON.parse(row.settings) as Record<string, unknown>) : {};
-      return { analyticsConsent: s['analyticsConsent'] ?? null };
-    },
+    read: (store, accountId) => ({ analyticsConsent: settingsOf(new AccountAuditSnapshots(store, accountId))['analyticsConsent'] ?? null }),
   },
   'PUT /api/account/smart-updates': {
     kind: 'account',
-    read: (store, accountId) => {
-      const row = store.stmt<{ settings: string }>('SELECT settings FROM accounts WHERE id = ?').get(accountId);
-      const s = row ? (JSON.parse(row.settings) as Record<string, unknown>) : {};
-      return { smartUpdates: s['smartUpdates'] ?? null };
-    },
+    read: (store, accountId) => ({ smartUpdates: settingsOf(new AccountAuditSnapshots(store, accountId))['smartUpdates'] ?? null }),
   },
   'PUT /api/packets/policy': {
     kind: 'packetPolicy',
-    read: (store, accountId) =>
-      parsed(
-        store
-          .stmt<Record<string, unknown>>(
-            'SELECT allow_unsigned AS allowUnsigned, trust_anchors AS trustAnchors FROM packet_policies WHERE account_id = ?',
-          )
-          .get(accountId),
-      ),
+    read: (store, accountId) => parsed(new AccountAuditSnapshots(store, accountId).packetPolicy()),
   },
   'PATCH /api/me': {
     kind: 'user',
-    read: (store, accountId, userId) =>
-      parsed(
-        store
-          .stmt<Record<string, unknown>>('SELECT uuid, username, role, language, profile FROM users WHERE account_id = ? AND id = ?')
-          .get(accountId, userId),
-      ),
+    read: (store, accountId, userId) => parsed(new AccountAuditSnapshots(store, accountId).user(userId)),
   },
 };
 

@@ -301,16 +301,9 @@ export class PacketService {
     const sha = scope.write(() => {
       const p = this.repo(scope).byUuid(uuid);
       if (!p) throw new AppError('SERVER_NOT_FOUND');
-      const inUse = this.store
-        .stmt(
-          `SELECT 1 FROM jobs WHERE packet_id = ? AND state IN ('running', 'paused')
-           UNION ALL SELECT 1 FROM job_executions WHERE packet_id = ? AND finished_at IS NULL LIMIT 1`,
-        )
-        .get(p.id, p.id);
-      if (inUse) throw new AppError('SERVER_PACKET_IN_USE');
-      // Finished jobs keep their history: the reference is cleared, the executions keep the id.
-      this.store.stmt('UPDATE jobs SET packet_id = NULL WHERE packet_id = ?').run(p.id);
-      this.store.stmt('DELETE FROM job_executions WHERE packet_id = ? AND finished_at IS NOT NULL').run(p.id);
+      if (this.repo(scope).inUse(p.id)) throw new AppError('SERVER_PACKET_IN_USE');
+      // Finished jobs stay listed without their packet; their executions of it go (see detachFromFinishedJobs).
+      this.repo(scope).detachFromFinishedJobs(p.id);
       this.repo(scope).delete(p.id);
       return p.sha256;
     });

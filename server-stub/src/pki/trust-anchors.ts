@@ -6,6 +6,7 @@ import { AppError } from '../errors.js';
 import { asAccountUuid } from '../ids.js';
 import type { PacketService } from '../packets/service.js';
 import type { ProfileService } from '../profiles/service.js';
+import { Accounts } from '../store/accounts.js';
 import { AccountPackets } from '../store/packets.js';
 import {
   addVendorAnchors,
@@ -126,8 +127,8 @@ export class TrustAnchorService {
   /** The account's policy roots changed: devices of the account get the new set. */
   accountChanged(accountKey: number): void {
     this.#cache.delete(accountKey);
-    const account = this.packets.store.stmt<{ uuid: string }>('SELECT uuid FROM accounts WHERE id = ?').get(accountKey);
-    if (account) this.notices.publish({ kind: 'trust-anchors', accountUuid: asAccountUuid(account.uuid) });
+    const accountUuid = new Accounts(this.packets.store).uuidOf(accountKey);
+    if (accountUuid !== undefined) this.notices.publish({ kind: 'trust-anchors', accountUuid: asAccountUuid(accountUuid) });
   }
 
   /**

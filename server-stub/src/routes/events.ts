@@ -1,5 +1,5 @@
 import { Type } from '@sinclair/typebox';
-import type { AuditRecordRow } from '../audit/store.js';
+import type { AuditRecordRow } from '../audit/chain.js';
 import { SEVERITIES } from '../store/event-log.js';
 import { defineRoute } from './route.js';
 import { decodeCursor, iso, Page, PageQuery, pageLimit, Timestamp, toPage, UUID_PATTERN } from './schemas.js';

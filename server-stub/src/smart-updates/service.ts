@@ -9,6 +9,7 @@ import type { PacketService, StoredManifest } from '../packets/service.js';
 import { Accounts } from '../store/accounts.js';
 import type { Store } from '../store/database.js';
 import type { PacketRow } from '../store/packets.js';
+import { AccountSmartUpdates, accountsWithSmartUpdates } from '../store/smart-updates.js';
 import { AccountScope } from '../store/scope.js';
 
 /**
@@ -101,10 +102,7 @@ export class SmartUpdateService {
 
   /** Periodic: every account with Smart Updates on. Errors of one account do not stop the others. */
   checkAll(): void {
-    const ids = this.store
-      .stmt<{ id: number }>(`SELECT id FROM accounts WHERE json_extract(settings, '$.smartUpdates.enabled') = 1`)
-      .all();
-    for (const { id } of ids) {
+    for (const id of accountsWithSmartUpdates(this.store)) {
       try {
         this.checkAccount(id);
       } catch {
@@ -132,14 +130,8 @@ export class SmartUpdateService {
     if (this.licensing.entitlement(scope).plan === null) return result;
     const now = this.clock.now();
     // The model and firmware the router reported (hello, status); the typed-in ones until it has.
-    const devices = this.store
-      .stmt<{ id: number; uuid: string; model: string; firmware: string; anchors: string | null }>(
-        `SELECT id, uuid, COALESCE(reported_model, model) AS model, COALESCE(reported_firmware, firmware) AS firmware,
-           reported_anchors AS anchors
-         FROM devices WHERE account_id = ? AND COALESCE(reported_model, model) IS NOT NULL
-           AND COALESCE(reported_firmware, firmware) IS NOT NULL`,
-      )
-      .all(accountId);
+    const smart = new AccountSmartUpdates(this.store, accountId);
+    const devices = smart.candidates();
     // (model, version) → outdated devices that should get it
     const wanted = new Map<string, { model: string; version: string; devices: typeof devices }>();
     const targets = new Map<string, PacketRow | undefined>();
@@ -158,56 +150,30 @@ export class SmartUpdateService {
     for (const w of wanted.values()) {
       // Reserve (account, model, version) in one write: several processes never both create the job.
       const plan = this.store.write(() => {
-        const row = this.store
-          .stmt<{ job_id: number | null; state: string | null; uuid: string | null }>(
-            `SELECT s.job_id, j.state, j.uuid FROM smart_update_jobs s LEFT JOIN jobs j ON j.id = s.job_id
-             WHERE s.account_id = ? AND s.model = ? AND s.version = ?`,
-          )
-          .get(accountId, w.model, w.version);
+        const row = smart.reservation(w.model, w.version);
         if (row?.job_id === null) return { action: 'none' as const }; // being created by another process
         if (row && row.state !== 'running' && row.state !== 'paused' && row.state !== 'finished') {
           return { action: 'none' as const }; // cancelled or aborted: left alone
         }
-        const inJob = new Set(
-          row
-            ? this.store
-                .stmt<{ device_id: number }>('SELECT device_id FROM job_devices WHERE job_id = ?')
-                .all(row.job_id)
-                .map((r) => r.device_id)
-            : [],
-        );
-        const attempt = this.store.stmt<{ device_state: string | null; attempted_at: number }>(
-          'SELECT device_state, attempted_at FROM smart_update_devices WHERE account_id = ? AND model = ? AND version = ? AND device_id = ?',
-        );
+        const inJob = new Set(row ? smart.jobDeviceIds(row.job_id!) : []);
         const running = row?.state === 'running' || row?.state === 'paused';
         const eligible = w.devices.filter((d) => {
           if (running && inJob.has(d.id)) return false; // in progress, or waiting for the job's own retries
-          const a = attempt.get(accountId, w.model, w.version, d.id);
+          const a = smart.attempt(w.model, w.version, d.id);
           return a === undefined || retryDue(a, deviceState(d), now);
         });
         if (eligible.length === 0) return { action: 'none' as const };
-        const record = this.store.stmt(
-          `INSERT INTO smart_update_devices (account_id, model, version, device_id, device_state, attempted_at) VALUES (?, ?, ?, ?, ?, ?)
-           ON CONFLICT (account_id, model, version, device_id) DO UPDATE SET device_state = excluded.device_state, attempted_at = excluded.attempted_at`,
-        );
-        for (const d of eligible) record.run(accountId, w.model, w.version, d.id, deviceState(d), now);
+        for (const d of eligible) smart.recordAttempt(w.model, w.version, d.id, deviceState(d), now);
         if (!row) {
-          this.store
-            .stmt('INSERT INTO smart_update_jobs (account_id, model, version, job_id, created_at) VALUES (?, ?, ?, NULL, ?)')
-            .run(accountId, w.model, w.version, now);
+          smart.reserve(w.model, w.version, now);
           return { action: 'create' as const, devices: eligible };
         }
         if (running) {
-          const add = this.store.stmt(
-            `INSERT OR IGNORE INTO job_devices (job_id, device_id, status, added_at) VALUES (?, ?, 'pending', ?)`,
-          );
-          for (const d of eligible) add.run(row.job_id, d.id, now);
+          for (const d of eligible) smart.addToJob(row.job_id!, d.id, now);
           return { action: 'extended' as const, jobUuid: row.uuid!, devices: eligible };
         }
         // Finished: a new job for devices it never had and for those it failed that are due a retry.
-        this.store
-          .stmt('UPDATE smart_update_jobs SET job_id = NULL WHERE account_id = ? AND model = ? AND version = ?')
-          .run(accountId, w.model, w.version);
+        smart.setJob(w.model, w.version, null);
         return { action: 'create' as const, devices: eligible };
       });
       if (plan.action === 'extended') {
@@ -233,9 +199,7 @@ export class SmartUpdateService {
           null,
           true,
         );
-        this.store
-          .stmt('UPDATE smart_update_jobs SET job_id = ? WHERE account_id = ? AND model = ? AND version = ?')
-          .run(job.id, accountId, w.model, w.version);
+        smart.setJob(w.model, w.version, job.id);
         result.created.push({ model: w.model, version: w.version, jobUuid: job.uuid, devices: plan.devices.length });
         this.audit.recordSystem(accountId, 'SMART-UPDATE create job', {
           resourceKind: 'job',
@@ -245,13 +209,8 @@ export class SmartUpdateService {
       } catch (err) {
         // Undo the reservation so the next check tries again.
         this.store.write(() => {
-          this.store
-            .stmt('DELETE FROM smart_update_jobs WHERE account_id = ? AND model = ? AND version = ? AND job_id IS NULL')
-            .run(accountId, w.model, w.version);
-          const forget = this.store.stmt(
-            'DELETE FROM smart_update_devices WHERE account_id = ? AND model = ? AND version = ? AND device_id = ? AND attempted_at = ?',
-          );
-          for (const d of plan.devices) forget.run(accountId, w.model, w.version, d.id, now);
+          smart.dropReservation(w.model, w.version);
+          for (const d of plan.devices) smart.forgetAttempt(w.model, w.version, d.id, now);
         });
         if (!isAppError(err)) throw err;
       }

@@ -52,6 +52,16 @@ export class Accounts {
     return this.store.stmt<AccountRow>('SELECT * FROM accounts WHERE id = ?').get(id);
   }
 
+  /** The public uuid of the account with row id `id`. */
+  uuidOf(id: number): string | undefined {
+    return this.store.stmt<{ uuid: string }>('SELECT uuid FROM accounts WHERE id = ?').get(id)?.uuid;
+  }
+
+  /** The row id of the account with this uuid. */
+  idOf(uuid: string): number | undefined {
+    return this.store.stmt<{ id: number }>('SELECT id FROM accounts WHERE uuid = ?').get(uuid)?.id;
+  }
+
   update(id: number, patch: { name?: string; settings?: Record<string, unknown> }): void {
     this.store
       .stmt('UPDATE accounts SET name = COALESCE(?, name), settings = COALESCE(?, settings) WHERE id = ?')

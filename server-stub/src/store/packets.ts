@@ -73,6 +73,28 @@ export class AccountPackets {
     return this.store.stmt('DELETE FROM packets WHERE id = ? AND account_id = ?').run(id, this.accountId).changes > 0;
   }
 
+  /** Whether a running or paused job, or an unfinished execution, still installs packet `id`. */
+  inUse(id: number): boolean {
+    return (
+      this.store
+        .stmt(
+          `SELECT 1 FROM jobs WHERE packet_id = ? AND state IN ('running', 'paused')
+           UNION ALL SELECT 1 FROM job_executions WHERE packet_id = ? AND finished_at IS NULL LIMIT 1`,
+        )
+        .get(id, id) !== undefined
+    );
+  }
+
+  /**
+   * Lets packet `id` go from the job history before it is deleted: jobs keep their row without it,
+   * finished executions of it are deleted (their `packet_id` references the packet with no
+   * ON DELETE action, so they would block the delete). Call `inUse` first, in the same transaction.
+   */
+  detachFromFinishedJobs(id: number): void {
+    this.store.stmt('UPDATE jobs SET packet_id = NULL WHERE packet_id = ?').run(id);
+    this.store.stmt('DELETE FROM job_executions WHERE packet_id = ? AND finished_at IS NOT NULL').run(id);
+  }
+
   policy(): PacketPolicy {
     const row = this.store
       .stmt<{ allow_unsigned: number; trust_anchors: string }>(

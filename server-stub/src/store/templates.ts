@@ -73,6 +73,20 @@ export class AccountTemplateStore {
     return row ? (JSON.parse(row.vals) as Record<string, string>) : {};
   }
 
+  /** The name of group `groupId` of this account (what templates call `group.name`). */
+  groupName(groupId: number): string | undefined {
+    return this.store
+      .stmt<{ name: string }>('SELECT name FROM device_groups WHERE id = ? AND account_id = ?')
+      .get(groupId, this.accountId)?.name;
+  }
+
+  /** The uuid of device `deviceId` of this account. */
+  deviceUuid(deviceId: number): string | undefined {
+    return this.store
+      .stmt<{ uuid: string }>('SELECT uuid FROM devices WHERE id = ? AND account_id = ?')
+      .get(deviceId, this.accountId)?.uuid;
+  }
+
   setGroupValues(groupId: number, values: Record<string, string>, now: number): void {
     this.store
       .stmt(
@@ -101,4 +115,77 @@ export interface TemplateRenderRow {
   error_code: string | null;
   error_message: string | null;
   rendered_at: number;
+}
+
+/** A pending device of a running template job that has no render yet. */
+export interface UnrenderedDevice {
+  job_id: number;
+  device_id: number;
+  account_id: number;
+}
+
+/**
+ * The template side of jobs: the template each template job snapshots, and what was rendered for
+ * each of its devices. Keyed by job row id (the job row carries the account), so the dispatcher's
+ * claim, which crosses accounts, can ask.
+ */
+export class TemplateJobStore {
+  constructor(private readonly store: Store) {}
+
+  /** Snapshots template `t` for job `jobId` (inside the job-creation transaction). */
+  attach(jobId: number, t: TemplateRow): void {
+    this.store
+      .stmt('INSERT INTO template_jobs (job_id, template_uuid, name, kind, file_name, body) VALUES (?, ?, ?, ?, ?, ?)')
+      .run(jobId, t.uuid, t.name, t.kind, t.file_name, t.body);
+  }
+
+  /** The template job `jobId` renders (undefined for other jobs). */
+  byJob(jobId: number): TemplateJobRow | undefined {
+    return this.store.stmt<TemplateJobRow>('SELECT * FROM template_jobs WHERE job_id = ?').get(jobId);
+  }
+
+  /** What was rendered for (job, device), if anything. */
+  render(jobId: number, deviceId: number): TemplateRenderRow | undefined {
+    return this.store
+      .stmt<TemplateRenderRow>('SELECT * FROM template_renders WHERE job_id = ? AND device_id = ?')
+      .get(jobId, deviceId);
+  }
+
+  /** Records a render of (job, device): its packet, or why it failed. Replaces an earlier one. */
+  recordRender(
+    jobId: number,
+    deviceId: number,
+    result: { packetId: number | null; error: { code: string; message: string } | null },
+    now: number,
+  ): void {
+    this.store
+      .stmt(
+        `INSERT OR REPLACE INTO template_renders (job_id, device_id, packet_id, error_code, error_message, rendered_at)
+         VALUES (?, ?, ?, ?, ?, ?)`,
+      )
+      .run(jobId, deviceId, result.packetId, result.error?.code ?? null, result.error?.message ?? null, now);
+  }
+
+  forgetRender(jobId: number, deviceId: number): void {
+    this.store.stmt('DELETE FROM template_renders WHERE job_id = ? AND device_id = ?').run(jobId, deviceId);
+  }
+
+  /**
+   * Pending, managed devices of running template jobs that are ready in this process
+   * (`job_local_ready`), due (`next_attempt_at <= now`) and not rendered yet, oldest first.
+   */
+  unrendered(now: number, limit: number): UnrenderedDevice[] {
+    return this.store
+      .stmt<UnrenderedDevice>(
+        `SELECT jd.job_id, jd.device_id, j.account_id FROM job_devices jd
+         JOIN template_jobs tj ON tj.job_id = jd.job_id
+         JOIN jobs j ON j.id = jd.job_id
+         JOIN job_local_ready r ON r.device_id = jd.device_id
+         JOIN devices d ON d.id = jd.device_id
+         WHERE j.state = 'running' AND jd.status = 'pending' AND jd.next_attempt_at <= ? AND d.admission = 'managed'
+           AND NOT EXISTS (SELECT 1 FROM template_renders tr WHERE tr.job_id = jd.job_id AND tr.device_id = jd.device_id)
+         ORDER BY jd.job_id, jd.added_at, jd.device_id LIMIT ?`,
+      )
+      .all(now, limit);
+  }
 }

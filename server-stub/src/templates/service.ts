@@ -10,9 +10,10 @@ import { AccountScope } from '../store/scope.js';
 import {
   AccountTemplateStore,
   type TemplateFields,
+  TemplateJobStore,
   type TemplateJobRow,
-  type TemplateRenderRow,
   type TemplateRow,
+  type UnrenderedDevice,
 } from '../store/templates.js';
 import { placeholders, type RenderContext, render } from './render.js';
 
@@ -50,13 +51,16 @@ const RENDER_BATCH = 200;
 export class TemplateService implements JobTemplateHook {
   #preparing = false;
   #again = false;
+  readonly #jobs: TemplateJobStore;
 
   constructor(
     private readonly store: Store,
     private readonly clock: Clock,
     private readonly licensing: LicensingService,
     private readonly packets: PacketService,
-  ) {}
+  ) {
+    this.#jobs = new TemplateJobStore(store);
+  }
 
   repo(scope: AccountScope): AccountTemplateStore {
     return new AccountTemplateStore(this.store, scope.accountId);
@@ -121,9 +125,7 @@ export class TemplateService implements JobTemplateHook {
 
   /** The values a device offers to templates. */
   contextOf(scope: AccountScope, device: DeviceRow): RenderContext {
-    const group = device.group_id === null ? undefined : this.store
-      .stmt<{ name: string }>('SELECT name FROM device_groups WHERE id = ? AND account_id = ?')
-      .get(device.group_id, scope.accountId);
+    const groupName = device.group_id === null ? undefined : this.repo(scope).groupName(device.group_id);
     return {
       device: {
         uuid: device.uuid,
@@ -134,7 +136,7 @@ export class TemplateService implements JobTemplateHook {
         firmware: device.firmware,
         latitude: device.latitude ?? null,
         longitude: device.longitude ?? null,
-        groupName: group?.name ?? null,
+        groupName: groupName ?? null,
       },
       custom: JSON.parse(device.custom_fields) as Record<string, string>,
       group: device.group_id === null ? {} : this.repo(scope).groupValues(device.group_id),
@@ -166,21 +168,17 @@ export class TemplateService implements JobTemplateHook {
   }
 
   attach(jobId: number, t: TemplateRow): void {
-    this.store
-      .stmt('INSERT INTO template_jobs (job_id, template_uuid, name, kind, file_name, body) VALUES (?, ?, ?, ?, ?, ?)')
-      .run(jobId, t.uuid, t.name, t.kind, t.file_name, t.body);
+    this.#jobs.attach(jobId, t);
   }
 
   /** The template a job renders (null for other jobs). */
   jobTemplate(jobId: number): TemplateJobRow | undefined {
-    return this.store.stmt<TemplateJobRow>('SELECT * FROM template_jobs WHERE job_id = ?').get(jobId);
+    return this.#jobs.byJob(jobId);
   }
 
   packetFor(jobId: number, deviceId: number): TemplatePacket {
     if (!this.jobTemplate(jobId)) return { kind: 'none' };
-    const r = this.store
-      .stmt<TemplateRenderRow>('SELECT * FROM template_renders WHERE job_id = ? AND device_id = ?')
-      .get(jobId, deviceId);
+    const r = this.#jobs.render(jobId, deviceId);
     if (!r) return { kind: 'pending' };
     if (r.error_code !== null) return { kind: 'error', code: r.error_code, message: r.error_message ?? '' };
     const packet = r.packet_id === null ? undefined : packetById(this.store, r.packet_id);
@@ -193,7 +191,7 @@ export class TemplateService implements JobTemplateHook {
   }
 
   forget(jobId: number, deviceId: number): void {
-    this.store.stmt('DELETE FROM template_renders WHERE job_id = ? AND device_id = ?').run(jobId, deviceId);
+    this.#jobs.forgetRender(jobId, deviceId);
   }
 
   renderAhead(ready: () => void): void {
@@ -216,29 +214,16 @@ export class TemplateService implements JobTemplateHook {
   }
 
   /** Pending devices of running template jobs that are ready in this process and not rendered yet. */
-  #work() {
-    return this.store
-      .stmt<{ job_id: number; device_id: number; account_id: number }>(
-        `SELECT jd.job_id, jd.device_id, j.account_id FROM job_devices jd
-         JOIN template_jobs tj ON tj.job_id = jd.job_id
-         JOIN jobs j ON j.id = jd.job_id
-         JOIN job_local_ready r ON r.device_id = jd.device_id
-         JOIN devices d ON d.id = jd.device_id
-         WHERE j.state = 'running' AND jd.status = 'pending' AND jd.next_attempt_at <= ? AND d.admission = 'managed'
-           AND NOT EXISTS (SELECT 1 FROM template_renders tr WHERE tr.job_id = jd.job_id AND tr.device_id = jd.device_id)
-         ORDER BY jd.job_id, jd.added_at, jd.device_id LIMIT ?`,
-      )
-      .all(this.clock.now(), RENDER_BATCH);
+  #work(): UnrenderedDevice[] {
+    return this.#jobs.unrendered(this.clock.now(), RENDER_BATCH);
   }
 
-  async #renderAll(work: { job_id: number; device_id: number; account_id: number }[]): Promise<void> {
+  async #renderAll(work: UnrenderedDevice[]): Promise<void> {
     for (const w of work) {
       const tj = this.jobTemplate(w.job_id);
       const scope = new AccountScope(this.store, w.account_id);
-      const device = this.store
-        .stmt<{ uuid: string }>('SELECT uuid FROM devices WHERE id = ? AND account_id = ?')
-        .get(w.device_id, w.account_id);
-      const row = device && scope.devices.byUuid(device.uuid);
+      const deviceUuid = this.repo(scope).deviceUuid(w.device_id);
+      const row = deviceUuid === undefined ? undefined : scope.devices.byUuid(deviceUuid);
       let packetId: number | null = null;
       let error: { code: string; message: string } | null = null;
       try {
@@ -255,12 +240,7 @@ export class TemplateService implements JobTemplateHook {
           ? { code: err.code, message: err.message }
           : { code: 'SERVER_INTERNAL', message: 'Rendering the template failed.' };
       }
-      this.store
-        .stmt(
-          `INSERT OR REPLACE INTO template_renders (job_id, device_id, packet_id, error_code, error_message, rendered_at)
-           VALUES (?, ?, ?, ?, ?, ?)`,
-        )
-        .run(w.job_id, w.device_id, packetId, error?.code ?? null, error?.message ?? null, this.clock.now());
+      this.#jobs.recordRender(w.job_id, w.device_id, { packetId, error }, this.clock.now());
     }
   }
 }

@@ -1,26 +1,11 @@
 import { createHash } from 'node:crypto';
+import { AccountAuditRecordStore, type AuditFilter, type AuditRecordRow } from '../store/audit-records.js';
 import type { Store } from '../store/database.js';
+
+export type { AuditFilter, AuditRecordRow } from '../store/audit-records.js';
 
 /** The hash a chain starts from (the `prev_hash` of an account's first record). */
 export const GENESIS_HASH = '0'.repeat(64);
-
-export interface AuditRecordRow {
-  id: number;
-  account_id: number;
-  seq: number;
-  at: number;
-  /** JSON {type, userUuid?, username?, via?}. */
-  actor: string;
-  action: string;
-  resource_kind: string | null;
-  resource_uuid: string | null;
-  status: number;
-  request: string | null;
-  before: string | null;
-  after: string | null;
-  prev_hash: string;
-  hash: string;
-}
 
 export interface NewAuditRecord {
   at: number;
@@ -56,33 +41,26 @@ export function recordHash(r: Omit<AuditRecordRow, 'id' | 'hash'>): string {
   return createHash('sha256').update(r.prev_hash).update('\n').update(JSON.stringify(fields)).digest('hex');
 }
 
-export interface AuditFilter {
-  resourceUuid?: string;
-  userUuid?: string;
-  from?: number;
-  to?: number;
-}
-
 /**
  * The audit records of one account: append-only (SQLite triggers refuse UPDATE and DELETE) and
  * hash-chained per account (each record's hash covers the previous one), so a record changed or
- * removed behind the server's back breaks the chain (`verify`). Every statement carries
- * `account_id = ?`.
+ * removed behind the server's back breaks the chain (`verify`). The rows are read and written by
+ * store/audit-records.ts.
  */
 export class AccountAuditRecords {
+  readonly #records: AccountAuditRecordStore;
+
   constructor(
     private readonly store: Store,
     readonly accountId: number,
-  ) {}
+  ) {
+    this.#records = new AccountAuditRecordStore(store, accountId);
+  }
 
   /** Appends one record in its own write transaction (the chain head is read under the write lock). */
   append(rec: NewAuditRecord): AuditRecordRow {
     return this.store.write(() => {
-      const last = this.store
-        .stmt<{ seq: number; hash: string }>(
-          'SELECT seq, hash FROM audit_records WHERE account_id = ? ORDER BY seq DESC LIMIT 1',
-        )
-        .get(this.accountId);
+      const last = this.#records.head();
       const row: Omit<AuditRecordRow, 'id' | 'hash'> = {
         account_id: this.accountId,
         seq: (last?.seq ?? 0) + 1,
@@ -98,45 +76,14 @@ export class AccountAuditRecords {
         prev_hash: last?.hash ?? GENESIS_HASH,
       };
       const hash = recordHash(row);
-      const id = Number(
-        this.store
-          .stmt(
-            `INSERT INTO audit_records (account_id, seq, at, actor, action, resource_kind, resource_uuid, status,
-               request, before, after, prev_hash, hash)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-          )
-          .run(row.account_id, row.seq, row.at, row.actor, row.action, row.resource_kind, row.resource_uuid,
-            row.status, row.request, row.before, row.after, row.prev_hash, hash).lastInsertRowid,
-      );
+      const id = this.#records.insert({ ...row, hash });
       return { ...row, id, hash };
     });
   }
 
   /** Newest first, before the `before` seq. */
   list(opts: { beforeSeq: number; limit: number; filter?: AuditFilter }): AuditRecordRow[] {
-    const f = opts.filter ?? {};
-    return this.store
-      .stmt<AuditRecordRow>(
-        `SELECT * FROM audit_records
-         WHERE account_id = ? AND seq < ?
-           AND (? IS NULL OR resource_uuid = ?)
-           AND (? IS NULL OR json_extract(actor, '$.userUuid') = ?)
-           AND (? IS NULL OR at >= ?) AND (? IS NULL OR at < ?)
-         ORDER BY seq DESC LIMIT ?`,
-      )
-      .all(
-        this.accountId,
-        opts.beforeSeq,
-        f.resourceUuid ?? null,
-        f.resourceUuid ?? null,
-        f.userUuid ?? null,
-        f.userUuid ?? null,
-        f.from ?? null,
-        f.from ?? null,
-        f.to ?? null,
-        f.to ?? null,
-        opts.limit,
-      );
+    return this.#records.list(opts);
   }
 
   /** Recomputes the whole chain: the first seq whose hash or link does not match, if any. */
@@ -144,9 +91,7 @@ export class AccountAuditRecords {
     let prev = GENESIS_HASH;
     let expectedSeq = 1;
     let records = 0;
-    for (const r of this.store
-      .stmt<AuditRecordRow>('SELECT * FROM audit_records WHERE account_id = ? ORDER BY seq')
-      .iterate(this.accountId)) {
+    for (const r of this.#records.inSeqOrder()) {
       records++;
       const { id: _id, hash, ...rest } = r;
       if (r.seq !== expectedSeq || r.prev_hash !== prev || recordHash(rest) !== hash) {
