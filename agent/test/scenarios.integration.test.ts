@@ -1,6 +1,7 @@
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, it } from 'vitest';
+import { type MosquittoBroker, MOSQUITTO_MISSING, startMosquitto } from '../../server-stub/test/helpers/mosquitto.js';
 import { readLocalStatus } from '../src/local-status.js';
 import { waitFor } from '../../protocol/test/helpers/wait-for.js';
 import { FakeServer } from './helpers/fake-server.js';
@@ -11,7 +12,7 @@ import { type TestCerts, testCerts } from './helpers/pki.js';
 import { buildBundle, Supervisor } from './helpers/process.js';
 
 /*
- * Power loss in every update state: a REAL agent process (`node agent/dist/cli.js run`, emulated
+ * Power loss in every update state, over each transport: a REAL agent process (`node agent/dist/cli.js run`, emulated
  * platform on disk) loses power (SIGKILL, injected at a fault point) in each update state, is
  * started again (a reboot exit 75 is restarted too, as the supervisor does) and must continue or
  * roll back, never half-apply, and the fake server must see one legal sequence of states and
@@ -20,6 +21,7 @@ import { buildBundle, Supervisor } from './helpers/process.js';
 
 let certs: TestCerts;
 let server: FakeServer;
+let broker: MosquittoBroker | undefined;
 let bundle: string;
 const dirs: string[] = [];
 
@@ -41,9 +43,15 @@ beforeAll(async () => {
   bundle = buildBundle(join(bundleDir, 'fleet-agent.mjs'));
   certs = await testCerts();
   server = await new FakeServer({ certPem: certs.tlsServer.certPem, keyPem: certs.tlsServer.keyPem }).start();
+  if (!MOSQUITTO_MISSING) {
+    // The same fake server behind a real broker: devices whose profile names mqtts:// reach it there.
+    broker = await startMosquitto({ tls: { certPem: certs.tlsServer.certPem, keyPem: certs.tlsServer.keyPem } });
+    await server.useMqtt(broker.url);
+  }
 }, 120_000);
 afterAll(async () => {
   await server.close();
+  await broker?.close();
   for (const d of dirs) await rm(d, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 });
 });
 
@@ -85,13 +93,18 @@ const SCENARIOS: Scenario[] = [
   { name: 'config: health-check', kind: 'config', cut: 'update:health-check', expect: 'succeeded' },
 ];
 
+type Transport = 'ws' | 'mqtt';
+const TRANSPORTS: Transport[] = ['ws', 'mqtt'];
+
 describe.concurrent('power cut (SIGKILL of the agent process) in each update state', () => {
-  it.for(SCENARIOS.map((s, i) => [s.name, s, i] as const))('%s', async ([, scenario, i], { expect }) => {
-    const deviceId = `kill-${i}`;
+  if (MOSQUITTO_MISSING) it.skip(`over MQTT: ${MOSQUITTO_MISSING}`, () => undefined);
+  const cases = TRANSPORTS.flatMap((t) => SCENARIOS.map((s, i) => [`${t}: ${s.name}`, s, i, t] as const));
+  it.for(cases.filter(([, , , t]) => t === 'ws' || !MOSQUITTO_MISSING))('%s', async ([, scenario, i, transport], { expect }) => {
+    const deviceId = `kill-${transport}-${i}`;
     const dir = await tempDir('kill-');
     dirs.push(dir);
     const profile = testProfile({
-      serverUrl: server.url,
+      ...(transport === 'mqtt' ? { serverUrl: broker!.tlsUrl!, mqttVersion: 5 as const } : { serverUrl: server.url }),
       caCertPem: certs.tlsCa.certPem,
       trustAnchorsPem: [certs.pki.root.certPem],
       deviceId,
@@ -105,14 +118,14 @@ describe.concurrent('power cut (SIGKILL of the agent process) in each update sta
             { name: 'autoupdate-2.0.0-full.arm64.tar', fileType: 'FirmwareFull', data: firmwareImage('2.0.0', 512 * 1024), version: '2.0.0' },
           ])
         : await makePacket(certs.pki.signer, [{ name: 'site.cfg', fileType: 'ConfigurationProfile', data: 'hostname=site-9\nuplink=up\n', version: '9' }]);
-    const packetName = `kill-${i}.tar`;
+    const packetName = `kill-${transport}-${i}.tar`;
     server.addPacket(packetName, packet);
     const faults = (scenario.faults ?? []).flatMap((f) => ['--fault', f]);
     const supervisor = new Supervisor(dir, [...COMMON, ...faults, '--fault', `powerCutAt=${scenario.cut}`], [...COMMON, ...faults], bundle);
     supervisor.start();
     try {
       await server.waitFor(() => server.received('status', deviceId)[0], 20_000, `${deviceId} online`);
-      const executionId = `exe-kill-${i}`;
+      const executionId = `exe-kill-${transport}-${i}`;
       server.offer(deviceId, executionId, packetName);
       const terminal = await server.waitForTerminal(executionId, 40_000);
       // Count only once the agent has nothing left to report (no job in progress, every result
