@@ -1,0 +1,3 @@
+import { e2eSuite } from './helpers/e2e-suite.js';
+
+e2eSuite('mqtt');
