@@ -22,6 +22,8 @@ import {
   type Presence,
 } from '@router-fleet/protocol';
 import { execFile } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { connectAsync, type MqttClient } from 'mqtt';
@@ -30,6 +32,7 @@ import { type Agent, createAgent } from '../src/agent.js';
 import { resolveConfig } from '../src/config.js';
 import type { ConnectionProfile } from '../src/connection-profile.js';
 import { createTransport } from '../src/connection/create-transport.js';
+import { profileFromConfig } from '../src/local-status.js';
 import type { DialOptions, OpenLink, Transport } from '../src/connection/transport.js';
 import { DialError } from '../src/connection/transport.js';
 import type { SessionState } from '../src/lifecycle/session-table.js';
@@ -279,6 +282,27 @@ describe('MQTT transport: URL and options checks (no broker)', () => {
     expect(anonymous).toMatchObject({ kind: 'protocol', message: 'MQTT needs the device id and credential' });
     const wildcard = await transport.dial({ url: 'mqtts://127.0.0.1:1', caPem: '', timeoutMs: 1000, deviceId: 'dev/#', credential: 'x' }).catch((e: unknown) => e);
     expect(wildcard).toMatchObject({ kind: 'protocol' });
+  });
+});
+
+describe('a profile from configuration', () => {
+  it('carries the MQTT version; a level other than 4 or 5 is a configuration error', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'agent-mqtt-config-'));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    await writeFile(join(dir, 'ca.pem'), certs.ca.certPem);
+    await writeFile(join(dir, 'credential'), `${CREDENTIAL('dev-config')}\n`);
+    const input = {
+      dataDir: dir,
+      serverUrl: 'mqtts://broker.example.net:8883',
+      caCertFile: join(dir, 'ca.pem'),
+      trustAnchorFiles: join(dir, 'ca.pem'),
+      deviceId: 'dev-config',
+      serialNumber: 'SN-config',
+      credentialFile: join(dir, 'credential'),
+    };
+    expect(await profileFromConfig(resolveConfig({ ...input, mqttVersion: 4 }))).toMatchObject({ serverUrl: input.serverUrl, mqttVersion: 4 });
+    expect(await profileFromConfig(resolveConfig(input))).not.toHaveProperty('mqttVersion');
+    expect(() => resolveConfig({ ...input, mqttVersion: 3 })).toThrow(expect.objectContaining({ code: 'AGENT_CONFIG_INVALID' }));
   });
 });
 
