@@ -484,6 +484,19 @@ describe.skipIf(MOSQUITTO_MISSING)(`MQTT transport over a real Mosquitto${MOSQUI
     });
   });
 
+  it('dials from the given source addresses in turn (the simulator spreads its ephemeral ports so)', async () => {
+    const ids = ['dev-src-a', 'dev-src-b'];
+    const b = await broker(ids);
+    const transport = createTransport({ localAddresses: ['127.0.0.2', '127.0.0.3'] });
+    for (const id of ids) {
+      const c = await open(transport, dialOptions(b.url, id, 5));
+      cleanups.push(async () => c.connection.close(1000));
+    }
+    await waitFor(() => ids.every((id) => b.log().includes(` as ${id} `)), { ...NET, what: 'both connections in the broker log' });
+    const from = (id: string) => new RegExp(`New client connected from ([0-9.]+):\\d+ as ${id} `).exec(b.log())?.[1];
+    expect(ids.map(from)).toEqual(['127.0.0.2', '127.0.0.3']);
+  });
+
   it('broker killed: the link ends (1006) and the agent reconnects with its own backoff, no library reconnect', async () => {
     const id = 'dev-broker-kill';
     const b = await broker([id]);
