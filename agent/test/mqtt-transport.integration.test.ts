@@ -243,7 +243,7 @@ async function agentOn(url: string, deviceId: string, options: { version?: MqttP
     ...(options.version ? { mqttVersion: options.version } : {}),
   });
   const platform = await createMemoryPlatform();
-  const agent: Agent = createAgent(resolveConfig({ ...TEST_CONFIG, allowInsecureTransport: true, dataDir: '', ...options.config }), platform, {
+  const agent: Agent = createAgent(resolveConfig({ ...TEST_CONFIG, helloTimeoutSec: 20, allowInsecureTransport: true, dataDir: '', ...options.config }), platform, {
     transport: counting.transport,
     profile,
     onTransition: (machine, state) => {
@@ -501,7 +501,9 @@ describe.skipIf(MOSQUITTO_MISSING)(`MQTT transport over a real Mosquitto${MOSQUI
     const id = 'dev-broker-kill';
     const b = await broker([id]);
     const s = await server(b, [id]);
-    const a = await agentOn(b.url, id);
+    // A hello sent before the test server has resubscribed after the restart is lost (its session is
+    // not persistent): the hello timeout brings the agent round again.
+    const a = await agentOn(b.url, id, { config: { helloTimeoutSec: 5 } });
     await waitFor(() => a.agent.sessionState() === 'managed', { ...NET, what: 'managed' });
     await b.kill();
     await waitFor(() => a.states.includes('backing-off'), { ...NET, what: 'backing off' });
