@@ -52,6 +52,7 @@ export interface AgentConfig {
   readonly emulatedFirmwareVersion: string;
   readonly stagingQuotaBytes: number | null;
   readonly serverUrl: string | null;
+  readonly mqttVersion: number | null;
   readonly caCertFile: string | null;
   readonly trustAnchorFiles: string | null;
   readonly deviceId: string | null;
@@ -102,7 +103,8 @@ export const CONFIG_TABLE: readonly OptionSpec[] = [
   { name: 'emulatedSerialNumber', type: 'string', default: null, unit: 'text', description: 'Emulated platform: serial number on first power-on (default: the profile’s).' },
   { name: 'emulatedFirmwareVersion', type: 'string', default: '1.0.0', unit: 'version', description: 'Emulated platform: firmware version in slot a on first power-on.' },
   { name: 'stagingQuotaBytes', type: 'integer', default: null, unit: 'bytes', min: 1, description: 'Emulated platform: staging quota (default: free space of the file system).' },
-  { name: 'serverUrl', type: 'string', default: null, unit: 'URL', description: 'Instead of a provisioned profile: control-channel URL, wss://… (WebSocket) or mqtts://… (MQTT 5 broker).' },
+  { name: 'serverUrl', type: 'string', default: null, unit: 'URL', description: 'Instead of a provisioned profile: control-channel URL, wss://… (WebSocket) or mqtts://… (MQTT broker).' },
+  { name: 'mqttVersion', type: 'integer', default: null, unit: 'level', min: 4, max: 5, description: 'Instead of a provisioned profile: MQTT protocol level for an mqtts:// serverUrl, 5 (default) or 4 (MQTT 3.1.1, as the server’s embedded broker speaks).' },
   { name: 'caCertFile', type: 'string', default: null, unit: 'path', description: 'Instead of a provisioned profile: PEM CA that verifies the server.' },
   { name: 'trustAnchorFiles', type: 'string', default: null, unit: 'paths', description: 'Instead of a provisioned profile: comma-separated PEM files of packet-signing trust anchors.' },
   { name: 'deviceId', type: 'string', default: null, unit: 'id', description: 'Instead of a provisioned profile: device id.' },

@@ -76,6 +76,7 @@ export async function profileFromConfig(config: AgentConfig): Promise<Connection
   const value = {
     format: 'router-fleet.connection-profile/1',
     serverUrl: config.serverUrl,
+    ...(config.mqttVersion !== null ? { mqttVersion: config.mqttVersion } : {}),
     caCertPem: await read(need(config.caCertFile, 'caCertFile')),
     trustAnchorsPem: await Promise.all(need(config.trustAnchorFiles, 'trustAnchorFiles').split(',').map((p) => read(p.trim()))),
     deviceId: need(config.deviceId, 'deviceId'),

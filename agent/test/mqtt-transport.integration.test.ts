@@ -22,6 +22,8 @@ import {
   type Presence,
 } from '@router-fleet/protocol';
 import { execFile } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { connectAsync, type MqttClient } from 'mqtt';
@@ -30,6 +32,7 @@ import { type Agent, createAgent } from '../src/agent.js';
 import { resolveConfig } from '../src/config.js';
 import type { ConnectionProfile } from '../src/connection-profile.js';
 import { createTransport } from '../src/connection/create-transport.js';
+import { profileFromConfig } from '../src/local-status.js';
 import type { DialOptions, OpenLink, Transport } from '../src/connection/transport.js';
 import { DialError } from '../src/connection/transport.js';
 import type { SessionState } from '../src/lifecycle/session-table.js';
@@ -240,7 +243,7 @@ async function agentOn(url: string, deviceId: string, options: { version?: MqttP
     ...(options.version ? { mqttVersion: options.version } : {}),
   });
   const platform = await createMemoryPlatform();
-  const agent: Agent = createAgent(resolveConfig({ ...TEST_CONFIG, allowInsecureTransport: true, dataDir: '', ...options.config }), platform, {
+  const agent: Agent = createAgent(resolveConfig({ ...TEST_CONFIG, helloTimeoutSec: 20, allowInsecureTransport: true, dataDir: '', ...options.config }), platform, {
     transport: counting.transport,
     profile,
     onTransition: (machine, state) => {
@@ -279,6 +282,27 @@ describe('MQTT transport: URL and options checks (no broker)', () => {
     expect(anonymous).toMatchObject({ kind: 'protocol', message: 'MQTT needs the device id and credential' });
     const wildcard = await transport.dial({ url: 'mqtts://127.0.0.1:1', caPem: '', timeoutMs: 1000, deviceId: 'dev/#', credential: 'x' }).catch((e: unknown) => e);
     expect(wildcard).toMatchObject({ kind: 'protocol' });
+  });
+});
+
+describe('a profile from configuration', () => {
+  it('carries the MQTT version; a level other than 4 or 5 is a configuration error', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'agent-mqtt-config-'));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    await writeFile(join(dir, 'ca.pem'), certs.ca.certPem);
+    await writeFile(join(dir, 'credential'), `${CREDENTIAL('dev-config')}\n`);
+    const input = {
+      dataDir: dir,
+      serverUrl: 'mqtts://broker.example.net:8883',
+      caCertFile: join(dir, 'ca.pem'),
+      trustAnchorFiles: join(dir, 'ca.pem'),
+      deviceId: 'dev-config',
+      serialNumber: 'SN-config',
+      credentialFile: join(dir, 'credential'),
+    };
+    expect(await profileFromConfig(resolveConfig({ ...input, mqttVersion: 4 }))).toMatchObject({ serverUrl: input.serverUrl, mqttVersion: 4 });
+    expect(await profileFromConfig(resolveConfig(input))).not.toHaveProperty('mqttVersion');
+    expect(() => resolveConfig({ ...input, mqttVersion: 3 })).toThrow(expect.objectContaining({ code: 'AGENT_CONFIG_INVALID' }));
   });
 });
 
@@ -460,11 +484,26 @@ describe.skipIf(MOSQUITTO_MISSING)(`MQTT transport over a real Mosquitto${MOSQUI
     });
   });
 
+  it('dials from the given source addresses in turn (the simulator spreads its ephemeral ports so)', async () => {
+    const ids = ['dev-src-a', 'dev-src-b'];
+    const b = await broker(ids);
+    const transport = createTransport({ localAddresses: ['127.0.0.2', '127.0.0.3'] });
+    for (const id of ids) {
+      const c = await open(transport, dialOptions(b.url, id, 5));
+      cleanups.push(async () => c.connection.close(1000));
+    }
+    await waitFor(() => ids.every((id) => b.log().includes(` as ${id} `)), { ...NET, what: 'both connections in the broker log' });
+    const from = (id: string) => new RegExp(`New client connected from ([0-9.]+):\\d+ as ${id} `).exec(b.log())?.[1];
+    expect(ids.map(from)).toEqual(['127.0.0.2', '127.0.0.3']);
+  });
+
   it('broker killed: the link ends (1006) and the agent reconnects with its own backoff, no library reconnect', async () => {
     const id = 'dev-broker-kill';
     const b = await broker([id]);
     const s = await server(b, [id]);
-    const a = await agentOn(b.url, id);
+    // A hello sent before the test server has resubscribed after the restart is lost (its session is
+    // not persistent): the hello timeout brings the agent round again.
+    const a = await agentOn(b.url, id, { config: { helloTimeoutSec: 5 } });
     await waitFor(() => a.agent.sessionState() === 'managed', { ...NET, what: 'managed' });
     await b.kill();
     await waitFor(() => a.states.includes('backing-off'), { ...NET, what: 'backing off' });

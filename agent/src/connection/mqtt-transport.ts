@@ -48,7 +48,9 @@ const AUTH_REFUSED: Record<MqttProtocolVersion, readonly number[]> = {
 /** CONNACK codes that mean "this client speaks a protocol the broker does not". */
 const PROTOCOL_REFUSED: Record<MqttProtocolVersion, readonly number[]> = {
   4: [1, 2],
-  5: [0x84, 0x85],
+  // A 3.1.1-only broker (aedes) answers an MQTT 5 CONNECT with the 3.1.1 code 1: the profile's
+  // mqttVersion does not match the broker.
+  5: [1, 0x84, 0x85],
 };
 
 /** MQTT 5 reason code of a PUBACK/SUBACK that refuses for want of rights. */
