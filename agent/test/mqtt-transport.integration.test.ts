@@ -427,6 +427,26 @@ describe.skipIf(MOSQUITTO_MISSING)(`MQTT transport over a real Mosquitto${MOSQUI
       await waitFor(() => s.received(id, 'pong').length === 1, { ...NET, what: 'pong on the second connection' });
     });
 
+    it('a close frame naming another link is ignored; one naming this link ends it', async () => {
+      const id = `dev-linkclose-${version}`;
+      const b = await broker([id]);
+      const s = await server(b, [id]);
+      const c = await open(createTransport(), dialOptions(b.url, id, version));
+      const online = await waitFor(() => s.presences.find((p) => p.deviceId === id && p.state === 'online'), { ...NET, what: 'online presence' });
+      c.connection.send(encode(createMessage('ping', {})));
+      await waitFor(() => s.received(id, 'ping').length === 1, { ...NET, what: 'ping at the server' });
+      // A late close for an earlier connection of the device, then an ordinary downlink: the
+      // downlink arriving proves the close frame before it was read and passed over.
+      await s.publish(id, encodeCloseFrame(4001, 'hello required', 'an-earlier-link'));
+      const ping = createMessage('ping', {});
+      await s.publish(id, encode(ping));
+      await waitFor(() => c.got.some((t) => t.includes(ping.id)), { ...NET, what: 'the ping after the foreign close' });
+      expect(c.closes).toEqual([]);
+      await s.publish(id, encodeCloseFrame(4009, 'replaced', online.link));
+      await waitFor(() => c.closes.length === 1, { ...NET, what: 'close of this link' });
+      expect(c.closes).toEqual([{ code: 4009, reason: 'replaced' }]);
+    });
+
     it('a job offer published while the device is away is delivered after it reconnects (persistent session)', async () => {
       const id = `dev-away-${version}`;
       const b = await broker([id]);

@@ -211,10 +211,11 @@ that is not \`hello\` (error, then close ${CloseCodes.HELLO_REQUIRED}), so a dev
 live broker says \`hello\` again.
 
 **Closing.** The server closes a link with a close frame on \`down\`:
-\`{"close":<code>,"reason":"<text>"}\` (no protocol message has a \`close\` member). The device ends its
+\`{"close":<code>,"reason":"<text>","link":"<L>"}\` (no protocol message has a \`close\` member;
+\`link\` is present when the server knows the link from the device's presence). The device ends its
 MQTT connection and treats the code exactly as the WebSocket close code of the same number (table
 above). Close frames queued for an earlier link (they arrive right after CONNACK, before the new
-\`hello\`) are ignored.
+\`hello\`) and close frames naming another link are ignored.
 
 **Liveness.** MQTT keep-alive guards each client's connection to the broker. When a device's
 keep-alive lapses or its connection drops without DISCONNECT, the broker publishes its will; the

@@ -130,19 +130,29 @@ export function parsePresence(payload: Buffer | string): Presence | undefined {
 /** The byte prefix of every close frame; no protocol message has a `close` member, so none starts with it. */
 export const MQTT_CLOSE_PREFIX = '{"close":';
 
-/** A close frame on the down topic: the MQTT counterpart of a WebSocket close with a code. */
-export function encodeCloseFrame(code: number, reason: string): string {
-  return `${MQTT_CLOSE_PREFIX}${Math.trunc(code)},"reason":${JSON.stringify(reason.slice(0, 120))}}`;
+/**
+ * A close frame on the down topic: the MQTT counterpart of a WebSocket close with a code. `link`
+ * names the link it closes when the server knows it (from the device's presence): a device ignores
+ * a close frame for another of its links, so a close meant for an earlier connection that arrives
+ * late cannot end the current one.
+ */
+export function encodeCloseFrame(code: number, reason: string, link?: string): string {
+  const linkPart = link !== undefined && isIdentifier(link) ? `,"link":${JSON.stringify(link)}` : '';
+  return `${MQTT_CLOSE_PREFIX}${Math.trunc(code)},"reason":${JSON.stringify(reason.slice(0, 120))}${linkPart}}`;
 }
 
 /** Parses a close frame; undefined when the payload is not one (a protocol message). Never throws. */
-export function parseCloseFrame(payload: Buffer | string): { code: number; reason: string } | undefined {
+export function parseCloseFrame(payload: Buffer | string): { code: number; reason: string; link?: string } | undefined {
   const text = typeof payload === 'string' ? payload : payload.toString();
   if (!text.startsWith(MQTT_CLOSE_PREFIX)) return undefined;
   try {
-    const v = JSON.parse(text) as { close?: unknown; reason?: unknown };
+    const v = JSON.parse(text) as { close?: unknown; reason?: unknown; link?: unknown };
     if (!Number.isInteger(v.close) || (v.close as number) < 1000 || (v.close as number) > 4999) return undefined;
-    return { code: v.close as number, reason: typeof v.reason === 'string' ? v.reason : '' };
+    return {
+      code: v.close as number,
+      reason: typeof v.reason === 'string' ? v.reason : '',
+      ...(isIdentifier(v.link) ? { link: v.link } : {}),
+    };
   } catch {
     return undefined;
   }

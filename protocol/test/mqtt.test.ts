@@ -74,6 +74,9 @@ describe('MQTT binding', () => {
       expect(parseCloseFrame(bad), bad).toBeUndefined();
     }
     expect(parseCloseFrame(encodeCloseFrame(1000, 'x'.repeat(500)))?.reason).toHaveLength(120);
+    // The link it closes, when named; a link id that is not an identifier is left out.
+    expect(parseCloseFrame(encodeCloseFrame(4001, 'hello required', 'L-7'))).toEqual({ code: 4001, reason: 'hello required', link: 'L-7' });
+    expect(parseCloseFrame(encodeCloseFrame(4001, 'x', 'a/b'))).toEqual({ code: 4001, reason: 'x' });
   });
 
   it('recognises MQTT URLs', () => {

@@ -291,9 +291,15 @@ class MqttChannel implements ChannelConnection, MqttOpenLink {
 
   #arrived(text: string): void {
     if (this.#state !== 'open' && this.#state !== 'dialing') return;
-    if (!this.#sent && parseCloseFrame(text)) return;
+    if (parseCloseFrame(text) && (!this.#sent || !this.#mine(text))) return;
     this.#pending.push(text);
     if (this.#sent) this.#flush();
+  }
+
+  /** Whether a close frame is for this link: it names this link, or no link (the server did not know it). */
+  #mine(text: string): boolean {
+    const link = parseCloseFrame(text)?.link;
+    return link === undefined || link === this.linkId;
   }
 
   /** Delivers pending downlinks in order; a close frame ends the link and what follows it is dropped. */
@@ -304,6 +310,7 @@ class MqttChannel implements ChannelConnection, MqttOpenLink {
       while (this.#state === 'open' && this.#pending.length > 0) {
         const text = this.#pending.shift()!;
         const frame = parseCloseFrame(text);
+        if (frame && frame.link !== undefined && frame.link !== this.linkId) continue;
         if (frame) {
           this.#goodbye(frame.code, frame.reason);
           break;

@@ -62,7 +62,7 @@ export class MqttLink implements ChannelTransport {
     if (this.#ended) return;
     // The close frame tells the device to end its MQTT connection; the link is over once the broker
     // has the frame (or the publish failed: the device then learns from its own keep-alive).
-    this.downlink.publish(this.deviceId, this.bucket, encodeCloseFrame(code, reason), () => this.end());
+    this.downlink.publish(this.deviceId, this.bucket, encodeCloseFrame(code, reason, this.linkId), () => this.end());
   }
 
   terminate(): void {
