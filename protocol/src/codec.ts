@@ -35,6 +35,31 @@ export interface DecodeOptions {
 // would also admit APIs Node 20 lacks.
 type WellFormedString = string & { isWellFormed(): boolean };
 
+// A fatal TextDecoder validates and decodes in one pass, where `isUtf8` and then `toString` read
+// the bytes twice. The BOM is kept, as `toString` keeps it: JSON does not allow it, so such a frame
+// stays invalid JSON. Where the decoder refuses the input itself (a build without ICU, a view of
+// a shared or detached buffer), the two passes decide.
+const fatalUtf8 = (() => {
+  try {
+    return new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+  } catch {
+    return undefined;
+  }
+})();
+
+/** The text of UTF-8 bytes, or undefined when they are not valid UTF-8. */
+function decodeUtf8(input: Uint8Array): string | undefined {
+  if (fatalUtf8 !== undefined) {
+    try {
+      return fatalUtf8.decode(input);
+    } catch {
+      // Invalid UTF-8, or input this decoder does not take: the slow path tells which.
+    }
+  }
+  const buf = Buffer.isBuffer(input) ? input : Buffer.from(input.buffer, input.byteOffset, input.byteLength);
+  return isUtf8(buf) ? buf.toString('utf8') : undefined;
+}
+
 /**
  * Decodes one frame. Never throws: returns the typed message, or a `ProtocolError` whose `code` is
  * stable (PROTO_TOO_LARGE, PROTO_INVALID_UTF8, PROTO_INVALID_JSON, PROTO_INVALID_ENVELOPE,
@@ -54,11 +79,9 @@ export function decode(input: Uint8Array | string, options: DecodeOptions = {}):
   } else if (input instanceof Uint8Array) {
     if (input.byteLength > maxBytes)
       return new ProtocolError('PROTO_TOO_LARGE', `frame exceeds ${maxBytes} bytes`);
-    const buf = Buffer.isBuffer(input)
-      ? input
-      : Buffer.from(input.buffer, input.byteOffset, input.byteLength);
-    if (!isUtf8(buf)) return new ProtocolError('PROTO_INVALID_UTF8');
-    text = buf.toString('utf8');
+    const decoded = decodeUtf8(input);
+    if (decoded === undefined) return new ProtocolError('PROTO_INVALID_UTF8');
+    text = decoded;
   } else {
     return new ProtocolError('PROTO_INVALID_JSON', 'frame is neither bytes nor a string');
   }

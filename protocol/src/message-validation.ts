@@ -1,6 +1,7 @@
 import { Type } from '@sinclair/typebox';
 import { type TypeCheck, TypeCompiler } from '@sinclair/typebox/compiler';
 import { ProtocolError } from './errors.js';
+import { compileFastCheck } from './fast-check.js';
 import {
   type Direction,
   EnvelopeFields,
@@ -13,10 +14,11 @@ import { PROTOCOL_MAJOR, PROTOCOL_VERSION, parseProtocolVersion } from './versio
 /**
  * The two halves of message validation. `validateWithDetails` runs the checks in the order that
  * decides which error a bad message gets (object, version, envelope, type, direction, body) and
- * names the first violation; it is the definition of a valid message. `FAST_CHECKS` holds, per
- * message type, one compiled check of the whole message (envelope and body) that accepts exactly
- * the messages `validateWithDetails` accepts for that type and version, without naming anything:
- * the codec tries it first and calls `validateWithDetails` only when it fails.
+ * names the first violation with TypeBox's compiled checks; it is the definition of a valid
+ * message. `FAST_CHECKS` holds, per message type, one check of the whole message (envelope and body,
+ * `compileFastCheck`) that accepts exactly the messages `validateWithDetails` accepts for that type
+ * and version, without naming anything: the codec tries it first and calls `validateWithDetails`
+ * only when it fails.
  */
 
 /** Which direction a receiver accepts; `both`-direction types are always accepted. */
@@ -51,7 +53,7 @@ export interface FastCheck {
 /** Per message type: its direction and the compiled check of envelope + body in one function. */
 export const FAST_CHECKS: ReadonlyMap<string, FastCheck> = new Map(
   Object.entries(MESSAGE_CATALOGUE).map(([type, entry]) => {
-    const compiled = TypeCompiler.Compile(
+    const check = compileFastCheck(
       Type.Object({
         v: Type.String(),
         type: Type.Literal(type),
@@ -61,7 +63,7 @@ export const FAST_CHECKS: ReadonlyMap<string, FastCheck> = new Map(
         body: entry.body,
       }),
     );
-    return [type, { direction: entry.direction, check: (value: unknown) => compiled.Check(value) }];
+    return [type, { direction: entry.direction, check }];
   }),
 );
 
