@@ -1,19 +1,15 @@
 import { isUtf8 } from 'node:buffer';
 import { randomUUID } from 'node:crypto';
-import { Type } from '@sinclair/typebox';
-import { type TypeCheck, TypeCompiler } from '@sinclair/typebox/compiler';
 import { ProtocolError } from './errors.js';
 import {
-  type BodyOf,
-  type Direction,
-  EnvelopeFields,
-  MESSAGE_CATALOGUE,
-  type Message,
-  type MessageOf,
-  type MessageType,
-} from './messages/catalogue.js';
+  type AcceptDirection,
+  FAST_CHECKS,
+  isSameMajorVersion,
+  validateWithDetails,
+} from './message-validation.js';
+import { type BodyOf, type Message, type MessageOf, type MessageType } from './messages/catalogue.js';
 import { MAX_FRAME_BYTES } from './transport.js';
-import { PROTOCOL_MAJOR, PROTOCOL_VERSION, parseProtocolVersion } from './version.js';
+import { PROTOCOL_VERSION } from './version.js';
 
 /**
  * Forward-compatibility rule (protocol major version 1):
@@ -32,34 +28,36 @@ export interface DecodeOptions {
    * Which messages the receiver accepts: a server decodes with `'up'` (device → server), an agent
    * with `'down'`. `both`-direction types (ping, pong, error) are always accepted. Default: any.
    */
-  accept?: Exclude<Direction, 'both'>;
+  accept?: AcceptDirection;
 }
-
-const envelopeCheck = TypeCompiler.Compile(
-  Type.Object({
-    v: EnvelopeFields.v,
-    type: Type.String(),
-    id: EnvelopeFields.id,
-    correlationId: EnvelopeFields.correlationId,
-    sentAt: EnvelopeFields.sentAt,
-    body: Type.Object({}),
-  }),
-);
-
-const bodyChecks = new Map<string, TypeCheck<(typeof MESSAGE_CATALOGUE)[MessageType]['body']>>();
-for (const [type, entry] of Object.entries(MESSAGE_CATALOGUE)) {
-  bodyChecks.set(type, TypeCompiler.Compile(entry.body));
-}
-
-const hasOwn = Object.prototype.hasOwnProperty;
 
 // String.prototype.isWellFormed is in Node 20 (V8 11.3) but only in TypeScript's ES2024 lib, which
 // would also admit APIs Node 20 lacks.
 type WellFormedString = string & { isWellFormed(): boolean };
 
-function firstViolation(check: TypeCheck<never> | TypeCheck<ReturnType<typeof Type.Object>>, value: unknown) {
-  const first = check.Errors(value).First();
-  return first ? { path: first.path, message: first.message } : { path: '', message: 'invalid' };
+// A fatal TextDecoder validates and decodes in one pass, where `isUtf8` and then `toString` read
+// the bytes twice. The BOM is kept, as `toString` keeps it: JSON does not allow it, so such a frame
+// stays invalid JSON. Where the decoder refuses the input itself (a build without ICU, a view of
+// a shared or detached buffer), the two passes decide.
+const fatalUtf8 = (() => {
+  try {
+    return new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+  } catch {
+    return undefined;
+  }
+})();
+
+/** The text of UTF-8 bytes, or undefined when they are not valid UTF-8. */
+function decodeUtf8(input: Uint8Array): string | undefined {
+  if (fatalUtf8 !== undefined) {
+    try {
+      return fatalUtf8.decode(input);
+    } catch {
+      // Invalid UTF-8, or input this decoder does not take: the slow path tells which.
+    }
+  }
+  const buf = Buffer.isBuffer(input) ? input : Buffer.from(input.buffer, input.byteOffset, input.byteLength);
+  return isUtf8(buf) ? buf.toString('utf8') : undefined;
 }
 
 /**
@@ -81,11 +79,9 @@ export function decode(input: Uint8Array | string, options: DecodeOptions = {}):
   } else if (input instanceof Uint8Array) {
     if (input.byteLength > maxBytes)
       return new ProtocolError('PROTO_TOO_LARGE', `frame exceeds ${maxBytes} bytes`);
-    const buf = Buffer.isBuffer(input)
-      ? input
-      : Buffer.from(input.buffer, input.byteOffset, input.byteLength);
-    if (!isUtf8(buf)) return new ProtocolError('PROTO_INVALID_UTF8');
-    text = buf.toString('utf8');
+    const decoded = decodeUtf8(input);
+    if (decoded === undefined) return new ProtocolError('PROTO_INVALID_UTF8');
+    text = decoded;
   } else {
     return new ProtocolError('PROTO_INVALID_JSON', 'frame is neither bytes nor a string');
   }
@@ -104,52 +100,24 @@ export function decode(input: Uint8Array | string, options: DecodeOptions = {}):
  * typed message or a ProtocolError (same codes as `decode`, minus the byte-level ones).
  */
 export function validateMessage(value: unknown, accept?: DecodeOptions['accept']): Message | ProtocolError {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    return new ProtocolError('PROTO_INVALID_ENVELOPE', 'frame is not a JSON object', { pointer: '' });
-  }
-  const obj = value as Record<string, unknown>;
-
-  // Version before type: another major version may have other types.
-  const v = obj.v;
-  if (typeof v === 'string') {
-    const parsed = parseProtocolVersion(v);
-    if (parsed && parsed.major !== PROTOCOL_MAJOR) {
-      return new ProtocolError(
-        'PROTO_UNSUPPORTED_VERSION',
-        `protocol ${v} is not supported (this side speaks ${PROTOCOL_VERSION})`,
-        { pointer: '/v' },
-      );
+  // A valid message passes one compiled check of its type's envelope and body; only a message that
+  // fails it pays for the ordered checks that decide which error it gets and name the violation.
+  if (typeof value === 'object' && value !== null) {
+    const obj = value as Record<string, unknown>;
+    const type = obj.type;
+    if (typeof type === 'string') {
+      const fast = FAST_CHECKS.get(type);
+      if (
+        fast !== undefined
+        && (accept === undefined || fast.direction === 'both' || fast.direction === accept)
+        && isSameMajorVersion(obj.v)
+        && fast.check(obj)
+      ) {
+        return obj as unknown as Message;
+      }
     }
   }
-  if (!envelopeCheck.Check(obj)) {
-    const { path, message } = firstViolation(envelopeCheck, obj);
-    return new ProtocolError('PROTO_INVALID_ENVELOPE', `${path || '/'}: ${message}`, { pointer: path });
-  }
-  const type = obj.type as string;
-  if (!hasOwn.call(MESSAGE_CATALOGUE, type)) {
-    return new ProtocolError('PROTO_UNKNOWN_TYPE', `unknown message type "${type.slice(0, 64)}"`, {
-      pointer: '/type',
-    });
-  }
-  if (accept) {
-    const direction = MESSAGE_CATALOGUE[type as MessageType].direction;
-    if (direction !== 'both' && direction !== accept) {
-      return new ProtocolError(
-        'PROTO_UNKNOWN_TYPE',
-        `message type "${type}" is not accepted in this direction`,
-        {
-          pointer: '/type',
-        },
-      );
-    }
-  }
-  const check = bodyChecks.get(type)!;
-  if (!check.Check(obj.body)) {
-    const { path, message } = firstViolation(check, obj.body);
-    const pointer = `/body${path}`;
-    return new ProtocolError('PROTO_SCHEMA_VIOLATION', `${pointer}: ${message}`, { pointer });
-  }
-  return obj as unknown as Message;
+  return validateWithDetails(value, accept);
 }
 
 /** Narrows a decode result. */

@@ -79,6 +79,17 @@ describe('decode', () => {
     expect(isMessage(decode(text, { maxBytes: 200_000 }))).toBe(true);
   });
 
+  it('keeps a byte-order mark, which JSON does not allow, and takes views of any buffer', () => {
+    const frame = Buffer.from(JSON.stringify(hello));
+    const withBom = Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), frame]);
+    expect((decode(withBom) as ProtocolError).code).toBe('PROTO_INVALID_JSON');
+    const shared = new Uint8Array(new SharedArrayBuffer(frame.length + 4), 2, frame.length);
+    shared.set(frame);
+    expect(decode(shared)).toEqual(hello);
+    const surrogate = Buffer.concat([frame.subarray(0, 10), Buffer.from([0xed, 0xa0, 0x80]), frame.subarray(10)]);
+    expect((decode(surrogate) as ProtocolError).code).toBe('PROTO_INVALID_UTF8');
+  });
+
   it('rejects strings with lone surrogates as invalid UTF-8', () => {
     expect((decode('{"v":"1.0","x":"\ud800"}') as ProtocolError).code).toBe('PROTO_INVALID_UTF8');
   });

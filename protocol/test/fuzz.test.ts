@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { decode, isMessage, ProtocolError, ProtocolErrorCodes } from '../src/index.js';
+import { decode, isMessage, ProtocolError, ProtocolErrorCodes, validateMessage } from '../src/index.js';
+import { validateWithDetails } from '../src/message-validation.js';
 import { mulberry32 as rng } from '../src/random.js';
 import { frameBytes, loadFixtures } from './helpers/fixtures.js';
 
@@ -116,5 +117,43 @@ describe('decode never throws', () => {
     }
     const tooLarge = frameBytes({ name: 'big', frameText: '{{x*65537}}' });
     expect((decode(tooLarge) as ProtocolError).code).toBe('PROTO_TOO_LARGE');
+  });
+});
+
+describe('the fast validation path', () => {
+  const fixtures = loadFixtures();
+  const seeds = [...fixtures.values()].flatMap((f) => [
+    ...(f.valid ?? []).map((c) => c.frame),
+    ...f.invalid.filter((c) => c.frame !== undefined).map((c) => c.frame),
+  ]);
+  const VERSIONS: unknown[] = ['1.0', '1.1', '1.9999', '1.10000', '01.1', '2.0', '0.9', '1', 1.1, undefined];
+
+  const outcome = (result: ReturnType<typeof validateMessage>) =>
+    result instanceof ProtocolError
+      ? { code: result.code, pointer: result.pointer, message: result.message }
+      : { ok: result };
+
+  // The codec tries one compiled check per type first and names errors only when it fails; it must
+  // accept exactly what the ordered checks accept, and give every bad message the same error.
+  it('gives the same result as the ordered checks for 12,000 mutated messages, in every direction', () => {
+    const rand = rng(0xc0dec);
+    let accepted = 0;
+    for (let i = 0; i < 12_000; i++) {
+      const seed = seeds[i % seeds.length];
+      let value = rand() < 0.6 ? mutateValue(seed, rand) : structuredClone(seed);
+      if (value && typeof value === 'object' && !Array.isArray(value) && rand() < 0.2) {
+        value = { ...value, v: VERSIONS[Math.floor(rand() * VERSIONS.length)] };
+      }
+      for (const accept of [undefined, 'up', 'down'] as const) {
+        const fast = outcome(validateMessage(value, accept));
+        expect(fast, `case ${i} (${accept}): ${JSON.stringify(value)}`).toEqual(
+          outcome(validateWithDetails(value, accept)),
+        );
+        if ('ok' in fast) accepted++;
+      }
+    }
+    // Both accepting and refusing must be exercised, or the comparison proves little.
+    expect(accepted).toBeGreaterThan(1_000);
+    expect(accepted).toBeLessThan(30_000);
   });
 });
