@@ -249,6 +249,19 @@ describe.skipIf(MOSQUITTO_MISSING)(`device accounts on Mosquitto (dynamic securi
     expect(await refusal(s.broker.url, d!.uuid, fresh)).toBe('connected');
   });
 
+  it('devices registered or deleted while a reconcile runs end up provisioned or removed', async () => {
+    const [gone] = s.w.devices(s.t, 1, 'RACE-GONE');
+    await s.w.services.devices.brokerSettled();
+    const running = s.handle.reconcile();
+    const [fresh] = s.w.devices(s.t, 1, 'RACE-NEW');
+    s.w.services.devices.delete(s.t.scope, gone!.uuid);
+    await running;
+    await s.w.services.devices.brokerSettled();
+    expect(await refusal(s.broker.url, fresh!.uuid, fresh!.credential)).toBe('connected');
+    expect(await refusal(s.broker.url, gone!.uuid, gone!.credential)).toBe(NOT_AUTHORIZED);
+    expect(await s.handle.accounts.listRoles()).not.toContain(deviceRole(gone!.uuid).rolename);
+  });
+
   it('answers many commands in few messages, each answer matched to its command', async () => {
     const ids = Array.from({ length: 250 }, (_, i) => `batch-${i}`);
     const answers = await s.handle.accounts.execute([

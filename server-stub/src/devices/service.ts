@@ -103,6 +103,7 @@ export type BrokerAccountsFailure = (op: 'provision' | 'remove', deviceIds: read
 export class DeviceService {
   #broker: { accounts: BrokerAccounts; onFailure: BrokerAccountsFailure } | undefined;
   readonly #brokerWork = new Set<Promise<void>>();
+  readonly #deletedDuringReconcile = new Set<Set<string>>();
 
   constructor(
     private readonly store: Store,
@@ -123,16 +124,27 @@ export class DeviceService {
 
   /** Brings the broker's device accounts in step with every device of the store (all accounts). */
   async reconcileBroker(): Promise<{ created: number; removed: number }> {
-    if (!this.#broker) return { created: 0, removed: 0 };
-    return this.#broker.accounts.reconcile(allDeviceUuids(this.store), (uuid) => {
-      const sealed = sealedCredentialByUuid(this.store, uuid);
-      if (!sealed) return undefined;
-      try {
-        return this.vault.reveal(sealed);
-      } catch {
-        return undefined;
-      }
-    });
+    const broker = this.#broker;
+    if (!broker) return { created: 0, removed: 0 };
+    // A device deleted after the store was read may be provisioned again by this reconcile (its
+    // removal went out first): such devices are removed once more after it.
+    const deleted = new Set<string>();
+    this.#deletedDuringReconcile.add(deleted);
+    try {
+      return await broker.accounts.reconcile({ [Symbol.iterator]: () => allDeviceUuids(this.store)[Symbol.iterator]() }, (uuid) => {
+        const sealed = sealedCredentialByUuid(this.store, uuid);
+        if (!sealed) return undefined;
+        try {
+          return this.vault.reveal(sealed);
+        } catch {
+          return undefined;
+        }
+      });
+    } finally {
+      this.#deletedDuringReconcile.delete(deleted);
+      const again = [...deleted];
+      this.#toBroker('remove', again, (a) => a.remove(again));
+    }
   }
 
   /** Resolves when the broker account changes started so far have ended (shutdown, tests). */
@@ -201,6 +213,7 @@ export class DeviceService {
       if (!cur) throw new AppError('SERVER_NOT_FOUND');
       scope.devices.delete(cur.id);
     });
+    for (const s of this.#deletedDuringReconcile) s.add(uuid);
     this.#toBroker('remove', [uuid], (a) => a.remove([uuid]));
     // A deleted device may have held a seat that a waiting device can now have.
     this.admission.reconcile(scope.accountId, now);

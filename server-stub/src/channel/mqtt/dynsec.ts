@@ -356,7 +356,8 @@ export class DynsecAccounts implements BrokerAccounts {
    * Brings the plugin in step with the store. A client is a device's when the role `rf-device-{its
    * user name}` exists (only this class makes such roles); any other client is never touched.
    * Creates the clients (and roles) of devices that lack either; removes the clients and roles of
-   * devices that are gone.
+   * devices that are gone. `devices` is read after the plugin's lists: a device registered while
+   * they are taken is then either listed or read, never taken for a stale one.
    */
   async reconcile(devices: Iterable<string>, credentialOf: (deviceId: string) => string | undefined): Promise<{ created: number; removed: number }> {
     const [clients, roles] = await Promise.all([this.listClients(), this.listRoles()]);
