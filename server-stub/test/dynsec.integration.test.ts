@@ -275,6 +275,19 @@ describe.skipIf(MOSQUITTO_MISSING)(`device accounts on Mosquitto (dynamic securi
     expect(answers.slice(251).every((a) => a.command === 'deleteRole' && !a.error)).toBe(true);
   });
 
+  it('keeps answers apart when another admin uses the control topic at the same time (answers go to every admin)', async () => {
+    const other = await DynsecAccounts.connect({ url: s.broker.url, username: ADMIN.username, password: ADMIN.password, batchCommands: 3 });
+    try {
+      const mine = Array.from({ length: 12 }, (_, i) => ({ command: 'getRole', rolename: `rf-mine-${i}` }));
+      const theirs = Array.from({ length: 12 }, (_, i) => ({ command: 'createRole', rolename: `rf-theirs-${i}` }));
+      const [a, b] = await Promise.all([s.handle.accounts.execute(mine), other.execute(theirs)]);
+      expect(a).toEqual(mine.map(() => ({ command: 'getRole', error: 'Role not found' })));
+      expect(b).toEqual(theirs.map(() => ({ command: 'createRole' })));
+    } finally {
+      await other.close();
+    }
+  });
+
   it('reports the commands the plugin refused, per command', async () => {
     const err = await s.handle.accounts.remove(['has/slash']).catch((e: unknown) => e);
     // An id that is not an identifier is refused before anything is sent.
