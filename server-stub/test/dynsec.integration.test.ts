@@ -95,7 +95,13 @@ interface Setup {
   handle: BrokerAccountsHandle;
 }
 
-async function setup(options: { broker?: MosquittoBroker; beforeStart?: (w: World, t: Tenant) => void } = {}): Promise<Setup> {
+interface SetupOptions {
+  broker?: MosquittoBroker;
+  beforeStart?: (w: World, t: Tenant) => void;
+  reconcileAtStart?: boolean;
+}
+
+async function setup(options: SetupOptions = {}): Promise<Setup> {
   const broker = options.broker ?? (await startMosquitto({ dynsec: { admin: ADMIN } }));
   const w = world();
   const t = await w.newTenant();
@@ -110,6 +116,7 @@ async function setup(options: { broker?: MosquittoBroker; beforeStart?: (w: Worl
     metrics: w.services.metrics,
     logger: silent,
     retryDelayMs: 200,
+    ...(options.reconcileAtStart === undefined ? {} : { reconcileAtStart: options.reconcileAtStart }),
     dynsec: { timeoutMs: 10_000 },
   });
   return { broker, w, t, handle };
@@ -328,6 +335,18 @@ describe.skipIf(MOSQUITTO_MISSING)('device accounts: reconcile, failures and TLS
     expect(await refusal(broker.url, stale, 'old-secret')).toBe(NOT_AUTHORIZED);
     // A second reconcile finds nothing to do.
     expect(await s.handle.reconcile()).toEqual({ created: 0, removed: 0 });
+  });
+
+  it('a process started without reconcileAtStart (one of a cluster) leaves reconciling to another', async () => {
+    const broker = await startMosquitto({ dynsec: { admin: ADMIN } });
+    let registered: { uuid: string; credential: string }[] = [];
+    s = await setup({ broker, reconcileAtStart: false, beforeStart: (w, t) => (registered = w.devices(t, 2, 'FOLLOWER')) });
+    expect(await s.handle.accounts.listClients()).not.toContain(registered[0]!.uuid);
+    // Its own registrations are provisioned all the same.
+    const [own] = s.w.devices(s.t, 1, 'FOLLOWER-OWN');
+    await s.w.services.devices.brokerSettled();
+    expect(await refusal(broker.url, own!.uuid, own!.credential)).toBe('connected');
+    expect(await s.handle.reconcile()).toEqual({ created: 2, removed: 0 });
   });
 
   it('a broker that is away never fails a registration; the change is counted and redone when it is back', async () => {

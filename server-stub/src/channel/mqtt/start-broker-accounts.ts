@@ -26,6 +26,13 @@ export interface StartBrokerAccountsOptions {
   readonly devices: Pick<DeviceService, 'useBrokerAccounts' | 'reconcileBroker'>;
   readonly metrics: Metrics;
   readonly logger: Logger;
+  /**
+   * Reconcile before resolving and after the admin connection came back (default true). In a
+   * cluster, let one process do it: every
+   * process needs its own accounts for the registrations it serves, but concurrent reconciles
+   * would each "create" what another just created, and re-setting an existing client disconnects it.
+   */
+  readonly reconcileAtStart?: boolean;
   /** Delay before a reconcile that redoes failed changes (ms). Default 30,000. */
   readonly retryDelayMs?: number;
   /** Reconcile this often as well (ms); 0 = only at start, after failures and after a reconnect. Default 0. */
@@ -46,7 +53,8 @@ export interface BrokerAccountsHandle {
  * Starts keeping an external Mosquitto's device accounts (dynamic-security plugin) in step with
  * the store: connects as the admin (rejects with `BrokerAccountsError` `SERVER_BROKER_UNREACHABLE`
  * when it cannot: wrong URL, credential or CA), makes the server's account, attaches to the
- * device service (registrations provision, deletions remove) and reconciles once before resolving.
+ * device service (registrations provision, deletions remove) and reconciles once before resolving
+ * (unless `reconcileAtStart` is false).
  * Failures after that are logged and counted in `fleet_broker_account_failures_total{op}`, never
  * thrown, and redone by a reconcile `retryDelayMs` later.
  */
@@ -112,9 +120,10 @@ export async function startBrokerAccounts(opts: StartBrokerAccountsOptions): Pro
     throw err;
   }
   opts.devices.useBrokerAccounts(accounts, (op, deviceIds, err) => failed(op, err, deviceIds));
-  await reconcile();
+  const reconciles = opts.reconcileAtStart ?? true;
+  if (reconciles) await reconcile();
   // A broker that comes back may have lost changes made while it was away (or its whole file).
-  accounts.onReconnect(() => void reconcile());
+  if (reconciles) accounts.onReconnect(() => void reconcile());
   const interval = opts.reconcileIntervalMs ? setInterval(() => void reconcile(), opts.reconcileIntervalMs) : undefined;
   interval?.unref();
 
