@@ -242,6 +242,11 @@ export class DynsecAccounts implements BrokerAccounts {
   #pump(): void {
     while (this.#inflight.size < this.#opts.window && this.#queue.length > 0) {
       const m = this.#queue.shift()!;
+      if (!this.#client.connected) {
+        for (const id of m.ids) this.#pending.delete(id);
+        m.settle(unreachable());
+        continue;
+      }
       this.#inflight.add(m);
       m.timer = setTimeout(
         () => this.#finish(m, new BrokerAccountsError('SERVER_BROKER_TIMEOUT', `no answer from the dynamic-security plugin within ${this.#opts.timeoutMs} ms`)),
