@@ -16,3 +16,30 @@ export { type ConfigSources, configTable, configTableMarkdown, envName, loadConf
 export { AppError, type ServerErrorCode, ServerErrors } from './errors.js';
 export { type MainOptions, main, type RunningServer } from './main.js';
 export { type AppDeps, createServices, type Services } from './services.js';
+export type { BrokerAccounts } from './channel/mqtt/broker-accounts.js';
+export {
+  type BrokerAccountsErrorCode,
+  BrokerAccountsError,
+  type BrokerCommandFailure,
+  DynsecAccounts,
+  type DynsecCommand,
+  type DynsecOptions,
+  type DynsecResponse,
+} from './channel/mqtt/dynsec.js';
+export {
+  channelDynsecFile,
+  deviceClient,
+  deviceRole,
+  deviceRoleName,
+  dynsecFile,
+  SERVER_ACCOUNT,
+  serverClient,
+  serverRole,
+} from './channel/mqtt/mosquitto-files.js';
+export {
+  BROKER_ACCOUNT_FAILURES,
+  BROKER_ACCOUNT_RECONCILED,
+  type BrokerAccountsHandle,
+  startBrokerAccounts,
+  type StartBrokerAccountsOptions,
+} from './channel/mqtt/start-broker-accounts.js';

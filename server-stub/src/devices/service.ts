@@ -7,7 +7,16 @@ import { textViolation } from '../validation.js';
 import { AppError, isAppError } from '../errors.js';
 import type { LicensingService } from '../licensing/service.js';
 import type { Store } from '../store/database.js';
-import { type DevicePatch, type DeviceRow, type GroupRow, type NewDevice, serialNumberTaken } from '../store/devices.js';
+import type { BrokerAccounts } from '../channel/mqtt/broker-accounts.js';
+import {
+  allDeviceUuids,
+  type DevicePatch,
+  type DeviceRow,
+  type GroupRow,
+  type NewDevice,
+  sealedCredentialByUuid,
+  serialNumberTaken,
+} from '../store/devices.js';
 import type { AccountScope } from '../store/scope.js';
 import type { CredentialVault } from './credentials.js';
 
@@ -87,8 +96,15 @@ const CUSTOM_PREFIX = 'customFields.';
 /** Row errors listed in one import report; the count of all errors is always given. */
 const MAX_REPORTED_ERRORS = 1000;
 
+/** What becomes of a broker account change that failed (it is redone by the next reconcile). */
+export type BrokerAccountsFailure = (op: 'provision' | 'remove', deviceIds: readonly string[], err: unknown) => void;
+
 /** Registration, metadata and CSV mass registration of devices. */
 export class DeviceService {
+  #broker: { accounts: BrokerAccounts; onFailure: BrokerAccountsFailure } | undefined;
+  readonly #brokerWork = new Set<Promise<void>>();
+  readonly #deletedDuringReconcile = new Set<Set<string>>();
+
   constructor(
     private readonly store: Store,
     private readonly clock: Clock,
@@ -97,8 +113,56 @@ export class DeviceService {
     private readonly admission: AdmissionService,
   ) {}
 
+  /**
+   * Keeps an external broker's device accounts in step: registrations provision, deletions remove,
+   * after the store has committed and without waiting (a broker that is slow or away never fails
+   * nor delays a REST request; `onFailure` hears of it and the next reconcile redoes it).
+   */
+  useBrokerAccounts(accounts: BrokerAccounts | undefined, onFailure: BrokerAccountsFailure = () => {}): void {
+    this.#broker = accounts ? { accounts, onFailure } : undefined;
+  }
+
+  /** Brings the broker's device accounts in step with every device of the store (all accounts). */
+  async reconcileBroker(): Promise<{ created: number; removed: number }> {
+    const broker = this.#broker;
+    if (!broker) return { created: 0, removed: 0 };
+    // A device deleted after the store was read may be provisioned again by this reconcile (its
+    // removal went out first): such devices are removed once more after it.
+    const deleted = new Set<string>();
+    this.#deletedDuringReconcile.add(deleted);
+    try {
+      return await broker.accounts.reconcile({ [Symbol.iterator]: () => allDeviceUuids(this.store)[Symbol.iterator]() }, (uuid) => {
+        const sealed = sealedCredentialByUuid(this.store, uuid);
+        if (!sealed) return undefined;
+        try {
+          return this.vault.reveal(sealed);
+        } catch {
+          return undefined;
+        }
+      });
+    } finally {
+      this.#deletedDuringReconcile.delete(deleted);
+      const again = [...deleted];
+      this.#toBroker('remove', again, (a) => a.remove(again));
+    }
+  }
+
+  /** Resolves when the broker account changes started so far have ended (shutdown, tests). */
+  async brokerSettled(): Promise<void> {
+    while (this.#brokerWork.size > 0) await Promise.allSettled([...this.#brokerWork]);
+  }
+
+  #toBroker(op: 'provision' | 'remove', deviceIds: readonly string[], run: (a: BrokerAccounts) => Promise<void>): void {
+    const broker = this.#broker;
+    if (!broker || deviceIds.length === 0) return;
+    const work = run(broker.accounts).catch((err: unknown) => broker.onFailure(op, deviceIds, err));
+    this.#brokerWork.add(work);
+    void work.finally(() => this.#brokerWork.delete(work));
+  }
+
   create(scope: AccountScope, input: DeviceInput): DeviceRow {
     const now = this.clock.now();
+    let secret = '';
     const uuid = scope.write(() => {
       const ent = this.licensing.requireActivePlan(scope, now);
       if (input.customFields && Object.keys(input.customFields).length > 0) {
@@ -107,11 +171,13 @@ export class DeviceService {
       if (ent.registrationLimit !== null && scope.devices.count() >= ent.registrationLimit) {
         throw new AppError('SERVER_PLAN_DEVICE_LIMIT');
       }
-      const device = this.#newDevice(input, this.#groupId(scope, input.groupUuid));
+      const { device, credential } = this.#newDevice(input, this.#groupId(scope, input.groupUuid));
       if (serialNumberTaken(this.store, device.serialNumber)) throw new AppError('SERVER_DEVICE_SERIAL_TAKEN');
       scope.devices.insert(device, now);
+      secret = credential;
       return device.uuid;
     });
+    this.#toBroker('provision', [uuid], (a) => a.provision([{ deviceId: uuid, credential: secret }]));
     return scope.devices.byUuid(uuid)!;
   }
 
@@ -147,6 +213,8 @@ export class DeviceService {
       if (!cur) throw new AppError('SERVER_NOT_FOUND');
       scope.devices.delete(cur.id);
     });
+    for (const s of this.#deletedDuringReconcile) s.add(uuid);
+    this.#toBroker('remove', [uuid], (a) => a.remove([uuid]));
     // A deleted device may have held a seat that a waiting device can now have.
     this.admission.reconcile(scope.accountId, now);
   }
@@ -182,6 +250,7 @@ export class DeviceService {
       if (errors.length < MAX_REPORTED_ERRORS) errors.push({ line, code: err.code, message: err.message });
     };
     let imported = 0;
+    let registered: { deviceId: string; credential: string }[] = [];
     let outcome: 'ok' | 'rolled-back' = 'ok';
     try {
       scope.write(() => {
@@ -224,10 +293,11 @@ export class DeviceService {
             if (ent.registrationLimit !== null && count >= ent.registrationLimit) {
               throw new AppError('SERVER_PLAN_DEVICE_LIMIT');
             }
-            const device = this.#newDevice(input, groupId);
+            const { device, credential } = this.#newDevice(input, groupId);
             if (serialNumberTaken(this.store, device.serialNumber)) throw new AppError('SERVER_DEVICE_SERIAL_TAKEN');
             if (partial) scope.savepoint(() => scope.devices.insert(device, now));
             else scope.devices.insert(device, now);
+            registered.push({ deviceId: device.uuid, credential });
             imported++;
             count++;
           } catch (err) {
@@ -240,7 +310,10 @@ export class DeviceService {
     } catch (err) {
       if (!(err instanceof RollBack)) throw err;
       outcome = 'rolled-back';
+      registered = [];
     }
+    const devices = registered;
+    this.#toBroker('provision', devices.map((d) => d.deviceId), (a) => a.provision(devices));
     const report: ImportReport = {
       rows: table.rows.length,
       imported: outcome === 'ok' ? imported : 0,
@@ -260,7 +333,7 @@ export class DeviceService {
     return g.id;
   }
 
-  #newDevice(input: DeviceInput, groupId: number | null): NewDevice {
+  #newDevice(input: DeviceInput, groupId: number | null): { device: NewDevice; credential: string } {
     if (!SERIAL_PATTERN.test(input.serialNumber)) {
       throw new AppError('SERVER_VALIDATION', 'serialNumber must be 1-64 letters, digits, ".", "_" or "-".');
     }
@@ -269,7 +342,7 @@ export class DeviceService {
     }
     const coords = coordinates(input);
     const cred = this.vault.issue();
-    return {
+    const device: NewDevice = {
       ...coords,
       uuid: randomUUID(),
       serialNumber: input.serialNumber,
@@ -285,6 +358,7 @@ export class DeviceService {
       credentialHash: cred.hash,
       credentialSealed: cred.sealed,
     };
+    return { device, credential: cred.secret };
   }
 
   #csvInput(obj: Record<string, string>, customColumns: readonly string[]): DeviceInput {

@@ -368,3 +368,13 @@ export function deviceUuids(store: Store, ids: readonly number[]): DeviceUuid[] 
 export function serialNumberTaken(store: Store, serialNumber: string): boolean {
   return store.stmt('SELECT 1 FROM devices WHERE serial_number = ?').get(serialNumber) !== undefined;
 }
+
+/** Every device's UUID, across accounts (what an external broker's device accounts are reconciled with). */
+export function allDeviceUuids(store: Store): DeviceUuid[] {
+  return store.stmt<{ uuid: DeviceUuid }>('SELECT uuid FROM devices ORDER BY id').all().map((r) => r.uuid);
+}
+
+/** The sealed credential of a device by UUID, across accounts. */
+export function sealedCredentialByUuid(store: Store, uuid: string): Buffer | undefined {
+  return store.stmt<{ credential_enc: Buffer }>('SELECT credential_enc FROM devices WHERE uuid = ?').get(uuid)?.credential_enc;
+}

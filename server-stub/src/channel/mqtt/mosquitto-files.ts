@@ -5,6 +5,7 @@
  * start brokers of their own with many devices at once.
  */
 import { pbkdf2Sync, randomBytes } from 'node:crypto';
+import { MQTT_BINDING, mqttTopics } from '@router-fleet/protocol';
 
 /** A password as the dynamic-security plugin stores it: PBKDF2-SHA512, 101 iterations, 12-byte salt. */
 export function dynsecPassword(password: string, iterations = 101): { password: string; salt: string; iterations: number } {
@@ -66,4 +67,92 @@ export function dynsecFile(admin: { username: string; password: string }, client
       ...roles.map((r) => ({ rolename: r.rolename, acls: r.acls.map((a) => ({ priority: 0, ...a })) })),
     ],
   };
+}
+
+/** User name and role name of the server's own broker account (its bucket clients connect as this user). */
+export const SERVER_ACCOUNT = 'rf-server';
+
+/** Prefix of every device role: the role of device `d` is `rf-device-d`; nothing else uses the prefix. */
+export const DEVICE_ROLE_PREFIX = 'rf-device-';
+
+/** The role name of a device's broker client. Throws a TypeError for an id that is not an identifier. */
+export function deviceRoleName(deviceId: string): string {
+  mqttTopics(deviceId);
+  return `${DEVICE_ROLE_PREFIX}${deviceId}`;
+}
+
+/** The device a role name belongs to, or undefined when the role is not a device role. */
+export function deviceOfRole(rolename: string): string | undefined {
+  return rolename.startsWith(DEVICE_ROLE_PREFIX) && rolename.length > DEVICE_ROLE_PREFIX.length
+    ? rolename.slice(DEVICE_ROLE_PREFIX.length)
+    : undefined;
+}
+
+/**
+ * A device's role: its own topics as literal ACLs. Mosquitto 2.0.11's dynamic-security plugin does
+ * not expand `%u`/`%c` in ACL topics, so one shared role cannot say "your own topics": each device
+ * gets a role of its own. Everything not granted here is denied by the default ACL access (publish
+ * and subscribe denied), so a device cannot subscribe to `#` or publish on another device's topics.
+ */
+export function deviceRole(deviceId: string): DynsecRole {
+  const t = mqttTopics(deviceId);
+  return {
+    rolename: deviceRoleName(deviceId),
+    acls: [
+      { acltype: 'publishClientSend', topic: t.up, allow: true },
+      // The presence topic carries `online` (published after connect) and the will (`offline`).
+      { acltype: 'publishClientSend', topic: t.presence, allow: true },
+      { acltype: 'subscribeLiteral', topic: t.down, allow: true },
+      { acltype: 'publishClientReceive', topic: t.down, allow: true },
+    ],
+  };
+}
+
+/** A device's broker client: user name = client id = device id, password = its credential. */
+export function deviceClient(deviceId: string, credential: string): DynsecClient {
+  return { username: deviceId, password: credential, clientid: deviceId, roles: [deviceRoleName(deviceId)] };
+}
+
+/**
+ * The server's role: it consumes every device's `up` and `presence` (its bucket clients subscribe
+ * to `rf/v1/{bucket}/+/up` and `…/presence`, which these patterns cover) and sends on every `down`.
+ */
+export function serverRole(): DynsecRole {
+  const any = `${MQTT_BINDING.topicRoot}/+/+`;
+  return {
+    rolename: SERVER_ACCOUNT,
+    acls: [
+      { acltype: 'subscribePattern', topic: `${any}/up`, allow: true },
+      { acltype: 'subscribePattern', topic: `${any}/presence`, allow: true },
+      { acltype: 'publishClientReceive', topic: `${any}/up`, allow: true },
+      { acltype: 'publishClientReceive', topic: `${any}/presence`, allow: true },
+      { acltype: 'publishClientSend', topic: `${any}/down`, allow: true },
+      { acltype: 'unsubscribePattern', topic: `${MQTT_BINDING.topicRoot}/#`, allow: true },
+    ],
+  };
+}
+
+/** The server's client (no client id restriction: each bucket client has its own id `rf-server-b{n}`). */
+export function serverClient(password: string, username = SERVER_ACCOUNT): DynsecClient {
+  return { username, password, roles: [SERVER_ACCOUNT] };
+}
+
+/**
+ * A whole dynamic-security file for a broker that serves the control channel: the admin, the
+ * server's account and role, and one client and role per device. What tests and load tests write
+ * before starting a broker with thousands of devices (provisioning them over `$CONTROL` one by one
+ * costs the plugin a rewrite of this whole file per command).
+ */
+export function channelDynsecFile(
+  admin: { username: string; password: string },
+  server: { username?: string; password: string },
+  devices: Iterable<{ deviceId: string; credential: string }>,
+): object {
+  const clients: DynsecClient[] = [serverClient(server.password, server.username)];
+  const roles: DynsecRole[] = [serverRole()];
+  for (const d of devices) {
+    clients.push(deviceClient(d.deviceId, d.credential));
+    roles.push(deviceRole(d.deviceId));
+  }
+  return dynsecFile(admin, clients, roles);
 }
