@@ -1,4 +1,5 @@
-import { CloseCodes, createMessage, mqttTopics } from '@router-fleet/protocol';
+import { Socket } from 'node:net';
+import { CloseCodes, createMessage, MQTT_MAX_PACKET_BYTES, mqttTopics } from '@router-fleet/protocol';
 import { afterEach, describe, expect, it } from 'vitest';
 import { waitFor } from '../../protocol/test/helpers/wait-for.js';
 import { SECOND } from '../src/clock.js';
@@ -203,5 +204,26 @@ describe('MQTT control channel with the embedded broker (MQTT 3.1.1)', () => {
     await expect(device(profile.serverUrl, r!)).rejects.toThrow();
     const d = await device(profile.serverUrl, r!, { ca: profile.caCertPem });
     expect((await d.admit()).body.admission).toBe('managed');
+  });
+
+  it('a packet larger than the binding allows ends its connection at its header (before CONNECT and after)', async () => {
+    const { w, url } = await open();
+    const t = await w.newTenant();
+    w.licences(t, 'basic-1', 1);
+    const [r] = w.devices(t, 1);
+    const port = Number(new URL(url).port);
+    // A CONNECT declaring 256 MiB: the connection is closed without waiting for the body.
+    const raw = new Socket();
+    const rawClosed = new Promise<void>((resolve) => raw.once('close', () => resolve()));
+    raw.on('error', () => undefined);
+    raw.connect(port, '127.0.0.1', () => raw.write(Buffer.from([0x10, 0xff, 0xff, 0xff, 0x7f])));
+    await rawClosed;
+    // An authenticated device publishing one byte too many is disconnected; its next connection works.
+    const d = await device(url, r!);
+    const closed = new Promise<void>((resolve) => d.client.once('close', () => resolve()));
+    void d.client.publishAsync(d.topics.up, Buffer.alloc(MQTT_MAX_PACKET_BYTES, 0x20), { qos: 1 }).catch(() => undefined);
+    await closed;
+    const again = await device(url, r!);
+    expect((await again.admit()).body.admission).toBe('managed');
   });
 });

@@ -2,11 +2,12 @@ import { randomBytes, timingSafeEqual, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createServer as createPlainServer, type Server, type Socket } from 'node:net';
 import { createServer as createTlsServer } from 'node:tls';
-import { isIdentifier } from '@router-fleet/protocol';
+import { isIdentifier, MQTT_MAX_PACKET_BYTES } from '@router-fleet/protocol';
 import { Aedes, type AuthenticateError, type Client } from 'aedes';
 import type { Logger } from 'pino';
 import type { ServerConfig } from '../../config.js';
 import type { Metrics } from '../../metrics.js';
+import { PacketSizeGuard } from './packet-guard.js';
 import {
   EMBEDDED_SERVER_USER,
   deviceMayPublish,
@@ -136,6 +137,16 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promi
 
   const handle = (socket: Socket) => {
     socket.on('error', () => socket.destroy());
+    // aedes pulls with read(); each chunk passes the size guard before its parser sees it.
+    const guard = new PacketSizeGuard(MQTT_MAX_PACKET_BYTES);
+    const read = socket.read.bind(socket);
+    socket.read = (size?: number) => {
+      const chunk = read(size) as Buffer | string | null;
+      if (chunk === null || typeof chunk === 'string' || guard.feed(chunk)) return chunk;
+      metrics?.inc('fleet_mqtt_broker_refused_total', { reason: 'packet-too-large' });
+      socket.destroy();
+      return null;
+    };
     broker.handle(socket);
   };
   let server: Server;
