@@ -1,9 +1,9 @@
-import { CloseCodes, createMessage, MQTT_BINDING, mqttTopics } from '@router-fleet/protocol';
+import { CloseCodes, createMessage } from '@router-fleet/protocol';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { DynsecClient, DynsecRole } from '../src/channel/mqtt/mosquitto-files.js';
 import { type ChannelWorld, channelWorld } from './helpers/channel-world.js';
 import { type MosquittoBroker, MOSQUITTO_MISSING, startMosquitto } from './helpers/mosquitto.js';
 import { MqttDevice } from './helpers/mqtt-device.js';
+import { dynsecAccounts as accounts, SERVER_PASSWORD } from './helpers/mqtt-world.js';
 import { removeTempDirs, tempDir, world } from './helpers/setup.js';
 
 let worlds: ChannelWorld[] = [];
@@ -18,40 +18,6 @@ afterEach(async () => {
   brokers = [];
   removeTempDirs();
 });
-
-const SERVER_PASSWORD = 'server-secret-for-tests';
-const root = MQTT_BINDING.topicRoot;
-
-/** The server's account and one client + role per device, as the dynamic-security plugin holds them. */
-function accounts(ids: { uuid: string; credential: string }[]): { clients: DynsecClient[]; roles: DynsecRole[] } {
-  const clients: DynsecClient[] = [{ username: 'rf-server', password: SERVER_PASSWORD, roles: ['rf-server'] }];
-  const roles: DynsecRole[] = [
-    {
-      rolename: 'rf-server',
-      acls: [
-        { acltype: 'subscribePattern', topic: `${root}/+/+/up`, allow: true },
-        { acltype: 'subscribePattern', topic: `${root}/+/+/presence`, allow: true },
-        { acltype: 'publishClientReceive', topic: `${root}/+/+/up`, allow: true },
-        { acltype: 'publishClientReceive', topic: `${root}/+/+/presence`, allow: true },
-        { acltype: 'publishClientSend', topic: `${root}/+/+/down`, allow: true },
-      ],
-    },
-  ];
-  for (const id of ids) {
-    const t = mqttTopics(id.uuid);
-    clients.push({ username: id.uuid, clientid: id.uuid, password: id.credential, roles: [`rf-device-${id.uuid}`] });
-    roles.push({
-      rolename: `rf-device-${id.uuid}`,
-      acls: [
-        { acltype: 'publishClientSend', topic: t.up, allow: true },
-        { acltype: 'publishClientSend', topic: t.presence, allow: true },
-        { acltype: 'subscribeLiteral', topic: t.down, allow: true },
-        { acltype: 'publishClientReceive', topic: t.down, allow: true },
-      ],
-    });
-  }
-  return { clients, roles };
-}
 
 describe.skipIf(MOSQUITTO_MISSING)(`MQTT control channel through a real Mosquitto (MQTT 5)${MOSQUITTO_MISSING ? `: ${MOSQUITTO_MISSING}` : ''}`, () => {
   it('server restart while the broker stays up: devices say hello again and are served; a hello queued meanwhile is processed', async () => {
