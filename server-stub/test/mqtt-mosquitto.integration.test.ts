@@ -4,6 +4,8 @@ import { type ChannelWorld, channelWorld } from './helpers/channel-world.js';
 import { type MosquittoBroker, MOSQUITTO_MISSING, startMosquitto } from './helpers/mosquitto.js';
 import { MqttDevice } from './helpers/mqtt-device.js';
 import { dynsecAccounts as accounts, SERVER_PASSWORD } from './helpers/mqtt-world.js';
+import { readFileSync } from 'node:fs';
+import { generateLocalTls } from '../src/pki/local-tls.js';
 import { removeTempDirs, tempDir, world } from './helpers/setup.js';
 
 let worlds: ChannelWorld[] = [];
@@ -75,4 +77,27 @@ describe.skipIf(MOSQUITTO_MISSING)(`MQTT control channel through a real Mosquitt
     brokers.push(broker);
     await expect(channelWorld({ mqttUrl: broker.url, mqttPassword: 'wrong' })).rejects.toThrow(/refused the server's credential/);
   });
+
+  it('mqtts to the external broker: verified with mqttCa; a broker the CA does not vouch for is not used', async () => {
+    const dataDir = tempDir();
+    const setup = world({}, dataDir);
+    const t = await setup.newTenant();
+    setup.licences(t, 'basic-1', 1);
+    const ids = setup.devices(t, 1);
+    setup.close();
+    const tls = await generateLocalTls(tempDir(), { hosts: ['localhost'], ips: ['127.0.0.1'] });
+    const broker = await startMosquitto({
+      dynsec: { admin: { username: 'admin', password: 'admin-secret' }, ...accounts(ids) },
+      tls: { certPem: readFileSync(tls.cert, 'utf8'), keyPem: readFileSync(tls.key, 'utf8') },
+    });
+    brokers.push(broker);
+    const w = await channelWorld({ mqttUrl: broker.tlsUrl!, mqttPassword: SERVER_PASSWORD, mqttCa: tls.caCert }, dataDir);
+    worlds.push(w);
+    const d = new MqttDevice(ids[0]!);
+    devices.push(d);
+    await d.connect(broker.tlsUrl!, { protocolVersion: 5, ca: readFileSync(tls.caCert, 'utf8') });
+    expect((await d.admit()).body.admission).toBe('managed');
+    // Without the CA the start fails with a clear error (the broker's certificate is a local CA's).
+    await expect(channelWorld({ mqttUrl: broker.tlsUrl!, mqttPassword: SERVER_PASSWORD }, tempDir())).rejects.toThrow(/not trusted .*mqttCa/);
+  }, 60_000);
 });

@@ -99,7 +99,8 @@ export class MqttBucketConsumer implements Downlink {
   /**
    * Connects every bucket client. Resolves once each has subscribed, or after `startTimeoutMs`
    * (the clients keep trying; links start as buckets come up). Rejects when the broker refuses the
-   * server's credential: a configuration error that retrying does not cure.
+   * server's credential or presents a certificate the configured CAs do not vouch for:
+   * configuration errors that retrying does not cure.
    */
   async start(): Promise<void> {
     const pending = this.#opts.buckets.map((b) => this.#connect(b));
@@ -171,6 +172,11 @@ export class MqttBucketConsumer implements Downlink {
         if (auth && first) {
           first = false;
           reject(new Error(`the MQTT broker at ${o.url} refused the server's credential (user ${o.username ?? '(none)'})`));
+        }
+        // A certificate the configured CAs do not vouch for: retrying does not cure it either.
+        if (typeof code === 'string' && /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ALTNAME/.test(code) && first) {
+          first = false;
+          reject(new Error(`the TLS certificate of the MQTT broker at ${o.url} is not trusted (${code}): give its CA with mqttCa`));
         }
       });
     });
