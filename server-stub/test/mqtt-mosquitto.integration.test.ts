@@ -78,6 +78,13 @@ describe.skipIf(MOSQUITTO_MISSING)(`MQTT control channel through a real Mosquitt
     await expect(channelWorld({ mqttUrl: broker.url, mqttPassword: 'wrong' })).rejects.toThrow(/refused the server's credential/);
   });
 
+  it('a server account without its role (no right to subscribe to the buckets): the start fails naming the role', async () => {
+    const { clients } = accounts([]);
+    const broker = await startMosquitto({ dynsec: { admin: { username: 'admin', password: 'admin-secret' }, clients, roles: [{ rolename: 'rf-server', acls: [] }] } });
+    brokers.push(broker);
+    await expect(channelWorld({ mqttUrl: broker.url, mqttPassword: SERVER_PASSWORD })).rejects.toThrow(/refused the server's subscription .*check the role/);
+  });
+
   it('mqtts to the external broker: verified with mqttCa; a broker the CA does not vouch for is not used', async () => {
     const dataDir = tempDir();
     const setup = world({}, dataDir);
