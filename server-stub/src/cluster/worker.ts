@@ -83,7 +83,9 @@ function mqttOfWorker(config: ServerConfig): { buckets: number[]; embedded?: Bro
   const buckets = bucketsOfWorker(index, config.workers);
   const url = env[CLUSTER_ENV.mqttUrl];
   const password = env[CLUSTER_ENV.mqttSecret];
-  if (config.mqtt !== 'embedded' || !url || !password) return { buckets };
+  if (config.mqtt !== 'embedded') return { buckets };
+  // Without the primary's broker a worker would start a broker of its own on the same port.
+  if (!url || !password) throw new Error('cluster worker: the primary did not pass its embedded MQTT broker');
   // The secret is not kept in this process's environment (where children would inherit it).
   delete env[CLUSTER_ENV.mqttSecret];
   return { buckets, embedded: { url, username: EMBEDDED_SERVER_USER, password, fingerprint256: env[CLUSTER_ENV.mqttPin] } };
