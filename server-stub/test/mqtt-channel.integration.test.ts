@@ -220,6 +220,19 @@ describe('MQTT control channel with the embedded broker: TLS and limits', () => 
     expect((await d.admit()).body.admission).toBe('managed');
   });
 
+  it('a deleted device cannot connect: the broker asks the store at every CONNECT', async () => {
+    const { w, url } = await open();
+    const t = await w.newTenant();
+    w.licences(t, 'basic-1', 1);
+    const [r] = w.devices(t, 1);
+    const d = await device(url, r!);
+    expect((await d.admit()).body.admission).toBe('managed');
+    await d.end();
+    const token = await w.login(t);
+    expect((await w.req('DELETE', `/api/inventory/managed-devices/${r!.uuid}`, { token })).statusCode).toBe(204);
+    await expect(device(url, r!)).rejects.toThrow(/bad user ?name or password|not authorized/i);
+  });
+
   it('a packet larger than the binding allows ends its connection at its header (before CONNECT and after)', async () => {
     const { w, url } = await open();
     const t = await w.newTenant();
