@@ -128,6 +128,11 @@ export const configTable: readonly OptionSpec[] = [
 
 export type ConfigInput = SharedConfigInput<keyof ServerConfig>;
 
+/** Whether the configuration turns the MQTT control channel on (embedded broker or an external one). */
+export function mqttEnabled(config: Pick<ServerConfig, 'mqtt' | 'mqttUrl'>): boolean {
+  return config.mqtt === 'embedded' || config.mqttUrl !== null;
+}
+
 /** `leaseGraceSec` → `FLEET_SERVER_LEASE_GRACE_SEC`. */
 export function envName(name: string): string {
   return optionEnvName('FLEET_SERVER', name);

@@ -2,9 +2,9 @@ import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { buildApp, type BuildAppDeps } from './app.js';
 import type { BrokerAccounts } from './channel/mqtt/broker-accounts.js';
-import { type BrokerEndpoint, type MqttChannel, mqttEnabled, startMqttChannel } from './channel/mqtt/start.js';
-import type { ServerConfig } from './config.js';
-import type { Services } from './services.js';
+import { type BrokerAccountsFactory, startBrokerAccounts } from './broker-accounts-start.js';
+import type { BrokerEndpoint, MqttChannel } from './channel/mqtt/start.js';
+import { mqttEnabled, type ServerConfig } from './config.js';
 
 export interface RunningServer {
   readonly app: FastifyInstance;
@@ -15,18 +15,6 @@ export interface RunningServer {
   /** Graceful shutdown: stop accepting, finish requests, flush presence, close the store. */
   close(): Promise<void>;
 }
-
-/**
- * Starts the broker device accounts at an external Mosquitto (dynamic security): called once, by
- * the process that owns the broker's accounts (standalone server or cluster primary), when
- * `mqttUrl` and the admin credentials are configured. The implementation lives with the broker
- * accounts (`channel/mqtt/`); the server start takes it as a parameter.
- */
-export type BrokerAccountsFactory = (input: {
-  readonly config: ServerConfig;
-  readonly services: Services;
-  readonly log: Logger;
-}) => Promise<BrokerAccounts>;
 
 export interface MqttStartOptions {
   /** The buckets this process consumes (cluster worker i: `b % workers === i`); default all. */
@@ -41,17 +29,6 @@ export interface MainOptions extends BuildAppDeps {
   readonly mqtt?: MqttStartOptions;
   /** Broker device accounts (see {@link BrokerAccountsFactory}); not called in cluster workers. */
   readonly brokerAccounts?: BrokerAccountsFactory | undefined;
-}
-
-/** Starts the broker accounts when configured and a factory is given; undefined otherwise. */
-export async function startBrokerAccounts(
-  config: ServerConfig,
-  services: Services,
-  log: Logger,
-  factory: BrokerAccountsFactory | undefined,
-): Promise<BrokerAccounts | undefined> {
-  if (!factory || config.mqttUrl === null || config.mqttAdminUsername === null || config.mqttAdminPassword === null) return undefined;
-  return factory({ config, services, log });
 }
 
 /** Builds the app, listens, and (by default) shuts down gracefully on SIGINT/SIGTERM. */
@@ -74,6 +51,8 @@ export async function main(config: ServerConfig, options: MainOptions = {}): Pro
   if (mqttEnabled(config)) {
     try {
       const log = app.log as unknown as Logger;
+      // Loaded only with MQTT on: a WebSocket-only server does not pay for the mqtt package.
+      const { startMqttChannel } = await import('./channel/mqtt/start.js');
       mqtt = await startMqttChannel({
         config,
         accept: (transport) => app.channel.accept(transport),

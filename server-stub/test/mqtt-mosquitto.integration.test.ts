@@ -1,9 +1,11 @@
-import { CloseCodes, createMessage, MQTT_BINDING, mqttTopics } from '@router-fleet/protocol';
+import { CloseCodes, createMessage } from '@router-fleet/protocol';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { DynsecClient, DynsecRole } from '../src/channel/mqtt/mosquitto-files.js';
 import { type ChannelWorld, channelWorld } from './helpers/channel-world.js';
 import { type MosquittoBroker, MOSQUITTO_MISSING, startMosquitto } from './helpers/mosquitto.js';
 import { MqttDevice } from './helpers/mqtt-device.js';
+import { dynsecAccounts as accounts, SERVER_PASSWORD } from './helpers/mqtt-world.js';
+import { readFileSync } from 'node:fs';
+import { generateLocalTls } from '../src/pki/local-tls.js';
 import { removeTempDirs, tempDir, world } from './helpers/setup.js';
 
 let worlds: ChannelWorld[] = [];
@@ -18,40 +20,6 @@ afterEach(async () => {
   brokers = [];
   removeTempDirs();
 });
-
-const SERVER_PASSWORD = 'server-secret-for-tests';
-const root = MQTT_BINDING.topicRoot;
-
-/** The server's account and one client + role per device, as the dynamic-security plugin holds them. */
-function accounts(ids: { uuid: string; credential: string }[]): { clients: DynsecClient[]; roles: DynsecRole[] } {
-  const clients: DynsecClient[] = [{ username: 'rf-server', password: SERVER_PASSWORD, roles: ['rf-server'] }];
-  const roles: DynsecRole[] = [
-    {
-      rolename: 'rf-server',
-      acls: [
-        { acltype: 'subscribePattern', topic: `${root}/+/+/up`, allow: true },
-        { acltype: 'subscribePattern', topic: `${root}/+/+/presence`, allow: true },
-        { acltype: 'publishClientReceive', topic: `${root}/+/+/up`, allow: true },
-        { acltype: 'publishClientReceive', topic: `${root}/+/+/presence`, allow: true },
-        { acltype: 'publishClientSend', topic: `${root}/+/+/down`, allow: true },
-      ],
-    },
-  ];
-  for (const id of ids) {
-    const t = mqttTopics(id.uuid);
-    clients.push({ username: id.uuid, clientid: id.uuid, password: id.credential, roles: [`rf-device-${id.uuid}`] });
-    roles.push({
-      rolename: `rf-device-${id.uuid}`,
-      acls: [
-        { acltype: 'publishClientSend', topic: t.up, allow: true },
-        { acltype: 'publishClientSend', topic: t.presence, allow: true },
-        { acltype: 'subscribeLiteral', topic: t.down, allow: true },
-        { acltype: 'publishClientReceive', topic: t.down, allow: true },
-      ],
-    });
-  }
-  return { clients, roles };
-}
 
 describe.skipIf(MOSQUITTO_MISSING)(`MQTT control channel through a real Mosquitto (MQTT 5)${MOSQUITTO_MISSING ? `: ${MOSQUITTO_MISSING}` : ''}`, () => {
   it('server restart while the broker stays up: devices say hello again and are served; a hello queued meanwhile is processed', async () => {
@@ -109,4 +77,34 @@ describe.skipIf(MOSQUITTO_MISSING)(`MQTT control channel through a real Mosquitt
     brokers.push(broker);
     await expect(channelWorld({ mqttUrl: broker.url, mqttPassword: 'wrong' })).rejects.toThrow(/refused the server's credential/);
   });
+
+  it('a server account without its role (no right to subscribe to the buckets): the start fails naming the role', async () => {
+    const { clients } = accounts([]);
+    const broker = await startMosquitto({ dynsec: { admin: { username: 'admin', password: 'admin-secret' }, clients, roles: [{ rolename: 'rf-server', acls: [] }] } });
+    brokers.push(broker);
+    await expect(channelWorld({ mqttUrl: broker.url, mqttPassword: SERVER_PASSWORD })).rejects.toThrow(/refused the server's subscription .*check the role/);
+  });
+
+  it('mqtts to the external broker: verified with mqttCa; a broker the CA does not vouch for is not used', async () => {
+    const dataDir = tempDir();
+    const setup = world({}, dataDir);
+    const t = await setup.newTenant();
+    setup.licences(t, 'basic-1', 1);
+    const ids = setup.devices(t, 1);
+    setup.close();
+    const tls = await generateLocalTls(tempDir(), { hosts: ['localhost'], ips: ['127.0.0.1'] });
+    const broker = await startMosquitto({
+      dynsec: { admin: { username: 'admin', password: 'admin-secret' }, ...accounts(ids) },
+      tls: { certPem: readFileSync(tls.cert, 'utf8'), keyPem: readFileSync(tls.key, 'utf8') },
+    });
+    brokers.push(broker);
+    const w = await channelWorld({ mqttUrl: broker.tlsUrl!, mqttPassword: SERVER_PASSWORD, mqttCa: tls.caCert }, dataDir);
+    worlds.push(w);
+    const d = new MqttDevice(ids[0]!);
+    devices.push(d);
+    await d.connect(broker.tlsUrl!, { protocolVersion: 5, ca: readFileSync(tls.caCert, 'utf8') });
+    expect((await d.admit()).body.admission).toBe('managed');
+    // Without the CA the start fails with a clear error (the broker's certificate is a local CA's).
+    await expect(channelWorld({ mqttUrl: broker.tlsUrl!, mqttPassword: SERVER_PASSWORD }, tempDir())).rejects.toThrow(/not trusted .*mqttCa/);
+  }, 60_000);
 });

@@ -9,6 +9,7 @@ import {
   serverMayPublish,
   serverMaySubscribe,
 } from '../src/channel/mqtt/topic-rules.js';
+import { PacketSizeGuard } from '../src/channel/mqtt/packet-guard.js';
 import { loadConfig } from '../src/config.js';
 import { isAppError } from '../src/errors.js';
 
@@ -85,5 +86,32 @@ describe('MQTT configuration', () => {
     expect(configError({ deviceTransport: 'mqtt', mqtt: 'embedded' })).toBe('no error');
     expect(configError({ mqttUrl: 'mqtts://b:8883', mqttAdminUsername: 'admin' })).toMatch(/given together/);
     expect(configError({ mqtt: 'embedded', mqttAdminUsername: 'admin', mqttAdminPassword: 'x' })).toMatch(/needs mqttUrl/);
+  });
+});
+
+describe('MQTT packet size guard of the embedded broker', () => {
+  const packet = (type: number, body: number) => {
+    const len: number[] = [];
+    let n = body;
+    do {
+      let b = n % 128;
+      n = Math.floor(n / 128);
+      if (n > 0) b |= 0x80;
+      len.push(b);
+    } while (n > 0);
+    return Buffer.concat([Buffer.from([type, ...len]), Buffer.alloc(body, 0x61)]);
+  };
+
+  it('follows packets split anywhere and refuses one whose declared length is over the bound at its header', () => {
+    const stream = Buffer.concat([packet(0x10, 30), packet(0x30, 200), packet(0xc0, 0), packet(0x30, 1000)]);
+    for (const step of [1, 2, 3, 7, 64, stream.length]) {
+      const g = new PacketSizeGuard(1000);
+      for (let i = 0; i < stream.length; i += step) expect(g.feed(stream.subarray(i, i + step))).toBe(true);
+    }
+    const g = new PacketSizeGuard(1000);
+    expect(g.feed(packet(0x30, 10))).toBe(true);
+    // Only the header of the too-large packet: refused before its body arrives.
+    expect(g.feed(packet(0x30, 1001).subarray(0, 3))).toBe(false);
+    expect(new PacketSizeGuard(1000).feed(Buffer.from([0x30, 0xff, 0xff, 0xff, 0xff]))).toBe(false);
   });
 });

@@ -9,8 +9,9 @@ export function renderSessionDoc(): string {
 
 Every connection of the control channel is in exactly one state of this table
 (\`server-stub/src/channel/session-table.ts\`); every change of state goes through it, and a move
-without a row is a bug (\`IllegalTransition\`). The transport (WebSocket today) only reports frames
-and its end; keep-alive, admission and ingest each report an outcome and never pick the next state.
+without a row is a bug (\`IllegalTransition\`). The transport (a WebSocket, or an MQTT link) only
+reports frames and its end; keep-alive, admission and ingest each report an outcome and never pick
+the next state.
 
 ${'```mermaid'}
 ${mermaidDiagram(SESSION_TABLE)}
@@ -20,5 +21,23 @@ ${rowsMarkdown(SESSION_TABLE)}
 
 \`shutdown\` is the server's graceful stop: open sessions are released in one transaction at once,
 so their later end changes nothing.
+
+## Over MQTT
+
+MQTT is only another transport: the states and outcomes above are the same. The broker holds the
+device's connection; the server's bucket client (\`server-stub/src/channel/mqtt/consumer.ts\`) turns
+what it receives into the link's events:
+
+| On the bucket client | Link event |
+| --- | --- |
+| \`hello\` on the device's \`up\` topic | the device's current link (if any) \`ended\`; a new link in \`awaiting-hello\` gets the frame |
+| another message on \`up\` | a frame of the current link; without one a new link gets it (→ \`refusing\`, close 4001: the device says hello again) |
+| \`online\` presence with another link id (not a retained replay) | the current link \`ended\` (a new MQTT connection of the device) |
+| \`offline\` presence (the device's will) naming the current link | \`ended\` (the lease grace starts as on a WebSocket close) |
+| the bucket client loses the broker | every link of the bucket \`ended\` |
+
+The server's \`close(code)\` is a close frame on the device's \`down\` topic; the link ends once the
+broker has acknowledged it. A replaced MQTT link has already ended when the newer hello is admitted,
+so the device never receives a 4009 for its own newer connection.
 `;
 }

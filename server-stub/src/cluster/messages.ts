@@ -24,3 +24,14 @@ export type PrimaryToWorker =
 export function isMessage<T extends { t: string }>(value: unknown): value is T {
   return typeof value === 'object' && value !== null && typeof (value as { t?: unknown }).t === 'string';
 }
+
+/**
+ * Environment the primary gives each worker at fork: its index (which MQTT buckets it consumes)
+ * and, with the embedded broker (which runs in the primary), where and how its bucket clients log in.
+ */
+export const CLUSTER_ENV = {
+  workerIndex: 'FLEET_CLUSTER_WORKER_INDEX',
+  mqttUrl: 'FLEET_CLUSTER_MQTT_URL',
+  mqttSecret: 'FLEET_CLUSTER_MQTT_SECRET',
+  mqttPin: 'FLEET_CLUSTER_MQTT_PIN',
+} as const;

@@ -1,10 +1,12 @@
 import cluster, { type Worker } from 'node:cluster';
 import { LocalNoticeBus, type Notice } from '../channel/notices.js';
+import type { EmbeddedBroker } from '../channel/mqtt/embedded-broker.js';
+import { type BrokerAccountsFactory, startBrokerAccounts } from '../broker-accounts-start.js';
 import type { ServerConfig } from '../config.js';
 import { type MetricsJson, renderMerged } from '../metrics.js';
 import { loadOrCreateSigningPki } from '../pki/signing.js';
 import { createServices } from '../services.js';
-import { isMessage, type PrimaryToWorker, type WorkerToPrimary } from './messages.js';
+import { CLUSTER_ENV, isMessage, type PrimaryToWorker, type WorkerToPrimary } from './messages.js';
 import { pino } from 'pino';
 
 /** A worker that dies sooner than this after it started counts as a crash loop (respawn backs off). */
@@ -23,7 +25,10 @@ const HEALTHY_AFTER_MS = 5_000;
  * reconnect and get the current state in `welcome`). The store stays the single source of truth
  * for admission: every decision is a `BEGIN IMMEDIATE` transaction on the shared SQLite file.
  */
-export async function runPrimary(config: ServerConfig): Promise<{ close(): Promise<void> }> {
+export async function runPrimary(
+  config: ServerConfig,
+  options: { brokerAccounts?: BrokerAccountsFactory | undefined } = {},
+): Promise<{ close(): Promise<void> }> {
   const log = pino({ level: config.logLevel, base: { pid: process.pid, role: 'primary' } });
   // Created once here, so the workers do not race to create the signing PKI and the schema.
   await loadOrCreateSigningPki(config.dataDir);
@@ -34,6 +39,9 @@ export async function runPrimary(config: ServerConfig): Promise<{ close(): Promi
   });
 
   const held = new Map<number, Set<string>>(); // worker id → device uuids it holds
+  // worker id → its index 0 … workers − 1: the MQTT buckets it consumes (b % workers === index).
+  // A replacement takes the index of the worker it replaces, so it resumes the same bucket sessions.
+  const indexOf = new Map<number, number>();
   const startedAt = new Map<number, number>();
   let crashes = 0;
   let shuttingDown = false;
@@ -95,8 +103,32 @@ export async function runPrimary(config: ServerConfig): Promise<{ close(): Promi
     }
   };
 
-  const fork = () => {
-    const w = cluster.fork({ FLEET_SERVER_WORKER: '1' });
+  // The embedded broker runs here: devices' MQTT connections outlive a worker, and a restarted
+  // worker resumes its buckets' sessions (with what was queued meanwhile) at the same broker.
+  let broker: EmbeddedBroker | undefined;
+  if (config.mqtt === 'embedded') {
+    const { embeddedTls, startEmbeddedBroker } = await import('../channel/mqtt/embedded-broker.js');
+    broker = await startEmbeddedBroker({
+      host: config.host,
+      port: config.mqttPort,
+      tls: embeddedTls(config),
+      authenticateDevice: (uuid, credential) => services.admission.authenticate(uuid, credential),
+      log,
+      metrics: services.metrics,
+    });
+  }
+  const accounts = await startBrokerAccounts(config, services, log, options.brokerAccounts);
+  const brokerEnv = broker
+    ? {
+        [CLUSTER_ENV.mqttUrl]: broker.url,
+        [CLUSTER_ENV.mqttSecret]: broker.serverPassword,
+        ...(broker.fingerprint256 ? { [CLUSTER_ENV.mqttPin]: broker.fingerprint256 } : {}),
+      }
+    : {};
+
+  const fork = (index: number) => {
+    const w = cluster.fork({ FLEET_SERVER_WORKER: '1', [CLUSTER_ENV.workerIndex]: String(index), ...brokerEnv });
+    indexOf.set(w.id, index);
     held.set(w.id, new Set());
     startedAt.set(w.id, Date.now());
     w.on('message', (m: unknown) => onMessage(w, m));
@@ -108,8 +140,9 @@ export async function runPrimary(config: ServerConfig): Promise<{ close(): Promi
       if (w.process.pid !== undefined || shuttingDown) return;
       held.delete(w.id);
       startedAt.delete(w.id);
+      indexOf.delete(w.id);
       setTimeout(() => {
-        if (!shuttingDown) fork();
+        if (!shuttingDown) fork(index);
       }, 1000).unref();
     });
     return w;
@@ -118,6 +151,8 @@ export async function runPrimary(config: ServerConfig): Promise<{ close(): Promi
   cluster.on('exit', (w, code, signal) => {
     const devices = [...(held.get(w.id) ?? [])];
     held.delete(w.id);
+    const index = indexOf.get(w.id) ?? 0;
+    indexOf.delete(w.id);
     // A device that already reconnected to another worker keeps its lease.
     const elsewhere = new Set<string>();
     for (const set of held.values()) for (const u of set) elsewhere.add(u);
@@ -135,7 +170,7 @@ export async function runPrimary(config: ServerConfig): Promise<{ close(): Promi
     crashes = lived < HEALTHY_AFTER_MS ? crashes + 1 : 0;
     const delay = crashes === 0 ? 0 : Math.min(30_000, 250 * 2 ** Math.min(crashes, 7));
     setTimeout(() => {
-      if (!shuttingDown) fork();
+      if (!shuttingDown) fork(index);
     }, delay).unref();
   });
 
@@ -159,7 +194,7 @@ export async function runPrimary(config: ServerConfig): Promise<{ close(): Promi
       log.error({ err }, 'restart hold: recording the start of service failed');
     }
   });
-  for (let i = 0; i < config.workers; i++) fork();
+  for (let i = 0; i < config.workers; i++) fork(i);
 
   const timers = [
     setInterval(() => {
@@ -207,6 +242,8 @@ export async function runPrimary(config: ServerConfig): Promise<{ close(): Promi
       new Promise<void>((resolve) => setTimeout(resolve, config.shutdownTimeoutMs).unref()),
     ]);
     for (const w of workers) if (!w.isDead()) w.process.kill('SIGKILL');
+    await accounts?.close().catch((err: unknown) => log.error({ err }, 'closing the broker accounts failed'));
+    await broker?.close();
     services.admission.presence.flush();
     services.close();
   };

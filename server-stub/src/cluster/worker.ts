@@ -1,9 +1,11 @@
 import cluster from 'node:cluster';
 import { LocalNoticeBus, type Notice, type NoticeBus } from '../channel/notices.js';
-import type { ServerConfig } from '../config.js';
+import { mqttEnabled, type ServerConfig } from '../config.js';
 import { main, type RunningServer } from '../main.js';
 import type { Metrics } from '../metrics.js';
-import { isMessage, type PrimaryToWorker, type WorkerToPrimary } from './messages.js';
+import type { BrokerEndpoint } from '../channel/mqtt/start.js';
+import { bucketsOfWorker, EMBEDDED_SERVER_USER } from '../channel/mqtt/topic-rules.js';
+import { CLUSTER_ENV, isMessage, type PrimaryToWorker, type WorkerToPrimary } from './messages.js';
 
 function send(message: WorkerToPrimary): void {
   // A worker whose primary is gone cannot do anything useful; it is about to be killed anyway.
@@ -63,6 +65,7 @@ export async function runWorker(config: ServerConfig): Promise<RunningServer> {
   };
   const workerId = cluster.worker?.id ?? 0;
   const server = await main(config, {
+    mqtt: mqttOfWorker(config),
     notices,
     renderMetrics,
     runSweeps: false,
@@ -77,4 +80,20 @@ export async function runWorker(config: ServerConfig): Promise<RunningServer> {
     void server.close().finally(() => process.exit(0));
   });
   return server;
+}
+
+/** This worker's MQTT buckets and, with the embedded broker, the primary's broker (from the fork environment). */
+function mqttOfWorker(config: ServerConfig): { buckets: number[]; embedded?: BrokerEndpoint } | undefined {
+  if (!mqttEnabled(config)) return undefined;
+  const env = process.env;
+  const index = Number(env[CLUSTER_ENV.workerIndex] ?? '0');
+  const buckets = bucketsOfWorker(index, config.workers);
+  const url = env[CLUSTER_ENV.mqttUrl];
+  const password = env[CLUSTER_ENV.mqttSecret];
+  if (config.mqtt !== 'embedded') return { buckets };
+  // Without the primary's broker a worker would start a broker of its own on the same port.
+  if (!url || !password) throw new Error('cluster worker: the primary did not pass its embedded MQTT broker');
+  // The secret is not kept in this process's environment (where children would inherit it).
+  delete env[CLUSTER_ENV.mqttSecret];
+  return { buckets, embedded: { url, username: EMBEDDED_SERVER_USER, password, fingerprint256: env[CLUSTER_ENV.mqttPin] } };
 }

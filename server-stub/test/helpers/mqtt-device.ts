@@ -37,6 +37,8 @@ export interface MqttDeviceOptions {
 export class MqttDevice {
   readonly received: Message[] = [];
   readonly closes: { code: number; reason: string }[] = [];
+  /** MQTT 5 message expiry (s) each received message arrived with, by message id. */
+  readonly expiries = new Map<string, number | undefined>();
   readonly topics: ReturnType<typeof mqttTopics>;
   linkId = '';
   #client: MqttClient | undefined;
@@ -70,14 +72,17 @@ export class MqttDevice {
     };
     const client = await connectAsync(url, opts);
     this.#client = client;
-    client.on('message', (_topic, payload) => {
+    client.on('message', (_topic, payload, packet) => {
       const close = parseCloseFrame(payload);
       if (close) {
         this.closes.push(close);
         return;
       }
       const msg = decode(payload, { accept: 'down' });
-      if (isMessage(msg)) this.received.push(msg);
+      if (isMessage(msg)) {
+        this.received.push(msg);
+        this.expiries.set(msg.id, packet.properties?.messageExpiryInterval);
+      }
     });
     client.on('error', () => undefined);
     if (options.subscribe !== false) {

@@ -99,7 +99,8 @@ export class MqttBucketConsumer implements Downlink {
   /**
    * Connects every bucket client. Resolves once each has subscribed, or after `startTimeoutMs`
    * (the clients keep trying; links start as buckets come up). Rejects when the broker refuses the
-   * server's credential: a configuration error that retrying does not cure.
+   * server's credential or its bucket subscriptions, or presents a certificate the configured CAs
+   * do not vouch for: configuration errors that retrying does not cure.
    */
   async start(): Promise<void> {
     const pending = this.#opts.buckets.map((b) => this.#connect(b));
@@ -149,9 +150,14 @@ export class MqttBucketConsumer implements Downlink {
       client.on('connect', () => {
         const f = mqttBucketFilters(bucket);
         client.subscribe({ [f.up]: { qos: 1 }, [f.presence]: { qos: 1 } }, (err, granted) => {
-          const refused = granted?.filter((g) => g.qos === 128).map((g) => g.topic) ?? [];
+          // A refused grant: 0x80 (3.1.1) or a reason code from 0x80 up (MQTT 5, reported as `err`).
+          const refused = granted?.filter((g) => g.qos >= 0x80).map((g) => g.topic) ?? [];
           if (err || refused.length > 0) {
-            log.error({ err, refused }, 'MQTT: the broker refused the bucket subscription (check the server account\'s role)');
+            log.error({ err: err?.message, refused }, 'MQTT: the broker refused the bucket subscription (check the server account\'s role)');
+            if (first) {
+              first = false;
+              reject(new Error(`the MQTT broker at ${o.url} refused the server's subscription to bucket ${bucket}: check the role of ${o.username ?? 'the server account'}`));
+            }
             return;
           }
           if (first) {
@@ -171,6 +177,11 @@ export class MqttBucketConsumer implements Downlink {
         if (auth && first) {
           first = false;
           reject(new Error(`the MQTT broker at ${o.url} refused the server's credential (user ${o.username ?? '(none)'})`));
+        }
+        // A certificate the configured CAs do not vouch for: retrying does not cure it either.
+        if (typeof code === 'string' && /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ALTNAME/.test(code) && first) {
+          first = false;
+          reject(new Error(`the TLS certificate of the MQTT broker at ${o.url} is not trusted (${code}): give its CA with mqttCa`));
         }
       });
     });

@@ -1,11 +1,15 @@
 import { randomBytes, timingSafeEqual, X509Certificate } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { createServer as createPlainServer, type Server, type Socket } from 'node:net';
 import { createServer as createTlsServer } from 'node:tls';
-import { isIdentifier } from '@router-fleet/protocol';
+import { isIdentifier, MQTT_MAX_PACKET_BYTES } from '@router-fleet/protocol';
 import { Aedes, type AuthenticateError, type Client } from 'aedes';
 import type { Logger } from 'pino';
+import type { ServerConfig } from '../../config.js';
 import type { Metrics } from '../../metrics.js';
+import { PacketSizeGuard } from './packet-guard.js';
 import {
+  EMBEDDED_SERVER_USER,
   deviceMayPublish,
   deviceMaySubscribe,
   SERVER_CLIENT_PREFIX,
@@ -13,8 +17,7 @@ import {
   serverMaySubscribe,
 } from './topic-rules.js';
 
-/** The user name of the server's own bucket clients at the embedded broker. */
-export const EMBEDDED_SERVER_USER = 'rf-server';
+export { EMBEDDED_SERVER_USER } from './topic-rules.js';
 
 /** CONNACK return codes of MQTT 3.1.1 (aedes speaks 3.1.1 only). */
 const BAD_USERNAME_OR_PASSWORD = 4;
@@ -47,6 +50,12 @@ export interface EmbeddedBroker {
   readonly serverUser: string;
   readonly serverPassword: string;
   close(): Promise<void>;
+}
+
+/** Reads the server's certificate chain and key for the embedded broker's TLS listener. */
+export function embeddedTls(config: Pick<ServerConfig, 'tlsCert' | 'tlsKey'>): { cert: string; key: string } | undefined {
+  if (config.tlsCert === null || config.tlsKey === null) return undefined;
+  return { cert: readFileSync(config.tlsCert, 'utf8'), key: readFileSync(config.tlsKey, 'utf8') };
 }
 
 function authError(message: string, returnCode: number): AuthenticateError {
@@ -128,6 +137,16 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promi
 
   const handle = (socket: Socket) => {
     socket.on('error', () => socket.destroy());
+    // aedes pulls with read(); each chunk passes the size guard before its parser sees it.
+    const guard = new PacketSizeGuard(MQTT_MAX_PACKET_BYTES);
+    const read = socket.read.bind(socket);
+    socket.read = (size?: number) => {
+      const chunk = read(size) as Buffer | string | null;
+      if (chunk === null || typeof chunk === 'string' || guard.feed(chunk)) return chunk;
+      metrics?.inc('fleet_mqtt_broker_refused_total', { reason: 'packet-too-large' });
+      socket.destroy();
+      return null;
+    };
     broker.handle(socket);
   };
   let server: Server;

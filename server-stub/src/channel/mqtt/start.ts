@@ -6,7 +6,7 @@ import type { ServerConfig } from '../../config.js';
 import type { Metrics } from '../../metrics.js';
 import type { LinkAcceptor } from '../transport.js';
 import { MqttBucketConsumer } from './consumer.js';
-import { type EmbeddedBroker, startEmbeddedBroker } from './embedded-broker.js';
+import { type EmbeddedBroker, embeddedTls, startEmbeddedBroker } from './embedded-broker.js';
 import { allBuckets } from './topic-rules.js';
 
 /** Where the server's bucket clients connect when another process runs the embedded broker (cluster workers). */
@@ -46,17 +46,6 @@ export interface MqttChannel {
   readonly protocolVersion: MqttProtocolVersion;
   /** Ends the bucket clients, then the embedded broker (call after the channel closed its links). */
   close(): Promise<void>;
-}
-
-/** Whether the configuration turns the MQTT binding on. */
-export function mqttEnabled(config: Pick<ServerConfig, 'mqtt' | 'mqttUrl'>): boolean {
-  return config.mqtt === 'embedded' || config.mqttUrl !== null;
-}
-
-/** Reads the server's certificate chain and key for the embedded broker's TLS listener. */
-export function embeddedTls(config: Pick<ServerConfig, 'tlsCert' | 'tlsKey'>): { cert: string; key: string } | undefined {
-  if (config.tlsCert === null || config.tlsKey === null) return undefined;
-  return { cert: readFileSync(config.tlsCert, 'utf8'), key: readFileSync(config.tlsKey, 'utf8') };
 }
 
 /**
@@ -111,7 +100,7 @@ export async function startMqttChannel(deps: MqttChannelDeps): Promise<MqttChann
     await broker?.close();
     throw err;
   }
-  log.info({ url: endpoint.url, buckets: (deps.buckets ?? allBuckets()).length, protocolVersion }, 'MQTT control channel consuming');
+  log.info({ url: endpoint.url, buckets: deps.buckets ?? allBuckets(), protocolVersion }, 'MQTT control channel consuming');
   return {
     consumer,
     broker,

@@ -7,6 +7,9 @@ import { isIdentifier, MQTT_BINDING, mqttBucketFilters, mqttTopics, parseMqttTop
  * bucket clients subscribe to whole buckets' `up` and `presence` and publish on `down` topics.
  */
 
+/** The user name of the server's own bucket clients at the embedded broker. */
+export const EMBEDDED_SERVER_USER = 'rf-server';
+
 /** Client id prefix of the server's bucket clients: `rf-server-b{bucket}`. */
 export const SERVER_CLIENT_PREFIX = 'rf-server-b';
 
