@@ -1,8 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { buildApp, type BuildAppDeps } from './app.js';
-import type { BrokerAccounts } from './channel/mqtt/broker-accounts.js';
-import { type BrokerAccountsFactory, startBrokerAccounts } from './broker-accounts-start.js';
+import { type BrokerAccountsRunning, startBrokerAccounts } from './broker-accounts-start.js';
 import type { BrokerEndpoint, MqttChannel } from './channel/mqtt/start.js';
 import { mqttEnabled, type ServerConfig } from './config.js';
 
@@ -27,15 +26,18 @@ export interface MainOptions extends BuildAppDeps {
   /** Install SIGINT/SIGTERM handlers that shut down gracefully and exit (default true). */
   readonly handleSignals?: boolean;
   readonly mqtt?: MqttStartOptions;
-  /** Broker device accounts (see {@link BrokerAccountsFactory}); not called in cluster workers. */
-  readonly brokerAccounts?: BrokerAccountsFactory | undefined;
+  /**
+   * Whether this process reconciles the external broker's device accounts with the store at start
+   * (default true; cluster workers leave it to the primary, and still provision what they register).
+   */
+  readonly reconcileBrokerAccounts?: boolean;
 }
 
 /** Builds the app, listens, and (by default) shuts down gracefully on SIGINT/SIGTERM. */
 export async function main(config: ServerConfig, options: MainOptions = {}): Promise<RunningServer> {
   const app = await buildApp(config, options);
   let mqtt: MqttChannel | undefined;
-  let accounts: BrokerAccounts | undefined;
+  let accounts: BrokerAccountsRunning | undefined;
   // After the channel's own preClose (registered in buildApp): its links have been closed, their
   // close frames sent; the bucket clients and the broker go last.
   app.addHook('preClose', async () => {
@@ -65,7 +67,7 @@ export async function main(config: ServerConfig, options: MainOptions = {}): Pro
       });
       const port = mqtt.broker?.port ?? (options.mqtt?.embedded ? Number(new URL(options.mqtt.embedded.url).port) : undefined);
       if (port !== undefined) app.services.profiles.setMqttPort(port);
-      accounts = await startBrokerAccounts(config, app.services, log, options.brokerAccounts);
+      accounts = await startBrokerAccounts(config, app.services, log, { reconcile: options.reconcileBrokerAccounts ?? true });
     } catch (err) {
       await app.close();
       throw err;

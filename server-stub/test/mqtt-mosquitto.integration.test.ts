@@ -5,6 +5,7 @@ import { type MosquittoBroker, MOSQUITTO_MISSING, startMosquitto } from './helpe
 import { MqttDevice } from './helpers/mqtt-device.js';
 import { dynsecAccounts as accounts, SERVER_PASSWORD } from './helpers/mqtt-world.js';
 import { readFileSync } from 'node:fs';
+import { waitFor } from '../../protocol/test/helpers/wait-for.js';
 import { generateLocalTls } from '../src/pki/local-tls.js';
 import { removeTempDirs, tempDir, world } from './helpers/setup.js';
 
@@ -70,6 +71,58 @@ describe.skipIf(MOSQUITTO_MISSING)(`MQTT control channel through a real Mosquitt
     const st = await second.req('GET', `/api/inventory/managed-devices/${ids[0]!.uuid}/status`, { token });
     expect(st.json()).toMatchObject({ status: { firmwareVersion: '10.5.0' } });
     expect(second.server.app.channel.size).toBe(3);
+  });
+
+  it('the server provisions the broker: a device registered over the API connects with its profile\'s credential; a deleted one is refused', async () => {
+    const broker = await startMosquitto({ dynsec: { admin: { username: 'admin', password: 'admin-secret' }, ...accounts([]) } });
+    brokers.push(broker);
+    const w = await channelWorld({
+      mqttUrl: broker.url,
+      mqttPassword: SERVER_PASSWORD,
+      mqttAdminUsername: 'admin',
+      mqttAdminPassword: 'admin-secret',
+      deviceTransport: 'mqtt',
+    });
+    worlds.push(w);
+    const t = await w.newTenant();
+    w.licences(t, 'basic-1', 1);
+    const token = await w.login(t);
+    const created = await w.req('POST', '/api/inventory/managed-devices', { token, body: { serialNumber: 'MQTT-PROV-1' } });
+    expect(created.statusCode).toBe(201);
+    const uuid = (created.json() as { uuid: string }).uuid;
+    const profile = (await w.req('GET', `/api/inventory/managed-devices/${uuid}/connection-profile?format=json`, { token })).json() as {
+      serverUrl: string;
+      credential: string;
+      mqttVersion?: number;
+    };
+    expect(profile).toMatchObject({ serverUrl: broker.url, mqttVersion: 5 });
+    const d = new MqttDevice({ uuid, serialNumber: 'MQTT-PROV-1', credential: profile.credential });
+    devices.push(d);
+    // Provisioning runs after the registration's commit: the device gets in once it is there.
+    await waitFor(async () => {
+      try {
+        await d.connect(broker.url, { protocolVersion: 5 });
+        return true;
+      } catch {
+        return false;
+      }
+    }, { what: 'the registered device accepted by the broker' });
+    expect((await d.admit()).body.admission).toBe('managed');
+
+    expect((await w.req('DELETE', `/api/inventory/managed-devices/${uuid}`, { token })).statusCode).toBe(204);
+    // The broker drops the deleted device's connection and refuses it from then on.
+    await waitFor(() => !d.client.connected, { what: 'the deleted device disconnected by the broker' });
+    const again = new MqttDevice({ uuid, serialNumber: 'MQTT-PROV-1', credential: profile.credential });
+    devices.push(again);
+    await waitFor(async () => {
+      try {
+        await again.connect(broker.url, { protocolVersion: 5 });
+        await again.end();
+        return false;
+      } catch {
+        return true;
+      }
+    }, { what: 'the deleted device refused by the broker' });
   });
 
   it('the server\'s account is refused with a wrong password: the start fails with a clear error', async () => {

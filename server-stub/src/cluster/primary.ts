@@ -1,7 +1,7 @@
 import cluster, { type Worker } from 'node:cluster';
 import { LocalNoticeBus, type Notice } from '../channel/notices.js';
 import type { EmbeddedBroker } from '../channel/mqtt/embedded-broker.js';
-import { type BrokerAccountsFactory, startBrokerAccounts } from '../broker-accounts-start.js';
+import { startBrokerAccounts } from '../broker-accounts-start.js';
 import type { ServerConfig } from '../config.js';
 import { type MetricsJson, renderMerged } from '../metrics.js';
 import { loadOrCreateSigningPki } from '../pki/signing.js';
@@ -25,10 +25,7 @@ const HEALTHY_AFTER_MS = 5_000;
  * reconnect and get the current state in `welcome`). The store stays the single source of truth
  * for admission: every decision is a `BEGIN IMMEDIATE` transaction on the shared SQLite file.
  */
-export async function runPrimary(
-  config: ServerConfig,
-  options: { brokerAccounts?: BrokerAccountsFactory | undefined } = {},
-): Promise<{ close(): Promise<void> }> {
+export async function runPrimary(config: ServerConfig): Promise<{ close(): Promise<void> }> {
   const log = pino({ level: config.logLevel, base: { pid: process.pid, role: 'primary' } });
   // Created once here, so the workers do not race to create the signing PKI and the schema.
   await loadOrCreateSigningPki(config.dataDir);
@@ -117,7 +114,7 @@ export async function runPrimary(
       metrics: services.metrics,
     });
   }
-  const accounts = await startBrokerAccounts(config, services, log, options.brokerAccounts);
+  const accounts = await startBrokerAccounts(config, services, log, { reconcile: true });
   const brokerEnv = broker
     ? {
         [CLUSTER_ENV.mqttUrl]: broker.url,

@@ -66,6 +66,7 @@ export async function runWorker(config: ServerConfig): Promise<RunningServer> {
   const workerId = cluster.worker?.id ?? 0;
   const server = await main(config, {
     mqtt: mqttOfWorker(config),
+    reconcileBrokerAccounts: false,
     notices,
     renderMetrics,
     runSweeps: false,
