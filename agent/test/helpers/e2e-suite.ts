@@ -362,6 +362,18 @@ export function e2eSuite(transport: 'ws' | 'mqtt'): void {
         () => `agent log:\n${agent!.raw().slice(-4000)}\nserver log:\n${server!.log().slice(-4000)}`,
       );
       const onlineAt = Date.now();
+      // The server counts the device online when it admits the hello; the agent is managed when the
+      // welcome reaches it, later (through the broker, noticeably): wait for its own log line.
+      await waitFor(
+        'the agent managed again after the restart',
+        async () => {
+          const since = agent!.lines.slice(linesBefore);
+          const closedAt = since.find((l) => l.msg === 'channel closed')?.time;
+          return closedAt !== undefined && since.some((l) => l.msg === 'session transition' && l.to === 'managed' && l.time >= closedAt) ? true : undefined;
+        },
+        20_000,
+        50,
+      );
       expect(Date.parse(back.connectedAt!)).toBeGreaterThan(Date.parse(before.connectedAt!));
       expect(back.firmware).toBe(NEW_FIRMWARE);
 
