@@ -47,6 +47,8 @@ type ChannelInput =
 interface Claim {
   exec: ExecutionRow;
   job: JobHead;
+  /** The job's options, parsed once per job and dispatch (not once per offer). */
+  options: JobOptions;
   deviceUuid: string;
   packet: PacketRow;
 }
@@ -194,7 +196,8 @@ export class JobDispatcher {
         continue;
       }
       const packet = exec.packet_id === null ? undefined : packetById(this.#store, exec.packet_id);
-      if (packet && !this.#send(deviceUuid, this.#offer(exec, job, deviceUuid, packet))) return;
+      const options = JSON.parse(job.options) as JobOptions;
+      if (packet && !this.#send(deviceUuid, this.#offer(exec, job, options, deviceUuid, packet))) return;
       if (exec.state === 'queued') executions.markOffered(exec.id, now);
     }
   }
@@ -247,12 +250,12 @@ export class JobDispatcher {
     const sent: Claim[] = [];
     const failed: Claim[] = [];
     for (const c of claims) {
-      if (this.#send(c.deviceUuid, this.#offer(c.exec, c.job, c.deviceUuid, c.packet))) sent.push(c);
+      if (this.#send(c.deviceUuid, this.#offer(c.exec, c.job, c.options, c.deviceUuid, c.packet))) sent.push(c);
       else failed.push(c);
     }
     const executions = this.#outcomes.executions;
     this.#store.write(() => {
-      for (const c of sent) executions.markOffered(c.exec.id, now);
+      executions.markOfferedAll(sent.map((c) => c.exec.id), now);
       for (const c of failed) this.#unclaim(c.exec);
     });
     this.#metrics.inc('fleet_job_offers_total', undefined, sent.length);
@@ -297,6 +300,8 @@ export class JobDispatcher {
       if (room <= 0) continue;
       const limit = Math.min(room, CLAIMS_PER_TRANSACTION - taken);
       const rows = executions.claimCandidates(jobId, now, limit);
+      // The packet of a packet job, or a firmware job's per model: read once per job, not per device.
+      const packets = new Map<string | null, PacketRow | undefined>();
       // A full page may leave more behind (rows skipped below count against it too).
       if (rows.length === limit) more = true;
       const takenBefore = taken;
@@ -305,12 +310,17 @@ export class JobDispatcher {
         if (busy.has(row.device_id)) continue;
         const rendered = this.#templates?.packetFor(jobId, row.device_id) ?? { kind: 'none' as const };
         if (rendered.kind === 'pending') continue;
-        const packet = rendered.kind === 'none' ? this.#packetFor(job, row.model) : rendered.kind === 'packet' ? rendered.packet : undefined;
+        let packet: PacketRow | undefined;
+        if (rendered.kind === 'packet') packet = rendered.packet;
+        else if (rendered.kind === 'none') {
+          const key = job.packet_id !== null ? null : row.model;
+          if (packets.has(key)) packet = packets.get(key);
+          else packets.set(key, (packet = this.#packetFor(job, row.model)));
+        }
         busy.add(row.device_id);
         room--;
         taken++;
-        const attempt = devices.attempts(jobId, row.device_id) + 1;
-        devices.markActive(jobId, row.device_id, attempt);
+        const attempt = devices.claim(jobId, row.device_id);
         const exec = executions.insert({
           uuid: randomUUID(),
           jobId,
@@ -334,7 +344,7 @@ export class JobDispatcher {
             `No firmware ${job.firmware_version} for model ${row.model ?? '(unknown)'} in the catalogue.`);
           continue;
         }
-        claims.push({ exec, job, deviceUuid: row.uuid, packet });
+        claims.push({ exec, job, options, deviceUuid: row.uuid, packet });
       }
       if (taken > takenBefore) this.#log.debug({ job: job.uuid, claimed: taken - takenBefore, roomLeft: room }, 'executions claimed');
     }
@@ -381,9 +391,8 @@ export class JobDispatcher {
 
   // ── messages to devices ────────────────────────────────────────────────────────────────────
 
-  #offer(exec: ExecutionRow, job: JobHead, deviceUuid: string, packet: PacketRow): MessageOf<'job-offer'> {
+  #offer(exec: ExecutionRow, job: JobHead, options: JobOptions, deviceUuid: string, packet: PacketRow): MessageOf<'job-offer'> {
     const now = this.#clock.now();
-    const options = JSON.parse(job.options) as JobOptions;
     const expiresAt = Math.min(exec.deadline, now + this.#packets.options.downloadTokenTtlSec * 1000);
     const token = this.#tokens.issue({ executionId: exec.uuid, deviceUuid, expiresAt });
     const installWindow: WindowSpan | undefined =
