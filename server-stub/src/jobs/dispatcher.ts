@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
 import {
   CANCELLABLE_JOB_STATES,
   createMessage,
@@ -36,6 +37,14 @@ const INBOX_BATCH_MAX = 2000;
  * (the 50,000-router run: job creation answered 500 with SQLITE_BUSY).
  */
 export const CLAIMS_PER_TRANSACTION = 500;
+/**
+ * How long one dispatch goes on claiming and offering, batch after batch, before it lets other
+ * work of the process run (ms of wall time). Offers go out first and at once: a job to every online
+ * router is one burst of a few hundred bytes per router, while the downloads, progress reports and
+ * reconnects it starts queue behind it for at most this long (downloads are paced by the download
+ * slots, not here). Bounded so keep-alives and hellos still get their turn.
+ */
+export const DISPATCH_SLICE_MS = 200;
 
 type ProgressOutcome = 'applied' | 'duplicate' | 'illegal' | 'unknown';
 
@@ -237,30 +246,49 @@ export class JobDispatcher {
    * Claims executions for devices connected here, within each job's limits, and offers them. The
    * claim is one BEGIN IMMEDIATE transaction (limits are counted inside it, so several processes
    * never exceed them together); sending happens after commit, and an offer that cannot be sent
-   * (device gone) is undone.
+   * (device gone) is undone. Batches follow one another within DISPATCH_SLICE_MS: the offers of one
+   * batch are recorded in the transaction that claims the next (one commit, one fsync, per batch),
+   * which is safe because nothing else runs in between (no turn of the event loop: no cancel, no
+   * progress report can come between sending an offer and recording it).
    */
   dispatch(): void {
     if (!this.#port) return;
     // Template jobs: render the packets of ready devices first (async); dispatch runs again after.
     this.#templates?.renderAhead(() => this.dispatch());
-    const now = this.#clock.now();
-    const { claims, more } = this.#store.write(() => this.#claim(now));
-    if (more) this.#dispatchSoon();
-    if (claims.length === 0) return;
-    const sent: Claim[] = [];
-    const failed: Claim[] = [];
-    for (const c of claims) {
-      if (this.#send(c.deviceUuid, this.#offer(c.exec, c.job, c.options, c.deviceUuid, c.packet))) sent.push(c);
-      else failed.push(c);
+    const started = performance.now();
+    let batch: { sent: Claim[]; failed: Claim[]; at: number } = { sent: [], failed: [], at: 0 };
+    let offered = 0;
+    let more = false;
+    for (;;) {
+      const now = this.#clock.now();
+      const previous = batch;
+      // Undone claims first: the capacity they free is claimed again in the same transaction.
+      const claimed = this.#store.write(() => {
+        this.#record(previous);
+        return this.#claim(now);
+      });
+      offered += previous.sent.length;
+      more = claimed.more;
+      batch = { sent: [], failed: [], at: now };
+      for (const c of claimed.claims) {
+        if (this.#send(c.deviceUuid, this.#offer(c.exec, c.job, c.options, c.deviceUuid, c.packet))) batch.sent.push(c);
+        else batch.failed.push(c);
+      }
+      if (claimed.claims.length === 0 || !more || performance.now() - started >= DISPATCH_SLICE_MS) break;
     }
-    const executions = this.#outcomes.executions;
-    this.#store.write(() => {
-      executions.markOfferedAll(sent.map((c) => c.exec.id), now);
-      for (const c of failed) this.#unclaim(c.exec);
-    });
-    this.#metrics.inc('fleet_job_offers_total', undefined, sent.length);
+    const last = batch;
+    if (last.sent.length > 0 || last.failed.length > 0) this.#store.write(() => this.#record(last));
+    offered += last.sent.length;
+    if (offered > 0) this.#metrics.inc('fleet_job_offers_total', undefined, offered);
+    if (more) this.#dispatchSoon();
     // Capacity freed by failed sends may go to other connected devices.
-    if (failed.length > 0) this.dispatch();
+    else if (last.failed.length > 0) this.dispatch();
+  }
+
+  /** Records a batch's offers as offered and undoes the claims whose offer could not be sent (in the caller's transaction). */
+  #record(batch: { sent: Claim[]; failed: Claim[]; at: number }): void {
+    if (batch.sent.length > 0) this.#outcomes.executions.markOfferedAll(batch.sent.map((c) => c.exec.id), batch.at);
+    for (const c of batch.failed) this.#unclaim(c.exec);
   }
 
   /** Dispatches again in the next turn of the event loop (once, however often asked). */
