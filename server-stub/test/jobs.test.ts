@@ -101,7 +101,8 @@ describe('update jobs over the control channel (protocol-level fake devices, rea
     // on its own): none is left queued, which a cancel would end without telling the device.
     const view = await jobWhen(w, job.uuid, () => true, 'the job');
     expect(view.progress.inFlight).toEqual({ offered: n });
-  });
+    // Connecting over a thousand devices one by one takes most of the default 30 s on a loaded machine.
+  }, 120_000);
 
   it('never has more than maxConcurrent executions in flight', async () => {
     const w = await open();

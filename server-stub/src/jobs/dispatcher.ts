@@ -263,10 +263,18 @@ export class JobDispatcher {
       const now = this.#clock.now();
       const previous = batch;
       // Undone claims first: the capacity they free is claimed again in the same transaction.
-      const claimed = this.#store.write(() => {
-        this.#record(previous);
-        return this.#claim(now);
-      });
+      let claimed: { claims: Claim[]; more: boolean };
+      try {
+        claimed = this.#store.write(() => {
+          this.#record(previous);
+          return this.#claim(now);
+        });
+      } catch (err) {
+        // The offers already sent are recorded on their own (a claim that failed, e.g. on a busy
+        // lock, must not leave them queued, where a cancel would end them without telling the device).
+        if (previous.sent.length > 0 || previous.failed.length > 0) this.#store.write(() => this.#record(previous));
+        throw err;
+      }
       offered += previous.sent.length;
       more = claimed.more;
       batch = { sent: [], failed: [], at: now };
