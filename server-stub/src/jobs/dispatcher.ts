@@ -288,7 +288,7 @@ export class JobDispatcher {
     if (last.sent.length > 0 || last.failed.length > 0) this.#store.write(() => this.#record(last));
     offered += last.sent.length;
     if (offered > 0) this.#metrics.inc('fleet_job_offers_total', undefined, offered);
-    if (more) this.#dispatchSoon();
+    if (more) this.dispatchSoon();
     // Capacity freed by failed sends may go to other connected devices.
     else if (last.failed.length > 0) this.dispatch();
   }
@@ -299,8 +299,8 @@ export class JobDispatcher {
     for (const c of batch.failed) this.#unclaim(c.exec);
   }
 
-  /** Dispatches again in the next turn of the event loop (once, however often asked). */
-  #dispatchSoon(): void {
+  /** Dispatches in the next turn of the event loop (once, however often asked). */
+  dispatchSoon(): void {
     if (this.#dispatchPending) return;
     this.#dispatchPending = true;
     setImmediate(() => {
