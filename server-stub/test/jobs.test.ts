@@ -92,12 +92,17 @@ describe('update jobs over the control channel (protocol-level fake devices, rea
     const packet = await w.packet();
     const devices = w.fakeDevices(n);
     await connectAll(w, devices);
-    await createJob(w, { packetUuid: packet.uuid, target: { all: true } });
+    const job = await createJob(w, { packetUuid: packet.uuid, target: { all: true } });
     await waitFor(() => devices.every((d) => d.offers().length > 0), { timeout: 20_000, what: 'every device offered' });
     await w.quiet(devices);
     expect(devices.map((d) => d.offers().length)).toEqual(devices.map(() => 1));
     expect(new Set(devices.map((d) => d.offers()[0]!.body.executionId)).size).toBe(devices.length);
-  });
+    // Each batch's offers are recorded (in the transaction that claims the next batch, the last one
+    // on its own): none is left queued, which a cancel would end without telling the device.
+    const view = await jobWhen(w, job.uuid, () => true, 'the job');
+    expect(view.progress.inFlight).toEqual({ offered: n });
+    // Connecting over a thousand devices one by one takes most of the default 30 s on a loaded machine.
+  }, 120_000);
 
   it('never has more than maxConcurrent executions in flight', async () => {
     const w = await open();

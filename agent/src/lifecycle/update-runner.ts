@@ -333,6 +333,12 @@ export class UpdateRunner {
   }
 
   async #downloading(): Promise<HandlerResult> {
+    // The download starts in a later turn of the event loop than the offer that asked for it: the
+    // offer is accepted, journaled and reported first. A fleet's offers arrive in one burst, and in
+    // a process that runs many agents (the simulator) the next router's offer then no longer waits
+    // behind this router's download setup (TLS, request, abort signals): measured in a 5,000-router
+    // run, download work was a third of a simulator process's time while offers were arriving.
+    await new Promise<void>((resolve) => setImmediate(resolve));
     const early = this.#beforeCommitChecks();
     if (early) return early;
     const r = this.record;

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
 import {
   CANCELLABLE_JOB_STATES,
   createMessage,
@@ -36,6 +37,14 @@ const INBOX_BATCH_MAX = 2000;
  * (the 50,000-router run: job creation answered 500 with SQLITE_BUSY).
  */
 export const CLAIMS_PER_TRANSACTION = 500;
+/**
+ * How long one dispatch goes on claiming and offering, batch after batch, before it lets other
+ * work of the process run (ms of wall time). Offers go out first and at once: a job to every online
+ * router is one burst of a few hundred bytes per router, while the downloads, progress reports and
+ * reconnects it starts queue behind it for at most this long (downloads are paced by the download
+ * slots, not here). Bounded so keep-alives and hellos still get their turn.
+ */
+export const DISPATCH_SLICE_MS = 200;
 
 type ProgressOutcome = 'applied' | 'duplicate' | 'illegal' | 'unknown';
 
@@ -47,6 +56,8 @@ type ChannelInput =
 interface Claim {
   exec: ExecutionRow;
   job: JobHead;
+  /** The job's options, parsed once per job and dispatch (not once per offer). */
+  options: JobOptions;
   deviceUuid: string;
   packet: PacketRow;
 }
@@ -194,7 +205,8 @@ export class JobDispatcher {
         continue;
       }
       const packet = exec.packet_id === null ? undefined : packetById(this.#store, exec.packet_id);
-      if (packet && !this.#send(deviceUuid, this.#offer(exec, job, deviceUuid, packet))) return;
+      const options = JSON.parse(job.options) as JobOptions;
+      if (packet && !this.#send(deviceUuid, this.#offer(exec, job, options, deviceUuid, packet))) return;
       if (exec.state === 'queued') executions.markOffered(exec.id, now);
     }
   }
@@ -234,36 +246,63 @@ export class JobDispatcher {
    * Claims executions for devices connected here, within each job's limits, and offers them. The
    * claim is one BEGIN IMMEDIATE transaction (limits are counted inside it, so several processes
    * never exceed them together); sending happens after commit, and an offer that cannot be sent
-   * (device gone) is undone.
+   * (device gone) is undone. Batches follow one another within DISPATCH_SLICE_MS: the offers of one
+   * batch are recorded in the transaction that claims the next (one commit, one fsync, per batch),
+   * which is safe because nothing else runs in between (no turn of the event loop: no cancel, no
+   * progress report can come between sending an offer and recording it).
    */
   dispatch(): void {
     if (!this.#port) return;
     // Template jobs: render the packets of ready devices first (async); dispatch runs again after.
     this.#templates?.renderAhead(() => this.dispatch());
-    const now = this.#clock.now();
-    const { claims, more } = this.#store.write(() => this.#claim(now));
-    if (more) this.#dispatchSoon();
-    if (claims.length === 0) return;
-    const sent: Claim[] = [];
-    const failed: Claim[] = [];
-    for (const c of claims) {
-      if (this.#send(c.deviceUuid, this.#offer(c.exec, c.job, c.deviceUuid, c.packet))) sent.push(c);
-      else failed.push(c);
+    const started = performance.now();
+    let batch: { sent: Claim[]; failed: Claim[]; at: number } = { sent: [], failed: [], at: 0 };
+    let offered = 0;
+    let more = false;
+    for (;;) {
+      const now = this.#clock.now();
+      const previous = batch;
+      // Undone claims first: the capacity they free is claimed again in the same transaction.
+      let claimed: { claims: Claim[]; more: boolean };
+      try {
+        claimed = this.#store.write(() => {
+          this.#record(previous);
+          return this.#claim(now);
+        });
+      } catch (err) {
+        // The offers already sent are recorded on their own (a claim that failed, e.g. on a busy
+        // lock, must not leave them queued, where a cancel would end them without telling the device).
+        if (previous.sent.length > 0 || previous.failed.length > 0) this.#store.write(() => this.#record(previous));
+        throw err;
+      }
+      offered += previous.sent.length;
+      more = claimed.more;
+      batch = { sent: [], failed: [], at: now };
+      for (const c of claimed.claims) {
+        if (this.#send(c.deviceUuid, this.#offer(c.exec, c.job, c.options, c.deviceUuid, c.packet))) batch.sent.push(c);
+        else batch.failed.push(c);
+      }
+      const sentAt = this.#clock.now();
+      for (const c of batch.sent) this.#metrics.observe('fleet_job_offer_latency_seconds', undefined, (sentAt - c.job.created_at) / 1000);
+      if (claimed.claims.length === 0 || !more || performance.now() - started >= DISPATCH_SLICE_MS) break;
     }
-    const sentAt = this.#clock.now();
-    const executions = this.#outcomes.executions;
-    this.#store.write(() => {
-      for (const c of sent) executions.markOffered(c.exec.id, now);
-      for (const c of failed) this.#unclaim(c.exec);
-    });
-    this.#metrics.inc('fleet_job_offers_total', undefined, sent.length);
-    for (const c of sent) this.#metrics.observe('fleet_job_offer_latency_seconds', undefined, (sentAt - c.job.created_at) / 1000);
+    const last = batch;
+    if (last.sent.length > 0 || last.failed.length > 0) this.#store.write(() => this.#record(last));
+    offered += last.sent.length;
+    if (offered > 0) this.#metrics.inc('fleet_job_offers_total', undefined, offered);
+    if (more) this.dispatchSoon();
     // Capacity freed by failed sends may go to other connected devices.
-    if (failed.length > 0) this.dispatch();
+    else if (last.failed.length > 0) this.dispatch();
   }
 
-  /** Dispatches again in the next turn of the event loop (once, however often asked). */
-  #dispatchSoon(): void {
+  /** Records a batch's offers as offered and undoes the claims whose offer could not be sent (in the caller's transaction). */
+  #record(batch: { sent: Claim[]; failed: Claim[]; at: number }): void {
+    if (batch.sent.length > 0) this.#outcomes.executions.markOfferedAll(batch.sent.map((c) => c.exec.id), batch.at);
+    for (const c of batch.failed) this.#unclaim(c.exec);
+  }
+
+  /** Dispatches in the next turn of the event loop (once, however often asked). */
+  dispatchSoon(): void {
     if (this.#dispatchPending) return;
     this.#dispatchPending = true;
     setImmediate(() => {
@@ -299,6 +338,8 @@ export class JobDispatcher {
       if (room <= 0) continue;
       const limit = Math.min(room, CLAIMS_PER_TRANSACTION - taken);
       const rows = executions.claimCandidates(jobId, now, limit);
+      // The packet of a packet job, or a firmware job's per model: read once per job, not per device.
+      const packets = new Map<string | null, PacketRow | undefined>();
       // A full page may leave more behind (rows skipped below count against it too).
       if (rows.length === limit) more = true;
       const takenBefore = taken;
@@ -307,12 +348,17 @@ export class JobDispatcher {
         if (busy.has(row.device_id)) continue;
         const rendered = this.#templates?.packetFor(jobId, row.device_id) ?? { kind: 'none' as const };
         if (rendered.kind === 'pending') continue;
-        const packet = rendered.kind === 'none' ? this.#packetFor(job, row.model) : rendered.kind === 'packet' ? rendered.packet : undefined;
+        let packet: PacketRow | undefined;
+        if (rendered.kind === 'packet') packet = rendered.packet;
+        else if (rendered.kind === 'none') {
+          const key = job.packet_id !== null ? null : row.model;
+          if (packets.has(key)) packet = packets.get(key);
+          else packets.set(key, (packet = this.#packetFor(job, row.model)));
+        }
         busy.add(row.device_id);
         room--;
         taken++;
-        const attempt = devices.attempts(jobId, row.device_id) + 1;
-        devices.markActive(jobId, row.device_id, attempt);
+        const attempt = devices.claim(jobId, row.device_id);
         const exec = executions.insert({
           uuid: randomUUID(),
           jobId,
@@ -336,7 +382,7 @@ export class JobDispatcher {
             `No firmware ${job.firmware_version} for model ${row.model ?? '(unknown)'} in the catalogue.`);
           continue;
         }
-        claims.push({ exec, job, deviceUuid: row.uuid, packet });
+        claims.push({ exec, job, options, deviceUuid: row.uuid, packet });
       }
       if (taken > takenBefore) this.#log.debug({ job: job.uuid, claimed: taken - takenBefore, roomLeft: room }, 'executions claimed');
     }
@@ -383,9 +429,8 @@ export class JobDispatcher {
 
   // ── messages to devices ────────────────────────────────────────────────────────────────────
 
-  #offer(exec: ExecutionRow, job: JobHead, deviceUuid: string, packet: PacketRow): MessageOf<'job-offer'> {
+  #offer(exec: ExecutionRow, job: JobHead, options: JobOptions, deviceUuid: string, packet: PacketRow): MessageOf<'job-offer'> {
     const now = this.#clock.now();
-    const options = JSON.parse(job.options) as JobOptions;
     const expiresAt = Math.min(exec.deadline, now + this.#packets.options.downloadTokenTtlSec * 1000);
     const token = this.#tokens.issue({ executionId: exec.uuid, deviceUuid, expiresAt });
     const installWindow: WindowSpan | undefined =

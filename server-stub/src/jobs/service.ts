@@ -165,7 +165,9 @@ export class JobService {
       });
       this.#outcomes.maybeFinish(job, now);
     });
-    this.dispatch();
+    // In the next turn: the request is answered first, then the offers go out in slices (a job to
+    // thousands of devices would otherwise hold its own response for the first slice).
+    this.#dispatcher.dispatchSoon();
     return this.repo(scope).byUuid(uuid)!;
   }
 

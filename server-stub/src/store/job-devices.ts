@@ -60,9 +60,16 @@ export class JobDevices {
     );
   }
 
-  /** The device was claimed: an execution is in flight, and this is its `attempt`th. */
-  markActive(jobId: number, deviceId: number, attempt: number): void {
-    this.store.stmt(`UPDATE job_devices SET status = 'active', attempts = ? WHERE job_id = ? AND device_id = ?`).run(attempt, jobId, deviceId);
+  /**
+   * The device was claimed: an execution is in flight. Returns which attempt it is (one statement
+   * instead of a read and a write: it runs once per offer, under the write lock).
+   */
+  claim(jobId: number, deviceId: number): number {
+    return this.store
+      .stmt<{ attempts: number }>(
+        `UPDATE job_devices SET status = 'active', attempts = attempts + 1 WHERE job_id = ? AND device_id = ? RETURNING attempts`,
+      )
+      .get(jobId, deviceId)!.attempts;
   }
 
   /** The device's result after an execution ended: done, or pending again (a retry not before `nextAttemptAt`). */

@@ -125,17 +125,13 @@ export class JobExecutions {
 
   /** Records a claim (state `queued`) and returns it. */
   insert(e: NewExecution): ExecutionRow {
-    const id = Number(
-      this.store
-        .stmt(
-          `INSERT INTO job_executions (uuid, job_id, device_id, packet_id, attempt, state, claimed_at, updated_at,
-             deadline, window_start, window_end)
-           VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?)`,
-        )
-        .run(e.uuid, e.jobId, e.deviceId, e.packetId, e.attempt, e.claimedAt, e.claimedAt, e.deadline, e.windowStart, e.windowEnd)
-        .lastInsertRowid,
-    );
-    return this.byId(id)!;
+    return this.store
+      .stmt<ExecutionRow>(
+        `INSERT INTO job_executions (uuid, job_id, device_id, packet_id, attempt, state, claimed_at, updated_at,
+           deadline, window_start, window_end)
+         VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?) RETURNING *`,
+      )
+      .get(e.uuid, e.jobId, e.deviceId, e.packetId, e.attempt, e.claimedAt, e.claimedAt, e.deadline, e.windowStart, e.windowEnd)!;
   }
 
   /** The offer went out (only while still queued: another process may have recorded it since). */
@@ -143,6 +139,17 @@ export class JobExecutions {
     this.store
       .stmt(`UPDATE job_executions SET state = 'offered', offered_at = ?, updated_at = ? WHERE id = ? AND state = 'queued'`)
       .run(now, now, id);
+  }
+
+  /** `markOffered` for many executions in one statement (a dispatch records its whole batch of offers at once). */
+  markOfferedAll(ids: readonly number[], now: number): void {
+    if (ids.length === 0) return;
+    this.store
+      .stmt(
+        `UPDATE job_executions SET state = 'offered', offered_at = ?, updated_at = ?
+         WHERE id IN (SELECT value FROM json_each(?)) AND state = 'queued'`,
+      )
+      .run(now, now, JSON.stringify(ids));
   }
 
   /** Deletes a claim whose offer could not be sent; false when it is no longer queued. */
