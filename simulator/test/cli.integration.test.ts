@@ -61,6 +61,15 @@ describe('fleet-sim CLI (the built bin as a real process)', () => {
     const duration = await runSim(['run', '--server', 'https://127.0.0.1:1', '--profiles', '/nowhere', '--duration', 'soon']);
     expect(duration.code).toBe(2);
     expectOneLineError(duration.stderr, 'SIM_USAGE');
+    const transport = await runSim(['run', '--server', 'https://127.0.0.1:1', '--profiles', '/nowhere', '--transport', 'pigeon']);
+    expect(transport.code).toBe(2);
+    expectOneLineError(transport.stderr, 'SIM_USAGE');
+    expect(transport.stderr).toContain('transport');
+    // Accepted by the parser, refused (before anything runs) while the fleet drives WebSocket routers only.
+    const mqtt = await runSim(['run', '--server', 'https://127.0.0.1:1', '--profiles', '/nowhere', '--transport', 'mqtt']);
+    expect(mqtt.code).toBe(2);
+    expectOneLineError(mqtt.stderr, 'SIM_USAGE');
+    expect(mqtt.stderr).toContain('--transport mqtt');
   }, 60_000);
 
   it('an unusable --server is SIM_SERVER_URL_INVALID and exit 2 before anything runs', async () => {
