@@ -68,6 +68,11 @@ export interface BrokerFleetOptions {
   persistence?: boolean;
   /** QoS 1 messages a broker queues per absent client. Default 1000. */
   maxQueuedMessages?: number;
+  /**
+   * A hub broker the shards bridge their buckets to (up and presence out, down in), so that one
+   * server with one broker URL consumes every bucket. Default: only when there is more than one shard.
+   */
+  hub?: boolean;
   /** Parent directory of the brokers' directories. Default: a new one under the system temp dir. */
   dir?: string;
   log?: (text: string) => void;
@@ -101,6 +106,10 @@ export interface BrokerShard {
 
 export interface BrokerFleet {
   readonly shards: readonly BrokerShard[];
+  /** The broker the shards bridge to, when there is one (it holds no devices). */
+  readonly hub: BrokerShard | undefined;
+  /** Where the server (and the floor's consumer) connects: the hub, or the only broker. */
+  readonly serverUrl: string;
   readonly dir: string;
   /** The server account every broker knows. */
   readonly server: { username: string; password: string };
@@ -110,7 +119,7 @@ export interface BrokerFleet {
   readonly timings: { hashMs: number; writeMs: number; startMs: number };
   /** The broker a device dials. Throws on a device the fleet was not given. */
   shardOf(deviceId: string): BrokerShard;
-  /** The broker that holds a bucket. */
+  /** The broker that holds a bucket's devices. */
   shardOfBucket(bucket: number): BrokerShard;
   /** Resident memory of every broker (bytes). */
   rss(): number;
@@ -120,7 +129,7 @@ export interface BrokerFleet {
    * freed pages for its clients, so its RSS hardly grows with the first thousands of them.
    */
   heap(): Promise<number>;
-  /** Stops and starts every broker (SIGTERM: sessions persisted), one after the other. */
+  /** Stops and starts every broker, the hub last (SIGTERM: sessions persisted), one after the other. */
   restart(): Promise<void>;
   /** Stops every broker and removes the directories. */
   close(): Promise<void>;
@@ -151,6 +160,23 @@ export function serverRole(): DynsecRole {
       { acltype: 'publishClientReceive', topic: `${root}/+/+/up`, allow: true },
       { acltype: 'publishClientReceive', topic: `${root}/+/+/presence`, allow: true },
       { acltype: 'publishClientSend', topic: `${root}/+/+/down`, allow: true },
+    ],
+  };
+}
+
+/** The account the shards' bridges use at the hub. */
+export const BRIDGE_ACCOUNT = 'rf-bridge';
+
+/** The bridges' role at the hub: forward every device's up and presence, take every device's down. */
+export function bridgeRole(): DynsecRole {
+  const root = MQTT_BINDING.topicRoot;
+  return {
+    rolename: BRIDGE_ACCOUNT,
+    acls: [
+      { acltype: 'publishClientSend', topic: `${root}/+/+/up`, allow: true },
+      { acltype: 'publishClientSend', topic: `${root}/+/+/presence`, allow: true },
+      { acltype: 'subscribePattern', topic: `${root}/+/+/down`, allow: true },
+      { acltype: 'publishClientReceive', topic: `${root}/+/+/down`, allow: true },
     ],
   };
 }
@@ -275,12 +301,31 @@ export async function startBrokerFleet(options: BrokerFleetOptions): Promise<Bro
 
   const server = { username: options.server?.username ?? SERVER_ACCOUNT, password: options.server?.password ?? randomSecret() };
   const admin = { username: 'rf-loadtest-admin', password: randomSecret() };
+  const bridge = { username: BRIDGE_ACCOUNT, password: randomSecret() };
+  const useHub = options.hub ?? shardCount > 1;
+  const persistence = options.persistence ?? true;
+  const maxQueued = options.maxQueuedMessages ?? 1000;
   const root = options.dir ?? (await mkdtemp(join(tmpdir(), 'rf-loadtest-brokers-')));
   const ownsRoot = options.dir === undefined;
   const shards: ShardImpl[] = [];
+  let hub: ShardImpl | undefined;
   let hashMs = 0;
   let writeMs = 0;
   try {
+    if (useHub) {
+      const dir = join(root, 'hub');
+      await mkdir(dir, { recursive: true });
+      const file = dynsecFile(admin, [
+        { username: server.username, password: server.password, roles: [SERVER_ACCOUNT] },
+        { username: bridge.username, password: bridge.password, roles: [BRIDGE_ACCOUNT] },
+      ], [serverRole(), bridgeRole()]);
+      await writeFile(join(dir, 'dynamic-security.json'), JSON.stringify(file), { mode: 0o600 });
+      const port = await freePort();
+      await writeFile(join(dir, 'mosquitto.conf'), brokerConfig({ dir, port, maxConnections: extra + shardCount, persistence, maxQueued }));
+      hub = new ShardImpl(-1, port, dir, Array.from({ length: MQTT_BINDING.buckets }, (_, b) => b), 0, fileLimit);
+      // The hub first: the shards' bridges connect to it as they start.
+      await hub.start();
+    }
     for (let i = 0; i < shardCount; i++) {
       const buckets = assignment[i]!;
       const devices = buckets.flatMap((b) => byBucket[b]!);
@@ -298,18 +343,22 @@ export async function startBrokerFleet(options: BrokerFleetOptions): Promise<Bro
       await mkdir(dir, { recursive: true });
       await writeFile(join(dir, 'dynamic-security.json'), file, { mode: 0o600 });
       const port = await freePort();
-      await writeFile(join(dir, 'mosquitto.conf'), brokerConfig({ dir, port, maxConnections: devices.length + extra, persistence: options.persistence ?? true, maxQueued: options.maxQueuedMessages ?? 1000 }));
+      const bridgeTo = hub ? { port: hub.port, ...bridge, clientId: `rf-bridge-${i}`, buckets } : undefined;
+      await writeFile(join(dir, 'mosquitto.conf'), brokerConfig({ dir, port, maxConnections: devices.length + extra, persistence, maxQueued, ...(bridgeTo ? { bridge: bridgeTo } : {}) }));
       writeMs += performance.now() - t;
       shards.push(new ShardImpl(i, port, dir, buckets, devices.length, fileLimit));
     }
     const tStart = performance.now();
     await Promise.all(shards.map((s) => s.start()));
     const startMs = performance.now() - tStart;
-    log(`${shardCount} broker(s) for ${options.devices.length} devices (≤ ${perBroker} each, file limit ${fileLimit}): hashing ${Math.round(hashMs)} ms, files ${Math.round(writeMs)} ms, start ${Math.round(startMs)} ms`);
+    log(`${shardCount} broker(s)${hub ? ' bridged to a hub' : ''} for ${options.devices.length} devices (≤ ${perBroker} each, file limit ${fileLimit}): hashing ${Math.round(hashMs)} ms, files ${Math.round(writeMs)} ms, start ${Math.round(startMs)} ms`);
+    const all = hub ? [...shards, hub] : shards;
     const shardByBucket = new Map<number, ShardImpl>();
     for (const s of shards) for (const b of s.buckets) shardByBucket.set(b, s);
     const fleet: BrokerFleet = {
       shards,
+      hub,
+      serverUrl: hub?.url ?? shards[0]!.url,
       dir: root,
       server,
       admin,
@@ -323,29 +372,37 @@ export async function startBrokerFleet(options: BrokerFleetOptions): Promise<Bro
         if (!s) throw new RangeError(`bucket must be 0–${MQTT_BINDING.buckets - 1}`);
         return s;
       },
-      rss: () => shards.reduce((n, s) => n + s.rss(), 0),
-      heap: async () => (await Promise.all(shards.map((s) => brokerHeap(s.url, admin)))).reduce((n, h) => n + h, 0),
+      rss: () => all.reduce((n, s) => n + s.rss(), 0),
+      heap: async () => (await Promise.all(all.map((s) => brokerHeap(s.url, admin)))).reduce((n, h) => n + h, 0),
       restart: async () => {
-        for (const s of shards) {
+        for (const s of all) {
           await s.stop();
           await s.start();
         }
       },
       close: async () => {
-        await Promise.all(shards.map((s) => s.stop()));
+        await Promise.all(all.map((s) => s.stop()));
         if (ownsRoot) await rm(root, { recursive: true, force: true });
-        else for (const s of shards) await rm(s.dir, { recursive: true, force: true });
+        else for (const s of all) await rm(s.dir, { recursive: true, force: true });
       },
     };
     return fleet;
   } catch (err) {
-    await Promise.all(shards.map((s) => s.kill()));
+    await Promise.all([...shards, ...(hub ? [hub] : [])].map((s) => s.kill()));
     if (ownsRoot) await rm(root, { recursive: true, force: true });
     throw err;
   }
 }
 
-function brokerConfig(o: { dir: string; port: number; maxConnections: number; persistence: boolean; maxQueued: number }): string {
+interface BridgeConfig {
+  port: number;
+  username: string;
+  password: string;
+  clientId: string;
+  buckets: readonly number[];
+}
+
+function brokerConfig(o: { dir: string; port: number; maxConnections: number; persistence: boolean; maxQueued: number; bridge?: BridgeConfig }): string {
   const lines = [
     'per_listener_settings false',
     `listener ${o.port} 127.0.0.1`,
@@ -371,6 +428,25 @@ function brokerConfig(o: { dir: string; port: number; maxConnections: number; pe
   ];
   // Saved on a clean stop; an autosave of tens of thousands of sessions every second would be load of its own.
   if (o.persistence) lines.push('persistence true', `persistence_location ${o.dir}/`, 'autosave_interval 300');
+  if (o.bridge) {
+    const root = MQTT_BINDING.topicRoot;
+    lines.push(
+      // MQTT 5 end to end: downlinks keep their message expiry across the bridge.
+      'connection hub',
+      `address 127.0.0.1:${o.bridge.port}`,
+      'bridge_protocol_version mqttv50',
+      `remote_clientid ${o.bridge.clientId}`,
+      `remote_username ${o.bridge.username}`,
+      `remote_password ${o.bridge.password}`,
+      // A persistent session at the hub: downlinks for this shard's buckets wait while it restarts.
+      'cleansession false',
+      'notifications false',
+      'start_type automatic',
+      'restart_timeout 1 5',
+      // Only this shard's buckets: each device's traffic crosses exactly one bridge, in order.
+      ...o.bridge.buckets.flatMap((b) => [`topic ${root}/${b}/+/up out 1`, `topic ${root}/${b}/+/presence out 1`, `topic ${root}/${b}/+/down in 1`]),
+    );
+  }
   return `${lines.join('\n')}\n`;
 }
 

@@ -2,6 +2,8 @@ export { type BaselineOptions, type BaselineResult, runBaseline } from './baseli
 export { loopbackSources, type Percentiles, percentiles } from './stats.js';
 export {
   assignBuckets,
+  BRIDGE_ACCOUNT,
+  bridgeRole,
   type BrokerDevice,
   type BrokerFleet,
   type BrokerFleetOptions,

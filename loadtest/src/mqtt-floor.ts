@@ -89,7 +89,8 @@ export async function runMqttFloor(options: MqttFloorOptions): Promise<MqttFloor
     await nextMessage(consumer, 'ready');
     consumer.send({
       type: 'start',
-      buckets: Array.from({ length: MQTT_BINDING.buckets }, (_, bucket) => ({ bucket, url: brokers.shardOfBucket(bucket).url })),
+      // Where the server would consume: the hub the shards bridge to, or the only broker.
+      buckets: Array.from({ length: MQTT_BINDING.buckets }, (_, bucket) => ({ bucket, url: brokers.serverUrl })),
       username: brokers.server.username,
       password: brokers.server.password,
       protocolVersion,

@@ -72,6 +72,31 @@ describe.skipIf(MOSQUITTO_MISSING)(`brokers of a load test's own and the raw MQT
     await device.endAsync();
     await server.endAsync();
 
+    // Through the hub the shards bridge to: the server's one URL reaches the devices of every shard, both ways.
+    expect(fleet.hub).toBeDefined();
+    expect(fleet.serverUrl).toBe(fleet.hub!.url);
+    const viaHub = await connect(fleet.serverUrl, { ...fleet.server, clientId: 'rf-floor-test-hub' });
+    await viaHub.subscribeAsync(`${MQTT_BINDING.topicRoot}/+/+/up`, { qos: 1 });
+    const e = devices.find((x) => fleet.shardOf(x.deviceId) === other)!;
+    const onOther = mqtt.connect(other.url, { protocolVersion: 5, reconnectPeriod: 0, clientId: e.deviceId, username: e.deviceId, password: e.credential });
+    const down = new Promise<string>((resolve) => onOther.on('message', (_t, p) => resolve(p.toString())));
+    await new Promise((resolve) => onOther.once('connect', resolve));
+    await onOther.subscribeAsync(mqttTopics(e.deviceId).down, { qos: 1 });
+    const upAtHub = new Promise<string>((resolve) => viaHub.on('message', (topic) => resolve(topic)));
+    // The bridge may still be subscribing at the hub right after start: publish until the uplink arrives.
+    await waitFor(async () => {
+      await onOther.publishAsync(mqttTopics(e.deviceId).up, 'hello via bridge', { qos: 1 });
+      return Promise.race([upAtHub, new Promise<undefined>((r) => setTimeout(r, 500))]);
+    }, { what: 'an uplink through the bridge at the hub' });
+    expect(await upAtHub).toBe(mqttTopics(e.deviceId).up);
+    await waitFor(async () => {
+      await viaHub.publishAsync(mqttTopics(e.deviceId).down, 'welcome via bridge', { qos: 1 });
+      return Promise.race([down, new Promise<undefined>((r) => setTimeout(r, 500))]);
+    }, { what: 'a downlink through the bridge at the device' });
+    expect(await down).toBe('welcome via bridge');
+    await onOther.endAsync();
+    await viaHub.endAsync();
+
     expect(fleet.rss()).toBeGreaterThan(1_000_000);
     expect(await fleet.heap()).toBeGreaterThan(100_000);
     const dir = fleet.dir;
@@ -109,6 +134,7 @@ describe.skipIf(MOSQUITTO_MISSING)(`brokers of a load test's own and the raw MQT
     const fleet = await startBrokerFleet({ devices, devicesPerBroker: 120 });
     fleets.push(fleet);
     expect(fleet.shards.length).toBe(2);
+    expect(fleet.hub).toBeDefined();
     const before = await Promise.all(fleet.shards.map((_, i) => clientsTotal(fleet, i)));
     const result = await runMqttFloor({ brokers: fleet, devices, processes: 2, window: 20, sourceAddresses: 2 });
     expect(result.errors).toEqual([]);
