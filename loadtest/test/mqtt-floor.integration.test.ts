@@ -86,12 +86,12 @@ describe.skipIf(MOSQUITTO_MISSING)(`brokers of a load test's own and the raw MQT
     // The bridge may still be subscribing at the hub right after start: publish until the uplink arrives.
     await waitFor(async () => {
       await onOther.publishAsync(mqttTopics(e.deviceId).up, 'hello via bridge', { qos: 1 });
-      return Promise.race([upAtHub, new Promise<undefined>((r) => setTimeout(r, 500))]);
+      return Promise.race([upAtHub, new Promise<undefined>((r) => setTimeout(() => r(undefined), 500))]);
     }, { what: 'an uplink through the bridge at the hub' });
     expect(await upAtHub).toBe(mqttTopics(e.deviceId).up);
     await waitFor(async () => {
       await viaHub.publishAsync(mqttTopics(e.deviceId).down, 'welcome via bridge', { qos: 1 });
-      return Promise.race([down, new Promise<undefined>((r) => setTimeout(r, 500))]);
+      return Promise.race([down, new Promise<undefined>((r) => setTimeout(() => r(undefined), 500))]);
     }, { what: 'a downlink through the bridge at the device' });
     expect(await down).toBe('welcome via bridge');
     await onOther.endAsync();
