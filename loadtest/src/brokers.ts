@@ -73,6 +73,11 @@ export interface BrokerFleetOptions {
    * server with one broker URL consumes every bucket. Default: only when there is more than one shard.
    */
   hub?: boolean;
+  /**
+   * A TLS listener for the devices on every shard (PEM files; the certificate must name 127.0.0.1).
+   * The plain listener stays for the server's side (consumers, bridges) on loopback.
+   */
+  tls?: { certPath: string; keyPath: string };
   /** Parent directory of the brokers' directories. Default: a new one under the system temp dir. */
   dir?: string;
   log?: (text: string) => void;
@@ -81,8 +86,10 @@ export interface BrokerFleetOptions {
 export interface BrokerShard {
   readonly index: number;
   readonly port: number;
-  /** `mqtt://127.0.0.1:PORT` */
+  /** `mqtt://127.0.0.1:PORT`: the plain listener (server side, bridges, probes). */
   readonly url: string;
+  /** What devices dial: `mqtts://127.0.0.1:TLSPORT` with TLS, else `url`. */
+  readonly deviceUrl: string;
   readonly dir: string;
   /** Buckets whose devices (and consumers) this broker serves. */
   readonly buckets: readonly number[];
@@ -343,10 +350,19 @@ export async function startBrokerFleet(options: BrokerFleetOptions): Promise<Bro
       await mkdir(dir, { recursive: true });
       await writeFile(join(dir, 'dynamic-security.json'), file, { mode: 0o600 });
       const port = await freePort();
+      const tlsPort = options.tls ? await freePort() : undefined;
       const bridgeTo = hub ? { port: hub.port, ...bridge, clientId: `rf-bridge-${i}`, buckets } : undefined;
-      await writeFile(join(dir, 'mosquitto.conf'), brokerConfig({ dir, port, maxConnections: devices.length + extra, persistence, maxQueued, ...(bridgeTo ? { bridge: bridgeTo } : {}) }));
+      await writeFile(join(dir, 'mosquitto.conf'), brokerConfig({
+        dir,
+        port,
+        maxConnections: devices.length + extra,
+        persistence,
+        maxQueued,
+        ...(bridgeTo ? { bridge: bridgeTo } : {}),
+        ...(options.tls && tlsPort ? { tls: { port: tlsPort, ...options.tls } } : {}),
+      }));
       writeMs += performance.now() - t;
-      shards.push(new ShardImpl(i, port, dir, buckets, devices.length, fileLimit));
+      shards.push(new ShardImpl(i, port, dir, buckets, devices.length, fileLimit, tlsPort));
     }
     const tStart = performance.now();
     await Promise.all(shards.map((s) => s.start()));
@@ -402,11 +418,22 @@ interface BridgeConfig {
   buckets: readonly number[];
 }
 
-function brokerConfig(o: { dir: string; port: number; maxConnections: number; persistence: boolean; maxQueued: number; bridge?: BridgeConfig }): string {
+interface BrokerConfig {
+  dir: string;
+  port: number;
+  maxConnections: number;
+  persistence: boolean;
+  maxQueued: number;
+  bridge?: BridgeConfig;
+  tls?: { port: number; certPath: string; keyPath: string };
+}
+
+function brokerConfig(o: BrokerConfig): string {
   const lines = [
     'per_listener_settings false',
     `listener ${o.port} 127.0.0.1`,
     `max_connections ${o.maxConnections}`,
+    ...(o.tls ? [`listener ${o.tls.port} 127.0.0.1`, `max_connections ${o.maxConnections}`, `certfile ${o.tls.certPath}`, `keyfile ${o.tls.keyPath}`] : []),
     // Running as root, mosquitto would switch to the `mosquitto` user, which cannot write this
     // directory (persistence, the dynamic-security file).
     ...(process.getuid?.() === 0 ? ['user root'] : []),
@@ -452,6 +479,7 @@ function brokerConfig(o: { dir: string; port: number; maxConnections: number; pe
 
 class ShardImpl implements BrokerShard {
   readonly url: string;
+  readonly deviceUrl: string;
   private child: ChildProcess | undefined;
 
   constructor(
@@ -461,8 +489,10 @@ class ShardImpl implements BrokerShard {
     readonly buckets: readonly number[],
     readonly devices: number,
     readonly fileLimit: number,
+    readonly tlsPort?: number,
   ) {
     this.url = `mqtt://127.0.0.1:${port}`;
+    this.deviceUrl = tlsPort ? `mqtts://127.0.0.1:${tlsPort}` : this.url;
   }
 
   pid(): number | undefined {
@@ -498,7 +528,7 @@ class ShardImpl implements BrokerShard {
     const deadline = Date.now() + 60_000;
     for (;;) {
       if (exited) throw new LoadtestError('LOADTEST_BROKER_FAILED', `broker ${this.index} exited at start: ${stderr}${this.log().slice(-2000)}`);
-      if (await accepts(this.port)) return;
+      if ((await accepts(this.port)) && (this.tlsPort === undefined || (await accepts(this.tlsPort)))) return;
       if (Date.now() > deadline) {
         await this.kill();
         throw new LoadtestError('LOADTEST_BROKER_FAILED', `broker ${this.index} did not listen on ${this.port} within 60 s`);

@@ -7,6 +7,7 @@
  * answers {type:'measure'} and {type:'stop'} (every client disconnects and ends its session).
  */
 import { connect as netConnect } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
 import { MqttClient } from 'mqtt';
 import { MQTT_SESSION_EXPIRY_SEC, mqttTopics } from '@router-fleet/protocol';
 import { type FloorClientsDone, type FloorClientsStart, floorHello } from './mqtt-floor-messages.js';
@@ -29,7 +30,8 @@ async function run(order: FloorClientsStart): Promise<void> {
     new Promise<void>((resolve) => {
       const d = order.devices[i]!;
       const topics = mqttTopics(d.deviceId);
-      const { hostname, port } = new URL(d.url);
+      const { hostname, port, protocol } = new URL(d.url);
+      const secure = protocol === 'mqtts:';
       const localAddress = order.sources[i % order.sources.length];
       const t0 = performance.now();
       let tHello = 0;
@@ -42,7 +44,8 @@ async function run(order: FloorClientsStart): Promise<void> {
         client.end(true);
         resolve();
       };
-      const client = new MqttClient(() => netConnect({ host: hostname, port: Number(port || 1883), ...(localAddress ? { localAddress } : {}) }), {
+      const at = { host: hostname, port: Number(port || (secure ? 8883 : 1883)), ...(localAddress ? { localAddress } : {}) };
+      const client = new MqttClient(() => (secure ? tlsConnect({ ...at, ...(order.caPem ? { ca: order.caPem } : {}) }) : netConnect(at)), {
         protocolVersion: order.protocolVersion,
         clientId: d.deviceId,
         username: d.deviceId,

@@ -4,7 +4,7 @@ import { createMessage, encode, type MqttProtocolVersion } from '@router-fleet/p
 export interface FloorDevice {
   deviceId: string;
   credential: string;
-  /** `mqtt://127.0.0.1:PORT` of the broker that holds the device's bucket. */
+  /** `mqtt://` or `mqtts://127.0.0.1:PORT` of the broker that holds the device's bucket. */
   url: string;
 }
 
@@ -18,6 +18,8 @@ export interface FloorClientsStart {
   sources: string[];
   protocolVersion: MqttProtocolVersion;
   keepaliveSec: number;
+  /** PEM CA that verifies the brokers' TLS certificate (for `mqtts://` URLs). */
+  caPem?: string;
 }
 
 /** A floor client process has opened its clients and made one round trip with each. */

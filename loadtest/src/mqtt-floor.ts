@@ -30,10 +30,13 @@ export interface MqttFloorOptions {
   protocolVersion?: MqttProtocolVersion;
   /** Keep-alive of the clients (s). Default 60. */
   keepaliveSec?: number;
+  /** PEM CA of the brokers' TLS listeners (started with `tls`): the clients dial them over TLS. */
+  caPem?: string;
 }
 
 export interface MqttFloorResult {
-  transport: 'mqtt';
+  /** `mqtts` when the clients dialled the brokers' TLS listeners. */
+  transport: 'mqtt' | 'mqtts';
   protocolVersion: MqttProtocolVersion;
   brokers: number;
   clients: number;
@@ -105,8 +108,16 @@ export async function runMqttFloor(options: MqttFloorOptions): Promise<MqttFloor
         const child = forkChild('mqtt-floor-clients', [], GC);
         children.push(child);
         await nextMessage(child, 'ready');
-        const slice = devices.slice(i * per, (i + 1) * per).map((d) => ({ ...d, url: brokers.shardOf(d.deviceId).url }));
-        const order: FloorClientsStart = { type: 'start', devices: slice, window, sources, protocolVersion, keepaliveSec: options.keepaliveSec ?? 60 };
+        const slice = devices.slice(i * per, (i + 1) * per).map((d) => ({ ...d, url: brokers.shardOf(d.deviceId).deviceUrl }));
+        const order: FloorClientsStart = {
+          type: 'start',
+          devices: slice,
+          window,
+          sources,
+          protocolVersion,
+          keepaliveSec: options.keepaliveSec ?? 60,
+          ...(options.caPem ? { caPem: options.caPem } : {}),
+        };
         child.send(order);
         return child;
       }),
@@ -127,7 +138,7 @@ export async function runMqttFloor(options: MqttFloorOptions): Promise<MqttFloor
     const total = done.reduce((n, d) => n + d.count, 0);
     const clientGrowth = clientMeasures.reduce((n, m, i) => n + (m.rss - done[i]!.rssBefore), 0);
     return {
-      transport: 'mqtt',
+      transport: brokers.shards[0]!.deviceUrl.startsWith('mqtts:') ? 'mqtts' : 'mqtt',
       protocolVersion,
       brokers: brokers.shards.length,
       clients: total,

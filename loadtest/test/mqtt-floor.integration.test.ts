@@ -1,7 +1,9 @@
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import mqtt from 'mqtt';
 import { afterAll, describe, expect, it } from 'vitest';
-import { MQTT_BINDING, mqttBucket, mqttTopics } from '@router-fleet/protocol';
+import { createCa, issueCertificate, MQTT_BINDING, mqttBucket, mqttTopics } from '@router-fleet/protocol';
 import { waitFor } from '../../protocol/test/helpers/wait-for.js';
 import { assignBuckets, type BrokerFleet, fileLimitFor, MOSQUITTO_MISSING, startBrokerFleet } from '../src/brokers.js';
 import { floorDevices, runMqttFloor } from '../src/mqtt-floor.js';
@@ -41,8 +43,10 @@ async function clientsTotal(fleet: BrokerFleet, shard: number): Promise<number> 
 
 describe.skipIf(MOSQUITTO_MISSING)(`brokers of a load test's own and the raw MQTT floor${MOSQUITTO_MISSING ? ` (skipped: ${MOSQUITTO_MISSING})` : ''}`, () => {
   const fleets: BrokerFleet[] = [];
+  const dirs: string[] = [];
   afterAll(async () => {
     for (const f of fleets) await f.close();
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
   });
 
   it('shards the devices over brokers by bucket; a device gets in only at its own broker, with its own credential and topics', async () => {
@@ -129,15 +133,25 @@ describe.skipIf(MOSQUITTO_MISSING)(`brokers of a load test's own and the raw MQT
     await again.endAsync();
   }, 60_000);
 
-  it('the floor: every client connects, makes a hello round trip through the bucket consumer, and leaves no session behind', async () => {
+  it('the floor over TLS: every client connects, makes a hello round trip through the bucket consumer at the hub, and leaves no session behind', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'rf-floor-tls-'));
+    dirs.push(dir);
+    const ca = await createCa({ commonName: 'Floor Test CA' });
+    const cert = await issueCertificate({ commonName: '127.0.0.1', issuer: ca, extKeyUsage: ['serverAuth'], subjectAltNames: { ip: ['127.0.0.1'] } });
+    writeFileSync(join(dir, 'broker.crt'), cert.certPem);
+    writeFileSync(join(dir, 'broker.key'), cert.keyPem, { mode: 0o600 });
     const devices = floorDevices(200);
-    const fleet = await startBrokerFleet({ devices, devicesPerBroker: 120 });
+    const fleet = await startBrokerFleet({ devices, devicesPerBroker: 120, tls: { certPath: join(dir, 'broker.crt'), keyPath: join(dir, 'broker.key') } });
     fleets.push(fleet);
     expect(fleet.shards.length).toBe(2);
     expect(fleet.hub).toBeDefined();
     const before = await Promise.all(fleet.shards.map((_, i) => clientsTotal(fleet, i)));
-    const result = await runMqttFloor({ brokers: fleet, devices, processes: 2, window: 20, sourceAddresses: 2 });
+    expect(fleet.shards[0]!.deviceUrl).toMatch(/^mqtts:\/\/127\.0\.0\.1:\d+$/);
+    // A client that does not trust the CA gets nowhere.
+    await expect(runMqttFloor({ brokers: fleet, devices: devices.slice(0, 1), processes: 1 })).resolves.toMatchObject({ clients: 0, failed: 1 });
+    const result = await runMqttFloor({ brokers: fleet, devices, processes: 2, window: 20, sourceAddresses: 2, caPem: ca.certPem });
     expect(result.errors).toEqual([]);
+    expect(result.transport).toBe('mqtts');
     expect(result.clients).toBe(200);
     expect(result.failed).toBe(0);
     expect(result.answered).toBe(200);
