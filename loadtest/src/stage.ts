@@ -24,8 +24,11 @@ export interface Stage {
   /** Directory of the provisioned connection profiles (for `startFleet`). */
   profilesDir: string;
   workers: number;
-  /** Restarts the server on the same port and data directory. */
-  restart(): Promise<ServerProcess>;
+  /**
+   * Restarts the server on the same port and data directory; with `extraArgs`, with these `serve`
+   * flags added from now on (e.g. the MQTT broker to consume).
+   */
+  restart(extraArgs?: string[]): Promise<ServerProcess>;
 }
 
 export interface StageOptions extends TenantOptions {
@@ -58,7 +61,8 @@ export async function stage(options: StageOptions): Promise<Stage> {
     : { ca: '', cert: '', key: '' };
   const tenant = await prepareTenant(dataDir, options);
   const workers = options.workers ?? 1;
-  const serverArgs = useTls ? ['--tls-cert', tls.cert, '--tls-key', tls.key] : [];
+  const baseArgs = useTls ? ['--tls-cert', tls.cert, '--tls-key', tls.key] : [];
+  let serverArgs = baseArgs;
   const logFile = options.serverLog ? { logFile: options.serverLog } : {};
   let server = await startServer({ dataDir, workers, args: serverArgs, ...logFile });
   const caPem = useTls ? readFileSync(tls.ca, 'utf8') : '';
@@ -86,7 +90,8 @@ export async function stage(options: StageOptions): Promise<Stage> {
     keyPath: tls.key,
     profilesDir,
     workers,
-    async restart() {
+    async restart(extraArgs) {
+      if (extraArgs) serverArgs = [...baseArgs, ...extraArgs];
       await server.stop();
       server = await startServer({ dataDir, workers, port: server.port, args: serverArgs, ...logFile });
       result.server = server;
