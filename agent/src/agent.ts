@@ -2,10 +2,10 @@ import { createMessage, type EventBody, type Message, type MessageOf } from '@ro
 import type { AgentConfig } from './config.js';
 import type { ConnectionProfile } from './connection-profile.js';
 import { loadProfile, StoredProfiles } from './connection/profile-store.js';
+import { createTransport } from './connection/create-transport.js';
 import { Session, type SessionHooks } from './connection/session.js';
 import type { Transport } from './connection/transport.js';
 import { TrustAnchorStore } from './connection/trust-anchor-store.js';
-import { createWsTransport } from './connection/ws-transport.js';
 import { AgentError } from './errors.js';
 import type { Installer } from './installers/installer.js';
 import { defaultInstallers, installerMap } from './installers/registry.js';
@@ -21,7 +21,7 @@ import { Outbox } from './reporting/outbox.js';
 import { buildHello, buildStatus, runningFirmwareVersion } from './reporting/status.js';
 
 export interface AgentOptions {
-  /** Default: WebSocket over TLS (ws). */
+  /** Default: the binding the profile's URL names (WebSocket over TLS, or MQTT through a broker). */
   transport?: Transport;
   /** Default: silent. Child loggers carry device and job context; credentials are never logged. */
   logger?: Logger;
@@ -150,7 +150,7 @@ class AgentImpl implements Agent {
         this.#options.onTransition?.('session', state);
       },
     };
-    const transport = this.#options.transport ?? createWsTransport();
+    const transport = this.#options.transport ?? createTransport();
     const session = new Session(config, platform, transport, log, hooks);
     this.#session = session;
     const installers = installerMap(this.#options.installers ?? defaultInstallers({ allowInsecure: config.allowInsecureTransport }));

@@ -12,7 +12,18 @@ export { Backoff } from './connection/backoff.js';
 export { MemoryNetwork, type MemoryServerConnection } from './connection/memory-transport.js';
 export { loadProfile, saveProfile } from './connection/profile-store.js';
 export { DEFAULT_SESSION } from './connection/session.js';
-export { type ChannelConnection, DialError, type DialOptions, type Transport } from './connection/transport.js';
+export { createTransport } from './connection/create-transport.js';
+// Types only: the MQTT module (and the `mqtt` package) loads on the first MQTT dial of createTransport.
+export type { MqttOpenLink, MqttTransportObserver, MqttTransportOptions } from './connection/mqtt-transport.js';
+export {
+  type ChannelConnection,
+  DialError,
+  type DialOptions,
+  type NetworkTransportOptions,
+  type OpenLink,
+  type Transport,
+  type TransportObserver,
+} from './connection/transport.js';
 export { createWsTransport, type WsTransportObserver, type WsTransportOptions } from './connection/ws-transport.js';
 export { AgentError, type AgentErrorCode, AgentErrorCodes, errorTableMarkdown, isAgentError } from './errors.js';
 export type { InstallContext, Installer, ProfileStore } from './installers/installer.js';

@@ -300,6 +300,56 @@ describe('keep-alive and backoff (injected clock)', () => {
     await agent.stop();
   });
 
+  it('takes only the welcome that answers this hello: a stale one (queued by a broker for an earlier link) is ignored', async () => {
+    const clock = createManualClock();
+    const network = new MemoryNetwork();
+    const hellos: Array<{ conn: MemoryServerConnection; id: string; deviceId: string }> = [];
+    network.listen('wss://memory/channel', (conn) => {
+      conn.onMessage = (text) => {
+        const m = JSON.parse(text) as { type: string; id: string; body: { deviceId?: string } };
+        if (m.type === 'hello') hellos.push({ conn, id: m.id, deviceId: m.body.deviceId! });
+      };
+    });
+    const welcome = (conn: MemoryServerConnection, deviceId: string, correlationId: string, admission: 'managed' | 'rejected') =>
+      conn.send(
+        encode(
+          createMessage(
+            'welcome',
+            {
+              admission,
+              deviceId,
+              session: { pingIntervalSec: 600, pongTimeoutSec: 60, sessionTimeoutSec: 60 },
+              analyticsConsent: false,
+              serverTime: clock.now(),
+              ...(admission === 'rejected' ? { reason: 'SERVER_NO_LICENCE', retryAfterSec: 3600 } : {}),
+            },
+            { correlationId },
+          ),
+        ),
+      );
+    const platform = await createMemoryPlatform({ clock, random: seededRandom(5) });
+    const certs = await testCerts();
+    const profile = testProfile({ serverUrl: 'wss://memory/channel', caCertPem: certs.tlsCa.certPem, trustAnchorsPem: [certs.pki.root.certPem] });
+    const states: string[] = [];
+    const agent = createAgent(resolveConfig({ ...TEST_CONFIG, dataDir: '' }), platform, {
+      transport: network.transport,
+      profile,
+      onTransition: (machine, state) => machine === 'session' && states.push(state),
+    });
+    await agent.start();
+    for (let i = 0; i < 20 && hellos.length < 1; i++) await clock.advance(1);
+    const hello = hellos[0]!;
+    // A rejection that answered an earlier hello, then the answer to this one.
+    welcome(hello.conn, hello.deviceId, 'an-earlier-hello', 'rejected');
+    await clock.advance(1);
+    expect(states).toEqual(['connecting', 'hello-sent']);
+    welcome(hello.conn, hello.deviceId, hello.id, 'managed');
+    for (let i = 0; i < 20 && agent.sessionState() !== 'managed'; i++) await clock.advance(1);
+    expect(agent.sessionState()).toBe('managed');
+    expect(states).toEqual(['connecting', 'hello-sent', 'managed']);
+    await agent.stop();
+  });
+
   it('keep-alive: any frame counts as life; silence triggers one ping, then death', async () => {
     const clock = createManualClock();
     let pings = 0;

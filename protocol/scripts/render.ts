@@ -17,6 +17,9 @@ import {
   MESSAGE_TYPES,
   type MessageType,
   MQTT_BINDING,
+  MQTT_MAX_PACKET_BYTES,
+  MQTT_MESSAGE_EXPIRY_SEC,
+  MQTT_SESSION_EXPIRY_SEC,
   messageSchema,
   PROTOCOL_VERSION,
   ProtocolErrorCodes,
@@ -176,13 +179,58 @@ ${Object.entries(CloseCodes)
   .join('\n')}
 
 ### MQTT binding
-The same JSON messages, one per PUBLISH (QoS ${MQTT_BINDING.qos}), on per-device topics:
+The same JSON messages travel through an MQTT broker: one message per PUBLISH, QoS ${MQTT_BINDING.qos}
+everywhere, the same envelope, message types, error codes and close codes. The connection profile
+names the transport by its URL: \`mqtts://host:port\` (\`mqtt://\` only where insecure transport is
+allowed), and says which MQTT version the broker speaks (\`mqttVersion\`: 5, or 4 for MQTT 3.1.1).
+
+**Versions.** MQTT 5 with brokers that speak it (Mosquitto 2); MQTT 3.1.1 with the server's embedded
+broker, which speaks only 3.1.1. Everything below works on 3.1.1; what MQTT 5 adds is marked (5).
+
+**Topics.** \`{bucket}\` is the FNV-1a hash of the device id modulo ${MQTT_BINDING.buckets} (\`mqttBucket()\`);
+a server process consumes whole buckets, so every uplink of one device reaches one process, in order.
 
 | Topic | Direction | Notes |
 | --- | --- | --- |
-| \`${MQTT_BINDING.topicRoot}/{bucket}/{deviceId}/up\` | device → server | a server process subscribes to the buckets it consumes |
-| \`${MQTT_BINDING.topicRoot}/{bucket}/{deviceId}/down\` | server → device | device subscribes; persistent session (clean start false) |
-| \`${MQTT_BINDING.topicRoot}/{bucket}/{deviceId}/presence\` | device | retained \`online\` after connect; last will (retained) \`offline\` |
+| \`${MQTT_BINDING.topicRoot}/{bucket}/{deviceId}/up\` | device → server | every protocol message of the device, \`hello\` first on each link |
+| \`${MQTT_BINDING.topicRoot}/{bucket}/{deviceId}/down\` | server → device | protocol messages and close frames; the device subscribes |
+| \`${MQTT_BINDING.topicRoot}/{bucket}/{deviceId}/presence\` | device (broker) | retained \`{"presence":"online","link":L}\`; last will \`{"presence":"offline","link":L}\` |
+
+**Connecting.** Client id = user name = the device id; password = the device credential (the broker
+refuses anything else: a refused credential is backed off like close ${CloseCodes.AUTH_FAILED}). Clean start
+false, so QoS 1 downlinks (job offers) wait in the broker while the device is away; (5) session
+expiry ${MQTT_SESSION_EXPIRY_SEC} s and maximum packet size ${MQTT_MAX_PACKET_BYTES} bytes in CONNECT. A device may
+publish only on its own \`up\` and \`presence\` topics and subscribe only to its own \`down\` topic.
+
+**A link** is one MQTT connection. After CONNACK the device subscribes to \`down\`, publishes its
+\`online\` presence (retained) with a fresh link id \`L\` and waits for the PUBACK, then publishes
+\`hello\` on \`up\`; its will is the \`offline\` presence with the same \`L\`. On the server a
+\`hello\` always starts a new session of that device (the previous one ends, as a replaced
+WebSocket does); anything else from a device without a session is answered like a first message
+that is not \`hello\` (error, then close ${CloseCodes.HELLO_REQUIRED}), so a device whose server restarted behind a
+live broker says \`hello\` again.
+
+**Closing.** The server closes a link with a close frame on \`down\`:
+\`{"close":<code>,"reason":"<text>"}\` (no protocol message has a \`close\` member). The device ends its
+MQTT connection and treats the code exactly as the WebSocket close code of the same number (table
+above). Close frames queued for an earlier link (they arrive right after CONNACK, before the new
+\`hello\`) are ignored.
+
+**Liveness.** MQTT keep-alive guards each client's connection to the broker. When a device's
+keep-alive lapses or its connection drops without DISCONNECT, the broker publishes its will; the
+server ends that session on the \`offline\` presence whose link id is the session's (a stale will
+of an older link is ignored), and the licence lease's grace period starts then, as when a WebSocket
+closes. Application \`ping\`/\`pong\` still runs end to end with the session parameters: it is what
+tells a device that the server behind a live broker has gone, and the server that a device behind a
+live broker stopped answering.
+
+**Expiry (5).** Downlinks that are worthless later expire in the broker: ${Object.entries(MQTT_MESSAGE_EXPIRY_SEC).map(([t, s]) => `\`${t}\` ${s} s`).join(', ')}. Job offers and
+cancels do not expire: the device must see them when it comes back (offers are idempotent by
+execution id).
+
+**Ordering.** Per device and direction, messages arrive in the order sent: one topic per direction,
+QoS 1, one consuming server process per bucket. Delivery is at least once; the protocol's own
+acknowledgements (event sequence numbers, offers by execution id) make repeats harmless.
 
 ## Envelope
 Every message is one JSON object:

@@ -3,6 +3,7 @@ import { createHash, X509Certificate } from 'node:crypto';
 import forge from 'node-forge';
 import { isIdentifier, isSerialNumber } from './identifiers.js';
 import { MAX_TRUST_ANCHORS, TRUST_ANCHOR_SCOPES, type TrustAnchor } from './messages/trust-anchors.js';
+import type { MqttProtocolVersion } from './mqtt.js';
 
 /** The `format` value of connection profiles this agent understands. */
 export const CONNECTION_PROFILE_FORMAT = 'router-fleet.connection-profile/1';
@@ -18,8 +19,14 @@ export const CONNECTION_PROFILE_FILENAME = 'connection-profile.json';
 export interface ConnectionProfile {
   /** Always {@link CONNECTION_PROFILE_FORMAT}. */
   format: typeof CONNECTION_PROFILE_FORMAT;
-  /** Control-channel URL, `wss://host[:port]/path` (`ws://` only when the agent allows insecure transport). */
+  /**
+   * Control-channel URL; its scheme picks the binding: `wss://host[:port]/path` (WebSocket) or
+   * `mqtts://host[:port]` (MQTT through a broker). `ws://` and `mqtt://` only when the agent allows
+   * insecure transport.
+   */
   serverUrl: string;
+  /** MQTT protocol level for an `mqtt(s)://` URL: 5 (MQTT 5.0, the default) or 4 (MQTT 3.1.1, for brokers without 5). */
+  mqttVersion?: MqttProtocolVersion;
   /** PEM of the CA certificate(s) that verify the server's TLS certificate (channel and downloads). */
   caCertPem: string;
   /** PEM certificates the device trusts to sign update packets (at least one; several allow rotation). */
@@ -53,7 +60,7 @@ function pemCertificates(pem: string): forge.pki.Certificate[] | undefined {
 }
 
 /**
- * Checks a parsed profile. Never throws. `allowInsecure` admits `ws://` URLs (tests, development).
+ * Checks a parsed profile. Never throws. `allowInsecure` admits `ws://` and `mqtt://` URLs (tests, development).
  * Unknown fields are ignored (forward compatibility) and dropped from the result.
  */
 export function validateConnectionProfile(value: unknown, options: { allowInsecure?: boolean } = {}): ProfileValidation {
@@ -64,8 +71,9 @@ export function validateConnectionProfile(value: unknown, options: { allowInsecu
   const url = typeof v.serverUrl === 'string' ? v.serverUrl : '';
   try {
     const parsed = new URL(url);
-    const ok = parsed.protocol === 'wss:' || (options.allowInsecure === true && parsed.protocol === 'ws:');
-    if (!ok) errors.push('serverUrl must be a wss:// URL');
+    const ok = parsed.protocol === 'wss:' || parsed.protocol === 'mqtts:'
+      || (options.allowInsecure === true && (parsed.protocol === 'ws:' || parsed.protocol === 'mqtt:'));
+    if (!ok) errors.push('serverUrl must be a wss:// or mqtts:// URL');
   } catch {
     errors.push('serverUrl must be a URL');
   }
@@ -116,12 +124,14 @@ export function validateConnectionProfile(value: unknown, options: { allowInsecu
       };
     }
   }
+  if (v.mqttVersion !== undefined && v.mqttVersion !== 4 && v.mqttVersion !== 5) errors.push('mqttVersion must be 4 (MQTT 3.1.1) or 5');
   if (errors.length > 0) return { ok: false, errors };
   return {
     ok: true,
     profile: {
       format: CONNECTION_PROFILE_FORMAT,
       serverUrl: url,
+      ...(v.mqttVersion !== undefined ? { mqttVersion: v.mqttVersion as MqttProtocolVersion } : {}),
       caCertPem: v.caCertPem as string,
       trustAnchorsPem: [...(v.trustAnchorsPem as string[])],
       ...(scoped ? { trustAnchors: scoped } : {}),

@@ -31,7 +31,11 @@ describe('connection profile', () => {
   });
 
   it.each([
-    ['plain ws:// without allowInsecure', { serverUrl: 'ws://fleet.example.net/api/channel' }, 'serverUrl must be a wss:// URL'],
+    ['plain ws:// without allowInsecure', { serverUrl: 'ws://fleet.example.net/api/channel' }, 'serverUrl must be a wss:// or mqtts:// URL'],
+    ['plain mqtt:// without allowInsecure', { serverUrl: 'mqtt://broker.example.net:1883' }, 'serverUrl must be a wss:// or mqtts:// URL'],
+    ['another scheme', { serverUrl: 'https://fleet.example.net/api/channel' }, 'serverUrl must be a wss:// or mqtts:// URL'],
+    ['an MQTT version other than 4 or 5', { serverUrl: 'mqtts://broker.example.net:8883', mqttVersion: 3 }, 'mqttVersion must be 4 (MQTT 3.1.1) or 5'],
+    ['an MQTT version as a string', { serverUrl: 'mqtts://broker.example.net:8883', mqttVersion: '5' }, 'mqttVersion must be 4 (MQTT 3.1.1) or 5'],
     ['no trust anchor', { trustAnchorsPem: [] }, 'trustAnchorsPem must be 1–16 PEM certificates'],
     ['garbage CA', { caCertPem: 'not a certificate' }, 'caCertPem must hold PEM certificates'],
     ['short credential', { credential: 'short' }, 'credential must be 16–256 characters'],
@@ -60,6 +64,21 @@ describe('connection profile', () => {
     expect(trustAnchorsDigest([a.replace(/\n/g, '\r\n')])).toBe(trustAnchorsDigest([a]));
     expect(trustAnchorsDigest([a])).not.toBe(digest);
     expect(trustAnchorsDigest([`${a}${b}`])).toBe(digest);
+  });
+
+  it('accepts an mqtts:// URL with or without an MQTT version, and keeps the version', () => {
+    const plain = validateConnectionProfile({ ...good, serverUrl: 'mqtts://broker.example.net:8883' });
+    expect(plain.ok && plain.profile).toMatchObject({ serverUrl: 'mqtts://broker.example.net:8883' });
+    expect(plain.ok && plain.profile).not.toHaveProperty('mqttVersion');
+    for (const mqttVersion of [4, 5]) {
+      const result = validateConnectionProfile({ ...good, serverUrl: 'mqtts://broker.example.net:8883', mqttVersion });
+      expect(result.ok && result.profile.mqttVersion).toBe(mqttVersion);
+    }
+  });
+
+  it('admits mqtt:// only when asked', () => {
+    expect(validateConnectionProfile({ ...good, serverUrl: 'mqtt://127.0.0.1:1883' }).ok).toBe(false);
+    expect(validateConnectionProfile({ ...good, serverUrl: 'mqtt://127.0.0.1:1883', mqttVersion: 4 }, { allowInsecure: true }).ok).toBe(true);
   });
 
   it('admits ws:// only when asked, and never throws on bad bytes', () => {

@@ -158,8 +158,15 @@ export async function buildApp(config: ServerConfig, deps: BuildAppDeps = {}): P
     registerRoute(app, services, spec);
   }
 
-  app.addHook('onResponse', async () => {
+  app.addHook('onResponse', async (request, reply) => {
     services.metrics.inc('fleet_http_requests_total');
+    // The route pattern, not the path: one series per route, whatever the ids in the URL. Requests
+    // no route matched share one series (any path a client makes up would be a new one).
+    services.metrics.observe(
+      'fleet_http_request_duration_seconds',
+      { method: request.method, route: request.routeOptions.url ?? 'unmatched', status_class: `${Math.floor(reply.statusCode / 100)}xx` },
+      reply.elapsedTime / 1000,
+    );
   });
   // One audit record per mutating call, written before the answer leaves (audit/hooks.ts).
   installAudit(app, services, allRoutes);

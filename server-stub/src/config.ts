@@ -56,6 +56,16 @@ export interface ServerConfig {
   readonly storageReserveBytes: number;
   readonly storageLowBytes: number;
   readonly loginAuditSummarySec: number;
+  readonly mqtt: 'off' | 'embedded';
+  readonly mqttUrl: string | null;
+  readonly mqttUsername: string;
+  readonly mqttPassword: string | null;
+  readonly mqttAdminUsername: string | null;
+  readonly mqttAdminPassword: string | null;
+  readonly mqttCa: string | null;
+  readonly mqttPort: number;
+  readonly mqttPublicUrl: string | null;
+  readonly deviceTransport: 'ws' | 'mqtt';
 }
 
 /** One row of the server's configuration table (the shared loader's row, named by this config's keys). */
@@ -104,6 +114,16 @@ export const configTable: readonly OptionSpec[] = [
   { name: 'storageReserveBytes', type: 'integer', default: 1_048_576, unit: 'bytes', min: 0, description: 'Size of the reserve file kept in the data directory and released when the disk is full, so that deletes (which free space) can still commit. 0 = none.' },
   { name: 'storageLowBytes', type: 'integer', default: 16_777_216, unit: 'bytes', min: 0, description: 'Free space in the data directory below which /healthz reports degraded.' },
   { name: 'metricsTimeoutMs', type: 'integer', default: 2_000, unit: 'ms', min: 10, description: 'How long /metrics waits for the other workers\' figures in cluster mode.' },
+  { name: 'mqtt', type: 'string', default: 'off', unit: 'mode', choices: ['off', 'embedded'], description: 'The MQTT control channel: `embedded` runs a broker in the server process (MQTT 3.1.1 on mqttPort, devices authenticated against the store); `off` = none unless mqttUrl names an external broker.' },
+  { name: 'mqttUrl', type: 'string', default: null, unit: 'URL', description: 'External broker the server consumes device uplinks from (`mqtts://host:port`, MQTT 5; `mqtt://` only on loopback or with allowPlainHttp). Turns MQTT on; not together with `mqtt: embedded`.' },
+  { name: 'mqttUsername', type: 'string', default: 'rf-server', unit: 'name', description: 'The server\'s account at the external broker (its bucket clients are `rf-server-b{bucket}`).' },
+  { name: 'mqttPassword', type: 'string', default: null, unit: 'secret', description: 'Password of mqttUsername at the external broker (the embedded broker makes a random one at start).' },
+  { name: 'mqttAdminUsername', type: 'string', default: null, unit: 'name', description: 'Dynamic-security admin at the external Mosquitto: with mqttAdminPassword the server provisions device accounts there.' },
+  { name: 'mqttAdminPassword', type: 'string', default: null, unit: 'secret', description: 'Password of mqttAdminUsername.' },
+  { name: 'mqttCa', type: 'string', default: null, unit: 'path', description: 'PEM of the CA that verifies the external broker\'s TLS certificate (added to the system CAs); default the system CAs.' },
+  { name: 'mqttPort', type: 'integer', default: 8883, unit: 'port', min: 0, max: 65535, description: 'TCP port of the embedded broker on `host` (0 = any free port): TLS with tlsCert/tlsKey, plain MQTT only where plain HTTP is allowed.' },
+  { name: 'mqttPublicUrl', type: 'string', default: null, unit: 'URL', description: 'Broker URL devices dial (`mqtts://host:port`), written into connection profiles; default mqttUrl, or the embedded broker\'s address as for the HTTP side.' },
+  { name: 'deviceTransport', type: 'string', default: 'ws', unit: 'transport', choices: ['ws', 'mqtt'], description: 'Control-channel transport named in new connection profiles: `ws` (WebSocket on the HTTP port) or `mqtt` (the broker; needs mqtt or mqttUrl).' },
 ];
 
 export type ConfigInput = SharedConfigInput<keyof ServerConfig>;
@@ -156,6 +176,33 @@ function crossCheck(config: ServerConfig): string | undefined {
   }
   if (config.httpHeadersTimeoutMs > config.httpRequestTimeoutMs) return 'httpHeadersTimeoutMs must not exceed httpRequestTimeoutMs';
   if ((config.scryptCost & (config.scryptCost - 1)) !== 0) return 'scryptCost must be a power of two';
+  return mqttCheck(config);
+}
+
+function mqttUrlOf(url: string): URL | undefined {
+  try {
+    const u = new URL(url);
+    return u.protocol === 'mqtt:' || u.protocol === 'mqtts:' ? u : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function mqttCheck(config: ServerConfig): string | undefined {
+  if (config.mqtt === 'embedded' && config.mqttUrl !== null) return 'mqtt embedded and mqttUrl exclude each other: one broker serves the devices';
+  if (config.mqttUrl !== null) {
+    const u = mqttUrlOf(config.mqttUrl);
+    if (!u) return 'mqttUrl must be an mqtt:// or mqtts:// URL';
+    if (u.protocol === 'mqtt:' && !config.allowPlainHttp && !isLoopbackHost(u.hostname)) {
+      return `refusing plain MQTT to ${u.hostname}, which is not a loopback address: use mqtts://, or accept clear text with --allow-plain-http`;
+    }
+  }
+  if (config.mqttPublicUrl !== null && !mqttUrlOf(config.mqttPublicUrl)) return 'mqttPublicUrl must be an mqtt:// or mqtts:// URL';
+  if ((config.mqttAdminUsername === null) !== (config.mqttAdminPassword === null)) return 'mqttAdminUsername and mqttAdminPassword must be given together';
+  if (config.mqttAdminUsername !== null && config.mqttUrl === null) return 'mqttAdminUsername needs mqttUrl (device accounts are kept at an external broker)';
+  if (config.deviceTransport === 'mqtt' && config.mqtt === 'off' && config.mqttUrl === null) {
+    return 'deviceTransport mqtt needs a broker: --mqtt embedded or --mqtt-url';
+  }
   return undefined;
 }
 

@@ -138,7 +138,7 @@ export function createServices(config: ServerConfig, deps: AppDeps = {}): Servic
     storage,
     trust,
     health: { ping: () => store.ping() },
-    renderMetrics: () => (deps.renderMetrics ? deps.renderMetrics(metrics) : Promise.resolve(metrics.render())),
+    renderMetrics: () => (deps.renderMetrics ? deps.renderMetrics(metrics) : metrics.render()),
     close() {
       if (!deps.store) store.close();
     },

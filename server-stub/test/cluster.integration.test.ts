@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { seedSigningPki } from './helpers/channel-world.js';
 import { waitFor } from '../../protocol/test/helpers/wait-for.js';
 import { FakeDevice } from './helpers/fake-device.js';
+import { parsePrometheusText, sampleValue } from './helpers/prometheus-text.js';
 import { ensureServerBuilt, SERVER_CLI_DIST } from './helpers/built.js';
 import { removeTempDirs, tempDir, world } from './helpers/setup.js';
 
@@ -106,6 +107,18 @@ describe('serve --workers 2 (real CLI, node:cluster)', () => {
     };
     await expect.poll(() => metric('fleet_devices_connected'), { timeout: 30_000 }).toBe(6);
     expect(await metric('fleet_workers')).toBe(2);
+    // One view of all processes: the admission histogram holds the hellos of both workers, and the
+    // merged text is valid Prometheus text (parsePrometheusText throws otherwise).
+    const merged = async () =>
+      parsePrometheusText(await (await request(`${url}/metrics`, { signal: AbortSignal.timeout(3000) })).body.text());
+    await expect
+      .poll(async () => sampleValue(await merged(), 'fleet_admission_duration_seconds_count', { outcome: 'managed' }), { timeout: 30_000 })
+      .toBe(6);
+    const families = await merged();
+    expect(sampleValue(families, 'fleet_admission_duration_seconds_count', { outcome: 'rejected' })).toBe(4);
+    expect(sampleValue(families, 'process_resident_memory_bytes')).toBeGreaterThan(10 * 1024 * 1024);
+    // Several processes have no one start time: prom-client's aggregation leaves it out.
+    expect(families.has('process_start_time_seconds')).toBe(false);
 
     // Presence is written in batches (--presenceFlushMs): wait until the store shows all six online.
     await expect

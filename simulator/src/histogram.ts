@@ -57,6 +57,23 @@ export class Histogram {
     this.max = Math.max(this.max, other.max);
   }
 
+  /**
+   * For each bound (ascending, ms), how many samples are at most that bound: a Prometheus
+   * histogram's cumulative buckets. A sample counts under a bound when its whole log-linear bucket
+   * lies below it, so a count may leave out samples up to 3 % under the bound (the resolution).
+   */
+  cumulative(bounds: readonly number[]): number[] {
+    const sorted = [...this.counts].sort((a, b) => a[0] - b[0]);
+    const out: number[] = [];
+    let i = 0;
+    let seen = 0;
+    for (const bound of bounds) {
+      while (i < sorted.length && Histogram.bucketValue(sorted[i]![0]) <= bound) seen += sorted[i++]![1];
+      out.push(seen);
+    }
+    return out;
+  }
+
   summary(): HistogramSummary {
     const r = (x: number) => Math.round(x * 10) / 10;
     return {

@@ -1,5 +1,6 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { AggregatorRegistry, Counter, Gauge, Registry } from 'prom-client';
 import type { HistogramSummary } from './histogram.js';
 import { type FleetStats, HISTOGRAMS } from './stats.js';
 
@@ -66,19 +67,29 @@ export class LivePrinter {
   }
 }
 
-/** The figures in the Prometheus text format. */
-export function prometheusText(s: FleetStats): string {
-  const lines: string[] = [];
-  const gauge = (name: string, help: string, value: number, labels = '') => {
-    lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} gauge`, `${name}${labels} ${value}`);
-  };
-  const counter = (name: string, help: string, value: number) => {
-    lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} counter`, `${name} ${value}`);
-  };
+/**
+ * Histogram bounds (ms) for the Prometheus export: connects and admissions take milliseconds to
+ * seconds; offers, completions and reconnects of a large fleet take seconds to an hour.
+ */
+const PROMETHEUS_BOUNDS_MS = [
+  1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 30_000, 60_000, 120_000, 300_000, 600_000, 1_800_000, 3_600_000,
+];
+
+/**
+ * The figures in the Prometheus text format, made by prom-client. Gauges and counters are
+ * prom-client metrics set from the merged figures of all processes; the histograms are the
+ * log-linear ones the processes merge, handed to prom-client as bucket counts (prom-client's JSON
+ * form, which it renders as it renders other processes' figures).
+ */
+export async function prometheusText(s: FleetStats): Promise<string> {
+  const registry = new Registry();
+  const registers = [registry];
+  const gauge = (name: string, help: string, value: number) => new Gauge({ name, help, registers }).set(value);
+  const counter = (name: string, help: string, value: number) => new Counter({ name, help, registers }).inc(value);
   gauge('fleetsim_routers', 'Virtual routers of the run.', s.devices);
   gauge('fleetsim_routers_started', 'Virtual routers started so far.', s.started);
-  lines.push('# HELP fleetsim_routers_by_state Virtual routers by session state.', '# TYPE fleetsim_routers_by_state gauge');
-  for (const [state, n] of Object.entries(s.states)) lines.push(`fleetsim_routers_by_state{state="${state}"} ${n}`);
+  const byState = new Gauge({ name: 'fleetsim_routers_by_state', help: 'Virtual routers by session state.', labelNames: ['state'], registers });
+  for (const [state, n] of Object.entries(s.states)) byState.set({ state }, n);
   gauge('fleetsim_open_sockets', 'Open control-channel sockets.', s.openSockets);
   counter('fleetsim_connects_total', 'Channels opened (hello sent).', s.counters.connects);
   counter('fleetsim_disconnects_total', 'Admitted channels lost.', s.counters.disconnects);
@@ -88,18 +99,28 @@ export function prometheusText(s: FleetStats): string {
   counter('fleetsim_router_restarts_total', 'Router reboots and power cycles.', s.counters.restarts);
   gauge('fleetsim_jobs_in_progress', 'Routers working on a job.', s.counters.jobsActive);
   counter('fleetsim_jobs_done_total', 'Job executions finished on the routers.', s.counters.jobsDone);
-  lines.push('# HELP fleetsim_errors_total Errors and close codes.', '# TYPE fleetsim_errors_total counter');
-  for (const [code, n] of Object.entries(s.errors)) lines.push(`fleetsim_errors_total{code="${code}"} ${n}`);
-  for (const h of HISTOGRAMS) {
-    const sum = s.histograms[h].summary();
-    const name = `fleetsim_${h.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`)}_ms`;
-    lines.push(`# HELP ${name} ${h} time (ms).`, `# TYPE ${name} summary`);
-    for (const q of ['p50', 'p90', 'p99'] as const) lines.push(`${name}{quantile="0.${q.slice(1)}"} ${sum[q]}`);
-    lines.push(`${name}_sum ${s.histograms[h].sum}`, `${name}_count ${sum.count}`);
-  }
+  const errors = new Counter({ name: 'fleetsim_errors_total', help: 'Errors and close codes.', labelNames: ['code'], registers });
+  for (const [code, n] of Object.entries(s.errors)) errors.inc({ code }, n);
   gauge('fleetsim_process_resident_memory_bytes', 'RSS of all simulator processes.', s.memory.rss);
   counter('fleetsim_process_cpu_seconds_total', 'CPU time of all simulator processes.', (s.cpu.userMs + s.cpu.systemMs) / 1000);
-  return `${lines.join('\n')}\n`;
+  const histograms = HISTOGRAMS.map((h) => {
+    const name = `fleetsim_${h.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`)}_ms`;
+    const hist = s.histograms[h];
+    const cumulative = hist.cumulative(PROMETHEUS_BOUNDS_MS);
+    return {
+      name,
+      help: `${h} time (ms; bucket counts to the simulator histogram's 3 % resolution).`,
+      type: 'histogram',
+      aggregator: 'sum',
+      values: [
+        ...PROMETHEUS_BOUNDS_MS.map((le, i) => ({ metricName: `${name}_bucket`, labels: { le }, value: cumulative[i]! })),
+        { metricName: `${name}_bucket`, labels: { le: '+Inf' }, value: hist.count },
+        { metricName: `${name}_sum`, labels: {}, value: hist.sum },
+        { metricName: `${name}_count`, labels: {}, value: hist.count },
+      ],
+    };
+  });
+  return AggregatorRegistry.aggregate([[...(await registry.getMetricsAsJSON()), ...histograms]]).metrics();
 }
 
 /** Serves `/metrics` on 127.0.0.1:port. */
@@ -109,7 +130,10 @@ export async function servePrometheus(port: number, stats: () => FleetStats): Pr
       res.writeHead(404).end();
       return;
     }
-    res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(prometheusText(stats()));
+    prometheusText(stats()).then(
+      (text) => res.writeHead(200, { 'content-type': Registry.PROMETHEUS_CONTENT_TYPE }).end(text),
+      (err: unknown) => res.writeHead(500, { 'content-type': 'text/plain' }).end(`${String(err)}\n`),
+    );
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

@@ -7,6 +7,7 @@ import { Gate } from '../src/gate.js';
 import { Histogram } from '../src/histogram.js';
 import { firmwareImage } from '../src/jobs.js';
 import { prometheusText, statusLine } from '../src/metrics.js';
+import { parsePrometheusText, sampleValue } from '../../server-stub/test/helpers/prometheus-text.js';
 import { failedJobs, validateScenario } from '../src/scenario.js';
 import { serverUrls } from '../src/server-url.js';
 import { mergeStats, type WorkerStats } from '../src/stats.js';
@@ -50,7 +51,7 @@ describe('simulator units', () => {
     expect(() => csvObjects('a,"b\n1,2\n')).toThrow(/cannot read the fleet CSV: Line 1: unterminated quoted field/);
   });
 
-  it('merges the stats of several processes, histograms included', () => {
+  it('merges the stats of several processes, histograms included, and exports them as Prometheus text', async () => {
     const s = mergeStats([part(0, 10, [5, 10]), part(1, 20, [20, 40])]);
     expect(s.managed).toBe(30);
     expect(s.managedSinceMark).toBe(28);
@@ -63,10 +64,19 @@ describe('simulator units', () => {
     expect(s.histograms.connect.max).toBe(40);
     expect(s.memory.processes).toHaveLength(2);
     expect(statusLine(s)).toContain('managed 30');
-    const text = prometheusText(s);
+    const text = await prometheusText(s);
     expect(text).toContain('fleetsim_routers_by_state{state="managed"} 30');
     expect(text).toContain('fleetsim_connect_ms_count 4');
     expect(text).toContain('fleetsim_errors_total{code="dial:ECONNREFUSED"} 4');
+    // Valid exposition (the strict reader throws otherwise); the connect times 5, 10, 20 and 40 ms
+    // as cumulative buckets, each sample under the first bound above its 3 %-wide bucket.
+    const families = parsePrometheusText(text);
+    expect(families.get('fleetsim_connect_ms')?.type).toBe('histogram');
+    const bucket = (le: string) => sampleValue(families, 'fleetsim_connect_ms_bucket', { le });
+    expect([bucket('5'), bucket('10'), bucket('25'), bucket('50'), bucket('+Inf')]).toEqual([0, 1, 3, 4, 4]);
+    expect(sampleValue(families, 'fleetsim_connect_ms_sum')).toBe(75);
+    expect(sampleValue(families, 'fleetsim_admission_ms_count')).toBe(0);
+    expect(sampleValue(families, 'fleetsim_process_cpu_seconds_total')).toBeCloseTo(0.3, 6);
   });
 
   it('validates scenarios and durations', () => {

@@ -75,6 +75,8 @@ export class Session {
   #connectedAt = 0;
   #retryAfterMs: number | undefined;
   #lastWasAuth = false;
+  /** Id of the hello sent on the current connection: only the welcome that answers it counts. */
+  #helloId: string | undefined;
   #pongWaiters: Map<string, () => void> | undefined;
   #stateWaiters: Set<() => void> | undefined;
   #unsubscribeNetwork: (() => void) | undefined;
@@ -290,6 +292,11 @@ export class Session {
               timeoutMs: this.#config.connectTimeoutSec * 1000,
               allowInsecure: this.#config.allowInsecureTransport,
               signal,
+              deviceId: profile.deviceId,
+              credential: profile.credential,
+              ...(profile.mqttVersion ? { mqttVersion: profile.mqttVersion } : {}),
+              // The broker's keep-alive paces like the application ping: the latest the server set.
+              keepAliveSec: (this.welcome?.session ?? profile.keepAlive ?? DEFAULT_SESSION).pingIntervalSec,
             });
           } catch (error) {
             if (signal.aborted) throw new AbortError('stopping');
@@ -381,6 +388,7 @@ export class Session {
       id: this.#platform.random.uuid(),
       sentAt: this.#platform.clock.now(),
     });
+    this.#helloId = hello.id;
     connection.send(encode(hello));
     const timer = this.#platform.clock.setTimer(this.#config.helloTimeoutSec * 1000, () => {
       this.#log.warn('no welcome in time');
@@ -441,6 +449,12 @@ export class Session {
 
   #onWelcome(message: MessageOf<'welcome'>): void {
     if (this.state !== 'hello-sent') return;
+    if (message.correlationId !== this.#helloId) {
+      // A broker delivers what it queued for an earlier link right after it connects: a welcome
+      // that answered an earlier hello says nothing about this one (its admission may be stale).
+      this.#log.debug({ correlationId: message.correlationId }, 'welcome for an earlier hello ignored');
+      return;
+    }
     const body = message.body;
     this.welcome = body;
     this.#applySession(body.session);

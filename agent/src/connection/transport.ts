@@ -1,9 +1,10 @@
+import type { MqttProtocolVersion } from '@router-fleet/protocol';
 import type { Dispatcher } from 'undici';
 
 /**
- * The control-channel transport, behind an interface so that an MQTT binding can come later and
- * tests and the simulator can use an in-memory transport. A connection carries text frames, one
- * protocol message each.
+ * The control-channel transport, behind an interface so that the WebSocket and MQTT bindings, and
+ * the in-memory transport of tests and the simulator, are interchangeable. A connection carries text
+ * frames, one protocol message each.
  */
 export interface ChannelConnection {
   /** Sends one text frame. Returns false when the connection is no longer open. */
@@ -22,9 +23,17 @@ export interface DialOptions {
   caPem: string;
   /** Longest handshake (TCP + TLS + upgrade). */
   timeoutMs: number;
-  /** Allow `ws://` (development and tests only). */
+  /** Allow `ws://` and `mqtt://` (development and tests only). */
   allowInsecure?: boolean;
   signal?: AbortSignal;
+  /** The device id: MQTT client id and user name (the WebSocket binding sends it in `hello` only). */
+  deviceId?: string;
+  /** The device credential: MQTT password. Never logged. */
+  credential?: string;
+  /** MQTT protocol level from the connection profile: 5 (default) or 4 (MQTT 3.1.1). */
+  mqttVersion?: MqttProtocolVersion;
+  /** MQTT keep-alive (seconds): how long the broker waits for a packet before it ends the link. */
+  keepAliveSec?: number;
 }
 
 export interface Transport {
@@ -35,6 +44,32 @@ export interface Transport {
    * addresses as the channel). Optional: without it the agent uses a process-wide pool per CA.
    */
   downloadDispatcher?(caPem: string): Dispatcher;
+}
+
+/** An open channel as a transport observer sees it: enough to cut it abruptly (no goodbye). */
+export interface OpenLink {
+  /** Drops the connection at once, as a power cut or a NAT timeout would (no close handshake). */
+  terminate(): void;
+}
+
+/**
+ * Told of what a transport does (one observer per transport, not per connection): the simulator
+ * counts dials and closes with it and keeps the open links to cut them.
+ */
+export interface TransportObserver<L extends OpenLink = OpenLink> {
+  /** A dial failed, with a short code (the socket's error code, `HTTP_<status>`, `CONNACK_<code>`, `ABORTED`, …). */
+  dialFailed?(code: string): void;
+  /** A channel opened (its handshake completed). */
+  opened?(link: L): void;
+  /** An open channel closed, with its close code (WebSocket close codes; 1006 when the link was lost). */
+  closed?(link: L, code: number): void;
+}
+
+/** Options every network transport takes. */
+export interface NetworkTransportOptions<L extends OpenLink = OpenLink> {
+  /** Source addresses dialled from, round robin (e.g. 127.0.0.1–127.0.0.4 in the simulator, so ephemeral ports last). */
+  localAddresses?: readonly string[];
+  observer?: TransportObserver<L>;
 }
 
 /** Why a dial failed: `auth` (the server refused the device in the handshake) or `network`. */

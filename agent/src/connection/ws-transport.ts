@@ -2,23 +2,22 @@ import { CloseCodes, MAX_FRAME_BYTES, WS_SUBPROTOCOL } from '@router-fleet/proto
 import WebSocket from 'ws';
 import { downloadDispatcher } from '../jobs/download.js';
 import { clientContext } from './tls-context.js';
-import { type ChannelConnection, DialError, type DialOptions, type Transport } from './transport.js';
+import {
+  type ChannelConnection,
+  DialError,
+  type DialOptions,
+  type NetworkTransportOptions,
+  type Transport,
+  type TransportObserver,
+} from './transport.js';
 
-/** Told of what the transport does (one observer per transport, not per connection). */
-export interface WsTransportObserver {
-  /** A dial failed: the socket's error code, `HTTP_<status>`, `CLOSE_<code>`, `SUBPROTOCOL` or `ABORTED`. */
-  dialFailed?(code: string): void;
-  /** A channel opened (handshake and subprotocol accepted). */
-  opened?(socket: WebSocket): void;
-  /** An open channel closed, with its WebSocket close code. */
-  closed?(socket: WebSocket, code: number): void;
-}
+/**
+ * Told of what the transport does; the link is the socket. Dial failure codes: the socket's error
+ * code, `HTTP_<status>`, `CLOSE_<code>`, `SUBPROTOCOL` or `ABORTED`.
+ */
+export type WsTransportObserver = TransportObserver<WebSocket>;
 
-export interface WsTransportOptions {
-  /** Source addresses dialled from, round robin (e.g. 127.0.0.1–127.0.0.4 in the simulator, so ephemeral ports last). */
-  localAddresses?: readonly string[];
-  observer?: WsTransportObserver;
-}
+export type WsTransportOptions = NetworkTransportOptions<WebSocket>;
 
 type TrackedSocket = WebSocket & { connection?: ChannelConnection };
 

@@ -15,7 +15,10 @@ import {
   type SessionParameters,
   WS_SUBPROTOCOL,
 } from '@router-fleet/protocol';
+import { pino } from 'pino';
 import { WebSocket, WebSocketServer } from 'ws';
+import { MqttBucketConsumer } from '../../../server-stub/src/channel/mqtt/consumer.js';
+import type { ChannelTransport } from '../../../server-stub/src/channel/transport.js';
 
 /**
  * A protocol-level fake of the reference server for agent tests: real TLS, real ws on port 0, the
@@ -90,9 +93,40 @@ export interface TestServer {
   close(): Promise<void>;
 }
 
+/**
+ * One device connection as the fake server handles it, whatever carries it: a WebSocket here, an
+ * MQTT link through a broker where a test asks for one.
+ */
+export interface FakeLink {
+  /** Whether frames can still be sent. */
+  readonly open: boolean;
+  /** Sends one text frame as it is (tests use it to send malformed frames too). */
+  send(text: string): void;
+  close(code: number, reason: string): void;
+  /** Ends the link without a close (a half-open link from the device's side). */
+  terminate(): void;
+}
+
+/** What a transport reports about one link to the fake server. */
+export interface FakeLinkEvents {
+  frame(text: string, isBinary: boolean): void;
+  ended(code: number): void;
+}
+
+function wsLink(ws: WebSocket): FakeLink {
+  return {
+    get open() {
+      return ws.readyState === WebSocket.OPEN;
+    },
+    send: (text) => ws.send(text),
+    close: (code, reason) => ws.close(code, reason),
+    terminate: () => ws.terminate(),
+  };
+}
+
 export class FakeServer implements TestServer {
   readonly frames: Frame[] = [];
-  readonly connections = new Map<string, WebSocket>();
+  readonly connections = new Map<string, FakeLink>();
   /** Handshakes seen (device connections attempted, including refused ones). */
   handshakes = 0;
   /** TLS handshakes that failed (e.g. a device that does not trust this server's certificate). */
@@ -105,6 +139,7 @@ export class FakeServer implements TestServer {
   #wss: WebSocketServer;
   #waiters = new Set<() => void>();
   #open = new Set<import('node:net').Socket>();
+  #mqtt: MqttBucketConsumer | undefined;
   port = 0;
 
   constructor(options: FakeServerOptions) {
@@ -126,7 +161,11 @@ export class FakeServer implements TestServer {
         socket.destroy();
         return;
       }
-      this.#wss.handleUpgrade(req, socket, head, (ws) => this.#channel(ws));
+      this.#wss.handleUpgrade(req, socket, head, (ws) => {
+        const events = this.accept(wsLink(ws));
+        ws.on('message', (data, isBinary) => events.frame(data.toString(), isBinary));
+        ws.on('close', (code) => events.ended(code));
+      });
     });
   }
 
@@ -144,7 +183,46 @@ export class FakeServer implements TestServer {
     return `https://127.0.0.1:${this.port}/packets/${name}`;
   }
 
+  /**
+   * Serves the channel through an MQTT broker too (every bucket, as the reference server's MQTT
+   * adapter does: it is that adapter); devices whose profile names the broker arrive here.
+   */
+  async useMqtt(brokerUrl: string, protocolVersion: 4 | 5 = 5): Promise<void> {
+    this.#mqtt = new MqttBucketConsumer({
+      url: brokerUrl,
+      protocolVersion,
+      buckets: Array.from({ length: 64 }, (_, b) => b),
+      accept: (transport) => this.#acceptMqtt(transport),
+      log: pino({ level: 'silent' }),
+      reconnectMs: 200,
+    });
+    await this.#mqtt.start();
+  }
+
+  #acceptMqtt(transport: ChannelTransport) {
+    // An MQTT link ends without a code of its own: the code is the one the server closed it with,
+    // or 1006 (gone: the device's will, a lost broker).
+    let closedWith = 1006;
+    const events = this.accept({
+      get open() {
+        return transport.writable;
+      },
+      send: (text) => transport.send(text),
+      close: (code, reason) => {
+        closedWith = code;
+        transport.close(code, reason);
+      },
+      terminate: () => transport.terminate(),
+    });
+    return {
+      frame: (data: Buffer, isBinary: boolean) => events.frame(data.toString(), isBinary),
+      failed: () => undefined,
+      ended: () => events.ended(closedWith),
+    };
+  }
+
   async close(): Promise<void> {
+    await this.#mqtt?.close();
     for (const ws of this.#wss.clients) ws.terminate();
     this.#wss.close();
     for (const s of this.#open) s.destroy();
@@ -163,30 +241,32 @@ export class FakeServer implements TestServer {
     for (const w of [...this.#waiters]) w();
   }
 
-  #channel(ws: WebSocket): void {
+  /** A new device link from any transport; the transport reports its frames and end to the result. */
+  accept(link: FakeLink): FakeLinkEvents {
     let deviceId: string | undefined;
-    ws.on('message', (data, isBinary) => {
-      const text = data.toString();
-      const message = isBinary ? undefined : decode(text, { accept: 'up' });
-      const ok = message !== undefined && isMessage(message) ? message : undefined;
-      if (!deviceId && ok?.type === 'hello') deviceId = ok.body.deviceId;
-      this.#record({ dir: 'in', deviceId, text, message: ok, at: Date.now() });
-      if (!ok) return;
-      this.#onMessage(ws, ok, deviceId);
-    });
-    ws.on('close', (code) => {
-      this.closes.push({ deviceId, code });
-      if (deviceId && this.connections.get(deviceId) === ws) this.connections.delete(deviceId);
-    });
+    return {
+      frame: (text, isBinary) => {
+        const message = isBinary ? undefined : decode(text, { accept: 'up' });
+        const ok = message !== undefined && isMessage(message) ? message : undefined;
+        if (!deviceId && ok?.type === 'hello') deviceId = ok.body.deviceId;
+        this.#record({ dir: 'in', deviceId, text, message: ok, at: Date.now() });
+        if (!ok) return;
+        this.#onMessage(link, ok, deviceId);
+      },
+      ended: (code) => {
+        this.closes.push({ deviceId, code });
+        if (deviceId && this.connections.get(deviceId) === link) this.connections.delete(deviceId);
+      },
+    };
   }
 
-  #send(ws: WebSocket, deviceId: string | undefined, message: Message): void {
+  #send(link: FakeLink, deviceId: string | undefined, message: Message): void {
     const text = encode(message);
     this.#record({ dir: 'out', deviceId, text, message, at: Date.now() });
-    ws.send(text);
+    link.send(text);
   }
 
-  #onMessage(ws: WebSocket, message: Message, deviceId: string | undefined): void {
+  #onMessage(ws: FakeLink, message: Message, deviceId: string | undefined): void {
     const reply = <T extends MessageType>(type: T, body: BodyOf<T>, correlationId?: string) =>
       this.#send(ws, deviceId, createMessage(type, body, correlationId ? { correlationId } : {}) as Message);
     switch (message.type) {
@@ -231,7 +311,7 @@ export class FakeServer implements TestServer {
   /** Sends a message to a connected device; returns its id. */
   send<T extends MessageType>(deviceId: string, type: T, body: BodyOf<T>): string {
     const ws = this.connections.get(deviceId);
-    if (!ws || ws.readyState !== WebSocket.OPEN) throw new Error(`${deviceId} is not connected`);
+    if (!ws?.open) throw new Error(`${deviceId} is not connected`);
     const message = createMessage(type, body) as Message;
     this.#send(ws, deviceId, message);
     return message.id;

@@ -73,6 +73,15 @@ export class AdmissionService {
     this.presence = new PresenceTracker(store);
   }
 
+  /**
+   * Whether `credential` is the current credential of device `deviceUuid`: the check a hello
+   * passes, also asked by the embedded MQTT broker at CONNECT.
+   */
+  authenticate(deviceUuid: string, credential: string): boolean {
+    const identity = findDeviceIdentity(this.store, { deviceUuid });
+    return identity !== undefined && credentialMatches(credential, identity.credential_hash);
+  }
+
   admit(req: AdmitRequest): AdmitResult {
     const now = req.connectedAt ?? this.clock.now();
     const identity = findDeviceIdentity(this.store, req);

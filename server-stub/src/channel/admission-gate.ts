@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks';
 import { CloseCodes, createMessage, encode, type MessageOf } from '@router-fleet/protocol';
 import type { Logger } from 'pino';
 import type { AdmissionService } from '../admission/service.js';
@@ -48,12 +49,15 @@ interface QueuedHello {
  */
 export class AdmissionGate {
   readonly #hellos = new TickBatch<QueuedHello>((batch) => this.#flush(batch), HELLO_BATCH_MAX);
+  /** When each waiting session's hello arrived (monotonic ms), for the admission latency histogram. */
+  readonly #helloAt = new WeakMap<Session, number>();
 
   constructor(private readonly deps: AdmissionGateDeps) {}
 
   /** The first frame of an `awaiting-hello` session was a hello. */
   hello(s: Session, msg: MessageOf<'hello'>): void {
     const { deps } = this;
+    this.#helloAt.set(s, performance.now());
     const b = msg.body;
     const now = deps.clock.now();
     const facts = deps.deviceFacts(b.deviceId);
@@ -121,6 +125,7 @@ export class AdmissionGate {
       const [reason, reasonMessage] = WELCOME_REASONS[result.reason];
       const body = { ...base, admission: 'rejected' as const, reason, reasonMessage, retryAfterSec: Math.min(result.retryAfterSec, 86_400) };
       io.send(s, encode(createMessage('welcome', body, reply)));
+      this.#welcomed(s, result.outcome);
       return io.close(s, CloseCodes.REJECTED, 'no licence free');
     }
     s.deviceUuid = result.deviceUuid;
@@ -155,8 +160,17 @@ export class AdmissionGate {
             reasonMessage: WELCOME_REASONS['licence-limit'][1],
           };
     io.send(s, encode(createMessage('welcome', welcome, reply)));
+    this.#welcomed(s, result.outcome);
     s.anchorsDigest = b.trustAnchorsDigest;
     deps.opened(s);
+  }
+
+  /** Admission latency as the operator sees it: the hello frame in, the welcome out. */
+  #welcomed(s: Session, outcome: string): void {
+    const at = this.#helloAt.get(s);
+    if (at === undefined) return;
+    this.#helloAt.delete(s);
+    this.deps.metrics.observe('fleet_admission_duration_seconds', { outcome }, (performance.now() - at) / 1000);
   }
 }
 

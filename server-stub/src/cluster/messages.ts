@@ -1,12 +1,12 @@
 import type { Notice } from '../channel/notices.js';
-import type { MetricsSnapshot } from '../metrics.js';
+import type { MetricsJson } from '../metrics.js';
 
 /**
  * IPC between the cluster primary and its workers (node:cluster's channel, JSON-serialised).
  *
  * worker → primary: `opened`/`closed` (which devices this worker holds, so the primary can release
  * them if the worker dies), `notice` (an admission or settings change to fan out), `metrics-req`
- * (a /metrics scrape) and `metrics-snap` (this worker's figures for someone's scrape).
+ * (a /metrics scrape) and `metrics-snap` (this worker's figures for someone's scrape, in prom-client's JSON form).
  * primary → worker: `notice` (deliver to your sessions), `metrics-snap-req`, `metrics-res`.
  */
 export type WorkerToPrimary =
@@ -14,7 +14,7 @@ export type WorkerToPrimary =
   | { t: 'closed'; uuid: string }
   | { t: 'notice'; notice: Notice }
   | { t: 'metrics-req'; id: number }
-  | { t: 'metrics-snap'; id: number; snap: MetricsSnapshot };
+  | { t: 'metrics-snap'; id: number; snap: MetricsJson };
 
 export type PrimaryToWorker =
   | { t: 'notice'; notice: Notice }

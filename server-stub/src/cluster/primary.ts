@@ -1,7 +1,7 @@
 import cluster, { type Worker } from 'node:cluster';
 import { LocalNoticeBus, type Notice } from '../channel/notices.js';
 import type { ServerConfig } from '../config.js';
-import { mergeSnapshots, type MetricsSnapshot, renderSnapshot } from '../metrics.js';
+import { type MetricsJson, renderMerged } from '../metrics.js';
 import { loadOrCreateSigningPki } from '../pki/signing.js';
 import { createServices } from '../services.js';
 import { isMessage, type PrimaryToWorker, type WorkerToPrimary } from './messages.js';
@@ -45,7 +45,7 @@ export async function runPrimary(config: ServerConfig): Promise<{ close(): Promi
 
   // /metrics: ask every worker for its figures, merge, answer the one that was scraped.
   let metricsSeq = 0;
-  const scrapes = new Map<number, { snaps: MetricsSnapshot[]; waiting: number; done: (text: string) => void }>();
+  const scrapes = new Map<number, { snaps: MetricsJson[]; waiting: number; done: (text: string) => void }>();
   const scrape = (reply: (text: string) => void) => {
     const id = ++metricsSeq;
     const workers = Object.values(cluster.workers ?? {}).filter((w): w is Worker => !!w && w.isConnected());
@@ -54,7 +54,13 @@ export async function runPrimary(config: ServerConfig): Promise<{ close(): Promi
       if (!s) return;
       scrapes.delete(id);
       clearTimeout(timer);
-      reply(renderSnapshot(mergeSnapshots([services.metrics.snapshot(), ...s.snaps])));
+      services.metrics
+        .json()
+        .then((own) => renderMerged([own, ...s.snaps]))
+        .then(reply, (err: unknown) => {
+          log.error({ err }, 'merging the workers\' metrics failed');
+          reply('');
+        });
     };
     const timer = setTimeout(finish, config.metricsTimeoutMs);
     scrapes.set(id, { snaps: [], waiting: workers.length, done: finish });

@@ -29,9 +29,15 @@ export async function runWorker(config: ServerConfig): Promise<RunningServer> {
       case 'notice':
         notices.deliver(m.notice);
         break;
-      case 'metrics-snap-req':
-        send({ t: 'metrics-snap', id: m.id, snap: local?.snapshot() ?? {} });
+      case 'metrics-snap-req': {
+        const id = m.id;
+        // A figure that cannot be read (the store closing) must not leave the scrape waiting.
+        (local ? local.json() : Promise.resolve([])).then(
+          (snap) => send({ t: 'metrics-snap', id, snap }),
+          () => send({ t: 'metrics-snap', id, snap: [] }),
+        );
         break;
+      }
       case 'metrics-res':
         pending.get(m.id)?.(m.text);
         pending.delete(m.id);
@@ -49,7 +55,8 @@ export async function runWorker(config: ServerConfig): Promise<RunningServer> {
       }, config.metricsTimeoutMs + 500);
       pending.set(id, (text) => {
         clearTimeout(timer);
-        resolve(text);
+        // An empty answer: the primary could not merge; this worker's own figures then.
+        resolve(text || metrics.render());
       });
       send({ t: 'metrics-req', id });
     });

@@ -250,12 +250,14 @@ export class JobDispatcher {
       if (this.#send(c.deviceUuid, this.#offer(c.exec, c.job, c.deviceUuid, c.packet))) sent.push(c);
       else failed.push(c);
     }
+    const sentAt = this.#clock.now();
     const executions = this.#outcomes.executions;
     this.#store.write(() => {
       for (const c of sent) executions.markOffered(c.exec.id, now);
       for (const c of failed) this.#unclaim(c.exec);
     });
     this.#metrics.inc('fleet_job_offers_total', undefined, sent.length);
+    for (const c of sent) this.#metrics.observe('fleet_job_offer_latency_seconds', undefined, (sentAt - c.job.created_at) / 1000);
     // Capacity freed by failed sends may go to other connected devices.
     if (failed.length > 0) this.dispatch();
   }

@@ -3,6 +3,7 @@ import {
   CONNECTION_PROFILE_FILENAME,
   CONNECTION_PROFILE_FORMAT,
   type ConnectionProfile,
+  type MqttProtocolVersion,
   writePacket,
 } from '@router-fleet/protocol';
 import type { Clock } from '../clock.js';
@@ -22,6 +23,9 @@ export const CHANNEL_PATH = '/api/channel';
 
 export type ProfileFormat = 'json' | 'update-packet';
 
+/** A profile as this server writes it: with the MQTT binding it names the broker's protocol level. */
+export type ServedProfile = ConnectionProfile & { mqttVersion?: MqttProtocolVersion };
+
 /** Devices read from the store per page while streaming a bulk download. */
 const BULK_PAGE = 500;
 
@@ -34,6 +38,7 @@ export class ProfileService {
   #pki: SigningPki | undefined;
   #caCertPem: string | undefined;
   #listenPort: number;
+  #mqttPort: number;
   #anchors: ((accountKey: number) => TrustAnchorSet) | undefined;
 
   constructor(
@@ -42,6 +47,7 @@ export class ProfileService {
     private readonly clock: Clock,
   ) {
     this.#listenPort = config.port;
+    this.#mqttPort = config.mqttPort;
   }
 
   /** Loads (creating on first start) the signing PKI and the TLS CA that goes into profiles. */
@@ -74,30 +80,65 @@ export class ProfileService {
     this.#listenPort = port;
   }
 
-  /** The control-channel URL devices dial: `--public-url`, or derived from host, port and TLS. */
-  channelUrl(): string {
-    const tls = this.config.tlsCert !== null;
-    if (this.config.publicUrl) {
-      const u = new URL(this.config.publicUrl);
-      const scheme = u.protocol === 'https:' || u.protocol === 'wss:' ? 'wss:' : 'ws:';
-      const path = u.pathname.endsWith(CHANNEL_PATH) ? u.pathname : `${u.pathname.replace(/\/$/, '')}${CHANNEL_PATH}`;
-      return `${scheme}//${u.host}${path}`;
-    }
-    const wildcard = ['0.0.0.0', '::', ''].includes(this.config.host);
-    let host = wildcard ? 'localhost' : this.config.host;
-    if (host.includes(':')) host = `[${host}]`;
-    return `${tls ? 'wss' : 'ws'}://${host}:${this.#listenPort}${CHANNEL_PATH}`;
+  /** Called once the embedded broker listens (mqttPort 0 resolves to the real port). */
+  setMqttPort(port: number): void {
+    this.#mqttPort = port;
   }
 
-  /** Base URL of the HTTP API as devices reach it (`https://host:port`), for packet download URLs. */
+  /** The host name devices reach this server at when no public URL says it (a wildcard: localhost). */
+  #ownHost(): string {
+    const wildcard = ['0.0.0.0', '::', ''].includes(this.config.host);
+    const host = wildcard ? 'localhost' : this.config.host;
+    return host.includes(':') ? `[${host}]` : host;
+  }
+
+  /**
+   * Base URL of the HTTP API as devices reach it (`https://host:port`): packet download URLs in job
+   * offers are built on it whatever transport the control channel uses. `--public-url`, or derived
+   * from host, port and TLS.
+   */
   httpBaseUrl(): string {
-    const u = new URL(this.channelUrl());
-    const path = u.pathname.slice(0, -CHANNEL_PATH.length);
-    return `${u.protocol === 'wss:' ? 'https:' : 'http:'}//${u.host}${path}`;
+    if (this.config.publicUrl) {
+      const u = new URL(this.config.publicUrl);
+      const scheme = u.protocol === 'https:' || u.protocol === 'wss:' ? 'https:' : 'http:';
+      const path = u.pathname.endsWith(CHANNEL_PATH) ? u.pathname.slice(0, -CHANNEL_PATH.length) : u.pathname;
+      return `${scheme}//${u.host}${path.replace(/\/$/, '')}`;
+    }
+    return `${this.config.tlsCert !== null ? 'https' : 'http'}://${this.#ownHost()}:${this.#listenPort}`;
+  }
+
+  /** The WebSocket control-channel URL (`wss://…/api/channel`) on the HTTP base URL. */
+  channelUrl(): string {
+    const u = new URL(this.httpBaseUrl());
+    return `${u.protocol === 'https:' ? 'wss:' : 'ws:'}//${u.host}${u.pathname.replace(/\/$/, '')}${CHANNEL_PATH}`;
+  }
+
+  /**
+   * The broker devices dial with the MQTT binding: `mqttPublicUrl`, else the external broker's
+   * `mqttUrl`, else the embedded broker on this server's host (mqtts with the server's certificate).
+   * Undefined when MQTT is off.
+   */
+  mqttUrl(): string | undefined {
+    const c = this.config;
+    if (c.mqtt === 'off' && c.mqttUrl === null) return undefined;
+    if (c.mqttPublicUrl) return c.mqttPublicUrl;
+    if (c.mqttUrl) return c.mqttUrl;
+    const host = c.publicUrl ? new URL(c.publicUrl).hostname : this.#ownHost();
+    return `${c.tlsCert !== null ? 'mqtts' : 'mqtt'}://${host}:${this.#mqttPort}`;
+  }
+
+  /** MQTT protocol level of the devices' broker: 3.1.1 (4) for the embedded one, which speaks no other; 5 otherwise. */
+  mqttVersion(): MqttProtocolVersion {
+    return this.config.mqtt === 'embedded' ? 4 : 5;
+  }
+
+  /** The control-channel URL new profiles name (`deviceTransport`): the broker or the WebSocket endpoint. */
+  serverUrl(): string {
+    return (this.config.deviceTransport === 'mqtt' ? this.mqttUrl() : undefined) ?? this.channelUrl();
   }
 
   /** The device's profile; 404 when the uuid is not a device of this account. */
-  profile(scope: AccountScope, deviceUuid: string): ConnectionProfile {
+  profile(scope: AccountScope, deviceUuid: string): ServedProfile {
     const row = scope.devices.profileRows({ afterId: 0, limit: 1, uuids: [deviceUuid] })[0];
     if (!row) throw new AppError('SERVER_NOT_FOUND');
     return this.profileOf(row, scope.accountId);
@@ -107,12 +148,14 @@ export class ProfileService {
    * The profile of a device of account `accountKey`: its trust anchors are every root that signs
    * what the device will be sent (server, vendor, the account's policy), not only the server's.
    */
-  profileOf(row: ProfileRow, accountKey: number): ConnectionProfile {
+  profileOf(row: ProfileRow, accountKey: number): ServedProfile {
     const { pki, ca } = this.#ready();
     const set = this.#anchors?.(accountKey);
+    const mqtt = this.config.deviceTransport === 'mqtt' && this.mqttUrl() !== undefined;
     return {
       format: CONNECTION_PROFILE_FORMAT,
-      serverUrl: this.channelUrl(),
+      serverUrl: this.serverUrl(),
+      ...(mqtt ? { mqttVersion: this.mqttVersion() } : {}),
       caCertPem: ca,
       trustAnchorsPem: set ? set.anchors.map((a) => a.certPem) : [...pki.trustAnchorsPem],
       ...(set ? { trustAnchors: set.anchors.map((a) => ({ scope: a.scope, certPem: a.certPem })) } : {}),

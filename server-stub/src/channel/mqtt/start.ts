@@ -1,0 +1,124 @@
+import { readFileSync } from 'node:fs';
+import { rootCertificates } from 'node:tls';
+import type { MqttProtocolVersion } from '@router-fleet/protocol';
+import type { Logger } from 'pino';
+import type { ServerConfig } from '../../config.js';
+import type { Metrics } from '../../metrics.js';
+import type { LinkAcceptor } from '../transport.js';
+import { MqttBucketConsumer } from './consumer.js';
+import { type EmbeddedBroker, startEmbeddedBroker } from './embedded-broker.js';
+import { allBuckets } from './topic-rules.js';
+
+/** Where the server's bucket clients connect when another process runs the embedded broker (cluster workers). */
+export interface BrokerEndpoint {
+  readonly url: string;
+  readonly username: string;
+  readonly password: string;
+  /** The certificate fingerprint the clients accept (the embedded broker presents the server's own). */
+  readonly fingerprint256?: string | undefined;
+}
+
+export type MqttChannelConfig = Pick<
+  ServerConfig,
+  'mqtt' | 'mqttUrl' | 'mqttUsername' | 'mqttPassword' | 'mqttCa' | 'mqttPort' | 'host' | 'tlsCert' | 'tlsKey'
+>;
+
+export interface MqttChannelDeps {
+  readonly config: MqttChannelConfig;
+  /** `ControlChannel.accept`. */
+  readonly accept: LinkAcceptor;
+  /** The hello's credential check, for the embedded broker's CONNECT. */
+  readonly authenticateDevice: (deviceUuid: string, credential: string) => boolean;
+  /** PEM of the CA of the server's TLS certificate (verifies the embedded broker). */
+  readonly tlsCaPem?: string | undefined;
+  /** The buckets this process consumes (default all). */
+  readonly buckets?: readonly number[] | undefined;
+  /** The embedded broker of another process (cluster: the primary's); none is started here then. */
+  readonly embedded?: BrokerEndpoint | undefined;
+  readonly log: Logger;
+  readonly metrics?: Metrics | undefined;
+}
+
+export interface MqttChannel {
+  readonly consumer: MqttBucketConsumer;
+  /** The embedded broker when this process runs it. */
+  readonly broker: EmbeddedBroker | undefined;
+  readonly protocolVersion: MqttProtocolVersion;
+  /** Ends the bucket clients, then the embedded broker (call after the channel closed its links). */
+  close(): Promise<void>;
+}
+
+/** Whether the configuration turns the MQTT binding on. */
+export function mqttEnabled(config: Pick<ServerConfig, 'mqtt' | 'mqttUrl'>): boolean {
+  return config.mqtt === 'embedded' || config.mqttUrl !== null;
+}
+
+/** Reads the server's certificate chain and key for the embedded broker's TLS listener. */
+export function embeddedTls(config: Pick<ServerConfig, 'tlsCert' | 'tlsKey'>): { cert: string; key: string } | undefined {
+  if (config.tlsCert === null || config.tlsKey === null) return undefined;
+  return { cert: readFileSync(config.tlsCert, 'utf8'), key: readFileSync(config.tlsKey, 'utf8') };
+}
+
+/**
+ * Starts the MQTT side of the control channel: the embedded broker when configured (and not run by
+ * another process), then the bucket consumer, which hands each device link to the channel. The
+ * external broker is MQTT 5; the embedded one 3.1.1 (aedes speaks no other).
+ */
+export async function startMqttChannel(deps: MqttChannelDeps): Promise<MqttChannel> {
+  const { config, log } = deps;
+  let broker: EmbeddedBroker | undefined;
+  let endpoint: BrokerEndpoint & { ca?: string | undefined };
+  let protocolVersion: MqttProtocolVersion;
+  if (config.mqtt === 'embedded') {
+    protocolVersion = 4;
+    if (deps.embedded) {
+      endpoint = { ...deps.embedded, ca: deps.tlsCaPem };
+    } else {
+      broker = await startEmbeddedBroker({
+        host: config.host,
+        port: config.mqttPort,
+        tls: embeddedTls(config),
+        authenticateDevice: deps.authenticateDevice,
+        log,
+        metrics: deps.metrics,
+      });
+      endpoint = { url: broker.url, username: broker.serverUser, password: broker.serverPassword, fingerprint256: broker.fingerprint256, ca: deps.tlsCaPem };
+    }
+  } else if (config.mqttUrl !== null) {
+    protocolVersion = 5;
+    // The system CAs plus the configured one (a local CA for a broker of one's own).
+    const ca = config.mqttCa !== null ? [...rootCertificates, readFileSync(config.mqttCa, 'utf8')].join('\n') : undefined;
+    endpoint = { url: config.mqttUrl, username: config.mqttUsername, password: config.mqttPassword ?? '', ca };
+  } else {
+    throw new Error('startMqttChannel: MQTT is off in this configuration');
+  }
+  const consumer = new MqttBucketConsumer({
+    url: endpoint.url,
+    protocolVersion,
+    username: endpoint.username,
+    ...(endpoint.password !== '' ? { password: endpoint.password } : {}),
+    ca: endpoint.ca,
+    pinnedFingerprint256: endpoint.fingerprint256,
+    buckets: deps.buckets ?? allBuckets(),
+    accept: deps.accept,
+    log: log.child({ component: 'mqtt' }),
+    metrics: deps.metrics,
+  });
+  try {
+    await consumer.start();
+  } catch (err) {
+    await consumer.close(0);
+    await broker?.close();
+    throw err;
+  }
+  log.info({ url: endpoint.url, buckets: (deps.buckets ?? allBuckets()).length, protocolVersion }, 'MQTT control channel consuming');
+  return {
+    consumer,
+    broker,
+    protocolVersion,
+    async close() {
+      await consumer.close();
+      await broker?.close();
+    },
+  };
+}
