@@ -156,9 +156,7 @@ export async function runCli(argv: string[]): Promise<void> {
         if (args['devices-per-broker'] !== undefined && args.transport !== 'mqtt') {
           throw new LoadtestError('LOADTEST_USAGE', '--devices-per-broker applies to --transport mqtt only');
         }
-        if (args.transport === 'mqtt') {
-          throw new LoadtestError('LOADTEST_TRANSPORT_UNAVAILABLE', '--transport mqtt: the scale run does not drive MQTT routers in this build yet (fleet-loadtest mqtt-floor measures the brokers and plain clients)');
-        }
+
         const result = await runScale({
           devices: args.devices,
           licences: args.licences,
@@ -168,6 +166,8 @@ export async function runCli(argv: string[]): Promise<void> {
           tls: args.tls,
           timeoutMs: args.timeout * 60_000,
           ...(args.jobConcurrency ? { jobConcurrency: args.jobConcurrency } : {}),
+          transport: args.transport === 'mqtt' ? 'mqtt' : 'ws',
+          ...(args['devices-per-broker'] ? { devicesPerBroker: args['devices-per-broker'] } : {}),
           report: args.report,
           baseline: args.baseline,
           exitOnSignal: true,

@@ -262,8 +262,10 @@ export async function runScale(options: ScaleOptions) {
       const managedBefore = await managedSerials(fleet);
       fleet.mark(t);
       await st.restart();
+      // Figures counted after the mark only (markAt): stats from before it would count the
+      // admissions of the last phase.
       back = await fleet
-        .waitFor((s) => s.managedSinceMark === expectedManaged && s.managed === expectedManaged, left())
+        .waitFor((s) => s.markAt === t && s.managedSinceMark === expectedManaged && s.managed === expectedManaged, left())
         .catch(() => fleet!.stats());
       phase('restartSec', t);
       checks.push({
@@ -288,7 +290,7 @@ export async function runScale(options: ScaleOptions) {
       fleet.mark(t);
       await brokers.restart();
       back = await fleet
-        .waitFor((s) => s.managedSinceMark === expectedManaged && s.managed === expectedManaged, left())
+        .waitFor((s) => s.markAt === t && s.managedSinceMark === expectedManaged && s.managed === expectedManaged, left())
         .catch(() => fleet!.stats());
       phase('brokerRestartSec', t);
       checks.push({
@@ -359,8 +361,9 @@ export async function runScale(options: ScaleOptions) {
             connectedRssBytes: brokerLoaded.rss,
             idleHeapBytes: brokerIdle.heap,
             connectedHeapBytes: brokerLoaded.heap,
+            rssBytesPerDevice: Math.round((brokerLoaded.rss - brokerIdle.rss) / options.devices),
             // All in: the dynamic-security accounts too (they are there before any router connects).
-            rssBytesPerDevice: Math.round(brokerLoaded.rss / options.devices),
+            allInRssBytesPerDevice: Math.round(brokerLoaded.rss / options.devices),
             heapBytesPerDevice: Math.round((brokerLoaded.heap - brokerIdle.heap) / options.devices),
           }
         : null,
@@ -397,7 +400,7 @@ type ScaleResult = {
   simulator: { bytesPerRouter: number };
   baseline: BaselineResult | null;
   mqttFloor: MqttFloorResult | null;
-  brokers: { count: number; heapBytesPerDevice: number; rssBytesPerDevice: number } | null;
+  brokers: { count: number; heapBytesPerDevice: number; rssBytesPerDevice: number; allInRssBytesPerDevice: number } | null;
   ratios: Record<string, number> | null;
   [k: string]: unknown;
 };
@@ -461,7 +464,8 @@ function mqttFigures(r: ScaleResult, f: MqttFloorResult, b: NonNullable<ScaleRes
 | --- | --- | --- | --- |
 | connects + admissions / s | ${r.connectsPerSec} | ${f.connectsPerSec} connects + hello round trips/s (${f.clients} clients) | ${r.ratios?.['connectsPerSec'] ?? '—'} |
 | broker heap per device | ${kb(b.heapBytesPerDevice)} | ${kb(f.brokerHeapBytesPerClient)} | ${r.ratios?.['brokerHeapBytesPerDeviceToFloor'] ?? '—'} |
-| broker RSS per device, all in (accounts, sessions, ${b.count} broker(s)) | ${kb(b.rssBytesPerDevice)} | — | — |
+| broker RSS growth per device | ${kb(b.rssBytesPerDevice)} | ${kb(f.brokerBytesPerClient)} | — |
+| broker RSS per device, all in (accounts, sessions, ${b.count} broker(s)) | ${kb(b.allInRssBytesPerDevice)} | — | — |
 | server memory per device | ${kb(r.server.bytesPerDevice)} | — (the floor's consumer: ${(f.consumerRssBytes / 1048576).toFixed(0)} MiB in all) | — |
 | simulator memory per router | ${kb(r.simulator.bytesPerRouter)} | ${kb(f.clientBytesPerClient)} per plain mqtt client | ${r.ratios?.['simulatorBytesPerRouterToFloorClient'] ?? '—'} |`;
 }
