@@ -4,7 +4,6 @@
  */
 export const LoadtestErrorCodes = {
   LOADTEST_USAGE: { exitCode: 2, message: 'The command line is invalid (an option out of range or not available with the others).' },
-  LOADTEST_TRANSPORT_UNAVAILABLE: { exitCode: 2, message: 'The transport asked for is not wired into this run yet.' },
   LOADTEST_MOSQUITTO_MISSING: { exitCode: 1, message: 'mosquitto or its dynamic-security plugin is not installed (apt-get install mosquitto).' },
   LOADTEST_BROKER_FAILED: { exitCode: 1, message: 'A Mosquitto broker of the run did not start or exited.' },
 } as const satisfies Record<string, { exitCode: number; message: string }>;

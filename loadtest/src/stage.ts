@@ -37,6 +37,8 @@ export interface StageOptions extends TenantOptions {
   workers?: number;
   /** HTTPS/WSS with a local CA (default) or plain HTTP/WS (`false`: loopback measurements only). */
   tls?: boolean;
+  /** More `fleet-server serve` flags (e.g. `--mqtt embedded --device-transport mqtt`). */
+  serverArgs?: string[];
   /** Where the server's output goes (appended, across restarts). Default: not kept. */
   serverLog?: string;
   log?: (text: string) => void;
@@ -61,7 +63,7 @@ export async function stage(options: StageOptions): Promise<Stage> {
     : { ca: '', cert: '', key: '' };
   const tenant = await prepareTenant(dataDir, options);
   const workers = options.workers ?? 1;
-  const baseArgs = useTls ? ['--tls-cert', tls.cert, '--tls-key', tls.key] : [];
+  const baseArgs = [...(useTls ? ['--tls-cert', tls.cert, '--tls-key', tls.key] : []), ...(options.serverArgs ?? [])];
   let serverArgs = baseArgs;
   const logFile = options.serverLog ? { logFile: options.serverLog } : {};
   let server = await startServer({ dataDir, workers, args: serverArgs, ...logFile });
