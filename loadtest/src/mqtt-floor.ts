@@ -22,7 +22,10 @@ export interface MqttFloorOptions {
   devices: readonly BrokerDevice[];
   /** Client processes the clients are spread over (each ≤ ~19,000 sockets). Default: one per 15,000. */
   processes?: number;
-  /** Clients in flight per process. Default 200. */
+  /**
+   * Clients in flight per process. Default 64: Mosquitto listens with a backlog of 100, and a wider
+   * window only overflows it (dropped SYNs come back a second later).
+   */
   window?: number;
   /** Source addresses 127.0.0.1…n the clients bind to. Default 4. */
   sourceAddresses?: number;
@@ -83,7 +86,7 @@ export async function runMqttFloor(options: MqttFloorOptions): Promise<MqttFloor
   const { brokers, devices } = options;
   const protocolVersion = options.protocolVersion ?? 5;
   const processes = Math.max(1, options.processes ?? Math.ceil(devices.length / 15_000));
-  const window = options.window ?? 200;
+  const window = options.window ?? 64;
   const sources = loopbackSources(options.sourceAddresses ?? 4);
   const children: ChildProcess[] = [];
   try {

@@ -464,7 +464,7 @@ function mqttFigures(r: ScaleResult, f: MqttFloorResult, b: NonNullable<ScaleRes
 | --- | --- | --- | --- |
 | connects + admissions / s | ${r.connectsPerSec} | ${f.connectsPerSec} connects + hello round trips/s (${f.clients} clients) | ${r.ratios?.['connectsPerSec'] ?? '—'} |
 | broker heap per device | ${kb(b.heapBytesPerDevice)} | ${kb(f.brokerHeapBytesPerClient)} | ${r.ratios?.['brokerHeapBytesPerDeviceToFloor'] ?? '—'} |
-| broker RSS growth per device | ${kb(b.rssBytesPerDevice)} | ${kb(f.brokerBytesPerClient)} | — |
+| broker RSS growth per device (the run's: pages the floor freed are reused) | ${kb(b.rssBytesPerDevice)} | ${kb(f.brokerBytesPerClient)} | — |
 | broker RSS per device, all in (accounts, sessions, ${b.count} broker(s)) | ${kb(b.allInRssBytesPerDevice)} | — | — |
 | server memory per device | ${kb(r.server.bytesPerDevice)} | — (the floor's consumer: ${(f.consumerRssBytes / 1048576).toFixed(0)} MiB in all) | — |
 | simulator memory per router | ${kb(r.simulator.bytesPerRouter)} | ${kb(f.clientBytesPerClient)} per plain mqtt client | ${r.ratios?.['simulatorBytesPerRouterToFloorClient'] ?? '—'} |`;
