@@ -6,6 +6,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type ApiResult, runApi } from './api.js';
 import { runBaseline } from './baseline.js';
+import { DEFAULT_DEVICES_PER_BROKER } from './brokers.js';
+import { LoadtestError } from './errors.js';
+import { measureMqttFloor } from './mqtt-floor.js';
 import { activateLicences, login, prepareTenant, startServer } from './local-server.js';
 import { API_SCENARIOS } from './scenarios/api.js';
 import { DEFAULT_SCALE_RATE, runScale } from './scale.js';
@@ -36,6 +39,41 @@ export async function runCli(argv: string[]): Promise<void> {
           console.log(`  connects/s ${result.connectsPerSec}; connect p50 ${result.connectMs.p50} ms, p99 ${result.connectMs.p99} ms`);
           console.log(`  server ${(result.serverBytesPerConnection / 1024).toFixed(1)} KB/connection (heap ${(result.serverHeapBytesPerConnection / 1024).toFixed(1)} KB), client ${(result.clientBytesPerConnection / 1024).toFixed(1)} KB/connection`);
         }
+      },
+    )
+    .command(
+      'mqtt-floor',
+      'Measure Mosquitto and plain mqtt clients (no agent, no server): the floor MQTT runs are reported against',
+      (y) =>
+        y
+          .option('clients', { type: 'number', default: 5000, describe: 'MQTT clients, each a device account of its own' })
+          .option('devices-per-broker', { type: 'number', default: DEFAULT_DEVICES_PER_BROKER, describe: 'Most clients one broker holds (more clients: more brokers, sharded by bucket)' })
+          .option('processes', { type: 'number', describe: 'Client processes (default one per 15,000 clients)' })
+          .option('window', { type: 'number', default: 64, describe: 'Clients in flight per process (Mosquitto listens with a backlog of 100)' })
+          .option('sources', { type: 'number', default: 4, describe: 'Source addresses 127.0.0.1…n' })
+          .option('mqtt-version', { type: 'number', choices: [4, 5], default: 5, describe: 'MQTT 5 or 3.1.1 (4)' })
+          .option('json', { type: 'boolean', default: false, describe: 'Print one JSON line' }),
+      async (args) => {
+        if (!Number.isInteger(args.clients) || args.clients < 1) throw new LoadtestError('LOADTEST_USAGE', '--clients must be a positive whole number');
+        if (!Number.isInteger(args.window) || args.window < 1) throw new LoadtestError('LOADTEST_USAGE', '--window must be a positive whole number');
+        const result = await measureMqttFloor({
+          clients: args.clients,
+          devicesPerBroker: args['devices-per-broker'],
+          ...(args.processes ? { processes: args.processes } : {}),
+          window: args.window,
+          sourceAddresses: args.sources,
+          protocolVersion: args['mqtt-version'] === 4 ? 4 : 5,
+          log: (t) => console.error(t),
+        });
+        if (args.json) console.log(JSON.stringify({ name: 'floor raw mqtt', ...result }));
+        else {
+          console.log(`raw mqtt floor: ${result.clients} clients on ${result.brokers} broker(s) (${result.failed} failed), MQTT ${result.protocolVersion === 5 ? '5' : '3.1.1'}`);
+          console.log(`  connects + round trips/s ${result.connectsPerSec}; connect p50 ${result.connectMs.p50} ms, p99 ${result.connectMs.p99} ms; round trip p50 ${result.roundTripMs.p50} ms, p99 ${result.roundTripMs.p99} ms`);
+          console.log(`  broker ${(result.brokerHeapBytesPerClient / 1024).toFixed(1)} KiB heap/client (RSS ${(result.brokerBytesPerClient / 1024).toFixed(1)} KiB), client ${(result.clientBytesPerClient / 1024).toFixed(1)} KiB/client`);
+          console.log(`  broker start: hashing ${result.brokerTimings.hashMs} ms, files ${result.brokerTimings.writeMs} ms, listening after ${result.brokerTimings.startMs} ms`);
+          for (const e of result.errors) console.log(`  failed: ${e}`);
+        }
+        process.exitCode = result.failed === 0 ? 0 : 1;
       },
     )
     .command(
@@ -111,8 +149,14 @@ export async function runCli(argv: string[]): Promise<void> {
           .option('tls', { type: 'boolean', default: true, describe: 'Run over TLS with a local CA; --no-tls runs plain ws/http (the report says which)' })
           .option('baseline', { type: 'boolean', default: true, describe: 'Measure the raw-ws baseline in the same run' })
           .option('timeout', { type: 'number', default: 15, describe: 'Overall time limit, minutes (the run stops by itself)' })
-          .option('job-concurrency', { type: 'number', describe: 'The update job\'s rollout limit: most executions in flight at once (default: none)' }),
+          .option('job-concurrency', { type: 'number', describe: 'The update job\'s rollout limit: most executions in flight at once (default: none)' })
+          .option('transport', { type: 'string', choices: ['ws', 'mqtt'], default: 'ws', describe: 'Control channel: ws (the server holds the sockets) or mqtt (Mosquitto brokers of the run\'s own hold them)' })
+          .option('devices-per-broker', { type: 'number', describe: `With --transport mqtt: most routers one broker holds (default ${DEFAULT_DEVICES_PER_BROKER})` }),
       async (args) => {
+        if (args['devices-per-broker'] !== undefined && args.transport !== 'mqtt') {
+          throw new LoadtestError('LOADTEST_USAGE', '--devices-per-broker applies to --transport mqtt only');
+        }
+
         const result = await runScale({
           devices: args.devices,
           licences: args.licences,
@@ -122,6 +166,8 @@ export async function runCli(argv: string[]): Promise<void> {
           tls: args.tls,
           timeoutMs: args.timeout * 60_000,
           ...(args.jobConcurrency ? { jobConcurrency: args.jobConcurrency } : {}),
+          transport: args.transport === 'mqtt' ? 'mqtt' : 'ws',
+          ...(args['devices-per-broker'] ? { devicesPerBroker: args['devices-per-broker'] } : {}),
           report: args.report,
           baseline: args.baseline,
           exitOnSignal: true,
@@ -135,6 +181,11 @@ export async function runCli(argv: string[]): Promise<void> {
     .demandCommand(1)
     .strict()
     .help()
+    .showHelpOnFail(false)
+    .fail((message, error) => {
+      // One line with a code instead of the whole help and a stack: thrown to cliMain.
+      throw error ?? new LoadtestError('LOADTEST_USAGE', `${message} (fleet-loadtest --help lists the commands and options)`);
+    })
     .parseAsync();
 }
 
@@ -147,6 +198,10 @@ function formatApiResult(r: ApiResult): string {
 /** Runs the command line and exits with status 1 on an error (the `fleet-loadtest` executable). */
 export function cliMain(argv: string[] = hideBin(process.argv)): Promise<void> {
   return runCli(argv).catch((err: unknown) => {
+    if (err instanceof LoadtestError) {
+      console.error(`fleet-loadtest: ${err.code}: ${err.message}`);
+      process.exit(err.exitCode);
+    }
     console.error(err instanceof Error ? err.message : err);
     process.exit(1);
   });

@@ -4,13 +4,26 @@
  * embedded SQLite in a temporary directory (TLS from a local CA), an account on the Free plan
  * (1,000 devices), a 1,200-router fleet of real agent cores (1,000 admitted, 200 rejected: first
  * come, first served), a firmware + configuration job with live progress, the dashboard summary
- * and where to look. Ctrl-C stops it cleanly; `--once` ends by itself.
+ * and where to look. Ctrl-C stops it cleanly; `--once` ends by itself. `--transport mqtt`: the
+ * routers reach the server over MQTT through its embedded broker (mqtts, nothing to install).
  */
 import { rmSync } from 'node:fs';
 import { createJob, type FleetHandle, getJob, reached, startFleet } from '@router-fleet/simulator';
 import type { ServerProcess } from './local-server.js';
 import { stage } from './stage.js';
 const once = process.argv.includes('--once');
+/** `--transport ws` (default) or `--transport mqtt` (also `--transport=mqtt`). */
+function transportArg(argv: string[]): 'ws' | 'mqtt' {
+  const i = argv.findIndex((a) => a === '--transport' || a.startsWith('--transport='));
+  if (i < 0) return 'ws';
+  const value = argv[i]!.includes('=') ? argv[i]!.slice('--transport='.length) : argv[i + 1];
+  if (value !== 'ws' && value !== 'mqtt') {
+    console.error(`demo: --transport must be ws or mqtt (got ${value === undefined ? 'nothing' : JSON.stringify(value)})`);
+    process.exit(2);
+  }
+  return value;
+}
+const transport = transportArg(process.argv.slice(2));
 const DEVICES = 1200;
 const say = (text: string) => console.log(`\u001b[1m▸\u001b[0m ${text}`);
 const tty = process.stdout.isTTY;
@@ -36,15 +49,23 @@ async function main(): Promise<void> {
   process.once('SIGINT', () => void stop(0));
   process.once('SIGTERM', () => void stop(0));
   try {
-    const st = await stage({ devices: DEVICES, name: 'Demo Water Works', plan: 'free', licences: 1, log: say });
+    const st = await stage({
+      devices: DEVICES,
+      name: 'Demo Water Works',
+      plan: 'free',
+      licences: 1,
+      // The embedded broker: MQTT 3.1.1 over TLS with the server's certificate, on a free port.
+      ...(transport === 'mqtt' ? { serverArgs: ['--mqtt', 'embedded', '--mqtt-port', '0', '--device-transport', 'mqtt'] } : {}),
+      log: say,
+    });
     dataDir = st.dataDir;
     server = st.server;
     const rest = st.rest;
     const tenant = st.tenant;
     say(`server data in ${dataDir} (embedded SQLite, nothing else to install); account "Demo Water Works" on the Free plan`);
 
-    fleet = await startFleet({ profiles: st.profilesDir, devices: DEVICES, rate: 400, processes: 1, behaviour: 'ideal', seed: 2026 });
-    say(`starting ${DEVICES} virtual routers (each the real agent core) at 400 connects/s`);
+    fleet = await startFleet({ profiles: st.profilesDir, devices: DEVICES, rate: 400, processes: 1, behaviour: 'ideal', seed: 2026, transport });
+    say(`starting ${DEVICES} virtual routers (each the real agent core) at 400 connects/s${transport === 'mqtt' ? ', over MQTT through the server\'s embedded broker' : ''}`);
     const admitted = await fleet.waitFor((s) => {
       line(`connected ${s.connected}  managed ${s.managed}  rejected ${s.rejected}  backing off ${s.backingOff}`);
       return s.managed === 1000 && s.rejected + s.backingOff >= DEVICES - 1000;

@@ -1,2 +1,18 @@
 export { type BaselineOptions, type BaselineResult, runBaseline } from './baseline.js';
 export { loopbackSources, type Percentiles, percentiles } from './stats.js';
+export {
+  assignBuckets,
+  BRIDGE_ACCOUNT,
+  bridgeRole,
+  type BrokerDevice,
+  type BrokerFleet,
+  type BrokerFleetOptions,
+  type BrokerShard,
+  DEFAULT_DEVICES_PER_BROKER,
+  deviceRole,
+  MOSQUITTO_MISSING,
+  serverRole,
+  startBrokerFleet,
+} from './brokers.js';
+export { LoadtestError, type LoadtestErrorCode, LoadtestErrorCodes } from './errors.js';
+export { floorDevices, measureMqttFloor, type MqttFloorOptions, type MqttFloorResult, runMqttFloor } from './mqtt-floor.js';

@@ -2,6 +2,9 @@ import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { createJob, type FleetHandle, getJob, jobDeviceResults, type JobView, reached, startFleet } from '@router-fleet/simulator';
 import { type BaselineResult, runBaseline } from './baseline.js';
+import { type BrokerFleet, startBrokerFleet } from './brokers.js';
+import { type MqttFloorResult, runMqttFloor } from './mqtt-floor.js';
+import { mqttServerArgs, profileDevices, writeMqttProfiles } from './mqtt-stage.js';
 import { barChartSvg, histogramSvg } from './report.js';
 import { processTreeRss } from './stats.js';
 import { type Stage, stage } from './stage.js';
@@ -45,6 +48,14 @@ export interface ScaleOptions {
    */
   jobConcurrency?: number;
   /**
+   * Control channel: `ws` (default; the server holds the sockets) or `mqtt` (Mosquitto brokers of
+   * the run's own hold them, sharded by bucket and bridged to a hub when the fleet needs several;
+   * the server consumes the hub; one more phase restarts every broker).
+   */
+  transport?: 'ws' | 'mqtt';
+  /** With `mqtt`: most routers one broker holds (default `DEFAULT_DEVICES_PER_BROKER`). */
+  devicesPerBroker?: number;
+  /**
    * On SIGINT/SIGTERM stop the fleet and the server, remove the data directory and exit 130 (the
    * CLI sets this: an interrupted run must not leave a server holding 50,000 sockets behind).
    */
@@ -76,10 +87,14 @@ export async function runScale(options: ScaleOptions) {
   let st: Stage | undefined;
   let fleet: FleetHandle | undefined;
   let baseline: BaselineResult | undefined;
+  let brokers: BrokerFleet | undefined;
+  let mqttFloor: MqttFloorResult | undefined;
+  const mqtt = options.transport === 'mqtt';
   mkdirSync(dirname(options.report), { recursive: true });
   const cleanUp = async () => {
     await fleet?.stop().catch(() => undefined);
     await st?.server.stop().catch(() => undefined);
+    await brokers?.close().catch(() => undefined);
     if (st) rmSync(st.dataDir, { recursive: true, force: true });
   };
   const onSignal = (signal: NodeJS.Signals) => {
@@ -104,8 +119,30 @@ export async function runScale(options: ScaleOptions) {
       log,
     });
     phase('stageSec', t);
+    let profiles = st.profilesDir;
+    if (mqtt) {
+      t = Date.now();
+      const devices = await profileDevices(st.profilesDir);
+      brokers = await startBrokerFleet({
+        devices,
+        ...(st.tls ? { tls: { certPath: st.certPath, keyPath: st.keyPath } } : {}),
+        ...(options.devicesPerBroker ? { devicesPerBroker: options.devicesPerBroker } : {}),
+        log,
+      });
+      phase('brokersSec', t);
+      if (options.baseline !== false) {
+        // Before the server consumes the brokers: the floor's hellos are not the server's to answer.
+        const n = Math.min(devices.length, 18_000);
+        log(`raw ${st.tls ? 'mqtts' : 'mqtt'} floor: ${n} clients on ${brokers.shards.length} broker(s)`);
+        mqttFloor = await runMqttFloor({ brokers, devices: devices.slice(0, n), ...(st.tls ? { caPem: st.caPem } : {}) });
+      }
+      await st.restart(mqttServerArgs(brokers));
+      profiles = await writeMqttProfiles(st.profilesDir, brokers);
+      log(`fleet-server consumes ${brokers.serverUrl}; routers dial ${brokers.shards.map((b) => b.deviceUrl).join(', ')}`);
+    }
     const serverIdleRss = processTreeRss(st.server.child.pid!);
-    if (options.baseline !== false) {
+    const brokerIdle = brokers ? { rss: brokers.rss(), heap: await brokers.heap() } : undefined;
+    if (options.baseline !== false && !mqtt) {
       // The floor over the same transport (and, for TLS, the same certificate) as the run.
       const n = Math.min(options.devices, 18_000);
       log(`raw ${st.tls ? 'wss' : 'ws'} baseline: ${n} connections`);
@@ -119,7 +156,7 @@ export async function runScale(options: ScaleOptions) {
 
     t = Date.now();
     fleet = await startFleet({
-      profiles: st.profilesDir,
+      profiles,
       devices: options.devices,
       rate: options.rate ?? DEFAULT_SCALE_RATE,
       ...(options.processes ? { processes: options.processes } : {}),
@@ -140,6 +177,7 @@ export async function runScale(options: ScaleOptions) {
     };
     // Server memory with every router connected (all server processes), before the job.
     const serverRss = processTreeRss(st.server.child.pid!);
+    const brokerLoaded = brokers ? { rss: brokers.rss(), heap: await brokers.heap() } : undefined;
     log(`${admitted.managed} managed, ${options.devices - admitted.managed} without a licence`);
     checks.push({ name: 'exactly min(N, L) managed', pass: admitted.managed === expectedManaged, detail: `${admitted.managed} of ${expectedManaged}` });
 
@@ -224,8 +262,10 @@ export async function runScale(options: ScaleOptions) {
       const managedBefore = await managedSerials(fleet);
       fleet.mark(t);
       await st.restart();
+      // Figures counted after the mark only (markAt): stats from before it would count the
+      // admissions of the last phase.
       back = await fleet
-        .waitFor((s) => s.managedSinceMark === expectedManaged && s.managed === expectedManaged, left())
+        .waitFor((s) => s.markAt === t && s.managedSinceMark === expectedManaged && s.managed === expectedManaged, left())
         .catch(() => fleet!.stats());
       phase('restartSec', t);
       checks.push({
@@ -242,6 +282,30 @@ export async function runScale(options: ScaleOptions) {
         detail: `${managedBefore.size} managed before, ${managedAfter.size} after; ${moved.length} lost their seat${moved.length ? ` (${moved.slice(0, 5).join(', ')})` : ''}`,
       });
     }
+    if (brokers && !outOfTime) {
+      // Every broker stops (sessions and retained presence persisted) and starts again, one after
+      // the other, the hub last: routers and the server's bucket clients reconnect by themselves.
+      t = Date.now();
+      const managedBefore = await managedSerials(fleet);
+      fleet.mark(t);
+      await brokers.restart();
+      back = await fleet
+        .waitFor((s) => s.markAt === t && s.managedSinceMark === expectedManaged && s.managed === expectedManaged, left())
+        .catch(() => fleet!.stats());
+      phase('brokerRestartSec', t);
+      checks.push({
+        name: 'every router back after a broker restart',
+        pass: back.managedSinceMark === expectedManaged && back.managed === expectedManaged,
+        detail: `${back.managedSinceMark} of ${expectedManaged} managed again (admitted after the brokers restarted)`,
+      });
+      const managedAfter = await managedSerials(fleet);
+      const moved = [...managedBefore].filter((serial) => !managedAfter.has(serial));
+      checks.push({
+        name: 'no seat moved across the broker restart',
+        pass: moved.length === 0 && managedAfter.size === managedBefore.size,
+        detail: `${managedBefore.size} managed before, ${managedAfter.size} after; ${moved.length} lost their seat${moved.length ? ` (${moved.slice(0, 5).join(', ')})` : ''}`,
+      });
+    }
     const protocolErrors = Object.entries(back.errors).filter(([code]) => code.startsWith('PROTO_'));
     checks.push({ name: 'no protocol errors', pass: protocolErrors.length === 0, detail: protocolErrors.length ? JSON.stringify(Object.fromEntries(protocolErrors)) : 'none' });
 
@@ -249,13 +313,30 @@ export async function runScale(options: ScaleOptions) {
     fleet = undefined;
     const h = Object.fromEntries(Object.entries(final.histograms).map(([k, v]) => [k, v.summary()]));
     const simRss = final.memory.rss;
+    const ratios: Record<string, number> | null = mqttFloor && brokerIdle && brokerLoaded
+      ? {
+          connectsPerSec: +(options.devices / (phases['admissionSec'] ?? 1) / Math.max(1, mqttFloor.connectsPerSec)).toFixed(2),
+          brokerHeapBytesPerDeviceToFloor: +(
+            (brokerLoaded.heap - brokerIdle.heap) / options.devices / Math.max(1, mqttFloor.brokerHeapBytesPerClient)
+          ).toFixed(2),
+          simulatorBytesPerRouterToFloorClient: +(simRss / options.devices / Math.max(1, mqttFloor.clientBytesPerClient)).toFixed(2),
+        }
+      : baseline
+        ? {
+            connectsPerSec: +(options.devices / (phases['admissionSec'] ?? 1) / baseline.connectsPerSec).toFixed(2),
+            serverBytesPerDeviceToRawServer: +((serverRss - serverIdleRss) / options.devices / Math.max(1, baseline.serverBytesPerConnection)).toFixed(2),
+            simulatorBytesPerRouterToRawClient: +(simRss / options.devices / Math.max(1, baseline.clientBytesPerConnection)).toFixed(2),
+          }
+        : null;
     const result = {
       devices: options.devices,
       licences: options.licences,
       workers: st.workers,
       jobConcurrency: options.jobConcurrency ?? null,
       processes: final.processes,
-      transport: st.tls ? 'wss (TLS, server certificate from a local CA)' : 'ws (plain, no TLS: loopback measurement only)',
+      transport: mqtt
+        ? `${st.tls ? 'mqtts (TLS to the brokers, certificate from a local CA)' : 'mqtt (plain, no TLS: loopback measurement only)'}, MQTT 5 through ${brokers!.shards.length} Mosquitto broker(s)${brokers!.hub ? ' bridged to a hub' : ''}`
+        : st.tls ? 'wss (TLS, server certificate from a local CA)' : 'ws (plain, no TLS: loopback measurement only)',
       pass: checks.every((c) => c.pass),
       checks,
       phases,
@@ -270,14 +351,25 @@ export async function runScale(options: ScaleOptions) {
         bytesPerDevice: Math.round((serverRss - serverIdleRss) / options.devices),
       },
       simulator: { rssBytes: simRss, bytesPerRouter: Math.round(simRss / options.devices), cpuSec: (final.cpu.userMs + final.cpu.systemMs) / 1000 },
-      baseline: baseline ?? null,
-      ratios: baseline
+      brokers: brokers && brokerIdle && brokerLoaded
         ? {
-            connectsPerSec: +(options.devices / (phases['admissionSec'] ?? 1) / baseline.connectsPerSec).toFixed(2),
-            serverBytesPerDeviceToRawServer: +((serverRss - serverIdleRss) / options.devices / Math.max(1, baseline.serverBytesPerConnection)).toFixed(2),
-            simulatorBytesPerRouterToRawClient: +(simRss / options.devices / Math.max(1, baseline.clientBytesPerConnection)).toFixed(2),
+            count: brokers.shards.length,
+            hub: brokers.hub !== undefined,
+            devicesPerBroker: brokers.shards.map((b) => b.devices),
+            timings: brokers.timings,
+            idleRssBytes: brokerIdle.rss,
+            connectedRssBytes: brokerLoaded.rss,
+            idleHeapBytes: brokerIdle.heap,
+            connectedHeapBytes: brokerLoaded.heap,
+            rssBytesPerDevice: Math.round((brokerLoaded.rss - brokerIdle.rss) / options.devices),
+            // All in: the dynamic-security accounts too (they are there before any router connects).
+            allInRssBytesPerDevice: Math.round(brokerLoaded.rss / options.devices),
+            heapBytesPerDevice: Math.round((brokerLoaded.heap - brokerIdle.heap) / options.devices),
           }
         : null,
+      mqttFloor: mqttFloor ?? null,
+      baseline: baseline ?? null,
+      ratios,
       durationSec: Math.round((Date.now() - started) / 1000),
     };
     writeReports(options.report, result);
@@ -307,6 +399,8 @@ type ScaleResult = {
   server: { bytesPerDevice: number };
   simulator: { bytesPerRouter: number };
   baseline: BaselineResult | null;
+  mqttFloor: MqttFloorResult | null;
+  brokers: { count: number; heapBytesPerDevice: number; rssBytesPerDevice: number; allInRssBytesPerDevice: number } | null;
   ratios: Record<string, number> | null;
   [k: string]: unknown;
 };
@@ -351,17 +445,29 @@ ${Object.entries(r.firstAdmission).map(([k, h]) => `| ${k} | ${h.count} | ${h.p5
 | --- | --- | --- | --- | --- | --- |
 ${Object.entries(r.histograms).map(([k, h]) => `| ${k} | ${h.count} | ${h.p50} | ${h.p90} | ${h.p99} | ${h.max} |`).join('\n')}
 
-| figure | this run | raw \`ws\` baseline (same run) | ratio |
+${r.mqttFloor && r.brokers ? mqttFigures(r, r.mqttFloor, r.brokers) : `| figure | this run | raw \`ws\` baseline (same run) | ratio |
 | --- | --- | --- | --- |
 | connects + admissions / s | ${r.connectsPerSec} | ${r.baseline ? `${r.baseline.connectsPerSec} connects/s (${r.baseline.connections} ${r.baseline.transport} conns)` : '—'} | ${r.ratios?.['connectsPerSec'] ?? '—'} |
 | server memory per device | ${kb(r.server.bytesPerDevice)} | ${r.baseline ? kb(r.baseline.serverBytesPerConnection) : '—'} | ${r.ratios?.['serverBytesPerDeviceToRawServer'] ?? '—'} |
-| simulator memory per router | ${kb(r.simulator.bytesPerRouter)} | ${r.baseline ? kb(r.baseline.clientBytesPerConnection) : '—'} | ${r.ratios?.['simulatorBytesPerRouterToRawClient'] ?? '—'} |
+| simulator memory per router | ${kb(r.simulator.bytesPerRouter)} | ${r.baseline ? kb(r.baseline.clientBytesPerConnection) : '—'} | ${r.ratios?.['simulatorBytesPerRouterToRawClient'] ?? '—'} |`}
 
 Full figures (memory, CPU, baseline and ratios): \`${basename(jsonPath)}\`.
 
 ${charts.join('\n\n')}
 `;
   writeFileSync(join(dir, `${base}.md`), md);
+}
+
+/** The figures of an MQTT run next to the raw MQTT floor of the same run. */
+function mqttFigures(r: ScaleResult, f: MqttFloorResult, b: NonNullable<ScaleResult['brokers']>): string {
+  return `| figure | this run | raw \`${f.transport}\` floor (same run, same brokers) | ratio |
+| --- | --- | --- | --- |
+| connects + admissions / s | ${r.connectsPerSec} | ${f.connectsPerSec} connects + hello round trips/s (${f.clients} clients) | ${r.ratios?.['connectsPerSec'] ?? '—'} |
+| broker heap per device | ${kb(b.heapBytesPerDevice)} | ${kb(f.brokerHeapBytesPerClient)} | ${r.ratios?.['brokerHeapBytesPerDeviceToFloor'] ?? '—'} |
+| broker RSS growth per device (the run's: pages the floor freed are reused) | ${kb(b.rssBytesPerDevice)} | ${kb(f.brokerBytesPerClient)} | — |
+| broker RSS per device, all in (accounts, sessions, ${b.count} broker(s)) | ${kb(b.allInRssBytesPerDevice)} | — | — |
+| server memory per device | ${kb(r.server.bytesPerDevice)} | — (the floor's consumer: ${(f.consumerRssBytes / 1048576).toFixed(0)} MiB in all) | — |
+| simulator memory per router | ${kb(r.simulator.bytesPerRouter)} | ${kb(f.clientBytesPerClient)} per plain mqtt client | ${r.ratios?.['simulatorBytesPerRouterToFloorClient'] ?? '—'} |`;
 }
 
 /** Serial numbers of the routers that are managed now. */

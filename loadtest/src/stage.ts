@@ -24,8 +24,11 @@ export interface Stage {
   /** Directory of the provisioned connection profiles (for `startFleet`). */
   profilesDir: string;
   workers: number;
-  /** Restarts the server on the same port and data directory. */
-  restart(): Promise<ServerProcess>;
+  /**
+   * Restarts the server on the same port and data directory; with `extraArgs`, with these `serve`
+   * flags added from now on (e.g. the MQTT broker to consume).
+   */
+  restart(extraArgs?: string[]): Promise<ServerProcess>;
 }
 
 export interface StageOptions extends TenantOptions {
@@ -34,6 +37,8 @@ export interface StageOptions extends TenantOptions {
   workers?: number;
   /** HTTPS/WSS with a local CA (default) or plain HTTP/WS (`false`: loopback measurements only). */
   tls?: boolean;
+  /** More `fleet-server serve` flags (e.g. `--mqtt embedded --device-transport mqtt`). */
+  serverArgs?: string[];
   /** Where the server's output goes (appended, across restarts). Default: not kept. */
   serverLog?: string;
   log?: (text: string) => void;
@@ -58,7 +63,8 @@ export async function stage(options: StageOptions): Promise<Stage> {
     : { ca: '', cert: '', key: '' };
   const tenant = await prepareTenant(dataDir, options);
   const workers = options.workers ?? 1;
-  const serverArgs = useTls ? ['--tls-cert', tls.cert, '--tls-key', tls.key] : [];
+  const baseArgs = [...(useTls ? ['--tls-cert', tls.cert, '--tls-key', tls.key] : []), ...(options.serverArgs ?? [])];
+  let serverArgs = baseArgs;
   const logFile = options.serverLog ? { logFile: options.serverLog } : {};
   let server = await startServer({ dataDir, workers, args: serverArgs, ...logFile });
   const caPem = useTls ? readFileSync(tls.ca, 'utf8') : '';
@@ -86,7 +92,8 @@ export async function stage(options: StageOptions): Promise<Stage> {
     keyPath: tls.key,
     profilesDir,
     workers,
-    async restart() {
+    async restart(extraArgs) {
+      if (extraArgs) serverArgs = [...baseArgs, ...extraArgs];
       await server.stop();
       server = await startServer({ dataDir, workers, port: server.port, args: serverArgs, ...logFile });
       result.server = server;

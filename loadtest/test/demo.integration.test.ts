@@ -20,4 +20,29 @@ describe('npm run demo -- --once', () => {
     expect(stdout).toMatch(/API docs\s+https:\/\/127\.0\.0\.1:\d+\/docs/);
     console.log(`demo finished in ${((Date.now() - started) / 1000).toFixed(1)} s`);
   }, 180_000);
+
+  it('--transport mqtt: the same over MQTT through the server\'s embedded broker', async () => {
+    const { code, stdout } = await new Promise<{ code: number | null; stdout: string }>((resolve) => {
+      const child = execFile(process.execPath, [DEMO, '--once', '--transport', 'mqtt'], { maxBuffer: 16 * 1024 * 1024, timeout: 290_000 }, () => undefined);
+      let out = '';
+      child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+      child.on('exit', (c) => resolve({ code: c, stdout: out }));
+    });
+    expect(code, stdout.slice(-3000)).toBe(0);
+    expect(stdout).toContain('over MQTT through the server\'s embedded broker');
+    expect(stdout).toContain('1000 routers managed, 200 rejected');
+    expect(stdout).toMatch(/job 100 %\s+succeeded 1000\s+failed 0/);
+    expect(stdout).toContain('"online":1000');
+  }, 300_000);
+
+  it('refuses an unknown --transport with a clear error', async () => {
+    const { code, stderr } = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
+      const child = execFile(process.execPath, [DEMO, '--once', '--transport', 'pigeon'], { timeout: 30_000 }, () => undefined);
+      let err = '';
+      child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+      child.on('exit', (c) => resolve({ code: c, stderr: err }));
+    });
+    expect(code).toBe(2);
+    expect(stderr).toContain('--transport must be ws or mqtt');
+  }, 60_000);
 });

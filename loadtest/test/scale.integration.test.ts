@@ -2,6 +2,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { MOSQUITTO_MISSING } from '../src/brokers.js';
 import { runScale } from '../src/scale.js';
 
 describe('fleet-loadtest scale (small run in CI)', () => {
@@ -43,4 +44,25 @@ describe('fleet-loadtest scale (small run in CI)', () => {
       rmSync(dir, { recursive: true, force: true });
     }
   }, 300_000);
+
+  it.skipIf(MOSQUITTO_MISSING)(`runs over MQTT through sharded Mosquitto brokers bridged to a hub, with the raw MQTT floor and a broker restart${MOSQUITTO_MISSING ? ` (skipped: ${MOSQUITTO_MISSING})` : ''}`, async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'scale-report-'));
+    try {
+      const result = await runScale({ devices: 200, licences: 160, rate: 300, transport: 'mqtt', devicesPerBroker: 120, report: join(dir, 'mqtt.json'), log: () => {} });
+      expect(result.checks.filter((c) => !c.pass)).toEqual([]);
+      expect(result.checks.map((c) => c.name)).toContain('every router back after a broker restart');
+      expect(result.transport).toMatch(/^mqtts \(TLS.*2 Mosquitto broker\(s\) bridged to a hub/);
+      const json = JSON.parse(readFileSync(join(dir, 'mqtt.json'), 'utf8'));
+      expect(json.brokers.count).toBe(2);
+      expect(json.brokers.devicesPerBroker.reduce((a: number, b: number) => a + b, 0)).toBe(200);
+      expect(json.brokers.connectedHeapBytes).toBeGreaterThan(json.brokers.idleHeapBytes);
+      expect(json.mqttFloor).toMatchObject({ transport: 'mqtts', clients: 200, failed: 0, answered: 200 });
+      expect(json.ratios.connectsPerSec).toBeGreaterThan(0);
+      const md = readFileSync(join(dir, 'mqtt.md'), 'utf8');
+      expect(md).toContain('raw `mqtts` floor');
+      expect(md).toContain('broker heap per device');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 400_000);
 });

@@ -164,7 +164,8 @@ export async function runCli(argv: string[]): Promise<number> {
           .option('seed', { type: 'number', default: 1, describe: 'Seed of the fault draws and every router\'s randomness' })
           .option('prometheus', { type: 'number', describe: 'Serve /metrics on 127.0.0.1:PORT' })
           .option('analytics-sample-sec', { type: 'number', describe: 'Analytics sample period of the routers (s; with consent)' })
-          .option('status-interval-sec', { type: 'number', describe: 'Status report period of the routers (s)' }),
+          .option('status-interval-sec', { type: 'number', describe: 'Status report period of the routers (s)' })
+          .option('transport', { type: 'string', choices: ['ws', 'mqtt'], default: 'ws', describe: 'Control channel of the routers: ws (WebSocket to --server) or mqtt (through the broker their profiles name; provision them from a server with deviceTransport mqtt)' }),
       handle(async (args) => {
         const urls = serverUrls(args.server);
         const sec = duration(args.duration);
@@ -178,6 +179,7 @@ export async function runCli(argv: string[]): Promise<number> {
           behaviour: args.behaviour,
           seed: args.seed,
           channelOrigin: urls.channelOrigin,
+          transport: args.transport === 'mqtt' ? 'mqtt' : 'ws',
           agent: {
             ...(args['analytics-sample-sec'] ? { analyticsSampleSec: args['analytics-sample-sec'] } : {}),
             ...(args['status-interval-sec'] ? { statusIntervalSec: args['status-interval-sec'] } : {}),

@@ -3,6 +3,7 @@ import { existsSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ConfigInput } from '@router-fleet/agent';
+import { isMqttUrl } from '@router-fleet/protocol';
 import { type Behaviour, loadBehaviour } from './behaviour.js';
 import { SimError } from './errors.js';
 import { PROFILES_FILE } from './provision.js';
@@ -44,6 +45,11 @@ export interface StartFleetOptions {
   seed?: number;
   /** Dial this origin (`wss://host:port`) instead of the one in the profiles. */
   channelOrigin?: string;
+  /**
+   * The control channel the profiles must name: `ws` (WebSocket) or `mqtt` (a broker). Default:
+   * whatever they name. A mismatch is SIM_FLEET_INVALID; `channelOrigin` applies to `ws` only.
+   */
+  transport?: 'ws' | 'mqtt';
   /** Source addresses to dial from. Default: 127.0.0.1… (one per 16,000 routers, at least 2) when the server is on 127.x, else the system's choice. */
   sourceAddresses?: string[];
   /** Agent configuration on top of the simulator's (bootDelayMaxSec 0). */
@@ -158,9 +164,17 @@ export async function startFleet(options: StartFleetOptions): Promise<FleetHandl
     throw new SimError('SIM_FLEET_INVALID', `behaviour: ${(err as Error).message}`);
   }
   const firstUrl = await firstChannelUrl(file);
+  const named = isMqttUrl(firstUrl) ? 'mqtt' : 'ws';
+  if (options.transport && options.transport !== named) {
+    throw new SimError(
+      'SIM_FLEET_INVALID',
+      `transport ${options.transport}: the profiles in ${file} name ${named === 'mqtt' ? 'an MQTT broker' : 'a WebSocket endpoint'} (${firstUrl}); provision them from a server whose deviceTransport is ${options.transport}`,
+    );
+  }
   // Mapped explicitly (https → wss, http → ws) and validated: a plain origin must also allow the
-  // routers insecure transport, or they refuse to dial it and the fleet never connects.
-  const channelOrigin = options.channelOrigin === undefined ? undefined : serverUrls(options.channelOrigin).channelOrigin;
+  // routers insecure transport, or they refuse to dial it and the fleet never connects. An MQTT
+  // fleet dials the brokers its profiles name (the REST server is not where the devices connect).
+  const channelOrigin = options.channelOrigin === undefined || named === 'mqtt' ? undefined : serverUrls(options.channelOrigin).channelOrigin;
   const channelUrl = channelOrigin ?? firstUrl;
   const base: Omit<WorkerOptions, 'process' | 'processes'> = {
     profilesFile: file,
@@ -171,7 +185,7 @@ export async function startFleet(options: StartFleetOptions): Promise<FleetHandl
     seed: options.seed ?? 1,
     ...(channelOrigin ? { channelOrigin } : {}),
     localAddresses: options.sourceAddresses ?? defaultSourceAddresses(channelUrl, devices),
-    agent: { ...(channelUrl.startsWith('ws:') ? { allowInsecureTransport: true } : {}), ...options.agent },
+    agent: { ...(channelUrl.startsWith('ws:') || channelUrl.startsWith('mqtt:') ? { allowInsecureTransport: true } : {}), ...options.agent },
     statsIntervalMs: options.statsIntervalMs ?? 1000,
     ...(options.logLevel ? { logLevel: options.logLevel } : {}),
     ...(options.gcBeforeStats ? { gcBeforeStats: true } : {}),

@@ -35,6 +35,8 @@ export interface Scenario {
   behaviour?: string;
   seed?: number;
   channelOrigin?: string;
+  /** The control channel the profiles must name (`ws` or `mqtt`); default whatever they name. */
+  transport?: 'ws' | 'mqtt';
   agent?: ConfigInput;
   /** Where the JSON report goes. */
   report?: string;
@@ -51,6 +53,7 @@ export function validateScenario(value: unknown): Scenario {
   if (typeof s.server !== 'string') throw invalid('scenario.server (REST base URL) is required');
   serverUrls(s.server); // SIM_SERVER_URL_INVALID before anything runs
   if (typeof s.profiles !== 'string') throw invalid('scenario.profiles (provisioned directory) is required');
+  if (s.transport !== undefined && s.transport !== 'ws' && s.transport !== 'mqtt') throw invalid('scenario.transport must be "ws" or "mqtt"');
   if (!Array.isArray(s.steps) || s.steps.length === 0) throw invalid('scenario.steps must be a non-empty array');
   for (const [i, step] of s.steps.entries()) {
     if (!step || !STEPS.includes((step as { step: string }).step)) throw invalid(`step ${i}: unknown step ${JSON.stringify((step as { step?: unknown })?.step)}`);
@@ -138,6 +141,7 @@ export async function runScenario(scenario: Scenario, io: ScenarioIo = {}): Prom
             ...(scenario.behaviour ? { behaviour: scenario.behaviour } : {}),
             ...(scenario.seed !== undefined ? { seed: scenario.seed } : {}),
             ...(scenario.channelOrigin ? { channelOrigin: scenario.channelOrigin } : {}),
+            ...(scenario.transport ? { transport: scenario.transport } : {}),
             ...(scenario.agent ? { agent: scenario.agent } : {}),
           });
           if (scenario.prometheus !== undefined) prometheus = await servePrometheus(scenario.prometheus, () => fleet!.stats());

@@ -1,12 +1,11 @@
-import { createWsTransport, type Transport } from '@router-fleet/agent';
+import { createTransport, type OpenLink, type Transport } from '@router-fleet/agent';
 import type { Dispatcher } from 'undici';
-import type WebSocket from 'ws';
 
 /** What the simulator's transport counts (one object per process, not per router). */
 export interface TransportObserver {
   /** A dial failed (error code of the socket, `HTTP_<status>` or the DialError kind). */
   dialFailed(code: string): void;
-  /** An open channel closed (WebSocket close code). */
+  /** An open channel closed (WebSocket close code; the same codes over MQTT, 1006 for a lost link). */
   closed(code: number): void;
 }
 
@@ -16,7 +15,7 @@ export interface SimTransportOptions {
   observer?: TransportObserver;
 }
 
-/** The transport and the open sockets it holds (for `cut-connections`). */
+/** The transport and the open channels it holds (for `cut-connections`). */
 export interface SimTransport extends Transport {
   /** Bounded download pools on the same source addresses, in turn. */
   downloadDispatcher(caPem: string): Dispatcher;
@@ -27,13 +26,14 @@ export interface SimTransport extends Transport {
 }
 
 /**
- * The agent's own WebSocket transport (same TLS, subprotocol, frame limit, source addresses), plus
- * the registry of open sockets a simulator needs to cut connections and count them.
+ * The agent's own transport (the profile's URL scheme picks WebSocket or MQTT on every dial; same
+ * TLS, frame limits, source addresses), plus the registry of open channels a simulator needs to cut
+ * connections and count them.
  */
 export function createSimTransport(options: SimTransportOptions = {}): SimTransport {
-  const sockets = new Set<WebSocket>();
+  const sockets = new Set<OpenLink>();
   const observer = options.observer;
-  const transport = createWsTransport({
+  const transport = createTransport({
     localAddresses: options.localAddresses ?? [],
     observer: {
       dialFailed: (code) => observer?.dialFailed(code),

@@ -155,7 +155,8 @@ export class FleetWorker {
         const d = JSON.parse(line) as ProvisionedDevice;
         const raw = d.profile;
         let serverUrl = raw.serverUrl;
-        if (origin) {
+        // The origin replaces a WebSocket endpoint only: MQTT routers dial the broker their profile names.
+        if (origin && !/^mqtts?:\/\//.test(serverUrl)) {
           const u = new URL(serverUrl);
           serverUrl = `${origin}${u.pathname}${u.search}`; // origin: ws(s)://host:port (startFleet maps it)
         }
@@ -172,6 +173,7 @@ export class FleetWorker {
           serialNumber: raw.serialNumber,
           credential: raw['credential'] as string,
           ...(raw['keepAlive'] ? { keepAlive: raw['keepAlive'] as ConnectionProfile['keepAlive'] } : {}),
+          ...(raw['mqttVersion'] === 4 || raw['mqttVersion'] === 5 ? { mqttVersion: raw['mqttVersion'] } : {}),
         };
         this.#profiles.push(profile);
         this.#sim.push({ ...d.sim, model: intern(d.sim.model), firmware: intern(d.sim.firmware) });

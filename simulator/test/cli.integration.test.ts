@@ -61,6 +61,10 @@ describe('fleet-sim CLI (the built bin as a real process)', () => {
     const duration = await runSim(['run', '--server', 'https://127.0.0.1:1', '--profiles', '/nowhere', '--duration', 'soon']);
     expect(duration.code).toBe(2);
     expectOneLineError(duration.stderr, 'SIM_USAGE');
+    const transport = await runSim(['run', '--server', 'https://127.0.0.1:1', '--profiles', '/nowhere', '--transport', 'pigeon']);
+    expect(transport.code).toBe(2);
+    expectOneLineError(transport.stderr, 'SIM_USAGE');
+    expect(transport.stderr).toContain('transport');
   }, 60_000);
 
   it('an unusable --server is SIM_SERVER_URL_INVALID and exit 2 before anything runs', async () => {
@@ -169,6 +173,39 @@ describe('fleet-sim CLI (the built bin as a real process)', () => {
       run.child.kill('SIGINT'); // Ctrl-C: stops the run and still prints the report
       expect(await run.exit).toBe(0);
       expect(JSON.parse(run.stdout())).toMatchObject({ devices: 3 });
+    } finally {
+      if (run.child.exitCode === null) run.child.kill('SIGKILL');
+    }
+  }, 240_000);
+
+  it('run --transport mqtt: the routers dial the broker their profiles name (the server\'s embedded one) and are admitted', async () => {
+    const server = await startTestServer({ plan: 'basic-25', count: 1, tls: false, extraArgs: ['--mqtt', 'embedded', '--mqtt-port', '0', '--device-transport', 'mqtt'] });
+    servers.push(server);
+    const d = dir();
+    writeFileSync(join(d, 'fleet.csv'), fleetToCsv(generateFleet({ devices: 3, seed: 12 })));
+    await provisionFleet({ server: server.url, token: server.token, fleetCsv: join(d, 'fleet.csv'), outDir: d });
+    expect(JSON.parse(readFileSync(join(d, PROFILES_FILE), 'utf8').split('\n')[0]!).profile.serverUrl).toMatch(/^mqtt:\/\/127\.0\.0\.1:\d+$/);
+    // Profiles naming a broker are not a WebSocket fleet: refused before anything dials.
+    const ws = await runSim(['run', '--server', server.url, '--profiles', d, '--processes', '0', '--duration', '1s', '--transport', 'ws']);
+    expect(ws.code).toBe(2);
+    expectOneLineError(ws.stderr, 'SIM_FLEET_INVALID');
+    const prometheus = await freePort();
+    const run = startSim(['run', '--server', server.url, '--profiles', d, '--processes', '0', '--rate', '50', '--duration', '10m', '--prometheus', String(prometheus), '--transport', 'mqtt']);
+    try {
+      await expect
+        .poll(async () => {
+          if (run.child.exitCode !== null) throw new Error(`fleet-sim exited ${run.child.exitCode}: ${run.stderr()}`);
+          try {
+            const text = await (await request(`http://127.0.0.1:${prometheus}/metrics`)).body.text();
+            return Number(/^fleetsim_admission_ms_count (\d+)$/m.exec(text)?.[1] ?? 0);
+          } catch {
+            return 0;
+          }
+        }, { timeout: 120_000, interval: 250 })
+        .toBe(3);
+      run.child.kill('SIGINT');
+      expect(await run.exit).toBe(0);
+      expect(JSON.parse(run.stdout())).toMatchObject({ devices: 3, managed: 3 });
     } finally {
       if (run.child.exitCode === null) run.child.kill('SIGKILL');
     }
