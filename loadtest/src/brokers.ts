@@ -13,8 +13,8 @@ import { createServer, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
-import { MQTT_BINDING, mqttBucket, mqttTopics } from '@router-fleet/protocol';
-import { type DynsecClient, type DynsecRole, dynsecFile } from '@router-fleet/server-stub/mosquitto-files';
+import { MQTT_BINDING, mqttBucket } from '@router-fleet/protocol';
+import { deviceRole, type DynsecClient, type DynsecRole, dynsecFile, SERVER_ACCOUNT, serverRole } from '@router-fleet/server-stub/mosquitto-files';
 import { LoadtestError } from './errors.js';
 
 const PATH_DIRS = (process.env['PATH'] ?? '').split(':').filter(Boolean);
@@ -47,8 +47,7 @@ export const DEFAULT_EXTRA_CONNECTIONS = 512;
 /** Files a broker needs besides its sockets (listeners, log, persistence, plugin, epoll). */
 const RESERVED_FILES = 64;
 
-/** The server's broker account by default (design: user `rf-server`, role `rf-server`). */
-export const SERVER_ACCOUNT = 'rf-server';
+export { SERVER_ACCOUNT };
 
 export interface BrokerDevice {
   deviceId: string;
@@ -140,35 +139,6 @@ export interface BrokerFleet {
   restart(): Promise<void>;
   /** Stops every broker and removes the directories. */
   close(): Promise<void>;
-}
-
-/** The dynsec role of one device: its own up and presence to publish, its own down to subscribe and receive. */
-export function deviceRole(deviceId: string): DynsecRole {
-  const t = mqttTopics(deviceId);
-  return {
-    rolename: `rf-device-${deviceId}`,
-    acls: [
-      { acltype: 'publishClientSend', topic: t.up, allow: true },
-      { acltype: 'publishClientSend', topic: t.presence, allow: true },
-      { acltype: 'subscribeLiteral', topic: t.down, allow: true },
-      { acltype: 'publishClientReceive', topic: t.down, allow: true },
-    ],
-  };
-}
-
-/** The server's role: read every device's up and presence, write every device's down. */
-export function serverRole(): DynsecRole {
-  const root = MQTT_BINDING.topicRoot;
-  return {
-    rolename: SERVER_ACCOUNT,
-    acls: [
-      { acltype: 'subscribePattern', topic: `${root}/+/+/up`, allow: true },
-      { acltype: 'subscribePattern', topic: `${root}/+/+/presence`, allow: true },
-      { acltype: 'publishClientReceive', topic: `${root}/+/+/up`, allow: true },
-      { acltype: 'publishClientReceive', topic: `${root}/+/+/presence`, allow: true },
-      { acltype: 'publishClientSend', topic: `${root}/+/+/down`, allow: true },
-    ],
-  };
 }
 
 /** The account the shards' bridges use at the hub. */

@@ -9,9 +9,7 @@ export {
   type BrokerFleetOptions,
   type BrokerShard,
   DEFAULT_DEVICES_PER_BROKER,
-  deviceRole,
   MOSQUITTO_MISSING,
-  serverRole,
   startBrokerFleet,
 } from './brokers.js';
 export { LoadtestError, type LoadtestErrorCode, LoadtestErrorCodes } from './errors.js';
