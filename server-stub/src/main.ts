@@ -44,6 +44,11 @@ export async function main(config: ServerConfig, options: MainOptions = {}): Pro
     await mqtt?.close();
     await accounts?.close();
   });
+  // Requests wait while the MQTT channel starts (after the listener: the packet URLs need its
+  // port): a profile served before the embedded broker listens would name port 0.
+  let mqttStarted: (() => void) | undefined;
+  const mqttReady = mqttEnabled(config) ? new Promise<void>((resolve) => (mqttStarted = resolve)) : undefined;
+  if (mqttReady) app.addHook('onRequest', async () => mqttReady);
   const url = await app.listen({ port: config.port, host: config.host });
   const address = app.server.address();
   if (address && typeof address === 'object') {
@@ -69,9 +74,12 @@ export async function main(config: ServerConfig, options: MainOptions = {}): Pro
       if (port !== undefined) app.services.profiles.setMqttPort(port);
       accounts = await startBrokerAccounts(config, app.services, log, { reconcile: options.reconcileBrokerAccounts ?? true });
     } catch (err) {
+      // Waiting requests go on (and are answered) before the close, which waits for them.
+      mqttStarted?.();
       await app.close();
       throw err;
     }
+    mqttStarted?.();
   }
   app.log.info({ url, dataDir: config.dataDir, testClock: config.testClock, mqtt: app.services.profiles.mqttUrl() }, 'fleet-server listening');
 
