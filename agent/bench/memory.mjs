@@ -4,12 +4,12 @@
  * measured in the same run: a bare `node` process and one that has loaded `tls` and `https`.
  *   npm run build && npm run bench -w agent
  *   node agent/bench/memory.mjs [--no-build] [--bundle DIR] [--settle-sec 20] [--node-flags "--max-semi-space-size=1"]
- * Prints JSON lines: `bundle` (bytes of the code that runs, of its source map, per output file),
+ * Prints JSON lines: `bundle` (bytes of all chunks, of those an idle agent loads, of the source maps),
  * then `idle-rss` (KiB of each process, median of the samples, and the ratios).
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { readdirSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { idleNode, ROOT, rssKiB, stageOneDevice, waitFor } from './stage.mjs';
 
@@ -26,17 +26,26 @@ const bundleDir = opts.bundle;
 if (!opts['no-build']) execFileSync(process.execPath, [join(ROOT, 'agent', 'scripts', 'bundle.mjs'), '--outdir', bundleDir], { stdio: 'ignore' });
 const entry = join(bundleDir, 'fleet-agent.mjs');
 
-const files = readdirSync(bundleDir).filter((f) => f.endsWith('.mjs') || f.endsWith('.map'));
-const size = (f) => statSync(join(bundleDir, f)).size;
-const code = files.filter((f) => f.endsWith('.mjs'));
-const maps = files.filter((f) => f.endsWith('.map'));
+// Sizes from esbuild's metafile (bundle.mjs writes it): every chunk, and the ones an idle `run`
+// loads (the entry's static imports, transitively; the rest is loaded by dynamic import).
+const meta = JSON.parse(readFileSync(join(bundleDir, 'meta.json'), 'utf8'));
+const outputs = new Map(Object.entries(meta.outputs).map(([f, o]) => [basename(f), o]));
+const code = [...outputs].filter(([f]) => f.endsWith('.mjs'));
+const idle = new Set();
+const visit = (name) => {
+  if (idle.has(name) || !outputs.has(name)) return;
+  idle.add(name);
+  for (const i of outputs.get(name).imports) if (i.kind === 'import-statement') visit(basename(i.path));
+};
+visit('fleet-agent.mjs');
 console.log(
   JSON.stringify({
     name: 'bundle',
-    bytes: code.reduce((n, f) => n + size(f), 0),
+    bytes: code.reduce((n, [, o]) => n + o.bytes, 0),
     targetBytes: 1_200_000,
-    sourceMapBytes: maps.reduce((n, f) => n + size(f), 0),
-    files: Object.fromEntries(code.map((f) => [f, size(f)])),
+    loadedWhenIdleBytes: [...idle].reduce((n, f) => n + outputs.get(f).bytes, 0),
+    sourceMapBytes: [...outputs].filter(([f]) => f.endsWith('.map')).reduce((n, [, o]) => n + o.bytes, 0),
+    files: Object.fromEntries(code.map(([f, o]) => [f, o.bytes])),
   }),
 );
 

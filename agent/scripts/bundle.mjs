@@ -13,7 +13,7 @@
 // (`--single-file`, where dynamic imports become lazily initialised modules of the same file but
 // the protocol package's index initialises all of its modules, node-forge included). The chunks
 // must stay beside fleet-agent.mjs (install.sh copies them all).
-import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -34,18 +34,22 @@ const name = opts.outfile ? basename(opts.outfile).replace(/\.m?js$/, '') : 'fle
 const { version } = JSON.parse(readFileSync(join(agentDir, 'package.json'), 'utf8'));
 
 /**
- * `undici` and `node-forge` resolve to shims that load only the parts the agent uses: their index
- * files load everything (fetch, WebSocket, caches; TLS, SSH, ed25519), which esbuild cannot drop
- * from CommonJS.
+ * `undici`, `node-forge` and `mqtt` resolve to shims that load only the parts the agent uses: their
+ * index files load everything (fetch, WebSocket, caches; TLS, SSH, ed25519; every MQTT stream
+ * type), which esbuild cannot drop from CommonJS.
  */
 const slimDependencies = {
   name: 'slim-dependencies',
   setup(b) {
-    b.onResolve({ filter: /^(undici|node-forge)$/ }, (args) => ({ path: join(here, 'bundle-shims', `${args.path}.mjs`) }));
+    b.onResolve({ filter: /^(undici|node-forge|mqtt)$/ }, (args) => ({ path: join(here, 'bundle-shims', `${args.path}.mjs`) }));
   },
 };
 
 mkdirSync(outdir, { recursive: true });
+// Chunk names carry a content hash: the previous build's chunks would otherwise stay beside the new ones.
+for (const f of readdirSync(outdir)) {
+  if (/\.mjs(\.map|\.LEGAL\.txt)?$/.test(f) || f === 'meta.json') rmSync(join(outdir, f));
+}
 const result = await build({
   entryPoints: { [name]: join(agentDir, 'src', 'cli.ts') },
   // Chunks are named by what first needs them; the hash changes with their content, so an agent
