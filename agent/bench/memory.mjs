@@ -1,75 +1,96 @@
 /**
- * Memory per idle agent on the memory platform (the simulator's case): N agents on one shared clock
- * and an in-memory transport, each welcomed by a minimal in-process server, then idle.
- *   npm run bench -w agent            (builds first: measures the compiled dist/, as the simulator runs it)
- *   node --expose-gc agent/bench/memory.mjs [N]
- * Prints heap bytes per platform, per agent (session, jobs, reporting) and in total.
+ * The agent's footprint as shipped: the size of the bundle, and the RSS of one idle agent (the
+ * bundle, emulated platform) connected over TLS to the reference server, next to its floors
+ * measured in the same run: a bare `node` process and one that has loaded `tls` and `https`.
+ *   npm run build && npm run bench -w agent
+ *   node agent/bench/memory.mjs [--no-build] [--bundle DIR] [--settle-sec 20] [--node-flags "--max-semi-space-size=1"]
+ * Prints JSON lines: `bundle` (bytes of all chunks, of those an idle agent loads, of the source maps),
+ * then `idle-rss` (KiB of each process, median of the samples, and the ratios).
  */
-import { createMessage, encode } from '@router-fleet/protocol';
-import { createAgent, createMemoryPlatform, createSharedClock, MemoryNetwork, resolveConfig, seededRandom } from '../dist/index.js';
-import { createTestPki } from '../dist/packet-api.js';
+import { execFileSync, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { idleNode, ROOT, rssKiB, stageOneDevice, waitFor } from './stage.mjs';
 
-const N = Number(process.argv[2] ?? 2000);
-const gc = globalThis.gc;
-if (!gc) throw new Error('run with node --expose-gc');
-const heap = () => {
-  gc();
-  gc();
-  return process.memoryUsage().heapUsed;
-};
-
-const pki = await createTestPki({ keyBits: 1024 });
-const clock = createSharedClock();
-const network = new MemoryNetwork();
-let welcomed = 0;
-network.listen('wss://bench/channel', (conn) => {
-  conn.onMessage = (text) => {
-    const m = JSON.parse(text);
-    if (m.type === 'hello') {
-      welcomed++;
-      const welcome = createMessage(
-        'welcome',
-        {
-          admission: 'managed',
-          deviceId: m.body.deviceId,
-          session: { pingIntervalSec: 120, pongTimeoutSec: 104, sessionTimeoutSec: 16 },
-          analyticsConsent: false,
-          serverTime: Date.now(),
-        },
-        { correlationId: m.id },
-      );
-      conn.send(encode(welcome));
-    } else if (m.type === 'event') conn.send(encode(createMessage('ack', { seqs: [m.body.seq] })));
-  };
+const { values: opts } = parseArgs({
+  options: {
+    'no-build': { type: 'boolean', default: false },
+    bundle: { type: 'string', default: join(ROOT, 'agent', 'dist-bundle') },
+    'settle-sec': { type: 'string', default: '20' },
+    samples: { type: 'string', default: '5' },
+    'node-flags': { type: 'string', default: '' },
+  },
 });
-const config = resolveConfig({ dataDir: '', bootDelayMaxSec: 0 });
-// Shared strings, as a simulator shares them: the CA and the anchors are the same for every router.
-const base = {
-  format: 'router-fleet.connection-profile/1',
-  serverUrl: 'wss://bench/channel',
-  caCertPem: pki.root.certPem,
-  trustAnchorsPem: [pki.root.certPem],
-};
+const bundleDir = opts.bundle;
+if (!opts['no-build']) execFileSync(process.execPath, [join(ROOT, 'agent', 'scripts', 'bundle.mjs'), '--outdir', bundleDir], { stdio: 'ignore' });
+const entry = join(bundleDir, 'fleet-agent.mjs');
 
-const h0 = heap();
-const platforms = [];
-for (let i = 0; i < N; i++) platforms.push(await createMemoryPlatform({ clock, random: seededRandom(i + 1), serialNumber: `SN-${i}` }));
-const h1 = heap();
-const agents = [];
-for (let i = 0; i < N; i++) {
-  const profile = { ...base, deviceId: `dev-${i}`, serialNumber: `SN-${i}`, credential: `credential-${String(i).padStart(8, '0')}` };
-  const agent = createAgent(config, platforms[i], { transport: network.transport, profile });
-  await agent.start();
-  agents.push(agent);
+// Sizes from esbuild's metafile (bundle.mjs writes it): every chunk, and the ones an idle `run`
+// loads (the entry's static imports, transitively; the rest is loaded by dynamic import).
+const meta = JSON.parse(readFileSync(join(bundleDir, 'meta.json'), 'utf8'));
+const outputs = new Map(Object.entries(meta.outputs).map(([f, o]) => [basename(f), o]));
+const code = [...outputs].filter(([f]) => f.endsWith('.mjs'));
+const idle = new Set();
+const visit = (name) => {
+  if (idle.has(name) || !outputs.has(name)) return;
+  idle.add(name);
+  for (const i of outputs.get(name).imports) if (i.kind === 'import-statement') visit(basename(i.path));
+};
+visit('fleet-agent.mjs');
+console.log(
+  JSON.stringify({
+    name: 'bundle',
+    bytes: code.reduce((n, [, o]) => n + o.bytes, 0),
+    targetBytes: 1_200_000,
+    loadedWhenIdleBytes: [...idle].reduce((n, f) => n + outputs.get(f).bytes, 0),
+    sourceMapBytes: [...outputs].filter(([f]) => f.endsWith('.map')).reduce((n, [, o]) => n + o.bytes, 0),
+    files: Object.fromEntries(code.map(([f, o]) => [f, o.bytes])),
+  }),
+);
+
+const nodeFlags = opts['node-flags'].split(' ').filter(Boolean);
+const stage = await stageOneDevice({ agentEntry: entry });
+const bare = idleNode();
+const tlsHttps = idleNode(['node:tls', 'node:https']);
+const agent = spawn(
+  process.execPath,
+  [...nodeFlags, entry, 'run', '--no-supervise', '--data', stage.agentDir, '--boot-delay-max-sec', '0', '--log-level', 'warn'],
+  { stdio: ['ignore', 'ignore', 'inherit'] },
+);
+try {
+  await waitFor('the agent online and managed', async () => {
+    const d = await stage.device();
+    return d.status === 'online' && d.admission === 'managed';
+  });
+  // After the welcome the agent sends its status and events; let that and the first collections pass.
+  await new Promise((r) => setTimeout(r, Number(opts['settle-sec']) * 1000));
+  const samples = { agent: [], bare: [], tlsHttps: [] };
+  for (let i = 0; i < Number(opts.samples); i++) {
+    samples.agent.push(rssKiB(agent.pid));
+    samples.bare.push(rssKiB(bare.pid));
+    samples.tlsHttps.push(rssKiB(tlsHttps.pid));
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+  const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+  const kib = { agent: median(samples.agent), bare: median(samples.bare), tlsHttps: median(samples.tlsHttps) };
+  console.log(
+    JSON.stringify({
+      name: 'idle-rss',
+      node: process.version,
+      nodeFlags,
+      agentKiB: kib.agent,
+      bareNodeKiB: kib.bare,
+      tlsHttpsNodeKiB: kib.tlsHttps,
+      ratioToBare: Number((kib.agent / kib.bare).toFixed(3)),
+      ratioToTlsHttps: Number((kib.agent / kib.tlsHttps).toFixed(3)),
+      targetRatioToBare: 1.3,
+    }),
+  );
+} finally {
+  agent.kill('SIGTERM');
+  bare.kill();
+  tlsHttps.kill();
+  await new Promise((r) => agent.once('exit', r));
+  await stage.close();
 }
-while (welcomed < N) await new Promise((r) => setTimeout(r, 50));
-await new Promise((r) => setTimeout(r, 1000));
-const h2 = heap();
-const kb = (bytes) => `${(bytes / 1024).toFixed(1)} KiB`;
-console.log(`node ${process.version}, ${N} agents (memory platform, shared clock, in-memory transport, idle and managed)`);
-console.log(`platform per device: ${kb((h1 - h0) / N)}`);
-console.log(`agent per device:    ${kb((h2 - h1) / N)}`);
-console.log(`total per device:    ${kb((h2 - h0) / N)}`);
-console.log(`shared-clock timers pending: ${clock.pending()} (${(clock.pending() / N).toFixed(1)} per agent)`);
-for (const a of agents) await a.stop();
-process.exit(0);

@@ -1,11 +1,12 @@
 #!/bin/sh
 # Installs the router-fleet agent on a Linux-based router or server.
 #
-#   sh install.sh [--bundle fleet-agent.mjs] [--profile PROFILE.tar] [--trust-anchor CA.pem]
+#   sh install.sh [--bundle DIR/fleet-agent.mjs] [--profile PROFILE.tar] [--trust-anchor CA.pem]
 #                 [--prefix /opt/fleet-agent] [--data /var/lib/fleet-agent] [--no-systemd]
 #
 # Needs: Node.js >= 20.19 on PATH, root (for the system user and the unit). Idempotent: running it
-# again upgrades the bundle and keeps the data directory (profile, journal, outbox).
+# again upgrades the bundle and keeps the data directory (profile, journal, outbox). The bundle is
+# fleet-agent.mjs and the chunks (*.mjs) beside it, which it loads when it needs them: all are installed.
 set -eu
 
 BUNDLE="$(dirname "$0")/../dist-bundle/fleet-agent.mjs"
@@ -46,8 +47,22 @@ if ! id fleet-agent >/dev/null 2>&1; then
 fi
 
 install -d -m 0755 "$PREFIX"
+# The chunks first, the entry last: a new entry never finds its chunks missing. Chunks of the
+# previous version stay until the agent has restarted (a running agent may still load one).
+BUNDLE_DIR="$(dirname "$BUNDLE")"
+INSTALLED=" fleet-agent.mjs "
+for f in "$BUNDLE_DIR"/*.mjs "$BUNDLE_DIR"/*.LEGAL.txt; do
+  [ -f "$f" ] && [ "$f" != "$BUNDLE" ] || continue
+  install -m 0644 "$f" "$PREFIX/$(basename "$f")"
+  INSTALLED="$INSTALLED$(basename "$f") "
+done
 install -m 0755 "$BUNDLE" "$PREFIX/fleet-agent.mjs"
-[ -f "$BUNDLE.LEGAL.txt" ] && install -m 0644 "$BUNDLE.LEGAL.txt" "$PREFIX/fleet-agent.mjs.LEGAL.txt"
+remove_old_chunks() {
+  for f in "$PREFIX"/*.mjs "$PREFIX"/*.LEGAL.txt; do
+    [ -f "$f" ] || continue
+    case "$INSTALLED" in *" $(basename "$f") "*) ;; *) rm -f "$f" ;; esac
+  done
+}
 ln -sf "$PREFIX/fleet-agent.mjs" /usr/local/bin/fleet-agent
 install -d -m 0700 -o fleet-agent -g fleet-agent "$DATA"
 
@@ -63,7 +78,9 @@ if [ "$SYSTEMD" = yes ] && command -v systemctl >/dev/null 2>&1 && [ -d /run/sys
   systemctl daemon-reload
   systemctl enable fleet-agent.service
   systemctl restart fleet-agent.service
+  remove_old_chunks
   echo "fleet-agent installed and started: systemctl status fleet-agent; journalctl -u fleet-agent"
 else
   echo "fleet-agent installed. Start it with: fleet-agent run --data $DATA   (it supervises itself)"
+  echo "(an agent of an earlier version that is still running keeps its chunks in $PREFIX until you run install.sh again after restarting it)"
 fi

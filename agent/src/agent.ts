@@ -8,7 +8,6 @@ import type { Transport } from './connection/transport.js';
 import { TrustAnchorStore } from './connection/trust-anchor-store.js';
 import { AgentError } from './errors.js';
 import type { Installer } from './installers/installer.js';
-import { defaultInstallers, installerMap } from './installers/registry.js';
 import { JobManager } from './jobs/job-manager.js';
 import type { SessionState } from './lifecycle/session-table.js';
 import type { UpdateState } from './lifecycle/update-table.js';
@@ -153,7 +152,11 @@ class AgentImpl implements Agent {
     const transport = this.#options.transport ?? createTransport();
     const session = new Session(config, platform, transport, log, hooks);
     this.#session = session;
-    const installers = installerMap(this.#options.installers ?? defaultInstallers({ allowInsecure: config.allowInsecureTransport }));
+    // Loaded with the first job (installer code is not needed by an idle agent).
+    const installers = async () => {
+      const { defaultInstallers, installerMap } = await import('./installers/registry.js');
+      return installerMap(this.#options.installers ?? defaultInstallers({ allowInsecure: config.allowInsecureTransport }));
+    };
     this.#jobs = new JobManager({
       config,
       platform,

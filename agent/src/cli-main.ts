@@ -1,21 +1,12 @@
-import { spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PROTOCOL_VERSION } from '@router-fleet/protocol';
 import yargs, { type Argv } from 'yargs';
-import { hideBin } from 'yargs/helpers';
-import { createAgent } from './agent.js';
-import { type AgentConfig, CONFIG_TABLE, type ConfigInput, envName, flagName, loadConfig, readAgentConfigFile } from './config.js';
-import { lockDataDir } from './data-dir-lock.js';
-import { AgentError } from './errors.js';
-import { exitCodeOf, NO_RESTART_EXIT_CODES } from './exit-codes.js';
-import { profileFromConfig, readLocalStatus } from './local-status.js';
-import { createLogger } from './logger.js';
-import { createEmulatedPlatform, REBOOT_EXIT_CODE } from './platform/emulated.js';
-import { type Faults, parseFaults } from './platform/faults.js';
+import { reportError, resolve, run } from './cli-run.js';
+import { CONFIG_TABLE, envName, flagName } from './config.js';
+import { readLocalStatus } from './local-status.js';
 import { FileBlobStore } from './platform/emulated.js';
 import { prefixedStorage } from './platform/memory.js';
-import { createMemoryPlatform } from './platform/memory.js';
 import { provision } from './provision.js';
 import { AGENT_VERSION } from './version.js';
 
@@ -38,105 +29,6 @@ function configOptions(y: Argv): Argv {
     });
   }
   return out;
-}
-
-async function resolve(argv: Record<string, unknown>): Promise<AgentConfig> {
-  const flags: ConfigInput = {};
-  for (const spec of CONFIG_TABLE) {
-    const value = argv[spec.name];
-    if (value !== undefined) (flags as Record<string, unknown>)[spec.name] = value;
-  }
-  let file: ConfigInput | undefined;
-  const configPath = (argv.config as string | undefined) ?? process.env.FLEET_AGENT_CONFIG;
-  if (configPath) file = readAgentConfigFile(configPath);
-  return loadConfig({ flags, env: process.env, ...(file ? { file } : {}) });
-}
-
-function faultsOf(argv: Record<string, unknown>): Faults {
-  const raw = argv.fault;
-  const list = raw === undefined ? [] : Array.isArray(raw) ? raw.map(String) : [String(raw)];
-  return parseFaults(list);
-}
-
-async function supervise(argv: Record<string, unknown>, faults: Faults): Promise<number> {
-  const args = [...process.execArgv, process.argv[1]!, ...hideBin(process.argv), '--no-supervise'];
-  let child: ReturnType<typeof spawn> | undefined;
-  let stopping = false;
-  const forward = (signal: NodeJS.Signals) => {
-    stopping = true;
-    child?.kill(signal);
-  };
-  process.on('SIGTERM', () => forward('SIGTERM'));
-  process.on('SIGINT', () => forward('SIGINT'));
-  let crashes = 0;
-  for (;;) {
-    child = spawn(process.execPath, args, { stdio: 'inherit' });
-    const code: number = await new Promise((resolveExit) => child!.once('exit', (c, signal) => resolveExit(c ?? (signal ? 128 : 1))));
-    if (stopping) return code === REBOOT_EXIT_CODE ? 0 : code;
-    if (code === 0) return 0;
-    // The same start would fail the same way (not provisioned, bad configuration, directory taken).
-    if (NO_RESTART_EXIT_CODES.includes(code)) return code;
-    if (code === REBOOT_EXIT_CODE) {
-      crashes = 0;
-      await new Promise((r) => setTimeout(r, faults.reboot?.durationMs ?? 0));
-      continue;
-    }
-    crashes++;
-    // A crashing agent is restarted, slower and slower (the journal's restart counter breaks job loops).
-    await new Promise((r) => setTimeout(r, Math.min(60_000, 1000 * 2 ** Math.min(crashes, 6))));
-    void argv;
-  }
-}
-
-async function run(argv: Record<string, unknown>): Promise<number> {
-  const config = await resolve(argv);
-  const faults = faultsOf(argv);
-  if (config.supervise && argv.supervise !== false && config.platform === 'emulated') return supervise(argv, faults);
-  // Before anything touches the directory: a second agent on it would corrupt the journal.
-  const lock = config.platform === 'emulated' ? await lockDataDir(config.dataDir) : undefined;
-  try {
-    return await runLocked(config, faults);
-  } finally {
-    await lock?.release();
-  }
-}
-
-async function runLocked(config: AgentConfig, faults: Faults): Promise<number> {
-  const log = createLogger(config.logLevel);
-  const platform =
-    config.platform === 'memory'
-      ? await createMemoryPlatform({ faults, model: config.emulatedModel, firmwareVersion: config.emulatedFirmwareVersion })
-      : await createEmulatedPlatform({
-          dataDir: config.dataDir,
-          faults,
-          model: config.emulatedModel,
-          firmwareVersion: config.emulatedFirmwareVersion,
-          ...(config.emulatedSerialNumber ? { serialNumber: config.emulatedSerialNumber } : {}),
-          ...(config.stagingQuotaBytes !== null ? { stagingQuotaBytes: config.stagingQuotaBytes } : {}),
-        });
-  const profile = await profileFromConfig(config);
-  const agent = createAgent(config, platform, { logger: log, ...(profile ? { profile } : {}) });
-  const stop = () => {
-    log.info('stopping (signal)');
-    const hard = setTimeout(() => process.exit(1), config.stopTimeoutSec * 1000);
-    hard.unref();
-    void agent.stop();
-  };
-  process.once('SIGTERM', stop);
-  process.once('SIGINT', stop);
-  try {
-    await agent.start();
-  } catch (error) {
-    await platform.close();
-    throw error;
-  }
-  log.info({ version: AGENT_VERSION, platform: platform.kind, bootId: platform.system.bootId() }, 'agent started');
-  const exit = await agent.done;
-  await platform.close();
-  log.info({ reason: exit.reason }, 'agent stopped');
-  log.flush?.();
-  if (exit.reason === 'reboot') return REBOOT_EXIT_CODE;
-  return exit.reason === 'stopped' ? 0 : 1;
 }
 
 async function provisionCommand(argv: Record<string, unknown>): Promise<number> {
@@ -176,9 +68,7 @@ export async function main(args: string[]): Promise<number> {
         code = c;
       },
       (error: unknown) => {
-        const e = error as AgentError;
-        process.stderr.write(`fleet-agent: ${e.code ? `${e.code}: ` : ''}${e.message}\n`);
-        code = exitCodeOf(e);
+        code = reportError(error);
       },
     );
   await yargs(args)

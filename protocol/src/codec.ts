@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { ProtocolError } from './errors.js';
 import {
   type AcceptDirection,
-  FAST_CHECKS,
+  fastCheckOf,
   isSameMajorVersion,
   validateWithDetails,
 } from './message-validation.js';
@@ -106,7 +106,7 @@ export function validateMessage(value: unknown, accept?: DecodeOptions['accept']
     const obj = value as Record<string, unknown>;
     const type = obj.type;
     if (typeof type === 'string') {
-      const fast = FAST_CHECKS.get(type);
+      const fast = fastCheckOf(type);
       if (
         fast !== undefined
         && (accept === undefined || fast.direction === 'both' || fast.direction === accept)

@@ -1,6 +1,5 @@
 /** The per-device connection profile: shared by the server (which produces it) and the agent (which applies it). */
 import { createHash, X509Certificate } from 'node:crypto';
-import forge from 'node-forge';
 import { isIdentifier, isSerialNumber } from './identifiers.js';
 import { MAX_TRUST_ANCHORS, TRUST_ANCHOR_SCOPES, type TrustAnchor } from './messages/trust-anchors.js';
 import type { MqttProtocolVersion } from './mqtt.js';
@@ -49,11 +48,17 @@ export interface ConnectionProfile {
 
 export type ProfileValidation = { ok: true; profile: ConnectionProfile } | { ok: false; errors: string[] };
 
-function pemCertificates(pem: string): forge.pki.Certificate[] | undefined {
+/**
+ * The certificates of a PEM text, or undefined when one does not parse. Node's own X.509 parser,
+ * not node-forge: a router checks its profile at every start, and forge's modules are then not
+ * loaded unless a packet is verified. RSA keys only, as forge (the packet verifier) requires.
+ */
+function pemCertificates(pem: string): X509Certificate[] | undefined {
   const blocks = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g);
   if (!blocks) return undefined;
   try {
-    return blocks.map((b) => forge.pki.certificateFromPem(b));
+    const certificates = blocks.map((b) => new X509Certificate(b));
+    return certificates.every((c) => c.publicKey.asymmetricKeyType === 'rsa') ? certificates : undefined;
   } catch {
     return undefined;
   }

@@ -15,7 +15,7 @@ import { PROTOCOL_MAJOR, PROTOCOL_VERSION, parseProtocolVersion } from './versio
  * The two halves of message validation. `validateWithDetails` runs the checks in the order that
  * decides which error a bad message gets (object, version, envelope, type, direction, body) and
  * names the first violation with TypeBox's compiled checks; it is the definition of a valid
- * message. `FAST_CHECKS` holds, per message type, one check of the whole message (envelope and body,
+ * message. `fastCheckOf(type)` gives, per message type, one check of the whole message (envelope and body,
  * `compileFastCheck`) that accepts exactly the messages `validateWithDetails` accepts for that type
  * and version, without naming anything: the codec tries it first and calls `validateWithDetails`
  * only when it fails.
@@ -35,9 +35,21 @@ const envelopeCheck = TypeCompiler.Compile(
   }),
 );
 
-const bodyChecks = new Map<string, TypeCheck<(typeof MESSAGE_CATALOGUE)[MessageType]['body']>>();
-for (const [type, entry] of Object.entries(MESSAGE_CATALOGUE)) {
-  bodyChecks.set(type, TypeCompiler.Compile(entry.body));
+type BodyCheck = TypeCheck<(typeof MESSAGE_CATALOGUE)[MessageType]['body']>;
+const bodyChecks = new Map<string, BodyCheck>();
+
+/**
+ * The compiled check of a type's body, compiled on the first message of that type: an idle agent
+ * sees a handful of the catalogue's types, and compiling all of them at load held about 4 MiB of
+ * its RSS (agent/bench/memory.mjs).
+ */
+function bodyCheck(type: MessageType): BodyCheck {
+  let check = bodyChecks.get(type);
+  if (!check) {
+    check = TypeCompiler.Compile(MESSAGE_CATALOGUE[type].body) as BodyCheck;
+    bodyChecks.set(type, check);
+  }
+  return check;
 }
 
 export interface FastCheck {
@@ -50,9 +62,18 @@ export interface FastCheck {
   readonly check: (value: unknown) => boolean;
 }
 
-/** Per message type: its direction and the compiled check of envelope + body in one function. */
-export const FAST_CHECKS: ReadonlyMap<string, FastCheck> = new Map(
-  Object.entries(MESSAGE_CATALOGUE).map(([type, entry]) => {
+const fastChecks = new Map<string, FastCheck>();
+
+/**
+ * Per message type: its direction and the compiled check of envelope + body in one function,
+ * compiled on the first message of that type (as the body checks are); undefined for a name that
+ * is not a message type.
+ */
+export function fastCheckOf(type: string): FastCheck | undefined {
+  let fast = fastChecks.get(type);
+  if (fast === undefined) {
+    if (!hasOwn.call(MESSAGE_CATALOGUE, type)) return undefined;
+    const entry = MESSAGE_CATALOGUE[type as MessageType];
     const check = compileFastCheck(
       Type.Object({
         v: Type.String(),
@@ -63,9 +84,11 @@ export const FAST_CHECKS: ReadonlyMap<string, FastCheck> = new Map(
         body: entry.body,
       }),
     );
-    return [type, { direction: entry.direction, check }];
-  }),
-);
+    fast = { direction: entry.direction, check };
+    fastChecks.set(type, fast);
+  }
+  return fast;
+}
 
 /**
  * True when `v` is a protocol version of this side's major version: the envelope's pattern for `v`
@@ -130,7 +153,7 @@ export function validateWithDetails(value: unknown, accept?: AcceptDirection): M
       );
     }
   }
-  const check = bodyChecks.get(type)!;
+  const check = bodyCheck(type as MessageType);
   if (!check.Check(obj.body)) {
     const { path, message } = firstViolation(check, obj.body);
     const pointer = `/body${path}`;

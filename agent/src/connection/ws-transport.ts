@@ -1,6 +1,6 @@
 import { CloseCodes, MAX_FRAME_BYTES, WS_SUBPROTOCOL } from '@router-fleet/protocol';
 import WebSocket from 'ws';
-import { downloadDispatcher } from '../jobs/download.js';
+import { downloadDispatcher } from '../jobs/download-pool.js';
 import { clientContext } from './tls-context.js';
 import {
   type ChannelConnection,

@@ -3,9 +3,11 @@ import pRetry, { AbortError } from 'p-retry';
 import { Agent as UndiciAgent, type Dispatcher, request } from 'undici';
 import { AgentError, toAgentError } from '../errors.js';
 import { Backoff } from '../connection/backoff.js';
-import { clientContext } from '../connection/tls-context.js';
 import { sleep } from '../platform/clock.js';
+import { downloadDispatcher, providePoolClass } from './download-pool.js';
 import type { Clock, RandomSource, Staging } from '../platform/platform.js';
+
+export { DOWNLOAD_CONNECTIONS, DOWNLOAD_KEEP_ALIVE_MS, downloadDispatcher } from './download-pool.js';
 
 export interface DownloadRequest {
   url: string;
@@ -86,35 +88,8 @@ export const httpDownloadSource: DownloadSource = {
   },
 };
 
-/** Most connections a download pool opens per origin (downloads beyond it queue in the pool). */
-export const DOWNLOAD_CONNECTIONS = 64;
-
-/** How long an idle download socket stays open for the next download (the server's hint may shorten it). */
-export const DOWNLOAD_KEEP_ALIVE_MS = 30_000;
-
-const dispatchers = new Map<string, Dispatcher>();
-
-/**
- * A shared, bounded connection pool for packet downloads: one per CA and source address in the
- * process (http and https alike, so thousands of simulated agents downloading at once reuse at most
- * `connections` sockets per origin instead of opening one each and exhausting ephemeral ports).
- */
-export function downloadDispatcher(options: { caPem: string; localAddress?: string | undefined; connections?: number }): Dispatcher {
-  const key = `${options.localAddress ?? ''}\0${options.connections ?? DOWNLOAD_CONNECTIONS}\0${options.caPem}`;
-  let d = dispatchers.get(key);
-  if (!d) {
-    d = new UndiciAgent({
-      // One TLS context per CA (not one per connection); idle sockets kept long enough to be
-      // reused by the next download instead of a new handshake each.
-      connect: { secureContext: clientContext(options.caPem) },
-      keepAliveTimeout: DOWNLOAD_KEEP_ALIVE_MS,
-      connections: options.connections ?? DOWNLOAD_CONNECTIONS,
-      ...(options.localAddress ? { localAddress: options.localAddress } : {}),
-    });
-    dispatchers.set(key, d);
-  }
-  return d;
-}
+// The pools are built with undici's Agent, which this module loads (see download-pool.ts).
+providePoolClass(UndiciAgent);
 
 /** Drops a response body without an unhandled 'error' (undici reports a destroyed body as aborted). */
 function discard(body: NodeJS.ReadableStream & { destroy(): void; on(event: 'error', fn: () => void): unknown }): void {

@@ -9,7 +9,7 @@ import type { ConnectionProfile } from '../connection-profile.js';
 import { AgentError } from '../errors.js';
 import type { Installer, ProfileStore } from '../installers/installer.js';
 import { JOURNAL_VERSION, type JobRecord, Journal, type TerminalJobState } from '../lifecycle/journal.js';
-import { type RunResult, type SessionView, UpdateRunner } from '../lifecycle/update-runner.js';
+import type { RunResult, SessionView, UpdateRunner } from '../lifecycle/update-runner.js';
 import type { Logger } from '../logger.js';
 import { PowerCut } from '../platform/faults.js';
 import type { Platform } from '../platform/platform.js';
@@ -43,7 +43,11 @@ export interface JobManagerDeps {
   session: SessionView & { readonly connected: boolean };
   profile(): ConnectionProfile;
   profiles: ProfileStore;
-  installers: Map<string, Installer>;
+  /**
+   * The installers by FILETYPE, or a loader of them called when the first job runs (an idle agent
+   * then never loads installer code).
+   */
+  installers: Map<string, Installer> | (() => Promise<Map<string, Installer>>);
   /** The connection pool for packet downloads (the transport's); default: the process-wide one. */
   downloadDispatcher?(caPem: string): Dispatcher | undefined;
   /** Sends a message now if the session is welcomed. */
@@ -77,6 +81,7 @@ export class JobManager {
   #running: Promise<void> | undefined;
   #chain: Promise<void> = Promise.resolve();
   #historyCache: HistoryEntry[] = [];
+  #installers: Promise<Map<string, Installer>> | undefined;
 
   constructor(deps: JobManagerDeps) {
     this.#deps = deps;
@@ -126,7 +131,7 @@ export class JobManager {
       if (record.state !== 'done') record.resumes++;
       await this.#journal.save(record);
       this.#deps.log.info({ executionId: record.executionId, state: record.state, resumes: record.resumes }, 'resuming job');
-      this.#launch(record, true);
+      await this.#launch(record, true);
       return;
     }
     await this.#next();
@@ -257,11 +262,18 @@ export class JobManager {
     };
     await this.#journal.save(record);
     this.#deps.log.info({ executionId: offer.executionId, jobId: offer.jobId, size: offer.packet.size }, 'job accepted');
-    this.#launch(record, false);
+    await this.#launch(record, false);
   }
 
-  #launch(record: JobRecord, resumed: boolean): void {
+  /**
+   * Starts the runner of `record`. The update code (runner, downloads, packet verification,
+   * installers) is loaded here, when a job arrives, not when the agent starts: an idle agent, which
+   * is what a router runs nearly all the time, does not hold it in memory.
+   */
+  async #launch(record: JobRecord, resumed: boolean): Promise<void> {
     const deps = this.#deps;
+    const installers = typeof deps.installers === 'function' ? await (this.#installers ??= deps.installers()) : deps.installers;
+    const { UpdateRunner } = await import('../lifecycle/update-runner.js');
     const runner = new UpdateRunner(
       {
         config: deps.config,
@@ -271,7 +283,7 @@ export class JobManager {
         session: deps.session,
         profile: deps.profile,
         profiles: deps.profiles,
-        installers: deps.installers,
+        installers,
         downloadDispatcher: (caPem) => deps.downloadDispatcher?.(caPem),
         alreadyInstalled: (p) =>
           this.#historyCache.some(
