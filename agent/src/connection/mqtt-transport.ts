@@ -13,7 +13,7 @@ import {
   parseCloseFrame,
 } from '@router-fleet/protocol';
 import { type IClientOptions, MqttClient } from 'mqtt';
-import { downloadDispatcher } from '../jobs/download.js';
+import { downloadDispatcher } from '../jobs/download-pool.js';
 import { clientContext } from './tls-context.js';
 import {
   type ChannelConnection,
