@@ -113,6 +113,9 @@ export async function runPrimary(config: ServerConfig): Promise<{ close(): Promi
       log,
       metrics: services.metrics,
     });
+    // The workers' bucket clients come later, each in its own process; devices are let in at once
+    // (a hello that reaches no consumer yet goes unanswered until the device's hello timeout).
+    broker.acceptDevices();
   }
   const accounts = await startBrokerAccounts(config, services, log, { reconcile: true });
   const brokerEnv = broker

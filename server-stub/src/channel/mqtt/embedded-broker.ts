@@ -22,6 +22,8 @@ export { EMBEDDED_SERVER_USER } from './topic-rules.js';
 /** CONNACK return codes of MQTT 3.1.1 (aedes speaks 3.1.1 only). */
 const BAD_USERNAME_OR_PASSWORD = 4;
 const NOT_AUTHORIZED = 5;
+/** MQTT 3.1.1 CONNACK: server unavailable (devices retry with their backoff). */
+const SERVER_UNAVAILABLE = 3;
 
 export interface EmbeddedBrokerOptions {
   /** Address to listen on (the server's `host`). */
@@ -49,6 +51,12 @@ export interface EmbeddedBroker {
   /** The server clients' user name and password. */
   readonly serverUser: string;
   readonly serverPassword: string;
+  /**
+   * Lets devices in. Until then they are refused as "server unavailable" and retry: a hello
+   * published before the server's bucket clients have subscribed would reach nobody (the broker
+   * keeps no sessions across a restart), and its device would wait for a welcome that never comes.
+   */
+  acceptDevices(): void;
   close(): Promise<void>;
 }
 
@@ -86,6 +94,7 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promi
   metrics?.counter('fleet_mqtt_broker_refused_total', 'Embedded broker: CONNECTs refused, by reason.');
   metrics?.counter('fleet_mqtt_broker_denied_total', 'Embedded broker: publishes and subscriptions denied by the topic rules, by kind.');
 
+  let devicesOpen = false;
   const broker = await Aedes.createBroker({
     // Ids longer than a device id are not ours (the default allows 23; device ids are up to 64).
     maxClientsIdLength: 64,
@@ -98,6 +107,10 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promi
         }
         metrics?.inc('fleet_mqtt_broker_refused_total', { reason: 'server-credential' });
         return done(authError('bad server credential', BAD_USERNAME_OR_PASSWORD), null);
+      }
+      if (!devicesOpen) {
+        metrics?.inc('fleet_mqtt_broker_refused_total', { reason: 'starting' });
+        return done(authError('the server is starting', SERVER_UNAVAILABLE), null);
       }
       if (username === undefined || client.id !== username || !isIdentifier(username)) {
         metrics?.inc('fleet_mqtt_broker_refused_total', { reason: 'client-id' });
@@ -180,6 +193,9 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promi
     fingerprint256,
     serverUser: EMBEDDED_SERVER_USER,
     serverPassword,
+    acceptDevices() {
+      devicesOpen = true;
+    },
     async close() {
       await new Promise<void>((resolve) => {
         server.close(() => resolve());

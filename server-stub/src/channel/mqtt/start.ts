@@ -100,6 +100,8 @@ export async function startMqttChannel(deps: MqttChannelDeps): Promise<MqttChann
     await broker?.close();
     throw err;
   }
+  // Devices only once every bucket has a consumer (or the start timeout passed).
+  broker?.acceptDevices();
   log.info({ url: endpoint.url, buckets: deps.buckets ?? allBuckets(), protocolVersion }, 'MQTT control channel consuming');
   return {
     consumer,
