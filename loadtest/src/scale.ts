@@ -212,6 +212,8 @@ export async function runScale(options: ScaleOptions) {
     st.rest.signal = jobPhase;
     let j: JobView | undefined;
     let jobUuid: string | undefined;
+    /** A REST failure that ended the job phase early (the run goes on and reports it). */
+    let jobError: string | undefined;
     try {
       const jobOptions = options.jobConcurrency ? { options: { rollout: { maxConcurrent: options.jobConcurrency } } } : {};
       jobUuid = (await createJob(st.rest, { packet: { firmwareVersion: '99.0.0', sizeBytes: 16 * 1024 }, ...jobOptions }, async () => managedIds)).uuid;
@@ -223,8 +225,11 @@ export async function runScale(options: ScaleOptions) {
         log(`job ${j.progress.percentComplete.toFixed(0)} %`);
       }
     } catch (error) {
-      if (!jobPhase.aborted) throw error;
-      log(`time limit reached in the job phase${j ? ` at ${j.progress.percentComplete.toFixed(1)} %` : ''}`);
+      if (jobPhase.aborted) log(`time limit reached in the job phase${j ? ` at ${j.progress.percentComplete.toFixed(1)} %` : ''}`);
+      else {
+        jobError = error instanceof Error ? error.message : String(error);
+        log(`the job phase ended early: ${jobError}`);
+      }
     } finally {
       st.rest.signal = undefined;
     }
@@ -248,7 +253,7 @@ export async function runScale(options: ScaleOptions) {
     checks.push({
       name: 'every managed router updated',
       pass: succeeded === expectedManaged,
-      detail: `${succeeded} of ${expectedManaged} succeeded${limit}${jobUuid ? '' : ' (the job was not created)'}${others}`,
+      detail: `${succeeded} of ${expectedManaged} succeeded${limit}${jobUuid ? '' : ' (the job was not created)'}${others}${jobError ? `; the job phase ended early: ${jobError}` : ''}`,
     });
 
     let back = fleet.stats();
