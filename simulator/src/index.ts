@@ -9,5 +9,7 @@ export { RestClient, RestError, type RestOptions } from './rest.js';
 export { type FailedJob, failedJobs, loadScenario, runScenario, type Scenario, type ScenarioStep, validateScenario } from './scenario.js';
 export { isSimError, SimError, type SimErrorCode, SimErrorCodes, simErrorTableMarkdown } from './errors.js';
 export { serverUrls, type ServerUrls } from './server-url.js';
-export { buildReport, type FleetReport, LivePrinter, prometheusText, servePrometheus, statusLine } from './metrics.js';
+export { buildReport, type FleetReport, LivePrinter, type MergedRun, prometheusText, type ReportExtra, type ReportShards, servePrometheus, statusLine } from './metrics.js';
 export { createSimTransport, type SimTransport } from './transport.js';
+export { formatShard, type FleetIdentity, type FleetScan, parseShard, scanFleet, type Shard, shardOfRouter, validateShard, WHOLE_FLEET } from './shard.js';
+export { mergeReports, type MergeOptions, readReport, type ReportInput, validateReport } from './report-merge.js';
