@@ -8,6 +8,8 @@ import { installAudit } from './audit/hooks.js';
 import { FailedLoginAudit } from './audit/logins.js';
 import { ROLE_RANK, type RequestContext } from './auth/service.js';
 import { type ChannelDeps, ControlChannel } from './channel/channel.js';
+import { installConsole } from './console/plugin.js';
+import { authenticateRequest } from './console/session.js';
 import type { ServerConfig } from './config.js';
 import { AppError, isAppError, type ServerErrorCode } from './errors.js';
 import {
@@ -54,6 +56,8 @@ export interface BuildAppDeps extends AppDeps {
    * primary sweeps; workers pass false.
    */
   readonly runSweeps?: boolean;
+  /** Directory of the built operator console (default: dist/console/public of this package). */
+  readonly consoleDir?: string;
 }
 
 const OPENAPI_INFO = {
@@ -157,6 +161,8 @@ export async function buildApp(config: ServerConfig, deps: BuildAppDeps = {}): P
     if (spec.testOnly && !config.testClock) continue;
     registerRoute(app, services, spec);
   }
+  // The operator console at `/` (same origin as the API, which accepts its session cookie).
+  installConsole(app, deps.consoleDir === undefined ? {} : { dir: deps.consoleDir });
 
   app.addHook('onResponse', async (request, reply) => {
     services.metrics.inc('fleet_http_requests_total');
@@ -297,7 +303,8 @@ function registerRoute(app: FastifyInstance, services: Services, spec: RouteSpec
     // caller learns nothing about a route's schema and cannot make the server parse large bodies.
     onRequest: async (request) => {
       if (spec.access === 'public') return;
-      const ctx = services.auth.authenticate(request.headers.authorization);
+      // A bearer token, or the console's session cookie (then changes need its CSRF token).
+      const ctx = authenticateRequest(services.auth, request);
       request.fleetCtx = ctx;
       if (ROLE_RANK[ctx.role] < ROLE_RANK[spec.access]) throw new AppError('SERVER_FORBIDDEN');
       if (spec.feature) services.licensing.requireFeature(ctx.scope, spec.feature);
