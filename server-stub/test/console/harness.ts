@@ -1,3 +1,5 @@
+/// <reference lib="dom" />
+// Callbacks given to page.evaluate() run in the browser: they see the DOM.
 /**
  * Browser tests of the operator console: a real fleet-server (in this process, listening on port 0
  * with its own data directory and a movable clock) and a real Chromium driven by playwright-core.
