@@ -44,17 +44,11 @@ export async function main(config: ServerConfig, options: MainOptions = {}): Pro
     await mqtt?.close();
     await accounts?.close();
   });
-  // Requests wait while the MQTT channel starts (after the listener: the packet URLs need its
-  // port): a profile served before the embedded broker listens would name port 0.
-  let mqttStarted: (() => void) | undefined;
-  const mqttReady = mqttEnabled(config) ? new Promise<void>((resolve) => (mqttStarted = resolve)) : undefined;
-  if (mqttReady) app.addHook('onRequest', async () => mqttReady);
-  const url = await app.listen({ port: config.port, host: config.host });
-  const address = app.server.address();
-  if (address && typeof address === 'object') {
-    app.services.profiles.setListenPort(address.port);
-    app.services.jobs.publicBaseUrl = app.services.profiles.httpBaseUrl();
-  }
+  // The MQTT channel starts before the listener, so the first request served already sees the
+  // embedded broker's port in the profiles, and every device the channel takes already has its
+  // bucket's consumer. Devices are served (`open`) once the listener's port is known: job offers
+  // name it. Ready first: only a ready app runs its preClose hooks when a start step fails.
+  await app.ready();
   if (mqttEnabled(config)) {
     try {
       const log = app.log as unknown as Logger;
@@ -74,13 +68,23 @@ export async function main(config: ServerConfig, options: MainOptions = {}): Pro
       if (port !== undefined) app.services.profiles.setMqttPort(port);
       accounts = await startBrokerAccounts(config, app.services, log, { reconcile: options.reconcileBrokerAccounts ?? true });
     } catch (err) {
-      // Waiting requests go on (and are answered) before the close, which waits for them.
-      mqttStarted?.();
       await app.close();
       throw err;
     }
-    mqttStarted?.();
   }
+  let url: string;
+  try {
+    url = await app.listen({ port: config.port, host: config.host });
+  } catch (err) {
+    await app.close();
+    throw err;
+  }
+  const address = app.server.address();
+  if (address && typeof address === 'object') {
+    app.services.profiles.setListenPort(address.port);
+    app.services.jobs.publicBaseUrl = app.services.profiles.httpBaseUrl();
+  }
+  mqtt?.open();
   app.log.info({ url, dataDir: config.dataDir, testClock: config.testClock, mqtt: app.services.profiles.mqttUrl() }, 'fleet-server listening');
 
   let closing: Promise<void> | undefined;

@@ -99,4 +99,50 @@ describe('serve --workers 2 --mqtt embedded (real CLI, node:cluster)', () => {
     child.kill('SIGTERM');
     await new Promise<void>((resolve) => (child.exitCode !== null ? resolve() : child.once('exit', () => resolve())));
   });
+
+  it('devices are let in once every worker consumes its buckets: a device that connects as early as it can gets its welcome', async () => {
+    const dataDir = tempDir();
+    await seedSigningPki(dataDir);
+    const w = world({}, dataDir);
+    w.clock.set(Date.now());
+    const t = await w.newTenant();
+    w.licences(t, 'basic-1', 2);
+    const [id] = w.devices(t, 1);
+    w.close();
+    const child = spawn(
+      process.execPath,
+      [
+        SERVER_CLI_DIST, 'serve', '--data', dataDir, '--workers', '2', '--port', '0', '--host', '127.0.0.1',
+        '--mqtt', 'embedded', '--mqttPort', '0', '--scryptCost', '1024',
+      ],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    children.push(child);
+    const logs = follow(child);
+    const brokerPort = (await logs.waitFor((l) => l['msg'] === 'embedded MQTT broker listening'))['port'] as number;
+    const url = `mqtt://127.0.0.1:${brokerPort}`;
+    // CONNECT from the moment the broker listens; the hello goes out right after the first CONNACK.
+    const d = new MqttDevice(id!);
+    devices.push(d);
+    const refusals: unknown[] = [];
+    await waitFor(
+      () =>
+        d.connect(url).then(
+          () => true,
+          (err: Error & { code?: unknown }) => {
+            refusals.push(err.code);
+            return undefined;
+          },
+        ),
+      { timeout: LOG_DEADLINE_MS, interval: 10, what: () => `a CONNACK; refused ${refusals.length} times (${JSON.stringify(refusals.slice(-3))})` },
+    );
+    const welcome = await d.admit();
+    expect(welcome.body.admission).toBe('managed');
+    // The device came early: the broker refused it as "server unavailable" while the workers started.
+    expect(refusals.length).toBeGreaterThan(0);
+    expect(new Set(refusals)).toEqual(new Set([3]));
+    await logs.waitFor((l) => l['msg'] === 'embedded broker: every worker consumes its buckets; devices let in');
+    child.kill('SIGTERM');
+    await new Promise<void>((resolve) => (child.exitCode !== null ? resolve() : child.once('exit', () => resolve())));
+  });
 });

@@ -76,6 +76,8 @@ export async function runWorker(config: ServerConfig): Promise<RunningServer> {
     },
   });
   local = server.app.services.metrics;
+  // The primary's embedded broker lets devices in once every worker's buckets are consumed.
+  if (mqttEnabled(config)) send({ t: 'mqtt-consuming' });
   // The primary going away (crash) must not leave orphan workers holding the port.
   process.on('disconnect', () => {
     void server.close().finally(() => process.exit(0));

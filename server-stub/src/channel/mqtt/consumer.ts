@@ -40,7 +40,15 @@ export interface MqttConsumerOptions {
   readonly startTimeoutMs?: number | undefined;
   /** Base of the bucket clients' reconnect period (ms); each client adds up to as much again at random. */
   readonly reconnectMs?: number | undefined;
+  /**
+   * Hold the uplinks that arrive before {@link MqttBucketConsumer.open} (default false: links start
+   * at once). The server subscribes before its HTTP listener exists, and a job offer made for a
+   * hello the broker had queued would name the packet URL's port before it is known.
+   */
+  readonly holdUntilOpen?: boolean | undefined;
 }
+
+type Uplink = readonly [bucket: number, topic: string, payload: Buffer, retained: boolean];
 
 /** A down message's type, read from the envelope's second member (`{"v":…,"type":"…"`). */
 const TYPE_OF = /^\{"v":[^,]{1,16},"type":"([a-z-]{1,32})"/;
@@ -80,9 +88,12 @@ export class MqttBucketConsumer implements Downlink {
   readonly #links = new Map<string, MqttLink>();
   readonly #online = new Map<string, string>();
   #closing = false;
+  /** Uplinks received before `open()`, in arrival order (undefined once open). */
+  #held: Uplink[] | undefined;
 
   constructor(options: MqttConsumerOptions) {
     this.#opts = options;
+    this.#held = options.holdUntilOpen === true ? [] : undefined;
     options.metrics?.gauge('fleet_mqtt_buckets_connected', 'Bucket clients of this process connected to the broker.', () => {
       let n = 0;
       for (const c of this.#clients.values()) if (c.connected) n++;
@@ -187,6 +198,13 @@ export class MqttBucketConsumer implements Downlink {
     });
   }
 
+  /** Hands the uplinks held since the start to the channel, in order, and every later one at once. */
+  open(): void {
+    const held = this.#held;
+    this.#held = undefined;
+    for (const [bucket, topic, payload, retained] of held ?? []) this.#onMessage(bucket, topic, payload, retained);
+  }
+
   // ── Downlink ─────────────────────────────────────────────────────────────────────────────
 
   connected(bucket: number): boolean {
@@ -218,6 +236,10 @@ export class MqttBucketConsumer implements Downlink {
 
   #onMessage(bucket: number, topic: string, payload: Buffer, retained: boolean): void {
     if (this.#closing) return;
+    if (this.#held) {
+      this.#held.push([bucket, topic, payload, retained]);
+      return;
+    }
     this.#opts.metrics?.inc('fleet_mqtt_uplinks_total');
     const t = parseMqttTopic(topic);
     // The broker delivers only what the subscription filters match; anything else is not ours.
