@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { buildApp, type BuildAppDeps } from './app.js';
 import { type BrokerAccountsRunning, startBrokerAccounts } from './broker-accounts-start.js';
+import { droppingAccounts } from './channel/mqtt/broker-accounts.js';
 import type { BrokerEndpoint, MqttChannel } from './channel/mqtt/start.js';
 import { mqttEnabled, type ServerConfig } from './config.js';
 
@@ -20,6 +21,8 @@ export interface MqttStartOptions {
   readonly buckets?: readonly number[] | undefined;
   /** The embedded broker another process runs (cluster: the primary's). */
   readonly embedded?: BrokerEndpoint | undefined;
+  /** Ends deleted devices' connections at the embedded broker another process runs (cluster: IPC to the primary). */
+  readonly dropDevices?: ((deviceIds: readonly string[]) => void) | undefined;
 }
 
 export interface MainOptions extends BuildAppDeps {
@@ -67,6 +70,11 @@ export async function main(config: ServerConfig, options: MainOptions = {}): Pro
       const port = mqtt.broker?.port ?? (options.mqtt?.embedded ? Number(new URL(options.mqtt.embedded.url).port) : undefined);
       if (port !== undefined) app.services.profiles.setMqttPort(port);
       accounts = await startBrokerAccounts(config, app.services, log, { reconcile: options.reconcileBrokerAccounts ?? true });
+      // The embedded broker asks the store at every CONNECT; a deleted device's open connection
+      // is ended here (or by the process that runs the broker).
+      const broker = mqtt.broker;
+      const drop = broker ? (ids: readonly string[]) => broker.dropDevices(ids) : options.mqtt?.dropDevices;
+      if (!accounts && drop) app.services.devices.useBrokerAccounts(droppingAccounts(drop));
     } catch (err) {
       await app.close();
       throw err;

@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { mqttBucket } from '@router-fleet/protocol';
+import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitFor } from '../../protocol/test/helpers/wait-for.js';
 import { ensureServerBuilt, SERVER_CLI_DIST } from './helpers/built.js';
@@ -100,7 +101,7 @@ describe('serve --workers 2 --mqtt embedded (real CLI, node:cluster)', () => {
     await new Promise<void>((resolve) => (child.exitCode !== null ? resolve() : child.once('exit', () => resolve())));
   });
 
-  it('devices are let in once every worker consumes its buckets: a device that connects as early as it can gets its welcome', async () => {
+  it('devices are let in once every worker consumes its buckets: a device that connects as early as it can gets its welcome; deleted over the API, its connection ends', async () => {
     const dataDir = tempDir();
     await seedSigningPki(dataDir);
     const w = world({}, dataDir);
@@ -142,6 +143,19 @@ describe('serve --workers 2 --mqtt embedded (real CLI, node:cluster)', () => {
     expect(refusals.length).toBeGreaterThan(0);
     expect(new Set(refusals)).toEqual(new Set([3]));
     await logs.waitFor((l) => l['msg'] === 'embedded broker: every worker consumes its buckets; devices let in');
+
+    // Deleted through whichever worker serves the request: the primary's broker ends the connection.
+    const api = (await logs.waitFor((l) => l['msg'] === 'fleet-server listening'))['url'] as string;
+    const login = await request(`${api}/api/auth/login`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ username: t.username, password: t.password }),
+    });
+    const token = ((await login.body.json()) as { token: string }).token;
+    const closed = new Promise<void>((resolve) => d.client.once('close', () => resolve()));
+    const del = await request(`${api}/api/inventory/managed-devices/${id!.uuid}`, { method: 'DELETE', headers: { authorization: `Bearer ${token}` } });
+    expect(del.statusCode).toBe(204);
+    await closed;
     child.kill('SIGTERM');
     await new Promise<void>((resolve) => (child.exitCode !== null ? resolve() : child.once('exit', () => resolve())));
   });

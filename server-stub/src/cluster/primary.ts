@@ -93,6 +93,9 @@ export async function runPrimary(config: ServerConfig): Promise<{ close(): Promi
       case 'mqtt-consuming':
         consumed(worker);
         break;
+      case 'mqtt-drop':
+        broker?.dropDevices(m.deviceIds);
+        break;
       case 'metrics-snap': {
         const s = scrapes.get(m.id);
         if (!s) break;
