@@ -1,4 +1,5 @@
 import { CloseCodes, createMessage } from '@router-fleet/protocol';
+import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type ChannelWorld, channelWorld } from './helpers/channel-world.js';
 import { type MosquittoBroker, MOSQUITTO_MISSING, startMosquitto } from './helpers/mosquitto.js';
@@ -71,6 +72,44 @@ describe.skipIf(MOSQUITTO_MISSING)(`MQTT control channel through a real Mosquitt
     const st = await second.req('GET', `/api/inventory/managed-devices/${ids[0]!.uuid}/status`, { token });
     expect(st.json()).toMatchObject({ status: { firmwareVersion: '10.5.0' } });
     expect(second.server.app.channel.size).toBe(3);
+  });
+
+  it('a broker restart is logged as one warning when lost and one line when back with the outage, not per bucket client per retry', async () => {
+    const setup = world({}, tempDir());
+    const t = await setup.newTenant();
+    setup.licences(t, 'basic-1', 2);
+    const ids = setup.devices(t, 2);
+    setup.close();
+    const broker = await startMosquitto({ dynsec: { admin: { username: 'admin', password: 'admin-secret' }, ...accounts(ids) } });
+    brokers.push(broker);
+    // Every line the server logs, debug included (the retries show there: the positive signal).
+    const lines: { level: number; msg: string; [k: string]: unknown }[] = [];
+    const logger = pino({ level: 'debug' }, { write: (line: string) => void lines.push(JSON.parse(line) as (typeof lines)[number]) });
+    const w = await channelWorld(
+      { mqttUrl: broker.url, mqttPassword: SERVER_PASSWORD, mqttAdminUsername: 'admin', mqttAdminPassword: 'admin-secret' },
+      setup.dataDir,
+      logger,
+    );
+    worlds.push(w);
+    for (const id of ids) {
+      const d = new MqttDevice(id);
+      devices.push(d);
+      await d.connect(broker.url, { protocolVersion: 5 });
+      expect((await d.admit()).body.admission).toBe('managed');
+    }
+    const from = lines.length;
+    const since = () => lines.slice(from);
+    await broker.stop();
+    await waitFor(() => since().find((l) => l.msg.startsWith('MQTT: lost the broker')), { what: 'the outage warning', timeout: 20_000 });
+    // The bucket clients retry (each is refused at least twice) while the broker is away.
+    await waitFor(() => since().filter((l) => l.msg === 'MQTT: bucket client error').length >= 128, { what: 'the bucket clients\' retries', timeout: 60_000 });
+    await broker.restart();
+    const back = await waitFor(() => since().find((l) => l.msg === 'MQTT: the broker is back; every bucket client subscribed'), { what: 'the broker back', timeout: 30_000 });
+    expect(back['outageMs']).toBeGreaterThan(1000);
+    // Info and above: the outage's two lines and a handful of others (the admin link's reconcile).
+    const told = since().filter((l) => l.level >= 30);
+    expect(told.filter((l) => l.level >= 40).map((l) => l.msg)).toEqual(['MQTT: lost the broker; the bucket clients reconnect and the links of their buckets end']);
+    expect(told.length, JSON.stringify(told.map((l) => l.msg))).toBeLessThanOrEqual(6);
   });
 
   it('the server provisions the broker: a device registered over the API connects with its profile\'s credential; a deleted one is refused', async () => {

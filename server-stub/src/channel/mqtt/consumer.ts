@@ -90,6 +90,14 @@ export class MqttBucketConsumer implements Downlink {
   #closing = false;
   /** Uplinks received before `open()`, in arrival order (undefined once open). */
   #held: Uplink[] | undefined;
+  /**
+   * Since when the broker is lost (a bucket client that had it closed), until every bucket client
+   * has subscribed again: the outage is logged once when it starts and once when it ends, not per
+   * client per retry (64 clients retrying every second or two during a broker restart).
+   */
+  #outage: { since: number; linksEnded: number; refusedReported: boolean } | undefined;
+  /** Buckets whose client is connected and subscribed. */
+  readonly #subscribed = new Set<number>();
 
   constructor(options: MqttConsumerOptions) {
     this.#opts = options;
@@ -175,6 +183,8 @@ export class MqttBucketConsumer implements Downlink {
             first = false;
             resolve();
           }
+          this.#subscribed.add(bucket);
+          this.#maybeBack();
         });
       });
       client.on('close', () => {
@@ -184,7 +194,14 @@ export class MqttBucketConsumer implements Downlink {
         // CONNACK refusals (3.1.1 codes 4/5, MQTT 5 0x86/0x87/0x8C): the server's own credential.
         const code = err.code;
         const auth = code === 4 || code === 5 || code === 0x86 || code === 0x87 || code === 0x8c;
-        log.error({ err: err.message, code }, auth ? 'MQTT: the broker refused the server\'s credential' : 'MQTT: bucket client error');
+        if (auth && (first || !this.#outage?.refusedReported)) {
+          // A configuration error: said at error level, once per start or outage.
+          if (this.#outage) this.#outage.refusedReported = true;
+          log.error({ err: err.message, code }, 'MQTT: the broker refused the server\'s credential');
+        } else {
+          // Refused connections while the broker is away: the outage's two lines say it.
+          log.debug({ err: err.message, code }, 'MQTT: bucket client error');
+        }
         if (auth && first) {
           first = false;
           reject(new Error(`the MQTT broker at ${o.url} refused the server's credential (user ${o.username ?? '(none)'})`));
@@ -287,9 +304,22 @@ export class MqttBucketConsumer implements Downlink {
   }
 
   #bucketLost(bucket: number): void {
+    this.#subscribed.delete(bucket);
     const lost = [...this.#links.values()].filter((l) => l.bucket === bucket);
-    if (lost.length > 0) this.#opts.log.warn({ mqttBucket: bucket, links: lost.length }, 'MQTT: bucket client lost the broker; its links end');
+    if (!this.#outage) {
+      this.#outage = { since: Date.now(), linksEnded: 0, refusedReported: false };
+      this.#opts.log.warn({ url: this.#opts.url, mqttBucket: bucket }, 'MQTT: lost the broker; the bucket clients reconnect and the links of their buckets end');
+    }
+    this.#outage.linksEnded += lost.length;
     for (const l of lost) l.end();
+  }
+
+  /** After a bucket client subscribed: the outage is over once every one of them has. */
+  #maybeBack(): void {
+    const outage = this.#outage;
+    if (!outage || this.#closing || this.#subscribed.size < this.#clients.size) return;
+    this.#outage = undefined;
+    this.#opts.log.info({ url: this.#opts.url, outageMs: Date.now() - outage.since, linksEnded: outage.linksEnded }, 'MQTT: the broker is back; every bucket client subscribed');
   }
 
   /**
