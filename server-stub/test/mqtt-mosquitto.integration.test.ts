@@ -4,7 +4,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { type ChannelWorld, channelWorld } from './helpers/channel-world.js';
 import { type MosquittoBroker, MOSQUITTO_MISSING, startMosquitto } from './helpers/mosquitto.js';
 import { MqttDevice } from './helpers/mqtt-device.js';
-import { dynsecAccounts as accounts, SERVER_PASSWORD } from './helpers/mqtt-world.js';
+import { dynsecAccounts as accounts, mqttWorld, SERVER_PASSWORD } from './helpers/mqtt-world.js';
 import { readFileSync } from 'node:fs';
 import { waitFor } from '../../protocol/test/helpers/wait-for.js';
 import { generateLocalTls } from '../src/pki/local-tls.js';
@@ -75,22 +75,14 @@ describe.skipIf(MOSQUITTO_MISSING)(`MQTT control channel through a real Mosquitt
   });
 
   it('a broker restart is logged as one warning when lost and one line when back with the outage, not per bucket client per retry', async () => {
-    const setup = world({}, tempDir());
-    const t = await setup.newTenant();
-    setup.licences(t, 'basic-1', 2);
-    const ids = setup.devices(t, 2);
-    setup.close();
-    const broker = await startMosquitto({ dynsec: { admin: { username: 'admin', password: 'admin-secret' }, ...accounts(ids) } });
-    brokers.push(broker);
     // Every line the server logs, debug included (the retries show there: the positive signal).
     const lines: { level: number; msg: string; [k: string]: unknown }[] = [];
     const logger = pino({ level: 'debug' }, { write: (line: string) => void lines.push(JSON.parse(line) as (typeof lines)[number]) });
-    const w = await channelWorld(
-      { mqttUrl: broker.url, mqttPassword: SERVER_PASSWORD, mqttAdminUsername: 'admin', mqttAdminPassword: 'admin-secret' },
-      setup.dataDir,
-      logger,
-    );
-    worlds.push(w);
+    const m = await mqttWorld('mosquitto', { licences: 2, devices: 2, flags: { mqttAdminUsername: 'admin', mqttAdminPassword: 'admin-secret' }, logger });
+    worlds.push(m.w);
+    const broker = m.broker!;
+    brokers.push(broker);
+    const ids = m.ids;
     for (const id of ids) {
       const d = new MqttDevice(id);
       devices.push(d);
