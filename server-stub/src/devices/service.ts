@@ -8,6 +8,8 @@ import { AppError, isAppError } from '../errors.js';
 import type { LicensingService } from '../licensing/service.js';
 import type { Store } from '../store/database.js';
 import type { BrokerAccounts } from '../channel/mqtt/broker-accounts.js';
+import type { NoticeBus } from '../channel/notices.js';
+import { asDeviceUuid } from '../ids.js';
 import {
   allDeviceUuids,
   type DevicePatch,
@@ -111,6 +113,8 @@ export class DeviceService {
     private readonly vault: CredentialVault,
     private readonly licensing: LicensingService,
     private readonly admission: AdmissionService,
+    /** Where a deletion is announced: the deleted device's session ends wherever it is held. */
+    private readonly notices?: Pick<NoticeBus, 'publish'>,
   ) {}
 
   /**
@@ -215,6 +219,9 @@ export class DeviceService {
     });
     for (const s of this.#deletedDuringReconcile) s.add(uuid);
     this.#toBroker('remove', [uuid], (a) => a.remove([uuid]));
+    // Its broker connection may end without a will (Mosquitto drops a deleted client without
+    // publishing it), so the session is ended by the server itself.
+    this.notices?.publish({ kind: 'device-deleted', deviceUuids: [asDeviceUuid(uuid)] });
     // A deleted device may have held a seat that a waiting device can now have.
     this.admission.reconcile(scope.accountId, now);
   }
