@@ -5,7 +5,7 @@
  * that counts as up once every listener accepts.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { createServer, Socket } from 'node:net';
 import { join } from 'node:path';
 
@@ -31,16 +31,47 @@ export const MOSQUITTO_MISSING: string | undefined = !MOSQUITTO_BIN
       ? 'the mosquitto dynamic-security plugin is not installed'
       : undefined;
 
-/** A TCP port of 127.0.0.1 free right now (the kernel's pick for port 0). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
+/** Whether `port` of 127.0.0.1 can be bound right now (it is closed again at once). */
+function bindable(port: number): Promise<number | undefined> {
+  return new Promise((resolve) => {
     const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
+    srv.once('error', () => resolve(undefined));
+    srv.listen(port, '127.0.0.1', () => {
+      const bound = (srv.address() as { port: number }).port;
+      srv.close(() => resolve(bound));
     });
   });
+}
+
+/** The start of the kernel's range for outgoing connections' ports (Linux; 32768 elsewhere). */
+function ephemeralStart(): number {
+  try {
+    const first = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]);
+    return Number.isInteger(first) && first > 0 ? first : 32_768;
+  } catch {
+    return 32_768;
+  }
+}
+
+/**
+ * A TCP port of 127.0.0.1 free right now, for a process that binds it a moment later (a broker's
+ * listener written into its config file). It is picked below the range the kernel gives outgoing
+ * connections: a port the kernel picked for `listen(0)` can be taken by any client socket in the
+ * meantime, which happened under a load test opening tens of thousands of them. Falls back to the
+ * kernel's pick when no port below that range binds.
+ */
+export async function freePort(): Promise<number> {
+  const top = Math.min(ephemeralStart(), 65_536);
+  const bottom = 10_000;
+  if (top - bottom > 1_000) {
+    for (let i = 0; i < 50; i++) {
+      const port = await bindable(bottom + Math.floor(Math.random() * (top - bottom)));
+      if (port !== undefined) return port;
+    }
+  }
+  const port = await bindable(0);
+  if (port === undefined) throw new Error('no free TCP port on 127.0.0.1');
+  return port;
 }
 
 /** Whether something accepts TCP connections on 127.0.0.1:`port`. */
