@@ -8,6 +8,7 @@ import { installAudit } from './audit/hooks.js';
 import { FailedLoginAudit } from './audit/logins.js';
 import { ROLE_RANK, type RequestContext } from './auth/service.js';
 import { type ChannelDeps, ControlChannel } from './channel/channel.js';
+import { installConsoleStream } from './console/stream.js';
 import type { ServerConfig } from './config.js';
 import { AppError, isAppError, type ServerErrorCode } from './errors.js';
 import {
@@ -157,6 +158,8 @@ export async function buildApp(config: ServerConfig, deps: BuildAppDeps = {}): P
     if (spec.testOnly && !config.testClock) continue;
     registerRoute(app, services, spec);
   }
+  // The console's live updates (server-sent events read from the store: any worker can serve them).
+  installConsoleStream(app, services);
 
   app.addHook('onResponse', async (request, reply) => {
     services.metrics.inc('fleet_http_requests_total');

@@ -1,6 +1,6 @@
 import { Type } from '@sinclair/typebox';
 import type { AuditRecordRow } from '../audit/chain.js';
-import { SEVERITIES } from '../store/event-log.js';
+import { type EventLogRow, SEVERITIES } from '../store/event-log.js';
 import { defineRoute } from './route.js';
 import { decodeCursor, iso, Page, PageQuery, pageLimit, Timestamp, toPage, UUID_PATTERN } from './schemas.js';
 
@@ -105,6 +105,24 @@ const auditList = (url: string, summary: string) =>
     },
   });
 
+/** One entry of the activity log as the API (and the console's live stream) shows it. */
+export function eventView(e: EventLogRow) {
+  const data = JSON.parse(e.data) as Record<string, unknown>;
+  const device = e.type === 'device.event';
+  return {
+    id: e.id,
+    source: device ? ('device' as const) : ('system' as const),
+    type: e.type,
+    kind: e.kind,
+    severity: e.severity,
+    deviceUuid: device ? e.subject : null,
+    subject: e.subject,
+    data,
+    at: iso(e.at),
+    deviceTime: device && typeof data['at'] === 'number' ? iso(data['at']) : null,
+  };
+}
+
 export const eventRoutes = [
   defineRoute({
     method: 'GET',
@@ -149,22 +167,7 @@ export const eventRoutes = [
       return toPage(
         rows,
         limit,
-        (e) => {
-          const data = JSON.parse(e.data) as Record<string, unknown>;
-          const device = e.type === 'device.event';
-          return {
-            id: e.id,
-            source: device ? ('device' as const) : ('system' as const),
-            type: e.type,
-            kind: e.kind,
-            severity: e.severity,
-            deviceUuid: device ? e.subject : null,
-            subject: e.subject,
-            data,
-            at: iso(e.at),
-            deviceTime: device && typeof data['at'] === 'number' ? iso(data['at']) : null,
-          };
-        },
+        eventView,
         (last) => ({ before: last.id }),
       );
     },
