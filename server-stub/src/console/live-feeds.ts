@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import { eventView } from '../routes/events.js';
 import { iso } from '../routes/schemas.js';
 import type { Services } from '../services.js';
-import { AccountLive, type FleetCounts, type JobDeviceChangeRow, JobLive } from '../store/live.js';
+import { type AccountLive, type FleetCounts, type JobDeviceChangeRow, JobLive } from '../store/live.js';
 import type { AccountScope } from '../store/scope.js';
 
 /**
@@ -131,7 +131,7 @@ export class LiveFeeds {
     const key = `fleet:${scope.accountId}`;
     let topic = this.#topics.get(key) as FleetTopic | undefined;
     if (!topic) {
-      const live = new AccountLive(this.#services.store, scope.accountId);
+      const live = scope.live;
       const read = this.#services.store.read(() => ({ counts: live.fleetCounts(), lastEventId: live.lastEventId() }));
       topic = { kind: 'fleet', live, scope, subscribers: new Set(), ...read };
       this.#topics.set(key, topic);

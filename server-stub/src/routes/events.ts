@@ -4,6 +4,9 @@ import { type EventLogRow, SEVERITIES } from '../store/event-log.js';
 import { defineRoute } from './route.js';
 import { decodeCursor, iso, Page, PageQuery, pageLimit, Timestamp, toPage, UUID_PATTERN } from './schemas.js';
 
+/** A UUID without anchors (for patterns that repeat it). */
+const UUID_RE = UUID_PATTERN.slice(1, -1);
+
 const Severity = Type.Union(SEVERITIES.map((s) => Type.Literal(s)));
 
 const Event = Type.Object({
@@ -171,6 +174,28 @@ export const eventRoutes = [
         (last) => ({ before: last.id }),
       );
     },
+  }),
+  defineRoute({
+    method: 'GET',
+    url: '/api/events/latest',
+    summary: 'The newest activity-log entry of each of up to 100 devices (devices without any are left out)',
+    tags: ['events'],
+    access: 'viewer',
+    querystring: Type.Object(
+      {
+        deviceUuids: Type.Optional(
+          Type.String({
+            pattern: `^${UUID_RE}(,${UUID_RE}){0,99}$`,
+            description: 'Comma-separated device UUIDs (at most 100); without it, no device.',
+          }),
+        ),
+      },
+      { additionalProperties: false },
+    ),
+    response: Type.Object({ items: Type.Array(Event) }),
+    handler: ({ ctx, query }) => ({
+      items: ctx.scope.live.latestEvents(query.deviceUuids?.split(',') ?? []).map(eventView),
+    }),
   }),
   auditList(
     '/api/audit-log',

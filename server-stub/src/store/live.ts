@@ -69,6 +69,16 @@ export class AccountLive {
     );
   }
 
+  /** The newest event of each device (by uuid; devices without events are left out). */
+  latestEvents(deviceUuids: readonly string[]): EventLogRow[] {
+    const one = this.store.stmt<EventLogRow>(
+      `SELECT ${EVENT_LOG_COLUMNS} FROM account_events WHERE account_id = ? AND subject = ? ORDER BY id DESC LIMIT 1`,
+    );
+    return this.store.read(() =>
+      deviceUuids.map((u) => one.get(this.accountId, u)).filter((r): r is EventLogRow => r !== undefined),
+    );
+  }
+
   /** Events after `afterId`, oldest first, at most `limit` (the newest ones when there are more). */
   eventsAfter(afterId: number, limit: number): EventLogRow[] {
     return this.store
