@@ -31,6 +31,9 @@ const BODIES: Record<string, unknown> = {
 const OWN_ACCOUNT_ROUTES: Record<string, string> = {
   'POST /api/auth/login': 'public',
   'POST /api/auth/logout': 'own session only',
+  'POST /api/console/session': 'public (login)',
+  'GET /api/console/session': 'own session only (the cookie\'s)',
+  'DELETE /api/console/session': 'own session only (the cookie\'s)',
   'PATCH /api/me': 'own user only',
   'POST /api/me/password': 'own user only',
   'GET /api/me': 'own user only',
