@@ -12,6 +12,7 @@ const key = (type: string) => type.replace(/[.-]/g, '_');
 
 export function eventTitle(t: (key: string, options?: Record<string, unknown>) => string, e: FleetEvent): string {
   if (e.source === 'device') return t(`deviceEvents.${key(e.kind)}`, { defaultValue: e.kind });
+  if (e.type === 'change' && typeof e.data['username'] === 'string') return t('systemEvents.change_by', { username: e.data['username'] });
   return t(`systemEvents.${key(e.type)}`, { defaultValue: e.type, count: typeof e.data['count'] === 'number' ? e.data['count'] : 0 });
 }
 

@@ -432,8 +432,7 @@ function DeviceDetails(props: { uuid: string }) {
       <section class="page device">
         <p>
           <Link href="/devices">
-            ←
-            {t('back')}
+            {`← ${t('back')}`}
           </Link>
         </p>
         <p class="error" role="alert">
@@ -448,8 +447,7 @@ function DeviceDetails(props: { uuid: string }) {
     <section class="page device">
       <p>
         <Link href="/devices">
-          ←
-          {t('back')}
+          {`← ${t('back')}`}
         </Link>
       </p>
       <header class="page-header">
