@@ -8,7 +8,7 @@ import { installAudit } from './audit/hooks.js';
 import { FailedLoginAudit } from './audit/logins.js';
 import { ROLE_RANK, type RequestContext } from './auth/service.js';
 import { type ChannelDeps, ControlChannel } from './channel/channel.js';
-import { installConsole } from './console/plugin.js';
+import { type ConsoleFallback, installConsole } from './console/plugin.js';
 import { authenticateRequest } from './console/session.js';
 import { installConsoleStream } from './console/stream.js';
 import type { ServerConfig } from './config.js';
@@ -139,7 +139,10 @@ export async function buildApp(config: ServerConfig, deps: BuildAppDeps = {}): P
   });
   app.setErrorHandler((error: FastifyError, request, reply) => sendError(app, error, request, reply));
   const methodsOf = routeMethods(allRoutes.filter((r) => !r.testOnly || config.testClock));
+  let consoleFallback: ConsoleFallback = () => false;
   app.setNotFoundHandler((request, reply) => {
+    // A GET of a path of the operator console's own (client-side) routes: its index.html.
+    if (consoleFallback(request, reply)) return reply;
     // A path that exists with other methods: 405 with Allow, not 404.
     const allowed = methodsOf(request.url.split('?', 1)[0] ?? '');
     if (allowed.length > 0 && !allowed.includes(request.method)) {
@@ -165,7 +168,7 @@ export async function buildApp(config: ServerConfig, deps: BuildAppDeps = {}): P
   // The console's live updates (server-sent events read from the store: any worker can serve them).
   installConsoleStream(app, services, { authenticate: (request) => authenticateRequest(services.auth, request) });
   // The operator console at `/` (same origin as the API, which accepts its session cookie).
-  installConsole(app, deps.consoleDir === undefined ? {} : { dir: deps.consoleDir });
+  consoleFallback = installConsole(app, deps.consoleDir === undefined ? {} : { dir: deps.consoleDir });
 
   app.addHook('onResponse', async (request, reply) => {
     services.metrics.inc('fleet_http_requests_total');

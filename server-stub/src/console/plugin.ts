@@ -36,29 +36,32 @@ function send(request: FastifyRequest, reply: FastifyReply, file: StaticFile): F
   return reply.code(200).type(file.type).send(file.body);
 }
 
+/** Answers a request the routes did not match with the console's index.html (true) or declines (false). */
+export type ConsoleFallback = (request: FastifyRequest, reply: FastifyReply) => boolean;
+
 /**
- * Serves the operator console at `/`: the built files, and index.html for any other GET path
- * outside `/api/` that does not name a file (the console's own routes, e.g. `/devices/…`, so that a
- * reload or a bookmark works). Paths under `/api/` and unknown file names stay 404s of the API.
+ * Serves the operator console at `/`: one route per built file, and (through the returned fallback,
+ * which the app's not-found handler asks first) index.html for any other GET path outside `/api/`
+ * that does not name a file: the console's own routes, e.g. `/devices/…`, so that a reload or a
+ * bookmark works. Paths under `/api/` and unknown file names stay 404s of the API.
  */
-export function installConsole(app: FastifyInstance, options: ConsoleOptions = {}): void {
+export function installConsole(app: FastifyInstance, options: ConsoleOptions = {}): ConsoleFallback {
   const files = loadStaticFiles(options.dir);
   const index = files.get('/index.html');
   if (!index) {
     app.log.warn('the operator console is not built (scripts/build-console.mjs): only the API is served');
-    return;
+    return () => false;
   }
-  app.route({
-    method: 'GET',
-    url: '/*',
-    schema: { hide: true },
-    handler: (request, reply) => {
-      const path = request.url.split('?', 1)[0] ?? '/';
-      const file = files.get(path);
-      if (file) return send(request, reply, file);
-      const last = path.slice(path.lastIndexOf('/') + 1);
-      if (path.startsWith('/api/') || path === '/api' || last.includes('.')) return reply.callNotFound();
-      return send(request, reply, index);
-    },
-  });
+  for (const [path, file] of files) {
+    app.get(path, { schema: { hide: true } }, (request, reply) => send(request, reply, file));
+  }
+  app.get('/', { schema: { hide: true } }, (request, reply) => send(request, reply, index));
+  return (request, reply) => {
+    if (request.method !== 'GET' && request.method !== 'HEAD') return false;
+    const path = request.url.split('?', 1)[0] ?? '/';
+    const last = path.slice(path.lastIndexOf('/') + 1);
+    if (path === '/api' || path.startsWith('/api/') || last.includes('.')) return false;
+    send(request, reply, index);
+    return true;
+  };
 }

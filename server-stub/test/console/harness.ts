@@ -10,6 +10,7 @@ import { existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core';
+import { expect } from 'vitest';
 import { TestClock } from '../../src/clock.js';
 import type { ConfigInput } from '../../src/config.js';
 import { main, type RunningServer } from '../../src/main.js';
@@ -94,7 +95,7 @@ export async function startConsoleWorld(flags: ConfigInput = {}): Promise<Consol
     baseUrl: server.url,
     browser,
     async newPage(options = {}) {
-      const context = await browser.newContext({ locale: options.locale ?? 'en-US', viewport: { width: 1280, height: 800 } });
+      const context = await browser.newContext({ locale: options.locale ?? 'en-US', timezoneId: 'UTC', viewport: { width: 1280, height: 800 } });
       contexts.push(context);
       // Runs before any script of the page (and is itself exempt from the page's CSP).
       await context.addInitScript(() => {
@@ -131,6 +132,14 @@ export async function startConsoleWorld(flags: ConfigInput = {}): Promise<Consol
       await server.close();
     },
   };
+}
+
+/** Deadline of a browser test (a loaded 2-core machine runs Chromium slowly). */
+export const BROWSER_TEST_MS = 180_000;
+
+/** `expect.poll` with a deadline for a page that is rendering on a loaded machine. */
+export function poll<T>(read: () => T | Promise<T>, message?: string) {
+  return expect.poll(read, { timeout: 20_000, interval: 100, ...(message === undefined ? {} : { message }) });
 }
 
 /** Every string of a translation file, by dotted key. */

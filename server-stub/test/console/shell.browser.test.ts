@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { removeTempDirs, type Tenant } from '../helpers/setup.js';
-import { type ConsoleWorld, flatten, startConsoleWorld } from './harness.js';
+import { BROWSER_TEST_MS, type ConsoleWorld, flatten, poll, startConsoleWorld } from './harness.js';
 
 const locale = (lang: string, ns: string) =>
   flatten(JSON.parse(readFileSync(new URL(`../../console/src/locales/${lang}/${ns}.json`, import.meta.url), 'utf8')));
@@ -44,7 +44,7 @@ describe('console shell in Chromium', () => {
     await page.locator('input[name="username"]').fill(tenant.username);
     await page.locator('input[name="password"]').fill('not the password');
     await page.locator('form button[type="submit"]').click();
-    await expect.poll(() => page.locator('[data-testid="login-error"]').innerText()).toBe('The user name or the password is wrong.');
+    await poll(() => page.locator('[data-testid="login-error"]').innerText()).toBe('The user name or the password is wrong.');
 
     await w.login(page, tenant);
     const nav = page.locator('nav.sidebar a');
@@ -55,15 +55,15 @@ describe('console shell in Chromium', () => {
     // Client-side navigation, and a reload of a client-side route serves the console again.
     await page.locator('nav.sidebar a', { hasText: 'Resources' }).click();
     await page.waitForURL(`${w.baseUrl}/resources`);
-    await expect.poll(() => page.locator('main h1').innerText()).toBe('Resources');
+    await poll(() => page.locator('main h1').innerText()).toBe('Resources');
     await page.reload();
-    await expect.poll(() => page.locator('main h1').innerText()).toBe('Resources');
+    await poll(() => page.locator('main h1').innerText()).toBe('Resources');
     expect(await page.locator('nav.sidebar a[aria-current="page"]').innerText()).toBe('Resources');
 
     // German: no English text left in the shell; the choice is stored in the user's profile.
     await page.locator('[data-testid="language"]').selectOption('de');
-    await expect.poll(() => page.locator('main h1').innerText()).toBe('Ressourcen');
-    await expect.poll(() => page.evaluate(async () => (await (await fetch('/api/me')).json()).language)).toBe('de');
+    await poll(() => page.locator('main h1').innerText()).toBe('Ressourcen');
+    await poll(() => page.evaluate(async () => (await (await fetch('/api/me')).json()).language)).toBe('de');
     expect(await page.evaluate(() => document.documentElement.lang)).toBe('de');
     const english = englishOnly(['common', 'resources']);
     expect(english.length).toBeGreaterThan(10);
@@ -73,7 +73,7 @@ describe('console shell in Chromium', () => {
     await w.screenshot(page, 'shell-de');
     // A reload (and so another browser) comes back in German, from the profile.
     await page.reload();
-    await expect.poll(() => page.locator('main h1').innerText()).toBe('Ressourcen');
+    await poll(() => page.locator('main h1').innerText()).toBe('Ressourcen');
 
     // The console itself caused no CSP violation; an inline script is refused (and reported).
     expect(await cspViolations()).toEqual([]);
@@ -82,30 +82,30 @@ describe('console shell in Chromium', () => {
       s.textContent = 'window.__inlineRan = true;';
       document.body.append(s);
     });
-    await expect.poll(async () => (await cspViolations()).map((v) => v.directive)).toContain('script-src-elem');
+    await poll(async () => (await cspViolations()).map((v) => v.directive)).toContain('script-src-elem');
     expect(await page.evaluate(() => (window as unknown as { __inlineRan?: boolean }).__inlineRan)).toBeUndefined();
 
     // Log out: back to the login (in German), and the cookie no longer opens a session.
     await page.locator('[data-testid="logout"]').click();
-    await expect.poll(() => page.locator('[data-testid="login-notice"]').innerText()).toBe('Sie wurden abgemeldet.');
+    await poll(() => page.locator('[data-testid="login-notice"]').innerText()).toBe('Sie wurden abgemeldet.');
     expect(await page.evaluate(async () => (await fetch('/api/console/session')).status)).toBe(401);
     expect(await page.evaluate(() => document.cookie)).toBe(''); // HttpOnly: never visible to scripts
     expect(pageErrors).toEqual([]);
-  });
+  }, BROWSER_TEST_MS);
 
   it('an expired session brings back the login with a notice', async () => {
     const { page, pageErrors } = await w.newPage({ locale: 'de-DE' });
     await page.goto(`${w.baseUrl}/licences`);
     // Before login the browser's language applies.
-    await expect.poll(() => page.locator('form h1').innerText()).toBe('Anmelden');
+    await poll(() => page.locator('form h1').innerText()).toBe('Anmelden');
     await w.login(page, tenant);
     expect(await page.locator('main h1').innerText()).toBe('Lizenzen');
     w.advance(3601_000);
     // The next call of the API is refused: the console shows the login and says why.
     await page.locator('[data-testid="language"]').selectOption('en');
-    await expect.poll(() => page.locator('[data-testid="login-notice"]').innerText()).toBe('Your session has expired. Please log in again.');
+    await poll(() => page.locator('[data-testid="login-notice"]').innerText()).toBe('Your session has expired. Please log in again.');
     await w.screenshot(page, 'session-expired');
     await w.login(page, tenant);
     expect(pageErrors).toEqual([]);
-  });
+  }, BROWSER_TEST_MS);
 });
