@@ -6,6 +6,7 @@
  */
 import { useCallback, useEffect, useRef, useState } from 'preact/hooks';
 import { api, ApiError } from '../api.js';
+import { CsvImport } from '../components/csv-import.js';
 import { errorText } from '../components/error-text.js';
 import { EventList, eventTitle } from '../components/event-list.js';
 import { Link } from '../components/link.js';
@@ -122,6 +123,7 @@ function AdmissionBadge(props: { admission: Admission | null }) {
 
 function DeviceList() {
   const t = useT('devices');
+  const canChange = useSession().user.role !== 'viewer';
   const tf = useT('fleet');
   const [query, setQuery] = useState<Query>(queryFromLocation);
   const [draft, setDraft] = useState<Query>(query);
@@ -277,6 +279,7 @@ function DeviceList() {
           </button>
         </div>
       </form>
+      {canChange ? <CsvImport onImported={() => void load()} /> : null}
       {error ? <p class="error" role="alert">{errorText(t, error)}</p> : null}
       <div class="table-wrap">
         <table class="device-table" data-testid="device-table">
