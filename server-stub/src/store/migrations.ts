@@ -619,10 +619,9 @@ CREATE INDEX login_failures_last ON login_failures(last_at);
 `,
   },
   {
-    version: 31,
-    name: 'job executions by last change (the console\'s job stream reads what changed in the last seconds, not every execution of a 50,000-device job); the device list sorted by serial number or creation time within an account pages by index',
+    version: 32,
+    name: 'the device list sorted by serial number or creation time within an account pages by index (neither column changes after registration)',
     sql: `
-CREATE INDEX job_executions_updated ON job_executions(job_id, updated_at);
 CREATE INDEX devices_account_serial ON devices(account_id, serial_number);
 CREATE INDEX devices_account_created ON devices(account_id, created_at);
 `,
