@@ -45,6 +45,11 @@ export function setCsrfToken(token: string | null): void {
   csrf = token;
 }
 
+/** The session's CSRF token (for requests made without `request`, e.g. a CSV body). */
+export function csrfToken(): string | null {
+  return csrf;
+}
+
 /** Called when an authenticated request is refused with 401 (the session ended). */
 export function onSessionExpired(listener: () => void): () => void {
   expiredListeners.add(listener);

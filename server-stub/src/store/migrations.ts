@@ -618,6 +618,14 @@ CREATE TABLE login_failures (
 CREATE INDEX login_failures_last ON login_failures(last_at);
 `,
   },
+  {
+    version: 32,
+    name: 'the device list sorted by serial number or creation time within an account pages by index (neither column changes after registration)',
+    sql: `
+CREATE INDEX devices_account_serial ON devices(account_id, serial_number);
+CREATE INDEX devices_account_created ON devices(account_id, created_at);
+`,
+  },
 ];
 
 export function latestVersion(): number {
