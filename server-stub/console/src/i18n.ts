@@ -9,21 +9,21 @@ import type { Language } from './api.js';
 import deAccount from './locales/de/account.json';
 import deCommon from './locales/de/common.json';
 import deDashboard from './locales/de/dashboard.json';
-import deDeviceImport from './locales/de/device-import.json';
 import deDevices from './locales/de/devices.json';
 import deJobs from './locales/de/jobs.json';
 import deLicences from './locales/de/licences.json';
 import deLogin from './locales/de/login.json';
 import deResources from './locales/de/resources.json';
+import deDeviceImport from './locales/de/device-import.json';
 import enAccount from './locales/en/account.json';
 import enCommon from './locales/en/common.json';
 import enDashboard from './locales/en/dashboard.json';
-import enDeviceImport from './locales/en/device-import.json';
 import enDevices from './locales/en/devices.json';
 import enJobs from './locales/en/jobs.json';
 import enLicences from './locales/en/licences.json';
 import enLogin from './locales/en/login.json';
 import enResources from './locales/en/resources.json';
+import enDeviceImport from './locales/en/device-import.json';
 
 export const LANGUAGES: readonly Language[] = ['en', 'de'];
 
@@ -33,22 +33,22 @@ export const resources = {
     login: enLogin,
     dashboard: enDashboard,
     devices: enDevices,
-    deviceImport: enDeviceImport,
     resources: enResources,
     jobs: enJobs,
     licences: enLicences,
     account: enAccount,
+    deviceImport: enDeviceImport,
   },
   de: {
     common: deCommon,
     login: deLogin,
     dashboard: deDashboard,
     devices: deDevices,
-    deviceImport: deDeviceImport,
     resources: deResources,
     jobs: deJobs,
     licences: deLicences,
     account: deAccount,
+    deviceImport: deDeviceImport,
   },
 } as const;
 
