@@ -154,6 +154,15 @@ describe('resources page in Chromium', () => {
     await page.locator('a', { hasText: '← All packets' }).click();
     await poll(() => page.locator('[data-testid="packet-list"] tbody tr').count()).toBe(2);
     await w.screenshot(page, 'resources-packets');
+
+    // Delete, after a confirmation.
+    await page.locator('[data-testid="packet-list"] tr[data-name="VPN settings"] a').click();
+    await page.locator('[data-testid="delete-packet"]').click();
+    expect(await page.locator('[data-testid="packet-detail"]').innerText()).toContain('Delete the packet VPN settings?');
+    await page.locator('[data-testid="confirm-delete"]').click();
+    await page.waitForURL(`${w.baseUrl}/resources/packets`);
+    await poll(() => page.locator('[data-testid="packet-list"] tbody tr').count()).toBe(1);
+    expect(w.services.packets.repo(tenant.scope).list({ afterId: 0, limit: 10 }).map((p) => p.name)).toEqual(['Spring rollout']);
   }, BROWSER_TEST_MS);
 
   it('lists the vendor firmware catalogue and switches Smart Updates on', async () => {
