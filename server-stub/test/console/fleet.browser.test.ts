@@ -181,31 +181,4 @@ describe('Dashboard and Devices with a simulated fleet', () => {
     expect(await cspViolations()).toEqual([]);
     expect(dialogs).toEqual([]);
   }, 120_000);
-
-  it('registers devices from a CSV file with a report per line: all or nothing, then the valid lines', async () => {
-    const { page, pageErrors, cspViolations } = await open('/devices');
-    // The previous test left the user's profile in German.
-    await page.locator('select[data-testid="language"]').selectOption('en');
-    await expect.poll(() => page.locator('main h1').innerText()).toBe('Devices');
-    await expect.poll(() => rows(page).count()).toBe(ROUTERS);
-    const taken = tenant.scope.devices.list({ filter: {}, sort: 'serialNumber', desc: false, limit: 1 })[0]!.serial_number;
-    const csv = `serialNumber,name,latitude,longitude\nCSV-NEW-1,Neu <script>x</script>,48.1,11.5\n${taken},Dup,,\nCSV-BAD-2,Bad,123,11\n`;
-    await page.locator('details.csv-import summary').click();
-    await page.locator('input[name="csv"]').setInputFiles({ name: 'devices.csv', mimeType: 'text/csv', buffer: Buffer.from(csv) });
-    await page.locator('details.csv-import button[type="submit"]').click();
-    const report = page.locator('[data-testid="import-report"]');
-    await expect.poll(() => report.locator('p').first().innerText()).toBe('0 of 3 lines registered, 2 refused. Nothing was registered.');
-    expect(await report.locator('tbody tr td:first-child').allInnerTexts()).toEqual(['3', '4']);
-    expect(tenant.scope.devices.count()).toBe(ROUTERS);
-    await w.screenshot(page, 'devices-import-refused');
-
-    await page.locator('input[name="partial"]').check();
-    await page.locator('details.csv-import button[type="submit"]').click();
-    await expect.poll(() => report.locator('p').first().innerText()).toBe('1 of 3 lines registered, 2 refused.');
-    await expect.poll(() => rows(page).count()).toBe(ROUTERS + 1);
-    expect(await page.locator('a.device-name', { hasText: 'Neu <script>x</script>' }).count()).toBe(1);
-    expect(pageErrors).toEqual([]);
-    expect(await cspViolations()).toEqual([]);
-    expect(dialogs).toEqual([]);
-  }, 120_000);
 });

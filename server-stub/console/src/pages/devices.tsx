@@ -6,7 +6,6 @@
  */
 import { useCallback, useEffect, useRef, useState } from 'preact/hooks';
 import { api, ApiError } from '../api.js';
-import { CsvImport } from '../components/csv-import.js';
 import { errorText } from '../components/error-text.js';
 import { EventList, eventTitle } from '../components/event-list.js';
 import { Link } from '../components/link.js';
@@ -279,7 +278,11 @@ function DeviceList() {
           </button>
         </div>
       </form>
-      {canChange ? <CsvImport onImported={() => void load()} /> : null}
+      {canChange ? (
+        <p class="csv-import-link">
+          <Link href="/devices/import">{t('import.title')}</Link>
+        </p>
+      ) : null}
       {error ? <p class="error" role="alert">{errorText(t, error)}</p> : null}
       <div class="table-wrap">
         <table class="device-table" data-testid="device-table">
