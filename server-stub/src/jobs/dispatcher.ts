@@ -368,6 +368,10 @@ export class JobDispatcher {
       // A full page may leave more behind (rows skipped below count against it too).
       if (rows.length === limit) more = true;
       const takenBefore = taken;
+      // The devices that will be offered are claimed together after the loop (two statements per
+      // job and batch instead of two per device); the claim time, deadline and window are the job's.
+      const deadline = executionDeadline(now, options.timeoutSec, window);
+      const offers: Array<{ row: (typeof rows)[number]; packet: PacketRow }> = [];
       for (let k = 0; k < rows.length && room > 0 && taken < CLAIMS_PER_TRANSACTION; k++) {
         const row = rows[k]!;
         if (busy.has(row.device_id)) continue;
@@ -383,6 +387,10 @@ export class JobDispatcher {
         busy.add(row.device_id);
         room--;
         taken++;
+        if (rendered.kind !== 'error' && packet) {
+          offers.push({ row, packet });
+          continue;
+        }
         const attempt = devices.claim(jobId, row.device_id);
         const exec = executions.insert({
           uuid: randomUUID(),
@@ -391,7 +399,7 @@ export class JobDispatcher {
           packetId: packet?.id ?? null,
           attempt,
           claimedAt: now,
-          deadline: executionDeadline(now, options.timeoutSec, window),
+          deadline,
           windowStart: window?.notBefore ?? null,
           windowEnd: window?.notAfter ?? null,
         });
@@ -401,13 +409,17 @@ export class JobDispatcher {
           this.#outcomes.finish(exec, job, 'failed', now, rendered.code, rendered.message);
           continue;
         }
-        if (!packet) {
-          // Firmware job and no catalogue firmware of that version for this model: rejected here.
-          this.#outcomes.finish(exec, job, 'rejected', now, 'SERVER_FIRMWARE_UNKNOWN',
-            `No firmware ${job.firmware_version} for model ${row.model ?? '(unknown)'} in the catalogue.`);
-          continue;
-        }
-        claims.push({ exec, job, options, deviceUuid: row.uuid, packet });
+        // Firmware job and no catalogue firmware of that version for this model: rejected here.
+        this.#outcomes.finish(exec, job, 'rejected', now, 'SERVER_FIRMWARE_UNKNOWN',
+          `No firmware ${job.firmware_version} for model ${row.model ?? '(unknown)'} in the catalogue.`);
+      }
+      if (offers.length > 0) {
+        const attempts = devices.claimMany(jobId, offers.map((o) => o.row.device_id));
+        const inserted = executions.insertMany(
+          { jobId, claimedAt: now, deadline, windowStart: window?.notBefore ?? null, windowEnd: window?.notAfter ?? null },
+          offers.map(({ row, packet }) => ({ uuid: randomUUID(), deviceId: row.device_id, packetId: packet.id, attempt: attempts.get(row.device_id)! })),
+        );
+        for (const { row, packet } of offers) claims.push({ exec: inserted.get(row.device_id)!, job, options, deviceUuid: row.uuid, packet });
       }
       if (taken > takenBefore) this.#log.debug({ job: job.uuid, claimed: taken - takenBefore, roomLeft: room }, 'executions claimed');
     }
