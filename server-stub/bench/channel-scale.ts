@@ -31,7 +31,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpsServer } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Agent, fetch as undiciFetch } from 'undici';
 import WebSocket, { WebSocketServer } from 'ws';
@@ -245,8 +245,10 @@ function rawServer(): void {
 
 // ── orchestrator ────────────────────────────────────────────────────────────────────────────
 async function prepare(dir: string, n: number): Promise<string> {
-  const { createServices } = await import('../src/services.js');
-  const { loadConfig } = await import('../src/config.js');
+  // The data directory is made by the build under test (its migrations: another build refuses a newer store).
+  type Src = typeof import('../src/services.js') & typeof import('../src/config.js');
+  const { createServices } = (await import(process.env['BENCH_SERVER_CLI'] ? new URL('./services.js', pathToFileURL(CLI)).href : '../src/services.js')) as Src;
+  const { loadConfig } = (await import(process.env['BENCH_SERVER_CLI'] ? new URL('./config.js', pathToFileURL(CLI)).href : '../src/config.js')) as Src;
   const services = createServices(loadConfig({ flags: { dataDir: dir, logLevel: 'silent', scryptCost: 1024 }, env: {} }));
   try {
     const created = await services.auth.createAccount({ name: 'Bench', username: 'bench', password: 'bench password 1' });
@@ -487,7 +489,8 @@ async function orchestrate(): Promise<void> {
     );
     let url = '';
     let buffered = '';
-    await new Promise<void>((resolve) => {
+    await new Promise<void>((resolve, reject) => {
+      server.once('exit', (code) => reject(new Error(`the server exited (${code}) before it listened`)));
       server.stdout!.on('data', (c: Buffer) => {
         buffered += c.toString();
         const m = /"url":"(https?:\/\/[^"]+)"/.exec(buffered);
