@@ -151,15 +151,6 @@ export class AdmissionService {
   }
 
   /**
-   * `admitMany` if the store's write lock is free now; undefined (nothing decided) if another
-   * process holds it: the caller keeps the hellos in arrival order and tries again.
-   */
-  tryAdmitMany(requests: readonly AdmitRequest[]): AdmitResult[] | undefined {
-    const r = this.store.tryWrite(() => requests.map((req) => this.admit(req)));
-    return r.busy ? undefined : r.value;
-  }
-
-  /**
    * An account's licences, read again only when their version changed (a trigger bumps it on every
    * insert, update and delete, whichever process made it). Admission decides every hello against
    * the licences; reading 1,600 of them per hello held the write lock for milliseconds each.

@@ -14,13 +14,6 @@ import type { SessionIo } from './session-io.js';
 
 /** Most hellos admitted in one transaction (group commit); more wait for the next tick. */
 const HELLO_BATCH_MAX = 256;
-/** Between tries for the store's write lock while another process holds it (ms). */
-const LOCK_RETRY_MS = 1;
-/**
- * How long hellos wait for the write lock while this process serves its event loop (ms); after
- * that the store's own busy wait decides (which blocks the process, and fails after its timeout).
- */
-const LOCK_WAIT_MAX_MS = 2000;
 
 const WELCOME_REASONS = {
   'licence-limit': ['LICENCE_LIMIT', 'All licences are in use by devices that connected earlier.'],
@@ -29,7 +22,7 @@ const WELCOME_REASONS = {
 } as const;
 
 export interface AdmissionGateDeps {
-  readonly admission: Pick<AdmissionService, 'admitMany' | 'tryAdmitMany' | 'releaseMany'>;
+  readonly admission: Pick<AdmissionService, 'admitMany' | 'releaseMany'>;
   /** The device and account facts a hello needs (store/channel.ts). */
   readonly deviceFacts: (deviceUuid: string) => DeviceFacts | undefined;
   /** Where the hello summary (model, firmware, inventory) is buffered. */
@@ -55,15 +48,7 @@ interface QueuedHello {
  * in `admitting` meanwhile. A newer connection of an admitted device replaces the older one.
  */
 export class AdmissionGate {
-  readonly #hellos = new TickBatch<QueuedHello>((batch) => this.#enqueue(batch), HELLO_BATCH_MAX);
-  /**
-   * Hellos waiting for the write lock, in arrival order, and since when (monotonic ms). While
-   * another process commits (an fsync of milliseconds), this one keeps reading its sockets and
-   * its later hellos join the line: the next transaction admits them all, in order.
-   */
-  #waiting: QueuedHello[] = [];
-  #waitingSince = 0;
-  #retry: NodeJS.Timeout | undefined;
+  readonly #hellos = new TickBatch<QueuedHello>((batch) => this.#flush(batch), HELLO_BATCH_MAX);
   /** When each waiting session's hello arrived (monotonic ms), for the admission latency histogram. */
   readonly #helloAt = new WeakMap<Session, number>();
 
@@ -86,36 +71,13 @@ export class AdmissionGate {
     this.#hellos.push({ s, msg, facts, now });
   }
 
-  #enqueue(batch: QueuedHello[]): void {
-    if (this.#waiting.length === 0) this.#waitingSince = performance.now();
-    this.#waiting.push(...batch);
-    if (this.#retry === undefined) this.#admitWaiting();
-  }
-
-  /** Admits the waiting hellos, HELLO_BATCH_MAX per transaction, as long as the write lock is free. */
-  #admitWaiting(): void {
-    this.#retry = undefined;
-    while (this.#waiting.length > 0) {
-      const patient = performance.now() - this.#waitingSince < LOCK_WAIT_MAX_MS;
-      const batch = this.#waiting.splice(0, HELLO_BATCH_MAX);
-      if (!this.#flush(batch, patient)) {
-        this.#waiting.unshift(...batch);
-        this.#retry = setTimeout(() => this.#admitWaiting(), LOCK_RETRY_MS);
-        return;
-      }
-      this.#waitingSince = performance.now();
-    }
-  }
-
-  /** Decides `batch`; false (nothing decided) when `tryLock` and the write lock is held elsewhere. */
-  #flush(batch: QueuedHello[], tryLock: boolean): boolean {
+  #flush(batch: QueuedHello[]): void {
     const { deps } = this;
     let results: AdmitResult[];
     try {
-      const requests = batch.map(({ msg, now }) => ({ deviceUuid: msg.body.deviceId, credential: msg.body.credential, connectedAt: now }));
-      const decided = tryLock ? deps.admission.tryAdmitMany(requests) : deps.admission.admitMany(requests);
-      if (!decided) return false;
-      results = decided;
+      results = deps.admission.admitMany(
+        batch.map(({ msg, now }) => ({ deviceUuid: msg.body.deviceId, credential: msg.body.credential, connectedAt: now })),
+      );
     } catch (err) {
       // The store could not decide (e.g. SQLITE_BUSY: other processes held the write lock past
       // the busy timeout). Nothing was leased: the devices are asked to come back later and
@@ -123,7 +85,7 @@ export class AdmissionGate {
       deps.log.warn({ err, hellos: batch.length }, 'admission batch failed; devices asked to retry');
       deps.metrics.inc('fleet_errors_total', { code: 'SERVER_ADMISSION_BUSY' });
       for (const { s } of batch) deps.io.close(s, CloseCodes.TRY_AGAIN_LATER, 'server busy, try again later');
-      return true;
+      return;
     }
     const orphans: string[] = [];
     batch.forEach(({ s, msg, facts, now }, i) => {
@@ -138,7 +100,6 @@ export class AdmissionGate {
     });
     const stray = orphans.filter((u) => !deps.sessions.ofDevice(u));
     if (stray.length > 0) deps.admission.releaseMany(stray);
-    return true;
   }
 
   #decided(s: Session, msg: MessageOf<'hello'>, facts: DeviceFacts | undefined, now: number, result: AdmitResult): void {

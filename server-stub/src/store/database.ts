@@ -101,30 +101,6 @@ export class Store {
     }
   }
 
-  /**
-   * Runs `fn` in one `BEGIN IMMEDIATE` transaction if the write lock is free now; `busy` (and `fn`
-   * not run) if another connection or process holds it. For callers that would rather serve their
-   * event loop and try again than sleep in `write` until the lock is free.
-   */
-  tryWrite<T>(fn: () => T): { busy: false; value: T } | { busy: true } {
-    if (this.db.inTransaction) return { busy: false, value: fn() };
-    let began = false;
-    const tx = this.db.transaction(() => {
-      began = true;
-      this.#busyWait.get();
-      return fn();
-    });
-    this.#noBusyWait.get();
-    try {
-      return { busy: false, value: tx.immediate() };
-    } catch (err) {
-      if (began || (err as { code?: string }).code !== 'SQLITE_BUSY') throw err;
-      return { busy: true };
-    } finally {
-      if (!began) this.#busyWait.get();
-    }
-  }
-
   /** Runs `fn` in a deferred (read) transaction, giving it one consistent snapshot. */
   read<T>(fn: () => T): T {
     if (this.db.inTransaction) return fn();
