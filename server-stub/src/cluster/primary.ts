@@ -76,12 +76,16 @@ export async function runPrimary(config: ServerConfig): Promise<{ close(): Promi
   const onMessage = (worker: Worker, m: unknown) => {
     if (!isMessage<WorkerToPrimary>(m)) return;
     switch (m.t) {
-      case 'opened':
-        held.get(worker.id)?.add(m.uuid);
+      case 'opened': {
+        const set = held.get(worker.id);
+        if (set) for (const uuid of m.uuids) set.add(uuid);
         break;
-      case 'closed':
-        held.get(worker.id)?.delete(m.uuid);
+      }
+      case 'closed': {
+        const set = held.get(worker.id);
+        if (set) for (const uuid of m.uuids) set.delete(uuid);
         break;
+      }
       case 'notice':
         notices.publish(m.notice);
         break;

@@ -87,6 +87,17 @@ export class JobDevices {
       .get(jobId, deviceId)!.attempts;
   }
 
+  /** `claim` for many devices of the job in one statement: device row id → its attempt. */
+  claimMany(jobId: number, deviceIds: readonly number[]): Map<number, number> {
+    const rows = this.store
+      .stmt<{ device_id: number; attempts: number }>(
+        `UPDATE job_devices SET status = 'active', attempts = attempts + 1
+         WHERE job_id = ? AND device_id IN (SELECT value FROM json_each(?)) RETURNING device_id, attempts`,
+      )
+      .all(jobId, JSON.stringify(deviceIds));
+    return new Map(rows.map((r) => [r.device_id, r.attempts]));
+  }
+
   /** The device's result after an execution ended: done, or pending again (a retry not before `nextAttemptAt`). */
   settle(jobId: number, deviceId: number, status: JobDeviceStatus, result: JobExecutionState, nextAttemptAt: number): void {
     this.store

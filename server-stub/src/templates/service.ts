@@ -31,6 +31,8 @@ export interface JobTemplateHook {
   lookup(scope: AccountScope, templateUuid: string): TemplateRow;
   /** Inside the same transaction, after the job row exists: snapshots the template for the job. */
   attach(jobId: number, template: TemplateRow): void;
+  /** Whether job `jobId` renders a packet per device (asked once per job and claim, not per device). */
+  renders(jobId: number): boolean;
   /** Synchronous, inside the claim transaction. */
   packetFor(jobId: number, deviceId: number): TemplatePacket;
   /** A failed render is forgotten once its execution failed, so a retry renders again. */
@@ -177,6 +179,10 @@ export class TemplateService implements JobTemplateHook {
     return this.#jobs.byJob(jobId);
   }
 
+  renders(jobId: number): boolean {
+    return this.jobTemplate(jobId) !== undefined;
+  }
+
   packetFor(jobId: number, deviceId: number): TemplatePacket {
     if (!this.jobTemplate(jobId)) return { kind: 'none' };
     const r = this.#jobs.render(jobId, deviceId);
@@ -216,6 +222,9 @@ export class TemplateService implements JobTemplateHook {
 
   /** Pending devices of running template jobs that are ready in this process and not rendered yet. */
   #work(): UnrenderedDevice[] {
+    // Every dispatch asks (after every batch of hellos and progress reports): the join over pending
+    // devices is read only while a template job runs.
+    if (!this.#jobs.anyRunning()) return [];
     return this.#jobs.unrendered(this.clock.now(), RENDER_BATCH);
   }
 
