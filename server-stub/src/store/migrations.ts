@@ -618,6 +618,14 @@ CREATE TABLE login_failures (
 CREATE INDEX login_failures_last ON login_failures(last_at);
 `,
   },
+  {
+    version: 32,
+    name: 'seat hold after a lost MQTT broker: since when devices can reach the server again (null while the broker is lost), so a broker outage longer than the quiet period does not end the hold while no device can return',
+    sql: `
+ALTER TABLE restart_hold ADD COLUMN serving_since INTEGER;
+UPDATE restart_hold SET serving_since = started_at;
+`,
+  },
 ];
 
 export function latestVersion(): number {

@@ -40,6 +40,11 @@ export interface MqttConsumerOptions {
   readonly startTimeoutMs?: number | undefined;
   /** Base of the bucket clients' reconnect period (ms); each client adds up to as much again at random. */
   readonly reconnectMs?: number | undefined;
+  /**
+   * Every bucket client that lost the broker has subscribed again: devices can reach this process
+   * again (the seat hold's quiet period counts from here, admission/seat-hold.ts).
+   */
+  readonly brokerBack?: (() => void) | undefined;
 }
 
 /** A down message's type, read from the envelope's second member (`{"v":…,"type":"…"`). */
@@ -71,14 +76,16 @@ function isHello(payload: Buffer): boolean {
  * A `hello` always starts a new link (the device's previous one ends); another uplink goes to the
  * current link, or to a new one that the channel answers with HELLO_REQUIRED (a device whose server
  * restarted learns so and says hello again). An `offline` presence (the device's will) ends the link
- * it names; a bucket client that loses the broker ends the links of its bucket (their lease grace
- * starts; the devices come back with hello).
+ * it names; a bucket client that loses the broker ends the links of its bucket (their seats are
+ * held until the fleet is back, as after a restart of the server; the devices come back with hello).
  */
 export class MqttBucketConsumer implements Downlink {
   readonly #opts: MqttConsumerOptions;
   readonly #clients = new Map<number, MqttClient>();
   readonly #links = new Map<string, MqttLink>();
   readonly #online = new Map<string, string>();
+  /** Buckets whose client lost the broker and has not subscribed again. */
+  readonly #lost = new Set<number>();
   #closing = false;
 
   constructor(options: MqttConsumerOptions) {
@@ -164,6 +171,7 @@ export class MqttBucketConsumer implements Downlink {
             first = false;
             resolve();
           }
+          if (this.#lost.delete(bucket) && this.#lost.size === 0) o.brokerBack?.();
         });
       });
       client.on('close', () => {
@@ -267,7 +275,9 @@ export class MqttBucketConsumer implements Downlink {
   #bucketLost(bucket: number): void {
     const lost = [...this.#links.values()].filter((l) => l.bucket === bucket);
     if (lost.length > 0) this.#opts.log.warn({ mqttBucket: bucket, links: lost.length }, 'MQTT: bucket client lost the broker; its links end');
-    for (const l of lost) l.end();
+    this.#lost.add(bucket);
+    // The server lost these links, not their devices: their seats are held, not put into grace.
+    for (const l of lost) l.end('server-outage');
   }
 
   /**

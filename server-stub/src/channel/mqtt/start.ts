@@ -37,6 +37,8 @@ export interface MqttChannelDeps {
   readonly embedded?: BrokerEndpoint | undefined;
   readonly log: Logger;
   readonly metrics?: Metrics | undefined;
+  /** Every bucket client that lost the broker has it back (the seat hold's quiet period starts). */
+  readonly brokerBack?: (() => void) | undefined;
 }
 
 export interface MqttChannel {
@@ -92,6 +94,7 @@ export async function startMqttChannel(deps: MqttChannelDeps): Promise<MqttChann
     accept: deps.accept,
     log: log.child({ component: 'mqtt' }),
     metrics: deps.metrics,
+    brokerBack: deps.brokerBack,
   });
   try {
     await consumer.start();

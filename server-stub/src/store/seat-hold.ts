@@ -1,11 +1,16 @@
-import type { CaughtUpReason } from '../admission/restart.js';
+import type { CaughtUpReason } from '../admission/seat-hold.js';
 import type { Store } from './database.js';
 import { markLeasesEnded } from './leases.js';
 
-/** The restart hold of the current process life (one row; see admission/restart.ts). */
-export interface RestartHoldRow {
+/**
+ * The seat hold (one row; see admission/seat-hold.ts). The table and the leases' column keep the
+ * name `restart_hold` from when a restart was the only outage that started one.
+ */
+export interface HoldRow {
   readonly startedAt: number;
   readonly heldAtStart: number;
+  /** Since when devices can reach the server, or null while a lost broker is not back. */
+  readonly servingSince: number | null;
   readonly lastReturnAt: number | null;
   readonly endedAt: number | null;
   readonly endReason: CaughtUpReason | null;
@@ -14,6 +19,7 @@ export interface RestartHoldRow {
 interface Row {
   started_at: number;
   held_at_start: number;
+  serving_since: number | null;
   last_return_at: number | null;
   ended_at: number | null;
   end_reason: CaughtUpReason | null;
@@ -43,21 +49,51 @@ export function startRestartHold(store: Store, now: number, graceUntil: number):
   store.stmt('UPDATE devices SET online = 0 WHERE online = 1').run();
   store
     .stmt(
-      `INSERT INTO restart_hold (id, started_at, held_at_start, last_return_at, ended_at, end_reason)
-       VALUES (1, ?, ?, NULL, NULL, NULL)
+      `INSERT INTO restart_hold (id, started_at, held_at_start, serving_since, last_return_at, ended_at, end_reason)
+       VALUES (1, ?, ?, ?, NULL, NULL, NULL)
        ON CONFLICT (id) DO UPDATE SET started_at = excluded.started_at, held_at_start = excluded.held_at_start,
-         last_return_at = NULL, ended_at = NULL, end_reason = NULL`,
+         serving_since = excluded.serving_since, last_return_at = NULL, ended_at = NULL, end_reason = NULL`,
     )
-    .run(now, held);
+    .run(now, held, now);
   return held;
 }
 
-export function restartHold(store: Store): RestartHoldRow | undefined {
+/**
+ * The server lost its way to devices at `now` (a bucket client lost the MQTT broker) and is about
+ * to hold `count` of their leases (must run in a write transaction): starts a hold when none runs,
+ * or adds them to the running one. Either way the devices cannot reach the server until
+ * `holdServing` says so. Returns when the hold started (the leases' grace bound counts from then).
+ */
+export function joinHold(store: Store, now: number, count: number): number {
+  const running = currentHold(store);
+  if (running && running.endedAt === null) {
+    store.stmt('UPDATE restart_hold SET held_at_start = held_at_start + ?, serving_since = NULL WHERE id = 1').run(count);
+    return running.startedAt;
+  }
+  store
+    .stmt(
+      `INSERT INTO restart_hold (id, started_at, held_at_start, serving_since, last_return_at, ended_at, end_reason)
+       VALUES (1, ?, ?, NULL, NULL, NULL, NULL)
+       ON CONFLICT (id) DO UPDATE SET started_at = excluded.started_at, held_at_start = excluded.held_at_start,
+         serving_since = NULL, last_return_at = NULL, ended_at = NULL, end_reason = NULL`,
+    )
+    .run(now, count);
+  return now;
+}
+
+/** Holds the open managed leases of `deviceIds`, released at `at`, until `graceUntil` at the latest. */
+export function holdLeases(store: Store, deviceIds: readonly number[], at: number, graceUntil: number): void {
+  const hold = store.stmt('UPDATE leases SET released_at = ?, grace_until = ?, restart_hold = 1 WHERE device_id = ?');
+  for (const id of deviceIds) hold.run(at, graceUntil, id);
+}
+
+export function currentHold(store: Store): HoldRow | undefined {
   const r = store.stmt<Row>('SELECT * FROM restart_hold WHERE id = 1').get();
   return (
     r && {
       startedAt: r.started_at,
       heldAtStart: r.held_at_start,
+      servingSince: r.serving_since,
       lastReturnAt: r.last_return_at,
       endedAt: r.ended_at,
       endReason: r.end_reason,
@@ -65,17 +101,17 @@ export function restartHold(store: Store): RestartHoldRow | undefined {
   );
 }
 
-/** Leases still held (their devices have not come back since the start). */
+/** Leases still held (their devices have not come back since the hold took them). */
 export function heldLeaseCount(store: Store): number {
   return store.stmt<{ n: number }>('SELECT COUNT(*) AS n FROM leases WHERE restart_hold IS NOT NULL').get()?.n ?? 0;
 }
 
 /**
- * The server serves devices from `at` on (cluster workers forked and listening): the quiet period
- * and the cap count from then, unless a held device has already returned.
+ * The devices can reach the server from `at` on (cluster workers forked and listening, a lost
+ * broker back): the quiet period of a running hold counts from then.
  */
-export function restartHoldServing(store: Store, at: number): void {
-  store.stmt('UPDATE restart_hold SET started_at = ? WHERE id = 1 AND ended_at IS NULL AND last_return_at IS NULL').run(at);
+export function holdServing(store: Store, at: number): void {
+  store.stmt('UPDATE restart_hold SET serving_since = ? WHERE id = 1 AND ended_at IS NULL').run(at);
 }
 
 /** A held device came back at `at` (its lease was reclaimed in the same transaction). */
@@ -87,7 +123,7 @@ export function recordHeldReturn(store: Store, at: number): void {
  * The server caught up at `at`: the leases still held keep their seats until `graceUntil` (never
  * later than while held) and are ordinary grace leases from then on. Returns how many there were.
  */
-export function endRestartHold(store: Store, at: number, reason: CaughtUpReason, graceUntil: number): number {
+export function endHold(store: Store, at: number, reason: CaughtUpReason, graceUntil: number): number {
   const n = store
     .stmt('UPDATE leases SET grace_until = MIN(grace_until, ?), restart_hold = NULL WHERE restart_hold IS NOT NULL')
     .run(graceUntil).changes;
