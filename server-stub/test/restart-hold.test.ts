@@ -333,33 +333,38 @@ describe('seats across a lost MQTT broker (store + admission service)', () => {
     expect(ch.connect(waiting!)).toMatchObject({ outcome: 'managed', lease: 'new' });
   });
 
-  it('a second loss joins the running hold; a device that had left before is not held; a plain disconnect still gets the grace', async () => {
+  it('a second loss joins the running hold; a seat whose will came just before the loss is held too; a plain disconnect still gets the grace', async () => {
     const w = world({ leaseGraceSec: 60, admissionRetryAfterSec: 300 });
     worlds.push(w);
     const t = await w.newTenant();
     w.licences(t, 'basic-1', 4);
-    const [a, b, left, plain] = w.devices(t, 4);
+    const [a, b, willed, plain] = w.devices(t, 4);
     const svc = nextLife(w);
     const ch = new FakeChannel(svc);
-    for (const d of [a!, b!, left!, plain!]) ch.connect(d);
-    ch.disconnect(left!);
+    for (const d of [a!, b!, willed!, plain!]) ch.connect(d);
+    // The broker shutting down published this device's will a moment before the loss.
+    const willAt = w.clock.now();
+    ch.disconnect(willed!);
+    w.advance(1 * SECOND);
     const first = w.clock.now();
-    svc.releaseMany([a!.uuid, left!.uuid], first, 'server-outage');
+    svc.releaseMany([a!.uuid, willed!.uuid], first, 'server-outage');
     svc.holdServing();
     w.advance(5 * SECOND);
     svc.releaseMany([b!.uuid], w.clock.now(), 'server-outage');
     // One hold, from the first loss, not serving again until the broker is back once more.
-    expect(holdRow(w)).toMatchObject({ started_at: first, held_at_start: 2, serving_since: null });
+    expect(holdRow(w)).toMatchObject({ started_at: first, held_at_start: 3, serving_since: null });
     const held = w.services.store
-      .stmt<{ uuid: string; grace_until: number }>(
-        'SELECT d.uuid, l.grace_until FROM leases l JOIN devices d ON d.id = l.device_id WHERE l.restart_hold IS NOT NULL ORDER BY d.uuid',
+      .stmt<{ uuid: string; released_at: number; grace_until: number }>(
+        'SELECT d.uuid, l.released_at, l.grace_until FROM leases l JOIN devices d ON d.id = l.device_id WHERE l.restart_hold IS NOT NULL',
       )
       .all();
-    expect(held.map((r) => r.uuid).sort()).toEqual([a!.uuid, b!.uuid].sort());
-    // Both bounded by the cap of the one hold plus one grace.
+    expect(held.map((r) => r.uuid).sort()).toEqual([a!.uuid, b!.uuid, willed!.uuid].sort());
+    // Every one bounded by the cap of the one hold plus one grace; the willed one keeps its release time.
     for (const r of held) expect(r.grace_until).toBe(first + (1800 + 60) * SECOND);
+    expect(held.find((r) => r.uuid === willed!.uuid)?.released_at).toBe(willAt);
     svc.releaseMany([plain!.uuid], w.clock.now());
-    expect(w.services.store.stmt<{ n: number }>('SELECT COUNT(*) AS n FROM leases WHERE restart_hold IS NOT NULL').get()?.n).toBe(2);
+    expect(w.services.store.stmt<{ n: number }>('SELECT COUNT(*) AS n FROM leases WHERE restart_hold IS NOT NULL').get()?.n).toBe(3);
+    expect(w.services.store.stmt<{ n: number }>('SELECT COUNT(*) AS n FROM leases WHERE grace_until IS NOT NULL').get()?.n).toBe(4);
   });
 
   it('restartHoldMaxSec 0 switches the hold off: a lost broker starts the normal grace', async () => {

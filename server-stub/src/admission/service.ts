@@ -187,7 +187,8 @@ export class AdmissionService {
    *
    * `server-outage`: the server itself lost the links (its bucket client lost the MQTT broker), so
    * the managed devices' seats are held by the seat hold (admission/seat-hold.ts) instead of
-   * starting their grace period; a hold starts, or the running one takes them.
+   * starting their grace period; a hold starts, or the running one takes them. A seat already in
+   * its grace period (the link ended by a will moments before the loss) is held too.
    */
   releaseMany(deviceUuidList: readonly string[], at: number = this.clock.now(), cause: ReleaseCause = 'disconnect'): void {
     const grace = this.options.leaseGraceSec * 1000;
@@ -203,7 +204,9 @@ export class AdmissionService {
       for (const identity of identities) {
         const leases = new AccountLeases(this.store, identity.account_id);
         const own = leases.own(identity.id);
-        if (own?.state === 'managed' && own.releasedAt === null && hold) {
+        if (hold && own?.state === 'managed' && own.held !== true) {
+          // Open, or released a moment ago by the device's will that a broker shutting down
+          // published before it closed the server's own connections (channel `lostWithServer`).
           held.push(identity.id);
         } else if (own?.state === 'managed' && own.releasedAt === null) {
           // A device rebooting into an update keeps its seat until the job's reboot timeout.

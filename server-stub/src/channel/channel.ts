@@ -314,6 +314,16 @@ export class ControlChannel implements ChannelHub {
 
   // ── opening and ending ───────────────────────────────────────────────────────────────────
 
+  /**
+   * Devices whose links ended a moment before the server lost its way to them, as part of that
+   * loss (a broker shutting down publishes every device's will before it closes the server's own
+   * connections): their seats join the seat hold like those of the links the loss ended. A device
+   * connected again by the time the batch is written is left alone.
+   */
+  lostWithServer(deviceUuids: readonly string[]): void {
+    for (const u of deviceUuids) this.#outageReleases.push(u);
+  }
+
   /** The admission gate welcomed `s`. */
   #opened(s: Session): void {
     this.#anchors.offer(s, s.connectedAt);

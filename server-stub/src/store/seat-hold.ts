@@ -81,9 +81,12 @@ export function joinHold(store: Store, now: number, count: number): number {
   return now;
 }
 
-/** Holds the open managed leases of `deviceIds`, released at `at`, until `graceUntil` at the latest. */
+/**
+ * Holds the managed leases of `deviceIds` until `graceUntil` at the latest: open ones are released
+ * at `at`, ones already released (in their grace period) keep their release time.
+ */
 export function holdLeases(store: Store, deviceIds: readonly number[], at: number, graceUntil: number): void {
-  const hold = store.stmt('UPDATE leases SET released_at = ?, grace_until = ?, restart_hold = 1 WHERE device_id = ?');
+  const hold = store.stmt('UPDATE leases SET released_at = COALESCE(released_at, ?), grace_until = ?, restart_hold = 1 WHERE device_id = ?');
   for (const id of deviceIds) hold.run(at, graceUntil, id);
 }
 

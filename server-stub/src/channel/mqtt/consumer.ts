@@ -45,7 +45,20 @@ export interface MqttConsumerOptions {
    * again (the seat hold's quiet period counts from here, admission/seat-hold.ts).
    */
   readonly brokerBack?: (() => void) | undefined;
+  /**
+   * Devices whose link a will ended just before their bucket client lost the broker: part of the
+   * loss (`ControlChannel.lostWithServer`).
+   */
+  readonly lostBefore?: ((deviceIds: string[]) => void) | undefined;
 }
+
+/**
+ * How long before a bucket client loses the broker a device's will still counts as part of that
+ * loss (ms). Mosquitto shutting down (SIGTERM) publishes the will of every device connection to
+ * the server's bucket clients before it closes them: without this, a broker restart would put every
+ * seat into its grace period after all.
+ */
+const WILL_BEFORE_LOSS_MS = 2_000;
 
 /** A down message's type, read from the envelope's second member (`{"v":…,"type":"…"`). */
 const TYPE_OF = /^\{"v":[^,]{1,16},"type":"([a-z-]{1,32})"/;
@@ -86,6 +99,8 @@ export class MqttBucketConsumer implements Downlink {
   readonly #online = new Map<string, string>();
   /** Buckets whose client lost the broker and has not subscribed again. */
   readonly #lost = new Set<number>();
+  /** Per bucket, the links ended by a will in the last WILL_BEFORE_LOSS_MS, oldest first. */
+  readonly #wills = new Map<number, { deviceId: string; at: number }[]>();
   #closing = false;
 
   constructor(options: MqttConsumerOptions) {
@@ -262,7 +277,18 @@ export class MqttBucketConsumer implements Downlink {
     // The will of a connection that has gone; an older connection's late will is ignored. A link
     // whose connection was never named (no presence heard) cannot be told apart: it ends.
     if (this.#online.get(deviceId) === p.link) this.#online.delete(deviceId);
-    if (link && (link.linkId === p.link || link.linkId === undefined)) link.end();
+    if (link && (link.linkId === p.link || link.linkId === undefined)) {
+      link.end();
+      this.#willEnded(link);
+    }
+  }
+
+  #willEnded(link: MqttLink): void {
+    const now = Date.now();
+    const recent = this.#wills.get(link.bucket) ?? [];
+    while (recent.length > 0 && now - recent[0]!.at > WILL_BEFORE_LOSS_MS) recent.shift();
+    recent.push({ deviceId: link.deviceId, at: now });
+    this.#wills.set(link.bucket, recent);
   }
 
   #newLink(deviceId: string, bucket: number): MqttLink {
@@ -278,6 +304,10 @@ export class MqttBucketConsumer implements Downlink {
     this.#lost.add(bucket);
     // The server lost these links, not their devices: their seats are held, not put into grace.
     for (const l of lost) l.end('server-outage');
+    const now = Date.now();
+    const willed = (this.#wills.get(bucket) ?? []).filter((w) => now - w.at <= WILL_BEFORE_LOSS_MS).map((w) => w.deviceId);
+    this.#wills.delete(bucket);
+    if (willed.length > 0) this.#opts.lostBefore?.(willed);
   }
 
   /**

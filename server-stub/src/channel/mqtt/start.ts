@@ -39,6 +39,8 @@ export interface MqttChannelDeps {
   readonly metrics?: Metrics | undefined;
   /** Every bucket client that lost the broker has it back (the seat hold's quiet period starts). */
   readonly brokerBack?: (() => void) | undefined;
+  /** Devices whose link a will ended just before the broker was lost (`ControlChannel.lostWithServer`). */
+  readonly lostBefore?: ((deviceIds: string[]) => void) | undefined;
 }
 
 export interface MqttChannel {
@@ -95,6 +97,7 @@ export async function startMqttChannel(deps: MqttChannelDeps): Promise<MqttChann
     log: log.child({ component: 'mqtt' }),
     metrics: deps.metrics,
     brokerBack: deps.brokerBack,
+    lostBefore: deps.lostBefore,
   });
   try {
     await consumer.start();
