@@ -8,6 +8,9 @@ import { installAudit } from './audit/hooks.js';
 import { FailedLoginAudit } from './audit/logins.js';
 import { ROLE_RANK, type RequestContext } from './auth/service.js';
 import { type ChannelDeps, ControlChannel } from './channel/channel.js';
+import { type ConsoleFallback, installConsole } from './console/plugin.js';
+import { authenticateRequest } from './console/session.js';
+import { installConsoleStream } from './console/stream.js';
 import type { ServerConfig } from './config.js';
 import { AppError, isAppError, type ServerErrorCode } from './errors.js';
 import {
@@ -54,6 +57,8 @@ export interface BuildAppDeps extends AppDeps {
    * primary sweeps; workers pass false.
    */
   readonly runSweeps?: boolean;
+  /** Directory of the built operator console (default: dist/console/public of this package). */
+  readonly consoleDir?: string;
 }
 
 const OPENAPI_INFO = {
@@ -134,7 +139,10 @@ export async function buildApp(config: ServerConfig, deps: BuildAppDeps = {}): P
   });
   app.setErrorHandler((error: FastifyError, request, reply) => sendError(app, error, request, reply));
   const methodsOf = routeMethods(allRoutes.filter((r) => !r.testOnly || config.testClock));
+  let consoleFallback: ConsoleFallback = () => false;
   app.setNotFoundHandler((request, reply) => {
+    // A GET of a path of the operator console's own (client-side) routes: its index.html.
+    if (consoleFallback(request, reply)) return reply;
     // A path that exists with other methods: 405 with Allow, not 404.
     const allowed = methodsOf(request.url.split('?', 1)[0] ?? '');
     if (allowed.length > 0 && !allowed.includes(request.method)) {
@@ -157,6 +165,10 @@ export async function buildApp(config: ServerConfig, deps: BuildAppDeps = {}): P
     if (spec.testOnly && !config.testClock) continue;
     registerRoute(app, services, spec);
   }
+  // The console's live updates (server-sent events read from the store: any worker can serve them).
+  installConsoleStream(app, services, { authenticate: (request) => authenticateRequest(services.auth, request) });
+  // The operator console at `/` (same origin as the API, which accepts its session cookie).
+  consoleFallback = installConsole(app, deps.consoleDir === undefined ? {} : { dir: deps.consoleDir });
 
   app.addHook('onResponse', async (request, reply) => {
     services.metrics.inc('fleet_http_requests_total');
@@ -297,7 +309,8 @@ function registerRoute(app: FastifyInstance, services: Services, spec: RouteSpec
     // caller learns nothing about a route's schema and cannot make the server parse large bodies.
     onRequest: async (request) => {
       if (spec.access === 'public') return;
-      const ctx = services.auth.authenticate(request.headers.authorization);
+      // A bearer token, or the console's session cookie (then changes need its CSRF token).
+      const ctx = authenticateRequest(services.auth, request);
       request.fleetCtx = ctx;
       if (ROLE_RANK[ctx.role] < ROLE_RANK[spec.access]) throw new AppError('SERVER_FORBIDDEN');
       if (spec.feature) services.licensing.requireFeature(ctx.scope, spec.feature);

@@ -6,7 +6,9 @@ import type { MetricsJson } from '../metrics.js';
  *
  * worker → primary: `opened`/`closed` (which devices this worker holds, so the primary can release
  * them if the worker dies), `notice` (an admission or settings change to fan out), `metrics-req`
- * (a /metrics scrape) and `metrics-snap` (this worker's figures for someone's scrape, in prom-client's JSON form).
+ * (a /metrics scrape), `metrics-snap` (this worker's figures for someone's scrape, in prom-client's JSON form)
+ * `mqtt-consuming` (every MQTT bucket client of this worker has subscribed: it serves) and
+ * `mqtt-drop` (end these deleted devices' connections at the embedded broker).
  * primary → worker: `notice` (deliver to your sessions), `metrics-snap-req`, `metrics-res`.
  */
 export type WorkerToPrimary =
@@ -14,7 +16,9 @@ export type WorkerToPrimary =
   | { t: 'closed'; uuid: string }
   | { t: 'notice'; notice: Notice }
   | { t: 'metrics-req'; id: number }
-  | { t: 'metrics-snap'; id: number; snap: MetricsJson };
+  | { t: 'metrics-snap'; id: number; snap: MetricsJson }
+  | { t: 'mqtt-consuming' }
+  | { t: 'mqtt-drop'; deviceIds: readonly string[] };
 
 export type PrimaryToWorker =
   | { t: 'notice'; notice: Notice }

@@ -1,9 +1,8 @@
 import cluster from 'node:cluster';
 import { LocalNoticeBus, type Notice, type NoticeBus } from '../channel/notices.js';
 import { mqttEnabled, type ServerConfig } from '../config.js';
-import { main, type RunningServer } from '../main.js';
+import { main, type MqttStartOptions, type RunningServer } from '../main.js';
 import type { Metrics } from '../metrics.js';
-import type { BrokerEndpoint } from '../channel/mqtt/start.js';
 import { bucketsOfWorker, EMBEDDED_SERVER_USER } from '../channel/mqtt/topic-rules.js';
 import { CLUSTER_ENV, isMessage, type PrimaryToWorker, type WorkerToPrimary } from './messages.js';
 
@@ -76,6 +75,8 @@ export async function runWorker(config: ServerConfig): Promise<RunningServer> {
     },
   });
   local = server.app.services.metrics;
+  // The primary's embedded broker lets devices in once every worker's buckets are consumed.
+  if (mqttEnabled(config)) send({ t: 'mqtt-consuming' });
   // The primary going away (crash) must not leave orphan workers holding the port.
   process.on('disconnect', () => {
     void server.close().finally(() => process.exit(0));
@@ -84,7 +85,7 @@ export async function runWorker(config: ServerConfig): Promise<RunningServer> {
 }
 
 /** This worker's MQTT buckets and, with the embedded broker, the primary's broker (from the fork environment). */
-function mqttOfWorker(config: ServerConfig): { buckets: number[]; embedded?: BrokerEndpoint } | undefined {
+function mqttOfWorker(config: ServerConfig): MqttStartOptions | undefined {
   if (!mqttEnabled(config)) return undefined;
   const env = process.env;
   const index = Number(env[CLUSTER_ENV.workerIndex] ?? '0');
@@ -96,5 +97,9 @@ function mqttOfWorker(config: ServerConfig): { buckets: number[]; embedded?: Bro
   if (!url || !password) throw new Error('cluster worker: the primary did not pass its embedded MQTT broker');
   // The secret is not kept in this process's environment (where children would inherit it).
   delete env[CLUSTER_ENV.mqttSecret];
-  return { buckets, embedded: { url, username: EMBEDDED_SERVER_USER, password, fingerprint256: env[CLUSTER_ENV.mqttPin] } };
+  return {
+    buckets,
+    embedded: { url, username: EMBEDDED_SERVER_USER, password, fingerprint256: env[CLUSTER_ENV.mqttPin] },
+    dropDevices: (deviceIds) => send({ t: 'mqtt-drop', deviceIds }),
+  };
 }

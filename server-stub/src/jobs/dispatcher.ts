@@ -34,7 +34,7 @@ const INBOX_BATCH_MAX = 2000;
 /**
  * Executions claimed per write transaction; more are claimed in the next turn of the event loop.
  * One claim for 13,000 connected devices held the write lock past the other workers' busy timeout
- * (the 50,000-router run: job creation answered 500 with SQLITE_BUSY).
+ * (the 50,000-router run: job creation answered 500, the store busy).
  */
 export const CLAIMS_PER_TRANSACTION = 500;
 /**

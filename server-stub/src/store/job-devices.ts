@@ -52,6 +52,21 @@ export class JobDevices {
       .run(jobId, now, accountId, JSON.stringify(deviceIds)).changes;
   }
 
+  /** Adds one device (a device already in the job is left as it is). */
+  addDevice(jobId: number, deviceId: number, now: number): void {
+    this.store
+      .stmt(`INSERT OR IGNORE INTO job_devices (job_id, device_id, status, added_at) VALUES (?, ?, 'pending', ?)`)
+      .run(jobId, deviceId, now);
+  }
+
+  /** Every device the job covers, whatever its status. */
+  deviceIds(jobId: number): number[] {
+    return this.store
+      .stmt<{ device_id: number }>('SELECT device_id FROM job_devices WHERE job_id = ?')
+      .all(jobId)
+      .map((r) => r.device_id);
+  }
+
   attempts(jobId: number, deviceId: number): number {
     return (
       this.store

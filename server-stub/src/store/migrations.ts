@@ -620,6 +620,14 @@ CREATE INDEX login_failures_last ON login_failures(last_at);
   },
   {
     version: 32,
+    name: 'the device list sorted by serial number or creation time within an account pages by index (neither column changes after registration)',
+    sql: `
+CREATE INDEX devices_account_serial ON devices(account_id, serial_number);
+CREATE INDEX devices_account_created ON devices(account_id, created_at);
+`,
+  },
+  {
+    version: 33,
     name: 'seat hold after a lost MQTT broker: since when devices can reach the server again (null while the broker is lost), so a broker outage longer than the quiet period does not end the hold while no device can return',
     sql: `
 ALTER TABLE restart_hold ADD COLUMN serving_since INTEGER;

@@ -5,6 +5,7 @@ import type { LicensingService } from '../licensing/service.js';
 import type { PacketService } from '../packets/service.js';
 import type { Store } from '../store/database.js';
 import type { DeviceRow } from '../store/devices.js';
+import { isConflictOn } from '../store/errors.js';
 import { packetById, type PacketRow } from '../store/packets.js';
 import { AccountScope } from '../store/scope.js';
 import {
@@ -249,7 +250,7 @@ function unique<T>(fn: () => T): T {
   try {
     return fn();
   } catch (err) {
-    if ((err as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE') throw new AppError('SERVER_NAME_TAKEN');
+    if (isConflictOn(err, 'name')) throw new AppError('SERVER_NAME_TAKEN');
     throw err;
   }
 }
