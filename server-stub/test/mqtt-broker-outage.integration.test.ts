@@ -1,29 +1,25 @@
-import { type ChildProcess, spawn } from 'node:child_process';
-import { createInterface } from 'node:readline';
 import { afterEach, describe, expect, it } from 'vitest';
 import { waitFor } from '../../protocol/test/helpers/wait-for.js';
 import { SECOND } from '../src/clock.js';
 import { currentHold, heldLeaseCount } from '../src/store/seat-hold.js';
 import { admissionCounts } from '../src/store/leases.js';
-import { ensureServerBuilt, SERVER_CLI_DIST } from './helpers/built.js';
-import { seedSigningPki } from './helpers/channel-world.js';
+import { ensureServerBuilt } from './helpers/built.js';
+import { killServes, LOG_DEADLINE_MS, seedFleet, serve } from './helpers/cluster.js';
 import type { DeviceIdentity } from './helpers/fake-device.js';
 import { type MosquittoBroker, MOSQUITTO_MISSING, startMosquitto } from './helpers/mosquitto.js';
 import { MqttDevice } from './helpers/mqtt-device.js';
 import { dynsecAccounts, type MqttWorld, mqttWorld, SERVER_PASSWORD } from './helpers/mqtt-world.js';
-import { removeTempDirs, tempDir, world } from './helpers/setup.js';
+import { removeTempDirs } from './helpers/setup.js';
 
 let worlds: MqttWorld[] = [];
 let devices: MqttDevice[] = [];
-let children: ChildProcess[] = [];
 let brokers: MosquittoBroker[] = [];
 afterEach(async () => {
   for (const d of devices) await d.end().catch(() => undefined);
   devices = [];
   for (const w of worlds) await w.stop().catch(() => undefined);
   worlds = [];
-  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
-  children = [];
+  killServes();
   for (const b of brokers) await b.close();
   brokers = [];
   removeTempDirs();
@@ -132,43 +128,22 @@ describe.skipIf(MOSQUITTO_MISSING)(`seats across a restart of the MQTT broker (r
   }, 90_000);
 });
 
-type Line = Record<string, unknown>;
-
 describe.skipIf(MOSQUITTO_MISSING)(`seats across a restart of the MQTT broker, serve --workers 2 (real CLI, node:cluster)${MOSQUITTO_MISSING ? `: ${MOSQUITTO_MISSING}` : ''}`, () => {
   it('the workers hold the seats of the routers they lost with the broker; the primary ends the hold once they are back', async () => {
     ensureServerBuilt();
-    const dataDir = tempDir();
-    await seedSigningPki(dataDir);
-    const setup = world({}, dataDir);
-    setup.clock.set(Date.now());
-    const t = await setup.newTenant();
-    setup.licences(t, 'basic-1', 2);
-    const [a, b, waiting] = setup.devices(t, 3) as [DeviceIdentity, DeviceIdentity, DeviceIdentity];
-    setup.close();
-    const broker = await startMosquitto({ dynsec: { admin: { username: 'admin', password: 'admin-secret' }, ...dynsecAccounts([a, b, waiting]) } });
+    const { dataDir, ids } = await seedFleet({ licences: 2, devices: 3 });
+    const [a, b, waiting] = ids as [DeviceIdentity, DeviceIdentity, DeviceIdentity];
+    const broker = await startMosquitto({ dynsec: { admin: { username: 'admin', password: 'admin-secret' }, ...dynsecAccounts(ids) } });
     brokers.push(broker);
-    const child = spawn(
-      process.execPath,
-      [
-        SERVER_CLI_DIST, 'serve', '--data', dataDir, '--workers', '2', '--port', '0', '--host', '127.0.0.1',
-        '--mqttUrl', broker.url, '--mqttPassword', SERVER_PASSWORD, '--presenceFlushMs', '100', '--scryptCost', '1024',
-        '--leaseGraceSec', '1', '--restartQuietSec', '600', '--sweepIntervalSec', '1', '--admissionRetryAfterSec', '1',
-      ],
-      { stdio: ['ignore', 'pipe', 'inherit'] },
-    );
-    children.push(child);
-    const lines: Line[] = [];
-    createInterface({ input: child.stdout! }).on('line', (l) => {
-      try {
-        lines.push(JSON.parse(l) as Line);
-      } catch {
-        // not a log line
-      }
-    });
-    const log = (what: string, pred: (ls: Line[]) => boolean) =>
-      waitFor(() => pred(lines), { timeout: 60_000, interval: 50, what: () => `${what}; last lines ${JSON.stringify(lines.slice(-5))}` });
+    const server = serve(dataDir, [
+      '--workers', '2', '--mqttUrl', broker.url, '--mqttPassword', SERVER_PASSWORD, '--presenceFlushMs', '100',
+      '--leaseGraceSec', '1', '--restartQuietSec', '600', '--sweepIntervalSec', '1', '--admissionRetryAfterSec', '1',
+    ]);
+    const lines = server.logs.lines;
+    const log = (what: string, pred: () => boolean) =>
+      waitFor(pred, { timeout: LOG_DEADLINE_MS, interval: 50, what: () => `${what}; last lines ${JSON.stringify(lines.slice(-5))}` });
     const caughtUp = () => lines.filter((l) => l['msg'] === 'seat hold: caught up with the reconnecting fleet; grace starts for devices not back');
-    await log('both workers consuming', (ls) => ls.filter((l) => l['msg'] === 'MQTT control channel consuming').length === 2);
+    await log('both workers consuming', () => lines.filter((l) => l['msg'] === 'MQTT control channel consuming').length === 2);
     // The start hold (nothing held) ends once every worker listens.
     await log('the start hold over', () => caughtUp().length === 1);
 
@@ -191,8 +166,7 @@ describe.skipIf(MOSQUITTO_MISSING)(`seats across a restart of the MQTT broker, s
     const heldLines = () => lines.filter((l) => l['msg'] === 'seat hold: devices lost with the MQTT broker keep their seats until the fleet is back');
     await log('both seats held by the workers', () => heldLines().reduce((n, l) => n + (l['devices'] as number), 0) === 2);
     const lostAt = Date.now();
-    // Every bucket client back (the broker logs each server client's new connection).
-    await waitFor(() => (broker.log().match(/New client connected .* as rf-server-b\d+/g) ?? []).length >= 128, { timeout: 60_000, what: 'the bucket clients back' });
+    await log('the broker back for both workers', () => lines.filter((l) => l['msg'] === 'MQTT: the broker is back; every bucket client subscribed').length === 2);
     // Long past the grace (1 s) and a licence sweep (every 1 s) later, the waiting router is still refused.
     await waitFor(() => Date.now() > lostAt + 3_000, { what: 'three seconds past the loss' });
     await stillWaiting();
@@ -202,7 +176,6 @@ describe.skipIf(MOSQUITTO_MISSING)(`seats across a restart of the MQTT broker, s
     await log('the hold over', () => caughtUp().length === 2);
     expect(caughtUp()[1]).toMatchObject({ reason: 'all-returned', notReturned: 0 });
     await stillWaiting();
-    child.kill('SIGTERM');
-    await new Promise<void>((resolve) => (child.exitCode !== null ? resolve() : child.once('exit', () => resolve())));
+    await server.stop();
   }, 180_000);
 });
