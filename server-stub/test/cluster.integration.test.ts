@@ -191,7 +191,7 @@ describe('serve --workers 2 (real CLI, node:cluster)', () => {
     early.terminate();
     // The second held device never returns: the primary sees the quiet period pass, and after the
     // grace counted from then its seat goes to the waiting device.
-    const end = await logs.waitFor((l) => l['msg'] === 'restart hold: caught up with the reconnecting fleet; grace starts for devices not back', 60_000);
+    const end = await logs.waitFor((l) => l['msg'] === 'seat hold: caught up with the reconnecting fleet; grace starts for devices not back', 60_000);
     expect(end).toMatchObject({ reason: 'quiet', notReturned: 1 });
     await expect
       .poll(
