@@ -1,5 +1,5 @@
 import { CANCELLABLE_JOB_STATES, type JobExecutionState } from '@router-fleet/protocol';
-import type { Store } from './database.js';
+import { dialects, type Store } from './database.js';
 import type { ExecutionRow } from './jobs.js';
 
 const CANCELLABLE_SQL = `('${CANCELLABLE_JOB_STATES.join('\', \'')}')`;
@@ -294,14 +294,21 @@ export class JobExecutions {
  */
 export class LocalReadyDevices {
   constructor(private readonly store: Store) {
-    store.db.exec('CREATE TEMP TABLE IF NOT EXISTS job_local_ready (device_id INTEGER PRIMARY KEY)');
+    store.stmt('CREATE TEMP TABLE IF NOT EXISTS job_local_ready (device_id BIGINT PRIMARY KEY)').run();
   }
 
   /** Marks the device ready here; its row id, or undefined for an unknown device. */
   add(deviceUuid: string): number | undefined {
     const device = this.store.stmt<{ id: number }>('SELECT id FROM devices WHERE uuid = ?').get(deviceUuid);
     if (!device) return undefined;
-    this.store.stmt('INSERT OR IGNORE INTO job_local_ready (device_id) VALUES (?)').run(device.id);
+    this.store
+      .stmt(
+        dialects({
+          sqlite: 'INSERT OR IGNORE INTO job_local_ready (device_id) VALUES (?)',
+          postgres: 'INSERT INTO job_local_ready (device_id) VALUES (?) ON CONFLICT DO NOTHING',
+        }),
+      )
+      .run(device.id);
     return device.id;
   }
 

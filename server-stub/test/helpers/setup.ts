@@ -8,6 +8,7 @@ import type { LicenceKind } from '../../src/licensing/plans.js';
 import type { LicenceView } from '../../src/licensing/service.js';
 import { createServices, type Services } from '../../src/services.js';
 import type { AccountScope } from '../../src/store/scope.js';
+import { freshPostgresStore, TEST_STORE } from './postgres.js';
 
 /** 2026-01-01T00:00:00Z: tests start here so dates in failures are readable. */
 export const T0 = Date.UTC(2026, 0, 1);
@@ -26,9 +27,14 @@ export function removeTempDirs(): void {
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 }
 
+/**
+ * A test server's configuration. Its store is the SQLite file in `dataDir`, or with
+ * FLEET_TEST_STORE=postgres an empty schema of this test file's PostgreSQL database.
+ */
 export function testConfig(dataDir: string, flags: ConfigInput = {}): ServerConfig {
+  const store = TEST_STORE === 'postgres' && flags.store === undefined ? { store: freshPostgresStore() } : {};
   return loadConfig({
-    flags: { dataDir, logLevel: 'silent', scryptCost: 1024, port: 0, host: '127.0.0.1', ...flags },
+    flags: { dataDir, logLevel: 'silent', scryptCost: 1024, port: 0, host: '127.0.0.1', ...store, ...flags },
     env: {},
   });
 }
