@@ -1,5 +1,5 @@
 import type { JobExecutionState } from '@router-fleet/protocol';
-import type { Store } from './database.js';
+import { dialects, type Store } from './database.js';
 import type { JobDeviceStatus } from './jobs.js';
 
 /** A job's devices by how far they got, for wave rollouts. */
@@ -28,7 +28,13 @@ export class JobDevices {
   /** Adds every device of the account (devices already in the job are kept as they are); returns how many were added. */
   addAll(jobId: number, accountId: number, now: number): number {
     return this.store
-      .stmt(`INSERT OR IGNORE INTO job_devices (job_id, device_id, status, added_at) SELECT ?, id, 'pending', ? FROM devices WHERE account_id = ?`)
+      .stmt(
+        dialects({
+          sqlite: `INSERT OR IGNORE INTO job_devices (job_id, device_id, status, added_at) SELECT ?, id, 'pending', ? FROM devices WHERE account_id = ?`,
+          postgres: `INSERT INTO job_devices (job_id, device_id, status, added_at)
+                     SELECT CAST(? AS BIGINT), id, 'pending', CAST(? AS BIGINT) FROM devices WHERE account_id = ? ON CONFLICT DO NOTHING`,
+        }),
+      )
       .run(jobId, now, accountId).changes;
   }
 
@@ -36,8 +42,12 @@ export class JobDevices {
   addGroups(jobId: number, accountId: number, groupIds: readonly number[], now: number): number {
     return this.store
       .stmt(
-        `INSERT OR IGNORE INTO job_devices (job_id, device_id, status, added_at) SELECT ?, id, 'pending', ? FROM devices
-         WHERE account_id = ? AND group_id IN (SELECT value FROM json_each(?))`,
+        dialects({
+          sqlite: `INSERT OR IGNORE INTO job_devices (job_id, device_id, status, added_at) SELECT ?, id, 'pending', ? FROM devices
+                   WHERE account_id = ? AND group_id IN (SELECT value FROM json_each(?))`,
+          postgres: `INSERT INTO job_devices (job_id, device_id, status, added_at) SELECT CAST(? AS BIGINT), id, 'pending', CAST(? AS BIGINT) FROM devices
+                     WHERE account_id = ? AND group_id IN (SELECT v::BIGINT FROM json_array_elements_text(?::json) AS t(v)) ON CONFLICT DO NOTHING`,
+        }),
       )
       .run(jobId, now, accountId, JSON.stringify(groupIds)).changes;
   }
@@ -46,8 +56,12 @@ export class JobDevices {
   addDevices(jobId: number, accountId: number, deviceIds: readonly number[], now: number): number {
     return this.store
       .stmt(
-        `INSERT OR IGNORE INTO job_devices (job_id, device_id, status, added_at) SELECT ?, id, 'pending', ? FROM devices
-         WHERE account_id = ? AND id IN (SELECT value FROM json_each(?))`,
+        dialects({
+          sqlite: `INSERT OR IGNORE INTO job_devices (job_id, device_id, status, added_at) SELECT ?, id, 'pending', ? FROM devices
+                   WHERE account_id = ? AND id IN (SELECT value FROM json_each(?))`,
+          postgres: `INSERT INTO job_devices (job_id, device_id, status, added_at) SELECT CAST(? AS BIGINT), id, 'pending', CAST(? AS BIGINT) FROM devices
+                     WHERE account_id = ? AND id IN (SELECT v::BIGINT FROM json_array_elements_text(?::json) AS t(v)) ON CONFLICT DO NOTHING`,
+        }),
       )
       .run(jobId, now, accountId, JSON.stringify(deviceIds)).changes;
   }
@@ -83,7 +97,8 @@ export class JobDevices {
   backToPending(jobId: number, deviceId: number): void {
     this.store
       .stmt(
-        `UPDATE job_devices SET status = 'pending', attempts = MAX(attempts - 1, 0) WHERE job_id = ? AND device_id = ? AND status = 'active'`,
+        `UPDATE job_devices SET status = 'pending', attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END
+         WHERE job_id = ? AND device_id = ? AND status = 'active'`,
       )
       .run(jobId, deviceId);
   }
@@ -108,8 +123,13 @@ export class JobDevices {
   resultCounts(jobId: number, failures: readonly JobExecutionState[]): ResultCounts {
     return this.store
       .stmt<ResultCounts>(
-        `SELECT COALESCE(SUM(result IN (SELECT value FROM json_each(?))), 0) AS failed, COUNT(result) AS finished
-         FROM job_devices WHERE job_id = ?`,
+        dialects({
+          sqlite: `SELECT COALESCE(SUM(result IN (SELECT value FROM json_each(?))), 0) AS failed, COUNT(result) AS finished
+                   FROM job_devices WHERE job_id = ?`,
+          postgres: `SELECT COUNT(*) FILTER (WHERE result IN (SELECT v FROM json_array_elements_text(?::json) AS t(v))) AS failed,
+                       COUNT(result) AS finished
+                     FROM job_devices WHERE job_id = ?`,
+        }),
       )
       .get(JSON.stringify(failures), jobId)!;
   }

@@ -146,8 +146,12 @@ export class JobExecutions {
     if (ids.length === 0) return;
     this.store
       .stmt(
-        `UPDATE job_executions SET state = 'offered', offered_at = ?, updated_at = ?
-         WHERE id IN (SELECT value FROM json_each(?)) AND state = 'queued'`,
+        dialects({
+          sqlite: `UPDATE job_executions SET state = 'offered', offered_at = ?, updated_at = ?
+                   WHERE id IN (SELECT value FROM json_each(?)) AND state = 'queued'`,
+          postgres: `UPDATE job_executions SET state = 'offered', offered_at = ?, updated_at = ?
+                     WHERE id IN (SELECT v::BIGINT FROM json_array_elements_text(?::json) AS t(v)) AND state = 'queued'`,
+        }),
       )
       .run(now, now, JSON.stringify(ids));
   }

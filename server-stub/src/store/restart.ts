@@ -1,5 +1,5 @@
 import type { CaughtUpReason } from '../admission/restart.js';
-import type { Store } from './database.js';
+import { dialects, type Store } from './database.js';
 import { markLeasesEnded } from './leases.js';
 
 /** The restart hold of the current process life (one row; see admission/restart.ts). */
@@ -80,7 +80,14 @@ export function restartHoldServing(store: Store, at: number): void {
 
 /** A held device came back at `at` (its lease was reclaimed in the same transaction). */
 export function recordHeldReturn(store: Store, at: number): void {
-  store.stmt('UPDATE restart_hold SET last_return_at = MAX(COALESCE(last_return_at, 0), ?) WHERE id = 1').run(at);
+  store
+    .stmt(
+      dialects({
+        sqlite: 'UPDATE restart_hold SET last_return_at = MAX(COALESCE(last_return_at, 0), ?) WHERE id = 1',
+        postgres: 'UPDATE restart_hold SET last_return_at = GREATEST(COALESCE(last_return_at, 0), ?) WHERE id = 1',
+      }),
+    )
+    .run(at);
 }
 
 /**
@@ -89,7 +96,13 @@ export function recordHeldReturn(store: Store, at: number): void {
  */
 export function endRestartHold(store: Store, at: number, reason: CaughtUpReason, graceUntil: number): number {
   const n = store
-    .stmt('UPDATE leases SET grace_until = MIN(grace_until, ?), restart_hold = NULL WHERE restart_hold IS NOT NULL')
+    .stmt(
+      dialects({
+        sqlite: 'UPDATE leases SET grace_until = MIN(grace_until, ?), restart_hold = NULL WHERE restart_hold IS NOT NULL',
+        // LEAST skips a NULL where SQLite's MIN returns it: keep a NULL grace_until NULL.
+        postgres: 'UPDATE leases SET grace_until = CASE WHEN grace_until IS NULL THEN NULL ELSE LEAST(grace_until, ?) END, restart_hold = NULL WHERE restart_hold IS NOT NULL',
+      }),
+    )
     .run(graceUntil).changes;
   store.stmt('UPDATE restart_hold SET ended_at = ?, end_reason = ? WHERE id = 1').run(at, reason);
   return n;

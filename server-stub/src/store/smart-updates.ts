@@ -1,4 +1,4 @@
-import type { Store } from './database.js';
+import { dialects, type Store } from './database.js';
 
 /** A device as Smart Updates sees it: what the router reported, else what was typed in. */
 export interface SmartUpdateCandidate {
@@ -88,7 +88,12 @@ export class AccountSmartUpdates {
   /** Adds a device to a running Smart Update job (a device already in it is left as it is). */
   addToJob(jobId: number, deviceId: number, now: number): void {
     this.store
-      .stmt(`INSERT OR IGNORE INTO job_devices (job_id, device_id, status, added_at) VALUES (?, ?, 'pending', ?)`)
+      .stmt(
+        dialects({
+          sqlite: `INSERT OR IGNORE INTO job_devices (job_id, device_id, status, added_at) VALUES (?, ?, 'pending', ?)`,
+          postgres: `INSERT INTO job_devices (job_id, device_id, status, added_at) VALUES (?, ?, 'pending', ?) ON CONFLICT DO NOTHING`,
+        }),
+      )
       .run(jobId, deviceId, now);
   }
 
@@ -122,7 +127,12 @@ export class AccountSmartUpdates {
 /** Accounts that have Smart Updates switched on. */
 export function accountsWithSmartUpdates(store: Store): number[] {
   return store
-    .stmt<{ id: number }>(`SELECT id FROM accounts WHERE json_extract(settings, '$.smartUpdates.enabled') = 1`)
+    .stmt<{ id: number }>(
+      dialects({
+        sqlite: `SELECT id FROM accounts WHERE json_extract(settings, '$.smartUpdates.enabled') = 1`,
+        postgres: `SELECT id FROM accounts WHERE settings::jsonb #> '{smartUpdates,enabled}' IN ('true', '1')`,
+      }),
+    )
     .all()
     .map((r) => r.id);
 }

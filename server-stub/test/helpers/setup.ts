@@ -7,6 +7,7 @@ import { type ConfigInput, loadConfig, type ServerConfig } from '../../src/confi
 import type { LicenceKind } from '../../src/licensing/plans.js';
 import type { LicenceView } from '../../src/licensing/service.js';
 import { createServices, type Services } from '../../src/services.js';
+import { type OpenStoreOptions, Store } from '../../src/store/database.js';
 import type { AccountScope } from '../../src/store/scope.js';
 import { freshPostgresStore, TEST_STORE } from './postgres.js';
 
@@ -59,6 +60,8 @@ export interface World {
   /** Registers devices `prefix-0..n-1` and returns uuid + credential of each. */
   devices(t: Tenant, count: number, prefix?: string): { uuid: string; serialNumber: string; credential: string }[];
   advance(ms: number): void;
+  /** Another connection to this world's store (the SQLite file, or its PostgreSQL schema), as another process would open it. */
+  openStore(options?: OpenStoreOptions): Store;
   close(): void;
 }
 
@@ -107,6 +110,9 @@ export function worldOf(services: Services, clock: TestClock, dataDir: string): 
     },
     advance(ms) {
       clock.advance(ms);
+    },
+    openStore(options) {
+      return Store.select(services.config.store ?? undefined, dataDir, options);
     },
     close() {
       services.close();

@@ -1,7 +1,9 @@
 /**
  * The mechanical part of turning a statement written in SQLite's form into PostgreSQL's: `?`
- * placeholders become `$1`, `$2`, … and SQLite's null-safe `a IS b` / `a IS NOT b` become
- * `IS NOT DISTINCT FROM` / `IS DISTINCT FROM` (`IS NULL`, `IS NOT NULL`, `IS TRUE` stay). Quoted
+ * placeholders become `$1`, `$2`, … (`? IS NULL`, an optional filter, becomes `$1::text IS NULL`:
+ * PostgreSQL must know a parameter's type, and whether a value is NULL does not depend on it), and
+ * SQLite's null-safe `a IS b` / `a IS NOT b` become `IS NOT DISTINCT FROM` / `IS DISTINCT FROM`
+ * (`IS NULL`, `IS NOT NULL`, `IS TRUE` stay). Quoted
  * text, quoted names and comments are left alone. Anything else that differs is written out per
  * dialect next to the SQLite form (`dialects()` in store/database.ts), never guessed here.
  */
@@ -21,7 +23,7 @@ export function toPostgres(sql: string): string {
       out += sql.slice(i, stop);
       i = stop;
     } else if (c === '?') {
-      out += `$${++n}`;
+      out += /^\s+IS\s+(NOT\s+)?NULL\b/i.test(sql.slice(i + 1, i + 20)) ? `$${++n}::text` : `$${++n}`;
       i++;
     } else {
       // Copy up to the next character that needs a look.
