@@ -104,10 +104,10 @@ export class Identities {
   recordLoginFailure(username: string, client: string, maxFailures: number, lockUntil: number, now: number): number {
     const row = this.store
       .stmt<{ failures: number }>(
-        `INSERT INTO login_failures (username, client, failures, locked_until, last_at) VALUES (?, ?, 1, NULL, ?)
+        `INSERT INTO login_failures AS f (username, client, failures, locked_until, last_at) VALUES (?, ?, 1, NULL, ?)
          ON CONFLICT (username, client) DO UPDATE SET
-           failures = CASE WHEN locked_until IS NOT NULL AND locked_until <= excluded.last_at THEN 1 ELSE failures + 1 END,
-           locked_until = CASE WHEN locked_until IS NOT NULL AND locked_until <= excluded.last_at THEN NULL ELSE locked_until END,
+           failures = CASE WHEN f.locked_until IS NOT NULL AND f.locked_until <= excluded.last_at THEN 1 ELSE f.failures + 1 END,
+           locked_until = CASE WHEN f.locked_until IS NOT NULL AND f.locked_until <= excluded.last_at THEN NULL ELSE f.locked_until END,
            last_at = excluded.last_at
          RETURNING failures`,
       )

@@ -112,8 +112,8 @@ export class JobDevices {
   waveCounts(jobId: number): WaveCounts {
     return this.store
       .stmt<WaveCounts>(
-        `SELECT COUNT(*) AS total, COALESCE(SUM(attempts > 0), 0) AS started,
-           COALESCE(SUM(attempts > 0 AND status != 'done'), 0) AS unfinished
+        `SELECT COUNT(*) AS total, COUNT(CASE WHEN attempts > 0 THEN 1 END) AS started,
+           COUNT(CASE WHEN attempts > 0 AND status != 'done' THEN 1 END) AS unfinished
          FROM job_devices WHERE job_id = ?`,
       )
       .get(jobId)!;
