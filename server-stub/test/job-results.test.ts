@@ -31,10 +31,10 @@ function recount(w: JobsWorld, uuid: string) {
   const devices = db
     .stmt(
       `SELECT COUNT(*) AS total,
-         COALESCE(SUM(jd.status = 'pending' AND COALESCE(d.admission, '') != 'unmanaged'), 0) AS pending,
-         COALESCE(SUM(jd.status = 'pending' AND d.admission = 'unmanaged'), 0) AS skipped,
-         COALESCE(SUM(jd.status = 'active'), 0) AS active,
-         COALESCE(SUM(jd.status = 'done'), 0) AS done
+         COUNT(CASE WHEN jd.status = 'pending' AND COALESCE(d.admission, '') != 'unmanaged' THEN 1 END) AS pending,
+         COUNT(CASE WHEN jd.status = 'pending' AND d.admission = 'unmanaged' THEN 1 END) AS skipped,
+         COUNT(CASE WHEN jd.status = 'active' THEN 1 END) AS active,
+         COUNT(CASE WHEN jd.status = 'done' THEN 1 END) AS done
        FROM job_devices jd JOIN devices d ON d.id = jd.device_id WHERE jd.job_id = ?`,
     )
     .get(jobId);

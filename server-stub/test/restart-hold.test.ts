@@ -197,13 +197,13 @@ describe('a device rebooting into an update keeps its seat (rollout.rebootTimeou
     const job = db
       .stmt(
         `INSERT INTO jobs (uuid, account_id, name, target, options, state, created_at)
-         VALUES (?, ?, 'firmware', '{}', ?, 'running', ?)`,
+         VALUES (?, ?, 'firmware', '{}', ?, 'running', ?) RETURNING id`,
       )
-      .run(`job-${deviceUuid}`, accountId, JSON.stringify(options), now);
+      .get(`job-${deviceUuid}`, accountId, JSON.stringify(options), now) as { id: number };
     db.stmt(
       `INSERT INTO job_executions (uuid, job_id, device_id, attempt, state, claimed_at, updated_at, deadline)
        VALUES (?, ?, ?, 1, ?, ?, ?, ?)`,
-    ).run(`exec-${deviceUuid}`, job.lastInsertRowid, deviceId, state, now, now, now + 3_600_000);
+    ).run(`exec-${deviceUuid}`, job.id, deviceId, state, now, now, now + 3_600_000);
   }
 
   it('past the commit point the seat is kept until the reboot timeout, not just the grace; before it, the grace', async () => {

@@ -1,10 +1,9 @@
 // PostgreSQL for the tests: a fresh database per test file (created on first use, dropped after
-// the file), and in it a fresh schema per store, so every world starts empty as a new SQLite file
+// the file by postgres-cleanup.ts, a setup file of every test file), and in it a fresh schema per store, so every world starts empty as a new SQLite file
 // does. The server is the one at 127.0.0.1:5432 (user postgres, no password) unless PGHOST,
 // PGPORT, PGUSER or PGPASSWORD say otherwise; .ci/run makes sure it is running.
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { afterAll } from 'vitest';
 import { ensureServerBuilt } from './built.js';
 
 /** Which store the server tests run on: FLEET_TEST_STORE=postgres, else SQLite. */
@@ -44,13 +43,13 @@ export function testDatabase(): string {
   return name;
 }
 
-// Registered when a test file loads this module (hooks cannot be added while a test runs).
-afterAll(() => {
+/** Drops this test file's database, if it made one. */
+export function dropTestDatabase(): void {
   if (!database) return;
   // FORCE: a store a test left open must not keep the database alive.
   psql('postgres', `DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
   database = undefined;
-});
+}
 
 /** A URL to an empty schema of this file's database: one store's worth of tables, as a new SQLite file is. */
 export function freshPostgresStore(): string {

@@ -184,7 +184,7 @@ export class PostgresStore implements Store {
   }
 
   #batch(queries: WorkerQuery[], onErrorSql: string | undefined, what: string, answer?: number): WorkerRows {
-    if (this.#closed) throw new AppError('SERVER_UNAVAILABLE', 'the PostgreSQL store is closed');
+    if (this.#closed) throw new AppError('SERVER_UNAVAILABLE', 'the PostgreSQL store is not open (closed)');
     const r = call!({ op: 'batch', conn: this.#conn, queries, onErrorSql, answer });
     if ('error' in r) throw new PostgresStoreError(r.error, what);
     return r.ok;
