@@ -28,12 +28,20 @@ export function removeTempDirs(): void {
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 }
 
+/** With FLEET_TEST_STORE=postgres: the PostgreSQL schema that stands for each data directory's store. */
+const postgresStores = new Map<string, string>();
+
 /**
  * A test server's configuration. Its store is the SQLite file in `dataDir`, or with
- * FLEET_TEST_STORE=postgres an empty schema of this test file's PostgreSQL database.
+ * FLEET_TEST_STORE=postgres a schema of this test file's PostgreSQL database, empty the first time
+ * and the same one whenever the same data directory is used again (a restart finds its data).
  */
 export function testConfig(dataDir: string, flags: ConfigInput = {}): ServerConfig {
-  const store = TEST_STORE === 'postgres' && flags.store === undefined ? { store: freshPostgresStore() } : {};
+  let store = {};
+  if (TEST_STORE === 'postgres' && flags.store === undefined) {
+    if (!postgresStores.has(dataDir)) postgresStores.set(dataDir, freshPostgresStore());
+    store = { store: postgresStores.get(dataDir) };
+  }
   return loadConfig({
     flags: { dataDir, logLevel: 'silent', scryptCost: 1024, port: 0, host: '127.0.0.1', ...store, ...flags },
     env: {},
