@@ -1,7 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { createMessage } from '@router-fleet/protocol';
-import { SqliteDatabase as Database } from '../src/store/sqlite.js';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { seedSigningPki } from './helpers/channel-world.js';
@@ -9,7 +8,7 @@ import { waitFor } from '../../protocol/test/helpers/wait-for.js';
 import { FakeDevice } from './helpers/fake-device.js';
 import { parsePrometheusText, sampleValue } from './helpers/prometheus-text.js';
 import { ensureServerBuilt, SERVER_CLI_DIST } from './helpers/built.js';
-import { removeTempDirs, tempDir, world } from './helpers/setup.js';
+import { removeTempDirs, serveStoreArgs, tempDir, world } from './helpers/setup.js';
 
 /** Deadline for a log line (ms): workers start in seconds, but the machine may run two suites at once. */
 const LOG_DEADLINE_MS = 60_000;
@@ -57,7 +56,7 @@ describe('serve --workers 2 (real CLI, node:cluster)', () => {
     const child = spawn(
       process.execPath,
       [
-        SERVER_CLI_DIST, 'serve', '--data', dataDir, '--workers', '2', '--port', '0', '--host', '127.0.0.1',
+        SERVER_CLI_DIST, 'serve', ...serveStoreArgs(dataDir), '--data', dataDir, '--workers', '2', '--port', '0', '--host', '127.0.0.1',
         '--presenceFlushMs', '100', '--scryptCost', '1024',
       ],
       { stdio: ['ignore', 'pipe', 'inherit'] },
@@ -152,9 +151,9 @@ describe('serve --workers 2 (real CLI, node:cluster)', () => {
       expect(d.closed).toBeUndefined();
     }
     // The dead worker's devices keep their seats for the grace period (they may come back).
-    const db = new Database(`${dataDir}/fleet.sqlite`, { readonly: true });
+    const db = w.openStore();
     try {
-      const graced = db.prepare('SELECT COUNT(*) AS n FROM leases WHERE released_at IS NOT NULL').get() as { n: number };
+      const graced = db.stmt<{ n: number }>('SELECT COUNT(*) AS n FROM leases WHERE released_at IS NOT NULL').get()!;
       expect(graced.n).toBe(onVictim.length);
     } finally {
       db.close();
@@ -176,7 +175,7 @@ describe('serve --workers 2 (real CLI, node:cluster)', () => {
     w.licences(t, 'basic-1', 4);
     const ids = w.devices(t, 4);
     w.close();
-    const child = spawn(process.execPath, [SERVER_CLI_DIST, 'serve', '--data', dataDir, '--workers', '2', '--port', '0', '--host', '127.0.0.1', '--scryptCost', '1024'], {
+    const child = spawn(process.execPath, [SERVER_CLI_DIST, 'serve', ...serveStoreArgs(dataDir), '--data', dataDir, '--workers', '2', '--port', '0', '--host', '127.0.0.1', '--scryptCost', '1024'], {
       stdio: ['ignore', 'pipe', 'inherit'],
     });
     children.push(child);
@@ -208,7 +207,7 @@ describe('serve --workers 2 (real CLI, node:cluster)', () => {
     const dataDir = tempDir();
     await seedSigningPki(dataDir);
     world({}, dataDir).close();
-    const child = spawn(process.execPath, [SERVER_CLI_DIST, 'serve', '--data', dataDir, '--workers', '2', '--port', '0', '--host', '127.0.0.1', '--scryptCost', '1024'], {
+    const child = spawn(process.execPath, [SERVER_CLI_DIST, 'serve', ...serveStoreArgs(dataDir), '--data', dataDir, '--workers', '2', '--port', '0', '--host', '127.0.0.1', '--scryptCost', '1024'], {
       stdio: ['ignore', 'pipe', 'inherit'],
     });
     children.push(child);
@@ -242,7 +241,7 @@ describe('serve --workers 2 (real CLI, node:cluster)', () => {
     const child = spawn(
       process.execPath,
       [
-        SERVER_CLI_DIST, 'serve', '--data', dataDir, '--workers', '2', '--port', '0', '--host', '127.0.0.1',
+        SERVER_CLI_DIST, 'serve', ...serveStoreArgs(dataDir), '--data', dataDir, '--workers', '2', '--port', '0', '--host', '127.0.0.1',
         '--presenceFlushMs', '100', '--scryptCost', '1024', '--leaseGraceSec', '1', '--restartQuietSec', '15',
         '--restartHoldMaxSec', '300', '--sweepIntervalSec', '1', '--admissionRetryAfterSec', '1',
       ],

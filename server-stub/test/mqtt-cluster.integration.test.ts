@@ -6,7 +6,7 @@ import { waitFor } from '../../protocol/test/helpers/wait-for.js';
 import { ensureServerBuilt, SERVER_CLI_DIST } from './helpers/built.js';
 import { seedSigningPki } from './helpers/channel-world.js';
 import { MqttDevice } from './helpers/mqtt-device.js';
-import { removeTempDirs, tempDir, world } from './helpers/setup.js';
+import { removeTempDirs, serveStoreArgs, tempDir, world } from './helpers/setup.js';
 
 const LOG_DEADLINE_MS = 60_000;
 const children: ChildProcess[] = [];
@@ -55,7 +55,7 @@ describe('serve --workers 2 --mqtt embedded (real CLI, node:cluster)', () => {
     const child = spawn(
       process.execPath,
       [
-        SERVER_CLI_DIST, 'serve', '--data', dataDir, '--workers', '2', '--port', '0', '--host', '127.0.0.1',
+        SERVER_CLI_DIST, 'serve', ...serveStoreArgs(dataDir), '--data', dataDir, '--workers', '2', '--port', '0', '--host', '127.0.0.1',
         '--mqtt', 'embedded', '--mqttPort', '0', '--presenceFlushMs', '100', '--scryptCost', '1024',
       ],
       { stdio: ['ignore', 'pipe', 'inherit'] },

@@ -48,6 +48,15 @@ export function testConfig(dataDir: string, flags: ConfigInput = {}): ServerConf
   });
 }
 
+/**
+ * The `--store` flag for a `fleet-server serve` started by a test on `dataDir`: the same store as
+ * the test's worlds on that directory (none on SQLite: the file in the directory is the store).
+ */
+export function serveStoreArgs(dataDir: string): string[] {
+  const store = testConfig(dataDir).store;
+  return store ? ['--store', store] : [];
+}
+
 export interface Tenant {
   accountId: number;
   accountUuid: string;
