@@ -143,7 +143,8 @@ export async function runCli(argv: string[]): Promise<void> {
           .option('devices', { type: 'number', demandOption: true, describe: 'Virtual routers' })
           .option('licences', { type: 'number', demandOption: true, describe: 'Devices the account may manage at once' })
           .option('workers', { type: 'number', describe: 'Server worker processes (default: one per 15,000 routers)' })
-          .option('processes', { type: 'number', describe: 'Simulator processes (default: one per 15,000 routers)' })
+          .option('processes', { type: 'number', describe: 'Simulator processes (default: one per 15,000 routers); with --shards, of each shard' })
+          .option('shards', { type: 'number', default: 1, describe: 'Run the simulator as N shards of the fleet file (as fleet-sim run --shard k/N would on N machines); its figures are the merge of their reports' })
           .option('rate', { type: 'number', default: DEFAULT_SCALE_RATE, describe: 'Connects per second asked of the simulator' })
           .option('report', { type: 'string', default: 'reports/scale.json', describe: 'JSON report path (.md and SVG charts beside it)' })
           .option('tls', { type: 'boolean', default: true, describe: 'Run over TLS with a local CA; --no-tls runs plain ws/http (the report says which)' })
@@ -156,12 +157,16 @@ export async function runCli(argv: string[]): Promise<void> {
         if (args['devices-per-broker'] !== undefined && args.transport !== 'mqtt') {
           throw new LoadtestError('LOADTEST_USAGE', '--devices-per-broker applies to --transport mqtt only');
         }
+        if (!Number.isInteger(args.shards) || args.shards < 1 || args.shards > args.devices) {
+          throw new LoadtestError('LOADTEST_USAGE', `--shards must be an integer from 1 to --devices, not ${args.shards}`);
+        }
 
         const result = await runScale({
           devices: args.devices,
           licences: args.licences,
           ...(args.workers ? { workers: args.workers } : {}),
           ...(args.processes ? { processes: args.processes } : {}),
+          ...(args.shards > 1 ? { shards: args.shards } : {}),
           rate: args.rate,
           tls: args.tls,
           timeoutMs: args.timeout * 60_000,

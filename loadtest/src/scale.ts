@@ -1,6 +1,17 @@
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { createJob, type FleetHandle, getJob, jobDeviceResults, type JobView, reached, startFleet } from '@router-fleet/simulator';
+import {
+  createJob,
+  type FleetHandle,
+  type FleetReport,
+  getJob,
+  jobDeviceResults,
+  type JobView,
+  reached,
+  type ShardedFleetHandle,
+  startFleet,
+  startShardedFleet,
+} from '@router-fleet/simulator';
 import { type BaselineResult, runBaseline } from './baseline.js';
 import { type BrokerFleet, startBrokerFleet } from './brokers.js';
 import { type MqttFloorResult, runMqttFloor } from './mqtt-floor.js';
@@ -28,7 +39,15 @@ export interface ScaleOptions {
   licences: number;
   /** Server worker processes. Default: one per 15,000 routers (a process holds at most ~19,000 sockets). */
   workers?: number;
+  /** Simulator processes (of each shard with `shards`). Default: one per 15,000 routers. */
   processes?: number;
+  /**
+   * Run the simulator as N shards of the fleet file side by side (each its own coordinator and
+   * processes, the slice `fleet-sim run --shard k/N` runs), driven as one fleet; the simulator's
+   * figures in the report are then the merge of the N shard reports (`mergeReports`, as
+   * `fleet-sim report merge`), which the report also holds (`simulator.shards`). Default 1.
+   */
+  shards?: number;
   /** Connects per second asked of the simulator. Default `DEFAULT_SCALE_RATE` (250). */
   rate?: number;
   /** Report path (`.json`; a `.md` and SVG charts go next to it). */
@@ -86,6 +105,7 @@ export async function runScale(options: ScaleOptions) {
   const phase = (name: string, since: number) => (phases[name] = Math.round((Date.now() - since) / 100) / 10);
   let st: Stage | undefined;
   let fleet: FleetHandle | undefined;
+  let sharded: ShardedFleetHandle | undefined;
   let baseline: BaselineResult | undefined;
   let brokers: BrokerFleet | undefined;
   let mqttFloor: MqttFloorResult | undefined;
@@ -155,14 +175,16 @@ export async function runScale(options: ScaleOptions) {
     }
 
     t = Date.now();
-    fleet = await startFleet({
+    const fleetOptions = {
       profiles,
       devices: options.devices,
       rate: options.rate ?? DEFAULT_SCALE_RATE,
       ...(options.processes ? { processes: options.processes } : {}),
       behaviour: 'ideal',
       seed: 2026,
-    });
+    };
+    const fleetStartedAt = t;
+    fleet = (options.shards ?? 1) > 1 ? (sharded = await startShardedFleet(fleetOptions, options.shards!)) : await startFleet(fleetOptions);
     const unadmitted = options.devices - expectedManaged;
     // On a time-out the run goes on with what was admitted: the report says where it fell short.
     const admitted = await fleet
@@ -212,6 +234,8 @@ export async function runScale(options: ScaleOptions) {
     st.rest.signal = jobPhase;
     let j: JobView | undefined;
     let jobUuid: string | undefined;
+    /** A REST failure that ended the job phase early (the run goes on and reports it). */
+    let jobError: string | undefined;
     try {
       const jobOptions = options.jobConcurrency ? { options: { rollout: { maxConcurrent: options.jobConcurrency } } } : {};
       jobUuid = (await createJob(st.rest, { packet: { firmwareVersion: '99.0.0', sizeBytes: 16 * 1024 }, ...jobOptions }, async () => managedIds)).uuid;
@@ -223,8 +247,11 @@ export async function runScale(options: ScaleOptions) {
         log(`job ${j.progress.percentComplete.toFixed(0)} %`);
       }
     } catch (error) {
-      if (!jobPhase.aborted) throw error;
-      log(`time limit reached in the job phase${j ? ` at ${j.progress.percentComplete.toFixed(1)} %` : ''}`);
+      if (jobPhase.aborted) log(`time limit reached in the job phase${j ? ` at ${j.progress.percentComplete.toFixed(1)} %` : ''}`);
+      else {
+        jobError = error instanceof Error ? error.message : String(error);
+        log(`the job phase ended early: ${jobError}`);
+      }
     } finally {
       st.rest.signal = undefined;
     }
@@ -248,7 +275,7 @@ export async function runScale(options: ScaleOptions) {
     checks.push({
       name: 'every managed router updated',
       pass: succeeded === expectedManaged,
-      detail: `${succeeded} of ${expectedManaged} succeeded${limit}${jobUuid ? '' : ' (the job was not created)'}${others}`,
+      detail: `${succeeded} of ${expectedManaged} succeeded${limit}${jobUuid ? '' : ' (the job was not created)'}${others}${jobError ? `; the job phase ended early: ${jobError}` : ''}`,
     });
 
     let back = fleet.stats();
@@ -311,7 +338,9 @@ export async function runScale(options: ScaleOptions) {
 
     const final = await fleet.stop();
     fleet = undefined;
-    const h = Object.fromEntries(Object.entries(final.histograms).map(([k, v]) => [k, v.summary()]));
+    // Sharded: the figures of the shards' reports merged by the code of `fleet-sim report merge`.
+    const shardReports = sharded?.reports(fleetStartedAt);
+    const h = shardReports?.merged.histograms ?? Object.fromEntries(Object.entries(final.histograms).map(([k, v]) => [k, v.summary()]));
     const simRss = final.memory.rss;
     const ratios: Record<string, number> | null = mqttFloor && brokerIdle && brokerLoaded
       ? {
@@ -350,7 +379,12 @@ export async function runScale(options: ScaleOptions) {
         connectedRssBytes: serverRss,
         bytesPerDevice: Math.round((serverRss - serverIdleRss) / options.devices),
       },
-      simulator: { rssBytes: simRss, bytesPerRouter: Math.round(simRss / options.devices), cpuSec: (final.cpu.userMs + final.cpu.systemMs) / 1000 },
+      simulator: {
+        rssBytes: simRss,
+        bytesPerRouter: Math.round(simRss / options.devices),
+        cpuSec: (final.cpu.userMs + final.cpu.systemMs) / 1000,
+        shards: shardReports ? shardSummary(shardReports) : null,
+      },
       brokers: brokers && brokerIdle && brokerLoaded
         ? {
             count: brokers.shards.length,
@@ -397,7 +431,7 @@ type ScaleResult = {
   durationSec: number;
   connectsPerSec: number;
   server: { bytesPerDevice: number };
-  simulator: { bytesPerRouter: number };
+  simulator: { bytesPerRouter: number; shards: { count: number; devices: number[] } | null };
   baseline: BaselineResult | null;
   mqttFloor: MqttFloorResult | null;
   brokers: { count: number; heapBytesPerDevice: number; rssBytesPerDevice: number; allInRssBytesPerDevice: number } | null;
@@ -427,7 +461,7 @@ function writeReports(jsonPath: string, r: ScaleResult): void {
   }
   const md = `# Scale run: ${r.devices.toLocaleString('en')} routers, ${r.licences.toLocaleString('en')} licences — ${r.pass ? 'PASS' : 'FAIL'}
 
-Transport: ${r.transport}. Server workers: ${r.workers}. Job rollout limit: ${r.jobConcurrency === null ? 'none' : `${r.jobConcurrency} executions in flight`}. Duration: ${r.durationSec} s.
+Transport: ${r.transport}. Server workers: ${r.workers}.${r.simulator.shards ? ` Simulator: ${r.simulator.shards.count} shards of the fleet (${r.simulator.shards.devices.join(' + ')} routers), figures merged from their reports.` : ''} Job rollout limit: ${r.jobConcurrency === null ? 'none' : `${r.jobConcurrency} executions in flight`}. Duration: ${r.durationSec} s.
 
 | check | result | detail |
 | --- | --- | --- |
@@ -468,6 +502,16 @@ function mqttFigures(r: ScaleResult, f: MqttFloorResult, b: NonNullable<ScaleRes
 | broker RSS per device, all in (accounts, sessions, ${b.count} broker(s)) | ${kb(b.allInRssBytesPerDevice)} | — | — |
 | server memory per device | ${kb(r.server.bytesPerDevice)} | — (the floor's consumer: ${(f.consumerRssBytes / 1048576).toFixed(0)} MiB in all) | — |
 | simulator memory per router | ${kb(r.simulator.bytesPerRouter)} | ${kb(f.clientBytesPerClient)} per plain mqtt client | ${r.ratios?.['simulatorBytesPerRouterToFloorClient'] ?? '—'} |`;
+}
+
+/** The shards of a sharded run: routers and memory of each, and their merged report. */
+function shardSummary(r: { shards: FleetReport[]; merged: FleetReport }) {
+  return {
+    count: r.merged.shard.count,
+    devices: r.shards.map((s) => s.devices),
+    rssBytes: r.shards.map((s) => s.memory.rssBytes),
+    merged: r.merged,
+  };
 }
 
 /** Serial numbers of the routers that are managed now. */

@@ -45,6 +45,29 @@ describe('fleet-loadtest scale (small run in CI)', () => {
     }
   }, 300_000);
 
+  it('runs the simulator as shards of the fleet file and reports the merge of their reports (--shards)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'scale-report-'));
+    try {
+      const result = await runScale({ devices: 300, licences: 240, rate: 300, tls: false, shards: 2, report: join(dir, 'shards.json'), baseline: false, log: () => {} });
+      expect(result.checks.filter((c) => !c.pass)).toEqual([]);
+      const json = JSON.parse(readFileSync(join(dir, 'shards.json'), 'utf8'));
+      const shards = json.simulator.shards;
+      expect(shards.count).toBe(2);
+      expect(shards.devices).toHaveLength(2);
+      expect(shards.devices[0] + shards.devices[1]).toBe(300);
+      expect(Math.min(...shards.devices)).toBeGreaterThan(0);
+      // The run's figures are the merged report's: every router of both shards, once.
+      expect(shards.merged).toMatchObject({ devices: 300, started: 300, shard: { count: 2, indices: [1, 2] }, merged: { missing: [] } });
+      expect(shards.merged.fleet.routers).toBe(300);
+      expect(json.histograms).toEqual(shards.merged.histograms);
+      expect(json.histograms.admission.count).toBeGreaterThanOrEqual(300);
+      expect(json.processes).toBe(2);
+      expect(readFileSync(join(dir, 'shards.md'), 'utf8')).toContain(`Simulator: 2 shards of the fleet (${shards.devices[0]} + ${shards.devices[1]} routers)`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 300_000);
+
   it.skipIf(MOSQUITTO_MISSING)(`runs over MQTT through sharded Mosquitto brokers bridged to a hub, with the raw MQTT floor and a broker restart${MOSQUITTO_MISSING ? ` (skipped: ${MOSQUITTO_MISSING})` : ''}`, async () => {
     const dir = mkdtempSync(join(tmpdir(), 'scale-report-'));
     try {

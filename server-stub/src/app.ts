@@ -8,6 +8,9 @@ import { installAudit } from './audit/hooks.js';
 import { FailedLoginAudit } from './audit/logins.js';
 import { ROLE_RANK, type RequestContext } from './auth/service.js';
 import { type ChannelDeps, ControlChannel } from './channel/channel.js';
+import { type ConsoleFallback, installConsole } from './console/plugin.js';
+import { authenticateRequest } from './console/session.js';
+import { installConsoleStream } from './console/stream.js';
 import type { ServerConfig } from './config.js';
 import { AppError, isAppError, type ServerErrorCode } from './errors.js';
 import {
@@ -54,6 +57,8 @@ export interface BuildAppDeps extends AppDeps {
    * primary sweeps; workers pass false.
    */
   readonly runSweeps?: boolean;
+  /** Directory of the built operator console (default: dist/console/public of this package). */
+  readonly consoleDir?: string;
 }
 
 const OPENAPI_INFO = {
@@ -93,6 +98,7 @@ export async function buildApp(config: ServerConfig, deps: BuildAppDeps = {}): P
   edgeError = (code) => services.metrics.inc('fleet_errors_total', { code });
 
   app.decorate('services', services);
+  const status = new DeviceStatusBuffer(services.store);
   const channel = new ControlChannel({
     config: services.config,
     clock: services.clock,
@@ -101,7 +107,7 @@ export async function buildApp(config: ServerConfig, deps: BuildAppDeps = {}): P
     notices: services.notices,
     trust: services.trust,
     repository: new ChannelRepository(services.store),
-    status: new DeviceStatusBuffer(services.store),
+    status,
     log: app.log as unknown as Logger,
     ...deps.channel,
   });
@@ -134,7 +140,10 @@ export async function buildApp(config: ServerConfig, deps: BuildAppDeps = {}): P
   });
   app.setErrorHandler((error: FastifyError, request, reply) => sendError(app, error, request, reply));
   const methodsOf = routeMethods(allRoutes.filter((r) => !r.testOnly || config.testClock));
+  let consoleFallback: ConsoleFallback = () => false;
   app.setNotFoundHandler((request, reply) => {
+    // A GET of a path of the operator console's own (client-side) routes: its index.html.
+    if (consoleFallback(request, reply)) return reply;
     // A path that exists with other methods: 405 with Allow, not 404.
     const allowed = methodsOf(request.url.split('?', 1)[0] ?? '');
     if (allowed.length > 0 && !allowed.includes(request.method)) {
@@ -157,6 +166,10 @@ export async function buildApp(config: ServerConfig, deps: BuildAppDeps = {}): P
     if (spec.testOnly && !config.testClock) continue;
     registerRoute(app, services, spec);
   }
+  // The console's live updates (server-sent events read from the store: any worker can serve them).
+  installConsoleStream(app, services, { authenticate: (request) => authenticateRequest(services.auth, request) });
+  // The operator console at `/` (same origin as the API, which accepts its session cookie).
+  consoleFallback = installConsole(app, deps.consoleDir === undefined ? {} : { dir: deps.consoleDir });
 
   app.addHook('onResponse', async (request, reply) => {
     services.metrics.inc('fleet_http_requests_total');
@@ -172,7 +185,7 @@ export async function buildApp(config: ServerConfig, deps: BuildAppDeps = {}): P
   installAudit(app, services, allRoutes);
 
   registerGauges(services, channel);
-  startTimers(app, services, channel, deps.runSweeps !== false);
+  startTimers(app, services, channel, status, deps.runSweeps !== false);
   app.addHook('onClose', async () => {
     try {
       services.admission.presence.flush();
@@ -226,7 +239,13 @@ function routeMethods(routes: readonly RouteSpec[]): (path: string) => string[] 
   return (path) => [...new Set(patterns.filter((p) => p.re.test(path)).map((p) => p.method))];
 }
 
-function startTimers(app: FastifyInstance, services: Services, channel: ControlChannel, runSweeps: boolean): void {
+function startTimers(
+  app: FastifyInstance,
+  services: Services,
+  channel: ControlChannel,
+  status: Pick<DeviceStatusBuffer, 'pending'>,
+  runSweeps: boolean,
+): void {
   const { config, admission, clock, auth } = services;
   // In test mode moving the clock is an event: expire, activate and notify at once.
   if (runSweeps) {
@@ -248,8 +267,12 @@ function startTimers(app: FastifyInstance, services: Services, channel: ControlC
     name: 'presence flush',
     periodMs: config.presenceFlushMs,
     run: () => {
-      admission.presence.flush();
-      channel.flush();
+      if (admission.presence.pending + status.pending === 0) return;
+      // One transaction (one commit, one wait for the write lock) for presence and status together.
+      services.store.write(() => {
+        admission.presence.flush();
+        channel.flush();
+      });
     },
   });
   // The storage reserve comes back (and the full mark goes) once space was freed, without a restart.
@@ -297,7 +320,8 @@ function registerRoute(app: FastifyInstance, services: Services, spec: RouteSpec
     // caller learns nothing about a route's schema and cannot make the server parse large bodies.
     onRequest: async (request) => {
       if (spec.access === 'public') return;
-      const ctx = services.auth.authenticate(request.headers.authorization);
+      // A bearer token, or the console's session cookie (then changes need its CSRF token).
+      const ctx = authenticateRequest(services.auth, request);
       request.fleetCtx = ctx;
       if (ROLE_RANK[ctx.role] < ROLE_RANK[spec.access]) throw new AppError('SERVER_FORBIDDEN');
       if (spec.feature) services.licensing.requireFeature(ctx.scope, spec.feature);

@@ -31,6 +31,10 @@ export const ServerErrors = {
   // ── authentication and access ──────────────────────────────────────────────────────────
   SERVER_UNAUTHORIZED: { status: 401, message: 'Authentication required.' },
   SERVER_FORBIDDEN: { status: 403, message: 'Your role does not allow this action.' },
+  SERVER_CSRF_TOKEN_INVALID: {
+    status: 403,
+    message: 'A change made with the session cookie needs the session\'s CSRF token in the x-csrf-token header.',
+  },
   SERVER_LOGIN_LOCKED: {
     status: 429,
     message: 'Too many failed logins for this user name from this address; try again later.',

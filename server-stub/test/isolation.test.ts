@@ -31,6 +31,9 @@ const BODIES: Record<string, unknown> = {
 const OWN_ACCOUNT_ROUTES: Record<string, string> = {
   'POST /api/auth/login': 'public',
   'POST /api/auth/logout': 'own session only',
+  'POST /api/console/session': 'public (login)',
+  'GET /api/console/session': 'own session only (the cookie\'s)',
+  'DELETE /api/console/session': 'own session only (the cookie\'s)',
   'PATCH /api/me': 'own user only',
   'POST /api/me/password': 'own user only',
   'GET /api/me': 'own user only',
@@ -224,6 +227,10 @@ describe('tenant isolation over the route table', () => {
     expect(byGroup.json().items).toEqual([]);
     const bySerial = await w.req('GET', '/api/inventory/managed-devices?serialNumber=SN-B', { token: A.token });
     expect(bySerial.json().items).toEqual([]);
+    w.services.auth.scope(B.t.accountId).events.record({ type: 'test.b', subject: B.ids.device, at: w.clock.now() });
+    const latest = await w.req('GET', `/api/events/latest?deviceUuids=${B.ids.device}`, { token: A.token });
+    expect(latest.statusCode).toBe(200);
+    expect(latest.json().items).toEqual([]);
     const create = await w.req('POST', '/api/inventory/managed-devices', {
       token: A.token,
       body: { serialNumber: 'SN-A2', groupUuid: B.ids.group },

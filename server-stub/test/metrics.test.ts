@@ -58,7 +58,7 @@ describe('/metrics scraped over a real socket', () => {
     expect(sampleValue(afterOffer, 'fleet_job_offers_total')).toBe(1);
     expect(sampleValue(afterOffer, 'fleet_http_request_duration_seconds_count', { method: 'POST', route: '/api/jobs', status_class: '2xx' })).toBe(1);
     // A path no route matches is one series, whatever the path.
-    await request(`${w.baseUrl}/no/such/${Date.now()}`).then((r) => r.body.dump());
+    await request(`${w.baseUrl}/api/no/such/${Date.now()}`).then((r) => r.body.dump());
     const afterMiss = await scrape(w.baseUrl);
     expect(sampleValue(afterMiss, 'fleet_http_request_duration_seconds_count', { method: 'GET', route: 'unmatched', status_class: '4xx' })).toBe(1);
 

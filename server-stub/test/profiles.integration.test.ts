@@ -120,6 +120,8 @@ describe('connection profiles', () => {
     expect(res.headers['allow']).toBe('GET');
     const dev = await w.req('PATCH', '/api/inventory/managed-devices/00000000-0000-4000-8000-000000000000/connection-profile');
     expect(dev.statusCode).toBe(405);
-    expect((await w.req('GET', '/nope')).statusCode).toBe(404);
+    expect((await w.req('GET', '/api/nope')).statusCode).toBe(404);
+    // (A GET of another path outside /api/ is a route of the operator console: its index.html.)
+    expect((await w.req('POST', '/nope')).statusCode).toBe(404);
   });
 });

@@ -6,12 +6,15 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { isAppError } from '../src/errors.js';
 import { dialects, openDatabase, Store, STORE_FILE, type Store as StoreType } from '../src/store/database.js';
+import { isConflictOn, StoreBusyError, StoreConflictError, StoreFullError } from '../src/store/errors.js';
 import { CLAIM_CANDIDATES_SQL, IN_FLIGHT_SQL, ORPHAN_QUEUED_SQL } from '../src/store/job-executions.js';
 import { AccountLicences } from '../src/store/licences.js';
 import { latestVersion, migrate, migrations } from '../src/store/migrations.js';
+import { fromPostgresError, PostgresStoreError } from '../src/store/postgres/errors.js';
 import { latestPostgresVersion, migratePostgres, postgresMigrations } from '../src/store/postgres/schema.js';
 import { PostgresStore, WRITE_LOCK_KEY } from '../src/store/postgres/store.js';
 import { SqliteDatabase, sqliteDriver } from '../src/store/sqlite.js';
+import { isStorageFull } from '../src/storage-guard.js';
 import { freshPostgresStore } from './helpers/postgres.js';
 import { removeTempDirs, tempDir } from './helpers/setup.js';
 
@@ -142,7 +145,7 @@ describe.each(places)('store contract on %s', (_name, place) => {
       ).toThrow('row failed');
       s.savepoint(() => insert.run('u4'));
       // A constraint violation inside a savepoint does not spoil the transaction either.
-      expect(() => s.savepoint(() => insert.run('u2'))).toThrow(expect.objectContaining({ code: 'SQLITE_CONSTRAINT_UNIQUE' }));
+      expect(() => s.savepoint(() => insert.run('u2'))).toThrow(StoreConflictError);
     });
     expect(s.stmt<{ uuid: string }>('SELECT uuid FROM accounts ORDER BY uuid').all().map((r) => r.uuid)).toEqual(['u2', 'u4']);
   });
@@ -286,7 +289,7 @@ describe.each(places)('store contract on %s', (_name, place) => {
     expect(s.stmt('SELECT COUNT(*) AS n FROM audit_records').get()).toEqual({ n: 0 });
   });
 
-  it('a write waits for another process holding the write lock, and gives up with SQLITE_BUSY after the busy timeout without running', async () => {
+  it('a write waits for another process holding the write lock, and gives up with StoreBusyError after the busy timeout without running', async () => {
     const p = place();
     const impatient = p.connect({ busyTimeoutMs: 20 });
     const patient = p.connect({ busyTimeoutMs: 10_000 });
@@ -296,12 +299,10 @@ describe.each(places)('store contract on %s', (_name, place) => {
     await new Promise<void>((resolve) => holder.stdout.on('data', (b: Buffer) => b.toString().includes('locked') && resolve()));
 
     let ran = false;
-    expect(() => impatient.write(() => (ran = true))).toThrow(expect.objectContaining({ code: 'SQLITE_BUSY' }));
+    expect(() => impatient.write(() => (ran = true))).toThrow(StoreBusyError);
     expect(ran).toBe(false);
     // A write statement outside a transaction queues for the lock too.
-    expect(() => impatient.stmt('INSERT INTO accounts (uuid, name, created_at) VALUES (\'rude\', \'rude\', 0)').run()).toThrow(
-      expect.objectContaining({ code: 'SQLITE_BUSY' }),
-    );
+    expect(() => impatient.stmt('INSERT INTO accounts (uuid, name, created_at) VALUES (\'rude\', \'rude\', 0)').run()).toThrow(StoreBusyError);
 
     holder.stdin.write('commit\n'); // the other process commits while this write waits for the lock
     patient.write(() => patient.stmt('INSERT INTO accounts (uuid, name, created_at) VALUES (\'mine\', \'mine\', 0)').run());
@@ -309,9 +310,91 @@ describe.each(places)('store contract on %s', (_name, place) => {
     expect(names).toEqual(['other', 'mine']); // it waited for the other commit, then wrote
     await exited;
   });
+
+  it('a unique violation is a StoreConflictError naming its table and columns (or its index), and the write is undone', () => {
+    const s = place().connect();
+    const insert = s.stmt('INSERT INTO accounts (uuid, name, created_at) VALUES (?, ?, 0)');
+    insert.run('a-1', 'first');
+    let thrown: unknown;
+    try {
+      s.write(() => {
+        insert.run('a-2', 'second');
+        insert.run('a-1', 'again');
+      });
+    } catch (err) {
+      thrown = err;
+    }
+    expect(thrown).toBeInstanceOf(StoreConflictError);
+    const conflict = thrown as StoreConflictError;
+    expect({ table: conflict.table, columns: conflict.columns }).toEqual({ table: 'accounts', columns: ['uuid'] });
+    expect(conflict.covers('uuid')).toBe(true);
+    expect(isConflictOn(conflict, 'name')).toBe(false);
+    expect(conflict.retryable).toBe(false);
+    expect(conflict.cause).toBeInstanceOf(Error); // the driver's error, for logs
+    expect(s.stmt<{ uuid: string }>('SELECT uuid FROM accounts ORDER BY id').all().map((r) => r.uuid)).toEqual(['a-1']);
+    const accountId = s.stmt<{ id: number }>('SELECT id FROM accounts').get()!.id;
+
+    // Two columns (a name is unique within its account).
+    const group = s.stmt('INSERT INTO device_groups (uuid, account_id, name, created_at) VALUES (?, ?, ?, 0)');
+    group.run('g-1', accountId, 'plant');
+    expect(() => group.run('g-2', accountId, 'plant')).toThrow(expect.objectContaining({ table: 'device_groups', columns: ['account_id', 'name'] }));
+    // Renaming to a taken name, in a savepoint inside a transaction that goes on.
+    group.run('g-3', accountId, 'office');
+    s.write(() => {
+      expect(() => s.savepoint(() => s.stmt('UPDATE device_groups SET name = ? WHERE uuid = ?').run('plant', 'g-3')))
+        .toThrow(expect.objectContaining({ columns: ['account_id', 'name'] }));
+      s.stmt('UPDATE device_groups SET name = ? WHERE uuid = ?').run('yard', 'g-3');
+    });
+    expect(s.stmt('SELECT name FROM device_groups WHERE uuid = \'g-3\'').get()).toEqual({ name: 'yard' });
+
+    // A unique index on an expression is named by the index.
+    s.stmt('CREATE TABLE tags (label TEXT)').run();
+    s.stmt('CREATE UNIQUE INDEX tags_label ON tags (lower(label))').run();
+    s.stmt('INSERT INTO tags (label) VALUES (?)').run('North');
+    expect(() => s.stmt('INSERT INTO tags (label) VALUES (?)').run('NORTH')).toThrow(expect.objectContaining({ columns: [], constraint: 'tags_label' }));
+  });
+
+  it('errors the store does not name pass through as the driver threw them', () => {
+    const s = place().connect();
+    // A foreign key to an account that does not exist: a bug of the caller, not a conflict.
+    let thrown: unknown;
+    try {
+      s.stmt('INSERT INTO device_groups (uuid, account_id, name, created_at) VALUES (?, 999, ?, 0)').run('g', 'n');
+    } catch (err) {
+      thrown = err;
+    }
+    expect(thrown).toBeInstanceOf(Error);
+    expect(thrown).not.toBeInstanceOf(StoreConflictError);
+    expect((thrown as { code?: string }).code).toBe(s.dialect === 'sqlite' ? 'SQLITE_CONSTRAINT_FOREIGNKEY' : '23503');
+  });
 });
 
 describe('PostgreSQL store', () => {
+  it('translates PostgreSQL\'s errors into the store\'s: unique violation, disk full, lock timeout; others keep their SQLSTATE', () => {
+    const unique = fromPostgresError({
+      message: 'duplicate key value violates unique constraint "device_groups_account_id_name_key"',
+      code: '23505',
+      table: 'device_groups',
+      constraint: 'device_groups_account_id_name_key',
+      detail: 'Key (account_id, name)=(1, a "quoted", name) already exists.',
+    });
+    expect(unique).toBeInstanceOf(StoreConflictError);
+    expect(unique).toMatchObject({ table: 'device_groups', columns: ['account_id', 'name'], constraint: 'device_groups_account_id_name_key' });
+    expect((unique as StoreConflictError).cause).toMatchObject({ sqlState: '23505' });
+    // A key on an expression, or no detail: the constraint's name only.
+    expect(fromPostgresError({ message: 'dup', code: '23505', constraint: 'tags_label', detail: 'Key (lower(label))=(north) already exists.' }))
+      .toMatchObject({ columns: [], constraint: 'tags_label' });
+    expect(fromPostgresError({ message: 'dup', code: '23505', constraint: 'c' })).toMatchObject({ columns: [], constraint: 'c' });
+
+    const full = fromPostgresError({ message: 'could not extend file: No space left on device', code: '53100' });
+    expect(full).toBeInstanceOf(StoreFullError);
+    expect(isStorageFull(full)).toBe(true);
+    expect(fromPostgresError({ message: 'canceling statement due to lock timeout', code: '55P03' })).toBeInstanceOf(StoreBusyError);
+    const other = fromPostgresError({ message: 'syntax error', code: '42601' }, 'SELEC 1');
+    expect(other).toBeInstanceOf(PostgresStoreError);
+    expect(other).toMatchObject({ code: '42601', message: 'syntax error (in: SELEC 1)' });
+  });
+
   it('has a migration for every SQLite schema version since its baseline', () => {
     expect(latestPostgresVersion()).toBe(latestVersion());
   });
@@ -445,6 +528,29 @@ describe('SQLite store: pragmas, query plans, upgrades of older files', () => {
     expect(counted()).toEqual(truth());
     expect(db.prepare('SELECT COUNT(*) AS n FROM lease_counts WHERE account_id = 1').get()).toEqual({ n: 0 });
     db.close();
+  });
+
+  it('a write that finds no space left is a StoreFullError, seen by the storage guard, and nothing is written', () => {
+    const store = Store.open(tempDir());
+    try {
+      // The database may not grow past its present size: every page more is "disk full" to SQLite.
+      const accounts = () => store.stmt('SELECT COUNT(*) AS n FROM accounts').get();
+      const before = accounts();
+      const pages = store.db.pragma('page_count', { simple: true }) as number;
+      store.db.pragma(`max_page_count = ${pages}`);
+      let thrown: unknown;
+      try {
+        store.write(() => store.stmt('INSERT INTO accounts (uuid, name, created_at) VALUES (?, ?, 0)').run('big', 'x'.repeat(1 << 20)));
+      } catch (err) {
+        thrown = err;
+      }
+      expect(thrown).toBeInstanceOf(StoreFullError);
+      expect((thrown as StoreFullError).retryable).toBe(true);
+      expect(isStorageFull(thrown)).toBe(true);
+      expect(accounts()).toEqual(before);
+    } finally {
+      store.close();
+    }
   });
 
   it('migration numbers are strictly increasing', () => {

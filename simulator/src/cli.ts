@@ -9,8 +9,10 @@ import { SimError } from './errors.js';
 import { type FleetReport, LivePrinter } from './metrics.js';
 import { provisionFleet, type RowError, rowReportLines } from './provision.js';
 import { RestError } from './rest.js';
+import { mergeReports, readReport } from './report-merge.js';
 import { failedJobs, loadScenario, runScenario, type Scenario } from './scenario.js';
 import { serverUrls } from './server-url.js';
+import { formatShard, parseShard } from './shard.js';
 
 /** Parses a duration: `90`, `90s`, `5m`, `1h` → seconds. */
 export function parseDuration(text: string | number): number {
@@ -154,8 +156,9 @@ export async function runCli(argv: string[]): Promise<number> {
           .option('token', { type: 'string', describe: 'Bearer token (default: FLEET_SIM_TOKEN; only needed for jobs)' })
           .option('ca', { type: 'string', describe: 'PEM CA that verifies the server (HTTPS)' })
           .option('profiles', { type: 'string', demandOption: true, describe: 'Directory written by provision' })
-          .option('devices', { type: 'number', describe: 'Routers (default: every profile)' })
-          .option('rate', { type: 'number', default: 200, describe: 'Connects per second (ramp)' })
+          .option('devices', { type: 'number', describe: 'Routers of the fleet (default: every profile)' })
+          .option('shard', { type: 'string', describe: 'Run only slice K of N of the fleet (K/N, e.g. 1/2); merge the N reports with fleet-sim report merge' })
+          .option('rate', { type: 'number', default: 200, describe: 'Connects per second of the whole fleet (ramp; a shard dials its routers at their slots in it)' })
           .option('window', { type: 'number', default: DEFAULT_CONNECT_WINDOW, describe: 'Connects in flight per process: first connects of the ramp and every later dial (0: no limit)' })
           .option('processes', { type: 'number', describe: 'Child processes (0: this process; default one per 15,000 routers)' })
           .option('behaviour', { type: 'string', default: 'ideal', describe: 'ideal | realistic | hostile | FILE.json' })
@@ -169,8 +172,10 @@ export async function runCli(argv: string[]): Promise<number> {
       handle(async (args) => {
         const urls = serverUrls(args.server);
         const sec = duration(args.duration);
+        const shard = args.shard !== undefined ? parseShard(args.shard) : undefined;
         const scenario: Scenario = {
           server: urls.rest,
+          ...(shard ? { shard } : {}),
           ...(args.token ? { token: args.token } : {}),
           ...(args.ca ? { ca: args.ca } : {}),
           profiles: args.profiles,
@@ -211,6 +216,35 @@ export async function runCli(argv: string[]): Promise<number> {
         }
       }),
     )
+    .command(
+      'report',
+      'Work with run reports: report merge A.json B.json … merges the reports of the shards of one fleet',
+      (y) =>
+        y
+          .command(
+            'merge <reports..>',
+            'Merge the reports of the shards of one fleet (fleet-sim run --shard K/N) into the report of the whole fleet',
+            (m) =>
+              m
+                .positional('reports', { type: 'string', array: true, demandOption: true, describe: 'Report files (--report of each shard)' })
+                .option('out', { type: 'string', describe: 'Merged JSON report file (default: standard output)' })
+                .option('allow-missing', { type: 'boolean', default: false, describe: 'Merge even if some shards have no report (the merged report lists them in merged.missing)' }),
+            handle((args) => {
+              const files = args.reports ?? [];
+              const merged = mergeReports(files.map((file) => ({ file, report: readReport(file) })), { allowMissing: args['allow-missing'] });
+              if (merged.merged!.missing.length) {
+                log(`warning: no report of shard ${merged.merged!.missing.map((k) => formatShard({ index: k, count: merged.shard.count })).join(', ')}: the merged report counts the routers of the others only`);
+              }
+              const text = `${JSON.stringify(merged, null, 2)}\n`;
+              if (args.out) writeFileSync(args.out, text);
+              else process.stdout.write(text);
+              const h = merged.histograms['connect'];
+              log(`merged ${files.length} reports (shards ${merged.shard.indices.join(', ')} of ${merged.shard.count}; ${merged.devices} routers): managed ${merged.managed}, rejected ${merged.rejected}${h ? `; connect p50 ${h.p50} ms p99 ${h.p99} ms` : ''}; rss/router ${merged.memory.rssPerRouterBytes} B${args.out ? `; written to ${args.out}` : ''}`);
+            }),
+          )
+          .demandCommand(1)
+          .strict(),
+    )
     .demandCommand(1)
     .strict()
     .help()
@@ -238,7 +272,8 @@ async function runAndPrint(scenario: Scenario, log: (line: string) => void): Pro
   if (!scenario.report) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
   else log(`report written to ${scenario.report}`);
   const h = report.histograms;
-  log(`managed ${report.managed}, rejected ${report.rejected}; connect p50 ${h['connect']!.p50} ms p99 ${h['connect']!.p99} ms; rss/router ${report.memory.rssPerRouterBytes} B`);
+  const shard = report.shard.count > 1 ? `shard ${report.shard.indices[0]}/${report.shard.count} (${report.devices} of the fleet's ${report.fleet.routers} routers): ` : '';
+  log(`${shard}managed ${report.managed}, rejected ${report.rejected}; connect p50 ${h['connect']!.p50} ms p99 ${h['connect']!.p99} ms; rss/router ${report.memory.rssPerRouterBytes} B`);
   return report;
 }
 

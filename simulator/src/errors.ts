@@ -12,6 +12,11 @@ export const SimErrorCodes = {
   SIM_FILE_UNREADABLE: { exitCode: 2, message: 'An input file (fleet CSV, scenario, CA, behaviour, profiles) cannot be read.' },
   SIM_SCENARIO_INVALID: { exitCode: 2, message: 'The scenario file is not valid (JSON, fields or steps).' },
   SIM_FLEET_INVALID: { exitCode: 2, message: 'The fleet options are not valid (no routers; bad rate, window, processes or behaviour).' },
+  SIM_SHARD_INVALID: { exitCode: 2, message: 'The shard is not K/N with 1 ≤ K ≤ N (--shard 1/2, or shard: { index, count } in a scenario).' },
+  SIM_REPORT_INVALID: { exitCode: 2, message: 'A file given to report merge is not a run report that can be merged (JSON, raw histograms, shard and fleet).' },
+  SIM_MERGE_FLEETS_DIFFER: { exitCode: 2, message: 'The reports to merge come from different fleets, or slice the fleet into different numbers of shards.' },
+  SIM_MERGE_SHARD_DUPLICATE: { exitCode: 2, message: 'Two reports to merge are of the same shard (their routers would count twice).' },
+  SIM_MERGE_SHARDS_MISSING: { exitCode: 2, message: 'Some shards of the fleet have no report (--allow-missing merges the others and says which are missing).' },
   // ── outcomes of a run ──────────────────────────────────────────────────────────────────────
   SIM_PROVISION_ROWS_FAILED: { exitCode: 3, message: 'Some rows of the fleet CSV were not registered (see the per-row report).' },
   SIM_JOBS_FAILED: { exitCode: 4, message: 'A job of the scenario ended with failed devices, or was aborted or cancelled.' },

@@ -8,6 +8,7 @@ import { type Behaviour, loadBehaviour } from './behaviour.js';
 import { SimError } from './errors.js';
 import { PROFILES_FILE } from './provision.js';
 import { serverUrls } from './server-url.js';
+import { type FleetIdentity, scanFleet, type Shard, validateShard, WHOLE_FLEET } from './shard.js';
 import { type DeviceDetail, type FleetStats, mergeStats, type WorkerStats } from './stats.js';
 import { FleetWorker, type FromWorker, STOP_GRACE_MS, type ToWorker, type WorkerOptions } from './worker.js';
 
@@ -24,9 +25,19 @@ export const DEFAULT_CONNECT_WINDOW = 200;
 export interface StartFleetOptions {
   /** Directory written by `fleet-sim provision` (or its profiles.ndjson file). */
   profiles: string;
-  /** Routers to start (the first N of the file). Default: all. */
+  /** Routers of the fleet (the first N of the file). Default: all. */
   devices?: number;
-  /** Connects per second over the whole fleet. Default 200. */
+  /**
+   * Run only this slice of the fleet (`{ index: K, count: N }`, 1 ≤ K ≤ N): the routers whose
+   * serial number hashes to K among N (see `shardOfRouter`). N runs, one per slice, possibly on
+   * N machines, run every router of the fleet exactly once; their reports merge exactly
+   * (`mergeReports`). Default: the whole fleet (1/1).
+   */
+  shard?: Shard;
+  /**
+   * Connects per second over the whole fleet. Default 200. A shard dials each of its routers at
+   * that router's slot in the whole fleet's ramp, so N shards started together ramp at `rate` in all.
+   */
   rate?: number;
   /**
    * First connects in flight per process: a router starts only while fewer than this many of the
@@ -89,7 +100,12 @@ export interface FleetHandle {
    */
   stop(options?: { graceMs?: number }): Promise<FleetStats>;
   readonly processes: number;
+  /** Routers of this run (of its shard). */
   readonly devices: number;
+  /** The slice of the fleet this run is (1/1: the whole fleet). */
+  readonly shard: Shard;
+  /** The fleet this run took its routers from (reports merge only within one fleet). */
+  readonly fleet: FleetIdentity;
   /** Memory of each process after loading its profiles, before any router started. */
   readonly baseline: Array<{ pid: number; rss: number; heapUsed: number }>;
 }
@@ -112,17 +128,6 @@ function profilesFile(path: string): string {
   return existsSync(path) && statSync(path).isDirectory() ? join(path, PROFILES_FILE) : path;
 }
 
-async function countLines(file: string): Promise<number> {
-  const { createReadStream } = await import('node:fs');
-  let n = 0;
-  let last = 10;
-  for await (const chunk of createReadStream(file) as AsyncIterable<Buffer>) {
-    for (const b of chunk) if (b === 10) n++;
-    last = chunk[chunk.length - 1] ?? last;
-  }
-  return last === 10 ? n : n + 1;
-}
-
 /** Default source addresses for a channel URL: several 127.0.0.x when the server is on loopback. */
 export function defaultSourceAddresses(channelUrl: string, devices: number): string[] {
   let host: string;
@@ -143,11 +148,15 @@ export function defaultSourceAddresses(channelUrl: string, devices: number): str
  */
 export async function startFleet(options: StartFleetOptions): Promise<FleetHandle> {
   const file = profilesFile(options.profiles);
-  const available = await countLines(file).catch((err: unknown) => {
+  const shard = options.shard === undefined ? WHOLE_FLEET : validateShard(options.shard);
+  if (options.devices !== undefined && !(options.devices >= 1)) throw new SimError('SIM_FLEET_INVALID', `devices must be ≥ 1, not ${options.devices}`);
+  const scan = await scanFleet(file, shard, options.devices).catch((err: unknown) => {
+    if (err instanceof SimError) throw err;
     throw new SimError('SIM_FILE_UNREADABLE', `cannot read profiles ${file}: ${(err as Error).message} (write them with fleet-sim provision)`);
   });
-  const devices = Math.min(options.devices ?? available, available);
-  if (devices < 1) throw new SimError('SIM_FLEET_INVALID', `no routers in ${file}`);
+  if (scan.available < 1) throw new SimError('SIM_FLEET_INVALID', `no routers in ${file}`);
+  const devices = scan.selected.length;
+  if (devices < 1) throw new SimError('SIM_FLEET_INVALID', `shard ${shard.index}/${shard.count} of the ${scan.fleet.routers} routers of ${file} has no router (fewer routers than shards)`);
   const processes = options.processes ?? Math.max(1, Math.ceil(devices / DEFAULT_ROUTERS_PER_PROCESS));
   if (!Number.isInteger(processes) || processes < 0) throw new SimError('SIM_FLEET_INVALID', 'processes must be an integer ≥ 0');
   if (devices / Math.max(1, processes) > MAX_ROUTERS_PER_PROCESS) {
@@ -178,7 +187,7 @@ export async function startFleet(options: StartFleetOptions): Promise<FleetHandl
   const channelUrl = channelOrigin ?? firstUrl;
   const base: Omit<WorkerOptions, 'process' | 'processes'> = {
     profilesFile: file,
-    devices,
+    devices: scan.fleet.routers,
     rate,
     window,
     behaviour,
@@ -226,7 +235,7 @@ export async function startFleet(options: StartFleetOptions): Promise<FleetHandl
       },
     };
     // `part.send` runs only after `worker` exists.
-    const worker = new FleetWorker({ ...base, process: 0, processes: 1 }, (m) => {
+    const worker = new FleetWorker({ ...base, process: 0, processes: 1, routers: scan.selected }, (m) => {
       if (m.type === 'ready') {
         baseline.push(m.memory);
         resolveReady();
@@ -274,7 +283,8 @@ export async function startFleet(options: StartFleetOptions): Promise<FleetHandl
           });
         }),
       );
-      child.send({ type: 'init', options: { ...base, process: k, processes } });
+      const routers = scan.selected.filter((_, j) => j % processes === k);
+      child.send({ type: 'init', options: { ...base, process: k, processes, routers } });
       parts.push(part);
     }
   }
@@ -287,6 +297,8 @@ export async function startFleet(options: StartFleetOptions): Promise<FleetHandl
   const handle: FleetHandle = {
     processes,
     devices,
+    shard,
+    fleet: scan.fleet,
     baseline,
     stats: latest,
     waitFor(predicate, timeoutMs = 120_000) {

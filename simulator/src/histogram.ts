@@ -51,6 +51,8 @@ export class Histogram {
   merge(other: Histogram | SerializedHistogram): void {
     const entries = other instanceof Histogram ? [...other.counts] : other.buckets;
     for (const [bucket, n] of entries) this.counts.set(bucket, (this.counts.get(bucket) ?? 0) + n);
+    // An empty histogram's min is Infinity, which JSON (and IPC) turns into null: it has no min or max to give.
+    if (other.count === 0) return;
     this.count += other.count;
     this.sum += other.sum;
     this.min = Math.min(this.min, other.min);
@@ -89,7 +91,9 @@ export class Histogram {
 
   /** Plain data that survives JSON and process boundaries (merge it with `Histogram.from`). */
   toJSON(): SerializedHistogram {
-    return { buckets: [...this.counts], count: this.count, sum: this.sum, min: this.min, max: this.max };
+    // Buckets ascending, so equal histograms serialize to equal JSON; an empty one's min is 0, not Infinity (not JSON).
+    const buckets = [...this.counts].sort((x, y) => x[0] - y[0]);
+    return { buckets, count: this.count, sum: this.sum, min: this.count ? this.min : 0, max: this.max };
   }
 
   static from(data: SerializedHistogram): Histogram {

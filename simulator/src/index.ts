@@ -3,11 +3,15 @@ export { type Behaviour, type BehaviourRule, BUILT_IN_BEHAVIOURS, type DeviceDra
 export { Histogram, type HistogramSummary, type SerializedHistogram } from './histogram.js';
 export { DEFAULT_CONNECT_WINDOW, defaultSourceAddresses, type FleetHandle, MAX_ROUTERS_PER_PROCESS, startFleet, type StartFleetOptions } from './fleet.js';
 export type { DeviceDetail, FleetStats, WorkerStats } from './stats.js';
+export { mergeFleetStats } from './stats.js';
 export { type ImportReport, provisionFleet, type ProvisionOptions, type ProvisionResult, type ProvisionedDevice, PROFILES_FILE, type RowError, rowReportLines } from './provision.js';
 export { buildFirmwarePacket, createJob, getJob, jobDeviceResults, type JobDeviceResult, type JobSpec, type JobView, reached, waitJob } from './jobs.js';
 export { RestClient, RestError, type RestOptions } from './rest.js';
 export { type FailedJob, failedJobs, loadScenario, runScenario, type Scenario, type ScenarioStep, validateScenario } from './scenario.js';
 export { isSimError, SimError, type SimErrorCode, SimErrorCodes, simErrorTableMarkdown } from './errors.js';
 export { serverUrls, type ServerUrls } from './server-url.js';
-export { buildReport, type FleetReport, LivePrinter, prometheusText, servePrometheus, statusLine } from './metrics.js';
+export { buildReport, type FleetReport, LivePrinter, type MergedRun, prometheusText, type ReportExtra, type ReportShards, servePrometheus, statusLine } from './metrics.js';
 export { createSimTransport, type SimTransport } from './transport.js';
+export { formatShard, type FleetIdentity, type FleetScan, parseShard, scanFleet, type Shard, shardOfRouter, validateShard, WHOLE_FLEET } from './shard.js';
+export { mergeReports, type MergeOptions, readReport, type ReportInput, validateReport } from './report-merge.js';
+export { type ShardedFleetHandle, startShardedFleet } from './sharded-fleet.js';

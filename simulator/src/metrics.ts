@@ -1,7 +1,8 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { AggregatorRegistry, Counter, Gauge, Registry } from 'prom-client';
-import type { HistogramSummary } from './histogram.js';
+import type { HistogramSummary, SerializedHistogram } from './histogram.js';
+import { type FleetIdentity, type Shard, WHOLE_FLEET } from './shard.js';
 import { type FleetStats, HISTOGRAMS } from './stats.js';
 
 /** Rates between two snapshots (per second). */
@@ -145,43 +146,100 @@ export async function servePrometheus(port: number, stats: () => FleetStats): Pr
   };
 }
 
+/** Which slices of the fleet a report covers. */
+export interface ReportShards {
+  /** Slices the fleet was cut into (N of `--shard K/N`; 1 for a run of the whole fleet). */
+  count: number;
+  /** The slices whose routers this report counts: [K] for a run of `--shard K/N`, several once merged. */
+  indices: number[];
+}
+
+/** One run a merged report is made of. */
+export interface MergedRun {
+  /** The report file it came from (when merged from files). */
+  file?: string;
+  indices: number[];
+  startedAt: string;
+  durationSec: number;
+  devices: number;
+  started: number;
+  rssBytes: number;
+  rssPerRouterBytes: number;
+  steps?: unknown[];
+}
+
 /** The final JSON report of a run. */
 export interface FleetReport {
   startedAt: string;
   finishedAt: string;
   durationSec: number;
+  /** The fleet the routers came from: reports merge only within one fleet. */
+  fleet: FleetIdentity;
+  shard: ReportShards;
+  /** Routers of this run (of its shards). */
   devices: number;
+  /** Routers started by the end (the ramp may not have finished). */
+  started: number;
   processes: number;
   states: Record<string, number>;
   managed: number;
   unmanaged: number;
   rejected: number;
   backingOff: number;
+  /** Percentiles (ms), from `raw.histograms`. */
   histograms: Record<string, HistogramSummary>;
+  /**
+   * What merging needs without loss: every histogram's buckets and exact count, sum, min and max.
+   * Percentiles of merged buckets are what one run recording every sample would report.
+   */
+  raw: { histograms: Record<string, SerializedHistogram> };
   reconnects: number;
   reconnectBins: Record<string, number>;
   counters: FleetStats['counters'];
   errors: Record<string, number>;
   memory: {
-    processes: FleetStats['memory']['processes'];
+    /** Each simulator process (`shard`: the slice it ran, in a merged report). */
+    processes: Array<FleetStats['memory']['processes'][number] & { shard?: number }>;
     rssBytes: number;
+    heapUsedBytes: number;
+    /** All processes' RSS (heap) over the routers started, every shard's together once merged. */
     rssPerRouterBytes: number;
     heapPerRouterBytes: number;
   };
-  cpu: { processes: FleetStats['cpu']['processes']; seconds: number; percentOfOneCore: number };
+  cpu: {
+    processes: Array<FleetStats['cpu']['processes'][number] & { shard?: number }>;
+    seconds: number;
+    /** CPU time over wall time; once merged, the sum over the runs (cores busy together). */
+    percentOfOneCore: number;
+  };
   jobs?: unknown[];
   steps?: unknown[];
+  /** In a merged report: the runs it was made of, and the slices with no report (`--allow-missing`). */
+  merged?: { runs: MergedRun[]; missing: number[] };
 }
 
-export function buildReport(s: FleetStats, startedAt: number, extra: { jobs?: unknown[]; steps?: unknown[] } = {}): FleetReport {
+export interface ReportExtra {
+  jobs?: unknown[];
+  steps?: unknown[];
+  /** The slice this run was (default: the whole fleet). */
+  shard?: Shard;
+  /** The fleet the run took its routers from (`FleetHandle.fleet`). */
+  fleet: FleetIdentity;
+}
+
+export function buildReport(s: FleetStats, startedAt: number, extra: ReportExtra): FleetReport {
   const finishedAt = Date.now();
   const seconds = (s.cpu.userMs + s.cpu.systemMs) / 1000;
   const routers = Math.max(1, s.started);
+  const { shard = WHOLE_FLEET, fleet, ...rest } = extra;
   return {
     startedAt: new Date(startedAt).toISOString(),
     finishedAt: new Date(finishedAt).toISOString(),
     durationSec: Math.round((finishedAt - startedAt) / 100) / 10,
+    fleet,
+    shard: { count: shard.count, indices: [shard.index] },
     devices: s.devices,
+    started: s.started,
     processes: s.processes,
     states: s.states,
     managed: s.managed,
@@ -189,6 +247,7 @@ export function buildReport(s: FleetStats, startedAt: number, extra: { jobs?: un
     rejected: s.rejected,
     backingOff: s.backingOff,
     histograms: Object.fromEntries(HISTOGRAMS.map((h) => [h, s.histograms[h].summary()])),
+    raw: { histograms: Object.fromEntries(HISTOGRAMS.map((h) => [h, s.histograms[h].toJSON()])) },
     reconnects: s.counters.reconnects,
     reconnectBins: s.reconnectBins,
     counters: s.counters,
@@ -196,6 +255,7 @@ export function buildReport(s: FleetStats, startedAt: number, extra: { jobs?: un
     memory: {
       processes: s.memory.processes,
       rssBytes: s.memory.rss,
+      heapUsedBytes: s.memory.heapUsed,
       rssPerRouterBytes: Math.round(s.memory.rss / routers),
       heapPerRouterBytes: Math.round(s.memory.heapUsed / routers),
     },
@@ -204,6 +264,6 @@ export function buildReport(s: FleetStats, startedAt: number, extra: { jobs?: un
       seconds: Math.round(seconds * 10) / 10,
       percentOfOneCore: Math.round((seconds / Math.max(0.001, (finishedAt - startedAt) / 1000)) * 1000) / 10,
     },
-    ...extra,
+    ...rest,
   };
 }

@@ -1,4 +1,14 @@
+import pRetry, { AbortError } from 'p-retry';
 import { Agent as HttpAgent, type Dispatcher, request } from 'undici';
+
+/**
+ * Errors raised before a request reached the server (nothing was sent, so any method may be tried
+ * again): a server whose accept queue is behind under load answers the TCP handshake late, one that
+ * is restarting refuses it for a moment.
+ */
+const NOT_SENT = new Set(['UND_ERR_CONNECT_TIMEOUT', 'ECONNREFUSED']);
+/** Tries of a request whose connection could not be made, with exponential backoff from 1 s. */
+const CONNECT_TRIES = 6;
 
 /** Options of the management REST client. */
 export interface RestOptions {
@@ -37,7 +47,7 @@ export class RestClient {
     this.token = options.token;
     this.#dispatcher = new HttpAgent({
       connections: 8,
-      ...(options.caPem ? { connect: { ca: options.caPem } } : {}),
+      connect: { timeout: 30_000, ...(options.caPem ? { ca: options.caPem } : {}) },
       headersTimeout: 600_000,
       bodyTimeout: 600_000,
     });
@@ -50,15 +60,29 @@ export class RestClient {
     };
   }
 
-  /** Sends a request and returns the raw response (the caller reads the body). */
+  /**
+   * Sends a request and returns the raw response (the caller reads the body). A connection that
+   * could not be made is tried again (see NOT_SENT); anything after the request was sent is not.
+   */
   async raw(method: Dispatcher.HttpMethod, path: string, body?: string | Buffer, contentType?: string) {
-    const res = await request(`${this.server}${path}`, {
-      method,
-      headers: this.#headers(body === undefined ? undefined : contentType ?? 'application/json'),
-      ...(body === undefined ? {} : { body }),
-      dispatcher: this.#dispatcher,
-      ...(this.signal ? { signal: this.signal } : {}),
-    });
+    const res = await pRetry(
+      async () => {
+        try {
+          return await request(`${this.server}${path}`, {
+            method,
+            headers: this.#headers(body === undefined ? undefined : contentType ?? 'application/json'),
+            ...(body === undefined ? {} : { body }),
+            dispatcher: this.#dispatcher,
+            ...(this.signal ? { signal: this.signal } : {}),
+          });
+        } catch (err) {
+          const code = (err as { code?: string }).code;
+          if (code !== undefined && NOT_SENT.has(code)) throw err as Error;
+          throw new AbortError(err as Error);
+        }
+      },
+      { retries: CONNECT_TRIES - 1, minTimeout: 1_000, factor: 2, ...(this.signal ? { signal: this.signal } : {}) },
+    );
     if (res.statusCode >= 400) {
       const text = await res.body.text();
       let code: string | undefined;

@@ -6,6 +6,7 @@ import { buildReport, type FleetReport, LivePrinter, servePrometheus } from './m
 import { SimError } from './errors.js';
 import { RestClient } from './rest.js';
 import { serverUrls } from './server-url.js';
+import { type Shard, validateShard } from './shard.js';
 import type { FleetStats } from './stats.js';
 
 /** One step of a scripted timeline. */
@@ -31,6 +32,8 @@ export interface Scenario {
   /** Directory written by `fleet-sim provision`. */
   profiles: string;
   devices?: number;
+  /** Run only this slice of the fleet (`{ "index": K, "count": N }`, 1 ≤ K ≤ N; see `startFleet`). */
+  shard?: Shard;
   processes?: number;
   behaviour?: string;
   seed?: number;
@@ -53,6 +56,7 @@ export function validateScenario(value: unknown): Scenario {
   if (typeof s.server !== 'string') throw invalid('scenario.server (REST base URL) is required');
   serverUrls(s.server); // SIM_SERVER_URL_INVALID before anything runs
   if (typeof s.profiles !== 'string') throw invalid('scenario.profiles (provisioned directory) is required');
+  if (s.shard !== undefined) validateShard(s.shard, 'scenario.shard');
   if (s.transport !== undefined && s.transport !== 'ws' && s.transport !== 'mqtt') throw invalid('scenario.transport must be "ws" or "mqtt"');
   if (!Array.isArray(s.steps) || s.steps.length === 0) throw invalid('scenario.steps must be a non-empty array');
   for (const [i, step] of s.steps.entries()) {
@@ -137,6 +141,7 @@ export async function runScenario(scenario: Scenario, io: ScenarioIo = {}): Prom
             ...(step.devices ?? scenario.devices ? { devices: step.devices ?? scenario.devices } : {}),
             ...(step.rate ? { rate: step.rate } : {}),
             ...(step.window !== undefined ? { window: step.window } : {}),
+            ...(scenario.shard ? { shard: scenario.shard } : {}),
             ...(scenario.processes !== undefined ? { processes: scenario.processes } : {}),
             ...(scenario.behaviour ? { behaviour: scenario.behaviour } : {}),
             ...(scenario.seed !== undefined ? { seed: scenario.seed } : {}),
@@ -210,7 +215,8 @@ export async function runScenario(scenario: Scenario, io: ScenarioIo = {}): Prom
       j.results = results;
     }
     final ??= await need(fleet).stop();
-    const report = buildReport(final, startedAt, { steps, jobs: jobList });
+    const f = need(fleet);
+    const report = buildReport(final, startedAt, { steps, jobs: jobList, shard: f.shard, fleet: f.fleet });
     if (scenario.report) {
       const { writeFileSync } = await import('node:fs');
       writeFileSync(scenario.report, `${JSON.stringify(report, null, 2)}\n`);

@@ -169,3 +169,50 @@ export function mergeStats(parts: readonly WorkerStats[]): FleetStats {
     cpu: { processes: cpu, userMs: cpu.reduce((n, p) => n + p.userMs, 0), systemMs: cpu.reduce((n, p) => n + p.systemMs, 0) },
   };
 }
+
+/**
+ * Merges the figures of several fleets (the shards of one fleet run side by side): counts add,
+ * histograms merge bucket by bucket, processes are listed.
+ */
+export function mergeFleetStats(fleets: readonly FleetStats[]): FleetStats {
+  const sumOf = (f: (s: FleetStats) => number) => fleets.reduce((n, s) => n + f(s), 0);
+  const states: Record<string, number> = {};
+  const errors: Record<string, number> = {};
+  const reconnectBins: Record<string, number> = {};
+  const counters = {
+    connects: 0, disconnects: 0, reconnects: 0, dialFailures: 0, dialsQueued: 0,
+    restarts: 0, jobsOffered: 0, jobsActive: 0, jobsDone: 0, jobsRolledBack: 0,
+  };
+  const histograms = Object.fromEntries(HISTOGRAMS.map((h) => [h, new Histogram()])) as Record<HistogramName, Histogram>;
+  for (const s of fleets) {
+    add(states, s.states);
+    add(errors, s.errors);
+    add(reconnectBins, s.reconnectBins);
+    add(counters, s.counters);
+    for (const h of HISTOGRAMS) histograms[h].merge(s.histograms[h]);
+  }
+  const processes = fleets.flatMap((s) => s.memory.processes);
+  const cpu = fleets.flatMap((s) => s.cpu.processes);
+  return {
+    at: Math.max(0, ...fleets.map((s) => s.at)),
+    processes: sumOf((s) => s.processes),
+    devices: sumOf((s) => s.devices),
+    started: sumOf((s) => s.started),
+    due: sumOf((s) => s.due),
+    states,
+    connected: sumOf((s) => s.connected),
+    managed: sumOf((s) => s.managed),
+    unmanaged: sumOf((s) => s.unmanaged),
+    rejected: sumOf((s) => s.rejected),
+    backingOff: sumOf((s) => s.backingOff),
+    managedSinceMark: sumOf((s) => s.managedSinceMark),
+    markAt: fleets.length === 0 ? 0 : Math.min(...fleets.map((s) => s.markAt)),
+    counters,
+    errors,
+    reconnectBins,
+    histograms,
+    openSockets: sumOf((s) => s.openSockets),
+    memory: { processes, rss: sumOf((s) => s.memory.rss), heapUsed: sumOf((s) => s.memory.heapUsed) },
+    cpu: { processes: cpu, userMs: sumOf((s) => s.cpu.userMs), systemMs: sumOf((s) => s.cpu.systemMs) },
+  };
+}

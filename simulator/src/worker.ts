@@ -38,6 +38,13 @@ export interface WorkerOptions {
   processes: number;
   /** Routers of the whole fleet (the first `devices` lines of the profiles file). */
   devices: number;
+  /**
+   * The routers of this process, when the coordinator chose them (a shard of the fleet): their
+   * numbers in the file (0-based, among non-empty lines), ascending. Each dials at its slot in the
+   * whole fleet's ramp (t0 + number / rate). Without it: the routers i < devices with
+   * i % processes === process.
+   */
+  routers?: number[];
   /** Connects per second over the whole fleet (the ramp). */
   rate: number;
   /**
@@ -99,7 +106,8 @@ export class FleetWorker {
   readonly #config: AgentConfig;
   readonly #metrics = new WorkerMetrics(() => this.#routers);
 
-  // Per router (local index j; global index = process + j × processes).
+  // Per router (local index j; global index = #global[j], its number in the file).
+  #global = new Uint32Array(0);
   #profiles: ConnectionProfile[] = [];
   #sim: Array<ProvisionedDevice['sim']> = [];
   #draws: DeviceDraw[] = [];
@@ -146,12 +154,17 @@ export class FleetWorker {
     };
     const anchors = new Map<string, string[]>();
     const origin = this.#options.channelOrigin;
+    const chosen = this.#options.routers;
+    const global: number[] = [];
+    let next = 0; // the next of `chosen` to find
     let i = 0;
     const lines = createInterface({ input: createReadStream(this.#options.profilesFile), crlfDelay: Infinity });
     for await (const line of lines) {
       if (line.trim() === '') continue;
-      if (i >= n) break;
-      if (i % p === k) {
+      if (i >= n || (chosen && next >= chosen.length)) break;
+      if (chosen ? chosen[next] === i : i % p === k) {
+        next++;
+        global.push(i);
         const d = JSON.parse(line) as ProvisionedDevice;
         const raw = d.profile;
         let serverUrl = raw.serverUrl;
@@ -182,6 +195,7 @@ export class FleetWorker {
       i++;
     }
     lines.close();
+    this.#global = Uint32Array.from(global);
     const m = this.#profiles.length;
     this.#routers = new RouterTable(m);
     this.#platforms = new Array<MemoryPlatform | undefined>(m);
@@ -194,21 +208,21 @@ export class FleetWorker {
 
   /** Starts the ramp: router i (global) dials at t0 + i / rate. */
   start(t0: number): void {
-    const { process: k, processes: p, rate, window } = this.#options;
+    const { rate, window } = this.#options;
     const m = this.#profiles.length;
+    const globals = this.#global;
     const tick = () => {
       if (this.#stopping) return;
       const t = Date.now();
       while (this.#started < m && (window === 0 || this.#inFlight < window)) {
-        const global = k + this.#started * p;
+        const global = globals[this.#started]!;
         if (t0 + (global * 1000) / rate > t) break;
         this.#inFlight++;
         this.#routers.set(this.#started, RouterFlag.IN_FLIGHT);
         void this.#boot(this.#started++);
       }
-      // Routers of this process whose time has come: global index k + j·p due at t0 + index / rate.
-      const dueGlobal = Math.floor(((t - t0) * rate) / 1000);
-      this.#due = dueGlobal < k ? 0 : Math.min(m, Math.floor((dueGlobal - k) / p) + 1);
+      // Routers of this process whose time has come: global index g due at t0 + g / rate.
+      this.#due = countAtMost(globals, Math.floor(((t - t0) * rate) / 1000));
       if (this.#started < m) this.#ramp = setTimeout(tick, 5);
     };
     tick();
@@ -361,12 +375,11 @@ export class FleetWorker {
   }
 
   details(): DeviceDetail[] {
-    const { process: k, processes: p } = this.#options;
     const routers = this.#routers;
     return this.#profiles.map((profile, j) => {
       const admission = routers.admission(j);
       return {
-        index: k + j * p,
+        index: this.#global[j]!,
         serialNumber: profile.serialNumber,
         deviceId: profile.deviceId,
         state: routers.state(j),
@@ -436,6 +449,18 @@ export class FleetWorker {
 export const STOP_GRACE_MS = 15_000;
 /** How long a stop waits after cutting the sockets. */
 const STOP_AFTER_CUT_MS = 5_000;
+
+/** How many of the ascending `sorted` are at most `x` (binary search). */
+function countAtMost(sorted: Uint32Array, x: number): number {
+  let lo = 0;
+  let hi = sorted.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (sorted[mid]! <= x) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
 
 /** Entry point of a child process: talks to the coordinator over IPC. */
 export function runWorkerProcess(): void {

@@ -158,6 +158,12 @@ export class AuthService {
     this.store.write(() => this.#ids.deleteSession(hashToken(token)));
   }
 
+  /** When the login session of `token` ends (epoch ms), or undefined when it is not a live session. */
+  sessionExpiresAt(token: string): number | undefined {
+    if (tokenKind(token) !== 'session') return undefined;
+    return this.#ids.sessionExpiresAt(hashToken(token), this.clock.now());
+  }
+
   /** Resolves a bearer token to a request context, or throws SERVER_UNAUTHORIZED (no detail). */
   authenticate(authorization: string | undefined): RequestContext {
     const match = /^Bearer ([A-Za-z0-9_-]{10,200})$/.exec(authorization ?? '');

@@ -2,6 +2,7 @@ import { accountRoutes } from './account.js';
 import { analyticsRoutes } from './analytics.js';
 import { apiTokenRoutes } from './api-tokens.js';
 import { authRoutes } from './auth.js';
+import { consoleSessionRoutes } from '../console/session-routes.js';
 import { certificateRoutes } from './certificates.js';
 import { dashboardRoutes } from './dashboard.js';
 import { groupRoutes } from './device-groups.js';
@@ -20,6 +21,7 @@ import { userRoutes } from './users.js';
 export const allRoutes: readonly RouteSpec[] = [
   ...systemRoutes,
   ...authRoutes,
+  ...consoleSessionRoutes,
   ...userRoutes,
   ...accountRoutes,
   ...apiTokenRoutes,

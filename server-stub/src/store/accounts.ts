@@ -146,6 +146,13 @@ export class Identities {
       .get(tokenHash, now);
   }
 
+  /** When the session ends (epoch ms), or undefined when it is unknown or over. */
+  sessionExpiresAt(tokenHash: string, now: number): number | undefined {
+    return this.store
+      .stmt<{ expires_at: number }>('SELECT expires_at FROM sessions WHERE token_hash = ? AND expires_at > ?')
+      .get(tokenHash, now)?.expires_at;
+  }
+
   deleteSession(tokenHash: string): void {
     this.store.stmt('DELETE FROM sessions WHERE token_hash = ?').run(tokenHash);
   }

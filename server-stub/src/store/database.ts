@@ -10,7 +10,11 @@ export interface RunResult {
   readonly lastInsertRowid: number | bigint;
 }
 
-/** A prepared statement: parameters are bound by position (`?`), never spliced into the text. */
+/**
+ * A prepared statement: parameters are bound by position (`?`), never spliced into the text. Errors
+ * are the store's own (`errors.ts`): a unique violation, a full disk or a lock timeout never
+ * reaches a caller as a driver's error, on either store.
+ */
 export interface Statement<R = unknown> {
   get(...params: unknown[]): R | undefined;
   all(...params: unknown[]): R[];

@@ -24,6 +24,9 @@ const severitySql = (d: StoreDialect) => `CASE WHEN type = 'device.event' THEN $
   WHEN type IN (${WARNING_TYPES.map((t) => `'${t}'`).join(', ')}) THEN 'warning' ELSE 'info' END`;
 const rankSql = (d: StoreDialect) => `CASE (${severitySql(d)}) ${SEVERITIES.map((s, i) => `WHEN '${s}' THEN ${i}`).join(' ')} ELSE 1 END`;
 
+/** The columns of an EventLogRow (kind and severity derived in SQL), per dialect. */
+export const eventLogColumns = (d: StoreDialect) => `id, type, subject, ${kindSql(d)} AS kind, ${severitySql(d)} AS severity, data, at`;
+
 export interface EventLogFilter {
   /** Events of this device (device events and system events about it). */
   subject?: string;
@@ -91,7 +94,7 @@ export class AccountEventLog {
     // Only fixed SQL fragments are spliced in; every value is a bound parameter.
     return this.store
       .stmt<EventLogRow>(
-        `SELECT id, type, subject, ${kindSql(d)} AS kind, ${severitySql(d)} AS severity, data, at FROM account_events
+        `SELECT ${eventLogColumns(d)} FROM account_events
          WHERE ${where.join(' AND ')} ORDER BY id DESC LIMIT ?`,
       )
       .all(...params);

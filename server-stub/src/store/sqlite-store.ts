@@ -1,9 +1,10 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Database, Statement as SqliteStatement } from 'better-sqlite3';
-import type { OpenStoreOptions, Sql, Statement, Store } from './database.js';
+import type { OpenStoreOptions, RunResult, Sql, Statement, Store } from './database.js';
 import { migrate } from './migrations.js';
 import { SqliteDatabase } from './sqlite.js';
+import { fromSqliteError } from './sqlite-errors.js';
 
 export const STORE_FILE = 'fleet.sqlite';
 
@@ -28,6 +29,43 @@ export function openDatabase(dataDir: string, options: OpenStoreOptions = {}): D
   return db;
 }
 
+/** better-sqlite3's statement with its errors translated (a try/catch per call: nothing measurable next to SQLite). */
+class SqliteStoreStatement<R> implements Statement<R> {
+  constructor(private readonly s: SqliteStatement<unknown[], R>) {}
+
+  get(...params: unknown[]): R | undefined {
+    try {
+      return this.s.get(...params);
+    } catch (err) {
+      throw fromSqliteError(err);
+    }
+  }
+
+  all(...params: unknown[]): R[] {
+    try {
+      return this.s.all(...params);
+    } catch (err) {
+      throw fromSqliteError(err);
+    }
+  }
+
+  run(...params: unknown[]): RunResult {
+    try {
+      return this.s.run(...params);
+    } catch (err) {
+      throw fromSqliteError(err);
+    }
+  }
+
+  * iterate(...params: unknown[]): IterableIterator<R> {
+    try {
+      yield* this.s.iterate(...params);
+    } catch (err) {
+      throw fromSqliteError(err);
+    }
+  }
+}
+
 /**
  * The embedded store: one SQLite connection plus a cache of prepared statements. Every query in
  * the server goes through `stmt()` with bound parameters; SQL is never built from values.
@@ -35,7 +73,7 @@ export function openDatabase(dataDir: string, options: OpenStoreOptions = {}): D
 export class SqliteStore implements Store {
   readonly dialect = 'sqlite';
   readonly db: Database;
-  readonly #statements = new Map<string, SqliteStatement>();
+  readonly #statements = new Map<string, SqliteStoreStatement<unknown>>();
   readonly #busyTimeoutMs: number;
   readonly #noBusyWait: SqliteStatement;
   readonly #busyWait: SqliteStatement;
@@ -51,24 +89,32 @@ export class SqliteStore implements Store {
     return new SqliteStore(openDatabase(dataDir, options), options.busyTimeoutMs ?? 5000);
   }
 
-  stmt<R = unknown>(sql: Sql): Statement<R> & SqliteStatement<unknown[], R> {
+  stmt<R = unknown>(sql: Sql): Statement<R> {
     const text = typeof sql === 'string' ? sql : sql.sqlite;
     let s = this.#statements.get(text);
     if (!s) {
-      s = this.db.prepare(text);
+      s = new SqliteStoreStatement(this.db.prepare(text));
       this.#statements.set(text, s);
     }
-    return s as Statement<R> & SqliteStatement<unknown[], R>;
+    return s as Statement<R>;
   }
 
   get inTransaction(): boolean {
     return this.db.inTransaction;
   }
 
-  /** Runs `fn` in one `BEGIN IMMEDIATE` transaction (the write lock is taken at the start). */
+  /**
+   * Runs `fn` in one `BEGIN IMMEDIATE` transaction (the write lock is taken at the start). Throws
+   * StoreBusyError when the lock is not granted within the busy timeout, StoreFullError when the
+   * commit finds no space.
+   */
   write<T>(fn: () => T): T {
     if (this.db.inTransaction) return fn();
-    return this.#immediate(fn);
+    try {
+      return this.#immediate(fn);
+    } catch (err) {
+      throw fromSqliteError(err);
+    }
   }
 
   /**
@@ -104,7 +150,11 @@ export class SqliteStore implements Store {
   /** Runs `fn` in a deferred (read) transaction, giving it one consistent snapshot. */
   read<T>(fn: () => T): T {
     if (this.db.inTransaction) return fn();
-    return this.db.transaction(fn).deferred();
+    try {
+      return this.db.transaction(fn).deferred();
+    } catch (err) {
+      throw fromSqliteError(err);
+    }
   }
 
   /**
@@ -112,7 +162,11 @@ export class SqliteStore implements Store {
    * for per-row imports), otherwise an immediate transaction of its own.
    */
   savepoint<T>(fn: () => T): T {
-    return this.db.inTransaction ? this.db.transaction(fn)() : this.#immediate(fn);
+    try {
+      return this.db.inTransaction ? this.db.transaction(fn)() : this.#immediate(fn);
+    } catch (err) {
+      throw fromSqliteError(err);
+    }
   }
 
   /** A trivial query: the store is open and answers. */

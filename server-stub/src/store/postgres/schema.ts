@@ -1,5 +1,5 @@
 import { AppError } from '../../errors.js';
-import type { Migration } from '../migrations.js';
+import { type Migration, migrations } from '../migrations.js';
 import type { PostgresStore } from './store.js';
 
 /**
@@ -519,9 +519,33 @@ CREATE TRIGGER job_counts_job_delete AFTER DELETE ON jobs
   FOR EACH ROW EXECUTE FUNCTION job_counts_job_gone();
 `;
 
+/** The name of SQLite's migration of the same number (one change, one description). */
+function sqliteName(version: number): string {
+  return migrations.find((m) => m.version === version)?.name ?? `version ${version}`;
+}
+
 /** PostgreSQL's migrations: the baseline at SQLite's version 30, then one per later SQLite version. */
 export const postgresMigrations: readonly Migration[] = [
   { version: 30, name: 'baseline: the SQLite schema up to version 30', sql: BASELINE },
+  {
+    version: 31,
+    name: sqliteName(31),
+    sql: `
+DROP INDEX job_executions_job;
+DROP INDEX job_executions_job_offered;
+DROP INDEX job_executions_device;
+CREATE INDEX job_executions_job_claimed ON job_executions(job_id, claimed_at);
+CREATE INDEX job_executions_device ON job_executions(device_id);
+`,
+  },
+  {
+    version: 32,
+    name: sqliteName(32),
+    sql: `
+CREATE INDEX devices_account_serial ON devices(account_id, serial_number);
+CREATE INDEX devices_account_created ON devices(account_id, created_at);
+`,
+  },
 ];
 
 export function latestPostgresVersion(): number {

@@ -3,9 +3,10 @@ import { fileURLToPath } from 'node:url';
 import { createSyncFn } from 'synckit';
 import { AppError } from '../../errors.js';
 import type { OpenStoreOptions, RunResult, Sql, Statement, Store } from '../database.js';
+import { fromPostgresError } from './errors.js';
 import { migratePostgres } from './schema.js';
 import { toPostgres } from './translate.js';
-import type { WorkerError, WorkerQuery, WorkerRequest, WorkerResponse, WorkerRows } from './worker.js';
+import type { WorkerQuery, WorkerRequest, WorkerResponse, WorkerRows } from './worker.js';
 
 /**
  * The key of the one transaction-scoped advisory lock every write transaction takes first, in
@@ -15,35 +16,6 @@ import type { WorkerError, WorkerQuery, WorkerRequest, WorkerResponse, WorkerRow
  * ('fleet' in ASCII.)
  */
 export const WRITE_LOCK_KEY = 0x666c656574;
-
-/**
- * How PostgreSQL's errors are reported: with the code the rest of the server already checks for
- * the same condition on SQLite (a unique name taken, the write lock not had in time, a full disk),
- * and PostgreSQL's own SQLSTATE beside it.
- */
-const SQLSTATE_CODES: Readonly<Record<string, string>> = {
-  23505: 'SQLITE_CONSTRAINT_UNIQUE',
-  23503: 'SQLITE_CONSTRAINT_FOREIGNKEY',
-  23514: 'SQLITE_CONSTRAINT_CHECK',
-  23502: 'SQLITE_CONSTRAINT_NOTNULL',
-  '55P03': 'SQLITE_BUSY', // lock_not_available: the write lock was not had within the busy timeout
-  53100: 'SQLITE_FULL', // disk_full
-};
-
-/** An error from PostgreSQL: `code` as on SQLite where the server checks it, `sqlState` as sent. */
-export class PostgresStoreError extends Error {
-  readonly code: string;
-  readonly sqlState: string | undefined;
-  readonly constraint: string | undefined;
-
-  constructor(err: WorkerError, sql?: string) {
-    super(sql ? `${err.message} (in: ${sql.replace(/\s+/g, ' ').slice(0, 200)})` : err.message);
-    this.name = 'PostgresStoreError';
-    this.sqlState = err.code;
-    this.code = (err.code && SQLSTATE_CODES[err.code]) ?? (err.code ? `PG_${err.code}` : 'PG_ERROR');
-    this.constraint = err.constraint;
-  }
-}
 
 type Call = (req: WorkerRequest) => WorkerResponse;
 
@@ -123,7 +95,7 @@ class PgStatement<R> implements Statement<R> {
  * store blocks the event loop on disk and on its write lock in the same way.
  *
  * Transactions: a write takes the advisory lock `WRITE_LOCK_KEY` at BEGIN (waiting at most the
- * busy timeout, then SQLITE_BUSY as on SQLite); a read is a REPEATABLE READ, READ ONLY snapshot; a
+ * busy timeout, then StoreBusyError as on SQLite); a read is a REPEATABLE READ, READ ONLY snapshot; a
  * savepoint inside a transaction is a SAVEPOINT. A write statement outside any transaction runs
  * as a write transaction of its own, so it too waits for the lock, as SQLite's autocommit does.
  */
@@ -186,7 +158,7 @@ export class PostgresStore implements Store {
   #batch(queries: WorkerQuery[], onErrorSql: string | undefined, what: string, answer?: number): WorkerRows {
     if (this.#closed) throw new AppError('SERVER_UNAVAILABLE', 'the PostgreSQL store is not open (closed)');
     const r = call!({ op: 'batch', conn: this.#conn, queries, onErrorSql, answer });
-    if ('error' in r) throw new PostgresStoreError(r.error, what);
+    if ('error' in r) throw fromPostgresError(r.error, what);
     return r.ok;
   }
 

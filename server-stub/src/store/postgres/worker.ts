@@ -30,6 +30,7 @@ export interface WorkerRows {
 export interface WorkerError {
   readonly message: string;
   readonly code?: string;
+  readonly table?: string;
   readonly constraint?: string;
   readonly detail?: string;
 }
@@ -55,8 +56,8 @@ function param(v: unknown): unknown {
 }
 
 function asError(err: unknown): WorkerError {
-  const e = err as { message?: string; code?: string; constraint?: string; detail?: string };
-  return { message: e.message ?? String(err), code: e.code, constraint: e.constraint, detail: e.detail };
+  const e = err as { message?: string; code?: string; table?: string; constraint?: string; detail?: string };
+  return { message: e.message ?? String(err), code: e.code, table: e.table, constraint: e.constraint, detail: e.detail };
 }
 
 async function call(req: WorkerRequest): Promise<WorkerResponse> {
