@@ -15,6 +15,7 @@ import { AppError } from './errors.js';
  */
 export interface ServerConfig {
   readonly dataDir: string;
+  readonly store: string | null;
   readonly host: string;
   readonly port: number;
   readonly tlsCert: string | null;
@@ -73,6 +74,7 @@ export type OptionSpec = SharedOptionSpec<keyof ServerConfig>;
 
 export const configTable: readonly OptionSpec[] = [
   { name: 'dataDir', type: 'string', default: undefined, unit: 'path', description: 'Data directory (SQLite store, server key).' },
+  { name: 'store', type: 'string', default: null, unit: 'URL', description: 'Where the store lives: unset = the SQLite file in dataDir (the default); `postgres://user@host:port/database` = that PostgreSQL database, which several server processes and hosts may share (dataDir still holds the server key and packets).' },
   { name: 'host', type: 'string', default: '127.0.0.1', unit: 'address', description: 'Address to listen on (loopback by default: serving other hosts is a decision, see allowPlainHttp).' },
   { name: 'port', type: 'integer', default: 8080, unit: 'port', min: 0, max: 65535, description: 'TCP port (0 = any free port).' },
   { name: 'tlsCert', type: 'string', default: null, unit: 'path', description: 'PEM certificate chain; enables HTTPS together with tlsKey.' },
@@ -165,6 +167,9 @@ function crossCheck(config: ServerConfig): string | undefined {
   if (config.tlsCert === null && !config.allowPlainHttp && !isLoopbackHost(config.host)) {
     return `refusing plain HTTP on ${config.host}, which is not a loopback address: give tlsCert and tlsKey (--tls-cert, --tls-key), `
       + 'listen on 127.0.0.1, or accept clear-text traffic with --allow-plain-http (e.g. behind a TLS-terminating proxy)';
+  }
+  if (config.store !== null && !/^postgres(ql)?:\/\/[^\s]+$/i.test(config.store)) {
+    return 'store must be a postgres:// URL (leave it unset for the SQLite file in dataDir)';
   }
   if (config.pageSizeDefault > config.pageSizeMax) return 'pageSizeDefault must not exceed pageSizeMax';
   if (config.testClock && config.workers > 1) {

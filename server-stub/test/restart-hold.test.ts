@@ -202,7 +202,7 @@ describe('seats across a crash (store + admission service)', () => {
     ch0.connect(a!);
     w.advance(SECOND);
     ch0.connect(b!);
-    w.services.store.db.prepare('UPDATE licences SET expires_at = ? WHERE uuid = ?').run(w.clock.now(), lic!.uuid);
+    w.services.store.stmt('UPDATE licences SET expires_at = ? WHERE uuid = ?').run(w.clock.now(), lic!.uuid);
     w.services.admission.sweep();
     expect(ch0.state(b!)).toBe('unmanaged');
     const life = nextLife(w);
@@ -214,19 +214,19 @@ describe('seats across a crash (store + admission service)', () => {
 describe('a device rebooting into an update keeps its seat (rollout.rebootTimeoutSec)', () => {
   /** A running job with one execution of `device` in `state` (rows as the job service writes them). */
   function execution(w: World, accountId: number, deviceUuid: string, state: string, options: Record<string, unknown>): void {
-    const db = w.services.store.db;
-    const deviceId = (db.prepare('SELECT id FROM devices WHERE uuid = ?').get(deviceUuid) as { id: number }).id;
+    const db = w.services.store;
+    const deviceId = (db.stmt('SELECT id FROM devices WHERE uuid = ?').get(deviceUuid) as { id: number }).id;
     const now = w.clock.now();
     const job = db
-      .prepare(
+      .stmt(
         `INSERT INTO jobs (uuid, account_id, name, target, options, state, created_at)
-         VALUES (?, ?, 'firmware', '{}', ?, 'running', ?)`,
+         VALUES (?, ?, 'firmware', '{}', ?, 'running', ?) RETURNING id`,
       )
-      .run(`job-${deviceUuid}`, accountId, JSON.stringify(options), now);
-    db.prepare(
+      .get(`job-${deviceUuid}`, accountId, JSON.stringify(options), now) as { id: number };
+    db.stmt(
       `INSERT INTO job_executions (uuid, job_id, device_id, attempt, state, claimed_at, updated_at, deadline)
        VALUES (?, ?, ?, 1, ?, ?, ?, ?)`,
-    ).run(`exec-${deviceUuid}`, job.lastInsertRowid, deviceId, state, now, now, now + 3_600_000);
+    ).run(`exec-${deviceUuid}`, job.id, deviceId, state, now, now, now + 3_600_000);
   }
 
   it('past the commit point the seat is kept until the reboot timeout, not just the grace; before it, the grace', async () => {

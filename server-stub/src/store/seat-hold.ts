@@ -1,5 +1,5 @@
 import type { CaughtUpReason } from '../admission/seat-hold.js';
-import type { Store } from './database.js';
+import { dialects, type Store } from './database.js';
 import { markLeasesEnded } from './leases.js';
 
 /**
@@ -119,7 +119,14 @@ export function holdServing(store: Store, at: number): void {
 
 /** A held device came back at `at` (its lease was reclaimed in the same transaction). */
 export function recordHeldReturn(store: Store, at: number): void {
-  store.stmt('UPDATE restart_hold SET last_return_at = MAX(COALESCE(last_return_at, 0), ?) WHERE id = 1').run(at);
+  store
+    .stmt(
+      dialects({
+        sqlite: 'UPDATE restart_hold SET last_return_at = MAX(COALESCE(last_return_at, 0), ?) WHERE id = 1',
+        postgres: 'UPDATE restart_hold SET last_return_at = GREATEST(COALESCE(last_return_at, 0), ?) WHERE id = 1',
+      }),
+    )
+    .run(at);
 }
 
 /**
@@ -128,7 +135,13 @@ export function recordHeldReturn(store: Store, at: number): void {
  */
 export function endHold(store: Store, at: number, reason: CaughtUpReason, graceUntil: number): number {
   const n = store
-    .stmt('UPDATE leases SET grace_until = MIN(grace_until, ?), restart_hold = NULL WHERE restart_hold IS NOT NULL')
+    .stmt(
+      dialects({
+        sqlite: 'UPDATE leases SET grace_until = MIN(grace_until, ?), restart_hold = NULL WHERE restart_hold IS NOT NULL',
+        // LEAST skips a NULL where SQLite's MIN returns it: keep a NULL grace_until NULL.
+        postgres: 'UPDATE leases SET grace_until = CASE WHEN grace_until IS NULL THEN NULL ELSE LEAST(grace_until, ?) END, restart_hold = NULL WHERE restart_hold IS NOT NULL',
+      }),
+    )
     .run(graceUntil).changes;
   store.stmt('UPDATE restart_hold SET ended_at = ?, end_reason = ? WHERE id = 1').run(at, reason);
   return n;
