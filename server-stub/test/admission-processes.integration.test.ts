@@ -89,7 +89,7 @@ describe.each(stores)('admission across processes sharing the store (%s)', (kind
     expect(outcomes.filter((o) => o === 'managed')).toHaveLength(1);
     expect(outcomes.filter((o) => o === 'rejected')).toHaveLength(199);
     expect(t.scope.leases.managedCount()).toBe(1);
-  });
+  }, 180_000);
 
   it('SIGKILL during a burst of admissions: store intact, no licence leased twice, no acknowledged write lost', async () => {
     const w = world({ leaseGraceSec: 0, ...storeFlags() });
@@ -141,5 +141,5 @@ describe.each(stores)('admission across processes sharing the store (%s)', (kind
     } finally {
       db.close();
     }
-  });
+  }, 180_000);
 });
