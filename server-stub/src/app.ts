@@ -10,6 +10,7 @@ import { ROLE_RANK, type RequestContext } from './auth/service.js';
 import { type ChannelDeps, ControlChannel } from './channel/channel.js';
 import { type ConsoleFallback, installConsole } from './console/plugin.js';
 import { authenticateRequest } from './console/session.js';
+import { installConsoleStream } from './console/stream.js';
 import type { ServerConfig } from './config.js';
 import { AppError, isAppError, type ServerErrorCode } from './errors.js';
 import {
@@ -164,6 +165,8 @@ export async function buildApp(config: ServerConfig, deps: BuildAppDeps = {}): P
     if (spec.testOnly && !config.testClock) continue;
     registerRoute(app, services, spec);
   }
+  // The console's live updates (server-sent events read from the store: any worker can serve them).
+  installConsoleStream(app, services, { authenticate: (request) => authenticateRequest(services.auth, request) });
   // The operator console at `/` (same origin as the API, which accepts its session cookie).
   consoleFallback = installConsole(app, deps.consoleDir === undefined ? {} : { dir: deps.consoleDir });
 

@@ -227,6 +227,10 @@ describe('tenant isolation over the route table', () => {
     expect(byGroup.json().items).toEqual([]);
     const bySerial = await w.req('GET', '/api/inventory/managed-devices?serialNumber=SN-B', { token: A.token });
     expect(bySerial.json().items).toEqual([]);
+    w.services.auth.scope(B.t.accountId).events.record({ type: 'test.b', subject: B.ids.device, at: w.clock.now() });
+    const latest = await w.req('GET', `/api/events/latest?deviceUuids=${B.ids.device}`, { token: A.token });
+    expect(latest.statusCode).toBe(200);
+    expect(latest.json().items).toEqual([]);
     const create = await w.req('POST', '/api/inventory/managed-devices', {
       token: A.token,
       body: { serialNumber: 'SN-A2', groupUuid: B.ids.group },

@@ -10,6 +10,7 @@ import deAccount from './locales/de/account.json';
 import deCommon from './locales/de/common.json';
 import deDashboard from './locales/de/dashboard.json';
 import deDevices from './locales/de/devices.json';
+import deFleet from './locales/de/fleet.json';
 import deJobs from './locales/de/jobs.json';
 import deLicences from './locales/de/licences.json';
 import deLogin from './locales/de/login.json';
@@ -18,6 +19,7 @@ import enAccount from './locales/en/account.json';
 import enCommon from './locales/en/common.json';
 import enDashboard from './locales/en/dashboard.json';
 import enDevices from './locales/en/devices.json';
+import enFleet from './locales/en/fleet.json';
 import enJobs from './locales/en/jobs.json';
 import enLicences from './locales/en/licences.json';
 import enLogin from './locales/en/login.json';
@@ -31,6 +33,7 @@ export const resources = {
     login: enLogin,
     dashboard: enDashboard,
     devices: enDevices,
+    fleet: enFleet,
     resources: enResources,
     jobs: enJobs,
     licences: enLicences,
@@ -41,6 +44,7 @@ export const resources = {
     login: deLogin,
     dashboard: deDashboard,
     devices: deDevices,
+    fleet: deFleet,
     resources: deResources,
     jobs: deJobs,
     licences: deLicences,

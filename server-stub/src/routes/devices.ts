@@ -1,7 +1,7 @@
-import { Type } from '@sinclair/typebox';
+import { type TSchema, Type } from '@sinclair/typebox';
 import { DEVICE_DEFAULTS, KEEPALIVE_LIMITS } from '../devices/service.js';
 import { AppError } from '../errors.js';
-import { DEVICE_SORTS, type DeviceRow, type DeviceSort, type DeviceStatus, type Keyset } from '../store/devices.js';
+import { type AdmissionFilter, DEVICE_SORTS, type DeviceRow, type DeviceSort, type DeviceStatus, type Keyset } from '../store/devices.js';
 import { defineRoute, notFound } from './route.js';
 import {
   decodeCursor,
@@ -135,12 +135,39 @@ export function deviceView(d: DeviceRow) {
   };
 }
 
+const Nullish = <T extends TSchema>(t: T) => Type.Union([t, Type.Null()]);
+
+const DeviceJob = Type.Object({
+  jobUuid: Type.String(),
+  jobName: Type.String(),
+  jobState: Type.String(),
+  jobCreatedAt: Timestamp,
+  status: Type.String({ description: 'pending, skipped (unmanaged, never dispatched to), active or done.' }),
+  result: Nullish(Type.String()),
+  attempts: Type.Integer(),
+  executionId: Nullish(Type.String()),
+  state: Nullish(Type.String({ description: 'State of the device\'s latest execution in the job.' })),
+  percent: Nullish(Type.Number()),
+  errorCode: Nullish(Type.String()),
+  errorMessage: Nullish(Type.String()),
+  updatedAt: NullableTimestamp,
+});
+
+function isBeforeCursor(v: unknown): v is { before: number } {
+  return typeof v === 'object' && v !== null && Number.isSafeInteger((v as { before: unknown }).before);
+}
+
 const SORT_KEYS = Object.keys(DEVICE_SORTS) as DeviceSort[];
 
 const ListQuery = Type.Object(
   {
     ...PageQuery,
     status: Type.Optional(Type.Union([Type.Literal('online'), Type.Literal('unmanaged'), Type.Literal('offline')])),
+    admission: Type.Optional(
+      Type.Union(['managed', 'unmanaged', 'rejected', 'none'].map((a) => Type.Literal(a)), {
+        description: 'Admission state; `none`: never admitted, or its licence lease ended.',
+      }),
+    ),
     groupUuid: Type.Optional(Type.String({ pattern: UUID_PATTERN })),
     model: Type.Optional(Text(100)),
     firmware: Type.Optional(Text(100)),
@@ -195,6 +222,7 @@ export const deviceRoutes = [
       const rows = ctx.scope.devices.list({
         filter: {
           ...(query.status ? { status: query.status } : {}),
+          ...(query.admission ? { admission: query.admission as AdmissionFilter } : {}),
           ...(groupId !== undefined ? { groupId } : {}),
           ...(query.model !== undefined ? { model: query.model } : {}),
           ...(query.firmware !== undefined ? { firmware: query.firmware } : {}),
@@ -273,6 +301,42 @@ export const deviceRoutes = [
     resources: { uuid: 'device' },
     status: 204,
     handler: ({ ctx, params, services }) => services.devices.delete(ctx.scope, params.uuid),
+  }),
+  defineRoute({
+    method: 'GET',
+    url: '/api/inventory/managed-devices/{uuid}/jobs',
+    summary: 'The device\'s job history, newest job first: its status and result in each job and its latest execution there',
+    tags: ['inventory'],
+    access: 'viewer',
+    params: UuidParam,
+    resources: { uuid: 'device' },
+    querystring: Type.Object(PageQuery, { additionalProperties: false }),
+    response: Page(DeviceJob),
+    handler: ({ ctx, params, query, services }) => {
+      const device = ctx.scope.devices.byUuid(params.uuid) ?? notFound();
+      const limit = pageLimit(query, services.config);
+      const before = decodeCursor(query.cursor, isBeforeCursor)?.before ?? Number.MAX_SAFE_INTEGER;
+      return toPage(
+        services.jobs.repo(ctx.scope).deviceHistory(device.id, before, limit + 1),
+        limit,
+        (r) => ({
+          jobUuid: r.uuid,
+          jobName: r.name,
+          jobState: r.job_state,
+          jobCreatedAt: iso(r.created_at),
+          status: r.status === 'pending' && r.admission === 'unmanaged' ? 'skipped' : r.status,
+          result: r.result,
+          attempts: r.attempts,
+          executionId: r.exec_uuid,
+          state: r.state,
+          percent: r.percent,
+          errorCode: r.error_code,
+          errorMessage: r.error_message,
+          updatedAt: iso(r.updated_at),
+        }),
+        (last) => ({ before: last.id }),
+      );
+    },
   }),
   defineRoute({
     method: 'GET',

@@ -1,8 +1,11 @@
 import { Type } from '@sinclair/typebox';
 import type { AuditRecordRow } from '../audit/chain.js';
-import { SEVERITIES } from '../store/event-log.js';
+import { type EventLogRow, SEVERITIES } from '../store/event-log.js';
 import { defineRoute } from './route.js';
 import { decodeCursor, iso, Page, PageQuery, pageLimit, Timestamp, toPage, UUID_PATTERN } from './schemas.js';
+
+/** A UUID without anchors (for patterns that repeat it). */
+const UUID_RE = UUID_PATTERN.slice(1, -1);
 
 const Severity = Type.Union(SEVERITIES.map((s) => Type.Literal(s)));
 
@@ -105,6 +108,24 @@ const auditList = (url: string, summary: string) =>
     },
   });
 
+/** One entry of the activity log as the API (and the console's live stream) shows it. */
+export function eventView(e: EventLogRow) {
+  const data = JSON.parse(e.data) as Record<string, unknown>;
+  const device = e.type === 'device.event';
+  return {
+    id: e.id,
+    source: device ? ('device' as const) : ('system' as const),
+    type: e.type,
+    kind: e.kind,
+    severity: e.severity,
+    deviceUuid: device ? e.subject : null,
+    subject: e.subject,
+    data,
+    at: iso(e.at),
+    deviceTime: device && typeof data['at'] === 'number' ? iso(data['at']) : null,
+  };
+}
+
 export const eventRoutes = [
   defineRoute({
     method: 'GET',
@@ -149,25 +170,32 @@ export const eventRoutes = [
       return toPage(
         rows,
         limit,
-        (e) => {
-          const data = JSON.parse(e.data) as Record<string, unknown>;
-          const device = e.type === 'device.event';
-          return {
-            id: e.id,
-            source: device ? ('device' as const) : ('system' as const),
-            type: e.type,
-            kind: e.kind,
-            severity: e.severity,
-            deviceUuid: device ? e.subject : null,
-            subject: e.subject,
-            data,
-            at: iso(e.at),
-            deviceTime: device && typeof data['at'] === 'number' ? iso(data['at']) : null,
-          };
-        },
+        eventView,
         (last) => ({ before: last.id }),
       );
     },
+  }),
+  defineRoute({
+    method: 'GET',
+    url: '/api/events/latest',
+    summary: 'The newest activity-log entry of each of up to 100 devices (devices without any are left out)',
+    tags: ['events'],
+    access: 'viewer',
+    querystring: Type.Object(
+      {
+        deviceUuids: Type.Optional(
+          Type.String({
+            pattern: `^${UUID_RE}(,${UUID_RE}){0,99}$`,
+            description: 'Comma-separated device UUIDs (at most 100); without it, no device.',
+          }),
+        ),
+      },
+      { additionalProperties: false },
+    ),
+    response: Type.Object({ items: Type.Array(Event) }),
+    handler: ({ ctx, query }) => ({
+      items: ctx.scope.live.latestEvents(query.deviceUuids?.split(',') ?? []).map(eventView),
+    }),
   }),
   auditList(
     '/api/audit-log',

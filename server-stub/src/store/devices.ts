@@ -79,8 +79,12 @@ export const DEVICE_SORTS = {
 } as const;
 export type DeviceSort = keyof typeof DEVICE_SORTS;
 
+/** Admission as the list filters it: a state, or `none` (never admitted, or its lease ended). */
+export type AdmissionFilter = AdmissionState | 'none';
+
 export interface DeviceFilter {
   status?: DeviceStatus;
+  admission?: AdmissionFilter;
   groupId?: number;
   model?: string;
   firmware?: string;
@@ -206,6 +210,11 @@ export class AccountDevices {
     const where: string[] = ['d.account_id = ?'];
     const params: unknown[] = [this.accountId];
     if (filter.status) where.push(STATUS_SQL[filter.status]);
+    if (filter.admission === 'none') where.push('d.admission IS NULL');
+    else if (filter.admission) {
+      where.push('d.admission = ?');
+      params.push(filter.admission);
+    }
     if (filter.groupId !== undefined) {
       where.push('d.group_id = ?');
       params.push(filter.groupId);

@@ -18,6 +18,9 @@ const SEVERITY_SQL = `CASE WHEN type = 'device.event' THEN json_extract(data, '$
   WHEN type IN (${WARNING_TYPES.map((t) => `'${t}'`).join(', ')}) THEN 'warning' ELSE 'info' END`;
 const RANK_SQL = `CASE (${SEVERITY_SQL}) ${SEVERITIES.map((s, i) => `WHEN '${s}' THEN ${i}`).join(' ')} ELSE 1 END`;
 
+/** The columns of an EventLogRow (kind and severity derived in SQL). */
+export const EVENT_LOG_COLUMNS = `id, type, subject, ${KIND_SQL} AS kind, ${SEVERITY_SQL} AS severity, data, at`;
+
 export interface EventLogFilter {
   /** Events of this device (device events and system events about it). */
   subject?: string;
@@ -84,7 +87,7 @@ export class AccountEventLog {
     // Only fixed SQL fragments are spliced in; every value is a bound parameter.
     return this.store
       .stmt<EventLogRow>(
-        `SELECT id, type, subject, ${KIND_SQL} AS kind, ${SEVERITY_SQL} AS severity, data, at FROM account_events
+        `SELECT ${EVENT_LOG_COLUMNS} FROM account_events
          WHERE ${where.join(' AND ')} ORDER BY id DESC LIMIT ?`,
       )
       .all(...params);

@@ -53,6 +53,25 @@ export interface ExecutionRow {
   result_source: 'device' | 'server' | null;
 }
 
+/** One job a device was part of, with the device's result there (a device's job history). */
+export interface DeviceJobRow {
+  id: number;
+  uuid: string;
+  name: string;
+  job_state: string;
+  created_at: number;
+  status: string;
+  result: string | null;
+  attempts: number;
+  admission: string | null;
+  exec_uuid: string | null;
+  state: string | null;
+  percent: number | null;
+  error_code: string | null;
+  error_message: string | null;
+  updated_at: number | null;
+}
+
 /** Jobs of one account. Every statement carries `account_id = ?`. */
 export class AccountJobs {
   constructor(
@@ -82,6 +101,24 @@ export class AccountJobs {
          WHERE j.id = ? AND j.account_id = ? AND t.key > ? ORDER BY t.key LIMIT ?`,
       )
       .all(jobId, this.accountId, after, limit);
+  }
+
+  /**
+   * The jobs that included device `deviceId` (of this account), newest first, with the device's
+   * status and result in each and its latest execution there: job_devices_device (device_id) and
+   * job_executions_device (device_id) find them. `beforeJobId`: the last job id of the previous page.
+   */
+  deviceHistory(deviceId: number, beforeJobId: number, limit: number): DeviceJobRow[] {
+    return this.store
+      .stmt<DeviceJobRow>(
+        `SELECT j.id, j.uuid, j.name, j.state AS job_state, j.created_at, jd.status, jd.result, jd.attempts, d.admission,
+           e.uuid AS exec_uuid, e.state, e.percent, e.error_code, e.error_message, e.updated_at
+         FROM job_devices jd JOIN jobs j ON j.id = jd.job_id JOIN devices d ON d.id = jd.device_id
+         LEFT JOIN job_executions e ON e.id = (
+           SELECT MAX(id) FROM job_executions WHERE device_id = jd.device_id AND job_id = jd.job_id)
+         WHERE jd.device_id = ? AND j.account_id = ? AND j.id < ? ORDER BY j.id DESC LIMIT ?`,
+      )
+      .all(deviceId, this.accountId, beforeJobId, limit);
   }
 
   /** The uuid of the job's packet (the account's own or a vendor packet). */

@@ -618,6 +618,15 @@ CREATE TABLE login_failures (
 CREATE INDEX login_failures_last ON login_failures(last_at);
 `,
   },
+  {
+    version: 31,
+    name: 'job executions by last change (the console\'s job stream reads what changed in the last seconds, not every execution of a 50,000-device job); the device list sorted by serial number or creation time within an account pages by index',
+    sql: `
+CREATE INDEX job_executions_updated ON job_executions(job_id, updated_at);
+CREATE INDEX devices_account_serial ON devices(account_id, serial_number);
+CREATE INDEX devices_account_created ON devices(account_id, created_at);
+`,
+  },
 ];
 
 export function latestVersion(): number {

@@ -8,6 +8,7 @@ import { AccountEventLog } from './event-log.js';
 import { AccountEvents } from './events.js';
 import { AccountLeases } from './leases.js';
 import { AccountLicences } from './licences.js';
+import { AccountLive } from './live.js';
 
 /**
  * Every repository of one account, bound to its id. Request handlers only ever receive this scope
@@ -29,6 +30,8 @@ export class AccountScope {
   readonly deviceStatus: AccountDeviceStatus;
   /** The dashboard's aggregates. */
   readonly dashboard: AccountDashboard;
+  /** The console's live reads (counts, newest events). */
+  readonly live: AccountLive;
   /** The account's row id (`accounts.id`), not its public uuid. */
   readonly accountId: AccountRowId;
 
@@ -48,6 +51,7 @@ export class AccountScope {
     this.eventLog = new AccountEventLog(store, accountId);
     this.deviceStatus = new AccountDeviceStatus(store, accountId);
     this.dashboard = new AccountDashboard(store, accountId);
+    this.live = new AccountLive(store, accountId);
   }
 
   /** The account row itself. */

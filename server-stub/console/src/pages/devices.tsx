@@ -1,6 +1,575 @@
-import { Placeholder } from '../components/placeholder.js';
+/**
+ * Devices: the list (online status, admission, latest event; filters, sorting and cursor paging,
+ * all done by the server, so it stays fast at 50,000 devices) and one device's details (metadata
+ * editing, events, job history). Both follow the live stream: when the fleet's counts change or
+ * new events arrive, the page shown is read again, so routers coming online show without a reload.
+ */
+import { useCallback, useEffect, useRef, useState } from 'preact/hooks';
+import { api, ApiError } from '../api.js';
+import { errorText } from '../components/error-text.js';
+import { EventList, eventTitle } from '../components/event-list.js';
+import { Link } from '../components/link.js';
+import { formatDateTime, useT } from '../i18n.js';
+import { type FleetEvent, useLiveStream } from '../live.js';
 import type { PageProps } from '../router.js';
+import '../styles/fleet.css';
 
-export default function DevicesPage(_props: PageProps) {
-  return <Placeholder ns="devices" />;
+type Status = 'online' | 'unmanaged' | 'offline';
+type Admission = 'managed' | 'unmanaged' | 'rejected';
+
+interface Device {
+  uuid: string;
+  serialNumber: string;
+  name: string;
+  location: string;
+  model: string | null;
+  firmware: string | null;
+  latitude: number | null;
+  longitude: number | null;
+  reported: { model: string | null; firmware: string | null; position: { latitude: number; longitude: number; at: string } | null };
+  status: Status;
+  admission: Admission | null;
+  admissionReason: string | null;
+  connectedAt: string | null;
+  lastSeenAt: string | null;
+  createdAt: string;
+}
+
+interface DeviceJob {
+  jobUuid: string;
+  jobName: string;
+  jobState: string;
+  jobCreatedAt: string;
+  status: string;
+  result: string | null;
+  attempts: number;
+  state: string | null;
+  errorCode: string | null;
+  updatedAt: string | null;
+}
+
+interface Page<T> {
+  items: T[];
+  nextCursor: string | null;
+}
+
+const PAGE_SIZE = 50;
+/** Live changes read the shown page again at most this often (ms). */
+const LIVE_RELOAD_MS = 1_500;
+const SORTS = ['name', 'serialNumber', 'createdAt', 'lastSeenAt'] as const;
+
+interface Query {
+  text: string;
+  status: '' | Status;
+  admission: '' | Admission | 'none';
+  model: string;
+  firmware: string;
+  sort: (typeof SORTS)[number];
+  order: 'asc' | 'desc';
+}
+
+function queryFromLocation(): Query {
+  const p = new URLSearchParams(location.search);
+  const pick = <T extends string>(key: string, allowed: readonly T[], fallback: T): T => {
+    const v = p.get(key) as T | null;
+    return v !== null && allowed.includes(v) ? v : fallback;
+  };
+  return {
+    text: p.get('text') ?? '',
+    status: pick('status', ['', 'online', 'unmanaged', 'offline'], ''),
+    admission: pick('admission', ['', 'managed', 'unmanaged', 'rejected', 'none'], ''),
+    model: p.get('model') ?? '',
+    firmware: p.get('firmware') ?? '',
+    sort: pick('sort', SORTS, 'name'),
+    order: pick('order', ['asc', 'desc'], 'asc'),
+  };
+}
+
+function toSearch(q: Query): string {
+  const p = new URLSearchParams();
+  for (const [k, v] of Object.entries(q)) if (v !== '' && !(k === 'sort' && v === 'name') && !(k === 'order' && v === 'asc')) p.set(k, v);
+  const s = p.toString();
+  return s ? `?${s}` : '';
+}
+
+/** Calls `fn` at most once per `ms` (the last call wins); returns the throttled function. */
+function useThrottle(fn: () => void, ms: number): () => void {
+  const ref = useRef({ fn, timer: undefined as ReturnType<typeof setTimeout> | undefined });
+  ref.current.fn = fn;
+  useEffect(() => () => clearTimeout(ref.current.timer), []);
+  return useCallback(() => {
+    const r = ref.current;
+    r.timer ??= setTimeout(() => {
+      r.timer = undefined;
+      r.fn();
+    }, ms);
+  }, [ms]);
+}
+
+function StatusBadge(props: { status: Status }) {
+  const t = useT('fleet');
+  return <span class={`badge status-${props.status}`}>{t(`status.${props.status}`)}</span>;
+}
+
+function AdmissionBadge(props: { admission: Admission | null }) {
+  const t = useT('fleet');
+  const a = props.admission ?? 'none';
+  return <span class={`badge admission-${a}`}>{t(`admission.${a}`)}</span>;
+}
+
+function DeviceList() {
+  const t = useT('devices');
+  const tf = useT('fleet');
+  const [query, setQuery] = useState<Query>(queryFromLocation);
+  const [draft, setDraft] = useState<Query>(query);
+  const [cursors, setCursors] = useState<Array<string | undefined>>([undefined]);
+  const [page, setPage] = useState<Page<Device> | null>(null);
+  const [latest, setLatest] = useState<Map<string, FleetEvent>>(new Map());
+  const [error, setError] = useState<unknown>(null);
+  const pageIndex = cursors.length - 1;
+  const generation = useRef(0);
+
+  const load = useCallback(async () => {
+    const mine = ++generation.current;
+    const p = new URLSearchParams({ limit: String(PAGE_SIZE), sort: query.sort, order: query.order });
+    for (const k of ['text', 'status', 'admission', 'model', 'firmware'] as const) if (query[k] !== '') p.set(k, query[k]);
+    const cursor = cursors[pageIndex];
+    if (cursor) p.set('cursor', cursor);
+    try {
+      const result = await api.get<Page<Device>>(`/api/inventory/managed-devices?${p.toString()}`);
+      const uuids = result.items.map((d) => d.uuid);
+      const events = uuids.length
+        ? (await api.get<{ items: FleetEvent[] }>(`/api/events/latest?deviceUuids=${uuids.join(',')}`)).items
+        : [];
+      if (mine !== generation.current) return;
+      setPage(result);
+      setLatest(new Map(events.map((e) => [e.subject ?? '', e])));
+      setError(null);
+    } catch (err) {
+      if (mine !== generation.current) return;
+      if (err instanceof ApiError && err.code === 'SERVER_INVALID_CURSOR') setCursors([undefined]);
+      setError(err);
+    }
+  }, [query, cursors, pageIndex]);
+
+  useEffect(() => {
+    void load();
+  }, [load]);
+
+  const reload = useThrottle(() => void load(), LIVE_RELOAD_MS);
+  const first = useRef(true);
+  useLiveStream({
+    hello: () => (first.current ? (first.current = false) : reload()),
+    counts: () => reload(),
+    events: ({ snapshot }) => {
+      if (!snapshot) reload();
+    },
+  });
+
+  const apply = (q: Query) => {
+    setQuery(q);
+    setCursors([undefined]);
+    history.replaceState(null, '', `/devices${toSearch(q)}`);
+  };
+
+  const field = (key: 'text' | 'model' | 'firmware') => (
+    <label>
+      <span>{t(`filters.${key}`)}</span>
+      <input
+        name={key}
+        value={draft[key]}
+        placeholder={key === 'text' ? t('filters.textPlaceholder') : ''}
+        onInput={(e) => setDraft({ ...draft, [key]: (e.currentTarget as HTMLInputElement).value })}
+      />
+    </label>
+  );
+  const select = <K extends 'status' | 'admission'>(key: K, values: readonly string[], label: (v: string) => string) => (
+    <label>
+      <span>{t(`filters.${key}`)}</span>
+      <select
+        name={key}
+        value={draft[key]}
+        onChange={(e) => {
+          const next = { ...draft, [key]: (e.currentTarget as HTMLSelectElement).value } as Query;
+          setDraft(next);
+          apply(next);
+        }}
+      >
+        <option value="">{t('filters.any')}</option>
+        {values.map((v) => (
+          <option key={v} value={v}>
+            {label(v)}
+          </option>
+        ))}
+      </select>
+    </label>
+  );
+
+  return (
+    <section class="page devices">
+      <header class="page-header">
+        <h1>{t('title')}</h1>
+      </header>
+      <form
+        class="filters"
+        aria-label={t('filters.label')}
+        onSubmit={(e) => {
+          e.preventDefault();
+          apply(draft);
+        }}
+      >
+        {field('text')}
+        {select('status', ['online', 'unmanaged', 'offline'], (v) => tf(`status.${v}`))}
+        {select('admission', ['managed', 'unmanaged', 'rejected', 'none'], (v) => tf(`admission.${v}`))}
+        {field('model')}
+        {field('firmware')}
+        <label>
+          <span>{t('sort.label')}</span>
+          <select
+            name="sort"
+            value={`${draft.sort}:${draft.order}`}
+            onChange={(e) => {
+              const [sort, order] = (e.currentTarget as HTMLSelectElement).value.split(':') as [Query['sort'], Query['order']];
+              const next = { ...draft, sort, order };
+              setDraft(next);
+              apply(next);
+            }}
+          >
+            {SORTS.flatMap((s) =>
+              (['asc', 'desc'] as const).map((o) => (
+                <option key={`${s}:${o}`} value={`${s}:${o}`}>
+                  {t(`sort.${s}`)}
+                  {' '}
+                  (
+                  {t(`sort.${o}`)}
+                  )
+                </option>
+              )),
+            )}
+          </select>
+        </label>
+        <div class="filter-actions">
+          <button type="submit" class="primary">
+            {t('filters.apply')}
+          </button>
+          <button
+            type="button"
+            class="secondary"
+            onClick={() => {
+              const empty: Query = { text: '', status: '', admission: '', model: '', firmware: '', sort: 'name', order: 'asc' };
+              setDraft(empty);
+              apply(empty);
+            }}
+          >
+            {t('filters.clear')}
+          </button>
+        </div>
+      </form>
+      {error ? <p class="error" role="alert">{errorText(t, error)}</p> : null}
+      <div class="table-wrap">
+        <table class="device-table" data-testid="device-table">
+          <thead>
+            <tr>
+              <th>{t('columns.name')}</th>
+              <th>{t('columns.serialNumber')}</th>
+              <th>{t('columns.status')}</th>
+              <th>{t('columns.admission')}</th>
+              <th>{t('columns.model')}</th>
+              <th>{t('columns.firmware')}</th>
+              <th>{t('columns.lastSeen')}</th>
+              <th>{t('columns.latestEvent')}</th>
+            </tr>
+          </thead>
+          <tbody>
+            {page?.items.map((d) => {
+              const e = latest.get(d.uuid);
+              return (
+                <tr key={d.uuid} data-serial={d.serialNumber} data-status={d.status} data-admission={d.admission ?? 'none'}>
+                  <td>
+                    <Link href={`/devices/${d.uuid}`} class="device-name">
+                      {d.name || t('unnamed')}
+                    </Link>
+                  </td>
+                  <td class="mono">{d.serialNumber}</td>
+                  <td>
+                    <StatusBadge status={d.status} />
+                  </td>
+                  <td>
+                    <AdmissionBadge admission={d.admission} />
+                  </td>
+                  <td>{d.reported.model ?? d.model ?? ''}</td>
+                  <td>{d.reported.firmware ?? d.firmware ?? ''}</td>
+                  <td>{d.lastSeenAt ? formatDateTime(d.lastSeenAt) : t('never')}</td>
+                  <td>{e ? `${eventTitle(tf, e)} · ${formatDateTime(e.at)}` : ''}</td>
+                </tr>
+              );
+            })}
+          </tbody>
+        </table>
+        {page && page.items.length === 0 ? <p class="muted">{t('empty')}</p> : null}
+      </div>
+      <nav class="paging">
+        <button type="button" class="secondary" disabled={pageIndex === 0} onClick={() => setCursors(cursors.slice(0, -1))}>
+          {t('paging.previous')}
+        </button>
+        <span>{t('paging.page', { page: pageIndex + 1 })}</span>
+        <button
+          type="button"
+          class="secondary"
+          disabled={!page?.nextCursor}
+          onClick={() => page?.nextCursor && setCursors([...cursors, page.nextCursor])}
+        >
+          {t('paging.next')}
+        </button>
+      </nav>
+    </section>
+  );
+}
+
+interface Draft {
+  name: string;
+  location: string;
+  model: string;
+  firmware: string;
+  latitude: string;
+  longitude: string;
+}
+
+const draftOf = (d: Device): Draft => ({
+  name: d.name,
+  location: d.location,
+  model: d.model ?? '',
+  firmware: d.firmware ?? '',
+  latitude: d.latitude === null ? '' : String(d.latitude),
+  longitude: d.longitude === null ? '' : String(d.longitude),
+});
+
+function DeviceDetails(props: { uuid: string }) {
+  const t = useT('devices');
+  const tf = useT('fleet');
+  const [device, setDevice] = useState<Device | null>(null);
+  const [events, setEvents] = useState<FleetEvent[]>([]);
+  const [jobs, setJobs] = useState<DeviceJob[]>([]);
+  const [draft, setDraft] = useState<Draft | null>(null);
+  const [error, setError] = useState<unknown>(null);
+  const [saveState, setSaveState] = useState<{ saving: boolean; saved: boolean; error: unknown }>({ saving: false, saved: false, error: null });
+
+  const load = useCallback(
+    async (withDraft: boolean) => {
+      try {
+        const [d, ev, jb] = await Promise.all([
+          api.get<Device>(`/api/inventory/managed-devices/${props.uuid}`),
+          api.get<Page<FleetEvent>>(`/api/events?deviceUuid=${props.uuid}&limit=20`),
+          api.get<Page<DeviceJob>>(`/api/inventory/managed-devices/${props.uuid}/jobs?limit=20`),
+        ]);
+        setDevice(d);
+        setEvents(ev.items);
+        setJobs(jb.items);
+        if (withDraft) setDraft(draftOf(d));
+        setError(null);
+      } catch (err) {
+        setError(err);
+      }
+    },
+    [props.uuid],
+  );
+
+  useEffect(() => {
+    void load(true);
+  }, [load]);
+
+  const reload = useThrottle(() => void load(false), LIVE_RELOAD_MS);
+  useLiveStream({
+    counts: () => reload(),
+    events: ({ items, snapshot }) => {
+      if (!snapshot && items.some((e) => e.subject === props.uuid)) reload();
+    },
+  });
+
+  const save = async (e: Event) => {
+    e.preventDefault();
+    if (!device || !draft) return;
+    const body: Record<string, unknown> = {};
+    const orig = draftOf(device);
+    if (draft.name !== orig.name) body['name'] = draft.name;
+    if (draft.location !== orig.location) body['location'] = draft.location;
+    if (draft.model !== orig.model) body['model'] = draft.model.trim() === '' ? null : draft.model.trim();
+    if (draft.firmware !== orig.firmware) body['firmware'] = draft.firmware.trim() === '' ? null : draft.firmware.trim();
+    if (draft.latitude !== orig.latitude || draft.longitude !== orig.longitude) {
+      const lat = draft.latitude.trim();
+      const lon = draft.longitude.trim();
+      body['latitude'] = lat === '' ? null : Number(lat.replace(',', '.'));
+      body['longitude'] = lon === '' ? null : Number(lon.replace(',', '.'));
+    }
+    setSaveState({ saving: true, saved: false, error: null });
+    try {
+      const updated = await api.patch<Device>(`/api/inventory/managed-devices/${props.uuid}`, body);
+      setDevice(updated);
+      setDraft(draftOf(updated));
+      setSaveState({ saving: false, saved: true, error: null });
+    } catch (err) {
+      setSaveState({ saving: false, saved: false, error: err });
+    }
+  };
+
+  const input = (key: keyof Draft) => (
+    <label>
+      <span>{t(`details.${key}`)}</span>
+      <input
+        name={key}
+        inputMode={key === 'latitude' || key === 'longitude' ? 'decimal' : undefined}
+        value={draft?.[key] ?? ''}
+        onInput={(e) => {
+          if (draft) setDraft({ ...draft, [key]: (e.currentTarget as HTMLInputElement).value });
+          setSaveState((s) => ({ ...s, saved: false }));
+        }}
+      />
+    </label>
+  );
+
+  if (error && !device) {
+    return (
+      <section class="page device">
+        <p>
+          <Link href="/devices">
+            {`← ${t('back')}`}
+          </Link>
+        </p>
+        <p class="error" role="alert">
+          {errorText(t, error)}
+        </p>
+      </section>
+    );
+  }
+  if (!device) return <div class="loading" aria-busy="true" />;
+  const pos = device.reported.position;
+  return (
+    <section class="page device">
+      <p>
+        <Link href="/devices">
+          {`← ${t('back')}`}
+        </Link>
+      </p>
+      <header class="page-header">
+        <h1 data-testid="device-title">{device.name || device.serialNumber}</h1>
+        <StatusBadge status={device.status} />
+        <AdmissionBadge admission={device.admission} />
+      </header>
+      {error ? <p class="error" role="alert">{errorText(t, error)}</p> : null}
+      <div class="detail-grid">
+        <section class="panel">
+          <h2>{t('details.overview')}</h2>
+          <dl class="facts">
+            <dt>{t('details.serialNumber')}</dt>
+            <dd class="mono">{device.serialNumber}</dd>
+            <dt>{t('details.status')}</dt>
+            <dd data-testid="device-status">{tf(`status.${device.status}`)}</dd>
+            <dt>{t('details.admission')}</dt>
+            <dd>{tf(`admission.${device.admission ?? 'none'}`)}</dd>
+            {device.admissionReason ? (
+              <>
+                <dt>{t('details.admissionReason')}</dt>
+                <dd class="mono">{device.admissionReason}</dd>
+              </>
+            ) : null}
+            <dt>{t('details.connectedAt')}</dt>
+            <dd>{device.status === 'offline' ? '–' : formatDateTime(device.connectedAt)}</dd>
+            <dt>{t('details.lastSeenAt')}</dt>
+            <dd>{device.lastSeenAt ? formatDateTime(device.lastSeenAt) : t('never')}</dd>
+            <dt>{t('details.createdAt')}</dt>
+            <dd>{formatDateTime(device.createdAt)}</dd>
+            <dt>{t('details.reportedModel')}</dt>
+            <dd>{device.reported.model ?? '–'}</dd>
+            <dt>{t('details.reportedFirmware')}</dt>
+            <dd>{device.reported.firmware ?? '–'}</dd>
+            <dt>{t('details.reportedPosition')}</dt>
+            <dd>{pos ? `${pos.latitude.toFixed(4)}, ${pos.longitude.toFixed(4)}` : '–'}</dd>
+          </dl>
+        </section>
+        <section class="panel">
+          <h2>{t('details.metadata')}</h2>
+          <form class="stacked" onSubmit={(e) => void save(e)} data-testid="metadata-form">
+            {input('name')}
+            {input('location')}
+            {input('model')}
+            {input('firmware')}
+            {input('latitude')}
+            {input('longitude')}
+            <div class="form-actions">
+              <button type="submit" class="primary" disabled={saveState.saving}>
+                {t('details.save')}
+              </button>
+              {saveState.saved ? (
+                <span class="success" role="status">
+                  {t('details.saved')}
+                </span>
+              ) : null}
+              {saveState.error ? (
+                <span class="error" role="alert">
+                  {errorText(t, saveState.error)}
+                </span>
+              ) : null}
+            </div>
+          </form>
+        </section>
+        <section class="panel wide">
+          <h2>{t('details.events')}</h2>
+          <EventList events={events} showDevice={false} testId="device-events" />
+        </section>
+        <section class="panel wide">
+          <h2>{t('details.jobs')}</h2>
+          {jobs.length === 0 ? (
+            <p class="muted">{t('details.noJobs')}</p>
+          ) : (
+            <table data-testid="device-jobs">
+              <thead>
+                <tr>
+                  <th>{t('details.job')}</th>
+                  <th>{t('details.jobState')}</th>
+                  <th>{t('details.result')}</th>
+                  <th>{t('details.state')}</th>
+                  <th>{t('details.attempts')}</th>
+                  <th>{t('details.updatedAt')}</th>
+                </tr>
+              </thead>
+              <tbody>
+                {jobs.map((j) => (
+                  <tr key={j.jobUuid}>
+                    <td>
+                      <Link href={`/jobs/${j.jobUuid}`}>{j.jobName || j.jobUuid.slice(0, 8)}</Link>
+                    </td>
+                    <td>{tf(`jobState.${j.jobState}`, { defaultValue: j.jobState })}</td>
+                    <td>
+                      {j.result
+                        ? tf(`execution.${j.result.replace('-', '_')}`, { defaultValue: j.result })
+                        : tf(`jobDeviceStatus.${j.status}`, { defaultValue: j.status })}
+                    </td>
+                    <td>
+                      {j.state ? tf(`execution.${j.state.replace('-', '_')}`, { defaultValue: j.state }) : '–'}
+                      {j.errorCode ? (
+                        <span class="mono">
+                          {' '}
+                          (
+                          {j.errorCode}
+                          )
+                        </span>
+                      ) : null}
+                    </td>
+                    <td>{j.attempts}</td>
+                    <td>{formatDateTime(j.updatedAt ?? j.jobCreatedAt)}</td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          )}
+        </section>
+      </div>
+    </section>
+  );
+}
+
+export default function DevicesPage(props: PageProps) {
+  const rest = props.path.replace(/^\/devices\/?/, '');
+  if (rest !== '') return <DeviceDetails key={rest} uuid={decodeURIComponent(rest.split('/')[0]!)} />;
+  return <DeviceList />;
 }

@@ -1,0 +1,125 @@
+import type { Store } from './database.js';
+import { type EventLogRow, EVENT_LOG_COLUMNS } from './event-log.js';
+
+/**
+ * The reads behind the console's live streams (console/stream.ts). Each one is small and indexed,
+ * because it runs once a second for as long as an operator has the page open; in cluster mode
+ * every process runs its own, so they read only what the store holds, never in-process state.
+ */
+
+/** Device counts of one account, as the dashboard's tiles show them. */
+export interface FleetCounts {
+  total: number;
+  /** Connected and holding a licence seat. */
+  online: number;
+  /** Connected beyond the licence limit. */
+  unmanaged: number;
+  /** Not connected (rejected devices included). */
+  offline: number;
+  /** Devices whose last hello was rejected for want of a licence. */
+  rejected: number;
+}
+
+/** One execution of a job with its device, as the job's device list shows it. */
+export interface JobDeviceChangeRow {
+  exec_id: number;
+  exec_uuid: string;
+  device_uuid: string;
+  serial_number: string;
+  name: string;
+  admission: string | null;
+  status: string;
+  result: string | null;
+  attempts: number;
+  state: string;
+  percent: number | null;
+  error_code: string | null;
+  error_message: string | null;
+  cancel_requested: number;
+  updated_at: number;
+}
+
+/** Account-wide reads: counts and the newest events. Every statement carries `account_id = ?`. */
+export class AccountLive {
+  constructor(
+    private readonly store: Store,
+    readonly accountId: number,
+  ) {}
+
+  /** One pass over the covering index devices_account_status (account_id, online, admission). */
+  fleetCounts(): FleetCounts {
+    const r = this.store
+      .stmt<{ total: number; online: number; unmanaged: number; rejected: number }>(
+        `SELECT COUNT(*) AS total,
+           COALESCE(SUM(online = 1 AND admission = 'managed'), 0) AS online,
+           COALESCE(SUM(online = 1 AND admission = 'unmanaged'), 0) AS unmanaged,
+           COALESCE(SUM(admission = 'rejected'), 0) AS rejected
+         FROM devices WHERE account_id = ?`,
+      )
+      .get(this.accountId)!;
+    return { ...r, offline: r.total - r.online - r.unmanaged };
+  }
+
+  /** Id of the account's newest event (0 when it has none). */
+  lastEventId(): number {
+    return (
+      this.store
+        .stmt<{ id: number | null }>('SELECT MAX(id) AS id FROM account_events WHERE account_id = ?')
+        .get(this.accountId)?.id ?? 0
+    );
+  }
+
+  /** The newest event of each device (by uuid; devices without events are left out). */
+  latestEvents(deviceUuids: readonly string[]): EventLogRow[] {
+    const one = this.store.stmt<EventLogRow>(
+      `SELECT ${EVENT_LOG_COLUMNS} FROM account_events WHERE account_id = ? AND subject = ? ORDER BY id DESC LIMIT 1`,
+    );
+    return this.store.read(() =>
+      deviceUuids.map((u) => one.get(this.accountId, u)).filter((r): r is EventLogRow => r !== undefined),
+    );
+  }
+
+  /** Events after `afterId`, oldest first, at most `limit` (the newest ones when there are more). */
+  eventsAfter(afterId: number, limit: number): EventLogRow[] {
+    return this.store
+      .stmt<EventLogRow>(
+        `SELECT * FROM (SELECT ${EVENT_LOG_COLUMNS} FROM account_events
+           WHERE account_id = ? AND id > ? ORDER BY id DESC LIMIT ?) ORDER BY id`,
+      )
+      .all(this.accountId, afterId, limit);
+  }
+}
+
+const JOB_DEVICE_CHANGE = `SELECT e.id AS exec_id, e.uuid AS exec_uuid, d.uuid AS device_uuid, d.serial_number, d.name,
+    d.admission, jd.status, jd.result, jd.attempts, e.state, e.percent, e.error_code, e.error_message,
+    e.cancel_requested, e.updated_at
+  FROM job_executions e
+  JOIN devices d ON d.id = e.device_id
+  JOIN job_devices jd ON jd.job_id = e.job_id AND jd.device_id = e.device_id`;
+
+/** Reads of one job's executions (the job id comes from a job the caller's account owns). */
+export class JobLive {
+  constructor(private readonly store: Store) {}
+
+  /** The newest `updated_at` of the job's executions (0 when it has none). */
+  lastChange(jobId: number): number {
+    return (
+      this.store
+        .stmt<{ at: number | null }>('SELECT MAX(updated_at) AS at FROM job_executions WHERE job_id = ?')
+        .get(jobId)?.at ?? 0
+    );
+  }
+
+  /**
+   * The job's executions changed after (`at`, `id`) in (updated_at, id) order, at most `limit`
+   * (ms of the writers' clock): a range scan of job_executions_updated (job_id, updated_at).
+   */
+  changedAfter(jobId: number, at: number, id: number, limit: number): JobDeviceChangeRow[] {
+    return this.store
+      .stmt<JobDeviceChangeRow>(
+        `${JOB_DEVICE_CHANGE} WHERE e.job_id = ? AND e.updated_at >= ? AND (e.updated_at > ? OR e.id > ?)
+         ORDER BY e.updated_at, e.id LIMIT ?`,
+      )
+      .all(jobId, at, at, id, limit);
+  }
+}

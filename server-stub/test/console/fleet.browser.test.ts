@@ -1,0 +1,174 @@
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { type FleetHandle, fleetToCsv, generateFleet, provisionFleet, RestClient, startFleet } from '@router-fleet/simulator';
+import type { Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { removeTempDirs, type Tenant } from '../helpers/setup.js';
+import { type ConsolePage, type ConsoleWorld, flatten, startConsoleWorld } from './harness.js';
+
+/**
+ * The Dashboard and Devices pages against a simulated fleet: 30 routers (each the real agent
+ * core) connect to the test's server, which has seats for 25. Pages opened before the fleet
+ * starts show the routers online (and 5 rejected) as they come, without a reload. One router is
+ * named like an HTML injection; it must show as text.
+ */
+const ROUTERS = 30;
+const SEATS = 25; // one basic-25 licence
+const XSS = '<img src=x onerror=alert(1)>';
+const LIVE_WAIT = 60_000;
+
+const locale = (lang: string, ns: string) =>
+  flatten(JSON.parse(readFileSync(new URL(`../../console/src/locales/${lang}/${ns}.json`, import.meta.url), 'utf8')));
+
+/** English texts of the pages' namespaces that differ in German (German has every key). */
+function englishOnly(namespaces: readonly string[]): Set<string> {
+  const out = new Set<string>();
+  for (const ns of namespaces) {
+    const en = locale('en', ns);
+    const de = locale('de', ns);
+    for (const [key, text] of en) {
+      expect(de.has(key), `de/${ns}.json lacks ${key}`).toBe(true);
+      if (de.get(key) !== text && !text.includes('{{')) out.add(text);
+    }
+    for (const key of de.keys()) expect(en.has(key), `en/${ns}.json lacks ${key}`).toBe(true);
+  }
+  return out;
+}
+
+/** Lines of the page's main area that are English-only texts. */
+async function englishLines(page: Page): Promise<string[]> {
+  const english = englishOnly(['dashboard', 'devices', 'fleet']);
+  const text = await page.locator('main').innerText();
+  return text.split('\n').map((l) => l.trim()).filter((l) => english.has(l));
+}
+
+let w: ConsoleWorld;
+let tenant: Tenant;
+let fleet: FleetHandle | undefined;
+let fleetDir: string;
+let xssUuid: string;
+const dialogs: string[] = [];
+
+beforeAll(async () => {
+  w = await startConsoleWorld({ sessionTtlSec: 3600 });
+  tenant = await w.newTenant('Fleet Works GmbH');
+  w.licences(tenant, 'basic-25', 1);
+  const rest = new RestClient({ server: w.baseUrl });
+  const token = await rest.login(tenant.username, tenant.password);
+  fleetDir = mkdtempSync(join(tmpdir(), 'console-fleet-'));
+  writeFileSync(join(fleetDir, 'fleet.csv'), fleetToCsv(generateFleet({ devices: ROUTERS, seed: 7, customFields: false })));
+  const provisioned = await provisionFleet({ server: w.baseUrl, token, fleetCsv: join(fleetDir, 'fleet.csv'), outDir: fleetDir });
+  expect(provisioned).toMatchObject({ imported: ROUTERS, failed: 0 });
+  const [first] = tenant.scope.devices.list({ filter: {}, sort: 'serialNumber', desc: false, limit: 1 });
+  xssUuid = first!.uuid;
+  w.services.devices.update(tenant.scope, xssUuid, { name: XSS });
+}, 180_000);
+
+afterAll(async () => {
+  await fleet?.stop().catch(() => undefined);
+  await w?.closeAll();
+  if (fleetDir) rmSync(fleetDir, { recursive: true, force: true });
+  removeTempDirs();
+}, 60_000);
+
+async function open(path: string): Promise<ConsolePage> {
+  const cp = await w.newPage();
+  cp.page.on('dialog', (d) => {
+    dialogs.push(d.message());
+    void d.dismiss();
+  });
+  await cp.page.goto(`${w.baseUrl}${path}`);
+  await w.login(cp.page, tenant);
+  // Survives only as long as the page is not reloaded.
+  await cp.page.evaluate(() => {
+    (window as unknown as { __noReload: boolean }).__noReload = true;
+  });
+  return cp;
+}
+
+const notReloaded = (page: Page) => page.evaluate(() => (window as unknown as { __noReload?: boolean }).__noReload === true);
+const rows = (page: Page, selector = '') => page.locator(`[data-testid="device-table"] tbody tr${selector}`);
+
+describe('Dashboard and Devices with a simulated fleet', () => {
+  it('show routers coming online and the ones rejected for want of licences, live, without a reload', async () => {
+    const dashboard = await open('/');
+    await expect.poll(() => dashboard.page.locator('[data-testid="count-total"]').innerText()).toBe(String(ROUTERS));
+    expect(await dashboard.page.locator('[data-testid="count-online"]').innerText()).toBe('0');
+    const devices = await open('/devices');
+    await expect.poll(() => rows(devices.page).count()).toBe(ROUTERS);
+    expect(await rows(devices.page, '[data-status="online"]').count()).toBe(0);
+
+    fleet = await startFleet({ profiles: fleetDir, devices: ROUTERS, rate: 50, processes: 0, behaviour: 'ideal', seed: 7 });
+    await fleet.waitFor((s) => s.managed === SEATS && s.rejected + s.backingOff >= ROUTERS - SEATS, LIVE_WAIT);
+
+    const poll = { timeout: LIVE_WAIT, interval: 250 };
+    await expect.poll(() => dashboard.page.locator('[data-testid="count-online"]').innerText(), poll).toBe(String(SEATS));
+    await expect.poll(() => dashboard.page.locator('[data-testid="count-rejected"]').innerText(), poll).toBe(String(ROUTERS - SEATS));
+    await expect.poll(() => rows(devices.page, '[data-status="online"]').count(), poll).toBe(SEATS);
+    await expect.poll(() => rows(devices.page, '[data-admission="rejected"]').count(), poll).toBe(ROUTERS - SEATS);
+    expect(await notReloaded(dashboard.page)).toBe(true);
+    expect(await notReloaded(devices.page)).toBe(true);
+
+    // The charts and the map follow (read again after the counts changed).
+    await expect.poll(() => dashboard.page.locator('[data-testid="firmware-chart"]').count(), poll).toBe(1);
+    await expect.poll(() => dashboard.page.locator('[data-testid="world-map"]').getAttribute('aria-label'), poll).toMatch(/30 routers/);
+    await w.screenshot(dashboard.page, 'dashboard');
+
+    // The router named like markup shows as text; no element and no dialog came of it.
+    const xssRow = devices.page.locator('[data-testid="device-table"] tbody tr a.device-name', { hasText: XSS });
+    await expect.poll(() => xssRow.count()).toBe(1);
+    expect(await xssRow.innerText()).toBe(XSS);
+    expect(await devices.page.locator('[data-testid="device-table"] img').count()).toBe(0);
+
+    // Filters are done by the server: the rejected ones.
+    await devices.page.locator('select[name="admission"]').selectOption('rejected');
+    await expect.poll(() => rows(devices.page).count(), poll).toBe(ROUTERS - SEATS);
+    expect(await rows(devices.page, '[data-admission="rejected"]').count()).toBe(ROUTERS - SEATS);
+    expect(devices.page.url()).toContain('admission=rejected');
+    await w.screenshot(devices.page, 'devices-rejected');
+    await devices.page.locator('select[name="admission"]').selectOption('');
+    await expect.poll(() => rows(devices.page).count(), poll).toBe(ROUTERS);
+    await w.screenshot(devices.page, 'devices');
+
+    for (const cp of [dashboard, devices]) {
+      expect(cp.pageErrors).toEqual([]);
+      expect(await cp.cspViolations()).toEqual([]);
+    }
+    expect(dialogs).toEqual([]);
+  }, 180_000);
+
+  it('device details: metadata editing, events and job history; the injected name stays text', async () => {
+    const { page, pageErrors, cspViolations } = await open(`/devices/${xssUuid}`);
+    await expect.poll(() => page.locator('[data-testid="device-title"]').innerText()).toBe(XSS);
+    expect(await page.locator('main img').count()).toBe(0);
+    await page.locator('input[name="location"]').fill('Pumpwerk Nord <b>3</b>');
+    await page.locator('input[name="latitude"]').fill('49.0134');
+    await page.locator('input[name="longitude"]').fill('12.1016');
+    await page.locator('[data-testid="metadata-form"] button[type="submit"]').click();
+    await expect.poll(() => page.locator('[data-testid="metadata-form"] [role="status"]').innerText()).toBe('Saved.');
+    const saved = tenant.scope.devices.byUuid(xssUuid);
+    expect(saved).toMatchObject({ location: 'Pumpwerk Nord <b>3</b>', latitude: 49.0134, longitude: 12.1016, name: XSS });
+    await expect.poll(() => page.locator('h2', { hasText: 'Job history' }).count()).toBe(1);
+    await w.screenshot(page, 'device');
+
+    // German: the same page, every label translated.
+    await page.locator('select[data-testid="language"]').selectOption('de');
+    await expect.poll(() => page.locator('h2', { hasText: 'Auftragsverlauf' }).count()).toBe(1);
+    expect(await englishLines(page)).toEqual([]);
+    await w.screenshot(page, 'device-de');
+    for (const [href, heading] of [
+      ['/devices', 'Geräte'],
+      ['/', 'Übersicht'],
+    ] as const) {
+      await page.locator(`nav.sidebar a[href="${href}"]`).click();
+      await expect.poll(() => page.locator('main h1').innerText()).toBe(heading);
+      await expect.poll(() => page.locator('main').innerText()).toMatch(/Online/);
+      expect(await englishLines(page), href).toEqual([]);
+    }
+    await w.screenshot(page, 'dashboard-de');
+    expect(pageErrors).toEqual([]);
+    expect(await cspViolations()).toEqual([]);
+    expect(dialogs).toEqual([]);
+  }, 120_000);
+});
