@@ -65,7 +65,7 @@ function englishOnly(namespaces: readonly string[]): Set<string> {
 async function englishLines(page: Page): Promise<string[]> {
   const english = englishOnly(['jobs', 'fleet', 'common']);
   const text = await page.locator('body').innerText();
-  return text.split('\n').map((l) => l.trim()).filter((l) => english.has(l));
+  return text.split(/[\n\t]/).map((l) => l.trim()).filter((l) => english.has(l));
 }
 
 let w: ConsoleWorld;
@@ -242,6 +242,15 @@ describe('Update jobs with a simulated fleet', () => {
     await page.locator('select[data-testid="language"]').selectOption('de');
     await expect.poll(() => page.locator('main h1').innerText()).toBe('Neuer Update-Auftrag');
     await page.locator('select[name="packetUuid"]').selectOption(packetUuid);
+    // One device: found by the server as the operator types (serial number, name or location).
+    await page.locator('input[name="target"][value="device"]').check();
+    await page.locator('input[name="deviceSearch"]').fill(devices[3]!.serial_number);
+    await expect.poll(() => page.locator('select[name="deviceUuid"] option').allInnerTexts()).toEqual([`${devices[3]!.name} (${devices[3]!.serial_number})`]);
+    expect(await page.locator('select[name="deviceUuid"]').inputValue()).toBe(devices[3]!.uuid);
+    await page.locator('input[name="deviceSearch"]').fill('no such router');
+    await expect.poll(() => page.locator('select[name="deviceUuid"] option').allInnerTexts()).toEqual(['Kein Gerät passt']);
+    await page.locator('[data-testid="job-create"]').click();
+    await expect.poll(() => page.locator('[data-testid="job-form-error"]').innerText()).toBe('Gerät: bitte ausfüllen.');
     await page.locator('input[name="target"][value="group"]').check();
     await expect.poll(() => page.locator('select[name="groupUuid"] option').allInnerTexts()).toContain('Pumpwerke <Nord> (10 Geräte)');
     await page.locator('select[name="groupUuid"]').selectOption(group.uuid);

@@ -24,14 +24,15 @@ import {
   targetText,
 } from '../components/job-parts.js';
 import { Link } from '../components/link.js';
-import { formatDateTime, useT } from '../i18n.js';
+import { currentLanguage, formatDateTime, useT } from '../i18n.js';
 import { useLiveStream } from '../live.js';
 import { useSession } from '../session.js';
 
 const PAGE_SIZE = 25;
 
 type Action = 'pause' | 'resume' | 'cancel';
-type Message = { kind: 'success' | 'error'; text: string } | null;
+/** What the last action did, in the language of that moment (left out after a switch). */
+type Message = { kind: 'success' | 'error'; text: string; language: string } | null;
 
 function Count(props: { id: string; value: number; label: string; tone?: string }) {
   const number = new Intl.NumberFormat(document.documentElement.lang || 'en');
@@ -233,10 +234,10 @@ export default function JobDetail(props: { uuid: string }) {
       const j = await api.post<Job>(`/api/jobs/${props.uuid}/${action}`);
       stateRef.current = j.state;
       setJob(j);
-      setMessage({ kind: 'success', text: t(`actions.${action}Done`) });
+      setMessage({ kind: 'success', text: t(`actions.${action}Done`), language: currentLanguage() });
       void loadRows();
     } catch (err) {
-      setMessage({ kind: 'error', text: errorText(t, err) });
+      setMessage({ kind: 'error', text: errorText(t, err), language: currentLanguage() });
       await loadJob();
     } finally {
       setBusy(false);
@@ -335,7 +336,7 @@ export default function JobDetail(props: { uuid: string }) {
             )}
           </div>
         ) : null}
-        {message ? (
+        {message && message.language === currentLanguage() ? (
           <p class={message.kind} role={message.kind === 'error' ? 'alert' : 'status'} data-testid="job-message">
             {message.text}
           </p>

@@ -10,7 +10,7 @@ import { api } from '../api.js';
 import { errorText } from '../components/error-text.js';
 import type { Job, Page } from '../components/job-parts.js';
 import { Link } from '../components/link.js';
-import { formatDateTime, useT } from '../i18n.js';
+import { currentLanguage, formatDateTime, useT } from '../i18n.js';
 import { navigate } from '../router.js';
 
 interface Packet {
@@ -220,7 +220,8 @@ export default function JobNew() {
   const [search, setSearch] = useState('');
   const [hits, setHits] = useState<DeviceHit[]>([]);
   const [loadError, setLoadError] = useState<unknown>(null);
-  const [error, setError] = useState<{ field: string | null; text: string } | null>(null);
+  /** The refusal of the last submit, in the language of that moment (left out after a switch). */
+  const [error, setError] = useState<{ field: string | null; text: string; language: string } | null>(null);
   const [busy, setBusy] = useState(false);
   const searchSeq = useRef(0);
 
@@ -274,7 +275,7 @@ export default function JobNew() {
       body = jobBody(form);
     } catch (err) {
       if (err instanceof FieldError) {
-        setError({ field: err.field, text: t(`form.invalid.${err.key}`, { field: t(`form.fields.${err.field}`), ...err.values }) });
+        setError({ field: err.field, text: t(`form.invalid.${err.key}`, { field: t(`form.fields.${err.field}`), ...err.values }), language: currentLanguage() });
         return;
       }
       throw err;
@@ -285,7 +286,7 @@ export default function JobNew() {
       const job = await api.post<Job>('/api/jobs', body);
       navigate(`/jobs/${job.uuid}`);
     } catch (err) {
-      setError({ field: null, text: errorText(t, err) });
+      setError({ field: null, text: errorText(t, err), language: currentLanguage() });
     } finally {
       setBusy(false);
     }
@@ -467,7 +468,7 @@ export default function JobNew() {
             {form.window !== 'none' ? <p class="muted small">{t('form.windowUtc')}</p> : null}
           </fieldset>
 
-          {error ? (
+          {error && error.language === currentLanguage() ? (
             <p class="error" role="alert" data-testid="job-form-error">
               {error.text}
             </p>
