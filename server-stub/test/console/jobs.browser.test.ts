@@ -15,7 +15,7 @@ import {
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { removeTempDirs, type Tenant } from '../helpers/setup.js';
-import { type ConsolePage, type ConsoleWorld, flatten, startConsoleWorld } from './harness.js';
+import { type ConsolePage, type ConsoleWorld, flatten, poll, startConsoleWorld } from './harness.js';
 
 /**
  * The Update jobs page against a simulated fleet: 30 routers (each the real agent core) connected
@@ -115,21 +115,21 @@ async function open(path: string): Promise<ConsolePage> {
 const notReloaded = (page: Page) => page.evaluate(() => (window as unknown as { __noReload?: boolean }).__noReload === true);
 const jobState = (page: Page) => page.locator('header [data-testid="job-state"]').getAttribute('data-state');
 const count = (page: Page, id: string) => page.locator(`[data-testid="job-count-${id}"]`).innerText();
-const poll = { timeout: LIVE_WAIT, interval: 250 };
+const live = { timeout: LIVE_WAIT, interval: 250 };
 
 describe('Update jobs with a simulated fleet', () => {
   it('creates a job in the form, pauses and resumes it, and follows it live to 100 % with per-device error codes', async () => {
     const packetUuid = await buildFirmwarePacket(rest, { firmwareVersion: '99.0.0', sizeBytes: 16 * 1024, name: 'Router firmware 99.0.0' });
     const { page, pageErrors, cspViolations } = await open('/jobs');
-    await expect.poll(() => page.locator('main .notice').innerText()).toBe('No update jobs yet.');
+    await poll(() => page.locator('main .notice').innerText()).toBe('No update jobs yet.');
     await page.locator('a', { hasText: 'New job' }).click();
     await page.waitForURL(`${w.baseUrl}/jobs/new`);
-    await expect.poll(() => page.locator('select[name="packetUuid"]').inputValue()).toBe(packetUuid);
+    await poll(() => page.locator('select[name="packetUuid"]').inputValue()).toBe(packetUuid);
 
     // What the form refuses before asking the server.
     await page.locator('input[name="waves"]').fill('50, 20');
     await page.locator('[data-testid="job-create"]').click();
-    await expect.poll(() => page.locator('[data-testid="job-form-error"]').innerText()).toContain('ascending percentages');
+    await poll(() => page.locator('[data-testid="job-form-error"]').innerText()).toContain('ascending percentages');
     expect(page.url()).toBe(`${w.baseUrl}/jobs/new`);
 
     await page.locator('input[name="name"]').fill('Firmware 99 to everyone');
@@ -151,17 +151,17 @@ describe('Update jobs with a simulated fleet', () => {
     expect(job).toMatchObject({ name: 'Firmware 99 to everyone', state: 'running' });
     expect(JSON.parse(job.options)).toMatchObject({ maxConcurrent: 4, waves: [50, 100], timeoutSec: 900, abort: { failurePercent: 90, minFailures: 25 } });
     expect(JSON.parse(job.target_summary!)).toEqual({ all: true, groupUuids: [], deviceCount: 0 });
-    await expect.poll(() => page.locator('[data-testid="job-title"]').innerText()).toBe('Firmware 99 to everyone');
-    await expect.poll(() => page.locator('[data-testid="live-badge"]').innerText()).toBe('Live');
+    await poll(() => page.locator('[data-testid="job-title"]').innerText()).toBe('Firmware 99 to everyone');
+    await poll(() => page.locator('[data-testid="live-badge"]').innerText()).toBe('Live');
     expect(await page.locator('[data-testid="job-options"]').innerText()).toMatch(/At most at once\s+4/);
 
     // Pause: no new routers start; the page shows the state the server answered.
     await page.locator('[data-testid="job-pause"]').click();
-    await expect.poll(() => jobState(page)).toBe('paused');
+    await poll(() => jobState(page)).toBe('paused');
     expect(w.services.jobs.repo(tenant.scope).byUuid(jobUuid)!.state).toBe('paused');
     expect(await page.locator('[data-testid="job-message"]').innerText()).toContain('The job is paused');
     await page.locator('[data-testid="job-resume"]').click();
-    await expect.poll(() => jobState(page)).toBe('running');
+    await poll(() => jobState(page)).toBe('running');
     expect(w.services.jobs.repo(tenant.scope).byUuid(jobUuid)!.state).toBe('running');
 
     // Progress comes from the stream: the percentage climbs to 100 % and the job finishes, no reload.
@@ -171,9 +171,9 @@ describe('Update jobs with a simulated fleet', () => {
         const pct = await page.locator('.job-summary [data-testid="job-percent"]').innerText();
         seen.add(pct);
         return pct;
-      }, poll)
+      }, live)
       .toBe('100 %');
-    await expect.poll(() => jobState(page), poll).toBe('finished');
+    await expect.poll(() => jobState(page), live).toBe('finished');
     expect(await notReloaded(page)).toBe(true);
     // Intermediate values were shown on the way (the bar moved, it did not jump from 0 to 100).
     expect([...seen].filter((p) => p !== '0 %' && p !== '100 %').length).toBeGreaterThan(0);
@@ -182,15 +182,15 @@ describe('Update jobs with a simulated fleet', () => {
     const failed = progress.results['failed'] ?? 0;
     expect(progress.devices).toMatchObject({ total: ROUTERS, done: ROUTERS });
     expect(failed).toBeGreaterThan(0);
-    await expect.poll(() => count(page, 'succeeded'), poll).toBe(String(progress.results['succeeded']));
+    await expect.poll(() => count(page, 'succeeded'), live).toBe(String(progress.results['succeeded']));
     expect(await count(page, 'failed')).toBe(String(failed));
     expect(await count(page, 'total')).toBe(String(ROUTERS));
     expect(await page.locator('[data-testid="job-done-of"]').innerText()).toBe(`${ROUTERS} of ${ROUTERS} devices done`);
 
     // Device results: the first page's rows followed the stream too; failures show their error code.
     const rows = page.locator('[data-testid="job-devices"] tbody tr');
-    await expect.poll(() => rows.count()).toBe(ROWS_PER_PAGE);
-    await expect.poll(() => page.locator('[data-testid="job-devices"] tbody tr[data-status="done"]').count(), poll).toBe(ROWS_PER_PAGE);
+    await poll(() => rows.count()).toBe(ROWS_PER_PAGE);
+    await expect.poll(() => page.locator('[data-testid="job-devices"] tbody tr[data-status="done"]').count(), live).toBe(ROWS_PER_PAGE);
     const results = await rest.json<{ items: Array<{ deviceUuid: string; result: string; errorCode: string | null }> }>(
       'GET',
       `/api/jobs/${jobUuid}/devices?limit=${ROWS_PER_PAGE}`,
@@ -200,15 +200,16 @@ describe('Update jobs with a simulated fleet', () => {
       expect(await row.getAttribute('data-result'), r.deviceUuid).toBe(r.result);
       if (r.errorCode) expect(await row.locator('[data-testid="error-code"]').innerText()).toBe(r.errorCode);
     }
-    expect(reads.filter((p) => p === `/api/jobs/${jobUuid}`)).toHaveLength(1);
+    // The job itself is read once (again only after the stream reconnected, which it may on a loaded machine).
+    expect(reads.filter((p) => p === `/api/jobs/${jobUuid}`).length).toBeLessThanOrEqual(2);
     // The device list is read once, after each action and at each change of the job's state
-    // (pause and resume: each answer, and the stream's message when it came first; the end).
-    expect(reads.filter((p) => p === `/api/jobs/${jobUuid}/devices`).length).toBeLessThanOrEqual(1 + 2 * 2 + 1);
+    // (pause and resume: each answer, and the stream's message when it came first; the end; a reconnect).
+    expect(reads.filter((p) => p === `/api/jobs/${jobUuid}/devices`).length).toBeLessThanOrEqual(1 + 2 * 2 + 1 + 1);
     // The second page holds the other routers, failures with their code.
     await page.locator('[data-testid="devices-next"]').click();
-    await expect.poll(() => rows.count()).toBe(ROUTERS - ROWS_PER_PAGE);
+    await poll(() => rows.count()).toBe(ROUTERS - ROWS_PER_PAGE);
     await page.locator('.paging button', { hasText: 'Previous' }).click();
-    await expect.poll(() => rows.count()).toBe(ROWS_PER_PAGE);
+    await poll(() => rows.count()).toBe(ROWS_PER_PAGE);
     const codes = await page.locator('[data-testid="error-code"]').allInnerTexts();
     expect(codes.length).toBeGreaterThan(0);
     expect(new Set(codes)).toEqual(new Set(['AGENT_INSTALL_FAILED']));
@@ -229,7 +230,7 @@ describe('Update jobs with a simulated fleet', () => {
     // The list shows the job as finished, with its counts.
     await page.locator('a', { hasText: 'All update jobs' }).click();
     const listRow = page.locator(`[data-testid="job-table"] tr[data-job="${jobUuid}"]`);
-    await expect.poll(() => listRow.getAttribute('data-state')).toBe('finished');
+    await poll(() => listRow.getAttribute('data-state')).toBe('finished');
     expect(await listRow.locator('[data-testid="job-percent"]').innerText()).toBe('100 %');
     await w.screenshot(page, 'jobs');
     expect(pageErrors).toEqual([]);
@@ -245,19 +246,19 @@ describe('Update jobs with a simulated fleet', () => {
 
     const { page, pageErrors, cspViolations } = await open('/jobs/new');
     await page.locator('select[data-testid="language"]').selectOption('de');
-    await expect.poll(() => page.locator('main h1').innerText()).toBe('Neuer Update-Auftrag');
+    await poll(() => page.locator('main h1').innerText()).toBe('Neuer Update-Auftrag');
     await page.locator('select[name="packetUuid"]').selectOption(packetUuid);
     // One device: found by the server as the operator types (serial number, name or location).
     await page.locator('input[name="target"][value="device"]').check();
     await page.locator('input[name="deviceSearch"]').fill(devices[3]!.serial_number);
-    await expect.poll(() => page.locator('select[name="deviceUuid"] option').allInnerTexts()).toEqual([`${devices[3]!.name} (${devices[3]!.serial_number})`]);
+    await poll(() => page.locator('select[name="deviceUuid"] option').allInnerTexts()).toEqual([`${devices[3]!.name} (${devices[3]!.serial_number})`]);
     expect(await page.locator('select[name="deviceUuid"]').inputValue()).toBe(devices[3]!.uuid);
     await page.locator('input[name="deviceSearch"]').fill('no such router');
-    await expect.poll(() => page.locator('select[name="deviceUuid"] option').allInnerTexts()).toEqual(['Kein Gerät passt']);
+    await poll(() => page.locator('select[name="deviceUuid"] option').allInnerTexts()).toEqual(['Kein Gerät passt']);
     await page.locator('[data-testid="job-create"]').click();
-    await expect.poll(() => page.locator('[data-testid="job-form-error"]').innerText()).toBe('Gerät: bitte ausfüllen.');
+    await poll(() => page.locator('[data-testid="job-form-error"]').innerText()).toBe('Gerät: bitte ausfüllen.');
     await page.locator('input[name="target"][value="group"]').check();
-    await expect.poll(() => page.locator('select[name="groupUuid"] option').allInnerTexts()).toContain('Pumpwerke <Nord> (10 Geräte)');
+    await poll(() => page.locator('select[name="groupUuid"] option').allInnerTexts()).toContain('Pumpwerke <Nord> (10 Geräte)');
     await page.locator('select[name="groupUuid"]').selectOption(group.uuid);
     await page.locator('input[name="maxConcurrent"]').fill('1');
     await page.locator('select[name="window"]').selectOption('weekly');
@@ -269,17 +270,17 @@ describe('Update jobs with a simulated fleet', () => {
     await page.waitForURL(/\/jobs\/[0-9a-f-]{36}$/);
     const jobUuid = page.url().split('/').at(-1)!;
     expect(JSON.parse(w.services.jobs.repo(tenant.scope).byUuid(jobUuid)!.target_summary!)).toEqual({ all: false, groupUuids: [group.uuid], deviceCount: 0 });
-    await expect.poll(() => page.locator('[data-testid="job-title"]').innerText()).toBe('Router firmware 99.1.0');
-    await expect.poll(() => page.locator('[data-testid="job-devices"] tbody tr').count()).toBe(10);
+    await poll(() => page.locator('[data-testid="job-title"]').innerText()).toBe('Router firmware 99.1.0');
+    await poll(() => page.locator('[data-testid="job-devices"] tbody tr').count()).toBe(10);
 
     await page.locator('[data-testid="job-cancel"]').click();
     await page.locator('[data-testid="job-cancel-confirm"]').click();
-    await expect.poll(() => jobState(page)).toBe('cancelled');
+    await poll(() => jobState(page)).toBe('cancelled');
     expect(w.services.jobs.repo(tenant.scope).byUuid(jobUuid)!.state).toBe('cancelled');
     expect(await page.locator('header [data-testid="job-state"]').innerText()).toBe('Abgebrochen');
     expect(await page.locator('[data-testid="job-pause"], [data-testid="job-resume"], [data-testid="job-cancel"]').count()).toBe(0);
     // Every device ends (cancelled before its commit point, or finished past it); the page follows.
-    await expect.poll(() => page.locator('[data-testid="job-devices"] tbody tr[data-status="done"]').count(), poll).toBe(10);
+    await expect.poll(() => page.locator('[data-testid="job-devices"] tbody tr[data-status="done"]').count(), live).toBe(10);
     expect(await englishLines(page)).toEqual([]);
     await w.screenshot(page, 'job-de');
     expect(pageErrors).toEqual([]);
