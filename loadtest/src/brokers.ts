@@ -6,37 +6,18 @@
  * limit) is sharded by MQTT bucket over several brokers, the way a real deployment shards brokers:
  * every device of a bucket, and so every uplink a bucket consumer reads, lives on one broker.
  */
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
 import { MQTT_BINDING, mqttBucket } from '@router-fleet/protocol';
 import { deviceRole, type DynsecClient, type DynsecRole, dynsecFile, SERVER_ACCOUNT, serverRole } from '@router-fleet/server-stub/mosquitto-files';
+import { DYNSEC_PLUGIN, freePort, MOSQUITTO_BIN, MOSQUITTO_MISSING, MosquittoProcess } from '@router-fleet/server-stub/mosquitto-process';
 import { LoadtestError } from './errors.js';
 
-const PATH_DIRS = (process.env['PATH'] ?? '').split(':').filter(Boolean);
-const firstExisting = (paths: string[]) => paths.find((p) => existsSync(p));
-
-/** The mosquitto binary, or undefined when it is not installed. */
-export const MOSQUITTO_BIN = firstExisting(['/usr/sbin/mosquitto', ...PATH_DIRS.map((d) => join(d, 'mosquitto'))]);
-
-/** The dynamic-security plugin shipped with Debian's mosquitto. */
-export const DYNSEC_PLUGIN = firstExisting([
-  '/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so',
-  '/usr/lib/aarch64-linux-gnu/mosquitto_dynamic_security.so',
-  '/usr/lib/mosquitto_dynamic_security.so',
-  '/usr/local/lib/mosquitto_dynamic_security.so',
-]);
-
-/** Why brokers cannot be started here, or undefined when they can. */
-export const MOSQUITTO_MISSING: string | undefined = !MOSQUITTO_BIN
-  ? 'mosquitto is not installed (apt-get install mosquitto)'
-  : !DYNSEC_PLUGIN
-      ? 'the mosquitto dynamic-security plugin is not installed'
-      : undefined;
+export { DYNSEC_PLUGIN, MOSQUITTO_BIN, MOSQUITTO_MISSING };
 
 /** Devices one broker holds by default: 15,000 sockets leave room under a 20,000-file limit. */
 export const DEFAULT_DEVICES_PER_BROKER = 15_000;
@@ -186,29 +167,6 @@ export function assignBuckets(counts: readonly number[], shards: number): number
   }
   for (const s of out) s.sort((x, y) => x - y);
   return out;
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-function accepts(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = new Socket();
-    s.once('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-    s.connect(port, '127.0.0.1');
-  });
 }
 
 /**
@@ -450,7 +408,7 @@ function brokerConfig(o: BrokerConfig): string {
 class ShardImpl implements BrokerShard {
   readonly url: string;
   readonly deviceUrl: string;
-  private child: ChildProcess | undefined;
+  readonly #process: MosquittoProcess;
 
   constructor(
     readonly index: number,
@@ -463,14 +421,20 @@ class ShardImpl implements BrokerShard {
   ) {
     this.url = `mqtt://127.0.0.1:${port}`;
     this.deviceUrl = tlsPort ? `mqtts://127.0.0.1:${tlsPort}` : this.url;
+    this.#process = new MosquittoProcess({
+      configFile: join(dir, 'mosquitto.conf'),
+      ports: tlsPort ? [port, tlsPort] : [port],
+      fileLimit,
+      outputLimit: 4000,
+    });
   }
 
   pid(): number | undefined {
-    return this.child?.pid;
+    return this.#process.pid;
   }
 
   rss(): number {
-    return vmRss(this.child?.pid);
+    return vmRss(this.#process.pid);
   }
 
   log(): string {
@@ -482,45 +446,18 @@ class ShardImpl implements BrokerShard {
   }
 
   async start(): Promise<void> {
-    if (this.child) return;
-    // The limit is raised in the shell that becomes mosquitto (exec keeps the pid).
-    const c = spawn('/bin/sh', ['-c', 'ulimit -n "$1" 2>/dev/null; exec "$0" -c "$2"', MOSQUITTO_BIN!, String(this.fileLimit), join(this.dir, 'mosquitto.conf')], {
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
-    this.child = c;
-    let stderr = '';
-    c.stderr?.on('data', (b: Buffer) => (stderr = (stderr + b.toString()).slice(-4000)));
-    let exited = false;
-    c.once('exit', () => {
-      exited = true;
-      if (this.child === c) this.child = undefined;
-    });
-    const deadline = Date.now() + 60_000;
-    for (;;) {
-      if (exited) throw new LoadtestError('LOADTEST_BROKER_FAILED', `broker ${this.index} exited at start: ${stderr}${this.log().slice(-2000)}`);
-      if ((await accepts(this.port)) && (this.tlsPort === undefined || (await accepts(this.tlsPort)))) return;
-      if (Date.now() > deadline) {
-        await this.kill();
-        throw new LoadtestError('LOADTEST_BROKER_FAILED', `broker ${this.index} did not listen on ${this.port} within 60 s`);
-      }
-      await new Promise((r) => setTimeout(r, 50));
+    try {
+      await this.#process.start();
+    } catch (err) {
+      throw new LoadtestError('LOADTEST_BROKER_FAILED', `broker ${this.index}: ${(err as Error).message}${this.log().slice(-2000)}`, { cause: err });
     }
   }
 
   stop(): Promise<void> {
-    return this.end('SIGTERM');
+    return this.#process.stop();
   }
 
   kill(): Promise<void> {
-    return this.end('SIGKILL');
-  }
-
-  private async end(signal: NodeJS.Signals): Promise<void> {
-    const c = this.child;
-    this.child = undefined;
-    if (!c || c.exitCode !== null || c.signalCode !== null) return;
-    const exited = new Promise<void>((resolve) => c.once('exit', () => resolve()));
-    c.kill(signal);
-    await exited;
+    return this.#process.kill();
   }
 }

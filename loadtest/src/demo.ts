@@ -113,6 +113,7 @@ async function main(): Promise<void> {
     console.log(`  firmware      ${JSON.stringify(firmware.items ?? firmware).slice(0, 300)}`);
     console.log(`  device types  ${JSON.stringify(types.items ?? types).slice(0, 300)}`);
     say('where to look');
+    console.log(`  console       ${server.url}/   (the fleet live: dashboard, devices, jobs; log in with the login below)`);
     console.log(`  API docs      ${server.url}/docs   (OpenAPI: ${server.url}/openapi.json)`);
     console.log(`  metrics       ${server.url}/metrics`);
     console.log(`  login         ${tenant.username} / ${tenant.password}   (CA: ${st.caPath}; the server uses a local CA)`);

@@ -18,6 +18,8 @@ describe('npm run demo -- --once', () => {
     expect(stdout).toMatch(/job 100 %\s+succeeded 1000\s+failed 0/);
     expect(stdout).toContain('"online":1000');
     expect(stdout).toMatch(/API docs\s+https:\/\/127\.0\.0\.1:\d+\/docs/);
+    expect(stdout).toMatch(/console\s+https:\/\/127\.0\.0\.1:\d+\/ /);
+    expect(stdout).toMatch(/login\s+\S+ \/ \S+/);
     console.log(`demo finished in ${((Date.now() - started) / 1000).toFixed(1)} s`);
   }, 180_000);
 

@@ -2,7 +2,7 @@
  * Control-channel scale benchmark (loopback only, bounded in time, stops by itself).
  *
  *   npx tsx server-stub/bench/channel-scale.ts [--devices 30000] [--workers 2] [--clients 3] [--concurrency 300]
- *     [--skip-raw] [--job] [--packet-kb 16]
+ *     [--skip-raw] [--job] [--packet-kb 16] [--tls] [--rate 0]
  *
  * 1. Prepares a data directory with N registered devices and enough Pro licences (CSV import).
  * 2. Runs a raw `ws` server (accept, answer the first message with a canned welcome) and connects
@@ -16,6 +16,10 @@
  *    (honouring 503 + Retry-After), check its SHA-256, then report downloading → downloaded →
  *    installing → verifying → succeeded. Prints the time from creating the job until every device
  *    was offered and until every device's success was acknowledged.
+ * `--tls`: the raw floor and the server both serve TLS (a local CA from `fleet-server tls generate`),
+ * the devices verify it. `--rate R`: a ramp, R connects started per second in all (still at most
+ * `--concurrency` in flight); 0 = as fast as the window allows. Each run also prints the hello →
+ * welcome latency (p50, p99, max) as the fake devices measured it.
  * Clients are C child processes (each well under the 20,000 open-file limit), each on its own
  * 127.0.0.x source address so ephemeral ports never run out; each keeps a bounded number of
  * handshakes in flight. Prints one JSON line per measurement.
@@ -24,15 +28,17 @@ import { type ChildProcess, execFileSync, fork, spawn } from 'node:child_process
 import cluster from 'node:cluster';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer as createHttpsServer } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Agent, fetch as undiciFetch } from 'undici';
 import WebSocket, { WebSocketServer } from 'ws';
 
 const SELF = fileURLToPath(import.meta.url);
-const CLI = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
+/** The server under test: this package's build, or another build's `dist/cli.js` (BENCH_SERVER_CLI) for before/after runs. */
+const CLI = process.env['BENCH_SERVER_CLI'] ?? fileURLToPath(new URL('../dist/cli.js', import.meta.url));
 const SUBPROTOCOL = 'router-fleet.v1';
 
 interface Dev {
@@ -64,14 +70,20 @@ function treeRssKb(pid: number): number {
 
 // ── client child: connect a slice of devices, report, then idle until told to stop ──────────
 async function client(): Promise<void> {
-  const { url, file, from, to, local, concurrency } = JSON.parse(process.env['BENCH_CLIENT']!) as {
+  const { url, file, from, to, local, concurrency, rate, caFile } = JSON.parse(process.env['BENCH_CLIENT']!) as {
     url: string;
     file: string;
     from: number;
     to: number;
     local: string;
     concurrency: number;
+    /** Connects started per second by this client (0: as fast as the window allows). */
+    rate: number;
+    caFile: string;
   };
+  const ca = caFile ? readFileSync(caFile) : undefined;
+  /** hello sent → welcome received (ms), per admitted device. */
+  const latencies: number[] = [];
   const devices = (JSON.parse(readFileSync(file, 'utf8')) as Dev[]).slice(from, to);
   const sockets: WebSocket[] = [];
   let next = 0;
@@ -80,7 +92,7 @@ async function client(): Promise<void> {
   const job = { offers: 0, lastOfferAt: 0, succeeded: 0, lastSuccessAt: 0, downloadRetries: 0, errors: 0, firstError: '' };
   // Downloads as the simulator's agents make them: one bounded keep-alive pool per client process,
   // from the client's source address (a socket per download runs out of ephemeral ports).
-  const pool = new Agent({ connections: 64, localAddress: local });
+  const pool = new Agent({ connections: 64, localAddress: local, ...(ca ? { connect: { ca } } : {}) });
   const failedWith = (message: string) => {
     job.errors++;
     job.firstError ||= message;
@@ -121,7 +133,8 @@ async function client(): Promise<void> {
   const start = performance.now();
   const one = (d: Dev) =>
     new Promise<void>((resolve) => {
-      const ws = new WebSocket(url, [SUBPROTOCOL], { localAddress: local, perMessageDeflate: false });
+      const ws = new WebSocket(url, [SUBPROTOCOL], { localAddress: local, perMessageDeflate: false, ...(ca ? { ca } : {}) });
+      let helloAt = 0;
       sockets.push(ws);
       let done = false;
       const finish = (good: boolean) => {
@@ -132,6 +145,7 @@ async function client(): Promise<void> {
         resolve();
       };
       ws.on('open', () => {
+        helloAt = performance.now();
         ws.send(
           JSON.stringify({
             v: '1.0',
@@ -154,8 +168,10 @@ async function client(): Promise<void> {
       });
       ws.on('message', (data) => {
         const text = data.toString();
-        if (text.includes('"type":"welcome"')) finish(true);
-        else if (text.includes('"type":"job-offer"')) {
+        if (text.includes('"type":"welcome"')) {
+          if (!done) latencies.push(performance.now() - helloAt);
+          finish(true);
+        } else if (text.includes('"type":"job-offer"')) {
           job.offers++;
           job.lastOfferAt = Date.now();
           runOffer(ws, (JSON.parse(text) as { body: Offer }).body).catch((e: Error) => failedWith(`${e.message} ${(e.cause as Error | undefined)?.message ?? ''}`));
@@ -174,11 +190,18 @@ async function client(): Promise<void> {
       ws.on('close', () => finish(false));
     });
   const worker = async () => {
-    while (next < devices.length) await one(devices[next++]!);
+    while (next < devices.length) {
+      const i = next++;
+      // A ramp: the i-th connect starts no earlier than i / rate seconds after the start.
+      const due = rate > 0 ? start + (i / rate) * 1000 : 0;
+      const wait = due - performance.now();
+      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+      await one(devices[i]!);
+    }
   };
   await Promise.all(Array.from({ length: concurrency }, worker));
   const seconds = (performance.now() - start) / 1000;
-  process.send!({ ok, failed, seconds });
+  process.send!({ ok, failed, seconds, latencies });
   process.on('message', (m) => {
     if (m === 'job') return void process.send!({ job });
     for (const ws of sockets) ws.terminate();
@@ -202,7 +225,16 @@ function rawServer(): void {
     for (let i = 0; i < processes; i++) cluster.fork();
     return;
   }
-  const wss = new WebSocketServer({ port: 0, host: '127.0.0.1', perMessageDeflate: false, clientTracking: false, maxPayload: 65536 });
+  const tls = process.env['BENCH_RAW_TLS'] ? (JSON.parse(process.env['BENCH_RAW_TLS']) as { cert: string; key: string }) : undefined;
+  const common = { perMessageDeflate: false, clientTracking: false, maxPayload: 65536 };
+  let wss: WebSocketServer;
+  if (tls) {
+    const server = createHttpsServer({ cert: readFileSync(tls.cert), key: readFileSync(tls.key) });
+    wss = new WebSocketServer({ server, ...common });
+    server.listen(0, '127.0.0.1', () => wss.emit('listening'));
+  } else {
+    wss = new WebSocketServer({ port: 0, host: '127.0.0.1', ...common });
+  }
   const welcome = JSON.stringify({ v: '1.0', type: 'welcome', id: 'w', sentAt: 0, body: { admission: 'managed' } });
   wss.on('connection', (ws) => {
     ws.once('message', () => ws.send(welcome));
@@ -213,8 +245,10 @@ function rawServer(): void {
 
 // ── orchestrator ────────────────────────────────────────────────────────────────────────────
 async function prepare(dir: string, n: number): Promise<string> {
-  const { createServices } = await import('../src/services.js');
-  const { loadConfig } = await import('../src/config.js');
+  // The data directory is made by the build under test (its migrations: another build refuses a newer store).
+  type Src = typeof import('../src/services.js') & typeof import('../src/config.js');
+  const { createServices } = (await import(process.env['BENCH_SERVER_CLI'] ? new URL('./services.js', pathToFileURL(CLI)).href : '../src/services.js')) as Src;
+  const { loadConfig } = (await import(process.env['BENCH_SERVER_CLI'] ? new URL('./config.js', pathToFileURL(CLI)).href : '../src/config.js')) as Src;
   const services = createServices(loadConfig({ flags: { dataDir: dir, logLevel: 'silent', scryptCost: 1024 }, env: {} }));
   try {
     const created = await services.auth.createAccount({ name: 'Bench', username: 'bench', password: 'bench password 1' });
@@ -236,7 +270,14 @@ async function prepare(dir: string, n: number): Promise<string> {
   }
 }
 
-async function runClients(url: string, file: string, n: number, clients: number, concurrency: number) {
+/** p50, p99 and max of the hello → welcome latencies (ms). */
+function percentiles(values: number[]): { p50Ms: number; p99Ms: number; maxMs: number } {
+  const sorted = [...values].sort((a, b) => a - b);
+  const at = (q: number) => +(sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? 0).toFixed(1);
+  return { p50Ms: at(0.5), p99Ms: at(0.99), maxMs: +(sorted.at(-1) ?? 0).toFixed(1) };
+}
+
+async function runClients(url: string, file: string, n: number, clients: number, concurrency: number, rate: number, caFile: string) {
   const per = Math.ceil(n / clients);
   const children: ChildProcess[] = [];
   const results = await Promise.all(
@@ -251,12 +292,14 @@ async function runClients(url: string, file: string, n: number, clients: number,
             to: Math.min(n, (i + 1) * per),
             local: `127.0.0.${2 + i}`,
             concurrency: Math.ceil(concurrency / clients),
+            rate: rate / clients,
+            caFile,
           }),
         },
         execArgv: process.execArgv,
       });
       children.push(child);
-      return new Promise<{ ok: number; failed: number; seconds: number }>((resolve) => child.once('message', resolve as never));
+      return new Promise<{ ok: number; failed: number; seconds: number; latencies: number[] }>((resolve) => child.once('message', resolve as never));
     }),
   );
   const ok = results.reduce((a, r) => a + r.ok, 0);
@@ -266,6 +309,7 @@ async function runClients(url: string, file: string, n: number, clients: number,
     ok,
     failed,
     seconds,
+    welcome: percentiles(results.flatMap((r) => r.latencies)),
     children,
     stop: async () => {
       await Promise.all(
@@ -293,7 +337,9 @@ interface JobCounts {
 }
 
 /** One job to every connected fake device; prints time to all offered and to all succeeded. */
-async function jobFanOut(baseUrl: string, children: ChildProcess[], connected: number, packetBytes: number): Promise<void> {
+async function jobFanOut(baseUrl: string, children: ChildProcess[], connected: number, packetBytes: number, caFile: string): Promise<void> {
+  const dispatcher = caFile ? new Agent({ connect: { ca: readFileSync(caFile) } }) : undefined;
+  const fetch = (url: string, init: Parameters<typeof undiciFetch>[1] = {}) => undiciFetch(url, { ...init, ...(dispatcher ? { dispatcher } : {}) });
   const call = async <T>(method: string, path: string, token: string | undefined, body: unknown): Promise<T> => {
     const res = await fetch(`${baseUrl}${path}`, {
       method,
@@ -369,8 +415,11 @@ async function orchestrate(): Promise<void> {
       'skip-raw': { type: 'boolean', default: false },
       job: { type: 'boolean', default: false },
       'packet-kb': { type: 'string', default: '16' },
+      tls: { type: 'boolean', default: false },
+      rate: { type: 'string', default: '0' },
     },
   });
+  const rate = Number(values.rate);
   const n = Number(values.devices);
   const workers = Number(values.workers);
   const clients = Number(values.clients);
@@ -384,23 +433,31 @@ async function orchestrate(): Promise<void> {
     const t0 = performance.now();
     const file = await prepare(dir, n);
     process.stdout.write(`${JSON.stringify({ step: 'prepare', devices: n, seconds: (performance.now() - t0) / 1000 })}\n`);
+    const tls = values.tls
+      ? (JSON.parse(execFileSync(process.execPath, [CLI, 'tls', 'generate', '--data', dir, '--ip', '127.0.0.1']).toString()) as { ca: string; cert: string; key: string })
+      : undefined;
+    const scheme = tls ? 'wss' : 'ws';
 
     if (!values['skip-raw']) {
       const rawProcesses = Math.ceil(n / 15_000);
-      const raw = fork(SELF, [], { env: { ...process.env, BENCH_RAW: '1', BENCH_RAW_PROCESSES: String(rawProcesses) }, execArgv: process.execArgv });
+      const raw = fork(SELF, [], {
+        env: { ...process.env, BENCH_RAW: '1', BENCH_RAW_PROCESSES: String(rawProcesses), ...(tls ? { BENCH_RAW_TLS: JSON.stringify(tls) } : {}) },
+        execArgv: process.execArgv,
+      });
       const { port } = await new Promise<{ port: number }>((resolve) => raw.once('message', resolve as never));
       await new Promise((res) => setTimeout(res, 500));
       const idle = treeRssKb(raw.pid!);
-      const r = await runClients(`ws://127.0.0.1:${port}/`, file, n, clients, concurrency);
+      const r = await runClients(`${scheme}://127.0.0.1:${port}/`, file, n, clients, concurrency, rate, tls?.ca ?? '');
       await new Promise((res) => setTimeout(res, 500));
       const rss = treeRssKb(raw.pid!);
       process.stdout.write(
         `${JSON.stringify({
-          server: `raw ws (${rawProcesses} process${rawProcesses > 1 ? 'es' : ''})`,
+          server: `raw ${scheme} (${rawProcesses} process${rawProcesses > 1 ? 'es' : ''})`,
           connected: r.ok,
           failed: r.failed,
           seconds: +r.seconds.toFixed(2),
           connectsPerSec: Math.round(r.ok / r.seconds),
+          welcome: r.welcome,
           rssIdleMb: +(idle / 1024).toFixed(1),
           rssMb: +(rss / 1024).toFixed(1),
           rssPerConnKb: +((rss - idle) / Math.max(1, r.ok)).toFixed(2),
@@ -413,15 +470,30 @@ async function orchestrate(): Promise<void> {
 
     const server = spawn(
       process.execPath,
-      [CLI, 'serve', '--data', dir, '--port', '0', '--host', '127.0.0.1', '--workers', String(workers)],
+      // BENCH_SERVER_NODE_ARGS (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`): node flags for the server's processes only.
+      [
+        ...(process.env['BENCH_SERVER_NODE_ARGS']?.split(' ').filter(Boolean) ?? []),
+        CLI,
+        'serve',
+        '--data',
+        dir,
+        '--port',
+        '0',
+        '--host',
+        '127.0.0.1',
+        '--workers',
+        String(workers),
+        ...(tls ? ['--tls-cert', tls.cert, '--tls-key', tls.key] : []),
+      ],
       { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, FLEET_SERVER_LOG_LEVEL: 'info' } },
     );
     let url = '';
     let buffered = '';
-    await new Promise<void>((resolve) => {
+    await new Promise<void>((resolve, reject) => {
+      server.once('exit', (code) => reject(new Error(`the server exited (${code}) before it listened`)));
       server.stdout!.on('data', (c: Buffer) => {
         buffered += c.toString();
-        const m = /"url":"(http:\/\/[^"]+)"/.exec(buffered);
+        const m = /"url":"(https?:\/\/[^"]+)"/.exec(buffered);
         if (m && !url) {
           url = m[1]!;
           resolve();
@@ -430,7 +502,7 @@ async function orchestrate(): Promise<void> {
     });
     await new Promise((res) => setTimeout(res, 1000));
     const idle = treeRssKb(server.pid!);
-    const r = await runClients(`${url.replace('http', 'ws')}/api/channel`, file, n, clients, concurrency);
+    const r = await runClients(`${url.replace('http', 'ws')}/api/channel`, file, n, clients, concurrency, rate, tls?.ca ?? '');
     await new Promise((res) => setTimeout(res, 1500));
     const rss = treeRssKb(server.pid!);
     process.stdout.write(
@@ -440,12 +512,13 @@ async function orchestrate(): Promise<void> {
         failed: r.failed,
         seconds: +r.seconds.toFixed(2),
         admissionsPerSec: Math.round(r.ok / r.seconds),
+        welcome: r.welcome,
         rssIdleMb: +(idle / 1024).toFixed(1),
         rssMb: +(rss / 1024).toFixed(1),
         rssPerConnKb: +((rss - idle) / Math.max(1, r.ok)).toFixed(2),
       })}\n`,
     );
-    if (values.job) await jobFanOut(url, r.children, r.ok, Number(values['packet-kb']) * 1024);
+    if (values.job) await jobFanOut(url, r.children, r.ok, Number(values['packet-kb']) * 1024, tls?.ca ?? '');
     await r.stop();
     server.kill('SIGTERM');
     await new Promise((res) => server.once('exit', res));

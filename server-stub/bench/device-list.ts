@@ -122,9 +122,9 @@ try {
       }
     }
   };
-  // The same sorts without the indexes of migration 31 (serial number and creation time per account).
+  // The same sorts without the indexes of migration 32 (serial number and creation time per account).
   db.exec('DROP INDEX devices_account_serial; DROP INDEX devices_account_created; ANALYZE');
-  run(['serialNumber', 'createdAt'], 'before migration 31');
+  run(['serialNumber', 'createdAt'], 'before migration 32');
   db.exec(`CREATE INDEX devices_account_serial ON devices(account_id, serial_number);
     CREATE INDEX devices_account_created ON devices(account_id, created_at); ANALYZE`);
   run(Object.keys(DEVICE_SORTS) as DeviceSort[], 'current');

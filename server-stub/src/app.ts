@@ -98,6 +98,7 @@ export async function buildApp(config: ServerConfig, deps: BuildAppDeps = {}): P
   edgeError = (code) => services.metrics.inc('fleet_errors_total', { code });
 
   app.decorate('services', services);
+  const status = new DeviceStatusBuffer(services.store);
   const channel = new ControlChannel({
     config: services.config,
     clock: services.clock,
@@ -106,7 +107,7 @@ export async function buildApp(config: ServerConfig, deps: BuildAppDeps = {}): P
     notices: services.notices,
     trust: services.trust,
     repository: new ChannelRepository(services.store),
-    status: new DeviceStatusBuffer(services.store),
+    status,
     log: app.log as unknown as Logger,
     ...deps.channel,
   });
@@ -184,7 +185,7 @@ export async function buildApp(config: ServerConfig, deps: BuildAppDeps = {}): P
   installAudit(app, services, allRoutes);
 
   registerGauges(services, channel);
-  startTimers(app, services, channel, deps.runSweeps !== false);
+  startTimers(app, services, channel, status, deps.runSweeps !== false);
   app.addHook('onClose', async () => {
     try {
       services.admission.presence.flush();
@@ -238,7 +239,13 @@ function routeMethods(routes: readonly RouteSpec[]): (path: string) => string[] 
   return (path) => [...new Set(patterns.filter((p) => p.re.test(path)).map((p) => p.method))];
 }
 
-function startTimers(app: FastifyInstance, services: Services, channel: ControlChannel, runSweeps: boolean): void {
+function startTimers(
+  app: FastifyInstance,
+  services: Services,
+  channel: ControlChannel,
+  status: Pick<DeviceStatusBuffer, 'pending'>,
+  runSweeps: boolean,
+): void {
   const { config, admission, clock, auth } = services;
   // In test mode moving the clock is an event: expire, activate and notify at once.
   if (runSweeps) {
@@ -260,8 +267,12 @@ function startTimers(app: FastifyInstance, services: Services, channel: ControlC
     name: 'presence flush',
     periodMs: config.presenceFlushMs,
     run: () => {
-      admission.presence.flush();
-      channel.flush();
+      if (admission.presence.pending + status.pending === 0) return;
+      // One transaction (one commit, one wait for the write lock) for presence and status together.
+      services.store.write(() => {
+        admission.presence.flush();
+        channel.flush();
+      });
     },
   });
   // The storage reserve comes back (and the full mark goes) once space was freed, without a restart.

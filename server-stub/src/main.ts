@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { buildApp, type BuildAppDeps } from './app.js';
 import { type BrokerAccountsRunning, startBrokerAccounts } from './broker-accounts-start.js';
+import { droppingAccounts } from './channel/mqtt/broker-accounts.js';
 import type { BrokerEndpoint, MqttChannel } from './channel/mqtt/start.js';
 import { mqttEnabled, type ServerConfig } from './config.js';
 
@@ -20,6 +21,8 @@ export interface MqttStartOptions {
   readonly buckets?: readonly number[] | undefined;
   /** The embedded broker another process runs (cluster: the primary's). */
   readonly embedded?: BrokerEndpoint | undefined;
+  /** Ends deleted devices' connections at the embedded broker another process runs (cluster: IPC to the primary). */
+  readonly dropDevices?: ((deviceIds: readonly string[]) => void) | undefined;
 }
 
 export interface MainOptions extends BuildAppDeps {
@@ -44,17 +47,11 @@ export async function main(config: ServerConfig, options: MainOptions = {}): Pro
     await mqtt?.close();
     await accounts?.close();
   });
-  // Requests wait while the MQTT channel starts (after the listener: the packet URLs need its
-  // port): a profile served before the embedded broker listens would name port 0.
-  let mqttStarted: (() => void) | undefined;
-  const mqttReady = mqttEnabled(config) ? new Promise<void>((resolve) => (mqttStarted = resolve)) : undefined;
-  if (mqttReady) app.addHook('onRequest', async () => mqttReady);
-  const url = await app.listen({ port: config.port, host: config.host });
-  const address = app.server.address();
-  if (address && typeof address === 'object') {
-    app.services.profiles.setListenPort(address.port);
-    app.services.jobs.publicBaseUrl = app.services.profiles.httpBaseUrl();
-  }
+  // The MQTT channel starts before the listener, so the first request served already sees the
+  // embedded broker's port in the profiles, and every device the channel takes already has its
+  // bucket's consumer. Devices are served (`open`) once the listener's port is known: job offers
+  // name it. Ready first: only a ready app runs its preClose hooks when a start step fails.
+  await app.ready();
   if (mqttEnabled(config)) {
     try {
       const log = app.log as unknown as Logger;
@@ -73,14 +70,29 @@ export async function main(config: ServerConfig, options: MainOptions = {}): Pro
       const port = mqtt.broker?.port ?? (options.mqtt?.embedded ? Number(new URL(options.mqtt.embedded.url).port) : undefined);
       if (port !== undefined) app.services.profiles.setMqttPort(port);
       accounts = await startBrokerAccounts(config, app.services, log, { reconcile: options.reconcileBrokerAccounts ?? true });
+      // The embedded broker asks the store at every CONNECT; a deleted device's open connection
+      // is ended here (or by the process that runs the broker).
+      const broker = mqtt.broker;
+      const drop = broker ? (ids: readonly string[]) => broker.dropDevices(ids) : options.mqtt?.dropDevices;
+      if (!accounts && drop) app.services.devices.useBrokerAccounts(droppingAccounts(drop));
     } catch (err) {
-      // Waiting requests go on (and are answered) before the close, which waits for them.
-      mqttStarted?.();
       await app.close();
       throw err;
     }
-    mqttStarted?.();
   }
+  let url: string;
+  try {
+    url = await app.listen({ port: config.port, host: config.host });
+  } catch (err) {
+    await app.close();
+    throw err;
+  }
+  const address = app.server.address();
+  if (address && typeof address === 'object') {
+    app.services.profiles.setListenPort(address.port);
+    app.services.jobs.publicBaseUrl = app.services.profiles.httpBaseUrl();
+  }
+  mqtt?.open();
   app.log.info({ url, dataDir: config.dataDir, testClock: config.testClock, mqtt: app.services.profiles.mqttUrl() }, 'fleet-server listening');
 
   let closing: Promise<void> | undefined;

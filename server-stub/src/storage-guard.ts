@@ -1,12 +1,14 @@
 import { closeSync, existsSync, fsyncSync, openSync, rmSync, statfsSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
+import { StoreFullError } from './store/errors.js';
 
-/** Error codes that mean "no space left" (SQLite and the file system). */
-const FULL_CODES = new Set(['SQLITE_FULL', 'ENOSPC', 'EDQUOT']);
+/** File-system error codes that mean "no space left" (the store says so with StoreFullError). */
+const FULL_CODES = new Set(['ENOSPC', 'EDQUOT']);
 
 /** True when `error` (or its cause) says the data directory has no space left. */
 export function isStorageFull(error: unknown): boolean {
   for (let e = error, depth = 0; e && typeof e === 'object' && depth < 4; depth++) {
+    if (e instanceof StoreFullError) return true;
     const code = (e as { code?: unknown }).code;
     if (typeof code === 'string' && FULL_CODES.has(code)) return true;
     e = (e as { cause?: unknown }).cause;

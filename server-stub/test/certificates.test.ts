@@ -57,6 +57,10 @@ describe('certificate store', () => {
     expect(got.json().fingerprintSha256).toBe(b.json().fingerprintSha256);
     const again = await w.req('POST', '/api/certificates', { token, body: { name: 'again', der } });
     expect(again.json().code).toBe('SERVER_CERTIFICATE_DUPLICATE');
+    // Another certificate under a name already in the store.
+    const taken = await w.req('POST', '/api/certificates', { token, body: { name: 'vpn leaf', pem: expired.certPem } });
+    expect(taken.statusCode, taken.body).toBe(409);
+    expect(taken.json().code).toBe('SERVER_NAME_TAKEN');
     const notCa = await w.req('POST', '/api/certificates', { token, body: { name: 'x', kind: 'ca', pem: leaf.certPem } });
     expect(notCa.json().code).toBe('SERVER_CERTIFICATE_INVALID');
   });

@@ -1,69 +1,25 @@
-import { type ChildProcess, spawn } from 'node:child_process';
-import { createInterface } from 'node:readline';
 import { createMessage } from '@router-fleet/protocol';
 import { SqliteDatabase as Database } from '../src/store/sqlite.js';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { seedSigningPki } from './helpers/channel-world.js';
-import { waitFor } from '../../protocol/test/helpers/wait-for.js';
 import { FakeDevice } from './helpers/fake-device.js';
 import { parsePrometheusText, sampleValue } from './helpers/prometheus-text.js';
-import { ensureServerBuilt, SERVER_CLI_DIST } from './helpers/built.js';
+import { ensureServerBuilt } from './helpers/built.js';
+import { alive, killServes, LOG_DEADLINE_MS, login, seedFleet, serve } from './helpers/cluster.js';
 import { removeTempDirs, tempDir, world } from './helpers/setup.js';
 
-/** Deadline for a log line (ms): workers start in seconds, but the machine may run two suites at once. */
-const LOG_DEADLINE_MS = 60_000;
-const children: ChildProcess[] = [];
 beforeAll(() => ensureServerBuilt(), 180_000);
 afterAll(() => {
-  for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
+  killServes();
   removeTempDirs();
 });
 
-interface Logs {
-  lines: Record<string, unknown>[];
-  waitFor(pred: (l: Record<string, unknown>) => boolean, timeoutMs?: number): Promise<Record<string, unknown>>;
-}
-
-function follow(child: ChildProcess): Logs {
-  const lines: Record<string, unknown>[] = [];
-  const rl = createInterface({ input: child.stdout! });
-  rl.on('line', (l) => {
-    try {
-      lines.push(JSON.parse(l) as Record<string, unknown>);
-    } catch {
-      // not a log line
-    }
-  });
-  return {
-    lines,
-    waitFor(pred, timeoutMs = LOG_DEADLINE_MS) {
-      return waitFor(() => lines.find(pred), { timeout: timeoutMs, interval: 50, what: () => `a log line; got ${JSON.stringify(lines.slice(-5))}` });
-    },
-  };
-}
-
 describe('serve --workers 2 (real CLI, node:cluster)', () => {
   it('admits first come first served across workers; a SIGKILLed worker\'s devices go offline, the others stay, it is replaced', async () => {
-    const dataDir = tempDir();
-    await seedSigningPki(dataDir);
-    const w = world({}, dataDir);
-    w.clock.set(Date.now());
-    const t = await w.newTenant();
-    w.licences(t, 'basic-1', 6);
-    const ids = w.devices(t, 10);
-    w.close();
-
-    const child = spawn(
-      process.execPath,
-      [
-        SERVER_CLI_DIST, 'serve', '--data', dataDir, '--workers', '2', '--port', '0', '--host', '127.0.0.1',
-        '--presenceFlushMs', '100', '--scryptCost', '1024',
-      ],
-      { stdio: ['ignore', 'pipe', 'inherit'] },
-    );
-    children.push(child);
-    const logs = follow(child);
+    const { dataDir, t, ids } = await seedFleet({ licences: 6, devices: 10 });
+    const server = serve(dataDir, ['--workers', '2', '--presenceFlushMs', '100']);
+    const logs = server.logs;
     // Both workers listen on the same port (node:cluster shares it); wait for both, or the primary
     // hands every connection to the first one (seen on Node 24, whose workers start slower).
     const url = (await logs.waitFor((l) => l['msg'] === 'fleet-server listening')).url as string;
@@ -85,12 +41,7 @@ describe('serve --workers 2 (real CLI, node:cluster)', () => {
     const managedWorkers = new Set(workerOf.slice(0, 6));
     expect(managedWorkers.size).toBe(2);
 
-    const login = await request(`${url}/api/auth/login`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ username: t.username, password: t.password }),
-    });
-    const token = ((await login.body.json()) as { token: string }).token;
+    const token = await login(url, t);
     // Requests time out and are retried by the polls: node:cluster's primary may hand a new
     // connection to the worker just killed (before it has seen the exit), and that one never answers.
     const statuses = async () => {
@@ -163,24 +114,12 @@ describe('serve --workers 2 (real CLI, node:cluster)', () => {
     await logs.waitFor((l) => l['msg'] === 'worker online' && l['workerId'] === 3);
     await expect.poll(() => metric('fleet_workers'), { timeout: 30_000 }).toBe(2);
     for (const d of devices) d.terminate();
-    child.kill('SIGTERM');
-    await new Promise((r) => child.once('exit', r));
+    await server.stop();
   }, 300_000);
 
   it('workers exit when their primary is gone (SIGKILL: it cannot stop them), even with devices connected', async () => {
-    const dataDir = tempDir();
-    await seedSigningPki(dataDir);
-    const w = world({}, dataDir);
-    w.clock.set(Date.now());
-    const t = await w.newTenant();
-    w.licences(t, 'basic-1', 4);
-    const ids = w.devices(t, 4);
-    w.close();
-    const child = spawn(process.execPath, [SERVER_CLI_DIST, 'serve', '--data', dataDir, '--workers', '2', '--port', '0', '--host', '127.0.0.1', '--scryptCost', '1024'], {
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
-    children.push(child);
-    const logs = follow(child);
+    const { dataDir, ids } = await seedFleet({ licences: 4, devices: 4 });
+    const { child, logs } = serve(dataDir, ['--workers', '2']);
     const url = (await logs.waitFor((l) => l['msg'] === 'fleet-server listening')).url as string;
     await logs.waitFor(() => new Set(logs.lines.filter((l) => l['msg'] === 'fleet-server listening').map((l) => l['pid'])).size === 2);
     const workerPids = [...new Set(logs.lines.filter((l) => l['msg'] === 'fleet-server listening').map((l) => Number(l['pid'])))];
@@ -208,11 +147,7 @@ describe('serve --workers 2 (real CLI, node:cluster)', () => {
     const dataDir = tempDir();
     await seedSigningPki(dataDir);
     world({}, dataDir).close();
-    const child = spawn(process.execPath, [SERVER_CLI_DIST, 'serve', '--data', dataDir, '--workers', '2', '--port', '0', '--host', '127.0.0.1', '--scryptCost', '1024'], {
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
-    children.push(child);
-    const logs = follow(child);
+    const { child, logs } = serve(dataDir, ['--workers', '2']);
     // 'worker online' is the primary's: the worker process runs, its server is not up yet.
     await logs.waitFor(() => logs.lines.filter((l) => l['msg'] === 'worker online').length === 2);
     process.kill(child.pid!, 'SIGKILL');
@@ -239,17 +174,11 @@ describe('serve --workers 2 (real CLI, node:cluster)', () => {
     }
     w.close();
 
-    const child = spawn(
-      process.execPath,
-      [
-        SERVER_CLI_DIST, 'serve', '--data', dataDir, '--workers', '2', '--port', '0', '--host', '127.0.0.1',
-        '--presenceFlushMs', '100', '--scryptCost', '1024', '--leaseGraceSec', '1', '--restartQuietSec', '15',
-        '--restartHoldMaxSec', '300', '--sweepIntervalSec', '1', '--admissionRetryAfterSec', '1',
-      ],
-      { stdio: ['ignore', 'pipe', 'inherit'] },
-    );
-    children.push(child);
-    const logs = follow(child);
+    const server = serve(dataDir, [
+      '--workers', '2', '--presenceFlushMs', '100', '--leaseGraceSec', '1', '--restartQuietSec', '15',
+      '--restartHoldMaxSec', '300', '--sweepIntervalSec', '1', '--admissionRetryAfterSec', '1',
+    ]);
+    const logs = server.logs;
     const held = await logs.waitFor((l) => l['msg'] === 'restart hold: seats of the previous process life held for their devices');
     expect(held['held']).toBe(2);
     const url = (await logs.waitFor((l) => l['msg'] === 'fleet-server listening')).url as string;
@@ -276,16 +205,6 @@ describe('serve --workers 2 (real CLI, node:cluster)', () => {
       )
       .toBe('managed');
     back.terminate();
-    child.kill('SIGTERM');
-    await new Promise((r) => child.once('exit', r));
+    await server.stop();
   }, 300_000);
 });
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}

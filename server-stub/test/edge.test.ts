@@ -7,6 +7,7 @@ import { type AppWorld, appWorld } from './helpers/http.js';
 import { buildApp } from '../src/app.js';
 import { TestClock } from '../src/clock.js';
 import { isStorageFull, StorageGuard } from '../src/storage-guard.js';
+import { StoreBusyError, StoreFullError } from '../src/store/errors.js';
 import { removeTempDirs, T0, tempDir, testConfig } from './helpers/setup.js';
 
 const worlds: AppWorld[] = [];
@@ -256,8 +257,11 @@ describe('storage guard', () => {
     expect(a.release()).toBe(false);
     a.replenish();
     expect(a.status()).toMatchObject({ status: 'ok', full: false, reserve: true });
-    expect(isStorageFull(Object.assign(new Error('disk'), { code: 'SQLITE_FULL' }))).toBe(true);
+    expect(isStorageFull(new StoreFullError())).toBe(true);
+    expect(isStorageFull(new Error('wrapped', { cause: new StoreFullError() }))).toBe(true);
     expect(isStorageFull(new Error('wrapped', { cause: Object.assign(new Error('x'), { code: 'ENOSPC' }) }))).toBe(true);
-    expect(isStorageFull(Object.assign(new Error('busy'), { code: 'SQLITE_BUSY' }))).toBe(false);
+    expect(isStorageFull(new StoreBusyError())).toBe(false);
+    // A driver's own code is the store's to translate: outside store/ it means nothing.
+    expect(isStorageFull(Object.assign(new Error('disk'), { code: 'SQLITE_FULL' }))).toBe(false);
   });
 });

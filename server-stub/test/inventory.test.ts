@@ -180,7 +180,7 @@ describe('CSV mass registration', () => {
     const all = await w.req('POST', '/api/inventory/managed-devices/import', { token, payload: body, headers: csvHeaders });
     expect(all.statusCode).toBe(422);
     const report = all.json().details;
-    expect(report).toMatchObject({ rows: 8, imported: 0, failed: 6, partial: false });
+    expect(report).toMatchObject({ rows: 8, imported: 0, failed: 6, partial: false, accepted: [] });
     expect(report.errors.map((e: { line: number; code: string }) => [e.line, e.code])).toEqual([
       [4, 'SERVER_DEVICE_SERIAL_TAKEN'],
       [5, 'SERVER_DEVICE_SERIAL_TAKEN'],
@@ -199,6 +199,12 @@ describe('CSV mass registration', () => {
     expect(partial.json()).toMatchObject({ rows: 8, imported: 2, failed: 6, partial: true });
     const quoted = (await w.req('GET', '/api/inventory/managed-devices?serialNumber=OK-2', { token })).json().items[0];
     expect(quoted.name).toBe('quoted, with comma');
+    // The registered rows are named by line, with the new device's uuid.
+    const first = (await w.req('GET', '/api/inventory/managed-devices?serialNumber=OK-1', { token })).json().items[0];
+    expect(partial.json().accepted).toEqual([
+      { line: 2, serialNumber: 'OK-1', uuid: first.uuid },
+      { line: 3, serialNumber: 'OK-2', uuid: quoted.uuid },
+    ]);
   });
 
   it('refuses files it cannot read: bad encoding, unknown or missing columns, open quotes, too many rows', async () => {
@@ -234,6 +240,9 @@ describe('CSV mass registration', () => {
     });
     const ms = performance.now() - started;
     expect(r.json()).toMatchObject({ rows: 50_000, imported: 50_000, failed: 0 });
+    // The report lists the first 1,000 registered rows; the count covers all.
+    expect(r.json().accepted).toHaveLength(1000);
+    expect(r.json().accepted.at(-1)).toMatchObject({ line: 1001, serialNumber: 'BULK-999' });
     expect(t.scope.devices.count()).toBe(50_000);
     console.log(`50,000-row CSV import: ${Math.round(ms)} ms`);
   });

@@ -32,6 +32,19 @@ const SQL = [
 const hasSql = (text: string) => SQL.some((re) => re.test(text));
 
 /**
+ * What only a store implementation may know about its database driver: the driver's error codes
+ * (`SQLITE_BUSY`, `SQLITE_CONSTRAINT_UNIQUE`, in code or prose) and the driver packages themselves
+ * (imported, required or loaded by name), or the store's own driver modules. Outside store/, code
+ * checks the store's typed errors (`store/errors.ts`) instead.
+ */
+const DRIVER = [
+  /\bSQLITE_[A-Z_]+/,
+  /\b(from|import|require)\s*\(?\s*['"`](better-sqlite3(-napi)?|pg|pg-[\w-]+)['"`]/,
+  /['"`][./]*(store\/)?sqlite(-errors)?\.js['"`]/,
+];
+const hasDriver = (text: string) => DRIVER.some((re) => re.test(text));
+
+/**
  * Files outside store/ that may hold SQL, each with the reason it cannot move. Empty: every
  * statement lives in a store/ repository, so a second store implementation is a second folder.
  */
@@ -52,6 +65,39 @@ describe('layering', () => {
       .filter((f) => !f.file.startsWith('store/') && !(f.file in SQL_ALLOWED_OUTSIDE_STORE) && hasSql(f.text))
       .map((f) => f.file);
     expect(offenders).toEqual([]);
+  });
+
+  it('driver error codes and driver imports live only in store/: every other folder checks typed store errors', () => {
+    const files = allSources();
+    expect(files.some((f) => f.file === 'storage-guard.ts')).toBe(true);
+    // The store itself does translate driver errors (a wrong pattern would make this pass vacuously).
+    expect(files.filter((f) => f.file.startsWith('store/') && hasDriver(f.text)).length).toBeGreaterThan(0);
+    const offenders = files.filter((f) => !f.file.startsWith('store/') && hasDriver(f.text)).map((f) => f.file);
+    expect(offenders).toEqual([]);
+  });
+
+  it('the driver detector recognises error codes and driver imports, and ignores the store\'s typed errors', () => {
+    const yes = [
+      'if ((err as { code?: string }).code === \'SQLITE_CONSTRAINT_UNIQUE\') throw new AppError(\'SERVER_NAME_TAKEN\');',
+      'const FULL_CODES = new Set([\'SQLITE_FULL\', \'ENOSPC\']);',
+      '// (e.g. SQLITE_BUSY: other processes held the write lock)',
+      'import Database from \'better-sqlite3\';',
+      'import type { Statement } from "better-sqlite3-napi";',
+      'const { Pool } = await import(\'pg\');',
+      'const driver = require(\'better-sqlite3\');',
+      'import { SqliteDatabase } from \'../store/sqlite.js\';',
+      'import { fromSqliteError } from \'./store/sqlite-errors.js\';',
+    ];
+    const no = [
+      'if (isConflictOn(err, \'name\')) throw new AppError(\'SERVER_NAME_TAKEN\');',
+      'if (e instanceof StoreFullError) return true;',
+      'import { StoreBusyError } from \'../store/errors.js\';',
+      '// SQLite needs room in its WAL even to delete',
+      'import { AccountScope } from \'../store/scope.js\';',
+      'const page = \'pages\';',
+    ];
+    expect(yes.filter((t) => !hasDriver(t))).toEqual([]);
+    expect(no.filter((t) => hasDriver(t))).toEqual([]);
   });
 
   it('the SQL detector recognises statements and ignores prose and RegExp exec', () => {

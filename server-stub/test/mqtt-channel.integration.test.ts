@@ -175,6 +175,25 @@ for (const { kind, name, skip } of BROKERS) {
       expect((await d.nextClose()).code).toBe(CloseCodes.HELLO_REQUIRED);
       expect((await d.admit()).body.admission).toBe('managed');
     });
+
+    it('deleting a device over the REST API ends its MQTT connection and its session; it cannot connect again', async () => {
+      // Mosquitto: the server keeps its device accounts (dynamic security) and deletes the device's.
+      const admin = kind === 'mosquitto' ? { mqttAdminUsername: 'admin', mqttAdminPassword: 'admin-secret' } : {};
+      const { w, url, t, ids: [r, other] } = await open(2, 2, admin);
+      const d = await device(url, r!);
+      expect((await d.admit()).body.admission).toBe('managed');
+      const o = await device(url, other!);
+      expect((await o.admit()).body.admission).toBe('managed');
+      const closed = new Promise<void>((resolve) => d.client.once('close', () => resolve()));
+      const token = await w.login(t);
+      expect((await w.req('DELETE', `/api/inventory/managed-devices/${r!.uuid}`, { token })).statusCode).toBe(204);
+      await closed;
+      await waitFor(() => !w.server.app.channel.isConnected(r!.uuid), { what: 'the deleted device\'s session ended', timeout: 10_000 });
+      await expect(device(url, r!)).rejects.toThrow(/bad user ?name or password|not authorized/i);
+      // The other device is served on.
+      await o.roundTrip();
+      expect(w.server.app.channel.isConnected(other!.uuid)).toBe(true);
+    });
   });
 }
 

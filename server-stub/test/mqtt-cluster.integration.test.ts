@@ -1,67 +1,30 @@
-import { type ChildProcess, spawn } from 'node:child_process';
-import { createInterface } from 'node:readline';
 import { mqttBucket } from '@router-fleet/protocol';
+import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitFor } from '../../protocol/test/helpers/wait-for.js';
-import { ensureServerBuilt, SERVER_CLI_DIST } from './helpers/built.js';
-import { seedSigningPki } from './helpers/channel-world.js';
+import { ensureServerBuilt } from './helpers/built.js';
+import { killServes, LOG_DEADLINE_MS, login, seedFleet, serve } from './helpers/cluster.js';
 import { MqttDevice } from './helpers/mqtt-device.js';
-import { removeTempDirs, tempDir, world } from './helpers/setup.js';
+import { removeTempDirs } from './helpers/setup.js';
 
-const LOG_DEADLINE_MS = 60_000;
-const children: ChildProcess[] = [];
 const devices: MqttDevice[] = [];
 beforeAll(() => ensureServerBuilt(), 180_000);
 afterAll(async () => {
   for (const d of devices) await d.end().catch(() => undefined);
-  for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
+  killServes();
   removeTempDirs();
 });
 
-type Line = Record<string, unknown>;
-
-function follow(child: ChildProcess) {
-  const lines: Line[] = [];
-  createInterface({ input: child.stdout! }).on('line', (l) => {
-    try {
-      lines.push(JSON.parse(l) as Line);
-    } catch {
-      // not a log line
-    }
-  });
-  return {
-    lines,
-    waitFor(pred: (l: Line) => boolean, timeoutMs = LOG_DEADLINE_MS) {
-      return waitFor(() => lines.find(pred), { timeout: timeoutMs, interval: 50, what: () => `a log line; got ${JSON.stringify(lines.slice(-5))}` });
-    },
-  };
-}
-
 describe('serve --workers 2 --mqtt embedded (real CLI, node:cluster)', () => {
   it('the primary runs the broker and gives each worker its buckets; a SIGKILLed worker comes back with the same bucket clients and processes what was published meanwhile', async () => {
-    const dataDir = tempDir();
-    await seedSigningPki(dataDir);
-    const w = world({}, dataDir);
-    w.clock.set(Date.now());
-    const t = await w.newTenant();
-    w.licences(t, 'basic-1', 4);
-    const ids = w.devices(t, 12);
-    w.close();
+    const { dataDir, ids } = await seedFleet({ licences: 4, devices: 12 });
     // One device in an even bucket (worker 0), one in an odd bucket (worker 1).
     const even = ids.find((id) => mqttBucket(id.uuid) % 2 === 0)!;
     const odd = ids.find((id) => mqttBucket(id.uuid) % 2 === 1)!;
     expect(even && odd).toBeTruthy();
 
-    const child = spawn(
-      process.execPath,
-      [
-        SERVER_CLI_DIST, 'serve', '--data', dataDir, '--workers', '2', '--port', '0', '--host', '127.0.0.1',
-        '--mqtt', 'embedded', '--mqttPort', '0', '--presenceFlushMs', '100', '--scryptCost', '1024',
-      ],
-      { stdio: ['ignore', 'pipe', 'inherit'] },
-    );
-    children.push(child);
-    const logs = follow(child);
+    const server = serve(dataDir, ['--workers', '2', '--mqtt', 'embedded', '--mqttPort', '0', '--presenceFlushMs', '100']);
+    const logs = server.logs;
     const brokerPort = (await logs.waitFor((l) => l['msg'] === 'embedded MQTT broker listening'))['port'] as number;
     const consuming = () => logs.lines.filter((l) => l['msg'] === 'MQTT control channel consuming');
     await logs.waitFor(() => consuming().length === 2);
@@ -96,7 +59,44 @@ describe('serve --workers 2 --mqtt embedded (real CLI, node:cluster)', () => {
     // The other worker's device was served throughout.
     await dodd.roundTrip();
     await de.roundTrip();
-    child.kill('SIGTERM');
-    await new Promise<void>((resolve) => (child.exitCode !== null ? resolve() : child.once('exit', () => resolve())));
+    await server.stop();
+  });
+
+  it('devices are let in once every worker consumes its buckets: a device that connects as early as it can gets its welcome; deleted over the API, its connection ends', async () => {
+    const { dataDir, t, ids: [id] } = await seedFleet({ licences: 2, devices: 1 });
+    const server = serve(dataDir, ['--workers', '2', '--mqtt', 'embedded', '--mqttPort', '0']);
+    const logs = server.logs;
+    const brokerPort = (await logs.waitFor((l) => l['msg'] === 'embedded MQTT broker listening'))['port'] as number;
+    const url = `mqtt://127.0.0.1:${brokerPort}`;
+    // CONNECT from the moment the broker listens; the hello goes out right after the first CONNACK.
+    const d = new MqttDevice(id!);
+    devices.push(d);
+    const refusals: unknown[] = [];
+    await waitFor(
+      () =>
+        d.connect(url).then(
+          () => true,
+          (err: Error & { code?: unknown }) => {
+            refusals.push(err.code);
+            return undefined;
+          },
+        ),
+      { timeout: LOG_DEADLINE_MS, interval: 10, what: () => `a CONNACK; refused ${refusals.length} times (${JSON.stringify(refusals.slice(-3))})` },
+    );
+    const welcome = await d.admit();
+    expect(welcome.body.admission).toBe('managed');
+    // The device came early: the broker refused it as "server unavailable" while the workers started.
+    expect(refusals.length).toBeGreaterThan(0);
+    expect(new Set(refusals)).toEqual(new Set([3]));
+    await logs.waitFor((l) => l['msg'] === 'embedded broker: every worker consumes its buckets; devices let in');
+
+    // Deleted through whichever worker serves the request: the primary's broker ends the connection.
+    const api = (await logs.waitFor((l) => l['msg'] === 'fleet-server listening'))['url'] as string;
+    const token = await login(api, t);
+    const closed = new Promise<void>((resolve) => d.client.once('close', () => resolve()));
+    const del = await request(`${api}/api/inventory/managed-devices/${id!.uuid}`, { method: 'DELETE', headers: { authorization: `Bearer ${token}` } });
+    expect(del.statusCode).toBe(204);
+    await closed;
+    await server.stop();
   });
 });

@@ -1,9 +1,10 @@
 import { CloseCodes, createMessage } from '@router-fleet/protocol';
+import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type ChannelWorld, channelWorld } from './helpers/channel-world.js';
 import { type MosquittoBroker, MOSQUITTO_MISSING, startMosquitto } from './helpers/mosquitto.js';
 import { MqttDevice } from './helpers/mqtt-device.js';
-import { dynsecAccounts as accounts, SERVER_PASSWORD } from './helpers/mqtt-world.js';
+import { dynsecAccounts as accounts, mqttWorld, SERVER_PASSWORD } from './helpers/mqtt-world.js';
 import { readFileSync } from 'node:fs';
 import { waitFor } from '../../protocol/test/helpers/wait-for.js';
 import { generateLocalTls } from '../src/pki/local-tls.js';
@@ -71,6 +72,36 @@ describe.skipIf(MOSQUITTO_MISSING)(`MQTT control channel through a real Mosquitt
     const st = await second.req('GET', `/api/inventory/managed-devices/${ids[0]!.uuid}/status`, { token });
     expect(st.json()).toMatchObject({ status: { firmwareVersion: '10.5.0' } });
     expect(second.server.app.channel.size).toBe(3);
+  });
+
+  it('a broker restart is logged as one warning when lost and one line when back with the outage, not per bucket client per retry', async () => {
+    // Every line the server logs, debug included (the retries show there: the positive signal).
+    const lines: { level: number; msg: string; [k: string]: unknown }[] = [];
+    const logger = pino({ level: 'debug' }, { write: (line: string) => void lines.push(JSON.parse(line) as (typeof lines)[number]) });
+    const m = await mqttWorld('mosquitto', { licences: 2, devices: 2, flags: { mqttAdminUsername: 'admin', mqttAdminPassword: 'admin-secret' }, logger });
+    worlds.push(m.w);
+    const broker = m.broker!;
+    brokers.push(broker);
+    const ids = m.ids;
+    for (const id of ids) {
+      const d = new MqttDevice(id);
+      devices.push(d);
+      await d.connect(broker.url, { protocolVersion: 5 });
+      expect((await d.admit()).body.admission).toBe('managed');
+    }
+    const from = lines.length;
+    const since = () => lines.slice(from);
+    await broker.stop();
+    await waitFor(() => since().find((l) => l.msg.startsWith('MQTT: lost the broker')), { what: 'the outage warning', timeout: 20_000 });
+    // The bucket clients retry (each is refused at least twice) while the broker is away.
+    await waitFor(() => since().filter((l) => l.msg === 'MQTT: bucket client error').length >= 128, { what: 'the bucket clients\' retries', timeout: 60_000 });
+    await broker.restart();
+    const back = await waitFor(() => since().find((l) => l.msg === 'MQTT: the broker is back; every bucket client subscribed'), { what: 'the broker back', timeout: 30_000 });
+    expect(back['outageMs']).toBeGreaterThan(1000);
+    // Info and above: the outage's two lines and a handful of others (the admin link's reconcile).
+    const told = since().filter((l) => l.level >= 30);
+    expect(told.filter((l) => l.level >= 40).map((l) => l.msg)).toEqual(['MQTT: lost the broker; the bucket clients reconnect and the links of their buckets end']);
+    expect(told.length, JSON.stringify(told.map((l) => l.msg))).toBeLessThanOrEqual(6);
   });
 
   it('the server provisions the broker: a device registered over the API connects with its profile\'s credential; a deleted one is refused', async () => {

@@ -69,10 +69,18 @@ describe('packets per account', () => {
     expect(flipped.json.details).toMatchObject({ entry: 'cfg.txt' });
     expect(flipped.json.details.code).toMatch(/PROTO_PACKET_(SHA256|MD5)_MISMATCH/);
 
+    // The MANIFEST as signed: the exact first member of the packet.
+    const manifest = (await w.api('GET', `/api/packets/${ok.json.uuid}/manifest`)).json.text as string;
+    const at0 = signed.indexOf(Buffer.from(manifest));
+    expect(at0).toBe(512);
+    expect(manifest).toMatch(/^FILENAME=cfg\.txt$/m);
+    expect(manifest).toContain(`SHA256SUM=${ok.json.sections[0].sha256}`);
+
     const list = (await w.api('GET', '/api/packets')).json.items;
     expect(list).toHaveLength(2);
     expect((await w.api('DELETE', `/api/packets/${allowed.json.uuid}`)).status).toBe(204);
     expect((await w.api('GET', `/api/packets/${allowed.json.uuid}`)).status).toBe(404);
+    expect((await w.api('GET', `/api/packets/${allowed.json.uuid}/manifest`)).status).toBe(404);
   });
 
   it('refuses a packet no router could extract (a name and its staging name), as the agent does', async () => {

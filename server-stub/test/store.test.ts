@@ -2,9 +2,11 @@ import { SqliteDatabase, sqliteDriver } from '../src/store/sqlite.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { isAppError } from '../src/errors.js';
 import { openDatabase, Store, STORE_FILE } from '../src/store/database.js';
+import { isConflictOn, StoreBusyError, StoreConflictError, StoreFullError } from '../src/store/errors.js';
 import { CLAIM_CANDIDATES_SQL, IN_FLIGHT_SQL, ORPHAN_QUEUED_SQL } from '../src/store/job-executions.js';
 import { AccountLicences } from '../src/store/licences.js';
 import { latestVersion, migrate, migrations } from '../src/store/migrations.js';
+import { isStorageFull } from '../src/storage-guard.js';
 import { removeTempDirs, tempDir } from './helpers/setup.js';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
@@ -107,7 +109,7 @@ describe('store', () => {
     db.close();
   });
 
-  it('a write waits for another process holding the write lock, and gives up with SQLITE_BUSY after the busy timeout without running', async () => {
+  it('a write waits for another process holding the write lock, and gives up with StoreBusyError after the busy timeout without running', async () => {
     const dir = tempDir();
     const impatient = Store.open(dir, { busyTimeoutMs: 20 });
     const patient = Store.open(dir, { busyTimeoutMs: 5000 });
@@ -125,7 +127,7 @@ describe('store', () => {
     await new Promise<void>((resolve) => holder.stdout.on('data', (b: Buffer) => b.toString().includes('locked') && resolve()));
 
     let ran = false;
-    expect(() => impatient.write(() => (ran = true))).toThrow(expect.objectContaining({ code: 'SQLITE_BUSY' }));
+    expect(() => impatient.write(() => (ran = true))).toThrow(StoreBusyError);
     expect(ran).toBe(false);
     impatient.close();
 
@@ -177,6 +179,86 @@ describe('store', () => {
     } finally {
       a.close();
       b.close();
+    }
+  });
+
+  it('a unique violation is a StoreConflictError naming its table and columns (or its index), and the write is undone', () => {
+    const store = Store.open(tempDir());
+    try {
+      const insert = store.stmt('INSERT INTO accounts (uuid, name, created_at) VALUES (?, ?, 0)');
+      insert.run('a-1', 'first');
+      let thrown: unknown;
+      try {
+        store.write(() => {
+          insert.run('a-2', 'second');
+          insert.run('a-1', 'again');
+        });
+      } catch (err) {
+        thrown = err;
+      }
+      expect(thrown).toBeInstanceOf(StoreConflictError);
+      const conflict = thrown as StoreConflictError;
+      expect({ table: conflict.table, columns: conflict.columns, constraint: conflict.constraint }).toEqual({
+        table: 'accounts',
+        columns: ['uuid'],
+        constraint: null,
+      });
+      expect(conflict.covers('uuid')).toBe(true);
+      expect(isConflictOn(conflict, 'name')).toBe(false);
+      expect(conflict.retryable).toBe(false);
+      expect((conflict.cause as { code?: string }).code).toBe('SQLITE_CONSTRAINT_UNIQUE');
+      expect(store.stmt<{ uuid: string }>('SELECT uuid FROM accounts ORDER BY id').all().map((r) => r.uuid)).toEqual(['a-1']);
+
+      // Two columns (a name is unique within its account).
+      store.stmt('INSERT INTO device_groups (uuid, account_id, name, created_at) VALUES (?, 1, ?, 0)').run('g-1', 'plant');
+      expect(() => store.stmt('INSERT INTO device_groups (uuid, account_id, name, created_at) VALUES (?, 1, ?, 0)').run('g-2', 'plant'))
+        .toThrow(expect.objectContaining({ table: 'device_groups', columns: ['account_id', 'name'] }));
+      // Renaming to a taken name, in a savepoint.
+      store.stmt('INSERT INTO device_groups (uuid, account_id, name, created_at) VALUES (?, 1, ?, 0)').run('g-3', 'office');
+      expect(() => store.savepoint(() => store.stmt('UPDATE device_groups SET name = ? WHERE uuid = ?').run('plant', 'g-3')))
+        .toThrow(expect.objectContaining({ columns: ['account_id', 'name'] }));
+
+      // A unique index on an expression is named by the index.
+      store.db.exec('CREATE TEMP TABLE tags (label TEXT); CREATE UNIQUE INDEX temp.tags_label ON tags (lower(label))');
+      store.stmt('INSERT INTO tags (label) VALUES (?)').run('North');
+      expect(() => store.stmt('INSERT INTO tags (label) VALUES (?)').run('NORTH'))
+        .toThrow(expect.objectContaining({ table: null, columns: [], constraint: 'tags_label' }));
+    } finally {
+      store.close();
+    }
+  });
+
+  it('a write that finds no space left is a StoreFullError, seen by the storage guard, and nothing is written', () => {
+    const store = Store.open(tempDir());
+    try {
+      // The database may not grow past its present size: every page more is "disk full" to SQLite.
+      const accounts = () => store.stmt('SELECT COUNT(*) AS n FROM accounts').get();
+      const before = accounts();
+      const pages = store.db.pragma('page_count', { simple: true }) as number;
+      store.db.pragma(`max_page_count = ${pages}`);
+      let thrown: unknown;
+      try {
+        store.write(() => store.stmt('INSERT INTO accounts (uuid, name, created_at) VALUES (?, ?, 0)').run('big', 'x'.repeat(1 << 20)));
+      } catch (err) {
+        thrown = err;
+      }
+      expect(thrown).toBeInstanceOf(StoreFullError);
+      expect((thrown as StoreFullError).retryable).toBe(true);
+      expect(isStorageFull(thrown)).toBe(true);
+      expect(accounts()).toEqual(before);
+    } finally {
+      store.close();
+    }
+  });
+
+  it('errors the store does not name pass through as the driver threw them', () => {
+    const store = Store.open(tempDir());
+    try {
+      // A foreign key to an account that does not exist: a bug of the caller, not a conflict.
+      expect(() => store.stmt('INSERT INTO device_groups (uuid, account_id, name, created_at) VALUES (?, 999, ?, 0)').run('g', 'n'))
+        .toThrow(expect.objectContaining({ code: 'SQLITE_CONSTRAINT_FOREIGNKEY' }));
+    } finally {
+      store.close();
     }
   });
 

@@ -57,6 +57,9 @@ describe('configuration templates', () => {
       deviceUuid: '00000000-0000-4000-8000-000000000000',
     });
     expect(unknownDevice.status).toBe(404);
+    const taken = await w.api('POST', '/api/configuration-templates', { name: 'base', body: 'x' });
+    expect(taken.status).toBe(409);
+    expect(taken.json.code).toBe('SERVER_NAME_TAKEN');
     const patched = await w.api('PATCH', `/api/configuration-templates/${tpl.uuid}`, { description: 'v2' });
     expect(patched.json).toMatchObject({ description: 'v2', fileName: 'base.cli', kind: 'ascii-configuration' });
   });

@@ -29,6 +29,8 @@ export class ApiError extends Error {
     readonly status: number,
     readonly code: string,
     message: string,
+    /** The error's `details` (e.g. the report of a refused CSV import), when the server sent any. */
+    readonly details?: unknown,
   ) {
     super(message);
     this.name = 'ApiError';
@@ -45,6 +47,11 @@ export function setCsrfToken(token: string | null): void {
   csrf = token;
 }
 
+/** The session's CSRF token (for requests made without `request`, e.g. a CSV body). */
+export function csrfToken(): string | null {
+  return csrf;
+}
+
 /** Called when an authenticated request is refused with 401 (the session ended). */
 export function onSessionExpired(listener: () => void): () => void {
   expiredListeners.add(listener);
@@ -55,11 +62,14 @@ export interface RequestOptions {
   /** A 401 is an answer, not the end of the session (login, session check). */
   readonly anonymous?: boolean;
   readonly signal?: AbortSignal;
+  /** Send the body as it is (a file: Blob or text) with this content type, instead of as JSON. */
+  readonly contentType?: string;
 }
 
 export async function request<T>(method: Method, url: string, body?: unknown, options: RequestOptions = {}): Promise<T> {
   const headers: Record<string, string> = { accept: 'application/json' };
-  if (body !== undefined) headers['content-type'] = 'application/json';
+  const raw = options.contentType !== undefined;
+  if (body !== undefined) headers['content-type'] = options.contentType ?? 'application/json';
   if (!SAFE.has(method) && csrf !== null) headers['x-csrf-token'] = csrf;
   let res: Response;
   try {
@@ -67,7 +77,7 @@ export async function request<T>(method: Method, url: string, body?: unknown, op
       method,
       headers,
       credentials: 'same-origin',
-      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      ...(body === undefined ? {} : { body: raw ? (body as BodyInit) : JSON.stringify(body) }),
       ...(options.signal ? { signal: options.signal } : {}),
     });
   } catch (err) {
@@ -83,10 +93,10 @@ export async function request<T>(method: Method, url: string, body?: unknown, op
     data = undefined;
   }
   if (!res.ok) {
-    const e = (data ?? {}) as { code?: unknown; message?: unknown };
+    const e = (data ?? {}) as { code?: unknown; message?: unknown; details?: unknown };
     const code = typeof e.code === 'string' ? e.code : `HTTP_${res.status}`;
     if (res.status === 401 && !options.anonymous) for (const l of [...expiredListeners]) l();
-    throw new ApiError(res.status, code, typeof e.message === 'string' ? e.message : res.statusText);
+    throw new ApiError(res.status, code, typeof e.message === 'string' ? e.message : res.statusText, e.details);
   }
   return data as T;
 }

@@ -15,6 +15,7 @@ import deJobs from './locales/de/jobs.json';
 import deLicences from './locales/de/licences.json';
 import deLogin from './locales/de/login.json';
 import deResources from './locales/de/resources.json';
+import deDeviceImport from './locales/de/device-import.json';
 import enAccount from './locales/en/account.json';
 import enCommon from './locales/en/common.json';
 import enDashboard from './locales/en/dashboard.json';
@@ -24,6 +25,7 @@ import enJobs from './locales/en/jobs.json';
 import enLicences from './locales/en/licences.json';
 import enLogin from './locales/en/login.json';
 import enResources from './locales/en/resources.json';
+import enDeviceImport from './locales/en/device-import.json';
 
 export const LANGUAGES: readonly Language[] = ['en', 'de'];
 
@@ -38,6 +40,7 @@ export const resources = {
     jobs: enJobs,
     licences: enLicences,
     account: enAccount,
+    deviceImport: enDeviceImport,
   },
   de: {
     common: deCommon,
@@ -49,6 +52,7 @@ export const resources = {
     jobs: deJobs,
     licences: deLicences,
     account: deAccount,
+    deviceImport: deDeviceImport,
   },
 } as const;
 

@@ -11,6 +11,7 @@ import { Layout, type NavEntry } from './components/layout.js';
 import { browserLanguage, initI18n, setLanguage, useT } from './i18n.js';
 import AccountPage from './pages/account.js';
 import DashboardPage from './pages/dashboard.js';
+import DeviceImportPage from './pages/device-import.js';
 import DevicesPage from './pages/devices.js';
 import JobsPage from './pages/jobs.js';
 import LicencesPage from './pages/licences.js';
@@ -34,8 +35,13 @@ const PAGES: readonly PageEntry[] = [
   { href: '/account', key: 'account', component: AccountPage },
 ];
 
+/** Pages under another entry's path, not in the navigation (their key marks that entry as current). */
+const SUB_PAGES: readonly PageEntry[] = [{ href: '/devices/import', key: 'devices', component: DeviceImportPage }];
+
 function pageOf(path: string): PageEntry | undefined {
   if (path === '/') return PAGES[0];
+  const sub = SUB_PAGES.find((p) => path === p.href || path.startsWith(`${p.href}/`));
+  if (sub) return sub;
   return PAGES.find((p) => p.href !== '/' && (path === p.href || path.startsWith(`${p.href}/`)));
 }
 

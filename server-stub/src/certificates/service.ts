@@ -5,6 +5,7 @@ import type { LicensingService } from '../licensing/service.js';
 import type { ComponentInput } from '../packets/service.js';
 import { AccountCertificateStore, type StoredCertificateRow } from '../store/certificates.js';
 import type { Store } from '../store/database.js';
+import { isConflictOn } from '../store/errors.js';
 import type { AccountScope } from '../store/scope.js';
 import { parseUpload } from './parse.js';
 
@@ -99,7 +100,7 @@ export class CertificateService {
           this.clock.now(),
         );
       } catch (err) {
-        if ((err as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE') throw new AppError('SERVER_NAME_TAKEN');
+        if (isConflictOn(err, 'name')) throw new AppError('SERVER_NAME_TAKEN');
         throw err;
       }
     });

@@ -79,7 +79,7 @@ export class AdmissionGate {
         batch.map(({ msg, now }) => ({ deviceUuid: msg.body.deviceId, credential: msg.body.credential, connectedAt: now })),
       );
     } catch (err) {
-      // The store could not decide (e.g. SQLITE_BUSY: other processes held the write lock past
+      // The store could not decide (e.g. StoreBusyError: other processes held the write lock past
       // the busy timeout). Nothing was leased: the devices are asked to come back later and
       // reconnect with their backoff. Never a crash.
       deps.log.warn({ err, hellos: batch.length }, 'admission batch failed; devices asked to retry');

@@ -1,4 +1,4 @@
-import { createMessage, encode } from '@router-fleet/protocol';
+import { CloseCodes, createMessage, encode } from '@router-fleet/protocol';
 import type { Clock } from '../clock.js';
 import type { AnchorOffers } from './anchors.js';
 import type { Notice } from './notices.js';
@@ -14,7 +14,7 @@ export interface NoticeDeliveryDeps {
   readonly admissionChanged: (s: Session) => void;
 }
 
-/** Tells the open sessions this process holds about admission, settings and trust-anchor changes. */
+/** Tells the open sessions this process holds about admission, settings and trust-anchor changes, and ends deleted devices' sessions. */
 export class NoticeDelivery {
   constructor(private readonly deps: NoticeDeliveryDeps) {}
 
@@ -36,6 +36,13 @@ export class NoticeDelivery {
             : { admission: 'managed' as const, reason: 'LICENCE_AVAILABLE', reasonMessage: 'A licence is free for this device.' };
         io.send(s, encode(createMessage('licence-change', body, { sentAt: now })));
         this.deps.admissionChanged(s);
+      }
+      return;
+    }
+    if (n.kind === 'device-deleted') {
+      for (const uuid of n.deviceUuids) {
+        const s = sessions.open(uuid);
+        if (s) io.close(s, CloseCodes.AUTH_FAILED, 'device deleted');
       }
       return;
     }

@@ -22,6 +22,11 @@ export type Notice =
     /** The trust anchors devices must have changed: of one account (its uuid), or of all (`null`). */
     readonly kind: 'trust-anchors';
     readonly accountUuid: AccountUuid | null;
+  }
+  | {
+    /** Devices deleted over the API: their sessions end (close code AUTH_FAILED, the credential is gone). */
+    readonly kind: 'device-deleted';
+    readonly deviceUuids: readonly DeviceUuid[];
   };
 
 export type NoticeListener = (notice: Notice) => void;

@@ -5,16 +5,21 @@ import type { MetricsJson } from '../metrics.js';
  * IPC between the cluster primary and its workers (node:cluster's channel, JSON-serialised).
  *
  * worker → primary: `opened`/`closed` (which devices this worker holds, so the primary can release
- * them if the worker dies), `notice` (an admission or settings change to fan out), `metrics-req`
- * (a /metrics scrape) and `metrics-snap` (this worker's figures for someone's scrape, in prom-client's JSON form).
+ * them if the worker dies; each names the devices of one run of opens or closes, in order),
+ * `notice` (an admission or settings change to fan out), `metrics-req` (a /metrics scrape),
+ * `metrics-snap` (this worker's figures for someone's scrape, in prom-client's JSON form),
+ * `mqtt-consuming` (every MQTT bucket client of this worker has subscribed: it serves) and
+ * `mqtt-drop` (end these deleted devices' connections at the embedded broker).
  * primary → worker: `notice` (deliver to your sessions), `metrics-snap-req`, `metrics-res`.
  */
 export type WorkerToPrimary =
-  | { t: 'opened'; uuid: string }
-  | { t: 'closed'; uuid: string }
+  | { t: 'opened'; uuids: string[] }
+  | { t: 'closed'; uuids: string[] }
   | { t: 'notice'; notice: Notice }
   | { t: 'metrics-req'; id: number }
-  | { t: 'metrics-snap'; id: number; snap: MetricsJson };
+  | { t: 'metrics-snap'; id: number; snap: MetricsJson }
+  | { t: 'mqtt-consuming' }
+  | { t: 'mqtt-drop'; deviceIds: readonly string[] };
 
 export type PrimaryToWorker =
   | { t: 'notice'; notice: Notice }

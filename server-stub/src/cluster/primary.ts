@@ -76,12 +76,16 @@ export async function runPrimary(config: ServerConfig): Promise<{ close(): Promi
   const onMessage = (worker: Worker, m: unknown) => {
     if (!isMessage<WorkerToPrimary>(m)) return;
     switch (m.t) {
-      case 'opened':
-        held.get(worker.id)?.add(m.uuid);
+      case 'opened': {
+        const set = held.get(worker.id);
+        if (set) for (const uuid of m.uuids) set.add(uuid);
         break;
-      case 'closed':
-        held.get(worker.id)?.delete(m.uuid);
+      }
+      case 'closed': {
+        const set = held.get(worker.id);
+        if (set) for (const uuid of m.uuids) set.delete(uuid);
         break;
+      }
       case 'notice':
         notices.publish(m.notice);
         break;
@@ -89,6 +93,12 @@ export async function runPrimary(config: ServerConfig): Promise<{ close(): Promi
         scrape((text) => {
           if (worker.isConnected()) worker.send({ t: 'metrics-res', id: m.id, text } satisfies PrimaryToWorker);
         });
+        break;
+      case 'mqtt-consuming':
+        consumed(worker);
+        break;
+      case 'mqtt-drop':
+        broker?.dropDevices(m.deviceIds);
         break;
       case 'metrics-snap': {
         const s = scrapes.get(m.id);
@@ -113,10 +123,23 @@ export async function runPrimary(config: ServerConfig): Promise<{ close(): Promi
       log,
       metrics: services.metrics,
     });
-    // The workers' bucket clients come later, each in its own process; devices are let in at once
-    // (a hello that reaches no consumer yet goes unanswered until the device's hello timeout).
-    broker.acceptDevices();
   }
+  // Devices are let in once every worker index has reported its bucket clients subscribed: a hello
+  // published before its bucket has a session at the broker reaches nobody, and the device waits
+  // for a welcome. Once per broker life: from then on each bucket's session (persistent, kept here
+  // while a worker is replaced) holds what its devices publish until the worker's clients resume
+  // it. (Making the sessions here instead, before any worker runs, would take aedes' persistence
+  // internals, which have no public API for a session without a connection, or 64 connections of
+  // the primary's own.)
+  const consuming = new Set<number>();
+  const consumed = (worker: Worker) => {
+    const index = indexOf.get(worker.id);
+    if (!broker || index === undefined || consuming.size === config.workers) return;
+    consuming.add(index);
+    if (consuming.size < config.workers) return;
+    broker.acceptDevices();
+    log.info({ workers: config.workers }, 'embedded broker: every worker consumes its buckets; devices let in');
+  };
   const accounts = await startBrokerAccounts(config, services, log, { reconcile: true });
   const brokerEnv = broker
     ? {

@@ -66,7 +66,7 @@ interface JobTopic {
   readonly subscribers: Set<Subscriber>;
   /** JSON of the last job message sent (state + progress counts). */
   lastJob: string;
-  /** Newest execution change seen (writers' clock, ms). */
+  /** Newest execution change or finish seen (writers' clock, ms). */
   watermark: number;
   /** What was sent of each execution changed within the overlap window: id → [signature, updated_at]. */
   readonly seen: Map<number, [string, number]>;
@@ -279,28 +279,34 @@ export class LiveFeeds {
     this.#services.store.read(() => {
       topic.lastJob = this.#jobMessage(topic) ?? 'null';
       // Executions changed before the subscription are in the device list the page loads.
-      topic.watermark = this.#jobLive.lastChange(topic.jobId);
+      topic.watermark = this.#services.clock.now();
       this.#readChanges(topic, () => {});
     });
   }
 
-  /** Reads the job's executions changed since the watermark (less the overlap); `changed` gets the new ones. */
+  /**
+   * Reads the job's executions changed since the watermark less the overlap (in flight: by last
+   * change; finished: by finish time); `changed` gets the ones not sent in that state before.
+   */
   #readChanges(topic: JobTopic, changed: (r: JobDeviceChangeRow) => void): void {
-    let fromAt = topic.watermark - JOB_OVERLAP_MS;
+    const since = topic.watermark - JOB_OVERLAP_MS;
+    const see = (r: JobDeviceChangeRow, at: number) => {
+      const sig = signature(r);
+      const prev = topic.seen.get(r.exec_id);
+      if (!prev || prev[0] !== sig) changed(r);
+      topic.seen.set(r.exec_id, [sig, at]);
+      if (at > topic.watermark) topic.watermark = at;
+    };
+    for (const r of this.#jobLive.inFlightSince(topic.jobId, since)) see(r, r.updated_at);
+    let fromAt = since;
     let fromId = 0;
     let read = 0;
     for (;;) {
-      const rows = this.#jobLive.changedAfter(topic.jobId, fromAt, fromId, JOB_PAGE);
+      const rows = this.#jobLive.finishedAfter(topic.jobId, fromAt, fromId, JOB_PAGE);
       read += rows.length;
-      for (const r of rows) {
-        const sig = signature(r);
-        const prev = topic.seen.get(r.exec_id);
-        if (!prev || prev[0] !== sig) changed(r);
-        topic.seen.set(r.exec_id, [sig, r.updated_at]);
-        if (r.updated_at > topic.watermark) topic.watermark = r.updated_at;
-      }
+      for (const r of rows) see(r, r.finished_at ?? r.updated_at);
       if (rows.length < JOB_PAGE || read >= JOB_MAX_PER_TICK) break;
-      fromAt = rows.at(-1)!.updated_at;
+      fromAt = rows.at(-1)!.finished_at ?? fromAt;
       fromId = rows.at(-1)!.exec_id;
     }
     const horizon = topic.watermark - JOB_OVERLAP_MS;

@@ -8,6 +8,8 @@ import { AppError, isAppError } from '../errors.js';
 import type { LicensingService } from '../licensing/service.js';
 import type { Store } from '../store/database.js';
 import type { BrokerAccounts } from '../channel/mqtt/broker-accounts.js';
+import type { NoticeBus } from '../channel/notices.js';
+import { asDeviceUuid } from '../ids.js';
 import {
   allDeviceUuids,
   type DevicePatch,
@@ -93,8 +95,21 @@ const CSV_COLUMNS = new Set([
   'longitude',
 ]);
 const CUSTOM_PREFIX = 'customFields.';
-/** Row errors listed in one import report; the count of all errors is always given. */
+/** Row errors (and registered rows) listed in one import report; the counts of all are always given. */
 const MAX_REPORTED_ERRORS = 1000;
+
+/** A row of a CSV import that registered a device. */
+export interface ImportedRow {
+  /** Line in the file. */
+  readonly line: number;
+  readonly serialNumber: string;
+  readonly uuid: string;
+}
+
+/** The device import's report: the rows registered (the first MAX_REPORTED_ERRORS) besides the refused ones. */
+export interface DeviceImportReport extends ImportReport {
+  readonly accepted: ImportedRow[];
+}
 
 /** What becomes of a broker account change that failed (it is redone by the next reconcile). */
 export type BrokerAccountsFailure = (op: 'provision' | 'remove', deviceIds: readonly string[], err: unknown) => void;
@@ -111,6 +126,8 @@ export class DeviceService {
     private readonly vault: CredentialVault,
     private readonly licensing: LicensingService,
     private readonly admission: AdmissionService,
+    /** Where a deletion is announced: the deleted device's session ends wherever it is held. */
+    private readonly notices?: Pick<NoticeBus, 'publish'>,
   ) {}
 
   /**
@@ -215,6 +232,9 @@ export class DeviceService {
     });
     for (const s of this.#deletedDuringReconcile) s.add(uuid);
     this.#toBroker('remove', [uuid], (a) => a.remove([uuid]));
+    // Its broker connection may end without a will (Mosquitto drops a deleted client without
+    // publishing it), so the session is ended by the server itself.
+    this.notices?.publish({ kind: 'device-deleted', deviceUuids: [asDeviceUuid(uuid)] });
     // A deleted device may have held a seat that a waiting device can now have.
     this.admission.reconcile(scope.accountId, now);
   }
@@ -231,7 +251,7 @@ export class DeviceService {
    * CSV mass registration: the header names the columns (see CSV_COLUMNS, plus `customFields.<key>`).
    * One transaction with prepared statements; all or nothing unless `partial` is asked for.
    */
-  importCsv(scope: AccountScope, body: Buffer | string, partial: boolean, maxRows: number): ImportReport {
+  importCsv(scope: AccountScope, body: Buffer | string, partial: boolean, maxRows: number): DeviceImportReport {
     const now = this.clock.now();
     const table = parseCsv(body, maxRows);
     if (!table.header.includes('serialNumber')) {
@@ -251,6 +271,7 @@ export class DeviceService {
     };
     let imported = 0;
     let registered: { deviceId: string; credential: string }[] = [];
+    let accepted: ImportedRow[] = [];
     let outcome: 'ok' | 'rolled-back' = 'ok';
     try {
       scope.write(() => {
@@ -298,6 +319,7 @@ export class DeviceService {
             if (partial) scope.savepoint(() => scope.devices.insert(device, now));
             else scope.devices.insert(device, now);
             registered.push({ deviceId: device.uuid, credential });
+            if (accepted.length < MAX_REPORTED_ERRORS) accepted.push({ line: row.line, serialNumber: device.serialNumber, uuid: device.uuid });
             imported++;
             count++;
           } catch (err) {
@@ -311,15 +333,17 @@ export class DeviceService {
       if (!(err instanceof RollBack)) throw err;
       outcome = 'rolled-back';
       registered = [];
+      accepted = [];
     }
     const devices = registered;
     this.#toBroker('provision', devices.map((d) => d.deviceId), (a) => a.provision(devices));
-    const report: ImportReport = {
+    const report: DeviceImportReport = {
       rows: table.rows.length,
       imported: outcome === 'ok' ? imported : 0,
       failed: errorCount,
       partial,
       errors,
+      accepted,
     };
     if (outcome !== 'ok') throw new AppError('SERVER_CSV_ROWS_INVALID', undefined, { details: report });
     return report;

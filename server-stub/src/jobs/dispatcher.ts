@@ -13,7 +13,7 @@ import type { Metrics } from '../metrics.js';
 import type { PacketService } from '../packets/service.js';
 import type { Store } from '../store/database.js';
 import type { ExecutionRow } from '../store/jobs.js';
-import { dynamicJobsOfDeviceAccount, type JobHead, jobById, jobTarget, runningJobIds, runningJobs } from '../store/jobs.js';
+import { anyRunningJob, dynamicJobsOfDeviceAccount, type JobHead, jobById, jobTarget, runningJobIds, runningJobs } from '../store/jobs.js';
 import { LocalReadyDevices } from '../store/job-executions.js';
 import { packetById, type PacketRow } from '../store/packets.js';
 import type { JobTemplateHook } from '../templates/service.js';
@@ -34,7 +34,7 @@ const INBOX_BATCH_MAX = 2000;
 /**
  * Executions claimed per write transaction; more are claimed in the next turn of the event loop.
  * One claim for 13,000 connected devices held the write lock past the other workers' busy timeout
- * (the 50,000-router run: job creation answered 500 with SQLITE_BUSY).
+ * (the 50,000-router run: job creation answered 500, the store busy).
  */
 export const CLAIMS_PER_TRANSACTION = 500;
 /**
@@ -144,9 +144,14 @@ export class JobDispatcher {
     const acks: Array<{ deviceUuid: string; correlationId: string }> = [];
     const outcomes: Array<Exclude<ProgressOutcome, 'applied'>> = [];
     let finished = false;
+    const anyReady = batch.some((item) => item.kind === 'ready');
+    // Devices that connect while nothing waits for them (the common case of a ramp or a reconnect
+    // storm) need no write transaction: one per tick of hellos was a second commit and fsync, and
+    // a second wait for the write lock, beside the admission's own.
+    const writes = anyReady ? batch.filter((item) => item.kind !== 'ready' || !this.#readyWithoutWrites(item.deviceUuid)) : batch;
     try {
-      this.#store.write(() => {
-        for (const item of batch) {
+      if (writes.length > 0) this.#store.write(() => {
+        for (const item of writes) {
           try {
             if (item.kind === 'ready') {
               this.#store.savepoint(() => this.#deviceReady(item.deviceUuid));
@@ -175,7 +180,7 @@ export class JobDispatcher {
       this.#metrics.inc('fleet_job_progress_ignored_total', { reason: outcome });
     }
     for (const a of acks) this.#send(a.deviceUuid, createMessage('ack', { seqs: [] }, { correlationId: a.correlationId, sentAt: now }));
-    if (finished || batch.some((item) => item.kind === 'ready')) {
+    if (finished || anyReady) {
       try {
         this.dispatch();
       } catch (err) {
@@ -209,6 +214,22 @@ export class JobDispatcher {
       if (packet && !this.#send(deviceUuid, this.#offer(exec, job, options, deviceUuid, packet))) return;
       if (exec.state === 'queued') executions.markOffered(exec.id, now);
     }
+  }
+
+  /**
+   * Marks the device ready here and tells whether that was all its readiness needs: nothing of it
+   * is open (no execution to resend or cancel) and no running dynamic job of its account may have
+   * to add it. Read in one snapshot without the write lock (the ready table is this connection's
+   * TEMP table, which the lock does not cover): a write transaction at this moment would have read
+   * the same and written nothing else. Otherwise the caller runs `#deviceReady` in its write
+   * transaction.
+   */
+  #readyWithoutWrites(deviceUuid: string): boolean {
+    return this.#store.read(() => {
+      const deviceId = this.#ready.add(deviceUuid);
+      if (deviceId === undefined) return true;
+      return this.#outcomes.executions.openForDevice(deviceId).length === 0 && dynamicJobsOfDeviceAccount(this.#store, deviceId).length === 0;
+    });
   }
 
   /** A device that became ready may have joined a targeted group of a dynamic job. */
@@ -253,6 +274,9 @@ export class JobDispatcher {
    */
   dispatch(): void {
     if (!this.#port) return;
+    // No job is running: nothing to render or claim, and no write transaction to take (a read sees
+    // what the claim transaction would have seen at this moment; a job started later dispatches again).
+    if (!anyRunningJob(this.#store)) return;
     // Template jobs: render the packets of ready devices first (async); dispatch runs again after.
     this.#templates?.renderAhead(() => this.dispatch());
     const started = performance.now();
@@ -340,13 +364,18 @@ export class JobDispatcher {
       const rows = executions.claimCandidates(jobId, now, limit);
       // The packet of a packet job, or a firmware job's per model: read once per job, not per device.
       const packets = new Map<string | null, PacketRow | undefined>();
+      const templated = this.#templates?.renders(jobId) ?? false;
       // A full page may leave more behind (rows skipped below count against it too).
       if (rows.length === limit) more = true;
       const takenBefore = taken;
+      // The devices that will be offered are claimed together after the loop (two statements per
+      // job and batch instead of two per device); the claim time, deadline and window are the job's.
+      const deadline = executionDeadline(now, options.timeoutSec, window);
+      const offers: Array<{ row: (typeof rows)[number]; packet: PacketRow }> = [];
       for (let k = 0; k < rows.length && room > 0 && taken < CLAIMS_PER_TRANSACTION; k++) {
         const row = rows[k]!;
         if (busy.has(row.device_id)) continue;
-        const rendered = this.#templates?.packetFor(jobId, row.device_id) ?? { kind: 'none' as const };
+        const rendered = templated ? this.#templates!.packetFor(jobId, row.device_id) : { kind: 'none' as const };
         if (rendered.kind === 'pending') continue;
         let packet: PacketRow | undefined;
         if (rendered.kind === 'packet') packet = rendered.packet;
@@ -358,6 +387,10 @@ export class JobDispatcher {
         busy.add(row.device_id);
         room--;
         taken++;
+        if (rendered.kind !== 'error' && packet) {
+          offers.push({ row, packet });
+          continue;
+        }
         const attempt = devices.claim(jobId, row.device_id);
         const exec = executions.insert({
           uuid: randomUUID(),
@@ -366,7 +399,7 @@ export class JobDispatcher {
           packetId: packet?.id ?? null,
           attempt,
           claimedAt: now,
-          deadline: executionDeadline(now, options.timeoutSec, window),
+          deadline,
           windowStart: window?.notBefore ?? null,
           windowEnd: window?.notAfter ?? null,
         });
@@ -376,13 +409,17 @@ export class JobDispatcher {
           this.#outcomes.finish(exec, job, 'failed', now, rendered.code, rendered.message);
           continue;
         }
-        if (!packet) {
-          // Firmware job and no catalogue firmware of that version for this model: rejected here.
-          this.#outcomes.finish(exec, job, 'rejected', now, 'SERVER_FIRMWARE_UNKNOWN',
-            `No firmware ${job.firmware_version} for model ${row.model ?? '(unknown)'} in the catalogue.`);
-          continue;
-        }
-        claims.push({ exec, job, options, deviceUuid: row.uuid, packet });
+        // Firmware job and no catalogue firmware of that version for this model: rejected here.
+        this.#outcomes.finish(exec, job, 'rejected', now, 'SERVER_FIRMWARE_UNKNOWN',
+          `No firmware ${job.firmware_version} for model ${row.model ?? '(unknown)'} in the catalogue.`);
+      }
+      if (offers.length > 0) {
+        const attempts = devices.claimMany(jobId, offers.map((o) => o.row.device_id));
+        const inserted = executions.insertMany(
+          { jobId, claimedAt: now, deadline, windowStart: window?.notBefore ?? null, windowEnd: window?.notAfter ?? null },
+          offers.map(({ row, packet }) => ({ uuid: randomUUID(), deviceId: row.device_id, packetId: packet.id, attempt: attempts.get(row.device_id)! })),
+        );
+        for (const { row, packet } of offers) claims.push({ exec: inserted.get(row.device_id)!, job, options, deviceUuid: row.uuid, packet });
       }
       if (taken > takenBefore) this.#log.debug({ job: job.uuid, claimed: taken - takenBefore, roomLeft: room }, 'executions claimed');
     }

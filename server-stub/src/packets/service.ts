@@ -10,6 +10,7 @@ import {
   ProtocolError,
   type ReadPacketResult,
   readPacket,
+  readPacketHead,
   writePacketToFile,
 } from '@router-fleet/protocol';
 import type { Clock } from '../clock.js';
@@ -209,6 +210,27 @@ export class PacketService {
       requireSignature: !policy.allowUnsigned,
       anchors: [...pki.trustAnchorsPem, ...pki.vendorAnchorsPem, ...policy.trustAnchors],
     };
+  }
+
+  /**
+   * The exact MANIFEST of a stored packet of the account (its first member, as signed), read from
+   * the packet file: only the head is read, however large the payload. The packet was verified
+   * when it was stored; here only the MANIFEST's own integrity is checked again.
+   */
+  async manifestText(scope: AccountScope, uuid: string): Promise<string> {
+    const p = this.repo(scope).byUuid(uuid);
+    if (!p) throw new AppError('SERVER_NOT_FOUND');
+    try {
+      const head = await readPacketHead(this.storage.path(p.sha256), {
+        requireSignature: false,
+        allowUnknownFileTypes: true,
+        limits: { maxTotalSize: this.options.maxPacketBytes },
+      });
+      return head.manifestBytes.toString('utf8');
+    } catch (err) {
+      if (err instanceof ProtocolError) throw packetInvalid(err);
+      throw err;
+    }
   }
 
   /** Receives a packet body, verifies it and stores it for the account. */

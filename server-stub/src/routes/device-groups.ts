@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { Type } from '@sinclair/typebox';
 import { AppError } from '../errors.js';
 import type { GroupRow } from '../store/devices.js';
+import { isConflictOn } from '../store/errors.js';
 import { Device, deviceView } from './devices.js';
 import { defineRoute, notFound } from './route.js';
 import {
@@ -40,10 +41,6 @@ const GroupBody = {
   description: Type.Optional(Type.String({ maxLength: 1000, 'x-text': 'multiline' })),
 };
 
-function isNameTaken(err: unknown): boolean {
-  return (err as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE';
-}
-
 function isValueCursor(v: unknown): v is { value: string; id: number } {
   return typeof v === 'object' && v !== null && typeof (v as { value: unknown }).value === 'string'
     && Number.isSafeInteger((v as { id: unknown }).id);
@@ -78,7 +75,7 @@ export const groupRoutes = [
           ctx.scope.groups.insert({ uuid, name: body.name, description: body.description ?? '' }, services.clock.now()),
         );
       } catch (err) {
-        if (isNameTaken(err)) throw new AppError('SERVER_GROUP_NAME_TAKEN');
+        if (isConflictOn(err, 'name')) throw new AppError('SERVER_GROUP_NAME_TAKEN');
         throw err;
       }
       return groupView(ctx.scope.groups.byUuid(uuid)!);
@@ -116,7 +113,7 @@ export const groupRoutes = [
           ctx.scope.groups.update(g.id, body);
         });
       } catch (err) {
-        if (isNameTaken(err)) throw new AppError('SERVER_GROUP_NAME_TAKEN');
+        if (isConflictOn(err, 'name')) throw new AppError('SERVER_GROUP_NAME_TAKEN');
         throw err;
       }
       return groupView(ctx.scope.groups.byUuid(params.uuid)!);

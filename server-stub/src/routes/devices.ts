@@ -196,6 +196,14 @@ function isDeviceCursor(v: unknown): v is DeviceCursor {
   );
 }
 
+/** The import report with the rows that registered a device (line, serial number, the device's uuid). */
+const DeviceImportReport = Type.Object({
+  ...ImportReport.properties,
+  accepted: Type.Array(Type.Object({ line: Type.Integer(), serialNumber: Type.String(), uuid: Type.String() }), {
+    description: 'Rows that registered a device (the first 1,000; `imported` counts all).',
+  }),
+});
+
 export const deviceRoutes = [
   defineRoute({
     method: 'GET',
@@ -264,7 +272,7 @@ export const deviceRoutes = [
     access: 'operator',
     bodyType: 'csv',
     querystring: ImportQuery,
-    response: ImportReport,
+    response: DeviceImportReport,
     handler: ({ ctx, body, query, services }) =>
       services.devices.importCsv(ctx.scope, body as Buffer, query.partial ?? false, services.config.csvMaxRows),
   }),

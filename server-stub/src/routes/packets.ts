@@ -228,6 +228,17 @@ export const packetRoutes = [
     handler: ({ ctx, params, services }) => packetView(services.packets.repo(ctx.scope).byUuid(params.uuid) ?? notFound()),
   }),
   defineRoute({
+    method: 'GET',
+    url: '/api/packets/{uuid}/manifest',
+    summary: 'The packet\'s MANIFEST as it is in the packet (the exact text the signature covers)',
+    tags: ['packets'],
+    access: 'viewer',
+    params: UuidParam,
+    resources: { uuid: 'packet' },
+    response: Type.Object({ text: Type.String({ description: 'The MANIFEST, UTF-8 (`KEY=value` lines; sections start at FILENAME=).' }) }),
+    handler: async ({ ctx, params, services }) => ({ text: await services.packets.manifestText(ctx.scope, params.uuid) }),
+  }),
+  defineRoute({
     method: 'DELETE',
     url: '/api/packets/{uuid}',
     summary: 'Delete a packet (refused with SERVER_PACKET_IN_USE while an active job uses it)',

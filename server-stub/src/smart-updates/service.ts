@@ -8,6 +8,7 @@ import type { LicensingService } from '../licensing/service.js';
 import type { PacketService, StoredManifest } from '../packets/service.js';
 import { Accounts } from '../store/accounts.js';
 import type { Store } from '../store/database.js';
+import { JobDevices } from '../store/job-devices.js';
 import type { PacketRow } from '../store/packets.js';
 import { AccountSmartUpdates, accountsWithSmartUpdates } from '../store/smart-updates.js';
 import { AccountScope } from '../store/scope.js';
@@ -131,6 +132,7 @@ export class SmartUpdateService {
     const now = this.clock.now();
     // The model and firmware the router reported (hello, status); the typed-in ones until it has.
     const smart = new AccountSmartUpdates(this.store, accountId);
+    const jobDevices = new JobDevices(this.store);
     const devices = smart.candidates();
     // (model, version) → outdated devices that should get it
     const wanted = new Map<string, { model: string; version: string; devices: typeof devices }>();
@@ -155,7 +157,7 @@ export class SmartUpdateService {
         if (row && row.state !== 'running' && row.state !== 'paused' && row.state !== 'finished') {
           return { action: 'none' as const }; // cancelled or aborted: left alone
         }
-        const inJob = new Set(row ? smart.jobDeviceIds(row.job_id!) : []);
+        const inJob = new Set(row ? jobDevices.deviceIds(row.job_id!) : []);
         const running = row?.state === 'running' || row?.state === 'paused';
         const eligible = w.devices.filter((d) => {
           if (running && inJob.has(d.id)) return false; // in progress, or waiting for the job's own retries
@@ -169,7 +171,7 @@ export class SmartUpdateService {
           return { action: 'create' as const, devices: eligible };
         }
         if (running) {
-          for (const d of eligible) smart.addToJob(row.job_id!, d.id, now);
+          for (const d of eligible) jobDevices.addDevice(row.job_id!, d.id, now);
           return { action: 'extended' as const, jobUuid: row.uuid!, devices: eligible };
         }
         // Finished: a new job for devices it never had and for those it failed that are due a retry.

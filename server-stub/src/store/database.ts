@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import type { Database, Statement } from 'better-sqlite3';
 import { migrate } from './migrations.js';
 import { SqliteDatabase } from './sqlite.js';
+import { fromSqliteError } from './sqlite-errors.js';
 
 export const STORE_FILE = 'fleet.sqlite';
 
@@ -34,13 +35,68 @@ export function openDatabase(dataDir: string, options: OpenStoreOptions = {}): D
   return db;
 }
 
+/** What a write statement changed. */
+export interface RunResult {
+  changes: number;
+  lastInsertRowid: number | bigint;
+}
+
+/**
+ * A prepared statement as repositories use it. Errors are the store's own (`errors.ts`): a unique
+ * violation, a full disk or a lock timeout never reaches a caller as a driver error.
+ */
+export interface StoreStatement<R = unknown> {
+  get(...params: unknown[]): R | undefined;
+  all(...params: unknown[]): R[];
+  run(...params: unknown[]): RunResult;
+  /** Rows one at a time (for long results). */
+  iterate(...params: unknown[]): IterableIterator<R>;
+}
+
+/** better-sqlite3's statement with its errors translated (a try/catch per call: nothing measurable next to SQLite). */
+class SqliteStatement<R> implements StoreStatement<R> {
+  constructor(private readonly s: Statement<unknown[], R>) {}
+
+  get(...params: unknown[]): R | undefined {
+    try {
+      return this.s.get(...params);
+    } catch (err) {
+      throw fromSqliteError(err);
+    }
+  }
+
+  all(...params: unknown[]): R[] {
+    try {
+      return this.s.all(...params);
+    } catch (err) {
+      throw fromSqliteError(err);
+    }
+  }
+
+  run(...params: unknown[]): RunResult {
+    try {
+      return this.s.run(...params);
+    } catch (err) {
+      throw fromSqliteError(err);
+    }
+  }
+
+  * iterate(...params: unknown[]): IterableIterator<R> {
+    try {
+      yield* this.s.iterate(...params);
+    } catch (err) {
+      throw fromSqliteError(err);
+    }
+  }
+}
+
 /**
  * A connection plus a cache of prepared statements. Every query in the server goes through
  * `stmt()` with bound parameters; SQL is never built from values.
  */
 export class Store {
   readonly db: Database;
-  readonly #statements = new Map<string, Statement>();
+  readonly #statements = new Map<string, SqliteStatement<unknown>>();
   readonly #busyTimeoutMs: number;
   readonly #noBusyWait: Statement;
   readonly #busyWait: Statement;
@@ -56,19 +112,27 @@ export class Store {
     return new Store(openDatabase(dataDir, options), options.busyTimeoutMs ?? 5000);
   }
 
-  stmt<R = unknown>(sql: string): Statement<unknown[], R> {
+  stmt<R = unknown>(sql: string): StoreStatement<R> {
     let s = this.#statements.get(sql);
     if (!s) {
-      s = this.db.prepare(sql);
+      s = new SqliteStatement(this.db.prepare(sql));
       this.#statements.set(sql, s);
     }
-    return s as Statement<unknown[], R>;
+    return s as StoreStatement<R>;
   }
 
-  /** Runs `fn` in one `BEGIN IMMEDIATE` transaction (the write lock is taken at the start). */
+  /**
+   * Runs `fn` in one `BEGIN IMMEDIATE` transaction (the write lock is taken at the start). Throws
+   * StoreBusyError when the lock is not granted within the busy timeout, StoreFullError when the
+   * commit finds no space.
+   */
   write<T>(fn: () => T): T {
     if (this.db.inTransaction) return fn();
-    return this.#immediate(fn);
+    try {
+      return this.#immediate(fn);
+    } catch (err) {
+      throw fromSqliteError(err);
+    }
   }
 
   /**
@@ -104,7 +168,11 @@ export class Store {
   /** Runs `fn` in a deferred (read) transaction, giving it one consistent snapshot. */
   read<T>(fn: () => T): T {
     if (this.db.inTransaction) return fn();
-    return this.db.transaction(fn).deferred();
+    try {
+      return this.db.transaction(fn).deferred();
+    } catch (err) {
+      throw fromSqliteError(err);
+    }
   }
 
   /**
@@ -112,7 +180,11 @@ export class Store {
    * for per-row imports), otherwise an immediate transaction of its own.
    */
   savepoint<T>(fn: () => T): T {
-    return this.db.inTransaction ? this.db.transaction(fn)() : this.#immediate(fn);
+    try {
+      return this.db.inTransaction ? this.db.transaction(fn)() : this.#immediate(fn);
+    } catch (err) {
+      throw fromSqliteError(err);
+    }
   }
 
   /** A trivial query: the store is open and answers. */

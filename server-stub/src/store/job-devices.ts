@@ -52,6 +52,21 @@ export class JobDevices {
       .run(jobId, now, accountId, JSON.stringify(deviceIds)).changes;
   }
 
+  /** Adds one device (a device already in the job is left as it is). */
+  addDevice(jobId: number, deviceId: number, now: number): void {
+    this.store
+      .stmt(`INSERT OR IGNORE INTO job_devices (job_id, device_id, status, added_at) VALUES (?, ?, 'pending', ?)`)
+      .run(jobId, deviceId, now);
+  }
+
+  /** Every device the job covers, whatever its status. */
+  deviceIds(jobId: number): number[] {
+    return this.store
+      .stmt<{ device_id: number }>('SELECT device_id FROM job_devices WHERE job_id = ?')
+      .all(jobId)
+      .map((r) => r.device_id);
+  }
+
   attempts(jobId: number, deviceId: number): number {
     return (
       this.store
@@ -70,6 +85,17 @@ export class JobDevices {
         `UPDATE job_devices SET status = 'active', attempts = attempts + 1 WHERE job_id = ? AND device_id = ? RETURNING attempts`,
       )
       .get(jobId, deviceId)!.attempts;
+  }
+
+  /** `claim` for many devices of the job in one statement: device row id → its attempt. */
+  claimMany(jobId: number, deviceIds: readonly number[]): Map<number, number> {
+    const rows = this.store
+      .stmt<{ device_id: number; attempts: number }>(
+        `UPDATE job_devices SET status = 'active', attempts = attempts + 1
+         WHERE job_id = ? AND device_id IN (SELECT value FROM json_each(?)) RETURNING device_id, attempts`,
+      )
+      .all(jobId, JSON.stringify(deviceIds));
+    return new Map(rows.map((r) => [r.device_id, r.attempts]));
   }
 
   /** The device's result after an execution ended: done, or pending again (a retry not before `nextAttemptAt`). */

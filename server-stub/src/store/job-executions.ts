@@ -135,6 +135,33 @@ export class JobExecutions {
       .get(e.uuid, e.jobId, e.deviceId, e.packetId, e.attempt, e.claimedAt, e.claimedAt, e.deadline, e.windowStart, e.windowEnd)!;
   }
 
+  /**
+   * New queued executions of one job claimed together (same claim time, deadline and window): one
+   * statement for the batch instead of one per device. Returns the rows by device row id.
+   */
+  insertMany(
+    common: Pick<NewExecution, 'jobId' | 'claimedAt' | 'deadline' | 'windowStart' | 'windowEnd'>,
+    rows: readonly Pick<NewExecution, 'uuid' | 'deviceId' | 'packetId' | 'attempt'>[],
+  ): Map<number, ExecutionRow> {
+    const inserted = this.store
+      .stmt<ExecutionRow>(
+        `INSERT INTO job_executions (uuid, job_id, device_id, packet_id, attempt, state, claimed_at, updated_at,
+           deadline, window_start, window_end)
+         SELECT value ->> 0, ?, value ->> 1, value ->> 2, value ->> 3, 'queued', ?, ?, ?, ?, ?
+         FROM json_each(?) ORDER BY key RETURNING *`,
+      )
+      .all(
+        common.jobId,
+        common.claimedAt,
+        common.claimedAt,
+        common.deadline,
+        common.windowStart,
+        common.windowEnd,
+        JSON.stringify(rows.map((r) => [r.uuid, r.deviceId, r.packetId, r.attempt])),
+      );
+    return new Map(inserted.map((e) => [e.device_id, e]));
+  }
+
   /** The offer went out (only while still queued: another process may have recorded it since). */
   markOffered(id: number, now: number): void {
     this.store

@@ -234,6 +234,11 @@ export function runningJobIds(store: Store): number[] {
   return store.stmt<{ id: number }>(`SELECT id FROM jobs WHERE state = 'running' ORDER BY id`).all().map((r) => r.id);
 }
 
+/** Whether any job is running (one index probe: the claim and the template renders need one). */
+export function anyRunningJob(store: Store): boolean {
+  return store.stmt(`SELECT 1 FROM jobs WHERE state = 'running' LIMIT 1`).get() !== undefined;
+}
+
 /** Running dynamic jobs of the device's account, with their targets (a device may have joined a targeted group). */
 export function dynamicJobsOfDeviceAccount(store: Store, deviceId: number): JobRow[] {
   return store

@@ -37,6 +37,7 @@ export interface JobDeviceChangeRow {
   error_message: string | null;
   cancel_requested: number;
   updated_at: number;
+  finished_at: number | null;
 }
 
 /** Account-wide reads: counts and the newest events. Every statement carries `account_id = ?`. */
@@ -92,7 +93,7 @@ export class AccountLive {
 
 const JOB_DEVICE_CHANGE = `SELECT e.id AS exec_id, e.uuid AS exec_uuid, d.uuid AS device_uuid, d.serial_number, d.name,
     d.admission, jd.status, jd.result, jd.attempts, e.state, e.percent, e.error_code, e.error_message,
-    e.cancel_requested, e.updated_at
+    e.cancel_requested, e.updated_at, e.finished_at
   FROM job_executions e
   JOIN devices d ON d.id = e.device_id
   JOIN job_devices jd ON jd.job_id = e.job_id AND jd.device_id = e.device_id`;
@@ -101,24 +102,28 @@ const JOB_DEVICE_CHANGE = `SELECT e.id AS exec_id, e.uuid AS exec_uuid, d.uuid A
 export class JobLive {
   constructor(private readonly store: Store) {}
 
-  /** The newest `updated_at` of the job's executions (0 when it has none). */
-  lastChange(jobId: number): number {
-    return (
-      this.store
-        .stmt<{ at: number | null }>('SELECT MAX(updated_at) AS at FROM job_executions WHERE job_id = ?')
-        .get(jobId)?.at ?? 0
-    );
+  /**
+   * The job's executions in flight (not finished) changed at or after `since` (ms, the writers'
+   * clock). It walks the partial index job_executions_unfinished (job_id, finished_at, state WHERE
+   * finished_at IS NULL): the executions in flight, however many the job has done. Deliberately no
+   * index on updated_at: every progress report rewrites it, and the write path is the one to keep
+   * cheap; this read runs only while someone watches the job.
+   */
+  inFlightSince(jobId: number, since: number): JobDeviceChangeRow[] {
+    return this.store
+      .stmt<JobDeviceChangeRow>(`${JOB_DEVICE_CHANGE} WHERE e.job_id = ? AND e.finished_at IS NULL AND e.updated_at >= ?`)
+      .all(jobId, since);
   }
 
   /**
-   * The job's executions changed after (`at`, `id`) in (updated_at, id) order, at most `limit`
-   * (ms of the writers' clock): a range scan of job_executions_updated (job_id, updated_at).
+   * The job's executions finished after (`at`, `id`) in (finished_at, id) order, at most `limit`:
+   * a range scan of job_executions_finished (job_id, finished_at WHERE finished_at IS NOT NULL).
    */
-  changedAfter(jobId: number, at: number, id: number, limit: number): JobDeviceChangeRow[] {
+  finishedAfter(jobId: number, at: number, id: number, limit: number): JobDeviceChangeRow[] {
     return this.store
       .stmt<JobDeviceChangeRow>(
-        `${JOB_DEVICE_CHANGE} WHERE e.job_id = ? AND e.updated_at >= ? AND (e.updated_at > ? OR e.id > ?)
-         ORDER BY e.updated_at, e.id LIMIT ?`,
+        `${JOB_DEVICE_CHANGE} WHERE e.job_id = ? AND e.finished_at >= ? AND (e.finished_at > ? OR e.id > ?)
+         ORDER BY e.finished_at, e.id LIMIT ?`,
       )
       .all(jobId, at, at, id, limit);
   }

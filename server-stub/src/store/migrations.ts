@@ -620,9 +620,19 @@ CREATE INDEX login_failures_last ON login_failures(last_at);
   },
   {
     version: 31,
-    name: 'job executions by last change (the console\'s job stream reads what changed in the last seconds, not every execution of a 50,000-device job); the device list sorted by serial number or creation time within an account pages by index',
+    name: 'fewer job_executions indexes to keep per claim, offer and progress report: (job_id, state) was read by no query; (job_id, offered_at) served only by its job_id (now (job_id, claimed_at), which the claims per minute count and no offer rewrites); (device_id, state) becomes (device_id), which no state change rewrites',
     sql: `
-CREATE INDEX job_executions_updated ON job_executions(job_id, updated_at);
+DROP INDEX job_executions_job;
+DROP INDEX job_executions_job_offered;
+DROP INDEX job_executions_device;
+CREATE INDEX job_executions_job_claimed ON job_executions(job_id, claimed_at);
+CREATE INDEX job_executions_device ON job_executions(device_id);
+`,
+  },
+  {
+    version: 32,
+    name: 'the device list sorted by serial number or creation time within an account pages by index (neither column changes after registration)',
+    sql: `
 CREATE INDEX devices_account_serial ON devices(account_id, serial_number);
 CREATE INDEX devices_account_created ON devices(account_id, created_at);
 `,

@@ -25,8 +25,8 @@ export interface SmartUpdateAttempt {
 
 /**
  * Smart Updates bookkeeping of one account: which (model, version) has a system job, and which
- * devices were last offered it when. Every statement carries `account_id = ?` (or the job's id,
- * read from this account's reservation).
+ * devices were last offered it when. Every statement carries `account_id = ?`. The devices of the
+ * job itself are the job's (`JobDevices`, by the job id read from this account's reservation).
  */
 export class AccountSmartUpdates {
   constructor(
@@ -75,21 +75,6 @@ export class AccountSmartUpdates {
     this.store
       .stmt('DELETE FROM smart_update_jobs WHERE account_id = ? AND model = ? AND version = ? AND job_id IS NULL')
       .run(this.accountId, model, version);
-  }
-
-  /** The devices a Smart Update job of this account targets (job id from `reservation`). */
-  jobDeviceIds(jobId: number): number[] {
-    return this.store
-      .stmt<{ device_id: number }>('SELECT device_id FROM job_devices WHERE job_id = ?')
-      .all(jobId)
-      .map((r) => r.device_id);
-  }
-
-  /** Adds a device to a running Smart Update job (a device already in it is left as it is). */
-  addToJob(jobId: number, deviceId: number, now: number): void {
-    this.store
-      .stmt(`INSERT OR IGNORE INTO job_devices (job_id, device_id, status, added_at) VALUES (?, ?, 'pending', ?)`)
-      .run(jobId, deviceId, now);
   }
 
   attempt(model: string, version: string, deviceId: number): SmartUpdateAttempt | undefined {

@@ -144,6 +144,15 @@ export class TemplateJobStore {
     return this.store.stmt<TemplateJobRow>('SELECT * FROM template_jobs WHERE job_id = ?').get(jobId);
   }
 
+  /** Whether any template job is running (what the renders ahead of a claim look at first). */
+  anyRunning(): boolean {
+    return (
+      this.store
+        .stmt(`SELECT 1 FROM template_jobs tj JOIN jobs j ON j.id = tj.job_id WHERE j.state = 'running' LIMIT 1`)
+        .get() !== undefined
+    );
+  }
+
   /** What was rendered for (job, device), if anything. */
   render(jobId: number, deviceId: number): TemplateRenderRow | undefined {
     return this.store

@@ -5,6 +5,7 @@ import type { LicensingService } from '../licensing/service.js';
 import type { PacketService } from '../packets/service.js';
 import type { Store } from '../store/database.js';
 import type { DeviceRow } from '../store/devices.js';
+import { isConflictOn } from '../store/errors.js';
 import { packetById, type PacketRow } from '../store/packets.js';
 import { AccountScope } from '../store/scope.js';
 import {
@@ -30,6 +31,8 @@ export interface JobTemplateHook {
   lookup(scope: AccountScope, templateUuid: string): TemplateRow;
   /** Inside the same transaction, after the job row exists: snapshots the template for the job. */
   attach(jobId: number, template: TemplateRow): void;
+  /** Whether job `jobId` renders a packet per device (asked once per job and claim, not per device). */
+  renders(jobId: number): boolean;
   /** Synchronous, inside the claim transaction. */
   packetFor(jobId: number, deviceId: number): TemplatePacket;
   /** A failed render is forgotten once its execution failed, so a retry renders again. */
@@ -176,6 +179,10 @@ export class TemplateService implements JobTemplateHook {
     return this.#jobs.byJob(jobId);
   }
 
+  renders(jobId: number): boolean {
+    return this.jobTemplate(jobId) !== undefined;
+  }
+
   packetFor(jobId: number, deviceId: number): TemplatePacket {
     if (!this.jobTemplate(jobId)) return { kind: 'none' };
     const r = this.#jobs.render(jobId, deviceId);
@@ -215,6 +222,9 @@ export class TemplateService implements JobTemplateHook {
 
   /** Pending devices of running template jobs that are ready in this process and not rendered yet. */
   #work(): UnrenderedDevice[] {
+    // Every dispatch asks (after every batch of hellos and progress reports): the join over pending
+    // devices is read only while a template job runs.
+    if (!this.#jobs.anyRunning()) return [];
     return this.#jobs.unrendered(this.clock.now(), RENDER_BATCH);
   }
 
@@ -249,7 +259,7 @@ function unique<T>(fn: () => T): T {
   try {
     return fn();
   } catch (err) {
-    if ((err as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE') throw new AppError('SERVER_NAME_TAKEN');
+    if (isConflictOn(err, 'name')) throw new AppError('SERVER_NAME_TAKEN');
     throw err;
   }
 }

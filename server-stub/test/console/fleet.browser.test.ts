@@ -129,6 +129,12 @@ describe('Dashboard and Devices with a simulated fleet', () => {
     await w.screenshot(devices.page, 'devices-rejected');
     await devices.page.locator('select[name="admission"]').selectOption('');
     await expect.poll(() => rows(devices.page).count(), poll).toBe(ROUTERS);
+    // By group (the fleet's CSV put the routers into groups).
+    const group = tenant.scope.groups.list({ afterId: 0, limit: 1 })[0]!;
+    await devices.page.locator('select[name="groupUuid"]').selectOption(group.uuid);
+    await expect.poll(() => rows(devices.page).count(), poll).toBe(group.device_count);
+    await devices.page.locator('select[name="groupUuid"]').selectOption('');
+    await expect.poll(() => rows(devices.page).count(), poll).toBe(ROUTERS);
     await w.screenshot(devices.page, 'devices');
 
     for (const cp of [dashboard, devices]) {
@@ -151,6 +157,10 @@ describe('Dashboard and Devices with a simulated fleet', () => {
     expect(saved).toMatchObject({ location: 'Pumpwerk Nord <b>3</b>', latitude: 49.0134, longitude: 12.1016, name: XSS });
     await expect.poll(() => page.locator('h2', { hasText: 'Job history' }).count()).toBe(1);
     await w.screenshot(page, 'device');
+    // The connection profile downloads as a signed update packet (a tar), with the cookie.
+    const [download] = await Promise.all([page.waitForEvent('download'), page.locator('[data-testid="profile-download"]').click()]);
+    expect(download.suggestedFilename()).toBe(`connection-profile-${saved!.serial_number}.tar`);
+    expect(await download.failure()).toBeNull();
 
     // German: the same page, every label translated.
     await page.locator('select[data-testid="language"]').selectOption('de');

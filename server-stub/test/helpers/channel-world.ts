@@ -2,6 +2,7 @@ import { cpSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { LightMyRequestResponse } from 'fastify';
+import type { Logger } from 'pino';
 import { loadOrCreateSigningPki, SIGNING_DIR } from '../../src/pki/signing.js';
 import { TestClock } from '../../src/clock.js';
 import type { ConfigInput } from '../../src/config.js';
@@ -40,8 +41,8 @@ export async function seedSigningPki(dataDir: string): Promise<void> {
   cpSync(await pkiTemplate, join(dataDir, SIGNING_DIR), { recursive: true });
 }
 
-/** A real server on 127.0.0.1:0 with a test clock and a movable keep-alive clock. */
-export async function channelWorld(flags: ConfigInput = {}, dataDir: string = tempDir()): Promise<ChannelWorld> {
+/** A real server on 127.0.0.1:0 with a test clock and a movable keep-alive clock (`logger`: where it logs instead of stdout). */
+export async function channelWorld(flags: ConfigInput = {}, dataDir: string = tempDir(), logger?: Logger): Promise<ChannelWorld> {
   await seedSigningPki(dataDir);
   const clock = new TestClock(T0);
   let mono = 1_000_000;
@@ -49,6 +50,7 @@ export async function channelWorld(flags: ConfigInput = {}, dataDir: string = te
     clock,
     handleSignals: false,
     channel: { monotonic: () => mono },
+    ...(logger ? { logger } : {}),
   });
   const base = worldOf(server.app.services, clock, dataDir);
   const devices: FakeDevice[] = [];

@@ -1,4 +1,5 @@
 import { MQTT_BINDING, type MqttProtocolVersion, mqttTopics } from '@router-fleet/protocol';
+import type { Logger } from 'pino';
 import type { DynsecClient, DynsecRole } from '../../src/channel/mqtt/mosquitto-files.js';
 import type { ConfigInput } from '../../src/config.js';
 import { type ChannelWorld, channelWorld } from './channel-world.js';
@@ -58,10 +59,10 @@ export interface MqttWorld {
  * `devices` registered routers: with the embedded broker (MQTT 3.1.1), or with a real Mosquitto
  * (MQTT 5, dynamic security) whose file lists the server's account and the devices before it starts.
  */
-export async function mqttWorld(kind: BrokerKind, opts: { licences: number; devices: number; flags?: ConfigInput }): Promise<MqttWorld> {
+export async function mqttWorld(kind: BrokerKind, opts: { licences: number; devices: number; flags?: ConfigInput; logger?: Logger }): Promise<MqttWorld> {
   const dataDir = tempDir();
   if (kind === 'embedded') {
-    const w = await channelWorld({ mqtt: 'embedded', mqttPort: 0, ...opts.flags }, dataDir);
+    const w = await channelWorld({ mqtt: 'embedded', mqttPort: 0, ...opts.flags }, dataDir, opts.logger);
     const t = await w.newTenant();
     if (opts.licences > 0) w.licences(t, 'basic-1', opts.licences);
     const ids = w.devices(t, opts.devices);
@@ -76,7 +77,7 @@ export async function mqttWorld(kind: BrokerKind, opts: { licences: number; devi
   setup.close();
   const broker = await startMosquitto({ dynsec: { admin: { username: 'admin', password: 'admin-secret' }, ...dynsecAccounts(ids) } });
   try {
-    const w = await channelWorld({ mqttUrl: broker.url, mqttPassword: SERVER_PASSWORD, ...opts.flags }, dataDir);
+    const w = await channelWorld({ mqttUrl: broker.url, mqttPassword: SERVER_PASSWORD, ...opts.flags }, dataDir, opts.logger);
     return {
       w,
       url: broker.url,

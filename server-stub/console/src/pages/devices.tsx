@@ -12,6 +12,7 @@ import { Link } from '../components/link.js';
 import { formatDateTime, useT } from '../i18n.js';
 import { type FleetEvent, useLiveStream } from '../live.js';
 import type { PageProps } from '../router.js';
+import { useSession } from '../session.js';
 import '../styles/fleet.css';
 
 type Status = 'online' | 'unmanaged' | 'offline';
@@ -60,6 +61,7 @@ const SORTS = ['name', 'serialNumber', 'createdAt', 'lastSeenAt'] as const;
 
 interface Query {
   text: string;
+  groupUuid: string;
   status: '' | Status;
   admission: '' | Admission | 'none';
   model: string;
@@ -76,6 +78,7 @@ function queryFromLocation(): Query {
   };
   return {
     text: p.get('text') ?? '',
+    groupUuid: p.get('groupUuid') ?? '',
     status: pick('status', ['', 'online', 'unmanaged', 'offline'], ''),
     admission: pick('admission', ['', 'managed', 'unmanaged', 'rejected', 'none'], ''),
     model: p.get('model') ?? '',
@@ -119,6 +122,7 @@ function AdmissionBadge(props: { admission: Admission | null }) {
 
 function DeviceList() {
   const t = useT('devices');
+  const canChange = useSession().user.role !== 'viewer';
   const tf = useT('fleet');
   const [query, setQuery] = useState<Query>(queryFromLocation);
   const [draft, setDraft] = useState<Query>(query);
@@ -126,13 +130,21 @@ function DeviceList() {
   const [page, setPage] = useState<Page<Device> | null>(null);
   const [latest, setLatest] = useState<Map<string, FleetEvent>>(new Map());
   const [error, setError] = useState<unknown>(null);
+  const [groups, setGroups] = useState<Array<{ uuid: string; name: string }>>([]);
   const pageIndex = cursors.length - 1;
   const generation = useRef(0);
+
+  useEffect(() => {
+    api
+      .get<Page<{ uuid: string; name: string }>>('/api/inventory/device-groups?limit=200')
+      .then((g) => setGroups(g.items))
+      .catch(() => setGroups([]));
+  }, []);
 
   const load = useCallback(async () => {
     const mine = ++generation.current;
     const p = new URLSearchParams({ limit: String(PAGE_SIZE), sort: query.sort, order: query.order });
-    for (const k of ['text', 'status', 'admission', 'model', 'firmware'] as const) if (query[k] !== '') p.set(k, query[k]);
+    for (const k of ['text', 'groupUuid', 'status', 'admission', 'model', 'firmware'] as const) if (query[k] !== '') p.set(k, query[k]);
     const cursor = cursors[pageIndex];
     if (cursor) p.set('cursor', cursor);
     try {
@@ -183,7 +195,7 @@ function DeviceList() {
       />
     </label>
   );
-  const select = <K extends 'status' | 'admission'>(key: K, values: readonly string[], label: (v: string) => string) => (
+  const select = <K extends 'status' | 'admission' | 'groupUuid'>(key: K, values: readonly string[], label: (v: string) => string) => (
     <label>
       <span>{t(`filters.${key}`)}</span>
       <select
@@ -219,6 +231,7 @@ function DeviceList() {
         }}
       >
         {field('text')}
+        {groups.length > 0 ? select('groupUuid', groups.map((g) => g.uuid), (v) => groups.find((g) => g.uuid === v)?.name ?? v) : null}
         {select('status', ['online', 'unmanaged', 'offline'], (v) => tf(`status.${v}`))}
         {select('admission', ['managed', 'unmanaged', 'rejected', 'none'], (v) => tf(`admission.${v}`))}
         {field('model')}
@@ -256,7 +269,7 @@ function DeviceList() {
             type="button"
             class="secondary"
             onClick={() => {
-              const empty: Query = { text: '', status: '', admission: '', model: '', firmware: '', sort: 'name', order: 'asc' };
+              const empty: Query = { text: '', groupUuid: '', status: '', admission: '', model: '', firmware: '', sort: 'name', order: 'asc' };
               setDraft(empty);
               apply(empty);
             }}
@@ -265,6 +278,11 @@ function DeviceList() {
           </button>
         </div>
       </form>
+      {canChange ? (
+        <p class="csv-import-link">
+          <Link href="/devices/import">{t('import.title')}</Link>
+        </p>
+      ) : null}
       {error ? <p class="error" role="alert">{errorText(t, error)}</p> : null}
       <div class="table-wrap">
         <table class="device-table" data-testid="device-table">
@@ -346,6 +364,7 @@ const draftOf = (d: Device): Draft => ({
 
 function DeviceDetails(props: { uuid: string }) {
   const t = useT('devices');
+  const canChange = useSession().user.role !== 'viewer';
   const tf = useT('fleet');
   const [device, setDevice] = useState<Device | null>(null);
   const [events, setEvents] = useState<FleetEvent[]>([]);
@@ -496,7 +515,7 @@ function DeviceDetails(props: { uuid: string }) {
             {input('latitude')}
             {input('longitude')}
             <div class="form-actions">
-              <button type="submit" class="primary" disabled={saveState.saving}>
+              <button type="submit" class="primary" disabled={saveState.saving || !canChange}>
                 {t('details.save')}
               </button>
               {saveState.saved ? (
@@ -512,6 +531,20 @@ function DeviceDetails(props: { uuid: string }) {
             </div>
           </form>
         </section>
+        {canChange ? (
+          <section class="panel wide">
+            <h2>{t('details.profile')}</h2>
+            <p class="muted">{t('details.profileText')}</p>
+            <p class="form-actions">
+              <a class="secondary" href={`/api/inventory/managed-devices/${props.uuid}/connection-profile`} download data-testid="profile-download">
+                {t('details.profilePacket')}
+              </a>
+              <a class="secondary" href={`/api/inventory/managed-devices/${props.uuid}/connection-profile?format=json`} download={`connection-profile-${device.serialNumber}.json`}>
+                {t('details.profileJson')}
+              </a>
+            </p>
+          </section>
+        ) : null}
         <section class="panel wide">
           <h2>{t('details.events')}</h2>
           <EventList events={events} showDevice={false} testId="device-events" />

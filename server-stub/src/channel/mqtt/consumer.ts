@@ -40,7 +40,15 @@ export interface MqttConsumerOptions {
   readonly startTimeoutMs?: number | undefined;
   /** Base of the bucket clients' reconnect period (ms); each client adds up to as much again at random. */
   readonly reconnectMs?: number | undefined;
+  /**
+   * Hold the uplinks that arrive before {@link MqttBucketConsumer.open} (default false: links start
+   * at once). The server subscribes before its HTTP listener exists, and a job offer made for a
+   * hello the broker had queued would name the packet URL's port before it is known.
+   */
+  readonly holdUntilOpen?: boolean | undefined;
 }
+
+type Uplink = readonly [bucket: number, topic: string, payload: Buffer, retained: boolean];
 
 /** A down message's type, read from the envelope's second member (`{"v":…,"type":"…"`). */
 const TYPE_OF = /^\{"v":[^,]{1,16},"type":"([a-z-]{1,32})"/;
@@ -80,9 +88,20 @@ export class MqttBucketConsumer implements Downlink {
   readonly #links = new Map<string, MqttLink>();
   readonly #online = new Map<string, string>();
   #closing = false;
+  /** Uplinks received before `open()`, in arrival order (undefined once open). */
+  #held: Uplink[] | undefined;
+  /**
+   * Since when the broker is lost (a bucket client that had it closed), until every bucket client
+   * has subscribed again: the outage is logged once when it starts and once when it ends, not per
+   * client per retry (64 clients retrying every second or two during a broker restart).
+   */
+  #outage: { since: number; linksEnded: number; refusedReported: boolean } | undefined;
+  /** Buckets whose client is connected and subscribed. */
+  readonly #subscribed = new Set<number>();
 
   constructor(options: MqttConsumerOptions) {
     this.#opts = options;
+    this.#held = options.holdUntilOpen === true ? [] : undefined;
     options.metrics?.gauge('fleet_mqtt_buckets_connected', 'Bucket clients of this process connected to the broker.', () => {
       let n = 0;
       for (const c of this.#clients.values()) if (c.connected) n++;
@@ -164,6 +183,8 @@ export class MqttBucketConsumer implements Downlink {
             first = false;
             resolve();
           }
+          this.#subscribed.add(bucket);
+          this.#maybeBack();
         });
       });
       client.on('close', () => {
@@ -173,7 +194,14 @@ export class MqttBucketConsumer implements Downlink {
         // CONNACK refusals (3.1.1 codes 4/5, MQTT 5 0x86/0x87/0x8C): the server's own credential.
         const code = err.code;
         const auth = code === 4 || code === 5 || code === 0x86 || code === 0x87 || code === 0x8c;
-        log.error({ err: err.message, code }, auth ? 'MQTT: the broker refused the server\'s credential' : 'MQTT: bucket client error');
+        if (auth && (first || !this.#outage?.refusedReported)) {
+          // A configuration error: said at error level, once per start or outage.
+          if (this.#outage) this.#outage.refusedReported = true;
+          log.error({ err: err.message, code }, 'MQTT: the broker refused the server\'s credential');
+        } else {
+          // Refused connections while the broker is away: the outage's two lines say it.
+          log.debug({ err: err.message, code }, 'MQTT: bucket client error');
+        }
         if (auth && first) {
           first = false;
           reject(new Error(`the MQTT broker at ${o.url} refused the server's credential (user ${o.username ?? '(none)'})`));
@@ -185,6 +213,13 @@ export class MqttBucketConsumer implements Downlink {
         }
       });
     });
+  }
+
+  /** Hands the uplinks held since the start to the channel, in order, and every later one at once. */
+  open(): void {
+    const held = this.#held;
+    this.#held = undefined;
+    for (const [bucket, topic, payload, retained] of held ?? []) this.#onMessage(bucket, topic, payload, retained);
   }
 
   // ── Downlink ─────────────────────────────────────────────────────────────────────────────
@@ -218,6 +253,10 @@ export class MqttBucketConsumer implements Downlink {
 
   #onMessage(bucket: number, topic: string, payload: Buffer, retained: boolean): void {
     if (this.#closing) return;
+    if (this.#held) {
+      this.#held.push([bucket, topic, payload, retained]);
+      return;
+    }
     this.#opts.metrics?.inc('fleet_mqtt_uplinks_total');
     const t = parseMqttTopic(topic);
     // The broker delivers only what the subscription filters match; anything else is not ours.
@@ -265,9 +304,22 @@ export class MqttBucketConsumer implements Downlink {
   }
 
   #bucketLost(bucket: number): void {
+    this.#subscribed.delete(bucket);
     const lost = [...this.#links.values()].filter((l) => l.bucket === bucket);
-    if (lost.length > 0) this.#opts.log.warn({ mqttBucket: bucket, links: lost.length }, 'MQTT: bucket client lost the broker; its links end');
+    if (!this.#outage) {
+      this.#outage = { since: Date.now(), linksEnded: 0, refusedReported: false };
+      this.#opts.log.warn({ url: this.#opts.url, mqttBucket: bucket }, 'MQTT: lost the broker; the bucket clients reconnect and the links of their buckets end');
+    }
+    this.#outage.linksEnded += lost.length;
     for (const l of lost) l.end();
+  }
+
+  /** After a bucket client subscribed: the outage is over once every one of them has. */
+  #maybeBack(): void {
+    const outage = this.#outage;
+    if (!outage || this.#closing || this.#subscribed.size < this.#clients.size) return;
+    this.#outage = undefined;
+    this.#opts.log.info({ url: this.#opts.url, outageMs: Date.now() - outage.since, linksEnded: outage.linksEnded }, 'MQTT: the broker is back; every bucket client subscribed');
   }
 
   /**

@@ -57,6 +57,11 @@ export interface EmbeddedBroker {
    * keeps no sessions across a restart), and its device would wait for a welcome that never comes.
    */
   acceptDevices(): void;
+  /**
+   * Ends the open connections of these devices (deleted ones: the broker refuses them from then
+   * on, as it asks the store at every CONNECT). Their wills are published, which ends their links.
+   */
+  dropDevices(deviceIds: readonly string[]): void;
   close(): Promise<void>;
 }
 
@@ -145,6 +150,14 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promi
       return done(null, null);
     },
   });
+  // The connected devices by id, to end a deleted one's connection.
+  const devices = new Map<string, Client>();
+  broker.on('clientReady', (client) => {
+    if (!isServerClient(client)) devices.set(client.id, client);
+  });
+  broker.on('clientDisconnect', (client) => {
+    if (devices.get(client.id) === client) devices.delete(client.id);
+  });
   broker.on('clientError', (client, err) => log.debug({ client: client?.id, err: err.message }, 'embedded broker: client error'));
   broker.on('connectionError', (client, err) => log.debug({ client: client?.id, err: err.message }, 'embedded broker: connection error'));
 
@@ -195,6 +208,15 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promi
     serverPassword,
     acceptDevices() {
       devicesOpen = true;
+    },
+    dropDevices(deviceIds) {
+      for (const id of deviceIds) {
+        const client = devices.get(id);
+        if (!client) continue;
+        devices.delete(id);
+        log.info({ device: id }, 'embedded broker: connection of a deleted device ended');
+        client.close();
+      }
     },
     async close() {
       await new Promise<void>((resolve) => {

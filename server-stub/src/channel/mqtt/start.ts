@@ -44,14 +44,20 @@ export interface MqttChannel {
   /** The embedded broker when this process runs it. */
   readonly broker: EmbeddedBroker | undefined;
   readonly protocolVersion: MqttProtocolVersion;
+  /**
+   * Serves devices: the uplinks held since the start go to the channel, and the embedded broker
+   * lets devices in. Call once the HTTP listener's port is known (job offers name it).
+   */
+  open(): void;
   /** Ends the bucket clients, then the embedded broker (call after the channel closed its links). */
   close(): Promise<void>;
 }
 
 /**
  * Starts the MQTT side of the control channel: the embedded broker when configured (and not run by
- * another process), then the bucket consumer, which hands each device link to the channel. The
- * external broker is MQTT 5; the embedded one 3.1.1 (aedes speaks no other).
+ * another process), then the bucket consumer, which hands each device link to the channel once
+ * `open()` is called. The embedded broker refuses devices until then, so every hello it takes has a
+ * subscribed consumer. The external broker is MQTT 5; the embedded one 3.1.1 (aedes speaks no other).
  */
 export async function startMqttChannel(deps: MqttChannelDeps): Promise<MqttChannel> {
   const { config, log } = deps;
@@ -92,6 +98,7 @@ export async function startMqttChannel(deps: MqttChannelDeps): Promise<MqttChann
     accept: deps.accept,
     log: log.child({ component: 'mqtt' }),
     metrics: deps.metrics,
+    holdUntilOpen: true,
   });
   try {
     await consumer.start();
@@ -100,13 +107,16 @@ export async function startMqttChannel(deps: MqttChannelDeps): Promise<MqttChann
     await broker?.close();
     throw err;
   }
-  // Devices only once every bucket has a consumer (or the start timeout passed).
-  broker?.acceptDevices();
   log.info({ url: endpoint.url, buckets: deps.buckets ?? allBuckets(), protocolVersion }, 'MQTT control channel consuming');
   return {
     consumer,
     broker,
     protocolVersion,
+    open() {
+      consumer.open();
+      // Devices only once every bucket has a consumer (or the start timeout passed).
+      broker?.acceptDevices();
+    },
     async close() {
       await consumer.close();
       await broker?.close();
