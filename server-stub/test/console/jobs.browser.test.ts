@@ -258,6 +258,7 @@ describe('Update jobs with a simulated fleet', () => {
     await page.locator('[data-testid="job-create"]').click();
     await poll(() => page.locator('[data-testid="job-form-error"]').innerText()).toBe('Gerät: bitte ausfüllen.');
     await page.locator('input[name="target"][value="group"]').check();
+    await poll(() => page.locator('[data-testid="job-form-error"]').count()).toBe(0);
     await poll(() => page.locator('select[name="groupUuid"] option').allInnerTexts()).toContain('Pumpwerke <Nord> (10 Geräte)');
     await page.locator('select[name="groupUuid"]').selectOption(group.uuid);
     await page.locator('input[name="maxConcurrent"]').fill('1');

@@ -340,7 +340,17 @@ export default function JobNew() {
             <div class="choice-row" role="radiogroup">
               {(['device', 'group', 'all'] as const).map((k) => (
                 <label key={k} class="choice">
-                  <input type="radio" name="target" value={k} checked={form.target === k} onChange={() => set('target', k)} />
+                  <input
+                    type="radio"
+                    name="target"
+                    value={k}
+                    checked={form.target === k}
+                    onChange={() => {
+                      set('target', k);
+                      // A refusal about another target's field no longer applies.
+                      setError(null);
+                    }}
+                  />
                   <span>{t(`form.targetKind.${k}`)}</span>
                 </label>
               ))}
