@@ -120,6 +120,9 @@ const live = { timeout: LIVE_WAIT, interval: 250 };
 describe('Update jobs with a simulated fleet', () => {
   it('creates a job in the form, pauses and resumes it, and follows it live to 100 % with per-device error codes', async () => {
     const packetUuid = await buildFirmwarePacket(rest, { firmwareVersion: '99.0.0', sizeBytes: 16 * 1024, name: 'Router firmware 99.0.0' });
+    // A second operator watches the list: the job shows there and ends there without a reload.
+    const watcher = await open('/jobs');
+    await poll(() => watcher.page.locator('main .notice').innerText()).toBe('No update jobs yet.');
     const { page, pageErrors, cspViolations } = await open('/jobs');
     await poll(() => page.locator('main .notice').innerText()).toBe('No update jobs yet.');
     await page.locator('a', { hasText: 'New job' }).click();
@@ -226,6 +229,12 @@ describe('Update jobs with a simulated fleet', () => {
       copyFileSync(shotPath, IMAGE);
     }
     expect(statSync(IMAGE).size).toBeLessThan(300_000);
+
+    const watched = watcher.page.locator(`[data-testid="job-table"] tr[data-job="${jobUuid}"]`);
+    await expect.poll(() => watched.getAttribute('data-state'), live).toBe('finished');
+    expect(await watched.locator('[data-testid="job-percent"]').innerText()).toBe('100 %');
+    expect(await notReloaded(watcher.page)).toBe(true);
+    expect(watcher.pageErrors).toEqual([]);
 
     // The list shows the job as finished, with its counts.
     await page.locator('a', { hasText: 'All update jobs' }).click();

@@ -151,6 +151,11 @@ export default function JobDetail(props: { uuid: string }) {
   const generation = useRef(0);
   /** The job's state as last seen (loaded, answered by an action, or streamed). */
   const stateRef = useRef<Job['state'] | null>(null);
+  /**
+   * Rows the stream sent while a page was being read: the read may have been answered before
+   * those changes, and the stream sends a change only once, so they are laid over its answer.
+   */
+  const streamedDuringLoad = useRef<Map<string, JobDeviceRow> | null>(null);
 
   const loadJob = useCallback(async () => {
     try {
@@ -174,13 +179,21 @@ export default function JobDetail(props: { uuid: string }) {
     const p = new URLSearchParams({ limit: String(PAGE_SIZE) });
     const cursor = cursors[pageIndex];
     if (cursor) p.set('cursor', cursor);
+    const streamed = new Map<string, JobDeviceRow>();
+    streamedDuringLoad.current = streamed;
     try {
       const page = await api.get<Page<JobDeviceRow>>(`/api/jobs/${props.uuid}/devices?${p.toString()}`);
       if (mine !== generation.current) return;
-      setRows(page);
+      streamedDuringLoad.current = null;
+      const newer = (r: JobDeviceRow) => {
+        const s = streamed.get(r.deviceUuid);
+        return s && (s.updatedAt ?? '') >= (r.updatedAt ?? '') ? s : r;
+      };
+      setRows({ ...page, items: page.items.map(newer) });
       setRowsError(null);
     } catch (err) {
       if (mine !== generation.current) return;
+      streamedDuringLoad.current = null;
       if (err instanceof ApiError && err.code === 'SERVER_INVALID_CURSOR') setCursors([undefined]);
       setRowsError(err);
     }
@@ -220,6 +233,8 @@ export default function JobDetail(props: { uuid: string }) {
       },
       devices: (data) => {
         const changed = new Map((data.items as JobDeviceRow[]).map((r) => [r.deviceUuid, r]));
+        const pending = streamedDuringLoad.current;
+        if (pending) for (const [k, r] of changed) pending.set(k, r);
         setRows((prev) => (prev ? { ...prev, items: prev.items.map((r) => changed.get(r.deviceUuid) ?? r) } : prev));
       },
     },
