@@ -13,7 +13,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { openDatabase, Store } from '../src/store/database.js';
+import { openDatabase, SqliteStore } from '../src/store/database.js';
 import { AccountDevices, DEVICE_SORTS, type DeviceFilter, type DeviceSort } from '../src/store/devices.js';
 import { AccountLive } from '../src/store/live.js';
 
@@ -23,7 +23,7 @@ const reps = Number(values.reps);
 const PAGE = 50;
 const dir = mkdtempSync(join(tmpdir(), 'fleet-device-list-'));
 const db = openDatabase(dir);
-const store = new Store(db);
+const store = new SqliteStore(db);
 
 /** Deterministic pseudo-random numbers (the same fleet every run). */
 let seed = 42;

@@ -33,7 +33,7 @@ import { ErrorBody } from './routes/schemas.js';
 import { ChannelRepository } from './store/channel.js';
 import { DeviceStatusBuffer } from './store/device-status.js';
 import { admissionCounts } from './store/leases.js';
-import { heldLeaseCount } from './store/restart.js';
+import { heldLeaseCount } from './store/seat-hold.js';
 import { type AppDeps, createServices, type Services } from './services.js';
 import { typeboxValidatorCompiler } from './validation.js';
 
@@ -217,7 +217,7 @@ function registerGauges(services: Services, channel: ControlChannel): void {
   );
   metrics.gauge(
     'fleet_devices_held',
-    'Seats held across a restart for devices of the previous process life that have not returned yet.',
+    'Seats held for devices the server lost by its own outage (a restart, a lost MQTT broker) that have not returned yet.',
     () => heldLeaseCount(store),
     once,
   );
@@ -253,12 +253,12 @@ function startTimers(
     const start = admission.startRestartHold();
     if (start.held > 0) app.log.info({ held: start.held }, 'restart hold: seats of the previous process life held for their devices');
     installPeriodic(app, {
-      name: 'restart hold',
+      name: 'seat hold',
       periodMs: 1000,
       onClockChange: clock,
       run: () => {
-        const end = admission.checkRestartHold(channel.backlog);
-        if (end) app.log.info(end, 'restart hold: caught up with the reconnecting fleet; grace starts for devices not back');
+        const end = admission.checkHold(channel.backlog);
+        if (end) app.log.info(end, 'seat hold: caught up with the reconnecting fleet; grace starts for devices not back');
       },
     });
     installPeriodic(app, { name: 'licence sweep', periodMs: config.sweepIntervalSec * 1000, run: () => admission.sweep(), onClockChange: clock, runAtStart: true });

@@ -15,6 +15,7 @@ import { AppError } from './errors.js';
  */
 export interface ServerConfig {
   readonly dataDir: string;
+  readonly store: string | null;
   readonly host: string;
   readonly port: number;
   readonly tlsCert: string | null;
@@ -73,6 +74,7 @@ export type OptionSpec = SharedOptionSpec<keyof ServerConfig>;
 
 export const configTable: readonly OptionSpec[] = [
   { name: 'dataDir', type: 'string', default: undefined, unit: 'path', description: 'Data directory (SQLite store, server key).' },
+  { name: 'store', type: 'string', default: null, unit: 'URL', description: 'Where the store lives: unset = the SQLite file in dataDir (the default); `postgres://user@host:port/database` = that PostgreSQL database, which several server processes and hosts may share (dataDir still holds the server key and packets).' },
   { name: 'host', type: 'string', default: '127.0.0.1', unit: 'address', description: 'Address to listen on (loopback by default: serving other hosts is a decision, see allowPlainHttp).' },
   { name: 'port', type: 'integer', default: 8080, unit: 'port', min: 0, max: 65535, description: 'TCP port (0 = any free port).' },
   { name: 'tlsCert', type: 'string', default: null, unit: 'path', description: 'PEM certificate chain; enables HTTPS together with tlsKey.' },
@@ -89,8 +91,8 @@ export const configTable: readonly OptionSpec[] = [
   { name: 'leaseGraceSec', type: 'integer', default: 300, unit: 's', min: 0, description: 'How long a disconnected device keeps its licence lease for reclaim.' },
   { name: 'admissionRetryAfterSec', type: 'integer', default: 300, unit: 's', min: 1, description: 'Retry-after told to a device rejected for want of a licence (when no lease ends sooner).' },
   { name: 'sweepIntervalSec', type: 'integer', default: 60, unit: 's', min: 1, description: 'Period of the licence sweep (grace reclaim, expiry, notices).' },
-  { name: 'restartQuietSec', type: 'integer', default: 300, unit: 's', min: 1, description: 'After a start or crash, the seats held by the previous process life wait for their devices until no held device has returned for this long and no hello waits (then their grace period starts; docs/licensing.md).' },
-  { name: 'restartHoldMaxSec', type: 'integer', default: 1800, unit: 's', min: 0, description: 'Longest such hold after a start: the grace period of held seats starts at the latest this long after it (0 = no hold).' },
+  { name: 'restartQuietSec', type: 'integer', default: 300, unit: 's', min: 1, description: 'After a start or crash, or the loss of the MQTT broker, the seats held for the devices the server lost wait for them until no held device has returned for this long (counted once the devices can reach the server again) and no hello waits (then their grace period starts; docs/licensing.md).' },
+  { name: 'restartHoldMaxSec', type: 'integer', default: 1800, unit: 's', min: 0, description: 'Longest such hold: the grace period of held seats starts at the latest this long after the start or the loss of the broker (0 = no hold).' },
   { name: 'trustAnchorReloadSec', type: 'integer', default: 60, unit: 's', min: 1, description: 'Period at which the signing and vendor roots are re-read from the data directory (the CLI may rotate or import while the server runs); changed sets are sent to connected devices.' },
   { name: 'presenceFlushMs', type: 'integer', default: 1000, unit: 'ms', min: 10, description: 'Period at which device presence (online, last seen) is written in one batch.' },
   { name: 'loginMaxFailures', type: 'integer', default: 5, unit: 'attempts', min: 1, description: 'Failed logins in a row that lock a user.' },
@@ -165,6 +167,9 @@ function crossCheck(config: ServerConfig): string | undefined {
   if (config.tlsCert === null && !config.allowPlainHttp && !isLoopbackHost(config.host)) {
     return `refusing plain HTTP on ${config.host}, which is not a loopback address: give tlsCert and tlsKey (--tls-cert, --tls-key), `
       + 'listen on 127.0.0.1, or accept clear-text traffic with --allow-plain-http (e.g. behind a TLS-terminating proxy)';
+  }
+  if (config.store !== null && !/^postgres(ql)?:\/\/[^\s]+$/i.test(config.store)) {
+    return 'store must be a postgres:// URL (leave it unset for the SQLite file in dataDir)';
   }
   if (config.pageSizeDefault > config.pageSizeMax) return 'pageSizeDefault must not exceed pageSizeMax';
   if (config.testClock && config.workers > 1) {

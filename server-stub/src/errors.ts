@@ -159,6 +159,10 @@ export const ServerErrors = {
     status: 500,
     message: 'The SQLite driver for this Node.js version is not installed (reinstall with optional dependencies).',
   },
+  SERVER_STORE_UNREACHABLE: {
+    status: 500,
+    message: 'The PostgreSQL store named by --store cannot be reached (details in the message).',
+  },
   SERVER_UNAVAILABLE: { status: 503, message: 'The server is shutting down or busy.', retryable: true },
   SERVER_STORAGE_FULL: {
     status: 507,

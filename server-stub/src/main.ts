@@ -66,6 +66,14 @@ export async function main(config: ServerConfig, options: MainOptions = {}): Pro
         embedded: options.mqtt?.embedded,
         log,
         metrics: app.services.metrics,
+        brokerBack: () => {
+          try {
+            app.services.admission.holdServing();
+          } catch (err) {
+            log.error({ err }, 'seat hold: recording the broker\'s return failed');
+          }
+        },
+        lostBefore: (deviceIds) => app.channel.lostWithServer(deviceIds),
       });
       const port = mqtt.broker?.port ?? (options.mqtt?.embedded ? Number(new URL(options.mqtt.embedded.url).port) : undefined);
       if (port !== undefined) app.services.profiles.setMqttPort(port);

@@ -3,9 +3,10 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { SqliteDatabase } from '../src/store/sqlite.js';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { STORE_FILE } from '../src/store/database.js';
+import { SqliteDatabase } from '../src/store/sqlite.js';
+import { freshPostgresStore } from './helpers/postgres.js';
 import { removeTempDirs, TS_REGISTER, type World, world } from './helpers/setup.js';
 
 const CHILD = fileURLToPath(new URL('./helpers/admission-child.ts', import.meta.url));
@@ -21,7 +22,8 @@ afterEach(() => {
 function startChild(mode: 'race' | 'burst', w: World, devices: unknown[], name: string) {
   const file = join(w.dataDir, `${name}.json`);
   writeFileSync(file, JSON.stringify(devices));
-  const child = spawn(process.execPath, ['--import', TS_REGISTER, CHILD, mode, w.dataDir, String(w.clock.now()), file], {
+  const store = w.services.config.store;
+  const child = spawn(process.execPath, ['--import', TS_REGISTER, CHILD, mode, w.dataDir, String(w.clock.now()), file, ...(store ? [store] : [])], {
     stdio: ['pipe', 'pipe', 'pipe'],
   });
   children.push(child);
@@ -57,14 +59,20 @@ function startChild(mode: 'race' | 'burst', w: World, devices: unknown[], name: 
   };
 }
 
-describe('admission across processes sharing the store', () => {
+/** The stores several processes can share: the SQLite file in a data directory, and a PostgreSQL database. */
+const stores: Array<[string, () => { store?: string }]> = [
+  ['the SQLite file', () => ({})],
+  ['PostgreSQL', () => ({ store: freshPostgresStore() })],
+];
+
+describe.each(stores)('admission across processes sharing the store (%s)', (kind, storeFlags) => {
   beforeAll(async () => {
     const warm = spawn(process.execPath, ['--import', TS_REGISTER, CHILD, 'warm'], { stdio: 'ignore' });
     await new Promise((resolve) => warm.on('exit', resolve));
   });
 
   it('200 admissions racing in 4 child processes for one free licence: exactly one wins', async () => {
-    const w = world({ leaseGraceSec: 0 });
+    const w = world({ leaseGraceSec: 0, ...storeFlags() });
     worlds.push(w);
     const t = await w.newTenant();
     w.licences(t, 'basic-1', 1);
@@ -84,7 +92,7 @@ describe('admission across processes sharing the store', () => {
   });
 
   it('SIGKILL during a burst of admissions: store intact, no licence leased twice, no acknowledged write lost', async () => {
-    const w = world({ leaseGraceSec: 0 });
+    const w = world({ leaseGraceSec: 0, ...storeFlags() });
     worlds.push(w);
     const t = await w.newTenant();
     const SEATS = 5;
@@ -96,10 +104,15 @@ describe('admission across processes sharing the store', () => {
     burst.child.kill('SIGKILL');
     await burst.exited;
 
-    const db = new SqliteDatabase(join(w.dataDir, STORE_FILE));
-    try {
+    // What survives is read through a new connection, as a restarted server would.
+    if (kind === 'the SQLite file') {
+      const db = new SqliteDatabase(join(w.dataDir, STORE_FILE));
       expect(db.pragma('integrity_check', { simple: true })).toBe('ok');
-      const managed = db.prepare('SELECT COUNT(*) AS n FROM leases WHERE state = \'managed\'').get() as { n: number };
+      db.close();
+    }
+    const db = w.openStore();
+    try {
+      const managed = db.stmt<{ n: number }>('SELECT COUNT(*) AS n FROM leases WHERE state = \'managed\'').get()!;
       expect(managed.n).toBeLessThanOrEqual(SEATS);
       // The last acknowledged operation of each device is in the store; the one in flight at the
       // kill (a BEGIN without its ACK) may or may not be.
@@ -113,12 +126,12 @@ describe('admission across processes sharing the store', () => {
           inFlight = undefined;
         }
       }
-      const lease = db.prepare('SELECT l.state FROM leases l JOIN devices d ON d.id = l.device_id WHERE d.uuid = ?');
-      const device = db.prepare('SELECT admission FROM devices WHERE uuid = ?');
+      const lease = db.stmt<{ state: string }>('SELECT l.state FROM leases l JOIN devices d ON d.id = l.device_id WHERE d.uuid = ?');
+      const device = db.stmt('SELECT admission FROM devices WHERE uuid = ?');
       let checked = 0;
       for (const [uuid, what] of last) {
         if (uuid === inFlight) continue;
-        const l = lease.get(uuid) as { state: string } | undefined;
+        const l = lease.get(uuid);
         if (what === 'admit managed') expect(l?.state, `${uuid} ${what}`).toBe('managed');
         else expect(l, `${uuid} ${what}`).toBeUndefined();
         if (what === 'admit rejected') expect(device.get(uuid)).toEqual({ admission: 'rejected' });

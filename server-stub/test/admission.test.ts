@@ -1,7 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { AdmissionService } from '../src/admission/service.js';
 import { addMonthsUtc, DAY, SECOND } from '../src/clock.js';
-import { Store } from '../src/store/database.js';
 import type { AccountScope } from '../src/store/scope.js';
 import { FakeChannel } from './helpers/fake-channel.js';
 import { removeTempDirs, T0, type World, world } from './helpers/setup.js';
@@ -258,7 +257,7 @@ describe('races for the last licence', () => {
     const t = await w.newTenant();
     w.licences(t, 'basic-1', 1);
     const routers = w.devices(t, 200);
-    const stores = Array.from({ length: 4 }, () => Store.open(w.dataDir));
+    const stores = Array.from({ length: 4 }, () => w.openStore());
     const services = stores.map(
       (s) => new AdmissionService(s, w.clock, { leaseGraceSec: 60, admissionRetryAfterSec: 300 }),
     );

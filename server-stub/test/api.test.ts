@@ -115,7 +115,7 @@ describe('login and tokens', () => {
     expect(created.statusCode).toBe(201);
     const { uuid, token: apiToken } = created.json();
     expect(apiToken).toMatch(/^rfa_/);
-    const stored = w.services.store.db.prepare('SELECT token_hash FROM api_tokens WHERE uuid = ?').get(uuid) as {
+    const stored = w.services.store.stmt('SELECT token_hash FROM api_tokens WHERE uuid = ?').get(uuid) as {
       token_hash: string;
     };
     expect(stored.token_hash).not.toContain(apiToken.slice(4));

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { allRoutes } from '../src/routes/index.js';
+import type { SqliteStore } from '../src/store/database.js';
 import { AccountEvents } from '../src/store/events.js';
 import { type AppWorld, appWorld } from './helpers/http.js';
 import { removeTempDirs, type Tenant } from './helpers/setup.js';
@@ -67,7 +68,7 @@ describe('audit log', () => {
     for (const method of ['PATCH', 'PUT', 'DELETE', 'POST'] as const) {
       expect((await w.req(method, '/api/audit-log', { token, body: {} })).statusCode).toBe(405);
     }
-    const db = w.services.store.db;
+    const db = (w.services.store as SqliteStore).db;
     expect(() => db.prepare('UPDATE audit_records SET action = ? WHERE account_id = ?').run('x', t.accountId)).toThrow(/append-only/);
     expect(() => db.prepare('DELETE FROM audit_records WHERE account_id = ?').run(t.accountId)).toThrow(/append-only/);
     expect((await w.req('GET', '/api/audit-log/verify', { token })).json()).toMatchObject({ ok: true, brokenAtSeq: null });

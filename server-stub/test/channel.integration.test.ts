@@ -2,6 +2,7 @@ import { CloseCodes, createMessage, MAX_FRAME_BYTES, type MessageOf, WS_SUBPROTO
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { SqliteDatabase } from '../src/store/sqlite.js';
+import type { SqliteStore } from '../src/store/database.js';
 import { addMonthsUtc, SECOND } from '../src/clock.js';
 import { waitFor } from '../../protocol/test/helpers/wait-for.js';
 import { type ChannelWorld, channelWorld } from './helpers/channel-world.js';
@@ -271,7 +272,7 @@ describe('control channel: hello and admission over real sockets', () => {
       periodSec: 3600,
       metrics: { cpuLoadPercent: 42, restarts: 1, ipAddress: '10.1.2.3', url: 'https://plant.example/x', userName: 'operator' },
     });
-    const stored = () => w.services.store.db.prepare('SELECT COUNT(*) AS n FROM analytics_samples').get() as { n: number };
+    const stored = () => w.services.store.stmt('SELECT COUNT(*) AS n FROM analytics_samples').get() as { n: number };
     const analytics = (at: number) => createMessage('analytics', { samples: [sample(at)] } as unknown as MessageOf<'analytics'>['body']);
     d.send(analytics(T0));
     await d.roundTrip(); // the server answers a ping after it handled the message before it
@@ -281,7 +282,7 @@ describe('control channel: hello and admission over real sockets', () => {
     d.send(analytics(T0 + 1));
     await waitFor(() => stored().n > 0, { what: 'the sample sent with consent stored' });
     expect(stored().n).toBe(1);
-    const text = JSON.stringify(w.services.store.db.prepare('SELECT * FROM analytics_samples').all());
+    const text = JSON.stringify(w.services.store.stmt('SELECT * FROM analytics_samples').all());
     for (const secret of ['10.1.2.3', 'plant.example', 'operator', 'ipAddress', 'userName']) expect(text).not.toContain(secret);
     expect(text).toContain('42');
   });
@@ -292,7 +293,7 @@ describe('control channel: hello and admission over real sockets', () => {
     w.licences(t, 'basic-1', 1);
     const [r] = w.devices(t, 1);
     const d = await w.admitted(r!);
-    const store = w.services.store.db.name;
+    const store = (w.services.store as SqliteStore).db.name;
     await w.stop();
     expect((await d.waitClosed()).code).toBe(CloseCodes.GOING_AWAY);
     const { SqliteDatabase: Database } = await import('../src/store/sqlite.js');

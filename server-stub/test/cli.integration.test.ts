@@ -10,6 +10,7 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../src/app.js';
 import { CODE_PATTERN } from '../src/licensing/codes.js';
 import { waitFor } from '../../protocol/test/helpers/wait-for.js';
+import { freshPostgresStore, psqlTest } from './helpers/postgres.js';
 import { removeTempDirs, TS_REGISTER, tempDir, testConfig } from './helpers/setup.js';
 
 const CLI = fileURLToPath(new URL('../src/cli.ts', import.meta.url));
@@ -67,6 +68,46 @@ describe('fleet-server CLI', () => {
     } finally {
       await app.close();
     }
+  });
+
+  it('serve --store postgres://… keeps the store in that database; one it cannot reach is a start-up error', async () => {
+    const url = freshPostgresStore();
+    const schema = decodeURIComponent(new URL(url).searchParams.get('options')!).split('=')[1]!;
+    const child = spawn(process.execPath, ['--import', TS_REGISTER, CLI, 'serve', '--data', tempDir(), '--port', '0', '--store', url], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    children.push(child);
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    let stderr = '';
+    child.stderr!.on('data', (b: Buffer) => {
+      stderr += b.toString();
+    });
+    const base = await new Promise<string>((resolve, reject) => {
+      createInterface({ input: child.stdout! }).on('line', (line) => {
+        try {
+          const entry = JSON.parse(line);
+          if (entry.msg === 'fleet-server listening') resolve(entry.url);
+        } catch {
+          // not a log line
+        }
+      });
+      void exited.then((code) => reject(new Error(`exited ${code}: ${stderr}`)));
+    });
+    const res = await request(`${base}/healthz`);
+    expect(res.statusCode).toBe(200);
+    await res.body.json();
+    // The server created its schema in that database (and nothing in the data directory's SQLite file).
+    expect(psqlTest('SELECT MAX(version) FROM schema_migrations', schema).trim()).toMatch(/^\d+$/);
+    child.kill('SIGTERM');
+    expect(await exited).toBe(0);
+
+    const refused = await cli('serve', '--data', tempDir(), '--port', '0', '--store', 'postgres://postgres:secret@127.0.0.1:1/none').then(
+      () => undefined,
+      (err: { code: number; stderr: string }) => err,
+    );
+    expect(refused?.code).toBe(1);
+    expect(refused?.stderr).toMatch(/SERVER_STORE_UNREACHABLE/);
+    expect(refused?.stderr).not.toContain('secret');
   });
 
   it('serves HTTPS with the given certificate, answers /healthz and shuts down gracefully on SIGTERM', async () => {

@@ -1,13 +1,13 @@
 import { createMessage } from '@router-fleet/protocol';
-import { SqliteDatabase as Database } from '../src/store/sqlite.js';
 import { request } from 'undici';
+import { Store } from '../src/store/database.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { seedSigningPki } from './helpers/channel-world.js';
 import { FakeDevice } from './helpers/fake-device.js';
 import { parsePrometheusText, sampleValue } from './helpers/prometheus-text.js';
 import { ensureServerBuilt } from './helpers/built.js';
 import { alive, killServes, LOG_DEADLINE_MS, login, seedFleet, serve } from './helpers/cluster.js';
-import { removeTempDirs, tempDir, world } from './helpers/setup.js';
+import { removeTempDirs, tempDir, testConfig, world } from './helpers/setup.js';
 
 beforeAll(() => ensureServerBuilt(), 180_000);
 afterAll(() => {
@@ -103,9 +103,9 @@ describe('serve --workers 2 (real CLI, node:cluster)', () => {
       expect(d.closed).toBeUndefined();
     }
     // The dead worker's devices keep their seats for the grace period (they may come back).
-    const db = new Database(`${dataDir}/fleet.sqlite`, { readonly: true });
+    const db = Store.select(testConfig(dataDir).store ?? undefined, dataDir);
     try {
-      const graced = db.prepare('SELECT COUNT(*) AS n FROM leases WHERE released_at IS NOT NULL').get() as { n: number };
+      const graced = db.stmt<{ n: number }>('SELECT COUNT(*) AS n FROM leases WHERE released_at IS NOT NULL').get()!;
       expect(graced.n).toBe(onVictim.length);
     } finally {
       db.close();
@@ -191,7 +191,7 @@ describe('serve --workers 2 (real CLI, node:cluster)', () => {
     early.terminate();
     // The second held device never returns: the primary sees the quiet period pass, and after the
     // grace counted from then its seat goes to the waiting device.
-    const end = await logs.waitFor((l) => l['msg'] === 'restart hold: caught up with the reconnecting fleet; grace starts for devices not back', 60_000);
+    const end = await logs.waitFor((l) => l['msg'] === 'seat hold: caught up with the reconnecting fleet; grace starts for devices not back', 60_000);
     expect(end).toMatchObject({ reason: 'quiet', notReturned: 1 });
     await expect
       .poll(

@@ -23,7 +23,7 @@ describe('device list: admission filter', () => {
     const { w, t, token } = await ready();
     const [a, b, c] = w.devices(t, 3);
     w.services.admission.admit({ serialNumber: a!.serialNumber, credential: a!.credential });
-    w.services.store.db.prepare(`UPDATE devices SET admission = 'rejected' WHERE uuid = ?`).run(b!.uuid);
+    w.services.store.stmt(`UPDATE devices SET admission = 'rejected' WHERE uuid = ?`).run(b!.uuid);
     const list = async (q: string) =>
       (await w.req('GET', `/api/inventory/managed-devices?${q}`, { token })).json().items.map((d: { uuid: string }) => d.uuid);
     expect(await list('admission=managed')).toEqual([a!.uuid]);

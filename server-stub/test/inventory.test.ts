@@ -50,8 +50,8 @@ describe('managed devices', () => {
   it('stores only a hash of the device credential, and the sealed secret decrypts to a working credential', async () => {
     const { w, t } = await ready();
     const [dev] = w.devices(t, 1);
-    const row = w.services.store.db
-      .prepare('SELECT credential_hash, credential_enc FROM devices WHERE uuid = ?')
+    const row = w.services.store
+      .stmt('SELECT credential_hash, credential_enc FROM devices WHERE uuid = ?')
       .get(dev!.uuid) as { credential_hash: Buffer; credential_enc: Buffer };
     expect(row.credential_hash.toString('base64url')).not.toBe(dev!.credential);
     expect(row.credential_enc.toString('latin1')).not.toContain(dev!.credential);

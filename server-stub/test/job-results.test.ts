@@ -26,31 +26,31 @@ interface Progress {
 
 /** The counts recounted from the rows, to compare with the ones the triggers keep. */
 function recount(w: JobsWorld, uuid: string) {
-  const db = w.services.store.db;
-  const jobId = (db.prepare('SELECT id FROM jobs WHERE uuid = ?').get(uuid) as { id: number }).id;
+  const db = w.services.store;
+  const jobId = (db.stmt('SELECT id FROM jobs WHERE uuid = ?').get(uuid) as { id: number }).id;
   const devices = db
-    .prepare(
+    .stmt(
       `SELECT COUNT(*) AS total,
-         COALESCE(SUM(jd.status = 'pending' AND COALESCE(d.admission, '') != 'unmanaged'), 0) AS pending,
-         COALESCE(SUM(jd.status = 'pending' AND d.admission = 'unmanaged'), 0) AS skipped,
-         COALESCE(SUM(jd.status = 'active'), 0) AS active,
-         COALESCE(SUM(jd.status = 'done'), 0) AS done
+         COUNT(CASE WHEN jd.status = 'pending' AND COALESCE(d.admission, '') != 'unmanaged' THEN 1 END) AS pending,
+         COUNT(CASE WHEN jd.status = 'pending' AND d.admission = 'unmanaged' THEN 1 END) AS skipped,
+         COUNT(CASE WHEN jd.status = 'active' THEN 1 END) AS active,
+         COUNT(CASE WHEN jd.status = 'done' THEN 1 END) AS done
        FROM job_devices jd JOIN devices d ON d.id = jd.device_id WHERE jd.job_id = ?`,
     )
     .get(jobId);
   const results: Record<string, number> = { succeeded: 0, failed: 0, rejected: 0, cancelled: 0, 'timed-out': 0 };
   for (const r of db
-    .prepare(`SELECT result, COUNT(*) AS n FROM job_devices WHERE job_id = ? AND status = 'done' GROUP BY result`)
+    .stmt(`SELECT result, COUNT(*) AS n FROM job_devices WHERE job_id = ? AND status = 'done' GROUP BY result`)
     .all(jobId) as Array<{ result: string; n: number }>) {
     results[r.result] = r.n;
   }
   const inFlight: Record<string, number> = {};
   for (const r of db
-    .prepare('SELECT state, COUNT(*) AS n FROM job_executions WHERE job_id = ? AND finished_at IS NULL GROUP BY state')
+    .stmt('SELECT state, COUNT(*) AS n FROM job_executions WHERE job_id = ? AND finished_at IS NULL GROUP BY state')
     .all(jobId) as Array<{ state: string; n: number }>) {
     inFlight[r.state] = r.n;
   }
-  const ignored = (db.prepare('SELECT COALESCE(SUM(ignored_progress), 0) AS n FROM job_executions WHERE job_id = ?').get(jobId) as { n: number }).n;
+  const ignored = (db.stmt('SELECT COALESCE(SUM(ignored_progress), 0) AS n FROM job_executions WHERE job_id = ?').get(jobId) as { n: number }).n;
   return { devices, results, inFlight, ignoredProgress: ignored };
 }
 
@@ -87,7 +87,7 @@ describe('device results reach the job whatever the server missed', () => {
     const x = offer.body.executionId;
     d!.report(x, 'downloading', { percent: 24 });
     await waitFor(
-      () => w.services.store.db.prepare('SELECT state FROM job_executions WHERE uuid = ?').get(x) as { state: string } | undefined,
+      () => w.services.store.stmt('SELECT state FROM job_executions WHERE uuid = ?').get(x) as { state: string } | undefined,
       { timeout: WAIT },
     );
     await jobWhen(w, job.uuid, (j) => j.progress.inFlight['downloading'] === 1);
@@ -95,7 +95,7 @@ describe('device results reach the job whatever the server missed', () => {
     const timedOut = await jobWhen(w, job.uuid, (j) => j.state === 'finished');
     expect(timedOut.progress.results).toMatchObject({ 'timed-out': 1, succeeded: 0 });
     const source = () =>
-      w.services.store.db.prepare('SELECT state, result_source FROM job_executions WHERE uuid = ?').get(x) as { state: string; result_source: string };
+      w.services.store.stmt('SELECT state, result_source FROM job_executions WHERE uuid = ?').get(x) as { state: string; result_source: string };
     expect(source()).toEqual({ state: 'timed-out', result_source: 'server' });
 
     // Still running on the device: the server keeps its decision until the result comes.
@@ -134,12 +134,12 @@ describe('device results reach the job whatever the server missed', () => {
     const x = offer.body.executionId;
     await d!.disconnect();
     // What a process that died between its claim and recording the offer leaves behind.
-    w.services.store.db.prepare(`UPDATE job_executions SET state = 'queued', offered_at = NULL WHERE uuid = ?`).run(x);
+    w.services.store.stmt(`UPDATE job_executions SET state = 'queued', offered_at = NULL WHERE uuid = ?`).run(x);
     await d!.connect(w.channel.port);
     const again = (await d!.next(isOffer, WAIT)) as MessageOf<'job-offer'>;
     expect(again.body.executionId).toBe(x);
     await waitFor(
-      () => (w.services.store.db.prepare('SELECT state FROM job_executions WHERE uuid = ?').get(x) as { state: string }).state === 'offered',
+      () => (w.services.store.stmt('SELECT state FROM job_executions WHERE uuid = ?').get(x) as { state: string }).state === 'offered',
       { timeout: WAIT, what: 'recorded as offered' },
     );
   });
@@ -154,10 +154,10 @@ describe('device results reach the job whatever the server missed', () => {
     const x = offer.body.executionId;
     await d!.disconnect();
     // The offer went out, but the process that sent it died before recording it; the device stays away.
-    const db = w.services.store.db;
-    db.prepare(`UPDATE job_executions SET state = 'queued', offered_at = NULL WHERE uuid = ?`).run(x);
+    const db = w.services.store;
+    db.stmt(`UPDATE job_executions SET state = 'queued', offered_at = NULL WHERE uuid = ?`).run(x);
     w.advance(61_000);
-    const row = () => db.prepare('SELECT state, result_source, error_code FROM job_executions WHERE uuid = ?').get(x);
+    const row = () => db.stmt('SELECT state, result_source, error_code FROM job_executions WHERE uuid = ?').get(x);
     await waitFor(() => (row() as { state: string }).state !== 'queued', { timeout: WAIT, what: 'the orphan handled' });
     expect(row()).toEqual({ state: 'cancelled', result_source: 'server', error_code: 'SERVER_OFFER_UNCONFIRMED' });
     // Back: a new execution is offered; the device also reports what it did with the first one.
@@ -185,11 +185,11 @@ describe('device results reach the job whatever the server missed', () => {
     devices[0]!.report(o0.body.executionId, 'installing');
     devices[0]!.report(o0.body.executionId, 'downloading'); // stale: ignored and counted
     await jobWhen(w, job.uuid, (j) => j.progress.ignoredProgress === 1);
-    const db = w.services.store.db;
+    const db = w.services.store;
     // Admission changes move pending devices in and out of `skipped`; a deleted device leaves the job.
-    db.prepare(`UPDATE devices SET admission = 'unmanaged' WHERE uuid = ?`).run(devices[2]!.uuid);
-    db.prepare(`UPDATE devices SET admission = 'unmanaged' WHERE uuid = ?`).run(devices[3]!.uuid);
-    db.prepare(`UPDATE devices SET admission = 'managed' WHERE uuid = ?`).run(devices[3]!.uuid);
+    db.stmt(`UPDATE devices SET admission = 'unmanaged' WHERE uuid = ?`).run(devices[2]!.uuid);
+    db.stmt(`UPDATE devices SET admission = 'unmanaged' WHERE uuid = ?`).run(devices[3]!.uuid);
+    db.stmt(`UPDATE devices SET admission = 'managed' WHERE uuid = ?`).run(devices[3]!.uuid);
     const mid = (await w.api('GET', `/api/jobs/${job.uuid}`)).json as { progress: Progress };
     expect(mid.progress.devices).toMatchObject({ total: 4, active: 2, skipped: 1, pending: 1 });
     expect(mid.progress.inFlight).toEqual({ installing: 1, offered: 1 });

@@ -60,7 +60,7 @@ describe('serve --workers 2 --mqtt embedded (real CLI, node:cluster)', () => {
     await dodd.roundTrip();
     await de.roundTrip();
     await server.stop();
-  });
+  }, 120_000);
 
   it('devices are let in once every worker consumes its buckets: a device that connects as early as it can gets its welcome; deleted over the API, its connection ends', async () => {
     const { dataDir, t, ids: [id] } = await seedFleet({ licences: 2, devices: 1 });
@@ -98,5 +98,5 @@ describe('serve --workers 2 --mqtt embedded (real CLI, node:cluster)', () => {
     expect(del.statusCode).toBe(204);
     await closed;
     await server.stop();
-  });
+  }, 120_000);
 });

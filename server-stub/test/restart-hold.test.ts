@@ -1,13 +1,14 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { graceAfterCatchUp, holdGraceUntil, restartVerdict, type RestartFacts } from '../src/admission/restart.js';
+import { graceAfterCatchUp, type HoldFacts, holdGraceUntil, holdVerdict } from '../src/admission/seat-hold.js';
 import { AdmissionService } from '../src/admission/service.js';
 import { SECOND } from '../src/clock.js';
 import { FakeChannel } from './helpers/fake-channel.js';
 import { removeTempDirs, T0, type World, world } from './helpers/setup.js';
 
 const rule = { quietSec: 300, holdMaxSec: 1800 };
-const facts = (f: Partial<RestartFacts>): RestartFacts => ({
+const facts = (f: Partial<HoldFacts>): HoldFacts => ({
   startedAt: T0,
+  servingSince: T0,
   lastReturnAt: null,
   heldLeft: 10,
   backlog: 0,
@@ -15,34 +16,56 @@ const facts = (f: Partial<RestartFacts>): RestartFacts => ({
   ...f,
 });
 
-describe('restart hold rule (pure)', () => {
+describe('seat hold rule (pure)', () => {
   it('is caught up at once when every held device is back (or none was held)', () => {
-    expect(restartVerdict(facts({ heldLeft: 0 }), rule)).toEqual({ caughtUp: true, reason: 'all-returned' });
+    expect(holdVerdict(facts({ heldLeft: 0 }), rule)).toEqual({ caughtUp: true, reason: 'all-returned' });
   });
 
   it('waits while devices keep returning, however long the fleet takes (up to the cap)', () => {
     // Last return 299 s ago, 20 min after the start: still catching up.
-    expect(restartVerdict(facts({ now: T0 + 1200 * SECOND, lastReturnAt: T0 + 901 * SECOND }), rule).caughtUp).toBe(false);
+    expect(holdVerdict(facts({ now: T0 + 1200 * SECOND, lastReturnAt: T0 + 901 * SECOND }), rule).caughtUp).toBe(false);
     // 300 s without a return and no backlog: caught up.
-    expect(restartVerdict(facts({ now: T0 + 1201 * SECOND, lastReturnAt: T0 + 901 * SECOND }), rule)).toEqual({
+    expect(holdVerdict(facts({ now: T0 + 1201 * SECOND, lastReturnAt: T0 + 901 * SECOND }), rule)).toEqual({
       caughtUp: true,
       reason: 'quiet',
     });
   });
 
   it('counts the quiet period from the start when no held device has returned yet', () => {
-    expect(restartVerdict(facts({ now: T0 + 299 * SECOND }), rule).caughtUp).toBe(false);
-    expect(restartVerdict(facts({ now: T0 + 300 * SECOND }), rule)).toEqual({ caughtUp: true, reason: 'quiet' });
+    expect(holdVerdict(facts({ now: T0 + 299 * SECOND }), rule).caughtUp).toBe(false);
+    expect(holdVerdict(facts({ now: T0 + 300 * SECOND }), rule)).toEqual({ caughtUp: true, reason: 'quiet' });
   });
 
   it('is not quiet while hellos wait for their decision', () => {
-    expect(restartVerdict(facts({ now: T0 + 600 * SECOND, backlog: 3 }), rule).caughtUp).toBe(false);
+    expect(holdVerdict(facts({ now: T0 + 600 * SECOND, backlog: 3 }), rule).caughtUp).toBe(false);
   });
 
   it('is caught up at the hard cap even while devices keep returning or hellos wait', () => {
     const at = facts({ now: T0 + 1800 * SECOND, lastReturnAt: T0 + 1799 * SECOND, backlog: 50 });
-    expect(restartVerdict(at, rule)).toEqual({ caughtUp: true, reason: 'cap' });
-    expect(restartVerdict(facts({ now: T0 }), { quietSec: 300, holdMaxSec: 0 })).toEqual({ caughtUp: true, reason: 'cap' });
+    expect(holdVerdict(at, rule)).toEqual({ caughtUp: true, reason: 'cap' });
+    expect(holdVerdict(facts({ now: T0 }), { quietSec: 300, holdMaxSec: 0 })).toEqual({ caughtUp: true, reason: 'cap' });
+  });
+
+  it('is never quiet while the devices cannot reach the server (a lost broker not back yet), however long', () => {
+    expect(holdVerdict(facts({ servingSince: null, now: T0 + 1799 * SECOND }), rule).caughtUp).toBe(false);
+    // The cap still holds: no seat waits for a broker for good.
+    expect(holdVerdict(facts({ servingSince: null, now: T0 + 1800 * SECOND }), rule)).toEqual({ caughtUp: true, reason: 'cap' });
+    // Every held device back ends it even so (they came back through another way in).
+    expect(holdVerdict(facts({ servingSince: null, heldLeft: 0 }), rule)).toEqual({ caughtUp: true, reason: 'all-returned' });
+  });
+
+  it('counts the quiet period from the later of the return of service and the last return', () => {
+    // Service back 400 s into the hold: quiet 300 s after that, not after the start.
+    const back = T0 + 400 * SECOND;
+    expect(holdVerdict(facts({ servingSince: back, now: back + 299 * SECOND }), rule).caughtUp).toBe(false);
+    expect(holdVerdict(facts({ servingSince: back, now: back + 300 * SECOND }), rule)).toEqual({ caughtUp: true, reason: 'quiet' });
+    // A device that returned before the broker went (a hold joined by a second outage) does not
+    // shorten the wait after the broker is back ...
+    expect(holdVerdict(facts({ servingSince: back, lastReturnAt: T0 + 100 * SECOND, now: back + 299 * SECOND }), rule).caughtUp).toBe(false);
+    // ... and one returning after it pushes the end on.
+    const last = back + 200 * SECOND;
+    expect(holdVerdict(facts({ servingSince: back, lastReturnAt: last, now: back + 300 * SECOND }), rule).caughtUp).toBe(false);
+    expect(holdVerdict(facts({ servingSince: back, lastReturnAt: last, now: last + 300 * SECOND }), rule).caughtUp).toBe(true);
   });
 
   it('bounds every held seat: cap plus one grace while held, catch-up plus one grace after', () => {
@@ -92,15 +115,15 @@ describe('seats across a crash (store + admission service)', () => {
     // Two of three come back, minutes apart (longer than the grace in total).
     expect(ch.connect(routers[0]!)).toMatchObject({ outcome: 'managed', lease: 'reclaimed' });
     w.advance(100 * SECOND);
-    expect(life.checkRestartHold(0)).toBeUndefined();
+    expect(life.checkHold(0)).toBeUndefined();
     expect(ch.connect(routers[1]!)).toMatchObject({ outcome: 'managed', lease: 'reclaimed' });
     w.advance(100 * SECOND);
-    expect(life.checkRestartHold(0)).toBeUndefined();
+    expect(life.checkHold(0)).toBeUndefined();
     // Not quiet while hellos wait.
     w.advance(100 * SECOND);
-    expect(life.checkRestartHold(5)).toBeUndefined();
+    expect(life.checkHold(5)).toBeUndefined();
     const caughtUpAt = w.clock.now();
-    expect(life.checkRestartHold(0)).toEqual({ reason: 'quiet', notReturned: 1, at: caughtUpAt });
+    expect(life.checkHold(0)).toEqual({ reason: 'quiet', notReturned: 1, at: caughtUpAt });
     // Within the grace counted from the catch-up the seat is still held ...
     w.advance(59 * SECOND);
     expect(ch.connect(routers[3]!)).toMatchObject({ outcome: 'rejected', reason: 'no-free-licence' });
@@ -123,7 +146,7 @@ describe('seats across a crash (store + admission service)', () => {
     life.startRestartHold();
     const ch = new FakeChannel(life);
     w.advance(11 * SECOND);
-    expect(life.checkRestartHold(0)?.reason).toBe('quiet');
+    expect(life.checkHold(0)?.reason).toBe('quiet');
     expect(ch.connect(b!).outcome).toBe('rejected');
     w.advance(30 * SECOND);
     expect(ch.connect(a!)).toMatchObject({ outcome: 'managed', lease: 'reclaimed' });
@@ -146,9 +169,9 @@ describe('seats across a crash (store + admission service)', () => {
     const ch = new FakeChannel(life);
     expect(ch.connect(routers[2]!).outcome).toBe('rejected');
     expect(ch.connect(routers[0]!)).toMatchObject({ outcome: 'managed', lease: 'reclaimed' });
-    expect(life.checkRestartHold(0)).toBeUndefined();
+    expect(life.checkHold(0)).toBeUndefined();
     expect(ch.connect(routers[1]!)).toMatchObject({ outcome: 'managed', lease: 'reclaimed' });
-    expect(life.checkRestartHold(0)).toMatchObject({ reason: 'all-returned', notReturned: 0 });
+    expect(life.checkHold(0)).toMatchObject({ reason: 'all-returned', notReturned: 0 });
     expect(life.holding).toBe(false);
   });
 
@@ -179,7 +202,7 @@ describe('seats across a crash (store + admission service)', () => {
     ch0.connect(a!);
     w.advance(SECOND);
     ch0.connect(b!);
-    w.services.store.db.prepare('UPDATE licences SET expires_at = ? WHERE uuid = ?').run(w.clock.now(), lic!.uuid);
+    w.services.store.stmt('UPDATE licences SET expires_at = ? WHERE uuid = ?').run(w.clock.now(), lic!.uuid);
     w.services.admission.sweep();
     expect(ch0.state(b!)).toBe('unmanaged');
     const life = nextLife(w);
@@ -191,19 +214,19 @@ describe('seats across a crash (store + admission service)', () => {
 describe('a device rebooting into an update keeps its seat (rollout.rebootTimeoutSec)', () => {
   /** A running job with one execution of `device` in `state` (rows as the job service writes them). */
   function execution(w: World, accountId: number, deviceUuid: string, state: string, options: Record<string, unknown>): void {
-    const db = w.services.store.db;
-    const deviceId = (db.prepare('SELECT id FROM devices WHERE uuid = ?').get(deviceUuid) as { id: number }).id;
+    const db = w.services.store;
+    const deviceId = (db.stmt('SELECT id FROM devices WHERE uuid = ?').get(deviceUuid) as { id: number }).id;
     const now = w.clock.now();
     const job = db
-      .prepare(
+      .stmt(
         `INSERT INTO jobs (uuid, account_id, name, target, options, state, created_at)
-         VALUES (?, ?, 'firmware', '{}', ?, 'running', ?)`,
+         VALUES (?, ?, 'firmware', '{}', ?, 'running', ?) RETURNING id`,
       )
-      .run(`job-${deviceUuid}`, accountId, JSON.stringify(options), now);
-    db.prepare(
+      .get(`job-${deviceUuid}`, accountId, JSON.stringify(options), now) as { id: number };
+    db.stmt(
       `INSERT INTO job_executions (uuid, job_id, device_id, attempt, state, claimed_at, updated_at, deadline)
        VALUES (?, ?, ?, 1, ?, ?, ?, ?)`,
-    ).run(`exec-${deviceUuid}`, job.lastInsertRowid, deviceId, state, now, now, now + 3_600_000);
+    ).run(`exec-${deviceUuid}`, job.id, deviceId, state, now, now, now + 3_600_000);
   }
 
   it('past the commit point the seat is kept until the reboot timeout, not just the grace; before it, the grace', async () => {
@@ -240,5 +263,141 @@ describe('a device rebooting into an update keeps its seat (rollout.rebootTimeou
     expect(ch.connect(waiting!).outcome).toBe('rejected');
     w.advance(1 * SECOND);
     expect(ch.connect(waiting!).outcome).toBe('managed');
+  });
+});
+
+describe('seats across a lost MQTT broker (store + admission service)', () => {
+  /** The row of the running or last seat hold. */
+  const holdRow = (w: World) =>
+    w.services.store.stmt<{ started_at: number; held_at_start: number; serving_since: number | null; ended_at: number | null }>(
+      'SELECT * FROM restart_hold WHERE id = 1',
+    ).get();
+
+  it('seats the server lost with the broker are held past the grace while it is away and until every device is back', async () => {
+    const w = world({ leaseGraceSec: 60, admissionRetryAfterSec: 300 });
+    worlds.push(w);
+    const t = await w.newTenant();
+    w.licences(t, 'basic-1', 2);
+    const [a, b, waiting] = w.devices(t, 3);
+    const svc = nextLife(w, { quietSec: 120 });
+    const ch = new FakeChannel(svc);
+    expect(ch.connect(a!).outcome).toBe('managed');
+    expect(ch.connect(b!).outcome).toBe('managed');
+    expect(ch.connect(waiting!).outcome).toBe('rejected');
+    expect(svc.holding).toBe(false);
+    const lostAt = w.clock.now();
+    svc.releaseMany([a!.uuid, b!.uuid], lostAt, 'server-outage');
+    expect(svc.holding).toBe(true);
+    expect(holdRow(w)).toMatchObject({ started_at: lostAt, held_at_start: 2, serving_since: null, ended_at: null });
+    // The broker stays away for longer than both the grace and the quiet period: nothing moves.
+    w.advance(600 * SECOND);
+    svc.sweep();
+    expect(svc.checkHold(0)).toBeUndefined();
+    expect(ch.connect(waiting!)).toMatchObject({ outcome: 'rejected', reason: 'no-free-licence' });
+    // The broker is back; the devices return one after the other.
+    svc.holdServing();
+    expect(holdRow(w)?.serving_since).toBe(w.clock.now());
+    w.advance(100 * SECOND);
+    expect(ch.connect(a!)).toMatchObject({ outcome: 'managed', lease: 'reclaimed' });
+    expect(svc.checkHold(0)).toBeUndefined();
+    expect(ch.connect(waiting!)).toMatchObject({ outcome: 'rejected', reason: 'no-free-licence' });
+    w.advance(100 * SECOND);
+    expect(ch.connect(b!)).toMatchObject({ outcome: 'managed', lease: 'reclaimed' });
+    expect(svc.checkHold(0)).toMatchObject({ reason: 'all-returned', notReturned: 0 });
+    expect(svc.holding).toBe(false);
+    expect(ch.connect(waiting!)).toMatchObject({ outcome: 'rejected', reason: 'no-free-licence' });
+  });
+
+  it('a device that never returns: the quiet period counts from the broker\'s return, then the grace, then its seat moves', async () => {
+    const w = world({ leaseGraceSec: 60, admissionRetryAfterSec: 300 });
+    worlds.push(w);
+    const t = await w.newTenant();
+    w.licences(t, 'basic-1', 2);
+    const [a, gone, waiting] = w.devices(t, 3);
+    const svc = nextLife(w, { quietSec: 120 });
+    const ch = new FakeChannel(svc);
+    ch.connect(a!);
+    ch.connect(gone!);
+    svc.releaseMany([a!.uuid, gone!.uuid], w.clock.now(), 'server-outage');
+    w.advance(300 * SECOND);
+    svc.holdServing();
+    w.advance(30 * SECOND);
+    expect(ch.connect(a!)).toMatchObject({ outcome: 'managed', lease: 'reclaimed' });
+    w.advance(119 * SECOND);
+    expect(svc.checkHold(0)).toBeUndefined();
+    w.advance(1 * SECOND);
+    expect(svc.checkHold(0)).toEqual({ reason: 'quiet', notReturned: 1, at: w.clock.now() });
+    w.advance(59 * SECOND);
+    expect(ch.connect(waiting!)).toMatchObject({ outcome: 'rejected', reason: 'no-free-licence' });
+    w.advance(1 * SECOND);
+    expect(ch.connect(waiting!)).toMatchObject({ outcome: 'managed', lease: 'new' });
+  });
+
+  it('a second loss joins the running hold; a seat whose will came just before the loss is held too; a plain disconnect still gets the grace', async () => {
+    const w = world({ leaseGraceSec: 60, admissionRetryAfterSec: 300 });
+    worlds.push(w);
+    const t = await w.newTenant();
+    w.licences(t, 'basic-1', 4);
+    const [a, b, willed, plain] = w.devices(t, 4);
+    const svc = nextLife(w);
+    const ch = new FakeChannel(svc);
+    for (const d of [a!, b!, willed!, plain!]) ch.connect(d);
+    // The broker shutting down published this device's will a moment before the loss.
+    const willAt = w.clock.now();
+    ch.disconnect(willed!);
+    w.advance(1 * SECOND);
+    const first = w.clock.now();
+    svc.releaseMany([a!.uuid, willed!.uuid], first, 'server-outage');
+    svc.holdServing();
+    w.advance(5 * SECOND);
+    svc.releaseMany([b!.uuid], w.clock.now(), 'server-outage');
+    // One hold, from the first loss, not serving again until the broker is back once more.
+    expect(holdRow(w)).toMatchObject({ started_at: first, held_at_start: 3, serving_since: null });
+    const held = w.services.store
+      .stmt<{ uuid: string; released_at: number; grace_until: number }>(
+        'SELECT d.uuid, l.released_at, l.grace_until FROM leases l JOIN devices d ON d.id = l.device_id WHERE l.restart_hold IS NOT NULL',
+      )
+      .all();
+    expect(held.map((r) => r.uuid).sort()).toEqual([a!.uuid, b!.uuid, willed!.uuid].sort());
+    // Every one bounded by the cap of the one hold plus one grace; the willed one keeps its release time.
+    for (const r of held) expect(r.grace_until).toBe(first + (1800 + 60) * SECOND);
+    expect(held.find((r) => r.uuid === willed!.uuid)?.released_at).toBe(willAt);
+    svc.releaseMany([plain!.uuid], w.clock.now());
+    expect(w.services.store.stmt<{ n: number }>('SELECT COUNT(*) AS n FROM leases WHERE restart_hold IS NOT NULL').get()?.n).toBe(3);
+    expect(w.services.store.stmt<{ n: number }>('SELECT COUNT(*) AS n FROM leases WHERE grace_until IS NOT NULL').get()?.n).toBe(4);
+  });
+
+  it('restartHoldMaxSec 0 switches the hold off: a lost broker starts the normal grace', async () => {
+    const w = world({ leaseGraceSec: 60, admissionRetryAfterSec: 300 });
+    worlds.push(w);
+    const t = await w.newTenant();
+    w.licences(t, 'basic-1', 1);
+    const [a, waiting] = w.devices(t, 2);
+    const svc = nextLife(w, { holdMaxSec: 0 });
+    const ch = new FakeChannel(svc);
+    ch.connect(a!);
+    svc.releaseMany([a!.uuid], w.clock.now(), 'server-outage');
+    expect(svc.holding).toBe(false);
+    w.advance(60 * SECOND);
+    expect(ch.connect(waiting!)).toMatchObject({ outcome: 'managed', lease: 'new' });
+  });
+
+  it('a hold one process starts (a cluster worker) is seen and ended by another (the primary)', async () => {
+    const w = world({ leaseGraceSec: 60, admissionRetryAfterSec: 300 });
+    worlds.push(w);
+    const t = await w.newTenant();
+    w.licences(t, 'basic-1', 1);
+    const [a] = w.devices(t, 1);
+    const worker = nextLife(w);
+    const primary = nextLife(w);
+    const ch = new FakeChannel(worker);
+    ch.connect(a!);
+    expect(primary.checkHold(0)).toBeUndefined();
+    worker.releaseMany([a!.uuid], w.clock.now(), 'server-outage');
+    expect(primary.holding).toBe(true);
+    w.advance(10 * SECOND);
+    worker.holdServing();
+    expect(ch.connect(a!)).toMatchObject({ outcome: 'managed', lease: 'reclaimed' });
+    expect(primary.checkHold(0)).toMatchObject({ reason: 'all-returned', notReturned: 0 });
   });
 });

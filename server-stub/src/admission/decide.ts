@@ -19,7 +19,7 @@ export interface LeaseFacts {
   readonly leasedAt: number;
   readonly releasedAt: number | null;
   readonly graceUntil: number | null;
-  /** Held across a server restart until the server caught up with the fleet (admission/restart.ts). */
+  /** Held across the server's own outage (a restart, a lost MQTT broker) until it caught up with the fleet (admission/seat-hold.ts). */
   readonly held?: boolean;
 }
 

@@ -10,11 +10,20 @@ import { deviceUuids, findDeviceIdentity, setDeviceAdmission } from '../store/de
 import { AccountEvents } from '../store/events.js';
 import { AccountLeases, rebootTimeoutSec } from '../store/leases.js';
 import { AccountLicences, accountsWithLicencesOrLeases, type LicenceRecord } from '../store/licences.js';
-import { endRestartHold, heldLeaseCount, recordHeldReturn, restartHold, restartHoldServing, startRestartHold } from '../store/restart.js';
+import {
+  currentHold,
+  endHold,
+  heldLeaseCount,
+  holdLeases,
+  holdServing,
+  joinHold,
+  recordHeldReturn,
+  startRestartHold,
+} from '../store/seat-hold.js';
 import { decideAdmission, needsRebalance, rebalance } from './decide.js';
-import { type CaughtUpReason, holdGraceUntil, type RestartRule, restartVerdict } from './restart.js';
+import { type CaughtUpReason, holdGraceUntil, type HoldRule, holdVerdict } from './seat-hold.js';
 import { PresenceTracker } from './presence.js';
-import type { AdmissionChange, AdmissionEventMap, AdmitRequest, AdmitResult, SweepReport } from './types.js';
+import type { AdmissionChange, AdmissionEventMap, AdmitRequest, AdmitResult, ReleaseCause, SweepReport } from './types.js';
 
 export interface AdmissionOptions {
   /** How long a disconnected device keeps its seat for reclaim (s). */
@@ -23,19 +32,23 @@ export interface AdmissionOptions {
   readonly admissionRetryAfterSec: number;
   /** Retry-after for a device whose credential is unknown or wrong (s). */
   readonly deniedRetryAfterSec?: number;
-  /** After a start, caught up once no held device returned for this long and no hello waits (s; default 300). */
+  /**
+   * During a seat hold (after a start or a lost broker), caught up once no held device returned
+   * for this long and no hello waits (s; default 300).
+   */
   readonly restartQuietSec?: number;
-  /** After a start, caught up at the latest this long after it (s; default 1800; 0 = no hold). */
+  /** A seat hold is caught up at the latest this long after it started (s; default 1800; 0 = no hold). */
   readonly restartHoldMaxSec?: number;
 }
 
-/** What a process life found at its start and how its restart hold ended (admission/restart.ts). */
+/** What a process life found at its start (admission/seat-hold.ts). */
 export interface RestartHoldReport {
   readonly held: number;
   readonly startedAt: number;
 }
 
-export interface RestartHoldEnd {
+/** How a seat hold ended. */
+export interface HoldEnd {
   readonly reason: CaughtUpReason;
   /** Leases whose devices had not returned: their normal grace period starts now. */
   readonly notReturned: number;
@@ -62,8 +75,6 @@ export class AdmissionService {
   readonly #accountUuids = new Map<AccountRowId, AccountUuid>();
   /** Each account's licences as of a licence version (see `#licences`). */
   readonly #licenceCache = new Map<number, { version: number; licences: LicenceRecord[] }>();
-  /** This process started a restart hold that has not ended yet (only the sweeping process does). */
-  #holding = false;
 
   constructor(
     private readonly store: Store,
@@ -173,19 +184,31 @@ export class AdmissionService {
   /**
    * Many connections closed at `at` (a server shutting down, a crashed worker, a burst of
    * disconnects): one transaction instead of one per device, each account rebalanced once.
+   *
+   * `server-outage`: the server itself lost the links (its bucket client lost the MQTT broker), so
+   * the managed devices' seats are held by the seat hold (admission/seat-hold.ts) instead of
+   * starting their grace period; a hold starts, or the running one takes them. A seat already in
+   * its grace period (the link ended by a will moments before the loss) is held too.
    */
-  releaseMany(deviceUuidList: readonly string[], at: number = this.clock.now()): void {
+  releaseMany(deviceUuidList: readonly string[], at: number = this.clock.now(), cause: ReleaseCause = 'disconnect'): void {
     const grace = this.options.leaseGraceSec * 1000;
+    const rule = this.#holdRule;
+    const hold = cause === 'server-outage' && rule.holdMaxSec > 0;
     const identities = deviceUuidList
       .map((deviceUuid) => findDeviceIdentity(this.store, { deviceUuid }))
       .filter((i): i is NonNullable<typeof i> => i !== undefined);
     if (identities.length === 0) return;
     const balances = this.store.write(() => {
       const accounts = new Set<AccountRowId>();
+      const held: number[] = [];
       for (const identity of identities) {
         const leases = new AccountLeases(this.store, identity.account_id);
         const own = leases.own(identity.id);
-        if (own?.state === 'managed' && own.releasedAt === null) {
+        if (hold && own?.state === 'managed' && own.held !== true) {
+          // Open, or released a moment ago by the device's will that a broker shutting down
+          // published before it closed the server's own connections (channel `lostWithServer`).
+          held.push(identity.id);
+        } else if (own?.state === 'managed' && own.releasedAt === null) {
           // A device rebooting into an update keeps its seat until the job's reboot timeout.
           const keep = Math.max(grace, (rebootTimeoutSec(this.store, identity.id) ?? 0) * 1000);
           if (keep > 0) leases.release(identity.id, at, at + keep);
@@ -195,63 +218,76 @@ export class AdmissionService {
         }
         accounts.add(identity.account_id);
       }
+      if (held.length > 0) {
+        const startedAt = joinHold(this.store, at, held.length);
+        holdLeases(this.store, held, at, holdGraceUntil(startedAt, rule, this.options.leaseGraceSec));
+      }
       return [...accounts].map((accountId) => ({ accountId, balance: this.#balance(accountId, at) }));
     });
     for (const identity of identities) this.presence.disconnected(identity.id, at);
     for (const { accountId, balance } of balances) this.#emit(accountId, balance, at, 'seat-freed');
   }
 
-  get #restartRule(): RestartRule {
+  get #holdRule(): HoldRule {
     return { quietSec: this.options.restartQuietSec ?? 300, holdMaxSec: this.options.restartHoldMaxSec ?? 1800 };
   }
 
   /**
    * Starts this process life (call once, before any device is served, in the one process that
    * sweeps): the seats of the previous life are held until the server has caught up with the
-   * reconnecting fleet (admission/restart.ts); then `checkRestartHold` starts their grace.
+   * reconnecting fleet (admission/seat-hold.ts); then `checkHold` starts their grace.
    */
   startRestartHold(now: number = this.clock.now()): RestartHoldReport {
-    const rule = this.#restartRule;
+    const rule = this.#holdRule;
     const held = this.store.write(() =>
       startRestartHold(this.store, now, holdGraceUntil(now, rule, this.options.leaseGraceSec)),
     );
-    this.#holding = true;
     return { held, startedAt: now };
   }
 
   /**
-   * The devices can reach the server from now on (cluster mode: every worker listens, which takes
-   * seconds under load): the hold's quiet period and cap count from here, not from the start.
+   * The devices can reach the server from now on: after a start once every cluster worker listens
+   * (which takes seconds under load), after a lost MQTT broker once every bucket client of this
+   * process has it back. The quiet period of a running hold counts from here.
    */
-  restartHoldServing(now: number = this.clock.now()): void {
-    if (this.#holding) this.store.write(() => restartHoldServing(this.store, now));
+  holdServing(now: number = this.clock.now()): void {
+    this.store.write(() => holdServing(this.store, now));
   }
 
-  /** Whether a restart hold of this process is still running. */
+  /** Whether a seat hold is running (started by any process that shares the store). */
   get holding(): boolean {
-    return this.#holding;
+    const hold = currentHold(this.store);
+    return hold !== undefined && hold.endedAt === null;
   }
 
   /**
-   * Ends the restart hold once the server has caught up (`backlog`: hellos waiting for a decision
-   * in this process). Returns how it ended, or undefined while it runs (or when none runs).
+   * Ends the running seat hold once the server has caught up (`backlog`: hellos waiting for a
+   * decision in this process). Returns how it ended, or undefined while it runs (or when none runs).
+   * Any process may have started the hold (cluster workers lose the broker, the primary checks):
+   * the hold is read from the store, one cheap read when none runs.
    */
-  checkRestartHold(backlog: number, now: number = this.clock.now()): RestartHoldEnd | undefined {
-    if (!this.#holding) return undefined;
-    const rule = this.#restartRule;
+  checkHold(backlog: number, now: number = this.clock.now()): HoldEnd | undefined {
+    if (!this.holding) return undefined;
+    const rule = this.#holdRule;
     const end = this.store.write(() => {
-      const hold = restartHold(this.store);
-      if (!hold || hold.endedAt !== null) return { reason: hold?.endReason ?? 'all-returned', notReturned: 0, at: now };
-      const verdict = restartVerdict(
-        { startedAt: hold.startedAt, lastReturnAt: hold.lastReturnAt, heldLeft: heldLeaseCount(this.store), backlog, now },
+      const hold = currentHold(this.store);
+      if (!hold || hold.endedAt !== null) return undefined;
+      const verdict = holdVerdict(
+        {
+          startedAt: hold.startedAt,
+          servingSince: hold.servingSince,
+          lastReturnAt: hold.lastReturnAt,
+          heldLeft: heldLeaseCount(this.store),
+          backlog,
+          now,
+        },
         rule,
       );
       if (!verdict.caughtUp) return undefined;
-      const notReturned = endRestartHold(this.store, now, verdict.reason, now + this.options.leaseGraceSec * 1000);
+      const notReturned = endHold(this.store, now, verdict.reason, now + this.options.leaseGraceSec * 1000);
       return { reason: verdict.reason, notReturned, at: now };
     });
     if (!end) return undefined;
-    this.#holding = false;
     // With no grace left (leaseGraceSec 0) the seats are free now, not at the next sweep.
     if (end.notReturned > 0) this.sweep(now);
     return end;

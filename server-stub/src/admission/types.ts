@@ -76,3 +76,10 @@ export interface SweepReport {
   readonly unmanaged: number;
   readonly events: number;
 }
+
+/**
+ * Why connections ended: `disconnect`, the device's link went (its seat gets the grace period);
+ * `server-outage`, the server lost the links itself (a bucket client lost the MQTT broker; the
+ * seats are held, admission/seat-hold.ts).
+ */
+export type ReleaseCause = 'disconnect' | 'server-outage';

@@ -88,18 +88,23 @@ export class AdmissionGate {
       return;
     }
     const orphans: string[] = [];
+    const lost: string[] = [];
     batch.forEach(({ s, msg, facts, now }, i) => {
       const result = results[i]!;
       if (s.state !== 'admitting') {
         // The link ended (or was refused, or the server shut down) while its hello waited: give
-        // back what was just leased.
-        if (result.outcome === 'managed' || result.outcome === 'unmanaged') orphans.push(result.deviceUuid);
+        // back what was just leased (held when the server lost the link itself).
+        if (result.outcome === 'managed' || result.outcome === 'unmanaged') {
+          (s.endCause === 'server-outage' ? lost : orphans).push(result.deviceUuid);
+        }
         return;
       }
       this.#decided(s, msg, facts, now, result);
     });
     const stray = orphans.filter((u) => !deps.sessions.ofDevice(u));
     if (stray.length > 0) deps.admission.releaseMany(stray);
+    const strayLost = lost.filter((u) => !deps.sessions.ofDevice(u));
+    if (strayLost.length > 0) deps.admission.releaseMany(strayLost, deps.clock.now(), 'server-outage');
   }
 
   #decided(s: Session, msg: MessageOf<'hello'>, facts: DeviceFacts | undefined, now: number, result: AdmitResult): void {

@@ -10,6 +10,7 @@ import {
 } from '@router-fleet/protocol';
 import type { Logger } from 'pino';
 import type { AdmissionService } from '../admission/service.js';
+import type { ReleaseCause } from '../admission/types.js';
 import type { Clock } from '../clock.js';
 import type { ServerConfig } from '../config.js';
 import type { Metrics } from '../metrics.js';
@@ -28,7 +29,7 @@ import { NoticeDelivery } from './notice-delivery.js';
 import type { NoticeBus } from './notices.js';
 import { Session, Sessions } from './session.js';
 import { CLOSE_GRACE_MS, SessionIo } from './session-io.js';
-import type { ChannelTransport, LinkEvents } from './transport.js';
+import type { ChannelTransport, LinkEndCause, LinkEvents } from './transport.js';
 
 /** Whom the channel reports session changes to (the cluster primary, to release a crashed worker's devices). */
 export interface SessionRegistry {
@@ -81,7 +82,9 @@ export class ControlChannel implements ChannelHub {
   readonly #endpoint: WsEndpoint;
   readonly #handlers = new Map<string, Set<MessageHandler<MessageType>>>();
   readonly #sessionListeners = new Set<(event: SessionEvent, session: SessionInfo) => void>();
-  readonly #releases = new TickBatch<string>((uuids) => this.#flushReleases(uuids));
+  readonly #releases = new TickBatch<string>((uuids) => this.#flushReleases(uuids, 'disconnect'));
+  /** Devices whose links the server lost itself (a lost MQTT broker): their seats are held. */
+  readonly #outageReleases = new TickBatch<string>((uuids) => this.#flushReleases(uuids, 'server-outage'));
   /** During shutdown: whom to tell when a session's link has ended. */
   readonly #endWaiters = new Map<Session, () => void>();
   #timer: NodeJS.Timeout | undefined;
@@ -200,7 +203,7 @@ export class ControlChannel implements ChannelHub {
     return {
       frame: (data, isBinary) => this.#onFrame(s, data, isBinary),
       failed: (code) => this.#metrics.inc('fleet_channel_errors_total', { code }),
-      ended: () => this.#onEnded(s),
+      ended: (cause) => this.#onEnded(s, cause),
     };
   }
 
@@ -227,6 +230,7 @@ export class ControlChannel implements ChannelHub {
       if (released.length) this.#deps.admission.releaseMany(released.map((s) => s.deviceUuid), this.#deps.clock.now());
       for (const s of released) this.#deps.registry?.closed(s.deviceUuid);
       this.#releases.drain();
+      this.#outageReleases.drain();
       this.#ingest.drain();
       this.flush();
     } catch (err) {
@@ -310,6 +314,16 @@ export class ControlChannel implements ChannelHub {
 
   // ── opening and ending ───────────────────────────────────────────────────────────────────
 
+  /**
+   * Devices whose links ended a moment before the server lost its way to them, as part of that
+   * loss (a broker shutting down publishes every device's will before it closes the server's own
+   * connections): their seats join the seat hold like those of the links the loss ended. A device
+   * connected again by the time the batch is written is left alone.
+   */
+  lostWithServer(deviceUuids: readonly string[]): void {
+    for (const u of deviceUuids) this.#outageReleases.push(u);
+  }
+
   /** The admission gate welcomed `s`. */
   #opened(s: Session): void {
     this.#anchors.offer(s, s.connectedAt);
@@ -317,7 +331,7 @@ export class ControlChannel implements ChannelHub {
     for (const l of this.#sessionListeners) l('opened', s);
   }
 
-  #onEnded(s: Session): void {
+  #onEnded(s: Session, cause: LinkEndCause | undefined): void {
     const waiter = this.#endWaiters.get(s);
     if (waiter) {
       this.#endWaiters.delete(s);
@@ -326,20 +340,22 @@ export class ControlChannel implements ChannelHub {
     // Shut down: its lease was released with all the others.
     if (s.state === 'closed') return;
     const from = s.state;
+    s.endCause = cause;
     this.#sessions.move(s, 'ended');
     if (from !== 'open' && from !== 'closing') return;
     this.#deps.registry?.closed(s.deviceUuid);
     for (const l of this.#sessionListeners) l('closed', s);
     // Releases of one tick go to the store in one transaction.
-    this.#releases.push(s.deviceUuid);
+    (cause === 'server-outage' ? this.#outageReleases : this.#releases).push(s.deviceUuid);
   }
 
-  #flushReleases(queued: string[]): void {
+  #flushReleases(queued: string[], cause: ReleaseCause): void {
     // A device that reconnected meanwhile keeps its lease.
     const uuids = queued.filter((u) => !this.#sessions.ofDevice(u));
     if (uuids.length === 0) return;
     try {
-      this.#deps.admission.releaseMany(uuids, this.#deps.clock.now());
+      this.#deps.admission.releaseMany(uuids, this.#deps.clock.now(), cause);
+      if (cause === 'server-outage') this.#log.info({ devices: uuids.length }, 'seat hold: devices lost with the MQTT broker keep their seats until the fleet is back');
     } catch (err) {
       this.#log.error({ err, count: uuids.length }, 'releasing leases failed');
     }

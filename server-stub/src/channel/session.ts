@@ -2,7 +2,7 @@ import { type AccountRowId, type AccountUuid, asAccountRowId, asAccountUuid, asD
 import { nextState } from '../state-table.js';
 import type { SessionInfo } from './hub.js';
 import { SESSION_STATES, SESSION_TABLE, type SessionOutcome, type SessionState } from './session-table.js';
-import type { ChannelTransport } from './transport.js';
+import type { ChannelTransport, LinkEndCause } from './transport.js';
 
 /**
  * One connection. Kept small: the server holds tens of thousands. No timers per session: the one
@@ -29,6 +29,8 @@ export class Session implements SessionInfo {
   anchorsDigest: string | undefined;
   /** Digest of the last `trust-anchors` sent on this session: each set is offered once per session. */
   anchorsSent: string | undefined;
+  /** Why the link ended when the device did not end it (set when it ends). */
+  endCause: LinkEndCause | undefined;
 
   constructor(
     readonly transport: ChannelTransport,

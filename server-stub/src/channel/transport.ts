@@ -24,9 +24,15 @@ export interface LinkEvents {
   frame(data: Buffer, isBinary: boolean): void;
   /** The transport closed the link itself for bad framing (ws: 1009, 1007, 1002); `code` names why. */
   failed(code: string): void;
-  /** The link has ended, however it ended. */
-  ended(): void;
+  /**
+   * The link has ended, however it ended. `server-outage`: the server's own side lost it (its MQTT
+   * bucket client lost the broker), not the device; the device's seat is held, not put into grace.
+   */
+  ended(cause?: LinkEndCause): void;
 }
+
+/** Why a link ended when the device did not end it (see {@link LinkEvents.ended}). */
+export type LinkEndCause = 'server-outage';
 
 /** Where a transport hands each new link: the control channel, which answers with its event sink. */
 export type LinkAcceptor = (transport: ChannelTransport) => LinkEvents;

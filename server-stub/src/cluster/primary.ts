@@ -198,9 +198,10 @@ export async function runPrimary(config: ServerConfig): Promise<{ close(): Promi
   });
 
   // Before the first worker serves a device: the previous process life's seats are held for their
-  // devices. The primary decides when the cluster has caught up: returns are counted in the store
-  // (whichever worker admitted them); the workers' hello backlog is not seen here, so the quiet
-  // period alone (restartQuietSec) stands for it.
+  // devices. The primary decides when the cluster has caught up, for this hold and for one a
+  // worker starts when its bucket clients lose the MQTT broker (read from the store): returns are
+  // counted in the store (whichever worker admitted them); the workers' hello backlog is not seen
+  // here, so the quiet period alone (restartQuietSec) stands for it.
   const start = services.admission.startRestartHold();
   if (start.held > 0) log.info({ held: start.held }, 'restart hold: seats of the previous process life held for their devices');
   // The hold is decided once every first worker listens: forking and loading them takes seconds
@@ -212,7 +213,7 @@ export async function runPrimary(config: ServerConfig): Promise<{ close(): Promi
     if (serving || listening.size < config.workers) return;
     serving = true;
     try {
-      services.admission.restartHoldServing();
+      services.admission.holdServing();
     } catch (err) {
       log.error({ err }, 'restart hold: recording the start of service failed');
     }
@@ -223,10 +224,10 @@ export async function runPrimary(config: ServerConfig): Promise<{ close(): Promi
     setInterval(() => {
       if (!serving) return;
       try {
-        const end = services.admission.checkRestartHold(0);
-        if (end) log.info(end, 'restart hold: caught up with the reconnecting fleet; grace starts for devices not back');
+        const end = services.admission.checkHold(0);
+        if (end) log.info(end, 'seat hold: caught up with the reconnecting fleet; grace starts for devices not back');
       } catch (err) {
-        log.error({ err }, 'restart hold check failed');
+        log.error({ err }, 'seat hold check failed');
       }
     }, 1000),
     setInterval(() => {

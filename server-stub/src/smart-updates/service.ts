@@ -31,13 +31,18 @@ export const SMART_UPDATE_RETRY_MS = 24 * 3_600_000;
  * router runs and the trust anchors it holds (a router without the vendor root refuses the packet
  * until it gets the root).
  */
+/**
+ * What a router reported, as one text compared for equality. Fields are separated by U+001F (unit
+ * separator): PostgreSQL's text cannot hold the U+0000 used before, which `retryDue` still reads.
+ */
 function deviceState(d: { model: string; firmware: string; anchors: string | null }): string {
-  return `${d.model}\u0000${d.firmware}\u0000${d.anchors ?? ''}`;
+  return `${d.model}\u001f${d.firmware}\u001f${d.anchors ?? ''}`;
 }
 
 /** A router still outdated after an attempt is retried when it changed since, or after SMART_UPDATE_RETRY_MS. */
 function retryDue(a: { device_state: string | null; attempted_at: number }, state: string, now: number): boolean {
-  return (a.device_state !== null && a.device_state !== state) || now - a.attempted_at >= SMART_UPDATE_RETRY_MS;
+  const recorded = a.device_state?.replaceAll('\u0000', '\u001f') ?? null;
+  return (recorded !== null && recorded !== state) || now - a.attempted_at >= SMART_UPDATE_RETRY_MS;
 }
 
 /** Period of the Smart Updates check (also run whenever the test clock moves), ms. */

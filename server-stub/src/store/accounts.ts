@@ -1,4 +1,4 @@
-import type { Store } from './database.js';
+import { dialects, type Store } from './database.js';
 
 export type Role = 'admin' | 'operator' | 'viewer';
 export type Language = 'en' | 'de';
@@ -43,8 +43,8 @@ export class Accounts {
   insert(a: { uuid: string; name: string; settings: Record<string, unknown> }, now: number): number {
     return Number(
       this.store
-        .stmt('INSERT INTO accounts (uuid, name, settings, created_at) VALUES (?, ?, ?, ?)')
-        .run(a.uuid, a.name, JSON.stringify(a.settings), now).lastInsertRowid,
+        .stmt<{ id: number }>('INSERT INTO accounts (uuid, name, settings, created_at) VALUES (?, ?, ?, ?) RETURNING id')
+        .get(a.uuid, a.name, JSON.stringify(a.settings), now)!.id,
     );
   }
 
@@ -74,7 +74,14 @@ export class Identities {
   constructor(private readonly store: Store) {}
 
   userByUsername(username: string): UserRow | undefined {
-    return this.store.stmt<UserRow>('SELECT * FROM users WHERE username = ?').get(username);
+    return this.store
+      .stmt<UserRow>(
+        dialects({
+          sqlite: 'SELECT * FROM users WHERE username = ?', // the column is COLLATE NOCASE
+          postgres: 'SELECT * FROM users WHERE lower(username) = lower(?)', // the unique index is on lower(username)
+        }),
+      )
+      .get(username);
   }
 
   userById(id: number): UserRow | undefined {
@@ -97,10 +104,10 @@ export class Identities {
   recordLoginFailure(username: string, client: string, maxFailures: number, lockUntil: number, now: number): number {
     const row = this.store
       .stmt<{ failures: number }>(
-        `INSERT INTO login_failures (username, client, failures, locked_until, last_at) VALUES (?, ?, 1, NULL, ?)
+        `INSERT INTO login_failures AS f (username, client, failures, locked_until, last_at) VALUES (?, ?, 1, NULL, ?)
          ON CONFLICT (username, client) DO UPDATE SET
-           failures = CASE WHEN locked_until IS NOT NULL AND locked_until <= excluded.last_at THEN 1 ELSE failures + 1 END,
-           locked_until = CASE WHEN locked_until IS NOT NULL AND locked_until <= excluded.last_at THEN NULL ELSE locked_until END,
+           failures = CASE WHEN f.locked_until IS NOT NULL AND f.locked_until <= excluded.last_at THEN 1 ELSE f.failures + 1 END,
+           locked_until = CASE WHEN f.locked_until IS NOT NULL AND f.locked_until <= excluded.last_at THEN NULL ELSE f.locked_until END,
            last_at = excluded.last_at
          RETURNING failures`,
       )
@@ -220,12 +227,11 @@ export class AccountUsers {
   ): number {
     return Number(
       this.store
-        .stmt(
+        .stmt<{ id: number }>(
           `INSERT INTO users (uuid, account_id, username, password_hash, role, profile, language, created_at)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
         )
-        .run(u.uuid, this.accountId, u.username, u.passwordHash, u.role, JSON.stringify(u.profile), u.language, now)
-        .lastInsertRowid,
+        .get(u.uuid, this.accountId, u.username, u.passwordHash, u.role, JSON.stringify(u.profile), u.language, now)!.id,
     );
   }
 

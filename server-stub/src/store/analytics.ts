@@ -1,4 +1,4 @@
-import type { Store } from './database.js';
+import { dialects, type Store, type StoreDialect } from './database.js';
 
 /** What ingesting a device's analytics needs to know about it. */
 export interface AnalyticsDevice {
@@ -38,9 +38,12 @@ export interface AnalyticsAggregateRow {
 }
 
 /** Reads the metric `k` of a stored sample (metric names are constants of this file, never values). */
-const metric = (k: string) => `json_extract(metrics, '$.${k}')`;
+const METRIC: Readonly<Record<StoreDialect, (k: string) => string>> = {
+  sqlite: (k) => `json_extract(metrics, '$.${k}')`,
+  postgres: (k) => `(metrics::jsonb->>'${k}')::DOUBLE PRECISION`,
+};
 
-const AGGREGATES_SQL = `SELECT model, firmware, COUNT(DISTINCT device_id) AS devices, COUNT(*) AS samples,
+const aggregatesSql = (metric: (k: string) => string) => `SELECT model, firmware, COUNT(DISTINCT device_id) AS devices, COUNT(*) AS samples,
     SUM(period_sec) AS period_sec,
     AVG(${metric('operatingHours')}) AS operating_hours,
     SUM(${metric('disconnections')}) AS disconnections,
@@ -53,6 +56,7 @@ const AGGREGATES_SQL = `SELECT model, firmware, COUNT(DISTINCT device_id) AS dev
   FROM analytics_samples
   WHERE account_id = ? AND (? IS NULL OR at >= ?) AND (? IS NULL OR at < ?) AND (? IS NULL OR model = ?)
   GROUP BY model, firmware ORDER BY model, firmware`;
+const AGGREGATES_SQL = dialects({ sqlite: aggregatesSql(METRIC.sqlite), postgres: aggregatesSql(METRIC.postgres) });
 
 /** Analytics samples of one account. Every statement carries `account_id = ?`. */
 export class AccountAnalytics {

@@ -1,4 +1,4 @@
-import type { Store } from './database.js';
+import { dialects, type Store } from './database.js';
 
 export interface AuditRecordRow {
   id: number;
@@ -48,13 +48,13 @@ export class AccountAuditRecordStore {
   insert(row: Omit<AuditRecordRow, 'id' | 'account_id'>): number {
     return Number(
       this.store
-        .stmt(
+        .stmt<{ id: number }>(
           `INSERT INTO audit_records (account_id, seq, at, actor, action, resource_kind, resource_uuid, status,
              request, before, after, prev_hash, hash)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
         )
-        .run(this.accountId, row.seq, row.at, row.actor, row.action, row.resource_kind, row.resource_uuid,
-          row.status, row.request, row.before, row.after, row.prev_hash, row.hash).lastInsertRowid,
+        .get(this.accountId, row.seq, row.at, row.actor, row.action, row.resource_kind, row.resource_uuid,
+          row.status, row.request, row.before, row.after, row.prev_hash, row.hash)!.id,
     );
   }
 
@@ -63,12 +63,20 @@ export class AccountAuditRecordStore {
     const f = opts.filter ?? {};
     return this.store
       .stmt<AuditRecordRow>(
-        `SELECT * FROM audit_records
-         WHERE account_id = ? AND seq < ?
-           AND (? IS NULL OR resource_uuid = ?)
-           AND (? IS NULL OR json_extract(actor, '$.userUuid') = ?)
-           AND (? IS NULL OR at >= ?) AND (? IS NULL OR at < ?)
-         ORDER BY seq DESC LIMIT ?`,
+        dialects({
+          sqlite: `SELECT * FROM audit_records
+                   WHERE account_id = ? AND seq < ?
+                     AND (? IS NULL OR resource_uuid = ?)
+                     AND (? IS NULL OR json_extract(actor, '$.userUuid') = ?)
+                     AND (? IS NULL OR at >= ?) AND (? IS NULL OR at < ?)
+                   ORDER BY seq DESC LIMIT ?`,
+          postgres: `SELECT * FROM audit_records
+                     WHERE account_id = ? AND seq < ?
+                       AND (? IS NULL OR resource_uuid = ?)
+                       AND (? IS NULL OR actor::jsonb->>'userUuid' = ?)
+                       AND (? IS NULL OR at >= ?) AND (? IS NULL OR at < ?)
+                     ORDER BY seq DESC LIMIT ?`,
+        }),
       )
       .all(
         this.accountId,

@@ -46,8 +46,8 @@ export class AccountDashboard {
     return this.store
       .stmt<{ total: number; online: number; unmanaged: number }>(
         `SELECT COUNT(*) AS total,
-           COALESCE(SUM(online = 1 AND admission = 'managed'), 0) AS online,
-           COALESCE(SUM(online = 1 AND admission = 'unmanaged'), 0) AS unmanaged
+           COUNT(CASE WHEN online = 1 AND admission = 'managed' THEN 1 END) AS online,
+           COUNT(CASE WHEN online = 1 AND admission = 'unmanaged' THEN 1 END) AS unmanaged
          FROM devices WHERE account_id = ?`,
       )
       .get(this.accountId)!;

@@ -1,14 +1,70 @@
-import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
-import type { Database, Statement } from 'better-sqlite3';
-import { migrate } from './migrations.js';
-import { SqliteDatabase } from './sqlite.js';
-import { fromSqliteError } from './sqlite-errors.js';
+import { AppError } from '../errors.js';
+import { PostgresStore } from './postgres/store.js';
+import { openDatabase, SqliteStore, STORE_FILE } from './sqlite-store.js';
 
-export const STORE_FILE = 'fleet.sqlite';
+export { openDatabase, SqliteStore, STORE_FILE };
 
-/** What `Atomics.wait` sleeps on between tries for the write lock (never notified). */
-const SLEEPER = new Int32Array(new SharedArrayBuffer(4));
+/** What a write statement did. `lastInsertRowid` is SQLite's; portable inserts say `RETURNING id`. */
+export interface RunResult {
+  readonly changes: number;
+  readonly lastInsertRowid: number | bigint;
+}
+
+/**
+ * A prepared statement: parameters are bound by position (`?`), never spliced into the text. Errors
+ * are the store's own (`errors.ts`): a unique violation, a full disk or a lock timeout never
+ * reaches a caller as a driver's error, on either store.
+ */
+export interface Statement<R = unknown> {
+  get(...params: unknown[]): R | undefined;
+  all(...params: unknown[]): R[];
+  run(...params: unknown[]): RunResult;
+  iterate(...params: unknown[]): IterableIterator<R>;
+}
+
+/**
+ * A statement written once for both stores, or once per dialect where they differ (`INSERT OR
+ * IGNORE` against `ON CONFLICT DO NOTHING`, `json_extract` against `->>`, …). Portable text is
+ * written in SQLite's form; the PostgreSQL store translates `?` placeholders and the null-safe
+ * `IS` / `IS NOT` mechanically (store/postgres/translate.ts), nothing else.
+ */
+export type Sql = string | DialectSql;
+
+export interface DialectSql {
+  readonly sqlite: string;
+  readonly postgres: string;
+}
+
+/** The same statement in each dialect, side by side where it is used. */
+export function dialects(forms: DialectSql): DialectSql {
+  return forms;
+}
+
+export type StoreDialect = 'sqlite' | 'postgres';
+
+/**
+ * The store every repository talks to: synchronous, one connection, one transaction at a time.
+ * Two implementations: the embedded SQLite file (the default) and PostgreSQL (a server that
+ * several server processes and hosts can share). Both give the same guarantees: one writer at a
+ * time across every process (`write`), a consistent snapshot for `read`, and a commit that
+ * returned is durable.
+ */
+export interface Store {
+  readonly dialect: StoreDialect;
+  /** A statement with bound parameters (cached per text). */
+  stmt<R = unknown>(sql: Sql): Statement<R>;
+  /** Runs `fn` holding the store's single write lock (queued across processes up to the busy timeout). */
+  write<T>(fn: () => T): T;
+  /** Runs `fn` in one read snapshot. */
+  read<T>(fn: () => T): T;
+  /** Runs `fn` so that its writes can be undone alone: a savepoint inside a transaction, else a write. */
+  savepoint<T>(fn: () => T): T;
+  /** Whether a transaction is open on this connection. */
+  readonly inTransaction: boolean;
+  /** A trivial query: the store is open and answers. */
+  ping(): void;
+  close(): void;
+}
 
 export interface OpenStoreOptions {
   /** How long a write waits for another connection (or process) holding the write lock. */
@@ -17,182 +73,23 @@ export interface OpenStoreOptions {
   now?: number;
 }
 
-/**
- * Opens (creating if needed) the SQLite store in a data directory and brings its schema up to date.
- *
- * Pragmas: WAL so readers never block the writer; `synchronous=FULL` because licence, lease and
- * (later) job state must survive power loss once a commit is acknowledged (WAL with NORMAL may lose
- * the last commits); foreign keys on; a busy timeout so that several processes sharing the file
- * queue for the write lock instead of failing.
- */
-export function openDatabase(dataDir: string, options: OpenStoreOptions = {}): Database {
-  mkdirSync(dataDir, { recursive: true });
-  const db = new SqliteDatabase(join(dataDir, STORE_FILE), { timeout: options.busyTimeoutMs ?? 5000 });
-  db.pragma('journal_mode = WAL');
-  db.pragma('synchronous = FULL');
-  db.pragma('foreign_keys = ON');
-  migrate(db, options.now ?? Date.now());
-  return db;
+/** Whether a `--store` value names a PostgreSQL database rather than an SQLite data directory. */
+export function isPostgresUrl(location: string): boolean {
+  return /^postgres(ql)?:\/\//i.test(location);
 }
 
-/** What a write statement changed. */
-export interface RunResult {
-  changes: number;
-  lastInsertRowid: number | bigint;
-}
-
-/**
- * A prepared statement as repositories use it. Errors are the store's own (`errors.ts`): a unique
- * violation, a full disk or a lock timeout never reaches a caller as a driver error.
- */
-export interface StoreStatement<R = unknown> {
-  get(...params: unknown[]): R | undefined;
-  all(...params: unknown[]): R[];
-  run(...params: unknown[]): RunResult;
-  /** Rows one at a time (for long results). */
-  iterate(...params: unknown[]): IterableIterator<R>;
-}
-
-/** better-sqlite3's statement with its errors translated (a try/catch per call: nothing measurable next to SQLite). */
-class SqliteStatement<R> implements StoreStatement<R> {
-  constructor(private readonly s: Statement<unknown[], R>) {}
-
-  get(...params: unknown[]): R | undefined {
-    try {
-      return this.s.get(...params);
-    } catch (err) {
-      throw fromSqliteError(err);
-    }
-  }
-
-  all(...params: unknown[]): R[] {
-    try {
-      return this.s.all(...params);
-    } catch (err) {
-      throw fromSqliteError(err);
-    }
-  }
-
-  run(...params: unknown[]): RunResult {
-    try {
-      return this.s.run(...params);
-    } catch (err) {
-      throw fromSqliteError(err);
-    }
-  }
-
-  * iterate(...params: unknown[]): IterableIterator<R> {
-    try {
-      yield* this.s.iterate(...params);
-    } catch (err) {
-      throw fromSqliteError(err);
-    }
-  }
-}
-
-/**
- * A connection plus a cache of prepared statements. Every query in the server goes through
- * `stmt()` with bound parameters; SQL is never built from values.
- */
-export class Store {
-  readonly db: Database;
-  readonly #statements = new Map<string, SqliteStatement<unknown>>();
-  readonly #busyTimeoutMs: number;
-  readonly #noBusyWait: Statement;
-  readonly #busyWait: Statement;
-
-  constructor(db: Database, busyTimeoutMs = 5000) {
-    this.db = db;
-    this.#busyTimeoutMs = busyTimeoutMs;
-    this.#noBusyWait = db.prepare('PRAGMA busy_timeout = 0');
-    this.#busyWait = db.prepare(`PRAGMA busy_timeout = ${Math.max(0, Math.floor(busyTimeoutMs))}`);
-  }
-
-  static open(dataDir: string, options: OpenStoreOptions = {}): Store {
-    return new Store(openDatabase(dataDir, options), options.busyTimeoutMs ?? 5000);
-  }
-
-  stmt<R = unknown>(sql: string): StoreStatement<R> {
-    let s = this.#statements.get(sql);
-    if (!s) {
-      s = new SqliteStatement(this.db.prepare(sql));
-      this.#statements.set(sql, s);
-    }
-    return s as StoreStatement<R>;
-  }
-
-  /**
-   * Runs `fn` in one `BEGIN IMMEDIATE` transaction (the write lock is taken at the start). Throws
-   * StoreBusyError when the lock is not granted within the busy timeout, StoreFullError when the
-   * commit finds no space.
-   */
-  write<T>(fn: () => T): T {
-    if (this.db.inTransaction) return fn();
-    try {
-      return this.#immediate(fn);
-    } catch (err) {
-      throw fromSqliteError(err);
-    }
-  }
-
-  /**
-   * `BEGIN IMMEDIATE` that waits for another process's write lock by trying again every
-   * millisecond until the busy timeout, instead of SQLite's busy handler, which sleeps 1, 2, 5, …
-   * 25, 50, 100 ms between tries. Measured on a 3-worker server holding 7,000 routers: the workers
-   * slept 3.0 s of every 5 s in that handler (238 sleeps, 12.8 ms each) while the commits they
-   * waited for took 1 ms (fsync); their event loops turned 9 times a second and connections
-   * queued in the cluster primary. Only the BEGIN is retried: once `fn` runs, an error is the
-   * caller's, as before.
-   */
-  #immediate<T>(fn: () => T): T {
-    let began = false;
-    const tx = this.db.transaction(() => {
-      began = true;
-      this.#busyWait.get();
-      return fn();
-    });
-    const deadline = performance.now() + this.#busyTimeoutMs;
-    for (;;) {
-      this.#noBusyWait.get();
-      try {
-        return tx.immediate();
-      } catch (err) {
-        if (began || (err as { code?: string }).code !== 'SQLITE_BUSY' || performance.now() >= deadline) throw err;
-        Atomics.wait(SLEEPER, 0, 0, 1);
-      } finally {
-        if (!began) this.#busyWait.get();
-      }
-    }
-  }
-
-  /** Runs `fn` in a deferred (read) transaction, giving it one consistent snapshot. */
-  read<T>(fn: () => T): T {
-    if (this.db.inTransaction) return fn();
-    try {
-      return this.db.transaction(fn).deferred();
-    } catch (err) {
-      throw fromSqliteError(err);
-    }
-  }
-
-  /**
-   * Runs `fn` so that its writes can be undone alone: a savepoint inside an open transaction (used
-   * for per-row imports), otherwise an immediate transaction of its own.
-   */
-  savepoint<T>(fn: () => T): T {
-    try {
-      return this.db.inTransaction ? this.db.transaction(fn)() : this.#immediate(fn);
-    } catch (err) {
-      throw fromSqliteError(err);
-    }
-  }
-
-  /** A trivial query: the store is open and answers. */
-  ping(): void {
-    this.stmt('SELECT 1').get();
-  }
-
-  close(): void {
-    if (this.db.open) this.db.close();
-  }
-}
+export const Store = {
+  /** Opens (creating if needed) the SQLite store in a data directory. */
+  open(dataDir: string, options: OpenStoreOptions = {}): SqliteStore {
+    return SqliteStore.open(dataDir, options);
+  },
+  /** Connects to a PostgreSQL store (`postgres://…`), creating or upgrading its schema. */
+  connect(url: string, options: OpenStoreOptions = {}): PostgresStore {
+    if (!isPostgresUrl(url)) throw new AppError('SERVER_CONFIG_INVALID', `not a PostgreSQL URL: ${url.split('@').at(-1)}`);
+    return PostgresStore.connect(url, options);
+  },
+  /** The store named by `store` (a `postgres://` URL), else the SQLite file in `dataDir`. */
+  select(store: string | undefined, dataDir: string, options: OpenStoreOptions = {}): Store {
+    return store && isPostgresUrl(store) ? PostgresStore.connect(store, options) : SqliteStore.open(dataDir, options);
+  },
+};

@@ -232,11 +232,13 @@ export class AccountDevices {
       params.push(filter.serialNumber);
     }
     if (filter.text !== undefined) {
+      // SQLite's LIKE ignores ASCII case; PostgreSQL's ILIKE is its equal.
+      const like = this.store.dialect === 'postgres' ? 'ILIKE' : 'LIKE';
       where.push(
-        '(d.name LIKE ? ESCAPE \'\\\' OR d.serial_number LIKE ? ESCAPE \'\\\' OR d.location LIKE ? ESCAPE \'\\\')',
+        `(d.name ${like} ? ESCAPE '\\' OR d.serial_number ${like} ? ESCAPE '\\' OR d.location ${like} ? ESCAPE '\\')`,
       );
-      const like = likeEscape(filter.text);
-      params.push(like, like, like);
+      const pattern = likeEscape(filter.text);
+      params.push(pattern, pattern, pattern);
     }
     const sort = DEVICE_SORTS[opts.sort].expr;
     const cmp = opts.desc ? '<' : '>';

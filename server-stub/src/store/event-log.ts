@@ -1,4 +1,4 @@
-import type { Store } from './database.js';
+import type { Store, StoreDialect } from './database.js';
 
 export const SEVERITIES = ['debug', 'info', 'warning', 'error', 'critical'] as const;
 export type Severity = (typeof SEVERITIES)[number];
@@ -12,14 +12,20 @@ const WARNING_TYPES = [
   'job.aborted',
 ];
 
-/** Kind: a device event's own kind, else the event type. */
-const KIND_SQL = `CASE WHEN type = 'device.event' THEN json_extract(data, '$.kind') ELSE type END`;
-const SEVERITY_SQL = `CASE WHEN type = 'device.event' THEN json_extract(data, '$.severity')
-  WHEN type IN (${WARNING_TYPES.map((t) => `'${t}'`).join(', ')}) THEN 'warning' ELSE 'info' END`;
-const RANK_SQL = `CASE (${SEVERITY_SQL}) ${SEVERITIES.map((s, i) => `WHEN '${s}' THEN ${i}`).join(' ')} ELSE 1 END`;
+/** A text field of the event's JSON data, per dialect. */
+const DATA_FIELD: Readonly<Record<StoreDialect, (field: string) => string>> = {
+  sqlite: (field) => `json_extract(data, '$.${field}')`,
+  postgres: (field) => `(data::jsonb->>'${field}')`,
+};
 
-/** The columns of an EventLogRow (kind and severity derived in SQL). */
-export const EVENT_LOG_COLUMNS = `id, type, subject, ${KIND_SQL} AS kind, ${SEVERITY_SQL} AS severity, data, at`;
+/** Kind: a device event's own kind, else the event type. */
+const kindSql = (d: StoreDialect) => `CASE WHEN type = 'device.event' THEN ${DATA_FIELD[d]('kind')} ELSE type END`;
+const severitySql = (d: StoreDialect) => `CASE WHEN type = 'device.event' THEN ${DATA_FIELD[d]('severity')}
+  WHEN type IN (${WARNING_TYPES.map((t) => `'${t}'`).join(', ')}) THEN 'warning' ELSE 'info' END`;
+const rankSql = (d: StoreDialect) => `CASE (${severitySql(d)}) ${SEVERITIES.map((s, i) => `WHEN '${s}' THEN ${i}`).join(' ')} ELSE 1 END`;
+
+/** The columns of an EventLogRow (kind and severity derived in SQL), per dialect. */
+export const eventLogColumns = (d: StoreDialect) => `id, type, subject, ${kindSql(d)} AS kind, ${severitySql(d)} AS severity, data, at`;
 
 export interface EventLogFilter {
   /** Events of this device (device events and system events about it). */
@@ -55,6 +61,7 @@ export class AccountEventLog {
 
   list(opts: { beforeId: number; limit: number; filter: EventLogFilter }): EventLogRow[] {
     const f = opts.filter;
+    const d = this.store.dialect;
     const where = ['account_id = ?', 'id < ?'];
     const params: unknown[] = [this.accountId, opts.beforeId];
     if (f.subject !== undefined) {
@@ -64,15 +71,15 @@ export class AccountEventLog {
     if (f.source === 'device') where.push(`type = 'device.event'`);
     if (f.source === 'system') where.push(`type != 'device.event'`);
     if (f.kind !== undefined) {
-      where.push(`(${KIND_SQL}) = ?`);
+      where.push(`(${kindSql(d)}) = ?`);
       params.push(f.kind);
     }
     if (f.severity !== undefined) {
-      where.push(`(${SEVERITY_SQL}) = ?`);
+      where.push(`(${severitySql(d)}) = ?`);
       params.push(f.severity);
     }
     if (f.minSeverity !== undefined) {
-      where.push(`(${RANK_SQL}) >= ?`);
+      where.push(`(${rankSql(d)}) >= ?`);
       params.push(SEVERITIES.indexOf(f.minSeverity));
     }
     if (f.from !== undefined) {
@@ -87,7 +94,7 @@ export class AccountEventLog {
     // Only fixed SQL fragments are spliced in; every value is a bound parameter.
     return this.store
       .stmt<EventLogRow>(
-        `SELECT ${EVENT_LOG_COLUMNS} FROM account_events
+        `SELECT ${eventLogColumns(d)} FROM account_events
          WHERE ${where.join(' AND ')} ORDER BY id DESC LIMIT ?`,
       )
       .all(...params);

@@ -1,4 +1,4 @@
-import type { Store } from './database.js';
+import { dialects, type Store } from './database.js';
 
 export interface AccountEventRecord {
   readonly id: number;
@@ -33,8 +33,12 @@ export class AccountEvents {
   }): boolean {
     const result = this.store
       .stmt(
-        `INSERT OR IGNORE INTO account_events (account_id, type, subject, dedupe_key, data, at)
-         VALUES (?, ?, ?, ?, ?, ?)`,
+        dialects({
+          sqlite: `INSERT OR IGNORE INTO account_events (account_id, type, subject, dedupe_key, data, at)
+                   VALUES (?, ?, ?, ?, ?, ?)`,
+          postgres: `INSERT INTO account_events (account_id, type, subject, dedupe_key, data, at)
+                     VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+        }),
       )
       .run(this.accountId, e.type, e.subject ?? null, e.dedupeKey ?? null, JSON.stringify(e.data ?? {}), e.at);
     return result.changes > 0;

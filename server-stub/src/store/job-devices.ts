@@ -1,5 +1,5 @@
 import type { JobExecutionState } from '@router-fleet/protocol';
-import type { Store } from './database.js';
+import { dialects, type Store } from './database.js';
 import type { JobDeviceStatus } from './jobs.js';
 
 /** A job's devices by how far they got, for wave rollouts. */
@@ -28,7 +28,13 @@ export class JobDevices {
   /** Adds every device of the account (devices already in the job are kept as they are); returns how many were added. */
   addAll(jobId: number, accountId: number, now: number): number {
     return this.store
-      .stmt(`INSERT OR IGNORE INTO job_devices (job_id, device_id, status, added_at) SELECT ?, id, 'pending', ? FROM devices WHERE account_id = ?`)
+      .stmt(
+        dialects({
+          sqlite: `INSERT OR IGNORE INTO job_devices (job_id, device_id, status, added_at) SELECT ?, id, 'pending', ? FROM devices WHERE account_id = ?`,
+          postgres: `INSERT INTO job_devices (job_id, device_id, status, added_at)
+                     SELECT CAST(? AS BIGINT), id, 'pending', CAST(? AS BIGINT) FROM devices WHERE account_id = ? ON CONFLICT DO NOTHING`,
+        }),
+      )
       .run(jobId, now, accountId).changes;
   }
 
@@ -36,8 +42,12 @@ export class JobDevices {
   addGroups(jobId: number, accountId: number, groupIds: readonly number[], now: number): number {
     return this.store
       .stmt(
-        `INSERT OR IGNORE INTO job_devices (job_id, device_id, status, added_at) SELECT ?, id, 'pending', ? FROM devices
-         WHERE account_id = ? AND group_id IN (SELECT value FROM json_each(?))`,
+        dialects({
+          sqlite: `INSERT OR IGNORE INTO job_devices (job_id, device_id, status, added_at) SELECT ?, id, 'pending', ? FROM devices
+                   WHERE account_id = ? AND group_id IN (SELECT value FROM json_each(?))`,
+          postgres: `INSERT INTO job_devices (job_id, device_id, status, added_at) SELECT CAST(? AS BIGINT), id, 'pending', CAST(? AS BIGINT) FROM devices
+                     WHERE account_id = ? AND group_id IN (SELECT v::BIGINT FROM json_array_elements_text(?::json) AS t(v)) ON CONFLICT DO NOTHING`,
+        }),
       )
       .run(jobId, now, accountId, JSON.stringify(groupIds)).changes;
   }
@@ -46,8 +56,12 @@ export class JobDevices {
   addDevices(jobId: number, accountId: number, deviceIds: readonly number[], now: number): number {
     return this.store
       .stmt(
-        `INSERT OR IGNORE INTO job_devices (job_id, device_id, status, added_at) SELECT ?, id, 'pending', ? FROM devices
-         WHERE account_id = ? AND id IN (SELECT value FROM json_each(?))`,
+        dialects({
+          sqlite: `INSERT OR IGNORE INTO job_devices (job_id, device_id, status, added_at) SELECT ?, id, 'pending', ? FROM devices
+                   WHERE account_id = ? AND id IN (SELECT value FROM json_each(?))`,
+          postgres: `INSERT INTO job_devices (job_id, device_id, status, added_at) SELECT CAST(? AS BIGINT), id, 'pending', CAST(? AS BIGINT) FROM devices
+                     WHERE account_id = ? AND id IN (SELECT v::BIGINT FROM json_array_elements_text(?::json) AS t(v)) ON CONFLICT DO NOTHING`,
+        }),
       )
       .run(jobId, now, accountId, JSON.stringify(deviceIds)).changes;
   }
@@ -55,7 +69,12 @@ export class JobDevices {
   /** Adds one device (a device already in the job is left as it is). */
   addDevice(jobId: number, deviceId: number, now: number): void {
     this.store
-      .stmt(`INSERT OR IGNORE INTO job_devices (job_id, device_id, status, added_at) VALUES (?, ?, 'pending', ?)`)
+      .stmt(
+        dialects({
+          sqlite: `INSERT OR IGNORE INTO job_devices (job_id, device_id, status, added_at) VALUES (?, ?, 'pending', ?)`,
+          postgres: `INSERT INTO job_devices (job_id, device_id, status, added_at) VALUES (?, ?, 'pending', ?) ON CONFLICT DO NOTHING`,
+        }),
+      )
       .run(jobId, deviceId, now);
   }
 
@@ -91,8 +110,12 @@ export class JobDevices {
   claimMany(jobId: number, deviceIds: readonly number[]): Map<number, number> {
     const rows = this.store
       .stmt<{ device_id: number; attempts: number }>(
-        `UPDATE job_devices SET status = 'active', attempts = attempts + 1
-         WHERE job_id = ? AND device_id IN (SELECT value FROM json_each(?)) RETURNING device_id, attempts`,
+        dialects({
+          sqlite: `UPDATE job_devices SET status = 'active', attempts = attempts + 1
+                   WHERE job_id = ? AND device_id IN (SELECT value FROM json_each(?)) RETURNING device_id, attempts`,
+          postgres: `UPDATE job_devices SET status = 'active', attempts = attempts + 1
+                     WHERE job_id = ? AND device_id IN (SELECT v::BIGINT FROM json_array_elements_text(?::json) AS t(v)) RETURNING device_id, attempts`,
+        }),
       )
       .all(jobId, JSON.stringify(deviceIds));
     return new Map(rows.map((r) => [r.device_id, r.attempts]));
@@ -109,7 +132,8 @@ export class JobDevices {
   backToPending(jobId: number, deviceId: number): void {
     this.store
       .stmt(
-        `UPDATE job_devices SET status = 'pending', attempts = MAX(attempts - 1, 0) WHERE job_id = ? AND device_id = ? AND status = 'active'`,
+        `UPDATE job_devices SET status = 'pending', attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END
+         WHERE job_id = ? AND device_id = ? AND status = 'active'`,
       )
       .run(jobId, deviceId);
   }
@@ -123,8 +147,8 @@ export class JobDevices {
   waveCounts(jobId: number): WaveCounts {
     return this.store
       .stmt<WaveCounts>(
-        `SELECT COUNT(*) AS total, COALESCE(SUM(attempts > 0), 0) AS started,
-           COALESCE(SUM(attempts > 0 AND status != 'done'), 0) AS unfinished
+        `SELECT COUNT(*) AS total, COUNT(CASE WHEN attempts > 0 THEN 1 END) AS started,
+           COUNT(CASE WHEN attempts > 0 AND status != 'done' THEN 1 END) AS unfinished
          FROM job_devices WHERE job_id = ?`,
       )
       .get(jobId)!;
@@ -134,8 +158,13 @@ export class JobDevices {
   resultCounts(jobId: number, failures: readonly JobExecutionState[]): ResultCounts {
     return this.store
       .stmt<ResultCounts>(
-        `SELECT COALESCE(SUM(result IN (SELECT value FROM json_each(?))), 0) AS failed, COUNT(result) AS finished
-         FROM job_devices WHERE job_id = ?`,
+        dialects({
+          sqlite: `SELECT COALESCE(SUM(result IN (SELECT value FROM json_each(?))), 0) AS failed, COUNT(result) AS finished
+                   FROM job_devices WHERE job_id = ?`,
+          postgres: `SELECT COUNT(*) FILTER (WHERE result IN (SELECT v FROM json_array_elements_text(?::json) AS t(v))) AS failed,
+                       COUNT(result) AS finished
+                     FROM job_devices WHERE job_id = ?`,
+        }),
       )
       .get(JSON.stringify(failures), jobId)!;
   }

@@ -1,5 +1,5 @@
 import { CANCELLABLE_JOB_STATES, type JobExecutionState } from '@router-fleet/protocol';
-import type { Store } from './database.js';
+import { dialects, type Store } from './database.js';
 import type { ExecutionRow } from './jobs.js';
 
 const CANCELLABLE_SQL = `('${CANCELLABLE_JOB_STATES.join('\', \'')}')`;
@@ -145,10 +145,17 @@ export class JobExecutions {
   ): Map<number, ExecutionRow> {
     const inserted = this.store
       .stmt<ExecutionRow>(
-        `INSERT INTO job_executions (uuid, job_id, device_id, packet_id, attempt, state, claimed_at, updated_at,
-           deadline, window_start, window_end)
-         SELECT value ->> 0, ?, value ->> 1, value ->> 2, value ->> 3, 'queued', ?, ?, ?, ?, ?
-         FROM json_each(?) ORDER BY key RETURNING *`,
+        dialects({
+          sqlite: `INSERT INTO job_executions (uuid, job_id, device_id, packet_id, attempt, state, claimed_at, updated_at,
+                     deadline, window_start, window_end)
+                   SELECT value ->> 0, ?, value ->> 1, value ->> 2, value ->> 3, 'queued', ?, ?, ?, ?, ?
+                   FROM json_each(?) ORDER BY key RETURNING *`,
+          postgres: `INSERT INTO job_executions (uuid, job_id, device_id, packet_id, attempt, state, claimed_at, updated_at,
+                       deadline, window_start, window_end)
+                     SELECT r.value ->> 0, CAST(? AS BIGINT), (r.value ->> 1)::BIGINT, (r.value ->> 2)::BIGINT, (r.value ->> 3)::BIGINT,
+                       'queued', CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS BIGINT)
+                     FROM json_array_elements(?::json) WITH ORDINALITY AS r(value, key) ORDER BY r.key RETURNING *`,
+        }),
       )
       .all(
         common.jobId,
@@ -174,8 +181,12 @@ export class JobExecutions {
     if (ids.length === 0) return;
     this.store
       .stmt(
-        `UPDATE job_executions SET state = 'offered', offered_at = ?, updated_at = ?
-         WHERE id IN (SELECT value FROM json_each(?)) AND state = 'queued'`,
+        dialects({
+          sqlite: `UPDATE job_executions SET state = 'offered', offered_at = ?, updated_at = ?
+                   WHERE id IN (SELECT value FROM json_each(?)) AND state = 'queued'`,
+          postgres: `UPDATE job_executions SET state = 'offered', offered_at = ?, updated_at = ?
+                     WHERE id IN (SELECT v::BIGINT FROM json_array_elements_text(?::json) AS t(v)) AND state = 'queued'`,
+        }),
       )
       .run(now, now, JSON.stringify(ids));
   }
@@ -322,14 +333,21 @@ export class JobExecutions {
  */
 export class LocalReadyDevices {
   constructor(private readonly store: Store) {
-    store.db.exec('CREATE TEMP TABLE IF NOT EXISTS job_local_ready (device_id INTEGER PRIMARY KEY)');
+    store.stmt('CREATE TEMP TABLE IF NOT EXISTS job_local_ready (device_id BIGINT PRIMARY KEY)').run();
   }
 
   /** Marks the device ready here; its row id, or undefined for an unknown device. */
   add(deviceUuid: string): number | undefined {
     const device = this.store.stmt<{ id: number }>('SELECT id FROM devices WHERE uuid = ?').get(deviceUuid);
     if (!device) return undefined;
-    this.store.stmt('INSERT OR IGNORE INTO job_local_ready (device_id) VALUES (?)').run(device.id);
+    this.store
+      .stmt(
+        dialects({
+          sqlite: 'INSERT OR IGNORE INTO job_local_ready (device_id) VALUES (?)',
+          postgres: 'INSERT INTO job_local_ready (device_id) VALUES (?) ON CONFLICT DO NOTHING',
+        }),
+      )
+      .run(device.id);
     return device.id;
   }
 

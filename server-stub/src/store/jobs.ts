@@ -1,5 +1,5 @@
 import type { JobExecutionState } from '@router-fleet/protocol';
-import type { Store } from './database.js';
+import { dialects, type Store } from './database.js';
 
 export type JobState = 'running' | 'paused' | 'finished' | 'cancelled' | 'aborted';
 export type JobDeviceStatus = 'pending' | 'active' | 'done';
@@ -97,8 +97,13 @@ export class AccountJobs {
   targetDevices(jobId: number, after: number, limit: number): Array<{ idx: number; uuid: string }> {
     return this.store
       .stmt<{ idx: number; uuid: string }>(
-        `SELECT t.key AS idx, t.value AS uuid FROM jobs j, json_each(j.target, '$.deviceUuids') t
-         WHERE j.id = ? AND j.account_id = ? AND t.key > ? ORDER BY t.key LIMIT ?`,
+        dialects({
+          sqlite: `SELECT t.key AS idx, t.value AS uuid FROM jobs j, json_each(j.target, '$.deviceUuids') t
+                   WHERE j.id = ? AND j.account_id = ? AND t.key > ? ORDER BY t.key LIMIT ?`,
+          postgres: `SELECT t.n - 1 AS idx, t.uuid FROM jobs j,
+                       jsonb_array_elements_text(j.target::jsonb->'deviceUuids') WITH ORDINALITY AS t(uuid, n)
+                     WHERE j.id = ? AND j.account_id = ? AND t.n - 1 > ? ORDER BY t.n LIMIT ?`,
+        }),
       )
       .all(jobId, this.accountId, after, limit);
   }
@@ -154,8 +159,13 @@ export function jobTarget(store: Store, id: number): string | undefined {
 export function jobTargetDevices(store: Store, jobId: number, after: number, limit: number): Array<{ idx: number; uuid: string }> {
   return store
     .stmt<{ idx: number; uuid: string }>(
-      `SELECT t.key AS idx, t.value AS uuid FROM jobs j, json_each(j.target, '$.deviceUuids') t
-       WHERE j.id = ? AND t.key > ? ORDER BY t.key LIMIT ?`,
+      dialects({
+        sqlite: `SELECT t.key AS idx, t.value AS uuid FROM jobs j, json_each(j.target, '$.deviceUuids') t
+                 WHERE j.id = ? AND t.key > ? ORDER BY t.key LIMIT ?`,
+        postgres: `SELECT t.n - 1 AS idx, t.uuid FROM jobs j,
+                     jsonb_array_elements_text(j.target::jsonb->'deviceUuids') WITH ORDINALITY AS t(uuid, n)
+                   WHERE j.id = ? AND t.n - 1 > ? ORDER BY t.n LIMIT ?`,
+      }),
     )
     .all(jobId, after, limit);
 }
@@ -182,12 +192,12 @@ export interface NewJob {
 export function insertJob(store: Store, job: NewJob): number {
   return Number(
     store
-      .stmt(
+      .stmt<{ id: number }>(
         `INSERT INTO jobs (uuid, account_id, name, packet_id, firmware_version, target, target_summary, options, state,
            created_by, system, created_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
       )
-      .run(
+      .get(
         job.uuid,
         job.accountId,
         job.name,
@@ -200,7 +210,7 @@ export function insertJob(store: Store, job: NewJob): number {
         job.createdBy,
         job.system ? 1 : 0,
         job.createdAt,
-      ).lastInsertRowid,
+      )!.id,
   );
 }
 
@@ -243,8 +253,12 @@ export function anyRunningJob(store: Store): boolean {
 export function dynamicJobsOfDeviceAccount(store: Store, deviceId: number): JobRow[] {
   return store
     .stmt<JobRow>(
-      `SELECT j.* FROM jobs j JOIN devices d ON d.account_id = j.account_id
-       WHERE d.id = ? AND j.state = 'running' AND json_extract(j.options, '$.dynamic') = 1`,
+      dialects({
+        sqlite: `SELECT j.* FROM jobs j JOIN devices d ON d.account_id = j.account_id
+                 WHERE d.id = ? AND j.state = 'running' AND json_extract(j.options, '$.dynamic') = 1`,
+        postgres: `SELECT j.* FROM jobs j JOIN devices d ON d.account_id = j.account_id
+                   WHERE d.id = ? AND j.state = 'running' AND j.options::jsonb->'dynamic' IN ('true', '1')`,
+      }),
     )
     .all(deviceId);
 }

@@ -1,6 +1,6 @@
 import type { LeaseFacts, LeaseState } from '../admission/decide.js';
 import { DEFAULT_REBOOT_TIMEOUT_SEC } from '../jobs/options.js';
-import type { Store } from './database.js';
+import { dialects, type Store } from './database.js';
 
 interface LeaseRow {
   device_id: number;
@@ -141,9 +141,14 @@ export function rebootTimeoutSec(store: Store, deviceId: number): number | null 
   return (
     store
       .stmt<{ t: number | null }>(
-        `SELECT MAX(COALESCE(json_extract(j.options, '$.rebootTimeoutSec'), ${DEFAULT_REBOOT_TIMEOUT_SEC})) AS t
-         FROM job_executions e JOIN jobs j ON j.id = e.job_id
-         WHERE e.device_id = ? AND e.state IN ('installing', 'rebooting', 'verifying') AND e.finished_at IS NULL`,
+        dialects({
+          sqlite: `SELECT MAX(COALESCE(json_extract(j.options, '$.rebootTimeoutSec'), ${DEFAULT_REBOOT_TIMEOUT_SEC})) AS t
+                   FROM job_executions e JOIN jobs j ON j.id = e.job_id
+                   WHERE e.device_id = ? AND e.state IN ('installing', 'rebooting', 'verifying') AND e.finished_at IS NULL`,
+          postgres: `SELECT MAX(COALESCE((j.options::jsonb->>'rebootTimeoutSec')::DOUBLE PRECISION, ${DEFAULT_REBOOT_TIMEOUT_SEC})) AS t
+                     FROM job_executions e JOIN jobs j ON j.id = e.job_id
+                     WHERE e.device_id = ? AND e.state IN ('installing', 'rebooting', 'verifying') AND e.finished_at IS NULL`,
+        }),
       )
       .get(deviceId)?.t ?? null
   );

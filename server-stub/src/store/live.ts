@@ -1,5 +1,5 @@
 import type { Store } from './database.js';
-import { type EventLogRow, EVENT_LOG_COLUMNS } from './event-log.js';
+import { type EventLogRow, eventLogColumns } from './event-log.js';
 
 /**
  * The reads behind the console's live streams (console/stream.ts). Each one is small and indexed,
@@ -52,9 +52,9 @@ export class AccountLive {
     const r = this.store
       .stmt<{ total: number; online: number; unmanaged: number; rejected: number }>(
         `SELECT COUNT(*) AS total,
-           COALESCE(SUM(online = 1 AND admission = 'managed'), 0) AS online,
-           COALESCE(SUM(online = 1 AND admission = 'unmanaged'), 0) AS unmanaged,
-           COALESCE(SUM(admission = 'rejected'), 0) AS rejected
+           COUNT(CASE WHEN online = 1 AND admission = 'managed' THEN 1 END) AS online,
+           COUNT(CASE WHEN online = 1 AND admission = 'unmanaged' THEN 1 END) AS unmanaged,
+           COUNT(CASE WHEN admission = 'rejected' THEN 1 END) AS rejected
          FROM devices WHERE account_id = ?`,
       )
       .get(this.accountId)!;
@@ -73,7 +73,7 @@ export class AccountLive {
   /** The newest event of each device (by uuid; devices without events are left out). */
   latestEvents(deviceUuids: readonly string[]): EventLogRow[] {
     const one = this.store.stmt<EventLogRow>(
-      `SELECT ${EVENT_LOG_COLUMNS} FROM account_events WHERE account_id = ? AND subject = ? ORDER BY id DESC LIMIT 1`,
+      `SELECT ${eventLogColumns(this.store.dialect)} FROM account_events WHERE account_id = ? AND subject = ? ORDER BY id DESC LIMIT 1`,
     );
     return this.store.read(() =>
       deviceUuids.map((u) => one.get(this.accountId, u)).filter((r): r is EventLogRow => r !== undefined),
@@ -84,8 +84,8 @@ export class AccountLive {
   eventsAfter(afterId: number, limit: number): EventLogRow[] {
     return this.store
       .stmt<EventLogRow>(
-        `SELECT * FROM (SELECT ${EVENT_LOG_COLUMNS} FROM account_events
-           WHERE account_id = ? AND id > ? ORDER BY id DESC LIMIT ?) ORDER BY id`,
+        `SELECT * FROM (SELECT ${eventLogColumns(this.store.dialect)} FROM account_events
+           WHERE account_id = ? AND id > ? ORDER BY id DESC LIMIT ?) AS newest ORDER BY id`,
       )
       .all(this.accountId, afterId, limit);
   }

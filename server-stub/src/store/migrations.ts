@@ -637,6 +637,14 @@ CREATE INDEX devices_account_serial ON devices(account_id, serial_number);
 CREATE INDEX devices_account_created ON devices(account_id, created_at);
 `,
   },
+  {
+    version: 33,
+    name: 'seat hold after a lost MQTT broker: since when devices can reach the server again (null while the broker is lost), so a broker outage longer than the quiet period does not end the hold while no device can return',
+    sql: `
+ALTER TABLE restart_hold ADD COLUMN serving_since INTEGER;
+UPDATE restart_hold SET serving_since = started_at;
+`,
+  },
 ];
 
 export function latestVersion(): number {

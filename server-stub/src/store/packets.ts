@@ -1,4 +1,4 @@
-import type { Store } from './database.js';
+import { dialects, type Store } from './database.js';
 
 export type PacketOrigin = 'upload' | 'build' | 'vendor';
 
@@ -60,12 +60,12 @@ export class AccountPackets {
   insert(p: NewPacket, now: number): number {
     return Number(
       this.store
-        .stmt(
+        .stmt<{ id: number }>(
           `INSERT INTO packets (uuid, account_id, origin, name, sha256, size, signed, signer, manifest, model, version, created_at)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
         )
-        .run(p.uuid, this.accountId, p.origin, p.name, p.sha256, p.size, p.signed ? 1 : 0, p.signer, p.manifest,
-          p.model ?? null, p.version ?? null, now).lastInsertRowid,
+        .get(p.uuid, this.accountId, p.origin, p.name, p.sha256, p.size, p.signed ? 1 : 0, p.signer, p.manifest,
+          p.model ?? null, p.version ?? null, now)!.id,
     );
   }
 
@@ -122,8 +122,12 @@ export class FirmwareCatalogue {
     return (
       this.store
         .stmt(
-          `INSERT OR IGNORE INTO packets (uuid, account_id, origin, name, sha256, size, signed, signer, manifest, model, version, created_at)
-           VALUES (?, NULL, 'vendor', ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+          dialects({
+            sqlite: `INSERT OR IGNORE INTO packets (uuid, account_id, origin, name, sha256, size, signed, signer, manifest, model, version, created_at)
+                     VALUES (?, NULL, 'vendor', ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+            postgres: `INSERT INTO packets (uuid, account_id, origin, name, sha256, size, signed, signer, manifest, model, version, created_at)
+                       VALUES (?, NULL, 'vendor', ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+          }),
         )
         .run(p.uuid, p.name, p.sha256, p.size, p.signed ? 1 : 0, p.signer, p.manifest, p.model, p.version, now)
         .changes > 0

@@ -1,4 +1,4 @@
-import type { Store } from './database.js';
+import { dialects, type Store } from './database.js';
 
 /** A device as Smart Updates sees it: what the router reported, else what was typed in. */
 export interface SmartUpdateCandidate {
@@ -107,7 +107,12 @@ export class AccountSmartUpdates {
 /** Accounts that have Smart Updates switched on. */
 export function accountsWithSmartUpdates(store: Store): number[] {
   return store
-    .stmt<{ id: number }>(`SELECT id FROM accounts WHERE json_extract(settings, '$.smartUpdates.enabled') = 1`)
+    .stmt<{ id: number }>(
+      dialects({
+        sqlite: `SELECT id FROM accounts WHERE json_extract(settings, '$.smartUpdates.enabled') = 1`,
+        postgres: `SELECT id FROM accounts WHERE settings::jsonb #> '{smartUpdates,enabled}' IN ('true', '1')`,
+      }),
+    )
     .all()
     .map((r) => r.id);
 }

@@ -169,8 +169,10 @@ export class TemplateJobStore {
   ): void {
     this.store
       .stmt(
-        `INSERT OR REPLACE INTO template_renders (job_id, device_id, packet_id, error_code, error_message, rendered_at)
-         VALUES (?, ?, ?, ?, ?, ?)`,
+        `INSERT INTO template_renders (job_id, device_id, packet_id, error_code, error_message, rendered_at)
+         VALUES (?, ?, ?, ?, ?, ?)
+         ON CONFLICT (job_id, device_id) DO UPDATE SET packet_id = excluded.packet_id, error_code = excluded.error_code,
+           error_message = excluded.error_message, rendered_at = excluded.rendered_at`,
       )
       .run(jobId, deviceId, result.packetId, result.error?.code ?? null, result.error?.message ?? null, now);
   }

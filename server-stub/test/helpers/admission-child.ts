@@ -1,5 +1,6 @@
 // A separate process admitting devices against a shared store, for the race and crash tests.
-// Usage: node --import ts-register.mjs admission-child.ts <mode> <dataDir> <clockMs> <devices.json>
+// Usage: node --import ts-register.mjs admission-child.ts <mode> <dataDir> <clockMs> <devices.json> [postgres://…]
+//   (with a URL the store is that PostgreSQL database, else the SQLite file in dataDir)
 //   warm:  loads the modules and exits.
 //   race:  prints "ready", waits for "go" on stdin, admits every device once, prints one JSON line
 //          per result, exits.
@@ -17,12 +18,12 @@ interface Device {
   credential: string;
 }
 
-const [mode, dataDir, clockMs, devicesFile] = process.argv.slice(2);
+const [mode, dataDir, clockMs, devicesFile, storeUrl] = process.argv.slice(2);
 // `warm`: only load (and so transpile into the cache) the modules, so racers start together.
 if (mode === 'warm') process.exit(0);
 const devices = JSON.parse(readFileSync(devicesFile!, 'utf8')) as Device[];
 const clock = new TestClock(Number(clockMs));
-const store = Store.open(dataDir!, { busyTimeoutMs: 20_000 });
+const store = Store.select(storeUrl, dataDir!, { busyTimeoutMs: 20_000 });
 const admission = new AdmissionService(store, clock, { leaseGraceSec: 0, admissionRetryAfterSec: 60 });
 const out = (line: string) => process.stdout.write(`${line}\n`);
 

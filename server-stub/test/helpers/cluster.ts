@@ -10,7 +10,7 @@ import { waitFor } from '../../../protocol/test/helpers/wait-for.js';
 import { SERVER_CLI_DIST } from './built.js';
 import { seedSigningPki } from './channel-world.js';
 import type { DeviceIdentity } from './fake-device.js';
-import { type Tenant, tempDir, world } from './setup.js';
+import { serveStoreArgs, type Tenant, tempDir, world } from './setup.js';
 
 /** Deadline for a log line (ms): workers start in seconds, but the machine may run two suites at once. */
 export const LOG_DEADLINE_MS = 60_000;
@@ -52,12 +52,13 @@ export function followLogs(child: ChildProcess): ServerLogs {
 
 /**
  * Runs `fleet-server serve --data dataDir --port 0 --host 127.0.0.1 --scryptCost 1024 …args`
- * (stderr inherited); {@link killServes} ends what is left of it after the tests.
+ * (stderr inherited), with `--store` naming the data directory's PostgreSQL schema when the tests
+ * run on PostgreSQL; {@link killServes} ends what is left of it after the tests.
  */
 export function serve(dataDir: string, args: readonly string[]): ServeProcess {
   const child = spawn(
     process.execPath,
-    [SERVER_CLI_DIST, 'serve', '--data', dataDir, '--port', '0', '--host', '127.0.0.1', '--scryptCost', '1024', ...args],
+    [SERVER_CLI_DIST, 'serve', ...serveStoreArgs(dataDir), '--data', dataDir, '--port', '0', '--host', '127.0.0.1', '--scryptCost', '1024', ...args],
     { stdio: ['ignore', 'pipe', 'inherit'] },
   );
   started.push(child);

@@ -7,7 +7,9 @@ import { type ConfigInput, loadConfig, type ServerConfig } from '../../src/confi
 import type { LicenceKind } from '../../src/licensing/plans.js';
 import type { LicenceView } from '../../src/licensing/service.js';
 import { createServices, type Services } from '../../src/services.js';
+import { type OpenStoreOptions, Store } from '../../src/store/database.js';
 import type { AccountScope } from '../../src/store/scope.js';
+import { freshPostgresStore, TEST_STORE } from './postgres.js';
 
 /** 2026-01-01T00:00:00Z: tests start here so dates in failures are readable. */
 export const T0 = Date.UTC(2026, 0, 1);
@@ -26,11 +28,33 @@ export function removeTempDirs(): void {
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 }
 
+/** With FLEET_TEST_STORE=postgres: the PostgreSQL schema that stands for each data directory's store. */
+const postgresStores = new Map<string, string>();
+
+/**
+ * A test server's configuration. Its store is the SQLite file in `dataDir`, or with
+ * FLEET_TEST_STORE=postgres a schema of this test file's PostgreSQL database, empty the first time
+ * and the same one whenever the same data directory is used again (a restart finds its data).
+ */
 export function testConfig(dataDir: string, flags: ConfigInput = {}): ServerConfig {
+  let store = {};
+  if (TEST_STORE === 'postgres' && flags.store === undefined) {
+    if (!postgresStores.has(dataDir)) postgresStores.set(dataDir, freshPostgresStore());
+    store = { store: postgresStores.get(dataDir) };
+  }
   return loadConfig({
-    flags: { dataDir, logLevel: 'silent', scryptCost: 1024, port: 0, host: '127.0.0.1', ...flags },
+    flags: { dataDir, logLevel: 'silent', scryptCost: 1024, port: 0, host: '127.0.0.1', ...store, ...flags },
     env: {},
   });
+}
+
+/**
+ * The `--store` flag for a `fleet-server serve` started by a test on `dataDir`: the same store as
+ * the test's worlds on that directory (none on SQLite: the file in the directory is the store).
+ */
+export function serveStoreArgs(dataDir: string): string[] {
+  const store = testConfig(dataDir).store;
+  return store ? ['--store', store] : [];
 }
 
 export interface Tenant {
@@ -53,6 +77,8 @@ export interface World {
   /** Registers devices `prefix-0..n-1` and returns uuid + credential of each. */
   devices(t: Tenant, count: number, prefix?: string): { uuid: string; serialNumber: string; credential: string }[];
   advance(ms: number): void;
+  /** Another connection to this world's store (the SQLite file, or its PostgreSQL schema), as another process would open it. */
+  openStore(options?: OpenStoreOptions): Store;
   close(): void;
 }
 
@@ -101,6 +127,9 @@ export function worldOf(services: Services, clock: TestClock, dataDir: string): 
     },
     advance(ms) {
       clock.advance(ms);
+    },
+    openStore(options) {
+      return Store.select(services.config.store ?? undefined, dataDir, options);
     },
     close() {
       services.close();

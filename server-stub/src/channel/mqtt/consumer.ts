@@ -46,9 +46,27 @@ export interface MqttConsumerOptions {
    * hello the broker had queued would name the packet URL's port before it is known.
    */
   readonly holdUntilOpen?: boolean | undefined;
+  /**
+   * After a loss of the broker, every bucket client has subscribed again: devices can reach this
+   * process again (the seat hold's quiet period counts from here, admission/seat-hold.ts).
+   */
+  readonly brokerBack?: (() => void) | undefined;
+  /**
+   * Devices whose link a will ended just before their bucket client lost the broker: part of the
+   * loss (`ControlChannel.lostWithServer`).
+   */
+  readonly lostBefore?: ((deviceIds: string[]) => void) | undefined;
 }
 
 type Uplink = readonly [bucket: number, topic: string, payload: Buffer, retained: boolean];
+
+/**
+ * How long before a bucket client loses the broker a device's will still counts as part of that
+ * loss (ms). Mosquitto shutting down (SIGTERM) publishes the will of every device connection to
+ * the server's bucket clients before it closes them: without this, a broker restart would put every
+ * seat into its grace period after all.
+ */
+const WILL_BEFORE_LOSS_MS = 2_000;
 
 /** A down message's type, read from the envelope's second member (`{"v":…,"type":"…"`). */
 const TYPE_OF = /^\{"v":[^,]{1,16},"type":"([a-z-]{1,32})"/;
@@ -79,14 +97,16 @@ function isHello(payload: Buffer): boolean {
  * A `hello` always starts a new link (the device's previous one ends); another uplink goes to the
  * current link, or to a new one that the channel answers with HELLO_REQUIRED (a device whose server
  * restarted learns so and says hello again). An `offline` presence (the device's will) ends the link
- * it names; a bucket client that loses the broker ends the links of its bucket (their lease grace
- * starts; the devices come back with hello).
+ * it names; a bucket client that loses the broker ends the links of its bucket (their seats are
+ * held until the fleet is back, as after a restart of the server; the devices come back with hello).
  */
 export class MqttBucketConsumer implements Downlink {
   readonly #opts: MqttConsumerOptions;
   readonly #clients = new Map<number, MqttClient>();
   readonly #links = new Map<string, MqttLink>();
   readonly #online = new Map<string, string>();
+  /** Per bucket, the links ended by a will in the last WILL_BEFORE_LOSS_MS, oldest first. */
+  readonly #wills = new Map<number, { deviceId: string; at: number }[]>();
   #closing = false;
   /** Uplinks received before `open()`, in arrival order (undefined once open). */
   #held: Uplink[] | undefined;
@@ -293,7 +313,18 @@ export class MqttBucketConsumer implements Downlink {
     // The will of a connection that has gone; an older connection's late will is ignored. A link
     // whose connection was never named (no presence heard) cannot be told apart: it ends.
     if (this.#online.get(deviceId) === p.link) this.#online.delete(deviceId);
-    if (link && (link.linkId === p.link || link.linkId === undefined)) link.end();
+    if (link && (link.linkId === p.link || link.linkId === undefined)) {
+      link.end();
+      this.#willEnded(link);
+    }
+  }
+
+  #willEnded(link: MqttLink): void {
+    const now = Date.now();
+    const recent = this.#wills.get(link.bucket) ?? [];
+    while (recent.length > 0 && now - recent[0]!.at > WILL_BEFORE_LOSS_MS) recent.shift();
+    recent.push({ deviceId: link.deviceId, at: now });
+    this.#wills.set(link.bucket, recent);
   }
 
   #newLink(deviceId: string, bucket: number): MqttLink {
@@ -311,7 +342,12 @@ export class MqttBucketConsumer implements Downlink {
       this.#opts.log.warn({ url: this.#opts.url, mqttBucket: bucket }, 'MQTT: lost the broker; the bucket clients reconnect and the links of their buckets end');
     }
     this.#outage.linksEnded += lost.length;
-    for (const l of lost) l.end();
+    // The server lost these links, not their devices: their seats are held, not put into grace.
+    for (const l of lost) l.end('server-outage');
+    const now = Date.now();
+    const willed = (this.#wills.get(bucket) ?? []).filter((w) => now - w.at <= WILL_BEFORE_LOSS_MS).map((w) => w.deviceId);
+    this.#wills.delete(bucket);
+    if (willed.length > 0) this.#opts.lostBefore?.(willed);
   }
 
   /** After a bucket client subscribed: the outage is over once every one of them has. */
@@ -320,6 +356,7 @@ export class MqttBucketConsumer implements Downlink {
     if (!outage || this.#closing || this.#subscribed.size < this.#clients.size) return;
     this.#outage = undefined;
     this.#opts.log.info({ url: this.#opts.url, outageMs: Date.now() - outage.since, linksEnded: outage.linksEnded }, 'MQTT: the broker is back; every bucket client subscribed');
+    this.#opts.brokerBack?.();
   }
 
   /**

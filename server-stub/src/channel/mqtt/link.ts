@@ -1,5 +1,5 @@
 import { encodeCloseFrame } from '@router-fleet/protocol';
-import type { ChannelTransport, LinkEvents } from '../transport.js';
+import type { ChannelTransport, LinkEndCause, LinkEvents } from '../transport.js';
 
 /** How a link reaches its device: the bucket client that consumes the device's bucket. */
 export interface Downlink {
@@ -72,13 +72,13 @@ export class MqttLink implements ChannelTransport {
   /**
    * Ends the link: it is forgotten at once (a newer link of the device may be made right after),
    * and `ended` is reported on a microtask, as a socket reports its close after the call that
-   * ended it, never from inside it.
+   * ended it, never from inside it. `cause`: why, when the device did not end it.
    */
-  end(): void {
+  end(cause?: LinkEndCause): void {
     if (this.#ended) return;
     this.#ended = true;
     this.downlink.forget(this);
     const events = this.#events;
-    if (events) queueMicrotask(() => events.ended());
+    if (events) queueMicrotask(() => events.ended(cause));
   }
 }

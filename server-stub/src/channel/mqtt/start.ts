@@ -37,6 +37,10 @@ export interface MqttChannelDeps {
   readonly embedded?: BrokerEndpoint | undefined;
   readonly log: Logger;
   readonly metrics?: Metrics | undefined;
+  /** Every bucket client that lost the broker has it back (the seat hold's quiet period starts). */
+  readonly brokerBack?: (() => void) | undefined;
+  /** Devices whose link a will ended just before the broker was lost (`ControlChannel.lostWithServer`). */
+  readonly lostBefore?: ((deviceIds: string[]) => void) | undefined;
 }
 
 export interface MqttChannel {
@@ -99,6 +103,8 @@ export async function startMqttChannel(deps: MqttChannelDeps): Promise<MqttChann
     log: log.child({ component: 'mqtt' }),
     metrics: deps.metrics,
     holdUntilOpen: true,
+    brokerBack: deps.brokerBack,
+    lostBefore: deps.lostBefore,
   });
   try {
     await consumer.start();

@@ -1,0 +1,148 @@
+import type { CaughtUpReason } from '../admission/seat-hold.js';
+import { dialects, type Store } from './database.js';
+import { markLeasesEnded } from './leases.js';
+
+/**
+ * The seat hold (one row; see admission/seat-hold.ts). The table and the leases' column keep the
+ * name `restart_hold` from when a restart was the only outage that started one.
+ */
+export interface HoldRow {
+  readonly startedAt: number;
+  readonly heldAtStart: number;
+  /** Since when devices can reach the server, or null while a lost broker is not back. */
+  readonly servingSince: number | null;
+  readonly lastReturnAt: number | null;
+  readonly endedAt: number | null;
+  readonly endReason: CaughtUpReason | null;
+}
+
+interface Row {
+  started_at: number;
+  held_at_start: number;
+  serving_since: number | null;
+  last_return_at: number | null;
+  ended_at: number | null;
+  end_reason: CaughtUpReason | null;
+}
+
+/**
+ * Starts a process life (must run in a write transaction, before any device is served): every
+ * managed lease left in the store is held until `graceUntil`; unmanaged leases (connected devices
+ * beyond the limit, which hold no seat) end; no device is online. Returns the leases held.
+ *
+ * Every managed lease still in the store counts: the sweep deletes leases whose grace ended every
+ * `sweepIntervalSec`, so what remains are seats that were held when the previous life ended (open
+ * ones whose socket died with it, and ones a clean shutdown put into their grace period).
+ */
+export function startRestartHold(store: Store, now: number, graceUntil: number): number {
+  const ended = store
+    .stmt<{ device_id: number }>('DELETE FROM leases WHERE state = \'unmanaged\' RETURNING device_id')
+    .all()
+    .map((r) => r.device_id);
+  markLeasesEnded(store, ended, now);
+  const held = store
+    .stmt(
+      `UPDATE leases SET released_at = COALESCE(released_at, ?), grace_until = ?, restart_hold = 1
+       WHERE state = 'managed'`,
+    )
+    .run(now, graceUntil).changes;
+  store.stmt('UPDATE devices SET online = 0 WHERE online = 1').run();
+  store
+    .stmt(
+      `INSERT INTO restart_hold (id, started_at, held_at_start, serving_since, last_return_at, ended_at, end_reason)
+       VALUES (1, ?, ?, ?, NULL, NULL, NULL)
+       ON CONFLICT (id) DO UPDATE SET started_at = excluded.started_at, held_at_start = excluded.held_at_start,
+         serving_since = excluded.serving_since, last_return_at = NULL, ended_at = NULL, end_reason = NULL`,
+    )
+    .run(now, held, now);
+  return held;
+}
+
+/**
+ * The server lost its way to devices at `now` (a bucket client lost the MQTT broker) and is about
+ * to hold `count` of their leases (must run in a write transaction): starts a hold when none runs,
+ * or adds them to the running one. Either way the devices cannot reach the server until
+ * `holdServing` says so. Returns when the hold started (the leases' grace bound counts from then).
+ */
+export function joinHold(store: Store, now: number, count: number): number {
+  const running = currentHold(store);
+  if (running && running.endedAt === null) {
+    store.stmt('UPDATE restart_hold SET held_at_start = held_at_start + ?, serving_since = NULL WHERE id = 1').run(count);
+    return running.startedAt;
+  }
+  store
+    .stmt(
+      `INSERT INTO restart_hold (id, started_at, held_at_start, serving_since, last_return_at, ended_at, end_reason)
+       VALUES (1, ?, ?, NULL, NULL, NULL, NULL)
+       ON CONFLICT (id) DO UPDATE SET started_at = excluded.started_at, held_at_start = excluded.held_at_start,
+         serving_since = NULL, last_return_at = NULL, ended_at = NULL, end_reason = NULL`,
+    )
+    .run(now, count);
+  return now;
+}
+
+/**
+ * Holds the managed leases of `deviceIds` until `graceUntil` at the latest: open ones are released
+ * at `at`, ones already released (in their grace period) keep their release time.
+ */
+export function holdLeases(store: Store, deviceIds: readonly number[], at: number, graceUntil: number): void {
+  const hold = store.stmt('UPDATE leases SET released_at = COALESCE(released_at, ?), grace_until = ?, restart_hold = 1 WHERE device_id = ?');
+  for (const id of deviceIds) hold.run(at, graceUntil, id);
+}
+
+export function currentHold(store: Store): HoldRow | undefined {
+  const r = store.stmt<Row>('SELECT * FROM restart_hold WHERE id = 1').get();
+  return (
+    r && {
+      startedAt: r.started_at,
+      heldAtStart: r.held_at_start,
+      servingSince: r.serving_since,
+      lastReturnAt: r.last_return_at,
+      endedAt: r.ended_at,
+      endReason: r.end_reason,
+    }
+  );
+}
+
+/** Leases still held (their devices have not come back since the hold took them). */
+export function heldLeaseCount(store: Store): number {
+  return store.stmt<{ n: number }>('SELECT COUNT(*) AS n FROM leases WHERE restart_hold IS NOT NULL').get()?.n ?? 0;
+}
+
+/**
+ * The devices can reach the server from `at` on (cluster workers forked and listening, a lost
+ * broker back): the quiet period of a running hold counts from then.
+ */
+export function holdServing(store: Store, at: number): void {
+  store.stmt('UPDATE restart_hold SET serving_since = ? WHERE id = 1 AND ended_at IS NULL').run(at);
+}
+
+/** A held device came back at `at` (its lease was reclaimed in the same transaction). */
+export function recordHeldReturn(store: Store, at: number): void {
+  store
+    .stmt(
+      dialects({
+        sqlite: 'UPDATE restart_hold SET last_return_at = MAX(COALESCE(last_return_at, 0), ?) WHERE id = 1',
+        postgres: 'UPDATE restart_hold SET last_return_at = GREATEST(COALESCE(last_return_at, 0), ?) WHERE id = 1',
+      }),
+    )
+    .run(at);
+}
+
+/**
+ * The server caught up at `at`: the leases still held keep their seats until `graceUntil` (never
+ * later than while held) and are ordinary grace leases from then on. Returns how many there were.
+ */
+export function endHold(store: Store, at: number, reason: CaughtUpReason, graceUntil: number): number {
+  const n = store
+    .stmt(
+      dialects({
+        sqlite: 'UPDATE leases SET grace_until = MIN(grace_until, ?), restart_hold = NULL WHERE restart_hold IS NOT NULL',
+        // LEAST skips a NULL where SQLite's MIN returns it: keep a NULL grace_until NULL.
+        postgres: 'UPDATE leases SET grace_until = CASE WHEN grace_until IS NULL THEN NULL ELSE LEAST(grace_until, ?) END, restart_hold = NULL WHERE restart_hold IS NOT NULL',
+      }),
+    )
+    .run(graceUntil).changes;
+  store.stmt('UPDATE restart_hold SET ended_at = ?, end_reason = ? WHERE id = 1').run(at, reason);
+  return n;
+}
