@@ -222,7 +222,7 @@ export const jobRoutes = [
   defineRoute({
     method: 'GET',
     url: '/api/jobs/{uuid}/devices',
-    summary: 'Per-device results of a job (cursor-paged): status, result, latest execution state, error code',
+    summary: 'Per-device results of a job (cursor-paged): device name, status, result, latest execution state, error code',
     tags: ['jobs'],
     access: 'viewer',
     params: UuidParam,
@@ -238,6 +238,7 @@ export const jobRoutes = [
         (r) => ({
           deviceUuid: r.uuid,
           serialNumber: r.serial_number,
+          name: r.name,
           // `skipped`: waiting, but the device is unmanaged (beyond the licence limit): never dispatched to.
           status: r.status === 'pending' && r.admission === 'unmanaged' ? 'skipped' : r.status,
           result: r.result,

@@ -55,6 +55,7 @@ export interface DeviceResultRow {
   id: number;
   uuid: string;
   serial_number: string;
+  name: string;
   admission: string | null;
   status: string;
   result: string | null;
@@ -315,7 +316,7 @@ export class JobExecutions {
   deviceResults(jobId: number, afterId: number, limit: number): DeviceResultRow[] {
     return this.store
       .stmt<DeviceResultRow>(
-        `SELECT d.id, d.uuid, d.serial_number, d.admission, jd.status, jd.result, jd.attempts,
+        `SELECT d.id, d.uuid, d.serial_number, d.name, d.admission, jd.status, jd.result, jd.attempts,
            e.uuid AS exec_uuid, e.state, e.percent, e.error_code, e.error_message, e.cancel_requested, e.updated_at
          FROM job_devices jd JOIN devices d ON d.id = jd.device_id
          LEFT JOIN job_executions e ON e.id = (
