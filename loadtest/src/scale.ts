@@ -256,7 +256,8 @@ export async function runScale(options: ScaleOptions) {
       st.rest.signal = undefined;
     }
     phase('jobSec', t);
-    const outOfTime = jobPhase.aborted;
+    // Out of time also when the job phase ended early on an error after the deadline passed.
+    const outOfTime = jobPhase.aborted || Date.now() >= deadline;
     const succeeded = j ? ((j.progress.results as Record<string, number>)['succeeded'] ?? 0) : 0;
     let others = '';
     if (succeeded !== expectedManaged && jobUuid) {
