@@ -46,7 +46,11 @@ export interface BrokerFleetOptions {
   server?: { username?: string; password?: string };
   /** Keep sessions and retained presence across a restart (persistence file). Default true. */
   persistence?: boolean;
-  /** QoS 1 messages a broker queues per absent client. Default 1000. */
+  /**
+   * QoS 1 messages a broker queues per absent client. Default 1000. Applies to a single broker:
+   * bridged brokers (a hub and its shards) queue without a cap, since one bridge carries a whole
+   * shard's traffic; asking for a cap with a hub is refused.
+   */
   maxQueuedMessages?: number;
   /**
    * A hub broker the shards bridge their buckets to (up and presence out, down in), so that one
@@ -240,6 +244,9 @@ export async function startBrokerFleet(options: BrokerFleetOptions): Promise<Bro
   const useHub = options.hub ?? shardCount > 1;
   const persistence = options.persistence ?? true;
   const maxQueued = options.maxQueuedMessages ?? 1000;
+  if (useHub && options.maxQueuedMessages !== undefined) {
+    throw new Error('maxQueuedMessages applies to a single broker: bridged brokers queue without a cap (a bridge carries a whole shard)');
+  }
   const root = options.dir ?? (await mkdtemp(join(tmpdir(), 'rf-loadtest-brokers-')));
   const ownsRoot = options.dir === undefined;
   const shards: ShardImpl[] = [];

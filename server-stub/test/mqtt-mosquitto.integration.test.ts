@@ -1,27 +1,16 @@
 import { CloseCodes, createMessage } from '@router-fleet/protocol';
 import { pino } from 'pino';
-import { afterEach, describe, expect, it } from 'vitest';
-import { type ChannelWorld, channelWorld } from './helpers/channel-world.js';
-import { type MosquittoBroker, MOSQUITTO_MISSING, startMosquitto } from './helpers/mosquitto.js';
+import { describe, expect, it } from 'vitest';
+import { channelWorld } from './helpers/channel-world.js';
+import { MOSQUITTO_MISSING, mosquittoTestParts, startMosquitto } from './helpers/mosquitto.js';
 import { MqttDevice } from './helpers/mqtt-device.js';
 import { dynsecAccounts as accounts, mqttWorld, SERVER_PASSWORD } from './helpers/mqtt-world.js';
 import { readFileSync } from 'node:fs';
 import { waitFor } from '../../protocol/test/helpers/wait-for.js';
 import { generateLocalTls } from '../src/pki/local-tls.js';
-import { removeTempDirs, tempDir, world } from './helpers/setup.js';
+import { tempDir, world } from './helpers/setup.js';
 
-let worlds: ChannelWorld[] = [];
-let devices: MqttDevice[] = [];
-let brokers: MosquittoBroker[] = [];
-afterEach(async () => {
-  for (const d of devices) await d.end().catch(() => undefined);
-  devices = [];
-  for (const w of worlds) await w.stop().catch(() => undefined);
-  worlds = [];
-  for (const b of brokers) await b.close();
-  brokers = [];
-  removeTempDirs();
-});
+const { worlds, devices, brokers } = mosquittoTestParts();
 
 describe.skipIf(MOSQUITTO_MISSING)(`MQTT control channel through a real Mosquitto (MQTT 5)${MOSQUITTO_MISSING ? `: ${MOSQUITTO_MISSING}` : ''}`, () => {
   it('server restart while the broker stays up: devices say hello again and are served; a hello queued meanwhile is processed', async () => {
@@ -51,7 +40,7 @@ describe.skipIf(MOSQUITTO_MISSING)(`MQTT control channel through a real Mosquitt
 
     // The server goes away; the broker (and the devices' MQTT connections) stay.
     await first.stop();
-    worlds = worlds.filter((w) => w !== first);
+    worlds.splice(worlds.indexOf(first), 1);
     for (const d of [a!, b!, c!]) expect((await d.nextClose()).code).toBe(CloseCodes.GOING_AWAY);
     // a says hello while no server consumes: the broker queues it in the server's bucket session.
     const queuedHello = a!.hello();
@@ -98,10 +87,13 @@ describe.skipIf(MOSQUITTO_MISSING)(`MQTT control channel through a real Mosquitt
     await broker.restart();
     const back = await waitFor(() => since().find((l) => l.msg === 'MQTT: the broker is back; every bucket client subscribed'), { what: 'the broker back', timeout: 30_000 });
     expect(back['outageMs']).toBeGreaterThan(1000);
-    // Info and above: the outage's two lines and a handful of others (the admin link's reconcile).
+    // Info and above: one warning for the outage, and no line repeated per bucket client (64 of
+    // them retried): each message at most twice (the admin link's reconcile may log its own).
     const told = since().filter((l) => l.level >= 30);
     expect(told.filter((l) => l.level >= 40).map((l) => l.msg)).toEqual(['MQTT: lost the broker; the bucket clients reconnect and the links of their buckets end']);
-    expect(told.length, JSON.stringify(told.map((l) => l.msg))).toBeLessThanOrEqual(6);
+    const times = new Map<string, number>();
+    for (const l of told) times.set(l.msg, (times.get(l.msg) ?? 0) + 1);
+    expect(Math.max(...times.values()), JSON.stringify(told.map((l) => l.msg))).toBeLessThanOrEqual(2);
   });
 
   it('the server provisions the broker: a device registered over the API connects with its profile\'s credential; a deleted one is refused', async () => {
@@ -190,5 +182,6 @@ describe.skipIf(MOSQUITTO_MISSING)(`MQTT control channel through a real Mosquitt
     expect((await d.admit()).body.admission).toBe('managed');
     // Without the CA the start fails with a clear error (the broker's certificate is a local CA's).
     await expect(channelWorld({ mqttUrl: broker.tlsUrl!, mqttPassword: SERVER_PASSWORD }, tempDir())).rejects.toThrow(/not trusted .*mqttCa/);
-  }, 60_000);
+    // 64 bucket clients' TLS handshakes, twice: minutes on a loaded 2-core machine.
+  }, 180_000);
 });

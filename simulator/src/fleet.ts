@@ -118,6 +118,29 @@ interface Part {
   stopped: Promise<WorkerStats>;
 }
 
+/**
+ * Resolves with the fleet's figures once `predicate` holds for them (read every 200 ms); rejects
+ * when the fleet is stopped first, or with `SIM_TIMEOUT` after `timeoutMs`.
+ */
+export function pollStats(
+  stats: () => FleetStats,
+  predicate: (s: FleetStats) => boolean,
+  timeoutMs: number,
+  stopped: () => boolean,
+): Promise<FleetStats> {
+  return new Promise((resolve, reject) => {
+    const deadline = Date.now() + timeoutMs;
+    const check = () => {
+      const s = stats();
+      if (predicate(s)) return resolve(s);
+      if (stopped()) return reject(new Error('the fleet was stopped'));
+      if (Date.now() > deadline) return reject(new SimError('SIM_TIMEOUT', `waitFor: timed out after ${timeoutMs} ms (managed ${s.managed}, rejected ${s.rejected}, backing off ${s.backingOff})`));
+      setTimeout(check, 200);
+    };
+    check();
+  });
+}
+
 function workerScript(): string {
   const here = fileURLToPath(import.meta.url);
   // From the sources (tests, tsx) fork the compiled worker: `npm test` builds first.
@@ -302,17 +325,7 @@ export async function startFleet(options: StartFleetOptions): Promise<FleetHandl
     baseline,
     stats: latest,
     waitFor(predicate, timeoutMs = 120_000) {
-      return new Promise((resolve, reject) => {
-        const deadline = Date.now() + timeoutMs;
-        const check = () => {
-          const s = latest();
-          if (predicate(s)) return resolve(s);
-          if (stopped) return reject(new Error('the fleet was stopped'));
-          if (Date.now() > deadline) return reject(new SimError('SIM_TIMEOUT', `waitFor: timed out after ${timeoutMs} ms (managed ${s.managed}, rejected ${s.rejected}, backing off ${s.backingOff})`));
-          setTimeout(check, 200);
-        };
-        check();
-      });
+      return pollStats(latest, predicate, timeoutMs, () => stopped !== undefined);
     },
     details() {
       const id = nextDetail++;

@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readJsonFile } from './json-file.js';
 import { SimError } from './errors.js';
 import { Histogram, type SerializedHistogram } from './histogram.js';
 import type { FleetReport, MergedRun } from './metrics.js';
@@ -67,19 +67,7 @@ export function validateReport(value: unknown, name: string): FleetReport {
 
 /** Reads and validates a report file (SIM_FILE_UNREADABLE, SIM_REPORT_INVALID). */
 export function readReport(file: string): FleetReport {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (err) {
-    throw new SimError('SIM_FILE_UNREADABLE', `cannot read report ${file}: ${(err as Error).message}`);
-  }
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch (err) {
-    throw new SimError('SIM_REPORT_INVALID', `${file}: not JSON (${(err as Error).message})`);
-  }
-  return validateReport(value, file);
+  return validateReport(readJsonFile(file, 'report', 'SIM_REPORT_INVALID'), file);
 }
 
 const addCounts = (into: Record<string, number>, from: Record<string, number>) => {

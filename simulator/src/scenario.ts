@@ -4,6 +4,7 @@ import { type FleetHandle, startFleet } from './fleet.js';
 import { createJob, jobDeviceResults, type JobSpec, type JobView, waitJob } from './jobs.js';
 import { buildReport, type FleetReport, LivePrinter, servePrometheus } from './metrics.js';
 import { SimError } from './errors.js';
+import { readJsonFile } from './json-file.js';
 import { RestClient } from './rest.js';
 import { serverUrls } from './server-url.js';
 import { type Shard, validateShard } from './shard.js';
@@ -79,19 +80,7 @@ function invalid(message: string): SimError {
 }
 
 export function loadScenario(file: string): Scenario {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (err) {
-    throw new SimError('SIM_FILE_UNREADABLE', `cannot read scenario ${file}: ${(err as Error).message}`);
-  }
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch (err) {
-    throw invalid(`${file}: ${(err as Error).message}`);
-  }
-  return validateScenario(value);
+  return validateScenario(readJsonFile(file, 'scenario', 'SIM_SCENARIO_INVALID'));
 }
 
 export interface StepRecord {

@@ -1,5 +1,5 @@
 import { SimError } from './errors.js';
-import { type FleetHandle, startFleet, type StartFleetOptions } from './fleet.js';
+import { type FleetHandle, pollStats, startFleet, type StartFleetOptions } from './fleet.js';
 import { buildReport, type FleetReport } from './metrics.js';
 import { mergeReports } from './report-merge.js';
 import { WHOLE_FLEET } from './shard.js';
@@ -43,17 +43,7 @@ export async function startShardedFleet(options: Omit<StartFleetOptions, 'shard'
     baseline: shards.flatMap((s) => s.baseline),
     stats,
     waitFor(predicate, timeoutMs = 120_000) {
-      return new Promise((resolve, reject) => {
-        const deadline = Date.now() + timeoutMs;
-        const check = () => {
-          const s = stats();
-          if (predicate(s)) return resolve(s);
-          if (stopped) return reject(new Error('the fleet was stopped'));
-          if (Date.now() > deadline) return reject(new SimError('SIM_TIMEOUT', `waitFor: timed out after ${timeoutMs} ms (managed ${s.managed}, rejected ${s.rejected}, backing off ${s.backingOff})`));
-          setTimeout(check, 200);
-        };
-        check();
-      });
+      return pollStats(stats, predicate, timeoutMs, () => stopped !== undefined);
     },
     async details() {
       return (await Promise.all(shards.map((s) => s.details()))).flat().sort((a, b) => a.index - b.index);

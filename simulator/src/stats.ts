@@ -113,16 +113,23 @@ const add = (into: Record<string, number>, from: Record<string, number>) => {
   for (const [k, v] of Object.entries(from)) into[k] = (into[k] ?? 0) + v;
 };
 
+/** Zeroed totals that the merges below add into. */
+function emptyTotals() {
+  return {
+    states: {} as Record<string, number>,
+    errors: {} as Record<string, number>,
+    reconnectBins: {} as Record<string, number>,
+    counters: {
+      connects: 0, disconnects: 0, reconnects: 0, dialFailures: 0, dialsQueued: 0,
+      restarts: 0, jobsOffered: 0, jobsActive: 0, jobsDone: 0, jobsRolledBack: 0,
+    },
+    histograms: Object.fromEntries(HISTOGRAMS.map((h) => [h, new Histogram()])) as Record<HistogramName, Histogram>,
+  };
+}
+
 /** Merges the latest stats of every process. */
 export function mergeStats(parts: readonly WorkerStats[]): FleetStats {
-  const states: Record<string, number> = {};
-  const errors: Record<string, number> = {};
-  const reconnectBins: Record<string, number> = {};
-  const counters = {
-    connects: 0, disconnects: 0, reconnects: 0, dialFailures: 0, dialsQueued: 0,
-    restarts: 0, jobsOffered: 0, jobsActive: 0, jobsDone: 0, jobsRolledBack: 0,
-  };
-  const histograms = Object.fromEntries(HISTOGRAMS.map((h) => [h, new Histogram()])) as Record<HistogramName, Histogram>;
+  const { states, errors, reconnectBins, counters, histograms } = emptyTotals();
   let devices = 0;
   let started = 0;
   let due = 0;
@@ -176,14 +183,7 @@ export function mergeStats(parts: readonly WorkerStats[]): FleetStats {
  */
 export function mergeFleetStats(fleets: readonly FleetStats[]): FleetStats {
   const sumOf = (f: (s: FleetStats) => number) => fleets.reduce((n, s) => n + f(s), 0);
-  const states: Record<string, number> = {};
-  const errors: Record<string, number> = {};
-  const reconnectBins: Record<string, number> = {};
-  const counters = {
-    connects: 0, disconnects: 0, reconnects: 0, dialFailures: 0, dialsQueued: 0,
-    restarts: 0, jobsOffered: 0, jobsActive: 0, jobsDone: 0, jobsRolledBack: 0,
-  };
-  const histograms = Object.fromEntries(HISTOGRAMS.map((h) => [h, new Histogram()])) as Record<HistogramName, Histogram>;
+  const { states, errors, reconnectBins, counters, histograms } = emptyTotals();
   for (const s of fleets) {
     add(states, s.states);
     add(errors, s.errors);

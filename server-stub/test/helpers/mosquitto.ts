@@ -6,8 +6,10 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { afterEach } from 'vitest';
 import { type DynsecClient, type DynsecRole, dynsecFile } from '../../src/channel/mqtt/mosquitto-files.js';
 import { DYNSEC_PLUGIN, freePort, MOSQUITTO_BIN, MOSQUITTO_MISSING, MosquittoProcess } from '../../src/channel/mqtt/mosquitto-process.js';
+import { removeTempDirs } from './setup.js';
 
 export { DYNSEC_PLUGIN, freePort, MOSQUITTO_BIN, MOSQUITTO_MISSING };
 
@@ -97,4 +99,25 @@ export async function startMosquitto(options: MosquittoOptions = {}): Promise<Mo
       await rm(dir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * What a test file starts against Mosquitto, ended after each test in order: device connections,
+ * then servers (`worlds`), then `between` (e.g. killing `serve` processes), then the brokers; then
+ * the temporary directories go. Push what a test starts into the lists.
+ */
+export function mosquittoTestParts(between?: () => void): {
+  devices: { end(): Promise<unknown> }[];
+  worlds: { stop(): Promise<unknown> }[];
+  brokers: MosquittoBroker[];
+} {
+  const parts = { devices: [] as { end(): Promise<unknown> }[], worlds: [] as { stop(): Promise<unknown> }[], brokers: [] as MosquittoBroker[] };
+  afterEach(async () => {
+    for (const d of parts.devices.splice(0)) await d.end().catch(() => undefined);
+    for (const w of parts.worlds.splice(0)) await w.stop().catch(() => undefined);
+    between?.();
+    for (const b of parts.brokers.splice(0)) await b.close();
+    removeTempDirs();
+  });
+  return parts;
 }
