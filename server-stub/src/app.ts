@@ -261,7 +261,16 @@ function startTimers(
         if (end) app.log.info(end, 'seat hold: caught up with the reconnecting fleet; grace starts for devices not back');
       },
     });
-    installPeriodic(app, { name: 'licence sweep', periodMs: config.sweepIntervalSec * 1000, run: () => admission.sweep(), onClockChange: clock, runAtStart: true });
+    installPeriodic(app, {
+      name: 'licence sweep',
+      periodMs: config.sweepIntervalSec * 1000,
+      onClockChange: clock,
+      runAtStart: true,
+      run: () => {
+        admission.sweep();
+        services.metrics.inc('fleet_licence_sweeps_total');
+      },
+    });
   }
   installPeriodic(app, {
     name: 'presence flush',

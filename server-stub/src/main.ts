@@ -52,6 +52,9 @@ export async function main(config: ServerConfig, options: MainOptions = {}): Pro
   // bucket's consumer. Devices are served (`open`) once the listener's port is known: job offers
   // name it. Ready first: only a ready app runs its preClose hooks when a start step fails.
   await app.ready();
+  // Which process is out of touch with the broker, for the seat hold: named by its buckets, so a
+  // replacement process (same buckets) ends the outage of the one it replaces.
+  const owner = `mqtt buckets ${options.mqtt?.buckets?.join(',') ?? 'all'}`;
   if (mqttEnabled(config)) {
     try {
       const log = app.log as unknown as Logger;
@@ -66,9 +69,18 @@ export async function main(config: ServerConfig, options: MainOptions = {}): Pro
         embedded: options.mqtt?.embedded,
         log,
         metrics: app.services.metrics,
+        // Each process's loss of the broker is recorded under the buckets it consumes: the seat
+        // hold counts its quiet period only while no process is out of touch with the broker.
+        brokerLost: () => {
+          try {
+            app.services.admission.outageBegan(owner);
+          } catch (err) {
+            log.error({ err }, 'seat hold: recording the loss of the broker failed');
+          }
+        },
         brokerBack: () => {
           try {
-            app.services.admission.holdServing();
+            app.services.admission.outageOver(owner);
           } catch (err) {
             log.error({ err }, 'seat hold: recording the broker\'s return failed');
           }
@@ -101,6 +113,14 @@ export async function main(config: ServerConfig, options: MainOptions = {}): Pro
     app.services.jobs.publicBaseUrl = app.services.profiles.httpBaseUrl();
   }
   mqtt?.open();
+  if (mqtt?.consumer.subscribedAll) {
+    // A process that died while out of touch with the broker is replaced by one with its buckets.
+    try {
+      app.services.admission.outageOver(owner);
+    } catch (err) {
+      app.log.error({ err }, 'seat hold: recording the buckets consumed failed');
+    }
+  }
   app.log.info({ url, dataDir: config.dataDir, testClock: config.testClock, mqtt: app.services.profiles.mqttUrl() }, 'fleet-server listening');
 
   let closing: Promise<void> | undefined;

@@ -80,6 +80,7 @@ export class Metrics {
     this.counter('fleet_messages_out_total', 'Control-channel messages sent to devices.');
     this.counter('fleet_errors_total', 'Errors answered by the API, by code.');
     this.counter('fleet_http_requests_total', 'HTTP requests answered.');
+    this.counter('fleet_licence_sweeps_total', 'Licence sweeps completed (grace periods ended, seats given to waiting devices, licence events).');
     this.histogram(
       'fleet_admission_duration_seconds',
       'Time from a device\'s hello frame to the welcome sent (admission, measured on the server), by outcome.',

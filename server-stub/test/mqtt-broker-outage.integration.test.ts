@@ -1,4 +1,5 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { request } from 'undici';
+import { describe, expect, it } from 'vitest';
 import { waitFor } from '../../protocol/test/helpers/wait-for.js';
 import { SECOND } from '../src/clock.js';
 import { currentHold, heldLeaseCount } from '../src/store/seat-hold.js';
@@ -6,24 +7,12 @@ import { admissionCounts } from '../src/store/leases.js';
 import { ensureServerBuilt } from './helpers/built.js';
 import { killServes, LOG_DEADLINE_MS, seedFleet, serve } from './helpers/cluster.js';
 import type { DeviceIdentity } from './helpers/fake-device.js';
-import { type MosquittoBroker, MOSQUITTO_MISSING, startMosquitto } from './helpers/mosquitto.js';
+import { MOSQUITTO_MISSING, mosquittoTestParts, startMosquitto } from './helpers/mosquitto.js';
 import { MqttDevice } from './helpers/mqtt-device.js';
 import { dynsecAccounts, type MqttWorld, mqttWorld, SERVER_PASSWORD } from './helpers/mqtt-world.js';
-import { removeTempDirs } from './helpers/setup.js';
+import { parsePrometheusText, sampleValue } from './helpers/prometheus-text.js';
 
-let worlds: MqttWorld[] = [];
-let devices: MqttDevice[] = [];
-let brokers: MosquittoBroker[] = [];
-afterEach(async () => {
-  for (const d of devices) await d.end().catch(() => undefined);
-  devices = [];
-  for (const w of worlds) await w.stop().catch(() => undefined);
-  worlds = [];
-  killServes();
-  for (const b of brokers) await b.close();
-  brokers = [];
-  removeTempDirs();
-});
+const { worlds, devices, brokers } = mosquittoTestParts(killServes);
 
 /**
  * Two seats, two managed routers and one waiting for a seat; a grace period of 1 s (the server's
@@ -161,14 +150,20 @@ describe.skipIf(MOSQUITTO_MISSING)(`seats across a restart of the MQTT broker, s
     for (const id of [a, b]) expect((await (await connect(id)).admit()).body.admission).toBe('managed');
     await stillWaiting();
 
+    const url = (await server.logs.waitFor((l) => l['msg'] === 'fleet-server listening')).url as string;
+    const sweeps = async () =>
+      sampleValue(parsePrometheusText(await (await request(`${url}/metrics`, { signal: AbortSignal.timeout(3000) })).body.text()), 'fleet_licence_sweeps_total') ?? 0;
+
     await broker.restart();
     // The workers (whichever consume the two routers' buckets) hold both seats.
-    const heldLines = () => lines.filter((l) => l['msg'] === 'seat hold: devices lost with the MQTT broker keep their seats until the fleet is back');
-    await log('both seats held by the workers', () => heldLines().reduce((n, l) => n + (l['devices'] as number), 0) === 2);
+    const heldLines = () => lines.filter((l) => l['msg'] === 'seat hold: managed devices lost with the MQTT broker keep their seats until the fleet is back');
+    await log('both seats held by the workers', () => heldLines().reduce((n, l) => n + (l['held'] as number), 0) === 2);
     const lostAt = Date.now();
     await log('the broker back for both workers', () => lines.filter((l) => l['msg'] === 'MQTT: the broker is back; every bucket client subscribed').length === 2);
-    // Long past the grace (1 s) and a licence sweep (every 1 s) later, the waiting router is still refused.
-    await waitFor(() => Date.now() > lostAt + 3_000, { what: 'three seconds past the loss' });
+    // Past the grace (1 s), two more licence sweeps have run: a seat in its grace would have moved.
+    await waitFor(() => Date.now() > lostAt + 1_000, { what: 'the grace past' });
+    const before = await sweeps();
+    await waitFor(async () => (await sweeps()) >= before + 2, { timeout: LOG_DEADLINE_MS, interval: 200, what: 'two licence sweeps past the grace' });
     await stillWaiting();
     expect((await (await connect(a)).admit()).body.admission).toBe('managed');
     await stillWaiting();

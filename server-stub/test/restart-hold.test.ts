@@ -268,8 +268,10 @@ describe('a device rebooting into an update keeps its seat (rollout.rebootTimeou
 
 describe('seats across a lost MQTT broker (store + admission service)', () => {
   /** The row of the running or last seat hold. */
+  /** How a process out of touch with the MQTT broker is named (by the buckets it consumes). */
+  const OWNER = 'mqtt buckets all';
   const holdRow = (w: World) =>
-    w.services.store.stmt<{ started_at: number; held_at_start: number; serving_since: number | null; ended_at: number | null }>(
+    w.services.store.stmt<{ started_at: number; last_loss_at: number | null; held_at_start: number; serving_since: number | null; ended_at: number | null }>(
       'SELECT * FROM restart_hold WHERE id = 1',
     ).get();
 
@@ -286,6 +288,7 @@ describe('seats across a lost MQTT broker (store + admission service)', () => {
     expect(ch.connect(waiting!).outcome).toBe('rejected');
     expect(svc.holding).toBe(false);
     const lostAt = w.clock.now();
+    svc.outageBegan(OWNER);
     svc.releaseMany([a!.uuid, b!.uuid], lostAt, 'server-outage');
     expect(svc.holding).toBe(true);
     expect(holdRow(w)).toMatchObject({ started_at: lostAt, held_at_start: 2, serving_since: null, ended_at: null });
@@ -295,7 +298,7 @@ describe('seats across a lost MQTT broker (store + admission service)', () => {
     expect(svc.checkHold(0)).toBeUndefined();
     expect(ch.connect(waiting!)).toMatchObject({ outcome: 'rejected', reason: 'no-free-licence' });
     // The broker is back; the devices return one after the other.
-    svc.holdServing();
+    expect(svc.outageOver(OWNER)).toBe(true);
     expect(holdRow(w)?.serving_since).toBe(w.clock.now());
     w.advance(100 * SECOND);
     expect(ch.connect(a!)).toMatchObject({ outcome: 'managed', lease: 'reclaimed' });
@@ -318,9 +321,10 @@ describe('seats across a lost MQTT broker (store + admission service)', () => {
     const ch = new FakeChannel(svc);
     ch.connect(a!);
     ch.connect(gone!);
+    svc.outageBegan(OWNER);
     svc.releaseMany([a!.uuid, gone!.uuid], w.clock.now(), 'server-outage');
     w.advance(300 * SECOND);
-    svc.holdServing();
+    svc.outageOver(OWNER);
     w.advance(30 * SECOND);
     expect(ch.connect(a!)).toMatchObject({ outcome: 'managed', lease: 'reclaimed' });
     w.advance(119 * SECOND);
@@ -333,7 +337,7 @@ describe('seats across a lost MQTT broker (store + admission service)', () => {
     expect(ch.connect(waiting!)).toMatchObject({ outcome: 'managed', lease: 'new' });
   });
 
-  it('a second loss joins the running hold; a seat whose will came just before the loss is held too; a plain disconnect still gets the grace', async () => {
+  it('a second loss joins the running hold and renews its cap; a seat whose will came just before the loss is held too; a plain disconnect still gets the grace', async () => {
     const w = world({ leaseGraceSec: 60, admissionRetryAfterSec: 300 });
     worlds.push(w);
     const t = await w.newTenant();
@@ -347,24 +351,83 @@ describe('seats across a lost MQTT broker (store + admission service)', () => {
     ch.disconnect(willed!);
     w.advance(1 * SECOND);
     const first = w.clock.now();
-    svc.releaseMany([a!.uuid, willed!.uuid], first, 'server-outage');
-    svc.holdServing();
+    svc.outageBegan(OWNER);
+    // The same device named twice (its will and the loss) is held once.
+    expect(svc.releaseMany([a!.uuid, willed!.uuid, willed!.uuid], first, 'server-outage')).toBe(2);
+    svc.outageOver(OWNER);
     w.advance(5 * SECOND);
-    svc.releaseMany([b!.uuid], w.clock.now(), 'server-outage');
-    // One hold, from the first loss, not serving again until the broker is back once more.
-    expect(holdRow(w)).toMatchObject({ started_at: first, held_at_start: 3, serving_since: null });
+    const second = w.clock.now();
+    svc.outageBegan(OWNER);
+    expect(svc.releaseMany([b!.uuid], second, 'server-outage')).toBe(1);
+    // One hold, started by the first loss, not serving again until the broker is back once more.
+    expect(holdRow(w)).toMatchObject({ started_at: first, last_loss_at: second, held_at_start: 3, serving_since: null });
     const held = w.services.store
       .stmt<{ uuid: string; released_at: number; grace_until: number }>(
         'SELECT d.uuid, l.released_at, l.grace_until FROM leases l JOIN devices d ON d.id = l.device_id WHERE l.restart_hold IS NOT NULL',
       )
       .all();
     expect(held.map((r) => r.uuid).sort()).toEqual([a!.uuid, b!.uuid, willed!.uuid].sort());
-    // Every one bounded by the cap of the one hold plus one grace; the willed one keeps its release time.
-    for (const r of held) expect(r.grace_until).toBe(first + (1800 + 60) * SECOND);
+    // Each bounded by the cap plus one grace from the loss that took it; the willed one keeps its release time.
+    for (const r of held) expect(r.grace_until).toBe((r.uuid === b!.uuid ? second : first) + (1800 + 60) * SECOND);
     expect(held.find((r) => r.uuid === willed!.uuid)?.released_at).toBe(willAt);
-    svc.releaseMany([plain!.uuid], w.clock.now());
+    expect(svc.releaseMany([plain!.uuid], w.clock.now())).toBe(0);
     expect(w.services.store.stmt<{ n: number }>('SELECT COUNT(*) AS n FROM leases WHERE restart_hold IS NOT NULL').get()?.n).toBe(3);
     expect(w.services.store.stmt<{ n: number }>('SELECT COUNT(*) AS n FROM leases WHERE grace_until IS NOT NULL').get()?.n).toBe(4);
+    // The hard cap counts from the second loss: at the first loss's cap the hold still runs.
+    w.advance(1800 * SECOND - 5 * SECOND);
+    expect(svc.checkHold(0)).toBeUndefined();
+    w.advance(5 * SECOND);
+    expect(svc.checkHold(0)).toMatchObject({ reason: 'cap', notReturned: 3 });
+  });
+
+  it('with several processes out of touch with the broker, the quiet period waits for the last one back', async () => {
+    const w = world({ leaseGraceSec: 60, admissionRetryAfterSec: 300 });
+    worlds.push(w);
+    const t = await w.newTenant();
+    w.licences(t, 'basic-1', 2);
+    const [a, b] = w.devices(t, 2);
+    const one = nextLife(w, { quietSec: 120 });
+    const two = nextLife(w, { quietSec: 120 });
+    const primary = nextLife(w, { quietSec: 120 });
+    new FakeChannel(one).connect(a!);
+    new FakeChannel(two).connect(b!);
+    one.outageBegan('mqtt buckets 0,2');
+    two.outageBegan('mqtt buckets 1,3');
+    one.releaseMany([a!.uuid], w.clock.now(), 'server-outage');
+    two.releaseMany([b!.uuid], w.clock.now(), 'server-outage');
+    w.advance(10 * SECOND);
+    // The first process is back; the second's devices still cannot return.
+    expect(one.outageOver('mqtt buckets 0,2')).toBe(true);
+    expect(holdRow(w)?.serving_since).toBeNull();
+    // The primary's start of service does not count either while a process is out.
+    primary.holdServing();
+    expect(holdRow(w)?.serving_since).toBeNull();
+    w.advance(600 * SECOND);
+    expect(primary.checkHold(0)).toBeUndefined();
+    // A process that was not out changes nothing; the last one back starts the quiet period.
+    expect(two.outageOver('mqtt buckets 9')).toBe(false);
+    expect(holdRow(w)?.serving_since).toBeNull();
+    expect(two.outageOver('mqtt buckets 1,3')).toBe(true);
+    expect(holdRow(w)?.serving_since).toBe(w.clock.now());
+    w.advance(120 * SECOND);
+    expect(primary.checkHold(0)).toMatchObject({ reason: 'quiet', notReturned: 2 });
+  });
+
+  it('a release the store took only after the broker was back starts a hold that serves at once', async () => {
+    const w = world({ leaseGraceSec: 60, admissionRetryAfterSec: 300 });
+    worlds.push(w);
+    const t = await w.newTenant();
+    w.licences(t, 'basic-1', 1);
+    const [a] = w.devices(t, 1);
+    const svc = nextLife(w, { quietSec: 120 });
+    new FakeChannel(svc).connect(a!);
+    svc.outageBegan(OWNER);
+    svc.outageOver(OWNER);
+    const at = w.clock.now();
+    svc.releaseMany([a!.uuid], at, 'server-outage');
+    expect(holdRow(w)).toMatchObject({ started_at: at, serving_since: at });
+    w.advance(120 * SECOND);
+    expect(svc.checkHold(0)).toMatchObject({ reason: 'quiet', notReturned: 1 });
   });
 
   it('restartHoldMaxSec 0 switches the hold off: a lost broker starts the normal grace', async () => {
@@ -393,10 +456,11 @@ describe('seats across a lost MQTT broker (store + admission service)', () => {
     const ch = new FakeChannel(worker);
     ch.connect(a!);
     expect(primary.checkHold(0)).toBeUndefined();
+    worker.outageBegan(OWNER);
     worker.releaseMany([a!.uuid], w.clock.now(), 'server-outage');
     expect(primary.holding).toBe(true);
     w.advance(10 * SECOND);
-    worker.holdServing();
+    worker.outageOver(OWNER);
     expect(ch.connect(a!)).toMatchObject({ outcome: 'managed', lease: 'reclaimed' });
     expect(primary.checkHold(0)).toMatchObject({ reason: 'all-returned', notReturned: 0 });
   });

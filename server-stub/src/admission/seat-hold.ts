@@ -15,7 +15,8 @@
  * Either way the server must not hand the seats of the devices it lost to other devices: a fleet
  * takes minutes to reconnect (backoff with jitter, TLS handshakes, admission batches), often more
  * than the grace period. So every such lease is *held*, and one **seat hold** runs for all of them
- * (one hold at a time: an outage during a running hold adds its leases to it):
+ * (one hold at a time: an outage during a running hold adds its leases to it, and the hard cap
+ * then counts from that outage):
  *
  * 1. Held leases keep their seats (they count as managed; devices waiting for a seat do not get
  *    them) until the server has **caught up** with the reconnecting fleet (`holdVerdict`).
@@ -26,8 +27,9 @@
  *    grace period (`holdGraceUntil`), so even a server that never runs the check frees it.
  *
  * The quiet period counts only while the devices can reach the server (`servingSince`): from when
- * every cluster worker listens after a start, and from when the broker is back after its loss; a
- * broker down for longer than the quiet period must not end the hold while no device can return.
+ * every cluster worker listens after a start, and from when every process that lost the broker
+ * has it back; a broker down for longer than the quiet period must not end the hold while no
+ * device can return, nor may one process's return end it while another's devices cannot return.
  */
 
 export interface HoldRule {
@@ -38,7 +40,10 @@ export interface HoldRule {
 }
 
 export interface HoldFacts {
-  /** When the hold started (ms): the process start, or the first lost broker link. */
+  /**
+   * Where the hard cap counts from (ms): the process start or the lost broker link that started
+   * the hold, or the latest lost link that added leases to it.
+   */
   readonly startedAt: number;
   /** Since when the devices can reach the server again (ms), or null while they cannot (the broker is still lost). */
   readonly servingSince: number | null;

@@ -17,6 +17,8 @@ import {
   holdLeases,
   holdServing,
   joinHold,
+  outageBegan,
+  outageOver,
   recordHeldReturn,
   startRestartHold,
 } from '../store/seat-hold.js';
@@ -190,15 +192,15 @@ export class AdmissionService {
    * starting their grace period; a hold starts, or the running one takes them. A seat already in
    * its grace period (the link ended by a will moments before the loss) is held too.
    */
-  releaseMany(deviceUuidList: readonly string[], at: number = this.clock.now(), cause: ReleaseCause = 'disconnect'): void {
+  releaseMany(deviceUuidList: readonly string[], at: number = this.clock.now(), cause: ReleaseCause = 'disconnect'): number {
     const grace = this.options.leaseGraceSec * 1000;
     const rule = this.#holdRule;
     const hold = cause === 'server-outage' && rule.holdMaxSec > 0;
-    const identities = deviceUuidList
+    const identities = [...new Set(deviceUuidList)]
       .map((deviceUuid) => findDeviceIdentity(this.store, { deviceUuid }))
       .filter((i): i is NonNullable<typeof i> => i !== undefined);
-    if (identities.length === 0) return;
-    const balances = this.store.write(() => {
+    if (identities.length === 0) return 0;
+    const { balances, held } = this.store.write(() => {
       const accounts = new Set<AccountRowId>();
       const held: number[] = [];
       for (const identity of identities) {
@@ -219,13 +221,15 @@ export class AdmissionService {
         accounts.add(identity.account_id);
       }
       if (held.length > 0) {
-        const startedAt = joinHold(this.store, at, held.length);
-        holdLeases(this.store, held, at, holdGraceUntil(startedAt, rule, this.options.leaseGraceSec));
+        joinHold(this.store, at, held.length);
+        holdLeases(this.store, held, at, holdGraceUntil(at, rule, this.options.leaseGraceSec));
       }
-      return [...accounts].map((accountId) => ({ accountId, balance: this.#balance(accountId, at) }));
+      const balances = [...accounts].map((accountId) => ({ accountId, balance: this.#balance(accountId, at) }));
+      return { balances, held: held.length };
     });
     for (const identity of identities) this.presence.disconnected(identity.id, at);
     for (const { accountId, balance } of balances) this.#emit(accountId, balance, at, 'seat-freed');
+    return held;
   }
 
   get #holdRule(): HoldRule {
@@ -246,12 +250,26 @@ export class AdmissionService {
   }
 
   /**
-   * The devices can reach the server from now on: after a start once every cluster worker listens
-   * (which takes seconds under load), after a lost MQTT broker once every bucket client of this
-   * process has it back. The quiet period of a running hold counts from here.
+   * The devices can reach the server from now on, after a start once every cluster worker listens
+   * (which takes seconds under load): the quiet period of a running hold counts from here, or from
+   * when the last process out of touch with the MQTT broker (`outageBegan`) is back.
    */
   holdServing(now: number = this.clock.now()): void {
     this.store.write(() => holdServing(this.store, now));
+  }
+
+  /**
+   * The process `owner` (named by the MQTT buckets it consumes, so a replacement process has the
+   * same name) lost the broker: until `outageOver(owner)` no seat hold counts its quiet period,
+   * whichever process lost or regained the broker first.
+   */
+  outageBegan(owner: string, now: number = this.clock.now()): void {
+    this.store.write(() => outageBegan(this.store, owner, now));
+  }
+
+  /** The process `owner` has the broker back (or a replacement subscribed its buckets). */
+  outageOver(owner: string, now: number = this.clock.now()): boolean {
+    return this.store.write(() => outageOver(this.store, owner, now));
   }
 
   /** Whether a seat hold is running (started by any process that shares the store). */
@@ -274,7 +292,7 @@ export class AdmissionService {
       if (!hold || hold.endedAt !== null) return undefined;
       const verdict = holdVerdict(
         {
-          startedAt: hold.startedAt,
+          startedAt: Math.max(hold.startedAt, hold.lastLossAt ?? hold.startedAt),
           servingSince: hold.servingSince,
           lastReturnAt: hold.lastReturnAt,
           heldLeft: heldLeaseCount(this.store),

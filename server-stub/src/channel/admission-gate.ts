@@ -2,7 +2,7 @@ import { performance } from 'node:perf_hooks';
 import { CloseCodes, createMessage, encode, type MessageOf } from '@router-fleet/protocol';
 import type { Logger } from 'pino';
 import type { AdmissionService } from '../admission/service.js';
-import type { AdmitResult } from '../admission/types.js';
+import type { AdmitResult, ReleaseCause } from '../admission/types.js';
 import type { Clock } from '../clock.js';
 import { sessionParams } from '../devices/keep-alive.js';
 import type { Metrics } from '../metrics.js';
@@ -22,7 +22,12 @@ const WELCOME_REASONS = {
 } as const;
 
 export interface AdmissionGateDeps {
-  readonly admission: Pick<AdmissionService, 'admitMany' | 'releaseMany'>;
+  readonly admission: Pick<AdmissionService, 'admitMany'>;
+  /**
+   * Gives back the leases of devices whose link ended while their hello waited (queued with the
+   * channel's other releases: written in the next tick's batch, retried when the store fails).
+   */
+  readonly release: (deviceUuids: readonly string[], cause: ReleaseCause) => void;
   /** The device and account facts a hello needs (store/channel.ts). */
   readonly deviceFacts: (deviceUuid: string) => DeviceFacts | undefined;
   /** Where the hello summary (model, firmware, inventory) is buffered. */
@@ -101,10 +106,8 @@ export class AdmissionGate {
       }
       this.#decided(s, msg, facts, now, result);
     });
-    const stray = orphans.filter((u) => !deps.sessions.ofDevice(u));
-    if (stray.length > 0) deps.admission.releaseMany(stray);
-    const strayLost = lost.filter((u) => !deps.sessions.ofDevice(u));
-    if (strayLost.length > 0) deps.admission.releaseMany(strayLost, deps.clock.now(), 'server-outage');
+    if (orphans.length > 0) deps.release(orphans, 'disconnect');
+    if (lost.length > 0) deps.release(lost, 'server-outage');
   }
 
   #decided(s: Session, msg: MessageOf<'hello'>, facts: DeviceFacts | undefined, now: number, result: AdmitResult): void {

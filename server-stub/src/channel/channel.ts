@@ -31,6 +31,10 @@ import { Session, Sessions } from './session.js';
 import { CLOSE_GRACE_MS, SessionIo } from './session-io.js';
 import type { ChannelTransport, LinkEndCause, LinkEvents } from './transport.js';
 
+/** A failed batch of lease releases is retried after 1 s, then backing off to at most 30 s. */
+const RELEASE_RETRY_FIRST_MS = 1_000;
+const RELEASE_RETRY_MAX_MS = 30_000;
+
 /** Whom the channel reports session changes to (the cluster primary, to release a crashed worker's devices). */
 export interface SessionRegistry {
   opened(deviceUuid: string): void;
@@ -87,6 +91,8 @@ export class ControlChannel implements ChannelHub {
   readonly #outageReleases = new TickBatch<string>((uuids) => this.#flushReleases(uuids, 'server-outage'));
   /** During shutdown: whom to tell when a session's link has ended. */
   readonly #endWaiters = new Map<Session, () => void>();
+  /** Release batches that failed in a row (their retry backs off). */
+  #releaseFailures = 0;
   #timer: NodeJS.Timeout | undefined;
   #shuttingDown = false;
   readonly #offNotices: () => void;
@@ -113,6 +119,10 @@ export class ControlChannel implements ChannelHub {
       sessions,
       io,
       opened: (s) => this.#opened(s),
+      release: (uuids, cause) => {
+        const batch = cause === 'server-outage' ? this.#outageReleases : this.#releases;
+        for (const u of uuids) batch.push(u);
+      },
     });
     this.#ingest = new Ingest({
       status: deps.status,
@@ -354,10 +364,20 @@ export class ControlChannel implements ChannelHub {
     const uuids = queued.filter((u) => !this.#sessions.ofDevice(u));
     if (uuids.length === 0) return;
     try {
-      this.#deps.admission.releaseMany(uuids, this.#deps.clock.now(), cause);
-      if (cause === 'server-outage') this.#log.info({ devices: uuids.length }, 'seat hold: devices lost with the MQTT broker keep their seats until the fleet is back');
+      const held = this.#deps.admission.releaseMany(uuids, this.#deps.clock.now(), cause);
+      this.#releaseFailures = 0;
+      if (held > 0) this.#log.info({ held }, 'seat hold: managed devices lost with the MQTT broker keep their seats until the fleet is back');
     } catch (err) {
-      this.#log.error({ err, count: uuids.length }, 'releasing leases failed');
+      // The store could not take them now (busy, unreachable): the leases stay open, neither in
+      // their grace period nor held, so they are retried with backoff until it can. When the
+      // server shuts down meanwhile, the next start's restart hold takes them.
+      const delayMs = Math.min(RELEASE_RETRY_MAX_MS, RELEASE_RETRY_FIRST_MS * 2 ** this.#releaseFailures++);
+      this.#log.error({ err, count: uuids.length, retryInMs: delayMs }, 'releasing leases failed; retrying');
+      const batch = cause === 'server-outage' ? this.#outageReleases : this.#releases;
+      setTimeout(() => {
+        if (this.#shuttingDown) return;
+        for (const u of uuids) batch.push(u);
+      }, delayMs).unref();
     }
   }
 }

@@ -124,7 +124,8 @@ export async function runPrimary(config: ServerConfig): Promise<{ close(): Promi
       metrics: services.metrics,
     });
   }
-  // Devices are let in once every worker index has reported its bucket clients subscribed: a hello
+  // Devices are let in once every worker index has reported its bucket clients subscribed (or
+  // their start timeout, after which the clients not yet subscribed keep trying): a hello
   // published before its bucket has a session at the broker reaches nobody, and the device waits
   // for a welcome. Once per broker life: from then on each bucket's session (persistent, kept here
   // while a worker is replaced) holds what its devices publish until the worker's clients resume
@@ -233,6 +234,7 @@ export async function runPrimary(config: ServerConfig): Promise<{ close(): Promi
     setInterval(() => {
       try {
         services.admission.sweep();
+        services.metrics.inc('fleet_licence_sweeps_total');
       } catch (err) {
         log.error({ err }, 'licence sweep failed');
       }

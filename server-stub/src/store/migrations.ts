@@ -645,6 +645,17 @@ ALTER TABLE restart_hold ADD COLUMN serving_since INTEGER;
 UPDATE restart_hold SET serving_since = started_at;
 `,
   },
+  {
+    version: 34,
+    name: 'seat hold across several server processes: which processes are out of touch with the MQTT broker (the quiet period waits for the last one), and when the hold last took leases (its hard cap counts from then)',
+    sql: `
+CREATE TABLE hold_outages (
+  owner TEXT PRIMARY KEY,
+  since INTEGER NOT NULL
+);
+ALTER TABLE restart_hold ADD COLUMN last_loss_at INTEGER;
+`,
+  },
 ];
 
 export function latestVersion(): number {

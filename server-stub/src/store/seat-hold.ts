@@ -8,6 +8,8 @@ import { markLeasesEnded } from './leases.js';
  */
 export interface HoldRow {
   readonly startedAt: number;
+  /** When the hold last took leases of a lost broker's devices (null: only at its start). */
+  readonly lastLossAt: number | null;
   readonly heldAtStart: number;
   /** Since when devices can reach the server, or null while a lost broker is not back. */
   readonly servingSince: number | null;
@@ -18,6 +20,7 @@ export interface HoldRow {
 
 interface Row {
   started_at: number;
+  last_loss_at: number | null;
   held_at_start: number;
   serving_since: number | null;
   last_return_at: number | null;
@@ -47,11 +50,13 @@ export function startRestartHold(store: Store, now: number, graceUntil: number):
     )
     .run(now, graceUntil).changes;
   store.stmt('UPDATE devices SET online = 0 WHERE online = 1').run();
+  // Outages of the previous life's processes ended with them.
+  store.stmt('DELETE FROM hold_outages').run();
   store
     .stmt(
-      `INSERT INTO restart_hold (id, started_at, held_at_start, serving_since, last_return_at, ended_at, end_reason)
-       VALUES (1, ?, ?, ?, NULL, NULL, NULL)
-       ON CONFLICT (id) DO UPDATE SET started_at = excluded.started_at, held_at_start = excluded.held_at_start,
+      `INSERT INTO restart_hold (id, started_at, last_loss_at, held_at_start, serving_since, last_return_at, ended_at, end_reason)
+       VALUES (1, ?, NULL, ?, ?, NULL, NULL, NULL)
+       ON CONFLICT (id) DO UPDATE SET started_at = excluded.started_at, last_loss_at = NULL, held_at_start = excluded.held_at_start,
          serving_since = excluded.serving_since, last_return_at = NULL, ended_at = NULL, end_reason = NULL`,
     )
     .run(now, held, now);
@@ -59,26 +64,56 @@ export function startRestartHold(store: Store, now: number, graceUntil: number):
 }
 
 /**
+ * A process of the server lost its way to devices at `now` (its bucket clients lost the MQTT
+ * broker): recorded under `owner` (the process's buckets) until `outageOver`, and a running hold
+ * stops counting its quiet period. Several processes may be out at once; devices can reach the
+ * server again only when none is.
+ */
+export function outageBegan(store: Store, owner: string, now: number): void {
+  store.stmt('INSERT INTO hold_outages (owner, since) VALUES (?, ?) ON CONFLICT (owner) DO NOTHING').run(owner, now);
+  store.stmt('UPDATE restart_hold SET serving_since = NULL WHERE id = 1 AND ended_at IS NULL').run();
+}
+
+/**
+ * The process `owner` has its way to devices back at `now` (every bucket client subscribed, or a
+ * replacement process has subscribed the buckets of one that died while out). When it was the
+ * last process out, the running hold's quiet period counts from `now`. Returns whether `owner`
+ * was out.
+ */
+export function outageOver(store: Store, owner: string, now: number): boolean {
+  const was = store.stmt('DELETE FROM hold_outages WHERE owner = ?').run(owner).changes > 0;
+  if (was && outagesLeft(store) === 0) {
+    store.stmt('UPDATE restart_hold SET serving_since = ? WHERE id = 1 AND ended_at IS NULL AND serving_since IS NULL').run(now);
+  }
+  return was;
+}
+
+function outagesLeft(store: Store): number {
+  return store.stmt<{ n: number }>('SELECT COUNT(*) AS n FROM hold_outages').get()?.n ?? 0;
+}
+
+/**
  * The server lost its way to devices at `now` (a bucket client lost the MQTT broker) and is about
  * to hold `count` of their leases (must run in a write transaction): starts a hold when none runs,
- * or adds them to the running one. Either way the devices cannot reach the server until
- * `holdServing` says so. Returns when the hold started (the leases' grace bound counts from then).
+ * or adds them to the running one, whose hard cap then counts from `now` (a loss late in a hold
+ * gets the whole cap too). A new hold serves from `now` only when no process is out
+ * (`outageBegan`), which is when a release was retried after the broker came back.
  */
-export function joinHold(store: Store, now: number, count: number): number {
+export function joinHold(store: Store, now: number, count: number): void {
   const running = currentHold(store);
   if (running && running.endedAt === null) {
-    store.stmt('UPDATE restart_hold SET held_at_start = held_at_start + ?, serving_since = NULL WHERE id = 1').run(count);
-    return running.startedAt;
+    store.stmt('UPDATE restart_hold SET held_at_start = held_at_start + ?, last_loss_at = ? WHERE id = 1').run(count, now);
+    return;
   }
+  const serving = outagesLeft(store) === 0 ? now : null;
   store
     .stmt(
-      `INSERT INTO restart_hold (id, started_at, held_at_start, serving_since, last_return_at, ended_at, end_reason)
-       VALUES (1, ?, ?, NULL, NULL, NULL, NULL)
-       ON CONFLICT (id) DO UPDATE SET started_at = excluded.started_at, held_at_start = excluded.held_at_start,
-         serving_since = NULL, last_return_at = NULL, ended_at = NULL, end_reason = NULL`,
+      `INSERT INTO restart_hold (id, started_at, last_loss_at, held_at_start, serving_since, last_return_at, ended_at, end_reason)
+       VALUES (1, ?, NULL, ?, ?, NULL, NULL, NULL)
+       ON CONFLICT (id) DO UPDATE SET started_at = excluded.started_at, last_loss_at = NULL, held_at_start = excluded.held_at_start,
+         serving_since = excluded.serving_since, last_return_at = NULL, ended_at = NULL, end_reason = NULL`,
     )
-    .run(now, count);
-  return now;
+    .run(now, count, serving);
 }
 
 /**
@@ -95,6 +130,7 @@ export function currentHold(store: Store): HoldRow | undefined {
   return (
     r && {
       startedAt: r.started_at,
+      lastLossAt: r.last_loss_at,
       heldAtStart: r.held_at_start,
       servingSince: r.serving_since,
       lastReturnAt: r.last_return_at,
@@ -110,10 +146,12 @@ export function heldLeaseCount(store: Store): number {
 }
 
 /**
- * The devices can reach the server from `at` on (cluster workers forked and listening, a lost
- * broker back): the quiet period of a running hold counts from then.
+ * The devices can reach the server from `at` on (cluster workers forked and listening after a
+ * start): the quiet period of a running hold counts from then, unless a process is out
+ * (`outageBegan`); then it counts from when the last one is back.
  */
 export function holdServing(store: Store, at: number): void {
+  if (outagesLeft(store) > 0) return;
   store.stmt('UPDATE restart_hold SET serving_since = ? WHERE id = 1 AND ended_at IS NULL').run(at);
 }
 

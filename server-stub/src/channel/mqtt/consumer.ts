@@ -47,6 +47,16 @@ export interface MqttConsumerOptions {
    */
   readonly holdUntilOpen?: boolean | undefined;
   /**
+   * The first bucket client lost the broker, before its links end: devices cannot reach this
+   * process until `brokerBack` (the seat hold stops counting its quiet period).
+   */
+  readonly brokerLost?: (() => void) | undefined;
+  /**
+   * Wall-clock time in ms (default `Date.now`): when wills arrive and the broker is lost. Real
+   * time even when the server runs on a test clock: these are the network's events.
+   */
+  readonly now?: (() => number) | undefined;
+  /**
    * After a loss of the broker, every bucket client has subscribed again: devices can reach this
    * process again (the seat hold's quiet period counts from here, admission/seat-hold.ts).
    */
@@ -119,8 +129,11 @@ export class MqttBucketConsumer implements Downlink {
   /** Buckets whose client is connected and subscribed. */
   readonly #subscribed = new Set<number>();
 
+  readonly #now: () => number;
+
   constructor(options: MqttConsumerOptions) {
     this.#opts = options;
+    this.#now = options.now ?? Date.now;
     this.#held = options.holdUntilOpen === true ? [] : undefined;
     options.metrics?.gauge('fleet_mqtt_buckets_connected', 'Bucket clients of this process connected to the broker.', () => {
       let n = 0;
@@ -128,6 +141,11 @@ export class MqttBucketConsumer implements Downlink {
       return n;
     });
     options.metrics?.counter('fleet_mqtt_uplinks_total', 'MQTT messages received from devices (up and presence).');
+  }
+
+  /** Whether every bucket client is subscribed now. */
+  get subscribedAll(): boolean {
+    return this.#subscribed.size === this.#clients.size;
   }
 
   /** Devices with a link in this process. */
@@ -320,7 +338,7 @@ export class MqttBucketConsumer implements Downlink {
   }
 
   #willEnded(link: MqttLink): void {
-    const now = Date.now();
+    const now = this.#now();
     const recent = this.#wills.get(link.bucket) ?? [];
     while (recent.length > 0 && now - recent[0]!.at > WILL_BEFORE_LOSS_MS) recent.shift();
     recent.push({ deviceId: link.deviceId, at: now });
@@ -338,13 +356,14 @@ export class MqttBucketConsumer implements Downlink {
     this.#subscribed.delete(bucket);
     const lost = [...this.#links.values()].filter((l) => l.bucket === bucket);
     if (!this.#outage) {
-      this.#outage = { since: Date.now(), linksEnded: 0, refusedReported: false };
+      this.#outage = { since: this.#now(), linksEnded: 0, refusedReported: false };
       this.#opts.log.warn({ url: this.#opts.url, mqttBucket: bucket }, 'MQTT: lost the broker; the bucket clients reconnect and the links of their buckets end');
+      this.#opts.brokerLost?.();
     }
     this.#outage.linksEnded += lost.length;
     // The server lost these links, not their devices: their seats are held, not put into grace.
     for (const l of lost) l.end('server-outage');
-    const now = Date.now();
+    const now = this.#now();
     const willed = (this.#wills.get(bucket) ?? []).filter((w) => now - w.at <= WILL_BEFORE_LOSS_MS).map((w) => w.deviceId);
     this.#wills.delete(bucket);
     if (willed.length > 0) this.#opts.lostBefore?.(willed);
@@ -355,7 +374,7 @@ export class MqttBucketConsumer implements Downlink {
     const outage = this.#outage;
     if (!outage || this.#closing || this.#subscribed.size < this.#clients.size) return;
     this.#outage = undefined;
-    this.#opts.log.info({ url: this.#opts.url, outageMs: Date.now() - outage.since, linksEnded: outage.linksEnded }, 'MQTT: the broker is back; every bucket client subscribed');
+    this.#opts.log.info({ url: this.#opts.url, outageMs: this.#now() - outage.since, linksEnded: outage.linksEnded }, 'MQTT: the broker is back; every bucket client subscribed');
     this.#opts.brokerBack?.();
   }
 

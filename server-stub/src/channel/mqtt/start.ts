@@ -37,8 +37,11 @@ export interface MqttChannelDeps {
   readonly embedded?: BrokerEndpoint | undefined;
   readonly log: Logger;
   readonly metrics?: Metrics | undefined;
+  /** A bucket client lost the broker (the seat hold's quiet period stops). */
+  readonly brokerLost?: (() => void) | undefined;
   /** Every bucket client that lost the broker has it back (the seat hold's quiet period starts). */
   readonly brokerBack?: (() => void) | undefined;
+
   /** Devices whose link a will ended just before the broker was lost (`ControlChannel.lostWithServer`). */
   readonly lostBefore?: ((deviceIds: string[]) => void) | undefined;
 }
@@ -103,6 +106,7 @@ export async function startMqttChannel(deps: MqttChannelDeps): Promise<MqttChann
     log: log.child({ component: 'mqtt' }),
     metrics: deps.metrics,
     holdUntilOpen: true,
+    brokerLost: deps.brokerLost,
     brokerBack: deps.brokerBack,
     lostBefore: deps.lostBefore,
   });

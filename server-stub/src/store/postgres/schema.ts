@@ -554,6 +554,17 @@ ALTER TABLE restart_hold ADD COLUMN serving_since BIGINT;
 UPDATE restart_hold SET serving_since = started_at;
 `,
   },
+  {
+    version: 34,
+    name: sqliteName(34),
+    sql: `
+CREATE TABLE hold_outages (
+  owner TEXT PRIMARY KEY,
+  since BIGINT NOT NULL
+);
+ALTER TABLE restart_hold ADD COLUMN last_loss_at BIGINT;
+`,
+  },
 ];
 
 export function latestPostgresVersion(): number {
