@@ -11,11 +11,15 @@
  *    files of one process), like `--workers`.
  * 3. Runs `fleet-server serve --workers W` (built dist/) and connects N devices (hello → welcome,
  *    pongs answered): connections per second end to end, admissions per second, server RSS.
+ * 2b. With `--job`, the floor of offering: the raw server sends one offer-shaped frame (a job
+ *    offer's size and shape, another type name) to every connected device at once; the devices
+ *    count it. Prints floor offers/s (devices ÷ time until the last received it).
  * 4. With `--job`: one update job (a small signed packet, `--packet-kb`) to every connected device.
  *    The fake devices answer like a router: download the packet with the offer's credential
  *    (honouring 503 + Retry-After), check its SHA-256, then report downloading → downloaded →
  *    installing → verifying → succeeded. Prints the time from creating the job until every device
- *    was offered and until every device's success was acknowledged.
+ *    was offered (and offers/s next to the floor of 2b, same devices, same run) and until every
+ *    device's success was acknowledged.
  * `--tls`: the raw floor and the server both serve TLS (a local CA from `fleet-server tls generate`),
  * the devices verify it. `--rate R`: a ramp, R connects started per second in all (still at most
  * `--concurrency` in flight); 0 = as fast as the window allows. Each run also prints the hello →
@@ -89,7 +93,7 @@ async function client(): Promise<void> {
   let next = 0;
   let ok = 0;
   let failed = 0;
-  const job = { offers: 0, lastOfferAt: 0, succeeded: 0, lastSuccessAt: 0, downloadRetries: 0, errors: 0, firstError: '' };
+  const job = { floorOffers: 0, lastFloorOfferAt: 0, offers: 0, lastOfferAt: 0, succeeded: 0, lastSuccessAt: 0, downloadRetries: 0, errors: 0, firstError: '' };
   // Downloads as the simulator's agents make them: one bounded keep-alive pool per client process,
   // from the client's source address (a socket per download runs out of ephemeral ports).
   const pool = new Agent({ connections: 64, localAddress: local, ...(ca ? { connect: { ca } } : {}) });
@@ -171,6 +175,9 @@ async function client(): Promise<void> {
         if (text.includes('"type":"welcome"')) {
           if (!done) latencies.push(performance.now() - helloAt);
           finish(true);
+        } else if (text.includes('"type":"floor-offer"')) {
+          job.floorOffers++;
+          job.lastFloorOfferAt = Date.now();
         } else if (text.includes('"type":"job-offer"')) {
           job.offers++;
           job.lastOfferAt = Date.now();
@@ -236,9 +243,17 @@ function rawServer(): void {
     wss = new WebSocketServer({ port: 0, host: '127.0.0.1', ...common });
   }
   const welcome = JSON.stringify({ v: '1.0', type: 'welcome', id: 'w', sentAt: 0, body: { admission: 'managed' } });
+  const open = new Set<WebSocket>();
   wss.on('connection', (ws) => {
+    open.add(ws);
     ws.once('message', () => ws.send(welcome));
     ws.on('error', () => undefined);
+    ws.on('close', () => open.delete(ws));
+  });
+  // The floor of offering (single process only): the same frame to every socket, one send each.
+  process.on('message', (m: { floorOffer?: string }) => {
+    if (m.floorOffer === undefined) return;
+    for (const ws of open) ws.send(m.floorOffer);
   });
   if (!cluster.isWorker) wss.on('listening', () => process.send!({ port: (wss.address() as { port: number }).port }));
 }
@@ -326,6 +341,8 @@ async function runClients(url: string, file: string, n: number, clients: number,
 }
 
 interface JobCounts {
+  floorOffers: number;
+  lastFloorOfferAt: number;
   offers: number;
   lastOfferAt: number;
   succeeded: number;
@@ -336,8 +353,79 @@ interface JobCounts {
   firstError: string;
 }
 
+/** The job counters of every client process, summed. */
+async function jobCounts(children: ChildProcess[]): Promise<JobCounts> {
+  const all = await Promise.all(
+    children.map(
+      (c) =>
+        new Promise<JobCounts>((resolve) => {
+          c.once('message', (m: { job: JobCounts }) => resolve(m.job));
+          c.send('job');
+        }),
+    ),
+  );
+  return {
+    floorOffers: all.reduce((a, x) => a + x.floorOffers, 0),
+    lastFloorOfferAt: Math.max(...all.map((x) => x.lastFloorOfferAt)),
+    offers: all.reduce((a, x) => a + x.offers, 0),
+    lastOfferAt: Math.max(...all.map((x) => x.lastOfferAt)),
+    succeeded: all.reduce((a, x) => a + x.succeeded, 0),
+    lastSuccessAt: Math.max(...all.map((x) => x.lastSuccessAt)),
+    downloadRetries: all.reduce((a, x) => a + x.downloadRetries, 0),
+    errors: all.reduce((a, x) => a + x.errors, 0),
+    firstError: all.map((x) => x.firstError).find(Boolean) ?? '',
+  };
+}
+
+/**
+ * A frame of a job offer's shape and size (uuids, a token and a URL of the real lengths) under
+ * another type name, which the fake devices count and do not act on.
+ */
+function floorOfferFrame(): string {
+  const uuid = '00000000-0000-4000-8000-000000000000';
+  return JSON.stringify({
+    v: '1.1',
+    type: 'floor-offer',
+    id: uuid,
+    sentAt: Date.now(),
+    body: {
+      executionId: uuid,
+      jobId: uuid,
+      packet: { url: `https://127.0.0.1:40000/api/packets/download/${uuid}`, size: 20480, sha256: 'f'.repeat(64), description: 'bench firmware' },
+      download: { token: `${Buffer.from(JSON.stringify({ e: uuid, d: uuid, x: Date.now() })).toString('base64url')}.${'m'.repeat(43)}`, expiresAt: Date.now() },
+      deadline: Date.now(),
+      allowDowngrade: false,
+    },
+  });
+}
+
+/** Floor of offering: the raw server sends one offer-shaped frame to each connected device. */
+async function floorOffers(
+  raw: ChildProcess,
+  children: ChildProcess[],
+  connected: number,
+): Promise<{ offersPerSec: number; seconds: number; received: number }> {
+  const started = Date.now();
+  raw.send({ floorOffer: floorOfferFrame() });
+  const limit = started + 60_000;
+  let c = await jobCounts(children);
+  while (c.floorOffers < connected && Date.now() < limit) {
+    await new Promise((res) => setTimeout(res, 50));
+    c = await jobCounts(children);
+  }
+  const seconds = (c.lastFloorOfferAt - started) / 1000;
+  return { offersPerSec: Math.round(c.floorOffers / seconds), seconds: +seconds.toFixed(2), received: c.floorOffers };
+}
+
 /** One job to every connected fake device; prints time to all offered and to all succeeded. */
-async function jobFanOut(baseUrl: string, children: ChildProcess[], connected: number, packetBytes: number, caFile: string): Promise<void> {
+async function jobFanOut(
+  baseUrl: string,
+  children: ChildProcess[],
+  connected: number,
+  packetBytes: number,
+  caFile: string,
+  floor: { offersPerSec: number } | undefined,
+): Promise<void> {
   const dispatcher = caFile ? new Agent({ connect: { ca: readFileSync(caFile) } }) : undefined;
   const fetch = (url: string, init: Parameters<typeof undiciFetch>[1] = {}) => undiciFetch(url, { ...init, ...(dispatcher ? { dispatcher } : {}) });
   const call = async <T>(method: string, path: string, token: string | undefined, body: unknown): Promise<T> => {
@@ -358,26 +446,7 @@ async function jobFanOut(baseUrl: string, children: ChildProcess[], connected: n
   const created = Date.now();
   const job = await call<{ uuid: string }>('POST', '/api/jobs', token, { name: 'bench job', packetUuid: packet.uuid, target: { all: true } });
   const createMs = Date.now() - created;
-  const counts = async (): Promise<JobCounts> => {
-    const all = await Promise.all(
-      children.map(
-        (c) =>
-          new Promise<JobCounts>((resolve) => {
-            c.once('message', (m: { job: JobCounts }) => resolve(m.job));
-            c.send('job');
-          }),
-      ),
-    );
-    return {
-      offers: all.reduce((a, x) => a + x.offers, 0),
-      lastOfferAt: Math.max(...all.map((x) => x.lastOfferAt)),
-      succeeded: all.reduce((a, x) => a + x.succeeded, 0),
-      lastSuccessAt: Math.max(...all.map((x) => x.lastSuccessAt)),
-      downloadRetries: all.reduce((a, x) => a + x.downloadRetries, 0),
-      errors: all.reduce((a, x) => a + x.errors, 0),
-      firstError: all.map((x) => x.firstError).find(Boolean) ?? '',
-    };
-  };
+  const counts = () => jobCounts(children);
   const limit = created + 10 * 60_000;
   let c = await counts();
   // Until every device has succeeded or failed (a failure does not end the wait: the figures say how many).
@@ -394,6 +463,8 @@ async function jobFanOut(baseUrl: string, children: ChildProcess[], connected: n
       createRequestMs: createMs,
       offered: c.offers,
       allOfferedSec: +((c.lastOfferAt - created) / 1000).toFixed(2),
+      offersPerSec: Math.round(c.offers / ((c.lastOfferAt - created) / 1000)),
+      ...(floor ? { floorOffersPerSec: floor.offersPerSec, ratio: +(c.offers / ((c.lastOfferAt - created) / 1000) / floor.offersPerSec).toFixed(2) } : {}),
       succeeded: c.succeeded,
       allSucceededSec: +((c.lastSuccessAt - created) / 1000).toFixed(2),
       executionsPerSec: Math.round(c.succeeded / ((c.lastSuccessAt - created) / 1000)),
@@ -437,6 +508,7 @@ async function orchestrate(): Promise<void> {
       ? (JSON.parse(execFileSync(process.execPath, [CLI, 'tls', 'generate', '--data', dir, '--ip', '127.0.0.1']).toString()) as { ca: string; cert: string; key: string })
       : undefined;
     const scheme = tls ? 'wss' : 'ws';
+    let floor: { offersPerSec: number } | undefined;
 
     if (!values['skip-raw']) {
       const rawProcesses = Math.ceil(n / 15_000);
@@ -463,6 +535,10 @@ async function orchestrate(): Promise<void> {
           rssPerConnKb: +((rss - idle) / Math.max(1, r.ok)).toFixed(2),
         })}\n`,
       );
+      if (values.job && rawProcesses === 1) {
+        floor = await floorOffers(raw, r.children, r.ok);
+        process.stdout.write(`${JSON.stringify({ floor: `raw ${scheme}: one offer-shaped frame to each of ${r.ok} devices`, ...floor })}\n`);
+      }
       await r.stop();
       raw.kill('SIGTERM');
       await new Promise((res) => raw.once('exit', res));
@@ -518,7 +594,7 @@ async function orchestrate(): Promise<void> {
         rssPerConnKb: +((rss - idle) / Math.max(1, r.ok)).toFixed(2),
       })}\n`,
     );
-    if (values.job) await jobFanOut(url, r.children, r.ok, Number(values['packet-kb']) * 1024, tls?.ca ?? '');
+    if (values.job) await jobFanOut(url, r.children, r.ok, Number(values['packet-kb']) * 1024, tls?.ca ?? '', floor);
     await r.stop();
     server.kill('SIGTERM');
     await new Promise((res) => server.once('exit', res));

@@ -107,6 +107,12 @@ export function createServices(config: ServerConfig, deps: AppDeps = {}): Servic
   const certificates = new CertificateService(store, clock, licensing);
   const templates = new TemplateService(store, clock, licensing, packets);
   jobs.setTemplateHook(templates);
+  // Every process dispatches a new or resumed job at once, not at its next tick (cluster workers
+  // hear of it through the primary; the process that started it already dispatches it itself).
+  jobs.onRunnable(() => notices.publish({ kind: 'jobs-runnable' }));
+  notices.subscribe((n) => {
+    if (n.kind === 'jobs-runnable') jobs.dispatchSoon();
+  });
   const analytics = new AnalyticsService(store, clock, licensing, notices, metrics);
   const smartUpdates = new SmartUpdateService(store, clock, licensing, packets, jobs, audit);
   const trust = new TrustAnchorService(config.dataDir, clock, packets, profiles, notices);

@@ -1,7 +1,8 @@
 import type { AccountUuid, DeviceUuid } from '../ids.js';
 
 /**
- * Changes that must reach open control-channel sessions, wherever they are held. In one process
+ * Changes that must reach open control-channel sessions (and, for jobs, the dispatchers of the
+ * processes that hold them), wherever they are held. In one process
  * the bus delivers at once; in cluster mode (cluster/) every notice travels through the primary,
  * which hands it to every worker, and each worker tells the sessions it holds.
  */
@@ -27,6 +28,14 @@ export type Notice =
     /** Devices deleted over the API: their sessions end (close code AUTH_FAILED, the credential is gone). */
     readonly kind: 'device-deleted';
     readonly deviceUuids: readonly DeviceUuid[];
+  }
+  | {
+    /**
+     * A job became runnable (created or resumed): every process dispatches to the devices it holds
+     * now, not at its next job tick (up to a second later: with two workers, half of a fleet's offers
+     * waited for it). Sessions are not told anything.
+     */
+    readonly kind: 'jobs-runnable';
   };
 
 export type NoticeListener = (notice: Notice) => void;

@@ -43,6 +43,7 @@ export class JobService {
   readonly #outcomes: JobOutcomes;
   readonly #dispatcher: JobDispatcher;
   #templates: JobTemplateHook | undefined;
+  #runnable: (() => void) | undefined;
 
   constructor(
     private readonly store: Store,
@@ -94,6 +95,19 @@ export class JobService {
   /** Periodic work (timer and test-clock changes): timeouts, orphans, dynamic targets, dispatch. */
   tick(): void {
     this.#dispatcher.tick();
+  }
+
+  /**
+   * Called whenever a job becomes runnable here (created or resumed), so that every process's
+   * dispatcher is told (createServices publishes it as a `jobs-runnable` notice); set once.
+   */
+  onRunnable(listener: () => void): void {
+    this.#runnable = listener;
+  }
+
+  /** Dispatches in the next turn of the event loop (once, however often asked). */
+  dispatchSoon(): void {
+    this.#dispatcher.dispatchSoon();
   }
 
   /** Claims and offers what the rollout limits allow now (see JobDispatcher.dispatch). */
@@ -168,6 +182,7 @@ export class JobService {
     // In the next turn: the request is answered first, then the offers go out in slices (a job to
     // thousands of devices would otherwise hold its own response for the first slice).
     this.#dispatcher.dispatchSoon();
+    this.#runnable?.();
     return this.repo(scope).byUuid(uuid)!;
   }
 
@@ -198,6 +213,7 @@ export class JobService {
   resume(scope: AccountScope, uuid: string): JobHead {
     const job = this.#move(scope, uuid, 'resume');
     this.dispatch();
+    this.#runnable?.();
     return job;
   }
 
