@@ -1,9 +1,8 @@
-import { readFileSync } from 'node:fs';
 import { buildFirmwarePacket, RestClient } from '@router-fleet/simulator';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { removeTempDirs, type Tenant } from '../helpers/setup.js';
-import { BROWSER_TEST_MS, type ConsolePage, type ConsoleWorld, flatten, poll, startConsoleWorld } from './harness.js';
+import { BROWSER_TEST_MS, type ConsolePage, type ConsoleWorld, englishLines, poll, startConsoleWorld } from './harness.js';
 
 /**
  * Device groups and device settings in the console, against a real server with 30 registered
@@ -15,30 +14,7 @@ import { BROWSER_TEST_MS, type ConsolePage, type ConsoleWorld, flatten, poll, st
 const DEVICES = 30;
 const XSS = '<img src=x onerror=alert(1)>';
 
-const locale = (lang: string, ns: string) =>
-  flatten(JSON.parse(readFileSync(new URL(`../../console/src/locales/${lang}/${ns}.json`, import.meta.url), 'utf8')));
-
-/** English texts of the namespaces that differ in German; German has every key and no other. */
-function englishOnly(namespaces: readonly string[]): Set<string> {
-  const out = new Set<string>();
-  for (const ns of namespaces) {
-    const en = locale('en', ns);
-    const de = locale('de', ns);
-    for (const [key, text] of en) {
-      expect(de.has(key), `de/${ns}.json lacks ${key}`).toBe(true);
-      if (de.get(key) !== text && !text.includes('{{')) out.add(text);
-    }
-    for (const key of de.keys()) expect(en.has(key), `en/${ns}.json lacks ${key}`).toBe(true);
-  }
-  return out;
-}
-
-/** Lines (and table cells) of the page that are English-only texts. */
-async function englishLines(page: Page): Promise<string[]> {
-  const english = englishOnly(['groups', 'devices', 'fleet', 'common']);
-  const text = await page.locator('body').innerText();
-  return text.split(/[\n\t]/).map((l) => l.trim()).filter((l) => english.has(l));
-}
+const NAMESPACES = ['groups', 'devices', 'fleet', 'common'];
 
 let w: ConsoleWorld;
 let tenant: Tenant;
@@ -205,7 +181,7 @@ describe('device groups and device settings in the console', () => {
     await poll(() => page.locator('[data-testid="group-count"]').innerText()).toBe('26 Geräte');
     await page.locator('[data-testid="group-delete"]').click();
     await poll(() => page.locator('[data-testid="group-delete-confirm"]').innerText()).toContain('Die Gruppe „Pumpwerke Süd“ löschen? Ihre 26 Geräte bleiben registriert');
-    expect(await englishLines(page)).toEqual([]);
+    expect(await englishLines(page, NAMESPACES)).toEqual([]);
     await w.screenshot(page, 'group-de');
     // Cancel keeps it.
     await page.locator('[data-testid="group-delete-confirm"] button', { hasText: 'Abbrechen' }).click();
@@ -214,7 +190,7 @@ describe('device groups and device settings in the console', () => {
     await page.locator('main a', { hasText: 'Alle Gruppen' }).click();
     await poll(() => page.locator('main h1').innerText()).toBe('Gerätegruppen');
     await poll(() => groupRow(page, 'Pumpwerke Süd').count()).toBe(1);
-    expect(await englishLines(page)).toEqual([]);
+    expect(await englishLines(page, NAMESPACES)).toEqual([]);
     await w.screenshot(page, 'groups-de');
 
     // Delete, confirmed: back to the list; the devices stay, without a group.
@@ -310,7 +286,7 @@ describe('device groups and device settings in the console', () => {
     await page.locator('[data-testid="custom-fields-save"]').click();
     await poll(() => page.locator('[data-testid="custom-fields-message"]').innerText()).toBe('Gespeichert.');
     expect(Object.keys(JSON.parse(tenant.scope.devices.byUuid(device.uuid)!.custom_fields) as object)).toHaveLength(1);
-    expect(await englishLines(page)).toEqual([]);
+    expect(await englishLines(page, NAMESPACES)).toEqual([]);
     await w.screenshot(page, 'device-settings-de');
     await page.locator('[data-testid="language"]').selectOption('en');
     await poll(() => page.evaluate(async () => (await (await fetch('/api/me')).json()).language)).toBe('en');

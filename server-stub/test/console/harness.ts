@@ -6,7 +6,7 @@
  * Debian's `chromium` is used (CHROMIUM_PATH overrides /usr/bin/chromium; `.ci/run` installs it).
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core';
@@ -150,4 +150,31 @@ export function flatten(value: unknown, prefix = ''): Map<string, string> {
     for (const [k, v] of Object.entries(value)) for (const [kk, vv] of flatten(v, prefix ? `${prefix}.${k}` : k)) out.set(kk, vv);
   }
   return out;
+}
+
+/** The strings of one namespace of the console's translations, by dotted key. */
+export function localeStrings(lang: string, ns: string): Map<string, string> {
+  return flatten(JSON.parse(readFileSync(join(CONSOLE_SRC, 'src', 'locales', lang, `${ns}.json`), 'utf8')));
+}
+
+/** English texts of the namespaces that differ in German; asserts that both languages have the same keys. */
+export function englishOnly(namespaces: readonly string[]): Set<string> {
+  const out = new Set<string>();
+  for (const ns of namespaces) {
+    const en = localeStrings('en', ns);
+    const de = localeStrings('de', ns);
+    for (const [key, text] of en) {
+      expect(de.has(key), `de/${ns}.json lacks ${key}`).toBe(true);
+      if (de.get(key) !== text && !text.includes('{{')) out.add(text);
+    }
+    for (const key of de.keys()) expect(en.has(key), `en/${ns}.json lacks ${key}`).toBe(true);
+  }
+  return out;
+}
+
+/** Lines and table cells of the page's `selector` that are English-only texts of the namespaces. */
+export async function englishLines(page: Page, namespaces: readonly string[], selector = 'body'): Promise<string[]> {
+  const english = englishOnly(namespaces);
+  const text = await page.locator(selector).innerText();
+  return text.split(/[\n\t]/).map((l) => l.trim()).filter((l) => english.has(l));
 }

@@ -202,7 +202,7 @@ export function PagedTable<T>(props: {
           </p>
         )
       ) : rows.length === 0 ? (
-        <p class="muted" data-testid={`${props.testId}-empty`}>
+        <p class="notice" data-testid={`${props.testId}-empty`}>
           {props.empty}
         </p>
       ) : (
