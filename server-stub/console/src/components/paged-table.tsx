@@ -16,9 +16,9 @@ export interface Page<T> {
   nextCursor: string | null;
 }
 
-export interface PagedList<T> {
-  /** The page shown; null until the first answer. */
-  readonly page: Page<T> | null;
+export interface PagedList<T, P extends Page<T> = Page<T>> {
+  /** The page shown (with whatever the fetch added to it); null until the first answer. */
+  readonly page: P | null;
   /** Why the last read failed (null after a good one). */
   readonly error: unknown;
   /** 0 for the first page. */
@@ -36,12 +36,12 @@ export interface PagedList<T> {
  * Pages of `fetchPage(cursor)`. `query` identifies what is listed (filters, sort order): when it
  * changes, paging starts again on page 1.
  */
-export function usePagedList<T>(fetchPage: (cursor: string | undefined) => Promise<Page<T>>, query: unknown = null): PagedList<T> {
+export function usePagedList<T, P extends Page<T> = Page<T>>(fetchPage: (cursor: string | undefined) => Promise<P>, query: unknown = null): PagedList<T, P> {
   const key = JSON.stringify(query);
   const [paging, setPaging] = useState<{ key: string; cursors: Array<string | undefined> }>({ key, cursors: [undefined] });
   const cursors = paging.key === key ? paging.cursors : [undefined];
   const setCursors = (next: Array<string | undefined>) => setPaging({ key, cursors: next });
-  const [page, setPage] = useState<Page<T> | null>(null);
+  const [page, setPage] = useState<P | null>(null);
   const [error, setError] = useState<unknown>(null);
   const fetchRef = useRef(fetchPage);
   fetchRef.current = fetchPage;

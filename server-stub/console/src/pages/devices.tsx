@@ -116,7 +116,6 @@ function DeviceList() {
   const tf = useT('fleet');
   const [query, setQuery] = useState<Query>(queryFromLocation);
   const [draft, setDraft] = useState<Query>(query);
-  const [latest, setLatest] = useState<Map<string, FleetEvent>>(new Map());
   const [groups, setGroups] = useState<GroupChoice[]>([]);
   const [selected, setSelected] = useState<Set<string>>(new Set());
 
@@ -127,15 +126,15 @@ function DeviceList() {
   }, []);
   useEffect(loadGroups, [loadGroups]);
 
-  const list = usePagedList(async (cursor) => {
+  // A page of devices, each with its latest event (read right after the page, shown with it).
+  const list = usePagedList(async (cursor): Promise<Page<Device> & { latest: Map<string, FleetEvent> }> => {
     const p = new URLSearchParams({ limit: String(PAGE_SIZE), sort: query.sort, order: query.order });
     for (const k of ['text', 'groupUuid', 'status', 'admission', 'model', 'firmware'] as const) if (query[k] !== '') p.set(k, query[k]);
     if (cursor) p.set('cursor', cursor);
     const result = await api.get<Page<Device>>(`/api/inventory/managed-devices?${p.toString()}`);
     const uuids = result.items.map((d) => d.uuid);
     const events = uuids.length ? (await api.get<{ items: FleetEvent[] }>(`/api/events/latest?deviceUuids=${uuids.join(',')}`)).items : [];
-    setLatest(new Map(events.map((e) => [e.subject ?? '', e])));
-    return result;
+    return { ...result, latest: new Map(events.map((e) => [e.subject ?? '', e])) };
   }, query);
 
   const reload = useThrottle(() => void list.reload(), LIVE_RELOAD_MS);
@@ -212,7 +211,7 @@ function DeviceList() {
       id: 'latestEvent',
       header: t('columns.latestEvent'),
       cell: (d) => {
-        const e = latest.get(d.uuid);
+        const e = list.page?.latest.get(d.uuid);
         return e ? `${eventTitle(tf, e)} · ${formatDateTime(e.at)}` : '';
       },
     },

@@ -218,6 +218,8 @@ export default function JobNew() {
       .then(([p, g]) => {
         setPackets(p.slice().reverse());
         setGroups(g);
+        // A group named in the address that is not (or no longer) the account's is no choice.
+        setForm((f) => (f.groupUuid && !g.some((x) => x.uuid === f.groupUuid) ? { ...f, groupUuid: '' } : f));
         setForm((f) => (f.packetUuid || p.length === 0 ? f : { ...f, packetUuid: p.at(-1)!.uuid }));
       })
       .catch((err: unknown) => setLoadError(err));
