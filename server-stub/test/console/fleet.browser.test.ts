@@ -25,7 +25,6 @@ let tenant: Tenant;
 let fleet: FleetHandle | undefined;
 let fleetDir: string;
 let xssUuid: string;
-const dialogs: string[] = [];
 
 beforeAll(async () => {
   w = await startConsoleWorld({ sessionTtlSec: 3600 });
@@ -50,13 +49,7 @@ afterAll(async () => {
 }, 60_000);
 
 async function open(path: string): Promise<ConsolePage> {
-  const cp = await w.newPage();
-  cp.page.on('dialog', (d) => {
-    dialogs.push(d.message());
-    void d.dismiss();
-  });
-  await cp.page.goto(`${w.baseUrl}${path}`);
-  await w.login(cp.page, tenant);
+  const cp = await w.openAs(tenant, path);
   // Survives only as long as the page is not reloaded.
   await cp.page.evaluate(() => {
     (window as unknown as { __noReload: boolean }).__noReload = true;
@@ -118,7 +111,7 @@ describe('Dashboard and Devices with a simulated fleet', () => {
       expect(cp.pageErrors).toEqual([]);
       expect(await cp.cspViolations()).toEqual([]);
     }
-    expect(dialogs).toEqual([]);
+    expect(w.dialogs).toEqual([]);
   }, 180_000);
 
   it('device details: metadata editing, events and job history; the injected name stays text', async () => {
@@ -156,6 +149,6 @@ describe('Dashboard and Devices with a simulated fleet', () => {
     await w.screenshot(page, 'dashboard-de');
     expect(pageErrors).toEqual([]);
     expect(await cspViolations()).toEqual([]);
-    expect(dialogs).toEqual([]);
+    expect(w.dialogs).toEqual([]);
   }, 120_000);
 });

@@ -20,7 +20,6 @@ let w: ConsoleWorld;
 let tenant: Tenant;
 let rest: RestClient;
 let devices: { uuid: string; serialNumber: string }[];
-const dialogs: string[] = [];
 
 beforeAll(async () => {
   w = await startConsoleWorld({ sessionTtlSec: 3600 });
@@ -37,16 +36,7 @@ afterAll(async () => {
   removeTempDirs();
 }, 60_000);
 
-async function open(path: string): Promise<ConsolePage> {
-  const cp = await w.newPage();
-  cp.page.on('dialog', (d) => {
-    dialogs.push(d.message());
-    void d.dismiss();
-  });
-  await cp.page.goto(`${w.baseUrl}${path}`);
-  await w.login(cp.page, tenant);
-  return cp;
-}
+const open = (path: string): Promise<ConsolePage> => w.openAs(tenant, path);
 
 const groupRow = (page: Page, name: string) => page.locator('[data-testid="group-table"] tbody tr', { has: page.locator('a.group-name', { hasText: name }) });
 const memberRows = (page: Page) => page.locator('[data-testid="member-table"] tbody tr');
@@ -207,7 +197,7 @@ describe('device groups and device settings in the console', () => {
 
     expect(pageErrors).toEqual([]);
     expect(await cspViolations()).toEqual([]);
-    expect(dialogs).toEqual([]);
+    expect(w.dialogs).toEqual([]);
   }, BROWSER_TEST_MS);
 
   it('edits a device\'s custom fields and keep-alive; refusals are explained per field, in English and German; a reload shows what was saved', async () => {

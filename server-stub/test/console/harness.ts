@@ -60,6 +60,10 @@ export interface ConsoleWorld extends World {
   newPage(options?: { locale?: string }): Promise<ConsolePage>;
   /** Fills in the login form (the page shows it) and waits for the shell. */
   login(page: Page, tenant: Tenant): Promise<void>;
+  /** A new page at `path`, logged in as the tenant's user; its dialogs are dismissed and kept in `dialogs`. */
+  openAs(tenant: Tenant, path: string): Promise<ConsolePage>;
+  /** What dialogs (alert, confirm) pages opened by `openAs` showed: none is expected. */
+  readonly dialogs: string[];
   /** Saves a full-page PNG to test/console/screenshots/<name>.png; returns its path. */
   screenshot(page: Page, name: string): Promise<string>;
   closeAll(): Promise<void>;
@@ -88,9 +92,11 @@ export async function startConsoleWorld(flags: ConfigInput = {}): Promise<Consol
     throw err;
   }
   const contexts: BrowserContext[] = [];
+  const dialogs: string[] = [];
   mkdirSync(SCREENSHOTS, { recursive: true });
-  return {
+  const world: ConsoleWorld = {
     ...base,
+    dialogs,
     server,
     baseUrl: server.url,
     browser,
@@ -121,6 +127,16 @@ export async function startConsoleWorld(flags: ConfigInput = {}): Promise<Consol
       await page.locator('form button[type="submit"]').click();
       await page.locator('[data-testid="user"]').waitFor();
     },
+    async openAs(tenant, path) {
+      const cp = await world.newPage();
+      cp.page.on('dialog', (d) => {
+        dialogs.push(d.message());
+        void d.dismiss();
+      });
+      await cp.page.goto(`${server.url}${path}`);
+      await world.login(cp.page, tenant);
+      return cp;
+    },
     async screenshot(page, name) {
       const path = join(SCREENSHOTS, `${name}.png`);
       await page.screenshot({ path, fullPage: true });
@@ -132,6 +148,7 @@ export async function startConsoleWorld(flags: ConfigInput = {}): Promise<Consol
       await server.close();
     },
   };
+  return world;
 }
 
 /** Deadline of a browser test (a loaded 2-core machine runs Chromium slowly). */
