@@ -1,5 +1,6 @@
 import { FormatRegistry, type TSchema } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
+import { type ValueError, ValueErrorType } from '@sinclair/typebox/errors';
 import { Value } from '@sinclair/typebox/value';
 import type { FastifySchemaCompiler } from 'fastify';
 import { AppError } from './errors.js';
@@ -102,9 +103,101 @@ export function findTextViolation(schema: Schema, value: unknown, path = ''): st
   return undefined;
 }
 
+/**
+ * The first broken rule of a refused request, as `details` of SERVER_VALIDATION, so that a client
+ * can say what is wrong in its user's language without parsing the English message:
+ * `in` (body, querystring, params, headers), `field` (JSON pointer into that part; '' for the
+ * whole), `rule` (one of VALIDATION_RULES) and, for the rules with a bound, `limit`.
+ */
+export interface ValidationDetails {
+  readonly in: string;
+  readonly field: string;
+  readonly rule: ValidationRule;
+  readonly limit?: number;
+}
+
+export const VALIDATION_RULES = [
+  'type',
+  'required',
+  'unknownProperty',
+  'minimum',
+  'maximum',
+  'minLength',
+  'maxLength',
+  'pattern',
+  'format',
+  'minItems',
+  'maxItems',
+  'maxProperties',
+  'oneOf',
+  'text',
+  'invalid',
+] as const;
+export type ValidationRule = (typeof VALIDATION_RULES)[number];
+
+/** TypeBox's error kinds that carry a bound, by rule, and the schema keyword holding the bound. */
+const BOUNDED: ReadonlyMap<ValueErrorType, readonly [ValidationRule, string]> = new Map([
+  [ValueErrorType.NumberMinimum, ['minimum', 'minimum']],
+  [ValueErrorType.IntegerMinimum, ['minimum', 'minimum']],
+  [ValueErrorType.NumberExclusiveMinimum, ['minimum', 'exclusiveMinimum']],
+  [ValueErrorType.IntegerExclusiveMinimum, ['minimum', 'exclusiveMinimum']],
+  [ValueErrorType.NumberMaximum, ['maximum', 'maximum']],
+  [ValueErrorType.IntegerMaximum, ['maximum', 'maximum']],
+  [ValueErrorType.NumberExclusiveMaximum, ['maximum', 'exclusiveMaximum']],
+  [ValueErrorType.IntegerExclusiveMaximum, ['maximum', 'exclusiveMaximum']],
+  [ValueErrorType.StringMinLength, ['minLength', 'minLength']],
+  [ValueErrorType.StringMaxLength, ['maxLength', 'maxLength']],
+  [ValueErrorType.ArrayMinItems, ['minItems', 'minItems']],
+  [ValueErrorType.ArrayMaxItems, ['maxItems', 'maxItems']],
+  [ValueErrorType.ObjectMaxProperties, ['maxProperties', 'maxProperties']],
+]);
+
+const OTHER: ReadonlyMap<ValueErrorType, ValidationRule> = new Map([
+  [ValueErrorType.ObjectRequiredProperty, 'required'],
+  [ValueErrorType.ObjectAdditionalProperties, 'unknownProperty'],
+  [ValueErrorType.StringPattern, 'pattern'],
+  [ValueErrorType.StringFormat, 'format'],
+  [ValueErrorType.StringFormatUnknown, 'format'],
+  [ValueErrorType.Literal, 'oneOf'],
+  ...[
+    ValueErrorType.Array,
+    ValueErrorType.Boolean,
+    ValueErrorType.Integer,
+    ValueErrorType.Null,
+    ValueErrorType.Number,
+    ValueErrorType.Object,
+    ValueErrorType.String,
+  ].map((t): [ValueErrorType, ValidationRule] => [t, 'type']),
+]);
+
+/**
+ * Within a union (`number | null`, one of several literals) the error of the member that fits the
+ * value's kind says more than "matches no member": a latitude of 95 breaks `maximum`, not `type`.
+ */
+function mostSpecific(error: ValueError): ValueError {
+  if (error.type !== ValueErrorType.Union) return error;
+  const subs = error.errors.map((it) => it.First()).filter((e): e is ValueError => e !== undefined);
+  const fitting = subs.find((e) => OTHER.get(e.type) !== 'type' && e.type !== ValueErrorType.Union);
+  if (fitting) return mostSpecific(fitting);
+  if (subs.length > 0 && subs.every((e) => e.type === ValueErrorType.Literal)) return subs[0]!;
+  return error;
+}
+
+export function validationDetails(part: string, error: ValueError | undefined): ValidationDetails {
+  if (!error) return { in: part, field: '', rule: 'invalid' };
+  const e = mostSpecific(error);
+  const bounded = BOUNDED.get(e.type);
+  if (bounded) {
+    const limit = (e.schema as Record<string, unknown>)[bounded[1]];
+    return { in: part, field: e.path, rule: bounded[0], ...(typeof limit === 'number' ? { limit } : {}) };
+  }
+  return { in: part, field: e.path, rule: OTHER.get(e.type) ?? (e.type === ValueErrorType.Union ? 'type' : 'invalid') };
+}
+
 export const typeboxValidatorCompiler: FastifySchemaCompiler<TSchema> = ({ schema, httpPart }) => {
   const check = TypeCompiler.Compile(schema);
   const convert = httpPart !== 'body';
+  const part = httpPart ?? 'request';
   return (data: unknown) => {
     // A request without a body meets an object schema as `{}` (its required properties still
     // apply). A JSON `null` body never gets here: the JSON parser refuses it (http-edge.ts).
@@ -113,11 +206,14 @@ export const typeboxValidatorCompiler: FastifySchemaCompiler<TSchema> = ({ schem
     value = Value.Default(schema, value);
     if (check.Check(value)) {
       const why = findTextViolation(schema as Schema, value);
-      if (why) return { error: new AppError('SERVER_VALIDATION', `${httpPart ?? 'request'}${why}`) };
+      if (why) {
+        const details: ValidationDetails = { in: part, field: why.slice(0, why.indexOf(': ')).replace(/^\/$/, ''), rule: 'text' };
+        return { error: new AppError('SERVER_VALIDATION', `${part}${why}`, { details }) };
+      }
       return { value };
     }
     const first = check.Errors(value).First();
-    const where = first ? `${httpPart ?? 'request'}${first.path || ''}` : (httpPart ?? 'request');
-    return { error: new AppError('SERVER_VALIDATION', `${where}: ${first?.message ?? 'invalid'}`) };
+    const where = first ? `${part}${first.path || ''}` : part;
+    return { error: new AppError('SERVER_VALIDATION', `${where}: ${first?.message ?? 'invalid'}`, { details: validationDetails(part, first) }) };
   };
 };

@@ -71,6 +71,32 @@ describe('bad input gets a 4xx with a catalogue code, never a 500, and the serve
     expect(res.body).not.toMatch(/at .*\.ts:\d+|SQLITE|stack/i);
   });
 
+  const detailCases: { name: string; method: 'POST' | 'PATCH' | 'GET'; url: () => string; payload?: unknown; details: Record<string, unknown> }[] = [
+    { name: 'below the minimum', method: 'PATCH', url: () => `/api/inventory/managed-devices/${device}`, payload: { connectionPingInterval: 2 }, details: { in: 'body', field: '/connectionPingInterval', rule: 'minimum', limit: 5 } },
+    { name: 'above the maximum', method: 'PATCH', url: () => `/api/inventory/managed-devices/${device}`, payload: { connectionPongTimeout: 90_000 }, details: { in: 'body', field: '/connectionPongTimeout', rule: 'maximum', limit: 86_400 } },
+    { name: 'a fraction for an integer', method: 'PATCH', url: () => `/api/inventory/managed-devices/${device}`, payload: { connectionSessionTimeout: 1.5 }, details: { in: 'body', field: '/connectionSessionTimeout', rule: 'type' } },
+    { name: 'a nullable number out of range', method: 'PATCH', url: () => `/api/inventory/managed-devices/${device}`, payload: { latitude: 95, longitude: 10 }, details: { in: 'body', field: '/latitude', rule: 'maximum', limit: 90 } },
+    { name: 'half a coordinate pair', method: 'PATCH', url: () => `/api/inventory/managed-devices/${device}`, payload: { latitude: 45 }, details: { in: 'body', field: '/longitude', rule: 'required' } },
+    { name: 'a custom field name the pattern refuses', method: 'PATCH', url: () => `/api/inventory/managed-devices/${device}`, payload: { customFields: { 'bad name': 'x' } }, details: { in: 'body', field: '/customFields/bad name', rule: 'unknownProperty' } },
+    { name: 'a custom field value too long', method: 'PATCH', url: () => `/api/inventory/managed-devices/${device}`, payload: { customFields: { site: 'x'.repeat(1001) } }, details: { in: 'body', field: '/customFields/site', rule: 'maxLength', limit: 1000 } },
+    { name: 'an empty group name', method: 'POST', url: () => '/api/inventory/device-groups', payload: { name: '' }, details: { in: 'body', field: '/name', rule: 'minLength', limit: 1 } },
+    { name: 'a missing property', method: 'POST', url: () => '/api/inventory/device-groups', payload: {}, details: { in: 'body', field: '/name', rule: 'required' } },
+    { name: 'a control character in a name', method: 'POST', url: () => '/api/inventory/device-groups', payload: { name: 'a\u0007b' }, details: { in: 'body', field: '/name', rule: 'text' } },
+    { name: 'a bad query value', method: 'GET', url: () => '/api/inventory/managed-devices?status=asleep', details: { in: 'querystring', field: '/status', rule: 'oneOf' } },
+  ];
+
+  it.each(detailCases)('SERVER_VALIDATION says which field breaks which rule: $name', async (c) => {
+    const res = await w.app.inject({
+      method: c.method,
+      url: c.url(),
+      headers: { authorization: `Bearer ${token}`, ...(c.payload === undefined ? {} : json) },
+      ...(c.payload === undefined ? {} : { payload: JSON.stringify(c.payload) }),
+    });
+    expect(res.statusCode, res.body).toBe(400);
+    expect(res.json()).toMatchObject({ code: 'SERVER_VALIDATION', details: c.details });
+    expect(Object.keys(res.json().details).sort()).toEqual(Object.keys(c.details).sort());
+  });
+
   it('an unauthenticated request is refused before its body is read or validated', async () => {
     const res = await w.app.inject({
       method: 'POST',

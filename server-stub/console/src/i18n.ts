@@ -11,6 +11,7 @@ import deCommon from './locales/de/common.json';
 import deDashboard from './locales/de/dashboard.json';
 import deDevices from './locales/de/devices.json';
 import deFleet from './locales/de/fleet.json';
+import deGroups from './locales/de/groups.json';
 import deJobs from './locales/de/jobs.json';
 import deLicences from './locales/de/licences.json';
 import deLogin from './locales/de/login.json';
@@ -21,6 +22,7 @@ import enCommon from './locales/en/common.json';
 import enDashboard from './locales/en/dashboard.json';
 import enDevices from './locales/en/devices.json';
 import enFleet from './locales/en/fleet.json';
+import enGroups from './locales/en/groups.json';
 import enJobs from './locales/en/jobs.json';
 import enLicences from './locales/en/licences.json';
 import enLogin from './locales/en/login.json';
@@ -36,6 +38,7 @@ export const resources = {
     dashboard: enDashboard,
     devices: enDevices,
     fleet: enFleet,
+    groups: enGroups,
     resources: enResources,
     jobs: enJobs,
     licences: enLicences,
@@ -48,6 +51,7 @@ export const resources = {
     dashboard: deDashboard,
     devices: deDevices,
     fleet: deFleet,
+    groups: deGroups,
     resources: deResources,
     jobs: deJobs,
     licences: deLicences,

@@ -13,6 +13,7 @@ import AccountPage from './pages/account.js';
 import DashboardPage from './pages/dashboard.js';
 import DeviceImportPage from './pages/device-import.js';
 import DevicesPage from './pages/devices.js';
+import GroupsPage from './pages/groups.js';
 import JobsPage from './pages/jobs.js';
 import LicencesPage from './pages/licences.js';
 import LoginPage from './pages/login.js';
@@ -36,7 +37,10 @@ const PAGES: readonly PageEntry[] = [
 ];
 
 /** Pages under another entry's path, not in the navigation (their key marks that entry as current). */
-const SUB_PAGES: readonly PageEntry[] = [{ href: '/devices/import', key: 'devices', component: DeviceImportPage }];
+const SUB_PAGES: readonly PageEntry[] = [
+  { href: '/devices/import', key: 'devices', component: DeviceImportPage },
+  { href: '/devices/groups', key: 'devices', component: GroupsPage },
+];
 
 function pageOf(path: string): PageEntry | undefined {
   if (path === '/') return PAGES[0];

@@ -67,7 +67,10 @@ export function coordinates(input: {
   if (lat === undefined && lon === undefined) return undefined;
   if (lat === null && lon === null) return { latitude: null, longitude: null };
   if (typeof lat !== 'number' || typeof lon !== 'number') {
-    throw new AppError('SERVER_VALIDATION', 'latitude and longitude are set together (both numbers, or both null).');
+    const missing = typeof lat === 'number' ? '/longitude' : '/latitude';
+    throw new AppError('SERVER_VALIDATION', 'latitude and longitude are set together (both numbers, or both null).', {
+      details: { in: 'body', field: missing, rule: 'required' },
+    });
   }
   if (!Number.isFinite(lat) || lat < -90 || lat > 90) {
     throw new AppError('SERVER_VALIDATION', 'latitude must be a number from -90 to 90 (degrees).');

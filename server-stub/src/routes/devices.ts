@@ -27,7 +27,9 @@ const Seconds = (key: keyof typeof KEEPALIVE_LIMITS, description: string) =>
     description: `${description} Seconds; default ${DEVICE_DEFAULTS[key]}.` });
 const CustomFields = Type.Record(Type.String({ pattern: '^[A-Za-z][A-Za-z0-9_]{0,63}$' }), Type.String({ maxLength: 1000 }), {
   maxProperties: 50,
-  description: 'Custom fields (Basic and Pro plans).',
+  // A name the pattern refuses is an unknown property (TypeBox's record alone lets it through).
+  additionalProperties: false,
+  description: 'Custom fields (Basic and Pro plans): names are a letter, then letters, digits or _ (64 at most).',
 });
 
 const keepAlive = {

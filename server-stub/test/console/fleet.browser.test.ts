@@ -1,11 +1,11 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type FleetHandle, fleetToCsv, generateFleet, provisionFleet, RestClient, startFleet } from '@router-fleet/simulator';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { removeTempDirs, type Tenant } from '../helpers/setup.js';
-import { type ConsolePage, type ConsoleWorld, flatten, startConsoleWorld } from './harness.js';
+import { type ConsolePage, type ConsoleWorld, englishLines, startConsoleWorld } from './harness.js';
 
 /**
  * The Dashboard and Devices pages against a simulated fleet: 30 routers (each the real agent
@@ -18,37 +18,13 @@ const SEATS = 25; // one basic-25 licence
 const XSS = '<img src=x onerror=alert(1)>';
 const LIVE_WAIT = 60_000;
 
-const locale = (lang: string, ns: string) =>
-  flatten(JSON.parse(readFileSync(new URL(`../../console/src/locales/${lang}/${ns}.json`, import.meta.url), 'utf8')));
-
-/** English texts of the pages' namespaces that differ in German (German has every key). */
-function englishOnly(namespaces: readonly string[]): Set<string> {
-  const out = new Set<string>();
-  for (const ns of namespaces) {
-    const en = locale('en', ns);
-    const de = locale('de', ns);
-    for (const [key, text] of en) {
-      expect(de.has(key), `de/${ns}.json lacks ${key}`).toBe(true);
-      if (de.get(key) !== text && !text.includes('{{')) out.add(text);
-    }
-    for (const key of de.keys()) expect(en.has(key), `en/${ns}.json lacks ${key}`).toBe(true);
-  }
-  return out;
-}
-
-/** Lines of the page's main area that are English-only texts. */
-async function englishLines(page: Page): Promise<string[]> {
-  const english = englishOnly(['dashboard', 'devices', 'fleet']);
-  const text = await page.locator('main').innerText();
-  return text.split('\n').map((l) => l.trim()).filter((l) => english.has(l));
-}
+const NAMESPACES = ['dashboard', 'devices', 'fleet'];
 
 let w: ConsoleWorld;
 let tenant: Tenant;
 let fleet: FleetHandle | undefined;
 let fleetDir: string;
 let xssUuid: string;
-const dialogs: string[] = [];
 
 beforeAll(async () => {
   w = await startConsoleWorld({ sessionTtlSec: 3600 });
@@ -73,13 +49,7 @@ afterAll(async () => {
 }, 60_000);
 
 async function open(path: string): Promise<ConsolePage> {
-  const cp = await w.newPage();
-  cp.page.on('dialog', (d) => {
-    dialogs.push(d.message());
-    void d.dismiss();
-  });
-  await cp.page.goto(`${w.baseUrl}${path}`);
-  await w.login(cp.page, tenant);
+  const cp = await w.openAs(tenant, path);
   // Survives only as long as the page is not reloaded.
   await cp.page.evaluate(() => {
     (window as unknown as { __noReload: boolean }).__noReload = true;
@@ -141,7 +111,7 @@ describe('Dashboard and Devices with a simulated fleet', () => {
       expect(cp.pageErrors).toEqual([]);
       expect(await cp.cspViolations()).toEqual([]);
     }
-    expect(dialogs).toEqual([]);
+    expect(w.dialogs).toEqual([]);
   }, 180_000);
 
   it('device details: metadata editing, events and job history; the injected name stays text', async () => {
@@ -165,7 +135,7 @@ describe('Dashboard and Devices with a simulated fleet', () => {
     // German: the same page, every label translated.
     await page.locator('select[data-testid="language"]').selectOption('de');
     await expect.poll(() => page.locator('h2', { hasText: 'Auftragsverlauf' }).count()).toBe(1);
-    expect(await englishLines(page)).toEqual([]);
+    expect(await englishLines(page, NAMESPACES, 'main')).toEqual([]);
     await w.screenshot(page, 'device-de');
     for (const [href, heading] of [
       ['/devices', 'Geräte'],
@@ -174,11 +144,11 @@ describe('Dashboard and Devices with a simulated fleet', () => {
       await page.locator(`nav.sidebar a[href="${href}"]`).click();
       await expect.poll(() => page.locator('main h1').innerText()).toBe(heading);
       await expect.poll(() => page.locator('main').innerText()).toMatch(/Online/);
-      expect(await englishLines(page), href).toEqual([]);
+      expect(await englishLines(page, NAMESPACES, 'main'), href).toEqual([]);
     }
     await w.screenshot(page, 'dashboard-de');
     expect(pageErrors).toEqual([]);
     expect(await cspViolations()).toEqual([]);
-    expect(dialogs).toEqual([]);
+    expect(w.dialogs).toEqual([]);
   }, 120_000);
 });

@@ -6,7 +6,7 @@
  * Debian's `chromium` is used (CHROMIUM_PATH overrides /usr/bin/chromium; `.ci/run` installs it).
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core';
@@ -60,6 +60,10 @@ export interface ConsoleWorld extends World {
   newPage(options?: { locale?: string }): Promise<ConsolePage>;
   /** Fills in the login form (the page shows it) and waits for the shell. */
   login(page: Page, tenant: Tenant): Promise<void>;
+  /** A new page at `path`, logged in as the tenant's user; its dialogs are dismissed and kept in `dialogs`. */
+  openAs(tenant: Tenant, path: string): Promise<ConsolePage>;
+  /** What dialogs (alert, confirm) pages opened by `openAs` showed: none is expected. */
+  readonly dialogs: string[];
   /** Saves a full-page PNG to test/console/screenshots/<name>.png; returns its path. */
   screenshot(page: Page, name: string): Promise<string>;
   closeAll(): Promise<void>;
@@ -88,9 +92,11 @@ export async function startConsoleWorld(flags: ConfigInput = {}): Promise<Consol
     throw err;
   }
   const contexts: BrowserContext[] = [];
+  const dialogs: string[] = [];
   mkdirSync(SCREENSHOTS, { recursive: true });
-  return {
+  const world: ConsoleWorld = {
     ...base,
+    dialogs,
     server,
     baseUrl: server.url,
     browser,
@@ -121,6 +127,16 @@ export async function startConsoleWorld(flags: ConfigInput = {}): Promise<Consol
       await page.locator('form button[type="submit"]').click();
       await page.locator('[data-testid="user"]').waitFor();
     },
+    async openAs(tenant, path) {
+      const cp = await world.newPage();
+      cp.page.on('dialog', (d) => {
+        dialogs.push(d.message());
+        void d.dismiss();
+      });
+      await cp.page.goto(`${server.url}${path}`);
+      await world.login(cp.page, tenant);
+      return cp;
+    },
     async screenshot(page, name) {
       const path = join(SCREENSHOTS, `${name}.png`);
       await page.screenshot({ path, fullPage: true });
@@ -132,6 +148,7 @@ export async function startConsoleWorld(flags: ConfigInput = {}): Promise<Consol
       await server.close();
     },
   };
+  return world;
 }
 
 /** Deadline of a browser test (a loaded 2-core machine runs Chromium slowly). */
@@ -150,4 +167,31 @@ export function flatten(value: unknown, prefix = ''): Map<string, string> {
     for (const [k, v] of Object.entries(value)) for (const [kk, vv] of flatten(v, prefix ? `${prefix}.${k}` : k)) out.set(kk, vv);
   }
   return out;
+}
+
+/** The strings of one namespace of the console's translations, by dotted key. */
+export function localeStrings(lang: string, ns: string): Map<string, string> {
+  return flatten(JSON.parse(readFileSync(join(CONSOLE_SRC, 'src', 'locales', lang, `${ns}.json`), 'utf8')));
+}
+
+/** English texts of the namespaces that differ in German; asserts that both languages have the same keys. */
+export function englishOnly(namespaces: readonly string[]): Set<string> {
+  const out = new Set<string>();
+  for (const ns of namespaces) {
+    const en = localeStrings('en', ns);
+    const de = localeStrings('de', ns);
+    for (const [key, text] of en) {
+      expect(de.has(key), `de/${ns}.json lacks ${key}`).toBe(true);
+      if (de.get(key) !== text && !text.includes('{{')) out.add(text);
+    }
+    for (const key of de.keys()) expect(en.has(key), `en/${ns}.json lacks ${key}`).toBe(true);
+  }
+  return out;
+}
+
+/** Lines and table cells of the page's `selector` that are English-only texts of the namespaces. */
+export async function englishLines(page: Page, namespaces: readonly string[], selector = 'body'): Promise<string[]> {
+  const english = englishOnly(namespaces);
+  const text = await page.locator(selector).innerText();
+  return text.split(/[\n\t]/).map((l) => l.trim()).filter((l) => english.has(l));
 }

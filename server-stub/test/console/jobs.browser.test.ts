@@ -1,4 +1,4 @@
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -15,7 +15,7 @@ import {
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { removeTempDirs, type Tenant } from '../helpers/setup.js';
-import { type ConsolePage, type ConsoleWorld, flatten, poll, startConsoleWorld } from './harness.js';
+import { type ConsolePage, type ConsoleWorld, englishLines, poll, startConsoleWorld } from './harness.js';
 
 /**
  * The Update jobs page against a simulated fleet: 30 routers (each the real agent core) connected
@@ -44,29 +44,7 @@ const behaviour: Behaviour = {
   rebootMs: { min: 1000, max: 2000 },
 };
 
-const locale = (lang: string, ns: string) =>
-  flatten(JSON.parse(readFileSync(new URL(`../../console/src/locales/${lang}/${ns}.json`, import.meta.url), 'utf8')));
-
-/** English texts of the namespaces that differ in German; German has every key and no other. */
-function englishOnly(namespaces: readonly string[]): Set<string> {
-  const out = new Set<string>();
-  for (const ns of namespaces) {
-    const en = locale('en', ns);
-    const de = locale('de', ns);
-    for (const [key, text] of en) {
-      expect(de.has(key), `de/${ns}.json lacks ${key}`).toBe(true);
-      if (de.get(key) !== text && !text.includes('{{')) out.add(text);
-    }
-    for (const key of de.keys()) expect(en.has(key), `en/${ns}.json lacks ${key}`).toBe(true);
-  }
-  return out;
-}
-
-async function englishLines(page: Page): Promise<string[]> {
-  const english = englishOnly(['jobs', 'fleet', 'common']);
-  const text = await page.locator('body').innerText();
-  return text.split(/[\n\t]/).map((l) => l.trim()).filter((l) => english.has(l));
-}
+const NAMESPACES = ['jobs', 'fleet', 'common'];
 
 let w: ConsoleWorld;
 let tenant: Tenant;
@@ -272,7 +250,7 @@ describe('Update jobs with a simulated fleet', () => {
     await page.locator('select[name="groupUuid"]').selectOption(group.uuid);
     await page.locator('input[name="maxConcurrent"]').fill('1');
     await page.locator('select[name="window"]').selectOption('weekly');
-    expect(await englishLines(page)).toEqual([]);
+    expect(await englishLines(page, NAMESPACES)).toEqual([]);
     await w.screenshot(page, 'job-new-de');
     // Back to no window: this job is to run at once.
     await page.locator('select[name="window"]').selectOption('none');
@@ -291,7 +269,7 @@ describe('Update jobs with a simulated fleet', () => {
     expect(await page.locator('[data-testid="job-pause"], [data-testid="job-resume"], [data-testid="job-cancel"]').count()).toBe(0);
     // Every device ends (cancelled before its commit point, or finished past it); the page follows.
     await expect.poll(() => page.locator('[data-testid="job-devices"] tbody tr[data-status="done"]').count(), live).toBe(10);
-    expect(await englishLines(page)).toEqual([]);
+    expect(await englishLines(page, NAMESPACES)).toEqual([]);
     await w.screenshot(page, 'job-de');
     expect(pageErrors).toEqual([]);
     expect(await cspViolations()).toEqual([]);

@@ -88,10 +88,7 @@ export interface JobDeviceRow {
   updatedAt: string | null;
 }
 
-export interface Page<T> {
-  items: T[];
-  nextCursor: string | null;
-}
+export type { Page } from './paged-table.js';
 
 /** Key of an execution state or result in fleet:execution (`timed-out` → `timed_out`). */
 export const executionKey = (state: string) => `fleet:execution.${state.replace(/-/g, '_')}`;

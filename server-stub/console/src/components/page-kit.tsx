@@ -1,7 +1,7 @@
 /** What pages with lists and forms share: loading, change messages, roles, files, sizes. */
 import type { TFunction } from 'i18next';
 import { useCallback, useEffect, useState } from 'preact/hooks';
-import { errorText } from './error-text.js';
+import { errorText, type FieldNames } from './error-text.js';
 import type { Role } from '../api.js';
 import { currentLanguage } from '../i18n.js';
 import { useSession } from '../session.js';
@@ -30,8 +30,11 @@ export function useLoad<T>(t: TFunction, load: () => Promise<T>, deps: readonly 
   return { data, error: failure ? errorText(t, failure.err) : null, reload };
 }
 
-/** Runs a change: busy while it runs, then a success or translated error message, then `after`. */
-export function useAction(t: TFunction, after: () => Promise<void> | void = () => undefined) {
+/**
+ * Runs a change: busy while it runs, then a success or translated error message, then `after`.
+ * With `fields`, a refused input names the field and the rule it breaks.
+ */
+export function useAction(t: TFunction, after: () => Promise<void> | void = () => undefined, fields?: FieldNames) {
   const [busy, setBusy] = useState(false);
   const [message, setMessage] = useState<Message>(null);
   /** `action` resolves to its success message (a function, translated when it renders). */
@@ -43,7 +46,7 @@ export function useAction(t: TFunction, after: () => Promise<void> | void = () =
       setMessage({ kind: 'success', text: await action() });
       ok = true;
     } catch (err) {
-      setMessage({ kind: 'error', text: () => errorText(t, err) });
+      setMessage({ kind: 'error', text: () => errorText(t, err, fields) });
     } finally {
       await after();
       setBusy(false);

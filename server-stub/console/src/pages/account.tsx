@@ -8,16 +8,12 @@ import type { ComponentChildren } from 'preact';
 import { useCallback, useEffect, useState } from 'preact/hooks';
 import { api, type Language, type Role, type User } from '../api.js';
 import { errorText } from '../components/error-text.js';
+import { type Column, type Page, PagedTable, usePagedList } from '../components/paged-table.js';
 import { currentLanguage, formatDateTime, useT } from '../i18n.js';
 import type { PageProps } from '../router.js';
 import { useSession } from '../session.js';
 import '../styles/fleet.css';
 import '../styles/account.css';
-
-interface Page<T> {
-  items: T[];
-  nextCursor: string | null;
-}
 
 const COMPANY_FIELDS = ['companyName', 'street', 'postalCode', 'city', 'country', 'vatId', 'contactEmail', 'contactPhone'] as const;
 type CompanyField = (typeof COMPANY_FIELDS)[number];
@@ -507,24 +503,8 @@ function TokensSection() {
 
 function AuditSection() {
   const t = useT('account');
-  const [cursors, setCursors] = useState<Array<string | undefined>>([undefined]);
-  const [page, setPage] = useState<Page<AuditRecord> | null>(null);
-  const [loadError, setLoadError] = useState<unknown>(null);
+  const list = usePagedList((cursor) => api.get<Page<AuditRecord>>(`/api/audit-log?limit=${AUDIT_PAGE}${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`));
   const [message, busy, run] = useAction();
-  const pageIndex = cursors.length - 1;
-
-  const load = useCallback(async () => {
-    const cursor = cursors[pageIndex];
-    try {
-      setPage(await api.get<Page<AuditRecord>>(`/api/audit-log?limit=${AUDIT_PAGE}${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`));
-      setLoadError(null);
-    } catch (err) {
-      setLoadError(err);
-    }
-  }, [cursors, pageIndex]);
-  useEffect(() => {
-    void load();
-  }, [load]);
 
   const verify = () =>
     void run(async () => {
@@ -535,11 +515,32 @@ function AuditSection() {
 
   const actor = (r: AuditRecord) =>
     r.actor.type === 'system' ? t('audit.system') : `${r.actor.username ?? r.actor.userUuid ?? ''}${r.actor.via ? ` (${t(`audit.via.${r.actor.via}`)})` : ''}`;
+  const columns: Column<AuditRecord>[] = [
+    { id: 'seq', header: t('audit.seq'), cell: (r) => r.seq },
+    { id: 'at', header: t('audit.at'), class: 'nowrap', cell: (r) => formatDateTime(r.at) },
+    { id: 'actor', header: t('audit.actor'), cell: actor },
+    { id: 'action', header: t('audit.action'), cell: (r) => <code class="mono">{r.action}</code> },
+    {
+      id: 'resource',
+      header: t('audit.resource'),
+      cell: (r) => (
+        <>
+          {r.resourceKind ? t(`audit.kinds.${r.resourceKind}`, { defaultValue: r.resourceKind }) : ''}
+          {r.resourceUuid ? (
+            <div class="muted small mono" title={r.resourceUuid}>
+              {r.resourceUuid.slice(0, 8)}
+            </div>
+          ) : null}
+        </>
+      ),
+    },
+    { id: 'status', header: t('audit.status'), cell: (r) => <span class={r.status >= 400 ? 'error' : undefined}>{r.status}</span> },
+  ];
 
   return (
     <Panel title={t('audit.title')} testId="audit">
       <div class="row-actions">
-        <button type="button" class="secondary" data-testid="audit-refresh" onClick={() => (pageIndex === 0 ? void load() : setCursors([undefined]))}>
+        <button type="button" class="secondary" data-testid="audit-refresh" onClick={list.restart}>
           {t('audit.refresh')}
         </button>
         <button type="button" class="secondary" disabled={busy} data-testid="audit-verify" onClick={verify}>
@@ -547,57 +548,15 @@ function AuditSection() {
         </button>
       </div>
       <Note message={message} testId="audit-message" />
-      {loadError ? (
-        <p class="error" role="alert">
-          {errorText(t, loadError)}
-        </p>
-      ) : null}
-      {page && page.items.length > 0 ? (
-        <table class="data" data-testid="audit-table">
-          <thead>
-            <tr>
-              <th>{t('audit.seq')}</th>
-              <th>{t('audit.at')}</th>
-              <th>{t('audit.actor')}</th>
-              <th>{t('audit.action')}</th>
-              <th>{t('audit.resource')}</th>
-              <th>{t('audit.status')}</th>
-            </tr>
-          </thead>
-          <tbody>
-            {page.items.map((r) => (
-              <tr key={r.seq} data-seq={r.seq}>
-                <td>{r.seq}</td>
-                <td class="nowrap">{formatDateTime(r.at)}</td>
-                <td>{actor(r)}</td>
-                <td>
-                  <code class="mono">{r.action}</code>
-                </td>
-                <td>
-                  {r.resourceKind ? t(`audit.kinds.${r.resourceKind}`, { defaultValue: r.resourceKind }) : ''}
-                  {r.resourceUuid ? (
-                    <div class="muted small mono" title={r.resourceUuid}>
-                      {r.resourceUuid.slice(0, 8)}
-                    </div>
-                  ) : null}
-                </td>
-                <td class={r.status >= 400 ? 'error' : undefined}>{r.status}</td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
-      ) : page ? (
-        <p class="muted">{t('audit.none')}</p>
-      ) : null}
-      <nav class="paging">
-        <button type="button" class="secondary" disabled={pageIndex === 0} onClick={() => setCursors(cursors.slice(0, -1))}>
-          {t('paging.previous')}
-        </button>
-        <span>{t('paging.page', { page: pageIndex + 1 })}</span>
-        <button type="button" class="secondary" disabled={!page?.nextCursor} onClick={() => page?.nextCursor && setCursors([...cursors, page.nextCursor])}>
-          {t('paging.next')}
-        </button>
-      </nav>
+      <PagedTable
+        list={list}
+        columns={columns}
+        rowKey={(r) => String(r.seq)}
+        rowAttrs={(r) => ({ 'data-seq': String(r.seq) })}
+        testId="audit-table"
+        errorT={t}
+        empty={t('audit.none')}
+      />
     </Panel>
   );
 }

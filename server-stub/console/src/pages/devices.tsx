@@ -5,14 +5,18 @@
  * new events arrive, the page shown is read again, so routers coming online show without a reload.
  */
 import { useCallback, useEffect, useRef, useState } from 'preact/hooks';
-import { api, ApiError } from '../api.js';
+import { api } from '../api.js';
+import { allGroups, DevicesNav, type GroupChoice } from '../components/device-groups.js';
 import { errorText } from '../components/error-text.js';
 import { EventList, eventTitle } from '../components/event-list.js';
 import { Link } from '../components/link.js';
+import { MessageLine, useAction } from '../components/page-kit.js';
+import { type Column, type Page, PagedTable, usePagedList, useThrottle } from '../components/paged-table.js';
 import { formatDateTime, useT } from '../i18n.js';
 import { type FleetEvent, useLiveStream } from '../live.js';
 import type { PageProps } from '../router.js';
 import { useSession } from '../session.js';
+import { CustomFieldsPanel, deviceFieldNames, KeepAlivePanel, typedNumber } from './device-settings.js';
 import '../styles/fleet.css';
 
 type Status = 'online' | 'unmanaged' | 'offline';
@@ -23,8 +27,13 @@ interface Device {
   serialNumber: string;
   name: string;
   location: string;
+  groupUuid: string | null;
   model: string | null;
   firmware: string | null;
+  connectionPingInterval: number;
+  connectionPongTimeout: number;
+  connectionSessionTimeout: number;
+  customFields: Record<string, string>;
   latitude: number | null;
   longitude: number | null;
   reported: { model: string | null; firmware: string | null; position: { latitude: number; longitude: number; at: string } | null };
@@ -47,11 +56,6 @@ interface DeviceJob {
   state: string | null;
   errorCode: string | null;
   updatedAt: string | null;
-}
-
-interface Page<T> {
-  items: T[];
-  nextCursor: string | null;
 }
 
 const PAGE_SIZE = 50;
@@ -95,20 +99,6 @@ function toSearch(q: Query): string {
   return s ? `?${s}` : '';
 }
 
-/** Calls `fn` at most once per `ms` (the last call wins); returns the throttled function. */
-function useThrottle(fn: () => void, ms: number): () => void {
-  const ref = useRef({ fn, timer: undefined as ReturnType<typeof setTimeout> | undefined });
-  ref.current.fn = fn;
-  useEffect(() => () => clearTimeout(ref.current.timer), []);
-  return useCallback(() => {
-    const r = ref.current;
-    r.timer ??= setTimeout(() => {
-      r.timer = undefined;
-      r.fn();
-    }, ms);
-  }, [ms]);
-}
-
 function StatusBadge(props: { status: Status }) {
   const t = useT('fleet');
   return <span class={`badge status-${props.status}`}>{t(`status.${props.status}`)}</span>;
@@ -126,49 +116,28 @@ function DeviceList() {
   const tf = useT('fleet');
   const [query, setQuery] = useState<Query>(queryFromLocation);
   const [draft, setDraft] = useState<Query>(query);
-  const [cursors, setCursors] = useState<Array<string | undefined>>([undefined]);
-  const [page, setPage] = useState<Page<Device> | null>(null);
-  const [latest, setLatest] = useState<Map<string, FleetEvent>>(new Map());
-  const [error, setError] = useState<unknown>(null);
-  const [groups, setGroups] = useState<Array<{ uuid: string; name: string }>>([]);
-  const pageIndex = cursors.length - 1;
-  const generation = useRef(0);
+  const [groups, setGroups] = useState<GroupChoice[]>([]);
+  const [selected, setSelected] = useState<Set<string>>(new Set());
 
-  useEffect(() => {
-    api
-      .get<Page<{ uuid: string; name: string }>>('/api/inventory/device-groups?limit=200')
-      .then((g) => setGroups(g.items))
+  const loadGroups = useCallback(() => {
+    allGroups()
+      .then(setGroups)
       .catch(() => setGroups([]));
   }, []);
+  useEffect(loadGroups, [loadGroups]);
 
-  const load = useCallback(async () => {
-    const mine = ++generation.current;
+  // A page of devices, each with its latest event (read right after the page, shown with it).
+  const list = usePagedList(async (cursor): Promise<Page<Device> & { latest: Map<string, FleetEvent> }> => {
     const p = new URLSearchParams({ limit: String(PAGE_SIZE), sort: query.sort, order: query.order });
     for (const k of ['text', 'groupUuid', 'status', 'admission', 'model', 'firmware'] as const) if (query[k] !== '') p.set(k, query[k]);
-    const cursor = cursors[pageIndex];
     if (cursor) p.set('cursor', cursor);
-    try {
-      const result = await api.get<Page<Device>>(`/api/inventory/managed-devices?${p.toString()}`);
-      const uuids = result.items.map((d) => d.uuid);
-      const events = uuids.length
-        ? (await api.get<{ items: FleetEvent[] }>(`/api/events/latest?deviceUuids=${uuids.join(',')}`)).items
-        : [];
-      if (mine !== generation.current) return;
-      setPage(result);
-      setLatest(new Map(events.map((e) => [e.subject ?? '', e])));
-      setError(null);
-    } catch (err) {
-      if (mine !== generation.current) return;
-      if (err instanceof ApiError && err.code === 'SERVER_INVALID_CURSOR') setCursors([undefined]);
-      setError(err);
-    }
-  }, [query, cursors, pageIndex]);
+    const result = await api.get<Page<Device>>(`/api/inventory/managed-devices?${p.toString()}`);
+    const uuids = result.items.map((d) => d.uuid);
+    const events = uuids.length ? (await api.get<{ items: FleetEvent[] }>(`/api/events/latest?deviceUuids=${uuids.join(',')}`)).items : [];
+    return { ...result, latest: new Map(events.map((e) => [e.subject ?? '', e])) };
+  }, query);
 
-  useEffect(() => {
-    void load();
-  }, [load]);
-
-  const reload = useThrottle(() => void load(), LIVE_RELOAD_MS);
+  const reload = useThrottle(() => void list.reload(), LIVE_RELOAD_MS);
   const first = useRef(true);
   useLiveStream({
     hello: () => (first.current ? (first.current = false) : reload()),
@@ -180,7 +149,6 @@ function DeviceList() {
 
   const apply = (q: Query) => {
     setQuery(q);
-    setCursors([undefined]);
     history.replaceState(null, '', `/devices${toSearch(q)}`);
   };
 
@@ -216,11 +184,44 @@ function DeviceList() {
       </select>
     </label>
   );
+  const sortBy = (sort: Query['sort'], order: Query['order']) => {
+    const next = { ...draft, sort, order };
+    setDraft(next);
+    apply(next);
+  };
+
+  const columns: Column<Device>[] = [
+    {
+      id: 'name',
+      header: t('columns.name'),
+      sort: 'name',
+      cell: (d) => (
+        <Link href={`/devices/${d.uuid}`} class="device-name">
+          {d.name || t('unnamed')}
+        </Link>
+      ),
+    },
+    { id: 'serialNumber', header: t('columns.serialNumber'), sort: 'serialNumber', class: 'mono', cell: (d) => d.serialNumber },
+    { id: 'status', header: t('columns.status'), cell: (d) => <StatusBadge status={d.status} /> },
+    { id: 'admission', header: t('columns.admission'), cell: (d) => <AdmissionBadge admission={d.admission} /> },
+    { id: 'model', header: t('columns.model'), cell: (d) => d.reported.model ?? d.model ?? '' },
+    { id: 'firmware', header: t('columns.firmware'), cell: (d) => d.reported.firmware ?? d.firmware ?? '' },
+    { id: 'lastSeen', header: t('columns.lastSeen'), sort: 'lastSeenAt', cell: (d) => (d.lastSeenAt ? formatDateTime(d.lastSeenAt) : t('never')) },
+    {
+      id: 'latestEvent',
+      header: t('columns.latestEvent'),
+      cell: (d) => {
+        const e = list.page?.latest.get(d.uuid);
+        return e ? `${eventTitle(tf, e)} · ${formatDateTime(e.at)}` : '';
+      },
+    },
+  ];
 
   return (
     <section class="page devices">
       <header class="page-header">
         <h1>{t('title')}</h1>
+        <DevicesNav current="devices" canImport={canChange} />
       </header>
       <form
         class="filters"
@@ -243,9 +244,7 @@ function DeviceList() {
             value={`${draft.sort}:${draft.order}`}
             onChange={(e) => {
               const [sort, order] = (e.currentTarget as HTMLSelectElement).value.split(':') as [Query['sort'], Query['order']];
-              const next = { ...draft, sort, order };
-              setDraft(next);
-              apply(next);
+              sortBy(sort, order);
             }}
           >
             {SORTS.flatMap((s) =>
@@ -279,74 +278,77 @@ function DeviceList() {
         </div>
       </form>
       {canChange ? (
-        <p class="csv-import-link">
-          <Link href="/devices/import">{t('import.title')}</Link>
-        </p>
+        <AddToGroupBar
+          groups={groups}
+          selected={selected}
+          onClear={() => setSelected(new Set())}
+          onAdded={() => {
+            setSelected(new Set());
+            loadGroups();
+            void list.reload();
+          }}
+        />
       ) : null}
-      {error ? <p class="error" role="alert">{errorText(t, error)}</p> : null}
-      <div class="table-wrap">
-        <table class="device-table" data-testid="device-table">
-          <thead>
-            <tr>
-              <th>{t('columns.name')}</th>
-              <th>{t('columns.serialNumber')}</th>
-              <th>{t('columns.status')}</th>
-              <th>{t('columns.admission')}</th>
-              <th>{t('columns.model')}</th>
-              <th>{t('columns.firmware')}</th>
-              <th>{t('columns.lastSeen')}</th>
-              <th>{t('columns.latestEvent')}</th>
-            </tr>
-          </thead>
-          <tbody>
-            {page?.items.map((d) => {
-              const e = latest.get(d.uuid);
-              return (
-                <tr key={d.uuid} data-serial={d.serialNumber} data-status={d.status} data-admission={d.admission ?? 'none'}>
-                  <td>
-                    <Link href={`/devices/${d.uuid}`} class="device-name">
-                      {d.name || t('unnamed')}
-                    </Link>
-                  </td>
-                  <td class="mono">{d.serialNumber}</td>
-                  <td>
-                    <StatusBadge status={d.status} />
-                  </td>
-                  <td>
-                    <AdmissionBadge admission={d.admission} />
-                  </td>
-                  <td>{d.reported.model ?? d.model ?? ''}</td>
-                  <td>{d.reported.firmware ?? d.firmware ?? ''}</td>
-                  <td>{d.lastSeenAt ? formatDateTime(d.lastSeenAt) : t('never')}</td>
-                  <td>{e ? `${eventTitle(tf, e)} · ${formatDateTime(e.at)}` : ''}</td>
-                </tr>
-              );
-            })}
-          </tbody>
-        </table>
-        {page && page.items.length === 0 ? <p class="muted">{t('empty')}</p> : null}
-      </div>
-      <nav class="paging">
-        <button type="button" class="secondary" disabled={pageIndex === 0} onClick={() => setCursors(cursors.slice(0, -1))}>
-          {t('paging.previous')}
-        </button>
-        <span>{t('paging.page', { page: pageIndex + 1 })}</span>
-        <button
-          type="button"
-          class="secondary"
-          disabled={!page?.nextCursor}
-          onClick={() => page?.nextCursor && setCursors([...cursors, page.nextCursor])}
-        >
-          {t('paging.next')}
-        </button>
-      </nav>
+      <PagedTable
+        list={list}
+        columns={columns}
+        rowKey={(d) => d.uuid}
+        rowAttrs={(d) => ({ 'data-serial': d.serialNumber, 'data-status': d.status, 'data-admission': d.admission ?? 'none' })}
+        testId="device-table"
+        tableClass="device-table"
+        errorT={t}
+        empty={t('empty')}
+        sorting={{ by: query.sort, order: query.order }}
+        onSort={(s) => sortBy(s.by as Query['sort'], s.order)}
+        {...(canChange ? { selection: { selected, onChange: setSelected, label: (d: Device) => d.name || d.serialNumber } } : {})}
+      />
     </section>
+  );
+}
+
+/** The devices selected in the list, put into a group chosen here. */
+function AddToGroupBar(props: { groups: readonly GroupChoice[]; selected: ReadonlySet<string>; onClear: () => void; onAdded: () => void }) {
+  const t = useT('devices');
+  const [groupUuid, setGroupUuid] = useState('');
+  const { busy, message, run } = useAction(t);
+  const group = props.groups.find((g) => g.uuid === groupUuid);
+  const add = () =>
+    void run(async () => {
+      const uuids = [...props.selected];
+      const { added } = await api.post<{ added: number }>(`/api/inventory/device-groups/${groupUuid}/devices`, { deviceUuids: uuids });
+      props.onAdded();
+      const name = group?.name ?? '';
+      return () => t('selection.added', { count: added, group: name });
+    });
+  return (
+    <div class="selection-bar" data-testid="selection-bar">
+      <span>{t('selection.count', { count: props.selected.size })}</span>
+      <label>
+        <span class="visually-hidden">{t('selection.group')}</span>
+        <select name="addToGroup" value={groupUuid} onChange={(e) => setGroupUuid((e.currentTarget as HTMLSelectElement).value)}>
+          <option value="">{props.groups.length === 0 ? t('selection.noGroups') : t('selection.chooseGroup')}</option>
+          {props.groups.map((g) => (
+            <option key={g.uuid} value={g.uuid}>
+              {g.name}
+            </option>
+          ))}
+        </select>
+      </label>
+      <button type="button" class="primary" data-testid="add-to-group" disabled={busy || props.selected.size === 0 || !groupUuid} onClick={add}>
+        {t('selection.add')}
+      </button>
+      <button type="button" class="secondary" disabled={props.selected.size === 0} onClick={props.onClear}>
+        {t('selection.clear')}
+      </button>
+      <MessageLine message={message} testid="selection-message" />
+    </div>
   );
 }
 
 interface Draft {
   name: string;
   location: string;
+  groupUuid: string;
   model: string;
   firmware: string;
   latitude: string;
@@ -356,6 +358,7 @@ interface Draft {
 const draftOf = (d: Device): Draft => ({
   name: d.name,
   location: d.location,
+  groupUuid: d.groupUuid ?? '',
   model: d.model ?? '',
   firmware: d.firmware ?? '',
   latitude: d.latitude === null ? '' : String(d.latitude),
@@ -371,6 +374,7 @@ function DeviceDetails(props: { uuid: string }) {
   const [jobs, setJobs] = useState<DeviceJob[]>([]);
   const [draft, setDraft] = useState<Draft | null>(null);
   const [error, setError] = useState<unknown>(null);
+  const [groups, setGroups] = useState<GroupChoice[]>([]);
   const [saveState, setSaveState] = useState<{ saving: boolean; saved: boolean; error: unknown }>({ saving: false, saved: false, error: null });
 
   const load = useCallback(
@@ -396,6 +400,11 @@ function DeviceDetails(props: { uuid: string }) {
   useEffect(() => {
     void load(true);
   }, [load]);
+  useEffect(() => {
+    allGroups()
+      .then(setGroups)
+      .catch(() => setGroups([]));
+  }, []);
 
   const reload = useThrottle(() => void load(false), LIVE_RELOAD_MS);
   useLiveStream({
@@ -412,13 +421,14 @@ function DeviceDetails(props: { uuid: string }) {
     const orig = draftOf(device);
     if (draft.name !== orig.name) body['name'] = draft.name;
     if (draft.location !== orig.location) body['location'] = draft.location;
+    if (draft.groupUuid !== orig.groupUuid) body['groupUuid'] = draft.groupUuid === '' ? null : draft.groupUuid;
     if (draft.model !== orig.model) body['model'] = draft.model.trim() === '' ? null : draft.model.trim();
     if (draft.firmware !== orig.firmware) body['firmware'] = draft.firmware.trim() === '' ? null : draft.firmware.trim();
     if (draft.latitude !== orig.latitude || draft.longitude !== orig.longitude) {
       const lat = draft.latitude.trim();
       const lon = draft.longitude.trim();
-      body['latitude'] = lat === '' ? null : Number(lat.replace(',', '.'));
-      body['longitude'] = lon === '' ? null : Number(lon.replace(',', '.'));
+      body['latitude'] = lat === '' ? null : typedNumber(lat);
+      body['longitude'] = lon === '' ? null : typedNumber(lon);
     }
     setSaveState({ saving: true, saved: false, error: null });
     try {
@@ -431,7 +441,7 @@ function DeviceDetails(props: { uuid: string }) {
     }
   };
 
-  const input = (key: keyof Draft) => (
+  const input = (key: Exclude<keyof Draft, 'groupUuid'>) => (
     <label>
       <span>{t(`details.${key}`)}</span>
       <input
@@ -510,6 +520,24 @@ function DeviceDetails(props: { uuid: string }) {
           <form class="stacked" onSubmit={(e) => void save(e)} data-testid="metadata-form">
             {input('name')}
             {input('location')}
+            <label>
+              <span>{t('details.group')}</span>
+              <select
+                name="groupUuid"
+                value={draft?.groupUuid ?? ''}
+                onChange={(e) => {
+                  if (draft) setDraft({ ...draft, groupUuid: (e.currentTarget as HTMLSelectElement).value });
+                  setSaveState((s) => ({ ...s, saved: false }));
+                }}
+              >
+                <option value="">{t('details.noGroup')}</option>
+                {groups.map((g) => (
+                  <option key={g.uuid} value={g.uuid}>
+                    {g.name}
+                  </option>
+                ))}
+              </select>
+            </label>
             {input('model')}
             {input('firmware')}
             {input('latitude')}
@@ -525,12 +553,14 @@ function DeviceDetails(props: { uuid: string }) {
               ) : null}
               {saveState.error ? (
                 <span class="error" role="alert">
-                  {errorText(t, saveState.error)}
+                  {errorText(t, saveState.error, deviceFieldNames(t))}
                 </span>
               ) : null}
             </div>
           </form>
         </section>
+        <CustomFieldsPanel device={device} canChange={canChange} onSaved={setDevice} />
+        <KeepAlivePanel device={device} canChange={canChange} onSaved={setDevice} />
         {canChange ? (
           <section class="panel wide">
             <h2>{t('details.profile')}</h2>

@@ -24,6 +24,7 @@ import {
   targetText,
 } from '../components/job-parts.js';
 import { Link } from '../components/link.js';
+import { Pager } from '../components/paged-table.js';
 import { currentLanguage, formatDateTime, useT } from '../i18n.js';
 import { useLiveStream } from '../live.js';
 import { useSession } from '../session.js';
@@ -396,21 +397,13 @@ export default function JobDetail(props: { uuid: string }) {
         </p>
       ) : null}
       {rows === null ? null : rows.items.length === 0 ? <p class="muted">{t('devices.none')}</p> : <DeviceResults rows={rows.items} />}
-      <nav class="paging">
-        <button type="button" class="secondary" disabled={pageIndex === 0} onClick={() => setCursors(cursors.slice(0, -1))}>
-          {t('paging.previous')}
-        </button>
-        <span>{t('paging.page', { page: pageIndex + 1 })}</span>
-        <button
-          type="button"
-          class="secondary"
-          disabled={!rows?.nextCursor}
-          data-testid="devices-next"
-          onClick={() => rows?.nextCursor && setCursors([...cursors, rows.nextCursor])}
-        >
-          {t('paging.next')}
-        </button>
-      </nav>
+      <Pager
+        pageIndex={pageIndex}
+        hasNext={Boolean(rows?.nextCursor)}
+        onPrevious={() => setCursors(cursors.slice(0, -1))}
+        onNext={() => rows?.nextCursor && setCursors([...cursors, rows.nextCursor])}
+        nextTestId="devices-next"
+      />
     </section>
   );
 }

@@ -7,9 +7,11 @@
 import type { TFunction } from 'i18next';
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { api } from '../api.js';
+import { allGroups, type GroupChoice } from '../components/device-groups.js';
 import { errorText } from '../components/error-text.js';
 import type { Job, Page } from '../components/job-parts.js';
 import { Link } from '../components/link.js';
+import { readAll } from '../components/paged-table.js';
 import { currentLanguage, formatDateTime, useT } from '../i18n.js';
 import { navigate } from '../router.js';
 
@@ -21,12 +23,6 @@ interface Packet {
   model: string | null;
   signed: boolean;
   createdAt: string;
-}
-
-interface Group {
-  uuid: string;
-  name: string;
-  deviceCount: number;
 }
 
 interface DeviceHit {
@@ -195,18 +191,6 @@ export function jobBody(f: Form): Record<string, unknown> {
   };
 }
 
-async function all<T>(url: string): Promise<T[]> {
-  const out: T[] = [];
-  let cursor: string | null = null;
-  do {
-    const sep = url.includes('?') ? '&' : '?';
-    const page: Page<T> = await api.get<Page<T>>(`${url}${sep}limit=100${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`);
-    out.push(...page.items);
-    cursor = page.nextCursor;
-  } while (cursor !== null && out.length < MAX_CHOICES);
-  return out;
-}
-
 function packetLabel(t: TFunction, p: Packet): string {
   const extra = [p.version ? t('form.packetVersion', { version: p.version }) : null, formatDateTime(p.createdAt)].filter(Boolean);
   return `${p.name} (${extra.join(', ')})`;
@@ -214,9 +198,13 @@ function packetLabel(t: TFunction, p: Packet): string {
 
 export default function JobNew() {
   const t = useT('jobs');
-  const [form, setForm] = useState<Form>(EMPTY);
+  // `?groupUuid=` (the link on a group's page) starts with that group as the target.
+  const [form, setForm] = useState<Form>(() => {
+    const groupUuid = new URLSearchParams(location.search).get('groupUuid');
+    return groupUuid ? { ...EMPTY, target: 'group', groupUuid } : EMPTY;
+  });
   const [packets, setPackets] = useState<Packet[] | null>(null);
-  const [groups, setGroups] = useState<Group[]>([]);
+  const [groups, setGroups] = useState<GroupChoice[]>([]);
   const [search, setSearch] = useState('');
   const [hits, setHits] = useState<DeviceHit[]>([]);
   const [loadError, setLoadError] = useState<unknown>(null);
@@ -226,10 +214,12 @@ export default function JobNew() {
   const searchSeq = useRef(0);
 
   useEffect(() => {
-    Promise.all([all<Packet>('/api/packets'), all<Group>('/api/inventory/device-groups')])
+    Promise.all([readAll<Packet>('/api/packets', MAX_CHOICES), allGroups()])
       .then(([p, g]) => {
         setPackets(p.slice().reverse());
         setGroups(g);
+        // A group named in the address that is not (or no longer) the account's is no choice.
+        setForm((f) => (f.groupUuid && !g.some((x) => x.uuid === f.groupUuid) ? { ...f, groupUuid: '' } : f));
         setForm((f) => (f.packetUuid || p.length === 0 ? f : { ...f, packetUuid: p.at(-1)!.uuid }));
       })
       .catch((err: unknown) => setLoadError(err));

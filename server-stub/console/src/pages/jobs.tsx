@@ -4,11 +4,11 @@
  * pause, resume, cancel). The list is read again when the fleet's stream reports a job event (a
  * job started, finished, was cancelled or aborted, or a device reported a job result).
  */
-import { useCallback, useEffect, useRef, useState } from 'preact/hooks';
-import { api, ApiError } from '../api.js';
-import { errorText } from '../components/error-text.js';
-import { type Job, JobStateBadge, type Page, ProgressBar, targetText } from '../components/job-parts.js';
+import { useRef, useState } from 'preact/hooks';
+import { api } from '../api.js';
+import { type Job, JobStateBadge, ProgressBar, targetText } from '../components/job-parts.js';
 import { Link } from '../components/link.js';
+import { type Column, type Page, PagedTable, usePagedList, useThrottle } from '../components/paged-table.js';
 import { formatDateTime, useT } from '../i18n.js';
 import { type FleetEvent, useLiveStream } from '../live.js';
 import type { PageProps } from '../router.js';
@@ -34,44 +34,17 @@ function JobList() {
   const t = useT('jobs');
   const { user } = useSession();
   const [state, setState] = useState<'' | (typeof STATES)[number]>('');
-  const [cursors, setCursors] = useState<Array<string | undefined>>([undefined]);
-  const [page, setPage] = useState<Page<Job> | null>(null);
-  const [error, setError] = useState<unknown>(null);
-  const pageIndex = cursors.length - 1;
-  const generation = useRef(0);
+  const list = usePagedList(
+    (cursor) => {
+      const p = new URLSearchParams({ limit: String(PAGE_SIZE) });
+      if (state) p.set('state', state);
+      if (cursor) p.set('cursor', cursor);
+      return api.get<Page<Job>>(`/api/jobs?${p.toString()}`);
+    },
+    { state },
+  );
 
-  const load = useCallback(async () => {
-    const mine = ++generation.current;
-    const p = new URLSearchParams({ limit: String(PAGE_SIZE) });
-    if (state) p.set('state', state);
-    const cursor = cursors[pageIndex];
-    if (cursor) p.set('cursor', cursor);
-    try {
-      const result = await api.get<Page<Job>>(`/api/jobs?${p.toString()}`);
-      if (mine !== generation.current) return;
-      setPage(result);
-      setError(null);
-    } catch (err) {
-      if (mine !== generation.current) return;
-      if (err instanceof ApiError && err.code === 'SERVER_INVALID_CURSOR') setCursors([undefined]);
-      setError(err);
-    }
-  }, [state, cursors, pageIndex]);
-
-  useEffect(() => {
-    void load();
-  }, [load]);
-
-  const timer = useRef<ReturnType<typeof setTimeout> | undefined>(undefined);
-  const loadRef = useRef(load);
-  loadRef.current = load;
-  useEffect(() => () => clearTimeout(timer.current), []);
-  const reload = () => {
-    timer.current ??= setTimeout(() => {
-      timer.current = undefined;
-      void loadRef.current();
-    }, LIVE_RELOAD_MS);
-  };
+  const reload = useThrottle(() => void list.reload(), LIVE_RELOAD_MS);
   const first = useRef(true);
   useLiveStream({
     hello: () => (first.current ? (first.current = false) : reload()),
@@ -79,6 +52,43 @@ function JobList() {
       if (!snapshot && items.some(isJobEvent)) reload();
     },
   });
+
+  const columns: Column<Job>[] = [
+    {
+      id: 'name',
+      header: t('columns.name'),
+      cell: (j) => (
+        <>
+          <Link href={`/jobs/${j.uuid}`} class="job-name">
+            {j.name}
+          </Link>
+          {j.system ? <span class="badge">{t('list.system')}</span> : null}
+        </>
+      ),
+    },
+    { id: 'state', header: t('columns.state'), cell: (j) => <JobStateBadge state={j.state} /> },
+    { id: 'target', header: t('columns.target'), cell: (j) => targetText(t, j.target) },
+    {
+      id: 'progress',
+      header: t('columns.progress'),
+      cell: (j) => (
+        <>
+          <ProgressBar percent={j.progress.percentComplete} label={t('columns.progress')} />
+          <div class="muted small">{t('list.doneOf', { done: j.progress.devices.done, total: j.progress.devices.total })}</div>
+        </>
+      ),
+    },
+    { id: 'succeeded', header: t('columns.succeeded'), cell: (j) => j.progress.results['succeeded'] ?? 0 },
+    {
+      id: 'failed',
+      header: t('columns.failed'),
+      cell: (j) => {
+        const failed = (j.progress.results['failed'] ?? 0) + (j.progress.results['rejected'] ?? 0) + (j.progress.results['timed-out'] ?? 0);
+        return <span class={failed > 0 ? 'error' : undefined}>{failed}</span>;
+      },
+    },
+    { id: 'created', header: t('columns.created'), class: 'nowrap', cell: (j) => formatDateTime(j.createdAt) },
+  ];
 
   const canCreate = user.role !== 'viewer';
   return (
@@ -94,14 +104,7 @@ function JobList() {
       <div class="filters">
         <label>
           <span>{t('list.state')}</span>
-          <select
-            name="state"
-            value={state}
-            onChange={(e) => {
-              setState((e.currentTarget as HTMLSelectElement).value as typeof state);
-              setCursors([undefined]);
-            }}
-          >
+          <select name="state" value={state} onChange={(e) => setState((e.currentTarget as HTMLSelectElement).value as typeof state)}>
             <option value="">{t('list.anyState')}</option>
             {STATES.map((s) => (
               <option key={s} value={s}>
@@ -111,74 +114,15 @@ function JobList() {
           </select>
         </label>
       </div>
-      {error ? (
-        <p class="error" role="alert">
-          {errorText(t, error)}
-        </p>
-      ) : null}
-      {page === null ? (
-        <p class="muted" aria-busy="true">
-          {t('common:loading')}
-        </p>
-      ) : page.items.length === 0 ? (
-        <p class="notice">{state ? t('list.noneInState') : t('list.empty')}</p>
-      ) : (
-        <div class="table-wrap">
-          <table class="data" data-testid="job-table">
-            <thead>
-              <tr>
-                <th>{t('columns.name')}</th>
-                <th>{t('columns.state')}</th>
-                <th>{t('columns.target')}</th>
-                <th>{t('columns.progress')}</th>
-                <th>{t('columns.succeeded')}</th>
-                <th>{t('columns.failed')}</th>
-                <th>{t('columns.created')}</th>
-              </tr>
-            </thead>
-            <tbody>
-              {page.items.map((j) => {
-                const failed = (j.progress.results['failed'] ?? 0) + (j.progress.results['rejected'] ?? 0) + (j.progress.results['timed-out'] ?? 0);
-                return (
-                  <tr key={j.uuid} data-job={j.uuid} data-state={j.state}>
-                    <td>
-                      <Link href={`/jobs/${j.uuid}`} class="job-name">
-                        {j.name}
-                      </Link>
-                      {j.system ? <span class="badge">{t('list.system')}</span> : null}
-                    </td>
-                    <td>
-                      <JobStateBadge state={j.state} />
-                    </td>
-                    <td>{targetText(t, j.target)}</td>
-                    <td>
-                      <ProgressBar percent={j.progress.percentComplete} label={t('columns.progress')} />
-                      <div class="muted small">{t('list.doneOf', { done: j.progress.devices.done, total: j.progress.devices.total })}</div>
-                    </td>
-                    <td>{j.progress.results['succeeded'] ?? 0}</td>
-                    <td class={failed > 0 ? 'error' : undefined}>{failed}</td>
-                    <td class="nowrap">{formatDateTime(j.createdAt)}</td>
-                  </tr>
-                );
-              })}
-            </tbody>
-          </table>
-        </div>
-      )}
-      <nav class="paging">
-        <button type="button" class="secondary" disabled={pageIndex === 0} onClick={() => setCursors(cursors.slice(0, -1))}>
-          {t('paging.previous')}
-        </button>
-        <span>{t('paging.page', { page: pageIndex + 1 })}</span>
-        <button
-          type="button"
-          class="secondary"
-          disabled={!page?.nextCursor}
-          onClick={() => page?.nextCursor && setCursors([...cursors, page.nextCursor])}
-        >
-          {t('paging.next')}
-        </button>
-      </nav>
+      <PagedTable
+        list={list}
+        columns={columns}
+        rowKey={(j) => j.uuid}
+        rowAttrs={(j) => ({ 'data-job': j.uuid, 'data-state': j.state })}
+        testId="job-table"
+        errorT={t}
+        empty={state ? t('list.noneInState') : t('list.empty')}
+      />
     </section>
   );
 }
