@@ -610,7 +610,13 @@ async function orchestrate(): Promise<void> {
         floorWelcome: floor?.welcome ?? null,
         cpuMsPerAdmission,
         floorCpuMsPerConnect: floor?.cpuMsPerConnect ?? null,
-        ...(commits ? { transactions: commits.count, hellosPerTransaction: +(r.ok / Math.max(1, commits.count)).toFixed(1), transactionMeanMs: +((commits.sum * 1000) / Math.max(1, commits.count)).toFixed(1) } : {}),
+        ...(commits
+          ? {
+              transactions: commits.count,
+              hellosPerTransaction: +(r.ok / Math.max(1, commits.count)).toFixed(1),
+              transactionMeanMs: +((commits.sum * 1000) / Math.max(1, commits.count)).toFixed(1),
+            }
+          : {}),
         outcomes: r.outcomes,
         loadavg: { before: loadBefore, after: load() },
       })}\n`,
