@@ -2,7 +2,7 @@
  * Control-channel scale benchmark (loopback only, bounded in time, stops by itself).
  *
  *   npx tsx server-stub/bench/channel-scale.ts [--devices 30000] [--workers 2] [--clients 3] [--concurrency 300]
- *     [--skip-raw] [--job] [--packet-kb 16] [--tls] [--rate 0]
+ *     [--skip-raw] [--job] [--packet-kb 16] [--tls] [--rate 0] [--licences N] [--bad-credentials 0]
  *
  * 1. Prepares a data directory with N registered devices and enough Pro licences (CSV import).
  * 2. Runs a raw `ws` server (accept, answer the first message with a canned welcome) and connects
@@ -24,6 +24,11 @@
  * the devices verify it. `--rate R`: a ramp, R connects started per second in all (still at most
  * `--concurrency` in flight); 0 = as fast as the window allows. Each run also prints the hello →
  * welcome latency (p50, p99, max) as the fake devices measured it.
+ * `--licences L`: seats for L devices only (Basic licences), so the devices beyond L are rejected
+ * (`no-free-licence`) as in a scale run; `--bad-credentials K`: K devices (spread over the fleet)
+ * send a wrong credential and are denied. The last line (`admission`) puts the server's figures
+ * next to the floor's of the same run: admissions/s, ratio, hello → welcome p50/p99, the outcomes
+ * the devices were told, and the load average before and after.
  * Clients are C child processes (each well under the 20,000 open-file limit), each on its own
  * 127.0.0.x source address so ephemeral ports never run out; each keeps a bounded number of
  * handshakes in flight. Prints one JSON line per measurement.
@@ -33,7 +38,7 @@ import cluster from 'node:cluster';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpsServer } from 'node:https';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -58,6 +63,28 @@ function rssKb(pid: number): number {
   } catch {
     return 0;
   }
+}
+
+/** CPU seconds (user + system) a process has used so far. */
+function cpuSec(pid: number): number {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return 0;
+  }
+}
+
+/** CPU seconds of a process and all its children (cluster workers), a load-independent cost. */
+function treeCpuSec(pid: number): number {
+  let total = cpuSec(pid);
+  try {
+    const kids = execFileSync('pgrep', ['-P', String(pid)]).toString().trim().split('\n').filter(Boolean).map(Number);
+    for (const k of kids) total += treeCpuSec(k);
+  } catch {
+    // no children
+  }
+  return total;
 }
 
 /** RSS of a process and all its children (cluster workers). */
@@ -93,6 +120,8 @@ async function client(): Promise<void> {
   let next = 0;
   let ok = 0;
   let failed = 0;
+  /** What the devices were told: welcome admissions, and auth failures (close 4003). */
+  const outcomes: Record<string, number> = {};
   const job = { floorOffers: 0, lastFloorOfferAt: 0, offers: 0, lastOfferAt: 0, succeeded: 0, lastSuccessAt: 0, downloadRetries: 0, errors: 0, firstError: '' };
   // Downloads as the simulator's agents make them: one bounded keep-alive pool per client process,
   // from the client's source address (a socket per download runs out of ephemeral ports).
@@ -173,7 +202,11 @@ async function client(): Promise<void> {
       ws.on('message', (data) => {
         const text = data.toString();
         if (text.includes('"type":"welcome"')) {
-          if (!done) latencies.push(performance.now() - helloAt);
+          if (!done) {
+            latencies.push(performance.now() - helloAt);
+            const outcome = /"admission":"([a-z]+)"/.exec(text)?.[1] ?? 'unknown';
+            outcomes[outcome] = (outcomes[outcome] ?? 0) + 1;
+          }
           finish(true);
         } else if (text.includes('"type":"floor-offer"')) {
           job.floorOffers++;
@@ -194,7 +227,10 @@ async function client(): Promise<void> {
         }
       });
       ws.on('error', () => finish(false));
-      ws.on('close', () => finish(false));
+      ws.on('close', (code) => {
+        if (!done && code === 4003) outcomes['denied'] = (outcomes['denied'] ?? 0) + 1;
+        finish(false);
+      });
     });
   const worker = async () => {
     while (next < devices.length) {
@@ -208,7 +244,7 @@ async function client(): Promise<void> {
   };
   await Promise.all(Array.from({ length: concurrency }, worker));
   const seconds = (performance.now() - start) / 1000;
-  process.send!({ ok, failed, seconds, latencies });
+  process.send!({ ok, failed, seconds, latencies, outcomes });
   process.on('message', (m) => {
     if (m === 'job') return void process.send!({ job });
     for (const ws of sockets) ws.terminate();
@@ -259,7 +295,7 @@ function rawServer(): void {
 }
 
 // ── orchestrator ────────────────────────────────────────────────────────────────────────────
-async function prepare(dir: string, n: number): Promise<string> {
+async function prepare(dir: string, n: number, seats: number, badCredentials: number): Promise<string> {
   // The data directory is made by the build under test (its migrations: another build refuses a newer store).
   type Src = typeof import('../src/services.js') & typeof import('../src/config.js');
   const { createServices } = (await import(process.env['BENCH_SERVER_CLI'] ? new URL('./services.js', pathToFileURL(CLI)).href : '../src/services.js')) as Src;
@@ -269,20 +305,40 @@ async function prepare(dir: string, n: number): Promise<string> {
     const created = await services.auth.createAccount({ name: 'Bench', username: 'bench', password: 'bench password 1' });
     const scope = services.auth.scope(created.accountId);
     const now = services.clock.now();
-    for (const code of services.licensing.issue('pro', Math.ceil(n / 100), now)) {
+    // Basic licences (25 seats and 1 seat) add up to exactly `seats`.
+    const codes = [...services.licensing.issue('basic-25', Math.floor(seats / 25), now), ...services.licensing.issue('basic-1', seats % 25, now)];
+    for (const code of codes) {
       const l = services.licensing.redeem(scope, code, now);
       services.licensing.activate(scope, l.uuid, undefined, now);
     }
     const csv = ['serialNumber', ...Array.from({ length: n }, (_, i) => `BENCH-${String(i).padStart(6, '0')}`)].join('\n');
     services.devices.importCsv(scope, csv, false, n);
     const rows = scope.devices.profileRows({ afterId: 0, limit: n });
-    const devices: Dev[] = rows.map((r) => ({ u: r.uuid, s: r.serial_number, c: services.devices.credential(scope, r.uuid) }));
+    const every = badCredentials > 0 ? Math.floor(n / badCredentials) : 0;
+    const devices: Dev[] = rows.map((r, i) => {
+      const c = services.devices.credential(scope, r.uuid);
+      // Spread over the fleet: every `every`-th device sends a credential that is not its own.
+      const bad = every > 0 && i % every === every - 1 && Math.floor(i / every) < badCredentials;
+      return { u: r.uuid, s: r.serial_number, c: bad ? `${c.slice(0, -1)}${c.endsWith('A') ? 'B' : 'A'}` : c };
+    });
     const file = join(dir, 'devices.json');
     writeFileSync(file, JSON.stringify(devices));
     return file;
   } finally {
     services.close();
   }
+}
+
+/**
+ * Count and sum of `fleet_admission_transaction_seconds` (all processes), or undefined when the
+ * server under test does not export it (an older build).
+ */
+async function readCommits(baseUrl: string, caFile: string): Promise<{ count: number; sum: number } | undefined> {
+  const dispatcher = caFile ? new Agent({ connect: { ca: readFileSync(caFile) } }) : undefined;
+  const text = await undiciFetch(`${baseUrl}/metrics`, dispatcher ? { dispatcher } : {}).then((r) => r.text());
+  const count = /^fleet_admission_transaction_seconds_count(?:\{\})? (\S+)$/m.exec(text)?.[1];
+  const sum = /^fleet_admission_transaction_seconds_sum(?:\{\})? (\S+)$/m.exec(text)?.[1];
+  return count === undefined || sum === undefined ? undefined : { count: Number(count), sum: Number(sum) };
 }
 
 /** p50, p99 and max of the hello → welcome latencies (ms). */
@@ -314,16 +370,21 @@ async function runClients(url: string, file: string, n: number, clients: number,
         execArgv: process.execArgv,
       });
       children.push(child);
-      return new Promise<{ ok: number; failed: number; seconds: number; latencies: number[] }>((resolve) => child.once('message', resolve as never));
+      return new Promise<{ ok: number; failed: number; seconds: number; latencies: number[]; outcomes: Record<string, number> }>((resolve) =>
+        child.once('message', resolve as never),
+      );
     }),
   );
   const ok = results.reduce((a, r) => a + r.ok, 0);
   const failed = results.reduce((a, r) => a + r.failed, 0);
   const seconds = Math.max(...results.map((r) => r.seconds));
+  const outcomes: Record<string, number> = {};
+  for (const r of results) for (const [k, v] of Object.entries(r.outcomes)) outcomes[k] = (outcomes[k] ?? 0) + v;
   return {
     ok,
     failed,
     seconds,
+    outcomes,
     welcome: percentiles(results.flatMap((r) => r.latencies)),
     children,
     stop: async () => {
@@ -488,6 +549,8 @@ async function orchestrate(): Promise<void> {
       'packet-kb': { type: 'string', default: '16' },
       tls: { type: 'boolean', default: false },
       rate: { type: 'string', default: '0' },
+      licences: { type: 'string' },
+      'bad-credentials': { type: 'string', default: '0' },
     },
   });
   const rate = Number(values.rate);
@@ -495,6 +558,11 @@ async function orchestrate(): Promise<void> {
   const workers = Number(values.workers);
   const clients = Number(values.clients);
   const concurrency = Number(values.concurrency);
+  const seats = values.licences === undefined ? n : Number(values.licences);
+  const badCredentials = Number(values['bad-credentials']);
+  const load = () => loadavg().map((x) => +x.toFixed(1));
+  const loadBefore = load();
+  let floor: { connectsPerSec: number; welcome: ReturnType<typeof percentiles>; cpuMsPerConnect: number } | undefined;
   const dir = mkdtempSync(join(tmpdir(), 'fleet-bench-'));
   const deadline = setTimeout(() => {
     process.stdout.write(`${JSON.stringify({ error: 'benchmark timed out' })}\n`);
@@ -502,8 +570,8 @@ async function orchestrate(): Promise<void> {
   }, 15 * 60_000);
   try {
     const t0 = performance.now();
-    const file = await prepare(dir, n);
-    process.stdout.write(`${JSON.stringify({ step: 'prepare', devices: n, seconds: (performance.now() - t0) / 1000 })}\n`);
+    const file = await prepare(dir, n, seats, badCredentials);
+    process.stdout.write(`${JSON.stringify({ step: 'prepare', devices: n, seats, badCredentials, seconds: (performance.now() - t0) / 1000 })}\n`);
     const tls = values.tls
       ? (JSON.parse(execFileSync(process.execPath, [CLI, 'tls', 'generate', '--data', dir, '--ip', '127.0.0.1']).toString()) as { ca: string; cert: string; key: string })
       : undefined;
@@ -519,9 +587,12 @@ async function orchestrate(): Promise<void> {
       const { port } = await new Promise<{ port: number }>((resolve) => raw.once('message', resolve as never));
       await new Promise((res) => setTimeout(res, 500));
       const idle = treeRssKb(raw.pid!);
+      const cpu0 = treeCpuSec(raw.pid!);
       const r = await runClients(`${scheme}://127.0.0.1:${port}/`, file, n, clients, concurrency, rate, tls?.ca ?? '');
       await new Promise((res) => setTimeout(res, 500));
       const rss = treeRssKb(raw.pid!);
+      const cpuMsPerConnect = +(((treeCpuSec(raw.pid!) - cpu0) * 1000) / Math.max(1, r.ok)).toFixed(2);
+      floor = { connectsPerSec: Math.round(r.ok / r.seconds), welcome: r.welcome, cpuMsPerConnect };
       process.stdout.write(
         `${JSON.stringify({
           server: `raw ${scheme} (${rawProcesses} process${rawProcesses > 1 ? 'es' : ''})`,
@@ -530,6 +601,7 @@ async function orchestrate(): Promise<void> {
           seconds: +r.seconds.toFixed(2),
           connectsPerSec: Math.round(r.ok / r.seconds),
           welcome: r.welcome,
+          cpuMsPerConnect,
           rssIdleMb: +(idle / 1024).toFixed(1),
           rssMb: +(rss / 1024).toFixed(1),
           rssPerConnKb: +((rss - idle) / Math.max(1, r.ok)).toFixed(2),
@@ -578,9 +650,13 @@ async function orchestrate(): Promise<void> {
     });
     await new Promise((res) => setTimeout(res, 1000));
     const idle = treeRssKb(server.pid!);
+    const cpu0 = treeCpuSec(server.pid!);
     const r = await runClients(`${url.replace('http', 'ws')}/api/channel`, file, n, clients, concurrency, rate, tls?.ca ?? '');
     await new Promise((res) => setTimeout(res, 1500));
     const rss = treeRssKb(server.pid!);
+    const answeredDevices = r.ok + (r.outcomes['denied'] ?? 0);
+    // The server's CPU per device answered (primary and workers; the 1.5 s settle included).
+    const cpuMsPerAdmission = +(((treeCpuSec(server.pid!) - cpu0) * 1000) / Math.max(1, answeredDevices)).toFixed(2);
     process.stdout.write(
       `${JSON.stringify({
         server: `fleet-server --workers ${workers}`,
@@ -589,9 +665,36 @@ async function orchestrate(): Promise<void> {
         seconds: +r.seconds.toFixed(2),
         admissionsPerSec: Math.round(r.ok / r.seconds),
         welcome: r.welcome,
+        outcomes: r.outcomes,
+        cpuMsPerAdmission,
         rssIdleMb: +(idle / 1024).toFixed(1),
         rssMb: +(rss / 1024).toFixed(1),
         rssPerConnKb: +((rss - idle) / Math.max(1, r.ok)).toFixed(2),
+      })}\n`,
+    );
+    // Hellos per admission transaction (group commit), from the server's merged metrics.
+    const commits = await readCommits(url, tls?.ca ?? '');
+    // Devices told something (welcomed, or denied) per second: a denied device is answered too.
+    const admissionsPerSec = Math.round(answeredDevices / r.seconds);
+    process.stdout.write(
+      `${JSON.stringify({
+        admission: `${n} devices, ${seats} seats, ${badCredentials} bad credentials, ${scheme}, ${workers} workers, rate ${rate || 'unlimited'}`,
+        admissionsPerSec,
+        floorConnectsPerSec: floor?.connectsPerSec ?? null,
+        ratio: floor ? +(admissionsPerSec / floor.connectsPerSec).toFixed(2) : null,
+        welcome: r.welcome,
+        floorWelcome: floor?.welcome ?? null,
+        cpuMsPerAdmission,
+        floorCpuMsPerConnect: floor?.cpuMsPerConnect ?? null,
+        ...(commits
+          ? {
+              transactions: commits.count,
+              hellosPerTransaction: +(r.ok / Math.max(1, commits.count)).toFixed(1),
+              transactionMeanMs: +((commits.sum * 1000) / Math.max(1, commits.count)).toFixed(1),
+            }
+          : {}),
+        outcomes: r.outcomes,
+        loadavg: { before: loadBefore, after: load() },
       })}\n`,
     );
     if (values.job) await jobFanOut(url, r.children, r.ok, Number(values['packet-kb']) * 1024, tls?.ca ?? '', floor);

@@ -87,6 +87,11 @@ export class Metrics {
       { labelNames: ['outcome'], buckets: ADMISSION_BUCKETS },
     );
     this.histogram(
+      'fleet_admission_transaction_seconds',
+      'Admission transactions (one group commit of hellos): lock wait, decisions and durable commit.',
+      { buckets: ADMISSION_BUCKETS },
+    );
+    this.histogram(
       'fleet_job_offer_latency_seconds',
       'Time from a job\'s creation to its offer sent to a device (includes time the device was offline or held back by the job\'s limits).',
       { buckets: JOB_OFFER_BUCKETS },

@@ -19,6 +19,7 @@ describe('/metrics scraped over a real socket', () => {
     const w = await open();
     const before = await scrape(w.baseUrl);
     expect(sampleValue(before, 'fleet_admission_duration_seconds_count', { outcome: 'managed' })).toBeUndefined();
+    expect(sampleValue(before, 'fleet_admission_transaction_seconds_count')).toBe(0);
 
     const [d] = w.fakeDevices(1);
     const welcome = await d!.connect(w.channel.port);
@@ -29,6 +30,8 @@ describe('/metrics scraped over a real socket', () => {
     // On loopback with one device the whole admission takes well under the 10 s bucket.
     expect(sampleValue(afterHello, 'fleet_admission_duration_seconds_bucket', { outcome: 'managed', le: '10' })).toBe(1);
     expect(afterHello.get('fleet_admission_duration_seconds')).toMatchObject({ type: 'histogram' });
+    // One hello, one admission transaction (its group commit).
+    expect(sampleValue(afterHello, 'fleet_admission_transaction_seconds_count')).toBe(1);
     expect(sampleValue(afterHello, 'fleet_devices_connected')).toBe(1);
 
     // The process's own metrics (prom-client's default collectors).

@@ -28,4 +28,43 @@ describe('TickBatch', () => {
     await new Promise((r) => setImmediate(r));
     expect(flushed).toEqual([[1, 2], [3]]); // nothing waited: no empty flush
   });
+
+  it('paces flushes by gapMs: what arrives within the gap after a flush goes together', async () => {
+    const flushed: { items: number[]; at: number }[] = [];
+    const batch = new TickBatch<number>((items) => flushed.push({ items, at: performance.now() }), Infinity, () => 40);
+    batch.push(1);
+    await new Promise((r) => setImmediate(r));
+    expect(flushed.map((f) => f.items)).toEqual([[1]]);
+    // Within the gap: neither the next tick nor the one after flushes; the timer at the gap's end does.
+    batch.push(2);
+    await new Promise((r) => setImmediate(r));
+    batch.push(3);
+    await new Promise((r) => setImmediate(r));
+    expect(flushed).toHaveLength(1);
+    await new Promise((r) => setTimeout(r, 60));
+    expect(flushed.map((f) => f.items)).toEqual([[1], [2, 3]]);
+    expect(flushed[1]!.at - flushed[0]!.at).toBeGreaterThanOrEqual(39);
+    // max still flushes at once, and drain() empties it now, without a flush later by the timer.
+    batch.push(4);
+    batch.drain();
+    expect(flushed.map((f) => f.items)).toEqual([[1], [2, 3], [4]]);
+    batch.push(5);
+    batch.drain();
+    await new Promise((r) => setTimeout(r, 60));
+    expect(flushed.map((f) => f.items)).toEqual([[1], [2, 3], [4], [5]]);
+  });
+
+  it('without gapMs, a flush after a long one is still on the next tick', async () => {
+    const flushed: number[][] = [];
+    const batch = new TickBatch<number>((items) => {
+      flushed.push(items);
+      const until = performance.now() + 20;
+      while (performance.now() < until);
+    });
+    batch.push(1);
+    await new Promise((r) => setImmediate(r));
+    batch.push(2);
+    await new Promise((r) => setImmediate(r));
+    expect(flushed).toEqual([[1], [2]]);
+  });
 });
