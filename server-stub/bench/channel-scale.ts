@@ -576,7 +576,7 @@ async function orchestrate(): Promise<void> {
       ? (JSON.parse(execFileSync(process.execPath, [CLI, 'tls', 'generate', '--data', dir, '--ip', '127.0.0.1']).toString()) as { ca: string; cert: string; key: string })
       : undefined;
     const scheme = tls ? 'wss' : 'ws';
-    let floor: { offersPerSec: number } | undefined;
+    let offerFloor: { offersPerSec: number } | undefined;
 
     if (!values['skip-raw']) {
       const rawProcesses = Math.ceil(n / 15_000);
@@ -608,7 +608,7 @@ async function orchestrate(): Promise<void> {
         })}\n`,
       );
       if (values.job && rawProcesses === 1) {
-        floor = await floorOffers(raw, r.children, r.ok);
+        offerFloor = await floorOffers(raw, r.children, r.ok);
         process.stdout.write(`${JSON.stringify({ floor: `raw ${scheme}: one offer-shaped frame to each of ${r.ok} devices`, ...floor })}\n`);
       }
       await r.stop();
@@ -697,7 +697,7 @@ async function orchestrate(): Promise<void> {
         loadavg: { before: loadBefore, after: load() },
       })}\n`,
     );
-    if (values.job) await jobFanOut(url, r.children, r.ok, Number(values['packet-kb']) * 1024, tls?.ca ?? '', floor);
+    if (values.job) await jobFanOut(url, r.children, r.ok, Number(values['packet-kb']) * 1024, tls?.ca ?? '', offerFloor);
     await r.stop();
     server.kill('SIGTERM');
     await new Promise((res) => server.once('exit', res));
