@@ -5,6 +5,7 @@
  * lines" is ticked, exactly as the REST import behaves.
  */
 import { useState } from 'preact/hooks';
+import { DEVICE_CSV_COLUMNS, DEVICE_CSV_CUSTOM_PREFIX } from '../../../src/import-columns.js';
 import { api, ApiError } from '../api.js';
 import { errorText } from '../components/error-text.js';
 import { Link } from '../components/link.js';
@@ -36,22 +37,8 @@ interface Device {
   name: string;
 }
 
-/** The columns the server reads (the header names them; any order). */
-const COLUMNS = [
-  'serialNumber',
-  'name',
-  'location',
-  'group',
-  'groupUuid',
-  'model',
-  'firmware',
-  'connectionPingInterval',
-  'connectionPongTimeout',
-  'connectionSessionTimeout',
-  'latitude',
-  'longitude',
-  'customFields.<key>',
-];
+/** The columns the server reads (the header names them; any order), as the server's importer knows them. */
+const COLUMNS = [...DEVICE_CSV_COLUMNS, `${DEVICE_CSV_CUSTOM_PREFIX}<key>`];
 
 const EXAMPLE = 'serialNumber,name,location,model,latitude,longitude\nRUT-000101,Depot north,Hall 1,RUT-X11,52.52,13.40\nRUT-000102,Depot south,Hall 2,RUT-X11,48.14,11.58';
 
