@@ -1,11 +1,7 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { type FleetHandle, fleetToCsv, generateFleet, provisionFleet, RestClient, startFleet } from '@router-fleet/simulator';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { removeTempDirs, type Tenant } from '../helpers/setup.js';
-import { type ConsolePage, type ConsoleWorld, flatten, startConsoleWorld } from './harness.js';
+import { type ConsolePage, type ConsoleWorld, englishLines, type SimulatedFleet, simulatedFleet, startConsoleWorld } from './harness.js';
 
 /**
  * The Dashboard and Devices pages against a simulated fleet: 30 routers (each the real agent
@@ -18,57 +14,24 @@ const SEATS = 25; // one basic-25 licence
 const XSS = '<img src=x onerror=alert(1)>';
 const LIVE_WAIT = 60_000;
 
-const locale = (lang: string, ns: string) =>
-  flatten(JSON.parse(readFileSync(new URL(`../../console/src/locales/${lang}/${ns}.json`, import.meta.url), 'utf8')));
-
-/** English texts of the pages' namespaces that differ in German (German has every key). */
-function englishOnly(namespaces: readonly string[]): Set<string> {
-  const out = new Set<string>();
-  for (const ns of namespaces) {
-    const en = locale('en', ns);
-    const de = locale('de', ns);
-    for (const [key, text] of en) {
-      expect(de.has(key), `de/${ns}.json lacks ${key}`).toBe(true);
-      if (de.get(key) !== text && !text.includes('{{')) out.add(text);
-    }
-    for (const key of de.keys()) expect(en.has(key), `en/${ns}.json lacks ${key}`).toBe(true);
-  }
-  return out;
-}
-
-/** Lines of the page's main area that are English-only texts. */
-async function englishLines(page: Page): Promise<string[]> {
-  const english = englishOnly(['dashboard', 'devices', 'fleet']);
-  const text = await page.locator('main').innerText();
-  return text.split('\n').map((l) => l.trim()).filter((l) => english.has(l));
-}
-
 let w: ConsoleWorld;
 let tenant: Tenant;
-let fleet: FleetHandle | undefined;
-let fleetDir: string;
+let routers: SimulatedFleet | undefined;
 let xssUuid: string;
 const dialogs: string[] = [];
 
 beforeAll(async () => {
   w = await startConsoleWorld({ sessionTtlSec: 3600 });
-  tenant = await w.newTenant('Fleet Works GmbH');
-  w.licences(tenant, 'basic-25', 1);
-  const rest = new RestClient({ server: w.baseUrl });
-  const token = await rest.login(tenant.username, tenant.password);
-  fleetDir = mkdtempSync(join(tmpdir(), 'console-fleet-'));
-  writeFileSync(join(fleetDir, 'fleet.csv'), fleetToCsv(generateFleet({ devices: ROUTERS, seed: 7, customFields: false })));
-  const provisioned = await provisionFleet({ server: w.baseUrl, token, fleetCsv: join(fleetDir, 'fleet.csv'), outDir: fleetDir });
-  expect(provisioned).toMatchObject({ imported: ROUTERS, failed: 0 });
+  routers = await simulatedFleet(w, { tenantName: 'Fleet Works GmbH', routers: ROUTERS, licences: 1, seed: 7 });
+  tenant = routers.tenant;
   const [first] = tenant.scope.devices.list({ filter: {}, sort: 'serialNumber', desc: false, limit: 1 });
   xssUuid = first!.uuid;
   w.services.devices.update(tenant.scope, xssUuid, { name: XSS });
 }, 180_000);
 
 afterAll(async () => {
-  await fleet?.stop().catch(() => undefined);
+  await routers?.close();
   await w?.closeAll();
-  if (fleetDir) rmSync(fleetDir, { recursive: true, force: true });
   removeTempDirs();
 }, 60_000);
 
@@ -99,7 +62,7 @@ describe('Dashboard and Devices with a simulated fleet', () => {
     await expect.poll(() => rows(devices.page).count()).toBe(ROUTERS);
     expect(await rows(devices.page, '[data-status="online"]').count()).toBe(0);
 
-    fleet = await startFleet({ profiles: fleetDir, devices: ROUTERS, rate: 50, processes: 0, behaviour: 'ideal', seed: 7 });
+    const fleet = await routers!.start({ behaviour: 'ideal' });
     await fleet.waitFor((s) => s.managed === SEATS && s.rejected + s.backingOff >= ROUTERS - SEATS, LIVE_WAIT);
 
     const poll = { timeout: LIVE_WAIT, interval: 250 };
@@ -165,7 +128,7 @@ describe('Dashboard and Devices with a simulated fleet', () => {
     // German: the same page, every label translated.
     await page.locator('select[data-testid="language"]').selectOption('de');
     await expect.poll(() => page.locator('h2', { hasText: 'Auftragsverlauf' }).count()).toBe(1);
-    expect(await englishLines(page)).toEqual([]);
+    expect(await englishLines(page, ['dashboard', 'devices', 'fleet'])).toEqual([]);
     await w.screenshot(page, 'device-de');
     for (const [href, heading] of [
       ['/devices', 'Geräte'],
@@ -174,7 +137,7 @@ describe('Dashboard and Devices with a simulated fleet', () => {
       await page.locator(`nav.sidebar a[href="${href}"]`).click();
       await expect.poll(() => page.locator('main h1').innerText()).toBe(heading);
       await expect.poll(() => page.locator('main').innerText()).toMatch(/Online/);
-      expect(await englishLines(page), href).toEqual([]);
+      expect(await englishLines(page, ['dashboard', 'devices', 'fleet']), href).toEqual([]);
     }
     await w.screenshot(page, 'dashboard-de');
     expect(pageErrors).toEqual([]);

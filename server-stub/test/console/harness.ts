@@ -6,9 +6,11 @@
  * Debian's `chromium` is used (CHROMIUM_PATH overrides /usr/bin/chromium; `.ci/run` installs it).
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { Behaviour, FleetHandle, RestClient } from '@router-fleet/simulator';
 import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core';
 import { expect } from 'vitest';
 import { TestClock } from '../../src/clock.js';
@@ -153,4 +155,85 @@ export function flatten(value: unknown, prefix = ''): Map<string, string> {
     for (const [k, v] of Object.entries(value)) for (const [kk, vv] of flatten(v, prefix ? `${prefix}.${k}` : k)) out.set(kk, vv);
   }
   return out;
+}
+
+/** A translation file of the console as a map of dotted key → text. */
+export function locale(lang: 'en' | 'de', ns: string): Map<string, string> {
+  return flatten(JSON.parse(readFileSync(join(CONSOLE_SRC, 'src', 'locales', lang, `${ns}.json`), 'utf8')));
+}
+
+/**
+ * The English texts of the namespaces that differ in German (ones with placeholders left out): none
+ * of them may show on a German page. Checks on the way that German has every key and no other.
+ */
+export function englishOnly(namespaces: readonly string[]): Set<string> {
+  const out = new Set<string>();
+  for (const ns of namespaces) {
+    const en = locale('en', ns);
+    const de = locale('de', ns);
+    for (const [key, text] of en) {
+      expect(de.has(key), `de/${ns}.json lacks ${key}`).toBe(true);
+      if (de.get(key) !== text && !text.includes('{{')) out.add(text);
+    }
+    for (const key of de.keys()) expect(en.has(key), `en/${ns}.json lacks ${key}`).toBe(true);
+  }
+  return out;
+}
+
+/** Lines (and table cells) of the page's `root` element that are English-only texts of the namespaces. */
+export async function englishLines(page: Page, namespaces: readonly string[], root = 'main'): Promise<string[]> {
+  const english = englishOnly(namespaces);
+  const text = await page.locator(root).innerText();
+  return text.split(/[\n\t]/).map((l) => l.trim()).filter((l) => english.has(l));
+}
+
+/** Routers of the simulator registered to a tenant of the console's server, ready to connect. */
+export interface SimulatedFleet {
+  readonly tenant: Tenant;
+  /** A REST client logged in as the tenant's administrator. */
+  readonly rest: RestClient;
+  /** Connects the routers (each the real agent core, in this process), `rate` a second. */
+  start(options: { behaviour: string | Behaviour; rate?: number }): Promise<FleetHandle>;
+  /** Stops the routers (if started) and removes their profiles. */
+  close(): Promise<void>;
+}
+
+/**
+ * A tenant with `licences` Basic 25 licences and `routers` simulated routers generated from `seed`
+ * and registered through the CSV import (what `fleet-sim provision` does), their connection
+ * profiles in a temporary directory.
+ */
+export async function simulatedFleet(
+  w: ConsoleWorld,
+  options: { tenantName: string; routers: number; licences: number; seed: number },
+): Promise<SimulatedFleet> {
+  // Loaded here, not at the top: only the pages that need routers pay for loading the simulator.
+  const { fleetToCsv, generateFleet, provisionFleet, RestClient, startFleet } = await import('@router-fleet/simulator');
+  const tenant = await w.newTenant(options.tenantName);
+  w.licences(tenant, 'basic-25', options.licences);
+  const rest = new RestClient({ server: w.baseUrl });
+  const token = await rest.login(tenant.username, tenant.password);
+  const dir = mkdtempSync(join(tmpdir(), 'console-fleet-'));
+  let fleet: FleetHandle | undefined;
+  try {
+    const csv = join(dir, 'fleet.csv');
+    writeFileSync(csv, fleetToCsv(generateFleet({ devices: options.routers, seed: options.seed, customFields: false })));
+    const provisioned = await provisionFleet({ server: w.baseUrl, token, fleetCsv: csv, outDir: dir });
+    expect(provisioned).toMatchObject({ imported: options.routers, failed: 0 });
+  } catch (err) {
+    rmSync(dir, { recursive: true, force: true });
+    throw err;
+  }
+  return {
+    tenant,
+    rest,
+    async start({ behaviour, rate = 50 }) {
+      fleet = await startFleet({ profiles: dir, devices: options.routers, rate, processes: 0, behaviour, seed: options.seed });
+      return fleet;
+    },
+    async close() {
+      await fleet?.stop().catch(() => undefined);
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
 }
