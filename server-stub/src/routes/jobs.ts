@@ -1,7 +1,7 @@
 import { Type } from '@sinclair/typebox';
 import { WEEKDAYS } from '../jobs/window.js';
 import { JOB_LIFECYCLE } from '../jobs/job-lifecycle.js';
-import type { JobDeviceRow } from '../store/job-executions.js';
+import type { JobDeviceRow, JobExecutionColumns } from '../store/job-executions.js';
 import type { JobHead } from '../store/jobs.js';
 import type { AccountScope } from '../store/scope.js';
 import { defineRoute, notFound } from './route.js';
@@ -133,15 +133,12 @@ function jobView(services: Services, scope: AccountScope, j: JobHead) {
 
 /** The `state` filter accepts the job lifecycle's states, as its table names them. */
 /**
- * One row of a job's device list: the items of GET /api/jobs/{uuid}/devices and of the console's
- * live `devices` messages. `skipped`: waiting, but the device is unmanaged (beyond the licence
- * limit), so it is never dispatched to.
+ * A device's status in a job and its latest execution, as a job's device list and a device's job
+ * history show it. `skipped`: waiting, but the device is unmanaged (beyond the licence limit), so
+ * it is never dispatched to.
  */
-export function jobDeviceView(r: JobDeviceRow) {
+export function executionView(r: JobExecutionColumns) {
   return {
-    deviceUuid: r.device_uuid,
-    serialNumber: r.serial_number,
-    name: r.name,
     status: r.status === 'pending' && r.admission === 'unmanaged' ? 'skipped' : r.status,
     result: r.result,
     attempts: r.attempts,
@@ -150,8 +147,18 @@ export function jobDeviceView(r: JobDeviceRow) {
     percent: r.percent,
     errorCode: r.error_code,
     errorMessage: r.error_message,
-    cancelRequested: r.cancel_requested === 1,
     updatedAt: iso(r.updated_at),
+  };
+}
+
+/** One row of a job's device list: the items of GET /api/jobs/{uuid}/devices and of the console's live `devices` messages. */
+export function jobDeviceView(r: JobDeviceRow) {
+  return {
+    deviceUuid: r.device_uuid,
+    serialNumber: r.serial_number,
+    name: r.name,
+    ...executionView(r),
+    cancelRequested: r.cancel_requested === 1,
   };
 }
 

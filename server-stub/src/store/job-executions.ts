@@ -50,14 +50,9 @@ export interface NewExecution {
   windowEnd: number | null;
 }
 
-/**
- * A device's place in a job with its latest execution (null columns: none yet): the row behind
- * every view of a job's device list (the REST page and the console's live updates).
- */
-export interface JobDeviceRow {
-  device_uuid: string;
-  serial_number: string;
-  name: string;
+/** A device's status in a job and its latest execution there (null columns: none yet). */
+export interface JobExecutionColumns {
+  /** The device's admission (`unmanaged`: beyond the licence limit). */
   admission: string | null;
   status: string;
   result: string | null;
@@ -67,8 +62,18 @@ export interface JobDeviceRow {
   percent: number | null;
   error_code: string | null;
   error_message: string | null;
-  cancel_requested: number | null;
   updated_at: number | null;
+}
+
+/**
+ * A device's place in a job with its latest execution: the row behind every view of a job's
+ * device list (the REST page and the console's live updates).
+ */
+export interface JobDeviceRow extends JobExecutionColumns {
+  device_uuid: string;
+  serial_number: string;
+  name: string;
+  cancel_requested: number | null;
 }
 
 /** One row of a job's per-device results, with the device's row id (the page cursor). */
