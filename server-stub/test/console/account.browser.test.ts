@@ -1,27 +1,6 @@
-import { readFileSync } from 'node:fs';
-import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { removeTempDirs, type Tenant } from '../helpers/setup.js';
-import { BROWSER_TEST_MS, type ConsoleWorld, flatten, poll, startConsoleWorld } from './harness.js';
-
-const locale = (lang: string, ns: string) =>
-  flatten(JSON.parse(readFileSync(new URL(`../../console/src/locales/${lang}/${ns}.json`, import.meta.url), 'utf8')));
-
-/** Lines of the page that are English-only texts of the namespaces (German has every key and no other). */
-async function englishLines(page: Page, namespaces: readonly string[]): Promise<string[]> {
-  const english = new Set<string>();
-  for (const ns of namespaces) {
-    const en = locale('en', ns);
-    const de = locale('de', ns);
-    for (const [key, text] of en) {
-      expect(de.has(key), `de/${ns}.json lacks ${key}`).toBe(true);
-      if (de.get(key) !== text && !text.includes('{{')) english.add(text);
-    }
-    for (const key of de.keys()) expect(en.has(key), `en/${ns}.json lacks ${key}`).toBe(true);
-  }
-  const text = await page.locator('body').innerText();
-  return text.split(/[\n\t]/).map((l) => l.trim()).filter((l) => english.has(l));
-}
+import { BROWSER_TEST_MS, type ConsoleWorld, englishLines, poll, startConsoleWorld } from './harness.js';
 
 let w: ConsoleWorld;
 let tenant: Tenant;
@@ -133,7 +112,7 @@ describe('account page in Chromium', () => {
     // German: every text of the page translated.
     await page.locator('[data-testid="language"]').selectOption('de');
     await poll(() => page.locator('main h1').innerText()).toBe('Konto');
-    expect(await englishLines(page, ['account', 'common'])).toEqual([]);
+    expect(await englishLines(page, ['account', 'common'], 'body')).toEqual([]);
     expect(await page.locator('main').innerText()).toContain('Benutzer und Rollen');
     await w.screenshot(page, 'account-de');
     expect(pageErrors).toEqual([]);

@@ -180,6 +180,12 @@ export function englishOnly(namespaces: readonly string[]): Set<string> {
   return out;
 }
 
+/** The texts of `texts` that occur in `shown` as whole words (English "Model" is not in German "Modell"). */
+export function shownIn(shown: string, texts: Iterable<string>): string[] {
+  const escape = (x: string) => x.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  return [...texts].filter((x) => new RegExp(`(^|[^\\p{L}])${escape(x)}($|[^\\p{L}])`, 'u').test(shown));
+}
+
 /** Lines (and table cells) of the page's `root` element that are English-only texts of the namespaces. */
 export async function englishLines(page: Page, namespaces: readonly string[], root = 'main'): Promise<string[]> {
   const english = englishOnly(namespaces);
