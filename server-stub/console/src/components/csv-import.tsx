@@ -69,6 +69,8 @@ export function CsvImportForm(props: {
   onSubmit: (file: File, partial: boolean) => void;
   /** What the form says before its fields (what the file holds). */
   children?: ComponentChildren;
+  /** An example file, shown folded under the children. */
+  example?: string;
   testid: string;
 }) {
   const { t, prefix = '' } = props;
@@ -81,6 +83,12 @@ export function CsvImportForm(props: {
   return (
     <form class="panel" onSubmit={submit} data-testid={props.testid}>
       {props.children}
+      {props.example === undefined ? null : (
+        <details>
+          <summary>{t(`${prefix}example`)}</summary>
+          <pre class="manifest">{props.example}</pre>
+        </details>
+      )}
       <div class="form-row">
         <div class="file-field">
           <span>{t(`${prefix}file`)}</span>

@@ -116,17 +116,13 @@ export default function DeviceImportPage(_props: PageProps) {
       </p>
       <h1>{t('title')}</h1>
       {operator ? (
-        <CsvImportForm t={t} busy={busy} onSubmit={(file, partial) => void upload(file, partial)} testid="import-form">
+        <CsvImportForm t={t} busy={busy} onSubmit={(file, partial) => void upload(file, partial)} testid="import-form" example={EXAMPLE}>
           <p>{t('intro')}</p>
           <p class="hint">
             {t('columns')}
             {' '}
             <code>{COLUMNS.join(', ')}</code>
           </p>
-          <details>
-            <summary>{t('example')}</summary>
-            <pre class="manifest">{EXAMPLE}</pre>
-          </details>
         </CsvImportForm>
       ) : (
         <p class="notice">{t('operatorsOnly')}</p>

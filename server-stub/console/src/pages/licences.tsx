@@ -256,7 +256,7 @@ export default function LicencesPage(_props: PageProps) {
       ) : null}
 
       {admin ? (
-        <CsvImportForm t={t} prefix="import." busy={csv.busy} onSubmit={(file, partial) => void csv.upload(file, partial)} testid="licence-import-form">
+        <CsvImportForm t={t} prefix="import." busy={csv.busy} onSubmit={(file, partial) => void csv.upload(file, partial)} testid="licence-import-form" example={EXAMPLE}>
           <h2>{t('import.title')}</h2>
           <p>{t('import.intro')}</p>
           <p class="hint">
@@ -266,10 +266,6 @@ export default function LicencesPage(_props: PageProps) {
             {' '}
             {t('import.otherColumns')}
           </p>
-          <details>
-            <summary>{t('import.example')}</summary>
-            <pre class="manifest">{EXAMPLE}</pre>
-          </details>
         </CsvImportForm>
       ) : null}
       {csv.outcome?.kind === 'error' ? <ImportError t={t} err={csv.outcome.err} /> : null}
