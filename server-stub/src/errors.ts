@@ -59,6 +59,7 @@ export const ServerErrors = {
   SERVER_LICENCE_CODE_MALFORMED: { status: 400, message: 'A licence code has the form XXXX-XXXX-XXXX (hex).' },
   SERVER_LICENCE_CODE_UNKNOWN: { status: 422, message: 'The licence code is not known.' },
   SERVER_LICENCE_CODE_REDEEMED: { status: 409, message: 'The licence code has already been redeemed.' },
+  SERVER_LICENCE_CODE_DUPLICATE: { status: 409, message: 'The licence code occurs more than once in this file.' },
   SERVER_LICENCE_CODE_EXPIRED: {
     status: 422,
     message: 'The licence code was not redeemed within 24 months of issue and has expired.',

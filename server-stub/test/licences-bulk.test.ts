@@ -75,6 +75,50 @@ describe('bulk activation over HTTP (POST /api/licences/activate)', () => {
   });
 });
 
+describe('CSV import over HTTP (POST /api/licences/import)', () => {
+  it('reports every line: the codes redeemed, a code written twice, a line that cannot be read', async () => {
+    const w = await open();
+    const t = await w.newTenant();
+    const token = await w.login(t);
+    const [good, other] = w.services.licensing.issue('basic-25', 2);
+    // The vendor's file as `licences issue --csv` writes it; the second code in lower case.
+    const file = ['code,plan,issuedAt', `${good},basic-25,2026-01-01T00:00:00.000Z`, `${good!.toLowerCase()},basic-25,2026-01-01T00:00:00.000Z`, 'ZZZZ', ''].join('\r\n');
+    const post = (body: string, partial: boolean) =>
+      w.req('POST', `/api/licences/import${partial ? '?partial=true' : ''}`, { token, payload: body, headers: { 'content-type': 'text/csv' } });
+
+    const refused = await post(file, false);
+    expect(refused.statusCode).toBe(422);
+    expect(refused.json()).toMatchObject({
+      code: 'SERVER_CSV_ROWS_INVALID',
+      details: {
+        rows: 3,
+        imported: 0,
+        failed: 2,
+        accepted: [],
+        errors: [
+          { line: 3, code: 'SERVER_LICENCE_CODE_DUPLICATE' },
+          { line: 4, code: 'SERVER_CSV_INVALID' },
+        ],
+      },
+    });
+    expect(w.services.licensing.list(t.scope)).toEqual([]);
+
+    const partial = await post(file, true);
+    expect(partial.statusCode).toBe(200);
+    const report = partial.json();
+    expect(report).toMatchObject({ rows: 3, imported: 1, failed: 2, partial: true, accepted: [{ line: 2, code: good }] });
+    expect(report.errors.map((e: { line: number; code: string }) => [e.line, e.code])).toEqual([
+      [3, 'SERVER_LICENCE_CODE_DUPLICATE'],
+      [4, 'SERVER_CSV_INVALID'],
+    ]);
+    expect(w.services.licensing.list(t.scope).map((l) => [l.uuid, l.code])).toEqual([[report.accepted[0].uuid, good]]);
+
+    // The same file again: the code is now redeemed (by this account), the other one is new.
+    const again = await post(`code\r\n${good}\r\n${other}\r\n`, true);
+    expect(again.json()).toMatchObject({ imported: 1, accepted: [{ line: 3, code: other }], errors: [{ line: 2, code: 'SERVER_LICENCE_CODE_REDEEMED' }] });
+  });
+});
+
 const CLI = fileURLToPath(new URL('../src/cli.ts', import.meta.url));
 const run = promisify(execFile);
 const cli = (...args: string[]) => run(process.execPath, ['--import', TS_REGISTER, CLI, ...args], { timeout: 60_000 });

@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import { eventView } from '../routes/events.js';
+import { jobDeviceView } from '../routes/jobs.js';
 import { iso } from '../routes/schemas.js';
 import type { Services } from '../services.js';
 import { type AccountLive, type FleetCounts, type JobDeviceChangeRow, JobLive } from '../store/live.js';
@@ -73,25 +74,6 @@ interface JobTopic {
 }
 
 type Topic = FleetTopic | JobTopic;
-
-/** One row of a job's device list (the shape of GET /api/jobs/{uuid}/devices items). */
-export function jobDeviceView(r: JobDeviceChangeRow) {
-  return {
-    deviceUuid: r.device_uuid,
-    serialNumber: r.serial_number,
-    name: r.name,
-    status: r.status === 'pending' && r.admission === 'unmanaged' ? 'skipped' : r.status,
-    result: r.result,
-    attempts: r.attempts,
-    executionId: r.exec_uuid,
-    state: r.state,
-    percent: r.percent,
-    errorCode: r.error_code,
-    errorMessage: r.error_message,
-    cancelRequested: r.cancel_requested === 1,
-    updatedAt: iso(r.updated_at),
-  };
-}
 
 const signature = (r: JobDeviceChangeRow) =>
   `${r.state}|${r.percent}|${r.status}|${r.result}|${r.attempts}|${r.error_code}|${r.cancel_requested}|${r.admission}`;

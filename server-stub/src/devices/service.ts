@@ -3,6 +3,7 @@ import { SERIAL_NUMBER_CHARS } from '@router-fleet/protocol';
 import type { AdmissionService } from '../admission/service.js';
 import type { Clock } from '../clock.js';
 import { type ImportReport, parseCsv, type RowError, rowObject } from '../csv.js';
+import { DEVICE_CSV_COLUMNS, DEVICE_CSV_CUSTOM_PREFIX, DEVICE_CSV_REQUIRED } from '../import-columns.js';
 import { textViolation } from '../validation.js';
 import { AppError, isAppError } from '../errors.js';
 import type { LicensingService } from '../licensing/service.js';
@@ -83,21 +84,7 @@ export function coordinates(input: {
 
 export type DeviceUpdate = Omit<Partial<DeviceInput>, 'serialNumber'>;
 
-const CSV_COLUMNS = new Set([
-  'serialNumber',
-  'name',
-  'location',
-  'group',
-  'groupUuid',
-  'model',
-  'firmware',
-  'connectionPingInterval',
-  'connectionPongTimeout',
-  'connectionSessionTimeout',
-  'latitude',
-  'longitude',
-]);
-const CUSTOM_PREFIX = 'customFields.';
+const CSV_COLUMNS: ReadonlySet<string> = new Set(DEVICE_CSV_COLUMNS);
 /** Row errors (and registered rows) listed in one import report; the counts of all are always given. */
 const MAX_REPORTED_ERRORS = 1000;
 
@@ -251,21 +238,21 @@ export class DeviceService {
   }
 
   /**
-   * CSV mass registration: the header names the columns (see CSV_COLUMNS, plus `customFields.<key>`).
+   * CSV mass registration: the header names the columns (DEVICE_CSV_COLUMNS, plus `customFields.<key>`).
    * One transaction with prepared statements; all or nothing unless `partial` is asked for.
    */
   importCsv(scope: AccountScope, body: Buffer | string, partial: boolean, maxRows: number): DeviceImportReport {
     const now = this.clock.now();
     const table = parseCsv(body, maxRows);
-    if (!table.header.includes('serialNumber')) {
-      throw new AppError('SERVER_CSV_INVALID', 'The CSV header has no "serialNumber" column.');
+    if (!table.header.includes(DEVICE_CSV_REQUIRED)) {
+      throw new AppError('SERVER_CSV_INVALID', `The CSV header has no "${DEVICE_CSV_REQUIRED}" column.`);
     }
     const unknown = table.header.filter(
       (h) => !CSV_COLUMNS.has(h)
-        && !(h.startsWith(CUSTOM_PREFIX) && CUSTOM_FIELD_KEY.test(h.slice(CUSTOM_PREFIX.length))),
+        && !(h.startsWith(DEVICE_CSV_CUSTOM_PREFIX) && CUSTOM_FIELD_KEY.test(h.slice(DEVICE_CSV_CUSTOM_PREFIX.length))),
     );
     if (unknown.length > 0) throw new AppError('SERVER_CSV_INVALID', `Unknown CSV columns: ${unknown.join(', ')}.`);
-    const customColumns = table.header.filter((h) => h.startsWith(CUSTOM_PREFIX));
+    const customColumns = table.header.filter((h) => h.startsWith(DEVICE_CSV_CUSTOM_PREFIX));
     const errors: RowError[] = [];
     let errorCount = 0;
     const fail = (line: number, err: AppError | { code: string; message: string }) => {
@@ -421,7 +408,7 @@ export class DeviceService {
       const custom: Record<string, string> = {};
       for (const col of customColumns) {
         const v = obj[col];
-        if (v) custom[col.slice(CUSTOM_PREFIX.length)] = v;
+        if (v) custom[col.slice(DEVICE_CSV_CUSTOM_PREFIX.length)] = v;
       }
       input.customFields = custom;
     }

@@ -3,6 +3,7 @@ import type { AdmissionService } from '../admission/service.js';
 import type { Clock } from '../clock.js';
 import { type ImportReport, parseCsv, type RowError, rowObject } from '../csv.js';
 import { AppError, isAppError } from '../errors.js';
+import { LICENCE_CSV_CODE_COLUMN } from '../import-columns.js';
 import type { Store } from '../store/database.js';
 import type { LicenceRecord } from '../store/licences.js';
 import { VendorCodes } from '../store/licences.js';
@@ -19,6 +20,19 @@ import {
   licenceStatus,
   stockDeadline,
 } from './rules.js';
+
+/** A line of a licence import that redeemed its code. */
+export interface ImportedLicence {
+  /** Line in the file. */
+  readonly line: number;
+  readonly code: string;
+  readonly uuid: string;
+}
+
+/** The licence import's report: the lines redeemed besides the refused ones. */
+export interface LicenceImportReport extends ImportReport {
+  readonly accepted: ImportedLicence[];
+}
 
 export interface LicenceView extends LicenceRecord {
   readonly status: LicenceStatus;
@@ -70,14 +84,21 @@ export class LicensingService {
     return this.view(scope, uuid, now)!;
   }
 
-  /** Bulk import of the vendor's CSV (a `code` column; other columns are ignored). */
-  importCsv(scope: AccountScope, body: Buffer | string, partial: boolean, maxRows: number): ImportReport {
+  /**
+   * Bulk import of the vendor's CSV (a `code` column; other columns are ignored): one transaction,
+   * all or nothing unless `partial` is asked for. A code written twice in the file is refused on
+   * its second line (SERVER_LICENCE_CODE_DUPLICATE), not reported as redeemed by the first.
+   */
+  importCsv(scope: AccountScope, body: Buffer | string, partial: boolean, maxRows: number): LicenceImportReport {
     const now = this.clock.now();
     const table = parseCsv(body, maxRows);
-    if (!table.header.includes('code')) throw new AppError('SERVER_CSV_INVALID', 'The CSV header has no "code" column.');
+    if (!table.header.includes(LICENCE_CSV_CODE_COLUMN)) {
+      throw new AppError('SERVER_CSV_INVALID', `The CSV header has no "${LICENCE_CSV_CODE_COLUMN}" column.`);
+    }
     const errors: RowError[] = [];
-    let imported = 0;
+    let accepted: ImportedLicence[] = [];
     const run = () => {
+      const seen = new Set<string>();
       for (const row of table.rows) {
         const obj = rowObject(table.header, row);
         if (!obj) {
@@ -85,8 +106,12 @@ export class LicensingService {
           continue;
         }
         try {
-          scope.savepoint(() => this.#redeemOne(scope, obj['code'] ?? '', now));
-          imported++;
+          const input = obj[LICENCE_CSV_CODE_COLUMN] ?? '';
+          const code = normaliseCode(input);
+          if (code !== undefined && seen.has(code)) throw new AppError('SERVER_LICENCE_CODE_DUPLICATE');
+          if (code !== undefined) seen.add(code);
+          const uuid = scope.savepoint(() => this.#redeemOne(scope, input, now));
+          accepted.push({ line: row.line, code: code!, uuid });
         } catch (err) {
           if (!isAppError(err)) throw err;
           errors.push({ line: row.line, code: err.code, message: err.message });
@@ -94,21 +119,17 @@ export class LicensingService {
       }
       if (errors.length > 0 && !partial) throw new RollBack();
     };
+    let rolledBack = false;
     try {
       scope.write(run);
     } catch (err) {
       if (!(err instanceof RollBack)) throw err;
-      throw new AppError('SERVER_CSV_ROWS_INVALID', undefined, {
-        details: {
-          rows: table.rows.length,
-          imported: 0,
-          failed: errors.length,
-          partial,
-          errors,
-        } satisfies ImportReport,
-      });
+      rolledBack = true;
+      accepted = [];
     }
-    return { rows: table.rows.length, imported, failed: errors.length, partial, errors };
+    const report: LicenceImportReport = { rows: table.rows.length, imported: accepted.length, failed: errors.length, partial, errors, accepted };
+    if (rolledBack) throw new AppError('SERVER_CSV_ROWS_INVALID', undefined, { details: report });
+    return report;
   }
 
   /** Activates now (`at` omitted) or schedules activation at `at`. */

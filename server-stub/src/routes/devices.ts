@@ -2,6 +2,7 @@ import { type TSchema, Type } from '@sinclair/typebox';
 import { DEVICE_DEFAULTS, KEEPALIVE_LIMITS } from '../devices/service.js';
 import { AppError } from '../errors.js';
 import { type AdmissionFilter, DEVICE_SORTS, type DeviceRow, type DeviceSort, type DeviceStatus, type Keyset } from '../store/devices.js';
+import { executionView } from './jobs.js';
 import { defineRoute, notFound } from './route.js';
 import {
   decodeCursor,
@@ -334,15 +335,7 @@ export const deviceRoutes = [
           jobName: r.name,
           jobState: r.job_state,
           jobCreatedAt: iso(r.created_at),
-          status: r.status === 'pending' && r.admission === 'unmanaged' ? 'skipped' : r.status,
-          result: r.result,
-          attempts: r.attempts,
-          executionId: r.exec_uuid,
-          state: r.state,
-          percent: r.percent,
-          errorCode: r.error_code,
-          errorMessage: r.error_message,
-          updatedAt: iso(r.updated_at),
+          ...executionView(r),
         }),
         (last) => ({ before: last.id }),
       );

@@ -1,6 +1,7 @@
 import { Type } from '@sinclair/typebox';
 import { WEEKDAYS } from '../jobs/window.js';
 import { JOB_LIFECYCLE } from '../jobs/job-lifecycle.js';
+import type { JobDeviceRow, JobExecutionColumns } from '../store/job-executions.js';
 import type { JobHead } from '../store/jobs.js';
 import type { AccountScope } from '../store/scope.js';
 import { defineRoute, notFound } from './route.js';
@@ -131,6 +132,36 @@ function jobView(services: Services, scope: AccountScope, j: JobHead) {
 }
 
 /** The `state` filter accepts the job lifecycle's states, as its table names them. */
+/**
+ * A device's status in a job and its latest execution, as a job's device list and a device's job
+ * history show it. `skipped`: waiting, but the device is unmanaged (beyond the licence limit), so
+ * it is never dispatched to.
+ */
+export function executionView(r: JobExecutionColumns) {
+  return {
+    status: r.status === 'pending' && r.admission === 'unmanaged' ? 'skipped' : r.status,
+    result: r.result,
+    attempts: r.attempts,
+    executionId: r.exec_uuid,
+    state: r.state,
+    percent: r.percent,
+    errorCode: r.error_code,
+    errorMessage: r.error_message,
+    updatedAt: iso(r.updated_at),
+  };
+}
+
+/** One row of a job's device list: the items of GET /api/jobs/{uuid}/devices and of the console's live `devices` messages. */
+export function jobDeviceView(r: JobDeviceRow) {
+  return {
+    deviceUuid: r.device_uuid,
+    serialNumber: r.serial_number,
+    name: r.name,
+    ...executionView(r),
+    cancelRequested: r.cancel_requested === 1,
+  };
+}
+
 const JobStateQuery = Type.Union(JOB_LIFECYCLE.states.map((s) => Type.Literal(s)));
 
 function isIdCursor(v: unknown): v is { id: number } {
@@ -235,22 +266,7 @@ export const jobRoutes = [
       return toPage(
         services.jobs.deviceResults(job, after, limit + 1),
         limit,
-        (r) => ({
-          deviceUuid: r.uuid,
-          serialNumber: r.serial_number,
-          name: r.name,
-          // `skipped`: waiting, but the device is unmanaged (beyond the licence limit): never dispatched to.
-          status: r.status === 'pending' && r.admission === 'unmanaged' ? 'skipped' : r.status,
-          result: r.result,
-          attempts: r.attempts,
-          executionId: r.exec_uuid,
-          state: r.state,
-          percent: r.percent,
-          errorCode: r.error_code,
-          errorMessage: r.error_message,
-          cancelRequested: r.cancel_requested === 1,
-          updatedAt: iso(r.updated_at),
-        }),
+        jobDeviceView,
         (last) => ({ id: last.id }),
       );
     },

@@ -19,6 +19,13 @@ const Licence = Type.Object({
   stockDeadline: Timestamp,
 });
 
+const LicenceImportReport = Type.Object({
+  ...ImportReport.properties,
+  accepted: Type.Array(Type.Object({ line: Type.Integer(), code: Type.String(), uuid: Type.String() }), {
+    description: 'The lines that redeemed their code (none when the import was refused as a whole).',
+  }),
+});
+
 function licenceView(l: LicenceView) {
   return {
     uuid: l.uuid,
@@ -74,7 +81,7 @@ export const licenceRoutes = [
     access: 'admin',
     bodyType: 'csv',
     querystring: ImportQuery,
-    response: ImportReport,
+    response: LicenceImportReport,
     handler: ({ ctx, body, query, services }) =>
       services.licensing.importCsv(ctx.scope, body as Buffer, query.partial ?? false, services.config.csvMaxRows),
   }),

@@ -50,12 +50,9 @@ export interface NewExecution {
   windowEnd: number | null;
 }
 
-/** One row of a job's per-device results (the device, its status in the job, its latest execution). */
-export interface DeviceResultRow {
-  id: number;
-  uuid: string;
-  serial_number: string;
-  name: string;
+/** A device's status in a job and its latest execution there (null columns: none yet). */
+export interface JobExecutionColumns {
+  /** The device's admission (`unmanaged`: beyond the licence limit). */
   admission: string | null;
   status: string;
   result: string | null;
@@ -65,8 +62,23 @@ export interface DeviceResultRow {
   percent: number | null;
   error_code: string | null;
   error_message: string | null;
-  cancel_requested: number | null;
   updated_at: number | null;
+}
+
+/**
+ * A device's place in a job with its latest execution: the row behind every view of a job's
+ * device list (the REST page and the console's live updates).
+ */
+export interface JobDeviceRow extends JobExecutionColumns {
+  device_uuid: string;
+  serial_number: string;
+  name: string;
+  cancel_requested: number | null;
+}
+
+/** One row of a job's per-device results, with the device's row id (the page cursor). */
+export interface DeviceResultRow extends JobDeviceRow {
+  id: number;
 }
 
 /** Longest error message kept with an execution (characters). */
@@ -316,7 +328,7 @@ export class JobExecutions {
   deviceResults(jobId: number, afterId: number, limit: number): DeviceResultRow[] {
     return this.store
       .stmt<DeviceResultRow>(
-        `SELECT d.id, d.uuid, d.serial_number, d.name, d.admission, jd.status, jd.result, jd.attempts,
+        `SELECT d.id, d.uuid AS device_uuid, d.serial_number, d.name, d.admission, jd.status, jd.result, jd.attempts,
            e.uuid AS exec_uuid, e.state, e.percent, e.error_code, e.error_message, e.cancel_requested, e.updated_at
          FROM job_devices jd JOIN devices d ON d.id = jd.device_id
          LEFT JOIN job_executions e ON e.id = (

@@ -1,5 +1,6 @@
 import type { JobExecutionState } from '@router-fleet/protocol';
 import { dialects, type Store } from './database.js';
+import type { JobExecutionColumns } from './job-executions.js';
 
 export type JobState = 'running' | 'paused' | 'finished' | 'cancelled' | 'aborted';
 export type JobDeviceStatus = 'pending' | 'active' | 'done';
@@ -54,22 +55,12 @@ export interface ExecutionRow {
 }
 
 /** One job a device was part of, with the device's result there (a device's job history). */
-export interface DeviceJobRow {
+export interface DeviceJobRow extends JobExecutionColumns {
   id: number;
   uuid: string;
   name: string;
   job_state: string;
   created_at: number;
-  status: string;
-  result: string | null;
-  attempts: number;
-  admission: string | null;
-  exec_uuid: string | null;
-  state: string | null;
-  percent: number | null;
-  error_code: string | null;
-  error_message: string | null;
-  updated_at: number | null;
 }
 
 /** Jobs of one account. Every statement carries `account_id = ?`. */

@@ -1,5 +1,6 @@
 import type { Store } from './database.js';
 import { type EventLogRow, eventLogColumns } from './event-log.js';
+import type { JobDeviceRow } from './job-executions.js';
 
 /**
  * The reads behind the console's live streams (console/stream.ts). Each one is small and indexed,
@@ -21,20 +22,10 @@ export interface FleetCounts {
 }
 
 /** One execution of a job with its device, as the job's device list shows it. */
-export interface JobDeviceChangeRow {
+export interface JobDeviceChangeRow extends JobDeviceRow {
   exec_id: number;
   exec_uuid: string;
-  device_uuid: string;
-  serial_number: string;
-  name: string;
-  admission: string | null;
-  status: string;
-  result: string | null;
-  attempts: number;
   state: string;
-  percent: number | null;
-  error_code: string | null;
-  error_message: string | null;
   cancel_requested: number;
   updated_at: number;
   finished_at: number | null;

@@ -112,7 +112,7 @@ describe('account page in Chromium', () => {
     // German: every text of the page translated.
     await page.locator('[data-testid="language"]').selectOption('de');
     await poll(() => page.locator('main h1').innerText()).toBe('Konto');
-    expect(await englishLines(page, ['account', 'common'])).toEqual([]);
+    expect(await englishLines(page, ['account', 'common'], 'body')).toEqual([]);
     expect(await page.locator('main').innerText()).toContain('Benutzer und Rollen');
     await w.screenshot(page, 'account-de');
     expect(pageErrors).toEqual([]);

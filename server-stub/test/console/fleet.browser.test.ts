@@ -1,11 +1,7 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { type FleetHandle, fleetToCsv, generateFleet, provisionFleet, RestClient, startFleet } from '@router-fleet/simulator';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { removeTempDirs, type Tenant } from '../helpers/setup.js';
-import { type ConsolePage, type ConsoleWorld, englishLines, startConsoleWorld } from './harness.js';
+import { type ConsolePage, type ConsoleWorld, englishLines, type SimulatedFleet, simulatedFleet, startConsoleWorld } from './harness.js';
 
 /**
  * The Dashboard and Devices pages against a simulated fleet: 30 routers (each the real agent
@@ -22,29 +18,21 @@ const NAMESPACES = ['dashboard', 'devices', 'fleet'];
 
 let w: ConsoleWorld;
 let tenant: Tenant;
-let fleet: FleetHandle | undefined;
-let fleetDir: string;
+let routers: SimulatedFleet | undefined;
 let xssUuid: string;
 
 beforeAll(async () => {
   w = await startConsoleWorld({ sessionTtlSec: 3600 });
-  tenant = await w.newTenant('Fleet Works GmbH');
-  w.licences(tenant, 'basic-25', 1);
-  const rest = new RestClient({ server: w.baseUrl });
-  const token = await rest.login(tenant.username, tenant.password);
-  fleetDir = mkdtempSync(join(tmpdir(), 'console-fleet-'));
-  writeFileSync(join(fleetDir, 'fleet.csv'), fleetToCsv(generateFleet({ devices: ROUTERS, seed: 7, customFields: false })));
-  const provisioned = await provisionFleet({ server: w.baseUrl, token, fleetCsv: join(fleetDir, 'fleet.csv'), outDir: fleetDir });
-  expect(provisioned).toMatchObject({ imported: ROUTERS, failed: 0 });
+  routers = await simulatedFleet(w, { tenantName: 'Fleet Works GmbH', routers: ROUTERS, licences: 1, seed: 7 });
+  tenant = routers.tenant;
   const [first] = tenant.scope.devices.list({ filter: {}, sort: 'serialNumber', desc: false, limit: 1 });
   xssUuid = first!.uuid;
   w.services.devices.update(tenant.scope, xssUuid, { name: XSS });
 }, 180_000);
 
 afterAll(async () => {
-  await fleet?.stop().catch(() => undefined);
+  await routers?.close();
   await w?.closeAll();
-  if (fleetDir) rmSync(fleetDir, { recursive: true, force: true });
   removeTempDirs();
 }, 60_000);
 
@@ -69,7 +57,7 @@ describe('Dashboard and Devices with a simulated fleet', () => {
     await expect.poll(() => rows(devices.page).count()).toBe(ROUTERS);
     expect(await rows(devices.page, '[data-status="online"]').count()).toBe(0);
 
-    fleet = await startFleet({ profiles: fleetDir, devices: ROUTERS, rate: 50, processes: 0, behaviour: 'ideal', seed: 7 });
+    const fleet = await routers!.start({ behaviour: 'ideal' });
     await fleet.waitFor((s) => s.managed === SEATS && s.rejected + s.backingOff >= ROUTERS - SEATS, LIVE_WAIT);
 
     const poll = { timeout: LIVE_WAIT, interval: 250 };

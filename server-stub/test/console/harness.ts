@@ -6,9 +6,11 @@
  * Debian's `chromium` is used (CHROMIUM_PATH overrides /usr/bin/chromium; `.ci/run` installs it).
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { Behaviour, FleetHandle, RestClient } from '@router-fleet/simulator';
 import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core';
 import { expect } from 'vitest';
 import { TestClock } from '../../src/clock.js';
@@ -18,6 +20,8 @@ import { T0, type Tenant, tempDir, testConfig, type World, worldOf } from '../he
 
 const PACKAGE = fileURLToPath(new URL('../../', import.meta.url));
 const CONSOLE_SRC = join(PACKAGE, 'console');
+/** Server modules the console bundles too (the ones its lint rule lets it import). */
+const CONSOLE_SHARED = [join(PACKAGE, 'src', 'import-columns.ts')];
 const CONSOLE_INDEX = join(PACKAGE, 'dist', 'console', 'public', 'index.html');
 export const SCREENSHOTS = fileURLToPath(new URL('./screenshots/', import.meta.url));
 export const CHROMIUM = process.env['CHROMIUM_PATH'] ?? '/usr/bin/chromium';
@@ -33,7 +37,8 @@ function newest(dir: string): number {
 
 /** Builds the console when its output is missing or older than its sources. */
 export function ensureConsoleBuilt(): void {
-  if (existsSync(CONSOLE_INDEX) && statSync(CONSOLE_INDEX).mtimeMs >= newest(CONSOLE_SRC)) return;
+  const sources = Math.max(newest(CONSOLE_SRC), ...CONSOLE_SHARED.map((f) => statSync(f).mtimeMs));
+  if (existsSync(CONSOLE_INDEX) && statSync(CONSOLE_INDEX).mtimeMs >= sources) return;
   execFileSync(process.execPath, [join(PACKAGE, 'scripts', 'build-console.mjs')], { stdio: 'inherit' });
 }
 
@@ -169,17 +174,20 @@ export function flatten(value: unknown, prefix = ''): Map<string, string> {
   return out;
 }
 
-/** The strings of one namespace of the console's translations, by dotted key. */
-export function localeStrings(lang: string, ns: string): Map<string, string> {
+/** A translation file of the console as a map of dotted key → text. */
+export function locale(lang: 'en' | 'de', ns: string): Map<string, string> {
   return flatten(JSON.parse(readFileSync(join(CONSOLE_SRC, 'src', 'locales', lang, `${ns}.json`), 'utf8')));
 }
 
-/** English texts of the namespaces that differ in German; asserts that both languages have the same keys. */
+/**
+ * The English texts of the namespaces that differ in German (ones with placeholders left out): none
+ * of them may show on a German page. Checks on the way that German has every key and no other.
+ */
 export function englishOnly(namespaces: readonly string[]): Set<string> {
   const out = new Set<string>();
   for (const ns of namespaces) {
-    const en = localeStrings('en', ns);
-    const de = localeStrings('de', ns);
+    const en = locale('en', ns);
+    const de = locale('de', ns);
     for (const [key, text] of en) {
       expect(de.has(key), `de/${ns}.json lacks ${key}`).toBe(true);
       if (de.get(key) !== text && !text.includes('{{')) out.add(text);
@@ -189,9 +197,66 @@ export function englishOnly(namespaces: readonly string[]): Set<string> {
   return out;
 }
 
-/** Lines and table cells of the page's `selector` that are English-only texts of the namespaces. */
-export async function englishLines(page: Page, namespaces: readonly string[], selector = 'body'): Promise<string[]> {
+/** The texts of `texts` that occur in `shown` as whole words (English "Model" is not in German "Modell"). */
+export function shownIn(shown: string, texts: Iterable<string>): string[] {
+  const escape = (x: string) => x.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  return [...texts].filter((x) => new RegExp(`(^|[^\\p{L}])${escape(x)}($|[^\\p{L}])`, 'u').test(shown));
+}
+
+/** Lines (and table cells) of the page's `root` element that are English-only texts of the namespaces. */
+export async function englishLines(page: Page, namespaces: readonly string[], root = 'main'): Promise<string[]> {
   const english = englishOnly(namespaces);
-  const text = await page.locator(selector).innerText();
+  const text = await page.locator(root).innerText();
   return text.split(/[\n\t]/).map((l) => l.trim()).filter((l) => english.has(l));
+}
+
+/** Routers of the simulator registered to a tenant of the console's server, ready to connect. */
+export interface SimulatedFleet {
+  readonly tenant: Tenant;
+  /** A REST client logged in as the tenant's administrator. */
+  readonly rest: RestClient;
+  /** Connects the routers (each the real agent core, in this process), `rate` a second. */
+  start(options: { behaviour: string | Behaviour; rate?: number }): Promise<FleetHandle>;
+  /** Stops the routers (if started) and removes their profiles. */
+  close(): Promise<void>;
+}
+
+/**
+ * A tenant with `licences` Basic 25 licences and `routers` simulated routers generated from `seed`
+ * and registered through the CSV import (what `fleet-sim provision` does), their connection
+ * profiles in a temporary directory.
+ */
+export async function simulatedFleet(
+  w: ConsoleWorld,
+  options: { tenantName: string; routers: number; licences: number; seed: number },
+): Promise<SimulatedFleet> {
+  // Loaded here, not at the top: only the pages that need routers pay for loading the simulator.
+  const { fleetToCsv, generateFleet, provisionFleet, RestClient, startFleet } = await import('@router-fleet/simulator');
+  const tenant = await w.newTenant(options.tenantName);
+  w.licences(tenant, 'basic-25', options.licences);
+  const rest = new RestClient({ server: w.baseUrl });
+  const token = await rest.login(tenant.username, tenant.password);
+  const dir = mkdtempSync(join(tmpdir(), 'console-fleet-'));
+  let fleet: FleetHandle | undefined;
+  try {
+    const csv = join(dir, 'fleet.csv');
+    writeFileSync(csv, fleetToCsv(generateFleet({ devices: options.routers, seed: options.seed, customFields: false })));
+    const provisioned = await provisionFleet({ server: w.baseUrl, token, fleetCsv: csv, outDir: dir });
+    expect(provisioned).toMatchObject({ imported: options.routers, failed: 0 });
+  } catch (err) {
+    rmSync(dir, { recursive: true, force: true });
+    throw err;
+  }
+  return {
+    tenant,
+    rest,
+    async start({ behaviour, rate = 50 }) {
+      fleet = await startFleet({ profiles: dir, devices: options.routers, rate, processes: 0, behaviour, seed: options.seed });
+      return fleet;
+    },
+    async close() {
+      await fleet?.stop().catch(() => undefined);
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
 }

@@ -1,21 +1,11 @@
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { copyFileSync, existsSync, mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import {
-  type Behaviour,
-  buildFirmwarePacket,
-  type FleetHandle,
-  fleetToCsv,
-  generateFleet,
-  provisionFleet,
-  RestClient,
-  startFleet,
-} from '@router-fleet/simulator';
+import { type Behaviour, buildFirmwarePacket, type RestClient } from '@router-fleet/simulator';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { removeTempDirs, type Tenant } from '../helpers/setup.js';
-import { type ConsolePage, type ConsoleWorld, englishLines, poll, startConsoleWorld } from './harness.js';
+import { type ConsolePage, type ConsoleWorld, englishLines, poll, type SimulatedFleet, simulatedFleet, startConsoleWorld } from './harness.js';
 
 /**
  * The Update jobs page against a simulated fleet: 30 routers (each the real agent core) connected
@@ -49,8 +39,7 @@ const NAMESPACES = ['jobs', 'fleet', 'common'];
 let w: ConsoleWorld;
 let tenant: Tenant;
 let rest: RestClient;
-let fleet: FleetHandle | undefined;
-let fleetDir: string;
+let routers: SimulatedFleet | undefined;
 let realTime: NodeJS.Timeout | undefined;
 
 beforeAll(async () => {
@@ -59,23 +48,16 @@ beforeAll(async () => {
   // clock follows real time here (a clock left at the harness's start date makes every offer late).
   w.clock.set(Date.now());
   realTime = setInterval(() => w.clock.set(Date.now()), 1000);
-  tenant = await w.newTenant('Rollout GmbH');
-  w.licences(tenant, 'basic-25', SEAT_LICENCES);
-  rest = new RestClient({ server: w.baseUrl });
-  const token = await rest.login(tenant.username, tenant.password);
-  fleetDir = mkdtempSync(join(tmpdir(), 'console-jobs-'));
-  writeFileSync(join(fleetDir, 'fleet.csv'), fleetToCsv(generateFleet({ devices: ROUTERS, seed: 5, customFields: false })));
-  const provisioned = await provisionFleet({ server: w.baseUrl, token, fleetCsv: join(fleetDir, 'fleet.csv'), outDir: fleetDir });
-  expect(provisioned).toMatchObject({ imported: ROUTERS, failed: 0 });
-  fleet = await startFleet({ profiles: fleetDir, devices: ROUTERS, rate: 50, processes: 0, behaviour, seed: 5 });
+  routers = await simulatedFleet(w, { tenantName: 'Rollout GmbH', routers: ROUTERS, licences: SEAT_LICENCES, seed: 5 });
+  ({ tenant, rest } = routers);
+  const fleet = await routers.start({ behaviour });
   await fleet.waitFor((s) => s.managed === ROUTERS, LIVE_WAIT);
 }, 240_000);
 
 afterAll(async () => {
   clearInterval(realTime);
-  await fleet?.stop().catch(() => undefined);
+  await routers?.close();
   await w?.closeAll();
-  if (fleetDir) rmSync(fleetDir, { recursive: true, force: true });
   removeTempDirs();
 }, 60_000);
 
@@ -250,7 +232,7 @@ describe('Update jobs with a simulated fleet', () => {
     await page.locator('select[name="groupUuid"]').selectOption(group.uuid);
     await page.locator('input[name="maxConcurrent"]').fill('1');
     await page.locator('select[name="window"]').selectOption('weekly');
-    expect(await englishLines(page, NAMESPACES)).toEqual([]);
+    expect(await englishLines(page, NAMESPACES, 'body')).toEqual([]);
     await w.screenshot(page, 'job-new-de');
     // Back to no window: this job is to run at once.
     await page.locator('select[name="window"]').selectOption('none');
@@ -269,7 +251,7 @@ describe('Update jobs with a simulated fleet', () => {
     expect(await page.locator('[data-testid="job-pause"], [data-testid="job-resume"], [data-testid="job-cancel"]').count()).toBe(0);
     // Every device ends (cancelled before its commit point, or finished past it); the page follows.
     await expect.poll(() => page.locator('[data-testid="job-devices"] tbody tr[data-status="done"]').count(), live).toBe(10);
-    expect(await englishLines(page, NAMESPACES)).toEqual([]);
+    expect(await englishLines(page, NAMESPACES, 'body')).toEqual([]);
     await w.screenshot(page, 'job-de');
     expect(pageErrors).toEqual([]);
     expect(await cspViolations()).toEqual([]);

@@ -1,11 +1,19 @@
-import { readFileSync } from 'node:fs';
+import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DAY } from '../../src/clock.js';
+import { ServerErrors } from '../../src/errors.js';
 import { removeTempDirs, type Tenant } from '../helpers/setup.js';
-import { BROWSER_TEST_MS, type ConsoleWorld, flatten, poll, startConsoleWorld } from './harness.js';
+import { BROWSER_TEST_MS, type ConsoleWorld, englishOnly, poll, startConsoleWorld } from './harness.js';
 
-const locale = (lang: string, ns: string) =>
-  flatten(JSON.parse(readFileSync(new URL(`../../console/src/locales/${lang}/${ns}.json`, import.meta.url), 'utf8')));
+/**
+ * English texts shown on a German page: the console's English-only texts of the namespaces, and
+ * the server's own (English) error messages, which the console must never show in their place.
+ */
+async function englishOn(page: Page, extra: readonly string[] = []): Promise<string[]> {
+  const text = await page.locator('body').innerText();
+  const english = [...englishOnly(['common', 'licences']), ...Object.values(ServerErrors).map((e) => e.message), ...extra];
+  return english.filter((e) => text.includes(e));
+}
 
 let w: ConsoleWorld;
 let tenant: Tenant;
@@ -38,7 +46,7 @@ describe('licences page in Chromium', () => {
 
     const redeem = async (code: string) => {
       await page.locator('input[name="code"]').fill(code);
-      await page.locator('form.panel button[type="submit"]').click();
+      await page.locator('[data-testid="redeem-form"] button[type="submit"]').click();
     };
     await redeem('12');
     await poll(message).toBe('An activation code has the form XXXX-XXXX-XXXX (hexadecimal).');
@@ -83,18 +91,121 @@ describe('licences page in Chromium', () => {
     await page.locator('[data-testid="language"]').selectOption('de');
     await poll(() => page.locator('main h1').innerText()).toBe('Lizenzen');
     expect(await notices()).toBe(`Lizenz ${codes[0]} läuft am 01.01.2027 ab (in 25 Tagen).`);
-    const text = await page.locator('body').innerText();
-    const english: string[] = [];
-    for (const ns of ['common', 'licences']) {
-      const de = locale('de', ns);
-      for (const [key, en] of locale('en', ns)) {
-        expect(de.has(key), `de/${ns}.json lacks ${key}`).toBe(true);
-        if (de.get(key) !== en && !en.includes('{{')) english.push(en);
-      }
-    }
-    expect(english.filter((e) => text.includes(e))).toEqual([]);
-    expect(text).toContain('Jetzt aktivieren');
+    expect(await englishOn(page)).toEqual([]);
+    expect(await page.locator('body').innerText()).toContain('Jetzt aktivieren');
     await w.screenshot(page, 'licences-de');
+    expect(await cspViolations()).toEqual([]);
+    expect(pageErrors).toEqual([]);
+  }, BROWSER_TEST_MS);
+
+  it('imports the vendor CSV with a per-line report, schedules an activation, and speaks German throughout, server errors included', async () => {
+    const tenant2 = await w.newTenant('Import KG');
+    const now = w.clock.now();
+    const [good, later] = w.services.licensing.issue('basic-25', 2, now);
+    const issuedAt = new Date(now).toISOString();
+    // The vendor's file (`licences issue --csv`): a good line, the same code again, a line with one cell.
+    const vendorFile = ['code,plan,issuedAt', `${good},basic-25,${issuedAt}`, `${good},basic-25,${issuedAt}`, 'ZZZZ-ZZZZ', ''].join('\r\n');
+    const { page, pageErrors, cspViolations } = await w.newPage();
+    await page.goto(`${w.baseUrl}/licences`);
+    await w.login(page, tenant2);
+    await poll(() => page.locator('main h1').innerText()).toBe('Licences');
+
+    const form = page.locator('[data-testid="licence-import-form"]');
+    const upload = async (name: string, body: string, partial: boolean) => {
+      await form.locator('input[type="file"]').setInputFiles({ name, mimeType: 'text/csv', buffer: Buffer.from(body) });
+      await form.locator('input[name="partial"]').setChecked(partial);
+      await form.locator('button[type="submit"]').click();
+    };
+    const line = (n: number) => page.locator(`[data-testid="report-lines"] tr[data-line="${n}"]`);
+    const lines = () =>
+      page.locator('[data-testid="report-lines"] tbody tr').evaluateAll((rows) =>
+        rows.map((r) => [r.getAttribute('data-line'), r.querySelector('[data-testid="outcome"]')!.textContent, r.lastElementChild!.textContent]),
+      );
+    const row = (code: string) => page.locator(`tr[data-code="${code}"]`);
+    const message = () => page.locator('[data-testid="licence-message"]').innerText();
+
+    // All or nothing: the file is refused, each refused line says why; nothing was redeemed.
+    await upload('licences.csv', vendorFile, false);
+    await poll(() => page.locator('[data-testid="report-rolled-back"]').innerText()).toBe(
+      'No code was redeemed: 2 lines are refused. Correct them, or tick "Import the valid lines".',
+    );
+    expect(await lines()).toEqual([
+      ['3', 'Refused', 'The code occurs more than once in this file.'],
+      ['4', 'Refused', 'The line cannot be read: it has more or fewer cells than the first line names.'],
+    ]);
+    expect(await page.locator('[data-testid="report-imported"] .value').innerText()).toBe('0');
+    expect(w.services.licensing.list(tenant2.scope)).toEqual([]);
+
+    // The valid lines only: the good line is redeemed, and its licence is listed Available.
+    await upload('licences.csv', vendorFile, true);
+    await poll(() => page.locator('[data-testid="report-summary"]').innerText()).toBe(
+      '1 code redeemed. The licences are available until you activate them.',
+    );
+    expect(await lines()).toEqual([
+      ['2', 'Redeemed', good],
+      ['3', 'Refused', 'The code occurs more than once in this file.'],
+      ['4', 'Refused', 'The line cannot be read: it has more or fewer cells than the first line names.'],
+    ]);
+    expect(await line(2).locator('[data-testid="imported-code"]').innerText()).toBe(good);
+    await poll(() => row(good!).locator('[data-testid="status"]').innerText()).toBe('Available');
+    expect(w.services.licensing.list(tenant2.scope).map((l) => [l.code, l.status])).toEqual([[good, 'available']]);
+    await w.screenshot(page, 'licences-import');
+
+    // Activate at a future date: the licence is pending (Scheduled) until that day, nothing is in force yet.
+    await page.locator('input[name="code"]').fill(later!);
+    await page.locator('[data-testid="redeem-form"] button[type="submit"]').click();
+    await poll(() => row(later!).locator('[data-testid="status"]').innerText()).toBe('Available');
+    const day = new Date(now + 10 * DAY).toISOString().slice(0, 10);
+    const shown = new Intl.DateTimeFormat('en-GB', { dateStyle: 'medium', timeZone: 'UTC' }).format(Date.parse(day));
+    const shownDe = new Intl.DateTimeFormat('de-DE', { dateStyle: 'medium', timeZone: 'UTC' }).format(Date.parse(day));
+    await row(later!).locator('[data-testid="activation-date"]').fill(day);
+    await row(later!).locator('[data-testid="activate-at"]').click();
+    await poll(() => row(later!).locator('[data-testid="status"]').innerText()).toBe('Scheduled');
+    expect(await row(later!).locator('[data-testid="activation"]').innerText()).toBe(`Activates on ${shown}`);
+    expect(await message()).toBe(`Licence ${later} will be activated on ${shown}.`);
+    expect(await page.locator('[data-testid="plan"] .value').innerText()).toBe('None');
+    expect(w.services.licensing.view(tenant2.scope, w.services.licensing.list(tenant2.scope).find((l) => l.code === later)!.uuid)).toMatchObject({
+      status: 'scheduled',
+      activationAt: Date.parse(`${day}T00:00:00Z`),
+    });
+    // Activated now, the other one puts the plan in force: seats in use of seats available.
+    await row(good!).locator('[data-testid="activate-now"]').click();
+    await poll(() => row(good!).locator('[data-testid="status"]').innerText()).toBe('Active');
+    expect(await page.locator('[data-testid="seats-usage"]').innerText()).toBe('0 of 25 seats in use');
+
+    // German: what is already on screen (the message, the report) turns German too ...
+    await page.locator('[data-testid="language"]').selectOption('de');
+    await poll(() => page.locator('main h1').innerText()).toBe('Lizenzen');
+    expect(await message()).toBe(`Lizenz ${good} ist aktiv.`);
+    expect(await lines()).toEqual([
+      ['2', 'Eingelöst', good],
+      ['3', 'Abgelehnt', 'Der Code kommt in dieser Datei mehrfach vor.'],
+      ['4', 'Abgelehnt', 'Die Zeile kann nicht gelesen werden: Sie hat mehr oder weniger Zellen, als die erste Zeile benennt.'],
+    ]);
+    expect(await row(later!).locator('[data-testid="activation"]').innerText()).toBe(`Wird am ${shownDe} aktiviert`);
+    expect(await page.locator('[data-testid="seats-usage"]').innerText()).toBe('0 von 25 Plätzen belegt');
+    // ... and so do the server's errors: a code the server calls malformed, a file it cannot read,
+    // and a file it refuses line by line.
+    await page.locator('input[name="code"]').fill('12');
+    await page.locator('[data-testid="redeem-form"] button[type="submit"]').click();
+    await poll(message).toBe('Ein Aktivierungscode hat die Form XXXX-XXXX-XXXX (hexadezimal).');
+    await upload('wrong.csv', 'serial,plan\r\nA,basic-25\r\n', false);
+    await poll(() => page.locator('[data-testid="import-error"]').innerText()).toBe(
+      'Die Datei kann nicht als Lizenzdatei gelesen werden: Sie muss CSV-Text in UTF-8 sein, dessen erste Zeile eine Spalte „code“ benennt.',
+    );
+    expect(await englishOn(page)).toEqual([]);
+    await upload('licences.csv', vendorFile, false);
+    await poll(() => page.locator('[data-testid="report-rolled-back"]').innerText()).toBe(
+      'Es wurde kein Code eingelöst: 3 Zeilen sind abgelehnt. Korrigieren Sie sie oder wählen Sie „Gültige Zeilen importieren“.',
+    );
+    expect(await lines()).toEqual([
+      ['2', 'Abgelehnt', 'Dieser Aktivierungscode wurde bereits eingelöst.'],
+      ['3', 'Abgelehnt', 'Der Code kommt in dieser Datei mehrfach vor.'],
+      ['4', 'Abgelehnt', 'Die Zeile kann nicht gelesen werden: Sie hat mehr oder weniger Zellen, als die erste Zeile benennt.'],
+    ]);
+    // Not one English text, nor the server's English messages (those of this report's lines included).
+    expect(await englishOn(page, ['Wrong number of cells.'])).toEqual([]);
+    await w.screenshot(page, 'licences-import-de');
     expect(await cspViolations()).toEqual([]);
     expect(pageErrors).toEqual([]);
   }, BROWSER_TEST_MS);

@@ -1,32 +1,10 @@
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createCa, createTestPki, issueCertificate, writePacket } from '@router-fleet/protocol';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DAY } from '../../src/clock.js';
 import { removeTempDirs, T0, type Tenant, tempDir } from '../helpers/setup.js';
-import { BROWSER_TEST_MS, type ConsolePage, type ConsoleWorld, flatten, poll, startConsoleWorld } from './harness.js';
-
-const locale = (lang: string, ns: string) =>
-  flatten(JSON.parse(readFileSync(new URL(`../../console/src/locales/${lang}/${ns}.json`, import.meta.url), 'utf8')));
-
-/** English texts of these namespaces that differ in German (none of them may show in German). */
-function englishOnly(namespaces: readonly string[]): string[] {
-  const out: string[] = [];
-  for (const ns of namespaces) {
-    const de = locale('de', ns);
-    for (const [key, en] of locale('en', ns)) {
-      expect(de.has(key), `de/${ns}.json lacks ${key}`).toBe(true);
-      if (de.get(key) !== en && !en.includes('{{')) out.push(en);
-    }
-  }
-  return out;
-}
-
-/** The texts of `texts` that occur in `shown` as whole words (English "Model" is not in German "Modell"). */
-function shownIn(shown: string, texts: readonly string[]): string[] {
-  const escape = (x: string) => x.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-  return texts.filter((x) => new RegExp(`(^|[^\\p{L}])${escape(x)}($|[^\\p{L}])`, 'u').test(shown));
-}
+import { BROWSER_TEST_MS, type ConsolePage, type ConsoleWorld, englishOnly, poll, shownIn, startConsoleWorld } from './harness.js';
 
 /** The MANIFEST member of a packet: the first tar entry, its size in the header's octal field. */
 function manifestOf(packet: Buffer): string {

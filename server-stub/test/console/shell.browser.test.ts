@@ -1,24 +1,6 @@
-import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { removeTempDirs, type Tenant } from '../helpers/setup.js';
-import { BROWSER_TEST_MS, type ConsoleWorld, flatten, poll, startConsoleWorld } from './harness.js';
-
-const locale = (lang: string, ns: string) =>
-  flatten(JSON.parse(readFileSync(new URL(`../../console/src/locales/${lang}/${ns}.json`, import.meta.url), 'utf8')));
-
-/** English texts of these namespaces that differ in German: none of them may show in German. */
-function englishOnly(namespaces: readonly string[]): string[] {
-  const out: string[] = [];
-  for (const ns of namespaces) {
-    const en = locale('en', ns);
-    const de = locale('de', ns);
-    for (const [key, text] of en) {
-      expect(de.has(key), `de/${ns}.json lacks ${key}`).toBe(true);
-      if (de.get(key) !== text && !text.includes('{{')) out.push(text);
-    }
-  }
-  return out;
-}
+import { BROWSER_TEST_MS, type ConsoleWorld, englishOnly, poll, startConsoleWorld } from './harness.js';
 
 let w: ConsoleWorld;
 let tenant: Tenant;
@@ -65,7 +47,7 @@ describe('console shell in Chromium', () => {
     await poll(() => page.locator('main h1').innerText()).toBe('Ressourcen');
     await poll(() => page.evaluate(async () => (await (await fetch('/api/me')).json()).language)).toBe('de');
     expect(await page.evaluate(() => document.documentElement.lang)).toBe('de');
-    const english = englishOnly(['common', 'resources']);
+    const english = [...englishOnly(['common', 'resources'])];
     expect(english.length).toBeGreaterThan(10);
     const text = await page.locator('body').innerText();
     expect(text).toContain('Geräte');

@@ -46,6 +46,14 @@ export function errorText(t: TFunction, err: unknown, fields?: FieldNames): stri
       });
     }
   }
-  const code = err instanceof ApiError ? err.code : 'CONSOLE_UNEXPECTED';
+  return codeText(t, err instanceof ApiError ? err.code : 'CONSOLE_UNEXPECTED');
+}
+
+/**
+ * A translated message for a stable error code of the API (never the server's English text): the
+ * namespace's own text for the code (`errors.<CODE>`), else the common one, else a general message
+ * naming the code.
+ */
+export function codeText(t: TFunction, code: string): string {
   return t([`errors.${code}`, `common:errors.${code}`], { defaultValue: t('common:errors.generic', { code }) });
 }
