@@ -244,11 +244,15 @@ export class JobDispatcher {
 
   // ── periodic work and dispatch ─────────────────────────────────────────────────────────────
 
-  /** Periodic work (timer and test-clock changes): timeouts, orphans, dynamic targets, dispatch. */
-  tick(): void {
+  /**
+   * Periodic work (timer and test-clock changes): timeouts, orphans, dynamic targets (with
+   * `storeWide`: the part about every process's devices, done by one process of a cluster), then
+   * the cancels and dispatch of the devices connected here.
+   */
+  tick(storeWide = true): void {
     const now = this.#clock.now();
     const executions = this.#outcomes.executions;
-    this.#store.write(() => {
+    if (storeWide) this.#store.write(() => {
       for (const e of executions.overdue(now)) {
         this.#outcomes.finish(e, jobById(this.#store, e.job_id)!, 'timed-out', now, 'SERVER_EXECUTION_TIMEOUT', 'No result before the deadline.');
       }
