@@ -213,6 +213,7 @@ describe('independent serve processes on one PostgreSQL store', () => {
       expect(inFlight.length).toBeGreaterThan(0);
       const doneBefore = (await view()).progress.devices.done;
       expect(doneBefore).toBeLessThan(SEATS);
+      const killedAt = Date.now();
       victim.host.serve.child.kill('SIGKILL');
       await new Promise((r) => victim.host.serve.child.once('exit', r));
       const survivors = hosts.filter((h) => h !== victim.host);
@@ -226,6 +227,10 @@ describe('independent serve processes on one PostgreSQL store', () => {
       );
       expect(released['deadInstance']).toBe(victim.instanceId);
       expect(released['released']).toBeGreaterThan(0);
+      // Seen through its closed store connection: within a heartbeat period or two, not the timeout.
+      const detectMs = (released['time'] as number) - killedAt;
+      console.info(`hosts: a SIGKILLed host's ${String(released['released'])} devices released ${detectMs} ms after the kill`);
+      expect(detectMs).toBeLessThan(HOST_TIMEOUT_SEC * 1000);
       // The background role is held by a living host.
       await until('the background role on a living host', () => {
         const h = holder();
@@ -234,11 +239,13 @@ describe('independent serve processes on one PostgreSQL store', () => {
 
       // Every router finishes: the ones of the dead host reconnect elsewhere, are admitted again
       // (still exactly SEATS managed), and their executions are offered again there and succeed.
+      const recovering = Date.now();
       const final = await until('the job to finish', async () => {
         const v = await view();
         return v.progress.devices.done === SEATS ? v : undefined;
       }, 240_000);
       expect(final.progress.results['succeeded'], JSON.stringify(final.progress)).toBe(SEATS);
+      console.info(`hosts: the job finished ${Date.now() - recovering} ms after the dead host's devices were released (${doneBefore} of ${SEATS} done at the kill)`);
       const results = db
         .stmt<{ uuid: string; state: string; result_source: string }>(
           'SELECT e.uuid, e.state, e.result_source FROM job_executions e WHERE e.uuid IN (' + inFlight.map(() => '?').join(', ') + ')',

@@ -49,6 +49,7 @@ export class PostgresNoticeBus extends LocalNoticeBus implements NoticeBus {
   #closed = false;
   #retryMs = RECONNECT_MIN_MS;
   #timer: NodeJS.Timeout | undefined;
+  #sending: Promise<void> = Promise.resolve();
 
   constructor(url: string) {
     super();
@@ -132,17 +133,24 @@ export class PostgresNoticeBus extends LocalNoticeBus implements NoticeBus {
       if (this.#log) this.#log.warn({ kind: notice.kind }, 'notices: not connected to PostgreSQL; the other processes miss this notice');
       return;
     }
+    // One query at a time on the connection (pg queues them, but asks callers to), in publish order.
     for (const part of splitNotice(notice)) {
       const payload = JSON.stringify({ from: this.#id, notice: part } satisfies Envelope);
-      client.query('SELECT pg_notify($1, $2)', [channel, payload]).catch((err: unknown) => {
-        this.#log?.warn({ err, kind: notice.kind }, 'notices: sending to the other processes failed');
-      });
+      this.#sending = this.#sending
+        .then(() => client.query('SELECT pg_notify($1, $2)', [channel, payload]))
+        .then(
+          () => undefined,
+          (err: unknown) => {
+            this.#log?.warn({ err, kind: notice.kind }, 'notices: sending to the other processes failed');
+          },
+        );
     }
   }
 
   async close(): Promise<void> {
     this.#closed = true;
     if (this.#timer) clearTimeout(this.#timer);
+    await this.#sending;
     const client = this.#client;
     this.#client = undefined;
     await client?.end().catch(() => {});
