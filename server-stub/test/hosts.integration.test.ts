@@ -132,7 +132,7 @@ describe('independent serve processes on one PostgreSQL store', () => {
       // Exactly one host runs the once-per-cluster work.
       const live = () => db.stmt<{ id: string; label: string }>('SELECT id, label FROM server_instances WHERE stopped_at IS NULL').all();
       const memberLog = () =>
-        JSON.stringify(hosts.map((h) => h.serve.logs.lines.filter((l) => String(l['msg']).startsWith('cluster member')).map((l) => [l['pid'], l['msg'], l['instanceId'] ?? l['deadInstance']])));
+        JSON.stringify(hosts.map((h) => h.serve.logs.lines.filter((l) => String(l['msg']).startsWith('cluster member')).map((l) => [l['pid'], l['time'], l['msg'], l['instanceId'] ?? l['deadInstance'], l['heartbeatAgeMs'], l['connected']])));
       expect(live(), memberLog()).toHaveLength(3);
       const holder = () => db.stmt<{ holder: string }>('SELECT holder FROM server_roles WHERE name = \'background\'').get()?.holder;
       expect(live().map((i) => i.id)).toContain(holder());
@@ -223,8 +223,11 @@ describe('independent serve processes on one PostgreSQL store', () => {
         db.stmt<{ stopped_at: number | null }>('SELECT stopped_at FROM server_instances WHERE id = ?').get(victim.instanceId)?.stopped_at ?? undefined,
       );
       const released = await Promise.any(
-        survivors.map((h) => h.serve.logs.waitFor((l) => l['msg'] === 'cluster member: another server process stopped heartbeating; its devices released', 60_000)),
+        survivors.map((h) =>
+          h.serve.logs.waitFor((l) => l['msg'] === 'cluster member: another server process stopped heartbeating; its devices released' && l['deadInstance'] === victim.instanceId, 60_000),
+        ),
       );
+      console.info(`hosts: members found dead: ${memberLog()}`);
       expect(released['deadInstance']).toBe(victim.instanceId);
       expect(released['released']).toBeGreaterThan(0);
       // Seen through its closed store connection: within a heartbeat period or two, not the timeout.
@@ -244,7 +247,10 @@ describe('independent serve processes on one PostgreSQL store', () => {
         const v = await view();
         return v.progress.devices.done === SEATS ? v : undefined;
       }, 240_000);
-      expect(final.progress.results['succeeded'], JSON.stringify(final.progress)).toBe(SEATS);
+      const failures = db
+        .stmt('SELECT e.uuid, e.state, e.error_code, e.error_message, e.result_source FROM job_executions e WHERE e.state <> \'succeeded\'')
+        .all();
+      expect(final.progress.results['succeeded'], `${JSON.stringify(final.progress)} ${JSON.stringify(failures)} in flight at the kill: ${JSON.stringify(inFlight)}`).toBe(SEATS);
       console.info(`hosts: the job finished ${Date.now() - recovering} ms after the dead host's devices were released (${doneBefore} of ${SEATS} done at the kill)`);
       const results = db
         .stmt<{ uuid: string; state: string; result_source: string }>(

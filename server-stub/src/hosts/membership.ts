@@ -6,6 +6,8 @@ import type { AdmissionService } from '../admission/service.js';
 import type { Store } from '../store/database.js';
 import { holdLivenessLock, ServerInstances, storeNow } from '../store/instances.js';
 
+type Dead = ReturnType<ServerInstances['dead']>[number];
+
 /** The role whose holder runs the cluster-wide background work (licence sweep, seat hold, job timeouts, ...). */
 export const BACKGROUND_ROLE = 'background';
 
@@ -86,7 +88,7 @@ export class HostMembership implements ClusterRole {
     const { store } = this.#opts;
     holdLivenessLock(store, this.#lockKey);
     const label = this.#opts.label ?? `${hostname()}/${process.pid}`;
-    const { coldStart, dead } = store.write(() => {
+    const { coldStart, dead, now } = store.write(() => {
       const now = storeNow(store);
       const dead = this.#instances.dead(this.instanceId, now - this.#opts.timeoutMs);
       const coldStart = this.#instances.othersRunning(this.instanceId) === dead.length;
@@ -96,11 +98,11 @@ export class HostMembership implements ClusterRole {
         onColdStart();
       }
       this.#instances.register(this.instanceId, this.#lockKey, label, now);
-      return { coldStart, dead: coldStart ? [] : dead };
+      return { coldStart, dead: coldStart ? [] : dead, now };
     });
     this.#opts.admission.instanceId = this.instanceId;
     this.#opts.log.info({ instanceId: this.instanceId, label, coldStart }, coldStart ? 'cluster member: first of the cluster (cold start)' : 'cluster member: joined a running cluster');
-    this.#reap(dead);
+    this.#reap(dead, now);
     this.#claim(performance.now());
     return { coldStart };
   }
@@ -122,25 +124,28 @@ export class HostMembership implements ClusterRole {
     if (this.#stopped) return;
     const started = performance.now();
     const { store } = this.#opts;
-    const { alive, dead } = store.write(() => {
+    const { alive, dead, now } = store.write(() => {
       const now = storeNow(store);
       const alive = this.#instances.heartbeat(this.instanceId, now);
       if (!alive) this.#instances.register(this.instanceId, this.#lockKey, this.#opts.label ?? `${hostname()}/${process.pid}`, now);
-      return { alive, dead: this.#instances.dead(this.instanceId, now - this.#opts.timeoutMs) };
+      return { alive, dead: this.#instances.dead(this.instanceId, now - this.#opts.timeoutMs), now };
     });
     if (!alive) {
       // Another member found this one late (an event loop stalled past the timeout) and released
       // its devices' leases into their grace period; they are reclaimed at their next hello.
       this.#opts.log.error({ instanceId: this.instanceId }, 'cluster member: another member declared this process dead; registered again');
     }
-    this.#reap(dead);
+    this.#reap(dead, now);
     this.#claim(started);
   }
 
-  #reap(dead: readonly string[]): void {
-    for (const id of dead) {
-      const released = this.#opts.admission.releaseInstance(id);
-      this.#opts.log.warn({ deadInstance: id, released }, 'cluster member: another server process stopped heartbeating; its devices released');
+  #reap(dead: readonly Dead[], now: number): void {
+    for (const d of dead) {
+      const released = this.#opts.admission.releaseInstance(d.id);
+      this.#opts.log.warn(
+        { deadInstance: d.id, released, heartbeatAgeMs: now - d.heartbeatAt, connected: d.connected },
+        'cluster member: another server process stopped heartbeating; its devices released',
+      );
     }
   }
 

@@ -60,24 +60,28 @@ export class ServerInstances {
 
   /**
    * Instances other than `self` not stopped whose heartbeat is older than `lateBefore`, or (on
-   * PostgreSQL) whose store connection is gone: nobody holds their advisory lock any more.
+   * PostgreSQL) whose store connection is gone: nobody holds their advisory lock any more. Each
+   * with its last heartbeat and whether its connection still holds its lock (for the log).
    */
-  dead(self: string, lateBefore: number): string[] {
+  dead(self: string, lateBefore: number): Array<{ id: string; heartbeatAt: number; connected: boolean }> {
     return this.store
-      .stmt<{ id: string }>(
+      .stmt<{ id: string; heartbeat_at: number; connected: number }>(
         dialects({
-          sqlite: 'SELECT id FROM server_instances WHERE stopped_at IS NULL AND id <> ? AND heartbeat_at < ? ORDER BY started_at',
-          postgres: `SELECT i.id FROM server_instances i
-                     WHERE i.stopped_at IS NULL AND i.id <> ? AND (i.heartbeat_at < ? OR NOT EXISTS (
-                       SELECT 1 FROM pg_locks l
-                       WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
-                         AND l.classid = ${INSTANCE_LOCK_CLASS}::oid AND l.objid = i.lock_key::oid
-                         AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())))
-                     ORDER BY i.started_at`,
+          sqlite: `SELECT id, heartbeat_at, 1 AS connected FROM server_instances
+                   WHERE stopped_at IS NULL AND id <> ? AND heartbeat_at < ? ORDER BY started_at`,
+          postgres: `SELECT id, heartbeat_at, connected FROM (
+                       SELECT i.id, i.heartbeat_at, i.started_at, EXISTS (
+                         SELECT 1 FROM pg_locks l
+                         WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
+                           AND l.classid = ${INSTANCE_LOCK_CLASS}::oid AND l.objid = i.lock_key::oid
+                           AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())) AS connected
+                       FROM server_instances i WHERE i.stopped_at IS NULL AND i.id <> ?) x
+                     WHERE x.heartbeat_at < ? OR NOT x.connected
+                     ORDER BY x.started_at`,
         }),
       )
       .all(self, lateBefore)
-      .map((r) => r.id);
+      .map((r) => ({ id: r.id, heartbeatAt: r.heartbeat_at, connected: r.connected === 1 }));
   }
 
   /** Other instances that are not stopped (alive or not yet found dead). */
