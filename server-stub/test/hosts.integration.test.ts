@@ -81,7 +81,12 @@ async function startHost(store: string, args: readonly string[]): Promise<Host> 
   return { serve: s, port: Number(new URL(line['url'] as string).port), pid: s.child.pid! };
 }
 
-/** The most executions of the job unfinished at any one moment, from their claim and finish times in the store. */
+/**
+ * The most executions of the job unfinished at any one moment, from their claim and finish times
+ * in the store. A claim is stamped once it holds the write lock; a result is stamped before it
+ * waits for it, so a result committed just after a claim may look earlier: the figure can only
+ * come out lower than the truth by such overlaps, never higher.
+ */
 function peakInFlight(db: Store, jobUuid: string): number {
   const rows = db
     .stmt<{ claimed_at: number; finished_at: number | null }>(

@@ -288,13 +288,16 @@ export class JobDispatcher {
     let offered = 0;
     let more = false;
     for (;;) {
-      const now = this.#clock.now();
+      let now = this.#clock.now();
       const previous = batch;
       // Undone claims first: the capacity they free is claimed again in the same transaction.
       let claimed: { claims: Claim[]; more: boolean };
       try {
         claimed = this.#store.write(() => {
           this.#record(previous);
+          // Read once the write lock is held: claimed_at is never earlier than a result this claim
+          // saw recorded, whichever process recorded it while this one waited for the lock.
+          now = this.#clock.now();
           return this.#claim(now);
         });
       } catch (err) {
