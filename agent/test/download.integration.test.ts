@@ -128,6 +128,15 @@ describe('packet download (undici, Range, SHA-256, watchdog)', () => {
     expect(second.content!.equals(data)).toBe(true);
   });
 
+  it('an offer repeated once every byte is staged (the server host that sent it died) verifies what is there and asks for nothing', async () => {
+    const first = await fetchPacket(undefined, { name: 'again.tar' });
+    expect(first.error).toBeUndefined();
+    const again = await fetchPacket(undefined, { name: 'again.tar', offset: data.length });
+    expect(again.error).toBeUndefined();
+    expect(again.requests).toEqual([]);
+    expect(again.content!.equals(data)).toBe(true);
+  });
+
   it('restarts from zero when a resume is answered with 200 (never splices)', async () => {
     const r = await fetchPacket({ cutAfterBytes: 30_000, ignoreRange: true });
     expect(r.error).toBeUndefined();

@@ -22,6 +22,7 @@ import {
   installQueryCheck,
   requireUtf8Charset,
 } from './http-edge.js';
+import { type ClusterRole, HostMembership, SINGLE_PROCESS } from './hosts/membership.js';
 import { installJobs } from './jobs/timers.js';
 import { installPeriodic } from './periodic.js';
 import { isStorageFull } from './storage-guard.js';
@@ -59,6 +60,13 @@ export interface BuildAppDeps extends AppDeps {
   readonly runSweeps?: boolean;
   /** Directory of the built operator console (default: dist/console/public of this package). */
   readonly consoleDir?: string;
+  /**
+   * Take part in the cluster of server processes sharing the store (hosts/membership.ts):
+   * default on with a PostgreSQL store in a process that runs the sweeps; never on SQLite.
+   */
+  readonly members?: boolean;
+  /** What `server_instances.label` says about this process (default host name and pid). */
+  readonly memberLabel?: string;
 }
 
 const OPENAPI_INFO = {
@@ -131,8 +139,21 @@ export async function buildApp(config: ServerConfig, deps: BuildAppDeps = {}): P
       done(err as Error, undefined);
     }
   });
-  installJobs(app, services);
-  installSmartUpdates(app, services);
+  // Several processes (hosts) on one PostgreSQL store: which one does the once-per-cluster work.
+  const runSweeps = deps.runSweeps !== false;
+  const membership =
+    services.store.dialect === 'postgres' && runSweeps && deps.members !== false
+      ? new HostMembership({
+          store: services.store,
+          admission: services.admission,
+          log: app.log as unknown as Logger,
+          timeoutMs: config.hostTimeoutSec * 1000,
+          ...(deps.memberLabel ? { label: deps.memberLabel } : {}),
+        })
+      : undefined;
+  const role: ClusterRole = membership ?? SINGLE_PROCESS;
+  installJobs(app, services, role);
+  installSmartUpdates(app, services, role);
   services.jobs.attach(jobChannelPort(channel));
   // Analytics batches: the privacy rule is applied again on the server; nothing is kept without consent.
   channel.onMessage('analytics', (message, session) => {
@@ -185,11 +206,13 @@ export async function buildApp(config: ServerConfig, deps: BuildAppDeps = {}): P
   installAudit(app, services, allRoutes);
 
   registerGauges(services, channel);
-  startTimers(app, services, channel, status, deps.runSweeps !== false);
+  startTimers(app, services, channel, status, runSweeps, role, membership);
   app.addHook('onClose', async () => {
     try {
       services.admission.presence.flush();
       channel.flush();
+      // After the channel released its devices (preClose): the others need not.
+      membership?.stop();
     } finally {
       services.close();
     }
@@ -245,17 +268,31 @@ function startTimers(
   channel: ControlChannel,
   status: Pick<DeviceStatusBuffer, 'pending'>,
   runSweeps: boolean,
+  role: ClusterRole,
+  membership: HostMembership | undefined,
 ): void {
   const { config, admission, clock, auth } = services;
+  const leads = () => role.leads();
   // In test mode moving the clock is an event: expire, activate and notify at once.
   if (runSweeps) {
     // Before any device is served: the previous process life's seats are held for their devices.
-    const start = admission.startRestartHold();
-    if (start.held > 0) app.log.info({ held: start.held }, 'restart hold: seats of the previous process life held for their devices');
+    // Among several hosts only when the whole cluster starts: one joining a running cluster holds
+    // nothing (the devices connected to the others are theirs).
+    let held = 0;
+    const hold = () => {
+      held = admission.startRestartHold().held;
+    };
+    if (membership) {
+      membership.start(hold);
+      // Heartbeats from now on: building the rest of the app can take seconds on a loaded host.
+      membership.run();
+    } else hold();
+    if (held > 0) app.log.info({ held }, 'restart hold: seats of the previous process life held for their devices');
     installPeriodic(app, {
       name: 'seat hold',
       periodMs: 1000,
       onClockChange: clock,
+      when: leads,
       run: () => {
         const end = admission.checkHold(channel.backlog);
         if (end) app.log.info(end, 'seat hold: caught up with the reconnecting fleet; grace starts for devices not back');
@@ -266,6 +303,7 @@ function startTimers(
       periodMs: config.sweepIntervalSec * 1000,
       onClockChange: clock,
       runAtStart: true,
+      when: leads,
       run: () => {
         admission.sweep();
         services.metrics.inc('fleet_licence_sweeps_total');
@@ -295,7 +333,7 @@ function startTimers(
     onClockChange: clock,
   });
   app.addHook('onClose', async () => failedLogins.flush());
-  installPeriodic(app, { name: 'session purge', periodMs: 3_600_000, run: () => auth.purgeExpiredSessions() });
+  installPeriodic(app, { name: 'session purge', periodMs: 3_600_000, run: () => auth.purgeExpiredSessions(), when: leads });
   // The CLI may rotate keys or import vendor roots while the server runs: pick them up.
   installPeriodic(app, {
     name: 'trust-anchor reload',

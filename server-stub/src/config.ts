@@ -36,6 +36,7 @@ export interface ServerConfig {
   readonly restartHoldMaxSec: number;
   readonly presenceFlushMs: number;
   readonly trustAnchorReloadSec: number;
+  readonly hostTimeoutSec: number;
   readonly loginMaxFailures: number;
   readonly loginLockoutSec: number;
   readonly loginRateLimitPerMinute: number;
@@ -74,7 +75,7 @@ export type OptionSpec = SharedOptionSpec<keyof ServerConfig>;
 
 export const configTable: readonly OptionSpec[] = [
   { name: 'dataDir', type: 'string', default: undefined, unit: 'path', description: 'Data directory (SQLite store, server key).' },
-  { name: 'store', type: 'string', default: null, unit: 'URL', description: 'Where the store lives: unset = the SQLite file in dataDir (the default); `postgres://user@host:port/database` = that PostgreSQL database, which several server processes and hosts may share (dataDir still holds the server key and packets).' },
+  { name: 'store', type: 'string', default: null, unit: 'URL', description: 'Where the store lives: unset = the SQLite file in dataDir (the default); `postgres://user@host:port/database` = that PostgreSQL database, which several server processes and hosts may share (each host keeps a copy of the shared material in its own dataDir: server key, signing PKI, local TLS CA and packet files live in the store, see docs/multi-host.md).' },
   { name: 'host', type: 'string', default: '127.0.0.1', unit: 'address', description: 'Address to listen on (loopback by default: serving other hosts is a decision, see allowPlainHttp).' },
   { name: 'port', type: 'integer', default: 8080, unit: 'port', min: 0, max: 65535, description: 'TCP port (0 = any free port).' },
   { name: 'tlsCert', type: 'string', default: null, unit: 'path', description: 'PEM certificate chain; enables HTTPS together with tlsKey.' },
@@ -94,6 +95,7 @@ export const configTable: readonly OptionSpec[] = [
   { name: 'restartQuietSec', type: 'integer', default: 300, unit: 's', min: 1, description: 'After a start or crash, or the loss of the MQTT broker, the seats held for the devices the server lost wait for them until no held device has returned for this long (counted once the devices can reach the server again) and no hello waits (then their grace period starts; docs/licensing.md).' },
   { name: 'restartHoldMaxSec', type: 'integer', default: 1800, unit: 's', min: 0, description: 'Longest such hold: the grace period of held seats starts at the latest this long after the start or the loss of the broker (0 = no hold).' },
   { name: 'trustAnchorReloadSec', type: 'integer', default: 60, unit: 's', min: 1, description: 'Period at which the signing and vendor roots are re-read from the data directory (the CLI may rotate or import while the server runs); changed sets are sent to connected devices.' },
+  { name: 'hostTimeoutSec', type: 'integer', default: 15, unit: 's', min: 1, max: 3600, description: 'With a PostgreSQL store, several server processes and hosts share it: a process whose heartbeat (sent four times per period) is this late is dead and another releases its devices (a crashed one is seen at the next heartbeat: its store connection is gone); also the lease of the role that runs the once-per-cluster work (licence sweep, seat hold, job timeouts, Smart Updates, session purge).' },
   { name: 'presenceFlushMs', type: 'integer', default: 1000, unit: 'ms', min: 10, description: 'Period at which device presence (online, last seen) is written in one batch.' },
   { name: 'loginMaxFailures', type: 'integer', default: 5, unit: 'attempts', min: 1, description: 'Failed logins in a row that lock a user.' },
   { name: 'loginLockoutSec', type: 'integer', default: 900, unit: 's', min: 1, description: 'How long a locked user stays locked.' },

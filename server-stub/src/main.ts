@@ -5,6 +5,9 @@ import { type BrokerAccountsRunning, startBrokerAccounts } from './broker-accoun
 import { droppingAccounts } from './channel/mqtt/broker-accounts.js';
 import type { BrokerEndpoint, MqttChannel } from './channel/mqtt/start.js';
 import { mqttEnabled, type ServerConfig } from './config.js';
+import { PostgresNoticeBus } from './store/postgres/notices.js';
+import { prepareSharedMaterial } from './hosts/prepare.js';
+import { isPostgresUrl } from './store/database.js';
 
 export interface RunningServer {
   readonly app: FastifyInstance;
@@ -38,7 +41,22 @@ export interface MainOptions extends BuildAppDeps {
 
 /** Builds the app, listens, and (by default) shuts down gracefully on SIGINT/SIGTERM. */
 export async function main(config: ServerConfig, options: MainOptions = {}): Promise<RunningServer> {
-  const app = await buildApp(config, options);
+  // Several hosts on one PostgreSQL store share no file system: the material they must agree on
+  // comes from the store, and notices reach the other hosts through it (docs/multi-host.md).
+  const shared = config.store !== null && isPostgresUrl(config.store);
+  const adopted = shared ? await prepareSharedMaterial(config) : [];
+  const bus = shared && !options.notices ? new PostgresNoticeBus(config.store!) : undefined;
+  const app = await buildApp(config, bus ? { ...options, notices: bus } : options);
+  if (adopted.length > 0) app.log.info({ files: adopted }, 'shared material taken from the store');
+  if (bus) {
+    app.addHook('onClose', async () => bus.close());
+    try {
+      await bus.start(app.log as unknown as Logger);
+    } catch (err) {
+      await app.close();
+      throw err;
+    }
+  }
   let mqtt: MqttChannel | undefined;
   let accounts: BrokerAccountsRunning | undefined;
   // After the channel's own preClose (registered in buildApp): its links have been closed, their

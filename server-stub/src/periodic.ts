@@ -10,6 +10,11 @@ export interface PeriodicTask {
   onClockChange?: Clock;
   /** Run once when the server is ready, before the first period has passed. */
   runAtStart?: boolean;
+  /**
+   * Run only while this holds (work done once per cluster runs only in the process that holds
+   * the background role, see hosts/membership.ts). Default: always.
+   */
+  when?: () => boolean;
 }
 
 /**
@@ -18,6 +23,7 @@ export interface PeriodicTask {
  */
 export function installPeriodic(app: FastifyInstance, task: PeriodicTask): void {
   const run = () => {
+    if (task.when && !task.when()) return;
     try {
       task.run();
     } catch (err) {

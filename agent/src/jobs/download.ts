@@ -152,6 +152,19 @@ export async function downloadPacket(req: DownloadRequest): Promise<void> {
       }
       hashedTo = offset;
     }
+    // Every byte is on disk already (the offer came again, e.g. from another server host after the
+    // one that sent it died, once the bytes were in but before the result was reported): nothing is
+    // left to ask for, and a Range starting at the size is unsatisfiable (416). Verify what is here.
+    if (req.size > 0 && offset >= req.size) {
+      if (hash.digest('hex') === req.sha256.toLowerCase()) {
+        hash = undefined;
+        return;
+      }
+      await req.staging.remove(req.name);
+      await restartFromZero();
+      hash = createHash('sha256');
+      hashedTo = 0;
+    }
     let writer = await req.staging.openWriter(req.name, offset);
     const attemptAbort = new AbortController();
     const onOuterAbort = () => attemptAbort.abort(req.signal.reason);

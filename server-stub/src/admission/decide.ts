@@ -21,6 +21,8 @@ export interface LeaseFacts {
   readonly graceUntil: number | null;
   /** Held across the server's own outage (a restart, a lost MQTT broker) until it caught up with the fleet (admission/seat-hold.ts). */
   readonly held?: boolean;
+  /** The server process that admitted the device (several hosts on one store); null or absent with one process. */
+  readonly instanceId?: string | null;
 }
 
 export interface RebalanceResult {

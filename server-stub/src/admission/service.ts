@@ -3,11 +3,12 @@ import type { Clock } from '../clock.js';
 import { credentialMatches } from '../devices/credentials.js';
 import { dueLicenceEvents, entitlement } from '../licensing/rules.js';
 import type { Metrics } from '../metrics.js';
-import { type AccountRowId, type AccountUuid, asAccountUuid } from '../ids.js';
+import { type AccountRowId, type AccountUuid, asAccountRowId, asAccountUuid } from '../ids.js';
 import { Accounts } from '../store/accounts.js';
 import type { Store } from '../store/database.js';
 import { deviceUuids, findDeviceIdentity, setDeviceAdmission } from '../store/devices.js';
 import { AccountEvents } from '../store/events.js';
+import { ServerInstances } from '../store/instances.js';
 import { AccountLeases, rebootTimeoutSec } from '../store/leases.js';
 import { AccountLicences, accountsWithLicencesOrLeases, type LicenceRecord } from '../store/licences.js';
 import {
@@ -75,6 +76,12 @@ export class AdmissionService {
   readonly events = new EventEmitter<AdmissionEventMap>();
   readonly presence: PresenceTracker;
   readonly #accountUuids = new Map<AccountRowId, AccountUuid>();
+  /**
+   * The server process this service admits for, when several share the store (hosts/membership.ts):
+   * leases name it, and a connection closing here releases only leases it still holds (the device
+   * may have reconnected to another host meanwhile). Null: one process, behaviour of a single host.
+   */
+  instanceId: string | null = null;
   /** Each account's licences as of a licence version (see `#licences`). */
   readonly #licenceCache = new Map<number, { version: number; licences: LicenceRecord[] }>();
 
@@ -123,12 +130,14 @@ export class AdmissionService {
       switch (decision.outcome) {
         case 'managed': {
           if (own?.held) recordHeldReturn(this.store, now);
-          if (decision.lease !== 'kept') leases.upsert(identity.id, 'managed', now);
+          if (decision.lease !== 'kept') leases.upsert(identity.id, 'managed', now, this.instanceId);
+          else if (this.instanceId !== null) leases.setInstance(identity.id, this.instanceId);
           setDeviceAdmission(this.store, identity.id, 'managed', null, now);
           result = { outcome: 'managed', deviceUuid, deviceKey, accountUuid, lease: decision.lease };
           break;
         }
         case 'unmanaged':
+          if (this.instanceId !== null) leases.setInstance(identity.id, this.instanceId);
           setDeviceAdmission(this.store, identity.id, 'unmanaged', 'licence-limit', now);
           result = { outcome: 'unmanaged', deviceUuid, deviceKey, accountUuid, reason: 'licence-limit' };
           break;
@@ -193,19 +202,65 @@ export class AdmissionService {
    * its grace period (the link ended by a will moments before the loss) is held too.
    */
   releaseMany(deviceUuidList: readonly string[], at: number = this.clock.now(), cause: ReleaseCause = 'disconnect'): number {
+    const identities = [...new Set(deviceUuidList)]
+      .map((deviceUuid) => findDeviceIdentity(this.store, { deviceUuid }))
+      .filter((i): i is NonNullable<typeof i> => i !== undefined)
+      .map((i) => ({ id: i.id, account_id: i.account_id }));
+    if (identities.length === 0) return 0;
+    const elsewhere = new Set<number>();
+    const { balances, held } = this.store.write(() => this.#release(identities, at, cause, this.instanceId, elsewhere));
+    // A device served by another process now is online there: its presence is not this process's to end.
+    for (const identity of identities) if (!elsewhere.has(identity.id)) this.presence.disconnected(identity.id, at);
+    for (const { accountId, balance } of balances) this.#emit(accountId, balance, at, 'seat-freed');
+    return held;
+  }
+
+  /**
+   * Another server process sharing the store stopped heartbeating (or its store connection is
+   * gone): the devices it held are released as if their connections had closed at `at` (the same
+   * grace rule as a crashed cluster worker's), so they are admitted again wherever they reconnect.
+   * Marking the process stopped and releasing are one transaction, so when several processes find
+   * it dead at once exactly one releases. Returns how many devices were released (0 when another
+   * process did it first).
+   */
+  releaseInstance(instanceId: string, at: number = this.clock.now()): number {
+    const instances = new ServerInstances(this.store);
+    const done = this.store.write(() => {
+      if (!instances.stop(instanceId, at)) return undefined;
+      const identities = instances.heldDevices(instanceId).map((d) => ({ id: d.deviceId, account_id: asAccountRowId(d.accountId) }));
+      return { identities, balances: this.#release(identities, at, 'disconnect', instanceId, new Set()).balances };
+    });
+    if (!done) return 0;
+    for (const identity of done.identities) this.presence.disconnected(identity.id, at);
+    for (const { accountId, balance } of done.balances) this.#emit(accountId, balance, at, 'seat-freed');
+    return done.identities.length;
+  }
+
+  /**
+   * Releases the leases of `identities` (in the caller's write transaction). With `owner` set, a
+   * lease another server process holds now is left alone: its device reconnected there. Returns
+   * the accounts' new balances and how many seats the seat hold took.
+   */
+  #release(
+    identities: ReadonlyArray<{ id: number; account_id: AccountRowId }>,
+    at: number,
+    cause: ReleaseCause,
+    owner: string | null,
+    elsewhere: Set<number>,
+  ): { balances: Array<{ accountId: AccountRowId; balance: Balance }>; held: number } {
     const grace = this.options.leaseGraceSec * 1000;
     const rule = this.#holdRule;
     const hold = cause === 'server-outage' && rule.holdMaxSec > 0;
-    const identities = [...new Set(deviceUuidList)]
-      .map((deviceUuid) => findDeviceIdentity(this.store, { deviceUuid }))
-      .filter((i): i is NonNullable<typeof i> => i !== undefined);
-    if (identities.length === 0) return 0;
-    const { balances, held } = this.store.write(() => {
+    {
       const accounts = new Set<AccountRowId>();
       const held: number[] = [];
       for (const identity of identities) {
         const leases = new AccountLeases(this.store, identity.account_id);
         const own = leases.own(identity.id);
+        if (owner !== null && own?.instanceId != null && own.instanceId !== owner) {
+          elsewhere.add(identity.id);
+          continue;
+        }
         if (hold && own?.state === 'managed' && own.held !== true) {
           // Open, or released a moment ago by the device's will that a broker shutting down
           // published before it closed the server's own connections (channel `lostWithServer`).
@@ -226,10 +281,7 @@ export class AdmissionService {
       }
       const balances = [...accounts].map((accountId) => ({ accountId, balance: this.#balance(accountId, at) }));
       return { balances, held: held.length };
-    });
-    for (const identity of identities) this.presence.disconnected(identity.id, at);
-    for (const { accountId, balance } of balances) this.#emit(accountId, balance, at, 'seat-freed');
-    return held;
+    }
   }
 
   get #holdRule(): HoldRule {

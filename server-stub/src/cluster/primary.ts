@@ -4,7 +4,10 @@ import type { EmbeddedBroker } from '../channel/mqtt/embedded-broker.js';
 import { startBrokerAccounts } from '../broker-accounts-start.js';
 import type { ServerConfig } from '../config.js';
 import { type MetricsJson, renderMerged } from '../metrics.js';
+import { prepareSharedMaterial } from '../hosts/prepare.js';
 import { loadOrCreateSigningPki } from '../pki/signing.js';
+import { isPostgresUrl } from '../store/database.js';
+import { PostgresNoticeBus } from '../store/postgres/notices.js';
 import { createServices } from '../services.js';
 import { CLUSTER_ENV, isMessage, type PrimaryToWorker, type WorkerToPrimary } from './messages.js';
 import { pino } from 'pino';
@@ -27,9 +30,14 @@ const HEALTHY_AFTER_MS = 5_000;
  */
 export async function runPrimary(config: ServerConfig): Promise<{ close(): Promise<void> }> {
   const log = pino({ level: config.logLevel, base: { pid: process.pid, role: 'primary' } });
-  // Created once here, so the workers do not race to create the signing PKI and the schema.
+  // Created once here, so the workers do not race to create the signing PKI and the schema. With a
+  // PostgreSQL store other hosts may share, the cluster's shared material comes from the store
+  // first, and notices travel between hosts through it (the workers' reach them through here).
+  await prepareSharedMaterial(config);
   await loadOrCreateSigningPki(config.dataDir);
-  const notices = new LocalNoticeBus();
+  const pgBus = config.store !== null && isPostgresUrl(config.store) ? new PostgresNoticeBus(config.store) : undefined;
+  const notices = pgBus ?? new LocalNoticeBus();
+  await pgBus?.start(log);
   const services = createServices(config, { notices, logger: log });
   services.metrics.gauge('fleet_workers', 'Worker processes alive.', () => Object.keys(cluster.workers ?? {}).length, {
     aggregate: 'max',
@@ -271,6 +279,7 @@ export async function runPrimary(config: ServerConfig): Promise<{ close(): Promi
     await accounts?.close().catch((err: unknown) => log.error({ err }, 'closing the broker accounts failed'));
     await broker?.close();
     services.admission.presence.flush();
+    await pgBus?.close();
     services.close();
   };
   const onSignal = (signal: NodeJS.Signals) => {

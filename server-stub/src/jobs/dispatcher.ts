@@ -244,11 +244,15 @@ export class JobDispatcher {
 
   // ── periodic work and dispatch ─────────────────────────────────────────────────────────────
 
-  /** Periodic work (timer and test-clock changes): timeouts, orphans, dynamic targets, dispatch. */
-  tick(): void {
+  /**
+   * Periodic work (timer and test-clock changes): timeouts, orphans, dynamic targets (with
+   * `storeWide`: the part about every process's devices, done by one process of a cluster), then
+   * the cancels and dispatch of the devices connected here.
+   */
+  tick(storeWide = true): void {
     const now = this.#clock.now();
     const executions = this.#outcomes.executions;
-    this.#store.write(() => {
+    if (storeWide) this.#store.write(() => {
       for (const e of executions.overdue(now)) {
         this.#outcomes.finish(e, jobById(this.#store, e.job_id)!, 'timed-out', now, 'SERVER_EXECUTION_TIMEOUT', 'No result before the deadline.');
       }
@@ -284,13 +288,16 @@ export class JobDispatcher {
     let offered = 0;
     let more = false;
     for (;;) {
-      const now = this.#clock.now();
+      let now = this.#clock.now();
       const previous = batch;
       // Undone claims first: the capacity they free is claimed again in the same transaction.
       let claimed: { claims: Claim[]; more: boolean };
       try {
         claimed = this.#store.write(() => {
           this.#record(previous);
+          // Read once the write lock is held: claimed_at is never earlier than a result this claim
+          // saw recorded, whichever process recorded it while this one waited for the lock.
+          now = this.#clock.now();
           return this.#claim(now);
         });
       } catch (err) {

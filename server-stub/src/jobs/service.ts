@@ -92,9 +92,13 @@ export class JobService {
     this.#dispatcher.attach(port);
   }
 
-  /** Periodic work (timer and test-clock changes): timeouts, orphans, dynamic targets, dispatch. */
-  tick(): void {
-    this.#dispatcher.tick();
+  /**
+   * Periodic work (timer and test-clock changes): timeouts, orphans, dynamic targets (the
+   * store-wide part, when `storeWide`: one process of a cluster does it), then this process's
+   * pending cancels and dispatch.
+   */
+  tick(storeWide = true): void {
+    this.#dispatcher.tick(storeWide);
   }
 
   /**

@@ -19,6 +19,8 @@ import type { Store } from '../store/database.js';
 import { AccountPackets, FirmwareCatalogue, type NewPacket, type PacketRow, sha256InUse } from '../store/packets.js';
 import type { AccountScope } from '../store/scope.js';
 import { addVendorAnchors, loadOrCreateSigningPki, type SigningPki } from '../pki/signing.js';
+import { publishSharedFiles, sharesFiles } from '../hosts/shared-files.js';
+import { PacketBlobs } from '../store/packet-blobs.js';
 import { PacketStorage } from './storage.js';
 
 /** Limits of packet handling (see the defaults below; tests and cluster mode may override them). */
@@ -165,7 +167,8 @@ export class PacketService {
     private readonly dataDir: string,
     readonly options: PacketOptions,
   ) {
-    this.storage = new PacketStorage(dataDir);
+    // Hosts on one PostgreSQL store share no file system: packet bytes are kept in the store too.
+    this.storage = new PacketStorage(dataDir, sharesFiles(store) ? new PacketBlobs(store) : undefined);
     this.catalogue = new FirmwareCatalogue(store);
     this.downloads = new DownloadSlots(options.maxConcurrentDownloads, options.maxQueuedDownloads, options.downloadQueueWaitSec * 1000);
   }
@@ -221,7 +224,7 @@ export class PacketService {
     const p = this.repo(scope).byUuid(uuid);
     if (!p) throw new AppError('SERVER_NOT_FOUND');
     try {
-      const head = await readPacketHead(this.storage.path(p.sha256), {
+      const head = await readPacketHead(await this.storage.local(p.sha256), {
         requireSignature: false,
         allowUnknownFileTypes: true,
         limits: { maxTotalSize: this.options.maxPacketBytes },
@@ -406,6 +409,7 @@ export class PacketService {
     }
     if (usedGiven.size > 0) {
       report.vendorAnchorsAdded = addVendorAnchors(this.dataDir, [...usedGiven].map((p) => `${p.trim()}\n`).join(''));
+      if (sharesFiles(this.store)) publishSharedFiles(this.store, this.dataDir, { replace: true, prefix: 'signing/' });
       this.reloadPki();
     }
     return report;

@@ -3,6 +3,7 @@ import { MAX_TRUST_ANCHORS, type TrustAnchor, trustAnchorsDigest } from '@router
 import type { NoticeBus } from '../channel/notices.js';
 import type { Clock } from '../clock.js';
 import { AppError } from '../errors.js';
+import { adoptSharedFiles, publishSharedFiles, sharesFiles } from '../hosts/shared-files.js';
 import { asAccountUuid } from '../ids.js';
 import type { PacketService } from '../packets/service.js';
 import type { ProfileService } from '../profiles/service.js';
@@ -137,12 +138,20 @@ export class TrustAnchorService {
    * (`publish`) and the caches of this process are dropped. Returns whether they changed.
    */
   async reload(publish = true): Promise<boolean> {
+    // Hosts on one PostgreSQL store: the cluster's signing files are the store's (another host may
+    // have rotated); this data directory takes them first.
+    if (sharesFiles(this.packets.store)) adoptSharedFiles(this.packets.store, this.dataDir, 'signing/');
     this.packets.reloadPki();
     const pki = await this.packets.pki();
     this.profiles.reload(pki);
     const changed = this.#take(pki);
     if (changed && publish) this.notices.publish({ kind: 'trust-anchors', accountUuid: null });
     return changed;
+  }
+
+  /** A change made here becomes the cluster's (hosts on one PostgreSQL store; nothing to do on SQLite). */
+  #publish(): void {
+    if (sharesFiles(this.packets.store)) publishSharedFiles(this.packets.store, this.dataDir, { replace: true, prefix: 'signing/' });
   }
 
   /** Drops the cached set of one account (another process announced a change). */
@@ -158,6 +167,7 @@ export class TrustAnchorService {
   /** A new signing root and signer; the old root stays trusted (overlap) until `retire`. */
   async rotate(): Promise<AnchorInfo[]> {
     await rotateSigningPki(this.dataDir, new Date(this.clock.now()));
+    this.#publish();
     await this.reload();
     return this.list();
   }
@@ -165,6 +175,7 @@ export class TrustAnchorService {
   /** Ends an overlap: the root with this fingerprint is no longer trusted. */
   async retire(fingerprint: string): Promise<AnchorInfo[]> {
     await retireAnchor(this.dataDir, fingerprint, new Date(this.clock.now()));
+    this.#publish();
     await this.reload();
     return this.list();
   }
@@ -176,6 +187,7 @@ export class TrustAnchorService {
       throw new AppError('SERVER_VALIDATION', 'A vendor trust anchor must be a PEM CA certificate.');
     }
     const added = addVendorAnchors(this.dataDir, pem);
+    this.#publish();
     await this.reload();
     return added;
   }

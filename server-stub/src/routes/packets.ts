@@ -330,7 +330,14 @@ export const packetRoutes = [
       if (!granted) {
         throw new AppError('SERVER_DOWNLOADS_BUSY', undefined, { retryAfterSec: services.packets.options.downloadRetryAfterSec });
       }
-      const file = createReadStream(services.packets.storage.path(packet.sha256), { start, end });
+      let path: string;
+      try {
+        path = await services.packets.storage.local(packet.sha256);
+      } catch (err) {
+        services.packets.downloads.release();
+        throw err;
+      }
+      const file = createReadStream(path, { start, end });
       reply.hijack();
       const res = reply.raw;
       res.writeHead(status, headers);

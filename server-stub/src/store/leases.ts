@@ -9,6 +9,7 @@ interface LeaseRow {
   released_at: number | null;
   grace_until: number | null;
   restart_hold: number | null;
+  instance_id?: string | null;
 }
 
 function toFacts(r: LeaseRow): LeaseFacts {
@@ -19,6 +20,7 @@ function toFacts(r: LeaseRow): LeaseFacts {
     releasedAt: r.released_at,
     graceUntil: r.grace_until,
     held: r.restart_hold !== null,
+    instanceId: r.instance_id ?? null,
   };
 }
 
@@ -82,13 +84,22 @@ export class AccountLeases {
     );
   }
 
-  upsert(deviceId: number, state: LeaseState, leasedAt: number): void {
+  /** `instanceId`: the server process that admitted the device (null: one process, nobody to tell apart). */
+  upsert(deviceId: number, state: LeaseState, leasedAt: number, instanceId: string | null = null): void {
     this.store
       .stmt(
-        `INSERT INTO leases (device_id, account_id, state, leased_at) VALUES (?, ?, ?, ?)
-         ON CONFLICT (device_id) DO UPDATE SET state = excluded.state, released_at = NULL, grace_until = NULL, restart_hold = NULL`,
+        `INSERT INTO leases (device_id, account_id, state, leased_at, instance_id) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT (device_id) DO UPDATE SET state = excluded.state, released_at = NULL, grace_until = NULL, restart_hold = NULL,
+           instance_id = excluded.instance_id`,
       )
-      .run(deviceId, this.accountId, state, leasedAt);
+      .run(deviceId, this.accountId, state, leasedAt, instanceId);
+  }
+
+  /** The server process now serving the device's open lease (it reconnected to another host). */
+  setInstance(deviceId: number, instanceId: string): void {
+    this.store
+      .stmt('UPDATE leases SET instance_id = ? WHERE device_id = ? AND account_id = ? AND instance_id IS NOT ?')
+      .run(instanceId, deviceId, this.accountId, instanceId);
   }
 
   setState(deviceId: number, state: LeaseState): void {

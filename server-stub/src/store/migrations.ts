@@ -656,6 +656,44 @@ CREATE TABLE hold_outages (
 ALTER TABLE restart_hold ADD COLUMN last_loss_at INTEGER;
 `,
   },
+  {
+    version: 35,
+    name: 'several independent server hosts on one store: each server process registers itself (heartbeat, stop), cluster-wide background roles are leased to one process at a time, a lease names the process that admitted its device (released by another when that process dies), and the files every host must agree on (server key, signing PKI, local TLS CA) and packet bytes are kept in the store',
+    sql: `
+CREATE TABLE server_instances (
+  id TEXT PRIMARY KEY,
+  lock_key INTEGER NOT NULL,
+  label TEXT NOT NULL,
+  started_at INTEGER NOT NULL,
+  heartbeat_at INTEGER NOT NULL,
+  stopped_at INTEGER
+) WITHOUT ROWID;
+CREATE TABLE server_roles (
+  name TEXT PRIMARY KEY,
+  holder TEXT NOT NULL,
+  expires_at INTEGER NOT NULL
+) WITHOUT ROWID;
+ALTER TABLE leases ADD COLUMN instance_id TEXT;
+CREATE INDEX leases_instance ON leases(instance_id) WHERE instance_id IS NOT NULL;
+CREATE TABLE shared_files (
+  name TEXT PRIMARY KEY,
+  data BLOB NOT NULL,
+  updated_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE packet_blobs (
+  sha256 TEXT PRIMARY KEY,
+  size INTEGER NOT NULL,
+  chunks INTEGER NOT NULL,
+  stored_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE packet_chunks (
+  sha256 TEXT NOT NULL,
+  seq INTEGER NOT NULL,
+  data BLOB NOT NULL,
+  PRIMARY KEY (sha256, seq)
+) WITHOUT ROWID;
+`,
+  },
 ];
 
 export function latestVersion(): number {

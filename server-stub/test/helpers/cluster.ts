@@ -53,12 +53,14 @@ export function followLogs(child: ChildProcess): ServerLogs {
 /**
  * Runs `fleet-server serve --data dataDir --port 0 --host 127.0.0.1 --scryptCost 1024 …args`
  * (stderr inherited), with `--store` naming the data directory's PostgreSQL schema when the tests
- * run on PostgreSQL; {@link killServes} ends what is left of it after the tests.
+ * run on PostgreSQL (or `opts.store`: several hosts, one store); {@link killServes} ends what is
+ * left of it after the tests.
  */
-export function serve(dataDir: string, args: readonly string[]): ServeProcess {
+export function serve(dataDir: string, args: readonly string[], opts: { store?: string } = {}): ServeProcess {
+  const store = opts.store === undefined ? serveStoreArgs(dataDir) : ['--store', opts.store];
   const child = spawn(
     process.execPath,
-    [SERVER_CLI_DIST, 'serve', ...serveStoreArgs(dataDir), '--data', dataDir, '--port', '0', '--host', '127.0.0.1', '--scryptCost', '1024', ...args],
+    [SERVER_CLI_DIST, 'serve', ...store, '--data', dataDir, '--port', '0', '--host', '127.0.0.1', '--scryptCost', '1024', ...args],
     { stdio: ['ignore', 'pipe', 'inherit'] },
   );
   started.push(child);

@@ -565,6 +565,44 @@ CREATE TABLE hold_outages (
 ALTER TABLE restart_hold ADD COLUMN last_loss_at BIGINT;
 `,
   },
+  {
+    version: 35,
+    name: sqliteName(35),
+    sql: `
+CREATE TABLE server_instances (
+  id TEXT PRIMARY KEY,
+  lock_key BIGINT NOT NULL,
+  label TEXT NOT NULL,
+  started_at BIGINT NOT NULL,
+  heartbeat_at BIGINT NOT NULL,
+  stopped_at BIGINT
+);
+CREATE TABLE server_roles (
+  name TEXT PRIMARY KEY,
+  holder TEXT NOT NULL,
+  expires_at BIGINT NOT NULL
+);
+ALTER TABLE leases ADD COLUMN instance_id TEXT;
+CREATE INDEX leases_instance ON leases(instance_id) WHERE instance_id IS NOT NULL;
+CREATE TABLE shared_files (
+  name TEXT PRIMARY KEY,
+  data BYTEA NOT NULL,
+  updated_at BIGINT NOT NULL
+);
+CREATE TABLE packet_blobs (
+  sha256 TEXT PRIMARY KEY,
+  size BIGINT NOT NULL,
+  chunks BIGINT NOT NULL,
+  stored_at BIGINT NOT NULL
+);
+CREATE TABLE packet_chunks (
+  sha256 TEXT NOT NULL,
+  seq BIGINT NOT NULL,
+  data BYTEA NOT NULL,
+  PRIMARY KEY (sha256, seq)
+);
+`,
+  },
 ];
 
 export function latestPostgresVersion(): number {

@@ -1,0 +1,191 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { afterAll, describe, expect, it } from 'vitest';
+import type { Notice } from '../src/channel/notices.js';
+import { HostMembership } from '../src/hosts/membership.js';
+import { adoptSharedFiles, publishSharedFiles } from '../src/hosts/shared-files.js';
+import { asAccountUuid, asDeviceUuid } from '../src/ids.js';
+import { PACKET_CHUNK_BYTES, PacketStorage } from '../src/packets/storage.js';
+import { PacketBlobs } from '../src/store/packet-blobs.js';
+import { PostgresNoticeBus } from '../src/store/postgres/notices.js';
+import { freshPostgresStore } from './helpers/postgres.js';
+import { removeTempDirs, tempDir, world, type World } from './helpers/setup.js';
+
+/*
+ * The parts that let independent hosts share one PostgreSQL store, each against a real database
+ * (helpers/postgres.ts; these tests always run on PostgreSQL: it is the store several hosts share).
+ * hosts.integration.test.ts runs them together in three real server processes.
+ */
+
+const silent = pino({ level: 'silent' });
+const worlds: World[] = [];
+afterAll(() => {
+  for (const w of worlds) w.close();
+  removeTempDirs();
+});
+
+function host(store: string): { w: World; m: HostMembership } {
+  const w = world({ store, leaseGraceSec: 60 });
+  worlds.push(w);
+  return { w, m: new HostMembership({ store: w.services.store, admission: w.services.admission, log: silent, timeoutMs: 5000 }) };
+}
+
+const leaseOf = (w: World, uuid: string) =>
+  w.services.store
+    .stmt<{ instance_id: string | null; released_at: number | null; grace_until: number | null }>(
+      'SELECT l.instance_id, l.released_at, l.grace_until FROM leases l JOIN devices d ON d.id = l.device_id WHERE d.uuid = ?',
+    )
+    .get(uuid);
+
+describe('cluster membership (server_instances, server_roles)', () => {
+  it('the first member is a cold start, the next joins; one leads; a crashed member\'s devices are released with the grace by the next heartbeat of another, which takes the role', async () => {
+    const store = freshPostgresStore();
+    const a = host(store);
+    const t = await a.w.newTenant();
+    a.w.licences(t, 'basic-1', 2);
+    const [d1, d2] = a.w.devices(t, 2);
+    let held = -1;
+    expect(a.m.start(() => (held = a.w.services.admission.startRestartHold().held))).toEqual({ coldStart: true });
+    expect(held).toBe(0);
+    const b = host(store);
+    expect(b.m.start(() => expect.unreachable('a member joining a running cluster holds nothing'))).toEqual({ coldStart: false });
+    expect([a.m.leads(), b.m.leads()]).toEqual([true, false]);
+
+    // Each host admits one device: its lease names the host.
+    expect(a.w.services.admission.admit({ serialNumber: d1!.serialNumber, credential: d1!.credential }).outcome).toBe('managed');
+    expect(b.w.services.admission.admit({ serialNumber: d2!.serialNumber, credential: d2!.credential }).outcome).toBe('managed');
+    expect(leaseOf(b.w, d1!.uuid)).toMatchObject({ instance_id: a.m.instanceId, released_at: null });
+    expect(leaseOf(b.w, d2!.uuid)).toMatchObject({ instance_id: b.m.instanceId, released_at: null });
+
+    // A dies without a word: its store connection goes, and with it its liveness lock.
+    a.w.services.store.close();
+    b.m.tick();
+    const now = b.w.clock.now();
+    expect(leaseOf(b.w, d1!.uuid)).toEqual({ instance_id: a.m.instanceId, released_at: now, grace_until: now + 60_000 });
+    expect(leaseOf(b.w, d2!.uuid)).toMatchObject({ instance_id: b.m.instanceId, released_at: null });
+    expect(b.w.services.store.stmt<{ stopped_at: number | null }>('SELECT stopped_at FROM server_instances WHERE id = ?').get(a.m.instanceId)?.stopped_at).not.toBeNull();
+    expect(b.m.leads()).toBe(true);
+    // The device comes back through B: it reclaims its seat, now held by B.
+    expect(b.w.services.admission.admit({ serialNumber: d1!.serialNumber, credential: d1!.credential }).outcome).toBe('managed');
+    expect(leaseOf(b.w, d1!.uuid)).toMatchObject({ instance_id: b.m.instanceId, released_at: null });
+    b.m.stop();
+    expect(b.w.services.store.stmt('SELECT holder FROM server_roles').all()).toEqual([]);
+  }, 120_000);
+
+  it('a member whose heartbeat is late is found dead although its connection lives; it registers again at its next heartbeat', () => {
+    const store = freshPostgresStore();
+    const a = host(store);
+    const b = host(store);
+    a.m.start(() => {});
+    b.m.start(() => {});
+    a.w.services.store.write(() => a.w.services.store.stmt('UPDATE server_instances SET heartbeat_at = heartbeat_at - 60000 WHERE id = ?').run(a.m.instanceId));
+    b.m.tick();
+    const stopped = () => b.w.services.store.stmt<{ stopped_at: number | null }>('SELECT stopped_at FROM server_instances WHERE id = ?').get(a.m.instanceId)!.stopped_at;
+    expect(stopped()).not.toBeNull();
+    expect(b.m.leads()).toBe(true);
+    a.m.tick();
+    expect(stopped()).toBeNull();
+    expect(a.m.leads()).toBe(false);
+  }, 120_000);
+
+  it('a connection closing on one host leaves alone the lease of a device that reconnected to another', async () => {
+    const store = freshPostgresStore();
+    const a = host(store);
+    const b = host(store);
+    a.m.start(() => {});
+    b.m.start(() => {});
+    const t = await a.w.newTenant();
+    a.w.licences(t, 'basic-1', 1);
+    const [d] = a.w.devices(t, 1);
+    a.w.services.admission.admit({ serialNumber: d!.serialNumber, credential: d!.credential });
+    // The device's link to A died half-open; it said hello to B; then A notices and closes.
+    b.w.services.admission.admit({ serialNumber: d!.serialNumber, credential: d!.credential });
+    a.w.services.admission.releaseMany([d!.uuid]);
+    expect(leaseOf(a.w, d!.uuid)).toMatchObject({ instance_id: b.m.instanceId, released_at: null });
+    // B's own close releases it.
+    b.w.services.admission.releaseMany([d!.uuid]);
+    expect(leaseOf(a.w, d!.uuid)?.released_at).not.toBeNull();
+  }, 120_000);
+});
+
+describe('shared material', () => {
+  it('a host\'s files become the cluster\'s; another host takes them, and later changes made by one host', () => {
+    const store = freshPostgresStore();
+    const w = world({ store });
+    worlds.push(w);
+    const one = tempDir();
+    const two = tempDir();
+    mkdirSync(join(one, 'signing'));
+    writeFileSync(join(one, 'server.key'), Buffer.alloc(32, 1));
+    writeFileSync(join(one, 'signing', 'signer.pem'), 'signer one');
+    writeFileSync(join(one, 'signing', 'signer-chain.pem'), 'chain one');
+    writeFileSync(join(two, 'server.key'), Buffer.alloc(32, 2));
+    expect(publishSharedFiles(w.services.store, one, { replace: false })).toEqual(['server.key', 'signing/signer.pem', 'signing/signer-chain.pem']);
+    // Two made a key of its own before it knew: the first published wins.
+    expect(publishSharedFiles(w.services.store, two, { replace: false })).toEqual([]);
+    expect(adoptSharedFiles(w.services.store, two).sort()).toEqual(['server.key', 'signing/signer-chain.pem', 'signing/signer.pem']);
+    expect(readFileSync(join(two, 'server.key'))).toEqual(Buffer.alloc(32, 1));
+    // A rotation on host one (a new signer, no chain) replaces the cluster's signing files.
+    writeFileSync(join(one, 'signing', 'signer.pem'), 'signer two');
+    rmSync(join(one, 'signing', 'signer-chain.pem'));
+    expect(publishSharedFiles(w.services.store, one, { replace: true, prefix: 'signing/' }).sort()).toEqual(['signing/signer-chain.pem', 'signing/signer.pem']);
+    expect(adoptSharedFiles(w.services.store, two, 'signing/').sort()).toEqual(['signing/signer-chain.pem', 'signing/signer.pem']);
+    expect(readFileSync(join(two, 'signing', 'signer.pem'), 'utf8')).toBe('signer two');
+    expect(existsSync(join(two, 'signing', 'signer-chain.pem'))).toBe(false);
+  }, 120_000);
+
+  it('packet bytes go into the store in chunks and are fetched by a host that lacks them, byte for byte', async () => {
+    const store = freshPostgresStore();
+    const w = world({ store });
+    worlds.push(w);
+    const blobs = new PacketBlobs(w.services.store);
+    const here = new PacketStorage(tempDir(), blobs);
+    const there = new PacketStorage(tempDir(), blobs);
+    const bytes = randomBytes(2 * PACKET_CHUNK_BYTES + 12345);
+    const tmp = here.tempPath();
+    writeFileSync(tmp, bytes);
+    const sha = createHash('sha256').update(bytes).digest('hex');
+    await here.commit(tmp, sha);
+    expect(blobs.complete(sha)).toEqual({ size: bytes.length, chunks: 3 });
+    expect(existsSync(there.path(sha))).toBe(false);
+    expect(there.has(sha)).toBe(true);
+    // Compared by hash: a deep equality of two 2 MiB buffers takes vitest minutes.
+    expect(createHash('sha256').update(readFileSync(await there.local(sha))).digest('hex')).toBe(sha);
+    await here.remove(sha);
+    expect(blobs.complete(sha)).toBeUndefined();
+    expect(w.services.store.stmt<{ n: number }>('SELECT COUNT(*) AS n FROM packet_chunks WHERE sha256 = ?').get(sha)!.n).toBe(0);
+  }, 120_000);
+});
+
+describe('notices between hosts (LISTEN/NOTIFY)', () => {
+  it('a notice published on one host reaches the others once, a long device list in pieces; none comes back to its sender', async () => {
+    const store = freshPostgresStore();
+    const one = new PostgresNoticeBus(store);
+    const two = new PostgresNoticeBus(store);
+    await one.start(silent);
+    await two.start(silent);
+    try {
+      const atOne: Notice[] = [];
+      const atTwo: Notice[] = [];
+      one.subscribe((n) => atOne.push(n));
+      two.subscribe((n) => atTwo.push(n));
+      const uuids = Array.from({ length: 400 }, (_, i) => asDeviceUuid(`00000000-0000-4000-8000-${String(i).padStart(12, '0')}`));
+      one.publish({ kind: 'admission', state: 'unmanaged', accountUuid: asAccountUuid('a'), deviceUuids: uuids, cause: 'licences-changed' });
+      two.publish({ kind: 'trust-anchors', accountUuid: null });
+      const deadline = Date.now() + 30_000;
+      const received = () => atTwo.flatMap((n) => (n.kind === 'admission' ? n.deviceUuids : [])).length;
+      while ((received() < 400 || atOne.length < 2) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      expect(received()).toBe(400);
+      expect(new Set(atTwo.flatMap((n) => (n.kind === 'admission' ? n.deviceUuids : [])))).toEqual(new Set(uuids));
+      expect(atTwo.filter((n) => n.kind === 'admission').length).toBeGreaterThan(1);
+      // Each sender delivered its own notice to itself once (locally), the other's once.
+      expect(atOne.map((n) => n.kind)).toEqual(['admission', 'trust-anchors']);
+      expect(atTwo.filter((n) => n.kind === 'trust-anchors')).toHaveLength(1);
+    } finally {
+      await one.close();
+      await two.close();
+    }
+  }, 120_000);
+});
