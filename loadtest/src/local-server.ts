@@ -29,6 +29,8 @@ export interface TenantOptions {
   apiLicence?: boolean;
   /** More codes of other articles of the same plan (e.g. basic-1 next to basic-25). */
   more?: { plan: 'basic-1' | 'basic-25' | 'pro'; count: number }[];
+  /** The store the server will use (`serve --store`): a postgres:// URL; default the data directory's SQLite file. */
+  store?: string;
 }
 
 function serverCli(args: string[]): Promise<string> {
@@ -48,11 +50,12 @@ function serverCli(args: string[]): Promise<string> {
 export async function prepareTenant(dataDir: string, options: TenantOptions = {}): Promise<Tenant> {
   const username = 'admin';
   const password = 'load test password 1';
+  const store = options.store ? ['--store', options.store] : [];
   const created = JSON.parse(
-    await serverCli(['account', 'create', '--data', dataDir, '--name', options.name ?? 'Load test', '--user', username, '--password', password]),
+    await serverCli(['account', 'create', '--data', dataDir, ...store, '--name', options.name ?? 'Load test', '--user', username, '--password', password]),
   ) as { account: string };
   const issue = async (plan: string, count: number) =>
-    (await serverCli(['licences', 'issue', '--data', dataDir, '--plan', plan, '--count', String(count)])).trim().split('\n').filter(Boolean);
+    (await serverCli(['licences', 'issue', '--data', dataDir, ...store, '--plan', plan, '--count', String(count)])).trim().split('\n').filter(Boolean);
   const codes = await issue(options.plan ?? 'pro', options.licences ?? 1);
   for (const m of options.more ?? []) if (m.count > 0) codes.push(...(await issue(m.plan, m.count)));
   if (options.apiLicence) codes.push(...(await issue('api', 1)));
