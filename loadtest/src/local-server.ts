@@ -64,12 +64,20 @@ export async function prepareTenant(dataDir: string, options: TenantOptions = {}
 
 /** Redeems and activates licence codes now, through the REST API. */
 export function activateLicences(url: string, token: string, codes: readonly string[]): Promise<void> {
-  return withRest(url, token, async (rest) => {
-    for (const code of codes) {
-      const licence = await rest.json<{ uuid: string }>('POST', '/api/licences/redeem', { code });
-      await rest.json('POST', `/api/licences/${licence.uuid}/activate`, {});
-    }
-  });
+  return withRest(url, token, (rest) => activateAll(rest, codes));
+}
+
+/**
+ * Redeems each code, then activates them all in one call (`POST /api/licences/activate`, at most
+ * 10,000 per call): one licence sweep for the lot instead of one per licence (each sweep records
+ * the due events of every licence so far, so activating 600 one by one costs 180,000 statements).
+ */
+export async function activateAll(rest: RestClient, codes: readonly string[]): Promise<void> {
+  const uuids: string[] = [];
+  for (const code of codes) uuids.push((await rest.json<{ uuid: string }>('POST', '/api/licences/redeem', { code })).uuid);
+  for (let i = 0; i < uuids.length; i += 10_000) {
+    await rest.json('POST', '/api/licences/activate', { licences: uuids.slice(i, i + 10_000) });
+  }
 }
 
 export interface ServerProcess {

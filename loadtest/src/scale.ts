@@ -193,6 +193,9 @@ export async function runScale(options: ScaleOptions) {
         processes: Math.max(1, Math.ceil(n / 15_000)),
         sourceAddresses: 4,
         ...(st.tls ? { tls: { certPath: st.certPath, keyPath: st.keyPath, caPath: st.caPath } } : {}),
+        // On a loaded machine 18,000 TLS connects can take longer than the default 5 min: up to a
+        // quarter of the run's time limit (the floor is measured under the same load as the run).
+        connectTimeoutMs: Math.max(300_000, Math.round((deadline - started) / 4)),
       });
     }
 

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { fleetToCsv, generateFleet, PROFILES_FILE, provisionFleet, RestClient } from '@router-fleet/simulator';
-import { prepareTenant, SERVER_CLI, type ServerProcess, startServer, type Tenant, type TenantOptions } from './local-server.js';
+import { activateAll, prepareTenant, SERVER_CLI, type ServerProcess, startServer, type Tenant, type TenantOptions } from './local-server.js';
 
 const run = promisify(execFile);
 
@@ -98,10 +98,7 @@ export async function stage(options: StageOptions): Promise<Stage> {
   const profilesDir = join(dataDir, 'fleet');
   try {
     const token = await rest.login(tenant.username, tenant.password);
-    for (const code of tenant.codes) {
-      const licence = await rest.json<{ uuid: string }>('POST', '/api/licences/redeem', { code });
-      await rest.json('POST', `/api/licences/${licence.uuid}/activate`, {});
-    }
+    await activateAll(rest, tenant.codes);
     log(`fleet-server on ${servers.map((s) => s.url).join(', ')} (${workers} worker${workers > 1 ? 's' : ''} each); ${tenant.codes.length} licence code(s) active`);
     const csvPath = join(dataDir, 'fleet.csv');
     writeFileSync(csvPath, fleetToCsv(generateFleet({ devices: options.devices, seed: options.seed ?? 2026, customFields: false })));

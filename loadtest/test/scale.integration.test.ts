@@ -1,6 +1,7 @@
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import { MOSQUITTO_MISSING } from '../src/brokers.js';
 import { runScale } from '../src/scale.js';
@@ -40,6 +41,27 @@ describe('fleet-loadtest scale (small run in CI)', () => {
       const md = readFileSync(join(dir, 'plain.md'), 'utf8');
       expect(md).toContain('Transport: ws (plain');
       expect(md).toContain('Job rollout limit: 40 executions in flight');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 300_000);
+
+  it('runs on a PostgreSQL database of its own (--store postgres), names it in the report and drops it', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'scale-report-'));
+    try {
+      const result = await runScale({ devices: 100, licences: 80, rate: 300, tls: false, store: 'postgres', report: join(dir, 'pg.json'), baseline: false, log: () => {} });
+      expect(result.checks.filter((c) => !c.pass)).toEqual([]);
+      expect(result.store).toMatch(/^PostgreSQL \(database fleet_scale_\d+_[0-9a-f]+ on 127\.0\.0\.1:5432, created for the run and dropped after it\)$/);
+      expect(result.counts).toMatchObject({ devices: 100, managed: 80, refused: 20, jobSucceeded: 80, jobsFinished: 80 });
+      const name = /database (\S+)/.exec(result.store)![1]!;
+      const client = new pg.Client({ host: process.env['PGHOST'] || '127.0.0.1', port: Number(process.env['PGPORT'] || 5432), user: process.env['PGUSER'] || 'postgres', password: process.env['PGPASSWORD'] ?? '', database: 'postgres' });
+      await client.connect();
+      try {
+        expect((await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [name])).rowCount).toBe(0);
+      } finally {
+        await client.end();
+      }
+      expect(readFileSync(join(dir, 'pg.md'), 'utf8')).toContain('Store: PostgreSQL (database');
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
