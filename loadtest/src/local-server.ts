@@ -100,6 +100,8 @@ export interface StartOptions {
   onLog?: (line: string) => void;
   /** Appends everything the server prints (stdout and stderr) to this file. */
   logFile?: string;
+  /** How long the server may take to listen (ms). Default 180,000: a cluster on a loaded machine needs more than a minute. */
+  startTimeoutMs?: number;
 }
 
 /** Starts `fleet-server serve` as a child process on 127.0.0.1 and resolves when it listens. */
@@ -119,7 +121,8 @@ export function startServer(options: StartOptions): Promise<ServerProcess> {
   return new Promise((resolve, reject) => {
     const lines = createInterface({ input: child.stdout! });
     let done = false;
-    const timer = setTimeout(() => fail(new Error('fleet-server did not start within 60 s')), 60_000);
+    const startMs = options.startTimeoutMs ?? 180_000;
+    const timer = setTimeout(() => fail(new Error(`fleet-server did not start within ${startMs / 1000} s`)), startMs);
     const fail = (err: Error) => {
       if (done) return;
       done = true;

@@ -121,6 +121,8 @@ export async function runScale(options: ScaleOptions) {
   let fleet: FleetHandle | undefined;
   let sharded: ShardedFleetHandle | undefined;
   let baseline: BaselineResult | undefined;
+  /** Why the raw floor has no figures in this run, when it has none. */
+  let baselineError: string | undefined;
   let brokers: BrokerFleet | undefined;
   let mqttFloor: MqttFloorResult | undefined;
   const mqtt = options.transport === 'mqtt';
@@ -188,6 +190,8 @@ export async function runScale(options: ScaleOptions) {
       // The floor over the same transport (and, for TLS, the same certificate) as the run.
       const n = Math.min(options.devices, 18_000);
       log(`raw ${st.tls ? 'wss' : 'ws'} baseline: ${n} connections`);
+      // A floor that cannot be measured (the machine too loaded to open its connections in time)
+      // leaves the run without ratios, not without figures: the report says why.
       baseline = await runBaseline({
         connections: n,
         processes: Math.max(1, Math.ceil(n / 15_000)),
@@ -196,6 +200,10 @@ export async function runScale(options: ScaleOptions) {
         // On a loaded machine 18,000 TLS connects can take longer than the default 5 min: up to a
         // quarter of the run's time limit (the floor is measured under the same load as the run).
         connectTimeoutMs: Math.max(300_000, Math.round((deadline - started) / 4)),
+      }).catch((err: unknown) => {
+        baselineError = err instanceof Error ? err.message : String(err);
+        log(`raw baseline not measured: ${baselineError}`);
+        return undefined;
       });
     }
 
@@ -432,6 +440,7 @@ export async function runScale(options: ScaleOptions) {
         : null,
       mqttFloor: mqttFloor ?? null,
       baseline: baseline ?? null,
+      ...(baselineError ? { baselineError } : {}),
       ratios,
       durationSec: Math.round((Date.now() - started) / 1000),
     };
@@ -517,7 +526,7 @@ ${r.mqttFloor && r.brokers ? mqttFigures(r, r.mqttFloor, r.brokers) : `| figure 
 | server memory per device | ${kb(r.server.bytesPerDevice)} | ${r.baseline ? kb(r.baseline.serverBytesPerConnection) : '—'} | ${r.ratios?.['serverBytesPerDeviceToRawServer'] ?? '—'} |
 | simulator memory per router | ${kb(r.simulator.bytesPerRouter)} | ${r.baseline ? kb(r.baseline.clientBytesPerConnection) : '—'} | ${r.ratios?.['simulatorBytesPerRouterToRawClient'] ?? '—'} |`}
 
-Full figures (memory, CPU, baseline and ratios): \`${basename(jsonPath)}\`.
+${typeof r['baselineError'] === 'string' ? `The raw floor was not measured in this run: ${r['baselineError']}.\n\n` : ''}Full figures (memory, CPU, baseline and ratios): \`${basename(jsonPath)}\`.
 
 ${charts.join('\n\n')}
 `;
