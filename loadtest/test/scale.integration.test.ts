@@ -84,6 +84,9 @@ describe('fleet-loadtest scale (small run in CI)', () => {
       expect(json.histograms).toEqual(shards.merged.histograms);
       expect(json.histograms.admission.count).toBeGreaterThanOrEqual(300);
       expect(json.processes).toBe(2);
+      // The merged report's end counts are those a single run of the same fleet ends with.
+      expect(json.counts).toMatchObject({ devices: 300, managed: 240, refused: 60, jobsFinished: 240, jobsRolledBack: 0, jobSucceeded: 240 });
+      expect(json.counts.states).toMatchObject({ managed: 240 });
       expect(readFileSync(join(dir, 'shards.md'), 'utf8')).toContain(`Simulator: 2 shards of the fleet (${shards.devices[0]} + ${shards.devices[1]} routers)`);
     } finally {
       rmSync(dir, { recursive: true, force: true });
