@@ -18,6 +18,8 @@ export interface BaselineOptions {
   sourceAddresses?: number;
   /** Measure over TLS (wss) with this certificate, key and CA (PEM files); plain ws without. */
   tls?: { certPath: string; keyPath: string; caPath: string };
+  /** How long the clients may take to open every connection (ms). Default 300,000 (5 min). */
+  connectTimeoutMs?: number;
 }
 
 export interface BaselineResult {
@@ -71,7 +73,7 @@ export async function runBaseline(options: BaselineOptions): Promise<BaselineRes
       children.push(child);
       return child;
     });
-    const connected = await Promise.all(clients.map((c) => nextMessage<Connected>(c, 'connected', 300_000)));
+    const connected = await Promise.all(clients.map((c) => nextMessage<Connected>(c, 'connected', options.connectTimeoutMs ?? 300_000)));
     // The ramp is timed inside the clients (process start-up excluded); they run in parallel.
     const rampMs = Math.max(...connected.map((c) => c.elapsedMs));
 

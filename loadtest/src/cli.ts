@@ -11,7 +11,8 @@ import { LoadtestError } from './errors.js';
 import { measureMqttFloor } from './mqtt-floor.js';
 import { activateLicences, login, prepareTenant, startServer } from './local-server.js';
 import { API_SCENARIOS } from './scenarios/api.js';
-import { DEFAULT_SCALE_RATE, runScale } from './scale.js';
+import { compareScaleCounts, readScaleCounts } from './compare-counts.js';
+import { checkScaleOptions, DEFAULT_SCALE_RATE, runScale } from './scale.js';
 import { seedAccount } from './seed.js';
 
 /** `fleet-loadtest`: baseline, API scenarios and end-to-end scale runs (loopback only; every run stops by itself). */
@@ -142,7 +143,9 @@ export async function runCli(argv: string[]): Promise<void> {
         y
           .option('devices', { type: 'number', demandOption: true, describe: 'Virtual routers' })
           .option('licences', { type: 'number', demandOption: true, describe: 'Devices the account may manage at once' })
-          .option('workers', { type: 'number', describe: 'Server worker processes (default: one per 15,000 routers)' })
+          .option('workers', { type: 'number', describe: 'Server worker processes, of each server process (default: one per 15,000 routers)' })
+          .option('store', { type: 'string', default: 'sqlite', describe: 'The servers\' store: sqlite (the file in the run\'s data directory), postgres (a database of the run\'s own on PGHOST/PGPORT, default 127.0.0.1:5432 user postgres, dropped at the end) or a postgres:// URL of an empty database' })
+          .option('servers', { type: 'number', default: 1, describe: 'Independent fleet-server serve processes on the one store (own port and data directory each; needs --store postgres); the fleet is spread over them' })
           .option('processes', { type: 'number', describe: 'Simulator processes (default: one per 15,000 routers); with --shards, of each shard' })
           .option('shards', { type: 'number', default: 1, describe: 'Run the simulator as N shards of the fleet file (as fleet-sim run --shard k/N would on N machines); its figures are the merge of their reports' })
           .option('rate', { type: 'number', default: DEFAULT_SCALE_RATE, describe: 'Connects per second asked of the simulator' })
@@ -161,9 +164,12 @@ export async function runCli(argv: string[]): Promise<void> {
           throw new LoadtestError('LOADTEST_USAGE', `--shards must be an integer from 1 to --devices, not ${args.shards}`);
         }
 
+        checkScaleOptions({ servers: args.servers, store: args.store, transport: args.transport === 'mqtt' ? 'mqtt' : 'ws' });
         const result = await runScale({
           devices: args.devices,
           licences: args.licences,
+          store: args.store,
+          servers: args.servers,
           ...(args.workers ? { workers: args.workers } : {}),
           ...(args.processes ? { processes: args.processes } : {}),
           ...(args.shards > 1 ? { shards: args.shards } : {}),
@@ -181,6 +187,24 @@ export async function runCli(argv: string[]): Promise<void> {
         for (const c of result.checks) console.log(`${c.pass ? 'pass' : 'FAIL'}  ${c.name}: ${c.detail}`);
         console.log(`${result.pass ? 'PASS' : 'FAIL'} in ${result.durationSec} s; report ${args.report}`);
         process.exitCode = result.pass ? 0 : 1;
+      },
+    )
+    .command(
+      'compare-counts <a> <b>',
+      'Compare the counts of two scale reports (managed, refused, jobs finished, routers per state), e.g. a sharded run against the single run; exit code 1 when they differ',
+      (y) =>
+        y
+          .positional('a', { type: 'string', demandOption: true, describe: 'A scale report (.json)' })
+          .positional('b', { type: 'string', demandOption: true, describe: 'Another scale report (.json)' }),
+      (args) => {
+        const a = readScaleCounts(args.a);
+        const b = readScaleCounts(args.b);
+        const diff = compareScaleCounts(a, b);
+        console.log(`${args.a}: ${a.managed} managed, ${a.refused} refused, ${a.jobsFinished} jobs finished (${a.jobSucceeded} succeeded on the server)`);
+        console.log(`${args.b}: ${b.managed} managed, ${b.refused} refused, ${b.jobsFinished} jobs finished (${b.jobSucceeded} succeeded on the server)`);
+        for (const d of diff) console.log(`differs: ${d.name} ${d.a} ≠ ${d.b}`);
+        console.log(diff.length ? `DIFFER in ${diff.length} count(s)` : 'SAME counts');
+        process.exitCode = diff.length ? 1 : 0;
       },
     )
     .demandCommand(1)

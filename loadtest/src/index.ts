@@ -14,3 +14,6 @@ export {
 } from './brokers.js';
 export { LoadtestError, type LoadtestErrorCode, LoadtestErrorCodes } from './errors.js';
 export { floorDevices, measureMqttFloor, type MqttFloorOptions, type MqttFloorResult, runMqttFloor } from './mqtt-floor.js';
+export { compareScaleCounts, type CountDifference, readScaleCounts } from './compare-counts.js';
+export { openRunStore, parseStoreOption, type RunStore } from './run-store.js';
+export { checkScaleOptions, runScale, type ScaleCounts, type ScaleOptions } from './scale.js';

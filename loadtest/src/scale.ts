@@ -3,6 +3,7 @@ import { basename, dirname, join } from 'node:path';
 import {
   createJob,
   type FleetHandle,
+  type FleetStats,
   type FleetReport,
   getJob,
   jobDeviceResults,
@@ -18,6 +19,8 @@ import { type MqttFloorResult, runMqttFloor } from './mqtt-floor.js';
 import { mqttServerArgs, profileDevices, writeMqttProfiles } from './mqtt-stage.js';
 import { barChartSvg, histogramSvg } from './report.js';
 import { processTreeRss } from './stats.js';
+import { LoadtestError } from './errors.js';
+import { openRunStore, parseStoreOption, type RunStore } from './run-store.js';
 import { type Stage, stage } from './stage.js';
 
 /** Routers per server worker when `workers` is not given (one process's open files: 20,000). */
@@ -37,8 +40,19 @@ export const FCFS_SLACK_MS = 250;
 export interface ScaleOptions {
   devices: number;
   licences: number;
-  /** Server worker processes. Default: one per 15,000 routers (a process holds at most ~19,000 sockets). */
+  /** Server worker processes (of each server process). Default: one per 15,000 routers (a process holds at most ~19,000 sockets). */
   workers?: number;
+  /**
+   * The servers' store: `sqlite` (default: the file in the run's data directory), `postgres` (a
+   * database of the run's own on PGHOST/PGPORT, default 127.0.0.1:5432 user postgres, dropped when
+   * the run ends, also on failure) or a `postgres://` URL of an empty database. The report names it.
+   */
+  store?: string;
+  /**
+   * Independent `fleet-server serve` processes (own port and data directory each, one shared
+   * PostgreSQL store), the fleet spread over them (router i dials server i mod N). Default 1.
+   */
+  servers?: number;
   /** Simulator processes (of each shard with `shards`). Default: one per 15,000 routers. */
   processes?: number;
   /**
@@ -107,15 +121,21 @@ export async function runScale(options: ScaleOptions) {
   let fleet: FleetHandle | undefined;
   let sharded: ShardedFleetHandle | undefined;
   let baseline: BaselineResult | undefined;
+  /** Why the raw floor has no figures in this run, when it has none. */
+  let baselineError: string | undefined;
   let brokers: BrokerFleet | undefined;
   let mqttFloor: MqttFloorResult | undefined;
   const mqtt = options.transport === 'mqtt';
+  const serverCount = options.servers ?? 1;
+  checkScaleOptions(options);
   mkdirSync(dirname(options.report), { recursive: true });
+  let runStore: RunStore | undefined;
   const cleanUp = async () => {
     await fleet?.stop().catch(() => undefined);
-    await st?.server.stop().catch(() => undefined);
+    if (st) await Promise.all(st.servers.map((s) => s.stop().catch(() => undefined)));
     await brokers?.close().catch(() => undefined);
-    if (st) rmSync(st.dataDir, { recursive: true, force: true });
+    if (st) for (const dir of st.dataDirs) rmSync(dir, { recursive: true, force: true });
+    await runStore?.release().catch((err: unknown) => log(`could not drop the run's database: ${(err as Error).message}`));
   };
   const onSignal = (signal: NodeJS.Signals) => {
     log(`${signal}: stopping the fleet and the server`);
@@ -127,7 +147,10 @@ export async function runScale(options: ScaleOptions) {
   }
   try {
     let t = Date.now();
+    runStore = await openRunStore(options.store, log);
     st = await stage({
+      ...(runStore.url ? { store: runStore.url } : {}),
+      servers: serverCount,
       devices: options.devices,
       plan: 'basic-25',
       licences: Math.floor(options.licences / 25),
@@ -160,17 +183,27 @@ export async function runScale(options: ScaleOptions) {
       profiles = await writeMqttProfiles(st.profilesDir, brokers);
       log(`fleet-server consumes ${brokers.serverUrl}; routers dial ${brokers.shards.map((b) => b.deviceUrl).join(', ')}`);
     }
-    const serverIdleRss = processTreeRss(st.server.child.pid!);
+    const serversRss = () => st!.servers.reduce((sum, s) => sum + processTreeRss(s.child.pid!), 0);
+    const serverIdleRss = serversRss();
     const brokerIdle = brokers ? { rss: brokers.rss(), heap: await brokers.heap() } : undefined;
     if (options.baseline !== false && !mqtt) {
       // The floor over the same transport (and, for TLS, the same certificate) as the run.
       const n = Math.min(options.devices, 18_000);
       log(`raw ${st.tls ? 'wss' : 'ws'} baseline: ${n} connections`);
+      // A floor that cannot be measured (the machine too loaded to open its connections in time)
+      // leaves the run without ratios, not without figures: the report says why.
       baseline = await runBaseline({
         connections: n,
         processes: Math.max(1, Math.ceil(n / 15_000)),
         sourceAddresses: 4,
         ...(st.tls ? { tls: { certPath: st.certPath, keyPath: st.keyPath, caPath: st.caPath } } : {}),
+        // On a loaded machine 18,000 TLS connects can take longer than the default 5 min: up to a
+        // quarter of the run's time limit (the floor is measured under the same load as the run).
+        connectTimeoutMs: Math.max(300_000, Math.round((deadline - started) / 4)),
+      }).catch((err: unknown) => {
+        baselineError = err instanceof Error ? err.message : String(err);
+        log(`raw baseline not measured: ${baselineError}`);
+        return undefined;
       });
     }
 
@@ -198,7 +231,7 @@ export async function runScale(options: ScaleOptions) {
       admission: admitted.histograms.admission.summary(),
     };
     // Server memory with every router connected (all server processes), before the job.
-    const serverRss = processTreeRss(st.server.child.pid!);
+    const serverRss = serversRss();
     const brokerLoaded = brokers ? { rss: brokers.rss(), heap: await brokers.heap() } : undefined;
     log(`${admitted.managed} managed, ${options.devices - admitted.managed} without a licence`);
     checks.push({ name: 'exactly min(N, L) managed', pass: admitted.managed === expectedManaged, detail: `${admitted.managed} of ${expectedManaged}` });
@@ -362,6 +395,8 @@ export async function runScale(options: ScaleOptions) {
       devices: options.devices,
       licences: options.licences,
       workers: st.workers,
+      servers: st.servers.length,
+      store: runStore.description,
       jobConcurrency: options.jobConcurrency ?? null,
       processes: final.processes,
       transport: mqtt
@@ -369,6 +404,7 @@ export async function runScale(options: ScaleOptions) {
         : st.tls ? 'wss (TLS, server certificate from a local CA)' : 'ws (plain, no TLS: loopback measurement only)',
       pass: checks.every((c) => c.pass),
       checks,
+      counts: scaleCounts(final, shardReports?.merged, succeeded),
       phases,
       connectsPerSec: Math.round(options.devices / (phases['admissionSec'] ?? 1)),
       firstAdmission,
@@ -404,6 +440,7 @@ export async function runScale(options: ScaleOptions) {
         : null,
       mqttFloor: mqttFloor ?? null,
       baseline: baseline ?? null,
+      ...(baselineError ? { baselineError } : {}),
       ratios,
       durationSec: Math.round((Date.now() - started) / 1000),
     };
@@ -420,6 +457,9 @@ type ScaleResult = {
   devices: number;
   licences: number;
   workers: number;
+  servers: number;
+  store: string;
+  counts: ScaleCounts;
   /** The job's maxConcurrent rollout limit, null when none. */
   jobConcurrency: number | null;
   transport: string;
@@ -462,7 +502,7 @@ function writeReports(jsonPath: string, r: ScaleResult): void {
   }
   const md = `# Scale run: ${r.devices.toLocaleString('en')} routers, ${r.licences.toLocaleString('en')} licences — ${r.pass ? 'PASS' : 'FAIL'}
 
-Transport: ${r.transport}. Server workers: ${r.workers}.${r.simulator.shards ? ` Simulator: ${r.simulator.shards.count} shards of the fleet (${r.simulator.shards.devices.join(' + ')} routers), figures merged from their reports.` : ''} Job rollout limit: ${r.jobConcurrency === null ? 'none' : `${r.jobConcurrency} executions in flight`}. Duration: ${r.durationSec} s.
+Transport: ${r.transport}. Store: ${r.store}. Server processes: ${r.servers} × ${r.workers} worker(s).${r.simulator.shards ? ` Simulator: ${r.simulator.shards.count} shards of the fleet (${r.simulator.shards.devices.join(' + ')} routers), figures merged from their reports.` : ''} Job rollout limit: ${r.jobConcurrency === null ? 'none' : `${r.jobConcurrency} executions in flight`}. Duration: ${r.durationSec} s.
 
 | check | result | detail |
 | --- | --- | --- |
@@ -486,7 +526,7 @@ ${r.mqttFloor && r.brokers ? mqttFigures(r, r.mqttFloor, r.brokers) : `| figure 
 | server memory per device | ${kb(r.server.bytesPerDevice)} | ${r.baseline ? kb(r.baseline.serverBytesPerConnection) : '—'} | ${r.ratios?.['serverBytesPerDeviceToRawServer'] ?? '—'} |
 | simulator memory per router | ${kb(r.simulator.bytesPerRouter)} | ${r.baseline ? kb(r.baseline.clientBytesPerConnection) : '—'} | ${r.ratios?.['simulatorBytesPerRouterToRawClient'] ?? '—'} |`}
 
-Full figures (memory, CPU, baseline and ratios): \`${basename(jsonPath)}\`.
+${typeof r['baselineError'] === 'string' ? `The raw floor was not measured in this run: ${r['baselineError']}.\n\n` : ''}Full figures (memory, CPU, baseline and ratios): \`${basename(jsonPath)}\`.
 
 ${charts.join('\n\n')}
 `;
@@ -518,4 +558,55 @@ function shardSummary(r: { shards: FleetReport[]; merged: FleetReport }) {
 /** Serial numbers of the routers that are managed now. */
 async function managedSerials(fleet: FleetHandle): Promise<Set<string>> {
   return new Set((await fleet.details()).filter((d) => d.state === 'managed').map((d) => d.serialNumber));
+}
+
+/**
+ * Refuses option combinations a run cannot honour, before anything starts (LOADTEST_USAGE):
+ * several server processes need a shared PostgreSQL store and the WebSocket transport.
+ */
+export function checkScaleOptions(options: Pick<ScaleOptions, 'servers' | 'store' | 'transport'>): void {
+  const servers = options.servers ?? 1;
+  if (!Number.isInteger(servers) || servers < 1 || servers > 16) {
+    throw new LoadtestError('LOADTEST_USAGE', `--servers must be an integer from 1 to 16, not ${servers}`);
+  }
+  const store = parseStoreOption(options.store);
+  if (servers > 1 && store === 'sqlite') {
+    throw new LoadtestError('LOADTEST_USAGE', '--servers above 1 needs --store postgres (independent server processes share one PostgreSQL store; the SQLite file belongs to one data directory: use --workers for several processes on it)');
+  }
+  if (servers > 1 && options.transport === 'mqtt') {
+    throw new LoadtestError('LOADTEST_USAGE', '--servers above 1 applies to --transport ws only (over MQTT the brokers hold the routers, not the server processes)');
+  }
+}
+
+/**
+ * What the fleet ended with, as counts two runs of the same fleet can be compared by (a sharded
+ * run's from the merge of its shards' reports): routers managed and refused at the end, update
+ * jobs the routers finished, and the job's succeeded executions on the server.
+ */
+export interface ScaleCounts {
+  devices: number;
+  managed: number;
+  /** Routers without a licence at the end (refused by the server, or waiting to ask again). */
+  refused: number;
+  /** Update jobs the routers finished (counted by the simulator). */
+  jobsFinished: number;
+  jobsRolledBack: number;
+  /** The job's executions that succeeded (counted by the server). */
+  jobSucceeded: number;
+  /** Routers per session state at the end. */
+  states: Record<string, number>;
+}
+
+function scaleCounts(final: FleetStats, merged: FleetReport | undefined, jobSucceeded: number): ScaleCounts {
+  const { devices, managed, rejected, backingOff, counters, states } = final;
+  const from = merged ?? { devices, managed, rejected, backingOff, counters, states };
+  return {
+    devices: from.devices,
+    managed: from.managed,
+    refused: from.rejected + from.backingOff,
+    jobsFinished: from.counters.jobsDone,
+    jobsRolledBack: from.counters.jobsRolledBack,
+    jobSucceeded,
+    states: from.states,
+  };
 }

@@ -1,6 +1,7 @@
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import { MOSQUITTO_MISSING } from '../src/brokers.js';
 import { runScale } from '../src/scale.js';
@@ -45,6 +46,27 @@ describe('fleet-loadtest scale (small run in CI)', () => {
     }
   }, 300_000);
 
+  it('runs on a PostgreSQL database of its own (--store postgres), names it in the report and drops it', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'scale-report-'));
+    try {
+      const result = await runScale({ devices: 100, licences: 80, rate: 300, tls: false, store: 'postgres', report: join(dir, 'pg.json'), baseline: false, log: () => {} });
+      expect(result.checks.filter((c) => !c.pass)).toEqual([]);
+      expect(result.store).toMatch(/^PostgreSQL \(database fleet_scale_\d+_[0-9a-f]+ on 127\.0\.0\.1:5432, created for the run and dropped after it\)$/);
+      expect(result.counts).toMatchObject({ devices: 100, managed: 80, refused: 20, jobSucceeded: 80, jobsFinished: 80 });
+      const name = /database (\S+)/.exec(result.store)![1]!;
+      const client = new pg.Client({ host: process.env['PGHOST'] || '127.0.0.1', port: Number(process.env['PGPORT'] || 5432), user: process.env['PGUSER'] || 'postgres', password: process.env['PGPASSWORD'] ?? '', database: 'postgres' });
+      await client.connect();
+      try {
+        expect((await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [name])).rowCount).toBe(0);
+      } finally {
+        await client.end();
+      }
+      expect(readFileSync(join(dir, 'pg.md'), 'utf8')).toContain('Store: PostgreSQL (database');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 300_000);
+
   it('runs the simulator as shards of the fleet file and reports the merge of their reports (--shards)', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'scale-report-'));
     try {
@@ -62,6 +84,9 @@ describe('fleet-loadtest scale (small run in CI)', () => {
       expect(json.histograms).toEqual(shards.merged.histograms);
       expect(json.histograms.admission.count).toBeGreaterThanOrEqual(300);
       expect(json.processes).toBe(2);
+      // The merged report's end counts are those a single run of the same fleet ends with.
+      expect(json.counts).toMatchObject({ devices: 300, managed: 240, refused: 60, jobsFinished: 240, jobsRolledBack: 0, jobSucceeded: 240 });
+      expect(json.counts.states).toMatchObject({ managed: 240 });
       expect(readFileSync(join(dir, 'shards.md'), 'utf8')).toContain(`Simulator: 2 shards of the fleet (${shards.devices[0]} + ${shards.devices[1]} routers)`);
     } finally {
       rmSync(dir, { recursive: true, force: true });

@@ -14,9 +14,15 @@ import { createServices } from './services.js';
  * create accounts. Options of `serve` are the configuration table (config.ts); flags win over
  * `FLEET_SERVER_*` environment variables, which win over `--config FILE`, which wins over defaults.
  */
-function offlineConfig(dataDir: string) {
-  return loadConfig({ flags: { dataDir, logLevel: 'silent' }, env: {} });
+function offlineConfig(dataDir: string, store?: string) {
+  return loadConfig({ flags: { dataDir, logLevel: 'silent', ...(store === undefined ? {} : { store }) }, env: {} });
 }
+
+/** The offline commands work on the store `serve` would use: the data directory's SQLite file, or `--store`. */
+const storeOption = {
+  type: 'string',
+  describe: 'The store `serve --store` uses (postgres://user@host:port/database); default the SQLite file in the data directory',
+} as const;
 
 export async function runCli(argv: string[], out: (line: string) => void = (l) => process.stdout.write(`${l}\n`)) {
   const serveOptions = Object.fromEntries(
@@ -84,12 +90,13 @@ export async function runCli(argv: string[], out: (line: string) => void = (l) =
             .option('data', { type: 'string', demandOption: true, describe: 'Data directory' })
             .option('plan', { choices: LICENCE_KINDS, demandOption: true, describe: 'Article' })
             .option('count', { type: 'number', default: 1, describe: 'How many codes' })
-            .option('csv', { type: 'boolean', default: false, describe: 'Print the bulk-import CSV file instead' }),
+            .option('csv', { type: 'boolean', default: false, describe: 'Print the bulk-import CSV file instead' })
+            .option('store', storeOption),
         (args) => {
           if (!Number.isSafeInteger(args.count) || args.count < 1 || args.count > 100_000) {
             throw new Error('--count must be an integer from 1 to 100000');
           }
-          const services = createServices(offlineConfig(args.data));
+          const services = createServices(offlineConfig(args.data, args.store));
           try {
             const now = services.clock.now();
             const codes = services.licensing.issue(args.plan as LicenceKind, args.count, now);
@@ -112,7 +119,8 @@ export async function runCli(argv: string[], out: (line: string) => void = (l) =
             .option('data', { type: 'string', demandOption: true, describe: 'Data directory' })
             .option('user', { type: 'string', demandOption: true, describe: 'A user of the account (e.g. its admin)' })
             .option('codes-file', { type: 'string', describe: 'File with one code per line (`-` = standard input), as `licences issue` prints them' })
-            .option('at', { type: 'string', describe: 'Activation date (ISO 8601); default now' }),
+            .option('at', { type: 'string', describe: 'Activation date (ISO 8601); default now' })
+            .option('store', storeOption),
         async (args) => {
           const codes = [...(args.codes ?? [])];
           if (args.codesFile !== undefined) {
@@ -121,7 +129,7 @@ export async function runCli(argv: string[], out: (line: string) => void = (l) =
           }
           const at = args.at === undefined ? undefined : Date.parse(args.at);
           if (at !== undefined && Number.isNaN(at)) throw new AppError('SERVER_VALIDATION', '--at must be an ISO 8601 date');
-          const services = createServices(offlineConfig(args.data));
+          const services = createServices(offlineConfig(args.data, args.store));
           try {
             const licences = services.licensing.redeemAndActivate(services.licensing.scopeOfUser(args.user), codes, at);
             out(JSON.stringify({
@@ -149,9 +157,10 @@ export async function runCli(argv: string[], out: (line: string) => void = (l) =
             .option('data', { type: 'string', demandOption: true, describe: 'Data directory' })
             .option('name', { type: 'string', demandOption: true, describe: 'Company name' })
             .option('user', { type: 'string', demandOption: true, describe: 'User name of the admin' })
-            .option('password', { type: 'string', demandOption: true, describe: 'Password of the admin' }),
+            .option('password', { type: 'string', demandOption: true, describe: 'Password of the admin' })
+            .option('store', storeOption),
         async (args) => {
-          const services = createServices(offlineConfig(args.data));
+          const services = createServices(offlineConfig(args.data, args.store));
           try {
             const created = await services.auth.createAccount({
               name: args.name,
