@@ -167,7 +167,11 @@ describe('independent serve processes on one PostgreSQL store', () => {
       expect(seats).toEqual({ managed: SEATS, rejected: ROUTERS - SEATS });
       const lastSeat = db.stmt<{ t: number }>('SELECT MAX(leased_at) AS t FROM leases WHERE state = \'managed\'').get()!.t;
       const firstRefusal = db.stmt<{ t: number }>('SELECT MIN(admission_at) AS t FROM devices WHERE admission = \'rejected\'').get()!.t;
-      expect(firstRefusal).toBeGreaterThanOrEqual(lastSeat);
+      // Across hosts the order is that of their admission batches at the store: hellos that reached
+      // different hosts at nearly the same moment may be decided either way (docs/multi-host.md),
+      // by the batch window plus the wait for the write lock, well under a second even when loaded;
+      // a later router managed while one of seconds before was refused would be a broken order.
+      expect(lastSeat - firstRefusal).toBeLessThan(1_000);
       // Spread over the three hosts: each holds leases of the devices it admitted.
       const perHost = db
         .stmt<{ instance_id: string; n: number }>('SELECT instance_id, COUNT(*) AS n FROM leases WHERE state = \'managed\' GROUP BY instance_id')
