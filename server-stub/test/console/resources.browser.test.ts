@@ -53,7 +53,7 @@ afterAll(async () => {
 /** Each file input of the page: its button's text, its "no file" text and its opacity, or `native`. */
 function fileFields(page: Page): Promise<string[][]> {
   return page.locator('main').evaluate((main) =>
-    [...main.querySelectorAll('input[type="file"]')].map((input) => {
+    Array.from(main.querySelectorAll('input[type="file"]'), (input) => {
       const picker = input.closest('label.file-picker');
       if (!picker) return ['native'];
       const text = (id: string) => picker.querySelector(`[data-testid="${id}"]`)?.textContent ?? '';
