@@ -234,6 +234,24 @@ describe('Update jobs with a simulated fleet', () => {
     await page.locator('select[name="window"]').selectOption('weekly');
     expect(await englishLines(page, NAMESPACES, 'body')).toEqual([]);
     await w.screenshot(page, 'job-new-de');
+    // Times and days are typed in the language's pattern (the browser's own inputs would show its
+    // locale's "--:-- --" and "mm/dd/yyyy"), and a wrong one is refused in German.
+    const startTime = page.locator('input[name="startTime"]');
+    expect([await startTime.evaluate((e) => (e as HTMLInputElement).type), await startTime.getAttribute('placeholder'), await startTime.inputValue()]).toEqual(['text', 'hh:mm', '02:00']);
+    await startTime.fill('25:00');
+    await page.locator('[data-testid="job-create"]').click();
+    await poll(() => page.locator('[data-testid="job-form-error"]').innerText()).toBe('Von (Uhrzeit): bitte eine Uhrzeit als hh:mm eingeben (24 Stunden).');
+    await startTime.fill('02:00');
+    await page.locator('select[name="window"]').selectOption('once');
+    const windowStart = page.locator('input[name="windowStart"]');
+    expect([await windowStart.evaluate((e) => (e as HTMLInputElement).type), await windowStart.getAttribute('placeholder')]).toEqual(['text', 'TT.MM.JJJJ hh:mm']);
+    await windowStart.fill('31.02.2027 10:00');
+    await page.locator('input[name="windowEnd"]').fill('01.03.2027 10:00');
+    await page.locator('[data-testid="job-create"]').click();
+    await poll(() => page.locator('[data-testid="job-form-error"]').innerText()).toBe('Von: bitte Datum und Uhrzeit als TT.MM.JJJJ hh:mm eingeben.');
+    await windowStart.fill('02.03.2027 10:00');
+    await page.locator('[data-testid="job-create"]').click();
+    await poll(() => page.locator('[data-testid="job-form-error"]').innerText()).toBe('Das Fenster muss nach seinem Beginn enden.');
     // Back to no window: this job is to run at once.
     await page.locator('select[name="window"]').selectOption('none');
     await page.locator('[data-testid="job-create"]').click();

@@ -68,7 +68,9 @@ describe('licences page in Chromium', () => {
     // Activate at a date: scheduled for that day.
     await redeem(codes[1]!);
     await poll(() => row(codes[1]!).locator('[data-testid="status"]').innerText()).toBe('Available');
-    await row(codes[1]!).locator('[data-testid="activation-date"]').fill('2026-01-11');
+    // The day is typed in the console's pattern (the browser's own date input would say mm/dd/yyyy).
+    expect(await row(codes[1]!).locator('[data-testid="activation-date"]').getAttribute('placeholder')).toBe('dd/mm/yyyy');
+    await row(codes[1]!).locator('[data-testid="activation-date"]').fill('11/01/2026');
     await row(codes[1]!).locator('[data-testid="activate-at"]').click();
     await poll(() => row(codes[1]!).locator('[data-testid="status"]').innerText()).toBe('Scheduled');
     expect(await message()).toBe(`Licence ${codes[1]} will be activated on 11 Jan 2026.`);
@@ -93,6 +95,23 @@ describe('licences page in Chromium', () => {
     expect(await notices()).toBe(`Lizenz ${codes[0]} läuft am 01.01.2027 ab (in 25 Tagen).`);
     expect(await englishOn(page)).toEqual([]);
     expect(await page.locator('body').innerText()).toContain('Jetzt aktivieren');
+    // The activation day in the German pattern: its placeholder, a translated error for a day that
+    // does not exist, then a day typed as dd.mm.yyyy schedules the licence for that day.
+    const dateField = row(codes[2]!).locator('[data-testid="activation-date"]');
+    expect(await dateField.getAttribute('type')).toBe('text');
+    expect(await dateField.getAttribute('placeholder')).toBe('TT.MM.JJJJ');
+    await dateField.fill('31.02.2027');
+    await dateField.blur();
+    await poll(() => row(codes[2]!).locator('[data-testid="activation-date-error"]').innerText()).toBe('Bitte ein Datum als TT.MM.JJJJ eingeben.');
+    expect(await row(codes[2]!).locator('[data-testid="activate-at"]').isDisabled()).toBe(true);
+    const day = new Date(w.clock.now() + 5 * DAY).toISOString().slice(0, 10);
+    const [y, m, d] = day.split('-');
+    await dateField.fill(`${d}.${m}.${y}`);
+    await row(codes[2]!).locator('[data-testid="activate-at"]').click();
+    await poll(() => row(codes[2]!).locator('[data-testid="status"]').innerText()).toBe('Geplant');
+    expect(await message()).toBe(`Lizenz ${codes[2]} wird am ${d}.${m}.${y} aktiviert.`);
+    expect(w.services.licensing.list(tenant.scope).find((l) => l.code === codes[2])!.activationAt).toBe(Date.parse(`${day}T00:00:00Z`));
+    expect(await englishOn(page)).toEqual([]);
     await w.screenshot(page, 'licences-de');
     expect(await cspViolations()).toEqual([]);
     expect(pageErrors).toEqual([]);
@@ -177,6 +196,10 @@ describe('licences page in Chromium', () => {
     await page.locator('[data-testid="language"]').selectOption('de');
     await poll(() => page.locator('main h1').innerText()).toBe('Lizenzen');
     expect(await message()).toBe(`Lizenz ${good} ist aktiv.`);
+    // The file field is the page's own, in German (the browser's would say "Choose File").
+    const picker = page.locator('[data-testid="licence-import-form"] [data-testid="file-picker"]');
+    expect(await picker.locator('[data-testid="file-choose"]').innerText()).toBe('Datei auswählen…');
+    expect(await picker.locator('[data-testid="file-name"]').innerText()).toBe('licences.csv');
     expect(await lines()).toEqual([
       ['2', 'Eingelöst', good],
       ['3', 'Abgelehnt', 'Der Code kommt in dieser Datei mehrfach vor.'],

@@ -1,6 +1,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createCa, createTestPki, issueCertificate, writePacket } from '@router-fleet/protocol';
+import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DAY } from '../../src/clock.js';
 import { removeTempDirs, T0, type Tenant, tempDir } from '../helpers/setup.js';
@@ -49,6 +50,18 @@ afterAll(async () => {
   removeTempDirs();
 });
 
+/** Each file input of the page: its button's text, its "no file" text and its opacity, or `native`. */
+function fileFields(page: Page): Promise<string[][]> {
+  return page.locator('main').evaluate((main) =>
+    Array.from(main.querySelectorAll('input[type="file"]'), (input) => {
+      const picker = input.closest('label.file-picker');
+      if (!picker) return ['native'];
+      const text = (id: string) => picker.querySelector(`[data-testid="${id}"]`)?.textContent ?? '';
+      return [text('file-choose'), text('file-name'), getComputedStyle(input).opacity];
+    }),
+  );
+}
+
 describe('resources page in Chromium', () => {
   it('uploads a packet file and shows its MANIFEST; refuses a damaged one; builds a signed packet from files', async () => {
     const { page } = cp;
@@ -78,6 +91,7 @@ describe('resources page in Chromium', () => {
     const damaged = Buffer.from(packet);
     damaged[damaged.indexOf(config) + 3]! ^= 0xff;
     await upload.locator('input[type="file"]').setInputFiles({ name: 'damaged.tar', mimeType: 'application/x-tar', buffer: damaged });
+    expect(await upload.locator('[data-testid="file-name"]').innerText()).toBe('damaged.tar');
     await upload.locator('button[type="submit"]').click();
     await poll(() => page.locator('[data-testid="upload-message"]').innerText()).toBe(
       'The packet was refused: it is not a valid, trusted update packet.',
@@ -230,6 +244,10 @@ describe('resources page in Chromium', () => {
       await page.locator('main table, main .notice').first().waitFor();
       const text = await page.locator('body').innerText();
       expect(shownIn(text, english), tab).toEqual([]);
+      // The browser's own file button would say "Choose File" whatever the page's language: each
+      // file input is hidden behind the page's own button and "no file" text.
+      const files = { Zertifikate: 1, 'Update-Pakete': 2 }[tab] ?? 0;
+      expect(await fileFields(page), tab).toEqual(Array.from({ length: files }, () => ['Datei auswählen…', 'Keine Datei ausgewählt', '0']));
     }
     await w.screenshot(page, 'resources-templates-de');
     await page.locator('[data-testid="template-list"] a').first().click();

@@ -10,6 +10,7 @@ import type { ComponentChildren, JSX } from 'preact';
 import { useState } from 'preact/hooks';
 import { api, ApiError } from '../api.js';
 import { errorText } from './error-text.js';
+import { FilePicker } from './file-picker.js';
 import '../styles/resources.css';
 
 export interface RowError {
@@ -90,15 +91,7 @@ export function CsvImportForm(props: {
         </details>
       )}
       <div class="form-row">
-        <div class="file-field">
-          <span>{t(`${prefix}file`)}</span>
-          {/* The browser's own file button speaks the browser's language: ours is a label in the page's. */}
-          <label class="file-picker">
-            <input type="file" name="csv" accept=".csv,text/csv" onChange={(e) => setFile(e.currentTarget.files?.[0] ?? null)} />
-            <span class="button secondary">{t('common:file.choose')}</span>
-            <span class="file-name" data-testid="file-name">{file ? file.name : t('common:file.none')}</span>
-          </label>
-        </div>
+        <FilePicker caption={t(`${prefix}file`)} name="csv" accept=".csv,text/csv" file={file} onChange={setFile} />
         <label class="checkbox">
           <input type="checkbox" name="partial" checked={partial} onChange={(e) => setPartial(e.currentTarget.checked)} />
           {t(`${prefix}partial`)}

@@ -12,7 +12,8 @@ import { errorText } from '../components/error-text.js';
 import type { Job, Page } from '../components/job-parts.js';
 import { Link } from '../components/link.js';
 import { readAll } from '../components/paged-table.js';
-import { currentLanguage, formatDateTime, useT } from '../i18n.js';
+import { parseDayTime, parseTime } from '../day-input.js';
+import { currentLanguage, formatDateTime, i18n, useT } from '../i18n.js';
 import { navigate } from '../router.js';
 
 interface Packet {
@@ -129,11 +130,19 @@ function waves(value: string): number[] | undefined {
   return out;
 }
 
-/** A datetime-local value read as UTC (the page says so). */
+/** A typed day and time (UTC) in the console's pattern, e.g. `11.01.2026 14:30`, as an ISO time. */
 function utc(value: string, field: string): string {
-  const at = Date.parse(`${value}:00Z`);
-  if (!value || Number.isNaN(at)) throw new FieldError(field, 'required');
-  return new Date(at).toISOString();
+  if (!value.trim()) throw new FieldError(field, 'required');
+  const at = parseDayTime(value);
+  if (at === null) throw new FieldError(field, 'dateTime', { pattern: i18n.t('common:date.dateTimePlaceholder') });
+  return new Date(`${at}:00Z`).toISOString();
+}
+
+/** A typed 24-hour time, e.g. `02:00`. */
+function time(value: string, field: string): string {
+  const at = parseTime(value);
+  if (at === null) throw new FieldError(field, 'time', { pattern: i18n.t('common:date.timePlaceholder') });
+  return at;
 }
 
 /** The body of POST /api/jobs for the form; throws FieldError for what is not valid. */
@@ -177,8 +186,10 @@ export function jobBody(f: Form): Record<string, unknown> {
     options['window'] = { start, end };
   } else if (f.window === 'weekly') {
     if (f.days.length === 0) throw new FieldError('days', 'required');
-    if (f.startTime === f.endTime) throw new FieldError('endTime', 'sameTime');
-    options['window'] = { days: f.days, startTime: f.startTime, endTime: f.endTime, timeZone: 'UTC' };
+    const startTime = time(f.startTime, 'startTime');
+    const endTime = time(f.endTime, 'endTime');
+    if (startTime === endTime) throw new FieldError('endTime', 'sameTime');
+    options['window'] = { days: f.days, startTime, endTime, timeZone: 'UTC' };
   }
   if (f.allowDowngrade) options['allowDowngrade'] = true;
   if (f.dynamic && f.target !== 'device') options['dynamic'] = true;
@@ -426,11 +437,11 @@ export default function JobNew() {
               <div class="form-row">
                 <label class={error?.field === 'windowStart' ? 'invalid' : undefined}>
                   <span>{t('form.fields.windowStart')}</span>
-                  <input type="datetime-local" name="windowStart" value={form.windowStart} onInput={(e) => set('windowStart', (e.currentTarget as HTMLInputElement).value)} />
+                  <input name="windowStart" autoComplete="off" placeholder={t('common:date.dateTimePlaceholder')} value={form.windowStart} onInput={(e) => set('windowStart', (e.currentTarget as HTMLInputElement).value)} />
                 </label>
                 <label class={error?.field === 'windowEnd' ? 'invalid' : undefined}>
                   <span>{t('form.fields.windowEnd')}</span>
-                  <input type="datetime-local" name="windowEnd" value={form.windowEnd} onInput={(e) => set('windowEnd', (e.currentTarget as HTMLInputElement).value)} />
+                  <input name="windowEnd" autoComplete="off" placeholder={t('common:date.dateTimePlaceholder')} value={form.windowEnd} onInput={(e) => set('windowEnd', (e.currentTarget as HTMLInputElement).value)} />
                 </label>
               </div>
             ) : null}
@@ -454,13 +465,13 @@ export default function JobNew() {
                   ))}
                 </div>
                 <div class="form-row">
-                  <label>
+                  <label class={error?.field === 'startTime' ? 'invalid' : undefined}>
                     <span>{t('form.fields.startTime')}</span>
-                    <input type="time" name="startTime" value={form.startTime} onInput={(e) => set('startTime', (e.currentTarget as HTMLInputElement).value)} />
+                    <input name="startTime" inputMode="numeric" autoComplete="off" size={5} placeholder={t('common:date.timePlaceholder')} value={form.startTime} onInput={(e) => set('startTime', (e.currentTarget as HTMLInputElement).value)} />
                   </label>
                   <label class={error?.field === 'endTime' ? 'invalid' : undefined}>
                     <span>{t('form.fields.endTime')}</span>
-                    <input type="time" name="endTime" value={form.endTime} onInput={(e) => set('endTime', (e.currentTarget as HTMLInputElement).value)} />
+                    <input name="endTime" inputMode="numeric" autoComplete="off" size={5} placeholder={t('common:date.timePlaceholder')} value={form.endTime} onInput={(e) => set('endTime', (e.currentTarget as HTMLInputElement).value)} />
                   </label>
                 </div>
               </>

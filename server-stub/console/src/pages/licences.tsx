@@ -11,6 +11,7 @@ import { api, ApiError } from '../api.js';
 import { CsvImportForm, ImportError, ImportReportView, useCsvImport } from '../components/csv-import.js';
 import { codeText, errorText } from '../components/error-text.js';
 import { LoadError, useLoad } from '../components/page-kit.js';
+import { checkDay, DateField } from '../components/date-field.js';
 import { formatDate, useT } from '../i18n.js';
 import type { PageProps } from '../router.js';
 import { useSession } from '../session.js';
@@ -73,14 +74,21 @@ async function load(): Promise<Data> {
   return { licences: list.items, plan, now: Date.parse(health.time) };
 }
 
-/** `YYYY-MM-DD` of a date input → that day, 00:00 UTC. */
+/** `YYYY-MM-DD` → that day, 00:00 UTC. */
 function dayStart(value: string): string {
   return new Date(`${value}T00:00:00Z`).toISOString();
 }
 
-/** The UTC day of a time, as a date input writes it. */
+/** The UTC day of a time, `YYYY-MM-DD`. */
 function dayOf(ms: number): string {
   return new Date(ms).toISOString().slice(0, 10);
+}
+
+/** The typed activation day of `l` when it is one it can be activated on, as `YYYY-MM-DD`. */
+function dayIn(text: string | undefined, now: number, l: Licence): string | undefined {
+  if (!text) return undefined;
+  const c = checkDay(text, dayOf(now), dayOf(Date.parse(l.stockDeadline)));
+  return 'day' in c ? c.day : undefined;
 }
 
 /** The licences a refused bulk activation names, with their own error codes. */
@@ -322,21 +330,20 @@ export default function LicencesPage(_props: PageProps) {
                         <button type="button" class="secondary" disabled={busy} data-testid="activate-now" onClick={() => activate(l)}>
                           {t('activate.now')}
                         </button>
-                        <input
-                          type="date"
-                          aria-label={t('activate.dateLabel')}
-                          data-testid="activation-date"
+                        <DateField
+                          ariaLabel={t('activate.dateLabel')}
+                          testid="activation-date"
                           min={dayOf(now)}
                           max={dayOf(Date.parse(l.stockDeadline))}
                           value={dates[l.uuid] ?? ''}
-                          onInput={(e) => setDates({ ...dates, [l.uuid]: e.currentTarget.value })}
+                          onInput={(text) => setDates({ ...dates, [l.uuid]: text })}
                         />
                         <button
                           type="button"
                           class="secondary"
-                          disabled={busy || !dates[l.uuid]}
+                          disabled={busy || !dayIn(dates[l.uuid], now, l)}
                           data-testid="activate-at"
-                          onClick={() => activate(l, dates[l.uuid])}
+                          onClick={() => activate(l, dayIn(dates[l.uuid], now, l))}
                         >
                           {t('activate.at')}
                         </button>

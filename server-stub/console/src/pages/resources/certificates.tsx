@@ -5,6 +5,7 @@
  */
 import { useState } from 'preact/hooks';
 import { api } from '../../api.js';
+import { FilePicker } from '../../components/file-picker.js';
 import { formatDate, formatDateTime, useT } from '../../i18n.js';
 import { fileBase64, LoadError, MessageLine, ShortHash, useAction, useCan, useLoad } from '../../components/page-kit.js';
 
@@ -72,10 +73,7 @@ function UploadForm(props: { onDone: () => Promise<void> }) {
       <h2>{t('certificates.upload.title')}</h2>
       <p class="hint">{t('certificates.upload.hint')}</p>
       <div class="form-row">
-        <label>
-          {t('certificates.upload.file')}
-          <input type="file" name="certificate" accept=".pem,.crt,.cer,.der" onChange={(e) => setFile(e.currentTarget.files?.[0] ?? null)} />
-        </label>
+        <FilePicker caption={t('certificates.upload.file')} name="certificate" accept=".pem,.crt,.cer,.der" file={file} onChange={setFile} />
         <label>
           {t('certificates.upload.name')}
           <input name="certificateName" maxLength={100} value={name} onInput={(e) => setName(e.currentTarget.value)} />

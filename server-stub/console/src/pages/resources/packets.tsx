@@ -4,6 +4,7 @@
  */
 import { useState } from 'preact/hooks';
 import { api } from '../../api.js';
+import { FilePicker } from '../../components/file-picker.js';
 import { Link } from '../../components/link.js';
 import { formatDateTime, useT } from '../../i18n.js';
 import { navigate } from '../../router.js';
@@ -124,10 +125,7 @@ function UploadForm(props: { onDone: () => Promise<void> }) {
       <h2>{t('packets.upload.title')}</h2>
       <p class="hint">{t('packets.upload.hint')}</p>
       <div class="form-row">
-        <label>
-          {t('packets.upload.file')}
-          <input type="file" name="packet" accept=".tar,application/x-tar" required onChange={(e) => setFile(e.currentTarget.files?.[0] ?? null)} />
-        </label>
+        <FilePicker caption={t('packets.upload.file')} name="packet" accept=".tar,application/x-tar" required file={file} onChange={setFile} />
         <label>
           {t('packets.upload.name')}
           <input name="packetName" maxLength={200} value={name} placeholder={file?.name.replace(/\.tar$/i, '') ?? ''} onInput={(e) => setName(e.currentTarget.value)} />
@@ -220,13 +218,10 @@ function BuildForm(props: { onDone: () => Promise<void> }) {
                 </select>
               </td>
               <td>
-                <input
-                  type="file"
-                  aria-label={t('packets.build.file')}
-                  onChange={(e) => {
-                    const f = e.currentTarget.files?.[0] ?? null;
-                    change(d.key, { file: f, ...(f && d.fileName === '' ? { fileName: f.name } : {}) });
-                  }}
+                <FilePicker
+                  ariaLabel={t('packets.build.file')}
+                  file={d.file}
+                  onChange={(f) => change(d.key, { file: f, ...(f && d.fileName === '' ? { fileName: f.name } : {}) })}
                 />
               </td>
               <td>

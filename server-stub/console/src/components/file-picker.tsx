@@ -1,0 +1,45 @@
+/**
+ * A file field whose button and "no file chosen" text are the page's. The browser's own file input
+ * speaks the browser's language whatever the console's, so it stays in the form (it holds the file
+ * and opens the dialog) but is hidden behind a label in the console's language.
+ */
+import { useT } from '../i18n.js';
+import '../styles/resources.css';
+
+export function FilePicker(props: {
+  /** The field's caption above the button; without one, `ariaLabel` names the input. */
+  caption?: string;
+  ariaLabel?: string;
+  name?: string;
+  accept?: string;
+  required?: boolean;
+  file: File | null;
+  onChange: (file: File | null) => void;
+}) {
+  const t = useT('common');
+  const picker = (
+    <label class="file-picker" data-testid="file-picker">
+      <input
+        type="file"
+        name={props.name}
+        accept={props.accept}
+        required={props.required}
+        aria-label={props.ariaLabel ?? props.caption}
+        onChange={(e) => props.onChange(e.currentTarget.files?.[0] ?? null)}
+      />
+      <span class="button secondary" data-testid="file-choose">
+        {t('file.choose')}
+      </span>
+      <span class="file-name" data-testid="file-name">
+        {props.file ? props.file.name : t('file.none')}
+      </span>
+    </label>
+  );
+  if (props.caption === undefined) return picker;
+  return (
+    <div class="file-field">
+      <span>{props.caption}</span>
+      {picker}
+    </div>
+  );
+}
