@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { LoadtestError } from './errors.js';
+import { redactUrl } from '@router-fleet/server-stub/postgres-url';
 
 /**
  * The store of a scale run's servers: the SQLite file in the run's data directory (the default),
@@ -28,17 +29,6 @@ function pgDefaults() {
     user: process.env['PGUSER'] || 'postgres',
     password: process.env['PGPASSWORD'] ?? '',
   };
-}
-
-/** The URL without its password. */
-export function redactUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password) u.password = '***';
-    return u.toString();
-  } catch {
-    return '(unparseable URL)';
-  }
 }
 
 async function withClient<T>(config: pg.ClientConfig, what: string, fn: (c: pg.Client) => Promise<T>): Promise<T> {

@@ -11,7 +11,7 @@ import { CLAIM_CANDIDATES_SQL, IN_FLIGHT_SQL, ORPHAN_QUEUED_SQL } from '../src/s
 import { AccountLicences } from '../src/store/licences.js';
 import { latestVersion, migrate, migrations } from '../src/store/migrations.js';
 import { fromPostgresError, PostgresStoreError } from '../src/store/postgres/errors.js';
-import { latestPostgresVersion, migratePostgres, postgresMigrations } from '../src/store/postgres/schema.js';
+import { latestPostgresVersion, migratePostgres, postgresDdl, postgresMigrations } from '../src/store/postgres/schema.js';
 import { PostgresStore, WRITE_LOCK_KEY } from '../src/store/postgres/store.js';
 import { SqliteDatabase, sqliteDriver } from '../src/store/sqlite.js';
 import { isStorageFull } from '../src/storage-guard.js';
@@ -397,6 +397,18 @@ describe('PostgreSQL store', () => {
 
   it('has a migration for every SQLite schema version since its baseline', () => {
     expect(latestPostgresVersion()).toBe(latestVersion());
+  });
+
+  it('carries a later SQLite migration over in PostgreSQL\'s types, and refuses one it cannot', () => {
+    expect(postgresDdl('CREATE TABLE t (\n  k TEXT PRIMARY KEY,\n  n INTEGER NOT NULL,\n  r REAL,\n  b BLOB\n) WITHOUT ROWID;')).toBe(
+      'CREATE TABLE t (\n  k TEXT PRIMARY KEY,\n  n BIGINT NOT NULL,\n  r DOUBLE PRECISION,\n  b BYTEA\n);',
+    );
+    expect(postgresDdl('ALTER TABLE t ADD COLUMN m INTEGER NOT NULL DEFAULT 0; UPDATE t SET note = \'an INTEGER, it\'\'s a BLOB\';')).toBe(
+      'ALTER TABLE t ADD COLUMN m BIGINT NOT NULL DEFAULT 0; UPDATE t SET note = \'an INTEGER, it\'\'s a BLOB\';',
+    );
+    expect(() => postgresDdl('CREATE TABLE t (id INTEGER PRIMARY KEY)')).toThrow(/by hand .*INTEGER PRIMARY KEY/);
+    expect(() => postgresDdl('CREATE TRIGGER x AFTER INSERT ON t BEGIN SELECT 1; END')).toThrow(/CREATE TRIGGER/);
+    expect(postgresMigrations.find((m) => m.version === 35)?.sql).toMatch(/data BYTEA NOT NULL/);
   });
 
   it('applies its migrations once, forward only, and refuses a database from a newer server', () => {

@@ -6,8 +6,8 @@ import type { PostgresStore } from './store.js';
  * The PostgreSQL schema: one baseline equal to the SQLite schema at its version 30 (tables,
  * indexes, constraints, foreign keys, and the count-keeping triggers as PL/pgSQL), recorded in
  * `schema_migrations` under that version. A later change is a migration with the next number in
- * both lists (store/migrations.ts for SQLite, `postgresMigrations` here); a test keeps the two
- * latest versions equal.
+ * SQLite's list (store/migrations.ts), carried over to PostgreSQL's types by `postgresDdl` below
+ * (or written by hand where it cannot be).
  *
  * Types: SQLite's INTEGER is 64-bit, so every integer column is BIGINT (times are milliseconds);
  * REAL is DOUBLE PRECISION, BLOB is BYTEA. Flags stay 0/1 integers, as the repositories bind them.
@@ -519,90 +519,43 @@ CREATE TRIGGER job_counts_job_delete AFTER DELETE ON jobs
   FOR EACH ROW EXECUTE FUNCTION job_counts_job_gone();
 `;
 
-/** The name of SQLite's migration of the same number (one change, one description). */
-function sqliteName(version: number): string {
-  return migrations.find((m) => m.version === version)?.name ?? `version ${version}`;
+/**
+ * SQLite DDL in PostgreSQL's types: INTEGER → BIGINT (SQLite's integers are 64-bit), REAL → DOUBLE
+ * PRECISION, BLOB → BYTEA, and `WITHOUT ROWID` dropped (quoted text stays as it is). A migration
+ * this cannot carry over faithfully (a rowid-alias key, a trigger, a SQLite function) is refused
+ * here and needs its PostgreSQL form written in `HAND_WRITTEN`.
+ */
+export function postgresDdl(sql: string): string {
+  const unportable = /\bINTEGER\s+PRIMARY\s+KEY\b|\bAUTOINCREMENT\b|\bCREATE\s+TRIGGER\b|\bstrftime\s*\(|\bjulianday\s*\(|\bPRAGMA\b/i.exec(sql);
+  if (unportable) throw new Error(`a SQLite migration needs its PostgreSQL form written by hand (it uses ${unportable[0]})`);
+  // Quoted text (the odd parts of the split) is left as it is.
+  return sql
+    .split(/('(?:[^']|'')*')/)
+    .map((part, i) =>
+      i % 2 === 1
+        ? part
+        : part
+            .replace(/\s+WITHOUT\s+ROWID\b/gi, '')
+            .replace(/\bINTEGER\b/g, 'BIGINT')
+            .replace(/\bREAL\b/g, 'DOUBLE PRECISION')
+            .replace(/\bBLOB\b/g, 'BYTEA'),
+    )
+    .join('');
 }
 
-/** PostgreSQL's migrations: the baseline at SQLite's version 30, then one per later SQLite version. */
+/** PostgreSQL forms of later SQLite migrations that `postgresDdl` cannot derive, by version. */
+const HAND_WRITTEN: Readonly<Record<number, string>> = {};
+
+/**
+ * PostgreSQL's migrations: the baseline at SQLite's version 30, then each later SQLite migration
+ * under the same number and name, its DDL carried over by `postgresDdl` (or written in
+ * `HAND_WRITTEN`).
+ */
 export const postgresMigrations: readonly Migration[] = [
   { version: 30, name: 'baseline: the SQLite schema up to version 30', sql: BASELINE },
-  {
-    version: 31,
-    name: sqliteName(31),
-    sql: `
-DROP INDEX job_executions_job;
-DROP INDEX job_executions_job_offered;
-DROP INDEX job_executions_device;
-CREATE INDEX job_executions_job_claimed ON job_executions(job_id, claimed_at);
-CREATE INDEX job_executions_device ON job_executions(device_id);
-`,
-  },
-  {
-    version: 32,
-    name: sqliteName(32),
-    sql: `
-CREATE INDEX devices_account_serial ON devices(account_id, serial_number);
-CREATE INDEX devices_account_created ON devices(account_id, created_at);
-`,
-  },
-  {
-    version: 33,
-    name: sqliteName(33),
-    sql: `
-ALTER TABLE restart_hold ADD COLUMN serving_since BIGINT;
-UPDATE restart_hold SET serving_since = started_at;
-`,
-  },
-  {
-    version: 34,
-    name: sqliteName(34),
-    sql: `
-CREATE TABLE hold_outages (
-  owner TEXT PRIMARY KEY,
-  since BIGINT NOT NULL
-);
-ALTER TABLE restart_hold ADD COLUMN last_loss_at BIGINT;
-`,
-  },
-  {
-    version: 35,
-    name: sqliteName(35),
-    sql: `
-CREATE TABLE server_instances (
-  id TEXT PRIMARY KEY,
-  lock_key BIGINT NOT NULL,
-  label TEXT NOT NULL,
-  started_at BIGINT NOT NULL,
-  heartbeat_at BIGINT NOT NULL,
-  stopped_at BIGINT
-);
-CREATE TABLE server_roles (
-  name TEXT PRIMARY KEY,
-  holder TEXT NOT NULL,
-  expires_at BIGINT NOT NULL
-);
-ALTER TABLE leases ADD COLUMN instance_id TEXT;
-CREATE INDEX leases_instance ON leases(instance_id) WHERE instance_id IS NOT NULL;
-CREATE TABLE shared_files (
-  name TEXT PRIMARY KEY,
-  data BYTEA NOT NULL,
-  updated_at BIGINT NOT NULL
-);
-CREATE TABLE packet_blobs (
-  sha256 TEXT PRIMARY KEY,
-  size BIGINT NOT NULL,
-  chunks BIGINT NOT NULL,
-  stored_at BIGINT NOT NULL
-);
-CREATE TABLE packet_chunks (
-  sha256 TEXT NOT NULL,
-  seq BIGINT NOT NULL,
-  data BYTEA NOT NULL,
-  PRIMARY KEY (sha256, seq)
-);
-`,
-  },
+  ...migrations
+    .filter((m) => m.version > 30)
+    .map((m) => ({ version: m.version, name: m.name, sql: HAND_WRITTEN[m.version] ?? postgresDdl(m.sql) })),
 ];
 
 export function latestPostgresVersion(): number {

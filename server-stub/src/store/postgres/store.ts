@@ -7,6 +7,7 @@ import { fromPostgresError } from './errors.js';
 import { migratePostgres } from './schema.js';
 import { toPostgres } from './translate.js';
 import type { WorkerQuery, WorkerRequest, WorkerResponse, WorkerRows } from './worker.js';
+import { redactUrl } from './url.js';
 
 /**
  * The key of the one transaction-scoped advisory lock every write transaction takes first, in
@@ -117,7 +118,7 @@ export class PostgresStore implements Store {
     call ??= bridge();
     const r = call({ op: 'connect', url, applicationName: 'fleet-server' });
     if ('error' in r) {
-      throw new AppError('SERVER_STORE_UNREACHABLE', `cannot connect to the PostgreSQL store at ${redact(url)}: ${r.error.message}`);
+      throw new AppError('SERVER_STORE_UNREACHABLE', `cannot connect to the PostgreSQL store at ${redactUrl(url)}: ${r.error.message}`);
     }
     const store = new PostgresStore(r.ok.rowCount, options.busyTimeoutMs ?? 5000);
     try {
@@ -222,16 +223,5 @@ export class PostgresStore implements Store {
     if (this.#closed) return;
     this.#closed = true;
     call!({ op: 'close', conn: this.#conn });
-  }
-}
-
-/** The URL without its password, for messages. */
-export function redact(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password) u.password = '***';
-    return u.toString();
-  } catch {
-    return '(unparseable URL)';
   }
 }
