@@ -312,13 +312,13 @@ function AddToGroupBar(props: { groups: readonly GroupChoice[]; selected: Readon
   const [groupUuid, setGroupUuid] = useState('');
   const { busy, message, run } = useAction(t);
   const group = props.groups.find((g) => g.uuid === groupUuid);
-  const add = () =>
+  // The group chosen, while it is still one of the account's (the list is read again after each change).
+  const add = (chosen: GroupChoice) =>
     void run(async () => {
       const uuids = [...props.selected];
-      const { added } = await api.post<{ added: number }>(`/api/inventory/device-groups/${groupUuid}/devices`, { deviceUuids: uuids });
+      const { added } = await api.post<{ added: number }>(`/api/inventory/device-groups/${chosen.uuid}/devices`, { deviceUuids: uuids });
       props.onAdded();
-      const name = group?.name ?? '';
-      return () => t('selection.added', { count: added, group: name });
+      return () => t('selection.added', { count: added, group: chosen.name });
     });
   return (
     <div class="selection-bar" data-testid="selection-bar">
@@ -334,7 +334,7 @@ function AddToGroupBar(props: { groups: readonly GroupChoice[]; selected: Readon
           ))}
         </select>
       </label>
-      <button type="button" class="primary" data-testid="add-to-group" disabled={busy || props.selected.size === 0 || !groupUuid} onClick={add}>
+      <button type="button" class="primary" data-testid="add-to-group" disabled={busy || props.selected.size === 0 || !group} onClick={() => group && add(group)}>
         {t('selection.add')}
       </button>
       <button type="button" class="secondary" disabled={props.selected.size === 0} onClick={props.onClear}>
