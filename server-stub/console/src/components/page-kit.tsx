@@ -1,5 +1,6 @@
 /** What pages with lists and forms share: loading, change messages, roles, files, sizes. */
 import type { TFunction } from 'i18next';
+import type { ComponentChildren } from 'preact';
 import { useCallback, useEffect, useRef, useState } from 'preact/hooks';
 import { errorText, type FieldNames } from './error-text.js';
 import type { Role } from '../api.js';
@@ -60,6 +61,21 @@ export function useAction(t: TFunction, after: () => Promise<void> | void = () =
     return ok;
   };
   return { busy, message, setMessage, run };
+}
+
+/**
+ * A form's row of actions: any other buttons (`children`), then its primary submit button, which
+ * is disabled while the change runs.
+ */
+export function SubmitRow(props: { busy: boolean; label: string; testid?: string; class?: string; children?: ComponentChildren }) {
+  return (
+    <div class={props.class ?? 'form-actions'}>
+      {props.children}
+      <button type="submit" class="primary" disabled={props.busy} data-testid={props.testid}>
+        {props.label}
+      </button>
+    </div>
+  );
 }
 
 export function MessageLine(props: { message: Message; testid: string }) {

@@ -6,7 +6,7 @@
  */
 import { useCallback, useEffect, useRef, useState } from 'preact/hooks';
 import { api } from '../api.js';
-import { allGroups, DevicesNav, type GroupChoice } from '../components/device-groups.js';
+import { allGroups, DevicesHeader, type GroupChoice } from '../components/device-groups.js';
 import { errorText } from '../components/error-text.js';
 import { EventList, eventTitle } from '../components/event-list.js';
 import { Link } from '../components/link.js';
@@ -219,10 +219,7 @@ function DeviceList() {
 
   return (
     <section class="page devices">
-      <header class="page-header">
-        <h1>{t('title')}</h1>
-        <DevicesNav current="devices" canImport={canChange} />
-      </header>
+      <DevicesHeader title={t('title')} current="devices" />
       <form
         class="filters"
         aria-label={t('filters.label')}

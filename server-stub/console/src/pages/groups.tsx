@@ -8,10 +8,10 @@
 import type { TFunction } from 'i18next';
 import { useState } from 'preact/hooks';
 import { api } from '../api.js';
-import { allGroups, DevicesNav, type Group } from '../components/device-groups.js';
+import { allGroups, DevicesHeader, type Group } from '../components/device-groups.js';
 import type { FieldNames } from '../components/error-text.js';
 import { Link } from '../components/link.js';
-import { LoadError, MessageLine, useAction, useCan, useLoad } from '../components/page-kit.js';
+import { LoadError, MessageLine, SubmitRow, useAction, useCan, useLoad } from '../components/page-kit.js';
 import { type Column, type Page, PagedTable, usePagedList } from '../components/paged-table.js';
 import { formatDateTime, useT } from '../i18n.js';
 import { navigate, type PageProps } from '../router.js';
@@ -64,11 +64,7 @@ function GroupForm(props: {
         <span>{t('fields.description')}</span>
         <textarea name="description" rows={2} maxLength={1000} value={description} onInput={(e) => setDescription((e.currentTarget as HTMLTextAreaElement).value)} />
       </label>
-      <div class="form-actions">
-        <button type="submit" class="primary" disabled={busy}>
-          {props.submitLabel}
-        </button>
-      </div>
+      <SubmitRow busy={busy} label={props.submitLabel} />
       <MessageLine message={message} testid={`${props.testId}-message`} />
     </form>
   );
@@ -94,10 +90,7 @@ function GroupList() {
   ];
   return (
     <section class="page groups">
-      <header class="page-header">
-        <h1>{t('title')}</h1>
-        <DevicesNav current="groups" canImport={canChange} />
-      </header>
+      <DevicesHeader title={t('title')} current="groups" />
       <p class="muted">{t('intro')}</p>
       {canChange ? (
         <section class="panel">
