@@ -283,5 +283,7 @@ describe('device groups and device settings in the console', () => {
 
     expect(pageErrors).toEqual([]);
     expect(await cspViolations()).toEqual([]);
+    // A value with markup (`<Halle B>`) stayed text: no script of it opened a dialog.
+    expect(w.dialogs).toEqual([]);
   }, BROWSER_TEST_MS);
 });
