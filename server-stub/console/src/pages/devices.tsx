@@ -10,7 +10,7 @@ import { allGroups, DevicesHeader, type GroupChoice } from '../components/device
 import { errorText } from '../components/error-text.js';
 import { EventList, eventTitle } from '../components/event-list.js';
 import { Link } from '../components/link.js';
-import { MessageLine, useAction } from '../components/page-kit.js';
+import { LoadError, MessageLine, useAction, useLoad } from '../components/page-kit.js';
 import { type Column, type Page, PagedTable, usePagedList, useThrottle } from '../components/paged-table.js';
 import { formatDateTime, useT } from '../i18n.js';
 import { type FleetEvent, useLiveStream } from '../live.js';
@@ -116,15 +116,10 @@ function DeviceList() {
   const tf = useT('fleet');
   const [query, setQuery] = useState<Query>(queryFromLocation);
   const [draft, setDraft] = useState<Query>(query);
-  const [groups, setGroups] = useState<GroupChoice[]>([]);
   const [selected, setSelected] = useState<Set<string>>(new Set());
-
-  const loadGroups = useCallback(() => {
-    allGroups()
-      .then(setGroups)
-      .catch(() => setGroups([]));
-  }, []);
-  useEffect(loadGroups, [loadGroups]);
+  // The groups to filter by and to add to; a failed read says so (not "no groups").
+  const groupList = useLoad(t, allGroups);
+  const groups = groupList.data ?? [];
 
   // A page of devices, each with its latest event (read right after the page, shown with it).
   const list = usePagedList(async (cursor): Promise<Page<Device> & { latest: Map<string, FleetEvent> }> => {
@@ -274,6 +269,7 @@ function DeviceList() {
           </button>
         </div>
       </form>
+      <LoadError text={groupList.error} />
       {canChange ? (
         <AddToGroupBar
           groups={groups}
@@ -281,7 +277,7 @@ function DeviceList() {
           onClear={() => setSelected(new Set())}
           onAdded={() => {
             setSelected(new Set());
-            loadGroups();
+            void groupList.reload();
             void list.reload();
           }}
         />
@@ -371,7 +367,8 @@ function DeviceDetails(props: { uuid: string }) {
   const [jobs, setJobs] = useState<DeviceJob[]>([]);
   const [draft, setDraft] = useState<Draft | null>(null);
   const [error, setError] = useState<unknown>(null);
-  const [groups, setGroups] = useState<GroupChoice[]>([]);
+  const groupList = useLoad(t, allGroups);
+  const groups = groupList.data ?? [];
   const [saveState, setSaveState] = useState<{ saving: boolean; saved: boolean; error: unknown }>({ saving: false, saved: false, error: null });
 
   const load = useCallback(
@@ -397,11 +394,6 @@ function DeviceDetails(props: { uuid: string }) {
   useEffect(() => {
     void load(true);
   }, [load]);
-  useEffect(() => {
-    allGroups()
-      .then(setGroups)
-      .catch(() => setGroups([]));
-  }, []);
 
   const reload = useThrottle(() => void load(false), LIVE_RELOAD_MS);
   useLiveStream({
@@ -535,6 +527,7 @@ function DeviceDetails(props: { uuid: string }) {
                 ))}
               </select>
             </label>
+            <LoadError text={groupList.error} />
             {input('model')}
             {input('firmware')}
             {input('latitude')}

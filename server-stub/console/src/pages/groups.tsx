@@ -302,6 +302,8 @@ function AddDevices(props: { group: Group; onAdded: () => Promise<void> }) {
     <section class="panel wide" data-testid="add-devices">
       <h2>{t('add.title')}</h2>
       <p class="muted">{t('add.text')}</p>
+      {/* Without the names, the picker cannot say which group a device is in. */}
+      <LoadError text={names.error} />
       <form
         class="form-row"
         onSubmit={(e) => {
