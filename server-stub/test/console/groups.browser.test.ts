@@ -185,6 +185,8 @@ describe('device groups and device settings in the console', () => {
     await poll(() => page.locator('[data-testid="group-count"]').innerText()).toBe('26 Geräte');
     await page.locator('[data-testid="group-delete"]').click();
     await poll(() => page.locator('[data-testid="group-delete-confirm"]').innerText()).toContain('Die Gruppe „Pumpwerke Süd“ löschen? Ihre 26 Geräte bleiben registriert');
+    // The confirmation has the focus, on its safe choice.
+    await poll(() => page.evaluate(() => document.activeElement?.textContent)).toBe('Abbrechen');
     expect(await englishLines(page, NAMESPACES)).toEqual([]);
     await w.screenshot(page, 'group-de');
     // Cancel keeps it.

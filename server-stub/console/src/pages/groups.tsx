@@ -6,7 +6,7 @@
  * an update job for the group.
  */
 import type { TFunction } from 'i18next';
-import { useState } from 'preact/hooks';
+import { useEffect, useRef, useState } from 'preact/hooks';
 import { api } from '../api.js';
 import { allGroups, DevicesHeader, type Group } from '../components/device-groups.js';
 import type { FieldNames } from '../components/error-text.js';
@@ -125,6 +125,11 @@ function GroupDetail(props: { uuid: string }) {
   const canChange = useCan('operator');
   const group = useLoad(t, () => api.get<Group>(`/api/inventory/device-groups/${props.uuid}`), [props.uuid]);
   const [confirming, setConfirming] = useState(false);
+  // The confirmation takes the focus (keyboard and screen reader users are in it), on its safe choice.
+  const cancelDelete = useRef<HTMLButtonElement>(null);
+  useEffect(() => {
+    if (confirming) cancelDelete.current?.focus();
+  }, [confirming]);
   const removal = useAction(t);
   const deletion = useAction(t);
   const members = usePagedList(
@@ -235,7 +240,7 @@ function GroupDetail(props: { uuid: string }) {
                   >
                     {t('delete.confirm')}
                   </button>
-                  <button type="button" class="secondary" onClick={() => setConfirming(false)}>
+                  <button type="button" class="secondary" ref={cancelDelete} onClick={() => setConfirming(false)}>
                     {t('common:actions.cancel')}
                   </button>
                 </div>
