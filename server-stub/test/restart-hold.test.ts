@@ -81,6 +81,18 @@ afterEach(() => {
   removeTempDirs();
 });
 
+/**
+ * A world whose tenant has `seats` Basic 1 licences and `devices` registered devices (lease grace
+ * 60 s, retry after 300 s, as `nextLife` uses), closed after the test.
+ */
+async function seatedWorld(seats: number, devices: number) {
+  const w = world({ leaseGraceSec: 60, admissionRetryAfterSec: 300 });
+  worlds.push(w);
+  const t = await w.newTenant();
+  w.licences(t, 'basic-1', seats);
+  return { w, t, devices: w.devices(t, devices) };
+}
+
 /** A second process life on the same store (the first one died without releasing anything). */
 function nextLife(w: World, options: { quietSec?: number; holdMaxSec?: number } = {}): AdmissionService {
   return new AdmissionService(w.services.store, w.clock, {
@@ -93,11 +105,7 @@ function nextLife(w: World, options: { quietSec?: number; holdMaxSec?: number } 
 
 describe('seats across a crash (store + admission service)', () => {
   it('after a crash the open leases are held, returning devices keep their seats, the rest free them after catch-up + grace', async () => {
-    const w = world({ leaseGraceSec: 60, admissionRetryAfterSec: 300 });
-    worlds.push(w);
-    const t = await w.newTenant();
-    w.licences(t, 'basic-1', 3);
-    const routers = w.devices(t, 4);
+    const { w, t, devices: routers } = await seatedWorld(3, 4);
     const before = new FakeChannel(w.services.admission);
     for (const r of routers.slice(0, 3)) expect(before.connect(r).outcome).toBe('managed');
     expect(before.connect(routers[3]!).outcome).toBe('rejected');
@@ -136,11 +144,7 @@ describe('seats across a crash (store + admission service)', () => {
   });
 
   it('a held router that returns during the grace after catch-up reclaims its seat (place in line kept)', async () => {
-    const w = world({ leaseGraceSec: 60, admissionRetryAfterSec: 300 });
-    worlds.push(w);
-    const t = await w.newTenant();
-    w.licences(t, 'basic-1', 1);
-    const [a, b] = w.devices(t, 2);
+    const { w, devices: [a, b] } = await seatedWorld(1, 2);
     expect(new FakeChannel(w.services.admission).connect(a!).outcome).toBe('managed');
     const life = nextLife(w, { quietSec: 10 });
     life.startRestartHold();
@@ -153,11 +157,7 @@ describe('seats across a crash (store + admission service)', () => {
   });
 
   it('every held router back ends the hold at once; leases in grace at a clean shutdown are held too', async () => {
-    const w = world({ leaseGraceSec: 60, admissionRetryAfterSec: 300 });
-    worlds.push(w);
-    const t = await w.newTenant();
-    w.licences(t, 'basic-1', 2);
-    const routers = w.devices(t, 3);
+    const { w, devices: routers } = await seatedWorld(2, 3);
     const before = new FakeChannel(w.services.admission);
     for (const r of routers.slice(0, 2)) before.connect(r);
     // A clean shutdown releases them with the grace period ...
@@ -176,11 +176,7 @@ describe('seats across a crash (store + admission service)', () => {
   });
 
   it('no seat is held for good: the cap plus one grace frees it even if the hold is never checked', async () => {
-    const w = world({ leaseGraceSec: 60, admissionRetryAfterSec: 300 });
-    worlds.push(w);
-    const t = await w.newTenant();
-    w.licences(t, 'basic-1', 1);
-    const [a, b] = w.devices(t, 2);
+    const { w, devices: [a, b] } = await seatedWorld(1, 2);
     new FakeChannel(w.services.admission).connect(a!);
     const life = nextLife(w, { holdMaxSec: 600 });
     life.startRestartHold();
@@ -230,11 +226,7 @@ describe('a device rebooting into an update keeps its seat (rollout.rebootTimeou
   }
 
   it('past the commit point the seat is kept until the reboot timeout, not just the grace; before it, the grace', async () => {
-    const w = world({ leaseGraceSec: 60, admissionRetryAfterSec: 300 });
-    worlds.push(w);
-    const t = await w.newTenant();
-    w.licences(t, 'basic-1', 2);
-    const [rebooting, downloading, waiting] = w.devices(t, 3);
+    const { w, t, devices: [rebooting, downloading, waiting] } = await seatedWorld(2, 3);
     const ch = new FakeChannel(w.services.admission);
     ch.connect(rebooting!);
     ch.connect(downloading!);
@@ -250,11 +242,7 @@ describe('a device rebooting into an update keeps its seat (rollout.rebootTimeou
   });
 
   it('a job stored without the option keeps the seat for the default 600 s', async () => {
-    const w = world({ leaseGraceSec: 60, admissionRetryAfterSec: 300 });
-    worlds.push(w);
-    const t = await w.newTenant();
-    w.licences(t, 'basic-1', 1);
-    const [rebooting, waiting] = w.devices(t, 2);
+    const { w, t, devices: [rebooting, waiting] } = await seatedWorld(1, 2);
     const ch = new FakeChannel(w.services.admission);
     ch.connect(rebooting!);
     execution(w, t.accountId, rebooting!.uuid, 'verifying', {});
@@ -267,20 +255,16 @@ describe('a device rebooting into an update keeps its seat (rollout.rebootTimeou
 });
 
 describe('seats across a lost MQTT broker (store + admission service)', () => {
-  /** The row of the running or last seat hold. */
   /** How a process out of touch with the MQTT broker is named (by the buckets it consumes). */
   const OWNER = 'mqtt buckets all';
+  /** The row of the running or last seat hold. */
   const holdRow = (w: World) =>
     w.services.store.stmt<{ started_at: number; last_loss_at: number | null; held_at_start: number; serving_since: number | null; ended_at: number | null }>(
       'SELECT * FROM restart_hold WHERE id = 1',
     ).get();
 
   it('seats the server lost with the broker are held past the grace while it is away and until every device is back', async () => {
-    const w = world({ leaseGraceSec: 60, admissionRetryAfterSec: 300 });
-    worlds.push(w);
-    const t = await w.newTenant();
-    w.licences(t, 'basic-1', 2);
-    const [a, b, waiting] = w.devices(t, 3);
+    const { w, devices: [a, b, waiting] } = await seatedWorld(2, 3);
     const svc = nextLife(w, { quietSec: 120 });
     const ch = new FakeChannel(svc);
     expect(ch.connect(a!).outcome).toBe('managed');
@@ -312,11 +296,7 @@ describe('seats across a lost MQTT broker (store + admission service)', () => {
   });
 
   it('a device that never returns: the quiet period counts from the broker\'s return, then the grace, then its seat moves', async () => {
-    const w = world({ leaseGraceSec: 60, admissionRetryAfterSec: 300 });
-    worlds.push(w);
-    const t = await w.newTenant();
-    w.licences(t, 'basic-1', 2);
-    const [a, gone, waiting] = w.devices(t, 3);
+    const { w, devices: [a, gone, waiting] } = await seatedWorld(2, 3);
     const svc = nextLife(w, { quietSec: 120 });
     const ch = new FakeChannel(svc);
     ch.connect(a!);
@@ -338,11 +318,7 @@ describe('seats across a lost MQTT broker (store + admission service)', () => {
   });
 
   it('a second loss joins the running hold and renews its cap; a seat whose will came just before the loss is held too; a plain disconnect still gets the grace', async () => {
-    const w = world({ leaseGraceSec: 60, admissionRetryAfterSec: 300 });
-    worlds.push(w);
-    const t = await w.newTenant();
-    w.licences(t, 'basic-1', 4);
-    const [a, b, willed, plain] = w.devices(t, 4);
+    const { w, devices: [a, b, willed, plain] } = await seatedWorld(4, 4);
     const svc = nextLife(w);
     const ch = new FakeChannel(svc);
     for (const d of [a!, b!, willed!, plain!]) ch.connect(d);
@@ -381,11 +357,7 @@ describe('seats across a lost MQTT broker (store + admission service)', () => {
   });
 
   it('with several processes out of touch with the broker, the quiet period waits for the last one back', async () => {
-    const w = world({ leaseGraceSec: 60, admissionRetryAfterSec: 300 });
-    worlds.push(w);
-    const t = await w.newTenant();
-    w.licences(t, 'basic-1', 2);
-    const [a, b] = w.devices(t, 2);
+    const { w, devices: [a, b] } = await seatedWorld(2, 2);
     const one = nextLife(w, { quietSec: 120 });
     const two = nextLife(w, { quietSec: 120 });
     const primary = nextLife(w, { quietSec: 120 });
@@ -414,11 +386,7 @@ describe('seats across a lost MQTT broker (store + admission service)', () => {
   });
 
   it('a release the store took only after the broker was back starts a hold that serves at once', async () => {
-    const w = world({ leaseGraceSec: 60, admissionRetryAfterSec: 300 });
-    worlds.push(w);
-    const t = await w.newTenant();
-    w.licences(t, 'basic-1', 1);
-    const [a] = w.devices(t, 1);
+    const { w, devices: [a] } = await seatedWorld(1, 1);
     const svc = nextLife(w, { quietSec: 120 });
     new FakeChannel(svc).connect(a!);
     svc.outageBegan(OWNER);
@@ -431,11 +399,7 @@ describe('seats across a lost MQTT broker (store + admission service)', () => {
   });
 
   it('restartHoldMaxSec 0 switches the hold off: a lost broker starts the normal grace', async () => {
-    const w = world({ leaseGraceSec: 60, admissionRetryAfterSec: 300 });
-    worlds.push(w);
-    const t = await w.newTenant();
-    w.licences(t, 'basic-1', 1);
-    const [a, waiting] = w.devices(t, 2);
+    const { w, devices: [a, waiting] } = await seatedWorld(1, 2);
     const svc = nextLife(w, { holdMaxSec: 0 });
     const ch = new FakeChannel(svc);
     ch.connect(a!);
@@ -446,11 +410,7 @@ describe('seats across a lost MQTT broker (store + admission service)', () => {
   });
 
   it('a hold one process starts (a cluster worker) is seen and ended by another (the primary)', async () => {
-    const w = world({ leaseGraceSec: 60, admissionRetryAfterSec: 300 });
-    worlds.push(w);
-    const t = await w.newTenant();
-    w.licences(t, 'basic-1', 1);
-    const [a] = w.devices(t, 1);
+    const { w, devices: [a] } = await seatedWorld(1, 1);
     const worker = nextLife(w);
     const primary = nextLife(w);
     const ch = new FakeChannel(worker);

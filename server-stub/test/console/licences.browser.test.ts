@@ -140,15 +140,17 @@ describe('licences page in Chromium', () => {
       page.locator('[data-testid="report-lines"] tbody tr').evaluateAll((rows) =>
         rows.map((r) => [r.getAttribute('data-line'), r.querySelector('[data-testid="outcome"]')!.textContent, r.lastElementChild!.textContent]),
       );
+    /** The import was refused as a whole (`summary`), and these are its report's lines. */
+    const rolledBack = async (summary: string, expected: string[][]) => {
+      await poll(() => page.locator('[data-testid="report-rolled-back"]').innerText()).toBe(summary);
+      expect(await lines()).toEqual(expected);
+    };
     const row = (code: string) => page.locator(`tr[data-code="${code}"]`);
     const message = () => page.locator('[data-testid="licence-message"]').innerText();
 
     // All or nothing: the file is refused, each refused line says why; nothing was redeemed.
     await upload('licences.csv', vendorFile, false);
-    await poll(() => page.locator('[data-testid="report-rolled-back"]').innerText()).toBe(
-      'No code was redeemed: 2 lines are refused. Correct them, or tick "Import the valid lines".',
-    );
-    expect(await lines()).toEqual([
+    await rolledBack('No code was redeemed: 2 lines are refused. Correct them, or tick "Import the valid lines".', [
       ['3', 'Refused', 'The code occurs more than once in this file.'],
       ['4', 'Refused', 'The line cannot be read: it has more or fewer cells than the first line names.'],
     ]);
@@ -218,10 +220,7 @@ describe('licences page in Chromium', () => {
     );
     expect(await englishOn(page)).toEqual([]);
     await upload('licences.csv', vendorFile, false);
-    await poll(() => page.locator('[data-testid="report-rolled-back"]').innerText()).toBe(
-      'Es wurde kein Code eingelöst: 3 Zeilen sind abgelehnt. Korrigieren Sie sie oder wählen Sie „Gültige Zeilen importieren“.',
-    );
-    expect(await lines()).toEqual([
+    await rolledBack('Es wurde kein Code eingelöst: 3 Zeilen sind abgelehnt. Korrigieren Sie sie oder wählen Sie „Gültige Zeilen importieren“.', [
       ['2', 'Abgelehnt', 'Dieser Aktivierungscode wurde bereits eingelöst.'],
       ['3', 'Abgelehnt', 'Der Code kommt in dieser Datei mehrfach vor.'],
       ['4', 'Abgelehnt', 'Die Zeile kann nicht gelesen werden: Sie hat mehr oder weniger Zellen, als die erste Zeile benennt.'],

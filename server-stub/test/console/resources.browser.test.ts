@@ -91,7 +91,7 @@ describe('resources page in Chromium', () => {
     const damaged = Buffer.from(packet);
     damaged[damaged.indexOf(config) + 3]! ^= 0xff;
     await upload.locator('input[type="file"]').setInputFiles({ name: 'damaged.tar', mimeType: 'application/x-tar', buffer: damaged });
-    expect(await upload.locator('[data-testid="file-name"]').innerText()).toBe('damaged.tar');
+    await poll(() => upload.locator('[data-testid="file-name"]').innerText()).toBe('damaged.tar');
     await upload.locator('button[type="submit"]').click();
     await poll(() => page.locator('[data-testid="upload-message"]').innerText()).toBe(
       'The packet was refused: it is not a valid, trusted update packet.',

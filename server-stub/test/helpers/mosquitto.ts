@@ -113,11 +113,21 @@ export function mosquittoTestParts(between?: () => void): {
 } {
   const parts = { devices: [] as { end(): Promise<unknown> }[], worlds: [] as { stop(): Promise<unknown> }[], brokers: [] as MosquittoBroker[] };
   afterEach(async () => {
+    const failures: unknown[] = [];
+    const attempt = async (step: () => unknown) => {
+      try {
+        await step();
+      } catch (err) {
+        failures.push(err);
+      }
+    };
     for (const d of parts.devices.splice(0)) await d.end().catch(() => undefined);
     for (const w of parts.worlds.splice(0)) await w.stop().catch(() => undefined);
-    between?.();
-    for (const b of parts.brokers.splice(0)) await b.close();
+    // Every broker is closed and the directories go even when a step before fails (which still fails the test).
+    if (between) await attempt(between);
+    for (const b of parts.brokers.splice(0)) await attempt(() => b.close());
     removeTempDirs();
+    if (failures.length > 0) throw failures[0];
   });
   return parts;
 }

@@ -104,6 +104,18 @@ export function CsvImportForm(props: {
   );
 }
 
+/** The server's own words after a translated reason (for codes whose message names the column or value). */
+function ServerDetail(props: { text: string }) {
+  return (
+    <span class="detail">
+      {' '}
+      (
+      {props.text}
+      )
+    </span>
+  );
+}
+
 /** A failed upload (the file as a whole was refused): the translated error, and the server's detail for `detailed` codes. */
 export function ImportError(props: { t: TFunction; err: unknown; detailed?: ReadonlySet<string> }) {
   const { err } = props;
@@ -111,14 +123,7 @@ export function ImportError(props: { t: TFunction; err: unknown; detailed?: Read
   return (
     <p class="error" role="alert" data-testid="import-error">
       {errorText(props.t, err)}
-      {detail ? (
-        <span class="detail">
-          {' '}
-          (
-          {detail}
-          )
-        </span>
-      ) : null}
+      {detail ? <ServerDetail text={detail} /> : null}
     </p>
   );
 }
@@ -181,39 +186,24 @@ export function ImportReportView<A extends { line: number }>(props: {
             </tr>
           </thead>
           <tbody>
-            {lines.map((l) =>
-              l.ok ? (
-                <tr key={l.line} data-line={l.line} class="accepted">
-                  <td>{l.line}</td>
-                  <td>
-                    <span class="status active" data-testid="outcome">
-                      {t(k('report.accepted'))}
-                    </span>
-                  </td>
+            {lines.map((l) => (
+              <tr key={l.line} data-line={l.line} class={l.ok ? 'accepted' : 'refused'}>
+                <td>{l.line}</td>
+                <td>
+                  <span class={`status ${l.ok ? 'active' : 'expired'}`} data-testid="outcome">
+                    {t(k(l.ok ? 'report.accepted' : 'report.refused'))}
+                  </span>
+                </td>
+                {l.ok ? (
                   <td>{props.acceptedDetail(l.item)}</td>
-                </tr>
-              ) : (
-                <tr key={l.line} data-line={l.line} class="refused">
-                  <td>{l.line}</td>
-                  <td>
-                    <span class="status expired" data-testid="outcome">
-                      {t(k('report.refused'))}
-                    </span>
-                  </td>
+                ) : (
                   <td data-testid="reason" data-code={l.error.code}>
                     {t([k(`reasons.${l.error.code}`), `errors.${l.error.code}`, k('reasons.other')], { code: l.error.code })}
-                    {props.detailed?.has(l.error.code) ? (
-                      <span class="detail">
-                        {' '}
-                        (
-                        {l.error.message}
-                        )
-                      </span>
-                    ) : null}
+                    {props.detailed?.has(l.error.code) ? <ServerDetail text={l.error.message} /> : null}
                   </td>
-                </tr>
-              ),
-            )}
+                )}
+              </tr>
+            ))}
           </tbody>
         </table>
       ) : null}

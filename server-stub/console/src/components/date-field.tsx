@@ -2,7 +2,7 @@
  * A day typed in the console's language's pattern (see day-input.ts), with that pattern as its
  * placeholder and a translated error once the text is left invalid or outside [min, max].
  */
-import { useState } from 'preact/hooks';
+import { useId, useState } from 'preact/hooks';
 import { dayText, parseDay } from '../day-input.js';
 import { currentLanguage, useT } from '../i18n.js';
 
@@ -24,6 +24,7 @@ export function DateField(props: {
 }) {
   const t = useT('common');
   const [left, setLeft] = useState(false);
+  const errorId = useId();
   const lang = currentLanguage();
   const check = props.value.trim() === '' ? null : checkDay(props.value, props.min, props.max);
   const problem = left && check && 'problem' in check ? check.problem : null;
@@ -36,6 +37,7 @@ export function DateField(props: {
         size={10}
         aria-label={props.ariaLabel}
         aria-invalid={problem ? 'true' : undefined}
+        aria-describedby={problem ? errorId : undefined}
         data-testid={props.testid}
         placeholder={t('date.placeholder')}
         value={props.value}
@@ -46,7 +48,7 @@ export function DateField(props: {
         onBlur={() => setLeft(true)}
       />
       {problem ? (
-        <span class="error" role="alert" data-testid={props.testid ? `${props.testid}-error` : undefined}>
+        <span id={errorId} class="error" role="alert" data-testid={props.testid ? `${props.testid}-error` : undefined}>
           {problem === 'invalid'
             ? t('date.invalid', { pattern: t('date.placeholder') })
             : t('date.range', { min: props.min ? dayText(props.min, lang) : '', max: props.max ? dayText(props.max, lang) : '' })}

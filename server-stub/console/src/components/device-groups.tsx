@@ -4,6 +4,7 @@
  */
 import { useT } from '../i18n.js';
 import { Link } from './link.js';
+import { useCan } from './page-kit.js';
 import { readAll } from './paged-table.js';
 
 export interface Group {
@@ -24,8 +25,19 @@ export function allGroups(): Promise<Group[]> {
   return readAll<Group>('/api/inventory/device-groups', MAX_GROUPS);
 }
 
+/** The header of the Devices area's list pages: the page's title and the area's links. */
+export function DevicesHeader(props: { title: string; current: 'devices' | 'groups' }) {
+  const canImport = useCan('operator');
+  return (
+    <header class="page-header">
+      <h1>{props.title}</h1>
+      <DevicesNav current={props.current} canImport={canImport} />
+    </header>
+  );
+}
+
 /** Devices · Groups · CSV import (the last for those who may change the inventory). */
-export function DevicesNav(props: { current: 'devices' | 'groups'; canImport: boolean }) {
+function DevicesNav(props: { current: 'devices' | 'groups'; canImport: boolean }) {
   const t = useT('devices');
   const entries = [
     { key: 'devices', href: '/devices' },

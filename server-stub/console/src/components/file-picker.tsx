@@ -3,6 +3,7 @@
  * speaks the browser's language whatever the console's, so it stays in the form (it holds the file
  * and opens the dialog) but is hidden behind a label in the console's language.
  */
+import { useEffect, useRef } from 'preact/hooks';
 import { useT } from '../i18n.js';
 import '../styles/resources.css';
 
@@ -17,9 +18,16 @@ export function FilePicker(props: {
   onChange: (file: File | null) => void;
 }) {
   const t = useT('common');
+  const input = useRef<HTMLInputElement>(null);
+  // The form let go of its file (e.g. after an upload): the hidden input lets go too, or choosing
+  // the same file again would be no change and never reach the form.
+  useEffect(() => {
+    if (props.file === null && input.current) input.current.value = '';
+  }, [props.file]);
   const picker = (
     <label class="file-picker" data-testid="file-picker">
       <input
+        ref={input}
         type="file"
         name={props.name}
         accept={props.accept}

@@ -1,6 +1,7 @@
 /** What pages with lists and forms share: loading, change messages, roles, files, sizes. */
 import type { TFunction } from 'i18next';
-import { useCallback, useEffect, useState } from 'preact/hooks';
+import type { ComponentChildren } from 'preact';
+import { useCallback, useEffect, useRef, useState } from 'preact/hooks';
 import { errorText, type FieldNames } from './error-text.js';
 import type { Role } from '../api.js';
 import { currentLanguage } from '../i18n.js';
@@ -16,11 +17,17 @@ export type Message = { kind: 'success' | 'error'; text: () => string } | null;
 export function useLoad<T>(t: TFunction, load: () => Promise<T>, deps: readonly unknown[] = []) {
   const [data, setData] = useState<T | null>(null);
   const [failure, setFailure] = useState<{ err: unknown } | null>(null);
+  // Loads may overlap (a change reloads while the mount's load is under way): only the newest answers.
+  const generation = useRef(0);
   const reload = useCallback(async () => {
+    const mine = ++generation.current;
     try {
-      setData(await load());
+      const result = await load();
+      if (mine !== generation.current) return;
+      setData(result);
       setFailure(null);
     } catch (err) {
+      if (mine !== generation.current) return;
       setFailure({ err });
     }
   }, deps);
@@ -54,6 +61,21 @@ export function useAction(t: TFunction, after: () => Promise<void> | void = () =
     return ok;
   };
   return { busy, message, setMessage, run };
+}
+
+/**
+ * A form's row of actions: any other buttons (`children`), then its primary submit button, which
+ * is disabled while the change runs.
+ */
+export function SubmitRow(props: { busy: boolean; label: string; testid?: string; class?: string; children?: ComponentChildren }) {
+  return (
+    <div class={props.class ?? 'form-actions'}>
+      {props.children}
+      <button type="submit" class="primary" disabled={props.busy} data-testid={props.testid}>
+        {props.label}
+      </button>
+    </div>
+  );
 }
 
 export function MessageLine(props: { message: Message; testid: string }) {

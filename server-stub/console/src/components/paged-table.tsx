@@ -41,8 +41,11 @@ export function usePagedList<T, P extends Page<T> = Page<T>>(fetchPage: (cursor:
   const [paging, setPaging] = useState<{ key: string; cursors: Array<string | undefined> }>({ key, cursors: [undefined] });
   const cursors = paging.key === key ? paging.cursors : [undefined];
   const setCursors = (next: Array<string | undefined>) => setPaging({ key, cursors: next });
-  const [page, setPage] = useState<P | null>(null);
-  const [error, setError] = useState<unknown>(null);
+  // The page and error of the query they answer: a page of the previous query (filter, search) is
+  // not shown under the new one while its first page loads.
+  const [answer, setAnswer] = useState<{ key: string; page: P | null; error: unknown }>({ key, page: null, error: null });
+  const page = answer.key === key ? answer.page : null;
+  const error = answer.key === key ? answer.error : null;
   const fetchRef = useRef(fetchPage);
   fetchRef.current = fetchPage;
   const generation = useRef(0);
@@ -54,12 +57,11 @@ export function usePagedList<T, P extends Page<T> = Page<T>>(fetchPage: (cursor:
     try {
       const result = await fetchRef.current(cursor);
       if (mine !== generation.current) return;
-      setPage(result);
-      setError(null);
+      setAnswer({ key, page: result, error: null });
     } catch (err) {
       if (mine !== generation.current) return;
       if (err instanceof ApiError && err.code === 'SERVER_INVALID_CURSOR') setPaging({ key, cursors: [undefined] });
-      setError(err);
+      setAnswer((a) => ({ key, page: a.key === key ? a.page : null, error: err }));
     }
   }, [key, pageIndex, cursor]);
 

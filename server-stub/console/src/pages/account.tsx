@@ -8,6 +8,7 @@ import type { ComponentChildren } from 'preact';
 import { useCallback, useEffect, useState } from 'preact/hooks';
 import { api, type Language, type Role, type User } from '../api.js';
 import { errorText } from '../components/error-text.js';
+import { SubmitRow } from '../components/page-kit.js';
 import { type Column, type Page, PagedTable, usePagedList } from '../components/paged-table.js';
 import { currentLanguage, formatDateTime, useT } from '../i18n.js';
 import type { PageProps } from '../router.js';
@@ -127,11 +128,7 @@ function ProfileSection() {
             />
           </label>
         ))}
-        <div class="form-actions">
-          <button type="submit" class="primary" disabled={busy} data-testid="profile-save">
-            {t('common:actions.save')}
-          </button>
-        </div>
+        <SubmitRow busy={busy} label={t('common:actions.save')} testid="profile-save" />
       </form>
       <Note message={message} testId="profile-message" />
       <PasswordForm />
@@ -229,11 +226,7 @@ function CompanySection(props: { admin: boolean }) {
             <span>{t('company.analyticsConsent')}</span>
           </label>
           {props.admin ? (
-            <div class="form-actions">
-              <button type="submit" class="primary" disabled={busy} data-testid="company-save">
-                {t('common:actions.save')}
-              </button>
-            </div>
+            <SubmitRow busy={busy} label={t('common:actions.save')} testid="company-save" />
           ) : null}
         </form>
       ) : null}

@@ -7,7 +7,7 @@ import type { TFunction } from 'i18next';
 import { useState } from 'preact/hooks';
 import { api } from '../api.js';
 import type { FieldNames } from '../components/error-text.js';
-import { MessageLine, useAction } from '../components/page-kit.js';
+import { MessageLine, SubmitRow, useAction } from '../components/page-kit.js';
 import { useT } from '../i18n.js';
 
 export const KEEPALIVE_FIELDS = ['connectionPingInterval', 'connectionPongTimeout', 'connectionSessionTimeout'] as const;
@@ -119,14 +119,11 @@ export function CustomFieldsPanel<D extends SettingsDevice>(props: { device: D; 
           </div>
         ))}
         {props.canChange ? (
-          <div class="form-actions">
+          <SubmitRow busy={busy} label={t('details.save')} testid="custom-fields-save">
             <button type="button" class="secondary" data-testid="custom-field-add" onClick={() => setRows([...rows, { id: ++rowSeq, name: '', value: '' }])}>
               {t('customFields.add')}
             </button>
-            <button type="submit" class="primary" disabled={busy} data-testid="custom-fields-save">
-              {t('details.save')}
-            </button>
-          </div>
+          </SubmitRow>
         ) : null}
         <MessageLine message={message} testid="custom-fields-message" />
       </form>
@@ -177,11 +174,7 @@ export function KeepAlivePanel<D extends SettingsDevice>(props: { device: D; can
           </label>
         ))}
         {props.canChange ? (
-          <div class="form-actions">
-            <button type="submit" class="primary" disabled={busy} data-testid="keep-alive-save">
-              {t('details.save')}
-            </button>
-          </div>
+          <SubmitRow busy={busy} label={t('details.save')} testid="keep-alive-save" />
         ) : null}
         <MessageLine message={message} testid="keep-alive-message" />
       </form>

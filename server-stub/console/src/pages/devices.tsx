@@ -6,11 +6,11 @@
  */
 import { useCallback, useEffect, useRef, useState } from 'preact/hooks';
 import { api } from '../api.js';
-import { allGroups, DevicesNav, type GroupChoice } from '../components/device-groups.js';
+import { allGroups, DevicesHeader, type GroupChoice } from '../components/device-groups.js';
 import { errorText } from '../components/error-text.js';
 import { EventList, eventTitle } from '../components/event-list.js';
 import { Link } from '../components/link.js';
-import { MessageLine, useAction } from '../components/page-kit.js';
+import { LoadError, MessageLine, useAction, useLoad } from '../components/page-kit.js';
 import { type Column, type Page, PagedTable, usePagedList, useThrottle } from '../components/paged-table.js';
 import { formatDateTime, useT } from '../i18n.js';
 import { type FleetEvent, useLiveStream } from '../live.js';
@@ -116,15 +116,10 @@ function DeviceList() {
   const tf = useT('fleet');
   const [query, setQuery] = useState<Query>(queryFromLocation);
   const [draft, setDraft] = useState<Query>(query);
-  const [groups, setGroups] = useState<GroupChoice[]>([]);
   const [selected, setSelected] = useState<Set<string>>(new Set());
-
-  const loadGroups = useCallback(() => {
-    allGroups()
-      .then(setGroups)
-      .catch(() => setGroups([]));
-  }, []);
-  useEffect(loadGroups, [loadGroups]);
+  // The groups to filter by and to add to; a failed read says so (not "no groups").
+  const groupList = useLoad(t, allGroups);
+  const groups = groupList.data ?? [];
 
   // A page of devices, each with its latest event (read right after the page, shown with it).
   const list = usePagedList(async (cursor): Promise<Page<Device> & { latest: Map<string, FleetEvent> }> => {
@@ -219,10 +214,7 @@ function DeviceList() {
 
   return (
     <section class="page devices">
-      <header class="page-header">
-        <h1>{t('title')}</h1>
-        <DevicesNav current="devices" canImport={canChange} />
-      </header>
+      <DevicesHeader title={t('title')} current="devices" />
       <form
         class="filters"
         aria-label={t('filters.label')}
@@ -277,6 +269,7 @@ function DeviceList() {
           </button>
         </div>
       </form>
+      <LoadError text={groupList.error} />
       {canChange ? (
         <AddToGroupBar
           groups={groups}
@@ -284,7 +277,7 @@ function DeviceList() {
           onClear={() => setSelected(new Set())}
           onAdded={() => {
             setSelected(new Set());
-            loadGroups();
+            void groupList.reload();
             void list.reload();
           }}
         />
@@ -312,13 +305,13 @@ function AddToGroupBar(props: { groups: readonly GroupChoice[]; selected: Readon
   const [groupUuid, setGroupUuid] = useState('');
   const { busy, message, run } = useAction(t);
   const group = props.groups.find((g) => g.uuid === groupUuid);
-  const add = () =>
+  // The group chosen, while it is still one of the account's (the list is read again after each change).
+  const add = (chosen: GroupChoice) =>
     void run(async () => {
       const uuids = [...props.selected];
-      const { added } = await api.post<{ added: number }>(`/api/inventory/device-groups/${groupUuid}/devices`, { deviceUuids: uuids });
+      const { added } = await api.post<{ added: number }>(`/api/inventory/device-groups/${chosen.uuid}/devices`, { deviceUuids: uuids });
       props.onAdded();
-      const name = group?.name ?? '';
-      return () => t('selection.added', { count: added, group: name });
+      return () => t('selection.added', { count: added, group: chosen.name });
     });
   return (
     <div class="selection-bar" data-testid="selection-bar">
@@ -334,7 +327,7 @@ function AddToGroupBar(props: { groups: readonly GroupChoice[]; selected: Readon
           ))}
         </select>
       </label>
-      <button type="button" class="primary" data-testid="add-to-group" disabled={busy || props.selected.size === 0 || !groupUuid} onClick={add}>
+      <button type="button" class="primary" data-testid="add-to-group" disabled={busy || props.selected.size === 0 || !group} onClick={() => group && add(group)}>
         {t('selection.add')}
       </button>
       <button type="button" class="secondary" disabled={props.selected.size === 0} onClick={props.onClear}>
@@ -374,7 +367,8 @@ function DeviceDetails(props: { uuid: string }) {
   const [jobs, setJobs] = useState<DeviceJob[]>([]);
   const [draft, setDraft] = useState<Draft | null>(null);
   const [error, setError] = useState<unknown>(null);
-  const [groups, setGroups] = useState<GroupChoice[]>([]);
+  const groupList = useLoad(t, allGroups);
+  const groups = groupList.data ?? [];
   const [saveState, setSaveState] = useState<{ saving: boolean; saved: boolean; error: unknown }>({ saving: false, saved: false, error: null });
 
   const load = useCallback(
@@ -400,11 +394,6 @@ function DeviceDetails(props: { uuid: string }) {
   useEffect(() => {
     void load(true);
   }, [load]);
-  useEffect(() => {
-    allGroups()
-      .then(setGroups)
-      .catch(() => setGroups([]));
-  }, []);
 
   const reload = useThrottle(() => void load(false), LIVE_RELOAD_MS);
   useLiveStream({
@@ -538,6 +527,7 @@ function DeviceDetails(props: { uuid: string }) {
                 ))}
               </select>
             </label>
+            <LoadError text={groupList.error} />
             {input('model')}
             {input('firmware')}
             {input('latitude')}

@@ -6,12 +6,12 @@
  * an update job for the group.
  */
 import type { TFunction } from 'i18next';
-import { useState } from 'preact/hooks';
+import { useEffect, useRef, useState } from 'preact/hooks';
 import { api } from '../api.js';
-import { allGroups, DevicesNav, type Group } from '../components/device-groups.js';
+import { allGroups, DevicesHeader, type Group } from '../components/device-groups.js';
 import type { FieldNames } from '../components/error-text.js';
 import { Link } from '../components/link.js';
-import { LoadError, MessageLine, useAction, useCan, useLoad } from '../components/page-kit.js';
+import { LoadError, MessageLine, SubmitRow, useAction, useCan, useLoad } from '../components/page-kit.js';
 import { type Column, type Page, PagedTable, usePagedList } from '../components/paged-table.js';
 import { formatDateTime, useT } from '../i18n.js';
 import { navigate, type PageProps } from '../router.js';
@@ -64,11 +64,7 @@ function GroupForm(props: {
         <span>{t('fields.description')}</span>
         <textarea name="description" rows={2} maxLength={1000} value={description} onInput={(e) => setDescription((e.currentTarget as HTMLTextAreaElement).value)} />
       </label>
-      <div class="form-actions">
-        <button type="submit" class="primary" disabled={busy}>
-          {props.submitLabel}
-        </button>
-      </div>
+      <SubmitRow busy={busy} label={props.submitLabel} />
       <MessageLine message={message} testid={`${props.testId}-message`} />
     </form>
   );
@@ -94,10 +90,7 @@ function GroupList() {
   ];
   return (
     <section class="page groups">
-      <header class="page-header">
-        <h1>{t('title')}</h1>
-        <DevicesNav current="groups" canImport={canChange} />
-      </header>
+      <DevicesHeader title={t('title')} current="groups" />
       <p class="muted">{t('intro')}</p>
       {canChange ? (
         <section class="panel">
@@ -132,6 +125,11 @@ function GroupDetail(props: { uuid: string }) {
   const canChange = useCan('operator');
   const group = useLoad(t, () => api.get<Group>(`/api/inventory/device-groups/${props.uuid}`), [props.uuid]);
   const [confirming, setConfirming] = useState(false);
+  // The confirmation takes the focus (keyboard and screen reader users are in it), on its safe choice.
+  const cancelDelete = useRef<HTMLButtonElement>(null);
+  useEffect(() => {
+    if (confirming) cancelDelete.current?.focus();
+  }, [confirming]);
   const removal = useAction(t);
   const deletion = useAction(t);
   const members = usePagedList(
@@ -242,7 +240,7 @@ function GroupDetail(props: { uuid: string }) {
                   >
                     {t('delete.confirm')}
                   </button>
-                  <button type="button" class="secondary" onClick={() => setConfirming(false)}>
+                  <button type="button" class="secondary" ref={cancelDelete} onClick={() => setConfirming(false)}>
                     {t('common:actions.cancel')}
                   </button>
                 </div>
@@ -309,6 +307,8 @@ function AddDevices(props: { group: Group; onAdded: () => Promise<void> }) {
     <section class="panel wide" data-testid="add-devices">
       <h2>{t('add.title')}</h2>
       <p class="muted">{t('add.text')}</p>
+      {/* Without the names, the picker cannot say which group a device is in. */}
+      <LoadError text={names.error} />
       <form
         class="form-row"
         onSubmit={(e) => {

@@ -10,7 +10,7 @@ import { errorText } from '../../components/error-text.js';
 import { Link } from '../../components/link.js';
 import { formatDateTime, useT } from '../../i18n.js';
 import { navigate } from '../../router.js';
-import { LoadError, MessageLine, useAction, useCan, useLoad } from '../../components/page-kit.js';
+import { LoadError, MessageLine, SubmitRow, useAction, useCan, useLoad } from '../../components/page-kit.js';
 
 const KINDS = ['ascii-configuration', 'configuration-profile', 'container-configuration'] as const;
 type Kind = (typeof KINDS)[number];
@@ -130,13 +130,7 @@ function TemplateForm(props: { initial: Draft; submitLabel: string; onSubmit: (d
           </li>
         </ul>
       </div>
-      {props.readOnly ? null : (
-        <div class="form-row actions">
-          <button type="submit" class="primary" disabled={busy}>
-            {props.submitLabel}
-          </button>
-        </div>
-      )}
+      {props.readOnly ? null : <SubmitRow class="form-row actions" busy={busy} label={props.submitLabel} />}
       <MessageLine message={message} testid={`${props.testid}-message`} />
     </form>
   );
@@ -338,11 +332,7 @@ function DeviceParameters(props: { template: Template }) {
             </>
           ) : null}
           {operator && (customKeys.length > 0 || (group && groupKeys.length > 0)) ? (
-            <div class="form-row actions">
-              <button type="submit" class="primary" disabled={busy} data-testid="save-parameters">
-                {t('templates.params.save')}
-              </button>
-            </div>
+            <SubmitRow class="form-row actions" busy={busy} label={t('templates.params.save')} testid="save-parameters" />
           ) : null}
           <MessageLine message={message} testid="parameter-message" />
         </form>
