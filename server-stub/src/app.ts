@@ -148,6 +148,10 @@ export async function buildApp(config: ServerConfig, deps: BuildAppDeps = {}): P
           admission: services.admission,
           log: app.log as unknown as Logger,
           timeoutMs: config.hostTimeoutSec * 1000,
+          onDeclaredDead: () => {
+            const closed = channel.reconnectAll('server rejoining its cluster');
+            app.log.warn({ closed }, 'cluster member: sessions closed so that their devices are admitted again');
+          },
           ...(deps.memberLabel ? { label: deps.memberLabel } : {}),
         })
       : undefined;

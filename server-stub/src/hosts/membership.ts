@@ -36,6 +36,13 @@ export interface MembershipOptions {
   readonly timeoutMs: number;
   /** What `server_instances.label` says about this process (host name, pid, port). */
   readonly label?: string;
+  /**
+   * Another member declared this process dead (its heartbeat was late: an event loop or a host
+   * stalled) and released the leases of the devices it serves into their grace period; called once
+   * it has registered again. The devices must say hello again (`ControlChannel.reconnectAll`):
+   * kept open, their sessions would outlive their seats once the grace period ends.
+   */
+  readonly onDeclaredDead?: () => void;
 }
 
 /**
@@ -132,8 +139,9 @@ export class HostMembership implements ClusterRole {
     });
     if (!alive) {
       // Another member found this one late (an event loop stalled past the timeout) and released
-      // its devices' leases into their grace period; they are reclaimed at their next hello.
-      this.#opts.log.error({ instanceId: this.instanceId }, 'cluster member: another member declared this process dead; registered again');
+      // its devices' leases into their grace period; they reclaim them with a new hello.
+      this.#opts.log.error({ instanceId: this.instanceId }, 'cluster member: another member declared this process dead; registered again, its devices reconnect');
+      this.#opts.onDeclaredDead?.();
     }
     this.#reap(dead, now);
     this.#claim(started);
