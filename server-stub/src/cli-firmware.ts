@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { Argv } from 'yargs';
 import { loadConfig } from './config.js';
-import { adoptSharedFiles, publishSharedFiles } from './hosts/shared-files.js';
+import { adoptSharedFiles, changeSigningFiles } from './hosts/shared-files.js';
 import { addVendorAnchors, listAnchors, retireAnchor, rotateSigningPki } from './pki/signing.js';
 import { createServices } from './services.js';
 import { isPostgresUrl, Store } from './store/database.js';
@@ -21,10 +21,9 @@ async function onSigningFiles<T>(dataDir: string, store: string | undefined, cha
   if (!isPostgresUrl(store)) throw new Error('--store must be a postgres:// URL (the SQLite store is the data directory\'s own)');
   const db = Store.select(store, dataDir);
   try {
+    if (publish) return await changeSigningFiles(db, dataDir, change);
     adoptSharedFiles(db, dataDir, 'signing/');
-    const result = await change();
-    if (publish) publishSharedFiles(db, dataDir, { replace: true, prefix: 'signing/' });
-    return result;
+    return await change();
   } finally {
     db.close();
   }
