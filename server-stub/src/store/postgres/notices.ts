@@ -82,6 +82,12 @@ export class PostgresNoticeBus extends LocalNoticeBus implements NoticeBus {
       await client.end().catch(() => {});
       throw err;
     }
+    if (this.#closed) {
+      // Closed while connecting (at start, or a reconnect under way): this connection would
+      // outlive the bus and keep the process from exiting.
+      await client.end().catch(() => {});
+      return;
+    }
     client.on('notification', (m) => this.#received(m.payload));
     this.#client = client;
     this.#retryMs = RECONNECT_MIN_MS;
