@@ -57,7 +57,7 @@ describe('serve --workers N as one host of several on a PostgreSQL store', () =>
           )
           .get(id!.uuid);
 
-      const a = serve(dirA, ['--workers', '2', '--host-timeout-sec', '2'], { store: url });
+      const a = serve(dirA, ['--workers', '2', '--host-timeout-sec', '10'], { store: url });
       const portA = await listening(a);
       const member = await until('the primary registered', () =>
         db.stmt<{ id: string; label: string }>('SELECT id, label FROM server_instances WHERE stopped_at IS NULL').get(),
@@ -69,7 +69,7 @@ describe('serve --workers N as one host of several on a PostgreSQL store', () =>
       expect(lease()).toEqual({ instance_id: member.id, released_at: null, restart_hold: null });
 
       // Another host joins: the cluster runs, so it holds nothing; the device keeps its open lease.
-      const b = serve(tempDir(), ['--host-timeout-sec', '2'], { store: url });
+      const b = serve(tempDir(), ['--host-timeout-sec', '10'], { store: url });
       await b.logs.waitFor((l) => l['msg'] === 'cluster member: joined a running cluster', 90_000);
       await listening(b);
       expect(lease()).toEqual({ instance_id: member.id, released_at: null, restart_hold: null });
