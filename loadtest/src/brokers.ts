@@ -245,7 +245,7 @@ export async function startBrokerFleet(options: BrokerFleetOptions): Promise<Bro
   const persistence = options.persistence ?? true;
   const maxQueued = options.maxQueuedMessages ?? 1000;
   if (useHub && options.maxQueuedMessages !== undefined) {
-    throw new Error('maxQueuedMessages applies to a single broker: bridged brokers queue without a cap (a bridge carries a whole shard)');
+    throw new LoadtestError('LOADTEST_USAGE', 'maxQueuedMessages applies to a single broker: bridged brokers queue without a cap (a bridge carries a whole shard)');
   }
   const root = options.dir ?? (await mkdtemp(join(tmpdir(), 'rf-loadtest-brokers-')));
   const ownsRoot = options.dir === undefined;

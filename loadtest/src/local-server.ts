@@ -33,9 +33,28 @@ export interface TenantOptions {
   store?: string;
 }
 
-function serverCli(args: string[]): Promise<string> {
+/**
+ * How a child process is given a store URL: `--store` with the URL less its password (any user of
+ * the machine can read a process's arguments, and execFile's errors quote them), and the password
+ * in the child's PGPASSWORD, which the PostgreSQL driver reads when the URL has none.
+ */
+export function storeForChild(url: string | undefined): { args: string[]; env: Record<string, string> } {
+  if (!url) return { args: [], env: {} };
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    return { args: ['--store', url], env: {} };
+  }
+  if (!u.password) return { args: ['--store', url], env: {} };
+  const password = decodeURIComponent(u.password);
+  u.password = '';
+  return { args: ['--store', u.toString()], env: { PGPASSWORD: password } };
+}
+
+function serverCli(args: string[], env: Record<string, string> = {}): Promise<string> {
   return new Promise((resolve, reject) => {
-    execFile(process.execPath, [SERVER_CLI, ...args], { maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
+    execFile(process.execPath, [SERVER_CLI, ...args], { maxBuffer: 64 * 1024 * 1024, env: { ...process.env, ...env } }, (err, stdout, stderr) => {
       if (err) reject(new Error(`fleet-server ${args[0]} failed: ${stderr || err.message}`));
       else resolve(stdout);
     });
@@ -50,12 +69,12 @@ function serverCli(args: string[]): Promise<string> {
 export async function prepareTenant(dataDir: string, options: TenantOptions = {}): Promise<Tenant> {
   const username = 'admin';
   const password = 'load test password 1';
-  const store = options.store ? ['--store', options.store] : [];
+  const store = storeForChild(options.store);
   const created = JSON.parse(
-    await serverCli(['account', 'create', '--data', dataDir, ...store, '--name', options.name ?? 'Load test', '--user', username, '--password', password]),
+    await serverCli(['account', 'create', '--data', dataDir, ...store.args, '--name', options.name ?? 'Load test', '--user', username, '--password', password], store.env),
   ) as { account: string };
   const issue = async (plan: string, count: number) =>
-    (await serverCli(['licences', 'issue', '--data', dataDir, ...store, '--plan', plan, '--count', String(count)])).trim().split('\n').filter(Boolean);
+    (await serverCli(['licences', 'issue', '--data', dataDir, ...store.args, '--plan', plan, '--count', String(count)], store.env)).trim().split('\n').filter(Boolean);
   const codes = await issue(options.plan ?? 'pro', options.licences ?? 1);
   for (const m of options.more ?? []) if (m.count > 0) codes.push(...(await issue(m.plan, m.count)));
   if (options.apiLicence) codes.push(...(await issue('api', 1)));
@@ -96,6 +115,8 @@ export interface StartOptions {
   workers?: number;
   /** Extra `serve` flags. */
   args?: string[];
+  /** The store (`serve --store`): a postgres:// URL, its password passed outside the arguments (`storeForChild`). */
+  store?: string;
   /** Called with each log line (pino JSON) the server prints. */
   onLog?: (line: string) => void;
   /** Appends everything the server prints (stdout and stderr) to this file. */
@@ -108,8 +129,9 @@ export interface StartOptions {
 export function startServer(options: StartOptions): Promise<ServerProcess> {
   const args = [SERVER_CLI, 'serve', '--data', options.dataDir, '--host', '127.0.0.1', '--port', String(options.port ?? 0)];
   if (options.workers && options.workers > 1) args.push('--workers', String(options.workers));
-  args.push(...(options.args ?? []));
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, FLEET_SERVER_LOG_LEVEL: 'info' } });
+  const store = storeForChild(options.store);
+  args.push(...store.args, ...(options.args ?? []));
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...store.env, FLEET_SERVER_LOG_LEVEL: 'info' } });
   const stderr: string[] = [];
   child.stderr!.on('data', (d: Buffer) => stderr.push(d.toString()));
   if (options.logFile) {

@@ -81,37 +81,35 @@ export async function stage(options: StageOptions): Promise<Stage> {
   const serverCount = options.servers ?? 1;
   if (serverCount > 1 && !options.store) throw new Error('several server processes need a shared store (a PostgreSQL URL)');
   const dataDirs = [dataDir, ...Array.from({ length: serverCount - 1 }, () => mkdtempSync(join(tmpdir(), 'router-fleet-run-')))];
-  const baseArgs = [
-    ...(useTls ? ['--tls-cert', tls.cert, '--tls-key', tls.key] : []),
-    ...(options.store ? ['--store', options.store] : []),
-    ...(options.serverArgs ?? []),
-  ];
+  const baseArgs = [...(useTls ? ['--tls-cert', tls.cert, '--tls-key', tls.key] : []), ...(options.serverArgs ?? [])];
   let serverArgs = baseArgs;
-  // One log for all of them: each line says its pid.
-  const logFile = options.serverLog ? { logFile: options.serverLog } : {};
-  // One after the other: the first one creates the schema in a fresh store.
+  // One log for all of them: each line says its pid. The store's password stays off the command line.
+  const common = { workers, ...(options.serverLog ? { logFile: options.serverLog } : {}), ...(options.store ? { store: options.store } : {}) };
   const servers: ServerProcess[] = [];
-  for (const dir of dataDirs) servers.push(await startServer({ dataDir: dir, workers, args: serverArgs, ...logFile }));
-  let server = servers[0]!;
   const caPem = useTls ? readFileSync(tls.ca, 'utf8') : '';
-  const rest = new RestClient({ server: server.url, ...(useTls ? { caPem } : {}) });
+  let rest: RestClient | undefined;
   const profilesDir = join(dataDir, 'fleet');
   try {
+    // One after the other: the first one creates the schema in a fresh store.
+    for (const dir of dataDirs) servers.push(await startServer({ dataDir: dir, args: serverArgs, ...common }));
+    rest = new RestClient({ server: servers[0]!.url, ...(useTls ? { caPem } : {}) });
     const token = await rest.login(tenant.username, tenant.password);
     await activateAll(rest, tenant.codes);
     log(`fleet-server on ${servers.map((s) => s.url).join(', ')} (${workers} worker${workers > 1 ? 's' : ''} each); ${tenant.codes.length} licence code(s) active`);
     const csvPath = join(dataDir, 'fleet.csv');
     writeFileSync(csvPath, fleetToCsv(generateFleet({ devices: options.devices, seed: options.seed ?? 2026, customFields: false })));
-    const provisioned = await provisionFleet({ server: server.url, token, fleetCsv: csvPath, outDir: profilesDir, ...(useTls ? { caPem } : {}) });
+    const provisioned = await provisionFleet({ server: servers[0]!.url, token, fleetCsv: csvPath, outDir: profilesDir, ...(useTls ? { caPem } : {}) });
     log(`registered ${provisioned.imported} routers (CSV mass registration) and fetched their connection profiles`);
     if (servers.length > 1) await spreadProfiles(profilesDir, servers);
   } catch (err) {
-    // A stage that fails half-way leaves no server behind (its store may be dropped next).
+    // A stage that fails half-way (a server that does not start, a refused import) leaves no
+    // server behind (its store may be dropped next).
     await Promise.all(servers.map((s) => s.stop().catch(() => undefined)));
-    await rest.close().catch(() => undefined);
+    await rest?.close().catch(() => undefined);
     for (const dir of dataDirs) rmSync(dir, { recursive: true, force: true });
     throw err;
   }
+  let server = servers[0]!;
   const result: Stage = {
     dataDir,
     server,
@@ -134,7 +132,7 @@ export async function stage(options: StageOptions): Promise<Stage> {
       const ports = result.servers.map((s) => s.port);
       result.servers = [];
       for (const [i, dir] of dataDirs.entries()) {
-        result.servers.push(await startServer({ dataDir: dir, workers, port: ports[i]!, args: serverArgs, ...logFile }));
+        result.servers.push(await startServer({ dataDir: dir, port: ports[i]!, args: serverArgs, ...common }));
       }
       server = result.servers[0]!;
       result.server = server;

@@ -75,29 +75,23 @@ function cpuSec(pid: number): number {
   }
 }
 
-/** CPU seconds of a process and all its children (cluster workers), a load-independent cost. */
-function treeCpuSec(pid: number): number {
-  let total = cpuSec(pid);
+/** `of` summed over a process and all its children (cluster workers). */
+function treeSum(pid: number, of: (pid: number) => number): number {
+  let total = of(pid);
   try {
     const kids = execFileSync('pgrep', ['-P', String(pid)]).toString().trim().split('\n').filter(Boolean).map(Number);
-    for (const k of kids) total += treeCpuSec(k);
+    for (const k of kids) total += treeSum(k, of);
   } catch {
     // no children
   }
   return total;
 }
 
+/** CPU seconds of a process and all its children (cluster workers), a load-independent cost. */
+const treeCpuSec = (pid: number) => treeSum(pid, cpuSec);
+
 /** RSS of a process and all its children (cluster workers). */
-function treeRssKb(pid: number): number {
-  let total = rssKb(pid);
-  try {
-    const kids = execFileSync('pgrep', ['-P', String(pid)]).toString().trim().split('\n').filter(Boolean).map(Number);
-    for (const k of kids) total += treeRssKb(k);
-  } catch {
-    // no children
-  }
-  return total;
-}
+const treeRssKb = (pid: number) => treeSum(pid, rssKb);
 
 // ── client child: connect a slice of devices, report, then idle until told to stop ──────────
 async function client(): Promise<void> {

@@ -67,6 +67,12 @@ export interface BuildAppDeps extends AppDeps {
   readonly members?: boolean;
   /** What `server_instances.label` says about this process (default host name and pid). */
   readonly memberLabel?: string;
+  /**
+   * The cluster member this process admits for when it is not a member itself: a worker of
+   * `serve --workers N`, whose primary is the member (leases name it, so that another host
+   * releases them when this host dies).
+   */
+  readonly instanceId?: string;
 }
 
 const OPENAPI_INFO = {
@@ -148,10 +154,15 @@ export async function buildApp(config: ServerConfig, deps: BuildAppDeps = {}): P
           admission: services.admission,
           log: app.log as unknown as Logger,
           timeoutMs: config.hostTimeoutSec * 1000,
+          onDeclaredDead: () => {
+            const closed = channel.reconnectAll('server rejoining its cluster');
+            app.log.warn({ closed }, 'cluster member: sessions closed so that their devices are admitted again');
+          },
           ...(deps.memberLabel ? { label: deps.memberLabel } : {}),
         })
       : undefined;
   const role: ClusterRole = membership ?? SINGLE_PROCESS;
+  if (!membership && deps.instanceId) services.admission.instanceId = deps.instanceId;
   installJobs(app, services, role);
   installSmartUpdates(app, services, role);
   services.jobs.attach(jobChannelPort(channel));

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { Argv } from 'yargs';
 import { loadConfig } from './config.js';
-import { adoptSharedFiles, publishSharedFiles } from './hosts/shared-files.js';
+import { adoptSharedFiles, changeSigningFiles } from './hosts/shared-files.js';
 import { addVendorAnchors, listAnchors, retireAnchor, rotateSigningPki } from './pki/signing.js';
 import { createServices } from './services.js';
 import { isPostgresUrl, Store } from './store/database.js';
@@ -13,17 +13,17 @@ const STORE_OPTION = {
 
 /**
  * Runs a change of `DATA/signing/`; with `store` (a PostgreSQL URL, several hosts on it) on the
- * cluster's files: the data directory takes the store's first, and the result becomes the store's.
+ * cluster's files: the data directory takes the store's first, and the result becomes the store's
+ * (`publish: false` for a command that only reads them).
  */
-async function onSigningFiles<T>(dataDir: string, store: string | undefined, change: () => Promise<T> | T): Promise<T> {
+async function onSigningFiles<T>(dataDir: string, store: string | undefined, change: () => Promise<T> | T, publish = true): Promise<T> {
   if (store === undefined) return change();
   if (!isPostgresUrl(store)) throw new Error('--store must be a postgres:// URL (the SQLite store is the data directory\'s own)');
   const db = Store.select(store, dataDir);
   try {
+    if (publish) return await changeSigningFiles(db, dataDir, change);
     adoptSharedFiles(db, dataDir, 'signing/');
-    const result = await change();
-    publishSharedFiles(db, dataDir, { replace: true, prefix: 'signing/' });
-    return result;
+    return await change();
   } finally {
     db.close();
   }
@@ -61,7 +61,7 @@ export function firmwareCommand(y: Argv, out: (line: string) => void): Argv {
           async (args) => {
             const flags = { dataDir: args.data, logLevel: 'silent', ...(args.store === undefined ? {} : { store: args.store }) };
             // On a cluster the packets and vendor roots go into the store (PacketService publishes them).
-            if (args.store !== undefined) await onSigningFiles(args.data, args.store, () => undefined);
+            if (args.store !== undefined) await onSigningFiles(args.data, args.store, () => undefined, false);
             const services = createServices(loadConfig({ flags, env: {} }));
             try {
               const anchors = args['trust-anchor'] ? pemBlocksOf(readFileSync(args['trust-anchor'], 'utf8')) : [];
@@ -95,7 +95,8 @@ export function firmwareCommand(y: Argv, out: (line: string) => void): Argv {
           'list',
           'List trusted roots: the server\'s (current and rotated-out) and the vendor\'s',
           (a) => a.option('data', { type: 'string', demandOption: true, describe: 'Data directory' }).option('store', STORE_OPTION),
-          async (args) => out(JSON.stringify({ anchors: await onSigningFiles(args.data, args.store, () => listAnchors(args.data)) })),
+          // Reads the cluster's files: a listing never makes this data directory's the cluster's.
+          async (args) => out(JSON.stringify({ anchors: await onSigningFiles(args.data, args.store, () => listAnchors(args.data), false) })),
         )
         .command(
           'rotate',

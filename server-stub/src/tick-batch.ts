@@ -6,9 +6,10 @@
  *
  * `gapMs` (optional) paces the flushes: the next flush starts no sooner than `gapMs()` after the
  * previous one ended (ms, read when it ends; 0 = the next tick). Items pushed meanwhile wait and
- * go together. The admission gate sets it to what its last commit cost, so a process spends at
- * most half its time in commits and the lock waits behind them, whatever the arrival rate: under
- * a ramp, hellos no longer arrive one per tick, each paying a whole fsync of its own.
+ * go together. The admission gate sets it to what its last commit cost (at most 25 ms), so while
+ * commits take no longer than that a process spends at most half its time in commits and the lock
+ * waits behind them, whatever the arrival rate: under a ramp, hellos no longer arrive one per
+ * tick, each paying a whole fsync of its own.
  */
 export class TickBatch<T> {
   #items: T[] = [];

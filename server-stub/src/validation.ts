@@ -135,22 +135,26 @@ export const VALIDATION_RULES = [
 ] as const;
 export type ValidationRule = (typeof VALIDATION_RULES)[number];
 
-/** TypeBox's error kinds that carry a bound, by rule, and the schema keyword holding the bound. */
-const BOUNDED: ReadonlyMap<ValueErrorType, readonly [ValidationRule, string]> = new Map([
-  [ValueErrorType.NumberMinimum, ['minimum', 'minimum']],
-  [ValueErrorType.IntegerMinimum, ['minimum', 'minimum']],
-  [ValueErrorType.NumberExclusiveMinimum, ['minimum', 'exclusiveMinimum']],
-  [ValueErrorType.IntegerExclusiveMinimum, ['minimum', 'exclusiveMinimum']],
-  [ValueErrorType.NumberMaximum, ['maximum', 'maximum']],
-  [ValueErrorType.IntegerMaximum, ['maximum', 'maximum']],
-  [ValueErrorType.NumberExclusiveMaximum, ['maximum', 'exclusiveMaximum']],
-  [ValueErrorType.IntegerExclusiveMaximum, ['maximum', 'exclusiveMaximum']],
-  [ValueErrorType.StringMinLength, ['minLength', 'minLength']],
-  [ValueErrorType.StringMaxLength, ['maxLength', 'maxLength']],
-  [ValueErrorType.ArrayMinItems, ['minItems', 'minItems']],
-  [ValueErrorType.ArrayMaxItems, ['maxItems', 'maxItems']],
-  [ValueErrorType.ObjectMaxProperties, ['maxProperties', 'maxProperties']],
-]);
+/**
+ * TypeBox's error kinds that carry a bound: the schema keyword holding the bound, the rule it is
+ * reported as (an exclusive bound is still a minimum or a maximum), numbers and integers alike.
+ */
+const BOUNDS: ReadonlyArray<readonly [keyword: string, rule: ValidationRule, kinds: readonly ValueErrorType[]]> = [
+  ['minimum', 'minimum', [ValueErrorType.NumberMinimum, ValueErrorType.IntegerMinimum]],
+  ['exclusiveMinimum', 'minimum', [ValueErrorType.NumberExclusiveMinimum, ValueErrorType.IntegerExclusiveMinimum]],
+  ['maximum', 'maximum', [ValueErrorType.NumberMaximum, ValueErrorType.IntegerMaximum]],
+  ['exclusiveMaximum', 'maximum', [ValueErrorType.NumberExclusiveMaximum, ValueErrorType.IntegerExclusiveMaximum]],
+  ['minLength', 'minLength', [ValueErrorType.StringMinLength]],
+  ['maxLength', 'maxLength', [ValueErrorType.StringMaxLength]],
+  ['minItems', 'minItems', [ValueErrorType.ArrayMinItems]],
+  ['maxItems', 'maxItems', [ValueErrorType.ArrayMaxItems]],
+  ['maxProperties', 'maxProperties', [ValueErrorType.ObjectMaxProperties]],
+];
+
+/** By error kind: the rule and the schema keyword holding the bound. */
+const BOUNDED: ReadonlyMap<ValueErrorType, readonly [ValidationRule, string]> = new Map(
+  BOUNDS.flatMap(([keyword, rule, kinds]) => kinds.map((kind) => [kind, [rule, keyword]] as const)),
+);
 
 const OTHER: ReadonlyMap<ValueErrorType, ValidationRule> = new Map([
   [ValueErrorType.ObjectRequiredProperty, 'required'],

@@ -258,6 +258,19 @@ export class ControlChannel implements ChannelHub {
     this.#endpoint.close();
   }
 
+  /**
+   * Ends every open session with SERVICE_RESTART while the process keeps serving: their devices
+   * reconnect and say hello again, and admission decides their seats afresh. For a process that
+   * another host declared dead (hosts/membership.ts): the leases of the devices it served went into
+   * their grace period, and a session kept open would go on serving a device as managed after the
+   * sweep gave its seat away. Returns how many sessions were closed.
+   */
+  reconnectAll(reason: string): number {
+    const open = [...this.#sessions.admitted()].filter((s) => s.state === 'open');
+    for (const s of open) this.#io.close(s, CloseCodes.SERVICE_RESTART, reason);
+    return open.length;
+  }
+
   /** Writes buffered status (called with the presence flush). */
   flush(): void {
     this.#deps.status.flush();

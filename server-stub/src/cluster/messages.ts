@@ -24,7 +24,9 @@ export type WorkerToPrimary =
 export type PrimaryToWorker =
   | { t: 'notice'; notice: Notice }
   | { t: 'metrics-snap-req'; id: number }
-  | { t: 'metrics-res'; id: number; text: string };
+  | { t: 'metrics-res'; id: number; text: string }
+  /** The cluster's other hosts count this one dead (hosts/membership.ts): close every session, their devices say hello again. */
+  | { t: 'reconnect-all' };
 
 export function isMessage<T extends { t: string }>(value: unknown): value is T {
   return typeof value === 'object' && value !== null && typeof (value as { t?: unknown }).t === 'string';
@@ -39,4 +41,6 @@ export const CLUSTER_ENV = {
   mqttUrl: 'FLEET_CLUSTER_MQTT_URL',
   mqttSecret: 'FLEET_CLUSTER_MQTT_SECRET',
   mqttPin: 'FLEET_CLUSTER_MQTT_PIN',
+  /** With a PostgreSQL store: the primary's id among the hosts sharing it (leases name it). */
+  instanceId: 'FLEET_CLUSTER_INSTANCE_ID',
 } as const;

@@ -1,9 +1,11 @@
 import cluster, { type Worker } from 'node:cluster';
+import { hostname } from 'node:os';
 import { LocalNoticeBus, type Notice } from '../channel/notices.js';
 import type { EmbeddedBroker } from '../channel/mqtt/embedded-broker.js';
 import { startBrokerAccounts } from '../broker-accounts-start.js';
 import type { ServerConfig } from '../config.js';
 import { type MetricsJson, renderMerged } from '../metrics.js';
+import { HostMembership } from '../hosts/membership.js';
 import { prepareSharedMaterial } from '../hosts/prepare.js';
 import { loadOrCreateSigningPki } from '../pki/signing.js';
 import { isPostgresUrl } from '../store/database.js';
@@ -39,6 +41,21 @@ export async function runPrimary(config: ServerConfig): Promise<{ close(): Promi
   const notices = pgBus ?? new LocalNoticeBus();
   await pgBus?.start(log);
   const services = createServices(config, { notices, logger: log });
+  // On a PostgreSQL store other hosts may share, this host is one member of their cluster
+  // (hosts/membership.ts): the primary heartbeats for its workers, whose leases name it, and runs
+  // the once-per-cluster work below only while it holds the background role.
+  const membership =
+    services.store.dialect === 'postgres'
+      ? new HostMembership({
+          store: services.store,
+          admission: services.admission,
+          log,
+          timeoutMs: config.hostTimeoutSec * 1000,
+          label: `${hostname()}/${process.pid} (primary of ${config.workers} workers)`,
+          onDeclaredDead: () => broadcast({ t: 'reconnect-all' }),
+        })
+      : undefined;
+  const leads = () => membership?.leads() ?? true;
   services.metrics.gauge('fleet_workers', 'Worker processes alive.', () => Object.keys(cluster.workers ?? {}).length, {
     aggregate: 'max',
   });
@@ -159,7 +176,12 @@ export async function runPrimary(config: ServerConfig): Promise<{ close(): Promi
     : {};
 
   const fork = (index: number) => {
-    const w = cluster.fork({ FLEET_SERVER_WORKER: '1', [CLUSTER_ENV.workerIndex]: String(index), ...brokerEnv });
+    const w = cluster.fork({
+      FLEET_SERVER_WORKER: '1',
+      [CLUSTER_ENV.workerIndex]: String(index),
+      ...brokerEnv,
+      ...(membership ? { [CLUSTER_ENV.instanceId]: membership.instanceId } : {}),
+    });
     indexOf.set(w.id, index);
     held.set(w.id, new Set());
     startedAt.set(w.id, Date.now());
@@ -211,8 +233,17 @@ export async function runPrimary(config: ServerConfig): Promise<{ close(): Promi
   // worker starts when its bucket clients lose the MQTT broker (read from the store): returns are
   // counted in the store (whichever worker admitted them); the workers' hello backlog is not seen
   // here, so the quiet period alone (restartQuietSec) stands for it.
-  const start = services.admission.startRestartHold();
-  if (start.held > 0) log.info({ held: start.held }, 'restart hold: seats of the previous process life held for their devices');
+  // Among several hosts only when the whole cluster starts: a host joining a running cluster holds
+  // nothing (the devices connected to the others are theirs).
+  const hold = () => {
+    const start = services.admission.startRestartHold();
+    if (start.held > 0) log.info({ held: start.held }, 'restart hold: seats of the previous process life held for their devices');
+  };
+  let coldStart = true;
+  if (membership) {
+    coldStart = membership.start(hold).coldStart;
+    membership.run();
+  } else hold();
   // The hold is decided once every first worker listens: forking and loading them takes seconds
   // under load, time in which no device can return and which must not count as quiet.
   const listening = new Set<number>();
@@ -221,6 +252,8 @@ export async function runPrimary(config: ServerConfig): Promise<{ close(): Promi
     listening.add(w.id);
     if (serving || listening.size < config.workers) return;
     serving = true;
+    // Joining a running cluster: its hold (if one runs) counts from when its own start served.
+    if (!coldStart) return;
     try {
       services.admission.holdServing();
     } catch (err) {
@@ -231,7 +264,7 @@ export async function runPrimary(config: ServerConfig): Promise<{ close(): Promi
 
   const timers = [
     setInterval(() => {
-      if (!serving) return;
+      if (!serving || !leads()) return;
       try {
         const end = services.admission.checkHold(0);
         if (end) log.info(end, 'seat hold: caught up with the reconnecting fleet; grace starts for devices not back');
@@ -240,6 +273,7 @@ export async function runPrimary(config: ServerConfig): Promise<{ close(): Promi
       }
     }, 1000),
     setInterval(() => {
+      if (!leads()) return;
       try {
         services.admission.sweep();
         services.metrics.inc('fleet_licence_sweeps_total');
@@ -279,6 +313,12 @@ export async function runPrimary(config: ServerConfig): Promise<{ close(): Promi
     await accounts?.close().catch((err: unknown) => log.error({ err }, 'closing the broker accounts failed'));
     await broker?.close();
     services.admission.presence.flush();
+    // After the workers released their devices: the other hosts need not.
+    try {
+      membership?.stop();
+    } catch (err) {
+      log.error({ err }, 'leaving the cluster failed');
+    }
     await pgBus?.close();
     services.close();
   };

@@ -45,6 +45,8 @@ function heldRegistry(): SessionRegistry {
 /** One worker of `serve --workers N`: the normal server, minus the sweeps, plus IPC to the primary. */
 export async function runWorker(config: ServerConfig): Promise<RunningServer> {
   const notices = new WorkerNoticeBus();
+  // Set once main() returns; a message before that finds no sessions to close.
+  let server: RunningServer | undefined = undefined;
   let local: Metrics | undefined;
   let nextId = 1;
   const pending = new Map<number, (text: string) => void>();
@@ -54,6 +56,11 @@ export async function runWorker(config: ServerConfig): Promise<RunningServer> {
       case 'notice':
         notices.deliver(m.notice);
         break;
+      case 'reconnect-all': {
+        const closed = server?.app.channel.reconnectAll('server rejoining its cluster') ?? 0;
+        server?.app.log.warn({ closed }, 'cluster member: sessions closed so that their devices are admitted again');
+        break;
+      }
       case 'metrics-snap-req': {
         const id = m.id;
         // A figure that cannot be read (the store closing) must not leave the scrape waiting.
@@ -87,7 +94,9 @@ export async function runWorker(config: ServerConfig): Promise<RunningServer> {
     });
   };
   const workerId = cluster.worker?.id ?? 0;
-  const server = await main(config, {
+  const instanceId = process.env[CLUSTER_ENV.instanceId];
+  server = await main(config, {
+    ...(instanceId ? { instanceId } : {}),
     mqtt: mqttOfWorker(config),
     reconcileBrokerAccounts: false,
     notices,

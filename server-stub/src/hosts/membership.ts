@@ -36,6 +36,15 @@ export interface MembershipOptions {
   readonly timeoutMs: number;
   /** What `server_instances.label` says about this process (host name, pid, port). */
   readonly label?: string;
+  /**
+   * The other members count this process dead, so they release (or have released) the leases of
+   * the devices it serves into their grace period: another member declared it dead (its heartbeat
+   * was late: an event loop or a host stalled; called once it has registered again), or its
+   * heartbeats have failed for longer than `timeoutMs` (its store connection is gone: called once
+   * per such outage). The devices must say hello again (`ControlChannel.reconnectAll`): kept
+   * open, their sessions would outlive their seats once the grace period ends.
+   */
+  readonly onDeclaredDead?: () => void;
 }
 
 /**
@@ -62,6 +71,10 @@ export class HostMembership implements ClusterRole {
   readonly #instances: ServerInstances;
   readonly #opts: MembershipOptions;
   #leaderUntil = 0;
+  /** When the last heartbeat was recorded (monotonic ms). */
+  #lastBeat = performance.now();
+  /** Heartbeats have failed for longer than the timeout, and `onDeclaredDead` was called for it. */
+  #cutOff = false;
   #leading = false;
   #stopped = false;
   #timer: NodeJS.Timeout | undefined;
@@ -101,6 +114,7 @@ export class HostMembership implements ClusterRole {
       return { coldStart, dead: coldStart ? [] : dead, now };
     });
     this.#opts.admission.instanceId = this.instanceId;
+    this.#lastBeat = performance.now();
     this.#opts.log.info({ instanceId: this.instanceId, label, coldStart }, coldStart ? 'cluster member: first of the cluster (cold start)' : 'cluster member: joined a running cluster');
     this.#reap(dead, now);
     this.#claim(performance.now());
@@ -114,6 +128,7 @@ export class HostMembership implements ClusterRole {
         this.tick();
       } catch (err) {
         this.#opts.log.error({ err }, 'cluster heartbeat failed');
+        this.#missed();
       }
     }, this.periodMs);
     this.#timer.unref();
@@ -132,11 +147,25 @@ export class HostMembership implements ClusterRole {
     });
     if (!alive) {
       // Another member found this one late (an event loop stalled past the timeout) and released
-      // its devices' leases into their grace period; they are reclaimed at their next hello.
-      this.#opts.log.error({ instanceId: this.instanceId }, 'cluster member: another member declared this process dead; registered again');
+      // its devices' leases into their grace period; they reclaim them with a new hello.
+      this.#opts.log.error({ instanceId: this.instanceId }, 'cluster member: another member declared this process dead; registered again, its devices reconnect');
+      this.#opts.onDeclaredDead?.();
     }
+    this.#lastBeat = started;
+    this.#cutOff = false;
     this.#reap(dead, now);
     this.#claim(started);
+  }
+
+  /** A heartbeat failed: past the timeout, the others count this process dead (once per outage). */
+  #missed(): void {
+    if (this.#stopped || this.#cutOff || performance.now() - this.#lastBeat <= this.#opts.timeoutMs) return;
+    this.#cutOff = true;
+    this.#opts.log.error(
+      { instanceId: this.instanceId, sinceMs: Math.round(performance.now() - this.#lastBeat) },
+      'cluster member: no heartbeat recorded for longer than the timeout; the others release this process\'s devices, which reconnect',
+    );
+    this.#opts.onDeclaredDead?.();
   }
 
   #reap(dead: readonly Dead[], now: number): void {

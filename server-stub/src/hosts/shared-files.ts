@@ -106,3 +106,18 @@ export function publishSharedFiles(store: Store, dataDir: string, opts: { replac
     return written;
   });
 }
+
+/**
+ * Runs a change of the data directory's signing files (a rotation, a retirement, vendor roots
+ * added) that becomes the cluster's: with a shared store the store's files are taken first, so the
+ * change is made to the cluster's current set and not to a copy that another host's change has
+ * replaced since this host's last trust-anchor reload (publishing that copy would undo it); then
+ * the result is published, removals included. Without a shared store: `change` alone.
+ */
+export async function changeSigningFiles<T>(store: Store, dataDir: string, change: () => Promise<T> | T): Promise<T> {
+  if (!sharesFiles(store)) return change();
+  adoptSharedFiles(store, dataDir, 'signing/');
+  const result = await change();
+  publishSharedFiles(store, dataDir, { replace: true, prefix: 'signing/' });
+  return result;
+}

@@ -145,11 +145,12 @@ export class JobDispatcher {
     const outcomes: Array<Exclude<ProgressOutcome, 'applied'>> = [];
     let finished = false;
     const anyReady = batch.some((item) => item.kind === 'ready');
-    // Devices that connect while nothing waits for them (the common case of a ramp or a reconnect
-    // storm) need no write transaction: one per tick of hellos was a second commit and fsync, and
-    // a second wait for the write lock, beside the admission's own.
-    const writes = anyReady ? batch.filter((item) => item.kind !== 'ready' || !this.#readyWithoutWrites(item.deviceUuid)) : batch;
     try {
+      // Devices that connect while nothing waits for them (the common case of a ramp or a reconnect
+      // storm) need no write transaction: one per tick of hellos was a second commit and fsync, and
+      // a second wait for the write lock, beside the admission's own. Read inside the try: a store
+      // that fails here fails the batch like its write would, never the process (a timer called us).
+      const writes = anyReady ? batch.filter((item) => item.kind !== 'ready' || !this.#readyWithoutWrites(item.deviceUuid)) : batch;
       if (writes.length > 0) this.#store.write(() => {
         for (const item of writes) {
           try {

@@ -19,7 +19,7 @@ import type { Store } from '../store/database.js';
 import { AccountPackets, FirmwareCatalogue, type NewPacket, type PacketRow, sha256InUse } from '../store/packets.js';
 import type { AccountScope } from '../store/scope.js';
 import { addVendorAnchors, loadOrCreateSigningPki, type SigningPki } from '../pki/signing.js';
-import { publishSharedFiles, sharesFiles } from '../hosts/shared-files.js';
+import { changeSigningFiles, sharesFiles } from '../hosts/shared-files.js';
 import { PacketBlobs } from '../store/packet-blobs.js';
 import { PacketStorage } from './storage.js';
 
@@ -408,8 +408,8 @@ export class PacketService {
       }
     }
     if (usedGiven.size > 0) {
-      report.vendorAnchorsAdded = addVendorAnchors(this.dataDir, [...usedGiven].map((p) => `${p.trim()}\n`).join(''));
-      if (sharesFiles(this.store)) publishSharedFiles(this.store, this.dataDir, { replace: true, prefix: 'signing/' });
+      const pem = [...usedGiven].map((p) => `${p.trim()}\n`).join('');
+      report.vendorAnchorsAdded = await changeSigningFiles(this.store, this.dataDir, () => addVendorAnchors(this.dataDir, pem));
       this.reloadPki();
     }
     return report;

@@ -32,6 +32,8 @@ export class PacketStorage {
 
   /** With several hosts on one store: packet bytes are kept there too, and fetched from there when missing here. */
   readonly #shared: PacketBlobs | undefined;
+  /** Copies from the shared store under way, by SHA-256. */
+  readonly #copying = new Map<string, Promise<string>>();
 
   constructor(dataDir: string, shared?: PacketBlobs) {
     this.#shared = shared;
@@ -47,28 +49,50 @@ export class PacketStorage {
     return join(this.#objects, sha256);
   }
 
+  /**
+   * Whether the packet is stored. With a shared store the store decides: a file left here after
+   * another host deleted the packet is not the cluster's copy (storing it again shares it again).
+   */
   has(sha256: string): boolean {
-    return existsSync(this.path(sha256)) || this.#shared?.complete(sha256) !== undefined;
+    return this.#shared ? this.#shared.complete(sha256) !== undefined : existsSync(this.path(sha256));
   }
 
   /**
    * The local path of a packet's bytes: with a shared store, a packet stored by another host is
-   * copied here first (chunk by chunk into a temporary file, renamed once complete; afterwards a
-   * local file like any other). A packet known nowhere gives its path anyway (reading it fails as
-   * before).
+   * copied here first (chunk by chunk into a temporary file, checked against its size and SHA-256,
+   * renamed once complete; afterwards a local file like any other). Requests that ask while it is
+   * being copied wait for that copy: each chunk read blocks the event loop for a round trip, and
+   * the first offers of a job send hundreds of devices to the same packet at once. A packet known
+   * nowhere gives its path anyway (reading it fails as before).
    */
   async local(sha256: string): Promise<string> {
     const final = this.path(sha256);
     if (existsSync(final) || !this.#shared) return final;
-    const head = this.#shared.complete(sha256);
+    let copying = this.#copying.get(sha256);
+    if (!copying) {
+      copying = this.#copyFromStore(this.#shared, sha256, final).finally(() => this.#copying.delete(sha256));
+      this.#copying.set(sha256, copying);
+    }
+    return copying;
+  }
+
+  async #copyFromStore(shared: PacketBlobs, sha256: string, final: string): Promise<string> {
+    const head = shared.complete(sha256);
     if (!head) return final;
     const tmp = this.tempPath();
     const file = await open(tmp, 'w', 0o644);
     try {
+      const hash = createHash('sha256');
+      let size = 0;
       for (let seq = 0; seq < head.chunks; seq++) {
-        const chunk = this.#shared.chunk(sha256, seq);
+        const chunk = shared.chunk(sha256, seq);
         if (!chunk) throw new AppError('SERVER_INTERNAL', `packet ${sha256}: chunk ${seq} of ${head.chunks} missing in the store`);
+        hash.update(chunk);
+        size += chunk.length;
         await file.write(chunk);
+      }
+      if (size !== head.size || hash.digest('hex') !== sha256) {
+        throw new AppError('SERVER_INTERNAL', `packet ${sha256}: the bytes in the store (${size} of ${head.size}) do not match its SHA-256`);
       }
       await file.sync();
     } catch (err) {
@@ -77,7 +101,7 @@ export class PacketStorage {
       throw err;
     }
     await file.close();
-    // Another request may have fetched it meanwhile: same bytes, either file will do.
+    // Written by an upload of the same bytes meanwhile: either file will do.
     if (existsSync(final)) await rm(tmp, { force: true });
     else await rename(tmp, final);
     return final;

@@ -3,7 +3,7 @@ import { MAX_TRUST_ANCHORS, type TrustAnchor, trustAnchorsDigest } from '@router
 import type { NoticeBus } from '../channel/notices.js';
 import type { Clock } from '../clock.js';
 import { AppError } from '../errors.js';
-import { adoptSharedFiles, publishSharedFiles, sharesFiles } from '../hosts/shared-files.js';
+import { adoptSharedFiles, changeSigningFiles, sharesFiles } from '../hosts/shared-files.js';
 import { asAccountUuid } from '../ids.js';
 import type { PacketService } from '../packets/service.js';
 import type { ProfileService } from '../profiles/service.js';
@@ -149,9 +149,9 @@ export class TrustAnchorService {
     return changed;
   }
 
-  /** A change made here becomes the cluster's (hosts on one PostgreSQL store; nothing to do on SQLite). */
-  #publish(): void {
-    if (sharesFiles(this.packets.store)) publishSharedFiles(this.packets.store, this.dataDir, { replace: true, prefix: 'signing/' });
+  /** A change of the signing files, made to the cluster's current set and published (hosts/shared-files.ts). */
+  #change<T>(change: () => Promise<T> | T): Promise<T> {
+    return changeSigningFiles(this.packets.store, this.dataDir, change);
   }
 
   /** Drops the cached set of one account (another process announced a change). */
@@ -166,16 +166,14 @@ export class TrustAnchorService {
 
   /** A new signing root and signer; the old root stays trusted (overlap) until `retire`. */
   async rotate(): Promise<AnchorInfo[]> {
-    await rotateSigningPki(this.dataDir, new Date(this.clock.now()));
-    this.#publish();
+    await this.#change(() => rotateSigningPki(this.dataDir, new Date(this.clock.now())));
     await this.reload();
     return this.list();
   }
 
   /** Ends an overlap: the root with this fingerprint is no longer trusted. */
   async retire(fingerprint: string): Promise<AnchorInfo[]> {
-    await retireAnchor(this.dataDir, fingerprint, new Date(this.clock.now()));
-    this.#publish();
+    await this.#change(() => retireAnchor(this.dataDir, fingerprint, new Date(this.clock.now())));
     await this.reload();
     return this.list();
   }
@@ -186,8 +184,7 @@ export class TrustAnchorService {
     if (blocks.length === 0 || !blocks.every(isCa)) {
       throw new AppError('SERVER_VALIDATION', 'A vendor trust anchor must be a PEM CA certificate.');
     }
-    const added = addVendorAnchors(this.dataDir, pem);
-    this.#publish();
+    const added = await this.#change(() => addVendorAnchors(this.dataDir, pem));
     await this.reload();
     return added;
   }

@@ -131,7 +131,6 @@ function jobView(services: Services, scope: AccountScope, j: JobHead) {
   };
 }
 
-/** The `state` filter accepts the job lifecycle's states, as its table names them. */
 /**
  * A device's status in a job and its latest execution, as a job's device list and a device's job
  * history show it. `skipped`: waiting, but the device is unmanaged (beyond the licence limit), so
@@ -162,6 +161,7 @@ export function jobDeviceView(r: JobDeviceRow) {
   };
 }
 
+/** The `state` filter accepts the job lifecycle's states, as its table names them. */
 const JobStateQuery = Type.Union(JOB_LIFECYCLE.states.map((s) => Type.Literal(s)));
 
 function isIdCursor(v: unknown): v is { id: number } {

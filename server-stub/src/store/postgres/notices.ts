@@ -38,7 +38,8 @@ export function splitNotice(notice: Notice): Notice[] {
  * Delivery is at most once, like the node:cluster bus's: a process whose listening connection is
  * down misses what is sent meanwhile, and a notice only ever concerns open sessions, whose devices
  * get the current state from the store when they next say hello (admission, trust anchors,
- * settings); jobs do not depend on notices at all (every process claims from the store each second).
+ * settings); jobs do not depend on notices (every process claims from the store each second;
+ * `jobs-runnable` only makes that sooner).
  */
 export class PostgresNoticeBus extends LocalNoticeBus implements NoticeBus {
   readonly #id = randomUUID();
@@ -80,6 +81,12 @@ export class PostgresNoticeBus extends LocalNoticeBus implements NoticeBus {
     } catch (err) {
       await client.end().catch(() => {});
       throw err;
+    }
+    if (this.#closed) {
+      // Closed while connecting (at start, or a reconnect under way): this connection would
+      // outlive the bus and keep the process from exiting.
+      await client.end().catch(() => {});
+      return;
     }
     client.on('notification', (m) => this.#received(m.payload));
     this.#client = client;
