@@ -22,7 +22,7 @@ import {
   installQueryCheck,
   requireUtf8Charset,
 } from './http-edge.js';
-import { type ClusterRole, HostMembership, SINGLE_PROCESS } from './hosts/membership.js';
+import { type ClusterRole, HostMembership, mqttConsumerRole, SINGLE_PROCESS } from './hosts/membership.js';
 import { installJobs } from './jobs/timers.js';
 import { installPeriodic } from './periodic.js';
 import { isStorageFull } from './storage-guard.js';
@@ -159,6 +159,7 @@ export async function buildApp(config: ServerConfig, deps: BuildAppDeps = {}): P
             app.log.warn({ closed }, 'cluster member: sessions closed so that their devices are admitted again');
           },
           ...(deps.memberLabel ? { label: deps.memberLabel } : {}),
+          ...(config.mqttUrl !== null ? { exclusiveRoles: [mqttConsumerRole(config.mqttUrl)] } : {}),
         })
       : undefined;
   const role: ClusterRole = membership ?? SINGLE_PROCESS;

@@ -164,6 +164,10 @@ export const ServerErrors = {
     status: 500,
     message: 'The PostgreSQL store named by --store cannot be reached (details in the message).',
   },
+  SERVER_HOST_ROLE_TAKEN: {
+    status: 500,
+    message: 'Another live server process on this store already holds a role only one may hold (details in the message).',
+  },
   SERVER_UNAVAILABLE: { status: 503, message: 'The server is shutting down or busy.', retryable: true },
   SERVER_STORAGE_FULL: {
     status: 507,

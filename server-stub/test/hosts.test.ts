@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { Notice } from '../src/channel/notices.js';
-import { HostMembership } from '../src/hosts/membership.js';
+import { HostMembership, mqttConsumerRole } from '../src/hosts/membership.js';
+import { isAppError } from '../src/errors.js';
 import { adoptSharedFiles, publishSharedFiles } from '../src/hosts/shared-files.js';
 import { asAccountUuid, asDeviceUuid } from '../src/ids.js';
 import { PACKET_CHUNK_BYTES, PacketStorage } from '../src/packets/storage.js';
@@ -26,10 +27,19 @@ afterAll(() => {
   removeTempDirs();
 });
 
-function host(store: string): { w: World; m: HostMembership } {
+function host(store: string, exclusiveRoles?: readonly string[]): { w: World; m: HostMembership } {
   const w = world({ store, leaseGraceSec: 60 });
   worlds.push(w);
-  return { w, m: new HostMembership({ store: w.services.store, admission: w.services.admission, log: silent, timeoutMs: 5000 }) };
+  return {
+    w,
+    m: new HostMembership({
+      store: w.services.store,
+      admission: w.services.admission,
+      log: silent,
+      timeoutMs: 5000,
+      ...(exclusiveRoles ? { exclusiveRoles } : {}),
+    }),
+  };
 }
 
 const leaseOf = (w: World, uuid: string) =>
@@ -72,6 +82,39 @@ describe('cluster membership (server_instances, server_roles)', () => {
     expect(leaseOf(b.w, d1!.uuid)).toMatchObject({ instance_id: b.m.instanceId, released_at: null });
     b.m.stop();
     expect(b.w.services.store.stmt('SELECT holder FROM server_roles').all()).toEqual([]);
+  }, 120_000);
+
+  it('one host alone consumes an external MQTT broker: a second one for the same broker is refused at start, one for another broker is not, and a crashed holder does not keep its replacement out', () => {
+    const store = freshPostgresStore();
+    const broker = mqttConsumerRole('mqtts://user:secret@broker.example:8883');
+    expect(broker).toBe('mqtt-consumer mqtts://broker.example:8883');
+    const a = host(store, [broker]);
+    a.m.start(() => {});
+    const b = host(store, [broker]);
+    let refused: unknown;
+    try {
+      b.m.start(() => {});
+    } catch (err) {
+      refused = err;
+    }
+    expect(isAppError(refused) && refused.code).toBe('SERVER_HOST_ROLE_TAKEN');
+    expect((refused as Error).message).toContain(broker);
+    const live = () => b.w.services.store.stmt<{ id: string }>('SELECT id FROM server_instances WHERE stopped_at IS NULL').all().map((r) => r.id);
+    // Nothing of the refused process was recorded.
+    expect(live()).toEqual([a.m.instanceId]);
+    const other = host(store, [mqttConsumerRole('mqtts://other.example:8883')]);
+    expect(other.m.start(() => {})).toEqual({ coldStart: false });
+
+    // The holder crashes (its store connection, and with it its liveness lock, goes): its
+    // replacement for the same broker starts at once, without waiting for the role to expire.
+    a.w.services.store.close();
+    const c = host(store, [broker]);
+    expect(c.m.start(() => {})).toEqual({ coldStart: false });
+    expect(c.w.services.store.stmt<{ holder: string }>('SELECT holder FROM server_roles WHERE name = ?').get(broker)?.holder).toBe(c.m.instanceId);
+    // A clean stop gives it up.
+    c.m.stop();
+    expect(c.w.services.store.stmt('SELECT holder FROM server_roles WHERE name = ?').get(broker)).toBeUndefined();
+    other.m.stop();
   }, 120_000);
 
   it('a member whose heartbeat is late is found dead although its connection lives; it registers again at its next heartbeat', () => {

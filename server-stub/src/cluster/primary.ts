@@ -5,7 +5,7 @@ import type { EmbeddedBroker } from '../channel/mqtt/embedded-broker.js';
 import { startBrokerAccounts } from '../broker-accounts-start.js';
 import type { ServerConfig } from '../config.js';
 import { type MetricsJson, renderMerged } from '../metrics.js';
-import { HostMembership } from '../hosts/membership.js';
+import { HostMembership, mqttConsumerRole } from '../hosts/membership.js';
 import { prepareSharedMaterial } from '../hosts/prepare.js';
 import { loadOrCreateSigningPki } from '../pki/signing.js';
 import { isPostgresUrl } from '../store/database.js';
@@ -53,6 +53,7 @@ export async function runPrimary(config: ServerConfig): Promise<{ close(): Promi
           timeoutMs: config.hostTimeoutSec * 1000,
           label: `${hostname()}/${process.pid} (primary of ${config.workers} workers)`,
           onDeclaredDead: () => broadcast({ t: 'reconnect-all' }),
+          ...(config.mqttUrl !== null ? { exclusiveRoles: [mqttConsumerRole(config.mqttUrl)] } : {}),
         })
       : undefined;
   const leads = () => membership?.leads() ?? true;

@@ -3,6 +3,7 @@ import { hostname } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import type { AdmissionService } from '../admission/service.js';
+import { AppError } from '../errors.js';
 import type { Store } from '../store/database.js';
 import { holdLivenessLock, ServerInstances, storeNow } from '../store/instances.js';
 
@@ -10,6 +11,20 @@ type Dead = ReturnType<ServerInstances['dead']>[number];
 
 /** The role whose holder runs the cluster-wide background work (licence sweep, seat hold, job timeouts, ...). */
 export const BACKGROUND_ROLE = 'background';
+
+/**
+ * The role of the one process that consumes an external MQTT broker's device uplinks (its bucket
+ * sessions have fixed client ids: two hosts consuming one broker would take each other's sessions
+ * over, back and forth). Named by the broker's address, so hosts on different brokers do not clash.
+ */
+export function mqttConsumerRole(brokerUrl: string): string {
+  try {
+    const u = new URL(brokerUrl);
+    return `mqtt-consumer ${u.protocol}//${u.host}`;
+  } catch {
+    return 'mqtt-consumer';
+  }
+}
 
 /**
  * Which process of the cluster runs the work that must happen once for the whole store. With one
@@ -45,6 +60,12 @@ export interface MembershipOptions {
    * open, their sessions would outlive their seats once the grace period ends.
    */
   readonly onDeclaredDead?: () => void;
+  /**
+   * Roles this process holds alone for as long as it lives (`mqttConsumerRole`): taken when it
+   * joins, renewed with every heartbeat, given up at a clean stop. When a live member already holds
+   * one, joining fails with SERVER_HOST_ROLE_TAKEN (nothing of this process is recorded).
+   */
+  readonly exclusiveRoles?: readonly string[];
 }
 
 /**
@@ -111,6 +132,20 @@ export class HostMembership implements ClusterRole {
         onColdStart();
       }
       this.#instances.register(this.instanceId, this.#lockKey, label, now);
+      for (const name of this.#opts.exclusiveRoles ?? []) {
+        // A holder found dead (crashed: its liveness lock is gone) does not keep a replacement out.
+        const previous = this.#instances.roleHolder(name);
+        if (previous !== undefined && dead.some((d) => d.id === previous)) this.#instances.releaseRole(name, previous);
+        const holder = this.#instances.claimRole(name, this.instanceId, now, now + this.#opts.timeoutMs);
+        if (holder !== this.instanceId) {
+          // Thrown inside the transaction: the registration above is undone with it.
+          throw new AppError(
+            'SERVER_HOST_ROLE_TAKEN',
+            `another server process on this store (${this.#instances.label(holder) ?? holder}) holds the role "${name}"; `
+            + 'only one host may consume an MQTT broker: give the others no --mqtt-url, or another broker',
+          );
+        }
+      }
       return { coldStart, dead: coldStart ? [] : dead, now };
     });
     this.#opts.admission.instanceId = this.instanceId;
@@ -182,6 +217,11 @@ export class HostMembership implements ClusterRole {
     const { store } = this.#opts;
     const holder = store.write(() => {
       const now = storeNow(store);
+      for (const name of this.#opts.exclusiveRoles ?? []) {
+        const other = this.#instances.claimRole(name, this.instanceId, now, now + this.#opts.timeoutMs);
+        // Only after this process was declared dead and another took the role over.
+        if (other !== this.instanceId) this.#opts.log.error({ role: name, holder: other }, 'cluster member: another server process took over a role this one held alone');
+      }
       return this.#instances.claimRole(BACKGROUND_ROLE, this.instanceId, now, now + this.#opts.timeoutMs);
     });
     const leading = holder === this.instanceId;
@@ -201,6 +241,7 @@ export class HostMembership implements ClusterRole {
     const { store } = this.#opts;
     store.write(() => {
       this.#instances.releaseRole(BACKGROUND_ROLE, this.instanceId);
+      for (const name of this.#opts.exclusiveRoles ?? []) this.#instances.releaseRole(name, this.instanceId);
       const now = storeNow(store);
       this.#instances.stop(this.instanceId, now);
       this.#instances.purgeStopped(now - 24 * 3600_000);

@@ -135,6 +135,11 @@ export class ServerInstances {
     this.store.stmt('DELETE FROM server_roles WHERE name = ? AND holder = ?').run(name, holder);
   }
 
+  /** What a process recorded about itself (host name, pid, port), for messages. */
+  label(id: string): string | undefined {
+    return this.store.stmt<{ label: string }>('SELECT label FROM server_instances WHERE id = ?').get(id)?.label;
+  }
+
   roleHolder(name: string): string | undefined {
     return this.store.stmt<{ holder: string }>('SELECT holder FROM server_roles WHERE name = ?').get(name)?.holder;
   }
