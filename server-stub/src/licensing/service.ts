@@ -8,6 +8,7 @@ import type { Store } from '../store/database.js';
 import type { LicenceRecord } from '../store/licences.js';
 import { VendorCodes } from '../store/licences.js';
 import { Identities } from '../store/accounts.js';
+import type { NewAccountEvent } from '../store/events.js';
 import { AccountScope } from '../store/scope.js';
 import { generateCode, normaliseCode } from './codes.js';
 import { ARTICLES, type Feature, type LicenceKind } from './plans.js';
@@ -159,13 +160,22 @@ export class LicensingService {
       scope.write(() => {
         const before = scope.licences.all();
         const targets = uuids ?? before.filter((l) => licenceStatus(l, before, now) === 'available').map((l) => l.uuid);
+        // The licences as they stand after the activations so far: whether a Free licence may join
+        // depends on the ones before it. Read once and kept up to date here (re-reading them after
+        // each activation was O(n²) rows); written together at the end.
+        const all = [...before];
+        const index = new Map(all.map((l, i) => [l.uuid, i]));
+        const changes: { id: number; activationAt: number; expiresAt: number }[] = [];
+        const events: NewAccountEvent[] = [];
         for (const uuid of new Set(targets)) {
-          // Re-read after each activation: whether a Free licence may join depends on the ones before it.
-          const all = scope.licences.all();
-          const licence = all.find((l) => l.uuid === uuid);
+          const i = index.get(uuid);
+          const licence = i === undefined ? undefined : all[i];
           try {
-            if (!licence) throw new AppError('SERVER_NOT_FOUND', 'No such licence in this account.');
-            this.#activateOne(scope, licence, all, start, now);
+            if (!licence || i === undefined) throw new AppError('SERVER_NOT_FOUND', 'No such licence in this account.');
+            const end = checkActivate(licence, all, start, now);
+            all[i] = { ...licence, activationAt: start, expiresAt: end };
+            changes.push({ id: licence.id, activationAt: start, expiresAt: end });
+            events.push(activationEvent(licence, start, now));
             activated.push(uuid);
           } catch (err) {
             if (!isAppError(err)) throw err;
@@ -173,6 +183,8 @@ export class LicensingService {
           }
         }
         if (errors.length > 0) throw new RollBack();
+        scope.licences.setActivations(changes);
+        scope.events.recordMany(events);
       });
     } catch (err) {
       if (!(err instanceof RollBack)) throw err;
@@ -189,12 +201,7 @@ export class LicensingService {
   #activateOne(scope: AccountScope, licence: LicenceRecord, all: readonly LicenceRecord[], start: number, now: number): void {
     const end = checkActivate(licence, all, start, now);
     scope.licences.setActivation(licence.id, start, end);
-    scope.events.record({
-      type: start > now ? 'licence.activation-scheduled' : 'licence.activation-requested',
-      subject: licence.uuid,
-      data: { licence: licence.uuid, kind: licence.kind, activationAt: new Date(start).toISOString() },
-      at: now,
-    });
+    scope.events.record(activationEvent(licence, start, now));
   }
 
   /**
@@ -257,6 +264,16 @@ export class LicensingService {
     scope.events.record({ type: 'licence.redeemed', subject: uuid, data: { licence: uuid, kind: vendor.plan }, at: now });
     return uuid;
   }
+}
+
+/** The account event that records an activation asked for at `now`, starting at `start`. */
+function activationEvent(licence: LicenceRecord, start: number, now: number): NewAccountEvent {
+  return {
+    type: start > now ? 'licence.activation-scheduled' : 'licence.activation-requested',
+    subject: licence.uuid,
+    data: { licence: licence.uuid, kind: licence.kind, activationAt: new Date(start).toISOString() },
+    at: now,
+  };
 }
 
 class RollBack extends Error {}
