@@ -148,6 +148,29 @@ describe.each(STORES)('bulk writes on %s', (kind) => {
     expect(t.scope.events.list({ limit: 10, type: 'licence.activation-requested' })).toEqual([]);
   });
 
+  it('redeems many codes in one call, each judged against the ones redeemed before it', async () => {
+    const w = open(kind);
+    const t = await w.newTenant();
+    const [basic] = w.services.licensing.issue('basic-1', 1);
+    const [pro] = w.services.licensing.issue('pro', 1);
+    let refused: unknown;
+    try {
+      w.services.licensing.redeemAndActivate(t.scope, [basic!, pro!], undefined);
+    } catch (err) {
+      refused = err;
+    }
+    expect(isAppError(refused) && refused.code).toBe('SERVER_LICENCE_PLAN_MIX');
+    expect(w.services.licensing.list(t.scope)).toEqual([]);
+    const report = w.services.licensing.importCsv(t.scope, `code\n${basic}\n${pro}\n${basic}\n`, true, 10);
+    expect(report.errors.map((e) => [e.line, e.code])).toEqual([
+      [3, 'SERVER_LICENCE_PLAN_MIX'],
+      [4, 'SERVER_LICENCE_CODE_DUPLICATE'],
+    ]);
+    const codes = w.services.licensing.issue('basic-25', 3);
+    const views = w.services.licensing.redeemAndActivate(t.scope, codes, undefined);
+    expect(views.map((l) => [l.code, l.status])).toEqual(codes.map((c) => [c, 'active']));
+  });
+
   it('registers a CSV file with the same verdict per line as one row at a time, all or nothing unless partial', async () => {
     const w = open(kind);
     const t = await w.newTenant();

@@ -100,6 +100,8 @@ export class LicensingService {
     let accepted: ImportedLicence[] = [];
     const run = () => {
       const seen = new Set<string>();
+      // The account's licences, read once and kept up to date as codes are redeemed.
+      const held = scope.licences.all();
       for (const row of table.rows) {
         const obj = rowObject(table.header, row);
         if (!obj) {
@@ -111,7 +113,7 @@ export class LicensingService {
           const code = normaliseCode(input);
           if (code !== undefined && seen.has(code)) throw new AppError('SERVER_LICENCE_CODE_DUPLICATE');
           if (code !== undefined) seen.add(code);
-          const uuid = scope.savepoint(() => this.#redeemOne(scope, input, now));
+          const uuid = scope.savepoint(() => this.#redeemOne(scope, input, now, held));
           accepted.push({ line: row.line, code: code!, uuid });
         } catch (err) {
           if (!isAppError(err)) throw err;
@@ -211,7 +213,12 @@ export class LicensingService {
    */
   redeemAndActivate(scope: AccountScope, codes: readonly string[], at: number | undefined, now: number = this.clock.now()): LicenceView[] {
     if (codes.length === 0) return this.activateMany(scope, undefined, at, now);
-    const uuids = scope.write(() => codes.map((code) => this.#redeemOne(scope, code, now)));
+    const uuids = scope.write(() => {
+      // The account's licences, read once and kept up to date as codes are redeemed (each
+      // redemption is judged against the ones before it, as if redeemed one by one).
+      const held = scope.licences.all();
+      return codes.map((code) => this.#redeemOne(scope, code, now, held));
+    });
     return this.activateMany(scope, uuids, at, now);
   }
 
@@ -241,18 +248,19 @@ export class LicensingService {
     return ent;
   }
 
-  #redeemOne(scope: AccountScope, input: string, now: number): string {
+  /** Redeems one code, judged against `held` (the account's licences; read when not given, appended to when given). */
+  #redeemOne(scope: AccountScope, input: string, now: number, held?: LicenceRecord[]): string {
     const code = normaliseCode(input);
     if (!code) throw new AppError('SERVER_LICENCE_CODE_MALFORMED');
     const vendor = this.#codes.get(code);
     if (!vendor) throw new AppError('SERVER_LICENCE_CODE_UNKNOWN');
     checkRedeem(
       { kind: vendor.plan, issuedAt: vendor.issued_at, redeemedAt: vendor.redeemed_at },
-      scope.licences.all(),
+      held ?? scope.licences.all(),
       now,
     );
     const uuid = randomUUID();
-    scope.licences.insert({
+    const record = scope.licences.insert({
       uuid,
       code,
       kind: vendor.plan,
@@ -262,6 +270,7 @@ export class LicensingService {
     });
     this.#codes.markRedeemed(code, scope.accountId, now);
     scope.events.record({ type: 'licence.redeemed', subject: uuid, data: { licence: uuid, kind: vendor.plan }, at: now });
+    held?.push(record);
     return uuid;
   }
 }

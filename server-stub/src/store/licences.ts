@@ -96,13 +96,14 @@ export class AccountLicences {
     seats: number;
     issuedAt: number;
     redeemedAt: number;
-  }): void {
-    this.store
-      .stmt(
+  }): LicenceRecord {
+    const row = this.store
+      .stmt<{ id: number }>(
         `INSERT INTO licences (uuid, account_id, code, plan, seats, issued_at, redeemed_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?)`,
+         VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id`,
       )
-      .run(l.uuid, this.accountId, l.code, l.kind, l.seats, l.issuedAt, l.redeemedAt);
+      .get(l.uuid, this.accountId, l.code, l.kind, l.seats, l.issuedAt, l.redeemedAt)!;
+    return { ...l, id: row.id, activationAt: null, expiresAt: null };
   }
 
   /**
