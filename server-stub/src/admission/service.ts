@@ -392,13 +392,12 @@ export class AdmissionService {
     const { balance, events } = this.store.write(() => {
       const balance = this.#balance(accountId, now);
       const licences = new AccountLicences(this.store, accountId).all();
-      const log = new AccountEvents(this.store, accountId);
-      let events = 0;
-      for (const l of licences) {
-        for (const e of dueLicenceEvents(l, licences, now)) {
-          if (log.record({ type: e.type, subject: l.uuid, data: e.data, at: e.at, dedupeKey: e.dedupeKey })) events++;
-        }
-      }
+      // Every licence's due events, offered again at each sweep (the dedupe key keeps each once):
+      // one multi-row statement, not a round trip per event.
+      const due = licences.flatMap((l) =>
+        dueLicenceEvents(l, licences, now).map((e) => ({ type: e.type, subject: l.uuid, data: e.data, at: e.at, dedupeKey: e.dedupeKey })),
+      );
+      const events = new AccountEvents(this.store, accountId).recordMany(due);
       return { balance, events };
     });
     this.#emit(accountId, balance, now, 'licences-changed');

@@ -18,6 +18,7 @@ import {
   type GroupRow,
   type NewDevice,
   sealedCredentialByUuid,
+  serialNumbersTaken,
   serialNumberTaken,
 } from '../store/devices.js';
 import type { AccountScope } from '../store/scope.js';
@@ -239,7 +240,9 @@ export class DeviceService {
 
   /**
    * CSV mass registration: the header names the columns (DEVICE_CSV_COLUMNS, plus `customFields.<key>`).
-   * One transaction with prepared statements; all or nothing unless `partial` is asked for.
+   * One transaction, all or nothing unless `partial` is asked for; the store is asked set-wise (one
+   * lookup of the serial numbers and one multi-row insert per chunk on PostgreSQL), so the write
+   * lock is held for a few round trips, not two per row.
    */
   importCsv(scope: AccountScope, body: Buffer | string, partial: boolean, maxRows: number): DeviceImportReport {
     const now = this.clock.now();
@@ -279,10 +282,21 @@ export class DeviceService {
           if (id === null) throw new AppError('SERVER_VALIDATION', `Unknown device group "${key.slice(2)}".`);
           return id;
         };
+        // Set-based: the rows are checked in memory first (in file order, so a serial number is
+        // "seen" exactly where it was before), then the serial numbers the store already has are
+        // looked up for all of them at once, then the registration limit and that lookup are
+        // applied in file order, and the accepted devices are inserted together. Each line gets
+        // the same verdict, in the same order of checks, as when every row was checked and
+        // inserted alone: cells, text, columns, duplicate in the file, group, limit, device
+        // fields, serial number registered already.
+        type Checked =
+          | { readonly line: number; readonly error: AppError | { code: string; message: string } }
+          | { readonly line: number; readonly error?: undefined; readonly input: DeviceInput; readonly groupId: number | null; readonly invalid?: AppError };
+        const checked: Checked[] = [];
         for (const row of table.rows) {
           const obj = rowObject(table.header, row);
           if (!obj) {
-            fail(row.line, { code: 'SERVER_CSV_INVALID', message: 'Wrong number of cells.' });
+            checked.push({ line: row.line, error: { code: 'SERVER_CSV_INVALID', message: 'Wrong number of cells.' } });
             continue;
           }
           try {
@@ -301,23 +315,50 @@ export class DeviceService {
             let groupId: number | null = null;
             if (byUuid) groupId = groupOf(`u:${byUuid}`, () => scope.groups.byUuid(byUuid));
             else if (byName) groupId = groupOf(`n:${byName}`, () => scope.groups.byName(byName));
-            if (ent.registrationLimit !== null && count >= ent.registrationLimit) {
-              throw new AppError('SERVER_PLAN_DEVICE_LIMIT');
+            let invalid: AppError | undefined;
+            try {
+              this.#checkNewDevice(input);
+            } catch (err) {
+              if (!isAppError(err)) throw err;
+              invalid = err;
             }
-            const { device, credential } = this.#newDevice(input, groupId);
-            if (serialNumberTaken(this.store, device.serialNumber)) throw new AppError('SERVER_DEVICE_SERIAL_TAKEN');
-            if (partial) scope.savepoint(() => scope.devices.insert(device, now));
-            else scope.devices.insert(device, now);
-            registered.push({ deviceId: device.uuid, credential });
-            if (accepted.length < MAX_REPORTED_ERRORS) accepted.push({ line: row.line, serialNumber: device.serialNumber, uuid: device.uuid });
-            imported++;
-            count++;
+            checked.push(invalid ? { line: row.line, input, groupId, invalid } : { line: row.line, input, groupId });
           } catch (err) {
             if (!isAppError(err)) throw err;
-            fail(row.line, err);
+            checked.push({ line: row.line, error: err });
           }
         }
+        const taken = serialNumbersTaken(
+          this.store,
+          checked.flatMap((c) => (c.error === undefined && c.invalid === undefined ? [c.input.serialNumber] : [])),
+        );
+        const devices: NewDevice[] = [];
+        for (const c of checked) {
+          if (c.error !== undefined) {
+            fail(c.line, c.error);
+            continue;
+          }
+          if (ent.registrationLimit !== null && count >= ent.registrationLimit) {
+            fail(c.line, new AppError('SERVER_PLAN_DEVICE_LIMIT'));
+            continue;
+          }
+          if (c.invalid) {
+            fail(c.line, c.invalid);
+            continue;
+          }
+          if (taken.has(c.input.serialNumber)) {
+            fail(c.line, new AppError('SERVER_DEVICE_SERIAL_TAKEN'));
+            continue;
+          }
+          const { device, credential } = this.#newDevice(c.input, c.groupId);
+          devices.push(device);
+          registered.push({ deviceId: device.uuid, credential });
+          if (accepted.length < MAX_REPORTED_ERRORS) accepted.push({ line: c.line, serialNumber: device.serialNumber, uuid: device.uuid });
+          imported++;
+          count++;
+        }
         if (errorCount > 0 && !partial) throw new RollBack();
+        scope.devices.insertMany(devices, now);
       });
     } catch (err) {
       if (!(err instanceof RollBack)) throw err;
@@ -347,14 +388,19 @@ export class DeviceService {
     return g.id;
   }
 
-  #newDevice(input: DeviceInput, groupId: number | null): { device: NewDevice; credential: string } {
+  /** Throws the validation error of a new device's fields, if any (what #newDevice checks). */
+  #checkNewDevice(input: DeviceInput): { latitude: number | null; longitude: number | null } | undefined {
     if (!SERIAL_PATTERN.test(input.serialNumber)) {
       throw new AppError('SERVER_VALIDATION', 'serialNumber must be 1-64 letters, digits, ".", "_" or "-".');
     }
     for (const key of Object.keys(input.customFields ?? {})) {
       if (!CUSTOM_FIELD_KEY.test(key)) throw new AppError('SERVER_VALIDATION', `Invalid custom field name "${key}".`);
     }
-    const coords = coordinates(input);
+    return coordinates(input);
+  }
+
+  #newDevice(input: DeviceInput, groupId: number | null): { device: NewDevice; credential: string } {
+    const coords = this.#checkNewDevice(input);
     const cred = this.vault.issue();
     const device: NewDevice = {
       ...coords,

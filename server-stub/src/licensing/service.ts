@@ -8,6 +8,7 @@ import type { Store } from '../store/database.js';
 import type { LicenceRecord } from '../store/licences.js';
 import { VendorCodes } from '../store/licences.js';
 import { Identities } from '../store/accounts.js';
+import type { NewAccountEvent } from '../store/events.js';
 import { AccountScope } from '../store/scope.js';
 import { generateCode, normaliseCode } from './codes.js';
 import { ARTICLES, type Feature, type LicenceKind } from './plans.js';
@@ -99,6 +100,8 @@ export class LicensingService {
     let accepted: ImportedLicence[] = [];
     const run = () => {
       const seen = new Set<string>();
+      // The account's licences, read once and kept up to date as codes are redeemed.
+      const held = scope.licences.all();
       for (const row of table.rows) {
         const obj = rowObject(table.header, row);
         if (!obj) {
@@ -110,7 +113,7 @@ export class LicensingService {
           const code = normaliseCode(input);
           if (code !== undefined && seen.has(code)) throw new AppError('SERVER_LICENCE_CODE_DUPLICATE');
           if (code !== undefined) seen.add(code);
-          const uuid = scope.savepoint(() => this.#redeemOne(scope, input, now));
+          const uuid = scope.savepoint(() => this.#redeemOne(scope, input, now, held));
           accepted.push({ line: row.line, code: code!, uuid });
         } catch (err) {
           if (!isAppError(err)) throw err;
@@ -159,13 +162,22 @@ export class LicensingService {
       scope.write(() => {
         const before = scope.licences.all();
         const targets = uuids ?? before.filter((l) => licenceStatus(l, before, now) === 'available').map((l) => l.uuid);
+        // The licences as they stand after the activations so far: whether a Free licence may join
+        // depends on the ones before it. Read once and kept up to date here (re-reading them after
+        // each activation was O(n²) rows); written together at the end.
+        const all = [...before];
+        const index = new Map(all.map((l, i) => [l.uuid, i]));
+        const changes: { id: number; activationAt: number; expiresAt: number }[] = [];
+        const events: NewAccountEvent[] = [];
         for (const uuid of new Set(targets)) {
-          // Re-read after each activation: whether a Free licence may join depends on the ones before it.
-          const all = scope.licences.all();
-          const licence = all.find((l) => l.uuid === uuid);
+          const i = index.get(uuid);
+          const licence = i === undefined ? undefined : all[i];
           try {
-            if (!licence) throw new AppError('SERVER_NOT_FOUND', 'No such licence in this account.');
-            this.#activateOne(scope, licence, all, start, now);
+            if (!licence || i === undefined) throw new AppError('SERVER_NOT_FOUND', 'No such licence in this account.');
+            const end = checkActivate(licence, all, start, now);
+            all[i] = { ...licence, activationAt: start, expiresAt: end };
+            changes.push({ id: licence.id, activationAt: start, expiresAt: end });
+            events.push(activationEvent(licence, start, now));
             activated.push(uuid);
           } catch (err) {
             if (!isAppError(err)) throw err;
@@ -173,6 +185,8 @@ export class LicensingService {
           }
         }
         if (errors.length > 0) throw new RollBack();
+        scope.licences.setActivations(changes);
+        scope.events.recordMany(events);
       });
     } catch (err) {
       if (!(err instanceof RollBack)) throw err;
@@ -189,12 +203,7 @@ export class LicensingService {
   #activateOne(scope: AccountScope, licence: LicenceRecord, all: readonly LicenceRecord[], start: number, now: number): void {
     const end = checkActivate(licence, all, start, now);
     scope.licences.setActivation(licence.id, start, end);
-    scope.events.record({
-      type: start > now ? 'licence.activation-scheduled' : 'licence.activation-requested',
-      subject: licence.uuid,
-      data: { licence: licence.uuid, kind: licence.kind, activationAt: new Date(start).toISOString() },
-      at: now,
-    });
+    scope.events.record(activationEvent(licence, start, now));
   }
 
   /**
@@ -204,7 +213,12 @@ export class LicensingService {
    */
   redeemAndActivate(scope: AccountScope, codes: readonly string[], at: number | undefined, now: number = this.clock.now()): LicenceView[] {
     if (codes.length === 0) return this.activateMany(scope, undefined, at, now);
-    const uuids = scope.write(() => codes.map((code) => this.#redeemOne(scope, code, now)));
+    const uuids = scope.write(() => {
+      // The account's licences, read once and kept up to date as codes are redeemed (each
+      // redemption is judged against the ones before it, as if redeemed one by one).
+      const held = scope.licences.all();
+      return codes.map((code) => this.#redeemOne(scope, code, now, held));
+    });
     return this.activateMany(scope, uuids, at, now);
   }
 
@@ -234,18 +248,19 @@ export class LicensingService {
     return ent;
   }
 
-  #redeemOne(scope: AccountScope, input: string, now: number): string {
+  /** Redeems one code, judged against `held` (the account's licences; read when not given, appended to when given). */
+  #redeemOne(scope: AccountScope, input: string, now: number, held?: LicenceRecord[]): string {
     const code = normaliseCode(input);
     if (!code) throw new AppError('SERVER_LICENCE_CODE_MALFORMED');
     const vendor = this.#codes.get(code);
     if (!vendor) throw new AppError('SERVER_LICENCE_CODE_UNKNOWN');
     checkRedeem(
       { kind: vendor.plan, issuedAt: vendor.issued_at, redeemedAt: vendor.redeemed_at },
-      scope.licences.all(),
+      held ?? scope.licences.all(),
       now,
     );
     const uuid = randomUUID();
-    scope.licences.insert({
+    const record = scope.licences.insert({
       uuid,
       code,
       kind: vendor.plan,
@@ -255,8 +270,19 @@ export class LicensingService {
     });
     this.#codes.markRedeemed(code, scope.accountId, now);
     scope.events.record({ type: 'licence.redeemed', subject: uuid, data: { licence: uuid, kind: vendor.plan }, at: now });
+    held?.push(record);
     return uuid;
   }
+}
+
+/** The account event that records an activation asked for at `now`, starting at `start`. */
+function activationEvent(licence: LicenceRecord, start: number, now: number): NewAccountEvent {
+  return {
+    type: start > now ? 'licence.activation-scheduled' : 'licence.activation-requested',
+    subject: licence.uuid,
+    data: { licence: licence.uuid, kind: licence.kind, activationAt: new Date(start).toISOString() },
+    at: now,
+  };
 }
 
 class RollBack extends Error {}

@@ -1,5 +1,6 @@
 import type { AccountRowId, AccountUuid, DeviceRowId, DeviceUuid } from '../ids.js';
 import type { Store } from './database.js';
+import { BULK_CHUNK_ROWS } from './events.js';
 
 export type AdmissionState = 'managed' | 'unmanaged' | 'rejected';
 export type DeviceStatus = 'online' | 'unmanaged' | 'offline';
@@ -152,6 +153,57 @@ export class AccountDevices {
         d.latitude ?? null,
         d.longitude ?? null,
       );
+  }
+
+  /**
+   * Inserts many devices in their order (ids ascend as given). On PostgreSQL one multi-row
+   * statement per BULK_CHUNK_ROWS devices instead of one round trip each (a CSV import of 20,000
+   * routers held the write lock for minutes); on SQLite the prepared single-row insert, which
+   * costs microseconds.
+   */
+  insertMany(devices: readonly NewDevice[], now: number): void {
+    if (this.store.dialect !== 'postgres') {
+      for (const d of devices) this.insert(d, now);
+      return;
+    }
+    const insert = this.store.stmt(
+      `INSERT INTO devices (uuid, account_id, serial_number, name, location, group_id, model, firmware,
+         ping_interval, pong_timeout, session_timeout, custom_fields, credential_hash, credential_enc,
+         created_at, updated_at, latitude, longitude)
+       SELECT d.uuid, ?, d.serial_number, d.name, d.location, d.group_id, d.model, d.firmware,
+         d.ping_interval, d.pong_timeout, d.session_timeout, d.custom_fields, d.credential_hash, d.credential_enc,
+         ?, ?, d.latitude, d.longitude
+       FROM unnest(?::text[], ?::text[], ?::text[], ?::text[], ?::bigint[], ?::text[], ?::text[],
+         ?::bigint[], ?::bigint[], ?::bigint[], ?::text[], ?::bytea[], ?::bytea[],
+         ?::double precision[], ?::double precision[])
+         WITH ORDINALITY AS d(uuid, serial_number, name, location, group_id, model, firmware,
+           ping_interval, pong_timeout, session_timeout, custom_fields, credential_hash, credential_enc,
+           latitude, longitude, n)
+       ORDER BY d.n`,
+    );
+    for (let i = 0; i < devices.length; i += BULK_CHUNK_ROWS) {
+      const c = devices.slice(i, i + BULK_CHUNK_ROWS);
+      insert.run(
+        this.accountId,
+        now,
+        now,
+        c.map((d) => d.uuid),
+        c.map((d) => d.serialNumber),
+        c.map((d) => d.name),
+        c.map((d) => d.location),
+        c.map((d) => d.groupId),
+        c.map((d) => d.model),
+        c.map((d) => d.firmware),
+        c.map((d) => d.pingInterval),
+        c.map((d) => d.pongTimeout),
+        c.map((d) => d.sessionTimeout),
+        c.map((d) => JSON.stringify(d.customFields)),
+        c.map((d) => d.credentialHash),
+        c.map((d) => d.credentialSealed),
+        c.map((d) => d.latitude ?? null),
+        c.map((d) => d.longitude ?? null),
+      );
+    }
   }
 
   update(id: number, patch: DevicePatch, now: number): void {
@@ -378,6 +430,23 @@ export function deviceUuids(store: Store, ids: readonly number[]): DeviceUuid[] 
 /** Serial numbers are unique across the server: a hello names its serial number, not its account. */
 export function serialNumberTaken(store: Store, serialNumber: string): boolean {
   return store.stmt('SELECT 1 FROM devices WHERE serial_number = ?').get(serialNumber) !== undefined;
+}
+
+/**
+ * Which of `serialNumbers` are registered already (in any account): on PostgreSQL one statement per
+ * BULK_CHUNK_ROWS serial numbers, on SQLite the prepared point read (microseconds each).
+ */
+export function serialNumbersTaken(store: Store, serialNumbers: readonly string[]): Set<string> {
+  const taken = new Set<string>();
+  if (store.dialect !== 'postgres') {
+    for (const s of serialNumbers) if (serialNumberTaken(store, s)) taken.add(s);
+    return taken;
+  }
+  const find = store.stmt<{ serial_number: string }>('SELECT serial_number FROM devices WHERE serial_number = ANY(?::text[])');
+  for (let i = 0; i < serialNumbers.length; i += BULK_CHUNK_ROWS) {
+    for (const r of find.all(serialNumbers.slice(i, i + BULK_CHUNK_ROWS))) taken.add(r.serial_number);
+  }
+  return taken;
 }
 
 /** Every device's UUID, across accounts (what an external broker's device accounts are reconciled with). */

@@ -2,6 +2,7 @@ import type { AccountRowId } from '../ids.js';
 import type { LicenceKind } from '../licensing/plans.js';
 import type { LicenceFacts } from '../licensing/rules.js';
 import type { Store } from './database.js';
+import { BULK_CHUNK_ROWS } from './events.js';
 
 export interface VendorCodeRow {
   code: string;
@@ -95,13 +96,34 @@ export class AccountLicences {
     seats: number;
     issuedAt: number;
     redeemedAt: number;
-  }): void {
-    this.store
-      .stmt(
+  }): LicenceRecord {
+    const row = this.store
+      .stmt<{ id: number }>(
         `INSERT INTO licences (uuid, account_id, code, plan, seats, issued_at, redeemed_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?)`,
+         VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id`,
       )
-      .run(l.uuid, this.accountId, l.code, l.kind, l.seats, l.issuedAt, l.redeemedAt);
+      .get(l.uuid, this.accountId, l.code, l.kind, l.seats, l.issuedAt, l.redeemedAt)!;
+    return { ...l, id: row.id, activationAt: null, expiresAt: null };
+  }
+
+  /**
+   * Sets the activation of many licences: on PostgreSQL one statement per BULK_CHUNK_ROWS licences,
+   * on SQLite the prepared single-row update (microseconds each).
+   */
+  setActivations(rows: readonly { id: number; activationAt: number; expiresAt: number }[]): void {
+    if (this.store.dialect !== 'postgres') {
+      for (const r of rows) this.setActivation(r.id, r.activationAt, r.expiresAt);
+      return;
+    }
+    const update = this.store.stmt(
+      `UPDATE licences SET activation_at = u.activation_at, expires_at = u.expires_at
+       FROM unnest(?::bigint[], ?::bigint[], ?::bigint[]) AS u(id, activation_at, expires_at)
+       WHERE licences.id = u.id AND licences.account_id = ?`,
+    );
+    for (let i = 0; i < rows.length; i += BULK_CHUNK_ROWS) {
+      const chunk = rows.slice(i, i + BULK_CHUNK_ROWS);
+      update.run(chunk.map((r) => r.id), chunk.map((r) => r.activationAt), chunk.map((r) => r.expiresAt), this.accountId);
+    }
   }
 
   setActivation(id: number, activationAt: number, expiresAt: number): void {
