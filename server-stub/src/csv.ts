@@ -12,7 +12,7 @@ export function parseCsv(input: Buffer | string, maxRows: number): CsvTable {
   try {
     return parseCsvFile(input, { maxRows });
   } catch (err) {
-    if (err instanceof CsvError) throw new AppError('SERVER_CSV_INVALID', err.message);
+    if (err instanceof CsvError) throw new AppError('SERVER_CSV_INVALID', err.message, { details: { in: 'csv', field: '', rule: 'format' } });
     throw err;
   }
 }
@@ -22,6 +22,28 @@ export interface RowError {
   readonly line: number;
   readonly code: string;
   readonly message: string;
+  /**
+   * For SERVER_VALIDATION and SERVER_CSV_INVALID: which column breaks which rule, as the
+   * `ValidationDetails` of a refused request with `in: csv` (`field` '' for the row as a whole).
+   */
+  readonly details?: RowErrorDetails;
+}
+
+export interface RowErrorDetails {
+  readonly in: 'csv';
+  readonly field: string;
+  readonly rule: string;
+  readonly limit?: number;
+}
+
+/** A row's entry in an import report: the error's code and message, and its field details if it has any. */
+export function rowError(line: number, err: { readonly code: string; readonly message: string; readonly details?: unknown }): RowError {
+  const d = err.details as { field?: unknown; rule?: unknown; limit?: unknown } | undefined;
+  const details: RowErrorDetails | undefined =
+    d && typeof d.field === 'string' && typeof d.rule === 'string'
+      ? { in: 'csv', field: d.field, rule: d.rule, ...(typeof d.limit === 'number' ? { limit: d.limit } : {}) }
+      : undefined;
+  return { line, code: err.code, message: err.message, ...(details ? { details } : {}) };
 }
 
 export interface ImportReport {

@@ -189,6 +189,13 @@ describe('CSV mass registration', () => {
       [8, 'SERVER_VALIDATION'],
       [9, 'SERVER_CSV_INVALID'],
     ]);
+    // Which column breaks which rule, for a client to say in its user's language.
+    expect(report.errors.slice(2).map((e: { details?: unknown }) => e.details)).toEqual([
+      { in: 'csv', field: '/serialNumber', rule: 'pattern' },
+      { in: 'csv', field: '/connectionPingInterval', rule: 'type' },
+      { in: 'csv', field: '/group', rule: 'oneOf' },
+      { in: 'csv', field: '', rule: 'invalid' },
+    ]);
     expect(t.scope.devices.count()).toBe(1);
     const partial = await w.req('POST', '/api/inventory/managed-devices/import?partial=true', {
       token,
@@ -219,11 +226,18 @@ describe('CSV mass registration', () => {
       '',
       'serialNumber,serialNumber\nA,B\n',
     ];
+    const details: unknown[] = [];
     for (const c of cases) {
       const r = await post(c);
       expect(r.statusCode, String(c)).toBe(400);
       expect(r.json().code).toBe('SERVER_CSV_INVALID');
+      details.push(r.json().details);
     }
+    expect(details.slice(1, 4)).toEqual([
+      { in: 'csv', field: '/serialNumber', rule: 'required' },
+      { in: 'csv', field: '/colour', rule: 'unknownProperty' },
+      { in: 'csv', field: '', rule: 'format' },
+    ]);
     const json = await w.req('POST', '/api/inventory/managed-devices/import', { token, body: { serialNumber: 'A' } });
     expect(json.statusCode).toBe(415);
   });

@@ -2,9 +2,9 @@ import { randomUUID } from 'node:crypto';
 import { SERIAL_NUMBER_CHARS } from '@router-fleet/protocol';
 import type { AdmissionService } from '../admission/service.js';
 import type { Clock } from '../clock.js';
-import { type ImportReport, parseCsv, type RowError, rowObject } from '../csv.js';
+import { type ImportReport, parseCsv, type RowError, rowError, rowObject } from '../csv.js';
 import { DEVICE_CSV_COLUMNS, DEVICE_CSV_CUSTOM_PREFIX, DEVICE_CSV_REQUIRED } from '../import-columns.js';
-import { textViolation } from '../validation.js';
+import { textViolation, type ValidationRule } from '../validation.js';
 import { AppError, isAppError } from '../errors.js';
 import type { LicensingService } from '../licensing/service.js';
 import type { Store } from '../store/database.js';
@@ -60,6 +60,20 @@ export interface DeviceInput {
   longitude?: number | null;
 }
 
+/**
+ * SERVER_VALIDATION for one field, with the details a client translates (`ValidationDetails`):
+ * `field` is a JSON pointer (`/latitude`, `/customFields/site`); a CSV import's report says
+ * `in: csv` for its rows' errors, naming the column the same way.
+ */
+function fieldError(field: string, rule: ValidationRule, message: string, limit?: number): AppError {
+  return new AppError('SERVER_VALIDATION', message, { details: { in: 'body', field, rule, ...(limit === undefined ? {} : { limit }) } });
+}
+
+/** A CSV column as the pointer of the JSON field it fills (`customFields.site` → `/customFields/site`). */
+function columnPointer(column: string): string {
+  return column.startsWith(DEVICE_CSV_CUSTOM_PREFIX) ? `/customFields/${column.slice(DEVICE_CSV_CUSTOM_PREFIX.length)}` : `/${column}`;
+}
+
 /** Checks a coordinate pair: both given or neither, both numbers in range or both null. */
 export function coordinates(input: {
   latitude?: number | null | undefined;
@@ -74,11 +88,11 @@ export function coordinates(input: {
       details: { in: 'body', field: missing, rule: 'required' },
     });
   }
-  if (!Number.isFinite(lat) || lat < -90 || lat > 90) {
-    throw new AppError('SERVER_VALIDATION', 'latitude must be a number from -90 to 90 (degrees).');
-  }
-  if (!Number.isFinite(lon) || lon < -180 || lon > 180) {
-    throw new AppError('SERVER_VALIDATION', 'longitude must be a number from -180 to 180 (degrees).');
+  for (const [name, value, bound] of [['latitude', lat, 90], ['longitude', lon, 180]] as const) {
+    if (!Number.isFinite(value)) throw fieldError(`/${name}`, 'type', `${name} must be a number from -${bound} to ${bound} (degrees).`);
+    if (value < -bound || value > bound) {
+      throw fieldError(`/${name}`, value < -bound ? 'minimum' : 'maximum', `${name} must be a number from -${bound} to ${bound} (degrees).`, value < -bound ? -bound : bound);
+    }
   }
   return { latitude: lat, longitude: lon };
 }
@@ -248,19 +262,25 @@ export class DeviceService {
     const now = this.clock.now();
     const table = parseCsv(body, maxRows);
     if (!table.header.includes(DEVICE_CSV_REQUIRED)) {
-      throw new AppError('SERVER_CSV_INVALID', `The CSV header has no "${DEVICE_CSV_REQUIRED}" column.`);
+      throw new AppError('SERVER_CSV_INVALID', `The CSV header has no "${DEVICE_CSV_REQUIRED}" column.`, {
+        details: { in: 'csv', field: `/${DEVICE_CSV_REQUIRED}`, rule: 'required' },
+      });
     }
     const unknown = table.header.filter(
       (h) => !CSV_COLUMNS.has(h)
         && !(h.startsWith(DEVICE_CSV_CUSTOM_PREFIX) && CUSTOM_FIELD_KEY.test(h.slice(DEVICE_CSV_CUSTOM_PREFIX.length))),
     );
-    if (unknown.length > 0) throw new AppError('SERVER_CSV_INVALID', `Unknown CSV columns: ${unknown.join(', ')}.`);
+    if (unknown.length > 0) {
+      throw new AppError('SERVER_CSV_INVALID', `Unknown CSV columns: ${unknown.join(', ')}.`, {
+        details: { in: 'csv', field: columnPointer(unknown[0]!), rule: 'unknownProperty' },
+      });
+    }
     const customColumns = table.header.filter((h) => h.startsWith(DEVICE_CSV_CUSTOM_PREFIX));
     const errors: RowError[] = [];
     let errorCount = 0;
-    const fail = (line: number, err: AppError | { code: string; message: string }) => {
+    const fail = (line: number, err: AppError | RowError) => {
       errorCount++;
-      if (errors.length < MAX_REPORTED_ERRORS) errors.push({ line, code: err.code, message: err.message });
+      if (errors.length < MAX_REPORTED_ERRORS) errors.push(rowError(line, err));
     };
     let imported = 0;
     let registered: { deviceId: string; credential: string }[] = [];
@@ -279,7 +299,7 @@ export class DeviceService {
             id = find()?.id ?? null;
             groups.set(key, id);
           }
-          if (id === null) throw new AppError('SERVER_VALIDATION', `Unknown device group "${key.slice(2)}".`);
+          if (id === null) throw fieldError(key.startsWith('u:') ? '/groupUuid' : '/group', 'oneOf', `Unknown device group "${key.slice(2)}".`);
           return id;
         };
         // Set-based: the rows are checked in memory first (in file order, so a serial number is
@@ -290,20 +310,23 @@ export class DeviceService {
         // inserted alone: cells, text, columns, duplicate in the file, group, limit, device
         // fields, serial number registered already.
         type Checked =
-          | { readonly line: number; readonly error: AppError | { code: string; message: string } }
+          | { readonly line: number; readonly error: AppError | RowError }
           | { readonly line: number; readonly error?: undefined; readonly input: DeviceInput; readonly groupId: number | null; readonly invalid?: AppError };
         const checked: Checked[] = [];
         for (const row of table.rows) {
           const obj = rowObject(table.header, row);
           if (!obj) {
-            checked.push({ line: row.line, error: { code: 'SERVER_CSV_INVALID', message: 'Wrong number of cells.' } });
+            checked.push({
+              line: row.line,
+              error: { line: row.line, code: 'SERVER_CSV_INVALID', message: 'Wrong number of cells.', details: { in: 'csv', field: '', rule: 'invalid' } },
+            });
             continue;
           }
           try {
             // The same text rules as the JSON routes: every cell is a single-line value.
             for (const [column, value] of Object.entries(obj)) {
               const why = textViolation(value, 'line');
-              if (why) throw new AppError('SERVER_VALIDATION', `${column}: ${why}`);
+              if (why) throw fieldError(columnPointer(column), 'text', `${column}: ${why}`);
             }
             const input = this.#csvInput(obj, customColumns);
             if (seenSerials.has(input.serialNumber)) {
@@ -384,17 +407,17 @@ export class DeviceService {
     if (groupUuid === undefined || groupUuid === null || groupUuid === '') return null;
     const g = scope.groups.byUuid(groupUuid);
     // A group of another account is indistinguishable from a missing one.
-    if (!g) throw new AppError('SERVER_VALIDATION', `Unknown device group ${groupUuid}.`);
+    if (!g) throw fieldError('/groupUuid', 'oneOf', `Unknown device group ${groupUuid}.`);
     return g.id;
   }
 
   /** Throws the validation error of a new device's fields, if any (what #newDevice checks). */
   #checkNewDevice(input: DeviceInput): { latitude: number | null; longitude: number | null } | undefined {
     if (!SERIAL_PATTERN.test(input.serialNumber)) {
-      throw new AppError('SERVER_VALIDATION', 'serialNumber must be 1-64 letters, digits, ".", "_" or "-".');
+      throw fieldError('/serialNumber', 'pattern', 'serialNumber must be 1-64 letters, digits, ".", "_" or "-".');
     }
     for (const key of Object.keys(input.customFields ?? {})) {
-      if (!CUSTOM_FIELD_KEY.test(key)) throw new AppError('SERVER_VALIDATION', `Invalid custom field name "${key}".`);
+      if (!CUSTOM_FIELD_KEY.test(key)) throw fieldError(`/customFields/${key}`, 'pattern', `Invalid custom field name "${key}".`);
     }
     return coordinates(input);
   }
@@ -433,7 +456,9 @@ export class DeviceService {
       const n = /^\d+$/.test(raw) ? Number(raw) : Number.NaN;
       const { min, max } = KEEPALIVE_LIMITS[key];
       if (!Number.isSafeInteger(n) || n < min || n > max) {
-        throw new AppError('SERVER_VALIDATION', `${key} must be an integer from ${min} to ${max} (seconds).`);
+        const message = `${key} must be an integer from ${min} to ${max} (seconds).`;
+        if (!Number.isSafeInteger(n)) throw fieldError(`/${key}`, 'type', message);
+        throw fieldError(`/${key}`, n < min ? 'minimum' : 'maximum', message, n < min ? min : max);
       }
       input[key] = n;
     }
@@ -441,14 +466,14 @@ export class DeviceService {
       const raw = obj[key]?.trim();
       if (!raw) continue;
       const n = /^[+-]?(\d+(\.\d*)?|\.\d+)$/.test(raw) ? Number(raw) : Number.NaN;
-      if (!Number.isFinite(n)) throw new AppError('SERVER_VALIDATION', `${key} must be a decimal number (degrees).`);
+      if (!Number.isFinite(n)) throw fieldError(`/${key}`, 'type', `${key} must be a decimal number (degrees).`);
       input[key] = n;
     }
     if ((input.latitude === undefined) !== (input.longitude === undefined)) {
-      throw new AppError('SERVER_VALIDATION', 'latitude and longitude are given together.');
+      throw fieldError(input.latitude === undefined ? '/latitude' : '/longitude', 'required', 'latitude and longitude are given together.');
     }
     for (const name of ['name', 'location', 'model', 'firmware'] as const) {
-      if ((obj[name]?.length ?? 0) > 200) throw new AppError('SERVER_VALIDATION', `${name} is longer than 200 characters.`);
+      if ((obj[name]?.length ?? 0) > 200) throw fieldError(`/${name}`, 'maxLength', `${name} is longer than 200 characters.`, 200);
     }
     if (customColumns.length > 0) {
       const custom: Record<string, string> = {};

@@ -42,7 +42,24 @@ export const ImportReport = Type.Object({
   imported: Type.Integer(),
   failed: Type.Integer(),
   partial: Type.Boolean(),
-  errors: Type.Array(Type.Object({ line: Type.Integer(), code: Type.String(), message: Type.String() })),
+  errors: Type.Array(
+    Type.Object({
+      line: Type.Integer(),
+      code: Type.String(),
+      message: Type.String(),
+      details: Type.Optional(
+        Type.Object(
+          {
+            in: Type.Literal('csv'),
+            field: Type.String({ description: 'The column as a JSON pointer (`/latitude`, `/customFields/site`); empty for the row as a whole.' }),
+            rule: Type.String({ description: 'The broken rule, as in SERVER_VALIDATION details (docs/errors.md).' }),
+            limit: Type.Optional(Type.Number()),
+          },
+          { description: 'For SERVER_VALIDATION and SERVER_CSV_INVALID: which column breaks which rule.' },
+        ),
+      ),
+    }),
+  ),
 });
 
 export const ImportQuery = Type.Object(

@@ -13,10 +13,39 @@ import { errorText } from './error-text.js';
 import { FilePicker } from './file-picker.js';
 import '../styles/resources.css';
 
+/** Which column of a CSV file breaks which rule (the server's `details` with `in: csv`). */
+export interface CsvDetails {
+  in: 'csv';
+  /** The column as a JSON pointer (`/latitude`, `/customFields/site`); '' for the file or row as a whole. */
+  field: string;
+  rule: string;
+  limit?: number;
+}
+
 export interface RowError {
   line: number;
   code: string;
   message: string;
+  details?: CsvDetails;
+}
+
+function csvDetails(details: unknown): CsvDetails | null {
+  const d = details as Partial<CsvDetails> | undefined;
+  return d && d.in === 'csv' && typeof d.field === 'string' && typeof d.rule === 'string' ? (d as CsvDetails) : null;
+}
+
+/** What a CSV detail says, in the user's language: the column (as the file names it) and the rule it breaks. */
+function csvDetailText(t: TFunction, d: CsvDetails): string {
+  if (d.field === '') return t(`common:csv.${d.rule}`, { defaultValue: t('common:csv.invalid') });
+  const column = d.field.slice(1).replace('/', '.');
+  return t(`common:validation.${d.rule}`, { field: column, limit: d.limit, defaultValue: t('common:validation.invalid', { field: column }) });
+}
+
+/** The translated detail when the server gave one, else its own words for `detailed` codes, else nothing. */
+function Detail(props: { t: TFunction; code: string; message: string; details: unknown; detailed?: ReadonlySet<string> | undefined }) {
+  const d = csvDetails(props.details);
+  if (d) return <ServerDetail text={csvDetailText(props.t, d).replace(/\.$/, '')} />;
+  return props.detailed?.has(props.code) ? <ServerDetail text={props.message} /> : null;
 }
 
 /** The report of a CSV import; `accepted` holds the lines that were imported. */
@@ -104,7 +133,7 @@ export function CsvImportForm(props: {
   );
 }
 
-/** The server's own words after a translated reason (for codes whose message names the column or value). */
+/** What follows a translated reason in parentheses: which column breaks which rule, or the server's own words. */
 function ServerDetail(props: { text: string }) {
   return (
     <span class="detail">
@@ -119,11 +148,10 @@ function ServerDetail(props: { text: string }) {
 /** A failed upload (the file as a whole was refused): the translated error, and the server's detail for `detailed` codes. */
 export function ImportError(props: { t: TFunction; err: unknown; detailed?: ReadonlySet<string> }) {
   const { err } = props;
-  const detail = err instanceof ApiError && props.detailed?.has(err.code) ? err.message : null;
   return (
     <p class="error" role="alert" data-testid="import-error">
       {errorText(props.t, err)}
-      {detail ? <ServerDetail text={detail} /> : null}
+      {err instanceof ApiError ? <Detail t={props.t} code={err.code} message={err.message} details={err.details} detailed={props.detailed} /> : null}
     </p>
   );
 }
@@ -199,7 +227,7 @@ export function ImportReportView<A extends { line: number }>(props: {
                 ) : (
                   <td data-testid="reason" data-code={l.error.code}>
                     {t([k(`reasons.${l.error.code}`), `errors.${l.error.code}`, k('reasons.other')], { code: l.error.code })}
-                    {props.detailed?.has(l.error.code) ? <ServerDetail text={l.error.message} /> : null}
+                    <Detail t={t} code={l.error.code} message={l.error.message} details={l.error.details} detailed={props.detailed} />
                   </td>
                 )}
               </tr>
