@@ -36,6 +36,13 @@ export default tseslint.config(
     },
   },
   {
+    // The bundle's CommonJS shims (agent/scripts/bundle-shims/*.cjs): dependencies that call
+    // `require('x')(…)` need a module whose exports are the function itself.
+    files: ['**/*.cjs'],
+    languageOptions: { sourceType: 'commonjs', globals: { require: 'readonly', module: 'writable' } },
+    rules: { '@typescript-eslint/no-require-imports': 'off' },
+  },
+  {
     // The console's tests may read the console's own pure modules (its package is server-stub).
     files: ['server-stub/test/console/**'],
     rules: {

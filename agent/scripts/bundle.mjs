@@ -41,7 +41,21 @@ const { version } = JSON.parse(readFileSync(join(agentDir, 'package.json'), 'utf
 const slimDependencies = {
   name: 'slim-dependencies',
   setup(b) {
-    b.onResolve({ filter: /^(undici|node-forge|mqtt)$/ }, (args) => ({ path: join(here, 'bundle-shims', `${args.path}.mjs`) }));
+    const shim = (file) => ({ path: join(here, 'bundle-shims', file) });
+    b.onResolve({ filter: /^(undici|node-forge|mqtt|worker-timers)$/ }, (args) => shim(`${args.path}.mjs`));
+    // Browser polyfills and fallbacks that mqtt, mqtt-packet and bl bring, replaced by what Node has
+    // (see each shim). readable-stream 4 is a copy of Node's own streams (mqtt and mqtt-packet each
+    // bundled one, with abort-controller, event-target-shim, string_decoder, safe-buffer): `node:stream`.
+    b.onResolve({ filter: /^(debug|inherits|process-nextick-args)$/ }, (args) => shim(`${args.path}.cjs`));
+    b.onResolve({ filter: /^readable-stream$/ }, () => ({ path: 'node:stream', external: true }));
+    b.onResolve({ filter: /\/llhttp_simd-wasm\.js$/ }, () => shim('llhttp-simd-wasm.cjs'));
+    // cliui and wrap-ansi pin string-width 7 (emoji-regex, 14 KB); yargs already brings string-width 8,
+    // which measures emoji with the `\p{RGI_Emoji}` property instead: every importer gets yargs' copy.
+    b.onResolve({ filter: /^string-width$/ }, async (args) => {
+      if (args.pluginData === 'string-width') return undefined;
+      const yargs = await b.resolve('yargs', { kind: 'import-statement', resolveDir: agentDir, pluginData: 'string-width' });
+      return b.resolve('string-width', { kind: args.kind, resolveDir: dirname(yargs.path), pluginData: 'string-width' });
+    });
   },
 };
 
@@ -89,7 +103,7 @@ for (const [file, output] of Object.entries(result.metafile.outputs)) {
   bytes += output.bytes;
   for (const [input, { bytesInOutput }] of Object.entries(output.inputs)) {
     const workspace = input.split('/').find((p) => p !== '..' && p !== 'src') === 'protocol' ? '@router-fleet/protocol' : '@router-fleet/agent';
-    const pkg = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(input)?.[1] ?? (input.includes('bundle-shims/') ? `${basename(input, '.mjs')} (shim)` : workspace);
+    const pkg = /.*node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(input)?.[1] ?? (input.includes('bundle-shims/') ? `${basename(input).replace(/\.[cm]js$/, '')} (shim)` : workspace);
     perDependency[pkg] = (perDependency[pkg] ?? 0) + bytesInOutput;
   }
 }
