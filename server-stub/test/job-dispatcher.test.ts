@@ -67,7 +67,7 @@ describe('job dispatcher: errors it handles are logged with their context', () =
 });
 
 describe('job dispatcher: a burst of offers to many devices', () => {
-  it('claims more per transaction as a burst goes on, and applies what devices report during it once the offers are out', async () => {
+  it('claims more per transaction as a burst goes on, and holds what devices report and new downloads until the offers are out', async () => {
     const lines: Array<Record<string, unknown>> = [];
     const logger = pino({ level: 'debug' }, { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) });
     const clock = new TestClock(T0);
@@ -92,6 +92,7 @@ describe('job dispatcher: a burst of offers to many devices', () => {
       let acked: () => void = () => undefined;
       const ackSent = new Promise<void>((resolve) => (acked = resolve));
       let offers = 0;
+      let heldAtLastOffer: boolean | undefined;
       services.jobs.attach({
         send: (deviceUuid, message) => {
           sent.push({ deviceUuid, message });
@@ -104,7 +105,11 @@ describe('job dispatcher: a burst of offers to many devices', () => {
             const until = performance.now() + DISPATCH_SLICE_MS + 20;
             while (performance.now() < until) { /* a slow socket write */ }
           }
-          if (offers === n) allOffered();
+          if (offers === n) {
+            // Sent in a later slice of the burst: new downloads of this process wait meanwhile.
+            heldAtLastOffer = services.packets.downloads.held;
+            allOffered();
+          }
           return true;
         },
         onDeviceReady: (listener) => (ready = listener),
@@ -121,6 +126,8 @@ describe('job dispatcher: a burst of offers to many devices', () => {
       await offeredAll;
       await ackSent;
 
+      expect(heldAtLastOffer).toBe(true);
+      expect(services.packets.downloads.held).toBe(false);
       const offered = sent.filter((s) => s.message.type === 'job-offer');
       expect(new Set(offered.map((s) => s.deviceUuid)).size).toBe(n);
       // Held while the burst went on: the ack of the report came after the last offer.

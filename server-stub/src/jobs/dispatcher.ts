@@ -44,6 +44,13 @@ const INBOX_BATCH_MAX = 2000;
  */
 const INBOX_HOLD_MAX_MS = 2000;
 /**
+ * How long new packet downloads of this process wait while a burst of offers goes on (ms, from the
+ * burst's start): they queue within the download limits (`DownloadSlots.hold`) and start when the
+ * burst ends or this long has passed, whichever is first. Bounded so that a burst to a very large
+ * fleet does not leave the first devices' downloads waiting past the download queue's own wait.
+ */
+const DOWNLOAD_HOLD_MAX_MS = 3000;
+/**
  * Executions claimed in the first write transaction of a dispatch; each further transaction of
  * the same dispatch claims twice as many, up to CLAIMS_PER_TRANSACTION_MAX. A job to few devices
  * sends its first offers after a small claim; a job to every router pays one commit (an fsync)
@@ -125,6 +132,8 @@ export class JobDispatcher {
   #dispatchPending = false;
   /** A dispatch left more to claim and offer, and goes on in the next turn (a burst of offers). */
   #bursting = false;
+  /** performance.now() when the current burst of offers began. */
+  #burstStarted = 0;
   /** Executions the next claim transaction of a burst takes. */
   #claimSize = CLAIMS_PER_TRANSACTION;
   /** Channel inputs held while a burst of offers goes on (applied first, in arrival order). */
@@ -339,9 +348,20 @@ export class JobDispatcher {
     try {
       more = this.#dispatchSlice();
     } finally {
-      this.#bursting = more;
+      this.#burst(more);
       if (this.#held.length > 0 && (!more || performance.now() - this.#heldSince >= INBOX_HOLD_MAX_MS)) this.#releaseHeldSoon();
     }
+  }
+
+  /** A burst of offers begins, goes on or ends: new downloads wait while it goes on (bounded). */
+  #burst(more: boolean): void {
+    const downloads = this.#packets.downloads;
+    if (more && !this.#bursting) {
+      this.#burstStarted = performance.now();
+      downloads.hold();
+    }
+    this.#bursting = more;
+    if (downloads.held && (!more || performance.now() - this.#burstStarted >= DOWNLOAD_HOLD_MAX_MS)) downloads.resume();
   }
 
   /** One slice of dispatch (see `dispatch`); true when more is left to claim in the next turn. */
