@@ -145,5 +145,5 @@ describe('job dispatcher: a burst of offers to many devices', () => {
     } finally {
       services.close();
     }
-  }, 60_000);
+  }, 120_000);
 });
