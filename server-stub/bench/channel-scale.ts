@@ -19,7 +19,10 @@
  *    (honouring 503 + Retry-After), check its SHA-256, then report downloading → downloaded →
  *    installing → verifying → succeeded. Prints the time from creating the job until every device
  *    was offered (and offers/s next to the floor of 2b, same devices, same run) and until every
- *    device's success was acknowledged.
+ *    device's success was acknowledged, and `untilAllOffered`: the CPU seconds of the server's
+ *    processes until the last offer, and how busy each fake-device process was meanwhile (CPU
+ *    seconds ÷ wall seconds; near 1 the clients, not the server, set the pace).
+ *    `BENCH_CLIENT_NODE_ARGS` (like BENCH_SERVER_NODE_ARGS) passes node flags to the client processes.
  * `--tls`: the raw floor and the server both serve TLS (a local CA from `fleet-server tls generate`),
  * the devices verify it. `--rate R`: a ramp, R connects started per second in all (still at most
  * `--concurrency` in flight); 0 = as fast as the window allows. Each run also prints the hello →

@@ -39,7 +39,7 @@ const INBOX_BATCH_MAX = 2000;
  * wait, in transactions of INBOX_BATCH_MAX, one per turn of the event loop. The first offers of a
  * job to every router start downloads whose progress reports came back while the other offers
  * were still to be sent, each tick of them a write transaction and an fsync
- * of its own between two claim transactions (20,000 routers, 2 workers: 15 % of a worker's time
+ * of its own between two claim transactions (20,000 routers, 2 workers: 10 % of a worker's time
  * while offering went to applying them, and their commits took turns for the write lock with the
  * claims). Held, they go in fewer, larger transactions once the offers are out.
  */
