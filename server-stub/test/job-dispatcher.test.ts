@@ -3,7 +3,7 @@ import { createMessage, type Message, type MessageOf } from '@router-fleet/proto
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { TestClock } from '../src/clock.js';
-import { CLAIMS_PER_TRANSACTION, CLAIMS_PER_TRANSACTION_MAX, DISPATCH_SLICE_MS } from '../src/jobs/dispatcher.js';
+import { CLAIMS_PER_TRANSACTION, CLAIMS_PER_TRANSACTION_MAX, DISPATCH_SLICE_MS, INBOX_BATCH_MAX } from '../src/jobs/dispatcher.js';
 import { createServices, type Services } from '../src/services.js';
 import { removeTempDirs, T0, tempDir, testConfig } from './helpers/setup.js';
 
@@ -93,6 +93,7 @@ describe('job dispatcher: a burst of offers to many devices', () => {
       const ackSent = new Promise<void>((resolve) => (acked = resolve));
       let offers = 0;
       let heldAtLastOffer: boolean | undefined;
+      let unknownAtLastOffer: number | undefined;
       services.jobs.attach({
         send: (deviceUuid, message) => {
           sent.push({ deviceUuid, message });
@@ -105,9 +106,16 @@ describe('job dispatcher: a burst of offers to many devices', () => {
             const until = performance.now() + DISPATCH_SLICE_MS + 20;
             while (performance.now() < until) { /* a slow socket write */ }
           }
+          if (offers === CLAIMS_PER_TRANSACTION + 1) {
+            // In the burst's second slice: more reports than one transaction takes, all held.
+            for (let i = 0; i < INBOX_BATCH_MAX + 100; i++) {
+              progress!(randomUUID(), createMessage('job-progress', { executionId: randomUUID(), state: 'downloading' }, { sentAt: T0 }));
+            }
+          }
           if (offers === n) {
             // Sent in a later slice of the burst: new downloads of this process wait meanwhile.
             heldAtLastOffer = services.packets.downloads.held;
+            unknownAtLastOffer = services.jobs.ignored.unknown;
             allOffered();
           }
           return true;
@@ -128,6 +136,11 @@ describe('job dispatcher: a burst of offers to many devices', () => {
 
       expect(heldAtLastOffer).toBe(true);
       expect(services.packets.downloads.held).toBe(false);
+      // The reports of unknown executions were held too, and are all judged after the burst (in
+      // transactions of at most INBOX_BATCH_MAX, one per turn).
+      expect(unknownAtLastOffer).toBe(0);
+      for (let turn = 0; turn < 100 && services.jobs.ignored.unknown < INBOX_BATCH_MAX + 100; turn++) await new Promise((r) => setImmediate(r));
+      expect(services.jobs.ignored.unknown).toBe(INBOX_BATCH_MAX + 100);
       const offered = sent.filter((s) => s.message.type === 'job-offer');
       expect(new Set(offered.map((s) => s.deviceUuid)).size).toBe(n);
       // Held while the burst went on: the ack of the report came after the last offer.

@@ -32,7 +32,7 @@ import { nextWindow, type WindowSpan } from './window.js';
 const ORPHAN_QUEUED_MS = MINUTE;
 
 /** Most channel inputs applied in one transaction; more in one tick flush early. */
-const INBOX_BATCH_MAX = 2000;
+export const INBOX_BATCH_MAX = 2000;
 /**
  * How long channel inputs (progress reports, devices ready) may wait while a burst of offers goes
  * on (ms): they are applied after the burst, or when this long has passed, or when INBOX_HOLD_MAX
