@@ -595,14 +595,18 @@ export class JobDispatcher {
     const token = this.#tokens.issue({ executionId: exec.uuid, deviceUuid, expiresAt });
     const installWindow: WindowSpan | undefined =
       exec.window_start !== null && exec.window_end !== null ? { notBefore: exec.window_start, notAfter: exec.window_end } : undefined;
-    const key = `${job.id} ${packet.id} ${installWindow ? 'w' : '-'} ${this.publicBaseUrl}`;
-    let template = this.#offerTemplates.get(key);
+    const key = `${job.uuid} ${packet.id} ${installWindow ? 'w' : '-'} ${this.publicBaseUrl}`;
+    const cached = this.#offerTemplates.get(key);
+    const spec = cached?.spec;
+    // A row id may be reused after a delete: the template must be of this very packet.
+    let template = spec && spec.packet.sha256 === packet.sha256 && spec.packet.size === packet.size
+      && spec.packet.name === packet.name && spec.allowDowngrade === options.allowDowngrade ? cached : undefined;
     if (!template) {
       if (this.#offerTemplates.size >= OFFER_TEMPLATES_MAX) this.#offerTemplates.clear();
       template = new OfferTemplate({
         jobId: job.uuid,
         baseUrl: this.publicBaseUrl,
-        packet,
+        packet: { size: packet.size, sha256: packet.sha256, name: packet.name },
         allowDowngrade: options.allowDowngrade,
         windowed: installWindow !== undefined,
       });
