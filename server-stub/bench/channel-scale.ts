@@ -19,7 +19,10 @@
  *    (honouring 503 + Retry-After), check its SHA-256, then report downloading → downloaded →
  *    installing → verifying → succeeded. Prints the time from creating the job until every device
  *    was offered (and offers/s next to the floor of 2b, same devices, same run) and until every
- *    device's success was acknowledged.
+ *    device's success was acknowledged, and `untilAllOffered`: the CPU seconds of the server's
+ *    processes until the last offer, and how busy each fake-device process was meanwhile (CPU
+ *    seconds ÷ wall seconds; near 1 the clients, not the server, set the pace).
+ *    `BENCH_CLIENT_NODE_ARGS` (like BENCH_SERVER_NODE_ARGS) passes node flags to the client processes.
  * `--tls`: the raw floor and the server both serve TLS (a local CA from `fleet-server tls generate`),
  * the devices verify it. `--rate R`: a ramp, R connects started per second in all (still at most
  * `--concurrency` in flight); 0 = as fast as the window allows. Each run also prints the hello →
@@ -361,7 +364,8 @@ async function runClients(url: string, file: string, n: number, clients: number,
             caFile,
           }),
         },
-        execArgv: process.execArgv,
+        // BENCH_CLIENT_NODE_ARGS (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`): node flags for the fake devices' processes only.
+        execArgv: [...process.execArgv, ...(process.env['BENCH_CLIENT_NODE_ARGS']?.split(' ').filter(Boolean) ?? [])],
       });
       children.push(child);
       return new Promise<{ ok: number; failed: number; seconds: number; latencies: number[]; outcomes: Record<string, number> }>((resolve) =>
@@ -480,6 +484,7 @@ async function jobFanOut(
   packetBytes: number,
   caFile: string,
   floor: { offersPerSec: number } | undefined,
+  serverPid: number,
 ): Promise<void> {
   const dispatcher = caFile ? new Agent({ connect: { ca: readFileSync(caFile) } }) : undefined;
   const fetch = (url: string, init: Parameters<typeof undiciFetch>[1] = {}) => undiciFetch(url, { ...init, ...(dispatcher ? { dispatcher } : {}) });
@@ -498,16 +503,28 @@ async function jobFanOut(
     name: 'bench firmware',
     components: [{ kind: 'firmware', fileName: 'firmware-99.0.0.bin', data: image.toString('base64'), version: '99.0.0' }],
   });
+  // CPU seconds of the server (all processes) and of each fake-device process while the offers go out:
+  // a process busy all that window (busy ≈ 1) is what bounds the offers/s.
+  const serverCpu0 = treeCpuSec(serverPid);
+  const clientCpu0 = children.map((ch) => cpuSec(ch.pid!));
   const created = Date.now();
   const job = await call<{ uuid: string }>('POST', '/api/jobs', token, { name: 'bench job', packetUuid: packet.uuid, target: { all: true } });
   const createMs = Date.now() - created;
   const counts = () => jobCounts(children);
   const limit = created + 10 * 60_000;
   let c = await counts();
+  let offerWindow: { seconds: number; serverCpuSec: number; clientCpuSec: number[] } | undefined;
   // Until every device has succeeded or failed (a failure does not end the wait: the figures say how many).
   while ((c.succeeded + c.errors < connected || c.offers < connected) && Date.now() < limit) {
-    await new Promise((res) => setTimeout(res, 1000));
+    await new Promise((res) => setTimeout(res, offerWindow ? 1000 : 100));
     c = await counts();
+    if (!offerWindow && c.offers >= connected) {
+      offerWindow = {
+        seconds: (Date.now() - created) / 1000,
+        serverCpuSec: treeCpuSec(serverPid) - serverCpu0,
+        clientCpuSec: children.map((ch, i) => cpuSec(ch.pid!) - clientCpu0[i]!),
+      };
+    }
   }
   const view = await fetch(`${baseUrl}/api/jobs/${job.uuid}`, { headers: { authorization: `Bearer ${token}` } }).then(
     (r) => r.json() as Promise<{ state: string; progress: { percentComplete: number; results: Record<string, number> } }>,
@@ -523,6 +540,15 @@ async function jobFanOut(
       succeeded: c.succeeded,
       allSucceededSec: +((c.lastSuccessAt - created) / 1000).toFixed(2),
       executionsPerSec: Math.round(c.succeeded / ((c.lastSuccessAt - created) / 1000)),
+      ...(offerWindow
+        ? {
+            untilAllOffered: {
+              seconds: +offerWindow.seconds.toFixed(2),
+              serverCpuSec: +offerWindow.serverCpuSec.toFixed(2),
+              clientBusy: offerWindow.clientCpuSec.map((x) => +(x / offerWindow.seconds).toFixed(2)),
+            },
+          }
+        : {}),
       downloadRetries: c.downloadRetries,
       errors: c.errors,
       ...(c.firstError ? { firstError: c.firstError } : {}),
@@ -691,7 +717,7 @@ async function orchestrate(): Promise<void> {
         loadavg: { before: loadBefore, after: load() },
       })}\n`,
     );
-    if (values.job) await jobFanOut(url, r.children, r.ok, Number(values['packet-kb']) * 1024, tls?.ca ?? '', offerFloor);
+    if (values.job) await jobFanOut(url, r.children, r.ok, Number(values['packet-kb']) * 1024, tls?.ca ?? '', offerFloor, server.pid!);
     await r.stop();
     server.kill('SIGTERM');
     await new Promise((res) => server.once('exit', res));

@@ -36,4 +36,33 @@ describe('DownloadSlots', () => {
     slots.release();
     expect(slots.active).toBe(0);
   });
+
+  it('while held, new downloads wait in the queue within the same bounds; resuming starts them in order', async () => {
+    const slots = new DownloadSlots(2, 2, 10_000);
+    expect(slots.acquire()).toBe(true);
+    slots.hold();
+    expect(slots.held).toBe(true);
+    const order: string[] = [];
+    const first = Promise.resolve(slots.acquire()).then((ok) => order.push(`first:${ok}`));
+    const second = Promise.resolve(slots.acquire()).then((ok) => order.push(`second:${ok}`));
+    expect(slots.acquire()).toBe(false); // the queue's bound holds while held too
+    // A download that ends while held frees its slot without starting a held one.
+    slots.release();
+    expect(slots.active).toBe(0);
+    expect(slots.queued).toBe(2);
+    slots.resume();
+    await Promise.all([first, second]);
+    expect(order).toEqual(['first:true', 'second:true']);
+    expect(slots.active).toBe(2);
+    expect(slots.held).toBe(false);
+    slots.release();
+    expect(slots.acquire()).toBe(true); // not held: a free slot is taken at once
+  });
+
+  it('a held download still gives up after the longest wait', async () => {
+    const slots = new DownloadSlots(4, 4, 50);
+    slots.hold();
+    await expect(slots.acquire()).resolves.toBe(false);
+    expect(slots.active).toBe(0);
+  });
 });

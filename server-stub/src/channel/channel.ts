@@ -181,6 +181,12 @@ export class ControlChannel implements ChannelHub {
     return this.#io.send(s, encode(message));
   }
 
+  sendText(deviceUuid: string, text: string): boolean {
+    const s = this.#sessions.open(deviceUuid);
+    if (!s) return false;
+    return this.#io.send(s, text);
+  }
+
   onMessage<T extends MessageType>(type: T, handler: MessageHandler<T>): () => void {
     let set = this.#handlers.get(type);
     if (!set) this.#handlers.set(type, (set = new Set()));

@@ -27,6 +27,11 @@ export interface ChannelHub {
    * The message is validated against its schema before sending (a bad message throws).
    */
   send(deviceUuid: string, message: Message): boolean;
+  /**
+   * Sends the text of one frame already encoded from a validated message (the job dispatcher's
+   * offers, built from a per-job template): same rules as `send`, without encoding again.
+   */
+  sendText(deviceUuid: string, text: string): boolean;
   /** Whether the device has an open, admitted session in this process. */
   isConnected(deviceUuid: string): boolean;
   /** The session's state, or undefined. */

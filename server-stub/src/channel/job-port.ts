@@ -9,6 +9,7 @@ import type { ChannelHub } from './hub.js';
 export function jobChannelPort(hub: ChannelHub): JobChannelPort {
   return {
     send: (deviceUuid, message) => hub.send(deviceUuid, message),
+    sendText: (deviceUuid, text) => hub.sendText(deviceUuid, text),
     onDeviceReady(listener) {
       hub.onSession((event, session) => {
         if (event !== 'closed' && session.admission === 'managed') listener(session.deviceUuid, session.accountUuid);

@@ -4,6 +4,7 @@ import {
   CANCELLABLE_JOB_STATES,
   createMessage,
   isTerminalJobState,
+  type Message,
   type MessageOf,
 } from '@router-fleet/protocol';
 import type { Logger } from 'pino';
@@ -20,6 +21,7 @@ import type { JobTemplateHook } from '../templates/service.js';
 import { TickBatch } from '../tick-batch.js';
 import type { JobChannelPort } from './channel-port.js';
 import type { DownloadTokens } from './download-token.js';
+import { OfferTemplate } from './offer-template.js';
 import type { JobOptions, JobTarget } from './options.js';
 import type { JobOutcomes } from './outcomes.js';
 import { decideProgress } from './progress.js';
@@ -30,13 +32,47 @@ import { nextWindow, type WindowSpan } from './window.js';
 const ORPHAN_QUEUED_MS = MINUTE;
 
 /** Most channel inputs applied in one transaction; more in one tick flush early. */
-const INBOX_BATCH_MAX = 2000;
+export const INBOX_BATCH_MAX = 2000;
 /**
- * Executions claimed per write transaction; more are claimed in the next turn of the event loop.
- * One claim for 13,000 connected devices held the write lock past the other workers' busy timeout
- * (the 50,000-router run: job creation answered 500, the store busy).
+ * How long channel inputs (progress reports, devices ready) may wait while a burst of offers goes
+ * on (ms): they are applied after the burst, or when this long has passed, or when INBOX_HOLD_MAX
+ * wait, in transactions of INBOX_BATCH_MAX, one per turn of the event loop. The first offers of a
+ * job to every router start downloads whose progress reports came back while the other offers
+ * were still to be sent, each tick of them a write transaction and an fsync
+ * of its own between two claim transactions (20,000 routers, 2 workers: 10 % of a worker's time
+ * while offering went to applying them, and their commits took turns for the write lock with the
+ * claims). Held, they go in fewer, larger transactions once the offers are out.
+ */
+const INBOX_HOLD_MAX_MS = 2000;
+/**
+ * Most channel inputs held during a burst. 2,000 (one transaction's worth) filled within a second
+ * of a job to 20,000 routers (each reports `downloading` as soon as it has its offer), and applying
+ * them took its turn in the middle of the burst.
+ */
+const INBOX_HOLD_MAX = 10 * INBOX_BATCH_MAX;
+/**
+ * How long new packet downloads of this process wait while a burst of offers goes on (ms, from the
+ * burst's start): they queue within the download limits (`DownloadSlots.hold`) and start when the
+ * burst ends or this long has passed, whichever is first. Bounded so that a burst to a very large
+ * fleet does not leave the first devices' downloads waiting past the download queue's own wait.
+ */
+const DOWNLOAD_HOLD_MAX_MS = 3000;
+/**
+ * Executions claimed in the first write transaction of a dispatch; each further transaction of
+ * the same dispatch claims twice as many, up to CLAIMS_PER_TRANSACTION_MAX. A job to few devices
+ * sends its first offers after a small claim; a job to every router pays one commit (an fsync)
+ * and one turn of the write lock per 2,000 offers instead of per 500.
  */
 export const CLAIMS_PER_TRANSACTION = 500;
+/**
+ * The most executions claimed in one write transaction. One claim for 13,000 connected devices
+ * held the write lock past the other workers' busy timeout (the 50,000-router run: job creation
+ * answered 500, the store busy); 2,000 hold it for about 0.1 s of CPU (job-claim bench: 45–60 µs
+ * per offer, claim and record).
+ */
+export const CLAIMS_PER_TRANSACTION_MAX = 2000;
+/** Offer templates kept (per job, packet and base URL); a few jobs run at once, templated jobs have a packet per device. */
+const OFFER_TEMPLATES_MAX = 64;
 /**
  * How long one dispatch goes on claiming and offering, batch after batch, before it lets other
  * work of the process run (ms of wall time). Offers go out first and at once: a job to every online
@@ -101,6 +137,17 @@ export class JobDispatcher {
   readonly #ready: LocalReadyDevices;
   #port: JobChannelPort | undefined;
   #dispatchPending = false;
+  /** A dispatch left more to claim and offer, and goes on in the next turn (a burst of offers). */
+  #bursting = false;
+  /** performance.now() when the current burst of offers began. */
+  #burstStarted = 0;
+  /** Executions the next claim transaction of a burst takes. */
+  #claimSize = CLAIMS_PER_TRANSACTION;
+  /** Channel inputs held while a burst of offers goes on (applied first, in arrival order). */
+  #held: ChannelInput[] = [];
+  /** performance.now() of the first held input. */
+  #heldSince = 0;
+  readonly #offerTemplates = new Map<string, OfferTemplate>();
   #templates: JobTemplateHook | undefined;
   readonly ignored: IgnoredProgress = { duplicate: 0, illegal: 0, unknown: 0 };
   readonly #inbox: TickBatch<ChannelInput>;
@@ -139,7 +186,32 @@ export class JobDispatcher {
    * savepoint, so a bad one is undone alone and counted; if the commit itself fails nothing is
    * acknowledged and the devices repeat their terminal reports.
    */
-  #apply(batch: ChannelInput[]): void {
+  #apply(input: ChannelInput[]): void {
+    // While offers go out in a burst, what the devices send waits (bounded in time and count).
+    if (this.#bursting && this.#held.length + input.length < INBOX_HOLD_MAX
+      && (this.#held.length === 0 || performance.now() - this.#heldSince < INBOX_HOLD_MAX_MS)) {
+      if (this.#held.length === 0) this.#heldSince = performance.now();
+      for (const item of input) this.#held.push(item);
+      return;
+    }
+    if (this.#held.length === 0) return this.#applyBatch(input);
+    // Held inputs first, in arrival order, one transaction's worth per turn.
+    const all = input.length > 0 ? this.#held.concat(input) : this.#held;
+    this.#held = all.slice(INBOX_BATCH_MAX);
+    this.#applyBatch(all.slice(0, INBOX_BATCH_MAX));
+    this.#releaseHeldSoon();
+  }
+
+  /** Applies what was held during a burst of offers, once the burst has ended (in a later turn). */
+  #releaseHeldSoon(): void {
+    if (this.#held.length === 0) return;
+    setImmediate(() => {
+      // Held again only while a burst goes on and the first held input is younger than INBOX_HOLD_MAX_MS.
+      if (this.#held.length > 0) this.#apply([]);
+    });
+  }
+
+  #applyBatch(batch: ChannelInput[]): void {
     const now = this.#clock.now();
     const acks: Array<{ deviceUuid: string; correlationId: string }> = [];
     const outcomes: Array<Exclude<ProgressOutcome, 'applied'>> = [];
@@ -275,19 +347,45 @@ export class JobDispatcher {
    * (device gone) is undone. Batches follow one another within DISPATCH_SLICE_MS: the offers of one
    * batch are recorded in the transaction that claims the next (one commit, one fsync, per batch),
    * which is safe because nothing else runs in between (no turn of the event loop: no cancel, no
-   * progress report can come between sending an offer and recording it).
+   * progress report can come between sending an offer and recording it). The first transaction
+   * claims CLAIMS_PER_TRANSACTION, each next one twice as many up to CLAIMS_PER_TRANSACTION_MAX.
+   * While a dispatch leaves more to offer (a burst), channel inputs are held (see INBOX_HOLD_MAX_MS).
    */
   dispatch(): void {
-    if (!this.#port) return;
+    let more = false;
+    try {
+      more = this.#dispatchSlice();
+    } finally {
+      this.#burst(more);
+      if (this.#held.length > 0 && (!more || performance.now() - this.#heldSince >= INBOX_HOLD_MAX_MS)) this.#releaseHeldSoon();
+    }
+  }
+
+  /** A burst of offers begins, goes on or ends: new downloads wait while it goes on (bounded). */
+  #burst(more: boolean): void {
+    const downloads = this.#packets.downloads;
+    if (more && !this.#bursting) {
+      this.#burstStarted = performance.now();
+      downloads.hold();
+    }
+    this.#bursting = more;
+    if (downloads.held && (!more || performance.now() - this.#burstStarted >= DOWNLOAD_HOLD_MAX_MS)) downloads.resume();
+  }
+
+  /** One slice of dispatch (see `dispatch`); true when more is left to claim in the next turn. */
+  #dispatchSlice(): boolean {
+    if (!this.#port) return false;
     // No job is running: nothing to render or claim, and no write transaction to take (a read sees
     // what the claim transaction would have seen at this moment; a job started later dispatches again).
-    if (!anyRunningJob(this.#store)) return;
+    if (!anyRunningJob(this.#store)) return false;
     // Template jobs: render the packets of ready devices first (async); dispatch runs again after.
     this.#templates?.renderAhead(() => this.dispatch());
     const started = performance.now();
     let batch: { sent: Claim[]; failed: Claim[]; at: number } = { sent: [], failed: [], at: 0 };
     let offered = 0;
     let more = false;
+    // A burst goes on with the claim size it had reached.
+    let size = this.#bursting ? this.#claimSize : CLAIMS_PER_TRANSACTION;
     for (;;) {
       let now = this.#clock.now();
       const previous = batch;
@@ -299,7 +397,7 @@ export class JobDispatcher {
           // Read once the write lock is held: claimed_at is never earlier than a result this claim
           // saw recorded, whichever process recorded it while this one waited for the lock.
           now = this.#clock.now();
-          return this.#claim(now);
+          return this.#claim(now, size);
         });
       } catch (err) {
         // The offers already sent are recorded on their own (a claim that failed, e.g. on a busy
@@ -309,15 +407,16 @@ export class JobDispatcher {
       }
       offered += previous.sent.length;
       more = claimed.more;
+      size = Math.min(2 * size, CLAIMS_PER_TRANSACTION_MAX);
       batch = { sent: [], failed: [], at: now };
       for (const c of claimed.claims) {
         if (this.#send(c.deviceUuid, this.#offer(c.exec, c.job, c.options, c.deviceUuid, c.packet))) batch.sent.push(c);
         else batch.failed.push(c);
       }
-      const sentAt = this.#clock.now();
-      for (const c of batch.sent) this.#metrics.observe('fleet_job_offer_latency_seconds', undefined, (sentAt - c.job.created_at) / 1000);
+      this.#observeOfferLatency(batch.sent);
       if (claimed.claims.length === 0 || !more || performance.now() - started >= DISPATCH_SLICE_MS) break;
     }
+    this.#claimSize = size;
     const last = batch;
     if (last.sent.length > 0 || last.failed.length > 0) this.#store.write(() => this.#record(last));
     offered += last.sent.length;
@@ -325,6 +424,22 @@ export class JobDispatcher {
     if (more) this.dispatchSoon();
     // Capacity freed by failed sends may go to other connected devices.
     else if (last.failed.length > 0) this.dispatch();
+    return more;
+  }
+
+  /** Job creation → offer sent, one observation per offer (one clock read and one difference per job and batch). */
+  #observeOfferLatency(sent: Claim[]): void {
+    if (sent.length === 0) return;
+    const sentAt = this.#clock.now();
+    let job: JobHead | undefined;
+    let seconds = 0;
+    for (const c of sent) {
+      if (c.job !== job) {
+        job = c.job;
+        seconds = (sentAt - job.created_at) / 1000;
+      }
+      this.#metrics.observe('fleet_job_offer_latency_seconds', undefined, seconds);
+    }
   }
 
   /** Records a batch's offers as offered and undoes the claims whose offer could not be sent (in the caller's transaction). */
@@ -349,7 +464,7 @@ export class JobDispatcher {
     });
   }
 
-  #claim(now: number): { claims: Claim[]; more: boolean } {
+  #claim(now: number, max: number): { claims: Claim[]; more: boolean } {
     const executions = this.#outcomes.executions;
     const devices = this.#outcomes.devices;
     const claims: Claim[] = [];
@@ -359,7 +474,7 @@ export class JobDispatcher {
     // Job by job, oldest first: the limits first, then at most that many candidates (a job with
     // no room left costs one count, not a read of its pending devices).
     for (const jobId of runningJobIds(this.#store)) {
-      if (taken >= CLAIMS_PER_TRANSACTION) {
+      if (taken >= max) {
         more = true;
         break;
       }
@@ -368,7 +483,7 @@ export class JobDispatcher {
       const window = options.window ? nextWindow(options.window, now) : undefined;
       let room = capacity(options, this.#capacityCounts(jobId, options, now), window);
       if (room <= 0) continue;
-      const limit = Math.min(room, CLAIMS_PER_TRANSACTION - taken);
+      const limit = Math.min(room, max - taken);
       const rows = executions.claimCandidates(jobId, now, limit);
       // The packet of a packet job, or a firmware job's per model: read once per job, not per device.
       const packets = new Map<string | null, PacketRow | undefined>();
@@ -380,7 +495,7 @@ export class JobDispatcher {
       // job and batch instead of two per device); the claim time, deadline and window are the job's.
       const deadline = executionDeadline(now, options.timeoutSec, window);
       const offers: Array<{ row: (typeof rows)[number]; packet: PacketRow }> = [];
-      for (let k = 0; k < rows.length && room > 0 && taken < CLAIMS_PER_TRANSACTION; k++) {
+      for (let k = 0; k < rows.length && room > 0 && taken < max; k++) {
         const row = rows[k]!;
         if (busy.has(row.device_id)) continue;
         const rendered = templated ? this.#templates!.packetFor(jobId, row.device_id) : { kind: 'none' as const };
@@ -474,34 +589,41 @@ export class JobDispatcher {
 
   // ── messages to devices ────────────────────────────────────────────────────────────────────
 
-  #offer(exec: ExecutionRow, job: JobHead, options: JobOptions, deviceUuid: string, packet: PacketRow): MessageOf<'job-offer'> {
+  /** The offer's text, from the job's template (built and validated once per job, packet and base URL). */
+  #offer(exec: ExecutionRow, job: JobHead, options: JobOptions, deviceUuid: string, packet: PacketRow): string {
     const now = this.#clock.now();
     const expiresAt = Math.min(exec.deadline, now + this.#packets.options.downloadTokenTtlSec * 1000);
     const token = this.#tokens.issue({ executionId: exec.uuid, deviceUuid, expiresAt });
     const installWindow: WindowSpan | undefined =
       exec.window_start !== null && exec.window_end !== null ? { notBefore: exec.window_start, notAfter: exec.window_end } : undefined;
-    return createMessage(
-      'job-offer',
-      {
-        executionId: exec.uuid,
+    const key = `${job.uuid} ${packet.id} ${installWindow ? 'w' : '-'} ${this.publicBaseUrl}`;
+    const cached = this.#offerTemplates.get(key);
+    const spec = cached?.spec;
+    // A row id may be reused after a delete: the template must be of this very packet.
+    let template = spec && spec.packet.sha256 === packet.sha256 && spec.packet.size === packet.size
+      && spec.packet.name === packet.name && spec.allowDowngrade === options.allowDowngrade ? cached : undefined;
+    if (!template) {
+      if (this.#offerTemplates.size >= OFFER_TEMPLATES_MAX) this.#offerTemplates.clear();
+      template = new OfferTemplate({
         jobId: job.uuid,
-        packet: {
-          url: `${this.publicBaseUrl}/api/packets/download/${exec.uuid}`,
-          size: packet.size,
-          sha256: packet.sha256,
-          description: packet.name.slice(0, 256),
-        },
-        download: { token, expiresAt },
-        deadline: exec.deadline,
-        ...(installWindow ? { installWindow } : {}),
+        baseUrl: this.publicBaseUrl,
+        packet: { size: packet.size, sha256: packet.sha256, name: packet.name },
         allowDowngrade: options.allowDowngrade,
-      },
-      { sentAt: now },
-    );
+        windowed: installWindow !== undefined,
+      });
+      this.#offerTemplates.set(key, template);
+    }
+    return template.text({ id: randomUUID(), sentAt: now, executionId: exec.uuid, token, expiresAt, deadline: exec.deadline, installWindow });
   }
 
-  #send(deviceUuid: string, message: Parameters<JobChannelPort['send']>[1]): boolean {
-    const ok = this.#port?.send(deviceUuid, message) ?? false;
+  /** Sends a message, or an offer's text (parsed for a port that only takes messages). */
+  #send(deviceUuid: string, message: Message | string): boolean {
+    const port = this.#port;
+    let ok = false;
+    if (port) {
+      if (typeof message !== 'string') ok = port.send(deviceUuid, message);
+      else ok = port.sendText ? port.sendText(deviceUuid, message) : port.send(deviceUuid, JSON.parse(message) as Message);
+    }
     if (!ok) this.#ready.remove(deviceUuid);
     return ok;
   }

@@ -12,6 +12,8 @@ interface Waiter {
 export class DownloadSlots {
   #active = 0;
   readonly #queue: Waiter[] = [];
+  /** No download starts while held: they wait in the queue (see `hold`). */
+  #held = false;
 
   constructor(
     readonly max: number,
@@ -35,7 +37,7 @@ export class DownloadSlots {
    * Every true must be matched by one `release()`.
    */
   acquire(signal?: AbortSignal): Promise<boolean> | boolean {
-    if (this.#active < this.max && this.#queue.length === 0) {
+    if (!this.#held && this.#active < this.max && this.#queue.length === 0) {
       this.#active++;
       return true;
     }
@@ -55,11 +57,36 @@ export class DownloadSlots {
     });
   }
 
-  /** Gives a slot back; the longest-waiting download gets it. */
+  /** Gives a slot back; the longest-waiting download gets it (once resumed, while held). */
   release(): void {
-    const next = this.#queue.shift();
+    const next = this.#held ? undefined : this.#queue.shift();
     if (next) next.grant(true);
     else this.#active = Math.max(0, this.#active - 1);
+  }
+
+  /** Whether new downloads are held (see `hold`). */
+  get held(): boolean {
+    return this.#held;
+  }
+
+  /**
+   * Holds new downloads while the process sends a burst of job offers: those that would start
+   * wait in the queue instead, within the same bounds (`maxQueued`, `waitMs`, then the caller's
+   * 503 + Retry-After); downloads already served go on. The offers of a job to every router come
+   * first, and the downloads the first offers start do not take turns with the offers still to go.
+   */
+  hold(): void {
+    this.#held = true;
+  }
+
+  /** Ends a hold: the longest-waiting downloads get the free slots. */
+  resume(): void {
+    if (!this.#held) return;
+    this.#held = false;
+    while (this.#active < this.max && this.#queue.length > 0) {
+      this.#active++;
+      this.#queue.shift()!.grant(true);
+    }
   }
 
   #drop(entry: Waiter): void {
