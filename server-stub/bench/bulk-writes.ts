@@ -17,9 +17,6 @@
  * the median of 5. PostgreSQL works in a schema of its own, dropped at the end.
  */
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { TestClock } from '../src/clock.js';
@@ -31,6 +28,7 @@ import { type NewDevice, serialNumbersTaken, serialNumberTaken } from '../src/st
 import { AccountEvents } from '../src/store/events.js';
 import type { AccountScope } from '../src/store/scope.js';
 import { WRITE_LOCK_KEY } from '../src/store/postgres/store.js';
+import { line, withBenchStores } from './bench-stores.js';
 
 const { values } = parseArgs({
   options: {
@@ -41,17 +39,6 @@ const { values } = parseArgs({
 });
 const ROWS = Number(values.rows);
 const LICENCES = Number(values.licences);
-const schema = `bench_bulk_${process.pid}`;
-const schemaUrl = (() => {
-  const u = new URL(values.url!);
-  u.searchParams.set('options', `-c search_path=${schema}`);
-  return u.toString();
-})();
-
-function line(o: Record<string, unknown>): void {
-  process.stdout.write(`${JSON.stringify(o)}\n`);
-}
-
 function ms(fn: () => void): number {
   const t0 = performance.now();
   fn();
@@ -203,11 +190,7 @@ async function run(kind: 'sqlite' | 'postgres', store: StoreType, dataDir: strin
   services.close();
 }
 
-const sqliteDir = mkdtempSync(join(tmpdir(), 'bulk-bench-'));
-const admin = new pg.Client({ connectionString: values.url });
-await admin.connect();
-await admin.query(`CREATE SCHEMA ${schema}`);
-try {
+await withBenchStores(values.url!, 'bench_bulk', async ({ sqliteDir, schemaUrl }) => {
   line({ node: process.version, rows: ROWS, licences: LICENCES, note: 'ms the write lock was held; before = the statements the services used to issue, after = today\'s services' });
   const sqlite = Store.open(sqliteDir, { busyTimeoutMs: 600_000 });
   await run('sqlite', sqlite, sqliteDir);
@@ -236,8 +219,4 @@ try {
   line({ store: 'postgres-floor', op: 'begin a write transaction (median of 500, µs)', variant: 'before (three statements)', us: Math.round(median(three)) });
   line({ store: 'postgres-floor', op: 'begin a write transaction (median of 500, µs)', variant: 'after (one simple query)', us: Math.round(median(one)) });
   await c.end();
-} finally {
-  await admin.query(`DROP SCHEMA ${schema} CASCADE`);
-  await admin.end();
-  rmSync(sqliteDir, { recursive: true, force: true });
-}
+});

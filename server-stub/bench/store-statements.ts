@@ -12,9 +12,6 @@
  * BEGIN + advisory lock + COMMIT), and one device admission (AdmissionService.admit). PostgreSQL
  * works in a schema of its own, dropped at the end. Prints one JSON line per measurement.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { TestClock } from '../src/clock.js';
@@ -22,6 +19,7 @@ import { loadConfig } from '../src/config.js';
 import { createServices } from '../src/services.js';
 import { Store, type Store as StoreType } from '../src/store/database.js';
 import { WRITE_LOCK_KEY } from '../src/store/postgres/store.js';
+import { line, withBenchStores } from './bench-stores.js';
 
 const { values } = parseArgs({
   options: {
@@ -30,17 +28,6 @@ const { values } = parseArgs({
   },
 });
 const N = Number(values.n);
-const schema = `bench_${process.pid}`;
-const schemaUrl = (() => {
-  const u = new URL(values.url!);
-  u.searchParams.set('options', `-c search_path=${schema}`);
-  return u.toString();
-})();
-
-function line(o: Record<string, unknown>): void {
-  process.stdout.write(`${JSON.stringify(o)}\n`);
-}
-
 function time(store: string, op: string, fn: () => void): void {
   for (let i = 0; i < Math.min(100, N); i++) fn(); // warm-up
   const t0 = performance.now();
@@ -91,11 +78,7 @@ async function run(kind: string, store: StoreType, dataDir: string): Promise<voi
   close();
 }
 
-const sqliteDir = mkdtempSync(join(tmpdir(), 'store-bench-'));
-const admin = new pg.Client({ connectionString: values.url });
-await admin.connect();
-await admin.query(`CREATE SCHEMA ${schema}`);
-try {
+await withBenchStores(values.url!, 'bench', async ({ sqliteDir, schemaUrl }) => {
   line({ node: process.version, n: N, note: 'µs per operation, one at a time; postgres-floor = the pg driver awaited directly, without the worker bridge' });
   const sqlite = Store.open(sqliteDir);
   await run('sqlite', sqlite, sqliteDir);
@@ -125,8 +108,4 @@ try {
     await c.query('COMMIT');
   });
   await c.end();
-} finally {
-  await admin.query(`DROP SCHEMA ${schema} CASCADE`);
-  await admin.end();
-  rmSync(sqliteDir, { recursive: true, force: true });
-}
+});
