@@ -6,10 +6,30 @@ import type { Metrics } from '../metrics.js';
 import { type AccountRowId, type AccountUuid, asAccountRowId, asAccountUuid } from '../ids.js';
 import { Accounts } from '../store/accounts.js';
 import type { Store } from '../store/database.js';
-import { deviceUuids, findDeviceIdentity, setDeviceAdmission } from '../store/devices.js';
+import {
+  type DeviceAdmission,
+  type DeviceIdentity,
+  deviceUuids,
+  findDeviceIdentities,
+  findDeviceIdentity,
+  setDeviceAdmission,
+  setDeviceAdmissions,
+} from '../store/devices.js';
 import { AccountEvents } from '../store/events.js';
 import { ServerInstances } from '../store/instances.js';
-import { AccountLeases, rebootTimeoutSec } from '../store/leases.js';
+import {
+  type AccountLease,
+  AccountLeases,
+  admissionSummaries,
+  deleteLeases,
+  type LeaseUpsert,
+  leasesForAdmission,
+  leasesOfDevices,
+  rebootTimeoutsSec,
+  releaseLeases,
+  setLeaseInstances,
+  upsertLeases,
+} from '../store/leases.js';
 import { AccountLicences, accountsWithLicencesOrLeases, type LicenceRecord } from '../store/licences.js';
 import {
   currentHold,
@@ -67,6 +87,86 @@ interface Balance {
 
 type Cause = AdmissionChange['cause'];
 
+/** An authenticated hello of a batch: its place in the batch, its device, when it connected. */
+interface Hello {
+  readonly index: number;
+  readonly identity: DeviceIdentity;
+  readonly now: number;
+}
+
+/**
+ * One account as a batch of hellos sees it while deciding in memory: what the store held at the
+ * start of the batch, changed by each decision as the per-hello statements would have changed it.
+ */
+interface AccountView {
+  readonly licenceVersion: number;
+  managed: number;
+  readonly unmanagedWaiting: boolean;
+  /** A lease ended that leaves `unmanagedWaiting` unknown: the store balances the account. */
+  unsure: boolean;
+  /** The earliest grace end after the batch among leases not in `leases`. */
+  readonly graceBeyond: number | null;
+  /** The leases of the batch's devices and those whose grace ends during the batch, by device. */
+  readonly leases: Map<number, AccountLease>;
+}
+
+/**
+ * The writes a batch of hellos decided, kept in memory and written set-based by `flush` in the
+ * order the per-hello statements had: ended leases, the hold's last return, taken and reclaimed
+ * leases, leases served by this process now, and each device's last admission.
+ */
+class AdmissionWrites {
+  #ended: Array<{ deviceId: number; at: number }> = [];
+  #heldReturnAt: number | null = null;
+  readonly #upserts = new Map<number, LeaseUpsert>();
+  readonly #instances = new Map<number, string>();
+  readonly #admissions = new Map<number, DeviceAdmission>();
+
+  constructor(private readonly store: Store) {}
+
+  end(deviceId: number, at: number): void {
+    // A lease taken in this batch holds no grace period; were it ever ended, write what came first.
+    if (this.#upserts.has(deviceId) || this.#instances.has(deviceId)) this.flush();
+    this.#ended.push({ deviceId, at });
+  }
+
+  heldReturn(at: number): void {
+    this.#heldReturnAt = Math.max(this.#heldReturnAt ?? at, at);
+  }
+
+  upsert(row: LeaseUpsert): void {
+    this.#upserts.set(row.deviceId, row);
+  }
+
+  instance(deviceId: number, instanceId: string): void {
+    this.#instances.set(deviceId, instanceId);
+  }
+
+  admission(row: DeviceAdmission): void {
+    this.#admissions.delete(row.deviceId);
+    this.#admissions.set(row.deviceId, row);
+  }
+
+  flush(): void {
+    deleteLeases(this.store, this.#ended);
+    if (this.#heldReturnAt !== null) recordHeldReturn(this.store, this.#heldReturnAt);
+    upsertLeases(this.store, [...this.#upserts.values()]);
+    const byInstance = new Map<string, number[]>();
+    for (const [deviceId, instanceId] of this.#instances) {
+      const ids = byInstance.get(instanceId);
+      if (ids) ids.push(deviceId);
+      else byInstance.set(instanceId, [deviceId]);
+    }
+    for (const [instanceId, deviceIds] of byInstance) setLeaseInstances(this.store, deviceIds, instanceId);
+    setDeviceAdmissions(this.store, [...this.#admissions.values()]);
+    this.#ended = [];
+    this.#heldReturnAt = null;
+    this.#upserts.clear();
+    this.#instances.clear();
+    this.#admissions.clear();
+  }
+}
+
 /**
  * Admits devices to licences, first come first served. Each admission, release and sweep is one
  * `BEGIN IMMEDIATE` transaction over the account's licences and leases: SQLite's write lock is the
@@ -103,62 +203,9 @@ export class AdmissionService {
     return identity !== undefined && credentialMatches(credential, identity.credential_hash);
   }
 
+  /** Admits one hello: a batch of one (see `admitMany`). */
   admit(req: AdmitRequest): AdmitResult {
-    const now = req.connectedAt ?? this.clock.now();
-    const identity = findDeviceIdentity(this.store, req);
-    const deniedRetry = this.options.deniedRetryAfterSec ?? 3600;
-    if (!identity) return this.#count({ outcome: 'denied', reason: 'unknown-device', retryAfterSec: deniedRetry });
-    if (typeof req.credential !== 'string' || !credentialMatches(req.credential, identity.credential_hash)) {
-      return this.#count({ outcome: 'denied', reason: 'bad-credential', retryAfterSec: deniedRetry });
-    }
-    const accountUuid = identity.account_uuid;
-    const deviceUuid = identity.uuid;
-    const deviceKey = identity.id;
-    const { result, balance } = this.store.write(() => {
-      const balance = this.#balance(identity.account_id, now);
-      const leases = new AccountLeases(this.store, identity.account_id);
-      const own = leases.own(identity.id);
-      const decision = decideAdmission({
-        seats: balance.seats,
-        managedCount: leases.managedCount(),
-        own,
-        nextGraceEnd: leases.nextGraceEnd(),
-        now,
-        defaultRetryAfterSec: this.options.admissionRetryAfterSec,
-      });
-      let result: AdmitResult;
-      switch (decision.outcome) {
-        case 'managed': {
-          if (own?.held) recordHeldReturn(this.store, now);
-          if (decision.lease !== 'kept') leases.upsert(identity.id, 'managed', now, this.instanceId);
-          else if (this.instanceId !== null) leases.setInstance(identity.id, this.instanceId);
-          setDeviceAdmission(this.store, identity.id, 'managed', null, now);
-          result = { outcome: 'managed', deviceUuid, deviceKey, accountUuid, lease: decision.lease };
-          break;
-        }
-        case 'unmanaged':
-          if (this.instanceId !== null) leases.setInstance(identity.id, this.instanceId);
-          setDeviceAdmission(this.store, identity.id, 'unmanaged', 'licence-limit', now);
-          result = { outcome: 'unmanaged', deviceUuid, deviceKey, accountUuid, reason: 'licence-limit' };
-          break;
-        case 'rejected':
-          setDeviceAdmission(this.store, identity.id, 'rejected', decision.reason, now);
-          result = {
-            outcome: 'rejected',
-            deviceUuid,
-            deviceKey,
-            accountUuid,
-            reason: decision.reason,
-            retryAfterSec: decision.retryAfterSec,
-          };
-          break;
-      }
-      return { result, balance };
-    });
-    this.#emit(identity.account_id, balance, now, 'seat-freed');
-    if (result.outcome === 'rejected') this.presence.disconnected(identity.id, now);
-    else this.presence.connected(identity.id, now);
-    return this.#count(result);
+    return this.admitMany([req])[0]!;
   }
 
   /**
@@ -166,10 +213,139 @@ export class AdmissionService {
    * the batch instead of one per device, while first come, first served still holds, because the
    * requests are decided in order inside the transaction and the transaction takes the store's
    * write lock (`BEGIN IMMEDIATE`) for the whole batch. Results are durable when this returns.
+   *
+   * The batch costs a handful of statements, not a dozen per hello: the identities are read at
+   * once (before the lock), then under the lock each account's licence version, managed count and
+   * next grace end, and every lease of the batch's devices (and every lease whose grace ends
+   * during the batch) at once; each hello is then decided in memory in arrival order, exactly as
+   * one `admit` after the other would decide it, and the batch's lease, device and hold writes go
+   * out as a few set-based statements (store/leases.ts, store/devices.ts). Only an account whose
+   * line is out of balance (licences changed) is balanced by the store itself, as before.
    */
   admitMany(requests: readonly AdmitRequest[]): AdmitResult[] {
-    if (requests.length === 1) return [this.admit(requests[0]!)];
-    return this.store.write(() => requests.map((r) => this.admit(r)));
+    if (requests.length === 0) return [];
+    const deniedRetry = this.options.deniedRetryAfterSec ?? 3600;
+    const identities = findDeviceIdentities(this.store, requests);
+    const results: Array<AdmitResult | undefined> = [];
+    const hellos: Hello[] = [];
+    requests.forEach((req, index) => {
+      const identity = identities[index];
+      if (!identity) results.push({ outcome: 'denied', reason: 'unknown-device', retryAfterSec: deniedRetry });
+      else if (typeof req.credential !== 'string' || !credentialMatches(req.credential, identity.credential_hash)) {
+        results.push({ outcome: 'denied', reason: 'bad-credential', retryAfterSec: deniedRetry });
+      } else {
+        results.push(undefined);
+        hellos.push({ index, identity, now: req.connectedAt ?? this.clock.now() });
+      }
+    });
+    if (hellos.length > 0) {
+      const { decided, balances } = this.store.write(() => this.#decideBatch(hellos));
+      hellos.forEach((h, k) => (results[h.index] = decided[k]));
+      for (const b of balances) this.#emit(b.accountId, b.balance, b.at, 'seat-freed');
+      hellos.forEach((h, k) => {
+        if (decided[k]!.outcome === 'rejected') this.presence.disconnected(h.identity.id, h.now);
+        else this.presence.connected(h.identity.id, h.now);
+      });
+    }
+    return results.map((r) => this.#count(r!));
+  }
+
+  /** Decides authenticated hellos in arrival order (in the caller's write transaction); see `admitMany`. */
+  #decideBatch(hellos: readonly Hello[]): { decided: AdmitResult[]; balances: Array<{ accountId: AccountRowId; balance: Balance; at: number }> } {
+    const upTo = Math.max(...hellos.map((h) => h.now));
+    const deviceIds = [...new Set(hellos.map((h) => h.identity.id))];
+    const views = new Map<AccountRowId, AccountView>();
+    const load = (accountIds: readonly AccountRowId[]) => {
+      const wanted = new Set(accountIds);
+      for (const s of admissionSummaries(this.store, accountIds, upTo, deviceIds)) {
+        views.set(asAccountRowId(s.accountId), {
+          licenceVersion: s.licenceVersion,
+          managed: s.managed,
+          unmanagedWaiting: s.unmanagedWaiting,
+          unsure: false,
+          graceBeyond: s.nextGraceEndAfter,
+          leases: new Map(),
+        });
+      }
+      const devices = [...new Set(hellos.filter((h) => wanted.has(h.identity.account_id)).map((h) => h.identity.id))];
+      for (const l of leasesForAdmission(this.store, devices, accountIds, upTo)) {
+        if (wanted.has(asAccountRowId(l.accountId))) views.get(asAccountRowId(l.accountId))!.leases.set(l.deviceId, l);
+      }
+    };
+    load([...new Set(hellos.map((h) => h.identity.account_id))]);
+
+    const writes = new AdmissionWrites(this.store);
+    const balances: Array<{ accountId: AccountRowId; balance: Balance; at: number }> = [];
+    const decided = hellos.map(({ identity, now }): AdmitResult => {
+      const accountId = identity.account_id;
+      let view = views.get(accountId)!;
+      const seats = entitlement(this.#licencesAt(accountId, view.licenceVersion), now).seats;
+      // As `#balance` first does: the leases whose grace period is over end.
+      for (const l of view.leases.values()) {
+        if (l.graceUntil === null || l.graceUntil > now) continue;
+        view.leases.delete(l.deviceId);
+        if (l.state === 'managed') view.managed--;
+        else view.unsure = true; // whether another unmanaged lease waits is not known here
+        writes.end(l.deviceId, now);
+      }
+      if (view.unsure || needsRebalance(seats, view.managed, view.unmanagedWaiting)) {
+        // The line is out of balance (licences changed): the store balances it, as for one hello.
+        writes.flush();
+        balances.push({ accountId, balance: this.#balance(accountId, now), at: now });
+        load([accountId]);
+        view = views.get(accountId)!;
+      }
+      const own = view.leases.get(identity.id);
+      let nextGraceEnd = view.graceBeyond;
+      for (const l of view.leases.values()) {
+        if (l.graceUntil !== null && (nextGraceEnd === null || l.graceUntil < nextGraceEnd)) nextGraceEnd = l.graceUntil;
+      }
+      const decision = decideAdmission({
+        seats,
+        managedCount: view.managed,
+        own,
+        nextGraceEnd,
+        now,
+        defaultRetryAfterSec: this.options.admissionRetryAfterSec,
+      });
+      const device = { deviceUuid: identity.uuid, deviceKey: identity.id, accountUuid: identity.account_uuid };
+      switch (decision.outcome) {
+        case 'managed': {
+          if (own?.held) writes.heldReturn(now);
+          if (decision.lease !== 'kept') {
+            writes.upsert({ deviceId: identity.id, accountId, state: 'managed', leasedAt: now, instanceId: this.instanceId });
+            if (!own) view.managed++;
+            view.leases.set(identity.id, {
+              deviceId: identity.id,
+              accountId,
+              state: 'managed',
+              leasedAt: own?.leasedAt ?? now,
+              releasedAt: null,
+              graceUntil: null,
+              held: false,
+              instanceId: this.instanceId,
+            });
+          } else if (this.instanceId !== null) {
+            writes.instance(identity.id, this.instanceId);
+            view.leases.set(identity.id, { ...own!, instanceId: this.instanceId });
+          }
+          writes.admission({ deviceId: identity.id, state: 'managed', reason: null, at: now });
+          return { outcome: 'managed', ...device, lease: decision.lease };
+        }
+        case 'unmanaged':
+          if (this.instanceId !== null) {
+            writes.instance(identity.id, this.instanceId);
+            view.leases.set(identity.id, { ...own!, instanceId: this.instanceId });
+          }
+          writes.admission({ deviceId: identity.id, state: 'unmanaged', reason: 'licence-limit', at: now });
+          return { outcome: 'unmanaged', ...device, reason: 'licence-limit' };
+        case 'rejected':
+          writes.admission({ deviceId: identity.id, state: 'rejected', reason: decision.reason, at: now });
+          return { outcome: 'rejected', ...device, reason: decision.reason, retryAfterSec: decision.retryAfterSec };
+      }
+    });
+    writes.flush();
+    return { decided, balances };
   }
 
   /**
@@ -178,11 +354,14 @@ export class AdmissionService {
    * the licences; reading 1,600 of them per hello held the write lock for milliseconds each.
    */
   #licences(accountId: AccountRowId): LicenceRecord[] {
-    const repo = new AccountLicences(this.store, accountId);
-    const version = repo.version();
+    return this.#licencesAt(accountId, new AccountLicences(this.store, accountId).version());
+  }
+
+  /** The account's licences as of `version` (read by the caller). */
+  #licencesAt(accountId: AccountRowId, version: number): LicenceRecord[] {
     const cached = this.#licenceCache.get(accountId);
     if (cached && cached.version === version) return cached.licences;
-    const licences = repo.all();
+    const licences = new AccountLicences(this.store, accountId).all();
     this.#licenceCache.set(accountId, { version, licences });
     return licences;
   }
@@ -202,8 +381,7 @@ export class AdmissionService {
    * its grace period (the link ended by a will moments before the loss) is held too.
    */
   releaseMany(deviceUuidList: readonly string[], at: number = this.clock.now(), cause: ReleaseCause = 'disconnect'): number {
-    const identities = [...new Set(deviceUuidList)]
-      .map((deviceUuid) => findDeviceIdentity(this.store, { deviceUuid }))
+    const identities = findDeviceIdentities(this.store, [...new Set(deviceUuidList)].map((deviceUuid) => ({ deviceUuid })))
       .filter((i): i is NonNullable<typeof i> => i !== undefined)
       .map((i) => ({ id: i.id, account_id: i.account_id }));
     if (identities.length === 0) return 0;
@@ -251,37 +429,46 @@ export class AdmissionService {
     const grace = this.options.leaseGraceSec * 1000;
     const rule = this.#holdRule;
     const hold = cause === 'server-outage' && rule.holdMaxSec > 0;
-    {
-      const accounts = new Set<AccountRowId>();
-      const held: number[] = [];
-      for (const identity of identities) {
-        const leases = new AccountLeases(this.store, identity.account_id);
-        const own = leases.own(identity.id);
-        if (owner !== null && own?.instanceId != null && own.instanceId !== owner) {
-          elsewhere.add(identity.id);
-          continue;
-        }
-        if (hold && own?.state === 'managed' && own.held !== true) {
-          // Open, or released a moment ago by the device's will that a broker shutting down
-          // published before it closed the server's own connections (channel `lostWithServer`).
-          held.push(identity.id);
-        } else if (own?.state === 'managed' && own.releasedAt === null) {
-          // A device rebooting into an update keeps its seat until the job's reboot timeout.
-          const keep = Math.max(grace, (rebootTimeoutSec(this.store, identity.id) ?? 0) * 1000);
-          if (keep > 0) leases.release(identity.id, at, at + keep);
-          else leases.delete(identity.id, at);
-        } else if (own?.state === 'unmanaged') {
-          leases.delete(identity.id, at);
-        }
-        accounts.add(identity.account_id);
+    // Set-based: the devices' leases read at once, released / ended / held with a few statements.
+    const leases = new Map(leasesOfDevices(this.store, identities.map((i) => i.id)).map((l) => [l.deviceId, l]));
+    const accounts = new Set<AccountRowId>();
+    const held: number[] = [];
+    const open: number[] = [];
+    const ended: Array<{ deviceId: number; at: number }> = [];
+    for (const identity of identities) {
+      const lease = leases.get(identity.id);
+      const own = lease?.accountId === identity.account_id ? lease : undefined;
+      if (owner !== null && own?.instanceId != null && own.instanceId !== owner) {
+        elsewhere.add(identity.id);
+        continue;
       }
-      if (held.length > 0) {
-        joinHold(this.store, at, held.length);
-        holdLeases(this.store, held, at, holdGraceUntil(at, rule, this.options.leaseGraceSec));
+      if (hold && own?.state === 'managed' && own.held !== true) {
+        // Open, or released a moment ago by the device's will that a broker shutting down
+        // published before it closed the server's own connections (channel `lostWithServer`).
+        held.push(identity.id);
+      } else if (own?.state === 'managed' && own.releasedAt === null) {
+        open.push(identity.id);
+      } else if (own?.state === 'unmanaged') {
+        ended.push({ deviceId: identity.id, at });
       }
-      const balances = [...accounts].map((accountId) => ({ accountId, balance: this.#balance(accountId, at) }));
-      return { balances, held: held.length };
+      accounts.add(identity.account_id);
     }
+    // A device rebooting into an update keeps its seat until the job's reboot timeout.
+    const reboots = rebootTimeoutsSec(this.store, open);
+    const released: Array<{ deviceId: number; at: number; graceUntil: number }> = [];
+    for (const deviceId of open) {
+      const keep = Math.max(grace, (reboots.get(deviceId) ?? 0) * 1000);
+      if (keep > 0) released.push({ deviceId, at, graceUntil: at + keep });
+      else ended.push({ deviceId, at });
+    }
+    releaseLeases(this.store, released);
+    deleteLeases(this.store, ended);
+    if (held.length > 0) {
+      joinHold(this.store, at, held.length);
+      holdLeases(this.store, held, at, holdGraceUntil(at, rule, this.options.leaseGraceSec));
+    }
+    const balances = [...accounts].map((accountId) => ({ accountId, balance: this.#balance(accountId, at) }));
+    return { balances, held: held.length };
   }
 
   get #holdRule(): HoldRule {

@@ -1,6 +1,7 @@
 import type { LeaseFacts, LeaseState } from '../admission/decide.js';
 import { DEFAULT_REBOOT_TIMEOUT_SEC } from '../jobs/options.js';
 import { dialects, type Store } from './database.js';
+import { BULK_CHUNK_ROWS } from './events.js';
 
 interface LeaseRow {
   device_id: number;
@@ -136,11 +137,29 @@ export function admissionCounts(store: Store): { managed: number; unmanaged: num
  * else (rejected, or re-admitted in the same transaction) keeps it.
  */
 export function markLeasesEnded(store: Store, deviceIds: readonly number[], at: number): void {
+  markLeasesEndedAt(store, deviceIds.map((deviceId) => ({ deviceId, at })));
+}
+
+/** `markLeasesEnded` with a time per device: on PostgreSQL one statement per BULK_CHUNK_ROWS devices. */
+export function markLeasesEndedAt(store: Store, ended: ReadonlyArray<{ deviceId: number; at: number }>): void {
+  if (ended.length === 0) return;
+  if (store.dialect !== 'postgres') {
+    const update = store.stmt(
+      `UPDATE devices SET admission = NULL, admission_reason = 'lease-ended', admission_at = ?
+       WHERE id = ? AND admission IN ('managed', 'unmanaged')`,
+    );
+    for (const e of ended) update.run(e.at, e.deviceId);
+    return;
+  }
   const update = store.stmt(
-    `UPDATE devices SET admission = NULL, admission_reason = 'lease-ended', admission_at = ?
-     WHERE id = ? AND admission IN ('managed', 'unmanaged')`,
+    `UPDATE devices SET admission = NULL, admission_reason = 'lease-ended', admission_at = u.at
+     FROM unnest(?::bigint[], ?::bigint[]) AS u(id, at)
+     WHERE devices.id = u.id AND devices.admission IN ('managed', 'unmanaged')`,
   );
-  for (const id of deviceIds) update.run(at, id);
+  for (let i = 0; i < ended.length; i += BULK_CHUNK_ROWS) {
+    const c = ended.slice(i, i + BULK_CHUNK_ROWS);
+    update.run(c.map((e) => e.deviceId), c.map((e) => e.at));
+  }
 }
 
 /**
@@ -163,4 +182,203 @@ export function rebootTimeoutSec(store: Store, deviceId: number): number | null 
       )
       .get(deviceId)?.t ?? null
   );
+}
+
+/** A lease with the account it belongs to, as the set-based reads return it. */
+export interface AccountLease extends LeaseFacts {
+  readonly accountId: number;
+}
+
+function toAccountLease(r: LeaseRow & { account_id: number }): AccountLease {
+  return { ...toFacts(r), accountId: r.account_id };
+}
+
+/** What admission needs of one account before it decides a batch of hellos (see `admissionSummaries`). */
+export interface AdmissionSummary {
+  readonly accountId: number;
+  /** The account's licence version (store/licences.ts `version`). */
+  readonly licenceVersion: number;
+  /** Managed leases (`lease_counts`). */
+  readonly managed: number;
+  /** Whether a connected device waits without a seat (an unmanaged lease). */
+  readonly unmanagedWaiting: boolean;
+  /** The earliest grace end after `after` among the account's leases, those of `exceptDevices` left out. */
+  readonly nextGraceEndAfter: number | null;
+}
+
+/**
+ * For each account: its licence version, managed count, whether an unmanaged device waits and the
+ * earliest grace end after `after` (leaving out the leases of `exceptDevices`, which the caller
+ * reads whole). On PostgreSQL one statement for all accounts; on SQLite one prepared read each.
+ */
+export function admissionSummaries(
+  store: Store,
+  accountIds: readonly number[],
+  after: number,
+  exceptDevices: readonly number[],
+): AdmissionSummary[] {
+  if (accountIds.length === 0) return [];
+  const columns = (account: string, except: string) => `
+      COALESCE((SELECT v.version FROM licence_versions v WHERE v.account_id = ${account}), 0) AS licence_version,
+      COALESCE((SELECT c.n FROM lease_counts c WHERE c.account_id = ${account} AND c.state = 'managed'), 0) AS managed,
+      CASE WHEN EXISTS (SELECT 1 FROM leases l WHERE l.account_id = ${account} AND l.state = 'unmanaged') THEN 1 ELSE 0 END AS unmanaged_waiting,
+      (SELECT MIN(l.grace_until) FROM leases l
+       WHERE l.account_id = ${account} AND l.grace_until IS NOT NULL AND l.grace_until > ? AND ${except}) AS next_grace`;
+  type Row = { account_id: number; licence_version: number; managed: number; unmanaged_waiting: number; next_grace: number | null };
+  const toSummary = (r: Row): AdmissionSummary => ({
+    accountId: r.account_id,
+    licenceVersion: r.licence_version,
+    managed: r.managed,
+    unmanagedWaiting: r.unmanaged_waiting === 1,
+    nextGraceEndAfter: r.next_grace,
+  });
+  if (store.dialect !== 'postgres') {
+    const read = store.stmt<Row>(
+      `SELECT a.id AS account_id, ${columns('a.id', 'l.device_id NOT IN (SELECT value FROM json_each(?))')} FROM (SELECT ? AS id) a`,
+    );
+    const except = JSON.stringify(exceptDevices);
+    return accountIds.map((id) => toSummary(read.get(after, except, id)!));
+  }
+  return store
+    .stmt<Row>(`SELECT a.id AS account_id, ${columns('a.id', 'l.device_id <> ALL(?::bigint[])')} FROM unnest(?::bigint[]) AS a(id)`)
+    .all(after, exceptDevices, accountIds)
+    .map(toSummary);
+}
+
+/**
+ * The leases of `deviceIds` and, of the accounts `accountIds`, every lease whose grace period ends
+ * by `graceBy` (those a batch of hellos up to `graceBy` may drop). On PostgreSQL one statement; on
+ * SQLite one prepared read per device and per account.
+ */
+export function leasesForAdmission(
+  store: Store,
+  deviceIds: readonly number[],
+  accountIds: readonly number[],
+  graceBy: number,
+): AccountLease[] {
+  type Row = LeaseRow & { account_id: number };
+  if (store.dialect !== 'postgres') {
+    const own = store.stmt<Row>('SELECT * FROM leases WHERE device_id = ?');
+    const ending = store.stmt<Row>('SELECT * FROM leases WHERE account_id = ? AND grace_until IS NOT NULL AND grace_until <= ?');
+    const rows = new Map<number, Row>();
+    for (const id of deviceIds) {
+      const r = own.get(id);
+      if (r) rows.set(r.device_id, r);
+    }
+    for (const id of accountIds) for (const r of ending.all(id, graceBy)) rows.set(r.device_id, r);
+    return [...rows.values()].map(toAccountLease);
+  }
+  return store
+    .stmt<Row>(
+      `SELECT * FROM leases WHERE device_id = ANY(?::bigint[])
+       OR (account_id = ANY(?::bigint[]) AND grace_until IS NOT NULL AND grace_until <= ?)`,
+    )
+    .all(deviceIds, accountIds, graceBy)
+    .map(toAccountLease);
+}
+
+/** The leases of `deviceIds` (each device has at most one): on PostgreSQL one statement. */
+export function leasesOfDevices(store: Store, deviceIds: readonly number[]): AccountLease[] {
+  return leasesForAdmission(store, deviceIds, [], 0);
+}
+
+/** A lease a batch of hellos takes or reclaims (see `AccountLeases.upsert`). */
+export interface LeaseUpsert {
+  readonly deviceId: number;
+  readonly accountId: number;
+  readonly state: LeaseState;
+  readonly leasedAt: number;
+  readonly instanceId: string | null;
+}
+
+/** `AccountLeases.upsert` for many devices (each once): on PostgreSQL one statement per BULK_CHUNK_ROWS. */
+export function upsertLeases(store: Store, rows: readonly LeaseUpsert[]): void {
+  if (store.dialect !== 'postgres') {
+    for (const r of rows) new AccountLeases(store, r.accountId).upsert(r.deviceId, r.state, r.leasedAt, r.instanceId);
+    return;
+  }
+  const upsert = store.stmt(
+    `INSERT INTO leases (device_id, account_id, state, leased_at, instance_id)
+     SELECT u.device_id, u.account_id, u.state, u.leased_at, u.instance_id
+     FROM unnest(?::bigint[], ?::bigint[], ?::text[], ?::bigint[], ?::text[]) AS u(device_id, account_id, state, leased_at, instance_id)
+     ON CONFLICT (device_id) DO UPDATE SET state = excluded.state, released_at = NULL, grace_until = NULL, restart_hold = NULL,
+       instance_id = excluded.instance_id`,
+  );
+  for (let i = 0; i < rows.length; i += BULK_CHUNK_ROWS) {
+    const c = rows.slice(i, i + BULK_CHUNK_ROWS);
+    upsert.run(c.map((r) => r.deviceId), c.map((r) => r.accountId), c.map((r) => r.state), c.map((r) => r.leasedAt), c.map((r) => r.instanceId));
+  }
+}
+
+/** `AccountLeases.setInstance` for many devices' leases at once. */
+export function setLeaseInstances(store: Store, deviceIds: readonly number[], instanceId: string): void {
+  if (deviceIds.length === 0) return;
+  if (store.dialect !== 'postgres') {
+    const update = store.stmt('UPDATE leases SET instance_id = ? WHERE device_id = ? AND instance_id IS NOT ?');
+    for (const id of deviceIds) update.run(instanceId, id, instanceId);
+    return;
+  }
+  const update = store.stmt('UPDATE leases SET instance_id = ? WHERE device_id = ANY(?::bigint[]) AND instance_id IS DISTINCT FROM ?');
+  for (let i = 0; i < deviceIds.length; i += BULK_CHUNK_ROWS) update.run(instanceId, deviceIds.slice(i, i + BULK_CHUNK_ROWS), instanceId);
+}
+
+/**
+ * Ends the leases of many devices, each at its own time (see `AccountLeases.delete`): on
+ * PostgreSQL one delete and one device update per BULK_CHUNK_ROWS devices.
+ */
+export function deleteLeases(store: Store, ended: ReadonlyArray<{ deviceId: number; at: number }>): void {
+  if (ended.length === 0) return;
+  if (store.dialect !== 'postgres') {
+    const del = store.stmt('DELETE FROM leases WHERE device_id = ?');
+    for (const e of ended) del.run(e.deviceId);
+  } else {
+    const del = store.stmt('DELETE FROM leases WHERE device_id = ANY(?::bigint[])');
+    for (let i = 0; i < ended.length; i += BULK_CHUNK_ROWS) del.run(ended.slice(i, i + BULK_CHUNK_ROWS).map((e) => e.deviceId));
+  }
+  markLeasesEndedAt(store, ended);
+}
+
+/** `AccountLeases.release` for many devices (a burst of closed connections). */
+export function releaseLeases(store: Store, rows: ReadonlyArray<{ deviceId: number; at: number; graceUntil: number }>): void {
+  if (rows.length === 0) return;
+  if (store.dialect !== 'postgres') {
+    const update = store.stmt('UPDATE leases SET released_at = ?, grace_until = ? WHERE device_id = ?');
+    for (const r of rows) update.run(r.at, r.graceUntil, r.deviceId);
+    return;
+  }
+  const update = store.stmt(
+    `UPDATE leases SET released_at = u.at, grace_until = u.grace_until
+     FROM unnest(?::bigint[], ?::bigint[], ?::bigint[]) AS u(device_id, at, grace_until)
+     WHERE leases.device_id = u.device_id`,
+  );
+  for (let i = 0; i < rows.length; i += BULK_CHUNK_ROWS) {
+    const c = rows.slice(i, i + BULK_CHUNK_ROWS);
+    update.run(c.map((r) => r.deviceId), c.map((r) => r.at), c.map((r) => r.graceUntil));
+  }
+}
+
+/**
+ * `rebootTimeoutSec` for many devices: the devices with an update rebooting them and their longest
+ * reboot timeout (s). On PostgreSQL one statement per BULK_CHUNK_ROWS devices.
+ */
+export function rebootTimeoutsSec(store: Store, deviceIds: readonly number[]): Map<number, number> {
+  const out = new Map<number, number>();
+  if (deviceIds.length === 0) return out;
+  if (store.dialect !== 'postgres') {
+    for (const id of deviceIds) {
+      const t = rebootTimeoutSec(store, id);
+      if (t !== null) out.set(id, t);
+    }
+    return out;
+  }
+  const read = store.stmt<{ device_id: number; t: number | null }>(
+    `SELECT e.device_id, MAX(COALESCE((j.options::jsonb->>'rebootTimeoutSec')::DOUBLE PRECISION, ${DEFAULT_REBOOT_TIMEOUT_SEC})) AS t
+     FROM job_executions e JOIN jobs j ON j.id = e.job_id
+     WHERE e.device_id = ANY(?::bigint[]) AND e.state IN ('installing', 'rebooting', 'verifying') AND e.finished_at IS NULL
+     GROUP BY e.device_id`,
+  );
+  for (let i = 0; i < deviceIds.length; i += BULK_CHUNK_ROWS) {
+    for (const r of read.all(deviceIds.slice(i, i + BULK_CHUNK_ROWS))) if (r.t !== null) out.set(r.device_id, r.t);
+  }
+  return out;
 }

@@ -1,5 +1,6 @@
 import type { CaughtUpReason } from '../admission/seat-hold.js';
 import { dialects, type Store } from './database.js';
+import { BULK_CHUNK_ROWS } from './events.js';
 import { markLeasesEnded } from './leases.js';
 
 /**
@@ -121,8 +122,16 @@ export function joinHold(store: Store, now: number, count: number): void {
  * at `at`, ones already released (in their grace period) keep their release time.
  */
 export function holdLeases(store: Store, deviceIds: readonly number[], at: number, graceUntil: number): void {
-  const hold = store.stmt('UPDATE leases SET released_at = COALESCE(released_at, ?), grace_until = ?, restart_hold = 1 WHERE device_id = ?');
-  for (const id of deviceIds) hold.run(at, graceUntil, id);
+  if (store.dialect !== 'postgres') {
+    const hold = store.stmt('UPDATE leases SET released_at = COALESCE(released_at, ?), grace_until = ?, restart_hold = 1 WHERE device_id = ?');
+    for (const id of deviceIds) hold.run(at, graceUntil, id);
+    return;
+  }
+  // One statement per BULK_CHUNK_ROWS devices, not a round trip each.
+  const hold = store.stmt(
+    'UPDATE leases SET released_at = COALESCE(released_at, ?), grace_until = ?, restart_hold = 1 WHERE device_id = ANY(?::bigint[])',
+  );
+  for (let i = 0; i < deviceIds.length; i += BULK_CHUNK_ROWS) hold.run(at, graceUntil, deviceIds.slice(i, i + BULK_CHUNK_ROWS));
 }
 
 export function currentHold(store: Store): HoldRow | undefined {
