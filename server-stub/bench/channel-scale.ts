@@ -31,7 +31,10 @@
  * (`no-free-licence`) as in a scale run; `--bad-credentials K`: K devices (spread over the fleet)
  * send a wrong credential and are denied. The last line (`admission`) puts the server's figures
  * next to the floor's of the same run: admissions/s, ratio, hello → welcome p50/p99, the outcomes
- * the devices were told, and the load average before and after.
+ * the devices were told, and the load average before and after; beside them the server's own
+ * hello → welcome histogram (`serverWelcome`), its garbage collection by kind (`serverGc`), and each
+ * fake-device process's event-loop lag and CPU busy while connecting (`clientLoops`, also for the
+ * floor): where the devices' figure was made. `BENCH_SERVER_STDOUT=file` keeps the server's stdout.
  * Clients are C child processes (each well under the 20,000 open-file limit), each on its own
  * 127.0.0.x source address so ephemeral ports never run out; each keeps a bounded number of
  * handshakes in flight. Prints one JSON line per measurement.
@@ -39,10 +42,11 @@
 import { type ChildProcess, execFileSync, fork, spawn } from 'node:child_process';
 import cluster from 'node:cluster';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createWriteStream, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpsServer } from 'node:https';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Agent, fetch as undiciFetch } from 'undici';
@@ -160,6 +164,11 @@ async function client(): Promise<void> {
     pendingAcks.set(progress(ws, executionId, 'succeeded', { percent: 100 }), true);
   };
   const pendingAcks = new Map<string, boolean>();
+  // The fake devices time hello → welcome on their own event loop: a loop that lags (TLS handshakes
+  // of the other connects) inflates the figure for the floor and the server alike. Reported with it.
+  const lag = monitorEventLoopDelay({ resolution: 10 });
+  lag.enable();
+  const cpu0 = process.cpuUsage();
   const start = performance.now();
   const one = (d: Dev) =>
     new Promise<void>((resolve) => {
@@ -241,7 +250,14 @@ async function client(): Promise<void> {
   };
   await Promise.all(Array.from({ length: concurrency }, worker));
   const seconds = (performance.now() - start) / 1000;
-  process.send!({ ok, failed, seconds, latencies, outcomes });
+  lag.disable();
+  const cpu = process.cpuUsage(cpu0);
+  const loop = {
+    lagP99Ms: +(lag.percentile(99) / 1e6).toFixed(1),
+    lagMaxMs: +(lag.max / 1e6).toFixed(1),
+    busy: +((cpu.user + cpu.system) / 1e6 / seconds).toFixed(2),
+  };
+  process.send!({ ok, failed, seconds, latencies, outcomes, loop });
   process.on('message', (m) => {
     if (m === 'job') return void process.send!({ job });
     for (const ws of sockets) ws.terminate();
@@ -327,15 +343,41 @@ async function prepare(dir: string, n: number, seats: number, badCredentials: nu
 }
 
 /**
- * Count and sum of `fleet_admission_transaction_seconds` (all processes), or undefined when the
- * server under test does not export it (an older build).
+ * From the server's merged /metrics (all processes): count and sum of
+ * `fleet_admission_transaction_seconds` (undefined when the server under test does not export it,
+ * an older build); the garbage collector's pauses by kind (count, total seconds); and the
+ * server's own hello → welcome histogram (`fleet_admission_duration_seconds`, hello frame decoded
+ * to welcome written): the bucket its p99 falls in, and how many took longer than 50 and 100 ms.
+ * Set beside the devices' figure, it tells the server's wait from what the network, the event
+ * loops and TLS added.
  */
-async function readCommits(baseUrl: string, caFile: string): Promise<{ count: number; sum: number } | undefined> {
+async function readServerMetrics(baseUrl: string, caFile: string) {
   const dispatcher = caFile ? new Agent({ connect: { ca: readFileSync(caFile) } }) : undefined;
   const text = await undiciFetch(`${baseUrl}/metrics`, dispatcher ? { dispatcher } : {}).then((r) => r.text());
   const count = /^fleet_admission_transaction_seconds_count(?:\{\})? (\S+)$/m.exec(text)?.[1];
   const sum = /^fleet_admission_transaction_seconds_sum(?:\{\})? (\S+)$/m.exec(text)?.[1];
-  return count === undefined || sum === undefined ? undefined : { count: Number(count), sum: Number(sum) };
+  const commits = count === undefined || sum === undefined ? undefined : { count: Number(count), sum: Number(sum) };
+  const gc: Record<string, { count: number; seconds: number }> = {};
+  for (const m of text.matchAll(/^nodejs_gc_duration_seconds_(count|sum)\{kind="([a-z]+)"\} (\S+)$/gm)) {
+    const kind = (gc[m[2]!] ??= { count: 0, seconds: 0 });
+    if (m[1] === 'count') kind.count = Number(m[3]);
+    else kind.seconds = +Number(m[3]).toFixed(3);
+  }
+  // Cumulative buckets per outcome, summed over the outcomes.
+  const buckets = new Map<number, number>();
+  for (const m of text.matchAll(/^fleet_admission_duration_seconds_bucket\{([^}]*)\} (\S+)$/gm)) {
+    const le = /le="([^"]+)"/.exec(m[1]!)?.[1];
+    if (le === undefined) continue;
+    const bound = le === '+Inf' ? Number.POSITIVE_INFINITY : Number(le);
+    buckets.set(bound, (buckets.get(bound) ?? 0) + Number(m[2]));
+  }
+  const bounds = [...buckets.keys()].sort((a, b) => a - b);
+  const total = buckets.get(Number.POSITIVE_INFINITY) ?? 0;
+  const over = (s: number) => total - (buckets.get(s) ?? total);
+  const p99Le = bounds.find((b) => (buckets.get(b) ?? 0) >= 0.99 * total);
+  const serverWelcome =
+    total > 0 ? { count: total, p99AtMostMs: p99Le === undefined ? null : p99Le * 1000, over50Ms: over(0.05), over100Ms: over(0.1) } : undefined;
+  return { commits, gc, serverWelcome };
 }
 
 /** p50, p99 and max of the hello → welcome latencies (ms). */
@@ -368,7 +410,14 @@ async function runClients(url: string, file: string, n: number, clients: number,
         execArgv: [...process.execArgv, ...(process.env['BENCH_CLIENT_NODE_ARGS']?.split(' ').filter(Boolean) ?? [])],
       });
       children.push(child);
-      return new Promise<{ ok: number; failed: number; seconds: number; latencies: number[]; outcomes: Record<string, number> }>((resolve) =>
+      return new Promise<{
+        ok: number;
+        failed: number;
+        seconds: number;
+        latencies: number[];
+        outcomes: Record<string, number>;
+        loop: { lagP99Ms: number; lagMaxMs: number; busy: number };
+      }>((resolve) =>
         child.once('message', resolve as never),
       );
     }),
@@ -384,6 +433,8 @@ async function runClients(url: string, file: string, n: number, clients: number,
     seconds,
     outcomes,
     welcome: percentiles(results.flatMap((r) => r.latencies)),
+    /** Each client process's event-loop lag (p99, max) and CPU busy (CPU s ÷ wall s) while it connected. */
+    clientLoops: results.map((r) => r.loop),
     children,
     stop: async () => {
       await Promise.all(
@@ -582,7 +633,8 @@ async function orchestrate(): Promise<void> {
   const badCredentials = Number(values['bad-credentials']);
   const load = () => loadavg().map((x) => +x.toFixed(1));
   const loadBefore = load();
-  let floor: { connectsPerSec: number; welcome: ReturnType<typeof percentiles>; cpuMsPerConnect: number } | undefined;
+  type Loop = { lagP99Ms: number; lagMaxMs: number; busy: number };
+  let floor: { connectsPerSec: number; welcome: ReturnType<typeof percentiles>; cpuMsPerConnect: number; clientLoops: Loop[] } | undefined;
   const dir = mkdtempSync(join(tmpdir(), 'fleet-bench-'));
   const deadline = setTimeout(() => {
     process.stdout.write(`${JSON.stringify({ error: 'benchmark timed out' })}\n`);
@@ -612,7 +664,7 @@ async function orchestrate(): Promise<void> {
       await new Promise((res) => setTimeout(res, 500));
       const rss = treeRssKb(raw.pid!);
       const cpuMsPerConnect = +(((treeCpuSec(raw.pid!) - cpu0) * 1000) / Math.max(1, r.ok)).toFixed(2);
-      floor = { connectsPerSec: Math.round(r.ok / r.seconds), welcome: r.welcome, cpuMsPerConnect };
+      floor = { connectsPerSec: Math.round(r.ok / r.seconds), welcome: r.welcome, cpuMsPerConnect, clientLoops: r.clientLoops };
       process.stdout.write(
         `${JSON.stringify({
           server: `raw ${scheme} (${rawProcesses} process${rawProcesses > 1 ? 'es' : ''})`,
@@ -655,11 +707,14 @@ async function orchestrate(): Promise<void> {
       ],
       { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, FLEET_SERVER_LOG_LEVEL: 'info' } },
     );
+    // BENCH_SERVER_STDOUT=file: the server's stdout (its log, and e.g. `--trace-gc` lines) kept in a file.
+    if (process.env['BENCH_SERVER_STDOUT']) server.stdout!.pipe(createWriteStream(process.env['BENCH_SERVER_STDOUT']));
     let url = '';
     let buffered = '';
     await new Promise<void>((resolve, reject) => {
       server.once('exit', (code) => reject(new Error(`the server exited (${code}) before it listened`)));
       server.stdout!.on('data', (c: Buffer) => {
+        if (url) return;
         buffered += c.toString();
         const m = /"url":"(https?:\/\/[^"]+)"/.exec(buffered);
         if (m && !url) {
@@ -693,7 +748,8 @@ async function orchestrate(): Promise<void> {
       })}\n`,
     );
     // Hellos per admission transaction (group commit), from the server's merged metrics.
-    const commits = await readCommits(url, tls?.ca ?? '');
+    const serverMetrics = await readServerMetrics(url, tls?.ca ?? '');
+    const commits = serverMetrics.commits;
     // Devices told something (welcomed, or denied) per second: a denied device is answered too.
     const admissionsPerSec = Math.round(answeredDevices / r.seconds);
     process.stdout.write(
@@ -714,6 +770,10 @@ async function orchestrate(): Promise<void> {
             }
           : {}),
         outcomes: r.outcomes,
+        serverWelcome: serverMetrics.serverWelcome ?? null,
+        serverGc: serverMetrics.gc,
+        clientLoops: r.clientLoops,
+        floorClientLoops: floor?.clientLoops ?? null,
         loadavg: { before: loadBefore, after: load() },
       })}\n`,
     );

@@ -14,7 +14,7 @@ import type { Metrics } from '../metrics.js';
 import type { PacketService } from '../packets/service.js';
 import type { Store } from '../store/database.js';
 import type { ExecutionRow } from '../store/jobs.js';
-import { anyRunningJob, dynamicJobsOfDeviceAccount, type JobHead, jobById, jobTarget, runningJobIds, runningJobs } from '../store/jobs.js';
+import { anyRunningJob, dynamicJobsOfDevicesAccounts, type JobHead, jobById, type JobRow, jobTarget, runningJobIds, runningJobs } from '../store/jobs.js';
 import { LocalReadyDevices } from '../store/job-executions.js';
 import { packetById, type PacketRow } from '../store/packets.js';
 import type { JobTemplateHook } from '../templates/service.js';
@@ -25,6 +25,7 @@ import { OfferTemplate } from './offer-template.js';
 import type { JobOptions, JobTarget } from './options.js';
 import type { JobOutcomes } from './outcomes.js';
 import { decideProgress } from './progress.js';
+import type { ResultBatch } from './result-batch.js';
 import { capacity, type CapacityCounts, countsNeeded, executionDeadline } from './rollout.js';
 import { nextWindow, type WindowSpan } from './window.js';
 
@@ -88,6 +89,17 @@ type ProgressOutcome = 'applied' | 'duplicate' | 'illegal' | 'unknown';
 type ChannelInput =
   | { kind: 'ready'; deviceUuid: string }
   | { kind: 'progress'; deviceUuid: string; message: MessageOf<'job-progress'> };
+
+/** What the ready devices of one batch share (read once per batch). */
+interface ReadyInputs {
+  b: ResultBatch;
+  /** Running dynamic jobs of each ready device's account. */
+  dynamic: Map<number, JobRow[]>;
+  /** Dynamic jobs whose targets were added in this batch. */
+  refreshed: Set<number>;
+  packets: Map<number, PacketRow | undefined>;
+  now: number;
+}
 
 interface Claim {
   exec: ExecutionRow;
@@ -182,9 +194,11 @@ export class JobDispatcher {
   /**
    * Applies what the channel delivered since the last flush, in arrival order, in one transaction
    * (group commit: one fsync for a whole tick of progress reports and reconnects instead of one
-   * each), then acknowledges the terminal reports and dispatches once. Each item runs in its own
-   * savepoint, so a bad one is undone alone and counted; if the commit itself fails nothing is
-   * acknowledged and the devices repeat their terminal reports.
+   * each), then acknowledges the terminal reports and dispatches once. The batch is read at once
+   * and judged in memory in arrival order (ResultBatch): a few statements per batch, not several per
+   * report, which on PostgreSQL is a round trip each under the one write lock. An item that cannot
+   * be judged is left out alone and counted; if a write or the commit fails nothing is acknowledged
+   * and the devices repeat their terminal reports.
    */
   #apply(input: ChannelInput[]): void {
     // While offers go out in a burst, what the devices send waits (bounded in time and count).
@@ -222,25 +236,38 @@ export class JobDispatcher {
       // storm) need no write transaction: one per tick of hellos was a second commit and fsync, and
       // a second wait for the write lock, beside the admission's own. Read inside the try: a store
       // that fails here fails the batch like its write would, never the process (a timer called us).
-      const writes = anyReady ? batch.filter((item) => item.kind !== 'ready' || !this.#readyWithoutWrites(item.deviceUuid)) : batch;
+      const ready = anyReady ? this.#readyWithoutWrites(batch.flatMap((item) => (item.kind === 'ready' ? [item.deviceUuid] : []))) : undefined;
+      const writes = ready ? batch.filter((item) => item.kind !== 'ready' || !ready.quiet.has(item.deviceUuid)) : batch;
       if (writes.length > 0) this.#store.write(() => {
+        // What the whole batch is about is read at once and judged in memory in arrival order;
+        // what changed is written set-based at the end (ResultBatch).
+        const b = this.#outcomes.batch();
+        const readyIds = ready ? [...new Set(writes.flatMap((item) => (item.kind === 'ready' ? [ready.ids.get(item.deviceUuid)!] : [])))] : [];
+        const uuids = writes.flatMap((item) => {
+          const id = executionOf(item).executionId;
+          return typeof id === 'string' ? [id] : [];
+        });
+        b.load(uuids, readyIds);
+        const inputs: ReadyInputs = { b, dynamic: this.#dynamicJobs(readyIds), refreshed: new Set(), packets: new Map(), now };
         for (const item of writes) {
           try {
             if (item.kind === 'ready') {
-              this.#store.savepoint(() => this.#deviceReady(item.deviceUuid));
+              this.#deviceReady(inputs, item.deviceUuid, ready!.ids.get(item.deviceUuid)!);
               continue;
             }
-            const outcome = this.#store.savepoint(() => this.#applyProgress(item.deviceUuid, item.message, now));
+            const outcome = this.#applyProgress(b, item.deviceUuid, item.message, now);
             const terminal = isTerminalJobState(item.message.body.state);
             if (outcome !== 'applied') outcomes.push(outcome);
             if (outcome !== 'unknown' && terminal) acks.push({ deviceUuid: item.deviceUuid, correlationId: item.message.id });
             if (outcome === 'applied' && terminal) finished = true;
           } catch (err) {
-            // This item's savepoint was undone; the others of the batch still commit.
+            // This item is left out (judged in memory: it failed before changing anything); the
+            // others of the batch still commit. A store error fails the whole batch (below).
             this.#metrics.inc('fleet_errors_total', { code: 'SERVER_INTERNAL' });
             this.#log.error({ err, deviceUuid: item.deviceUuid, input: item.kind, ...executionOf(item) }, 'channel input not applied');
           }
         }
+        b.flush();
       });
     } catch (err) {
       // Nothing was stored: nothing is acknowledged; the devices resend, the next tick retries dispatch.
@@ -270,48 +297,67 @@ export class JobDispatcher {
    * before it recorded the offer, which may or may not have gone out; offers are idempotent by
    * execution id, so it is offered again and recorded as offered.
    */
-  #deviceReady(deviceUuid: string): void {
-    const deviceId = this.#ready.add(deviceUuid);
-    if (deviceId === undefined) return;
-    this.#refreshDynamicFor(deviceId);
-    const executions = this.#outcomes.executions;
-    const now = this.#clock.now();
-    for (const exec of executions.openForDevice(deviceId)) {
-      const job = jobById(this.#store, exec.job_id)!;
+  #deviceReady(inputs: ReadyInputs, deviceUuid: string, deviceId: number): void {
+    const { b, now } = inputs;
+    // A device that became ready may have joined a targeted group of a dynamic job: the job's
+    // target is added once per batch (it covers every device of the target, not only this one).
+    for (const job of inputs.dynamic.get(deviceId) ?? []) {
+      if (inputs.refreshed.has(job.id)) continue;
+      inputs.refreshed.add(job.id);
+      this.#outcomes.addTargets(job, JSON.parse(job.target) as JobTarget, now);
+    }
+    for (const exec of b.openOf(deviceId)) {
+      const job = b.job(exec.job_id);
       if (exec.cancel_requested === 1) {
-        if (CANCELLABLE_JOB_STATES.includes(exec.state)) this.#sendCancel(deviceUuid, exec);
+        if (CANCELLABLE_JOB_STATES.includes(exec.state)) this.#sendCancel(deviceUuid, exec, b);
         continue;
       }
-      const packet = exec.packet_id === null ? undefined : packetById(this.#store, exec.packet_id);
-      const options = JSON.parse(job.options) as JobOptions;
-      if (packet && !this.#send(deviceUuid, this.#offer(exec, job, options, deviceUuid, packet))) return;
-      if (exec.state === 'queued') executions.markOffered(exec.id, now);
+      let packet: PacketRow | undefined;
+      if (exec.packet_id !== null) {
+        if (inputs.packets.has(exec.packet_id)) packet = inputs.packets.get(exec.packet_id);
+        else inputs.packets.set(exec.packet_id, (packet = packetById(this.#store, exec.packet_id)));
+      }
+      if (packet && !this.#send(deviceUuid, this.#offer(exec, job, b.options<JobOptions>(job), deviceUuid, packet))) return;
+      if (exec.state === 'queued') {
+        exec.state = 'offered';
+        exec.offered_at = now;
+        exec.updated_at = now;
+        b.changed(exec);
+      }
     }
   }
 
-  /**
-   * Marks the device ready here and tells whether that was all its readiness needs: nothing of it
-   * is open (no execution to resend or cancel) and no running dynamic job of its account may have
-   * to add it. Read in one snapshot without the write lock (the ready table is this connection's
-   * TEMP table, which the lock does not cover): a write transaction at this moment would have read
-   * the same and written nothing else. Otherwise the caller runs `#deviceReady` in its write
-   * transaction.
-   */
-  #readyWithoutWrites(deviceUuid: string): boolean {
-    return this.#store.read(() => {
-      const deviceId = this.#ready.add(deviceUuid);
-      if (deviceId === undefined) return true;
-      return this.#outcomes.executions.openForDevice(deviceId).length === 0 && dynamicJobsOfDeviceAccount(this.#store, deviceId).length === 0;
-    });
+  /** Running dynamic jobs of the accounts of these devices, by device (one statement). */
+  #dynamicJobs(deviceIds: readonly number[]): Map<number, JobRow[]> {
+    const byDevice = new Map<number, JobRow[]>();
+    for (const row of dynamicJobsOfDevicesAccounts(this.#store, deviceIds)) {
+      const list = byDevice.get(row.device_id);
+      if (list) list.push(row);
+      else byDevice.set(row.device_id, [row]);
+    }
+    return byDevice;
   }
 
-  /** A device that became ready may have joined a targeted group of a dynamic job. */
-  #refreshDynamicFor(deviceId: number): void {
-    const now = this.#clock.now();
-    const jobs = dynamicJobsOfDeviceAccount(this.#store, deviceId);
-    if (jobs.length === 0) return;
-    this.#store.write(() => {
-      for (const job of jobs) this.#outcomes.addTargets(job, JSON.parse(job.target) as JobTarget, now);
+  /**
+   * Marks the devices ready here and tells which of them need nothing more (`quiet`): nothing of
+   * theirs is open (no execution to resend or cancel) and no running dynamic job of their account
+   * may have to add them; unknown devices are quiet too. Read in one snapshot without the write
+   * lock, four statements for the whole batch (the ready table is this connection's TEMP table,
+   * which the lock does not cover): a write transaction at this moment would have read the same
+   * and written nothing else. The others go through `#deviceReady` in the write transaction.
+   */
+  #readyWithoutWrites(deviceUuids: readonly string[]): { ids: Map<string, number>; quiet: Set<string> } {
+    return this.#store.read(() => {
+      const ids = this.#ready.addMany(deviceUuids);
+      const known = [...new Set(ids.values())];
+      const busy = new Set(this.#outcomes.executions.openForDevices(known).map((e) => e.device_id));
+      for (const row of dynamicJobsOfDevicesAccounts(this.#store, known)) busy.add(row.device_id);
+      const quiet = new Set<string>();
+      for (const uuid of deviceUuids) {
+        const id = ids.get(uuid);
+        if (id === undefined || !busy.has(id)) quiet.add(uuid);
+      }
+      return { ids, quiet };
     });
   }
 
@@ -628,13 +674,17 @@ export class JobDispatcher {
     return ok;
   }
 
-  #sendCancel(deviceUuid: string, exec: ExecutionRow): void {
+  /** Sends a cancel and records it (in the batch's row when within one, else at once). */
+  #sendCancel(deviceUuid: string, exec: ExecutionRow, b?: ResultBatch): void {
     const now = this.#clock.now();
     const sent = this.#send(
       deviceUuid,
       createMessage('job-cancel', { executionId: exec.uuid, reason: 'The job was cancelled.' }, { sentAt: now }),
     );
-    if (sent) this.#outcomes.executions.markCancelSent(exec.id, now);
+    if (!sent) return;
+    if (!b) return this.#outcomes.executions.markCancelSent(exec.id, now);
+    exec.cancel_sent_at = now;
+    b.changed(exec);
   }
 
   /** Sends the job's cancels to its devices connected here that were not told yet. */
@@ -651,27 +701,32 @@ export class JobDispatcher {
    * repeats and states behind the stored one are ignored and counted. Every terminal report of a
    * known execution is acknowledged (again, for duplicates), so the device stops repeating it.
    */
-  #applyProgress(deviceUuid: string, message: MessageOf<'job-progress'>, now: number): ProgressOutcome {
+  #applyProgress(b: ResultBatch, deviceUuid: string, message: MessageOf<'job-progress'>, now: number): ProgressOutcome {
     const body = message.body;
-    const executions = this.#outcomes.executions;
-    const exec = executions.withDevice(body.executionId);
+    const exec = b.byUuid(body.executionId);
     if (!exec || exec.device_uuid !== deviceUuid) return 'unknown';
     const decision = decideProgress({ state: exec.state, resultSource: exec.result_source }, body.state);
     switch (decision.kind) {
       case 'duplicate':
         return 'duplicate';
       case 'stale':
-        executions.countIgnored(exec.id);
+        // Counted per execution.
+        exec.ignored_progress++;
+        b.changed(exec);
         return 'illegal';
       case 'advance':
         // From `queued`: the offer went out but the process that sent it died before recording it.
-        executions.advance(exec.id, decision.state, body.percent ?? null, now);
+        exec.state = decision.state;
+        exec.percent = body.percent ?? null;
+        exec.updated_at = now;
+        exec.offered_at ??= now;
+        b.changed(exec);
         return 'applied';
       case 'finish':
-        this.#outcomes.finish(exec, jobById(this.#store, exec.job_id)!, decision.state, now, body.errorCode ?? null, body.errorMessage ?? null, 'device');
+        this.#outcomes.finishIn(b, exec, decision.state, now, body.errorCode ?? null, body.errorMessage ?? null, 'device');
         return 'applied';
       case 'revise':
-        this.#outcomes.revise(exec, decision.state, decision.previous, now, body.errorCode ?? null, body.errorMessage ?? null);
+        this.#outcomes.reviseIn(b, exec, decision.state, decision.previous, now, body.errorCode ?? null, body.errorMessage ?? null);
         return 'applied';
     }
   }

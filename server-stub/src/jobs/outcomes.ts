@@ -4,11 +4,10 @@ import type { Metrics } from '../metrics.js';
 import type { Store } from '../store/database.js';
 import { AccountEvents } from '../store/events.js';
 import { JobDevices } from '../store/job-devices.js';
-import { JobExecutions } from '../store/job-executions.js';
+import { ERROR_MESSAGE_MAX, JobExecutions } from '../store/job-executions.js';
 import {
   type ExecutionRow,
   type JobHead,
-  jobById,
   jobCountBuckets,
   setJobState,
   unfinishedJobDevices,
@@ -16,6 +15,7 @@ import {
 import { canMove, type JobEvent, nextJobState } from './job-lifecycle.js';
 import type { JobOptions, JobTarget } from './options.js';
 import type { ResultSource } from './progress.js';
+import { ResultBatch } from './result-batch.js';
 import { abortVerdict, deviceAfterResult, FAILURES, isFailure, isJobDone } from './rollout.js';
 
 /**
@@ -49,7 +49,12 @@ export class JobOutcomes {
     return setJobState(this.store, job.id, job.state, state, end) ? { ...job, state } : undefined;
   }
 
-  /** An execution reached a terminal state (decided by the device or, by default, by the server). */
+  /** Pending writes of a batch of results (see ResultBatch), to pass to `finishIn`, `reviseIn`, then flush. */
+  batch(): ResultBatch {
+    return new ResultBatch(this.store, this.executions, this.devices);
+  }
+
+  /** An execution reached a terminal state (decided by the device or, by default, by the server): a batch of one. */
   finish(
     exec: ExecutionRow,
     job: JobHead,
@@ -59,19 +64,43 @@ export class JobOutcomes {
     errorMessage: string | null,
     source: ResultSource = 'server',
   ): void {
-    this.executions.finish(exec.id, state, now, errorCode, errorMessage, source);
+    const b = this.batch();
+    this.finishIn(b, b.adopt({ ...exec }, job), state, now, errorCode, errorMessage, source);
+    b.flush();
+  }
+
+  /** `finish` within a batch: `exec` is the batch's row, changed in memory and written at its flush. */
+  finishIn(
+    b: ResultBatch,
+    exec: ExecutionRow,
+    state: JobExecutionState,
+    now: number,
+    errorCode: string | null,
+    errorMessage: string | null,
+    source: ResultSource = 'server',
+  ): void {
+    const job = b.job(exec.job_id);
+    exec.state = state;
+    exec.finished_at = now;
+    exec.updated_at = now;
+    exec.error_code = errorCode;
+    exec.error_message = errorMessage?.slice(0, ERROR_MESSAGE_MAX) ?? null;
+    exec.result_source = source;
+    b.changed(exec);
     this.metrics.inc('fleet_job_executions_finished_total', { state });
-    this.#settleDevice(exec, job, state, now);
-    this.#settleJob(job, state, now);
+    this.#settleDevice(b, exec, job, state, now);
+    this.#settleJob(b, job.id, state, now);
   }
 
   /**
    * The device's own result of an execution the server had already ended without it (deadline,
    * cancel before the offer was known to be out). The execution takes the device's result; the
    * device's result in the job too, if this is its latest execution of the job (a retry started
-   * since reports its own). An account event keeps what the server had decided.
+   * since reports its own). An account event keeps what the server had decided. Within a batch:
+   * `exec` is the batch's row.
    */
-  revise(
+  reviseIn(
+    b: ResultBatch,
     exec: ExecutionRow,
     state: JobExecutionState,
     previous: JobExecutionState,
@@ -79,38 +108,49 @@ export class JobOutcomes {
     errorCode: string | null,
     errorMessage: string | null,
   ): void {
-    const job = jobById(this.store, exec.job_id)!;
-    this.executions.revise(exec.id, state, now, errorCode, errorMessage);
+    const job = b.job(exec.job_id);
+    exec.state = state;
+    exec.result_source = 'device';
+    exec.updated_at = now;
+    exec.error_code = errorCode;
+    exec.error_message = errorMessage?.slice(0, ERROR_MESSAGE_MAX) ?? null;
+    b.changed(exec);
     this.metrics.inc('fleet_job_executions_finished_total', { state });
-    if (this.executions.latestId(exec.job_id, exec.device_id) === exec.id) this.#settleDevice(exec, job, state, now);
+    if (this.executions.latestId(exec.job_id, exec.device_id) === exec.id) this.#settleDevice(b, exec, job, state, now);
+    // Account events are written as they happen (their ids keep the order one report at a time gives).
+    b.flush();
     new AccountEvents(this.store, job.account_id).record({
       type: 'job.execution-revised',
       subject: job.uuid,
       data: { executionId: exec.uuid, serverResult: previous, deviceResult: state },
       at: now,
     });
-    this.#settleJob(job, state, now);
+    this.#settleJob(b, job.id, state, now);
   }
 
   /** The device's result in the job after an execution ended: done, or pending again for a retry. */
-  #settleDevice(exec: ExecutionRow, job: JobHead, state: JobExecutionState, now: number): void {
-    const options = JSON.parse(job.options) as JobOptions;
-    const next = deviceAfterResult(state, exec.attempt, options, job.state === 'running', now);
-    this.devices.settle(job.id, exec.device_id, next.status, state, next.nextAttemptAt);
+  #settleDevice(b: ResultBatch, exec: ExecutionRow, job: JobHead, state: JobExecutionState, now: number): void {
+    const next = deviceAfterResult(state, exec.attempt, b.options<JobOptions>(job), job.state === 'running', now);
+    b.settle({ jobId: job.id, deviceId: exec.device_id, status: next.status, result: state, nextAttemptAt: next.nextAttemptAt });
   }
 
   /** After a result: a failure may abort the job, and the job may be finished. */
-  #settleJob(job: JobHead, state: JobExecutionState, now: number): void {
-    if (isFailure(state)) this.#maybeAbort(job, JSON.parse(job.options) as JobOptions, now);
-    this.maybeFinish(job, now);
+  #settleJob(b: ResultBatch, jobId: number, state: JobExecutionState, now: number): void {
+    if (isFailure(state)) this.#maybeAbort(b, jobId, now);
+    this.#maybeFinishIn(b, jobId, now);
   }
 
-  #maybeAbort(job: JobHead, options: JobOptions, now: number): void {
+  #maybeAbort(b: ResultBatch, jobId: number, now: number): void {
+    const job = b.job(jobId);
+    const options = b.options<JobOptions>(job);
     if (!options.abort || !canMove(job.state, 'failure-threshold')) return;
+    b.flush();
     const counts = this.devices.resultCounts(job.id, FAILURES);
     const verdict = abortVerdict(options.abort, counts);
     if (!verdict) return;
-    if (!this.move(job, 'failure-threshold', { finishedAt: now, abortReason: verdict.reason })) return;
+    const moved = this.move(job, 'failure-threshold', { finishedAt: now, abortReason: verdict.reason });
+    if (!moved) return;
+    b.moved(moved);
     this.#log.child({ job: job.uuid }).info({ reason: verdict.reason }, 'job aborted');
     new AccountEvents(this.store, job.account_id).record({
       type: 'job.aborted',
@@ -122,14 +162,27 @@ export class JobOutcomes {
 
   /**
    * Finishes a job with every device done (read from job_counts: runs per finished execution,
-   * under the write lock). `job.state` may be stale within a transaction (an abort just before):
-   * the move is a compare and set on the stored state, so only a job still running finishes.
+   * under the write lock). The move is a compare and set on the stored state, so only a job still
+   * running finishes.
    */
   maybeFinish(job: JobHead, now: number): void {
-    const options = JSON.parse(job.options) as JobOptions;
+    const b = this.batch();
+    b.moved(job);
+    this.#maybeFinishIn(b, job.id, now);
+  }
+
+  #maybeFinishIn(b: ResultBatch, jobId: number, now: number): void {
+    const job = b.job(jobId);
+    const options = b.options<JobOptions>(job);
     if (options.dynamic || !canMove(job.state, 'all-done')) return;
-    if (!isJobDone(options, unfinishedJobDevices(this.store, job.id))) return;
-    if (!this.move(job, 'all-done', { finishedAt: now })) return;
+    if (!b.mayBeDone(job.id)) return;
+    b.flush();
+    const unfinished = unfinishedJobDevices(this.store, job.id);
+    b.unfinishedRead(job.id, unfinished.pending + unfinished.active);
+    if (!isJobDone(options, unfinished)) return;
+    const moved = this.move(job, 'all-done', { finishedAt: now });
+    if (!moved) return;
+    b.moved(moved);
     const results = this.results(job.id);
     this.#log.child({ job: job.uuid }).info({ results }, 'job finished');
     new AccountEvents(this.store, job.account_id).record({ type: 'job.finished', subject: job.uuid, data: { results }, at: now });

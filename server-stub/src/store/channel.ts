@@ -1,6 +1,6 @@
 import type { AccountRowId } from '../ids.js';
 import type { Store } from './database.js';
-import { AccountEvents } from './events.js';
+import { recordAccountEvents } from './events.js';
 
 /** What the control channel reads about a device when its hello arrives. */
 export interface DeviceFacts {
@@ -56,16 +56,13 @@ export class ChannelRepository {
    * by the event log's dedupe key, so a resent event is stored once.
    */
   recordDeviceEvents(events: readonly DeviceEventInput[], now: number): void {
-    this.store.write(() => {
-      for (const e of events) {
-        new AccountEvents(this.store, e.accountKey).record({
-          type: 'device.event',
-          subject: e.deviceUuid,
-          data: { seq: e.seq, kind: e.kind, severity: e.severity, at: e.at, ...(e.details ? { details: e.details } : {}) },
-          at: now,
-          dedupeKey: `device-event:${e.deviceUuid}:${e.seq}`,
-        });
-      }
-    });
+    this.store.write(() => recordAccountEvents(this.store, events.map((e) => ({
+      accountId: e.accountKey,
+      type: 'device.event',
+      subject: e.deviceUuid,
+      data: { seq: e.seq, kind: e.kind, severity: e.severity, at: e.at, ...(e.details ? { details: e.details } : {}) },
+      at: now,
+      dedupeKey: `device-event:${e.deviceUuid}:${e.seq}`,
+    }))));
   }
 }

@@ -1,4 +1,5 @@
-import type { Store } from './database.js';
+import { dialects, type Store } from './database.js';
+import { BULK_CHUNK_ROWS } from './events.js';
 
 /** A reported position is stored again only when the router moved farther than this (metres). */
 export const POSITION_MIN_MOVE_M = 25;
@@ -79,37 +80,11 @@ export class DeviceStatusBuffer {
     this.#hello.clear();
     this.#status.clear();
     this.#reported.clear();
-    const upHello = this.store.stmt(
-      `INSERT INTO device_status (device_id, hello, hello_at) VALUES (?, ?, ?)
-       ON CONFLICT (device_id) DO UPDATE SET hello = excluded.hello, hello_at = excluded.hello_at`,
-    );
-    const upStatus = this.store.stmt(
-      `INSERT INTO device_status (device_id, status, status_at) VALUES (?, ?, ?)
-       ON CONFLICT (device_id) DO UPDATE SET status = excluded.status, status_at = excluded.status_at`,
-    );
-    // The reported firmware is the truth the inventory filters on.
-    const firmware = this.store.stmt('UPDATE devices SET firmware = ? WHERE id = ? AND firmware IS NOT ?');
-    const exists = this.store.stmt('SELECT 1 FROM devices WHERE id = ?');
-    const current = this.store.stmt<{
-      reported_model: string | null;
-      reported_firmware: string | null;
-      reported_anchors: string | null;
-      reported_lat: number | null;
-      reported_lon: number | null;
-    }>('SELECT reported_model, reported_firmware, reported_anchors, reported_lat, reported_lon FROM devices WHERE id = ?');
-    const upReported = this.store.stmt(
-      `UPDATE devices SET reported_model = ?, reported_firmware = ?, reported_anchors = ?, reported_lat = ?, reported_lon = ?,
-       reported_position_at = ? WHERE id = ?`,
-    );
-    const positionAt = this.store.stmt<{ reported_position_at: number | null }>('SELECT reported_position_at FROM devices WHERE id = ?');
     this.store.write(() => {
-      // A device deleted while connected: skip (the foreign key would refuse the row).
-      for (const [id, h] of hellos) if (exists.get(id)) upHello.run(id, h.json, h.at);
-      for (const [id, s] of statuses) {
-        if (!exists.get(id)) continue;
-        upStatus.run(id, s.json, s.at);
-        firmware.run(s.firmware, id, s.firmware);
-      }
+      // One read of every device concerned: whether it still exists (a device deleted while
+      // connected is skipped: the foreign key would refuse its row) and what it reported before.
+      const current = this.#current([...new Set([...hellos.map(([id]) => id), ...statuses.map(([id]) => id), ...reported.map(([id]) => id)])]);
+      const changes: ReportedChange[] = [];
       for (const [id, r] of reported) {
         const cur = current.get(id);
         if (!cur) continue;
@@ -124,19 +99,130 @@ export class DeviceStatusBuffer {
           moved || next.model !== cur.reported_model || next.firmware !== cur.reported_firmware || next.anchors !== cur.reported_anchors;
         if (!changed) continue;
         const pos = moved ? r.position! : had;
-        upReported.run(
-          next.model,
-          next.firmware,
-          next.anchors,
-          pos?.lat ?? null,
-          pos?.lon ?? null,
-          moved ? r.at : (positionAt.get(id)?.reported_position_at ?? null),
+        changes.push({
           id,
-        );
+          model: next.model,
+          firmware: next.firmware,
+          anchors: next.anchors,
+          lat: pos?.lat ?? null,
+          lon: pos?.lon ?? null,
+          positionAt: moved ? r.at : cur.reported_position_at,
+        });
       }
+      this.#upsert('hello', hellos.filter(([id]) => current.has(id)).map(([id, h]) => ({ id, json: h.json, at: h.at })));
+      const known = statuses.filter(([id]) => current.has(id));
+      this.#upsert('status', known.map(([id, s]) => ({ id, json: s.json, at: s.at })));
+      this.#firmware(known.map(([id, s]) => ({ id, firmware: s.firmware })));
+      this.#writeReported(changes);
     });
     return hellos.length + statuses.length;
   }
+
+  /** The devices among `ids` that exist, with what they reported before (one statement). */
+  #current(ids: readonly number[]): Map<number, CurrentReported> {
+    const rows = ids.length === 0 ? [] : this.store
+      .stmt<CurrentReported>(
+        dialects({
+          sqlite: `SELECT id, reported_model, reported_firmware, reported_anchors, reported_lat, reported_lon, reported_position_at
+                   FROM devices WHERE id IN (SELECT value FROM json_each(?))`,
+          postgres: `SELECT id, reported_model, reported_firmware, reported_anchors, reported_lat, reported_lon, reported_position_at
+                     FROM devices WHERE id = ANY(?::bigint[])`,
+        }),
+      )
+      .all(this.store.dialect === 'postgres' ? ids : JSON.stringify(ids));
+    return new Map(rows.map((r) => [r.id, r]));
+  }
+
+  /** The latest hello summary or status of each device: one statement on PostgreSQL, the prepared one per device on SQLite. */
+  #upsert(kind: 'hello' | 'status', rows: readonly { id: number; json: string; at: number }[]): void {
+    if (rows.length === 0) return;
+    if (this.store.dialect !== 'postgres') {
+      const up = this.store.stmt(
+        kind === 'hello'
+          ? `INSERT INTO device_status (device_id, hello, hello_at) VALUES (?, ?, ?)
+             ON CONFLICT (device_id) DO UPDATE SET hello = excluded.hello, hello_at = excluded.hello_at`
+          : `INSERT INTO device_status (device_id, status, status_at) VALUES (?, ?, ?)
+             ON CONFLICT (device_id) DO UPDATE SET status = excluded.status, status_at = excluded.status_at`,
+      );
+      for (const r of rows) up.run(r.id, r.json, r.at);
+      return;
+    }
+    const up = this.store.stmt(
+      kind === 'hello'
+        ? `INSERT INTO device_status (device_id, hello, hello_at) SELECT * FROM unnest(?::bigint[], ?::text[], ?::bigint[])
+           ON CONFLICT (device_id) DO UPDATE SET hello = excluded.hello, hello_at = excluded.hello_at`
+        : `INSERT INTO device_status (device_id, status, status_at) SELECT * FROM unnest(?::bigint[], ?::text[], ?::bigint[])
+           ON CONFLICT (device_id) DO UPDATE SET status = excluded.status, status_at = excluded.status_at`,
+    );
+    for (let i = 0; i < rows.length; i += BULK_CHUNK_ROWS) {
+      const chunk = rows.slice(i, i + BULK_CHUNK_ROWS);
+      up.run(chunk.map((r) => r.id), chunk.map((r) => r.json), chunk.map((r) => r.at));
+    }
+  }
+
+  /** The reported firmware is the truth the inventory filters on (written where it changed). */
+  #firmware(rows: readonly { id: number; firmware: string }[]): void {
+    if (rows.length === 0) return;
+    if (this.store.dialect !== 'postgres') {
+      const up = this.store.stmt('UPDATE devices SET firmware = ? WHERE id = ? AND firmware IS NOT ?');
+      for (const r of rows) up.run(r.firmware, r.id, r.firmware);
+      return;
+    }
+    const up = this.store.stmt(
+      `UPDATE devices d SET firmware = u.firmware FROM unnest(?::bigint[], ?::text[]) AS u(id, firmware)
+       WHERE d.id = u.id AND d.firmware IS DISTINCT FROM u.firmware`,
+    );
+    for (let i = 0; i < rows.length; i += BULK_CHUNK_ROWS) {
+      const chunk = rows.slice(i, i + BULK_CHUNK_ROWS);
+      up.run(chunk.map((r) => r.id), chunk.map((r) => r.firmware));
+    }
+  }
+
+  #writeReported(rows: readonly ReportedChange[]): void {
+    if (rows.length === 0) return;
+    if (this.store.dialect !== 'postgres') {
+      const up = this.store.stmt(
+        `UPDATE devices SET reported_model = ?, reported_firmware = ?, reported_anchors = ?, reported_lat = ?, reported_lon = ?,
+         reported_position_at = ? WHERE id = ?`,
+      );
+      for (const r of rows) up.run(r.model, r.firmware, r.anchors, r.lat, r.lon, r.positionAt, r.id);
+      return;
+    }
+    const up = this.store.stmt(
+      `UPDATE devices d SET reported_model = u.model, reported_firmware = u.firmware, reported_anchors = u.anchors,
+         reported_lat = u.lat, reported_lon = u.lon, reported_position_at = u.position_at
+       FROM unnest(?::bigint[], ?::text[], ?::text[], ?::text[], ?::float8[], ?::float8[], ?::bigint[])
+         AS u(id, model, firmware, anchors, lat, lon, position_at)
+       WHERE d.id = u.id`,
+    );
+    for (let i = 0; i < rows.length; i += BULK_CHUNK_ROWS) {
+      const c = rows.slice(i, i + BULK_CHUNK_ROWS);
+      up.run(
+        c.map((r) => r.id), c.map((r) => r.model), c.map((r) => r.firmware), c.map((r) => r.anchors),
+        c.map((r) => r.lat), c.map((r) => r.lon), c.map((r) => r.positionAt),
+      );
+    }
+  }
+}
+
+interface CurrentReported {
+  id: number;
+  reported_model: string | null;
+  reported_firmware: string | null;
+  reported_anchors: string | null;
+  reported_lat: number | null;
+  reported_lon: number | null;
+  reported_position_at: number | null;
+}
+
+interface ReportedChange {
+  id: number;
+  model: string | null;
+  firmware: string | null;
+  anchors: string | null;
+  lat: number | null;
+  lon: number | null;
+  positionAt: number | null;
 }
 
 export interface DeviceStatusRow {

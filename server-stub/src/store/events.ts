@@ -58,31 +58,7 @@ export class AccountEvents {
    * microseconds.
    */
   recordMany(events: readonly NewAccountEvent[]): number {
-    if (this.store.dialect !== 'postgres') {
-      let n = 0;
-      for (const e of events) if (this.record(e)) n++;
-      return n;
-    }
-    const insert = this.store.stmt(
-      `INSERT INTO account_events (account_id, type, subject, dedupe_key, data, at)
-       SELECT ?, e.type, e.subject, e.dedupe_key, e.data, e.at
-       FROM unnest(?::text[], ?::text[], ?::text[], ?::text[], ?::bigint[]) WITH ORDINALITY AS e(type, subject, dedupe_key, data, at, n)
-       ORDER BY e.n
-       ON CONFLICT DO NOTHING`,
-    );
-    let n = 0;
-    for (let i = 0; i < events.length; i += BULK_CHUNK_ROWS) {
-      const chunk = events.slice(i, i + BULK_CHUNK_ROWS);
-      n += insert.run(
-        this.accountId,
-        chunk.map((e) => e.type),
-        chunk.map((e) => e.subject ?? null),
-        chunk.map((e) => e.dedupeKey ?? null),
-        chunk.map((e) => JSON.stringify(e.data ?? {})),
-        chunk.map((e) => e.at),
-      ).changes;
-    }
-    return n;
+    return recordAccountEvents(this.store, events.map((e) => ({ ...e, accountId: this.accountId })));
   }
 
   /** Newest first; `before` is the id cursor of the previous page. */
@@ -96,4 +72,39 @@ export class AccountEvents {
       .all(this.accountId, opts.before ?? Number.MAX_SAFE_INTEGER, opts.type ?? null, opts.type ?? null, opts.limit);
     return rows.map((r) => ({ id: r.id, type: r.type, subject: r.subject, data: JSON.parse(r.data), at: r.at }));
   }
+}
+
+/**
+ * Records events of any accounts in their order (ids ascend as given) and answers how many were
+ * new (see `AccountEvents.recordMany`). On PostgreSQL one multi-row statement per BULK_CHUNK_ROWS
+ * events (a tick of device events from many routers is one round trip, not one each); on SQLite
+ * the prepared single-row insert, which costs microseconds.
+ */
+export function recordAccountEvents(store: Store, events: readonly (NewAccountEvent & { readonly accountId: number })[]): number {
+  if (store.dialect !== 'postgres') {
+    let n = 0;
+    for (const e of events) if (new AccountEvents(store, e.accountId).record(e)) n++;
+    return n;
+  }
+  const insert = store.stmt(
+    `INSERT INTO account_events (account_id, type, subject, dedupe_key, data, at)
+     SELECT e.account_id, e.type, e.subject, e.dedupe_key, e.data, e.at
+     FROM unnest(?::bigint[], ?::text[], ?::text[], ?::text[], ?::text[], ?::bigint[])
+       WITH ORDINALITY AS e(account_id, type, subject, dedupe_key, data, at, n)
+     ORDER BY e.n
+     ON CONFLICT DO NOTHING`,
+  );
+  let n = 0;
+  for (let i = 0; i < events.length; i += BULK_CHUNK_ROWS) {
+    const chunk = events.slice(i, i + BULK_CHUNK_ROWS);
+    n += insert.run(
+      chunk.map((e) => e.accountId),
+      chunk.map((e) => e.type),
+      chunk.map((e) => e.subject ?? null),
+      chunk.map((e) => e.dedupeKey ?? null),
+      chunk.map((e) => JSON.stringify(e.data ?? {})),
+      chunk.map((e) => e.at),
+    ).changes;
+  }
+  return n;
 }

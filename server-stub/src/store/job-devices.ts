@@ -1,5 +1,6 @@
 import type { JobExecutionState } from '@router-fleet/protocol';
 import { dialects, type Store } from './database.js';
+import { BULK_CHUNK_ROWS } from './events.js';
 import type { JobDeviceStatus } from './jobs.js';
 
 /** A job's devices by how far they got, for wave rollouts. */
@@ -126,6 +127,24 @@ export class JobDevices {
     this.store
       .stmt('UPDATE job_devices SET status = ?, result = ?, next_attempt_at = ? WHERE job_id = ? AND device_id = ?')
       .run(status, result, nextAttemptAt, jobId, deviceId);
+  }
+
+  /** `settle` for many devices (one statement per BULK_CHUNK_ROWS on PostgreSQL; the prepared one per row on SQLite). */
+  settleMany(rows: readonly { jobId: number; deviceId: number; status: JobDeviceStatus; result: JobExecutionState; nextAttemptAt: number }[]): void {
+    if (rows.length === 0) return;
+    if (this.store.dialect !== 'postgres') {
+      for (const r of rows) this.settle(r.jobId, r.deviceId, r.status, r.result, r.nextAttemptAt);
+      return;
+    }
+    const up = this.store.stmt(
+      `UPDATE job_devices jd SET status = u.status, result = u.result, next_attempt_at = u.next_attempt_at
+       FROM unnest(?::bigint[], ?::bigint[], ?::text[], ?::text[], ?::bigint[]) AS u(job_id, device_id, status, result, next_attempt_at)
+       WHERE jd.job_id = u.job_id AND jd.device_id = u.device_id`,
+    );
+    for (let i = 0; i < rows.length; i += BULK_CHUNK_ROWS) {
+      const c = rows.slice(i, i + BULK_CHUNK_ROWS);
+      up.run(c.map((r) => r.jobId), c.map((r) => r.deviceId), c.map((r) => r.status), c.map((r) => r.result), c.map((r) => r.nextAttemptAt));
+    }
   }
 
   /** An active device whose claim was undone is pending again, and the claim does not count as an attempt. */

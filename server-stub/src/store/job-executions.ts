@@ -1,5 +1,6 @@
 import { CANCELLABLE_JOB_STATES, type JobExecutionState } from '@router-fleet/protocol';
 import { dialects, type Store } from './database.js';
+import { BULK_CHUNK_ROWS } from './events.js';
 import type { ExecutionRow } from './jobs.js';
 
 const CANCELLABLE_SQL = `('${CANCELLABLE_JOB_STATES.join('\', \'')}')`;
@@ -82,7 +83,7 @@ export interface DeviceResultRow extends JobDeviceRow {
 }
 
 /** Longest error message kept with an execution (characters). */
-const ERROR_MESSAGE_MAX = 1024;
+export const ERROR_MESSAGE_MAX = 1024;
 
 /**
  * Job executions of every account: what the dispatcher claims, offers, cancels and finishes. Not
@@ -103,6 +104,75 @@ export class JobExecutions {
         `SELECT e.*, d.uuid AS device_uuid FROM job_executions e JOIN devices d ON d.id = e.device_id WHERE e.uuid = ?`,
       )
       .get(uuid);
+  }
+
+  /** `withDevice` for many executions at once (one statement; unknown uuids are left out). */
+  withDeviceMany(uuids: readonly string[]): ExecutionWithDevice[] {
+    if (uuids.length === 0) return [];
+    return this.store
+      .stmt<ExecutionWithDevice>(
+        dialects({
+          sqlite: `SELECT e.*, d.uuid AS device_uuid FROM job_executions e JOIN devices d ON d.id = e.device_id
+                   WHERE e.uuid IN (SELECT value FROM json_each(?))`,
+          postgres: `SELECT e.*, d.uuid AS device_uuid FROM job_executions e JOIN devices d ON d.id = e.device_id
+                     WHERE e.uuid = ANY(?::text[])`,
+        }),
+      )
+      .all(this.store.dialect === 'postgres' ? uuids : JSON.stringify(uuids));
+  }
+
+  /** The executions not finished of any of the devices, with their device's uuid, oldest first (one statement). */
+  openForDevices(deviceIds: readonly number[]): ExecutionWithDevice[] {
+    if (deviceIds.length === 0) return [];
+    return this.store
+      .stmt<ExecutionWithDevice>(
+        dialects({
+          sqlite: `SELECT e.*, d.uuid AS device_uuid FROM job_executions e JOIN devices d ON d.id = e.device_id
+                   WHERE e.device_id IN (SELECT value FROM json_each(?)) AND e.finished_at IS NULL ORDER BY e.id`,
+          postgres: `SELECT e.*, d.uuid AS device_uuid FROM job_executions e JOIN devices d ON d.id = e.device_id
+                     WHERE e.device_id = ANY(?::bigint[]) AND e.finished_at IS NULL ORDER BY e.id`,
+        }),
+      )
+      .all(this.store.dialect === 'postgres' ? deviceIds : JSON.stringify(deviceIds));
+  }
+
+  /**
+   * Writes what changed of executions read in this write transaction (the columns reports, results,
+   * offers and cancels change), each row as given: one statement per BULK_CHUNK_ROWS rows on
+   * PostgreSQL, the prepared single-row update on SQLite. The count-keeping triggers see each row
+   * go from what it was to what it is now, which counts the same as the steps in between.
+   */
+  writeRows(rows: readonly ExecutionRow[]): void {
+    if (rows.length === 0) return;
+    if (this.store.dialect !== 'postgres') {
+      const up = this.store.stmt(
+        `UPDATE job_executions SET state = ?, percent = ?, updated_at = ?, offered_at = ?, finished_at = ?, error_code = ?,
+           error_message = ?, result_source = ?, ignored_progress = ?, cancel_sent_at = ? WHERE id = ?`,
+      );
+      for (const r of rows) {
+        up.run(r.state, r.percent, r.updated_at, r.offered_at, r.finished_at, r.error_code, r.error_message, r.result_source,
+          r.ignored_progress, r.cancel_sent_at, r.id);
+      }
+      return;
+    }
+    const up = this.store.stmt(
+      `UPDATE job_executions e SET state = u.state, percent = u.percent, updated_at = u.updated_at, offered_at = u.offered_at,
+         finished_at = u.finished_at, error_code = u.error_code, error_message = u.error_message, result_source = u.result_source,
+         ignored_progress = u.ignored_progress, cancel_sent_at = u.cancel_sent_at
+       FROM unnest(?::bigint[], ?::text[], ?::float8[], ?::bigint[], ?::bigint[], ?::bigint[], ?::text[], ?::text[], ?::text[],
+         ?::bigint[], ?::bigint[])
+         AS u(id, state, percent, updated_at, offered_at, finished_at, error_code, error_message, result_source, ignored_progress,
+           cancel_sent_at)
+       WHERE e.id = u.id`,
+    );
+    for (let i = 0; i < rows.length; i += BULK_CHUNK_ROWS) {
+      const c = rows.slice(i, i + BULK_CHUNK_ROWS);
+      up.run(
+        c.map((r) => r.id), c.map((r) => r.state), c.map((r) => r.percent), c.map((r) => r.updated_at), c.map((r) => r.offered_at),
+        c.map((r) => r.finished_at), c.map((r) => r.error_code), c.map((r) => r.error_message), c.map((r) => r.result_source),
+        c.map((r) => r.ignored_progress), c.map((r) => r.cancel_sent_at),
+      );
+    }
   }
 
   /** The device's executions not finished, oldest first. */
@@ -361,6 +431,31 @@ export class LocalReadyDevices {
       )
       .run(device.id);
     return device.id;
+  }
+
+  /** `add` for many devices (two statements); the row id of each known device by uuid. */
+  addMany(deviceUuids: readonly string[]): Map<string, number> {
+    if (deviceUuids.length === 0) return new Map();
+    const rows = this.store
+      .stmt<{ id: number; uuid: string }>(
+        dialects({
+          sqlite: 'SELECT id, uuid FROM devices WHERE uuid IN (SELECT value FROM json_each(?))',
+          postgres: 'SELECT id, uuid FROM devices WHERE uuid = ANY(?::text[])',
+        }),
+      )
+      .all(this.store.dialect === 'postgres' ? deviceUuids : JSON.stringify(deviceUuids));
+    if (rows.length > 0) {
+      const ids = rows.map((r) => r.id);
+      this.store
+        .stmt(
+          dialects({
+            sqlite: 'INSERT OR IGNORE INTO job_local_ready (device_id) SELECT value FROM json_each(?)',
+            postgres: 'INSERT INTO job_local_ready (device_id) SELECT unnest(?::bigint[]) ON CONFLICT DO NOTHING',
+          }),
+        )
+        .run(this.store.dialect === 'postgres' ? ids : JSON.stringify(ids));
+    }
+    return new Map(rows.map((r) => [r.uuid, r.id]));
   }
 
   /** The device is no longer reachable here (a send to it failed). */

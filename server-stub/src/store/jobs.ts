@@ -141,6 +141,19 @@ export function jobById(store: Store, id: number): JobHead | undefined {
   return store.stmt<JobHead>(`SELECT ${JOB_HEAD_COLUMNS} FROM jobs WHERE id = ?`).get(id);
 }
 
+/** `jobById` for several jobs at once (one statement). */
+export function jobsByIds(store: Store, ids: readonly number[]): JobHead[] {
+  if (ids.length === 0) return [];
+  return store
+    .stmt<JobHead>(
+      dialects({
+        sqlite: `SELECT ${JOB_HEAD_COLUMNS} FROM jobs WHERE id IN (SELECT value FROM json_each(?))`,
+        postgres: `SELECT ${JOB_HEAD_COLUMNS} FROM jobs WHERE id = ANY(?::bigint[])`,
+      }),
+    )
+    .all(store.dialect === 'postgres' ? ids : JSON.stringify(ids));
+}
+
 /** The target JSON of a job (read only where the target itself is needed: dynamic jobs, the API). */
 export function jobTarget(store: Store, id: number): string | undefined {
   return store.stmt<{ target: string }>('SELECT target FROM jobs WHERE id = ?').get(id)?.target;
@@ -252,6 +265,24 @@ export function dynamicJobsOfDeviceAccount(store: Store, deviceId: number): JobR
       }),
     )
     .all(deviceId);
+}
+
+/**
+ * Running dynamic jobs of the accounts of any of the devices (with their targets), with the device
+ * each was found for (a job appears once per device of its account asked about).
+ */
+export function dynamicJobsOfDevicesAccounts(store: Store, deviceIds: readonly number[]): Array<JobRow & { device_id: number }> {
+  if (deviceIds.length === 0) return [];
+  return store
+    .stmt<JobRow & { device_id: number }>(
+      dialects({
+        sqlite: `SELECT j.*, d.id AS device_id FROM jobs j JOIN devices d ON d.account_id = j.account_id
+                 WHERE d.id IN (SELECT value FROM json_each(?)) AND j.state = 'running' AND json_extract(j.options, '$.dynamic') = 1`,
+        postgres: `SELECT j.*, d.id AS device_id FROM jobs j JOIN devices d ON d.account_id = j.account_id
+                   WHERE d.id = ANY(?::bigint[]) AND j.state = 'running' AND j.options::jsonb->'dynamic' IN ('true', '1')`,
+      }),
+    )
+    .all(store.dialect === 'postgres' ? deviceIds : JSON.stringify(deviceIds));
 }
 
 /**

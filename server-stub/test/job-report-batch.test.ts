@@ -1,0 +1,167 @@
+import { randomUUID } from 'node:crypto';
+import { createMessage, type JobExecutionState, type Message, type MessageOf } from '@router-fleet/protocol';
+import { afterEach, describe, expect, it } from 'vitest';
+import { TestClock } from '../src/clock.js';
+import type { JobOptionsInput } from '../src/jobs/options.js';
+import { createServices, type Services } from '../src/services.js';
+import { removeTempDirs, T0, tempDir, testConfig } from './helpers/setup.js';
+
+/*
+ * The dispatcher judges a batch of channel inputs in memory in arrival order and writes what
+ * changed set-based at the end. Whatever a batch holds, the store must end as it would have with
+ * the same inputs applied one at a time: executions, the devices' places in the job, the counts
+ * the triggers keep, the job's state and its events, and the acknowledgements.
+ */
+
+afterEach(() => removeTempDirs());
+
+const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+/** One input: a report of device `from` about device `about`'s execution (a stranger's, or an unknown one), or a reconnect. */
+type Step =
+  | { device: number; state: JobExecutionState; about?: number; unknown?: boolean }
+  | { device: number; ready: true };
+
+async function world(devices: number, options: JobOptionsInput) {
+  const services: Services = createServices(testConfig(tempDir()), { clock: new TestClock(T0) });
+  const { accountId, accountUuid } = await services.auth.createAccount({ name: 'Batch', username: 'batch', password: 'a batch of reports' });
+  const scope = services.auth.scope(accountId);
+  const [code] = services.licensing.issue('basic-25', 1, T0);
+  services.licensing.activate(scope, services.licensing.redeem(scope, code!, T0).uuid, undefined, T0);
+  services.devices.importCsv(scope, ['serialNumber', ...Array.from({ length: devices }, (_, i) => `BATCH-${String(i).padStart(2, '0')}`)].join('\n'), false, devices);
+  const rows = scope.devices.profileRows({ afterId: 0, limit: devices });
+  services.admission.admitMany(rows.map((r) => ({ deviceUuid: r.uuid, credential: services.devices.credential(scope, r.uuid) })));
+  const executions = new Map<string, string>();
+  const sent: Array<{ deviceUuid: string; message: Message }> = [];
+  let ready: ((deviceUuid: string, accountUuid: string) => void) | undefined;
+  let progress: ((deviceUuid: string, message: MessageOf<'job-progress'>) => void) | undefined;
+  services.jobs.attach({
+    send: (deviceUuid, message) => {
+      sent.push({ deviceUuid, message });
+      if (message.type === 'job-offer') executions.set(deviceUuid, message.body.executionId);
+      return true;
+    },
+    onDeviceReady: (listener) => (ready = listener),
+    onJobProgress: (listener) => (progress = listener),
+  });
+  for (const r of rows) ready!(r.uuid, accountUuid);
+  await turn();
+  const packet = await services.packets.build(scope, {
+    name: 'batch firmware',
+    components: [{ kind: 'firmware', fileName: 'firmware-9.0.0.bin', data: Buffer.alloc(512, 1).toString('base64'), version: '9.0.0' }],
+  } as never);
+  const job = services.jobs.create(scope, { name: 'batch job', packetUuid: packet.uuid, target: { all: true }, options }, null);
+  for (let i = 0; i < 200 && executions.size < devices; i++) await turn();
+  expect(executions.size).toBe(devices);
+
+  const push = (step: Step) => {
+    const uuid = rows[step.device]!.uuid;
+    if ('ready' in step) return ready!(uuid, accountUuid);
+    const executionId = step.unknown ? randomUUID() : executions.get(rows[step.about ?? step.device]!.uuid)!;
+    progress!(uuid, createMessage('job-progress', {
+      executionId,
+      state: step.state,
+      ...(step.state === 'failed' ? { errorCode: 'AGENT_INSTALL_FAILED', errorMessage: 'install failed' } : {}),
+      ...(step.state === 'downloading' ? { percent: 40 } : {}),
+    }, { sentAt: T0 }));
+  };
+
+  /** What the store holds of the job, without row ids and uuids (which differ between worlds). */
+  const snapshot = () => {
+    const db = services.store;
+    const jobId = (db.stmt('SELECT id FROM jobs WHERE uuid = ?').get(job.uuid) as { id: number }).id;
+    return {
+      executions: db.stmt(
+        `SELECT d.serial_number, e.attempt, e.state, e.percent, e.offered_at, e.updated_at, e.finished_at, e.result_source,
+           e.ignored_progress, e.error_code, e.error_message, e.cancel_sent_at
+         FROM job_executions e JOIN devices d ON d.id = e.device_id WHERE e.job_id = ? ORDER BY d.serial_number, e.attempt`,
+      ).all(jobId),
+      devices: db.stmt(
+        `SELECT d.serial_number, jd.status, jd.result, jd.attempts, jd.next_attempt_at
+         FROM job_devices jd JOIN devices d ON d.id = jd.device_id WHERE jd.job_id = ? ORDER BY d.serial_number`,
+      ).all(jobId),
+      counts: db.stmt('SELECT bucket, n FROM job_counts WHERE job_id = ? AND n != 0 ORDER BY bucket').all(jobId),
+      job: db.stmt('SELECT state, abort_reason, finished_at FROM jobs WHERE id = ?').get(jobId),
+      events: (db.stmt(`SELECT type, data FROM account_events WHERE type LIKE 'job.%' AND type != 'job.started' ORDER BY id`).all() as Array<{ type: string; data: string }>)
+        .map((e) => ({ type: e.type, data: JSON.parse(e.data) as unknown })),
+      acks: sent.filter((s) => s.message.type === 'ack').map((s) => rows.findIndex((r) => r.uuid === s.deviceUuid)),
+      offers: sent.filter((s) => s.message.type === 'job-offer').length,
+      ignored: { ...services.jobs.ignored },
+    };
+  };
+  return { services, push, snapshot };
+}
+
+/** The same inputs, one batch each and all in one batch, on two fresh stores: the same end. */
+async function sameEnd(devices: number, options: JobOptionsInput, steps: Step[]) {
+  const one = await world(devices, options);
+  const all = await world(devices, options);
+  try {
+    for (const step of steps) {
+      one.push(step);
+      await turn();
+    }
+    for (const step of steps) all.push(step);
+    await turn();
+    const a = one.snapshot();
+    const b = all.snapshot();
+    expect(b).toEqual(a);
+    return a;
+  } finally {
+    one.services.close();
+    all.services.close();
+  }
+}
+
+describe('a batch of job reports ends as the same reports one at a time', () => {
+  it('advances, skipped states, stale and duplicate reports, strangers, unknown executions, reconnects and results with a retry', async () => {
+    const end = await sameEnd(8, { retries: { max: 1, delaySec: 3600 } }, [
+      { device: 0, state: 'downloading' },
+      { device: 0, state: 'installing' },
+      { device: 1, state: 'downloading' },
+      { device: 0, state: 'downloading' }, // stale
+      { device: 2, state: 'rebooting' }, // states in between missed
+      { device: 2, ready: true }, // reconnect: the offer again
+      { device: 0, state: 'succeeded' },
+      { device: 0, state: 'succeeded' }, // duplicate: acknowledged again
+      { device: 1, state: 'failed' }, // pending again for a retry
+      { device: 3, state: 'succeeded', unknown: true },
+      { device: 4, state: 'succeeded', about: 5 }, // another device's execution
+      { device: 2, state: 'succeeded' },
+      { device: 5, state: 'installing' },
+      { device: 5, state: 'succeeded' },
+      { device: 6, ready: true },
+      { device: 6, state: 'succeeded' },
+      { device: 7, state: 'succeeded' },
+    ]);
+    expect(end.job).toMatchObject({ state: 'running' });
+    expect(end.devices.filter((d) => (d as { status: string }).status === 'pending')).toHaveLength(1);
+    expect(end.ignored).toEqual({ duplicate: 1, illegal: 1, unknown: 2 });
+  });
+
+  it('every device done: the job finishes once, with its results, in the batch', async () => {
+    const end = await sameEnd(6, {}, [
+      ...[0, 1, 2, 3, 4, 5].map((device) => ({ device, state: 'downloading' as const })),
+      ...[5, 4, 3, 2, 1].map((device) => ({ device, state: 'succeeded' as const })),
+      { device: 0, state: 'failed' },
+      { device: 0, state: 'failed' },
+    ]);
+    expect(end.job).toMatchObject({ state: 'finished' });
+    expect(end.events).toEqual([{ type: 'job.finished', data: { results: expect.objectContaining({ succeeded: 5, failed: 1 }) } }]);
+  });
+
+  it('failures abort the job mid-batch; results after it settle as in a job no longer running', async () => {
+    const end = await sameEnd(8, { abort: { failurePercent: 10, minFailures: 2 }, retries: { max: 1, delaySec: 3600 } }, [
+      { device: 0, state: 'succeeded' },
+      { device: 1, state: 'failed' },
+      { device: 2, state: 'failed' }, // the job aborts here
+      { device: 3, state: 'failed' }, // no retry: the job no longer runs
+      { device: 4, state: 'succeeded' },
+      { device: 5, state: 'installing' },
+    ]);
+    expect(end.job).toMatchObject({ state: 'aborted' });
+    expect(end.events.map((e) => e.type)).toEqual(['job.aborted']);
+    // The failures before the abort wait for their retry; the one after it does not.
+    expect(end.devices.filter((d) => (d as { status: string }).status === 'pending')).toHaveLength(2);
+  });
+});
