@@ -347,7 +347,8 @@ async function prepare(dir: string, n: number, seats: number, badCredentials: nu
  * `fleet_admission_transaction_seconds` (undefined when the server under test does not export it,
  * an older build); the garbage collector's pauses by kind (count, total seconds); and the
  * server's own hello → welcome histogram (`fleet_admission_duration_seconds`, hello frame decoded
- * to welcome written): the bucket its p99 falls in, and how many took longer than 50 and 100 ms.
+ * to welcome written): the bucket its p99 falls in, and how many took longer than 50 and 100 ms;
+ * how many admission transactions took longer than 25, 50 and 100 ms, and GC pauses over 10 and 100 ms.
  * Set beside the devices' figure, it tells the server's wait from what the network, the event
  * loops and TLS added.
  */
@@ -357,27 +358,45 @@ async function readServerMetrics(baseUrl: string, caFile: string) {
   const count = /^fleet_admission_transaction_seconds_count(?:\{\})? (\S+)$/m.exec(text)?.[1];
   const sum = /^fleet_admission_transaction_seconds_sum(?:\{\})? (\S+)$/m.exec(text)?.[1];
   const commits = count === undefined || sum === undefined ? undefined : { count: Number(count), sum: Number(sum) };
-  const gc: Record<string, { count: number; seconds: number }> = {};
+  const gc: Record<string, { count: number; seconds: number; over10Ms: number; over100Ms: number }> = {};
   for (const m of text.matchAll(/^nodejs_gc_duration_seconds_(count|sum)\{kind="([a-z]+)"\} (\S+)$/gm)) {
-    const kind = (gc[m[2]!] ??= { count: 0, seconds: 0 });
+    const kind = (gc[m[2]!] ??= { count: 0, seconds: 0, over10Ms: 0, over100Ms: 0 });
     if (m[1] === 'count') kind.count = Number(m[3]);
     else kind.seconds = +Number(m[3]).toFixed(3);
   }
-  // Cumulative buckets per outcome, summed over the outcomes.
-  const buckets = new Map<number, number>();
-  for (const m of text.matchAll(/^fleet_admission_duration_seconds_bucket\{([^}]*)\} (\S+)$/gm)) {
-    const le = /le="([^"]+)"/.exec(m[1]!)?.[1];
-    if (le === undefined) continue;
-    const bound = le === '+Inf' ? Number.POSITIVE_INFINITY : Number(le);
-    buckets.set(bound, (buckets.get(bound) ?? 0) + Number(m[2]));
+  for (const [kind, g] of Object.entries(gc)) {
+    const b = buckets(text, 'nodejs_gc_duration_seconds', `kind="${kind}"`);
+    g.over10Ms = b.over(0.01);
+    g.over100Ms = b.over(0.1);
   }
-  const bounds = [...buckets.keys()].sort((a, b) => a - b);
-  const total = buckets.get(Number.POSITIVE_INFINITY) ?? 0;
-  const over = (s: number) => total - (buckets.get(s) ?? total);
-  const p99Le = bounds.find((b) => (buckets.get(b) ?? 0) >= 0.99 * total);
+  const welcome = buckets(text, 'fleet_admission_duration_seconds');
   const serverWelcome =
-    total > 0 ? { count: total, p99AtMostMs: p99Le === undefined ? null : p99Le * 1000, over50Ms: over(0.05), over100Ms: over(0.1) } : undefined;
-  return { commits, gc, serverWelcome };
+    welcome.total > 0
+      ? { count: welcome.total, p99AtMostMs: welcome.p99AtMost * 1000, over50Ms: welcome.over(0.05), over100Ms: welcome.over(0.1) }
+      : undefined;
+  const tx = buckets(text, 'fleet_admission_transaction_seconds');
+  const transactionsOver = { over25Ms: tx.over(0.025), over50Ms: tx.over(0.05), over100Ms: tx.over(0.1) };
+  return { commits, gc, serverWelcome, transactionsOver };
+}
+
+/** A histogram of a Prometheus text, its cumulative buckets summed over the series that contain `having`. */
+function buckets(text: string, name: string, having = '') {
+  const cumulative = new Map<number, number>();
+  for (const m of text.matchAll(new RegExp(`^${name}_bucket\\{([^}]*)\\} (\\S+)$`, 'gm'))) {
+    const le = /le="([^"]+)"/.exec(m[1]!)?.[1];
+    if (le === undefined || !m[1]!.includes(having)) continue;
+    const bound = le === '+Inf' ? Number.POSITIVE_INFINITY : Number(le);
+    cumulative.set(bound, (cumulative.get(bound) ?? 0) + Number(m[2]));
+  }
+  const total = cumulative.get(Number.POSITIVE_INFINITY) ?? 0;
+  const bounds = [...cumulative.keys()].sort((x, y) => x - y);
+  return {
+    total,
+    /** How many took longer than `seconds` (a bucket bound). */
+    over: (seconds: number) => total - (cumulative.get(seconds) ?? total),
+    /** The smallest bucket bound at or under which 99 % fall. */
+    p99AtMost: bounds.find((x) => (cumulative.get(x) ?? 0) >= 0.99 * total) ?? Number.NaN,
+  };
 }
 
 /** p50, p99 and max of the hello → welcome latencies (ms). */
@@ -771,6 +790,7 @@ async function orchestrate(): Promise<void> {
           : {}),
         outcomes: r.outcomes,
         serverWelcome: serverMetrics.serverWelcome ?? null,
+        transactionsOver: serverMetrics.transactionsOver,
         serverGc: serverMetrics.gc,
         clientLoops: r.clientLoops,
         floorClientLoops: floor?.clientLoops ?? null,

@@ -12,7 +12,6 @@ import { isPostgresUrl } from '../store/database.js';
 import { PostgresNoticeBus } from '../store/postgres/notices.js';
 import { createServices } from '../services.js';
 import { CLUSTER_ENV, isMessage, type PrimaryToWorker, type WorkerToPrimary } from './messages.js';
-import { workerExecArgv } from './worker-node-args.js';
 import { pino } from 'pino';
 
 /** A worker that dies sooner than this after it started counts as a crash loop (respawn backs off). */
@@ -177,8 +176,6 @@ export async function runPrimary(config: ServerConfig): Promise<{ close(): Promi
       }
     : {};
 
-  // The workers' heap flags (worker-node-args.ts), after the primary's own node arguments.
-  cluster.setupPrimary({ execArgv: workerExecArgv(process.execArgv, process.env['NODE_OPTIONS']) });
   const fork = (index: number) => {
     const w = cluster.fork({
       FLEET_SERVER_WORKER: '1',
