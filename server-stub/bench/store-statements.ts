@@ -2,15 +2,17 @@
  * Cost of one store statement on each store, measured in the same run (loopback only, bounded,
  * stops by itself):
  *
- *   npm run build && npx tsx server-stub/bench/store-statements.ts [--n 2000] [--url postgres://postgres@127.0.0.1:5432/postgres]
+ *   npm run build && npx tsx server-stub/bench/store-statements.ts [--n 2000] [--batches 20] [--url postgres://postgres@127.0.0.1:5432/postgres]
  *
  * For each operation it times N repetitions on the SQLite file (synchronous driver, WAL,
  * synchronous=FULL), on the PostgreSQL store (synchronous through its worker thread), and, as the
  * floor of the latter, the same statements sent with the `pg` driver directly (async, awaited one
  * by one: the database's own round trip without the bridge). Operations: a point read by uuid, the
  * same read inside a read transaction, a one-row update in a write transaction (on PostgreSQL:
- * BEGIN + advisory lock + COMMIT), and one device admission (AdmissionService.admit). PostgreSQL
- * works in a schema of its own, dropped at the end. Prints one JSON line per measurement.
+ * BEGIN + advisory lock + COMMIT), one device admission (AdmissionService.admit), and, per hello,
+ * a batch of 100 hellos admitted in one transaction as the admission gate does (admitMany) and
+ * the same 100 devices released together (releaseMany), `--batches` times. PostgreSQL works in a
+ * schema of its own, dropped at the end. Prints one JSON line per measurement.
  */
 import { parseArgs } from 'node:util';
 import pg from 'pg';
@@ -24,10 +26,14 @@ import { line, withBenchStores } from './bench-stores.js';
 const { values } = parseArgs({
   options: {
     n: { type: 'string', default: '2000' },
+    batches: { type: 'string', default: '20' },
     url: { type: 'string', default: 'postgres://postgres@127.0.0.1:5432/postgres' },
   },
 });
 const N = Number(values.n);
+const BATCHES = Number(values.batches);
+/** Hellos per admission batch (the gate admits up to 256 per transaction). */
+const BATCH = 100;
 function time(store: string, op: string, fn: () => void): void {
   for (let i = 0; i < Math.min(100, N); i++) fn(); // warm-up
   const t0 = performance.now();
@@ -44,7 +50,7 @@ async function timeAsync(store: string, op: string, fn: () => Promise<void>): Pr
   line({ store, op, n: N, usPerOp: Math.round(us * 10) / 10 });
 }
 
-/** A store with one account, a Pro licence and 50 devices, through the server's own services. */
+/** A store with one account, a Pro licence (100 seats) and 100 devices, through the server's own services. */
 async function populate(store: StoreType, dataDir: string) {
   const clock = new TestClock(Date.UTC(2026, 0, 1));
   const config = loadConfig({ flags: { dataDir, logLevel: 'silent', scryptCost: 1024, leaseGraceSec: 0 }, env: {} });
@@ -55,7 +61,7 @@ async function populate(store: StoreType, dataDir: string) {
     const l = services.licensing.redeem(scope, code, clock.now());
     services.licensing.activate(scope, l.uuid, undefined, clock.now());
   }
-  const routers = Array.from({ length: 50 }, (_, i) => {
+  const routers = Array.from({ length: BATCH }, (_, i) => {
     const row = services.devices.create(scope, { serialNumber: `B-${store.dialect}-${i}`, name: `B-${i}` });
     return { uuid: row.uuid, serialNumber: `B-${store.dialect}-${i}`, credential: services.devices.credential(scope, row.uuid), id: row.id };
   });
@@ -75,6 +81,26 @@ async function run(kind: string, store: StoreType, dataDir: string): Promise<voi
     admission.admit({ serialNumber: r.serialNumber, credential: r.credential });
     admission.release(r.uuid);
   });
+  // A reconnect wave: BATCH hellos in one transaction (the admission gate's group commit), then the
+  // same devices' connections closing together.
+  const hellos = routers.map((r) => ({ deviceUuid: r.uuid, credential: r.credential }));
+  const uuids = routers.map((r) => r.uuid);
+  let admitMs = 0;
+  let releaseMs = 0;
+  for (let b = -Math.min(3, BATCHES); b < BATCHES; b++) {
+    const t0 = performance.now();
+    const results = admission.admitMany(hellos);
+    const t1 = performance.now();
+    admission.releaseMany(uuids);
+    const t2 = performance.now();
+    if (results.some((r) => r.outcome !== 'managed')) throw new Error('bench: every hello of the batch must be admitted');
+    if (b < 0) continue; // warm-up
+    admitMs += t1 - t0;
+    releaseMs += t2 - t1;
+  }
+  const per = (ms: number) => Math.round(((ms * 1000) / (BATCHES * BATCH)) * 10) / 10;
+  line({ store: kind, op: `admit a batch of ${BATCH} hellos (admitMany), per hello`, n: BATCHES * BATCH, usPerOp: per(admitMs) });
+  line({ store: kind, op: `release ${BATCH} devices together (releaseMany), per device`, n: BATCHES * BATCH, usPerOp: per(releaseMs) });
   close();
 }
 

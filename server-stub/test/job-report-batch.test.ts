@@ -89,7 +89,25 @@ async function world(devices: number, options: JobOptionsInput) {
       ignored: { ...services.jobs.ignored },
     };
   };
-  return { services, push, snapshot };
+  /** Statements (reads, writes) the store runs while `fn` and the inbox flush it leads to run. */
+  const statements = async (fn: () => void) => {
+    const store = services.store;
+    const stmt = store.stmt.bind(store);
+    const n = { reads: 0, writes: 0 };
+    store.stmt = ((sql: Parameters<typeof stmt>[0]) => {
+      const s = stmt(sql);
+      return { get: (...p: unknown[]) => (n.reads++, s.get(...p)), all: (...p: unknown[]) => (n.reads++, s.all(...p)),
+        run: (...p: unknown[]) => (n.writes++, s.run(...p)), iterate: (...p: unknown[]) => (n.reads++, s.iterate(...p)) };
+    }) as typeof store.stmt;
+    try {
+      fn();
+      await turn();
+    } finally {
+      store.stmt = stmt;
+    }
+    return n;
+  };
+  return { services, push, snapshot, statements };
 }
 
 /** The same inputs, one batch each and all in one batch, on two fresh stores: the same end. */
@@ -163,5 +181,40 @@ describe('a batch of job reports ends as the same reports one at a time', () => 
     expect(end.events.map((e) => e.type)).toEqual(['job.aborted']);
     // The failures before the abort wait for their retry; the one after it does not.
     expect(end.devices.filter((d) => (d as { status: string }).status === 'pending')).toHaveLength(2);
+  });
+});
+
+describe('what a batch of reports costs the store', () => {
+  // SQLite writes each changed row with its prepared statement (microseconds); PostgreSQL writes
+  // them set-based, so there the writes too are a few per batch.
+  it('a few statements per batch, however many reports it holds (on SQLite: a few reads)', async () => {
+    // One device never reports: the job stays running (a finished job is not dispatched, which reads less).
+    const w = await world(25, {});
+    try {
+      const wave = (devices: number[], step: (device: number) => Step) => w.statements(() => {
+        for (const device of devices) w.push(step(device));
+      });
+      // The first batch of a kind reads what later ones find cached (statements, the job's counts).
+      const first = [0, 1, 2, 3];
+      const few = [4, 5, 6, 7];
+      const many = Array.from({ length: 16 }, (_, i) => i + 8);
+      const progress = (state: JobExecutionState) => (device: number): Step => ({ device, state });
+      const reconnect = (device: number): Step => ({ device, ready: true });
+      for (const [name, step] of [
+        ['downloading', progress('downloading')],
+        ['rebooting', progress('rebooting')],
+        ['reconnect', reconnect],
+        ['succeeded', progress('succeeded')],
+      ] as const) {
+        await wave(first, step);
+        const a = await wave(few, step);
+        const b = await wave(many, step);
+        if (w.services.store.dialect === 'postgres') expect({ name, ...b }).toEqual({ name, ...a });
+        else expect({ name, reads: b.reads }).toEqual({ name, reads: a.reads });
+        expect(w.services.store.dialect === 'postgres' ? a.reads + a.writes : a.reads, name).toBeLessThanOrEqual(16);
+      }
+    } finally {
+      w.services.close();
+    }
   });
 });

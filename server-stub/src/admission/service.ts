@@ -252,7 +252,7 @@ export class AdmissionService {
 
   /** Decides authenticated hellos in arrival order (in the caller's write transaction); see `admitMany`. */
   #decideBatch(hellos: readonly Hello[]): { decided: AdmitResult[]; balances: Array<{ accountId: AccountRowId; balance: Balance; at: number }> } {
-    const upTo = Math.max(...hellos.map((h) => h.now));
+    const upTo = hellos.reduce((t, h) => Math.max(t, h.now), -Infinity);
     const deviceIds = [...new Set(hellos.map((h) => h.identity.id))];
     const views = new Map<AccountRowId, AccountView>();
     const load = (accountIds: readonly AccountRowId[]) => {

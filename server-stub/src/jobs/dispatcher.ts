@@ -372,9 +372,12 @@ export class JobDispatcher {
     const now = this.#clock.now();
     const executions = this.#outcomes.executions;
     if (storeWide) this.#store.write(() => {
+      // Executions past their deadline end together (a wave of them is a few statements, not several each).
+      const b = this.#outcomes.batch();
       for (const e of executions.overdue(now)) {
-        this.#outcomes.finish(e, jobById(this.#store, e.job_id)!, 'timed-out', now, 'SERVER_EXECUTION_TIMEOUT', 'No result before the deadline.');
+        this.#outcomes.finishIn(b, b.adopt(e), 'timed-out', now, 'SERVER_EXECUTION_TIMEOUT', 'No result before the deadline.');
       }
+      b.flush();
       for (const e of executions.orphans(now - ORPHAN_QUEUED_MS)) this.#abandonOrphan(e, now);
       for (const job of runningJobs(this.#store)) {
         const options = JSON.parse(job.options) as JobOptions;
