@@ -154,8 +154,9 @@ class AgentImpl implements Agent {
     this.#session = session;
     // Loaded with the first job (installer code is not needed by an idle agent).
     const installers = async () => {
-      const [, { defaultInstallers, installerMap }] = await loadUpdateCode();
-      return installerMap(this.#options.installers ?? defaultInstallers({ allowInsecure: config.allowInsecureTransport }));
+      const [, { defaultInstallerMap, installerMap }] = await loadUpdateCode();
+      const own = this.#options.installers;
+      return own ? installerMap(own) : defaultInstallerMap({ allowInsecure: config.allowInsecureTransport });
     };
     this.#jobs = new JobManager({
       config,

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { CONFIG_TABLE, envName, loadConfig, resolveConfig } from '../src/config.js';
 import { CONNECTION_PROFILE_FORMAT, parseConnectionProfile, validateConnectionProfile } from '../src/connection-profile.js';
 import { AgentError } from '../src/errors.js';
+import { defaultInstallerMap, defaultInstallers, installerMap } from '../src/installers/registry.js';
 import { Journal } from '../src/lifecycle/journal.js';
 import { collect, tarMember, verifiedStream } from '../src/jobs/payload.js';
 import { createManualClock, seededRandom } from '../src/platform/clock.js';
@@ -65,6 +66,18 @@ describe('configuration table', () => {
       powerCutAt: 'update:installing',
     });
     expect(() => parseFaults(['nope=1'])).toThrow(TypeError);
+  });
+});
+
+describe('built-in installers', () => {
+  it('are one map per process and setting, holding every built-in FILETYPE', () => {
+    const strict = defaultInstallerMap({ allowInsecure: false });
+    expect(defaultInstallerMap({ allowInsecure: false })).toBe(strict);
+    const insecure = defaultInstallerMap({ allowInsecure: true });
+    expect(insecure).not.toBe(strict);
+    expect([...strict.keys()].sort()).toEqual([...installerMap(defaultInstallers({ allowInsecure: false })).keys()].sort());
+    expect(insecure.get('ConnectionProfile')).not.toBe(strict.get('ConnectionProfile'));
+    expect(insecure.get('ConnectionProfile')).toBeDefined();
   });
 });
 
