@@ -8,7 +8,7 @@ import type { Transport } from './connection/transport.js';
 import { TrustAnchorStore } from './connection/trust-anchor-store.js';
 import { AgentError } from './errors.js';
 import type { Installer } from './installers/installer.js';
-import { JobManager } from './jobs/job-manager.js';
+import { JobManager, loadUpdateCode } from './jobs/job-manager.js';
 import type { SessionState } from './lifecycle/session-table.js';
 import type { UpdateState } from './lifecycle/update-table.js';
 import { contextLogger, type Logger, silentLogger } from './logger.js';
@@ -154,8 +154,9 @@ class AgentImpl implements Agent {
     this.#session = session;
     // Loaded with the first job (installer code is not needed by an idle agent).
     const installers = async () => {
-      const { defaultInstallers, installerMap } = await import('./installers/registry.js');
-      return installerMap(this.#options.installers ?? defaultInstallers({ allowInsecure: config.allowInsecureTransport }));
+      const [, { defaultInstallerMap, installerMap }] = await loadUpdateCode();
+      const own = this.#options.installers;
+      return own ? installerMap(own) : defaultInstallerMap({ allowInsecure: config.allowInsecureTransport });
     };
     this.#jobs = new JobManager({
       config,
@@ -166,6 +167,7 @@ class AgentImpl implements Agent {
       profiles,
       installers,
       downloadDispatcher: (caPem) => transport.downloadDispatcher?.(caPem),
+      ...(transport.downloadTurn ? { downloadTurn: (signal: AbortSignal) => transport.downloadTurn!(signal) } : {}),
       send: (message) => session.send(message),
       event: (kind, severity, details) => void this.event(kind, severity, details).catch(() => {}),
       changed: () => this.#statusChanged(),

@@ -27,6 +27,7 @@ export {
 export { createWsTransport, type WsTransportObserver, type WsTransportOptions } from './connection/ws-transport.js';
 export { AgentError, type AgentErrorCode, AgentErrorCodes, errorTableMarkdown, isAgentError } from './errors.js';
 export type { InstallContext, Installer, ProfileStore } from './installers/installer.js';
+export { loadUpdateCode } from './jobs/job-manager.js';
 export { defaultInstallers } from './installers/registry.js';
 export type { JobRecord, SectionRecord } from './lifecycle/journal.js';
 export { renderLifecycleDoc, mermaidDiagram } from './lifecycle/mermaid.js';

@@ -1,4 +1,4 @@
-import type { JobExecutionState, Message } from '@router-fleet/protocol';
+import { createMessage, type JobExecutionState, type Message } from '@router-fleet/protocol';
 import { describe, expect, it, vi } from 'vitest';
 import { resolveConfig } from '../src/config.js';
 import { JobManager } from '../src/jobs/job-manager.js';
@@ -98,6 +98,49 @@ describe('JobManager', () => {
     const lastTerminal = states.lastIndexOf('succeeded');
     expect(states.slice(lastTerminal + 1)).toEqual([]);
     expect(illegalStep(states, 'verifying')).toBeUndefined();
+  });
+
+  it('accepts, journals and reports an offer before its download waits for the transport\'s turn', async () => {
+    const platform = await createMemoryPlatform();
+    const session = { connected: true, state: 'managed' as const, epoch: 1, roundTrip: () => Promise.resolve(true), changed: () => new Promise<void>(() => {}), reconnect: () => {} };
+    const sent: string[] = [];
+    let release!: () => void;
+    const turn = new Promise<void>((resolve) => (release = resolve));
+    let turns = 0;
+    let downloads = 0;
+    const manager = managerOf(
+      platform,
+      session,
+      (message) => {
+        if (message.type === 'job-progress') sent.push((message.body as { state: string }).state);
+        return true;
+      },
+      {
+        profile: () => ({ caCertPem: 'CA', trustAnchorsPem: [] }) as never,
+        downloadTurn: () => {
+          turns++;
+          return turn;
+        },
+        // The download itself is not what this test is about: it fails at once when it starts.
+        downloadDispatcher: () => {
+          downloads++;
+          throw new Error('no download in this test');
+        },
+      },
+    );
+    await manager.start();
+    const offer = recordOf('exe-turn', { state: 'offered', transitions: 0 }).offer;
+    await manager.offer(createMessage('job-offer', offer, { id: 'offer-1', sentAt: Date.now() }));
+    await waitFor(() => turns === 1, { what: 'the download waiting for its turn' });
+    // Accepted before the wait: journaled in `downloading`, and the server told so.
+    expect(manager.active?.record.state).toBe('downloading');
+    expect(sent).toEqual(['downloading']);
+    const journaled = await new Journal(platform.storage).load();
+    expect(journaled).toMatchObject({ kind: 'record', record: { state: 'downloading', lastReported: 'downloading' } });
+    expect(downloads).toBe(0);
+    release();
+    await waitFor(() => sent.includes('failed'), { what: 'the download started after its turn (and failed, as this test makes it)' });
+    expect(downloads).toBe(1);
   });
 
   it('counts a state as reported only once it was sent, and reports the states reached offline after the welcome', async () => {

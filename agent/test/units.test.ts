@@ -2,9 +2,10 @@ import { describe, expect, it } from 'vitest';
 import { CONFIG_TABLE, envName, loadConfig, resolveConfig } from '../src/config.js';
 import { CONNECTION_PROFILE_FORMAT, parseConnectionProfile, validateConnectionProfile } from '../src/connection-profile.js';
 import { AgentError } from '../src/errors.js';
+import { defaultInstallerMap, defaultInstallers, installerMap } from '../src/installers/registry.js';
 import { Journal } from '../src/lifecycle/journal.js';
 import { collect, tarMember, verifiedStream } from '../src/jobs/payload.js';
-import { createManualClock } from '../src/platform/clock.js';
+import { createManualClock, seededRandom } from '../src/platform/clock.js';
 import { parseFaults } from '../src/platform/faults.js';
 import { createMemoryPlatform } from '../src/platform/memory.js';
 import { Outbox } from '../src/reporting/outbox.js';
@@ -65,6 +66,27 @@ describe('configuration table', () => {
       powerCutAt: 'update:installing',
     });
     expect(() => parseFaults(['nope=1'])).toThrow(TypeError);
+  });
+});
+
+describe('built-in installers', () => {
+  it('are one map per process and setting, holding every built-in FILETYPE', () => {
+    const strict = defaultInstallerMap({ allowInsecure: false });
+    expect(defaultInstallerMap({ allowInsecure: false })).toBe(strict);
+    const insecure = defaultInstallerMap({ allowInsecure: true });
+    expect(insecure).not.toBe(strict);
+    expect([...strict.keys()].sort()).toEqual([...installerMap(defaultInstallers({ allowInsecure: false })).keys()].sort());
+    expect(insecure.get('ConnectionProfile')).not.toBe(strict.get('ConnectionProfile'));
+    expect(insecure.get('ConnectionProfile')).toBeDefined();
+  });
+});
+
+describe('seeded randomness', () => {
+  it('makes the same version-4 UUIDs and draws from a seed as it always did (simulated fleets replay)', () => {
+    const r = seededRandom(2026);
+    expect([r.uuid(), r.uuid(), r.next()]).toEqual(['74a923ac-4019-4125-ae90-34cffc4464ad', '4e105cb6-faa5-4f2f-9472-f9dc978cc9af', 0.37340650777332485]);
+    const many = seededRandom(7);
+    for (let i = 0; i < 1000; i++) expect(many.uuid()).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
   });
 });
 

@@ -86,6 +86,23 @@ describe('update jobs over the control channel (protocol-level fake devices, rea
     expect(res.status).toBeLessThan(500);
   });
 
+  it('names its devices by UUID: a repeated one counts once, an unknown one is refused by name and creates nothing', async () => {
+    const w = await open();
+    const packet = await w.packet();
+    const [a, b, c] = w.fakeDevices(3).map((d) => d.uuid);
+    const unknown = randomUUID();
+    const bad = await w.api('POST', '/api/jobs', { packetUuid: packet.uuid, target: { deviceUuids: [a, unknown, b] } });
+    expect(bad.status).toBe(400);
+    expect(bad.json).toMatchObject({ code: 'SERVER_VALIDATION', message: `Unknown device ${unknown}.` });
+    expect((await w.api('GET', '/api/jobs')).json.items).toHaveLength(0);
+    const job = await createJob(w, { packetUuid: packet.uuid, target: { deviceUuids: [c, a, c, b, a] } });
+    const view = (await w.api('GET', `/api/jobs/${job.uuid}`)).json;
+    expect(view.target.deviceCount).toBe(3);
+    expect(view.progress.devices.total).toBe(3);
+    const listed = (await w.api('GET', `/api/jobs/${job.uuid}/target/devices`)).json;
+    expect(listed.items.map((d: { deviceUuid: string }) => d.deviceUuid)).toEqual([c, a, b]);
+  });
+
   it('offers a job to more connected devices than one claim transaction takes, each exactly once', async () => {
     const n = 2 * CLAIMS_PER_TRANSACTION + 37;
     const w = await open({ licences: Math.ceil(n / 25) });

@@ -11,6 +11,7 @@ import {
   createMemoryPlatform,
   createSharedClock,
   type LifecycleTransition,
+  loadUpdateCode,
   type Logger,
   type MemoryPlatform,
   resolveConfig,
@@ -21,6 +22,7 @@ import {
 } from '@router-fleet/agent';
 import { hashSeed } from '@router-fleet/protocol/random';
 import { type Behaviour, drawDevice, type DeviceDraw } from './behaviour.js';
+import { DownloadTurns } from './download-turns.js';
 import { Gate } from './gate.js';
 import type { ProvisionedDevice } from './provision.js';
 import { RouterFlag, RouterTable } from './router-table.js';
@@ -105,6 +107,8 @@ export class FleetWorker {
   readonly #transport: SimTransport;
   readonly #config: AgentConfig;
   readonly #metrics = new WorkerMetrics(() => this.#routers);
+  /** The routers' downloads start after a burst of offers (see DownloadTurns). */
+  readonly #downloadTurns = new DownloadTurns();
 
   // Per router (local index j; global index = #global[j], its number in the file).
   #global = new Uint32Array(0);
@@ -195,6 +199,9 @@ export class FleetWorker {
       i++;
     }
     lines.close();
+    // Loaded now, not with the fleet's first job: otherwise every router of this process waits for
+    // the one import of the update code that the first offer starts (a router loads it for itself).
+    await loadUpdateCode();
     this.#global = Uint32Array.from(global);
     const m = this.#profiles.length;
     this.#routers = new RouterTable(m);
@@ -268,6 +275,7 @@ export class FleetWorker {
           },
           // Downloads share bounded pools on the fleet's source addresses (not a socket each).
           downloadDispatcher: (caPem) => this.#transport.downloadDispatcher(caPem),
+          downloadTurn: (signal) => this.#downloadTurns.wait(signal),
         },
         logger: this.#log,
         profile: this.#profiles[j]!,
@@ -289,6 +297,8 @@ export class FleetWorker {
 
   #transition(j: number, [machine, state]: LifecycleTransition): void {
     if (machine === 'update') {
+      // `downloading` follows `offered` once per offer taken (accepted, journaled, reported).
+      if (state === 'downloading') this.#downloadTurns.offered();
       this.#metrics.update(j, state);
       return;
     }

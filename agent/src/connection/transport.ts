@@ -44,6 +44,13 @@ export interface Transport {
    * addresses as the channel). Optional: without it the agent uses a process-wide pool per CA.
    */
   downloadDispatcher?(caPem: string): Dispatcher;
+  /**
+   * Resolves when a download may start (or when `signal` aborts). Optional: without it a download
+   * starts at once. A process that runs many agents on one event loop (the simulator) starts their
+   * downloads after a burst of offers, so that one router's download work does not delay the next
+   * router's offer, as it could not on routers that each have their own processor.
+   */
+  downloadTurn?(signal: AbortSignal): Promise<void>;
 }
 
 /** An open channel as a transport observer sees it: enough to cut it abruptly (no goodbye). */

@@ -43,6 +43,8 @@ export interface UpdateDeps {
   installers: Map<string, Installer>;
   /** The connection pool for packet downloads (the transport's); default: the process-wide one. */
   downloadDispatcher?(caPem: string): Dispatcher | undefined;
+  /** Resolves when a download may start, or when `signal` aborts (the transport's; default: at once). */
+  downloadTurn?(signal: AbortSignal): Promise<void>;
   /** Whether a packet (by SHA-256 of the file, or PACKET_ID) was installed by an earlier job. */
   alreadyInstalled(packet: { sha256?: string; packetId?: string }): boolean;
   /** Reports the record's current state (progress); `percent`/bytes while downloading. */
@@ -339,6 +341,10 @@ export class UpdateRunner {
     // behind this router's download setup (TLS, request, abort signals): measured in a 5,000-router
     // run, download work was a third of a simulator process's time while offers were arriving.
     await new Promise<void>((resolve) => setImmediate(resolve));
+    if (this.#deps.downloadTurn) {
+      await this.#deps.downloadTurn(this.#stop);
+      if (this.#stop.aborted) return HALTED;
+    }
     const early = this.#beforeCommitChecks();
     if (early) return early;
     const r = this.record;

@@ -187,14 +187,24 @@ export const systemRandom: RandomSource = {
   uuid: () => randomUUID(),
 };
 
+const HEX = '0123456789abcdef';
+
 /** A seeded source (protocol's one generator, mulberry32) for reproducible simulations. */
 export function seededRandom(seed: number): RandomSource {
   const next = mulberry32(seed);
   return {
     next,
+    // 32 draws, one hex digit each (digit 12 is drawn and replaced by the version, digit 16 keeps
+    // its low two bits under the variant), built without intermediate arrays: a simulator process
+    // makes one for every message its routers send.
     uuid() {
-      const hex = Array.from({ length: 32 }, () => Math.floor(next() * 16).toString(16)).join('');
-      return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-4${hex.slice(13, 16)}-${((Number.parseInt(hex[16]!, 16) & 3) | 8).toString(16)}${hex.slice(17, 20)}-${hex.slice(20)}`;
+      let out = '';
+      for (let i = 0; i < 32; i++) {
+        const digit = Math.floor(next() * 16);
+        if (i === 8 || i === 12 || i === 16 || i === 20) out += '-';
+        out += HEX[i === 12 ? 4 : i === 16 ? (digit & 3) | 8 : digit];
+      }
+      return out;
     },
   };
 }

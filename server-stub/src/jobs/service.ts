@@ -146,10 +146,13 @@ export class JobService {
         throw new AppError('SERVER_FIRMWARE_UNKNOWN');
       }
       const target: JobTarget = { all: t.all === true, deviceIds: [], groupIds: [], deviceUuids: [], groupUuids: [] };
-      for (const u of new Set(t.deviceUuids ?? [])) {
-        const d = scope.devices.byUuid(u);
-        if (!d) throw new AppError('SERVER_VALIDATION', `Unknown device ${u}.`);
-        target.deviceIds.push(d.id);
+      // One statement for the whole list (a job to every router names tens of thousands).
+      const deviceUuids = [...new Set(t.deviceUuids ?? [])];
+      const deviceIds = deviceUuids.length > 0 ? scope.devices.idsByUuid(deviceUuids) : new Map<string, number>();
+      for (const u of deviceUuids) {
+        const id = deviceIds.get(u);
+        if (id === undefined) throw new AppError('SERVER_VALIDATION', `Unknown device ${u}.`);
+        target.deviceIds.push(id);
         target.deviceUuids.push(u);
       }
       for (const u of new Set(t.groupUuids ?? [])) {

@@ -1,5 +1,5 @@
 import type { AccountRowId, AccountUuid, DeviceRowId, DeviceUuid } from '../ids.js';
-import type { Store } from './database.js';
+import { dialects, type Store } from './database.js';
 import { BULK_CHUNK_ROWS } from './events.js';
 
 export type AdmissionState = 'managed' | 'unmanaged' | 'rejected';
@@ -119,6 +119,24 @@ export class AccountDevices {
 
   byUuid(uuid: string): DeviceRow | undefined {
     return this.store.stmt<DeviceRow>(`${SELECT_DEVICE} WHERE d.account_id = ? AND d.uuid = ?`).get(this.accountId, uuid);
+  }
+
+  /**
+   * The row ids of the devices of this account among `uuids`, by UUID (one statement for the whole
+   * list; a UUID of no device of this account is absent from the map).
+   */
+  idsByUuid(uuids: readonly string[]): Map<string, number> {
+    const rows = this.store
+      .stmt<{ uuid: string; id: number }>(
+        dialects({
+          // CROSS JOIN keeps the list as the outer loop (one lookup in the uuid index per entry):
+          // with a plain JOIN SQLite scanned the list once per device of the account (18 s for 15,000).
+          sqlite: `SELECT d.uuid AS uuid, d.id AS id FROM json_each(?) t CROSS JOIN devices d ON d.uuid = t.value WHERE d.account_id = ?`,
+          postgres: `SELECT d.uuid AS uuid, d.id AS id FROM json_array_elements_text(?::json) AS t(v) JOIN devices d ON d.uuid = t.v WHERE d.account_id = ?`,
+        }),
+      )
+      .all(JSON.stringify(uuids), this.accountId);
+    return new Map(rows.map((r) => [r.uuid, Number(r.id)]));
   }
 
   count(): number {
