@@ -1,4 +1,5 @@
 import { dialects, type Store } from './database.js';
+import type { DeviceRow } from './devices.js';
 import { BULK_CHUNK_ROWS } from './events.js';
 
 /** A reported position is stored again only when the router moved farther than this (metres). */
@@ -205,15 +206,10 @@ export class DeviceStatusBuffer {
   }
 }
 
-interface CurrentReported {
-  id: number;
-  reported_model: string | null;
-  reported_firmware: string | null;
-  reported_anchors: string | null;
-  reported_lat: number | null;
-  reported_lon: number | null;
-  reported_position_at: number | null;
-}
+type CurrentReported = Pick<
+  DeviceRow,
+  'id' | 'reported_model' | 'reported_firmware' | 'reported_anchors' | 'reported_lat' | 'reported_lon' | 'reported_position_at'
+>;
 
 interface ReportedChange {
   id: number;
