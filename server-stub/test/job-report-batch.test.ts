@@ -107,7 +107,26 @@ async function world(devices: number, options: JobOptionsInput) {
     }
     return n;
   };
-  return { services, push, snapshot, statements };
+  /**
+   * Makes the `nth` run (counted from now) of a statement whose text starts with `sqlStart` throw,
+   * as a failing disk or a constraint would; returns the runs seen and a restore.
+   */
+  const failNth = (sqlStart: string, nth: number) => {
+    const store = services.store;
+    const stmt = store.stmt.bind(store);
+    const seen = { runs: 0 };
+    store.stmt = ((sql: Parameters<typeof stmt>[0]) => {
+      const s = stmt(sql);
+      if (typeof sql !== 'string' || !sql.trimStart().startsWith(sqlStart)) return s;
+      return { get: (...p: unknown[]) => s.get(...p), all: (...p: unknown[]) => s.all(...p), iterate: (...p: unknown[]) => s.iterate(...p),
+        run: (...p: unknown[]) => {
+          if (++seen.runs === nth) throw new Error('injected write failure');
+          return s.run(...p);
+        } };
+    }) as typeof store.stmt;
+    return { seen, restore: () => (store.stmt = stmt) };
+  };
+  return { services, push, snapshot, statements, failNth };
 }
 
 /** The same inputs, one batch each and all in one batch, on two fresh stores: the same end. */
@@ -215,6 +234,59 @@ describe('what a batch of reports costs the store', () => {
       }
     } finally {
       w.services.close();
+    }
+  });
+});
+
+describe('a report that cannot be stored', () => {
+  it('is not acknowledged and leaves nothing half written; what is acknowledged is stored; resent, it ends as if nothing failed', async () => {
+    const steps: Step[] = [
+      { device: 0, state: 'succeeded' },
+      { device: 1, state: 'succeeded' },
+      { device: 2, state: 'failed' },
+    ];
+    // Abort rules make the batch write results while it judges them (to count failures).
+    const options: JobOptionsInput = { abort: { failurePercent: 90, minFailures: 5 } };
+    const faulty = await world(4, options);
+    const clean = await world(4, options);
+    try {
+      const fault = faulty.failNth('UPDATE job_executions', 2);
+      for (const step of steps) faulty.push(step);
+      await turn();
+      fault.restore();
+      expect(fault.seen.runs).toBeGreaterThanOrEqual(2);
+      const after = faulty.snapshot();
+      const serial = (device: number) => `BATCH-0${device}`;
+      const execution = (device: number) => (after.executions as Array<{ serial_number: string; state: string; finished_at: number | null }>)
+        .find((e) => e.serial_number === serial(device))!;
+      const place = (device: number) => (after.devices as Array<{ serial_number: string; status: string }>).find((d) => d.serial_number === serial(device))!;
+      // Some report of the batch was refused (the fault bit), and each one is either stored and
+      // acknowledged, or neither (its execution and its place in the job as before it came).
+      expect(after.acks.length).toBeLessThan(3);
+      for (const device of [0, 1, 2]) {
+        if (after.acks.includes(device)) {
+          expect(execution(device).finished_at).not.toBeNull();
+          expect(place(device).status).toBe('done');
+        } else {
+          expect(execution(device)).toMatchObject({ state: 'offered', finished_at: null });
+          expect(place(device).status).toBe('active');
+        }
+      }
+      // The devices repeat what was not acknowledged: the end is the same as without the fault.
+      for (const step of steps) if (!after.acks.includes(step.device)) faulty.push(step);
+      await turn();
+      for (const step of steps) clean.push(step);
+      await turn();
+      const end = faulty.snapshot();
+      const expected = clean.snapshot();
+      expect(end.executions).toEqual(expected.executions);
+      expect(end.devices).toEqual(expected.devices);
+      expect(end.counts).toEqual(expected.counts);
+      expect(end.job).toEqual(expected.job);
+      expect([...new Set(end.acks)].sort()).toEqual([0, 1, 2]);
+    } finally {
+      faulty.services.close();
+      clean.services.close();
     }
   });
 });

@@ -13,6 +13,7 @@ import { MINUTE } from '../clock.js';
 import type { Metrics } from '../metrics.js';
 import type { PacketService } from '../packets/service.js';
 import type { Store } from '../store/database.js';
+import { StoreError } from '../store/errors.js';
 import type { ExecutionRow } from '../store/jobs.js';
 import { anyRunningJob, dynamicJobsOfDevicesAccounts, type JobHead, jobById, type JobRow, jobTarget, runningJobIds, runningJobs } from '../store/jobs.js';
 import { LocalReadyDevices } from '../store/job-executions.js';
@@ -86,6 +87,23 @@ export const DISPATCH_SLICE_MS = 200;
 type ProgressOutcome = 'applied' | 'duplicate' | 'illegal' | 'unknown';
 
 /** What the control channel hands the dispatcher, in arrival order. */
+/** What a committed batch of channel inputs leaves to do after its commit. */
+interface BatchApplied {
+  acks: Array<{ deviceUuid: string; correlationId: string }>;
+  outcomes: Array<Exclude<ProgressOutcome, 'applied'>>;
+  finished: boolean;
+}
+
+/** One input of a batch could not be applied (`cause`); the batch's transaction was rolled back. */
+class InputNotApplied extends Error {
+  constructor(
+    readonly index: number,
+    cause: unknown,
+  ) {
+    super('channel input not applied', { cause });
+  }
+}
+
 type ChannelInput =
   | { kind: 'ready'; deviceUuid: string }
   | { kind: 'progress'; deviceUuid: string; message: MessageOf<'job-progress'> };
@@ -196,9 +214,9 @@ export class JobDispatcher {
    * (group commit: one fsync for a whole tick of progress reports and reconnects instead of one
    * each), then acknowledges the terminal reports and dispatches once. The batch is read at once
    * and judged in memory in arrival order (ResultBatch): a few statements per batch, not several per
-   * report, which on PostgreSQL is a round trip each under the one write lock. An item that cannot
-   * be judged is left out alone and counted; if a write or the commit fails nothing is acknowledged
-   * and the devices repeat their terminal reports.
+   * report, which on PostgreSQL is a round trip each under the one write lock. An input that cannot
+   * be applied is left out alone and counted (the others are applied again without it); if the
+   * store fails as such nothing is acknowledged and the devices repeat their terminal reports.
    */
   #apply(input: ChannelInput[]): void {
     // While offers go out in a burst, what the devices send waits (bounded in time and count).
@@ -227,60 +245,44 @@ export class JobDispatcher {
 
   #applyBatch(batch: ChannelInput[]): void {
     const now = this.#clock.now();
-    const acks: Array<{ deviceUuid: string; correlationId: string }> = [];
-    const outcomes: Array<Exclude<ProgressOutcome, 'applied'>> = [];
-    let finished = false;
     const anyReady = batch.some((item) => item.kind === 'ready');
+    let ready: { ids: Map<string, number>; quiet: Set<string> } | undefined;
+    let writes = batch;
+    let applied: BatchApplied = { acks: [], outcomes: [], finished: false };
     try {
       // Devices that connect while nothing waits for them (the common case of a ramp or a reconnect
       // storm) need no write transaction: one per tick of hellos was a second commit and fsync, and
       // a second wait for the write lock, beside the admission's own. Read inside the try: a store
       // that fails here fails the batch like its write would, never the process (a timer called us).
-      const ready = anyReady ? this.#readyWithoutWrites(batch.flatMap((item) => (item.kind === 'ready' ? [item.deviceUuid] : []))) : undefined;
-      const writes = ready ? batch.filter((item) => item.kind !== 'ready' || !ready.quiet.has(item.deviceUuid)) : batch;
-      if (writes.length > 0) this.#store.write(() => {
-        // What the whole batch is about is read at once and judged in memory in arrival order;
-        // what changed is written set-based at the end (ResultBatch).
-        const b = this.#outcomes.batch();
-        const readyIds = ready ? [...new Set(writes.flatMap((item) => (item.kind === 'ready' ? [ready.ids.get(item.deviceUuid)!] : [])))] : [];
-        const uuids = writes.flatMap((item) => {
-          const id = executionOf(item).executionId;
-          return typeof id === 'string' ? [id] : [];
-        });
-        b.load(uuids, readyIds);
-        const inputs: ReadyInputs = { b, dynamic: this.#dynamicJobs(readyIds), refreshed: new Set(), packets: new Map(), now };
-        for (const item of writes) {
-          try {
-            if (item.kind === 'ready') {
-              this.#deviceReady(inputs, item.deviceUuid, ready!.ids.get(item.deviceUuid)!);
-              continue;
-            }
-            const outcome = this.#applyProgress(b, item.deviceUuid, item.message, now);
-            const terminal = isTerminalJobState(item.message.body.state);
-            if (outcome !== 'applied') outcomes.push(outcome);
-            if (outcome !== 'unknown' && terminal) acks.push({ deviceUuid: item.deviceUuid, correlationId: item.message.id });
-            if (outcome === 'applied' && terminal) finished = true;
-          } catch (err) {
-            // This item is left out (judged in memory: it failed before changing anything); the
-            // others of the batch still commit. A store error fails the whole batch (below).
-            this.#metrics.inc('fleet_errors_total', { code: 'SERVER_INTERNAL' });
-            this.#log.error({ err, deviceUuid: item.deviceUuid, input: item.kind, ...executionOf(item) }, 'channel input not applied');
-          }
+      ready = anyReady ? this.#readyWithoutWrites(batch.flatMap((item) => (item.kind === 'ready' ? [item.deviceUuid] : []))) : undefined;
+      if (ready) writes = batch.filter((item) => item.kind !== 'ready' || !ready!.quiet.has(item.deviceUuid));
+      // An input that cannot be applied is left out alone: the transaction that held it is rolled
+      // back whole (a half-judged input must not be written, nor the others' writes lost with it)
+      // and the rest is applied again without it. A store that fails as such fails the batch.
+      while (writes.length > 0) {
+        try {
+          applied = this.#applyWrites(writes, ready, now);
+          break;
+        } catch (err) {
+          if (!(err instanceof InputNotApplied)) throw err;
+          this.#metrics.inc('fleet_errors_total', { code: 'SERVER_INTERNAL' });
+          const item = writes[err.index]!;
+          this.#log.error({ err: err.cause, deviceUuid: item.deviceUuid, input: item.kind, ...executionOf(item) }, 'channel input not applied');
+          writes = writes.filter((_, i) => i !== err.index);
         }
-        b.flush();
-      });
+      }
     } catch (err) {
       // Nothing was stored: nothing is acknowledged; the devices resend, the next tick retries dispatch.
       this.#metrics.inc('fleet_errors_total', { code: 'SERVER_INTERNAL' });
       this.#log.error({ err, inputs: batch.length }, 'channel inputs not stored (the devices repeat them)');
       return;
     }
-    for (const outcome of outcomes) {
+    for (const outcome of applied.outcomes) {
       this.ignored[outcome]++;
       this.#metrics.inc('fleet_job_progress_ignored_total', { reason: outcome });
     }
-    for (const a of acks) this.#send(a.deviceUuid, createMessage('ack', { seqs: [] }, { correlationId: a.correlationId, sentAt: now }));
-    if (finished || anyReady) {
+    for (const a of applied.acks) this.#send(a.deviceUuid, createMessage('ack', { seqs: [] }, { correlationId: a.correlationId, sentAt: now }));
+    if (applied.finished || anyReady) {
       try {
         this.dispatch();
       } catch (err) {
@@ -289,6 +291,44 @@ export class JobDispatcher {
         this.#log.error({ err }, 'dispatch failed (the next tick retries)');
       }
     }
+  }
+
+  /**
+   * Applies these inputs in one write transaction: what they are about is read at once and judged
+   * in memory in arrival order; what changed is written set-based at the end (ResultBatch). Throws
+   * InputNotApplied (the transaction rolled back) when one input fails for a reason other than the
+   * store being unavailable, busy or full; a StoreError of those kinds passes through as it is.
+   */
+  #applyWrites(writes: readonly ChannelInput[], ready: { ids: Map<string, number> } | undefined, now: number): BatchApplied {
+    const applied: BatchApplied = { acks: [], outcomes: [], finished: false };
+    this.#store.write(() => {
+      const b = this.#outcomes.batch();
+      const readyIds = ready ? [...new Set(writes.flatMap((item) => (item.kind === 'ready' ? [ready.ids.get(item.deviceUuid)!] : [])))] : [];
+      const uuids = writes.flatMap((item) => {
+        const id = executionOf(item).executionId;
+        return typeof id === 'string' ? [id] : [];
+      });
+      b.load(uuids, readyIds);
+      const inputs: ReadyInputs = { b, dynamic: this.#dynamicJobs(readyIds), refreshed: new Set(), packets: new Map(), now };
+      for (const [index, item] of writes.entries()) {
+        try {
+          if (item.kind === 'ready') {
+            this.#deviceReady(inputs, item.deviceUuid, ready!.ids.get(item.deviceUuid)!);
+            continue;
+          }
+          const outcome = this.#applyProgress(b, item.deviceUuid, item.message, now);
+          const terminal = isTerminalJobState(item.message.body.state);
+          if (outcome !== 'applied') applied.outcomes.push(outcome);
+          if (outcome !== 'unknown' && terminal) applied.acks.push({ deviceUuid: item.deviceUuid, correlationId: item.message.id });
+          if (outcome === 'applied' && terminal) applied.finished = true;
+        } catch (err) {
+          if (err instanceof StoreError && err.retryable) throw err;
+          throw new InputNotApplied(index, err);
+        }
+      }
+      b.flush();
+    });
+    return applied;
   }
 
   /**

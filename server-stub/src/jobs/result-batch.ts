@@ -131,14 +131,13 @@ export class ResultBatch {
   /** Writes what changed since the last flush: executions, then the devices' places in their jobs. */
   flush(): void {
     if (this.#dirty.size > 0) {
-      const rows = [...this.#dirty].map((id) => this.#rows.get(id)!);
+      // Cleared once written: a failed write leaves them pending (its transaction fails as a whole).
+      this.executions.writeRows([...this.#dirty].map((id) => this.#rows.get(id)!));
       this.#dirty.clear();
-      this.executions.writeRows(rows);
     }
     if (this.#settles.size > 0) {
-      const settles = [...this.#settles.values()];
+      this.devices.settleMany([...this.#settles.values()]);
       this.#settles.clear();
-      this.devices.settleMany(settles);
     }
   }
 }
