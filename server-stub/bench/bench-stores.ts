@@ -23,13 +23,16 @@ export async function withBenchStores(
   u.searchParams.set('options', `-c search_path=${schema}`);
   const sqliteDir = mkdtempSync(join(tmpdir(), `${prefix.replaceAll('_', '-')}-`));
   const admin = new pg.Client({ connectionString: url });
-  await admin.connect();
-  await admin.query(`CREATE SCHEMA ${schema}`);
   try {
-    await body({ sqliteDir, schemaUrl: u.toString() });
+    await admin.connect();
+    await admin.query(`CREATE SCHEMA ${schema}`);
+    try {
+      await body({ sqliteDir, schemaUrl: u.toString() });
+    } finally {
+      await admin.query(`DROP SCHEMA ${schema} CASCADE`);
+    }
   } finally {
-    await admin.query(`DROP SCHEMA ${schema} CASCADE`);
-    await admin.end();
+    await admin.end().catch(() => {});
     rmSync(sqliteDir, { recursive: true, force: true });
   }
 }

@@ -25,7 +25,11 @@ for (let round = 0; round < Number(values.rounds); round++) {
     t0 = performance.now();
     services.jobs.create(scope, { name: 'bench job', packetUuid: packet.uuid, target: { deviceUuids: rows.map((r) => r.uuid) } }, null);
     const createMs = performance.now() - t0;
-    while (!firstOfferMs) await new Promise((resolve) => setImmediate(resolve));
+    // A job that offers nothing (a regression) ends the bench instead of spinning forever.
+    while (!firstOfferMs) {
+      if (performance.now() - t0 > 60_000) throw new Error('no offer within 60 s of the job');
+      await new Promise((resolve) => setImmediate(resolve));
+    }
     process.stdout.write(`${JSON.stringify({ round, devices: n, createMs: Math.round(createMs), firstOfferMs: Math.round(firstOfferMs) })}\n`);
   } finally {
     close();

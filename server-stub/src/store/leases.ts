@@ -1,6 +1,6 @@
 import type { LeaseFacts, LeaseState } from '../admission/decide.js';
 import { DEFAULT_REBOOT_TIMEOUT_SEC } from '../jobs/options.js';
-import { dialects, type Store } from './database.js';
+import type { Store } from './database.js';
 import { BULK_CHUNK_ROWS } from './events.js';
 
 interface LeaseRow {
@@ -160,28 +160,6 @@ export function markLeasesEndedAt(store: Store, ended: ReadonlyArray<{ deviceId:
     const c = ended.slice(i, i + BULK_CHUNK_ROWS);
     update.run(c.map((e) => e.deviceId), c.map((e) => e.at));
   }
-}
-
-/**
- * The longest `rollout.rebootTimeoutSec` (s) of the device's executions past the commit point and
- * not finished (installing, rebooting into new firmware, verifying it), or null if none: while an
- * update reboots the device, its disconnect is part of the update, not the device going away.
- */
-export function rebootTimeoutSec(store: Store, deviceId: number): number | null {
-  return (
-    store
-      .stmt<{ t: number | null }>(
-        dialects({
-          sqlite: `SELECT MAX(COALESCE(json_extract(j.options, '$.rebootTimeoutSec'), ${DEFAULT_REBOOT_TIMEOUT_SEC})) AS t
-                   FROM job_executions e JOIN jobs j ON j.id = e.job_id
-                   WHERE e.device_id = ? AND e.state IN ('installing', 'rebooting', 'verifying') AND e.finished_at IS NULL`,
-          postgres: `SELECT MAX(COALESCE((j.options::jsonb->>'rebootTimeoutSec')::DOUBLE PRECISION, ${DEFAULT_REBOOT_TIMEOUT_SEC})) AS t
-                     FROM job_executions e JOIN jobs j ON j.id = e.job_id
-                     WHERE e.device_id = ? AND e.state IN ('installing', 'rebooting', 'verifying') AND e.finished_at IS NULL`,
-        }),
-      )
-      .get(deviceId)?.t ?? null
-  );
 }
 
 /** A lease with the account it belongs to, as the set-based reads return it. */
@@ -358,24 +336,30 @@ export function releaseLeases(store: Store, rows: ReadonlyArray<{ deviceId: numb
 }
 
 /**
- * `rebootTimeoutSec` for many devices: the devices with an update rebooting them and their longest
- * reboot timeout (s). On PostgreSQL one statement per BULK_CHUNK_ROWS devices.
+ * The devices with an update rebooting them and, for each, the longest `rollout.rebootTimeoutSec`
+ * (s) of its executions past the commit point and not finished (installing, rebooting into new
+ * firmware, verifying it): while an update reboots a device, its disconnect is part of the update,
+ * not the device going away. On SQLite one prepared read per device, on PostgreSQL one statement
+ * per BULK_CHUNK_ROWS devices.
  */
 export function rebootTimeoutsSec(store: Store, deviceIds: readonly number[]): Map<number, number> {
   const out = new Map<number, number>();
   if (deviceIds.length === 0) return out;
+  const within = (devices: string) => `FROM job_executions e JOIN jobs j ON j.id = e.job_id
+     WHERE ${devices} AND e.state IN ('installing', 'rebooting', 'verifying') AND e.finished_at IS NULL`;
   if (store.dialect !== 'postgres') {
+    const read = store.stmt<{ t: number | null }>(
+      `SELECT MAX(COALESCE(json_extract(j.options, '$.rebootTimeoutSec'), ${DEFAULT_REBOOT_TIMEOUT_SEC})) AS t ${within('e.device_id = ?')}`,
+    );
     for (const id of deviceIds) {
-      const t = rebootTimeoutSec(store, id);
+      const t = read.get(id)?.t ?? null;
       if (t !== null) out.set(id, t);
     }
     return out;
   }
   const read = store.stmt<{ device_id: number; t: number | null }>(
     `SELECT e.device_id, MAX(COALESCE((j.options::jsonb->>'rebootTimeoutSec')::DOUBLE PRECISION, ${DEFAULT_REBOOT_TIMEOUT_SEC})) AS t
-     FROM job_executions e JOIN jobs j ON j.id = e.job_id
-     WHERE e.device_id = ANY(?::bigint[]) AND e.state IN ('installing', 'rebooting', 'verifying') AND e.finished_at IS NULL
-     GROUP BY e.device_id`,
+     ${within('e.device_id = ANY(?::bigint[])')} GROUP BY e.device_id`,
   );
   for (let i = 0; i < deviceIds.length; i += BULK_CHUNK_ROWS) {
     for (const r of read.all(deviceIds.slice(i, i + BULK_CHUNK_ROWS))) if (r.t !== null) out.set(r.device_id, r.t);
