@@ -1,8 +1,10 @@
 import { CloseCodes, createMessage, MAX_FRAME_BYTES, type MessageOf, WS_SUBPROTOCOL } from '@router-fleet/protocol';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import pg from 'pg';
+import { isPostgresUrl, STORE_FILE } from '../src/store/database.js';
+import { WRITE_LOCK_KEY } from '../src/store/postgres/store.js';
 import { SqliteDatabase } from '../src/store/sqlite.js';
-import type { SqliteStore } from '../src/store/database.js';
 import { addMonthsUtc, SECOND } from '../src/clock.js';
 import { waitFor } from '../../protocol/test/helpers/wait-for.js';
 import { type ChannelWorld, channelWorld } from './helpers/channel-world.js';
@@ -20,6 +22,30 @@ async function open(flags = {}): Promise<ChannelWorld> {
   const w = await channelWorld(flags);
   worlds.push(w);
   return w;
+}
+
+/**
+ * Another process's long write transaction on the world's store (the SQLite file, or the
+ * PostgreSQL store's write lock): held until the returned function is called.
+ */
+async function holdWriteLock(w: ChannelWorld): Promise<() => Promise<void>> {
+  const url = w.services.config.store;
+  if (url && isPostgresUrl(url)) {
+    const other = new pg.Client({ connectionString: url });
+    await other.connect();
+    await other.query('BEGIN');
+    await other.query('SELECT pg_advisory_xact_lock($1)', [WRITE_LOCK_KEY]);
+    return async () => {
+      await other.query('ROLLBACK');
+      await other.end();
+    };
+  }
+  const other = new SqliteDatabase(join(w.dataDir, STORE_FILE), { timeout: 0 });
+  other.exec('BEGIN IMMEDIATE');
+  return async () => {
+    other.exec('ROLLBACK');
+    other.close();
+  };
 }
 
 async function deviceList(w: ChannelWorld, token: string) {
@@ -77,15 +103,13 @@ describe('control channel: hello and admission over real sockets', () => {
     w.licences(t, 'basic-1', 1);
     const [r] = w.devices(t, 1);
     // Another process holds the write lock (a long transaction in another worker).
-    const other = new SqliteDatabase(join(w.dataDir, 'fleet.sqlite'), { timeout: 0 });
-    other.exec('BEGIN IMMEDIATE');
+    const release = await holdWriteLock(w);
     try {
       const d = await w.connect(r!);
       d.hello();
       expect((await d.waitClosed()).code).toBe(CloseCodes.TRY_AGAIN_LATER);
     } finally {
-      other.exec('ROLLBACK');
-      other.close();
+      await release();
     }
     // Nothing was leased by the failed attempt; the retry is admitted.
     const again = await w.connect(r!);
@@ -293,19 +317,18 @@ describe('control channel: hello and admission over real sockets', () => {
     w.licences(t, 'basic-1', 1);
     const [r] = w.devices(t, 1);
     const d = await w.admitted(r!);
-    const store = (w.services.store as SqliteStore).db.name;
     await w.stop();
     expect((await d.waitClosed()).code).toBe(CloseCodes.GOING_AWAY);
-    const { SqliteDatabase: Database } = await import('../src/store/sqlite.js');
-    const db = new Database(store, { readonly: true });
+    // What the next server finds in the store.
+    const store = w.openStore();
     try {
-      expect(db.prepare('SELECT released_at, grace_until FROM leases').get()).toMatchObject({
+      expect(store.stmt('SELECT released_at, grace_until FROM leases').get()).toMatchObject({
         released_at: expect.any(Number),
         grace_until: expect.any(Number),
       });
-      expect(db.prepare('SELECT online FROM devices').get()).toEqual({ online: 0 });
+      expect(store.stmt('SELECT online FROM devices').get()).toEqual({ online: 0 });
     } finally {
-      db.close();
+      store.close();
     }
   });
 });
