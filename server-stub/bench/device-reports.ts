@@ -16,7 +16,7 @@
  * the dispatch that follows it. One JSON line each; PostgreSQL works in a schema of its own,
  * dropped at the end.
  */
-import { createMessage, type Message, type MessageOf } from '@router-fleet/protocol';
+import { createMessage } from '@router-fleet/protocol';
 import { parseArgs } from 'node:util';
 import { TestClock } from '../src/clock.js';
 import { loadConfig } from '../src/config.js';
@@ -24,6 +24,7 @@ import { createServices } from '../src/services.js';
 import { ChannelRepository } from '../src/store/channel.js';
 import { Store, type Statement, type Store as StoreType } from '../src/store/database.js';
 import { DeviceStatusBuffer } from '../src/store/device-status.js';
+import { jobPortFleet, turn } from '../test/helpers/job-port-fleet.js';
 import { line, withBenchStores } from './bench-stores.js';
 
 const { values } = parseArgs({
@@ -70,45 +71,12 @@ function counting(store: StoreType): Counts {
   return counts;
 }
 
-const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
-
 async function run(kind: 'sqlite' | 'postgres', store: StoreType, dataDir: string): Promise<void> {
   const counts = counting(store);
   const clock = new TestClock(T0);
   const config = loadConfig({ flags: { dataDir, logLevel: 'silent', scryptCost: 1024 }, env: {} });
   const services = createServices(config, { clock, store });
-  const { accountId, accountUuid } = await services.auth.createAccount({ name: 'bench', username: `reports-${kind}`, password: 'correct horse battery' });
-  const scope = services.auth.scope(accountId);
-  for (const code of services.licensing.issue('basic-25', Math.ceil(N / 25), T0)) {
-    const l = services.licensing.redeem(scope, code, T0);
-    services.licensing.activate(scope, l.uuid, undefined, T0);
-  }
-  services.devices.importCsv(scope, ['serialNumber', ...Array.from({ length: N }, (_, i) => `R-${kind}-${i}`)].join('\n'), false, N);
-  const rows = scope.devices.profileRows({ afterId: 0, limit: N });
-  services.admission.admitMany(rows.map((r) => ({ deviceUuid: r.uuid, credential: services.devices.credential(scope, r.uuid) })));
-
-  const executions = new Map<string, string>();
-  let acks = 0;
-  let ready: ((deviceUuid: string, accountUuid: string) => void) | undefined;
-  let progress: ((deviceUuid: string, message: MessageOf<'job-progress'>) => void) | undefined;
-  services.jobs.attach({
-    send: (deviceUuid: string, message: Message) => {
-      if (message.type === 'job-offer') executions.set(deviceUuid, message.body.executionId);
-      if (message.type === 'ack') acks++;
-      return true;
-    },
-    onDeviceReady: (listener) => (ready = listener),
-    onJobProgress: (listener) => (progress = listener),
-  });
-  for (const r of rows) ready!(r.uuid, accountUuid);
-  await turn();
-  const packet = await services.packets.build(scope, {
-    name: 'bench firmware',
-    components: [{ kind: 'firmware', fileName: 'firmware-9.0.0.bin', data: Buffer.alloc(1024, 1).toString('base64'), version: '9.0.0' }],
-  } as never);
-  const job = services.jobs.create(scope, { name: 'bench job', packetUuid: packet.uuid, target: { all: true } }, null);
-  for (let i = 0; i < 1000 && executions.size < N; i++) await turn();
-  if (executions.size < N) throw new Error(`only ${executions.size} of ${N} offers went out`);
+  const { accountId, rows, job, sent, executions, ready, progress, scope } = await jobPortFleet(services, `R-${kind}`, N);
 
   async function wave(name: string, push: () => void, after?: () => void): Promise<void> {
     await turn();
@@ -129,15 +97,16 @@ async function run(kind: 'sqlite' | 'postgres', store: StoreType, dataDir: strin
     });
   }
   const report = (state: 'downloading' | 'rebooting' | 'succeeded') => () => {
-    for (const r of rows) progress!(r.uuid, createMessage('job-progress', { executionId: executions.get(r.uuid)!, state }, { sentAt: clock.now() }));
+    for (const r of rows) progress(r.uuid, createMessage('job-progress', { executionId: executions.get(r.uuid)!, state }, { sentAt: clock.now() }));
   };
   await wave('job-progress downloading', report('downloading'));
   await wave('job-progress rebooting', report('rebooting'));
   await wave('reconnect (ready, execution open)', () => {
-    for (const r of rows) ready!(r.uuid, accountUuid);
+    for (const r of rows) ready(r.uuid);
   });
   await wave('job-progress succeeded', report('succeeded'));
   const view = services.jobs.repo(scope).byUuid(job.uuid)!;
+  const acks = sent.filter((s) => s.message.type === 'ack').length;
   if (acks !== N || view.state !== 'finished') throw new Error(`acks ${acks}, job ${view.state}`);
 
   const status = new DeviceStatusBuffer(store);

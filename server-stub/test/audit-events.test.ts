@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { allRoutes } from '../src/routes/index.js';
-import type { SqliteStore } from '../src/store/database.js';
+import { dialects } from '../src/store/database.js';
 import { AccountEvents } from '../src/store/events.js';
 import { type AppWorld, appWorld } from './helpers/http.js';
 import { removeTempDirs, type Tenant } from './helpers/setup.js';
@@ -68,18 +68,26 @@ describe('audit log', () => {
     for (const method of ['PATCH', 'PUT', 'DELETE', 'POST'] as const) {
       expect((await w.req(method, '/api/audit-log', { token, body: {} })).statusCode).toBe(405);
     }
-    const db = (w.services.store as SqliteStore).db;
-    expect(() => db.prepare('UPDATE audit_records SET action = ? WHERE account_id = ?').run('x', t.accountId)).toThrow(/append-only/);
-    expect(() => db.prepare('DELETE FROM audit_records WHERE account_id = ?').run(t.accountId)).toThrow(/append-only/);
+    const store = w.services.store;
+    expect(() => store.stmt('UPDATE audit_records SET action = ? WHERE account_id = ?').run('x', t.accountId)).toThrow(/append-only/);
+    expect(() => store.stmt('DELETE FROM audit_records WHERE account_id = ?').run(t.accountId)).toThrow(/append-only/);
     expect((await w.req('GET', '/api/audit-log/verify', { token })).json()).toMatchObject({ ok: true, brokenAtSeq: null });
-    // Someone with the database file drops the trigger and edits a record: the chain shows where.
-    db.exec('DROP TRIGGER audit_records_no_update');
+    // Someone with the database drops the trigger and edits a record: the chain shows where.
+    store.stmt(dialects({ sqlite: 'DROP TRIGGER audit_records_no_update', postgres: 'DROP TRIGGER audit_records_no_update ON audit_records' })).run();
     try {
-      db.prepare('UPDATE audit_records SET status = 299 WHERE account_id = ? AND seq = 2').run(t.accountId);
+      store.stmt('UPDATE audit_records SET status = 299 WHERE account_id = ? AND seq = 2').run(t.accountId);
       expect((await w.req('GET', '/api/audit-log/verify', { token })).json()).toMatchObject({ ok: false, brokenAtSeq: 2 });
     } finally {
-      db.exec(`CREATE TRIGGER audit_records_no_update BEFORE UPDATE ON audit_records
-        BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END`);
+      store
+        .stmt(
+          dialects({
+            sqlite: `CREATE TRIGGER audit_records_no_update BEFORE UPDATE ON audit_records
+              BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END`,
+            postgres: `CREATE TRIGGER audit_records_no_update BEFORE UPDATE ON audit_records
+              FOR EACH ROW EXECUTE FUNCTION audit_records_append_only()`,
+          }),
+        )
+        .run();
     }
   });
 

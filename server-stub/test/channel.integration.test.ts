@@ -1,9 +1,12 @@
 import { CloseCodes, createMessage, MAX_FRAME_BYTES, type MessageOf, WS_SUBPROTOCOL } from '@router-fleet/protocol';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import pg from 'pg';
+import { isPostgresUrl, STORE_FILE } from '../src/store/database.js';
+import { WRITE_LOCK_KEY } from '../src/store/postgres/store.js';
 import { SqliteDatabase } from '../src/store/sqlite.js';
-import type { SqliteStore } from '../src/store/database.js';
 import { addMonthsUtc, SECOND } from '../src/clock.js';
+import type { ConfigInput } from '../src/config.js';
 import { waitFor } from '../../protocol/test/helpers/wait-for.js';
 import { type ChannelWorld, channelWorld } from './helpers/channel-world.js';
 import { FakeDevice } from './helpers/fake-device.js';
@@ -16,10 +19,43 @@ afterEach(async () => {
   removeTempDirs();
 });
 
-async function open(flags = {}): Promise<ChannelWorld> {
+async function open(flags: ConfigInput = {}): Promise<ChannelWorld> {
   const w = await channelWorld(flags);
   worlds.push(w);
   return w;
+}
+
+/**
+ * Another process's long write transaction on the world's store (the SQLite file, or the
+ * PostgreSQL store's write lock): held until the returned function is called.
+ */
+async function holdWriteLock(w: ChannelWorld): Promise<() => Promise<void>> {
+  const url = w.services.config.store;
+  if (url && isPostgresUrl(url)) {
+    const other = new pg.Client({ connectionString: url });
+    await other.connect();
+    await other.query('BEGIN');
+    await other.query('SELECT pg_advisory_xact_lock($1)', [WRITE_LOCK_KEY]);
+    return async () => {
+      await other.query('ROLLBACK');
+      await other.end();
+    };
+  }
+  const other = new SqliteDatabase(join(w.dataDir, STORE_FILE), { timeout: 0 });
+  other.exec('BEGIN IMMEDIATE');
+  return async () => {
+    other.exec('ROLLBACK');
+    other.close();
+  };
+}
+
+/** A server (`start`ed with `flags`), a tenant with one Basic-1 licence and one registered device. */
+async function oneDevice(flags: ConfigInput = {}, start: (flags: ConfigInput) => Promise<ChannelWorld> = open) {
+  const w = await start(flags);
+  const t = await w.newTenant();
+  w.licences(t, 'basic-1', 1);
+  const [r] = w.devices(t, 1);
+  return { w, t, r: r! };
 }
 
 async function deviceList(w: ChannelWorld, token: string) {
@@ -30,16 +66,13 @@ async function deviceList(w: ChannelWorld, token: string) {
 
 describe('control channel: hello and admission over real sockets', () => {
   it('hello → welcome managed with the device\'s session parameters; status is stored', async () => {
-    const w = await open();
-    const t = await w.newTenant();
-    w.licences(t, 'basic-1', 1);
-    const [r] = w.devices(t, 1);
-    const d = await w.connect(r!);
+    const { w, t, r } = await oneDevice();
+    const d = await w.connect(r);
     expect(d.ws.protocol).toBe(WS_SUBPROTOCOL);
     const welcome = await d.admit();
     expect(welcome.body).toMatchObject({
       admission: 'managed',
-      deviceId: r!.uuid,
+      deviceId: r.uuid,
       session: { pingIntervalSec: 120, pongTimeoutSec: 104, sessionTimeoutSec: 16 },
       analyticsConsent: false,
       serverTime: w.clock.now(),
@@ -61,34 +94,29 @@ describe('control channel: hello and admission over real sockets', () => {
     w.server.app.channel.flush();
     w.services.admission.presence.flush();
     const token = await w.login(t);
-    const st = await w.req('GET', `/api/inventory/managed-devices/${r!.uuid}/status`, { token });
+    const st = await w.req('GET', `/api/inventory/managed-devices/${r.uuid}/status`, { token });
     expect(st.json()).toMatchObject({
       hello: { model: 'MRX5 LTE', firmwareVersion: '10.3.2' },
       status: { firmwareVersion: '10.4.0', link: { type: 'lte' }, location: { lat: 48.7 } },
     });
-    expect(JSON.stringify(st.json())).not.toContain(r!.credential);
-    const dev = await w.req('GET', `/api/inventory/managed-devices/${r!.uuid}`, { token });
+    expect(JSON.stringify(st.json())).not.toContain(r.credential);
+    const dev = await w.req('GET', `/api/inventory/managed-devices/${r.uuid}`, { token });
     expect(dev.json()).toMatchObject({ status: 'online', firmware: '10.4.0' });
   });
 
   it('a store locked past the busy timeout: the hello is answered with close 1013 (try again), the server keeps serving', async () => {
-    const w = await open({ storeBusyTimeoutMs: 50 });
-    const t = await w.newTenant();
-    w.licences(t, 'basic-1', 1);
-    const [r] = w.devices(t, 1);
+    const { w, r } = await oneDevice({ storeBusyTimeoutMs: 50 });
     // Another process holds the write lock (a long transaction in another worker).
-    const other = new SqliteDatabase(join(w.dataDir, 'fleet.sqlite'), { timeout: 0 });
-    other.exec('BEGIN IMMEDIATE');
+    const release = await holdWriteLock(w);
     try {
-      const d = await w.connect(r!);
+      const d = await w.connect(r);
       d.hello();
       expect((await d.waitClosed()).code).toBe(CloseCodes.TRY_AGAIN_LATER);
     } finally {
-      other.exec('ROLLBACK');
-      other.close();
+      await release();
     }
     // Nothing was leased by the failed attempt; the retry is admitted.
-    const again = await w.connect(r!);
+    const again = await w.connect(r);
     expect((await again.admit()).body).toMatchObject({ admission: 'managed' });
   });
 
@@ -172,12 +200,9 @@ describe('control channel: hello and admission over real sockets', () => {
   });
 
   it('a second connection of the same device replaces the first (4009) and keeps the seat', async () => {
-    const w = await open();
-    const t = await w.newTenant();
-    w.licences(t, 'basic-1', 1);
-    const [r] = w.devices(t, 1);
-    const first = await w.admitted(r!);
-    const second = await w.connect(r!);
+    const { w, r } = await oneDevice();
+    const first = await w.admitted(r);
+    const second = await w.connect(r);
     expect((await second.admit()).body.admission).toBe('managed');
     expect((await first.waitClosed()).code).toBe(CloseCodes.REPLACED);
     // The server has seen the replaced socket close (only the second is open), and a round trip on the
@@ -185,34 +210,28 @@ describe('control channel: hello and admission over real sockets', () => {
     const connections = () => new Promise<number>((resolve, reject) => w.server.app.server.getConnections((err, n) => (err ? reject(err) : resolve(n))));
     await waitFor(async () => (await connections()) === 1, { what: 'the replaced socket closed on the server' });
     await second.roundTrip();
-    expect(w.server.app.channel.isConnected(r!.uuid)).toBe(true);
+    expect(w.server.app.channel.isConnected(r.uuid)).toBe(true);
     const lease = w.services.store.stmt('SELECT released_at FROM leases').get() as { released_at: number | null };
     expect(lease.released_at).toBeNull();
   });
 
   it('wrong credential → error + close AUTH_FAILED (4003); unknown device likewise; no subprotocol → handshake refused', async () => {
-    const w = await open();
-    const t = await w.newTenant();
-    w.licences(t, 'basic-1', 1);
-    const [r] = w.devices(t, 1);
-    const d = await w.connect(r!);
+    const { w, r } = await oneDevice();
+    const d = await w.connect(r);
     d.hello({ credential: 'x'.repeat(43) });
     expect((await d.next('error')).body).toMatchObject({ code: 'SERVER_DEVICE_AUTH_FAILED' });
     expect((await d.waitClosed()).code).toBe(CloseCodes.AUTH_FAILED);
-    const u = await w.connect({ ...r!, uuid: '00000000-0000-4000-8000-000000000000' });
+    const u = await w.connect({ ...r, uuid: '00000000-0000-4000-8000-000000000000' });
     u.hello();
     expect((await u.waitClosed()).code).toBe(CloseCodes.AUTH_FAILED);
-    await expect(FakeDevice.open(w.channelUrl, r!, { protocols: [] })).rejects.toThrow(/400/);
-    await expect(FakeDevice.open(w.channelUrl, r!, { protocols: ['router-fleet.v2'] })).rejects.toThrow(/400/);
-    await expect(FakeDevice.open(w.channelUrl.replace('/api/channel', '/api/other'), r!)).rejects.toThrow(/404/);
+    await expect(FakeDevice.open(w.channelUrl, r, { protocols: [] })).rejects.toThrow(/400/);
+    await expect(FakeDevice.open(w.channelUrl, r, { protocols: ['router-fleet.v2'] })).rejects.toThrow(/400/);
+    await expect(FakeDevice.open(w.channelUrl.replace('/api/channel', '/api/other'), r)).rejects.toThrow(/404/);
   });
 
   it('events are stored once and acked by seq; duplicates are acked again', async () => {
-    const w = await open();
-    const t = await w.newTenant();
-    w.licences(t, 'basic-1', 1);
-    const [r] = w.devices(t, 1);
-    const d = await w.admitted(r!);
+    const { w, t, r } = await oneDevice();
+    const d = await w.admitted(r);
     const ev = (seq: number) =>
       createMessage('event', { seq, kind: 'link.down', severity: 'warning', at: T0, details: { iface: 'wwan0' } });
     const sent = [ev(1), ev(2), ev(1)];
@@ -225,7 +244,7 @@ describe('control channel: hello and admission over real sockets', () => {
     const events = await w.req('GET', '/api/account/events?type=device.event', { token });
     const items = events.json().items as { subject: string; data: { seq: number } }[];
     expect(items.map((e) => e.data.seq).sort()).toEqual([1, 2]);
-    expect(items.every((e) => e.subject === r!.uuid)).toBe(true);
+    expect(items.every((e) => e.subject === r.uuid)).toBe(true);
   });
 
   it('half-open links: a device that does not answer pings is closed with PONG_TIMEOUT; one that answers stays', async () => {
@@ -249,11 +268,8 @@ describe('control channel: hello and admission over real sockets', () => {
   });
 
   it('consent changes reach connected devices as settings', async () => {
-    const w = await open();
-    const t = await w.newTenant();
-    w.licences(t, 'basic-1', 1);
-    const [r] = w.devices(t, 1);
-    const d = await w.admitted(r!);
+    const { w, t, r } = await oneDevice();
+    const d = await w.admitted(r);
     const token = await w.login(t);
     const res = await w.req('PATCH', '/api/account', { token, body: { settings: { analyticsConsent: true } } });
     expect(res.statusCode).toBe(200);
@@ -261,11 +277,8 @@ describe('control channel: hello and admission over real sockets', () => {
   });
 
   it('analytics over the channel: forbidden fields dropped, nothing stored without consent', async () => {
-    const w = await open();
-    const t = await w.newTenant();
-    w.licences(t, 'basic-1', 1);
-    const [r] = w.devices(t, 1);
-    const d = await w.admitted(r!);
+    const { w, t, r } = await oneDevice();
+    const d = await w.admitted(r);
     const token = await w.login(t);
     const sample = (at: number) => ({
       at,
@@ -288,24 +301,20 @@ describe('control channel: hello and admission over real sockets', () => {
   });
 
   it('graceful shutdown closes sessions with GOING_AWAY and keeps their seats for the grace period', async () => {
-    const w = await channelWorld();
-    const t = await w.newTenant();
-    w.licences(t, 'basic-1', 1);
-    const [r] = w.devices(t, 1);
-    const d = await w.admitted(r!);
-    const store = (w.services.store as SqliteStore).db.name;
+    const { w, r } = await oneDevice({}, channelWorld);
+    const d = await w.admitted(r);
     await w.stop();
     expect((await d.waitClosed()).code).toBe(CloseCodes.GOING_AWAY);
-    const { SqliteDatabase: Database } = await import('../src/store/sqlite.js');
-    const db = new Database(store, { readonly: true });
+    // What the next server finds in the store.
+    const store = w.openStore();
     try {
-      expect(db.prepare('SELECT released_at, grace_until FROM leases').get()).toMatchObject({
+      expect(store.stmt('SELECT released_at, grace_until FROM leases').get()).toMatchObject({
         released_at: expect.any(Number),
         grace_until: expect.any(Number),
       });
-      expect(db.prepare('SELECT online FROM devices').get()).toEqual({ online: 0 });
+      expect(store.stmt('SELECT online FROM devices').get()).toEqual({ online: 0 });
     } finally {
-      db.close();
+      store.close();
     }
   });
 });

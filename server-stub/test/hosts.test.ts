@@ -2,7 +2,8 @@ import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pino } from 'pino';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { waitFor } from '../../protocol/test/helpers/wait-for.js';
 import type { Notice } from '../src/channel/notices.js';
 import { HostMembership, mqttConsumerRole } from '../src/hosts/membership.js';
 import { isAppError } from '../src/errors.js';
@@ -203,32 +204,59 @@ describe('shared material', () => {
 });
 
 describe('notices between hosts (LISTEN/NOTIFY)', () => {
-  it('a notice published on one host reaches the others once, a long device list in pieces; none comes back to its sender', async () => {
+  const uuids = Array.from({ length: 400 }, (_, i) => asDeviceUuid(`00000000-0000-4000-8000-${String(i).padStart(12, '0')}`));
+  const admission: Notice = { kind: 'admission', state: 'unmanaged', accountUuid: asAccountUuid('a'), deviceUuids: uuids, cause: 'licences-changed' };
+  const admitted = (at: Notice[]) => at.flatMap((n) => (n.kind === 'admission' ? n.deviceUuids : []));
+  const kinds = (at: Notice[]) => at.map((n) => n.kind);
+
+  /** Two started buses on one fresh store, each with what it delivered. */
+  async function twoBuses() {
     const store = freshPostgresStore();
     const one = new PostgresNoticeBus(store);
     const two = new PostgresNoticeBus(store);
+    buses.push(one, two);
     await one.start(silent);
     await two.start(silent);
-    try {
-      const atOne: Notice[] = [];
-      const atTwo: Notice[] = [];
-      one.subscribe((n) => atOne.push(n));
-      two.subscribe((n) => atTwo.push(n));
-      const uuids = Array.from({ length: 400 }, (_, i) => asDeviceUuid(`00000000-0000-4000-8000-${String(i).padStart(12, '0')}`));
-      one.publish({ kind: 'admission', state: 'unmanaged', accountUuid: asAccountUuid('a'), deviceUuids: uuids, cause: 'licences-changed' });
-      two.publish({ kind: 'trust-anchors', accountUuid: null });
-      const deadline = Date.now() + 30_000;
-      const received = () => atTwo.flatMap((n) => (n.kind === 'admission' ? n.deviceUuids : [])).length;
-      while ((received() < 400 || atOne.length < 2) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-      expect(received()).toBe(400);
-      expect(new Set(atTwo.flatMap((n) => (n.kind === 'admission' ? n.deviceUuids : [])))).toEqual(new Set(uuids));
-      expect(atTwo.filter((n) => n.kind === 'admission').length).toBeGreaterThan(1);
-      // Each sender delivered its own notice to itself once (locally), the other's once.
-      expect(atOne.map((n) => n.kind)).toEqual(['admission', 'trust-anchors']);
-      expect(atTwo.filter((n) => n.kind === 'trust-anchors')).toHaveLength(1);
-    } finally {
-      await one.close();
-      await two.close();
-    }
+    const atOne: Notice[] = [];
+    const atTwo: Notice[] = [];
+    one.subscribe((n) => atOne.push(n));
+    two.subscribe((n) => atTwo.push(n));
+    return { store, one, two, atOne, atTwo };
+  }
+  const buses: PostgresNoticeBus[] = [];
+  afterEach(async () => {
+    for (const bus of buses.splice(0)) await bus.close();
+  });
+
+  it('a notice published on one host reaches the others once, a long device list in pieces; none comes back to its sender', async () => {
+    const { one, two, atOne, atTwo } = await twoBuses();
+    one.publish(admission);
+    await waitFor(() => admitted(atTwo).length === 400, { what: () => `400 device uuids at the other host (${admitted(atTwo).length})` });
+    expect(new Set(admitted(atTwo))).toEqual(new Set(uuids));
+    expect(atTwo.filter((n) => n.kind === 'admission').length).toBeGreaterThan(1);
+    // PostgreSQL hands a listener the notifications in commit order, its own ones included: the
+    // reply to a notice the other host received comes after anything of the notice that came back.
+    two.publish({ kind: 'trust-anchors', accountUuid: null });
+    await waitFor(() => atOne.some((n) => n.kind === 'trust-anchors'), { what: 'the other host\'s trust-anchors notice' });
+    // Its own notice delivered to itself once (locally), the other's once.
+    expect(kinds(atOne)).toEqual(['admission', 'trust-anchors']);
+    one.publish({ kind: 'jobs-runnable' });
+    await waitFor(() => atTwo.some((n) => n.kind === 'jobs-runnable'), { what: 'the jobs-runnable notice' });
+    expect(kinds(atTwo).filter((k) => k !== 'admission')).toEqual(['trust-anchors', 'jobs-runnable']);
+  }, 120_000);
+
+  it('a notice published before its bus started reaches the others once the bus listens', async () => {
+    const { store, atTwo } = await twoBuses();
+    const late = new PostgresNoticeBus(store);
+    buses.push(late);
+    const atLate: Notice[] = [];
+    late.subscribe((n) => atLate.push(n));
+    late.publish(admission);
+    late.publish({ kind: 'jobs-runnable' });
+    expect(kinds(atLate)).toEqual(['admission', 'jobs-runnable']); // locally at once
+    await late.start(silent);
+    await waitFor(() => atTwo.some((n) => n.kind === 'jobs-runnable'), { what: 'the early jobs-runnable notice at another host' });
+    expect(new Set(admitted(atTwo))).toEqual(new Set(uuids));
+    expect(kinds(atTwo).filter((k) => k !== 'admission')).toEqual(['jobs-runnable']);
   }, 120_000);
 });

@@ -1,9 +1,10 @@
 import { randomUUID } from 'node:crypto';
-import { createMessage, type JobExecutionState, type Message, type MessageOf } from '@router-fleet/protocol';
+import { createMessage, type JobExecutionState } from '@router-fleet/protocol';
 import { afterEach, describe, expect, it } from 'vitest';
 import { TestClock } from '../src/clock.js';
 import type { JobOptionsInput } from '../src/jobs/options.js';
 import { createServices, type Services } from '../src/services.js';
+import { jobPortFleet, turn } from './helpers/job-port-fleet.js';
 import { removeTempDirs, T0, tempDir, testConfig } from './helpers/setup.js';
 
 /*
@@ -15,8 +16,6 @@ import { removeTempDirs, T0, tempDir, testConfig } from './helpers/setup.js';
 
 afterEach(() => removeTempDirs());
 
-const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
-
 /** One input: a report of device `from` about device `about`'s execution (a stranger's, or an unknown one), or a reconnect. */
 type Step =
   | { device: number; state: JobExecutionState; about?: number; unknown?: boolean }
@@ -24,41 +23,13 @@ type Step =
 
 async function world(devices: number, options: JobOptionsInput) {
   const services: Services = createServices(testConfig(tempDir()), { clock: new TestClock(T0) });
-  const { accountId, accountUuid } = await services.auth.createAccount({ name: 'Batch', username: 'batch', password: 'a batch of reports' });
-  const scope = services.auth.scope(accountId);
-  const [code] = services.licensing.issue('basic-25', 1, T0);
-  services.licensing.activate(scope, services.licensing.redeem(scope, code!, T0).uuid, undefined, T0);
-  services.devices.importCsv(scope, ['serialNumber', ...Array.from({ length: devices }, (_, i) => `BATCH-${String(i).padStart(2, '0')}`)].join('\n'), false, devices);
-  const rows = scope.devices.profileRows({ afterId: 0, limit: devices });
-  services.admission.admitMany(rows.map((r) => ({ deviceUuid: r.uuid, credential: services.devices.credential(scope, r.uuid) })));
-  const executions = new Map<string, string>();
-  const sent: Array<{ deviceUuid: string; message: Message }> = [];
-  let ready: ((deviceUuid: string, accountUuid: string) => void) | undefined;
-  let progress: ((deviceUuid: string, message: MessageOf<'job-progress'>) => void) | undefined;
-  services.jobs.attach({
-    send: (deviceUuid, message) => {
-      sent.push({ deviceUuid, message });
-      if (message.type === 'job-offer') executions.set(deviceUuid, message.body.executionId);
-      return true;
-    },
-    onDeviceReady: (listener) => (ready = listener),
-    onJobProgress: (listener) => (progress = listener),
-  });
-  for (const r of rows) ready!(r.uuid, accountUuid);
-  await turn();
-  const packet = await services.packets.build(scope, {
-    name: 'batch firmware',
-    components: [{ kind: 'firmware', fileName: 'firmware-9.0.0.bin', data: Buffer.alloc(512, 1).toString('base64'), version: '9.0.0' }],
-  } as never);
-  const job = services.jobs.create(scope, { name: 'batch job', packetUuid: packet.uuid, target: { all: true }, options }, null);
-  for (let i = 0; i < 200 && executions.size < devices; i++) await turn();
-  expect(executions.size).toBe(devices);
+  const { rows, job, sent, executions, ready, progress } = await jobPortFleet(services, 'BATCH', devices, options);
 
   const push = (step: Step) => {
     const uuid = rows[step.device]!.uuid;
-    if ('ready' in step) return ready!(uuid, accountUuid);
+    if ('ready' in step) return ready(uuid);
     const executionId = step.unknown ? randomUUID() : executions.get(rows[step.about ?? step.device]!.uuid)!;
-    progress!(uuid, createMessage('job-progress', {
+    progress(uuid, createMessage('job-progress', {
       executionId,
       state: step.state,
       ...(step.state === 'failed' ? { errorCode: 'AGENT_INSTALL_FAILED', errorMessage: 'install failed' } : {}),

@@ -42,7 +42,7 @@ export function recordHash(r: Omit<AuditRecordRow, 'id' | 'hash'>): string {
 }
 
 /**
- * The audit records of one account: append-only (SQLite triggers refuse UPDATE and DELETE) and
+ * The audit records of one account: append-only (triggers of either store refuse UPDATE and DELETE) and
  * hash-chained per account (each record's hash covers the previous one), so a record changed or
  * removed behind the server's back breaks the chain (`verify`). The rows are read and written by
  * store/audit-records.ts.

@@ -415,7 +415,9 @@ export class JobDispatcher {
       // Executions past their deadline end together (a wave of them is a few statements, not several each).
       const b = this.#outcomes.batch();
       for (const e of executions.overdue(now)) {
-        this.#outcomes.finishIn(b, b.adopt(e), 'timed-out', now, 'SERVER_EXECUTION_TIMEOUT', 'No result before the deadline.');
+        this.#outcomes.finishIn(b, b.adopt(e), {
+          state: 'timed-out', now, errorCode: 'SERVER_EXECUTION_TIMEOUT', errorMessage: 'No result before the deadline.',
+        });
       }
       b.flush();
       for (const e of executions.orphans(now - ORPHAN_QUEUED_MS)) this.#abandonOrphan(e, now);
@@ -618,12 +620,14 @@ export class JobDispatcher {
         if (rendered.kind === 'error') {
           // The template could not be rendered for this device (a missing value): fails before anything is sent.
           this.#templates!.forget(jobId, row.device_id);
-          this.#outcomes.finish(exec, job, 'failed', now, rendered.code, rendered.message);
+          this.#outcomes.finish(exec, job, { state: 'failed', now, errorCode: rendered.code, errorMessage: rendered.message });
           continue;
         }
         // Firmware job and no catalogue firmware of that version for this model: rejected here.
-        this.#outcomes.finish(exec, job, 'rejected', now, 'SERVER_FIRMWARE_UNKNOWN',
-          `No firmware ${job.firmware_version} for model ${row.model ?? '(unknown)'} in the catalogue.`);
+        this.#outcomes.finish(exec, job, {
+          state: 'rejected', now, errorCode: 'SERVER_FIRMWARE_UNKNOWN',
+          errorMessage: `No firmware ${job.firmware_version} for model ${row.model ?? '(unknown)'} in the catalogue.`,
+        });
       }
       if (offers.length > 0) {
         const attempts = devices.claimMany(jobId, offers.map((o) => o.row.device_id));
@@ -766,11 +770,12 @@ export class JobDispatcher {
         b.changed(exec);
         return 'applied';
       case 'finish':
-        this.#outcomes.finishIn(b, exec, decision.state, now, body.errorCode ?? null, body.errorMessage ?? null, 'device');
+      case 'revise': {
+        const end = { state: decision.state, now, errorCode: body.errorCode ?? null, errorMessage: body.errorMessage ?? null };
+        if (decision.kind === 'finish') this.#outcomes.finishIn(b, exec, { ...end, source: 'device' });
+        else this.#outcomes.reviseIn(b, exec, end, decision.previous);
         return 'applied';
-      case 'revise':
-        this.#outcomes.reviseIn(b, exec, decision.state, decision.previous, now, body.errorCode ?? null, body.errorMessage ?? null);
-        return 'applied';
+      }
     }
   }
 }

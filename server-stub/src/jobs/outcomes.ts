@@ -18,6 +18,16 @@ import type { ResultSource } from './progress.js';
 import { ResultBatch } from './result-batch.js';
 import { abortVerdict, deviceAfterResult, FAILURES, isFailure, isJobDone } from './rollout.js';
 
+/** How an execution ended: its terminal state at `now`, why (error code and message; null for none), and who decided it. */
+export interface ExecutionEnd {
+  state: JobExecutionState;
+  now: number;
+  errorCode: string | null;
+  errorMessage: string | null;
+  /** The device's report, or (the default) the server. */
+  source?: ResultSource;
+}
+
 /**
  * What follows from an execution's result, for the API (cancel) and the dispatcher alike: the
  * execution is recorded, the device settles in its job (done, or pending for a retry), and the job
@@ -55,30 +65,14 @@ export class JobOutcomes {
   }
 
   /** An execution reached a terminal state (decided by the device or, by default, by the server): a batch of one. */
-  finish(
-    exec: ExecutionRow,
-    job: JobHead,
-    state: JobExecutionState,
-    now: number,
-    errorCode: string | null,
-    errorMessage: string | null,
-    source: ResultSource = 'server',
-  ): void {
+  finish(exec: ExecutionRow, job: JobHead, end: ExecutionEnd): void {
     const b = this.batch();
-    this.finishIn(b, b.adopt({ ...exec }, job), state, now, errorCode, errorMessage, source);
+    this.finishIn(b, b.adopt({ ...exec }, job), end);
     b.flush();
   }
 
   /** `finish` within a batch: `exec` is the batch's row, changed in memory and written at its flush. */
-  finishIn(
-    b: ResultBatch,
-    exec: ExecutionRow,
-    state: JobExecutionState,
-    now: number,
-    errorCode: string | null,
-    errorMessage: string | null,
-    source: ResultSource = 'server',
-  ): void {
+  finishIn(b: ResultBatch, exec: ExecutionRow, { state, now, errorCode, errorMessage, source = 'server' }: ExecutionEnd): void {
     const job = b.job(exec.job_id);
     exec.state = state;
     exec.finished_at = now;
@@ -96,17 +90,14 @@ export class JobOutcomes {
    * The device's own result of an execution the server had already ended without it (deadline,
    * cancel before the offer was known to be out). The execution takes the device's result; the
    * device's result in the job too, if this is its latest execution of the job (a retry started
-   * since reports its own). An account event keeps what the server had decided. Within a batch:
-   * `exec` is the batch's row.
+   * since reports its own). An account event keeps what the server had decided (`previous`).
+   * Within a batch: `exec` is the batch's row.
    */
   reviseIn(
     b: ResultBatch,
     exec: ExecutionRow,
-    state: JobExecutionState,
+    { state, now, errorCode, errorMessage }: Omit<ExecutionEnd, 'source'>,
     previous: JobExecutionState,
-    now: number,
-    errorCode: string | null,
-    errorMessage: string | null,
   ): void {
     const job = b.job(exec.job_id);
     exec.state = state;

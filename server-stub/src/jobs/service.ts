@@ -204,7 +204,7 @@ export class JobService {
       const cancelled = this.#outcomes.move(job, 'cancel', { finishedAt: now })!;
       this.#outcomes.devices.cancelPending(job.id);
       // Not yet offered: cancelled here and now.
-      for (const e of this.#outcomes.executions.queuedOfJob(job.id)) this.#outcomes.finish(e, cancelled, 'cancelled', now, null, null);
+      for (const e of this.#outcomes.executions.queuedOfJob(job.id)) this.#outcomes.finish(e, cancelled, { state: 'cancelled', now, errorCode: null, errorMessage: null });
       this.#outcomes.executions.requestCancel(job.id);
       new AccountEvents(this.store, scope.accountId).record({ type: 'job.cancelled', subject: uuid, at: now });
       return job;

@@ -26,7 +26,7 @@ export interface AuditFilter {
 }
 
 /**
- * The stored audit records of one account (append-only: SQLite triggers refuse UPDATE and DELETE).
+ * The stored audit records of one account (append-only: triggers of either store refuse UPDATE and DELETE).
  * The hash chain over them is audit/chain.ts's. Every statement carries `account_id = ?`.
  */
 export class AccountAuditRecordStore {

@@ -82,6 +82,12 @@ export interface DeviceResultRow extends JobDeviceRow {
   id: number;
 }
 
+/** An execution with its device's uuid (`device_uuid`): the select the `WHERE` of each lookup follows. */
+const WITH_DEVICE = 'SELECT e.*, d.uuid AS device_uuid FROM job_executions e JOIN devices d ON d.id = e.device_id';
+
+/** The PostgreSQL array type of the columns executions are looked up by many at once. */
+const IN_TYPE = { 'e.uuid': 'text', 'e.device_id': 'bigint' } as const;
+
 /** Longest error message kept with an execution (characters). */
 export const ERROR_MESSAGE_MAX = 1024;
 
@@ -99,41 +105,34 @@ export class JobExecutions {
 
   /** The execution and its device's uuid (to check that a report comes from the device it was offered to). */
   withDevice(uuid: string): ExecutionWithDevice | undefined {
-    return this.store
-      .stmt<ExecutionWithDevice>(
-        `SELECT e.*, d.uuid AS device_uuid FROM job_executions e JOIN devices d ON d.id = e.device_id WHERE e.uuid = ?`,
-      )
-      .get(uuid);
+    return this.store.stmt<ExecutionWithDevice>(`${WITH_DEVICE} WHERE e.uuid = ?`).get(uuid);
   }
 
   /** `withDevice` for many executions at once (one statement; unknown uuids are left out). */
   withDeviceMany(uuids: readonly string[]): ExecutionWithDevice[] {
-    if (uuids.length === 0) return [];
-    return this.store
-      .stmt<ExecutionWithDevice>(
-        dialects({
-          sqlite: `SELECT e.*, d.uuid AS device_uuid FROM job_executions e JOIN devices d ON d.id = e.device_id
-                   WHERE e.uuid IN (SELECT value FROM json_each(?))`,
-          postgres: `SELECT e.*, d.uuid AS device_uuid FROM job_executions e JOIN devices d ON d.id = e.device_id
-                     WHERE e.uuid = ANY(?::text[])`,
-        }),
-      )
-      .all(this.store.dialect === 'postgres' ? uuids : JSON.stringify(uuids));
+    return this.#withDeviceIn('e.uuid', uuids);
   }
 
   /** The executions not finished of any of the devices, with their device's uuid, oldest first (one statement). */
   openForDevices(deviceIds: readonly number[]): ExecutionWithDevice[] {
-    if (deviceIds.length === 0) return [];
+    return this.#withDeviceIn('e.device_id', deviceIds, 'AND e.finished_at IS NULL ORDER BY e.id');
+  }
+
+  /**
+   * Executions with their device's uuid whose `column` is one of `values`, in one statement (a JSON
+   * array on SQLite, an array parameter on PostgreSQL); `rest` follows that condition (more
+   * conditions, an order).
+   */
+  #withDeviceIn(column: keyof typeof IN_TYPE, values: readonly string[] | readonly number[], rest = ''): ExecutionWithDevice[] {
+    if (values.length === 0) return [];
     return this.store
       .stmt<ExecutionWithDevice>(
         dialects({
-          sqlite: `SELECT e.*, d.uuid AS device_uuid FROM job_executions e JOIN devices d ON d.id = e.device_id
-                   WHERE e.device_id IN (SELECT value FROM json_each(?)) AND e.finished_at IS NULL ORDER BY e.id`,
-          postgres: `SELECT e.*, d.uuid AS device_uuid FROM job_executions e JOIN devices d ON d.id = e.device_id
-                     WHERE e.device_id = ANY(?::bigint[]) AND e.finished_at IS NULL ORDER BY e.id`,
+          sqlite: `${WITH_DEVICE} WHERE ${column} IN (SELECT value FROM json_each(?)) ${rest}`,
+          postgres: `${WITH_DEVICE} WHERE ${column} = ANY(?::${IN_TYPE[column]}[]) ${rest}`,
         }),
       )
-      .all(this.store.dialect === 'postgres' ? deviceIds : JSON.stringify(deviceIds));
+      .all(this.store.dialect === 'postgres' ? values : JSON.stringify(values));
   }
 
   /**

@@ -11,6 +11,11 @@ const UUIDS_PER_NOTIFICATION = 150;
 /** Reconnect delays after the listening connection is lost (ms): doubling, capped. */
 const RECONNECT_MIN_MS = 250;
 const RECONNECT_MAX_MS = 10_000;
+/**
+ * Most notices kept for the others while the bus has not started yet (a server builds its app,
+ * whose heartbeats and sweeps may already publish, before it starts its bus); more are dropped.
+ */
+const EARLY_MAX = 1000;
 
 interface Envelope {
   /** The bus that published it (its own notifications come back to it and are skipped). */
@@ -35,6 +40,7 @@ export function splitNotice(notice: Notice): Notice[] {
  * on it with a connection of its own (the store's connection is synchronous and cannot wait for
  * notifications) and delivers what others published.
  *
+ * Notices published before `start` are kept (up to EARLY_MAX) and sent once the connection listens.
  * Delivery is at most once, like the node:cluster bus's: a process whose listening connection is
  * down misses what is sent meanwhile, and a notice only ever concerns open sessions, whose devices
  * get the current state from the store when they next say hello (admission, trust anchors,
@@ -51,6 +57,9 @@ export class PostgresNoticeBus extends LocalNoticeBus implements NoticeBus {
   #retryMs = RECONNECT_MIN_MS;
   #timer: NodeJS.Timeout | undefined;
   #sending: Promise<void> = Promise.resolve();
+  /** Published before the listening connection first came up, to send once it has (then undefined). */
+  #early: Notice[] | undefined = [];
+  #earlyDropped = 0;
 
   constructor(url: string) {
     super();
@@ -72,6 +81,11 @@ export class PostgresNoticeBus extends LocalNoticeBus implements NoticeBus {
     const client = new pg.Client({ connectionString: this.#url, application_name: 'fleet-server notices' });
     client.on('error', (err) => this.#lost(client, err));
     client.on('end', () => this.#lost(client));
+    // Before LISTEN: notifications that arrive with LISTEN's answer are emitted in the same turn,
+    // before an await after it would resume.
+    client.on('notification', (m) => {
+      if (!this.#closed) this.#received(m.payload);
+    });
     await client.connect();
     try {
       const schema = (await client.query<{ s: string }>('SELECT current_schema() AS s')).rows[0]?.s ?? 'public';
@@ -88,9 +102,14 @@ export class PostgresNoticeBus extends LocalNoticeBus implements NoticeBus {
       await client.end().catch(() => {});
       return;
     }
-    client.on('notification', (m) => this.#received(m.payload));
     this.#client = client;
     this.#retryMs = RECONNECT_MIN_MS;
+    const early = this.#early;
+    this.#early = undefined;
+    if (this.#earlyDropped > 0) {
+      this.#log?.warn({ dropped: this.#earlyDropped }, 'notices: published before the bus started, beyond those it keeps; the other processes miss them');
+    }
+    for (const notice of early ?? []) this.#send(client, this.#channel, notice);
   }
 
   #lost(client: pg.Client, err?: Error): void {
@@ -136,11 +155,15 @@ export class PostgresNoticeBus extends LocalNoticeBus implements NoticeBus {
     this.deliver(notice);
     const client = this.#client;
     const channel = this.#channel;
-    if (!client || !channel) {
-      if (this.#log) this.#log.warn({ kind: notice.kind }, 'notices: not connected to PostgreSQL; the other processes miss this notice');
-      return;
-    }
-    // One query at a time on the connection (pg queues them, but asks callers to), in publish order.
+    if (client && channel) this.#send(client, channel, notice);
+    else if (this.#early && !this.#closed) {
+      if (this.#early.length < EARLY_MAX) this.#early.push(notice);
+      else this.#earlyDropped++;
+    } else if (this.#log) this.#log.warn({ kind: notice.kind }, 'notices: not connected to PostgreSQL; the other processes miss this notice');
+  }
+
+  /** Sends a notice to the other processes: one query at a time on the connection (pg queues them, but asks callers to), in publish order. */
+  #send(client: pg.Client, channel: string, notice: Notice): void {
     for (const part of splitNotice(notice)) {
       const payload = JSON.stringify({ from: this.#id, notice: part } satisfies Envelope);
       this.#sending = this.#sending
