@@ -227,7 +227,7 @@ describe('a report that cannot be stored', () => {
       fault.restore();
       expect(fault.seen.runs).toBeGreaterThanOrEqual(2);
       const after = faulty.snapshot();
-      const serial = (device: number) => `BATCH-0${device}`;
+      const serial = (device: number) => `BATCH-${device}`; // four devices: one digit
       const execution = (device: number) => (after.executions as Array<{ serial_number: string; state: string; finished_at: number | null }>)
         .find((e) => e.serial_number === serial(device))!;
       const place = (device: number) => (after.devices as Array<{ serial_number: string; status: string }>).find((d) => d.serial_number === serial(device))!;
