@@ -1,4 +1,4 @@
-import { CANCELLABLE_JOB_STATES, type JobExecutionState } from '@router-fleet/protocol';
+import { CANCELLABLE_JOB_STATES } from '@router-fleet/protocol';
 import { dialects, type Store } from './database.js';
 import { BULK_CHUNK_ROWS } from './events.js';
 import type { ExecutionRow } from './jobs.js';
@@ -103,12 +103,7 @@ export class JobExecutions {
     return this.store.stmt<ExecutionRow>('SELECT * FROM job_executions WHERE id = ?').get(id);
   }
 
-  /** The execution and its device's uuid (to check that a report comes from the device it was offered to). */
-  withDevice(uuid: string): ExecutionWithDevice | undefined {
-    return this.store.stmt<ExecutionWithDevice>(`${WITH_DEVICE} WHERE e.uuid = ?`).get(uuid);
-  }
-
-  /** `withDevice` for many executions at once (one statement; unknown uuids are left out). */
+  /** The executions and their devices' uuids (to check that a report comes from the device it was offered to): one statement; unknown uuids are left out. */
   withDeviceMany(uuids: readonly string[]): ExecutionWithDevice[] {
     return this.#withDeviceIn('e.uuid', uuids);
   }
@@ -172,13 +167,6 @@ export class JobExecutions {
         c.map((r) => r.ignored_progress), c.map((r) => r.cancel_sent_at),
       );
     }
-  }
-
-  /** The device's executions not finished, oldest first. */
-  openForDevice(deviceId: number): ExecutionRow[] {
-    return this.store
-      .stmt<ExecutionRow>('SELECT * FROM job_executions WHERE device_id = ? AND finished_at IS NULL ORDER BY id')
-      .all(deviceId);
   }
 
   /** The job's executions claimed and not yet offered. */
@@ -250,14 +238,7 @@ export class JobExecutions {
     return new Map(inserted.map((e) => [e.device_id, e]));
   }
 
-  /** The offer went out (only while still queued: another process may have recorded it since). */
-  markOffered(id: number, now: number): void {
-    this.store
-      .stmt(`UPDATE job_executions SET state = 'offered', offered_at = ?, updated_at = ? WHERE id = ? AND state = 'queued'`)
-      .run(now, now, id);
-  }
-
-  /** `markOffered` for many executions in one statement (a dispatch records its whole batch of offers at once). */
+  /** The offers went out (only those still queued: another process may have recorded one since); one statement for a dispatch's whole batch. */
   markOfferedAll(ids: readonly number[], now: number): void {
     if (ids.length === 0) return;
     this.store
@@ -287,44 +268,6 @@ export class JobExecutions {
         )
         .run(now, now, errorCode, errorMessage, id).changes > 0
     );
-  }
-
-  /** A non-terminal state reported by the device (from `queued`: the offer evidently went out). */
-  advance(id: number, state: JobExecutionState, percent: number | null, now: number): void {
-    this.store
-      .stmt('UPDATE job_executions SET state = ?, percent = ?, updated_at = ?, offered_at = COALESCE(offered_at, ?) WHERE id = ?')
-      .run(state, percent, now, now, id);
-  }
-
-  /** A terminal state, decided by the device or the server (`source`). */
-  finish(
-    id: number,
-    state: JobExecutionState,
-    now: number,
-    errorCode: string | null,
-    errorMessage: string | null,
-    source: 'device' | 'server',
-  ): void {
-    this.store
-      .stmt(
-        `UPDATE job_executions SET state = ?, finished_at = ?, updated_at = ?, error_code = ?, error_message = ?, result_source = ?
-         WHERE id = ?`,
-      )
-      .run(state, now, now, errorCode, errorMessage?.slice(0, ERROR_MESSAGE_MAX) ?? null, source, id);
-  }
-
-  /** The device's own terminal state replaces the one the server decided (finished_at stays). */
-  revise(id: number, state: JobExecutionState, now: number, errorCode: string | null, errorMessage: string | null): void {
-    this.store
-      .stmt(
-        `UPDATE job_executions SET state = ?, result_source = 'device', updated_at = ?, error_code = ?, error_message = ? WHERE id = ?`,
-      )
-      .run(state, now, errorCode, errorMessage?.slice(0, ERROR_MESSAGE_MAX) ?? null, id);
-  }
-
-  /** A report behind the recorded state (counted per execution). */
-  countIgnored(id: number): void {
-    this.store.stmt('UPDATE job_executions SET ignored_progress = ignored_progress + 1 WHERE id = ?').run(id);
   }
 
   /** The id of the device's latest execution in the job. */
@@ -417,22 +360,7 @@ export class LocalReadyDevices {
     store.stmt('CREATE TEMP TABLE IF NOT EXISTS job_local_ready (device_id BIGINT PRIMARY KEY)').run();
   }
 
-  /** Marks the device ready here; its row id, or undefined for an unknown device. */
-  add(deviceUuid: string): number | undefined {
-    const device = this.store.stmt<{ id: number }>('SELECT id FROM devices WHERE uuid = ?').get(deviceUuid);
-    if (!device) return undefined;
-    this.store
-      .stmt(
-        dialects({
-          sqlite: 'INSERT OR IGNORE INTO job_local_ready (device_id) VALUES (?)',
-          postgres: 'INSERT INTO job_local_ready (device_id) VALUES (?) ON CONFLICT DO NOTHING',
-        }),
-      )
-      .run(device.id);
-    return device.id;
-  }
-
-  /** `add` for many devices (two statements); the row id of each known device by uuid. */
+  /** Marks the devices ready here (two statements); the row id of each known device by uuid. */
   addMany(deviceUuids: readonly string[]): Map<string, number> {
     if (deviceUuids.length === 0) return new Map();
     const rows = this.store

@@ -253,20 +253,6 @@ export function anyRunningJob(store: Store): boolean {
   return store.stmt(`SELECT 1 FROM jobs WHERE state = 'running' LIMIT 1`).get() !== undefined;
 }
 
-/** Running dynamic jobs of the device's account, with their targets (a device may have joined a targeted group). */
-export function dynamicJobsOfDeviceAccount(store: Store, deviceId: number): JobRow[] {
-  return store
-    .stmt<JobRow>(
-      dialects({
-        sqlite: `SELECT j.* FROM jobs j JOIN devices d ON d.account_id = j.account_id
-                 WHERE d.id = ? AND j.state = 'running' AND json_extract(j.options, '$.dynamic') = 1`,
-        postgres: `SELECT j.* FROM jobs j JOIN devices d ON d.account_id = j.account_id
-                   WHERE d.id = ? AND j.state = 'running' AND j.options::jsonb->'dynamic' IN ('true', '1')`,
-      }),
-    )
-    .all(deviceId);
-}
-
 /**
  * Running dynamic jobs of the accounts of any of the devices (with their targets), with the device
  * each was found for (a job appears once per device of its account asked about).

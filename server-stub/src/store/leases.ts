@@ -39,13 +39,6 @@ export class AccountLeases {
       .map(toFacts);
   }
 
-  own(deviceId: number): LeaseFacts | undefined {
-    const row = this.store
-      .stmt<LeaseRow>('SELECT * FROM leases WHERE device_id = ? AND account_id = ?')
-      .get(deviceId, this.accountId);
-    return row && toFacts(row);
-  }
-
   /** Drops leases whose grace period ended; returns the devices concerned. */
   dropExpiredGrace(now: number): number[] {
     const ids = this.store
@@ -75,16 +68,6 @@ export class AccountLeases {
     );
   }
 
-  nextGraceEnd(): number | null {
-    return (
-      this.store
-        .stmt<{ t: number | null }>(
-          'SELECT MIN(grace_until) AS t FROM leases WHERE account_id = ? AND grace_until IS NOT NULL',
-        )
-        .get(this.accountId)?.t ?? null
-    );
-  }
-
   /** `instanceId`: the server process that admitted the device (null: one process, nobody to tell apart). */
   upsert(deviceId: number, state: LeaseState, leasedAt: number, instanceId: string | null = null): void {
     this.store
@@ -96,21 +79,8 @@ export class AccountLeases {
       .run(deviceId, this.accountId, state, leasedAt, instanceId);
   }
 
-  /** The server process now serving the device's open lease (it reconnected to another host). */
-  setInstance(deviceId: number, instanceId: string): void {
-    this.store
-      .stmt('UPDATE leases SET instance_id = ? WHERE device_id = ? AND account_id = ? AND instance_id IS NOT ?')
-      .run(instanceId, deviceId, this.accountId, instanceId);
-  }
-
   setState(deviceId: number, state: LeaseState): void {
     this.store.stmt('UPDATE leases SET state = ? WHERE device_id = ? AND account_id = ?').run(state, deviceId, this.accountId);
-  }
-
-  release(deviceId: number, at: number, graceUntil: number): void {
-    this.store
-      .stmt('UPDATE leases SET released_at = ?, grace_until = ? WHERE device_id = ? AND account_id = ?')
-      .run(at, graceUntil, deviceId, this.accountId);
   }
 
   /** Ends the device's lease at `at` (its device then shows no admission, see `markLeasesEnded`). */
@@ -288,7 +258,7 @@ export function upsertLeases(store: Store, rows: readonly LeaseUpsert[]): void {
   }
 }
 
-/** `AccountLeases.setInstance` for many devices' leases at once. */
+/** Moves the open leases of these devices to the server process `instanceId` (they reconnected to another host). */
 export function setLeaseInstances(store: Store, deviceIds: readonly number[], instanceId: string): void {
   if (deviceIds.length === 0) return;
   if (store.dialect !== 'postgres') {
@@ -316,7 +286,7 @@ export function deleteLeases(store: Store, ended: ReadonlyArray<{ deviceId: numb
   markLeasesEndedAt(store, ended);
 }
 
-/** `AccountLeases.release` for many devices (a burst of closed connections). */
+/** Releases the leases of many devices at once (a burst of closed connections): each keeps its seat until its own grace end. */
 export function releaseLeases(store: Store, rows: ReadonlyArray<{ deviceId: number; at: number; graceUntil: number }>): void {
   if (rows.length === 0) return;
   if (store.dialect !== 'postgres') {
