@@ -16,6 +16,12 @@ import { removeTempDirs, T0, tempDir, testConfig } from './helpers/setup.js';
 afterEach(() => removeTempDirs());
 
 const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
+/** Until the dispatcher has applied every input it received (batches are paced by their cost). */
+async function applied(services: Services): Promise<void> {
+  await turn();
+  for (let i = 0; i < 10_000 && services.jobs.pendingInputs > 0; i++) await new Promise<void>((resolve) => setTimeout(resolve, 1));
+  expect(services.jobs.pendingInputs).toBe(0);
+}
 
 /** One input: a report of device `from` about device `about`'s execution (a stranger's, or an unknown one), or a reconnect. */
 type Step =
@@ -45,13 +51,13 @@ async function world(devices: number, options: JobOptionsInput) {
     onJobProgress: (listener) => (progress = listener),
   });
   for (const r of rows) ready!(r.uuid, accountUuid);
-  await turn();
+  await applied(services);
   const packet = await services.packets.build(scope, {
     name: 'batch firmware',
     components: [{ kind: 'firmware', fileName: 'firmware-9.0.0.bin', data: Buffer.alloc(512, 1).toString('base64'), version: '9.0.0' }],
   } as never);
   const job = services.jobs.create(scope, { name: 'batch job', packetUuid: packet.uuid, target: { all: true }, options }, null);
-  for (let i = 0; i < 200 && executions.size < devices; i++) await turn();
+  for (let i = 0; i < 200 && executions.size < devices; i++) await applied(services);
   expect(executions.size).toBe(devices);
 
   const push = (step: Step) => {
@@ -101,7 +107,7 @@ async function world(devices: number, options: JobOptionsInput) {
     }) as typeof store.stmt;
     try {
       fn();
-      await turn();
+      await applied(services);
     } finally {
       store.stmt = stmt;
     }
@@ -117,10 +123,10 @@ async function sameEnd(devices: number, options: JobOptionsInput, steps: Step[])
   try {
     for (const step of steps) {
       one.push(step);
-      await turn();
+      await applied(one.services);
     }
     for (const step of steps) all.push(step);
-    await turn();
+    await applied(all.services);
     const a = one.snapshot();
     const b = all.snapshot();
     expect(b).toEqual(a);

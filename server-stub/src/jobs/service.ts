@@ -73,6 +73,11 @@ export class JobService {
   }
 
   /** Progress messages not applied, by reason (kept in memory; also in metrics). */
+  /** Channel inputs (progress reports, devices ready) received and not applied yet. */
+  get pendingInputs(): number {
+    return this.#dispatcher.pendingInputs;
+  }
+
   get ignored(): IgnoredProgress {
     return this.#dispatcher.ignored;
   }
