@@ -24,7 +24,7 @@ import { createServices } from '../src/services.js';
 import { ChannelRepository } from '../src/store/channel.js';
 import { Store, type Statement, type Store as StoreType } from '../src/store/database.js';
 import { DeviceStatusBuffer } from '../src/store/device-status.js';
-import { jobPortFleet, turn } from '../test/helpers/job-port-fleet.js';
+import { applied, jobPortFleet } from '../test/helpers/job-port-fleet.js';
 import { line, withBenchStores } from './bench-stores.js';
 
 const { values } = parseArgs({
@@ -79,11 +79,11 @@ async function run(kind: 'sqlite' | 'postgres', store: StoreType, dataDir: strin
   const { accountId, rows, job, sent, executions, ready, progress, scope } = await jobPortFleet(services, `R-${kind}`, N);
 
   async function wave(name: string, push: () => void, after?: () => void): Promise<void> {
-    await turn();
+    await applied(services);
     const before = { ...counts };
     const t0 = performance.now();
     push();
-    await turn();
+    await applied(services);
     after?.();
     const ms = performance.now() - t0;
     const statements = counts.statements - before.statements;

@@ -43,6 +43,7 @@ export interface ServerConfig {
   readonly scryptCost: number;
   readonly shutdownTimeoutMs: number;
   readonly storeBusyTimeoutMs: number;
+  readonly storeProfile: string | null;
   readonly publicUrl: string | null;
   readonly tlsCa: string | null;
   readonly helloTimeoutMs: number;
@@ -104,6 +105,7 @@ export const configTable: readonly OptionSpec[] = [
   { name: 'scryptCost', type: 'integer', default: 16_384, unit: 'N', min: 1024, description: 'scrypt cost parameter for new password hashes (power of two).' },
   { name: 'shutdownTimeoutMs', type: 'integer', default: 10_000, unit: 'ms', min: 0, description: 'Longest graceful shutdown before the process exits anyway.' },
   { name: 'storeBusyTimeoutMs', type: 'integer', default: 5_000, unit: 'ms', min: 0, description: 'How long a store write waits for another process holding the write lock.' },
+  { name: 'storeProfile', type: 'string', default: null, unit: 'path', description: 'PostgreSQL store only, a diagnostic: a directory where each process writes its store round trips counted by statement text, with their time and callers (`pg-profile-PID-N.json`, every 10 s and at exit). Off by default.' },
   { name: 'publicUrl', type: 'string', default: null, unit: 'URL', description: 'Base URL devices reach the server at (`https://host:port`), written into connection profiles; default from host, port and TLS.' },
   { name: 'tlsCa', type: 'string', default: null, unit: 'path', description: 'PEM of the CA that verifies the TLS certificate, for connection profiles; default `DATA/tls/ca.pem` when present, else the last certificate of tlsCert.' },
   { name: 'helloTimeoutMs', type: 'integer', default: 10_000, unit: 'ms', min: 10, description: 'How long a new control-channel connection may take to send its hello.' },

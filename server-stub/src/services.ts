@@ -88,7 +88,12 @@ export interface Services {
 export function createServices(config: ServerConfig, deps: AppDeps = {}): Services {
   const clock = deps.clock ?? (config.testClock ? new TestClock() : systemClock);
   const store =
-    deps.store ?? Store.select(config.store ?? undefined, config.dataDir, { busyTimeoutMs: config.storeBusyTimeoutMs, now: clock.now() });
+    deps.store
+    ?? Store.select(config.store ?? undefined, config.dataDir, {
+      busyTimeoutMs: config.storeBusyTimeoutMs,
+      profileDir: config.storeProfile ?? undefined,
+      now: clock.now(),
+    });
   const metrics = deps.metrics ?? new Metrics();
   const log = deps.logger ?? pino({ level: config.logLevel });
   const storage = new StorageGuard(config.dataDir, config.storageReserveBytes, config.storageLowBytes);

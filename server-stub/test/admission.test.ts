@@ -251,6 +251,49 @@ describe('presence and metrics', () => {
   });
 });
 
+describe('presence flush', () => {
+  it('writes a flush of many devices as it would one by one, in a few statements on PostgreSQL whatever their number', async () => {
+    const w = open();
+    const t = await w.newTenant();
+    w.licences(t, 'basic-25', 2);
+    const routers = w.devices(t, 30);
+    const ch = new FakeChannel(w.services.admission);
+    const { presence } = w.services.admission;
+    const store = w.services.store;
+    const stmt = store.stmt.bind(store);
+    let writes = 0;
+    store.stmt = ((sql: Parameters<typeof stmt>[0]) => {
+      const st = stmt(sql);
+      return { get: st.get.bind(st), all: st.all.bind(st), iterate: st.iterate.bind(st), run: (...p: unknown[]) => (writes++, st.run(...p)) };
+    }) as typeof store.stmt;
+    const flush = (): number => {
+      const before = writes;
+      presence.flush();
+      return writes - before;
+    };
+    try {
+      ch.connect(routers[0]!);
+      const one = flush();
+      w.advance(5 * SECOND);
+      const results = routers.slice(1).map((r) => ch.connect(r));
+      for (const r of results.slice(0, 10)) if (r.outcome === 'managed') presence.seen(r.deviceKey, w.clock.now() + SECOND);
+      ch.disconnect(routers[29]!, w.clock.now() + 2 * SECOND);
+      const many = flush();
+      if (store.dialect === 'postgres') expect(many).toBe(one);
+      else expect([one, many]).toEqual([1, 29]);
+    } finally {
+      store.stmt = stmt;
+    }
+    const rows = routers.map((r) => t.scope.devices.byUuid(r.uuid)!);
+    expect(rows.map((d) => [d.online, d.connected_at, d.last_seen_at])).toEqual([
+      [1, T0, T0],
+      ...Array.from({ length: 10 }, () => [1, T0 + 5 * SECOND, T0 + 6 * SECOND]),
+      ...Array.from({ length: 18 }, () => [1, T0 + 5 * SECOND, T0 + 5 * SECOND]),
+      [0, T0 + 5 * SECOND, T0 + 7 * SECOND],
+    ]);
+  });
+});
+
 describe('races for the last licence', () => {
   it('200 concurrent admissions over 4 connections for one free licence: exactly one wins', async () => {
     const w = open();

@@ -115,7 +115,7 @@ describe('control-channel session logic over an in-memory transport', () => {
     link.deliver(ping);
     await link.next('pong', (m) => m.correlationId === ping.id);
     b.channel.flush();
-    const deviceKey = new ChannelRepository(b.w.services.store).deviceFacts(b.device.uuid)!.id;
+    const deviceKey = new ChannelRepository(b.w.services.store).deviceFacts([b.device.uuid]).get(b.device.uuid)!.id;
     const row = readDeviceStatus(b.w.services.store, deviceKey)!;
     expect(JSON.parse(row.hello!)).toMatchObject({ model: 'MRX5 LTE', firmwareVersion: '10.3.2' });
     expect(JSON.parse(row.status!)).toMatchObject({ firmwareVersion: '10.4.0', link: { type: 'lte' } });
@@ -218,6 +218,51 @@ describe('control-channel session logic over an in-memory transport', () => {
     expect(link.closedWith?.code).toBe(CloseCodes.AUTH_FAILED);
     expect(link.sent.map((m) => m.type)).toEqual(['error']);
     expect(b.sessionEvents).toEqual([]);
+  });
+
+  it('hellos of one tick read their devices in one statement, however many: unknown devices and wrong serials are refused', async () => {
+    const b = bench!;
+    const store = b.w.services.store;
+    const stmt = store.stmt.bind(store);
+    let factReads = 0;
+    store.stmt = ((sql: Parameters<typeof stmt>[0]) => {
+      const st = stmt(sql);
+      const text = typeof sql === 'string' ? sql : sql.postgres;
+      const count = text.includes('d.serial_number, d.ping_interval') ? () => factReads++ : () => 0;
+      return {
+        get: (...p: unknown[]) => (count(), st.get(...p)),
+        all: (...p: unknown[]) => (count(), st.all(...p)),
+        run: (...p: unknown[]) => st.run(...p),
+        iterate: (...p: unknown[]) => (count(), st.iterate(...p)),
+      };
+    }) as typeof store.stmt;
+    const others = b.w.devices(b.t, 7, 'TICK');
+    const wave = async (devices: Array<Bench['device']>) => {
+      const before = factReads;
+      const links = devices.map((d) => {
+        const link = b.connect();
+        link.deliver(hello(d));
+        return link;
+      });
+      await Promise.all(links.map((link) => link.until(() => link.sent.length > 0)));
+      return { reads: factReads - before, links };
+    };
+    try {
+      expect((await wave([b.device])).reads).toBe(1);
+      const unknown = { ...others[5]!, uuid: '00000000-0000-4000-8000-000000000000' };
+      const wrongSerial = { ...others[6]!, serialNumber: 'NOT-ITS-SERIAL' };
+      const { reads, links } = await wave([...others.slice(0, 5), unknown, wrongSerial]);
+      expect(reads).toBe(1);
+      expect(links.map((l) => l.sent[0]!.type)).toEqual([...Array(5).fill('welcome'), 'error', 'error']);
+      expect(links.slice(0, 5).map((l) => (l.sent[0] as MessageOf<'welcome'>).body.admission)).toEqual(Array(5).fill('managed'));
+      for (const link of links.slice(5)) {
+        await link.until(() => link.ended);
+        expect(link.closedWith?.code).toBe(CloseCodes.AUTH_FAILED);
+      }
+      expect(b.channel.size).toBe(6);
+    } finally {
+      store.stmt = stmt;
+    }
   });
 
   it('a peer that does not read is dropped once its unsent bytes pass the bound (slow-reader rule)', async () => {

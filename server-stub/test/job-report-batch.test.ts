@@ -4,7 +4,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { TestClock } from '../src/clock.js';
 import type { JobOptionsInput } from '../src/jobs/options.js';
 import { createServices, type Services } from '../src/services.js';
-import { jobPortFleet, turn } from './helpers/job-port-fleet.js';
+import { applied, jobPortFleet } from './helpers/job-port-fleet.js';
 import { removeTempDirs, T0, tempDir, testConfig } from './helpers/setup.js';
 
 /*
@@ -72,7 +72,7 @@ async function world(devices: number, options: JobOptionsInput) {
     }) as typeof store.stmt;
     try {
       fn();
-      await turn();
+      await applied(services);
     } finally {
       store.stmt = stmt;
     }
@@ -107,10 +107,10 @@ async function sameEnd(devices: number, options: JobOptionsInput, steps: Step[])
   try {
     for (const step of steps) {
       one.push(step);
-      await turn();
+      await applied(one.services);
     }
     for (const step of steps) all.push(step);
-    await turn();
+    await applied(all.services);
     const a = one.snapshot();
     const b = all.snapshot();
     expect(b).toEqual(a);
@@ -223,7 +223,7 @@ describe('a report that cannot be stored', () => {
     try {
       const fault = faulty.failNth('UPDATE job_executions', 2);
       for (const step of steps) faulty.push(step);
-      await turn();
+      await applied(faulty.services);
       fault.restore();
       expect(fault.seen.runs).toBeGreaterThanOrEqual(2);
       const after = faulty.snapshot();
@@ -245,9 +245,9 @@ describe('a report that cannot be stored', () => {
       }
       // The devices repeat what was not acknowledged: the end is the same as without the fault.
       for (const step of steps) if (!after.acks.includes(step.device)) faulty.push(step);
-      await turn();
+      await applied(faulty.services);
       for (const step of steps) clean.push(step);
-      await turn();
+      await applied(clean.services);
       const end = faulty.snapshot();
       const expected = clean.snapshot();
       expect(end.executions).toEqual(expected.executions);

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { join } from 'node:path';
-import { createCa, createTestPki, type MessageOf, type TestPki, writePacket } from '@router-fleet/protocol';
+import { createCa, createMessage, createTestPki, type MessageOf, type TestPki, writePacket } from '@router-fleet/protocol';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { waitFor } from '../../protocol/test/helpers/wait-for.js';
 import { type JobsWorld, jobsWorld } from './helpers/jobs-world.js';
@@ -184,7 +184,7 @@ describe('packet downloads (real HTTP)', () => {
     for (const d of devices) await d.connect(w.channel.port);
     await w.api('POST', '/api/jobs', { packetUuid: packet.uuid, target: { all: true } });
     const offers = (await Promise.all(devices.map((d) => d.next((m) => m.type === 'job-offer')))) as MessageOf<'job-offer'>[];
-    return { packet, offers };
+    return { packet, offers, devices };
   }
 
   it('serves Range with ETag and If-Range; invalid or unsatisfiable ranges get 416', async () => {
@@ -219,10 +219,18 @@ describe('packet downloads (real HTTP)', () => {
     }
   });
 
-  it('refuses the credential of another device or execution, and an expired one, with 403 and a code', async () => {
+  it('refuses the credential of another device or execution, a finished execution, and an expired credential, with 403 and a code', async () => {
     const w = await open();
-    const { offers } = await offered(w);
+    const { offers, devices } = await offered(w);
     const [a, b] = offers.map((o) => o.body);
+    expect((await get(b!.packet.url, { authorization: `Bearer ${b!.download.token}` })).status).toBe(200);
+    // A finished execution serves nothing more, even with its own valid credential.
+    const failed = createMessage('job-progress', { executionId: b!.executionId, state: 'failed', errorCode: 'AGENT_INSTALL_FAILED', errorMessage: 'no' });
+    devices[1]!.send(failed);
+    await devices[1]!.next((m) => m.type === 'ack' && m.correlationId === failed.id);
+    const finished = await get(b!.packet.url, { authorization: `Bearer ${b!.download.token}` });
+    expect(finished.status).toBe(403);
+    expect(JSON.parse(finished.body.toString()).code).toBe('SERVER_DOWNLOAD_FORBIDDEN');
     const other = await get(a!.packet.url, { authorization: `Bearer ${b!.download.token}` });
     expect(other.status).toBe(403);
     expect(JSON.parse(other.body.toString()).code).toBe('SERVER_DOWNLOAD_FORBIDDEN');

@@ -2,6 +2,7 @@
 // and PostgreSQL); then what only the SQLite file has (pragmas, query plans, upgrades of files
 // written by older servers) and its driver.
 import { spawn } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { isAppError } from '../src/errors.js';
@@ -432,6 +433,24 @@ describe('PostgreSQL store', () => {
     const url = freshPostgresStore();
     const stores = [1, 2, 3].map(() => remember(Store.connect(url)));
     expect(stores[2]!.stmt('SELECT COUNT(*) AS n FROM schema_migrations').get()).toEqual({ n: postgresMigrations.length });
+  });
+
+  it('with a profile directory, writes its round trips by statement text with their caller when it closes', () => {
+    const dir = tempDir();
+    const s = Store.connect(freshPostgresStore(), { profileDir: dir });
+    for (let i = 0; i < 3; i++) s.stmt('SELECT   ? AS n').get(i);
+    s.write(() => s.stmt('SELECT 2').get());
+    s.close();
+    const [file] = readdirSync(dir);
+    expect(file).toMatch(/^pg-profile-\d+-\d+\.json$/);
+    const profile = JSON.parse(readFileSync(join(dir, file!), 'utf8')) as { statements: Array<{ sql: string; count: number; callers: Record<string, number> }> };
+    const by = new Map(profile.statements.map((e) => [e.sql, e]));
+    expect(by.get('SELECT $1 AS n')).toMatchObject({ count: 3 });
+    expect(Object.keys(by.get('SELECT $1 AS n')!.callers)).toEqual([expect.stringMatching(/store\.test\.ts:\d+$/)]);
+    // The caller is the first frame outside the store: the connect (its migrations) and the write here.
+    expect(Object.keys(by.get('BEGIN')!.callers)).toHaveLength(2);
+    expect(Object.keys(by.get('BEGIN')!.callers)).toEqual(expect.arrayContaining([expect.stringMatching(/store\.test\.ts:\d+$/)]));
+    expect(by.get('COMMIT')!.count).toBe(by.get('BEGIN')!.count);
   });
 
   it('reports a database it cannot reach as SERVER_STORE_UNREACHABLE, without the password', () => {

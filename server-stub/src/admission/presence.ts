@@ -59,18 +59,16 @@ export class PresenceTracker {
     return this.#dirty.size;
   }
 
-  /** Writes every change since the last flush in one transaction; forgets offline devices. */
+  /** Writes every change since the last flush in one transaction (set-based); forgets offline devices. */
   flush(): number {
     if (this.#dirty.size === 0) return 0;
     const ids = [...this.#dirty];
     this.#dirty.clear();
-    this.store.write(() => {
-      for (const id of ids) {
-        const e = this.#entries.get(id);
-        if (!e) continue;
-        this.#presence.set(id, e);
-      }
+    const rows = ids.flatMap((id) => {
+      const e = this.#entries.get(id);
+      return e ? [{ id, online: e.online, connectedAt: e.connectedAt, lastSeenAt: e.lastSeenAt }] : [];
     });
+    this.store.write(() => this.#presence.setMany(rows));
     for (const id of ids) {
       const e = this.#entries.get(id);
       if (e && !e.online) this.#entries.delete(id);

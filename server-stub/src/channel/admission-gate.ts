@@ -36,8 +36,8 @@ export interface AdmissionGateDeps {
    * channel's other releases: written in the next tick's batch, retried when the store fails).
    */
   readonly release: (deviceUuids: readonly string[], cause: ReleaseCause) => void;
-  /** The device and account facts a hello needs (store/channel.ts). */
-  readonly deviceFacts: (deviceUuid: string) => DeviceFacts | undefined;
+  /** The device and account facts hellos need, by device uuid, for a whole batch (store/channel.ts). */
+  readonly deviceFacts: (deviceUuids: readonly string[]) => Map<string, DeviceFacts>;
   /** Where the hello summary (model, firmware, inventory) is buffered. */
   readonly status: Pick<DeviceStatusBuffer, 'hello'>;
   readonly clock: Clock;
@@ -52,13 +52,13 @@ export interface AdmissionGateDeps {
 interface QueuedHello {
   s: Session;
   msg: MessageOf<'hello'>;
-  facts: DeviceFacts;
   now: number;
 }
 
 /**
- * hello → admission → welcome. Hellos of one tick are admitted in one transaction; the session waits
- * in `admitting` meanwhile. A newer connection of an admitted device replaces the older one.
+ * hello → admission → welcome. Hellos of one tick are admitted in one transaction, their devices'
+ * facts read in one statement before it; the session waits in `admitting` meanwhile. A newer
+ * connection of an admitted device replaces the older one.
  */
 export class AdmissionGate {
   readonly #hellos = new TickBatch<QueuedHello>(
@@ -78,24 +78,28 @@ export class AdmissionGate {
   hello(s: Session, msg: MessageOf<'hello'>): void {
     const { deps } = this;
     this.#helloAt.set(s, performance.now());
-    const b = msg.body;
-    const now = deps.clock.now();
-    const facts = deps.deviceFacts(b.deviceId);
-    if (!facts || facts.serial_number !== b.serialNumber) {
-      deps.metrics.inc('fleet_admissions_total', { outcome: 'denied' });
-      return this.#decided(s, msg, facts, now, { outcome: 'denied', reason: 'unknown-device', retryAfterSec: 3600 });
-    }
     // Group commit: hellos arriving in the same tick are admitted in one transaction (one fsync),
     // in arrival order, so a reconnect storm is not bound by one fsync per device.
     deps.sessions.move(s, 'hello');
-    this.#hellos.push({ s, msg, facts, now });
+    this.#hellos.push({ s, msg, now: deps.clock.now() });
   }
 
-  #flush(batch: QueuedHello[]): void {
+  #flush(queued: QueuedHello[]): void {
     const { deps } = this;
     let results: AdmitResult[];
+    const batch: Array<QueuedHello & { facts: DeviceFacts }> = [];
     const started = performance.now();
     try {
+      const facts = deps.deviceFacts(queued.map(({ msg }) => msg.body.deviceId));
+      for (const q of queued) {
+        const f = facts.get(q.msg.body.deviceId);
+        if (f && f.serial_number === q.msg.body.serialNumber) batch.push({ ...q, facts: f });
+        else if (q.s.state === 'admitting') {
+          deps.metrics.inc('fleet_admissions_total', { outcome: 'denied' });
+          this.#decided(q.s, q.msg, f, q.now, { outcome: 'denied', reason: 'unknown-device', retryAfterSec: 3600 });
+        }
+      }
+      if (batch.length === 0) return;
       results = deps.admission.admitMany(
         batch.map(({ msg, now }) => ({ deviceUuid: msg.body.deviceId, credential: msg.body.credential, connectedAt: now })),
       );
@@ -106,9 +110,9 @@ export class AdmissionGate {
       // The store could not decide (e.g. StoreBusyError: other processes held the write lock past
       // the busy timeout). Nothing was leased: the devices are asked to come back later and
       // reconnect with their backoff. Never a crash.
-      deps.log.warn({ err, hellos: batch.length }, 'admission batch failed; devices asked to retry');
+      deps.log.warn({ err, hellos: queued.length }, 'admission batch failed; devices asked to retry');
       deps.metrics.inc('fleet_errors_total', { code: 'SERVER_ADMISSION_BUSY' });
-      for (const { s } of batch) deps.io.close(s, CloseCodes.TRY_AGAIN_LATER, 'server busy, try again later');
+      for (const { s } of queued) deps.io.close(s, CloseCodes.TRY_AGAIN_LATER, 'server busy, try again later');
       return;
     }
     const orphans: string[] = [];

@@ -111,7 +111,7 @@ export class ControlChannel implements ChannelHub {
     this.#anchors = new AnchorOffers({ trust: deps.trust, accountKey: (uuid) => deps.repository.accountKey(uuid), clock, log, sessions, io });
     this.#gate = new AdmissionGate({
       admission: deps.admission,
-      deviceFacts: (uuid) => deps.repository.deviceFacts(uuid),
+      deviceFacts: (uuids) => deps.repository.deviceFacts(uuids),
       status: deps.status,
       clock,
       metrics,

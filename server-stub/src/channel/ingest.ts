@@ -19,11 +19,26 @@ export interface IngestDeps {
 }
 
 /**
+ * Longest pause between two event transactions (ms); the pause is what the last one cost (TickBatch's
+ * `gapMs`, as the admission gate does): under a reconnect wave, devices' events arrived one or two
+ * per tick, each tick a write transaction of its own (on PostgreSQL three round trips on the event
+ * loop and a turn of the write lock).
+ */
+const EVENTS_GAP_MAX_MS = 25;
+
+/**
  * What an open session reports: `status` (buffered, the latest wins) and `event` (stored in one
- * transaction per tick, then acked by seq).
+ * transaction per tick, paced, then acked by seq).
  */
 export class Ingest {
-  readonly #events = new TickBatch<{ s: Session; msg: MessageOf<'event'> }>((batch) => this.#flushEvents(batch));
+  readonly #events = new TickBatch<{ s: Session; msg: MessageOf<'event'> }>(
+    (batch) => this.#flushEvents(batch),
+    undefined,
+    () => Math.min(EVENTS_GAP_MAX_MS, this.#lastFlushMs),
+  );
+
+  /** What the last event transaction took (ms). */
+  #lastFlushMs = 0;
 
   constructor(private readonly deps: IngestDeps) {}
 
@@ -51,6 +66,7 @@ export class Ingest {
   #flushEvents(batch: { s: Session; msg: MessageOf<'event'> }[]): void {
     const { deps } = this;
     const now = deps.clock.now();
+    const started = performance.now();
     try {
       deps.events.recordDeviceEvents(
         batch.map(({ s, msg }) => ({ accountKey: s.accountKey, deviceUuid: s.deviceUuid, ...msg.body })),
@@ -60,6 +76,8 @@ export class Ingest {
       // Not stored, not acked: the device keeps the events in its outbox and resends them.
       deps.log.error({ err, count: batch.length }, 'storing device events failed');
       return;
+    } finally {
+      this.#lastFlushMs = performance.now() - started;
     }
     for (const { s, msg } of batch) {
       if (s.state !== 'open') continue;

@@ -36,6 +36,15 @@ const ORPHAN_QUEUED_MS = MINUTE;
 /** Most channel inputs applied in one transaction; more in one tick flush early. */
 export const INBOX_BATCH_MAX = 2000;
 /**
+ * Longest pause between two applications of channel inputs (ms); the pause is what the last one
+ * cost (see TickBatch's `gapMs`, as the admission gate does). Under a ramp or a reconnect wave the
+ * devices' ready reports arrived one per tick, and each was a read transaction of several
+ * statements plus a dispatch: on PostgreSQL, where every statement is a round trip on the event
+ * loop, that was a fifth of all the store's time in a 4,000-router run. Paced, a wave's reports go
+ * together, and a process spends at most half its time applying them.
+ */
+const INBOX_GAP_MAX_MS = 25;
+/**
  * How long channel inputs (progress reports, devices ready) may wait while a burst of offers goes
  * on (ms): they are applied after the burst, or when this long has passed, or when INBOX_HOLD_MAX
  * wait, in transactions of INBOX_BATCH_MAX, one per turn of the event loop. The first offers of a
@@ -167,6 +176,8 @@ export class JobDispatcher {
   readonly #ready: LocalReadyDevices;
   #port: JobChannelPort | undefined;
   #dispatchPending = false;
+  /** What applying the last batch of channel inputs took (ms), its dispatch included. */
+  #lastApplyMs = 0;
   /** A dispatch left more to claim and offer, and goes on in the next turn (a burst of offers). */
   #bursting = false;
   /** performance.now() when the current burst of offers began. */
@@ -194,7 +205,16 @@ export class JobDispatcher {
     this.#log = deps.log;
     this.publicBaseUrl = deps.publicBaseUrl;
     this.#ready = new LocalReadyDevices(deps.store);
-    this.#inbox = new TickBatch<ChannelInput>((batch) => this.#apply(batch), INBOX_BATCH_MAX);
+    this.#inbox = new TickBatch<ChannelInput>(
+      (batch) => this.#apply(batch),
+      INBOX_BATCH_MAX,
+      () => Math.min(INBOX_GAP_MAX_MS, this.#lastApplyMs),
+    );
+  }
+
+  /** Channel inputs received and not applied yet (waiting for their batch, or held during a burst). */
+  get pendingInputs(): number {
+    return this.#inbox.size + this.#held.length;
   }
 
   setTemplateHook(hook: JobTemplateHook): void {
@@ -219,6 +239,15 @@ export class JobDispatcher {
    * store fails as such nothing is acknowledged and the devices repeat their terminal reports.
    */
   #apply(input: ChannelInput[]): void {
+    const started = performance.now();
+    try {
+      this.#applyOrHold(input);
+    } finally {
+      this.#lastApplyMs = performance.now() - started;
+    }
+  }
+
+  #applyOrHold(input: ChannelInput[]): void {
     // While offers go out in a burst, what the devices send waits (bounded in time and count).
     if (this.#bursting && this.#held.length + input.length < INBOX_HOLD_MAX
       && (this.#held.length === 0 || performance.now() - this.#heldSince < INBOX_HOLD_MAX_MS)) {

@@ -10,7 +10,7 @@ import type { Store } from '../store/database.js';
 import { AccountEvents } from '../store/events.js';
 import type { DeviceResultRow } from '../store/job-executions.js';
 import { AccountJobs, insertJob, jobById, type JobHead } from '../store/jobs.js';
-import { packetById, type PacketRow } from '../store/packets.js';
+import type { PacketRow } from '../store/packets.js';
 import type { AccountScope } from '../store/scope.js';
 import type { JobTemplateHook } from '../templates/service.js';
 import type { JobChannelPort } from './channel-port.js';
@@ -73,6 +73,11 @@ export class JobService {
   }
 
   /** Progress messages not applied, by reason (kept in memory; also in metrics). */
+  /** Channel inputs (progress reports, devices ready) received and not applied yet. */
+  get pendingInputs(): number {
+    return this.#dispatcher.pendingInputs;
+  }
+
   get ignored(): IgnoredProgress {
     return this.#dispatcher.ignored;
   }
@@ -240,10 +245,7 @@ export class JobService {
 
   /** What a download of `executionUuid` may serve: its device and packet, while it is not terminal. */
   downloadTarget(executionUuid: string): { deviceUuid: string; packet: PacketRow } | undefined {
-    const row = this.#outcomes.executions.downloadTarget(executionUuid);
-    if (!row || row.finished_at !== null || row.packet_id === null) return undefined;
-    const packet = packetById(this.store, row.packet_id);
-    return packet ? { deviceUuid: row.device_uuid, packet } : undefined;
+    return this.#outcomes.executions.downloadTarget(executionUuid);
   }
 
   #requireTemplates(): JobTemplateHook {

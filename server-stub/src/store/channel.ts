@@ -1,5 +1,5 @@
 import type { AccountRowId } from '../ids.js';
-import type { Store } from './database.js';
+import { dialects, type Store } from './database.js';
 import { recordAccountEvents } from './events.js';
 
 /** What the control channel reads about a device when its hello arrives. */
@@ -31,19 +31,29 @@ export interface DeviceEventInput {
  * hello, account keys for trust-anchor notices, device events in one transaction.
  */
 export class ChannelRepository {
-  readonly #facts;
   readonly #accountKey;
 
   constructor(private readonly store: Store) {
     this.#accountKey = store.stmt<{ id: number }>('SELECT id FROM accounts WHERE uuid = ?');
-    this.#facts = store.stmt<DeviceFacts>(
-      `SELECT d.id, d.account_id, d.serial_number, d.ping_interval, d.pong_timeout, d.session_timeout, a.settings
-       FROM devices d JOIN accounts a ON a.id = d.account_id WHERE d.uuid = ?`,
-    );
   }
 
-  deviceFacts(deviceUuid: string): DeviceFacts | undefined {
-    return this.#facts.get(deviceUuid);
+  /**
+   * The facts of the devices among `deviceUuids` that exist, by uuid: one statement for a whole
+   * batch of hellos (on PostgreSQL each statement is a round trip on the event loop).
+   */
+  deviceFacts(deviceUuids: readonly string[]): Map<string, DeviceFacts> {
+    if (deviceUuids.length === 0) return new Map();
+    const rows = this.store
+      .stmt<DeviceFacts & { uuid: string }>(
+        dialects({
+          sqlite: `SELECT d.uuid, d.id, d.account_id, d.serial_number, d.ping_interval, d.pong_timeout, d.session_timeout, a.settings
+                   FROM devices d JOIN accounts a ON a.id = d.account_id WHERE d.uuid IN (SELECT value FROM json_each(?))`,
+          postgres: `SELECT d.uuid, d.id, d.account_id, d.serial_number, d.ping_interval, d.pong_timeout, d.session_timeout, a.settings
+                     FROM devices d JOIN accounts a ON a.id = d.account_id WHERE d.uuid = ANY(?::text[])`,
+        }),
+      )
+      .all(this.store.dialect === 'postgres' ? [...deviceUuids] : JSON.stringify(deviceUuids));
+    return new Map(rows.map(({ uuid, ...facts }) => [uuid, facts]));
   }
 
   /** The row id of the account with this uuid. */

@@ -71,6 +71,8 @@ export interface OpenStoreOptions {
   busyTimeoutMs?: number;
   /** Clock reading recorded with applied migrations. */
   now?: number;
+  /** PostgreSQL only: a directory to write the statement profile to (store/postgres/profile.ts); none by default. */
+  profileDir?: string;
 }
 
 /** Whether a `--store` value names a PostgreSQL database rather than an SQLite data directory. */

@@ -2,6 +2,7 @@ import { CANCELLABLE_JOB_STATES } from '@router-fleet/protocol';
 import { dialects, type Store } from './database.js';
 import { BULK_CHUNK_ROWS } from './events.js';
 import type { ExecutionRow } from './jobs.js';
+import type { PacketRow } from './packets.js';
 
 const CANCELLABLE_SQL = `('${CANCELLABLE_JOB_STATES.join('\', \'')}')`;
 
@@ -326,14 +327,21 @@ export class JobExecutions {
     return this.store.stmt<{ n: number }>('SELECT COUNT(*) AS n FROM job_executions WHERE job_id = ? AND finished_at > ?').get(jobId, since)!.n;
   }
 
-  /** What a download of the execution may serve, whatever its state. */
-  downloadTarget(uuid: string): { device_uuid: string; packet_id: number | null; finished_at: number | null } | undefined {
-    return this.store
-      .stmt<{ device_uuid: string; packet_id: number | null; finished_at: number | null }>(
-        `SELECT d.uuid AS device_uuid, e.packet_id, e.finished_at FROM job_executions e
-         JOIN devices d ON d.id = e.device_id WHERE e.uuid = ?`,
+  /**
+   * What a download of the execution may serve while it is not finished: its device and packet. One
+   * statement: a download request costs one round trip on PostgreSQL, not two.
+   */
+  downloadTarget(uuid: string): { deviceUuid: string; packet: PacketRow } | undefined {
+    const row = this.store
+      .stmt<PacketRow & { device_uuid: string }>(
+        `SELECT p.*, d.uuid AS device_uuid FROM job_executions e
+         JOIN devices d ON d.id = e.device_id JOIN packets p ON p.id = e.packet_id
+         WHERE e.uuid = ? AND e.finished_at IS NULL`,
       )
       .get(uuid);
+    if (!row) return undefined;
+    const { device_uuid: deviceUuid, ...packet } = row;
+    return { deviceUuid, packet };
   }
 
   /** Per-device results of a job, cursor-paged by device id, with each device's latest execution. */

@@ -9,6 +9,13 @@ import type { AccountScope } from '../../src/store/scope.js';
 /** One turn of the event loop: the dispatcher's inbox flushes on the next one. */
 export const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
+/** Until the dispatcher has applied every input it received (its batches are paced by their cost, on timers). */
+export async function applied(services: Services): Promise<void> {
+  await turn();
+  for (let i = 0; i < 10_000 && services.jobs.pendingInputs > 0; i++) await new Promise<void>((resolve) => setTimeout(resolve, 1));
+  if (services.jobs.pendingInputs > 0) throw new Error(`the dispatcher still holds ${services.jobs.pendingInputs} inputs`);
+}
+
 /** `n` admitted devices of one account, ready on a job port that stands for the channel, and one firmware job offered to all. */
 export interface JobPortFleet {
   scope: AccountScope;
@@ -58,13 +65,13 @@ export async function jobPortFleet(services: Services, name: string, n: number, 
     onJobProgress: (listener) => (progress = listener),
   });
   for (const r of rows) ready!(r.uuid, accountUuid);
-  await turn();
+  await applied(services);
   const packet = await services.packets.build(scope, {
     name: `${name} firmware`,
     components: [{ kind: 'firmware', fileName: 'firmware-9.0.0.bin', data: Buffer.alloc(1024, 1).toString('base64'), version: '9.0.0' }],
   } as never);
   const job = services.jobs.create(scope, { name: `${name} job`, packetUuid: packet.uuid, target: { all: true }, options }, null);
-  for (let i = 0; i < 1000 && executions.size < n; i++) await turn();
+  for (let i = 0; i < 1000 && executions.size < n; i++) await applied(services);
   if (executions.size < n) throw new Error(`only ${executions.size} of ${n} offers went out`);
   return {
     scope,

@@ -30,7 +30,8 @@ export interface JobsWorld extends World {
   /**
    * Waits until the server has handled what reached it so far and what it sent reached `devices`
    * (connected ones): twice, an event-loop turn (the channel's group commit and a dispatch pass it
-   * schedules run on setImmediate, in this process) and then a ping → pong on each device. Wait for
+   * schedules run on setImmediate, in this process), the dispatcher's inputs applied, and then a
+   * ping → pong on each device. Wait for
    * this (not for a time) before asserting that a device was NOT offered or cancelled something.
    */
   quiet(devices: FakeDevice[]): Promise<void>;
@@ -116,6 +117,8 @@ export async function jobsWorld(
       const connected = devices.filter((d) => d.welcomed);
       for (let round = 0; round < 2; round++) {
         await new Promise((r) => setImmediate(r));
+        // The dispatcher paces its batches by their cost: wait until it has applied what it received.
+        while (app.services.jobs.pendingInputs > 0) await new Promise((r) => setTimeout(r, 1));
         await Promise.all(connected.map((d) => d.roundTrip()));
       }
     },

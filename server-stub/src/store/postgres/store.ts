@@ -4,6 +4,7 @@ import { createSyncFn } from 'synckit';
 import { AppError } from '../../errors.js';
 import type { OpenStoreOptions, RunResult, Sql, Statement, Store } from '../database.js';
 import { fromPostgresError } from './errors.js';
+import { StatementProfile } from './profile.js';
 import { migratePostgres } from './schema.js';
 import { toPostgres } from './translate.js';
 import type { WorkerQuery, WorkerRequest, WorkerResponse, WorkerRows } from './worker.js';
@@ -105,13 +106,15 @@ export class PostgresStore implements Store {
   readonly #conn: number;
   readonly #busyTimeoutMs: number;
   readonly #statements = new Map<string, PgStatement<unknown>>();
+  readonly #profile: StatementProfile | undefined;
   #inTransaction = false;
   #savepoints = 0;
   #closed = false;
 
-  private constructor(conn: number, busyTimeoutMs: number) {
+  private constructor(conn: number, busyTimeoutMs: number, profileDir: string | undefined) {
     this.#conn = conn;
     this.#busyTimeoutMs = busyTimeoutMs;
+    this.#profile = profileDir ? new StatementProfile(profileDir) : undefined;
   }
 
   static connect(url: string, options: OpenStoreOptions = {}): PostgresStore {
@@ -120,7 +123,7 @@ export class PostgresStore implements Store {
     if ('error' in r) {
       throw new AppError('SERVER_STORE_UNREACHABLE', `cannot connect to the PostgreSQL store at ${redactUrl(url)}: ${r.error.message}`);
     }
-    const store = new PostgresStore(r.ok.rowCount, options.busyTimeoutMs ?? 5000);
+    const store = new PostgresStore(r.ok.rowCount, options.busyTimeoutMs ?? 5000, options.profileDir);
     try {
       migratePostgres(store, options.now ?? Date.now());
     } catch (err) {
@@ -158,7 +161,9 @@ export class PostgresStore implements Store {
 
   #batch(queries: WorkerQuery[], onErrorSql: string | undefined, what: string, answer?: number): WorkerRows {
     if (this.#closed) throw new AppError('SERVER_UNAVAILABLE', 'the PostgreSQL store is not open (closed)');
+    const started = this.#profile ? performance.now() : 0;
     const r = call!({ op: 'batch', conn: this.#conn, queries, onErrorSql, answer });
+    this.#profile?.record(what, performance.now() - started);
     if ('error' in r) throw fromPostgresError(r.error, what);
     return r.ok;
   }
@@ -224,6 +229,7 @@ export class PostgresStore implements Store {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.#profile?.close();
     call!({ op: 'close', conn: this.#conn });
   }
 }
