@@ -66,8 +66,9 @@ function decodeUtf8(input: Uint8Array): string | undefined {
  * PROTO_UNSUPPORTED_VERSION, PROTO_UNKNOWN_TYPE, PROTO_SCHEMA_VIOLATION) and, for schema
  * violations, whose `pointer` is the JSON pointer of the first violation.
  */
-export function decode(input: Uint8Array | string, options: DecodeOptions = {}): Message | ProtocolError {
-  const maxBytes = options.maxBytes ?? MAX_FRAME_BYTES;
+export function decode(input: Uint8Array | string, options?: DecodeOptions): Message | ProtocolError {
+  // No default `{}`: it would be a new object on every frame.
+  const maxBytes = options?.maxBytes ?? MAX_FRAME_BYTES;
   let text: string;
   if (typeof input === 'string') {
     if (input.length > maxBytes || (input.length * 3 > maxBytes && Buffer.byteLength(input) > maxBytes)) {
@@ -92,7 +93,7 @@ export function decode(input: Uint8Array | string, options: DecodeOptions = {}):
   } catch (err) {
     return new ProtocolError('PROTO_INVALID_JSON', (err as Error).message);
   }
-  return validateMessage(value, options.accept);
+  return validateMessage(value, options?.accept);
 }
 
 /**

@@ -1,7 +1,9 @@
 import { type TSchema, Type } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { describe, expect, it } from 'vitest';
-import { compileFastCheck } from '../src/fast-check.js';
+import { mulberry32 } from '../src/random.js';
+import { compileFastCheck, simplerPattern } from '../src/fast-check.js';
+import { EnvelopeFields, MESSAGE_CATALOGUE } from '../src/messages/catalogue.js';
 
 // The fast check must accept exactly what TypeBox's compiled check accepts, for the kinds it
 // generates code for and for those it leaves to TypeBox.
@@ -15,6 +17,12 @@ const SCHEMAS: Record<string, TSchema> = {
   version: Type.String({ pattern: '^[A-Za-z0-9.+_~-]+$' }),
   escapedBracket: Type.String({ pattern: '^[ab\\]-]+$' }),
   negated: Type.String({ pattern: '^[^a]+$' }),
+  // Groups and small counted repetitions are rewritten for the compiled check (`simplerPattern`).
+  dateTime: Type.String({
+    maxLength: 40,
+    pattern: '^\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}:\\d{2}(\\.\\d{1,9})?(Z|[+-]\\d{2}:\\d{2})$',
+  }),
+  classRepeat: Type.String({ pattern: '^(a|[\\]b]{2})[0-9]{2}?x{3}$' }),
   bounded: Type.Object({
     n: Type.Number({ minimum: -1.5, maximum: 2 }),
     i: Type.Optional(Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER })),
@@ -39,6 +47,10 @@ const VALUES: unknown[] = [
   `${'a'.repeat(11)}\u00e9`, `${'a'.repeat(11)}\ud800`, `${'a'.repeat(11)}\n`, `\n${'a'.repeat(11)}`, '1.2.3+build~rc-1_x.y',
   'ab]-ab]-ab]-', 'ab]-ab]-ab]-c', '2f1c7e5a-3b7d-4c1e-9a55-0d3c5e7b9a10', '2f1c7e5a-3b7d-4c1e-9a55-0d3c5e7b9a1/',
   undefined, null, true, 0, 1, -1.5, 2, 2.5, Number.NaN, Infinity, 1.1, '', 'a', 'b', 'abcd',
+  '2027-06-30T23:59:59Z', '2027-06-30T23:59:59.5+02:00', '2027-06-30T23:59:59.123456789-11:30',
+  '2027-06-30T23:59:59.1234567890Z', '2027-06-30T23:59:59', '2027-6-30T23:59:59Z', '2027-06-30t23:59:59Z',
+  '2027-06-30T23:59:59+0200', '2027-06-30T23:59:59\u0660', '\u0662027-06-30T23:59:59Z', '2027-06-30T23:59:59Z\n',
+  'a1x', 'ax', 'axxx', 'a1xxx', 'a12xxx', ']bxxx', ']b1xxx', ']]xxx', 'bb12xxx', 'b]12xxxx',
   '0123456789abcdef'.repeat(4), '0123456789abcdeF'.repeat(4), `${'0'.repeat(63)}\u0660`, [], ['a'], ['a', ''],
   ['a', 'b', 'c'], {}, { a: 'x' }, { a: 'x', b: 1 }, { k: 'x' }, { n: 3 }, { u: undefined }, { x: true, y: false },
   { x: true, y: false, z: true }, { X: true },
@@ -65,4 +77,65 @@ describe('compileFastCheck', () => {
       expect(accepted, 'some value must pass').toBeGreaterThan(0);
     });
   }
+});
+
+/** Every pattern of the message schemas, envelope included. */
+function cataloguePatterns(): string[] {
+  const found = new Set<string>();
+  const walk = (node: unknown) => {
+    if (Array.isArray(node)) for (const item of node) walk(item);
+    else if (node !== null && typeof node === 'object') {
+      for (const [key, value] of Object.entries(node)) {
+        if (key === 'pattern' && typeof value === 'string') found.add(value);
+        else walk(value);
+      }
+    }
+  };
+  walk(Object.values(MESSAGE_CATALOGUE).map((entry) => entry.body));
+  walk(EnvelopeFields);
+  return [...found];
+}
+
+describe('simplerPattern', () => {
+  it('makes groups non-capturing and writes out small counted repetitions of one class', () => {
+    expect(simplerPattern('^\\d{4}-\\d{2}-\\d{2}T\\d{2}(\\.\\d{1,9})?(Z|[+-]\\d{2}:\\d{2})$')).toBe(
+      '^\\d\\d\\d\\d-\\d\\d-\\d\\dT\\d\\d(?:\\.\\d{1,9})?(?:Z|[+-]\\d\\d:\\d\\d)$',
+    );
+    expect(simplerPattern('^[\\]a]{3}(?=b)$')).toBe('^[\\]a][\\]a][\\]a](?=b)$');
+  });
+
+  it('leaves what it does not read as one atom, and patterns whose groups matter, unchanged', () => {
+    for (const pattern of ['^(a)\\1$', '^(?<x>a)\\k<x>$', '^(?<=a)b$', '^\\x41{2}$', '^\\u0041{2}$', '^a{2}$', '^\\d{2}?$', '^\\d{5}$', '^[a-', '^a\\']) {
+      expect(simplerPattern(pattern)).toBe(pattern);
+    }
+  });
+
+  // The rewritten pattern must test every string exactly as the schema's own: each pattern of the
+  // catalogue, on strings built from its own characters, near-misses and non-ASCII digits.
+  it('tests like the original on every pattern of the catalogue', () => {
+    const rand = mulberry32(0x5eed);
+    const alphabet = '0123456789abcdefxyzABCFZT:.+-_~ \u0660\u00e9\n';
+    const samples = [
+      '', '1.1', '01.1', '1.10000', 'modbus-bridge', 'AGENT_ERR', 'a'.repeat(64), '2027-06-30T23:59:59Z',
+      '2027-06-30T23:59:59.5+02:00', '2027-06-30T23:59:59.1234567890Z', '2f1c7e5a-3b7d-4c1e-9a55-0d3c5e7b9a10',
+    ];
+    const patterns = cataloguePatterns();
+    expect(patterns.length).toBeGreaterThan(5);
+    let rewritten = 0;
+    for (const pattern of patterns) {
+      const original = new RegExp(pattern);
+      const simpler = new RegExp(simplerPattern(pattern));
+      if (simpler.source !== original.source) rewritten++;
+      const strings = [...samples];
+      for (let i = 0; i < 400; i++) {
+        const base = samples[Math.floor(rand() * samples.length)]!;
+        const at = Math.floor(rand() * (base.length + 1));
+        const ch = alphabet[Math.floor(rand() * alphabet.length)]!;
+        strings.push(base.slice(0, at) + ch + base.slice(at + (rand() < 0.5 ? 1 : 0)));
+      }
+      for (const s of strings) expect(simpler.test(s), `${pattern} on ${JSON.stringify(s)}`).toBe(original.test(s));
+    }
+    // The date-time and version patterns at least are rewritten, or this test compares nothing.
+    expect(rewritten).toBeGreaterThanOrEqual(2);
+  });
 });

@@ -156,4 +156,33 @@ describe('the fast validation path', () => {
     expect(accepted).toBeGreaterThan(1_000);
     expect(accepted).toBeLessThan(30_000);
   });
+
+  // A pattern is matched on the parsed string: a JSON escape in the frame's text stands for the
+  // character it names, so `\u0061` in a digest is an `a` and `\u0041` an `A`.
+  it('judges pattern-checked strings written with JSON escapes by the characters they stand for', () => {
+    const status = fixtures.get('status')!.valid![0]!.frame as { body: { certificates: object[] } };
+    const cert = status.body.certificates[0] as { fingerprintSha256: string; notAfter: string };
+    const digest = cert.fingerprintSha256;
+    const date = cert.notAfter;
+    const text = JSON.stringify(status);
+    const cases: [string, string, boolean][] = [
+      [JSON.stringify(digest), `"\\u0061${digest.slice(1)}"`, true],
+      [JSON.stringify(digest), `"${digest.slice(0, 63)}\\u0066"`, true],
+      [JSON.stringify(digest), `"\\u0041${digest.slice(1)}"`, false],
+      [JSON.stringify(digest), `"${digest.slice(0, 63)}\\u0067"`, false],
+      [JSON.stringify(digest), `"${digest.slice(0, 62)}\\n"`, false],
+      [JSON.stringify(date), `"\\u0032${date.slice(1)}"`, true],
+      [JSON.stringify(date), `"${date.slice(0, 19)}\\u005a"`, true],
+      [JSON.stringify(date), `"\\u0662${date.slice(1)}"`, false],
+      [JSON.stringify(date), `"${date.slice(0, 19)}\\u007a"`, false],
+      [JSON.stringify(status.body), JSON.stringify(status.body).replace('"fingerprintSha256"', '"fingerprint\\u0053ha256"'), true],
+    ];
+    for (const [from, to, valid] of cases) {
+      expect(text.includes(from)).toBe(true);
+      const frame = text.replace(from, to);
+      const decoded = decode(Buffer.from(frame));
+      expect(isMessage(decoded), frame).toBe(valid);
+      expect(outcome(decoded), frame).toEqual(outcome(validateWithDetails(JSON.parse(frame))));
+    }
+  });
 });
