@@ -110,11 +110,8 @@ export function createServices(config: ServerConfig, deps: AppDeps = {}): Servic
   // Every process dispatches a new or resumed job at once, not at its next tick (cluster workers
   // hear of it through the primary; the process that started it already dispatches it itself).
   jobs.onRunnable(() => notices.publish({ kind: 'jobs-runnable' }));
-  // While one process offers a burst, the others hold their devices' reports too (see JobDispatcher.otherBurst).
-  jobs.onBurst((source, bursting) => notices.publish({ kind: 'jobs-burst', source, bursting }));
   notices.subscribe((n) => {
     if (n.kind === 'jobs-runnable') jobs.dispatchSoon();
-    else if (n.kind === 'jobs-burst') jobs.otherBurst(n.source, n.bursting);
   });
   const analytics = new AnalyticsService(store, clock, licensing, notices, metrics);
   const smartUpdates = new SmartUpdateService(store, clock, licensing, packets, jobs, audit);

@@ -14,13 +14,6 @@ export const DOWNLOAD_QUIET_MS = 300;
  * there.
  */
 export const DOWNLOAD_HOLD_MAX_MS = 3000;
-/**
- * Held downloads let go in one turn of the event loop; the rest go in the next turns, so that the
- * sockets are read in between. A burst of offers can outlast the longest hold (a 20,000-router run:
- * offers 0.4–3.7 s after the job's creation, the hold ending at about 3.4 s): letting each
- * process's 7,000 held downloads start in one turn held up the offers that were still arriving.
- */
-export const DOWNLOAD_RELEASE_SLICE = 128;
 
 /**
  * When the agents of one simulator process may start their packet downloads (the agent's
@@ -43,14 +36,10 @@ export class DownloadTurns {
   #heldSince = 0;
   #held: Array<() => void> = [];
   #timer: NodeJS.Timeout | undefined;
-  readonly #slice: number;
-  /** Held downloads are being let go, a slice per turn of the event loop. */
-  #releasing = false;
 
-  constructor(quietMs = DOWNLOAD_QUIET_MS, maxHoldMs = DOWNLOAD_HOLD_MAX_MS, slice = DOWNLOAD_RELEASE_SLICE) {
+  constructor(quietMs = DOWNLOAD_QUIET_MS, maxHoldMs = DOWNLOAD_HOLD_MAX_MS) {
     this.#quietMs = quietMs;
     this.#maxHoldMs = maxHoldMs;
-    this.#slice = slice;
   }
 
   /** A router of this process took an offer. */
@@ -80,8 +69,7 @@ export class DownloadTurns {
   }
 
   #schedule(now: number): void {
-    // Joins the downloads being let go (after them, in the order asked).
-    if (this.#timer || this.#releasing) return;
+    if (this.#timer) return;
     const at = Math.min(this.#lastOfferAt + this.#quietMs, this.#heldSince + this.#maxHoldMs);
     this.#timer = setTimeout(() => this.#check(), Math.max(1, Math.ceil(at - now)));
     this.#timer.unref();
@@ -104,19 +92,9 @@ export class DownloadTurns {
         this.#schedule(later);
         return;
       }
-      this.#releasing = true;
-      this.#release();
+      const held = this.#held;
+      this.#held = [];
+      for (const go of held) go();
     });
-  }
-
-  /** Lets the oldest held downloads go, at most a slice of them, and the next slice in the next turn. */
-  #release(): void {
-    const slice = this.#held.splice(0, this.#slice);
-    for (const go of slice) go();
-    if (this.#held.length === 0) {
-      this.#releasing = false;
-      return;
-    }
-    setImmediate(() => this.#release());
   }
 }

@@ -47,33 +47,6 @@ describe('DownloadTurns: downloads start after a burst of offers', () => {
     }
   });
 
-  it('lets held downloads go a slice per turn of the event loop, in the order asked, with later ones after them', async () => {
-    const turns = new DownloadTurns(20, 5000, 2);
-    turns.offered();
-    const order: number[] = [];
-    /** How many had started when the first one started, counted once that turn's callbacks ran. */
-    let firstTurn = -1;
-    const waits = [0, 1, 2, 3, 4].map((i) =>
-      turns.wait(new AbortController().signal).then(() => {
-        order.push(i);
-        if (i === 0) queueMicrotask(() => (firstTurn = order.length));
-        // Asked while the held ones are being let go: goes after them.
-        if (i === 1) {
-          waits.push(turns.wait(new AbortController().signal).then(() => {
-            order.push(5);
-          }));
-        }
-      }),
-    );
-    await waits[0];
-    await new Promise((r) => setTimeout(r, 0));
-    await Promise.all(waits);
-    await waits[5];
-    expect(firstTurn).toBe(2);
-    expect(order).toEqual([0, 1, 2, 3, 4, 5]);
-    expect(turns.held).toBe(0);
-  });
-
   it('lets a held download go when its agent stops', async () => {
     const turns = new DownloadTurns(60_000, 60_000);
     turns.offered();

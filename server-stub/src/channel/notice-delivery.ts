@@ -47,7 +47,7 @@ export class NoticeDelivery {
       return;
     }
     // For the job dispatchers (createServices subscribes them); nothing to tell the sessions.
-    if (n.kind === 'jobs-runnable' || n.kind === 'jobs-burst') return;
+    if (n.kind === 'jobs-runnable') return;
     if (n.kind === 'trust-anchors') {
       void this.deps.anchors.changed(n.accountUuid);
       return;

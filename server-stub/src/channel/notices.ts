@@ -36,15 +36,6 @@ export type Notice =
      * waited for it). Sessions are not told anything.
      */
     readonly kind: 'jobs-runnable';
-  }
-  | {
-    /**
-     * A process's dispatcher (`source`, a random id of its own) began or ended a burst of offers:
-     * the others hold what their devices report meanwhile. Sessions are not told anything.
-     */
-    readonly kind: 'jobs-burst';
-    readonly source: string;
-    readonly bursting: boolean;
   };
 
 export type NoticeListener = (notice: Notice) => void;

@@ -42,18 +42,9 @@ export const INBOX_BATCH_MAX = 2000;
  * were still to be sent, each tick of them a write transaction and an fsync
  * of its own between two claim transactions (20,000 routers, 2 workers: 10 % of a worker's time
  * while offering went to applying them, and their commits took turns for the write lock with the
- * claims). Held, they go in fewer, larger transactions once the offers are out. Not shorter: a job
- * to 15,000 routers on two workers offered from 0.4 to 3.7 s after its creation, and a hold of 2 s
- * from the first report let the held reports go in the middle of it.
+ * claims). Held, they go in fewer, larger transactions once the offers are out.
  */
-const INBOX_HOLD_MAX_MS = 5000;
-/**
- * How long a burst of offers in another process counts as going on after its notice that it began
- * (ms). Notices are delivered at most once and a process may stop in the middle of a burst, so
- * the notice that it ended may never come; a hold is bounded by INBOX_HOLD_MAX_MS and
- * DOWNLOAD_HOLD_MAX_MS anyway.
- */
-const OTHER_BURST_MAX_MS = INBOX_HOLD_MAX_MS;
+const INBOX_HOLD_MAX_MS = 2000;
 /**
  * Most channel inputs held during a burst. 2,000 (one transaction's worth) filled within a second
  * of a job to 20,000 routers (each reports `downloading` as soon as it has its offer), and applying
@@ -158,11 +149,6 @@ export class JobDispatcher {
   readonly #ready: LocalReadyDevices;
   #port: JobChannelPort | undefined;
   #dispatchPending = false;
-  /** Names this dispatcher in the notices of its bursts (other processes ignore their own). */
-  readonly #id = randomUUID();
-  /** Bursts of offers going on in other processes: their id → performance.now() after which it no longer counts. */
-  readonly #otherBursts = new Map<string, number>();
-  #onBurst: ((source: string, bursting: boolean) => void) | undefined;
   /** A dispatch left more to claim and offer, and goes on in the next turn (a burst of offers). */
   #bursting = false;
   /** performance.now() when the current burst of offers began. */
@@ -193,11 +179,6 @@ export class JobDispatcher {
     this.#inbox = new TickBatch<ChannelInput>((batch) => this.#apply(batch), INBOX_BATCH_MAX);
   }
 
-  /** Channel inputs held now while a burst of offers goes on (see INBOX_HOLD_MAX_MS). */
-  get heldInputs(): number {
-    return this.#held.length;
-  }
-
   setTemplateHook(hook: JobTemplateHook): void {
     this.#templates = hook;
   }
@@ -220,9 +201,8 @@ export class JobDispatcher {
    * and the devices repeat their terminal reports.
    */
   #apply(input: ChannelInput[]): void {
-    // While offers go out in a burst, here or in another process, what the devices send waits
-    // (bounded in time and count): applying it takes the write lock from the claims of the burst.
-    if ((this.#bursting || this.#othersBursting()) && this.#held.length + input.length < INBOX_HOLD_MAX
+    // While offers go out in a burst, what the devices send waits (bounded in time and count).
+    if (this.#bursting && this.#held.length + input.length < INBOX_HOLD_MAX
       && (this.#held.length === 0 || performance.now() - this.#heldSince < INBOX_HOLD_MAX_MS)) {
       if (this.#held.length === 0) this.#heldSince = performance.now();
       for (const item of input) this.#held.push(item);
@@ -426,63 +406,19 @@ export class JobDispatcher {
       more = this.#dispatchSlice();
     } finally {
       this.#burst(more);
-      const over = !more && !this.#othersBursting();
-      if (this.#held.length > 0 && (over || performance.now() - this.#heldSince >= INBOX_HOLD_MAX_MS)) this.#releaseHeldSoon();
+      if (this.#held.length > 0 && (!more || performance.now() - this.#heldSince >= INBOX_HOLD_MAX_MS)) this.#releaseHeldSoon();
     }
   }
 
-  /**
-   * Tells other processes (through the service's notices) when a burst of offers begins and ends
-   * here: they hold what their devices send meanwhile too (see `otherBurst`). Set once.
-   */
-  onBurst(listener: (source: string, bursting: boolean) => void): void {
-    this.#onBurst = listener;
-  }
-
-  /**
-   * Another process began or ended a burst of offers (its notice; this dispatcher's own are
-   * ignored). While it goes on, channel inputs are held here as during a burst of this process's
-   * own: with two workers, the one that had offered to its devices first applied their reports in
-   * transactions of 2,000 that took the write lock from the other's claims (a 5,000-router run:
-   * 0.7 s of the other's 1.3 s burst).
-   */
-  otherBurst(source: string, bursting: boolean): void {
-    if (source === this.#id) return;
-    if (bursting) {
-      this.#otherBursts.set(source, performance.now() + OTHER_BURST_MAX_MS);
-      return;
-    }
-    this.#otherBursts.delete(source);
-    if (this.#bursting || this.#othersBursting()) return;
-    if (this.#packets.downloads.held) this.#packets.downloads.resume();
-    this.#releaseHeldSoon();
-  }
-
-  /** Whether a burst of offers goes on in another process (as far as its notices tell). */
-  #othersBursting(): boolean {
-    if (this.#otherBursts.size === 0) return false;
-    const now = performance.now();
-    for (const [source, until] of this.#otherBursts) {
-      if (until > now) return true;
-      this.#otherBursts.delete(source);
-    }
-    return false;
-  }
-
-  /**
-   * A burst of offers begins, goes on or ends (other processes are told when it begins and ends):
-   * new downloads wait while it, or another process's, goes on (bounded).
-   */
+  /** A burst of offers begins, goes on or ends: new downloads wait while it goes on (bounded). */
   #burst(more: boolean): void {
     const downloads = this.#packets.downloads;
     if (more && !this.#bursting) {
       this.#burstStarted = performance.now();
       downloads.hold();
-      this.#onBurst?.(this.#id, true);
-    } else if (!more && this.#bursting) this.#onBurst?.(this.#id, false);
+    }
     this.#bursting = more;
-    const over = !more && !this.#othersBursting();
-    if (downloads.held && (over || performance.now() - this.#burstStarted >= DOWNLOAD_HOLD_MAX_MS)) downloads.resume();
+    if (downloads.held && (!more || performance.now() - this.#burstStarted >= DOWNLOAD_HOLD_MAX_MS)) downloads.resume();
   }
 
   /** One slice of dispatch (see `dispatch`); true when more is left to claim in the next turn. */

@@ -109,21 +109,6 @@ export class JobService {
     this.#runnable = listener;
   }
 
-  /** Channel inputs held now while a burst of offers goes on, here or in another process. */
-  get heldInputs(): number {
-    return this.#dispatcher.heldInputs;
-  }
-
-  /** Called when a burst of offers begins or ends here (createServices publishes it as a `jobs-burst` notice); set once. */
-  onBurst(listener: (source: string, bursting: boolean) => void): void {
-    this.#dispatcher.onBurst(listener);
-  }
-
-  /** Another process's burst of offers began or ended (see JobDispatcher.otherBurst). */
-  otherBurst(source: string, bursting: boolean): void {
-    this.#dispatcher.otherBurst(source, bursting);
-  }
-
   /** Dispatches in the next turn of the event loop (once, however often asked). */
   dispatchSoon(): void {
     this.#dispatcher.dispatchSoon();
