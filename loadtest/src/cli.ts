@@ -155,7 +155,9 @@ export async function runCli(argv: string[]): Promise<void> {
           .option('timeout', { type: 'number', default: 15, describe: 'Overall time limit, minutes (the run stops by itself)' })
           .option('job-concurrency', { type: 'number', describe: 'The update job\'s rollout limit: most executions in flight at once (default: none)' })
           .option('transport', { type: 'string', choices: ['ws', 'mqtt'], default: 'ws', describe: 'Control channel: ws (the server holds the sockets) or mqtt (Mosquitto brokers of the run\'s own hold them)' })
-          .option('devices-per-broker', { type: 'number', describe: `With --transport mqtt: most routers one broker holds (default ${DEFAULT_DEVICES_PER_BROKER})` }),
+          .option('devices-per-broker', { type: 'number', describe: `With --transport mqtt: most routers one broker holds (default ${DEFAULT_DEVICES_PER_BROKER})` })
+          .option('server-node-args', { type: 'string', describe: 'Node options of the server\'s processes, space-separated (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" to profile the run)' })
+          .option('sim-node-args', { type: 'string', describe: 'Node options of the simulator\'s processes, space-separated (as --server-node-args)' }),
       async (args) => {
         if (args['devices-per-broker'] !== undefined && args.transport !== 'mqtt') {
           throw new LoadtestError('LOADTEST_USAGE', '--devices-per-broker applies to --transport mqtt only');
@@ -179,6 +181,8 @@ export async function runCli(argv: string[]): Promise<void> {
           ...(args.jobConcurrency ? { jobConcurrency: args.jobConcurrency } : {}),
           transport: args.transport === 'mqtt' ? 'mqtt' : 'ws',
           ...(args['devices-per-broker'] ? { devicesPerBroker: args['devices-per-broker'] } : {}),
+          ...(args['server-node-args'] ? { serverNodeArgs: args['server-node-args'].split(' ').filter(Boolean) } : {}),
+          ...(args['sim-node-args'] ? { simulatorNodeArgs: args['sim-node-args'].split(' ').filter(Boolean) } : {}),
           report: args.report,
           baseline: args.baseline,
           exitOnSignal: true,

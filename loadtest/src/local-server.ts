@@ -123,11 +123,13 @@ export interface StartOptions {
   logFile?: string;
   /** How long the server may take to listen (ms). Default 180,000: a cluster on a loaded machine needs more than a minute. */
   startTimeoutMs?: number;
+  /** Node options of the server's processes, its workers included (e.g. `--cpu-prof`). Default none. */
+  nodeArgs?: string[];
 }
 
 /** Starts `fleet-server serve` as a child process on 127.0.0.1 and resolves when it listens. */
 export function startServer(options: StartOptions): Promise<ServerProcess> {
-  const args = [SERVER_CLI, 'serve', '--data', options.dataDir, '--host', '127.0.0.1', '--port', String(options.port ?? 0)];
+  const args = [...(options.nodeArgs ?? []), SERVER_CLI, 'serve', '--data', options.dataDir, '--host', '127.0.0.1', '--port', String(options.port ?? 0)];
   if (options.workers && options.workers > 1) args.push('--workers', String(options.workers));
   const store = storeForChild(options.store);
   args.push(...store.args, ...(options.args ?? []));

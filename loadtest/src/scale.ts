@@ -64,6 +64,10 @@ export interface ScaleOptions {
   shards?: number;
   /** Connects per second asked of the simulator. Default `DEFAULT_SCALE_RATE` (250). */
   rate?: number;
+  /** Node options of the server's processes (e.g. `--cpu-prof --cpu-prof-dir=DIR` to profile a run). Default none. */
+  serverNodeArgs?: string[];
+  /** Node options of the simulator's processes (as `serverNodeArgs`). Default none. */
+  simulatorNodeArgs?: string[];
   /** Report path (`.json`; a `.md` and SVG charts go next to it). */
   report: string;
   /** Also measure the raw-ws baseline (up to 18,000 connections) for the ratios. Default true. */
@@ -159,6 +163,7 @@ export async function runScale(options: ScaleOptions) {
       tls: options.tls ?? true,
       // The server's log beside the report: where to look when a run falls short.
       serverLog: options.report.replace(/\.json$/, '') + '-server.log',
+      ...(options.serverNodeArgs?.length ? { serverNodeArgs: options.serverNodeArgs } : {}),
       log,
     });
     phase('stageSec', t);
@@ -213,6 +218,7 @@ export async function runScale(options: ScaleOptions) {
       devices: options.devices,
       rate: options.rate ?? DEFAULT_SCALE_RATE,
       ...(options.processes ? { processes: options.processes } : {}),
+      ...(options.simulatorNodeArgs?.length ? { execArgv: options.simulatorNodeArgs } : {}),
       behaviour: 'ideal',
       seed: 2026,
     };

@@ -56,6 +56,8 @@ export interface StageOptions extends TenantOptions {
   serverArgs?: string[];
   /** Where the server's output goes (appended, across restarts). Default: not kept. */
   serverLog?: string;
+  /** Node options of the server's processes (e.g. `--cpu-prof --cpu-prof-dir=DIR`). Default none. */
+  serverNodeArgs?: string[];
   log?: (text: string) => void;
 }
 
@@ -84,7 +86,12 @@ export async function stage(options: StageOptions): Promise<Stage> {
   const baseArgs = [...(useTls ? ['--tls-cert', tls.cert, '--tls-key', tls.key] : []), ...(options.serverArgs ?? [])];
   let serverArgs = baseArgs;
   // One log for all of them: each line says its pid. The store's password stays off the command line.
-  const common = { workers, ...(options.serverLog ? { logFile: options.serverLog } : {}), ...(options.store ? { store: options.store } : {}) };
+  const common = {
+    workers,
+    ...(options.serverLog ? { logFile: options.serverLog } : {}),
+    ...(options.serverNodeArgs?.length ? { nodeArgs: options.serverNodeArgs } : {}),
+    ...(options.store ? { store: options.store } : {}),
+  };
   const servers: ServerProcess[] = [];
   const caPem = useTls ? readFileSync(tls.ca, 'utf8') : '';
   let rest: RestClient | undefined;
