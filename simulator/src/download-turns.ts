@@ -59,6 +59,9 @@ export class DownloadTurns {
     return new Promise<void>((resolve) => {
       const go = () => {
         signal.removeEventListener('abort', go);
+        // An agent that stopped no longer waits (released ones were taken off the list before).
+        const i = this.#held.indexOf(go);
+        if (i >= 0) this.#held.splice(i, 1);
         resolve();
       };
       signal.addEventListener('abort', go, { once: true });
