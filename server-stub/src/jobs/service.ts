@@ -72,12 +72,12 @@ export class JobService {
     this.#dispatcher.publicBaseUrl = url;
   }
 
-  /** Progress messages not applied, by reason (kept in memory; also in metrics). */
   /** Channel inputs (progress reports, devices ready) received and not applied yet. */
   get pendingInputs(): number {
     return this.#dispatcher.pendingInputs;
   }
 
+  /** Progress messages not applied, by reason (kept in memory; also in metrics). */
   get ignored(): IgnoredProgress {
     return this.#dispatcher.ignored;
   }
