@@ -103,6 +103,19 @@ describe('update jobs over the control channel (protocol-level fake devices, rea
     expect(listed.items.map((d: { deviceUuid: string }) => d.deviceUuid)).toEqual([c, a, b]);
   });
 
+  it('refuses a device of another account by name, as an unknown one, and creates nothing', async () => {
+    const w = await open();
+    const packet = await w.packet();
+    const [own] = w.fakeDevices(1).map((d) => d.uuid);
+    const other = await w.newTenant('Other');
+    w.licences(other, 'basic-25', 1);
+    const [foreign] = w.devices(other, 1, 'OTHER').map((d) => d.uuid);
+    const bad = await w.api('POST', '/api/jobs', { packetUuid: packet.uuid, target: { deviceUuids: [own, foreign] } });
+    expect(bad.status).toBe(400);
+    expect(bad.json).toMatchObject({ code: 'SERVER_VALIDATION', message: `Unknown device ${foreign}.` });
+    expect((await w.api('GET', '/api/jobs')).json.items).toHaveLength(0);
+  });
+
   it('offers a job to more connected devices than one claim transaction takes, each exactly once', async () => {
     const n = 2 * CLAIMS_PER_TRANSACTION + 37;
     const w = await open({ licences: Math.ceil(n / 25) });
