@@ -22,9 +22,10 @@ import { TestClock } from '../src/clock.js';
 import { loadConfig } from '../src/config.js';
 import { createServices } from '../src/services.js';
 import { ChannelRepository } from '../src/store/channel.js';
-import { Store, type Statement, type Store as StoreType } from '../src/store/database.js';
+import { Store, type Store as StoreType } from '../src/store/database.js';
 import { DeviceStatusBuffer } from '../src/store/device-status.js';
 import { applied, jobPortFleet } from '../test/helpers/job-port-fleet.js';
+import { spyStatements } from '../test/helpers/statement-spy.js';
 import { line, withBenchStores } from './bench-stores.js';
 
 const { values } = parseArgs({
@@ -45,16 +46,7 @@ interface Counts {
 
 function counting(store: StoreType): Counts {
   const counts: Counts = { statements: 0, transactions: 0, savepoints: 0 };
-  const stmt = store.stmt.bind(store);
-  store.stmt = <R>(sql: Parameters<StoreType['stmt']>[0]): Statement<R> => {
-    const s = stmt<R>(sql);
-    return {
-      get: (...p: unknown[]) => (counts.statements++, s.get(...p)),
-      all: (...p: unknown[]) => (counts.statements++, s.all(...p)),
-      run: (...p: unknown[]) => (counts.statements++, s.run(...p)),
-      iterate: (...p: unknown[]) => (counts.statements++, s.iterate(...p)),
-    };
-  };
+  spyStatements(store, () => counts.statements++);
   for (const name of ['write', 'read'] as const) {
     const fn = store[name].bind(store);
     store[name] = <T>(body: () => T): T => {

@@ -4,6 +4,7 @@ import { addMonthsUtc, DAY, SECOND } from '../src/clock.js';
 import type { AccountScope } from '../src/store/scope.js';
 import { FakeChannel } from './helpers/fake-channel.js';
 import { removeTempDirs, T0, type World, world } from './helpers/setup.js';
+import { spyStatements } from './helpers/statement-spy.js';
 
 const worlds: World[] = [];
 function open(flags = {}): World {
@@ -260,12 +261,8 @@ describe('presence flush', () => {
     const ch = new FakeChannel(w.services.admission);
     const { presence } = w.services.admission;
     const store = w.services.store;
-    const stmt = store.stmt.bind(store);
     let writes = 0;
-    store.stmt = ((sql: Parameters<typeof stmt>[0]) => {
-      const st = stmt(sql);
-      return { get: st.get.bind(st), all: st.all.bind(st), iterate: st.iterate.bind(st), run: (...p: unknown[]) => (writes++, st.run(...p)) };
-    }) as typeof store.stmt;
+    const restore = spyStatements(store, (_, call) => call === 'write' && writes++);
     const flush = (): number => {
       const before = writes;
       presence.flush();
@@ -282,7 +279,7 @@ describe('presence flush', () => {
       if (store.dialect === 'postgres') expect(many).toBe(one);
       else expect([one, many]).toEqual([1, 29]);
     } finally {
-      store.stmt = stmt;
+      restore();
     }
     const rows = routers.map((r) => t.scope.devices.byUuid(r.uuid)!);
     expect(rows.map((d) => [d.online, d.connected_at, d.last_seen_at])).toEqual([

@@ -7,6 +7,7 @@ import { ChannelRepository } from '../src/store/channel.js';
 import { DeviceStatusBuffer, readDeviceStatus } from '../src/store/device-status.js';
 import { MemoryTransport } from './helpers/memory-transport.js';
 import { removeTempDirs, type Tenant, type World, world } from './helpers/setup.js';
+import { spyStatements } from './helpers/statement-spy.js';
 
 // The session logic of the control channel over an in-memory transport: no sockets, a real store.
 
@@ -222,20 +223,8 @@ describe('control-channel session logic over an in-memory transport', () => {
 
   it('hellos of one tick read their devices in one statement, however many: unknown devices and wrong serials are refused', async () => {
     const b = bench!;
-    const store = b.w.services.store;
-    const stmt = store.stmt.bind(store);
     let factReads = 0;
-    store.stmt = ((sql: Parameters<typeof stmt>[0]) => {
-      const st = stmt(sql);
-      const text = typeof sql === 'string' ? sql : sql.postgres;
-      const count = text.includes('d.serial_number, d.ping_interval') ? () => factReads++ : () => 0;
-      return {
-        get: (...p: unknown[]) => (count(), st.get(...p)),
-        all: (...p: unknown[]) => (count(), st.all(...p)),
-        run: (...p: unknown[]) => st.run(...p),
-        iterate: (...p: unknown[]) => (count(), st.iterate(...p)),
-      };
-    }) as typeof store.stmt;
+    const restore = spyStatements(b.w.services.store, (sql, call) => call === 'read' && sql.includes('d.serial_number, d.ping_interval') && factReads++);
     const others = b.w.devices(b.t, 7, 'TICK');
     const wave = async (devices: Array<Bench['device']>) => {
       const before = factReads;
@@ -261,7 +250,7 @@ describe('control-channel session logic over an in-memory transport', () => {
       }
       expect(b.channel.size).toBe(6);
     } finally {
-      store.stmt = stmt;
+      restore();
     }
   });
 

@@ -5,6 +5,7 @@ import { TestClock } from '../src/clock.js';
 import type { JobOptionsInput } from '../src/jobs/options.js';
 import { createServices, type Services } from '../src/services.js';
 import { applied, jobPortFleet } from './helpers/job-port-fleet.js';
+import { spyStatements } from './helpers/statement-spy.js';
 import { removeTempDirs, T0, tempDir, testConfig } from './helpers/setup.js';
 
 /*
@@ -62,19 +63,13 @@ async function world(devices: number, options: JobOptionsInput) {
   };
   /** Statements (reads, writes) the store runs while `fn` and the inbox flush it leads to run. */
   const statements = async (fn: () => void) => {
-    const store = services.store;
-    const stmt = store.stmt.bind(store);
     const n = { reads: 0, writes: 0 };
-    store.stmt = ((sql: Parameters<typeof stmt>[0]) => {
-      const s = stmt(sql);
-      return { get: (...p: unknown[]) => (n.reads++, s.get(...p)), all: (...p: unknown[]) => (n.reads++, s.all(...p)),
-        run: (...p: unknown[]) => (n.writes++, s.run(...p)), iterate: (...p: unknown[]) => (n.reads++, s.iterate(...p)) };
-    }) as typeof store.stmt;
+    const restore = spyStatements(services.store, (_, call) => (call === 'read' ? n.reads++ : n.writes++));
     try {
       fn();
       await applied(services);
     } finally {
-      store.stmt = stmt;
+      restore();
     }
     return n;
   };
@@ -83,19 +78,11 @@ async function world(devices: number, options: JobOptionsInput) {
    * as a failing disk or a constraint would; returns the runs seen and a restore.
    */
   const failNth = (sqlStart: string, nth: number) => {
-    const store = services.store;
-    const stmt = store.stmt.bind(store);
     const seen = { runs: 0 };
-    store.stmt = ((sql: Parameters<typeof stmt>[0]) => {
-      const s = stmt(sql);
-      if (typeof sql !== 'string' || !sql.trimStart().startsWith(sqlStart)) return s;
-      return { get: (...p: unknown[]) => s.get(...p), all: (...p: unknown[]) => s.all(...p), iterate: (...p: unknown[]) => s.iterate(...p),
-        run: (...p: unknown[]) => {
-          if (++seen.runs === nth) throw new Error('injected write failure');
-          return s.run(...p);
-        } };
-    }) as typeof store.stmt;
-    return { seen, restore: () => (store.stmt = stmt) };
+    const restore = spyStatements(services.store, (sql, call) => {
+      if (call === 'write' && sql.trimStart().startsWith(sqlStart) && ++seen.runs === nth) throw new Error('injected write failure');
+    });
+    return { seen, restore };
   };
   return { services, push, snapshot, statements, failNth };
 }
