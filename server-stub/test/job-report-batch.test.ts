@@ -23,8 +23,10 @@ type Step =
   | { device: number; ready: true };
 
 async function world(devices: number, options: JobOptionsInput) {
-  const services: Services = createServices(testConfig(tempDir()), { clock: new TestClock(T0) });
-  const { rows, job, sent, executions, ready, progress } = await jobPortFleet(services, 'BATCH', devices, options);
+  const clock = new TestClock(T0);
+  const services: Services = createServices(testConfig(tempDir()), { clock });
+  const fleet = await jobPortFleet(services, 'BATCH', devices, options);
+  const { rows, job, sent, executions, ready, progress } = fleet;
 
   const push = (step: Step) => {
     const uuid = rows[step.device]!.uuid;
@@ -38,6 +40,12 @@ async function world(devices: number, options: JobOptionsInput) {
     }, { sentAt: T0 }));
   };
 
+  /** An event's execution id as the index of its device (ids differ between worlds). */
+  const withDevice = (data: Record<string, unknown>) => {
+    if (typeof data.executionId !== 'string') return data;
+    const { executionId, ...rest } = data;
+    return { ...rest, device: rows.findIndex((r) => executions.get(r.uuid) === executionId) };
+  };
   /** What the store holds of the job, without row ids and uuids (which differ between worlds). */
   const snapshot = () => {
     const db = services.store;
@@ -55,9 +63,10 @@ async function world(devices: number, options: JobOptionsInput) {
       counts: db.stmt('SELECT bucket, n FROM job_counts WHERE job_id = ? AND n != 0 ORDER BY bucket').all(jobId),
       job: db.stmt('SELECT state, abort_reason, finished_at FROM jobs WHERE id = ?').get(jobId),
       events: (db.stmt(`SELECT type, data FROM account_events WHERE type LIKE 'job.%' AND type != 'job.started' ORDER BY id`).all() as Array<{ type: string; data: string }>)
-        .map((e) => ({ type: e.type, data: JSON.parse(e.data) as unknown })),
+        .map((e) => ({ type: e.type, data: withDevice(JSON.parse(e.data) as Record<string, unknown>) })),
       acks: sent.filter((s) => s.message.type === 'ack').map((s) => rows.findIndex((r) => r.uuid === s.deviceUuid)),
       offers: sent.filter((s) => s.message.type === 'job-offer').length,
+      cancels: sent.filter((s) => s.message.type === 'job-cancel').map((s) => rows.findIndex((r) => r.uuid === s.deviceUuid)),
       ignored: { ...services.jobs.ignored },
     };
   };
@@ -84,14 +93,24 @@ async function world(devices: number, options: JobOptionsInput) {
     });
     return { seen, restore };
   };
-  return { services, push, snapshot, statements, failNth };
+  return { services, clock, fleet, push, snapshot, statements, failNth };
 }
 
-/** The same inputs, one batch each and all in one batch, on two fresh stores: the same end. */
-async function sameEnd(devices: number, options: JobOptionsInput, steps: Step[]) {
+type World = Awaited<ReturnType<typeof world>>;
+
+/**
+ * The same inputs, one batch each and all in one batch, on two fresh stores: the same end.
+ * `before` brings both stores to the same start (the server's own moves: timeouts, a cancel).
+ */
+async function sameEnd(devices: number, options: JobOptionsInput, steps: Step[], before?: (w: World) => Promise<void>) {
   const one = await world(devices, options);
   const all = await world(devices, options);
   try {
+    if (before) {
+      await before(one);
+      await before(all);
+      expect(all.snapshot()).toEqual(one.snapshot());
+    }
     for (const step of steps) {
       one.push(step);
       await applied(one.services);
@@ -159,6 +178,69 @@ describe('a batch of job reports ends as the same reports one at a time', () => 
     // The failures before the abort wait for their retry; the one after it does not.
     expect(end.devices.filter((d) => (d as { status: string }).status === 'pending')).toHaveLength(2);
   });
+
+  it('results that come after the deadline replace the server\'s timed-out, once; later reports are repeats', async () => {
+    const end = await sameEnd(5, { timeoutSec: 60 }, [
+      { device: 0, state: 'succeeded' }, // revises timed-out
+      { device: 1, state: 'failed' }, // revises timed-out
+      { device: 2, state: 'installing' }, // the server decided: it waits for the result
+      { device: 0, state: 'succeeded' }, // now the device's own result: a repeat
+      { device: 1, state: 'succeeded' }, // a second, different result: the first one stands
+      { device: 2, state: 'succeeded' },
+      { device: 3, ready: true }, // nothing open any more: no offer again
+    ], async (w) => {
+      w.clock.advance(61_000);
+      w.services.jobs.tick();
+      await applied(w.services);
+    });
+    type Execution = { serial_number: string; state: string; result_source: string };
+    expect((end.executions as Execution[]).map((e) => [e.state, e.result_source])).toEqual([
+      ['succeeded', 'device'],
+      ['failed', 'device'],
+      ['succeeded', 'device'],
+      ['timed-out', 'server'],
+      ['timed-out', 'server'],
+    ]);
+    expect(end.counts).toEqual(expect.arrayContaining([
+      { bucket: 'result:succeeded', n: 2 },
+      { bucket: 'result:failed', n: 1 },
+      { bucket: 'result:timed-out', n: 2 },
+    ]));
+    expect(end.events.filter((e) => e.type === 'job.execution-revised').map((e) => e.data)).toEqual([
+      { device: 0, serverResult: 'timed-out', deviceResult: 'succeeded' },
+      { device: 1, serverResult: 'timed-out', deviceResult: 'failed' },
+      { device: 2, serverResult: 'timed-out', deviceResult: 'succeeded' },
+    ]);
+    expect(end.offers).toBe(5);
+    expect(end.ignored).toMatchObject({ duplicate: 3 });
+  });
+
+  it('a reconnect batch sends the cancels its devices missed, and their results settle the job', async () => {
+    const end = await sameEnd(6, {}, [
+      { device: 0, state: 'downloading' },
+      ...[1, 2, 3, 4].map((device) => ({ device, ready: true as const })),
+      { device: 0, state: 'cancelled' },
+      { device: 1, state: 'cancelled' },
+      { device: 2, ready: true }, // again: told again
+      { device: 3, state: 'cancelled' },
+    ], async (w) => {
+      // Devices 0-4 are gone when the job is cancelled: their cancels cannot be sent then.
+      const unreachable = w.fleet.rows.slice(0, 5).map((r) => r.uuid);
+      for (const uuid of unreachable) w.fleet.unreachable.add(uuid);
+      w.services.jobs.cancel(w.fleet.scope, w.fleet.job.uuid);
+      await applied(w.services);
+      for (const uuid of unreachable) w.fleet.unreachable.delete(uuid);
+    });
+    // Device 5 was told at the cancel; 1-4 on their reconnect, 2 again on its second (it may have
+    // missed the first); 0 never reconnected (its report alone does not resend the cancel), and
+    // its result still counts.
+    expect([...end.cancels].sort()).toEqual([1, 2, 2, 3, 4, 5]);
+    type Execution = { serial_number: string; state: string; cancel_sent_at: number | null };
+    const executions = end.executions as Execution[];
+    expect(executions.map((e) => e.state)).toEqual(['cancelled', 'cancelled', 'offered', 'cancelled', 'offered', 'offered']);
+    expect(executions.map((e) => e.cancel_sent_at !== null)).toEqual([false, true, true, true, true, true]);
+    expect(end.job).toMatchObject({ state: 'cancelled' });
+  });
 });
 
 describe('what a batch of reports costs the store', () => {
@@ -190,6 +272,39 @@ describe('what a batch of reports costs the store', () => {
         else expect({ name, reads: b.reads }).toEqual({ name, reads: a.reads });
         expect(w.services.store.dialect === 'postgres' ? a.reads + a.writes : a.reads, name).toBeLessThanOrEqual(16);
       }
+    } finally {
+      w.services.close();
+    }
+  });
+});
+
+describe('executions past their deadline', () => {
+  it('end together in one tick, with statements that do not grow with their number', async () => {
+    const w = await world(30, { timeoutSec: 60 });
+    try {
+      // Five devices report once (their rows differ from the rest), the rest stay offered.
+      for (const device of [0, 1, 2, 3, 4]) w.push({ device, state: 'downloading' });
+      await applied(w.services);
+      const tick = async (overdue: number) => {
+        const n = await w.statements(() => {
+          w.clock.advance(61_000);
+          w.services.jobs.tick();
+        });
+        const done = (w.snapshot().executions as Array<{ state: string }>).filter((e) => e.state === 'timed-out').length;
+        return { ...n, done: done - overdue };
+      };
+      // First tick: all 30 end; the job is finished in the same tick.
+      const first = await tick(0);
+      expect(first.done).toBe(30);
+      const end = w.snapshot();
+      expect(end.job).toMatchObject({ state: 'finished' });
+      expect(end.counts).toEqual([{ bucket: 'result:timed-out', n: 30 }, { bucket: 'status:done', n: 30 }]);
+      expect(end.events).toEqual([{ type: 'job.finished', data: { results: expect.objectContaining({ 'timed-out': 30 }) } }]);
+      // A tick with nothing overdue reads and writes no more than the one that ended 30.
+      const idle = await tick(30);
+      expect(idle.done).toBe(0);
+      const cost = (n: { reads: number; writes: number }) => (w.services.store.dialect === 'postgres' ? n.reads + n.writes : n.reads);
+      expect(cost(first)).toBeLessThanOrEqual(cost(idle) + 16);
     } finally {
       w.services.close();
     }

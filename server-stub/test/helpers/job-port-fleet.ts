@@ -27,6 +27,8 @@ export interface JobPortFleet {
   sent: Array<{ deviceUuid: string; message: Message }>;
   /** Each device's execution id, from the last offer it was sent. */
   executions: Map<string, string>;
+  /** Devices the port cannot reach now (gone without a word): sending to them fails and nothing is recorded in `sent`. */
+  unreachable: Set<string>;
   /** The device says it is ready (connected and admitted), as the channel tells the dispatcher. */
   ready(deviceUuid: string): void;
   /** The device's job-progress, as the channel hands it over. */
@@ -53,10 +55,12 @@ export async function jobPortFleet(services: Services, name: string, n: number, 
 
   const sent: JobPortFleet['sent'] = [];
   const executions = new Map<string, string>();
+  const unreachable = new Set<string>();
   let ready: ((deviceUuid: string, accountUuid: string) => void) | undefined;
   let progress: JobPortFleet['progress'] | undefined;
   services.jobs.attach({
     send: (deviceUuid, message) => {
+      if (unreachable.has(deviceUuid)) return false;
       sent.push({ deviceUuid, message });
       if (message.type === 'job-offer') executions.set(deviceUuid, message.body.executionId);
       return true;
@@ -80,6 +84,7 @@ export async function jobPortFleet(services: Services, name: string, n: number, 
     job,
     sent,
     executions,
+    unreachable,
     ready: (deviceUuid) => ready!(deviceUuid, accountUuid),
     progress: (deviceUuid, message) => progress!(deviceUuid, message),
   };
