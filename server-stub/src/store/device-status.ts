@@ -1,6 +1,6 @@
 import { dialects, type Store } from './database.js';
 import type { DeviceRow } from './devices.js';
-import { BULK_CHUNK_ROWS } from './events.js';
+import { chunks } from './events.js';
 
 /** A reported position is stored again only when the router moved farther than this (metres). */
 export const POSITION_MIN_MOVE_M = 25;
@@ -155,8 +155,7 @@ export class DeviceStatusBuffer {
         : `INSERT INTO device_status (device_id, status, status_at) SELECT * FROM unnest(?::bigint[], ?::text[], ?::bigint[])
            ON CONFLICT (device_id) DO UPDATE SET status = excluded.status, status_at = excluded.status_at`,
     );
-    for (let i = 0; i < rows.length; i += BULK_CHUNK_ROWS) {
-      const chunk = rows.slice(i, i + BULK_CHUNK_ROWS);
+    for (const chunk of chunks(rows)) {
       up.run(chunk.map((r) => r.id), chunk.map((r) => r.json), chunk.map((r) => r.at));
     }
   }
@@ -173,8 +172,7 @@ export class DeviceStatusBuffer {
       `UPDATE devices d SET firmware = u.firmware FROM unnest(?::bigint[], ?::text[]) AS u(id, firmware)
        WHERE d.id = u.id AND d.firmware IS DISTINCT FROM u.firmware`,
     );
-    for (let i = 0; i < rows.length; i += BULK_CHUNK_ROWS) {
-      const chunk = rows.slice(i, i + BULK_CHUNK_ROWS);
+    for (const chunk of chunks(rows)) {
       up.run(chunk.map((r) => r.id), chunk.map((r) => r.firmware));
     }
   }
@@ -196,8 +194,7 @@ export class DeviceStatusBuffer {
          AS u(id, model, firmware, anchors, lat, lon, position_at)
        WHERE d.id = u.id`,
     );
-    for (let i = 0; i < rows.length; i += BULK_CHUNK_ROWS) {
-      const c = rows.slice(i, i + BULK_CHUNK_ROWS);
+    for (const c of chunks(rows)) {
       up.run(
         c.map((r) => r.id), c.map((r) => r.model), c.map((r) => r.firmware), c.map((r) => r.anchors),
         c.map((r) => r.lat), c.map((r) => r.lon), c.map((r) => r.positionAt),

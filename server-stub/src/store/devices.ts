@@ -1,6 +1,6 @@
 import type { AccountRowId, AccountUuid, DeviceRowId, DeviceUuid } from '../ids.js';
 import { dialects, type Store } from './database.js';
-import { BULK_CHUNK_ROWS } from './events.js';
+import { chunks } from './events.js';
 
 export type AdmissionState = 'managed' | 'unmanaged' | 'rejected';
 export type DeviceStatus = 'online' | 'unmanaged' | 'offline';
@@ -199,8 +199,7 @@ export class AccountDevices {
            latitude, longitude, n)
        ORDER BY d.n`,
     );
-    for (let i = 0; i < devices.length; i += BULK_CHUNK_ROWS) {
-      const c = devices.slice(i, i + BULK_CHUNK_ROWS);
+    for (const c of chunks(devices)) {
       insert.run(
         this.accountId,
         now,
@@ -461,8 +460,8 @@ export function serialNumbersTaken(store: Store, serialNumbers: readonly string[
     return taken;
   }
   const find = store.stmt<{ serial_number: string }>('SELECT serial_number FROM devices WHERE serial_number = ANY(?::text[])');
-  for (let i = 0; i < serialNumbers.length; i += BULK_CHUNK_ROWS) {
-    for (const r of find.all(serialNumbers.slice(i, i + BULK_CHUNK_ROWS))) taken.add(r.serial_number);
+  for (const chunk of chunks(serialNumbers)) {
+    for (const r of find.all(chunk)) taken.add(r.serial_number);
   }
   return taken;
 }
@@ -494,8 +493,7 @@ export function findDeviceIdentities(
   );
   const byUuid = new Map<string, DeviceIdentity>();
   const bySerial = new Map<string, DeviceIdentity>();
-  for (let i = 0; i < requests.length; i += BULK_CHUNK_ROWS) {
-    const chunk = requests.slice(i, i + BULK_CHUNK_ROWS);
+  for (const chunk of chunks(requests)) {
     const uuids = chunk.flatMap((r) => (r.deviceUuid !== undefined ? [r.deviceUuid] : []));
     const serials = chunk.flatMap((r) => (r.deviceUuid === undefined && r.serialNumber !== undefined ? [r.serialNumber] : []));
     if (uuids.length + serials.length === 0) continue;
@@ -532,8 +530,7 @@ export function setDeviceAdmissions(store: Store, rows: readonly DeviceAdmission
      FROM unnest(?::bigint[], ?::text[], ?::text[], ?::bigint[]) AS u(id, admission, reason, at)
      WHERE devices.id = u.id`,
   );
-  for (let i = 0; i < rows.length; i += BULK_CHUNK_ROWS) {
-    const c = rows.slice(i, i + BULK_CHUNK_ROWS);
+  for (const c of chunks(rows)) {
     update.run(c.map((r) => r.deviceId), c.map((r) => r.state), c.map((r) => r.reason), c.map((r) => r.at));
   }
 }

@@ -3,6 +3,11 @@ import { dialects, type Store } from './database.js';
 /** Rows per multi-row statement on PostgreSQL: one round trip each, well below its 65,535 parameters. */
 export const BULK_CHUNK_ROWS = 1000;
 
+/** `rows` in slices of at most BULK_CHUNK_ROWS, in order: one multi-row statement each. */
+export function* chunks<T>(rows: readonly T[]): Generator<T[]> {
+  for (let i = 0; i < rows.length; i += BULK_CHUNK_ROWS) yield rows.slice(i, i + BULK_CHUNK_ROWS);
+}
+
 /** An event to record; with a `dedupeKey` it is recorded once however often it is offered. */
 export interface NewAccountEvent {
   readonly type: string;
@@ -95,8 +100,7 @@ export function recordAccountEvents(store: Store, events: readonly (NewAccountEv
      ON CONFLICT DO NOTHING`,
   );
   let n = 0;
-  for (let i = 0; i < events.length; i += BULK_CHUNK_ROWS) {
-    const chunk = events.slice(i, i + BULK_CHUNK_ROWS);
+  for (const chunk of chunks(events)) {
     n += insert.run(
       chunk.map((e) => e.accountId),
       chunk.map((e) => e.type),

@@ -1,6 +1,6 @@
 import type { JobExecutionState } from '@router-fleet/protocol';
 import { dialects, type Store } from './database.js';
-import { BULK_CHUNK_ROWS } from './events.js';
+import { chunks } from './events.js';
 import type { JobDeviceStatus } from './jobs.js';
 
 /** A job's devices by how far they got, for wave rollouts. */
@@ -141,8 +141,7 @@ export class JobDevices {
        FROM unnest(?::bigint[], ?::bigint[], ?::text[], ?::text[], ?::bigint[]) AS u(job_id, device_id, status, result, next_attempt_at)
        WHERE jd.job_id = u.job_id AND jd.device_id = u.device_id`,
     );
-    for (let i = 0; i < rows.length; i += BULK_CHUNK_ROWS) {
-      const c = rows.slice(i, i + BULK_CHUNK_ROWS);
+    for (const c of chunks(rows)) {
       up.run(c.map((r) => r.jobId), c.map((r) => r.deviceId), c.map((r) => r.status), c.map((r) => r.result), c.map((r) => r.nextAttemptAt));
     }
   }

@@ -1,6 +1,6 @@
 import { CANCELLABLE_JOB_STATES } from '@router-fleet/protocol';
 import { dialects, type Store } from './database.js';
-import { BULK_CHUNK_ROWS } from './events.js';
+import { chunks } from './events.js';
 import type { ExecutionRow } from './jobs.js';
 import type { PacketRow } from './packets.js';
 
@@ -160,8 +160,7 @@ export class JobExecutions {
            cancel_sent_at)
        WHERE e.id = u.id`,
     );
-    for (let i = 0; i < rows.length; i += BULK_CHUNK_ROWS) {
-      const c = rows.slice(i, i + BULK_CHUNK_ROWS);
+    for (const c of chunks(rows)) {
       up.run(
         c.map((r) => r.id), c.map((r) => r.state), c.map((r) => r.percent), c.map((r) => r.updated_at), c.map((r) => r.offered_at),
         c.map((r) => r.finished_at), c.map((r) => r.error_code), c.map((r) => r.error_message), c.map((r) => r.result_source),

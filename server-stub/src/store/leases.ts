@@ -1,7 +1,7 @@
 import type { LeaseFacts, LeaseState } from '../admission/decide.js';
 import { DEFAULT_REBOOT_TIMEOUT_SEC } from '../jobs/options.js';
 import type { Store } from './database.js';
-import { BULK_CHUNK_ROWS } from './events.js';
+import { chunks } from './events.js';
 
 interface LeaseRow {
   device_id: number;
@@ -126,8 +126,7 @@ export function markLeasesEndedAt(store: Store, ended: ReadonlyArray<{ deviceId:
      FROM unnest(?::bigint[], ?::bigint[]) AS u(id, at)
      WHERE devices.id = u.id AND devices.admission IN ('managed', 'unmanaged')`,
   );
-  for (let i = 0; i < ended.length; i += BULK_CHUNK_ROWS) {
-    const c = ended.slice(i, i + BULK_CHUNK_ROWS);
+  for (const c of chunks(ended)) {
     update.run(c.map((e) => e.deviceId), c.map((e) => e.at));
   }
 }
@@ -252,8 +251,7 @@ export function upsertLeases(store: Store, rows: readonly LeaseUpsert[]): void {
      ON CONFLICT (device_id) DO UPDATE SET state = excluded.state, released_at = NULL, grace_until = NULL, restart_hold = NULL,
        instance_id = excluded.instance_id`,
   );
-  for (let i = 0; i < rows.length; i += BULK_CHUNK_ROWS) {
-    const c = rows.slice(i, i + BULK_CHUNK_ROWS);
+  for (const c of chunks(rows)) {
     upsert.run(c.map((r) => r.deviceId), c.map((r) => r.accountId), c.map((r) => r.state), c.map((r) => r.leasedAt), c.map((r) => r.instanceId));
   }
 }
@@ -267,7 +265,7 @@ export function setLeaseInstances(store: Store, deviceIds: readonly number[], in
     return;
   }
   const update = store.stmt('UPDATE leases SET instance_id = ? WHERE device_id = ANY(?::bigint[]) AND instance_id IS DISTINCT FROM ?');
-  for (let i = 0; i < deviceIds.length; i += BULK_CHUNK_ROWS) update.run(instanceId, deviceIds.slice(i, i + BULK_CHUNK_ROWS), instanceId);
+  for (const chunk of chunks(deviceIds)) update.run(instanceId, chunk, instanceId);
 }
 
 /**
@@ -281,7 +279,7 @@ export function deleteLeases(store: Store, ended: ReadonlyArray<{ deviceId: numb
     for (const e of ended) del.run(e.deviceId);
   } else {
     const del = store.stmt('DELETE FROM leases WHERE device_id = ANY(?::bigint[])');
-    for (let i = 0; i < ended.length; i += BULK_CHUNK_ROWS) del.run(ended.slice(i, i + BULK_CHUNK_ROWS).map((e) => e.deviceId));
+    for (const chunk of chunks(ended)) del.run(chunk.map((e) => e.deviceId));
   }
   markLeasesEndedAt(store, ended);
 }
@@ -299,8 +297,7 @@ export function releaseLeases(store: Store, rows: ReadonlyArray<{ deviceId: numb
      FROM unnest(?::bigint[], ?::bigint[], ?::bigint[]) AS u(device_id, at, grace_until)
      WHERE leases.device_id = u.device_id`,
   );
-  for (let i = 0; i < rows.length; i += BULK_CHUNK_ROWS) {
-    const c = rows.slice(i, i + BULK_CHUNK_ROWS);
+  for (const c of chunks(rows)) {
     update.run(c.map((r) => r.deviceId), c.map((r) => r.at), c.map((r) => r.graceUntil));
   }
 }
@@ -331,8 +328,8 @@ export function rebootTimeoutsSec(store: Store, deviceIds: readonly number[]): M
     `SELECT e.device_id, MAX(COALESCE((j.options::jsonb->>'rebootTimeoutSec')::DOUBLE PRECISION, ${DEFAULT_REBOOT_TIMEOUT_SEC})) AS t
      ${within('e.device_id = ANY(?::bigint[])')} GROUP BY e.device_id`,
   );
-  for (let i = 0; i < deviceIds.length; i += BULK_CHUNK_ROWS) {
-    for (const r of read.all(deviceIds.slice(i, i + BULK_CHUNK_ROWS))) if (r.t !== null) out.set(r.device_id, r.t);
+  for (const chunk of chunks(deviceIds)) {
+    for (const r of read.all(chunk)) if (r.t !== null) out.set(r.device_id, r.t);
   }
   return out;
 }

@@ -2,7 +2,7 @@ import type { AccountRowId } from '../ids.js';
 import type { LicenceKind } from '../licensing/plans.js';
 import type { LicenceFacts } from '../licensing/rules.js';
 import type { Store } from './database.js';
-import { BULK_CHUNK_ROWS } from './events.js';
+import { chunks } from './events.js';
 
 export interface VendorCodeRow {
   code: string;
@@ -120,8 +120,7 @@ export class AccountLicences {
        FROM unnest(?::bigint[], ?::bigint[], ?::bigint[]) AS u(id, activation_at, expires_at)
        WHERE licences.id = u.id AND licences.account_id = ?`,
     );
-    for (let i = 0; i < rows.length; i += BULK_CHUNK_ROWS) {
-      const chunk = rows.slice(i, i + BULK_CHUNK_ROWS);
+    for (const chunk of chunks(rows)) {
       update.run(chunk.map((r) => r.id), chunk.map((r) => r.activationAt), chunk.map((r) => r.expiresAt), this.accountId);
     }
   }

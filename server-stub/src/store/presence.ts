@@ -1,5 +1,5 @@
 import type { Store } from './database.js';
-import { BULK_CHUNK_ROWS } from './events.js';
+import { chunks } from './events.js';
 
 /** What the presence tracker writes of one device. */
 export interface PresenceRow {
@@ -32,8 +32,7 @@ export class PresenceStore {
        FROM unnest(?::bigint[], ?::bigint[], ?::bigint[], ?::bigint[]) AS u(id, online, connected_at, last_seen_at)
        WHERE d.id = u.id`,
     );
-    for (let i = 0; i < rows.length; i += BULK_CHUNK_ROWS) {
-      const c = rows.slice(i, i + BULK_CHUNK_ROWS);
+    for (const c of chunks(rows)) {
       up.run(c.map((r) => r.id), c.map((r) => (r.online ? 1 : 0)), c.map((r) => r.connectedAt), c.map((r) => r.lastSeenAt));
     }
   }

@@ -1,6 +1,6 @@
 import type { CaughtUpReason } from '../admission/seat-hold.js';
 import { dialects, type Store } from './database.js';
-import { BULK_CHUNK_ROWS } from './events.js';
+import { chunks } from './events.js';
 import { markLeasesEnded } from './leases.js';
 
 /**
@@ -131,7 +131,7 @@ export function holdLeases(store: Store, deviceIds: readonly number[], at: numbe
   const hold = store.stmt(
     'UPDATE leases SET released_at = COALESCE(released_at, ?), grace_until = ?, restart_hold = 1 WHERE device_id = ANY(?::bigint[])',
   );
-  for (let i = 0; i < deviceIds.length; i += BULK_CHUNK_ROWS) hold.run(at, graceUntil, deviceIds.slice(i, i + BULK_CHUNK_ROWS));
+  for (const chunk of chunks(deviceIds)) hold.run(at, graceUntil, chunk);
 }
 
 export function currentHold(store: Store): HoldRow | undefined {
