@@ -114,7 +114,11 @@ describe.each(STORES)('bulk writes on %s', (kind) => {
     const w = open(kind);
     const t = await w.newTenant();
     const n = BULK_CHUNK_ROWS + 100;
-    const licences = w.redeem(t, 'basic-1', n);
+    // Redeemed in one import: one at a time, each redemption reads the account's licences again.
+    const codes = w.services.licensing.issue('basic-1', n);
+    const imported = w.services.licensing.importCsv(t.scope, ['code', ...codes].join('\n'), false, n).accepted.map((a) => a.uuid);
+    const licences = w.services.licensing.list(t.scope).filter((l) => l.status === 'available');
+    expect(licences.map((l) => l.uuid)).toEqual(imported);
     const activated = w.services.licensing.activateMany(t.scope, undefined, undefined);
     expect(activated.map((l) => l.uuid)).toEqual(licences.map((l) => l.uuid));
     expect(activated.every((l) => l.status === 'active')).toBe(true);
