@@ -1,5 +1,5 @@
 import type { AccountRowId } from '../ids.js';
-import { dialects, type Store } from './database.js';
+import { dialects, listParam, type Store } from './database.js';
 import { recordAccountEvents } from './events.js';
 
 /** What the control channel reads about a device when its hello arrives. */
@@ -52,7 +52,7 @@ export class ChannelRepository {
                      FROM devices d JOIN accounts a ON a.id = d.account_id WHERE d.uuid = ANY(?::text[])`,
         }),
       )
-      .all(this.store.dialect === 'postgres' ? [...deviceUuids] : JSON.stringify(deviceUuids));
+      .all(listParam(this.store, deviceUuids));
     return new Map(rows.map(({ uuid, ...facts }) => [uuid, facts]));
   }
 

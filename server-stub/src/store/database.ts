@@ -43,6 +43,14 @@ export function dialects(forms: DialectSql): DialectSql {
 export type StoreDialect = 'sqlite' | 'postgres';
 
 /**
+ * A list as one statement parameter: a PostgreSQL array (`= ANY(?::bigint[])`, `unnest(?)`), or
+ * on SQLite its JSON text (`IN (SELECT value FROM json_each(?))`).
+ */
+export function listParam(store: Pick<Store, 'dialect'>, values: readonly unknown[]): readonly unknown[] | string {
+  return store.dialect === 'postgres' ? values : JSON.stringify(values);
+}
+
+/**
  * The store every repository talks to: synchronous, one connection, one transaction at a time.
  * Two implementations: the embedded SQLite file (the default) and PostgreSQL (a server that
  * several server processes and hosts can share). Both give the same guarantees: one writer at a

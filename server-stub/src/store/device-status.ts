@@ -1,4 +1,4 @@
-import { dialects, type Store } from './database.js';
+import { dialects, listParam, type Store } from './database.js';
 import type { DeviceRow } from './devices.js';
 import { chunks } from './events.js';
 
@@ -130,7 +130,7 @@ export class DeviceStatusBuffer {
                      FROM devices WHERE id = ANY(?::bigint[])`,
         }),
       )
-      .all(this.store.dialect === 'postgres' ? ids : JSON.stringify(ids));
+      .all(listParam(this.store, ids));
     return new Map(rows.map((r) => [r.id, r]));
   }
 

@@ -1,5 +1,5 @@
 import { CANCELLABLE_JOB_STATES } from '@router-fleet/protocol';
-import { dialects, type Store } from './database.js';
+import { dialects, listParam, type Store } from './database.js';
 import { chunks } from './events.js';
 import type { ExecutionRow } from './jobs.js';
 import type { PacketRow } from './packets.js';
@@ -128,7 +128,7 @@ export class JobExecutions {
           postgres: `${WITH_DEVICE} WHERE ${column} = ANY(?::${IN_TYPE[column]}[]) ${rest}`,
         }),
       )
-      .all(this.store.dialect === 'postgres' ? values : JSON.stringify(values));
+      .all(listParam(this.store, values));
   }
 
   /**
@@ -377,7 +377,7 @@ export class LocalReadyDevices {
           postgres: 'SELECT id, uuid FROM devices WHERE uuid = ANY(?::text[])',
         }),
       )
-      .all(this.store.dialect === 'postgres' ? deviceUuids : JSON.stringify(deviceUuids));
+      .all(listParam(this.store, deviceUuids));
     if (rows.length > 0) {
       const ids = rows.map((r) => r.id);
       this.store
@@ -387,7 +387,7 @@ export class LocalReadyDevices {
             postgres: 'INSERT INTO job_local_ready (device_id) SELECT unnest(?::bigint[]) ON CONFLICT DO NOTHING',
           }),
         )
-        .run(this.store.dialect === 'postgres' ? ids : JSON.stringify(ids));
+        .run(listParam(this.store, ids));
     }
     return new Map(rows.map((r) => [r.uuid, r.id]));
   }

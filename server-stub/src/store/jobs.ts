@@ -1,5 +1,5 @@
 import type { JobExecutionState } from '@router-fleet/protocol';
-import { dialects, type Store } from './database.js';
+import { dialects, listParam, type Store } from './database.js';
 import type { JobExecutionColumns } from './job-executions.js';
 
 export type JobState = 'running' | 'paused' | 'finished' | 'cancelled' | 'aborted';
@@ -151,7 +151,7 @@ export function jobsByIds(store: Store, ids: readonly number[]): JobHead[] {
         postgres: `SELECT ${JOB_HEAD_COLUMNS} FROM jobs WHERE id = ANY(?::bigint[])`,
       }),
     )
-    .all(store.dialect === 'postgres' ? ids : JSON.stringify(ids));
+    .all(listParam(store, ids));
 }
 
 /** The target JSON of a job (read only where the target itself is needed: dynamic jobs, the API). */
@@ -268,7 +268,7 @@ export function dynamicJobsOfDevicesAccounts(store: Store, deviceIds: readonly n
                    WHERE d.id = ANY(?::bigint[]) AND j.state = 'running' AND j.options::jsonb->'dynamic' IN ('true', '1')`,
       }),
     )
-    .all(store.dialect === 'postgres' ? deviceIds : JSON.stringify(deviceIds));
+    .all(listParam(store, deviceIds));
 }
 
 /**
