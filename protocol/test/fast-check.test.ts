@@ -79,6 +79,66 @@ describe('compileFastCheck', () => {
   }
 });
 
+// A lowercase hex digest of fixed length is checked by its length and a table of the code units,
+// not by its pattern: the check must still accept exactly what the pattern (and TypeBox) accepts.
+describe('compileFastCheck on hex digests', () => {
+  const DIGEST = '0123456789abcdef'.repeat(4);
+  const schemas = {
+    'sha-256 with its length': Type.String({ minLength: 64, maxLength: 64, pattern: '^[0-9a-f]{64}$' }),
+    'sha-256 by its pattern alone': Type.String({ pattern: '^[0-9a-f]{64}$' }),
+    'a length the unrolled loop does not divide': Type.String({ pattern: '^[0-9a-f]{40}$' }),
+    'one character': Type.String({ pattern: '^[0-9a-f]{1}$' }),
+    'bounds that refuse more than the pattern': Type.String({ minLength: 1, maxLength: 32, pattern: '^[0-9a-f]{64}$' }),
+    'inside an object and an array': Type.Object({
+      list: Type.Array(Type.Object({ fingerprintSha256: Type.String({ pattern: '^[0-9a-f]{64}$' }) })),
+    }),
+  };
+  const edgeCases = (n: number): unknown[] => {
+    const valid = DIGEST.repeat(Math.ceil(n / 64)).slice(0, n);
+    const at = (i: number, ch: string) => valid.slice(0, i) + ch + valid.slice(i + 1);
+    return [
+      valid, valid.toUpperCase(), at(0, 'A'), at(n - 1, 'F'), at(n >> 1, 'g'), at(n - 1, 'G'), at(0, '/'), at(n - 1, ':'),
+      at(0, '`'), at(n - 1, '@'), valid.slice(1), `${valid}0`, `${valid}g`, valid.slice(0, -1), '', '0'.repeat(n),
+      '9'.repeat(n), 'a'.repeat(n), 'f'.repeat(n), 'abcdef'.repeat(n).slice(0, n), at(n >> 1, '\u00e9'),
+      at(0, '\u0660'), at(n - 1, '\uff10'), at(n - 1, '\ud800'), at(0, '\u0130'), at(0, '\u0161'), at(n - 1, '\u0000'),
+      at(n >> 1, '\n'), ` ${valid.slice(1)}`, `${valid.slice(0, -1)}\n`, `${valid}\n`, 64, null, undefined, [valid], { valid },
+    ];
+  };
+
+  for (const [name, schema] of Object.entries(schemas)) {
+    it(`agrees with the pattern and TypeBox: ${name}`, () => {
+      const fast = compileFastCheck(schema);
+      const reference = TypeCompiler.Compile(schema);
+      expect(fast.toString(), 'the digest is not matched by its pattern').not.toContain('.test(');
+      const wrap = (value: unknown) => (name.startsWith('inside') ? { list: [{ fingerprintSha256: value }] } : value);
+      let accepted = 0;
+      for (const n of [1, 40, 63, 64, 65]) {
+        for (const value of edgeCases(n)) {
+          expect(fast(wrap(value)), `${name}: ${JSON.stringify(value)}`).toBe(reference.Check(wrap(value)));
+          if (fast(wrap(value))) accepted++;
+        }
+      }
+      if (name.startsWith('bounds')) expect(accepted).toBe(0);
+      else expect(accepted, 'some value must pass').toBeGreaterThan(5);
+    });
+  }
+
+  it('agrees with the pattern on every UTF-16 code unit, first, inside and last', () => {
+    const pattern = new RegExp('^[0-9a-f]{64}$');
+    const fast = compileFastCheck(schemas['sha-256 by its pattern alone']);
+    let accepted = 0;
+    for (let c = 0; c < 65_536; c++) {
+      const ch = String.fromCharCode(c);
+      for (const s of [ch + DIGEST.slice(1), DIGEST.slice(0, 37) + ch + DIGEST.slice(38), DIGEST.slice(0, 63) + ch]) {
+        const expected = pattern.test(s);
+        if (fast(s) !== expected) expect(fast(s), `code unit ${c} in ${JSON.stringify(s)}`).toBe(expected);
+        if (expected) accepted++;
+      }
+    }
+    expect(accepted).toBe(3 * 16);
+  });
+});
+
 /** Every pattern of the message schemas, envelope included. */
 function cataloguePatterns(): string[] {
   const found = new Set<string>();

@@ -86,6 +86,13 @@ describe('job execution states', () => {
     expect(jobStatePath('succeeded', 'failed')).toEqual(['failed']);
   });
 
+  it('jobStatePath returns a fresh array each call: changing one does not change the next', () => {
+    const first = jobStatePath('downloading', 'verifying');
+    first.pop();
+    first.push('failed');
+    expect(jobStatePath('downloading', 'verifying')).toEqual(['downloaded', 'installing', 'verifying']);
+  });
+
   it('jobStatePath is legal, loop-free and no longer than any other chain, for every reachable pair', () => {
     // Distances by an independent relaxation over the table (Bellman-Ford style, not a BFS).
     const distance = (from: JobExecutionState, to: JobExecutionState): number => {

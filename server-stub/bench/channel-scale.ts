@@ -2,7 +2,7 @@
  * Control-channel scale benchmark (loopback only, bounded in time, stops by itself).
  *
  *   npx tsx server-stub/bench/channel-scale.ts [--devices 30000] [--workers 2] [--clients 3] [--concurrency 300]
- *     [--skip-raw] [--job] [--packet-kb 16] [--tls] [--rate 0] [--licences N] [--bad-credentials 0]
+ *     [--skip-raw] [--job] [--packet-kb 16] [--tls] [--rate 0 | --rate-of-floor 0.6] [--licences N] [--bad-credentials 0]
  *
  * 1. Prepares a data directory with N registered devices and enough Pro licences (CSV import).
  * 2. Runs a raw `ws` server (accept, answer the first message with a canned welcome) and connects
@@ -23,6 +23,10 @@
  *    processes until the last offer, and how busy each fake-device process was meanwhile (CPU
  *    seconds ÷ wall seconds; near 1 the clients, not the server, set the pace).
  *    `BENCH_CLIENT_NODE_ARGS` (like BENCH_SERVER_NODE_ARGS) passes node flags to the client processes.
+ * `--rate-of-floor F` (0 < F ≤ 1): the target's own terms in one run: the raw floor as fast as it
+ * comes, then a ramp at F × that floor, first against the raw server, then against fleet-server;
+ * a last line (`target`) puts the devices' p99 and the server's own next to the raw floor's p99
+ * at the same ramp, and says which of them stayed within 100 ms. Replaces `--rate` and `--skip-raw`.
  * `--tls`: the raw floor and the server both serve TLS (a local CA from `fleet-server tls generate`),
  * the devices verify it. `--rate R`: a ramp, R connects started per second in all (still at most
  * `--concurrency` in flight); 0 = as fast as the window allows. Each run also prints the hello →
@@ -639,11 +643,14 @@ async function orchestrate(): Promise<void> {
       'packet-kb': { type: 'string', default: '16' },
       tls: { type: 'boolean', default: false },
       rate: { type: 'string', default: '0' },
+      'rate-of-floor': { type: 'string', default: '0' },
       licences: { type: 'string' },
       'bad-credentials': { type: 'string', default: '0' },
     },
   });
-  const rate = Number(values.rate);
+  let rate = Number(values.rate);
+  const rateOfFloor = Number(values['rate-of-floor']);
+  if (!(rateOfFloor >= 0 && rateOfFloor <= 1)) throw new Error('--rate-of-floor takes a fraction in (0, 1]');
   const n = Number(values.devices);
   const workers = Number(values.workers);
   const clients = Number(values.clients);
@@ -653,12 +660,16 @@ async function orchestrate(): Promise<void> {
   const load = () => loadavg().map((x) => +x.toFixed(1));
   const loadBefore = load();
   type Loop = { lagP99Ms: number; lagMaxMs: number; busy: number };
-  let floor: { connectsPerSec: number; welcome: ReturnType<typeof percentiles>; cpuMsPerConnect: number; clientLoops: Loop[] } | undefined;
+  type Floor = { connectsPerSec: number; welcome: ReturnType<typeof percentiles>; cpuMsPerConnect: number; clientLoops: Loop[] };
+  /** The raw floor of the server's run (at its ramp when there is one). */
+  let floor: Floor | undefined;
+  /** With --rate-of-floor: the raw floor as fast as it comes, whose fraction is the ramp. */
+  let fastFloor: Floor | undefined;
   const dir = mkdtempSync(join(tmpdir(), 'fleet-bench-'));
   const deadline = setTimeout(() => {
     process.stdout.write(`${JSON.stringify({ error: 'benchmark timed out' })}\n`);
     process.exit(2);
-  }, 15 * 60_000);
+  }, (rateOfFloor > 0 ? 30 : 15) * 60_000);
   try {
     const t0 = performance.now();
     const file = await prepare(dir, n, seats, badCredentials);
@@ -669,7 +680,8 @@ async function orchestrate(): Promise<void> {
     const scheme = tls ? 'wss' : 'ws';
     let offerFloor: { offersPerSec: number } | undefined;
 
-    if (!values['skip-raw']) {
+    /** The raw floor at `floorRate` (0: as fast as it comes), printed as one line; `label` names the run. */
+    const rawFloor = async (floorRate: number, label: string) => {
       const rawProcesses = Math.ceil(n / 15_000);
       const raw = fork(SELF, [], {
         env: { ...process.env, BENCH_RAW: '1', BENCH_RAW_PROCESSES: String(rawProcesses), ...(tls ? { BENCH_RAW_TLS: JSON.stringify(tls) } : {}) },
@@ -679,14 +691,16 @@ async function orchestrate(): Promise<void> {
       await new Promise((res) => setTimeout(res, 500));
       const idle = treeRssKb(raw.pid!);
       const cpu0 = treeCpuSec(raw.pid!);
-      const r = await runClients(`${scheme}://127.0.0.1:${port}/`, file, n, clients, concurrency, rate, tls?.ca ?? '');
+      const r = await runClients(`${scheme}://127.0.0.1:${port}/`, file, n, clients, concurrency, floorRate, tls?.ca ?? '');
       await new Promise((res) => setTimeout(res, 500));
       const rss = treeRssKb(raw.pid!);
       const cpuMsPerConnect = +(((treeCpuSec(raw.pid!) - cpu0) * 1000) / Math.max(1, r.ok)).toFixed(2);
-      floor = { connectsPerSec: Math.round(r.ok / r.seconds), welcome: r.welcome, cpuMsPerConnect, clientLoops: r.clientLoops };
+      const measured: Floor = { connectsPerSec: Math.round(r.ok / r.seconds), welcome: r.welcome, cpuMsPerConnect, clientLoops: r.clientLoops };
       process.stdout.write(
         `${JSON.stringify({
           server: `raw ${scheme} (${rawProcesses} process${rawProcesses > 1 ? 'es' : ''})`,
+          ...(label ? { run: label } : {}),
+          rate: floorRate || 'unlimited',
           connected: r.ok,
           failed: r.failed,
           seconds: +r.seconds.toFixed(2),
@@ -700,11 +714,22 @@ async function orchestrate(): Promise<void> {
       );
       if (values.job && rawProcesses === 1) {
         offerFloor = await floorOffers(raw, r.children, r.ok);
-        process.stdout.write(`${JSON.stringify({ floor: `raw ${scheme}: one offer-shaped frame to each of ${r.ok} devices`, ...floor })}\n`);
+        process.stdout.write(`${JSON.stringify({ floor: `raw ${scheme}: one offer-shaped frame to each of ${r.ok} devices`, ...measured })}\n`);
       }
       await r.stop();
       raw.kill('SIGTERM');
       await new Promise((res) => raw.once('exit', res));
+      return measured;
+    };
+
+    if (rateOfFloor > 0) {
+      // The target's own terms: the floor as fast as it comes, then the ramp at a fraction of it,
+      // the raw server first (its p99 at that ramp), then fleet-server at the same ramp.
+      fastFloor = await rawFloor(0, 'as fast as it comes');
+      rate = Math.max(1, Math.round(rateOfFloor * fastFloor.connectsPerSec));
+      floor = await rawFloor(rate, `ramp at ${rateOfFloor} x ${fastFloor.connectsPerSec}/s`);
+    } else if (!values['skip-raw']) {
+      floor = await rawFloor(rate, '');
     }
 
     const server = spawn(
@@ -797,6 +822,32 @@ async function orchestrate(): Promise<void> {
         loadavg: { before: loadBefore, after: load() },
       })}\n`,
     );
+    if (fastFloor && floor) {
+      // The target in its own terms: hello → welcome p99 ≤ 100 ms while the connects ramp at
+      // ≥ the fraction of the floor measured as fast as it comes, in this run.
+      const own = serverMetrics.serverWelcome;
+      process.stdout.write(
+        `${JSON.stringify({
+          target: `hello -> welcome p99 <= 100 ms at ${rateOfFloor} x the raw floor`,
+          floorAsFastAsItComes: fastFloor.connectsPerSec,
+          rate,
+          rampKept: { floor: floor.connectsPerSec, server: admissionsPerSec },
+          p99Ms: {
+            floorDevices: floor.welcome.p99Ms,
+            devices: r.welcome.p99Ms,
+            serverOwnAtMost: own?.p99AtMostMs ?? null,
+          },
+          serverOver100Ms: own?.over100Ms ?? null,
+          met: {
+            rampKept: admissionsPerSec >= 0.97 * rate,
+            devices: r.welcome.p99Ms <= 100,
+            serverOwn: own ? own.over100Ms <= 0.01 * own.count : null,
+            floorDevices: floor.welcome.p99Ms <= 100,
+          },
+          loadavg: load(),
+        })}\n`,
+      );
+    }
     if (values.job) await jobFanOut(url, r.children, r.ok, Number(values['packet-kb']) * 1024, tls?.ca ?? '', offerFloor, server.pid!);
     await r.stop();
     server.kill('SIGTERM');

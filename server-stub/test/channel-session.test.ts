@@ -1,9 +1,12 @@
 import { CloseCodes, createMessage, type Message, type MessageOf } from '@router-fleet/protocol';
+import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ControlChannel } from '../src/channel/channel.js';
 import { jobChannelPort } from '../src/channel/job-port.js';
 import { ChannelRepository } from '../src/store/channel.js';
+import { STORE_FILE } from '../src/store/database.js';
+import { SqliteDatabase } from '../src/store/sqlite.js';
 import { DeviceStatusBuffer, readDeviceStatus } from '../src/store/device-status.js';
 import { MemoryTransport } from './helpers/memory-transport.js';
 import { removeTempDirs, type Tenant, type World, world } from './helpers/setup.js';
@@ -120,6 +123,37 @@ describe('control-channel session logic over an in-memory transport', () => {
     const row = readDeviceStatus(b.w.services.store, deviceKey)!;
     expect(JSON.parse(row.hello!)).toMatchObject({ model: 'MRX5 LTE', firmwareVersion: '10.3.2' });
     expect(JSON.parse(row.status!)).toMatchObject({ firmwareVersion: '10.4.0', link: { type: 'lte' } });
+  });
+
+  it('a hello that finds the write lock held by another connection is tried again from a timer, and welcomed once the lock is free', async () => {
+    const b = bench!;
+    const store = b.w.services.store;
+    const tryWrite = store.tryWrite?.bind(store);
+    // The PostgreSQL store has no tryWrite: its hellos wait in the database server as before.
+    if (!tryWrite) return expect(store.dialect).toBe('postgres');
+    let busy = 0;
+    let twice: () => void;
+    const triedTwice = new Promise<void>((resolve) => (twice = resolve));
+    store.tryWrite = <T>(fn: () => T) => {
+      const done = tryWrite(fn);
+      if (!done && ++busy === 2) twice();
+      return done;
+    };
+    const other = new SqliteDatabase(join(b.w.services.config.dataDir, STORE_FILE), { timeout: 0 });
+    try {
+      other.exec('BEGIN IMMEDIATE');
+      const link = b.connect();
+      const h = hello(b.device);
+      link.deliver(h);
+      // This test's own await resumed between two tries: the event loop turned while the hello waited.
+      await triedTwice;
+      other.exec('COMMIT');
+      const welcome = await link.next('welcome', (m) => m.correlationId === h.id);
+      expect(welcome.body).toMatchObject({ admission: 'managed', deviceId: b.device.uuid });
+      expect(b.channel.isConnected(b.device.uuid)).toBe(true);
+    } finally {
+      other.close();
+    }
   });
 
   it('a hello waiting for admission counts as backlog; frames before the welcome are ignored', async () => {

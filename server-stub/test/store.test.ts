@@ -312,6 +312,28 @@ describe.each(places)('store contract on %s', (_name, place) => {
     await exited;
   });
 
+  it('tryWrite runs at once when the write lock is free, and returns without waiting or running while another process holds it', async () => {
+    const p = place();
+    const s = p.connect({ busyTimeoutMs: 10_000 });
+    // The PostgreSQL store has none: its callers write (and wait) as before.
+    if (!s.tryWrite) return expect(s.dialect).toBe('postgres');
+    expect(s.tryWrite(() => s.stmt('INSERT INTO accounts (uuid, name, created_at) VALUES (\'first\', \'first\', 0)').run().changes)).toEqual({ value: 1 });
+    const { args } = p.holderScript();
+    const holder = spawn(process.execPath, args, { stdio: ['pipe', 'pipe', 'inherit'] });
+    const exited = new Promise((r) => holder.once('exit', r));
+    await new Promise<void>((resolve) => holder.stdout.on('data', (b: Buffer) => b.toString().includes('locked') && resolve()));
+
+    let ran = false;
+    const started = performance.now();
+    expect(s.tryWrite(() => (ran = true))).toBeUndefined();
+    expect(ran).toBe(false);
+    expect(performance.now() - started).toBeLessThan(1_000); // far below the busy timeout: it did not wait
+    holder.stdin.write('commit\n');
+    await exited;
+    expect(s.tryWrite(() => s.stmt('INSERT INTO accounts (uuid, name, created_at) VALUES (\'mine\', \'mine\', 0)').run().changes)).toEqual({ value: 1 });
+    expect(s.stmt<{ uuid: string }>('SELECT uuid FROM accounts ORDER BY id').all().map((r) => r.uuid)).toEqual(['first', 'other', 'mine']);
+  });
+
   it('a unique violation is a StoreConflictError naming its table and columns (or its index), and the write is undone', () => {
     const s = place().connect();
     const insert = s.stmt('INSERT INTO accounts (uuid, name, created_at) VALUES (?, ?, 0)');

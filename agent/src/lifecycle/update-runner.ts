@@ -59,8 +59,6 @@ type StepResult = { outcome: UpdateOutcome; error?: AgentError };
 /** This process life ends inside the state: the agent stops or reboots, and the job resumes from the journal. */
 type Halt = { halt: 'halted' | 'reboot' };
 type HandlerResult = StepResult | Halt;
-/** Runs one update state (the record says where inside it a restart resumes). */
-type Handler = () => Promise<HandlerResult>;
 
 const HALTED: Halt = { halt: 'halted' };
 
@@ -114,24 +112,45 @@ function protocolRejection(error: ProtocolError): AgentError {
 export class UpdateRunner {
   readonly record: JobRecord;
   readonly #deps: UpdateDeps;
-  readonly #cancel = new AbortController();
+  /**
+   * A cancel was asked for. A flag, and the controller behind `#cancelSignal` made only when a step
+   * needs a signal: creating an AbortSignal (an EventTarget) for every offer was a visible part of a
+   * simulator process's time while a fleet's offers arrived, and most jobs are never cancelled.
+   */
+  #cancelled = false;
+  #cancel: AbortController | undefined;
   readonly #stop: AbortSignal;
   /** The installers by FILETYPE, in the platform's decorators (fault behaviours on test platforms). */
   readonly #installers: Map<string, Installer>;
   #resumed: boolean;
-  /** One handler per state of UPDATE_TABLE; each reports an outcome and never names its successor. */
-  readonly #handlers: Record<UpdateState, Handler> = {
-    offered: () => this.#offered(),
-    downloading: () => this.#downloading(),
-    verifying: () => this.#verifying(),
-    waiting: () => this.#waiting(),
-    installing: () => this.#installing(),
-    rebooting: () => this.#rebootingState(),
-    'health-check': () => this.#healthCheck(),
-    committing: () => this.#committing(),
-    'rolling-back': () => this.#rollingBack(),
-    done: () => Promise.reject(new AgentError('AGENT_INTERNAL', 'done has no handler')),
-  };
+  /**
+   * One handler per state of UPDATE_TABLE; each reports an outcome and never names its successor.
+   * A switch rather than a table of closures built per runner (one runner per offer).
+   */
+  #handle(state: UpdateState): Promise<HandlerResult> {
+    switch (state) {
+      case 'offered':
+        return this.#offered();
+      case 'downloading':
+        return this.#downloading();
+      case 'verifying':
+        return this.#verifying();
+      case 'waiting':
+        return this.#waiting();
+      case 'installing':
+        return this.#installing();
+      case 'rebooting':
+        return this.#rebootingState();
+      case 'health-check':
+        return this.#healthCheck();
+      case 'committing':
+        return this.#committing();
+      case 'rolling-back':
+        return this.#rollingBack();
+      case 'done':
+        return Promise.reject(new AgentError('AGENT_INTERNAL', 'done has no handler'));
+    }
+  }
 
   constructor(deps: UpdateDeps, record: JobRecord, stop: AbortSignal, resumed: boolean) {
     this.#deps = deps;
@@ -159,11 +178,22 @@ export class UpdateRunner {
 
   /** Asks a cancellable job to abort. */
   cancel(): void {
-    if (!this.#cancel.signal.aborted) this.#cancel.abort(new AgentError('AGENT_CANCELLED'));
+    if (this.#cancelled) return;
+    this.#cancelled = true;
+    this.#cancel?.abort(new AgentError('AGENT_CANCELLED'));
   }
 
   get cancelRequested(): boolean {
-    return this.#cancel.signal.aborted;
+    return this.#cancelled;
+  }
+
+  /** Aborts on cancel (already aborted when the cancel came first). */
+  #cancelSignal(): AbortSignal {
+    if (!this.#cancel) {
+      this.#cancel = new AbortController();
+      if (this.#cancelled) this.#cancel.abort(new AgentError('AGENT_CANCELLED'));
+    }
+    return this.#cancel.signal;
   }
 
   async run(): Promise<RunResult> {
@@ -178,7 +208,7 @@ export class UpdateRunner {
         result = fail('AGENT_TRANSITION_LOOP', `${r.transitions} transitions, ${r.resumes} restarts`);
       } else {
         try {
-          result = await this.#handlers[r.state]();
+          result = await this.#handle(r.state);
         } catch (error) {
           const e = stepError(error, 'AGENT_INSTALL_FAILED');
           if (this.#stop.aborted) return 'halted';
@@ -248,7 +278,7 @@ export class UpdateRunner {
   }
 
   #beforeCommitChecks(): StepResult | undefined {
-    if (this.#cancel.signal.aborted) return { outcome: 'cancelled', error: new AgentError('AGENT_CANCELLED') };
+    if (this.#cancelled) return { outcome: 'cancelled', error: new AgentError('AGENT_CANCELLED') };
     if (this.#now() > this.record.offer.deadline) return { outcome: 'timed-out', error: new AgentError('AGENT_DEADLINE_EXCEEDED') };
     return undefined;
   }
@@ -259,12 +289,12 @@ export class UpdateRunner {
     const timer = this.#deps.platform.clock.setTimer(Math.max(0, this.record.offer.deadline - this.#now()), () =>
       deadline.abort(new AgentError('AGENT_DEADLINE_EXCEEDED')),
     );
-    return { signal: AbortSignal.any([this.#cancel.signal, this.#stop, deadline.signal]), dispose: () => timer.cancel() };
+    return { signal: AbortSignal.any([this.#cancelSignal(), this.#stop, deadline.signal]), dispose: () => timer.cancel() };
   }
 
   #aborted(error: unknown): HandlerResult | undefined {
     if (this.#stop.aborted) return HALTED;
-    if (this.#cancel.signal.aborted) return { outcome: 'cancelled', error: new AgentError('AGENT_CANCELLED') };
+    if (this.#cancelled) return { outcome: 'cancelled', error: new AgentError('AGENT_CANCELLED') };
     if (error instanceof AgentError && error.code === 'AGENT_DEADLINE_EXCEEDED') return { outcome: 'timed-out', error };
     return undefined;
   }

@@ -87,6 +87,14 @@ interface Balance {
 
 type Cause = AdmissionChange['cause'];
 
+/** A batch of hellos authenticated and waiting for the write lock (`AdmissionService.startAdmission`). */
+export interface PendingAdmission {
+  /** Decides and writes the batch if the store's write lock is free now; undefined when it is held elsewhere. */
+  attempt(): AdmitResult[] | undefined;
+  /** Decides and writes the batch, waiting for the write lock up to the store's busy timeout. */
+  finish(): AdmitResult[];
+}
+
 /** An authenticated hello of a batch: its place in the batch, its device, when it connected. */
 interface Hello {
   readonly index: number;
@@ -223,9 +231,19 @@ export class AdmissionService {
    * line is out of balance (licences changed) is balanced by the store itself, as before.
    */
   admitMany(requests: readonly AdmitRequest[]): AdmitResult[] {
-    if (requests.length === 0) return [];
+    return this.startAdmission(requests).finish();
+  }
+
+  /**
+   * `admitMany` in two steps, for a caller that must not block while another process holds the
+   * store's write lock: the hellos are authenticated now (identities read, credentials checked,
+   * outside the lock); `attempt()` then decides and writes them only if the lock is free at once
+   * (undefined otherwise: nothing decided, nothing written, try again later), `finish()` waits for
+   * it as `admitMany` does. Either returns the results once; the batch is then done.
+   */
+  startAdmission(requests: readonly AdmitRequest[]): PendingAdmission {
     const deniedRetry = this.options.deniedRetryAfterSec ?? 3600;
-    const identities = findDeviceIdentities(this.store, requests);
+    const identities = requests.length > 0 ? findDeviceIdentities(this.store, requests) : [];
     const results: Array<AdmitResult | undefined> = [];
     const hellos: Hello[] = [];
     requests.forEach((req, index) => {
@@ -238,16 +256,26 @@ export class AdmissionService {
         hellos.push({ index, identity, now: req.connectedAt ?? this.clock.now() });
       }
     });
-    if (hellos.length > 0) {
-      const { decided, balances } = this.store.write(() => this.#decideBatch(hellos));
-      hellos.forEach((h, k) => (results[h.index] = decided[k]));
-      for (const b of balances) this.#emit(b.accountId, b.balance, b.at, 'seat-freed');
-      hellos.forEach((h, k) => {
-        if (decided[k]!.outcome === 'rejected') this.presence.disconnected(h.identity.id, h.now);
-        else this.presence.connected(h.identity.id, h.now);
-      });
-    }
-    return results.map((r) => this.#count(r!));
+    const decide = () => this.#decideBatch(hellos);
+    const write = (wait: boolean): { value: ReturnType<typeof decide> } | undefined => {
+      if (hellos.length === 0) return { value: { decided: [], balances: [] } };
+      if (wait || !this.store.tryWrite) return { value: this.store.write(decide) };
+      return this.store.tryWrite(decide);
+    };
+    const settle = (done: ReturnType<typeof write>): AdmitResult[] | undefined => {
+      if (!done) return undefined;
+      if (hellos.length > 0) {
+        const { decided, balances } = done.value;
+        hellos.forEach((h, k) => (results[h.index] = decided[k]));
+        for (const b of balances) this.#emit(b.accountId, b.balance, b.at, 'seat-freed');
+        hellos.forEach((h, k) => {
+          if (decided[k]!.outcome === 'rejected') this.presence.disconnected(h.identity.id, h.now);
+          else this.presence.connected(h.identity.id, h.now);
+        });
+      }
+      return results.map((r) => this.#count(r!));
+    };
+    return { attempt: () => settle(write(false)), finish: () => settle(write(true))! };
   }
 
   /** Decides authenticated hellos in arrival order (in the caller's write transaction); see `admitMany`. */

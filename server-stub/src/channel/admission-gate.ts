@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import { CloseCodes, createMessage, encode, type MessageOf } from '@router-fleet/protocol';
 import type { Logger } from 'pino';
-import type { AdmissionService } from '../admission/service.js';
+import type { AdmissionService, PendingAdmission } from '../admission/service.js';
 import type { AdmitResult, ReleaseCause } from '../admission/types.js';
 import type { Clock } from '../clock.js';
 import { sessionParams } from '../devices/keep-alive.js';
@@ -22,6 +22,12 @@ const HELLO_BATCH_MAX = 256;
  * one per hello, were the limit. The cap bounds what a hello can wait for its batch.
  */
 const HELLO_GAP_MAX_MS = 25;
+/**
+ * How long a batch polls for the store's write lock without blocking (ms) before it waits for it
+ * like any write (up to the busy timeout). Polling every millisecond is what the blocking wait did
+ * too (store/sqlite-store.ts), so the order in which processes get the lock is unchanged.
+ */
+const LOCK_POLL_MAX_MS = 2_000;
 
 const WELCOME_REASONS = {
   'licence-limit': ['LICENCE_LIMIT', 'All licences are in use by devices that connected earlier.'],
@@ -30,7 +36,7 @@ const WELCOME_REASONS = {
 } as const;
 
 export interface AdmissionGateDeps {
-  readonly admission: Pick<AdmissionService, 'admitMany'>;
+  readonly admission: Pick<AdmissionService, 'startAdmission'>;
   /**
    * Gives back the leases of devices whose link ended while their hello waited (queued with the
    * channel's other releases: written in the next tick's batch, retried when the store fails).
@@ -55,6 +61,15 @@ interface QueuedHello {
   now: number;
 }
 
+/** A batch authenticated and waiting for the store's write lock. */
+interface WaitingBatch {
+  readonly queued: QueuedHello[];
+  readonly batch: Array<QueuedHello & { facts: DeviceFacts }>;
+  readonly pending: PendingAdmission;
+  /** performance.now() when the batch began (its transaction time includes the lock wait). */
+  readonly started: number;
+}
+
 /**
  * hello → admission → welcome. Hellos of one tick are admitted in one transaction, their devices'
  * facts read in one statement before it; the session waits in `admitting` meanwhile. A newer
@@ -69,6 +84,10 @@ export class AdmissionGate {
 
   /** What the last admission transaction took (ms), lock wait included. */
   #lastCommitMs = 0;
+  /** The batch waiting for the write lock, if any. */
+  #waiting: WaitingBatch | undefined;
+  /** Hellos flushed while a batch waited for the lock, in arrival order. */
+  #held: QueuedHello[] = [];
   /** When each waiting session's hello arrived (monotonic ms), for the admission latency histogram. */
   readonly #helloAt = new WeakMap<Session, number>();
 
@@ -85,10 +104,15 @@ export class AdmissionGate {
   }
 
   #flush(queued: QueuedHello[]): void {
+    // A batch waits for the write lock: later hellos wait behind it (arrival order is admission order).
+    if (this.#waiting) {
+      for (const q of queued) this.#held.push(q);
+      return;
+    }
     const { deps } = this;
-    let results: AdmitResult[];
     const batch: Array<QueuedHello & { facts: DeviceFacts }> = [];
     const started = performance.now();
+    let pending: PendingAdmission;
     try {
       const facts = deps.deviceFacts(queued.map(({ msg }) => msg.body.deviceId));
       for (const q of queued) {
@@ -100,24 +124,42 @@ export class AdmissionGate {
         }
       }
       if (batch.length === 0) return;
-      results = deps.admission.admitMany(
+      pending = deps.admission.startAdmission(
         batch.map(({ msg, now }) => ({ deviceUuid: msg.body.deviceId, credential: msg.body.credential, connectedAt: now })),
       );
-      this.#lastCommitMs = performance.now() - started;
-      deps.metrics.observe('fleet_admission_transaction_seconds', undefined, this.#lastCommitMs / 1000);
     } catch (err) {
-      this.#lastCommitMs = performance.now() - started;
-      // The store could not decide (e.g. StoreBusyError: other processes held the write lock past
-      // the busy timeout). Nothing was leased: the devices are asked to come back later and
-      // reconnect with their backoff. Never a crash.
-      deps.log.warn({ err, hellos: queued.length }, 'admission batch failed; devices asked to retry');
-      deps.metrics.inc('fleet_errors_total', { code: 'SERVER_ADMISSION_BUSY' });
-      for (const { s } of queued) deps.io.close(s, CloseCodes.TRY_AGAIN_LATER, 'server busy, try again later');
+      return this.#failed(queued, started, err);
+    }
+    this.#attempt({ queued, batch, pending, started });
+  }
+
+  /**
+   * Decides a waiting batch if the store's write lock is free now; otherwise tries again in a
+   * millisecond, the event loop serving the worker's other connections meanwhile (a `write` would
+   * block it for the other processes' commits), and after LOCK_POLL_MAX_MS waits for the lock as
+   * any write does (up to the busy timeout, then the devices are asked to retry).
+   */
+  #attempt(w: WaitingBatch): void {
+    const { deps } = this;
+    let results: AdmitResult[] | undefined;
+    try {
+      results = performance.now() - w.started < LOCK_POLL_MAX_MS ? w.pending.attempt() : w.pending.finish();
+    } catch (err) {
+      this.#waiting = undefined;
+      this.#failed(w.queued, w.started, err);
+      return this.#releaseHeld();
+    }
+    if (!results) {
+      this.#waiting = w;
+      setTimeout(() => this.#attempt(w), 1).unref();
       return;
     }
+    this.#waiting = undefined;
+    this.#lastCommitMs = performance.now() - w.started;
+    deps.metrics.observe('fleet_admission_transaction_seconds', undefined, this.#lastCommitMs / 1000);
     const orphans: string[] = [];
     const lost: string[] = [];
-    batch.forEach(({ s, msg, facts, now }, i) => {
+    w.batch.forEach(({ s, msg, facts, now }, i) => {
       const result = results[i]!;
       if (s.state !== 'admitting') {
         // The link ended (or was refused, or the server shut down) while its hello waited: give
@@ -131,6 +173,26 @@ export class AdmissionGate {
     });
     if (orphans.length > 0) deps.release(orphans, 'disconnect');
     if (lost.length > 0) deps.release(lost, 'server-outage');
+    this.#releaseHeld();
+  }
+
+  /** The hellos that arrived while a batch waited for the lock: the next batch, at once. */
+  #releaseHeld(): void {
+    if (this.#held.length === 0) return;
+    const held = this.#held;
+    this.#held = [];
+    this.#flush(held);
+  }
+
+  #failed(queued: readonly QueuedHello[], started: number, err: unknown): void {
+    const { deps } = this;
+    this.#lastCommitMs = performance.now() - started;
+    // The store could not decide (e.g. StoreBusyError: other processes held the write lock past
+    // the busy timeout). Nothing was leased: the devices are asked to come back later and
+    // reconnect with their backoff. Never a crash.
+    deps.log.warn({ err, hellos: queued.length }, 'admission batch failed; devices asked to retry');
+    deps.metrics.inc('fleet_errors_total', { code: 'SERVER_ADMISSION_BUSY' });
+    for (const { s } of queued) deps.io.close(s, CloseCodes.TRY_AGAIN_LATER, 'server busy, try again later');
   }
 
   #decided(s: Session, msg: MessageOf<'hello'>, facts: DeviceFacts | undefined, now: number, result: AdmitResult): void {

@@ -46,7 +46,7 @@ export interface ChannelDeps {
   readonly clock: Clock;
   readonly metrics: Metrics;
   /** Admission of hellos, release of leases, presence of heard devices. */
-  readonly admission: Pick<AdmissionService, 'admitMany' | 'releaseMany' | 'presence'>;
+  readonly admission: Pick<AdmissionService, 'startAdmission' | 'releaseMany' | 'presence'>;
   /** Admission, settings and trust-anchor changes for open sessions. */
   readonly notices: Pick<NoticeBus, 'subscribe'>;
   readonly trust: Pick<TrustAnchorService, 'forAccount' | 'forget' | 'reload'>;

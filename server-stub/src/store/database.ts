@@ -63,6 +63,11 @@ export interface Store {
   stmt<R = unknown>(sql: Sql): Statement<R>;
   /** Runs `fn` holding the store's single write lock (queued across processes up to the busy timeout). */
   write<T>(fn: () => T): T;
+  /**
+   * Runs `fn` like `write` only when the write lock can be had at once; undefined (`fn` not run)
+   * when another connection holds it. Optional: a store without it is asked to `write` instead.
+   */
+  tryWrite?<T>(fn: () => T): { value: T } | undefined;
   /** Runs `fn` in one read snapshot. */
   read<T>(fn: () => T): T;
   /** Runs `fn` so that its writes can be undone alone: a savepoint inside a transaction, else a write. */

@@ -127,23 +127,48 @@ export class SqliteStore implements Store {
    * caller's, as before.
    */
   #immediate<T>(fn: () => T): T {
+    const deadline = performance.now() + this.#busyTimeoutMs;
+    for (;;) {
+      const done = this.#tryImmediate(fn);
+      if ('value' in done) return done.value;
+      if (performance.now() >= deadline) throw done.busy;
+      Atomics.wait(SLEEPER, 0, 0, 1);
+    }
+  }
+
+  /**
+   * Like `write`, but only when the write lock is free now: undefined (and `fn` not run) when
+   * another connection holds it. For callers that can come back in a millisecond without blocking
+   * their event loop meanwhile (the admission gate: a worker blocked in `write` for another
+   * process's commit serves none of its other connections, TLS handshakes and frames included).
+   */
+  tryWrite<T>(fn: () => T): { value: T } | undefined {
+    if (this.db.inTransaction) return { value: fn() };
+    let done: { value: T } | { busy: unknown };
+    try {
+      done = this.#tryImmediate(fn);
+    } catch (err) {
+      throw fromSqliteError(err);
+    }
+    return 'value' in done ? done : undefined;
+  }
+
+  /** One `BEGIN IMMEDIATE` try; `busy` (SQLite's error) when the lock is held elsewhere (only the BEGIN is tried). */
+  #tryImmediate<T>(fn: () => T): { value: T } | { busy: unknown } {
     let began = false;
     const tx = this.db.transaction(() => {
       began = true;
       this.#busyWait.get();
       return fn();
     });
-    const deadline = performance.now() + this.#busyTimeoutMs;
-    for (;;) {
-      this.#noBusyWait.get();
-      try {
-        return tx.immediate();
-      } catch (err) {
-        if (began || (err as { code?: string }).code !== 'SQLITE_BUSY' || performance.now() >= deadline) throw err;
-        Atomics.wait(SLEEPER, 0, 0, 1);
-      } finally {
-        if (!began) this.#busyWait.get();
-      }
+    this.#noBusyWait.get();
+    try {
+      return { value: tx.immediate() };
+    } catch (err) {
+      if (!began && (err as { code?: string }).code === 'SQLITE_BUSY') return { busy: err };
+      throw err;
+    } finally {
+      if (!began) this.#busyWait.get();
     }
   }
 
