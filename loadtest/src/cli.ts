@@ -12,7 +12,7 @@ import { measureMqttFloor } from './mqtt-floor.js';
 import { activateLicences, login, prepareTenant, startServer } from './local-server.js';
 import { API_SCENARIOS } from './scenarios/api.js';
 import { compareScaleCounts, readScaleCounts } from './compare-counts.js';
-import { checkScaleOptions, DEFAULT_SCALE_RATE, DEFAULT_SIMULATOR_NODE_ARGS, runScale } from './scale.js';
+import { checkScaleOptions, DEFAULT_SCALE_RATE, runScale } from './scale.js';
 import { seedAccount } from './seed.js';
 
 /** `fleet-loadtest`: baseline, API scenarios and end-to-end scale runs (loopback only; every run stops by itself). */
@@ -157,7 +157,7 @@ export async function runCli(argv: string[]): Promise<void> {
           .option('transport', { type: 'string', choices: ['ws', 'mqtt'], default: 'ws', describe: 'Control channel: ws (the server holds the sockets) or mqtt (Mosquitto brokers of the run\'s own hold them)' })
           .option('devices-per-broker', { type: 'number', describe: `With --transport mqtt: most routers one broker holds (default ${DEFAULT_DEVICES_PER_BROKER})` })
           .option('server-node-args', { type: 'string', describe: 'Node options of the server\'s processes, space-separated (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" to profile the run)' })
-          .option('sim-node-args', { type: 'string', describe: `Node options of the simulator's processes, space-separated (as --server-node-args), after the default ${DEFAULT_SIMULATOR_NODE_ARGS.join(' ')}` }),
+          .option('sim-node-args', { type: 'string', describe: 'Node options of the simulator\'s processes, space-separated (as --server-node-args)' }),
       async (args) => {
         if (args['devices-per-broker'] !== undefined && args.transport !== 'mqtt') {
           throw new LoadtestError('LOADTEST_USAGE', '--devices-per-broker applies to --transport mqtt only');

@@ -34,16 +34,6 @@ export const ROUTERS_PER_SERVER_WORKER = 15_000;
  */
 export const DEFAULT_SCALE_RATE = 250;
 
-/**
- * Node options every simulator process of a scale run starts with (`simulatorNodeArgs` come after
- * them, so a later `--max-semi-space-size` wins). A young generation of up to 64 MiB per semi-space
- * (V8's default: 16 MiB): while a job's offers arrive, each of a process's thousands of routers
- * accepts, journals and reports its offer, and the short-lived objects of that work filled the
- * default young generation often enough that garbage collection took 10-12 % of the process's time
- * in that window (CPU profile of a 20,000-router run).
- */
-export const DEFAULT_SIMULATOR_NODE_ARGS: readonly string[] = ['--max-semi-space-size=64'];
-
 /** Resolution of the first-come-first-served check (ms): see runScale. */
 export const FCFS_SLACK_MS = 250;
 
@@ -76,7 +66,7 @@ export interface ScaleOptions {
   rate?: number;
   /** Node options of the server's processes (e.g. `--cpu-prof --cpu-prof-dir=DIR` to profile a run). Default none. */
   serverNodeArgs?: string[];
-  /** Node options of the simulator's processes (as `serverNodeArgs`), after `DEFAULT_SIMULATOR_NODE_ARGS`. Default none. */
+  /** Node options of the simulator's processes (as `serverNodeArgs`). Default none. */
   simulatorNodeArgs?: string[];
   /** Report path (`.json`; a `.md` and SVG charts go next to it). */
   report: string;
@@ -228,7 +218,7 @@ export async function runScale(options: ScaleOptions) {
       devices: options.devices,
       rate: options.rate ?? DEFAULT_SCALE_RATE,
       ...(options.processes ? { processes: options.processes } : {}),
-      execArgv: [...DEFAULT_SIMULATOR_NODE_ARGS, ...(options.simulatorNodeArgs ?? [])],
+      ...(options.simulatorNodeArgs?.length ? { execArgv: options.simulatorNodeArgs } : {}),
       behaviour: 'ideal',
       seed: 2026,
     };
