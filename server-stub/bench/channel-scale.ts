@@ -666,10 +666,11 @@ async function orchestrate(): Promise<void> {
   /** With --rate-of-floor: the raw floor as fast as it comes, whose fraction is the ramp. */
   let fastFloor: Floor | undefined;
   const dir = mkdtempSync(join(tmpdir(), 'fleet-bench-'));
-  const deadline = setTimeout(() => {
+  const timedOut = () => {
     process.stdout.write(`${JSON.stringify({ error: 'benchmark timed out' })}\n`);
     process.exit(2);
-  }, (rateOfFloor > 0 ? 30 : 15) * 60_000);
+  };
+  let deadline = setTimeout(timedOut, 15 * 60_000);
   try {
     const t0 = performance.now();
     const file = await prepare(dir, n, seats, badCredentials);
@@ -727,6 +728,10 @@ async function orchestrate(): Promise<void> {
       // the raw server first (its p99 at that ramp), then fleet-server at the same ramp.
       fastFloor = await rawFloor(0, 'as fast as it comes');
       rate = Math.max(1, Math.round(rateOfFloor * fastFloor.connectsPerSec));
+      // Two ramps of n / rate seconds each are still to come (the raw server's, fleet-server's):
+      // the time bound now follows them, with as much again to spare, and 10 minutes more.
+      clearTimeout(deadline);
+      deadline = setTimeout(timedOut, (2 * 2 * (n / rate) + 600) * 1000);
       floor = await rawFloor(rate, `ramp at ${rateOfFloor} x ${fastFloor.connectsPerSec}/s`);
     } else if (!values['skip-raw']) {
       floor = await rawFloor(rate, '');
