@@ -190,9 +190,9 @@ const HEX_UNROLL = 16;
  * `n`, has only characters of `[0-9a-f]`: the table `t` (NOT_HEX) is read for each code unit and
  * the results are or-ed, without a branch on the character, several per turn of the loop. V8's
  * regular expression test of the class branches on whether a character is a digit or a letter, and
- * a real digest mixes them at random: 216 ns for a 64-character SHA-256 digest just parsed from
- * JSON, against 48 for a repeated letter; this loop takes about 69 ns on either (Node 20,
- * `protocol/bench/patterns.ts`).
+ * a real digest mixes them at random: 257 ns for a 64-character SHA-256 digest just parsed from
+ * JSON (4,000 distinct ones), against 40 for a repeated letter; this loop takes 64 ns on either
+ * (Node 20, `protocol/bench/patterns.ts`).
  */
 function hexStatements(v: string, n: number, t: string): string[] {
   const reads = (at: (j: number) => string, count: number) =>
