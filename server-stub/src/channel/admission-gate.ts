@@ -176,12 +176,9 @@ export class AdmissionGate {
     this.#releaseHeld();
   }
 
-  /** The hellos that arrived while a batch waited for the lock: the next batch, at once. */
+  /** The hellos that arrived while a batch waited for the lock: the next batches, at once, each of at most HELLO_BATCH_MAX. */
   #releaseHeld(): void {
-    if (this.#held.length === 0) return;
-    const held = this.#held;
-    this.#held = [];
-    this.#flush(held);
+    while (this.#held.length > 0 && !this.#waiting) this.#flush(this.#held.splice(0, HELLO_BATCH_MAX));
   }
 
   #failed(queued: readonly QueuedHello[], started: number, err: unknown): void {
