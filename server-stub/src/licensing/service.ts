@@ -77,7 +77,10 @@ export class LicensingService {
   }
 
   view(scope: AccountScope, uuid: string, now: number = this.clock.now()): LicenceView | undefined {
-    return this.list(scope, now).find((l) => l.uuid === uuid);
+    const all = scope.licences.all();
+    const l = all.find((x) => x.uuid === uuid);
+    // Only this licence's view is built: a Free licence's status reads the others, no status reads more.
+    return l && { ...l, status: licenceStatus(l, all, now), stockDeadline: stockDeadline(l.issuedAt) };
   }
 
   redeem(scope: AccountScope, input: string, now: number = this.clock.now()): LicenceView {
