@@ -724,8 +724,13 @@ export class JobDispatcher {
     // A row id may be reused after a delete: the template must be of this very packet.
     let template = spec && spec.packet.sha256 === packet.sha256 && spec.packet.size === packet.size
       && spec.packet.name === packet.name && spec.allowDowngrade === options.allowDowngrade ? cached : undefined;
-    if (!template) {
-      if (this.#offerTemplates.size >= OFFER_TEMPLATES_MAX) this.#offerTemplates.clear();
+    if (template) {
+      // Least recently used first: a template in use moves to the end of the map's order.
+      this.#offerTemplates.delete(key);
+      this.#offerTemplates.set(key, template);
+    } else {
+      if (cached) this.#offerTemplates.delete(key);
+      else if (this.#offerTemplates.size >= OFFER_TEMPLATES_MAX) this.#offerTemplates.delete(this.#offerTemplates.keys().next().value!);
       template = new OfferTemplate({
         jobId: job.uuid,
         baseUrl: this.publicBaseUrl,
