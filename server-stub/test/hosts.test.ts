@@ -12,7 +12,7 @@ import { asAccountUuid, asDeviceUuid } from '../src/ids.js';
 import { PACKET_CHUNK_BYTES, PacketStorage } from '../src/packets/storage.js';
 import { PacketBlobs } from '../src/store/packet-blobs.js';
 import { PostgresNoticeBus } from '../src/store/postgres/notices.js';
-import { freshPostgresStore } from './helpers/postgres.js';
+import { freshPostgresStore, psqlTest } from './helpers/postgres.js';
 import { removeTempDirs, tempDir, world, type World } from './helpers/setup.js';
 
 /*
@@ -132,6 +132,39 @@ describe('cluster membership (server_instances, server_roles)', () => {
     a.m.tick();
     expect(stopped()).toBeNull();
     expect(a.m.leads()).toBe(false);
+  }, 120_000);
+
+  it('a member whose store connection was cut connects again, takes its liveness lock again and is not found dead once more', () => {
+    const store = freshPostgresStore();
+    const a = host(store);
+    const b = host(store);
+    let declaredDead = 0;
+    const aStore = a.w.services.store;
+    const membership = new HostMembership({
+      store: aStore,
+      admission: a.w.services.admission,
+      log: silent,
+      timeoutMs: 5000,
+      onDeclaredDead: () => declaredDead++,
+    });
+    membership.start(() => {});
+    b.m.start(() => {});
+    const pid = aStore.stmt<{ pid: number }>('SELECT pg_backend_pid() AS pid').get()!.pid;
+    // The database ends A's connection (as a restart of PostgreSQL, or a broken network, would).
+    expect(psqlTest(`SELECT pg_terminate_backend(${pid}, 10000)`).trim()).toBe('t');
+    const stopped = () => b.w.services.store.stmt<{ stopped_at: number | null }>('SELECT stopped_at FROM server_instances WHERE id = ?').get(membership.instanceId)!.stopped_at;
+    b.m.tick();
+    expect(stopped()).not.toBeNull();
+    // A's next heartbeat runs on a new connection: it registers again and holds its lock again.
+    membership.tick();
+    expect(declaredDead).toBe(1);
+    expect(stopped()).toBeNull();
+    expect(aStore.stmt<{ pid: number }>('SELECT pg_backend_pid() AS pid').get()!.pid).not.toBe(pid);
+    b.m.tick();
+    expect(stopped()).toBeNull();
+    membership.tick();
+    expect(declaredDead).toBe(1);
+    membership.stop();
   }, 120_000);
 
   it('a connection closing on one host leaves alone the lease of a device that reconnected to another', async () => {

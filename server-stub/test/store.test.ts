@@ -16,7 +16,7 @@ import { latestPostgresVersion, migratePostgres, postgresDdl, postgresMigrations
 import { PostgresStore, WRITE_LOCK_KEY } from '../src/store/postgres/store.js';
 import { SqliteDatabase, sqliteDriver } from '../src/store/sqlite.js';
 import { isStorageFull } from '../src/storage-guard.js';
-import { freshPostgresStore } from './helpers/postgres.js';
+import { freshPostgresStore, psqlTest } from './helpers/postgres.js';
 import { removeTempDirs, tempDir } from './helpers/setup.js';
 
 const open: StoreType[] = [];
@@ -473,6 +473,93 @@ describe('PostgreSQL store', () => {
     expect(Object.keys(by.get('BEGIN')!.callers)).toHaveLength(2);
     expect(Object.keys(by.get('BEGIN')!.callers)).toEqual(expect.arrayContaining([expect.stringMatching(/store\.test\.ts:\d+$/)]));
     expect(by.get('COMMIT')!.count).toBe(by.get('BEGIN')!.count);
+  });
+
+  it('connects again after PostgreSQL ends its connection: a transaction cut off fails as retryable and is not committed', () => {
+    const s = remember(Store.connect(freshPostgresStore()));
+    const backend = () => s.stmt<{ pid: number }>('SELECT pg_backend_pid() AS pid').get()!.pid;
+    // pg_terminate_backend(pid, timeout) returns once the backend has exited.
+    const terminate = (pid: number) => expect(psqlTest(`SELECT pg_terminate_backend(${pid}, 10000)`).trim()).toBe('t');
+
+    // Ended while idle: the next statement runs on a new connection, as if nothing happened.
+    const first = backend();
+    terminate(first);
+    const second = backend();
+    expect(second).not.toBe(first);
+
+    // Ended inside a write transaction: the transaction fails with a retryable error and leaves nothing.
+    let caught: unknown;
+    try {
+      s.write(() => {
+        s.stmt('INSERT INTO accounts (uuid, name, created_at) VALUES (\'cut\', \'cut\', 0)').run();
+        terminate(backend());
+        s.stmt('INSERT INTO accounts (uuid, name, created_at) VALUES (\'cut2\', \'cut2\', 0)').run();
+      });
+    } catch (err) {
+      caught = err;
+    }
+    expect(isAppError(caught) && caught.code).toBe('SERVER_UNAVAILABLE');
+    expect(s.inTransaction).toBe(false);
+    expect(s.stmt<{ n: number }>('SELECT COUNT(*) AS n FROM accounts WHERE uuid IN (\'cut\', \'cut2\')').get()).toEqual({ n: 0 });
+
+    // The next transaction commits on the new connection.
+    s.write(() => s.stmt('INSERT INTO accounts (uuid, name, created_at) VALUES (\'after\', \'after\', 0)').run());
+    expect(s.stmt<{ n: number }>('SELECT COUNT(*) AS n FROM accounts WHERE uuid = \'after\'').get()).toEqual({ n: 1 });
+    expect(backend()).not.toBe(second);
+  });
+
+  it('while PostgreSQL cannot be reached, fails each call as retryable, and goes on once it can again', async () => {
+    // The store reaches PostgreSQL through a TCP relay in a child process: killing the relay cuts
+    // the connection and refuses new ones, as a database server that went down does.
+    const target = new URL(freshPostgresStore());
+    const relay = (port: number) => {
+      const child = spawn(process.execPath, [
+        '-e',
+        `const net = require('node:net');
+         const server = net.createServer((c) => { const u = net.connect(${Number(target.port || 5432)}, ${JSON.stringify(target.hostname)}); c.pipe(u).pipe(c); c.on('error', () => u.destroy()); u.on('error', () => c.destroy()); });
+         server.listen(${port}, '127.0.0.1', () => console.log(server.address().port));`,
+      ], { stdio: ['ignore', 'pipe', 'inherit'] });
+      return new Promise<{ child: typeof child; port: number }>((resolve, reject) => {
+        child.stdout.once('data', (b: Buffer) => resolve({ child, port: Number(String(b).trim()) }));
+        child.once('exit', (code) => reject(new Error(`relay exited (${code})`)));
+      });
+    };
+    const up = await relay(0);
+    const viaRelay = new URL(target);
+    viaRelay.port = String(up.port);
+    const s = remember(Store.connect(viaRelay.href));
+    s.write(() => s.stmt('INSERT INTO accounts (uuid, name, created_at) VALUES (\'before\', \'before\', 0)').run());
+
+    up.child.kill('SIGKILL');
+    await new Promise((resolve) => up.child.once('exit', resolve));
+    const code = () => {
+      try {
+        s.stmt('SELECT 1 AS one').get();
+        return 'ok';
+      } catch (err) {
+        return isAppError(err) ? err.code : String(err);
+      }
+    };
+    expect(code()).toBe('SERVER_UNAVAILABLE');
+    expect(code()).toBe('SERVER_UNAVAILABLE');
+
+    const again = await relay(up.port);
+    try {
+      // A failed try makes the next ones wait a moment before connecting again: poll until one does.
+      const deadline = Date.now() + 20_000;
+      let last = code();
+      while (last !== 'ok' && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        last = code();
+      }
+      expect(last).toBe('ok');
+      expect(s.stmt<{ n: number }>('SELECT COUNT(*) AS n FROM accounts WHERE uuid = \'before\'').get()).toEqual({ n: 1 });
+      s.write(() => s.stmt('INSERT INTO accounts (uuid, name, created_at) VALUES (\'after\', \'after\', 0)').run());
+      expect(s.stmt<{ n: number }>('SELECT COUNT(*) AS n FROM accounts').get()).toEqual({ n: 2 });
+    } finally {
+      s.close();
+      again.child.kill('SIGKILL');
+    }
   });
 
   it('reports a database it cannot reach as SERVER_STORE_UNREACHABLE, without the password', () => {

@@ -5,7 +5,7 @@ import type { Logger } from 'pino';
 import type { AdmissionService } from '../admission/service.js';
 import { AppError } from '../errors.js';
 import type { Store } from '../store/database.js';
-import { holdLivenessLock, ServerInstances, storeNow } from '../store/instances.js';
+import { holdLivenessLock, renewLivenessLock, ServerInstances, storeNow } from '../store/instances.js';
 
 type Dead = ReturnType<ServerInstances['dead']>[number];
 
@@ -174,6 +174,11 @@ export class HostMembership implements ClusterRole {
     if (this.#stopped) return;
     const started = performance.now();
     const { store } = this.#opts;
+    // A store connection made again after a loss does not hold the lock the lost one held: until it
+    // does, the others count this process dead (and release its devices, which then reconnect).
+    if (renewLivenessLock(store, this.#lockKey)) {
+      this.#opts.log.warn({ instanceId: this.instanceId }, 'cluster member: the store connection was made again; liveness lock taken again');
+    }
     const { alive, dead, now } = store.write(() => {
       const now = storeNow(store);
       const alive = this.#instances.heartbeat(this.instanceId, now);

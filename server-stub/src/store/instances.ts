@@ -29,6 +29,23 @@ export function holdLivenessLock(store: Store, lockKey: number): void {
   if (store.dialect === 'postgres') store.stmt('SELECT pg_advisory_lock(?, ?)').get(INSTANCE_LOCK_CLASS, lockKey);
 }
 
+/**
+ * Takes the liveness lock again if this process's store connection no longer holds it (the
+ * connection was lost and a new one made); true when it had to. SQLite: always false.
+ */
+export function renewLivenessLock(store: Store, lockKey: number): boolean {
+  if (store.dialect !== 'postgres') return false;
+  const held = store
+    .stmt<{ held: number }>(
+      `SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid = pg_backend_pid()
+         AND classid = ${INSTANCE_LOCK_CLASS}::oid AND objid = ?::oid AND objsubid = 2) AS held`,
+    )
+    .get(lockKey)!.held;
+  if (held) return false;
+  holdLivenessLock(store, lockKey);
+  return true;
+}
+
 export function storeNow(store: Store): number {
   return store.stmt<{ now: number }>(NOW_MS).get()!.now;
 }

@@ -67,3 +67,13 @@ export function fromPostgresError(err: WorkerError, sql?: string): StoreError | 
       return cause;
   }
 }
+
+/**
+ * The worker's code for a batch that failed because its connection, not its statement, failed
+ * (lost, or not to be had again yet; store/postgres/worker.ts names it too).
+ */
+const CONNECTION_LOST = 'STORE_CONNECTION_LOST';
+
+export function isConnectionLoss(err: WorkerError): boolean {
+  return err.code === CONNECTION_LOST;
+}

@@ -3,7 +3,7 @@ import { fileURLToPath } from 'node:url';
 import { createSyncFn } from 'synckit';
 import { AppError } from '../../errors.js';
 import type { OpenStoreOptions, RunResult, Sql, Statement, Store } from '../database.js';
-import { fromPostgresError } from './errors.js';
+import { fromPostgresError, isConnectionLoss } from './errors.js';
 import { StatementProfile } from './profile.js';
 import { migratePostgres } from './schema.js';
 import { toPostgres } from './translate.js';
@@ -149,22 +149,30 @@ export class PostgresStore implements Store {
 
   /** Runs one statement; a write outside a transaction becomes a write transaction of its own. */
   query(q: WorkerQuery, reads: boolean): WorkerRows {
-    if (reads || this.#inTransaction) return this.#batch([q], undefined, q.sql);
+    if (reads || this.#inTransaction) return this.#batch([q], undefined, q.sql, undefined, !this.#inTransaction);
     const begin = this.#beginWrite();
-    return this.#batch([...begin, q, { sql: 'COMMIT', params: [] }], 'ROLLBACK', q.sql, begin.length);
+    return this.#batch([...begin, q, { sql: 'COMMIT', params: [] }], 'ROLLBACK', q.sql, begin.length, true);
   }
 
   /** Several statements without parameters (a schema), as one simple query. */
   exec(sql: string): void {
-    this.#batch([{ sql, params: [] }], undefined, sql.slice(0, 200));
+    this.#batch([{ sql, params: [] }], undefined, sql.slice(0, 200), undefined, !this.#inTransaction);
   }
 
-  #batch(queries: WorkerQuery[], onErrorSql: string | undefined, what: string, answer?: number): WorkerRows {
+  /**
+   * One round trip. `fresh`: the batch starts a transaction or is one, so after a lost connection
+   * the worker may connect again to run it; inside a transaction a loss fails the batch, and the
+   * transaction's next batch (its ROLLBACK) too, until the next transaction connects again.
+   */
+  #batch(queries: WorkerQuery[], onErrorSql: string | undefined, what: string, answer?: number, fresh = false): WorkerRows {
     if (this.#closed) throw new AppError('SERVER_UNAVAILABLE', 'the PostgreSQL store is not open (closed)');
     const started = this.#profile ? performance.now() : 0;
-    const r = call!({ op: 'batch', conn: this.#conn, queries, onErrorSql, answer });
+    const r = call!({ op: 'batch', conn: this.#conn, queries, onErrorSql, answer, fresh });
     this.#profile?.record(what, performance.now() - started);
-    if ('error' in r) throw fromPostgresError(r.error, what);
+    if ('error' in r) {
+      if (isConnectionLoss(r.error)) throw new AppError('SERVER_UNAVAILABLE', `the PostgreSQL store is unavailable: ${r.error.message}`);
+      throw fromPostgresError(r.error, what);
+    }
     return r.ok;
   }
 
@@ -179,7 +187,7 @@ export class PostgresStore implements Store {
   }
 
   #transaction<T>(begin: WorkerQuery[], fn: () => T): T {
-    this.#batch(begin, 'ROLLBACK', 'BEGIN');
+    this.#batch(begin, 'ROLLBACK', 'BEGIN', undefined, true);
     this.#inTransaction = true;
     let result: T;
     try {
