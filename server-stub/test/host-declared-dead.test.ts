@@ -1,7 +1,7 @@
 import { CloseCodes } from '@router-fleet/protocol';
 import { afterAll, describe, expect, it } from 'vitest';
 import { channelWorld, type ChannelWorld } from './helpers/channel-world.js';
-import { freshPostgresStore } from './helpers/postgres.js';
+import { allowConnections, freshPostgresStore } from './helpers/postgres.js';
 import { removeTempDirs } from './helpers/setup.js';
 
 /*
@@ -50,7 +50,7 @@ describe('a server process declared dead by another host', () => {
     expect(lease()).toEqual({ instance_id: self, released_at: null });
   }, 120_000);
 
-  it('closes its sessions once its heartbeats have failed for longer than the timeout (its store connection is gone, so the others release its devices)', async () => {
+  it('closes its sessions once its heartbeats have failed for longer than the timeout (its store cannot be reached, so the others release its devices)', async () => {
     const w = await channelWorld({ store: freshPostgresStore(), hostTimeoutSec: 1 });
     worlds.push(w);
     const t = await w.newTenant();
@@ -58,12 +58,15 @@ describe('a server process declared dead by another host', () => {
     const [id] = w.devices(t, 1);
     const device = await w.admitted(id!);
     const pid = w.services.store.stmt<{ pid: number }>('SELECT pg_backend_pid() AS pid').get()!.pid;
+    // The connection ends and no new one is let in: the store cannot be reached until allowed again.
     const other = w.openStore();
+    allowConnections(false);
     try {
       other.stmt('SELECT pg_terminate_backend(?)').get(pid);
+      expect(await device.waitClosed(10_000)).toMatchObject({ code: CloseCodes.SERVICE_RESTART });
     } finally {
+      allowConnections(true);
       other.close();
     }
-    expect(await device.waitClosed(10_000)).toMatchObject({ code: CloseCodes.SERVICE_RESTART });
   }, 120_000);
 });

@@ -63,3 +63,12 @@ export function freshPostgresStore(): string {
 export function psqlTest(sql: string, schema?: string): string {
   return psql(testDatabase(), schema ? `SET search_path = ${schema}; ${sql}` : sql);
 }
+
+/**
+ * Lets new connections into this file's database, or refuses them all (superusers too): a store
+ * whose connection then ends cannot connect again, as when the database server is down. Existing
+ * connections are left alone.
+ */
+export function allowConnections(allowed: boolean): void {
+  psql('postgres', `ALTER DATABASE ${testDatabase()} ALLOW_CONNECTIONS ${allowed}`);
+}
