@@ -134,6 +134,25 @@ describe('cluster membership (server_instances, server_roles)', () => {
     expect(a.m.leads()).toBe(false);
   }, 120_000);
 
+  it('a member found dead that came back before its devices were released keeps them', async () => {
+    const store = freshPostgresStore();
+    const a = host(store);
+    const b = host(store);
+    const t = await a.w.newTenant();
+    a.w.licences(t, 'basic-1', 1);
+    const [d] = a.w.devices(t, 1);
+    a.m.start(() => {});
+    b.m.start(() => {});
+    expect(a.w.services.admission.admit({ serialNumber: d!.serialNumber, credential: d!.credential }).outcome).toBe('managed');
+    // B found A late a moment ago, but A has heartbeated since: the release finds it alive and does nothing.
+    expect(b.w.services.admission.releaseInstance(a.m.instanceId, undefined, 5000)).toBe(0);
+    expect(leaseOf(b.w, d!.uuid)).toMatchObject({ instance_id: a.m.instanceId, released_at: null });
+    // Late for real: released.
+    a.w.services.store.write(() => a.w.services.store.stmt('UPDATE server_instances SET heartbeat_at = heartbeat_at - 60000 WHERE id = ?').run(a.m.instanceId));
+    expect(b.w.services.admission.releaseInstance(a.m.instanceId, undefined, 5000)).toBe(1);
+    expect(leaseOf(b.w, d!.uuid)?.released_at).not.toBeNull();
+  }, 120_000);
+
   it('a member whose store connection was cut connects again, takes its liveness lock again and is not found dead once more', () => {
     const store = freshPostgresStore();
     const a = host(store);

@@ -16,7 +16,7 @@ import {
   setDeviceAdmissions,
 } from '../store/devices.js';
 import { AccountEvents } from '../store/events.js';
-import { ServerInstances } from '../store/instances.js';
+import { ServerInstances, storeNow } from '../store/instances.js';
 import {
   type AccountLease,
   AccountLeases,
@@ -427,11 +427,14 @@ export class AdmissionService {
    * grace rule as a crashed cluster worker's), so they are admitted again wherever they reconnect.
    * Marking the process stopped and releasing are one transaction, so when several processes find
    * it dead at once exactly one releases. Returns how many devices were released (0 when another
-   * process did it first).
+   * process did it first). With `timeoutMs`, the process is found dead again inside that
+   * transaction (heartbeat older than that by the store's clock, or its liveness lock gone): one
+   * that came back since it was found dead keeps its devices.
    */
-  releaseInstance(instanceId: string, at: number = this.clock.now()): number {
+  releaseInstance(instanceId: string, at: number = this.clock.now(), timeoutMs?: number): number {
     const instances = new ServerInstances(this.store);
     const done = this.store.write(() => {
+      if (timeoutMs !== undefined && !instances.dead('', storeNow(this.store) - timeoutMs).some((d) => d.id === instanceId)) return undefined;
       if (!instances.stop(instanceId, at)) return undefined;
       const identities = instances.heldDevices(instanceId).map((d) => ({ id: d.deviceId, account_id: asAccountRowId(d.accountId) }));
       return { identities, balances: this.#release(identities, at, 'disconnect', instanceId, new Set()).balances };
