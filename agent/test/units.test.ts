@@ -1,9 +1,10 @@
+import type { JobOfferBody } from '@router-fleet/protocol';
 import { describe, expect, it } from 'vitest';
 import { CONFIG_TABLE, envName, loadConfig, resolveConfig } from '../src/config.js';
 import { CONNECTION_PROFILE_FORMAT, parseConnectionProfile, validateConnectionProfile } from '../src/connection-profile.js';
 import { AgentError } from '../src/errors.js';
 import { defaultInstallerMap, defaultInstallers, installerMap } from '../src/installers/registry.js';
-import { Journal } from '../src/lifecycle/journal.js';
+import { type JobRecord, Journal, journalText } from '../src/lifecycle/journal.js';
 import { collect, tarMember, verifiedStream } from '../src/jobs/payload.js';
 import { createManualClock, seededRandom } from '../src/platform/clock.js';
 import { parseFaults } from '../src/platform/faults.js';
@@ -162,6 +163,31 @@ describe('journal', () => {
     expect(await journal.load()).toMatchObject({ kind: 'corrupt', executionId: 'e1' });
     await platform.storage.write('journal.json', Buffer.from('{'));
     expect(await journal.load()).toMatchObject({ kind: 'corrupt' });
+  });
+
+  it('saves the record as JSON.stringify would, with the text of the offer made once per offer', async () => {
+    const platform = await createMemoryPlatform();
+    const journal = new Journal(platform.storage);
+    const offer: JobOfferBody = {
+      executionId: 'e1',
+      jobId: 'j1',
+      packet: { url: 'https://fleet.example/api/packets/p1', size: 1234, sha256: 'a'.repeat(64), description: 'a "quoted" ünïcode' },
+      download: { token: 't'.repeat(32), expiresAt: 1000 },
+      deadline: 2000,
+      allowDowngrade: false,
+    };
+    const record: JobRecord = { v: 1, executionId: 'e1', jobId: 'j1', offer, state: 'offered', transitions: 0, resumes: 0, enteredAt: 5, lastReported: 'offered' };
+    expect(JSON.parse(journalText(record))).toEqual(JSON.parse(JSON.stringify(record)));
+    record.state = 'downloading';
+    record.transitions = 1;
+    record.downloadOffset = 512;
+    await journal.save(record);
+    const loaded = await journal.load();
+    expect(loaded).toEqual({ kind: 'record', record: JSON.parse(JSON.stringify(record)) });
+    // A loaded record (a new offer object) is saved as it is too.
+    if (loaded.kind !== 'record') throw new Error('not a record');
+    loaded.record.state = 'verifying';
+    expect(JSON.parse(journalText(loaded.record))).toEqual(JSON.parse(JSON.stringify(loaded.record)));
   });
 });
 

@@ -52,6 +52,22 @@ export class DownloadTurns {
     return this.#held.length;
   }
 
+  /** Whether a router of this process took an offer within the quiet time, or something is held. */
+  holding(): boolean {
+    return this.#held.length > 0 || performance.now() - this.#lastOfferAt < this.#quietMs;
+  }
+
+  /**
+   * Runs `go` when held downloads would start (in the order held, with them): how the routers'
+   * channel writes wait for the end of a burst of offers (`heldSends`). Call only while `holding()`.
+   */
+  hold(go: () => void): void {
+    const now = performance.now();
+    if (this.#held.length === 0) this.#heldSince = now;
+    this.#held.push(go);
+    this.#schedule(now);
+  }
+
   /** Resolves when the download may start, or when `signal` aborts (the agent stops). */
   wait(signal: AbortSignal): Promise<void> {
     const now = performance.now();

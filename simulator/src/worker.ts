@@ -22,7 +22,8 @@ import {
 } from '@router-fleet/agent';
 import { hashSeed } from '@router-fleet/protocol/random';
 import { type Behaviour, drawDevice, type DeviceDraw } from './behaviour.js';
-import { DownloadTurns } from './download-turns.js';
+import { DOWNLOAD_QUIET_MS, DownloadTurns } from './download-turns.js';
+import { heldSends, SEND_HOLD_MAX_MS } from './held-sends.js';
 import { Gate } from './gate.js';
 import type { ProvisionedDevice } from './provision.js';
 import { RouterFlag, RouterTable } from './router-table.js';
@@ -109,6 +110,8 @@ export class FleetWorker {
   readonly #metrics = new WorkerMetrics(() => this.#routers);
   /** The routers' downloads start after a burst of offers (see DownloadTurns). */
   readonly #downloadTurns = new DownloadTurns();
+  /** The routers' channel writes wait for the end of a burst of offers (see heldSends). */
+  readonly #sendTurns = new DownloadTurns(DOWNLOAD_QUIET_MS, SEND_HOLD_MAX_MS);
 
   // Per router (local index j; global index = #global[j], its number in the file).
   #global = new Uint32Array(0);
@@ -268,7 +271,8 @@ export class FleetWorker {
             if ((await this.#dials.acquire(dial.signal)) === false) this.#metrics.dialQueued();
             this.#routers.attemptAt[j] = now();
             try {
-              return await this.#transport.dial(dial);
+              // Writes during a burst of offers wait for its end (see heldSends).
+              return heldSends(await this.#transport.dial(dial), this.#sendTurns);
             } finally {
               this.#dials.release();
             }
@@ -298,7 +302,10 @@ export class FleetWorker {
   #transition(j: number, [machine, state]: LifecycleTransition): void {
     if (machine === 'update') {
       // `downloading` follows `offered` once per offer taken (accepted, journaled, reported).
-      if (state === 'downloading') this.#downloadTurns.offered();
+      if (state === 'downloading') {
+        this.#downloadTurns.offered();
+        this.#sendTurns.offered();
+      }
       this.#metrics.update(j, state);
       return;
     }
