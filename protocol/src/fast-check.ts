@@ -1,6 +1,5 @@
 import { Kind, OptionalKind, type TSchema } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
-import { DATE_TIME_PATTERN } from './messages/common.js';
 
 /**
  * Compiles a TypeBox schema to a yes/no check for the codec's fast path. It accepts exactly what
@@ -24,9 +23,8 @@ export function compileFastCheck(schema: TSchema): (value: unknown) => boolean {
     return `x${externals.length - 1}`;
   };
 
-  // The variables holding NOT_HEX and NOT_DIGIT, once a string needs them.
+  // The variable holding NOT_HEX, once a hex digest needs it.
   let notHex: string | undefined;
-  let notDigit: string | undefined;
 
   const delegate = (s: TSchema, v: string): string[] => {
     const check = TypeCompiler.Compile(s);
@@ -69,9 +67,6 @@ export function compileFastCheck(schema: TSchema): (value: unknown) => boolean {
         if (hexLength !== undefined) {
           notHex ??= external(NOT_HEX);
           out.push(`if (${v}.length !== ${hexLength}) return false;`, ...hexStatements(v, hexLength, notHex));
-        } else if (s.pattern === DATE_TIME_PATTERN) {
-          notDigit ??= external(notDigitTable());
-          out.push(...dateTimeStatements(v, notDigit));
         } else if (s.pattern !== undefined) {
           const pattern = fasterPattern(s);
           const re = external(new RegExp(simplerPattern(pattern)));
@@ -217,58 +212,6 @@ function hexStatements(v: string, n: number, t: string): string[] {
   }
   if (n > whole) out.push(`if ((${reads((j) => String(whole + j), n - whole)}) !== 0) return false;`);
   return out;
-}
-
-let NOT_DIGIT: Uint8Array | undefined;
-
-/** For every UTF-16 code unit: 0 for `0`…`9`, 1 for any other; made when a schema first needs it. */
-function notDigitTable(): Uint8Array {
-  if (NOT_DIGIT === undefined) {
-    NOT_DIGIT = new Uint8Array(65_536).fill(1);
-    for (let c = 0x30; c <= 0x39; c++) NOT_DIGIT[c] = 0;
-  }
-  return NOT_DIGIT;
-}
-
-/**
- * Statements that `return false` unless the string in `v` matches DATE_TIME_PATTERN, read by
- * position instead of by the pattern: the 19 characters of `YYYY-MM-DDThh:mm:ss` in one expression
- * without a branch (a digit's entry in the table `t`, NOT_DIGIT, is 0, and so is a separator's code
- * unit xor-ed with the one expected), then the fraction and the zone. A string shorter than 20
- * characters is refused first, so no position read is past its end.
- */
-function dateTimeStatements(v: string, t: string): string[] {
-  const at = (i: number | string) => `${v}.charCodeAt(${i})`;
-  const digit = (i: number | string) => `${t}[${at(i)}]`;
-  const fixed = (i: number | string, code: number) => `(${at(i)} ^ ${code})`;
-  const L = `${v}n`;
-  const z = `${v}z`;
-  const zc = `${v}zc`;
-  const head = [
-    digit(0), digit(1), digit(2), digit(3), fixed(4, 0x2d), digit(5), digit(6), fixed(7, 0x2d), digit(8), digit(9),
-    fixed(10, 0x54), digit(11), digit(12), fixed(13, 0x3a), digit(14), digit(15), fixed(16, 0x3a), digit(17), digit(18),
-  ];
-  return [
-    `const ${L} = ${v}.length;`,
-    `if (${L} < 20) return false;`,
-    `if ((${head.join(' | ')}) !== 0) return false;`,
-    `let ${z} = 19;`,
-    // A fraction: a dot and 1–9 digits.
-    `if (${at(19)} === 0x2e) {`,
-    `${z} = 20;`,
-    `while (${z} < ${L} && ${z} < 29 && ${digit(z)} === 0) ${z}++;`,
-    `if (${z} === 20) return false;`,
-    '}',
-    // The zone ends the string: `Z`, or a sign and hh:mm.
-    `if (${L} === ${z} + 1) {`,
-    `if (${at(z)} !== 0x5a) return false;`,
-    `} else {`,
-    `if (${L} !== ${z} + 6) return false;`,
-    `const ${zc} = ${at(z)};`,
-    `if (${zc} !== 0x2b && ${zc} !== 0x2d) return false;`,
-    `if ((${digit(`${z} + 1`)} | ${digit(`${z} + 2`)} | ${fixed(`${z} + 3`, 0x3a)} | ${digit(`${z} + 4`)} | ${digit(`${z} + 5`)}) !== 0) return false;`,
-    '}',
-  ];
 }
 
 /** True for schemas TypeBox lets a required property be absent for (it then tests `key in value`). */

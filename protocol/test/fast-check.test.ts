@@ -4,7 +4,6 @@ import { describe, expect, it } from 'vitest';
 import { mulberry32 } from '../src/random.js';
 import { compileFastCheck, simplerPattern } from '../src/fast-check.js';
 import { EnvelopeFields, MESSAGE_CATALOGUE } from '../src/messages/catalogue.js';
-import { DATE_TIME_PATTERN } from '../src/messages/common.js';
 
 // The fast check must accept exactly what TypeBox's compiled check accepts, for the kinds it
 // generates code for and for those it leaves to TypeBox.
@@ -137,68 +136,6 @@ describe('compileFastCheck on hex digests', () => {
       }
     }
     expect(accepted).toBe(3 * 16);
-  });
-});
-
-// The date-time pattern is read by position, not matched: the check must still accept exactly
-// what the pattern (and TypeBox) accepts.
-describe('compileFastCheck on date-times', () => {
-  const schema = Type.String({ maxLength: 40, pattern: DATE_TIME_PATTERN });
-  const pattern = new RegExp(DATE_TIME_PATTERN);
-  const fast = compileFastCheck(schema);
-  const TEMPLATES = [
-    '2027-06-30T23:59:59Z',
-    '2027-06-30T23:59:59.5Z',
-    '2027-06-30T23:59:59.123456789Z',
-    '2027-06-30T23:59:59+02:00',
-    '2027-06-30T23:59:59.5-11:30',
-    '2027-06-30T23:59:59.123456789+14:00',
-  ];
-
-  it('is not matched by its pattern', () => {
-    expect(fast.toString()).not.toContain('.test(');
-    for (const t of TEMPLATES) expect(pattern.test(t), t).toBe(true);
-  });
-
-  it('agrees with the pattern and TypeBox on near misses', () => {
-    const reference = TypeCompiler.Compile(schema);
-    const values: unknown[] = [
-      '', 'Z', '2027-06-30T23:59:59', '2027-06-30T23:59:59.', '2027-06-30T23:59:59.Z', '2027-06-30T23:59:59.1234567890Z',
-      '2027-06-30T23:59:59ZZ', '2027-06-30T23:59:59+02', '2027-06-30T23:59:59+02:0', '2027-06-30T23:59:59+02:000',
-      '2027-06-30T23:59:59+0200', '2027-06-30T23:59:59.+02:00', '2027-06-30T23:59:59.1.2Z', '2027-06-30 23:59:59Z',
-      '27-06-30T23:59:59Z', '12027-06-30T23:59:59Z', '2027-06-30T23:59:59z', '2027-06-30T23:59:59Z\n',
-      '2027-06-30T23:59:59.123456789+02:00x', `${'2027-06-30T23:59:59.123456789'}${'0'.repeat(5)}Z`,
-      '9999-99-99T99:99:99Z', '0000-00-00T00:00:00.0+00:00', 20270630, null, undefined, ['2027-06-30T23:59:59Z'],
-    ];
-    for (const t of TEMPLATES) for (let i = 0; i <= t.length; i++) values.push(t.slice(0, i) + t.slice(i + 1), t.slice(0, i) + '0' + t.slice(i));
-    let accepted = 0;
-    for (const value of values) {
-      expect(fast(value), JSON.stringify(value)).toBe(reference.Check(value));
-      if (typeof value === 'string') expect(fast(value), JSON.stringify(value)).toBe(pattern.test(value));
-      if (fast(value)) accepted++;
-    }
-    expect(accepted, 'some value must pass').toBeGreaterThan(5);
-  });
-
-  it('agrees with the pattern on every UTF-16 code unit at every position', () => {
-    let accepted = 0;
-    for (const t of TEMPLATES) {
-      for (let c = 0; c < 65_536; c++) {
-        const ch = String.fromCharCode(c);
-        for (let i = 0; i < t.length; i++) {
-          const s = t.slice(0, i) + ch + t.slice(i + 1);
-          const expected = pattern.test(s);
-          if (fast(s) !== expected) expect(fast(s), `code unit ${c} at ${i} of ${t}`).toBe(expected);
-          if (expected) accepted++;
-        }
-      }
-    }
-    // Each digit position takes 10 code units, the zone's sign 2, any other position only its own.
-    const expected = TEMPLATES.reduce(
-      (sum, t) => sum + [...t].reduce((n, ch, i) => n + (/\d/.test(ch) ? 10 : i === t.length - 6 && !t.endsWith('Z') ? 2 : 1), 0),
-      0,
-    );
-    expect(accepted).toBe(expected);
   });
 });
 

@@ -29,12 +29,6 @@ export const Sha256Hex = (description: string) =>
 export const Code = (description: string) =>
   Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Z][A-Z0-9_]*$', description });
 
-/**
- * An ISO 8601 date and time with an optional fraction of 1–9 digits and a zone, `Z` or `±hh:mm`
- * (without the `u` flag `\d` is `[0-9]`). The codec's fast check reads it by position.
- */
-export const DATE_TIME_PATTERN = '^\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}:\\d{2}(\\.\\d{1,9})?(Z|[+-]\\d{2}:\\d{2})$';
-
 /** Free text for humans, bounded. */
 export const Text = (description: string, maxLength = 256) => Type.String({ maxLength, description });
 

@@ -1,5 +1,5 @@
 import { type Static, Type } from '@sinclair/typebox';
-import { Count, DATE_TIME_PATTERN, Percent, Sha256Hex, Text, VersionString } from './common.js';
+import { Count, Percent, Sha256Hex, Text, VersionString } from './common.js';
 
 export const CertificateSummary = Type.Object(
   {
@@ -7,7 +7,7 @@ export const CertificateSummary = Type.Object(
     subject: Text('Subject distinguished name.', 512),
     notAfter: Type.String({
       maxLength: 40,
-      pattern: DATE_TIME_PATTERN,
+      pattern: '^\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}:\\d{2}(\\.\\d{1,9})?(Z|[+-]\\d{2}:\\d{2})$',
       description: 'End of validity (ISO 8601 date-time).',
     }),
     isCa: Type.Optional(Type.Boolean({ description: 'True for a CA certificate.' })),
