@@ -90,6 +90,46 @@ describe('decode', () => {
     expect((decode(surrogate) as ProtocolError).code).toBe('PROTO_INVALID_UTF8');
   });
 
+  it('reads ASCII frames as they are and leaves the first byte above 0x7f to UTF-8 decoding', () => {
+    const frame = Buffer.from(JSON.stringify({ ...(hello as object), note: 'del \u007f end' }));
+    expect(frame.includes(0x7f)).toBe(true);
+    expect((decode(frame) as unknown as { note: string }).note).toBe('del \u007f end');
+    // A lone continuation byte, at the end and at the start of the ASCII text around it.
+    const at = frame.indexOf(0x7f);
+    const lone = Buffer.from(frame);
+    lone[at] = 0x80;
+    expect((decode(lone) as ProtocolError).code).toBe('PROTO_INVALID_UTF8');
+    expect((decode(Buffer.concat([Buffer.from([0x80]), frame])) as ProtocolError).code).toBe('PROTO_INVALID_UTF8');
+    expect((decode(Buffer.concat([frame, Buffer.from([0x80])])) as ProtocolError).code).toBe('PROTO_INVALID_UTF8');
+    // An overlong encoding of an ASCII character is not that character.
+    const overlong = Buffer.concat([frame.subarray(0, at), Buffer.from([0xc1, 0xbf]), frame.subarray(at + 1)]);
+    expect((decode(overlong) as ProtocolError).code).toBe('PROTO_INVALID_UTF8');
+    // Two-byte UTF-8 next to ASCII decodes as UTF-8, not byte by byte.
+    const accented = Buffer.concat([frame.subarray(0, at), Buffer.from([0xc3, 0xa9]), frame.subarray(at + 1)]);
+    expect((decode(accented) as unknown as { note: string }).note).toBe('del \u00e9 end');
+  });
+
+  it('reads an ASCII view that is not a Buffer, at an offset into a larger buffer', () => {
+    const frame = Buffer.from(JSON.stringify(hello));
+    const backing = new Uint8Array(frame.length + 8).fill(0xff);
+    backing.set(frame, 5);
+    const view = new Uint8Array(backing.buffer, 5, frame.length);
+    expect(Buffer.isBuffer(view)).toBe(false);
+    expect(decode(view)).toEqual(hello);
+    // The bytes around the view (not ASCII, not UTF-8) are not read.
+    expect((decode(new Uint8Array(backing.buffer, 4, frame.length)) as ProtocolError).code).toBe('PROTO_INVALID_UTF8');
+    const ascii = Buffer.from(backing.buffer, 5, frame.length);
+    expect(decode(ascii)).toEqual(hello);
+  });
+
+  it('decodes a detached buffer as an empty frame', () => {
+    const frame = Buffer.from(JSON.stringify(hello));
+    const view = new Uint8Array(new ArrayBuffer(frame.length + 2), 1, frame.length);
+    view.set(frame);
+    structuredClone(view.buffer, { transfer: [view.buffer] });
+    expect((decode(view) as ProtocolError).code).toBe('PROTO_INVALID_JSON');
+  });
+
   it('rejects strings with lone surrogates as invalid UTF-8', () => {
     expect((decode('{"v":"1.0","x":"\ud800"}') as ProtocolError).code).toBe('PROTO_INVALID_UTF8');
   });
