@@ -145,11 +145,11 @@ describe('cluster membership (server_instances, server_roles)', () => {
     b.m.start(() => {});
     expect(a.w.services.admission.admit({ serialNumber: d!.serialNumber, credential: d!.credential }).outcome).toBe('managed');
     // B found A late a moment ago, but A has heartbeated since: the release finds it alive and does nothing.
-    expect(b.w.services.admission.releaseInstance(a.m.instanceId, undefined, 5000)).toBe(0);
+    expect(b.w.services.admission.releaseInstance(a.m.instanceId, { ifDeadFor: 5000 })).toBe(0);
     expect(leaseOf(b.w, d!.uuid)).toMatchObject({ instance_id: a.m.instanceId, released_at: null });
     // Late for real: released.
     a.w.services.store.write(() => a.w.services.store.stmt('UPDATE server_instances SET heartbeat_at = heartbeat_at - 60000 WHERE id = ?').run(a.m.instanceId));
-    expect(b.w.services.admission.releaseInstance(a.m.instanceId, undefined, 5000)).toBe(1);
+    expect(b.w.services.admission.releaseInstance(a.m.instanceId, { ifDeadFor: 5000 })).toBe(1);
     expect(leaseOf(b.w, d!.uuid)?.released_at).not.toBeNull();
   }, 120_000);
 

@@ -427,14 +427,16 @@ export class AdmissionService {
    * grace rule as a crashed cluster worker's), so they are admitted again wherever they reconnect.
    * Marking the process stopped and releasing are one transaction, so when several processes find
    * it dead at once exactly one releases. Returns how many devices were released (0 when another
-   * process did it first). With `timeoutMs`, the process is found dead again inside that
+   * process did it first). With `ifDeadFor` (ms), the process is found dead again inside that
    * transaction (heartbeat older than that by the store's clock, or its liveness lock gone): one
    * that came back since it was found dead keeps its devices.
    */
-  releaseInstance(instanceId: string, at: number = this.clock.now(), timeoutMs?: number): number {
+  releaseInstance(instanceId: string, options: { at?: number; ifDeadFor?: number } = {}): number {
+    const at = options.at ?? this.clock.now();
+    const { ifDeadFor } = options;
     const instances = new ServerInstances(this.store);
     const done = this.store.write(() => {
-      if (timeoutMs !== undefined && !instances.dead('', storeNow(this.store) - timeoutMs).some((d) => d.id === instanceId)) return undefined;
+      if (ifDeadFor !== undefined && !instances.isDead(instanceId, storeNow(this.store) - ifDeadFor)) return undefined;
       if (!instances.stop(instanceId, at)) return undefined;
       const identities = instances.heldDevices(instanceId).map((d) => ({ id: d.deviceId, account_id: asAccountRowId(d.accountId) }));
       return { identities, balances: this.#release(identities, at, 'disconnect', instanceId, new Set()).balances };

@@ -210,7 +210,7 @@ export class HostMembership implements ClusterRole {
 
   #reap(dead: readonly Dead[], now: number): void {
     for (const d of dead) {
-      const released = this.#opts.admission.releaseInstance(d.id, undefined, this.#opts.timeoutMs);
+      const released = this.#opts.admission.releaseInstance(d.id, { ifDeadFor: this.#opts.timeoutMs });
       this.#opts.log.warn(
         { deadInstance: d.id, released, heartbeatAgeMs: now - d.heartbeatAt, connected: d.connected },
         'cluster member: another server process stopped heartbeating; its devices released',

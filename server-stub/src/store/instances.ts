@@ -1,4 +1,4 @@
-import { dialects, type Store } from './database.js';
+import { dialects, type Sql, type Store } from './database.js';
 
 /**
  * The server processes sharing one store (independent hosts on PostgreSQL): one row per process
@@ -58,6 +58,30 @@ export interface InstanceRow {
   readonly heartbeatAt: number;
 }
 
+/**
+ * The rule for a dead instance, over the instances `candidates` picks (a condition on `i.id` with
+ * one `?`): not stopped, and its heartbeat older than the second `?`, or (PostgreSQL) its liveness
+ * lock held by nobody.
+ */
+const deadWhere = (candidates: string) =>
+  dialects({
+    sqlite: `SELECT i.id, i.heartbeat_at, 1 AS connected FROM server_instances i
+             WHERE i.stopped_at IS NULL AND ${candidates} AND i.heartbeat_at < ? ORDER BY i.started_at`,
+    postgres: `SELECT id, heartbeat_at, connected FROM (
+                 SELECT i.id, i.heartbeat_at, i.started_at, EXISTS (
+                   SELECT 1 FROM pg_locks l
+                   WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
+                     AND l.classid = ${INSTANCE_LOCK_CLASS}::oid AND l.objid = i.lock_key::oid
+                     AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())) AS connected
+                 FROM server_instances i WHERE i.stopped_at IS NULL AND ${candidates}) x
+               WHERE x.heartbeat_at < ? OR NOT x.connected
+               ORDER BY x.started_at`,
+  });
+/** Every instance but the caller's own. */
+const DEAD_OTHERS = deadWhere('i.id <> ?');
+/** One instance. */
+const DEAD_ONE = deadWhere('i.id = ?');
+
 export class ServerInstances {
   constructor(private readonly store: Store) {}
 
@@ -81,23 +105,18 @@ export class ServerInstances {
    * with its last heartbeat and whether its connection still holds its lock (for the log).
    */
   dead(self: string, lateBefore: number): Array<{ id: string; heartbeatAt: number; connected: boolean }> {
+    return this.#dead(DEAD_OTHERS, self, lateBefore);
+  }
+
+  /** Whether instance `id` is dead by the same rule as `dead` (one row read, not all of them). */
+  isDead(id: string, lateBefore: number): boolean {
+    return this.#dead(DEAD_ONE, id, lateBefore).length > 0;
+  }
+
+  #dead(sql: Sql, id: string, lateBefore: number): Array<{ id: string; heartbeatAt: number; connected: boolean }> {
     return this.store
-      .stmt<{ id: string; heartbeat_at: number; connected: number }>(
-        dialects({
-          sqlite: `SELECT id, heartbeat_at, 1 AS connected FROM server_instances
-                   WHERE stopped_at IS NULL AND id <> ? AND heartbeat_at < ? ORDER BY started_at`,
-          postgres: `SELECT id, heartbeat_at, connected FROM (
-                       SELECT i.id, i.heartbeat_at, i.started_at, EXISTS (
-                         SELECT 1 FROM pg_locks l
-                         WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
-                           AND l.classid = ${INSTANCE_LOCK_CLASS}::oid AND l.objid = i.lock_key::oid
-                           AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())) AS connected
-                       FROM server_instances i WHERE i.stopped_at IS NULL AND i.id <> ?) x
-                     WHERE x.heartbeat_at < ? OR NOT x.connected
-                     ORDER BY x.started_at`,
-        }),
-      )
-      .all(self, lateBefore)
+      .stmt<{ id: string; heartbeat_at: number; connected: number }>(sql)
+      .all(id, lateBefore)
       .map((r) => ({ id: r.id, heartbeatAt: r.heartbeat_at, connected: r.connected === 1 }));
   }
 
