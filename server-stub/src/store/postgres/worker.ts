@@ -149,23 +149,36 @@ async function call(req: WorkerRequest): Promise<WorkerResponse> {
     if (!(client instanceof pg.Client)) return { error: client };
     try {
       return { ok: await run(client, req) };
-    } catch (err) {
+    } catch (failure) {
+      const err = failure instanceof StatementFailed ? failure.cause : failure;
       if (!lostConnection(err)) throw err;
       markLost(conn, client);
       // Lost before the first statement of a fresh batch answered (a connection that died while
       // idle, and whose end this thread had not yet seen): that statement is a BEGIN or a read
       // outside any transaction, so it runs again once on a new connection.
-      if (!fresh || !(err as { first?: boolean }).first) return { error: { message: asError(err).message, code: CONNECTION_LOST } };
+      const atFirst = failure instanceof StatementFailed && failure.index === 0;
+      if (!fresh || !atFirst) return { error: { message: asError(err).message, code: CONNECTION_LOST } };
       const again = await usable(conn, true);
       if (!(again instanceof pg.Client)) return { error: again };
       return { ok: await run(again, req) };
     }
-  } catch (err) {
+  } catch (failure) {
+    const err = failure instanceof StatementFailed ? failure.cause : failure;
     return { error: lostConnection(err) ? { message: asError(err).message, code: CONNECTION_LOST } : asError(err) };
   }
 }
 
-/** Runs a batch's queries in order; an error thrown at its first query carries `first: true`. */
+/** A batch's statement at `index` failed with `cause`. */
+class StatementFailed extends Error {
+  constructor(
+    override readonly cause: unknown,
+    readonly index: number,
+  ) {
+    super(asError(cause).message);
+  }
+}
+
+/** Runs a batch's queries in order; a failure is thrown as StatementFailed, naming the statement. */
 async function run(client: pg.Client, req: Extract<WorkerRequest, { op: 'batch' }>): Promise<WorkerRows> {
   let last: WorkerRows = { rows: [], rowCount: 0 };
   let answer: WorkerRows = last;
@@ -182,8 +195,7 @@ async function run(client: pg.Client, req: Extract<WorkerRequest, { op: 'batch' 
     }
   } catch (err) {
     if (req.onErrorSql && !lostConnection(err)) await client.query(req.onErrorSql).catch(() => {});
-    if (i === 0 && err !== null && typeof err === 'object') Object.assign(err, { first: true });
-    throw err;
+    throw new StatementFailed(err, i);
   }
   return answer;
 }
