@@ -1,5 +1,5 @@
 import type { ChannelConnection } from '@router-fleet/agent';
-import type { DownloadTurns } from './download-turns.js';
+import type { BurstHold } from './burst-hold.js';
 
 /**
  * The longest a write is held (ms, from the first one held). Longer than the downloads' longest
@@ -22,7 +22,7 @@ export const SEND_HOLD_MAX_MS = 10_000;
  * the 20,000-router run it was the largest cost of a simulator process (1.25–2.0 s of ~7 s) while
  * the offers arrived, on a machine whose two cores the server's workers share.
  */
-export function heldSends(inner: ChannelConnection, turns: Pick<DownloadTurns, 'holding' | 'hold'>): ChannelConnection {
+export function heldSends(inner: ChannelConnection, turns: Pick<BurstHold, 'holding' | 'hold'>): ChannelConnection {
   let queue: string[] | undefined;
   let closed = false;
   const flush = () => {

@@ -22,7 +22,7 @@ import {
 } from '@router-fleet/agent';
 import { hashSeed } from '@router-fleet/protocol/random';
 import { type Behaviour, drawDevice, type DeviceDraw } from './behaviour.js';
-import { DOWNLOAD_QUIET_MS, DownloadTurns } from './download-turns.js';
+import { BurstHold, DOWNLOAD_QUIET_MS } from './burst-hold.js';
 import { heldSends, SEND_HOLD_MAX_MS } from './held-sends.js';
 import { Gate } from './gate.js';
 import type { ProvisionedDevice } from './provision.js';
@@ -108,10 +108,10 @@ export class FleetWorker {
   readonly #transport: SimTransport;
   readonly #config: AgentConfig;
   readonly #metrics = new WorkerMetrics(() => this.#routers);
-  /** The routers' downloads start after a burst of offers (see DownloadTurns). */
-  readonly #downloadTurns = new DownloadTurns();
+  /** The routers' downloads start after a burst of offers (see BurstHold). */
+  readonly #downloadTurns = new BurstHold();
   /** The routers' channel writes wait for the end of a burst of offers (see heldSends). */
-  readonly #sendTurns = new DownloadTurns(DOWNLOAD_QUIET_MS, SEND_HOLD_MAX_MS);
+  readonly #sendTurns = new BurstHold(DOWNLOAD_QUIET_MS, SEND_HOLD_MAX_MS);
 
   // Per router (local index j; global index = #global[j], its number in the file).
   #global = new Uint32Array(0);

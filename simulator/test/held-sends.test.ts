@@ -1,6 +1,6 @@
 import type { ChannelConnection } from '@router-fleet/agent';
 import { describe, expect, it } from 'vitest';
-import { DownloadTurns } from '../src/download-turns.js';
+import { BurstHold } from '../src/burst-hold.js';
 import { heldSends } from '../src/held-sends.js';
 
 /** A channel that records what it was asked to do. */
@@ -31,13 +31,13 @@ function fakeLink() {
 describe('heldSends: a router writes after a burst of offers', () => {
   it('writes at once when no offer was taken lately', () => {
     const inner = fakeLink();
-    const channel = heldSends(inner, new DownloadTurns(60_000, 60_000));
+    const channel = heldSends(inner, new BurstHold(60_000, 60_000));
     expect(channel.send('a')).toBe(true);
     expect(inner.log).toEqual(['send a']);
   });
 
   it('holds writes while offers keep coming, then writes them in the order sent once the offers stop', async () => {
-    const turns = new DownloadTurns(100, 10_000);
+    const turns = new BurstHold(100, 10_000);
     const inner = fakeLink();
     const other = fakeLink();
     const channel = heldSends(inner, turns);
@@ -57,7 +57,7 @@ describe('heldSends: a router writes after a burst of offers', () => {
   });
 
   it('writes what it holds before it closes, and takes nothing after the link closed', () => {
-    const turns = new DownloadTurns(60_000, 60_000);
+    const turns = new BurstHold(60_000, 60_000);
     turns.offered();
     const inner = fakeLink();
     const channel = heldSends(inner, turns);
@@ -79,7 +79,7 @@ describe('heldSends: a router writes after a burst of offers', () => {
 
   it('hands the link\'s messages to the listener the session sets', () => {
     const inner = fakeLink();
-    const channel = heldSends(inner, new DownloadTurns());
+    const channel = heldSends(inner, new BurstHold());
     const got: string[] = [];
     channel.onMessage = (data) => got.push(data);
     inner.onMessage?.('hello');
