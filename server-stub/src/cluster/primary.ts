@@ -12,6 +12,7 @@ import { isPostgresUrl } from '../store/database.js';
 import { PostgresNoticeBus } from '../store/postgres/notices.js';
 import { createServices } from '../services.js';
 import { CLUSTER_ENV, isMessage, type PrimaryToWorker, type WorkerToPrimary } from './messages.js';
+import { workerExecArgv } from './worker-flags.js';
 import { pino } from 'pino';
 
 /** A worker that dies sooner than this after it started counts as a crash loop (respawn backs off). */
@@ -176,6 +177,7 @@ export async function runPrimary(config: ServerConfig): Promise<{ close(): Promi
       }
     : {};
 
+  cluster.setupPrimary({ execArgv: workerExecArgv(process.execArgv, process.env['NODE_OPTIONS'], config.workerOldSpaceMb) });
   const fork = (index: number) => {
     const w = cluster.fork({
       FLEET_SERVER_WORKER: '1',
