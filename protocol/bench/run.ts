@@ -9,7 +9,7 @@
  * process's CPU time: `opsPerSec` is the median over the rounds of each, `ratio` the median of the
  * per-round ratios (`rounds` of them).
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { createMessage, decode, encode, type Message } from '../src/index.js';
 
 type Row = {
@@ -78,33 +78,40 @@ function compare(floor: () => unknown, ours: () => unknown, rounds = 16, ms = 10
 const now = 1_795_000_000_000;
 // Real SHA-256 hex digests, distinct per certificate and per router: their mix of digits and
 // letters is what routers send, and V8's test of `[0-9a-f]` branches on it. The cases go round the
-// messages of 1,024 routers (only `status` differs between them), as a server reads the messages
-// of many: the processor learns the branches of a few strings seen again and again (the pattern
-// takes about 50 ns on 4 or 64 real digests in turn, 250 on 4,000: `bench/patterns.ts`).
+// messages of 1,024 routers, as a server reads the messages of many: the processor learns the
+// branches of a few strings seen again and again (the pattern takes about 50 ns on 4 or 64 real
+// digests in turn, 250 on 4,000: `bench/patterns.ts`).
 const ROUTERS = 1024;
 const sha = (router: number, c: string) =>
   createHash('sha256').update(`router ${router} certificate ${c}`).digest('hex');
-const hello = createMessage(
-  'hello',
-  {
-    serialNumber: 'MRX5-2011-000123',
-    deviceId: '2f1c7e5a-3b7d-4c1e-9a55-0d3c5e7b9a10',
-    credential: 'c2VjcmV0LWRldmljZS1jcmVkZW50aWFsMTIzNDU2',
-    model: 'MRX5 LTE',
-    firmwareVersion: '10.3.2',
-    agentVersion: '0.1.0',
-    capabilities: ['firmware', 'configuration-profile', 'certificate', 'container', 'analytics'],
-    bootId: 'b7c1d9e0-5f2a-4b3c-8d4e-1a2b3c4d5e6f',
-    inventory: {
-      activeSlot: 'a',
-      configurationVersion: '7',
-      certificates: 3,
-      containers: 1,
-      storageFreeBytes: 268435456,
+// What is each router's own differs between the messages (serial number, device id, credential,
+// boot id, message id, execution id, its own certificates); what a fleet shares (model, versions,
+// capabilities, container names, a CA's certificate) is the same in all, as it is in a fleet.
+const serial = (router: number) => `MRX5-2011-${String(router).padStart(6, '0')}`;
+const hello = (router: number) =>
+  createMessage(
+    'hello',
+    {
+      serialNumber: serial(router),
+      deviceId: randomUUID(),
+      credential: randomBytes(30).toString('base64'),
+      model: 'MRX5 LTE',
+      firmwareVersion: '10.3.2',
+      agentVersion: '0.1.0',
+      capabilities: ['firmware', 'configuration-profile', 'certificate', 'container', 'analytics'],
+      bootId: randomUUID(),
+      inventory: {
+        activeSlot: 'a',
+        configurationVersion: '7',
+        certificates: 3,
+        containers: 1,
+        storageFreeBytes: 268435456,
+      },
     },
-  },
-  { sentAt: now },
-);
+    { sentAt: now },
+  );
+const ownDate = (router: number, i: number) =>
+  new Date(Date.UTC(2027, 0, 1) + (router * 4 + i) * 86_400_000 + router * 1000).toISOString().replace('.000', '');
 const status = (router: number) =>
   createMessage(
     'status',
@@ -116,7 +123,8 @@ const status = (router: number) =>
       certificates: ['a', 'b', 'c', 'd'].map((c, i) => ({
         fingerprintSha256: sha(router, c),
         subject: `CN=vpn-client-00012${i},OU=Plant ${i},O=Example Water Works`,
-        notAfter: '2027-06-30T23:59:59Z',
+        // Two certificates a whole fleet shares (a CA's), two the router's own, issued on its day.
+        notAfter: i < 2 ? '2030-12-31T23:59:59Z' : ownDate(router, i),
       })),
       containers: [
         { name: 'modbus-bridge', version: '2.4.1', state: 'running' },
@@ -126,22 +134,23 @@ const status = (router: number) =>
     },
     { sentAt: now },
   );
-const jobProgress = createMessage(
-  'job-progress',
-  {
-    executionId: 'exe-7f3a',
-    state: 'downloading',
-    percent: 37.5,
-    bytesDone: 3932160,
-    bytesTotal: 10485760,
-  },
-  { sentAt: now },
-);
+const jobProgress = (router: number) =>
+  createMessage(
+    'job-progress',
+    {
+      executionId: `exe-${router.toString(16).padStart(4, '0')}-${randomBytes(4).toString('hex')}`,
+      state: 'downloading',
+      percent: 37.5,
+      bytesDone: 3932160,
+      bytesTotal: 10485760,
+    },
+    { sentAt: now },
+  );
 /** Each type's messages, one per router (a power of two of them, to go round with a mask). */
 const messages: Record<string, Message[]> = {
-  hello: Array.from({ length: ROUTERS }, () => hello),
+  hello: Array.from({ length: ROUTERS }, (_, router) => hello(router)),
   status: Array.from({ length: ROUTERS }, (_, router) => status(router)),
-  'job-progress': Array.from({ length: ROUTERS }, () => jobProgress),
+  'job-progress': Array.from({ length: ROUTERS }, (_, router) => jobProgress(router)),
 };
 const MASK = ROUTERS - 1;
 
