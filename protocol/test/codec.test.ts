@@ -13,6 +13,8 @@ import {
   ProtocolError,
   WS_SUBPROTOCOL,
 } from '../src/index.js';
+import { isUtf8 } from 'node:buffer';
+import { mulberry32 } from '../src/random.js';
 import { frameBytes, loadFixtures } from './helpers/fixtures.js';
 
 const fixtures = loadFixtures();
@@ -120,6 +122,50 @@ describe('decode', () => {
     expect((decode(new Uint8Array(backing.buffer, 4, frame.length)) as ProtocolError).code).toBe('PROTO_INVALID_UTF8');
     const ascii = Buffer.from(backing.buffer, 5, frame.length);
     expect(decode(ascii)).toEqual(hello);
+  });
+
+  it('refuses exactly the byte strings that are not UTF-8, short and long', () => {
+    // Pieces: ASCII, valid sequences of 2, 3 and 4 bytes (U+FFFD itself among them), and bytes
+    // that break a sequence (a lone continuation, overlong, a surrogate, above U+10FFFF, cut short).
+    const pieces = [
+      [0x41],
+      [0x7f],
+      [0xc3, 0xa9],
+      [0xef, 0xbf, 0xbd],
+      [0xe2, 0x82, 0xac],
+      [0xf0, 0x9f, 0x98, 0x80],
+      [0x80],
+      [0xc1, 0xbf],
+      [0xed, 0xa0, 0x80],
+      [0xf4, 0x90, 0x80, 0x80],
+      [0xe2, 0x82],
+      [0xff],
+    ];
+    const rand = mulberry32(0xf00d);
+    let refused = 0;
+    for (let i = 0; i < 4000; i++) {
+      const size = i % 2 === 0 ? 1 + Math.floor(rand() * 500) : 513 + Math.floor(rand() * 1500);
+      const bytes: number[] = [0x7b];
+      // Mostly ASCII, as frames are; the rarer the other pieces, the more frames are valid.
+      const odds = rand() * 0.02;
+      while (bytes.length < size) bytes.push(...(rand() < odds ? pieces[Math.floor(rand() * pieces.length)]! : [0x61]));
+      const frame = Buffer.from(bytes);
+      const result = decode(frame);
+      const invalidUtf8 = result instanceof ProtocolError && result.code === 'PROTO_INVALID_UTF8';
+      expect(invalidUtf8, `bytes ${frame.toString('hex')}`).toBe(!isUtf8(frame));
+      if (invalidUtf8) refused++;
+    }
+    // Both verdicts were reached often enough to mean something.
+    expect(refused).toBeGreaterThan(400);
+    expect(refused).toBeLessThan(3600);
+  });
+
+  it('decodes a frame holding U+FFFD itself and refuses one that holds it beside a broken sequence', () => {
+    const frame = Buffer.from(JSON.stringify({ ...(hello as object), note: 'a \ufffd b' }));
+    expect((decode(frame) as unknown as { note: string }).note).toBe('a \ufffd b');
+    const at = frame.indexOf('a \ufffd b') + 1;
+    const broken = Buffer.concat([frame.subarray(0, at), Buffer.from([0x80]), frame.subarray(at)]);
+    expect((decode(broken) as ProtocolError).code).toBe('PROTO_INVALID_UTF8');
   });
 
   it('decodes a detached buffer as an empty frame', () => {
