@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { workerExecArgv } from '../src/cluster/worker-flags.js';
 import { ensureServerBuilt } from './helpers/built.js';
-import { killServes, LOG_DEADLINE_MS, seedFleet, serve } from './helpers/cluster.js';
+import { killServes, seedFleet, serve, workersListening } from './helpers/cluster.js';
 import { removeTempDirs } from './helpers/setup.js';
 
 beforeAll(() => ensureServerBuilt(), 180_000);
@@ -39,11 +39,7 @@ describe('the old-generation size of cluster workers', () => {
     const { dataDir } = await seedFleet({ licences: 0, devices: 0 });
     const server = serve(dataDir, ['--workers', '2', ...args]);
     try {
-      await server.logs.waitFor(
-        () => new Set(server.logs.lines.filter((l) => l['msg'] === 'fleet-server listening').map((l) => l['pid'])).size === 2,
-        LOG_DEADLINE_MS,
-      );
-      const pids = [...new Set(server.logs.lines.filter((l) => l['msg'] === 'fleet-server listening').map((l) => Number(l['pid'])))];
+      const pids = await workersListening(server.logs, 2);
       expect(pids).not.toContain(server.child.pid);
       return pids.map((pid) => readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0'));
     } finally {

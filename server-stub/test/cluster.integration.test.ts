@@ -6,7 +6,7 @@ import { seedSigningPki } from './helpers/channel-world.js';
 import { FakeDevice } from './helpers/fake-device.js';
 import { parsePrometheusText, sampleValue } from './helpers/prometheus-text.js';
 import { ensureServerBuilt } from './helpers/built.js';
-import { alive, killServes, LOG_DEADLINE_MS, login, seedFleet, serve } from './helpers/cluster.js';
+import { alive, killServes, LOG_DEADLINE_MS, login, seedFleet, serve, workersListening } from './helpers/cluster.js';
 import { removeTempDirs, tempDir, testConfig, world } from './helpers/setup.js';
 
 beforeAll(() => ensureServerBuilt(), 180_000);
@@ -23,7 +23,7 @@ describe('serve --workers 2 (real CLI, node:cluster)', () => {
     // Both workers listen on the same port (node:cluster shares it); wait for both, or the primary
     // hands every connection to the first one (seen on Node 24, whose workers start slower).
     const url = (await logs.waitFor((l) => l['msg'] === 'fleet-server listening')).url as string;
-    await logs.waitFor(() => new Set(logs.lines.filter((l) => l['msg'] === 'fleet-server listening').map((l) => l['pid'])).size === 2);
+    await workersListening(logs, 2);
     // Paces the scenario only (nothing is asserted absent here): a moment for the primary's
     // round-robin to take both workers before the devices connect.
     await new Promise((r) => setTimeout(r, 300));
@@ -121,8 +121,7 @@ describe('serve --workers 2 (real CLI, node:cluster)', () => {
     const { dataDir, ids } = await seedFleet({ licences: 4, devices: 4 });
     const { child, logs } = serve(dataDir, ['--workers', '2']);
     const url = (await logs.waitFor((l) => l['msg'] === 'fleet-server listening')).url as string;
-    await logs.waitFor(() => new Set(logs.lines.filter((l) => l['msg'] === 'fleet-server listening').map((l) => l['pid'])).size === 2);
-    const workerPids = [...new Set(logs.lines.filter((l) => l['msg'] === 'fleet-server listening').map((l) => Number(l['pid'])))];
+    const workerPids = await workersListening(logs, 2);
     const devices: FakeDevice[] = [];
     try {
       // Open channels on the workers: a graceful close must not wait for them forever.

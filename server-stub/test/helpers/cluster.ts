@@ -30,6 +30,17 @@ export interface ServeProcess {
   stop(): Promise<void>;
 }
 
+/** The pids of the processes that logged "fleet-server listening" (each cluster worker does). */
+function listeningPids(logs: ServerLogs): number[] {
+  return [...new Set(logs.lines.filter((l) => l['msg'] === 'fleet-server listening').map((l) => Number(l['pid'])))];
+}
+
+/** Waits until `n` worker processes listen; their pids. */
+export async function workersListening(logs: ServerLogs, n: number, timeoutMs = LOG_DEADLINE_MS): Promise<number[]> {
+  await logs.waitFor(() => listeningPids(logs).length >= n, timeoutMs);
+  return listeningPids(logs);
+}
+
 const started: ChildProcess[] = [];
 
 /** Follows a child's stdout as pino lines (anything else is skipped). */
