@@ -79,8 +79,8 @@ describe('compileFastCheck', () => {
   }
 });
 
-// A lowercase hex digest of fixed length is checked by its length and a table of the code units,
-// not by its pattern: the check must still accept exactly what the pattern (and TypeBox) accepts.
+// A lowercase hex digest of fixed length is checked by its length and a check of four bytes at a
+// time, not by its pattern: the check must still accept exactly what the pattern (and TypeBox) accepts.
 describe('compileFastCheck on hex digests', () => {
   const DIGEST = '0123456789abcdef'.repeat(4);
   const schemas = {
@@ -122,6 +122,42 @@ describe('compileFastCheck on hex digests', () => {
       else expect(accepted, 'some value must pass').toBeGreaterThan(5);
     });
   }
+
+  // The digests of one value are checked together, and in turns once they fill the scratch buffer:
+  // a wrong one must be found wherever it falls, first, last or either side of a turn.
+  it('finds a wrong digest among many, in any place', () => {
+    const schema = Type.Object({
+      list: Type.Array(Type.Object({ d: Type.String({ pattern: '^[0-9a-f]{64}$' }) })),
+      tail: Type.Optional(Type.String({ pattern: '^[0-9a-f]{5}$' })),
+    });
+    const fast = compileFastCheck(schema);
+    const reference = TypeCompiler.Compile(schema);
+    const digests = Array.from({ length: 130 }, (_, i) => DIGEST.slice(i % 64) + DIGEST.slice(0, i % 64));
+    const message = (list: string[], tail?: string) => ({ list: list.map((d) => ({ d })), ...(tail === undefined ? {} : { tail }) });
+    expect(fast(message(digests))).toBe(true);
+    expect(fast(message(digests, 'abc09'))).toBe(true);
+    let checked = 0;
+    for (const bad of ['A', 'g', '\u00e9', '\ud800', '\u0130', ' ']) {
+      for (const at of [0, 1, 59, 60, 61, 62, 119, 120, 121, 129]) {
+        const list = [...digests];
+        list[at] = bad + list[at]!.slice(1);
+        expect(fast(message(list)), `${JSON.stringify(bad)} in digest ${at}`).toBe(false);
+        expect(reference.Check(message(list))).toBe(false);
+        checked++;
+      }
+      expect(fast(message(digests, `abc0${bad}`)), `${JSON.stringify(bad)} in the tail`).toBe(false);
+    }
+    expect(checked).toBe(60);
+  });
+
+  it('reads digests that are slices, joins and two-byte strings like any other', () => {
+    const fast = compileFastCheck(schemas['inside an object and an array']);
+    const twoByte = `${DIGEST.slice(0, 63)}\u20ac`.slice(0, 63) + 'f';
+    const joined = DIGEST.slice(0, 32) + DIGEST.slice(32);
+    const sliced = `x${DIGEST}`.slice(1);
+    for (const d of [twoByte, joined, sliced]) expect(fast({ list: [{ fingerprintSha256: d }] })).toBe(true);
+    expect(fast({ list: [{ fingerprintSha256: `${DIGEST.slice(0, 63)}\u20ac` }] })).toBe(false);
+  });
 
   it('agrees with the pattern on every UTF-16 code unit, first, inside and last', () => {
     const pattern = new RegExp('^[0-9a-f]{64}$');
