@@ -9,8 +9,9 @@
  * process's CPU time: `opsPerSec` is the median over the rounds of each, `ratio` the median of the
  * per-round ratios (`rounds` of them).
  */
-import { createHash, randomBytes, randomUUID } from 'node:crypto';
-import { createMessage, decode, encode, type Message } from '../src/index.js';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { decode, encode } from '../src/index.js';
+import { fleetMessages, ROUTERS } from './fleet-messages.js';
 
 type Row = {
   name: string;
@@ -75,83 +76,7 @@ function compare(floor: () => unknown, ours: () => unknown, rounds = 16, ms = 10
   return { floor: Math.round(median(f)), ours: Math.round(median(o)), ratio: +median(ratios).toFixed(2) };
 }
 
-const now = 1_795_000_000_000;
-// Real SHA-256 hex digests, distinct per certificate and per router: their mix of digits and
-// letters is what routers send, and V8's test of `[0-9a-f]` branches on it. The cases go round the
-// messages of 1,024 routers, as a server reads the messages of many: the processor learns the
-// branches of a few strings seen again and again (the pattern takes about 50 ns on 4 or 64 real
-// digests in turn, 250 on 4,000: `bench/patterns.ts`).
-const ROUTERS = 1024;
-const sha = (router: number, c: string) =>
-  createHash('sha256').update(`router ${router} certificate ${c}`).digest('hex');
-// What is each router's own differs between the messages (serial number, device id, credential,
-// boot id, message id, execution id, its own certificates); what a fleet shares (model, versions,
-// capabilities, container names, a CA's certificate) is the same in all, as it is in a fleet.
-const serial = (router: number) => `MRX5-2011-${String(router).padStart(6, '0')}`;
-const hello = (router: number) =>
-  createMessage(
-    'hello',
-    {
-      serialNumber: serial(router),
-      deviceId: randomUUID(),
-      credential: randomBytes(30).toString('base64'),
-      model: 'MRX5 LTE',
-      firmwareVersion: '10.3.2',
-      agentVersion: '0.1.0',
-      capabilities: ['firmware', 'configuration-profile', 'certificate', 'container', 'analytics'],
-      bootId: randomUUID(),
-      inventory: {
-        activeSlot: 'a',
-        configurationVersion: '7',
-        certificates: 3,
-        containers: 1,
-        storageFreeBytes: 268435456,
-      },
-    },
-    { sentAt: now },
-  );
-const ownDate = (router: number, i: number) =>
-  new Date(Date.UTC(2027, 0, 1) + (router * 4 + i) * 86_400_000 + router * 1000).toISOString().replace('.000', '');
-const status = (router: number) =>
-  createMessage(
-    'status',
-    {
-      uptimeSec: 86400,
-      link: { type: 'lte', up: true, signalQuality: 72, rssiDbm: -71 },
-      firmwareVersion: '10.3.2',
-      configurationVersion: '7',
-      certificates: ['a', 'b', 'c', 'd'].map((c, i) => ({
-        fingerprintSha256: sha(router, c),
-        subject: `CN=vpn-client-00012${i},OU=Plant ${i},O=Example Water Works`,
-        // Two certificates a whole fleet shares (a CA's), two the router's own, issued on its day.
-        notAfter: i < 2 ? '2030-12-31T23:59:59Z' : ownDate(router, i),
-      })),
-      containers: [
-        { name: 'modbus-bridge', version: '2.4.1', state: 'running' },
-        { name: 'node-red', version: '4.0.2', state: 'stopped' },
-      ],
-      location: { lat: 48.7758, lon: 9.1829, accuracyM: 25 },
-    },
-    { sentAt: now },
-  );
-const jobProgress = (router: number) =>
-  createMessage(
-    'job-progress',
-    {
-      executionId: `exe-${router.toString(16).padStart(4, '0')}-${randomBytes(4).toString('hex')}`,
-      state: 'downloading',
-      percent: 37.5,
-      bytesDone: 3932160,
-      bytesTotal: 10485760,
-    },
-    { sentAt: now },
-  );
-/** Each type's messages, one per router (a power of two of them, to go round with a mask). */
-const messages: Record<string, Message[]> = {
-  hello: Array.from({ length: ROUTERS }, (_, router) => hello(router)),
-  status: Array.from({ length: ROUTERS }, (_, router) => status(router)),
-  'job-progress': Array.from({ length: ROUTERS }, (_, router) => jobProgress(router)),
-};
+const messages = fleetMessages({ uuid: randomUUID, bytes: randomBytes });
 const MASK = ROUTERS - 1;
 
 for (const [type, list] of Object.entries(messages)) {
