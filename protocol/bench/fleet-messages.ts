@@ -14,12 +14,15 @@ export interface RandomSource {
   bytes(n: number): Buffer;
 }
 
-/** A source that gives the same values in every run, for counts that must repeat. */
+/** A source that gives the same values in every run, for counts that must repeat (up to 64 bytes a call). */
 export function seededSource(seed = 'fleet'): RandomSource {
   let n = 0;
   const next = () => createHash('sha512').update(`${seed} ${n++}`).digest();
   return {
-    bytes: (k) => next().subarray(0, k),
+    bytes: (k) => {
+      if (k > 64) throw new RangeError(`seededSource gives at most 64 bytes a call, not ${k}`);
+      return next().subarray(0, k);
+    },
     uuid: () => {
       const h = next().toString('hex');
       const variant = (8 | (Number.parseInt(h[16]!, 16) & 3)).toString(16);

@@ -28,6 +28,7 @@ if (spawnSync('valgrind', ['--version']).status !== 0) {
 }
 
 const dir = mkdtempSync(join(tmpdir(), 'codec-instructions-'));
+process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
 const worker = join(dir, 'worker.mjs');
 await build({
   entryPoints: [fileURLToPath(new URL('./instructions-worker.ts', import.meta.url))],
@@ -105,4 +106,3 @@ for (let i = 0; i < jobs.length; i += 2) {
     ratio: +(f.instructions / o.instructions).toFixed(3),
   }));
 }
-rmSync(dir, { recursive: true, force: true });

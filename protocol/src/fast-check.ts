@@ -213,7 +213,7 @@ const hexWords = new Int32Array(hexScratch.buffer, hexScratch.byteOffset, HEX_SC
  * for 0x61 and `x + 0x19` for 0x67. A byte of 0x80 or above refuses its word by itself, whatever
  * the sums carried.
  */
-export function allLowerHex(s: string): boolean {
+function allLowerHex(s: string): boolean {
   const n = s.length;
   if (n > HEX_SCRATCH_BYTES || hexScratch.utf8Write(s, 0, n) !== n) return false;
   let end = n;
