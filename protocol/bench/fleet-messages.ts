@@ -6,7 +6,7 @@
  * as it is in a fleet.
  */
 import { createHash } from 'node:crypto';
-import { createMessage, type Message } from '../src/index.js';
+import { createMessage, decode, encode, type Message } from '../src/index.js';
 
 /** Where the routers' own random values come from. */
 export interface RandomSource {
@@ -32,7 +32,7 @@ export function seededSource(seed = 'fleet'): RandomSource {
 }
 
 /** Routers in the fleet: a power of two, so that a case can go round them with a mask. */
-export const ROUTERS = 1024;
+const ROUTERS = 1024;
 
 export type BenchType = 'hello' | 'status' | 'job-progress';
 
@@ -111,5 +111,28 @@ export function fleetMessages(random: RandomSource): Record<BenchType, Message[]
     hello: Array.from({ length: ROUTERS }, (_, router) => hello(router)),
     status: Array.from({ length: ROUTERS }, (_, router) => status(router)),
     'job-progress': Array.from({ length: ROUTERS }, (_, router) => jobProgress(router)),
+  };
+}
+
+/** The operations the codec benches measure, each next to its floor. */
+export type CodecOperation = 'json-parse' | 'decode' | 'json-stringify' | 'encode' | 'encode-unvalidated';
+
+/**
+ * One type's frames and each operation on its `i`-th router's message, going round the fleet:
+ * decode and its floor (`JSON.parse` of the UTF-8 text) read the encoded frames, encode and its
+ * floor (`JSON.stringify`) the message objects.
+ */
+export function codecCases(list: Message[]): { frames: Buffer[]; run: Record<CodecOperation, (i: number) => unknown> } {
+  const frames = list.map((message) => Buffer.from(encode(message)));
+  const mask = list.length - 1;
+  return {
+    frames,
+    run: {
+      'json-parse': (i) => JSON.parse(frames[i & mask]!.toString('utf8')),
+      decode: (i) => decode(frames[i & mask]!),
+      'json-stringify': (i) => JSON.stringify(list[i & mask]),
+      encode: (i) => encode(list[i & mask]!),
+      'encode-unvalidated': (i) => encode(list[i & mask]!, { validate: false }),
+    },
   };
 }

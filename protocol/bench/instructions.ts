@@ -18,9 +18,10 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
+import { type BenchType, type CodecOperation } from './fleet-messages.js';
 
 const ROUNDS = 20_000;
-const TYPES = ['hello', 'status', 'job-progress'] as const;
+const TYPES: BenchType[] = ['hello', 'status', 'job-progress'];
 
 if (spawnSync('valgrind', ['--version']).status !== 0) {
   console.error('valgrind is needed for instruction counts (Debian: apt-get install valgrind)');
@@ -41,20 +42,19 @@ await build({
 
 interface Counts {
   instructions: number;
-  conditional: number;
-  indirect: number;
+  mispredicted: { conditional: number; indirect: number };
 }
 
-/** The totals of one callgrind run of `mode` on `type` for `rounds` measured rounds. */
-function countRun(mode: string, type: string, rounds: number): Promise<Record<string, number>> {
-  const out = join(dir, `${mode}.${type}.${rounds}.out`);
+/** The totals of one callgrind run of `operation` on `type` for `rounds` measured rounds. */
+function countRun(operation: CodecOperation, type: BenchType, rounds: number): Promise<Record<string, number>> {
+  const out = join(dir, `${operation}.${type}.${rounds}.out`);
   const args = [
     '--tool=callgrind', '--branch-sim=yes', `--callgrind-out-file=${out}`,
-    process.execPath, '--single-threaded', '--hash-seed=1', '--random-seed=1', worker, mode, type, String(rounds),
+    process.execPath, '--single-threaded', '--hash-seed=1', '--random-seed=1', worker, operation, type, String(rounds),
   ];
   return new Promise((resolve, reject) => {
     execFile('valgrind', args, { maxBuffer: 1 << 24 }, (err) => {
-      if (err) return reject(new Error(`${mode} ${type}: ${err.message}`));
+      if (err) return reject(new Error(`${operation} ${type}: ${err.message}`));
       const lines = readFileSync(out, 'utf8').split('\n');
       const events = lines.find((l) => l.startsWith('events:'))?.split(/\s+/).slice(1) ?? [];
       const totals = (lines.find((l) => l.startsWith('summary:')) ?? lines.find((l) => l.startsWith('totals:')))
@@ -65,44 +65,40 @@ function countRun(mode: string, type: string, rounds: number): Promise<Record<st
 }
 
 /** Per operation: (counts at 2N rounds - counts at N rounds) / N. */
-async function perOperation(mode: string, type: string): Promise<Counts> {
-  const [once, twice] = [await countRun(mode, type, ROUNDS), await countRun(mode, type, 2 * ROUNDS)];
+async function perOperation(operation: CodecOperation, type: BenchType): Promise<Counts> {
+  const once = await countRun(operation, type, ROUNDS);
+  const twice = await countRun(operation, type, 2 * ROUNDS);
   const per = (event: string) => +((twice[event]! - once[event]!) / ROUNDS).toFixed(1);
-  return { instructions: per('Ir'), conditional: per('Bcm'), indirect: per('Bim') };
+  return { instructions: per('Ir'), mispredicted: { conditional: per('Bcm'), indirect: per('Bim') } };
 }
 
-const jobs: { name: string; mode: string; type: string }[] = [];
-for (const type of TYPES) {
-  jobs.push({ name: `json-parse ${type}`, mode: 'json-parse', type }, { name: `decode+validate ${type}`, mode: 'decode', type });
+interface Measured {
+  name: string;
+  operation: CodecOperation;
+  type: BenchType;
+  counts?: Counts;
 }
-for (const type of TYPES) {
-  jobs.push(
-    { name: `json-stringify ${type}`, mode: 'json-stringify', type },
-    { name: `encode ${type} (validated)`, mode: 'encode', type },
-  );
-}
-const results = new Map<string, Counts>();
-let next = 0;
+const pairs: { floor: Measured; ours: Measured }[] = [
+  ...TYPES.map((type) => ({
+    floor: { name: `json-parse ${type}`, operation: 'json-parse' as const, type },
+    ours: { name: `decode+validate ${type}`, operation: 'decode' as const, type },
+  })),
+  ...TYPES.map((type) => ({
+    floor: { name: `json-stringify ${type}`, operation: 'json-stringify' as const, type },
+    ours: { name: `encode ${type} (validated)`, operation: 'encode' as const, type },
+  })),
+];
+const queue = pairs.flatMap((pair) => [pair.floor, pair.ours]);
 await Promise.all(
   Array.from({ length: Math.max(1, availableParallelism()) }, async () => {
-    while (next < jobs.length) {
-      const job = jobs[next++]!;
-      results.set(job.name, await perOperation(job.mode, job.type));
+    for (let job = queue.shift(); job !== undefined; job = queue.shift()) {
+      job.counts = await perOperation(job.operation, job.type);
     }
   }),
 );
-for (let i = 0; i < jobs.length; i += 2) {
-  const floor = jobs[i]!;
-  const ours = jobs[i + 1]!;
-  const f = results.get(floor.name)!;
-  const o = results.get(ours.name)!;
-  const mispredicted = (c: Counts) => ({ conditional: c.conditional, indirect: c.indirect });
-  console.log(JSON.stringify({ name: floor.name, instructions: f.instructions, mispredicted: mispredicted(f) }));
-  console.log(JSON.stringify({
-    name: ours.name,
-    instructions: o.instructions,
-    mispredicted: mispredicted(o),
-    floor: floor.name,
-    ratio: +(f.instructions / o.instructions).toFixed(3),
-  }));
+for (const { floor, ours } of pairs) {
+  const f = floor.counts!;
+  const o = ours.counts!;
+  console.log(JSON.stringify({ name: floor.name, ...f }));
+  console.log(JSON.stringify({ name: ours.name, ...o, floor: floor.name, ratio: +(f.instructions / o.instructions).toFixed(3) }));
 }

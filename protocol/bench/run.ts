@@ -10,8 +10,7 @@
  * per-round ratios (`rounds` of them).
  */
 import { randomBytes, randomUUID } from 'node:crypto';
-import { decode, encode } from '../src/index.js';
-import { fleetMessages, ROUTERS } from './fleet-messages.js';
+import { type CodecOperation, codecCases, fleetMessages } from './fleet-messages.js';
 
 type Row = {
   name: string;
@@ -77,16 +76,17 @@ function compare(floor: () => unknown, ours: () => unknown, rounds = 16, ms = 10
 }
 
 const messages = fleetMessages({ uuid: randomUUID, bytes: randomBytes });
-const MASK = ROUTERS - 1;
+const cases = Object.entries(messages).map(([type, list]) => ({ type, ...codecCases(list) }));
 
-for (const [type, list] of Object.entries(messages)) {
-  const frames = list.map((message) => Buffer.from(encode(message)));
+/** Runs `ours` against `floor` on the fleet's messages in turn. */
+function compareCase(run: ReturnType<typeof codecCases>['run'], floor: CodecOperation, ours: CodecOperation) {
   let a = 0;
   let b = 0;
-  const { floor, ours, ratio } = compare(
-    () => JSON.parse(frames[(a = (a + 1) & MASK)]!.toString('utf8')),
-    () => decode(frames[(b = (b + 1) & MASK)]!),
-  );
+  return compare(() => run[floor](a++), () => run[ours](b++));
+}
+
+for (const { type, frames, run } of cases) {
+  const { floor, ours, ratio } = compareCase(run, 'json-parse', 'decode');
   print({ name: `json-parse ${type}`, opsPerSec: floor, bytes: frames[0]!.length });
   print({
     name: `decode+validate ${type}`,
@@ -97,13 +97,8 @@ for (const [type, list] of Object.entries(messages)) {
     rounds: 16,
   });
 }
-for (const [type, list] of Object.entries(messages)) {
-  let a = 0;
-  let b = 0;
-  const validated = compare(
-    () => JSON.stringify(list[(a = (a + 1) & MASK)]),
-    () => encode(list[(b = (b + 1) & MASK)]!),
-  );
+for (const { type, run } of cases) {
+  const validated = compareCase(run, 'json-stringify', 'encode');
   print({ name: `json-stringify ${type}`, opsPerSec: validated.floor });
   print({
     name: `encode ${type} (validated)`,
@@ -113,10 +108,7 @@ for (const [type, list] of Object.entries(messages)) {
     rounds: 16,
   });
   if (type === 'status') {
-    const unvalidated = compare(
-      () => JSON.stringify(list[(a = (a + 1) & MASK)]),
-      () => encode(list[(b = (b + 1) & MASK)]!, { validate: false }),
-    );
+    const unvalidated = compareCase(run, 'json-stringify', 'encode-unvalidated');
     print({
       name: `encode ${type} (no validation)`,
       opsPerSec: unvalidated.ours,
