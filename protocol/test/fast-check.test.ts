@@ -175,6 +175,50 @@ describe('compileFastCheck on hex digests', () => {
   });
 });
 
+// Short strings found to match a pattern are remembered (per pattern, up to a bound, then
+// forgotten all at once): what is remembered must never change a verdict.
+describe('compileFastCheck on short strings it has seen before', () => {
+  const SOURCE = '^[A-Za-z0-9._\u00e9-]+$';
+  const pattern = new RegExp(SOURCE);
+  // Characters the class holds (one outside ASCII) and, rarely, ones it does not.
+  const inside = 'ab9._-\u00e9Z';
+  const outside = ' /\u00ff\u0130';
+
+  it('gives the pattern its verdict on first sight, on every later one, and after forgetting', () => {
+    const fast = compileFastCheck(Type.String({ maxLength: 64, pattern: SOURCE }));
+    const inObject = compileFastCheck(Type.Object({ v: Type.String({ minLength: 2, maxLength: 8, pattern: SOURCE }) }));
+    const random = mulberry32(7);
+    const strings: string[] = [];
+    for (let i = 0; i < 3000; i++) {
+      const length = 1 + Math.floor(random() * 10);
+      let s = '';
+      for (let k = 0; k < length; k++) {
+        const from = random() < 0.04 ? outside : inside;
+        s += from[Math.floor(random() * from.length)];
+      }
+      strings.push(s);
+    }
+    let accepted = 0;
+    // Three passes: the later ones meet strings already seen, and more distinct matching strings
+    // than the bound in between, so some were forgotten and seen again.
+    for (let pass = 0; pass < 3; pass++) {
+      for (const s of strings) {
+        const expected = pattern.test(s);
+        if (fast(s) !== expected) expect(fast(s), `pass ${pass}: ${JSON.stringify(s)}`).toBe(expected);
+        const bounded = expected && s.length >= 2 && s.length <= 8;
+        if (inObject({ v: s }) !== bounded) expect(inObject({ v: s }), `in an object: ${JSON.stringify(s)}`).toBe(bounded);
+        if (expected) accepted++;
+      }
+    }
+    expect(new Set(strings.filter((s) => pattern.test(s))).size, 'more matching strings than are remembered').toBeGreaterThan(512);
+    expect(accepted).toBeLessThan(3 * strings.length);
+    // A string seen as matching under one set of bounds is still measured against another's.
+    expect(fast('a')).toBe(true);
+    expect(inObject({ v: 'a' })).toBe(false);
+    expect(inObject({ v: 'a'.repeat(9) })).toBe(false);
+  });
+});
+
 /** Every pattern of the message schemas, envelope included. */
 function cataloguePatterns(): string[] {
   const found = new Set<string>();
