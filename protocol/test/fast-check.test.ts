@@ -175,6 +175,65 @@ describe('compileFastCheck on hex digests', () => {
   });
 });
 
+// Dates sit beside digests in a certificate list: each must be judged as its pattern judges it,
+// wherever it falls among the digests checked together.
+describe('compileFastCheck on date-times', () => {
+  const DATE_TIME = '^\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}:\\d{2}(\\.\\d{1,9})?(Z|[+-]\\d{2}:\\d{2})$';
+  const DATE = '2027-06-30T23:59:59Z';
+  const DIGEST = '0123456789abcdef'.repeat(4);
+  const schema = Type.Object({
+    certificates: Type.Array(
+      Type.Object({
+        fingerprint: Type.String({ minLength: 64, maxLength: 64, pattern: '^[0-9a-f]{64}$' }),
+        notAfter: Type.String({ maxLength: 40, pattern: DATE_TIME }),
+      }),
+    ),
+  });
+  const fast = compileFastCheck(schema);
+  const reference = TypeCompiler.Compile(schema);
+  const message = (dates: string[]) => ({
+    certificates: dates.map((notAfter, i) => ({ fingerprint: DIGEST.slice(i % 64) + DIGEST.slice(0, i % 64), notAfter })),
+  });
+
+  it('agrees with the pattern on every UTF-16 code unit at every kind of position', () => {
+    const pattern = new RegExp(DATE_TIME);
+    let accepted = 0;
+    // A digit, each separator, and the last character.
+    for (const at of [0, 3, 4, 7, 10, 13, 16, 18, 19]) {
+      for (let c = 0; c < 65_536; c++) {
+        const s = DATE.slice(0, at) + String.fromCharCode(c) + DATE.slice(at + 1);
+        const expected = pattern.test(s);
+        if (fast(message([s])) !== expected) expect(fast(message([s])), `code unit ${c} at ${at}`).toBe(expected);
+        if (expected) accepted++;
+      }
+    }
+    // Ten digits at each of the three digit positions, one character at each of the six others.
+    expect(accepted).toBe(3 * 10 + 6);
+  });
+
+  it('finds a wrong date among many dates and digests, in any place', () => {
+    // The digests are checked in turns of 61: wrong dates fall either side of a turn too.
+    const dates = Array.from({ length: 130 }, (_, i) => `20${String(27 + (i % 70)).padStart(2, '0')}-06-30T23:59:${String(i % 60).padStart(2, '0')}Z`);
+    expect(fast(message(dates))).toBe(true);
+    let checked = 0;
+    for (const bad of ['2027-06-30T23:59:59z', '2027-06-30 23:59:59Z', '2027-06-3OT23:59:59Z', '2027-06-30T23:59:5\u0669Z', '\ud8002027-06-30T23:59:5']) {
+      for (const at of [0, 1, 44, 45, 46, 59, 60, 61, 129]) {
+        const list = [...dates];
+        list[at] = bad;
+        expect(fast(message(list)), `${JSON.stringify(bad)} as date ${at}`).toBe(false);
+        expect(reference.Check(message(list))).toBe(false);
+        checked++;
+      }
+    }
+    expect(checked).toBe(45);
+    // Dates with a fraction or an offset among those without.
+    for (const other of ['2027-06-30T23:59:59.5+02:00', '2027-06-30T23:59:59.123Z', '2027-06-30T23:59:59-11:30']) {
+      expect(fast(message([...dates.slice(0, 50), other, ...dates.slice(50)])), other).toBe(true);
+      expect(fast(message([other.replace('T', 't')])), other).toBe(false);
+    }
+  });
+});
+
 // Short strings found to match a pattern are remembered (per pattern, up to a bound, then
 // forgotten all at once): what is remembered must never change a verdict.
 describe('compileFastCheck on short strings it has seen before', () => {
