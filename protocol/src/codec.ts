@@ -1,4 +1,4 @@
-import { isAscii, isUtf8 } from 'node:buffer';
+import { Buffer, isAscii, isUtf8 } from 'node:buffer';
 import { randomUUID } from 'node:crypto';
 import { ProtocolError } from './errors.js';
 import {
