@@ -7,6 +7,7 @@
  * and where to look. Ctrl-C stops it cleanly; `--once` ends by itself. `--transport mqtt`: the
  * routers reach the server over MQTT through its embedded broker (mqtts, nothing to install).
  */
+import { Buffer } from 'node:buffer';
 import { rmSync } from 'node:fs';
 import { createJob, type FleetHandle, getJob, reached, startFleet } from '@router-fleet/simulator';
 import type { ServerProcess } from './local-server.js';

@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 import { fleetToCsv, generateFleet, RestError } from '@router-fleet/simulator';
 import { withRest } from './local-server.js';
 

@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 import { closeSync, existsSync, fsyncSync, openSync, rmSync, statfsSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { StoreFullError } from './store/errors.js';

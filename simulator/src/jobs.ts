@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 import { createHash } from 'node:crypto';
 import { SimError } from './errors.js';
 import type { RestClient } from './rest.js';

@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 import { type ConnectionProfile, parseConnectionProfile } from '../connection-profile.js';
 import { AgentError } from '../errors.js';
 import type { ProfileStore } from '../installers/installer.js';

@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 import { AgentError } from '../errors.js';
 import { type InstallContext, type Installer, sectionExtra } from './installer.js';
 

@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 import type { JobExecutionState, JobOfferBody } from '@router-fleet/protocol';
 import type { Storage, Slot } from '../platform/platform.js';
 import type { UpdateState } from './update-table.js';

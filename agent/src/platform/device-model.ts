@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 import { createHash } from 'node:crypto';
 import { AgentError } from '../errors.js';
 import type { FaultInjector } from './faults.js';

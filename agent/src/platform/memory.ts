@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 import { faultDecorators } from './fault-decorators.js';
 import { skewedClock, systemClock, systemRandom } from './clock.js';
 import { type BlobStore, DeviceModel, type DeviceOptions, hashOnly } from './device-model.js';

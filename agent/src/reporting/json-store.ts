@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 import type { Storage } from '../platform/platform.js';
 
 /** A small JSON document in durable storage, cached in memory after the first read. */

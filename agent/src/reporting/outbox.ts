@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 import type { EventBody } from '@router-fleet/protocol';
 import type { Clock, Storage } from '../platform/platform.js';
 

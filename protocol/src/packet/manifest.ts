@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 import { ProtocolError } from '../errors.js';
 import { isFileType } from './file-types.js';
 import { hasControlCharacter, unsafePathReason } from './member-path.js';

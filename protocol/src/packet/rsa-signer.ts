@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 import { constants, createPrivateKey, type KeyObject, privateEncrypt } from 'node:crypto';
 import type forge from 'node-forge';
 

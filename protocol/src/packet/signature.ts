@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 import { constants, createHash, verify as cryptoVerify } from 'node:crypto';
 import forge from 'node-forge';
 import { ProtocolError } from '../errors.js';

@@ -3,6 +3,7 @@
  * Shared by the writer (which only emits ustar, plus a pax header when a name or size does not fit)
  * and the streaming reader.
  */
+import { Buffer } from 'node:buffer';
 
 /** Size of a tar block; headers are one block, bodies are padded to a multiple of it. */
 export const BLOCK_SIZE = 512;

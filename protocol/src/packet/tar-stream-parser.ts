@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 import { ProtocolError } from '../errors.js';
 import { BLOCK_SIZE, decodeBlock, paddingFor, parsePaxRecords, type RawHeader, TypeFlag } from './tar-format.js';
 

@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { RouteSpec } from '../routes/route.js';
 import type { Services } from '../services.js';

@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 import { createPrivateKey } from 'node:crypto';
 import { parseCertificateDer } from '@router-fleet/protocol';
 import { AppError } from '../errors.js';

@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 import { createMessage, encode, MAX_FRAME_BYTES } from '@router-fleet/protocol';
 import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';

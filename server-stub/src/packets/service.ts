@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 import { DownloadSlots } from './download-slots.js';
 import { randomUUID, X509Certificate } from 'node:crypto';
 import { copyFile, readdir } from 'node:fs/promises';

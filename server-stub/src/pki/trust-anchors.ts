@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 import { X509Certificate } from 'node:crypto';
 import { MAX_TRUST_ANCHORS, type TrustAnchor, trustAnchorsDigest } from '@router-fleet/protocol';
 import type { NoticeBus } from '../channel/notices.js';

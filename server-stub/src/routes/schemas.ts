@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 import { type TSchema, Type } from '@sinclair/typebox';
 import { AppError } from '../errors.js';
 

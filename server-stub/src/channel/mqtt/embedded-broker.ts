@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 import { randomBytes, timingSafeEqual, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createServer as createPlainServer, type Server, type Socket } from 'node:net';

@@ -2,6 +2,7 @@
 // through synckit and blocks until the answer is back, so repositories stay synchronous (see
 // ARCHITECTURE.md, "The store on PostgreSQL"). This file imports nothing of the server's: it only
 // speaks the small protocol below.
+import { Buffer } from 'node:buffer';
 import pg from 'pg';
 import { runAsWorker } from 'synckit';
 
