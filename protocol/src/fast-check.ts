@@ -97,21 +97,21 @@ export function compileFastCheck(schema: TSchema): (value: unknown) => boolean {
           } else {
             const t = external(table);
             const o = external(outside);
-            const known = external(shortVerdicts(pattern));
+            const seen = external(shortVerdicts(pattern));
             const i = fresh();
             const c = fresh();
             out.push(
               `if (${v}.length > ${SHORT_STRING}) {`,
               `if (${o}.test(${v})) return false;`,
-              `} else if (!${known}.has(${v})) {`,
+              `} else if (!${seen}.has(${v})) {`,
               `if (${v}.length === 0) return false;`,
               `for (let ${i} = 0; ${i} < ${v}.length; ${i}++) {`,
               `const ${c} = ${v}.charCodeAt(${i});`,
               `if (${c} > 127) { if (!${re}.test(${v})) return false; break; }`,
               `if (${t}[${c}] === 0) return false;`,
               '}',
-              `if (${known}.size >= ${SHORT_VERDICTS}) ${known}.clear();`,
-              `${known}.add(${v});`,
+              `if (${seen}.size >= ${SHORT_VERDICTS}) ${seen}.clear();`,
+              `${seen}.add(${v});`,
               '}',
             );
           }

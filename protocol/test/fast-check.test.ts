@@ -5,6 +5,12 @@ import { mulberry32 } from '../src/random.js';
 import { compileFastCheck, simplerPattern } from '../src/fast-check.js';
 import { EnvelopeFields, MESSAGE_CATALOGUE } from '../src/messages/catalogue.js';
 
+const DATE_TIME = '^\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}:\\d{2}(\\.\\d{1,9})?(Z|[+-]\\d{2}:\\d{2})$';
+// A lowercase SHA-256 hex digest, and the same turned left by i characters (so each turn puts other
+// characters first and last).
+const DIGEST = '0123456789abcdef'.repeat(4);
+const turned = (i: number) => DIGEST.slice(i % 64) + DIGEST.slice(0, i % 64);
+
 // The fast check must accept exactly what TypeBox's compiled check accepts, for the kinds it
 // generates code for and for those it leaves to TypeBox.
 const SCHEMAS: Record<string, TSchema> = {
@@ -20,7 +26,7 @@ const SCHEMAS: Record<string, TSchema> = {
   // Groups and small counted repetitions are rewritten for the compiled check (`simplerPattern`).
   dateTime: Type.String({
     maxLength: 40,
-    pattern: '^\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}:\\d{2}(\\.\\d{1,9})?(Z|[+-]\\d{2}:\\d{2})$',
+    pattern: DATE_TIME,
   }),
   classRepeat: Type.String({ pattern: '^(a|[\\]b]{2})[0-9]{2}?x{3}$' }),
   bounded: Type.Object({
@@ -82,7 +88,6 @@ describe('compileFastCheck', () => {
 // A lowercase hex digest of fixed length is checked by its length and a check of four bytes at a
 // time, not by its pattern: the check must still accept exactly what the pattern (and TypeBox) accepts.
 describe('compileFastCheck on hex digests', () => {
-  const DIGEST = '0123456789abcdef'.repeat(4);
   const schemas = {
     'sha-256 with its length': Type.String({ minLength: 64, maxLength: 64, pattern: '^[0-9a-f]{64}$' }),
     'sha-256 by its pattern alone': Type.String({ pattern: '^[0-9a-f]{64}$' }),
@@ -132,7 +137,7 @@ describe('compileFastCheck on hex digests', () => {
     });
     const fast = compileFastCheck(schema);
     const reference = TypeCompiler.Compile(schema);
-    const digests = Array.from({ length: 130 }, (_, i) => DIGEST.slice(i % 64) + DIGEST.slice(0, i % 64));
+    const digests = Array.from({ length: 130 }, (_, i) => turned(i));
     const message = (list: string[], tail?: string) => ({ list: list.map((d) => ({ d })), ...(tail === undefined ? {} : { tail }) });
     expect(fast(message(digests))).toBe(true);
     expect(fast(message(digests, 'abc09'))).toBe(true);
@@ -178,9 +183,7 @@ describe('compileFastCheck on hex digests', () => {
 // Dates sit beside digests in a certificate list: each must be judged as its pattern judges it,
 // wherever it falls among the digests checked together.
 describe('compileFastCheck on date-times', () => {
-  const DATE_TIME = '^\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}:\\d{2}(\\.\\d{1,9})?(Z|[+-]\\d{2}:\\d{2})$';
   const DATE = '2027-06-30T23:59:59Z';
-  const DIGEST = '0123456789abcdef'.repeat(4);
   const schema = Type.Object({
     certificates: Type.Array(
       Type.Object({
@@ -192,7 +195,7 @@ describe('compileFastCheck on date-times', () => {
   const fast = compileFastCheck(schema);
   const reference = TypeCompiler.Compile(schema);
   const message = (dates: string[]) => ({
-    certificates: dates.map((notAfter, i) => ({ fingerprint: DIGEST.slice(i % 64) + DIGEST.slice(0, i % 64), notAfter })),
+    certificates: dates.map((notAfter, i) => ({ fingerprint: turned(i), notAfter })),
   });
 
   it('agrees with the pattern on every UTF-16 code unit at every kind of position', () => {
